@@ -1,0 +1,1 @@
+"""grouper: CHS-DRG / DIP grouper."""

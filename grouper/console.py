@@ -1,0 +1,101 @@
+"""Terminal output (progress bar, summary tables); the only module that imports rich."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import polars as pl
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+STATUSES = ("grouped", "no_adrg", "ungroupable", "invalid")
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+class _CasesPerSecondColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- cases/s" if speed is None else f"{speed:,.0f} cases/s")
+
+
+class _ProgressTask:
+    def __init__(self, bar: Progress, task_id) -> None:
+        self._bar = bar
+        self._task_id = task_id
+
+    def advance(self, n: int = 1) -> None:
+        self._bar.advance(self._task_id, n)
+
+
+class _NoProgress:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+@contextmanager
+def progress(total: int, description: str, *, enabled: bool) -> Iterator[_ProgressTask | _NoProgress]:
+    """A progress bar on stderr; yields an object with ``advance(n)`` (a no-op when disabled)."""
+    if not enabled:
+        yield _NoProgress()
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _CasesPerSecondColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=stderr_console()) as bar:
+        yield _ProgressTask(bar, bar.add_task(description, total=total))
+
+
+def _percent(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f}%" if total else "-"
+
+
+def render_summary(results: pl.DataFrame, console: Console, *, top: int = 10) -> None:
+    """Print cases by status (all four statuses, in order) and the ``top`` most frequent DRGs."""
+    total = results.height
+    counts = dict(results.group_by("status").len().iter_rows())
+    # Unexpected statuses are shown after the known ones rather than silently dropped.
+    statuses = [*STATUSES, *sorted(s for s in counts if s not in STATUSES and s is not None)]
+
+    by_status = Table(title="Cases by status")
+    by_status.add_column("Status")
+    by_status.add_column("Cases", justify="right")
+    by_status.add_column("%", justify="right")
+    for status in statuses:
+        count = counts.get(status, 0)
+        by_status.add_row(status, f"{count:,}", _percent(count, total))
+    by_status.add_section()
+    by_status.add_row("total", f"{total:,}", _percent(total, total))
+    console.print(by_status)
+
+    top_drgs = (
+        results.filter(pl.col("drg").is_not_null())
+        .group_by("drg")
+        .len()
+        .sort(["len", "drg"], descending=[True, False])
+        .head(top)
+    )
+    by_drg = Table(title=f"Top {top} DRGs")
+    by_drg.add_column("DRG")
+    by_drg.add_column("Cases", justify="right")
+    by_drg.add_column("%", justify="right")
+    for drg, count in top_drgs.iter_rows():
+        by_drg.add_row(drg, f"{count:,}", _percent(count, total))
+    console.print(by_drg)

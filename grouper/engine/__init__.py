@@ -1,0 +1,1 @@
+"""The engine: checked AST → execution plan (compile) → result arrays (kernel) → result frames (run)."""

@@ -1,0 +1,157 @@
+"""Reference kernel in plain Python: the readable definition of what ext/_kernel.pyx computes.
+
+Same signature and outputs as `grouper._kernel.group_cases`; tests check the two agree.
+Slow (a Python loop per case): use it for tests and explanations, not for batches.
+"""
+from __future__ import annotations
+
+from .ir import (
+    DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MISSING, NE, NO_ADRG, NO_CONDITION, OP_AND, OP_CONST,
+    OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_HAS_TAG, OP_IN, OP_IN_UNLESS, OP_NOT, OP_OR,
+    OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
+)
+
+
+def compare(left: int, cmp: int, right: int) -> bool:
+    if cmp == EQ:
+        return left == right
+    if cmp == NE:
+        return left != right
+    if cmp == LT:
+        return left < right
+    if cmp == LE:
+        return left <= right
+    if cmp == GT:
+        return left > right
+    if cmp == GE:
+        return left >= right
+    raise ValueError(f"bad comparison {cmp}")
+
+
+class Case:
+    """One case's view of the batch arrays: code ids of its diagnoses/procedures and its fields."""
+
+    __slots__ = ("dx", "px", "fields")
+
+    def __init__(self, dx, px, fields):
+        self.dx = dx
+        self.px = px
+        self.fields = fields
+
+    def items(self, scope: int):
+        if scope == PDX:
+            return self.dx[:1]
+        if scope == PPROC:
+            return self.px[:1]
+        if scope == DX:
+            return self.dx
+        if scope == PROC:
+            return self.px
+        if scope == SDX:
+            return self.dx[1:]
+        if scope == SPROC:
+            return self.px[1:]
+        raise ValueError(f"bad scope {scope}")
+
+    @property
+    def pdx(self) -> int:
+        return self.dx[0] if len(self.dx) else 0
+
+
+def in_set(set_bits, s: int, code: int) -> bool:
+    return bool((int(set_bits[s, code >> 6]) >> (code & 63)) & 1)
+
+
+def distinct_labels(label_map, items) -> list[int]:
+    seen: list[int] = []
+    for item in items:
+        label = int(label_map[item])
+        if label and label not in seen:
+            seen.append(label)
+    return seen
+
+
+def eval_condition(plan_arrays, k: int, case: Case) -> bool:
+    set_bits, label_maps, program, cond_start = plan_arrays[:4]
+    stack: list[bool] = []
+    tags: list[int] = []
+    for op, a, b, c, d in program[cond_start[k]:cond_start[k + 1]].tolist():
+        if op == OP_CONST:
+            stack.append(bool(a))
+        elif op == OP_IN:
+            stack.append(any(in_set(set_bits, b, x) for x in case.items(a)))
+        elif op == OP_IN_UNLESS:
+            pdx_label = int(label_maps[d, case.pdx])
+            stack.append(any(
+                in_set(set_bits, b, x) and not (label_maps[c, x] != 0 and label_maps[c, x] == pdx_label)
+                for x in case.items(a)))
+        elif op == OP_COUNT:
+            stack.append(compare(len(distinct_labels(label_maps[b], case.items(a))), c, d))
+        elif op == OP_TAGSET:
+            tags = distinct_labels(label_maps[b], case.items(a))
+        elif op == OP_HAS_TAG:
+            stack.append(a in tags)
+        elif op == OP_FIELD_CMP:
+            value = case.fields[a]
+            stack.append(value != MISSING and compare(value, b, c))
+        elif op == OP_FIELD_PRESENT:
+            stack.append(case.fields[a] != MISSING)
+        elif op == OP_AND:
+            right = stack.pop()
+            stack.append(stack.pop() and right)
+        elif op == OP_OR:
+            right = stack.pop()
+            stack.append(stack.pop() or right)
+        elif op == OP_NOT:
+            stack.append(not stack.pop())
+        else:
+            raise ValueError(f"bad opcode {op}")
+    return stack[-1]
+
+
+def group_one(plan_arrays, case: Case) -> tuple[int, int, int, int, int]:
+    """(status, mdc, adrg, drg, reason) for one case; indexes are -1 where not applicable."""
+    (_, _, _, _, invalid_cond, mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond) = plan_arrays
+    for r, cond in enumerate(invalid_cond.tolist()):
+        if eval_condition(plan_arrays, cond, case):
+            return INVALID, -1, -1, -1, r
+    last_entered = -1
+    for m, cond in enumerate(mdc_cond.tolist()):
+        if not eval_condition(plan_arrays, cond, case):
+            continue
+        for a in range(mdc_adrg_start[m], mdc_adrg_start[m + 1]):
+            if not eval_condition(plan_arrays, int(adrg_cond[a]), case):
+                continue
+            for g in range(adrg_drg_start[a], adrg_drg_start[a + 1]):
+                if drg_cond[g] == NO_CONDITION or eval_condition(plan_arrays, int(drg_cond[g]), case):
+                    return GROUPED, m, a, g, -1
+        # Entered but no ADRG matched: CHS-DRG goes on with the next MDC.
+        last_entered = m
+    if last_entered >= 0:
+        return NO_ADRG, last_entered, -1, -1, -1
+    return UNGROUPABLE, -1, -1, -1, -1
+
+
+def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_cond, mdc_adrg_start,
+                adrg_cond, adrg_drg_start, drg_cond,
+                dx_offsets, dx_codes, px_offsets, px_codes, fields, skip,
+                out_status, out_mdc, out_adrg, out_drg, out_reason, start: int = 0, stop: int = -1) -> None:
+    """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
+
+    dx_offsets/px_offsets: int64[n+1]; dx_codes/px_codes: uint32 code ids; fields: int32[7, n];
+    skip: uint8[n], nonzero for rows already rejected while reading (they get status INVALID,
+    reason -1). Outputs: status uint8[n], mdc/adrg/drg/reason int32[n].
+    """
+    plan_arrays = (set_bits, label_maps, program, cond_start, invalid_cond, mdc_cond, mdc_adrg_start,
+                   adrg_cond, adrg_drg_start, drg_cond)
+    n = len(skip)
+    stop = n if stop < 0 else stop
+    for i in range(start, stop):
+        if skip[i]:
+            result = (INVALID, -1, -1, -1, -1)
+        else:
+            case = Case(dx_codes[dx_offsets[i]:dx_offsets[i + 1]].tolist(),
+                        px_codes[px_offsets[i]:px_offsets[i + 1]].tolist(),
+                        fields[:, i].tolist())
+            result = group_one(plan_arrays, case)
+        out_status[i], out_mdc[i], out_adrg[i], out_drg[i], out_reason[i] = result

@@ -1,0 +1,227 @@
+"""Checked AST + tables → execution Plan (see ir.py for the layout)."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ..errors import Diagnostic, SchemeError
+from ..lang import ast
+from ..lang.check import Names
+from ..lang.printer import cond_text, set_text
+from ..lang.tables import TableStore
+from . import ir
+
+
+class _Compiler:
+    def __init__(self, scheme: ast.Scheme, store: TableStore):
+        self.scheme = scheme
+        self.store = store
+        self.names = Names.of(scheme)
+        self.sets: dict[ast.SetExpr, int] = {}         # resolved set expression → set index
+        self.maps: dict[tuple, int] = {}                # (table, filters, column) → label map index
+        self.labels: dict[str, int] = {}                # label text → label id (1-based)
+        self.depts: dict[str, int] = {}
+        self.program: list[tuple[int, int, int, int, int]] = []
+        self.cond_start: list[int] = [0]
+        self.cond_sources: list[str] = []
+        self.max_depth = 0
+
+    # ---- registries ----------------------------------------------------------------------
+    def set_index(self, expr: ast.SetExpr) -> int:
+        key = self.names.resolve(expr)
+        if key not in self.sets:
+            self.sets[key] = len(self.sets)
+        return self.sets[key]
+
+    def map_index(self, table: str, filters: tuple, column: str) -> int:
+        key = (table, tuple((f.column, f.op, f.value) for f in filters), column)
+        if key not in self.maps:
+            self.maps[key] = len(self.maps)
+        return self.maps[key]
+
+    def map_of_set(self, expr: ast.SetExpr, column: str) -> int:
+        resolved = self.names.resolve(expr)
+        if isinstance(resolved, ast.TableFilter):
+            return self.map_index(resolved.table, resolved.filters, column)
+        return self.map_index(resolved.name, (), column)
+
+    def label_id(self, text: str) -> int:
+        return self.labels.setdefault(text, len(self.labels) + 1)
+
+    def dept_id(self, text: str) -> int:
+        return self.depts.setdefault(text, len(self.depts) + 1)
+
+    # ---- conditions ----------------------------------------------------------------------
+    def condition(self, cond: ast.Cond, source: str) -> int:
+        """Emit a condition's postfix program; return its index."""
+        depth = self.emit(cond, 0)
+        if depth > ir.MAX_STACK:
+            raise SchemeError([Diagnostic("too-deep", "error", f"condition nests too deeply (stack {depth} > {ir.MAX_STACK})", cond.span)])
+        self.cond_start.append(len(self.program))
+        self.cond_sources.append(source)
+        return len(self.cond_start) - 2
+
+    def op(self, code, a=0, b=0, c=0, d=0):
+        self.program.append((code, a, b, c, d))
+
+    def emit(self, cond: ast.Cond, depth: int) -> int:
+        """Emit `cond` with `depth` values already on the stack; return the peak stack depth."""
+        if isinstance(cond, ast.Always):
+            self.op(ir.OP_CONST, 1)
+            return depth + 1
+        if isinstance(cond, ast.DefineRef):
+            return self.emit(self.names.define_cond(cond.name), depth)
+        if isinstance(cond, (ast.AnyOf, ast.AllOf)):
+            joiner = ir.OP_OR if isinstance(cond, ast.AnyOf) else ir.OP_AND
+            peak = self.emit(cond.items[0], depth)
+            for item in cond.items[1:]:
+                peak = max(peak, self.emit(item, depth + 1))
+                self.op(joiner)
+            return peak
+        if isinstance(cond, ast.Negation):
+            peak = self.emit(cond.item, depth)
+            self.op(ir.OP_NOT)
+            return peak
+        if isinstance(cond, ast.OneIn):
+            self.op(ir.OP_IN, ir.SCOPE_IDS[cond.scope], self.set_index(cond.set))
+            return depth + 1
+        if isinstance(cond, ast.ManyIn):
+            scope, s = ir.SCOPE_IDS[cond.scope], self.set_index(cond.set)
+            if cond.unless is None:
+                self.op(ir.OP_IN, scope, s)
+            else:
+                u = cond.unless
+                self.op(ir.OP_IN_UNLESS, scope, s, self.map_index(u.item_table, (), u.item_column),
+                        self.map_index(u.pdx_table, (), u.pdx_column))
+            if cond.quant == "no":
+                self.op(ir.OP_NOT)
+            return depth + 1
+        if isinstance(cond, ast.CountLabels):
+            self.op(ir.OP_COUNT, ir.SCOPE_IDS[cond.scope], self.map_of_set(cond.set, cond.column),
+                    ir.CMP_IDS[cond.op], cond.value)
+            return depth + 1
+        if isinstance(cond, ast.TagsMatch):
+            self.op(ir.OP_TAGSET, ir.SCOPE_IDS[cond.scope], self.map_of_set(cond.set, cond.column))
+            return self.emit_tags(cond.expr, depth)
+        if isinstance(cond, ast.FieldCmp):
+            self.op(ir.OP_FIELD_CMP, ir.FIELD_IDS[cond.field], ir.CMP_IDS[cond.op], self.field_value(cond.field, cond.value))
+            return depth + 1
+        if isinstance(cond, ast.FieldRange):
+            f = ir.FIELD_IDS[cond.field]
+            self.op(ir.OP_FIELD_CMP, f, ir.GE, cond.low)
+            self.op(ir.OP_FIELD_CMP, f, ir.LE, cond.high)
+            self.op(ir.OP_AND)
+            return depth + 2
+        if isinstance(cond, ast.FieldIn):
+            f = ir.FIELD_IDS[cond.field]
+            for i, value in enumerate(cond.values):
+                self.op(ir.OP_FIELD_CMP, f, ir.EQ, self.field_value(cond.field, value))
+                if i:
+                    self.op(ir.OP_OR)
+            return depth + min(2, len(cond.values))
+        if isinstance(cond, ast.FieldPresence):
+            self.op(ir.OP_FIELD_PRESENT, ir.FIELD_IDS[cond.field])
+            if not cond.present:
+                self.op(ir.OP_NOT)
+            return depth + 1
+        raise TypeError(f"cannot compile {cond!r}")
+
+    def emit_tags(self, expr: ast.TagExpr, depth: int) -> int:
+        if isinstance(expr, ast.Tag):
+            self.op(ir.OP_HAS_TAG, self.label_id(expr.value))
+            return depth + 1
+        joiner = ir.OP_OR if isinstance(expr, ast.TagAny) else ir.OP_AND
+        peak = self.emit_tags(expr.items[0], depth)
+        for item in expr.items[1:]:
+            peak = max(peak, self.emit_tags(item, depth + 1))
+            self.op(joiner)
+        return peak
+
+    def field_value(self, field: str, value) -> int:
+        if field == "dept":
+            return self.dept_id(value)
+        if field == "sex":
+            return {"male": 1, "female": 2}.get(value, value)
+        return value
+
+    # ---- driver ----------------------------------------------------------------------------
+    def compile(self) -> ir.Plan:
+        s = self.scheme
+        invalids = s.of_type(ast.InvalidDef)
+        invalid_cond = [self.condition(r.cond, f"invalid {r.name}: {cond_text(r.cond)}") for r in invalids]
+        mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond = [], [0], [], [0], []
+        adrgs, drgs = [], []
+        for mdc in s.mdcs:
+            mdc_cond.append(self.condition(mdc.cond, _where(mdc, "mdc", mdc.cond)))
+            for adrg in mdc.adrgs:
+                adrgs.append(adrg)
+                adrg_cond.append(self.condition(adrg.cond, _where(adrg, "adrg", adrg.cond)))
+                for drg in adrg.drgs:
+                    drgs.append(drg)
+                    drg_cond.append(ir.NO_CONDITION if drg.cond is None
+                                    else self.condition(drg.cond, _where(drg, "drg", drg.cond)))
+                adrg_drg_start.append(len(drgs))
+            mdc_adrg_start.append(len(adrgs))
+
+        codes, set_bits, label_maps = self.build_code_tables()
+        i32 = lambda xs: np.ascontiguousarray(np.asarray(xs, dtype=np.int32))  # noqa: E731
+        program = np.asarray(self.program, dtype=np.int32).reshape(-1, 5)
+        return ir.Plan(
+            name=s.header.name, version=s.header.version, codes=codes,
+            depts=list(self.depts), labels=list(self.labels),
+            set_bits=set_bits, label_maps=label_maps, program=np.ascontiguousarray(program),
+            cond_start=i32(self.cond_start), invalid_cond=i32(invalid_cond),
+            mdc_cond=i32(mdc_cond), mdc_adrg_start=i32(mdc_adrg_start),
+            adrg_cond=i32(adrg_cond), adrg_drg_start=i32(adrg_drg_start), drg_cond=i32(drg_cond),
+            invalid_names=[r.name for r in invalids], invalid_messages=[r.message or r.name for r in invalids],
+            mdc_codes=[m.code for m in s.mdcs], mdc_names=[m.name or "" for m in s.mdcs],
+            adrg_codes=[a.code for a in adrgs], adrg_names=[a.name or "" for a in adrgs],
+            drg_codes=[d.code for d in drgs], drg_names=[d.name or "" for d in drgs],
+            cond_sources=self.cond_sources,
+            set_sources=[set_text(e) for e in self.sets],
+            map_sources=[f"{t}[{', '.join(f'{c} {o} {v!r}' for c, o, v in f)}].{col}" for t, f, col in self.maps],
+        )
+
+    def build_code_tables(self):
+        """Intern every code the plan mentions, then build set bitmaps and label maps over the ids."""
+        set_members: list[pl.Series] = []
+        for expr in self.sets:
+            if isinstance(expr, ast.InlineSet):
+                set_members.append(pl.Series("code", list(expr.codes), dtype=pl.String))
+            else:
+                key = self.store.key(expr.table if isinstance(expr, ast.TableFilter) else expr.name)
+                set_members.append(self.store.filtered(expr)[key].drop_nulls().rename("code"))
+        map_rows: list[pl.DataFrame] = []
+        for (table, filters, column) in self.maps:
+            expr = ast.TableFilter(table, tuple(ast.Filter(c, o, v) for c, o, v in filters))
+            frame = self.store.filtered(expr)
+            map_rows.append(frame.select(pl.col(self.store.key(table)).alias("code"), pl.col(column).alias("label"))
+                            .drop_nulls().unique(subset="code", keep="first", maintain_order=True))
+        # Dictionary codes get ids too, so validation can tell "known but unused" from "unknown".
+        dictionaries = [self.store.codes(ast.SetRef(d.table)) for d in self.names.dictionaries.values()]
+        all_codes = pl.concat([*set_members, *(m["code"] for m in map_rows),
+                               *(pl.Series("code", d, dtype=pl.String) for d in dictionaries),
+                               pl.Series("code", [], dtype=pl.String)])
+        codes = all_codes.unique().sort().to_list()
+        ids = pl.DataFrame({"code": codes, "id": np.arange(1, len(codes) + 1, dtype=np.uint32)})
+
+        n_words = (len(codes) + 1 + 63) // 64
+        set_bits = np.zeros((max(len(set_members), 1), n_words), dtype=np.uint64)
+        for s, members in enumerate(set_members):
+            member_ids = members.to_frame().join(ids, on="code", how="inner")["id"].to_numpy().astype(np.int64)
+            np.bitwise_or.at(set_bits[s], member_ids >> 6, np.left_shift(np.uint64(1), (member_ids & 63).astype(np.uint64)))
+        label_maps = np.zeros((max(len(map_rows), 1), len(codes) + 1), dtype=np.uint32)
+        for m, rows in enumerate(map_rows):
+            joined = rows.join(ids, on="code", how="inner")
+            label_ids = np.fromiter((self.label_id(t) for t in joined["label"].to_list()), dtype=np.uint32, count=joined.height)
+            label_maps[m, joined["id"].to_numpy()] = label_ids
+        return codes, set_bits, label_maps
+
+
+def _where(node, kind: str, cond: ast.Cond) -> str:
+    at = f" ({node.span})" if node.span else ""
+    return f"{kind} {node.code}{at}: {cond_text(cond)}"
+
+
+def compile_scheme(scheme: ast.Scheme, store: TableStore) -> ir.Plan:
+    return _Compiler(scheme, store).compile()

@@ -1,0 +1,93 @@
+"""The execution plan: everything the kernel needs, as flat integer arrays.
+
+Codes are interned once per plan: `codes[i]` has id i+1; id 0 means "not a code of this scheme"
+(unknown codes can match nothing, so they all share id 0). Code sets are bitmaps over ids.
+Label maps give each code id a label id (0 = no label), e.g. the body site of a trauma code or
+the exclusion table of a CC code; label ids are global to the plan so two maps can be compared.
+
+A condition is a postfix program over a small boolean stack. Each instruction is a row of
+`program` (int32[n, 5]: opcode, a, b, c, d); condition k is rows cond_start[k]:cond_start[k+1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Scopes (operand a of IN / IN_UNLESS / COUNT / TAGSET)
+PDX, PPROC, DX, PROC, SDX, SPROC = range(6)
+SCOPE_IDS = {"pdx": PDX, "pproc": PPROC, "dx": DX, "proc": PROC, "secondary dx": SDX, "secondary proc": SPROC}
+
+# Case fields: rows of the int32 field matrix; MISSING marks an absent value.
+FIELDS = ("sex", "age", "age_days", "weight", "los", "discharge", "dept")
+FIELD_IDS = {name: i for i, name in enumerate(FIELDS)}
+MISSING = np.iinfo(np.int32).min
+
+# Comparisons (FIELD_CMP b, COUNT c). A comparison with a missing value is false.
+EQ, NE, LT, LE, GT, GE = range(6)
+CMP_IDS = {"=": EQ, "!=": NE, "<": LT, "<=": LE, ">": GT, ">=": GE}
+
+# Opcodes
+OP_CONST = 0        # push a (0/1)
+OP_IN = 1           # push: some item of scope a is in set b
+OP_IN_UNLESS = 2    # push: some item of scope a is in set b and not (map c[item] != 0 and map c[item] == map d[pdx])
+OP_COUNT = 3        # push: (number of distinct nonzero labels map b[item] over scope a) cmp c value d
+OP_TAGSET = 4       # load the distinct nonzero labels map b[item] over scope a into the tag register (pushes nothing)
+OP_HAS_TAG = 5      # push: label a is in the tag register
+OP_FIELD_CMP = 6    # push: field a cmp b value c
+OP_FIELD_PRESENT = 7  # push: field a is not missing
+OP_AND = 8
+OP_OR = 9
+OP_NOT = 10
+OPCODE_NAMES = ("CONST", "IN", "IN_UNLESS", "COUNT", "TAGSET", "HAS_TAG", "FIELD_CMP", "FIELD_PRESENT", "AND", "OR", "NOT")
+
+MAX_STACK = 64
+MAX_TAGS = 64  # distinct labels held by the tag register
+
+# Result status codes (kernel output) and their names (result frame values)
+GROUPED, NO_ADRG, UNGROUPABLE, INVALID = range(4)
+STATUS_NAMES = ("grouped", "no_adrg", "ungroupable", "invalid")
+NO_CONDITION = -1  # drg_cond entry of an unconditional DRG
+
+
+@dataclass
+class Plan:
+    name: str
+    version: str
+    codes: list[str]
+    depts: list[str]
+    labels: list[str]
+    set_bits: np.ndarray        # uint64[n_sets, n_words]
+    label_maps: np.ndarray      # uint32[n_maps, len(codes) + 1]
+    program: np.ndarray         # int32[n_instr, 5]
+    cond_start: np.ndarray      # int32[n_cond + 1]
+    invalid_cond: np.ndarray    # int32[n_invalid]
+    mdc_cond: np.ndarray        # int32[n_mdc]
+    mdc_adrg_start: np.ndarray  # int32[n_mdc + 1]  ADRGs of MDC m: mdc_adrg_start[m]:mdc_adrg_start[m+1]
+    adrg_cond: np.ndarray       # int32[n_adrg]
+    adrg_drg_start: np.ndarray  # int32[n_adrg + 1]
+    drg_cond: np.ndarray        # int32[n_drg], NO_CONDITION when unconditional
+    invalid_names: list[str]
+    invalid_messages: list[str]
+    mdc_codes: list[str]
+    mdc_names: list[str]
+    adrg_codes: list[str]
+    adrg_names: list[str]
+    drg_codes: list[str]
+    drg_names: list[str]
+    # Where each condition / set / label map came from, for explain and error messages.
+    cond_sources: list[str] = field(default_factory=list)
+    set_sources: list[str] = field(default_factory=list)
+    map_sources: list[str] = field(default_factory=list)
+
+    @property
+    def n_codes(self) -> int:
+        return len(self.codes)
+
+    def condition(self, k: int) -> np.ndarray:
+        return self.program[self.cond_start[k]:self.cond_start[k + 1]]
+
+    def kernel_args(self) -> tuple:
+        """The plan arrays in the order every kernel's `group_cases` takes them."""
+        return (self.set_bits, self.label_maps, self.program, self.cond_start, self.invalid_cond,
+                self.mdc_cond, self.mdc_adrg_start, self.adrg_cond, self.adrg_drg_start, self.drg_cond)

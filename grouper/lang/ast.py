@@ -1,0 +1,289 @@
+"""Typed AST of the scheme language. Class names mirror the grammar rules in grammars/scheme.lark.
+
+Every node carries a `span` (excluded from equality, so a re-parsed printout compares equal).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import Span
+
+
+def _span() -> Span | None:
+    return field(default=None, compare=False, repr=False)
+
+
+# ---- set expressions -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Filter:
+    column: str
+    op: str  # "=" or "!="
+    value: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class SetRef:
+    """A named set, or a table's whole key column."""
+
+    name: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class TableFilter:
+    table: str
+    filters: tuple[Filter, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class InlineSet:
+    codes: tuple[str, ...]
+    span: Span | None = _span()
+
+
+SetExpr = SetRef | TableFilter | InlineSet
+
+
+# ---- conditions ------------------------------------------------------------------------
+# Scopes a condition can look at. One-item scopes: pdx (principal diagnosis), pproc
+# (principal procedure). Many-item scopes: every diagnosis / procedure, or only the secondary ones.
+ONE_SCOPES = ("pdx", "pproc")
+MANY_SCOPES = ("dx", "proc", "secondary dx", "secondary proc")
+FIELDS = ("sex", "age", "age_days", "weight", "los", "discharge", "dept")
+
+
+@dataclass(frozen=True, slots=True)
+class Always:
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class DefineRef:
+    name: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    items: tuple["Cond", ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    items: tuple["Cond", ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Negation:
+    item: "Cond"
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class OneIn:
+    scope: str  # "pdx" | "pproc"
+    set: SetExpr
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Unless:
+    """An item does not count when item_table.item_column(item) = pdx_table.pdx_column(pdx)."""
+
+    item_table: str
+    item_column: str
+    pdx_table: str
+    pdx_column: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ManyIn:
+    quant: str  # "any" | "no"
+    scope: str  # one of MANY_SCOPES
+    set: SetExpr
+    unless: Unless | None = None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class CountLabels:
+    """count distinct COLUMN of SCOPE in TABLE[...] OP VALUE"""
+
+    column: str
+    scope: str
+    set: SetExpr
+    op: str
+    value: int
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    value: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class TagAny:
+    items: tuple["TagExpr", ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class TagAll:
+    items: tuple["TagExpr", ...]
+    span: Span | None = _span()
+
+
+TagExpr = Tag | TagAny | TagAll
+
+
+@dataclass(frozen=True, slots=True)
+class TagsMatch:
+    """COLUMN of SCOPE in TABLE[...] matches TAGEXPR — the set of labels present satisfies the expression."""
+
+    column: str
+    scope: str
+    set: SetExpr
+    expr: TagExpr
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldCmp:
+    field: str
+    op: str
+    value: int | str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRange:
+    """FIELD in LO..HI, both ends inclusive."""
+
+    field: str
+    low: int
+    high: int
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldIn:
+    field: str
+    values: tuple[int | str, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPresence:
+    field: str
+    present: bool
+    span: Span | None = _span()
+
+
+Cond = (
+    Always | DefineRef | AnyOf | AllOf | Negation | OneIn | ManyIn | CountLabels | TagsMatch
+    | FieldCmp | FieldRange | FieldIn | FieldPresence
+)
+
+
+# ---- statements ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Header:
+    name: str
+    version: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class TableDef:
+    name: str
+    file: str
+    key: str | None = None  # column holding the codes; None means "code"
+    span: Span | None = _span()
+
+    @property
+    def key_column(self) -> str:
+        return self.key or "code"
+
+
+@dataclass(frozen=True, slots=True)
+class DictionaryDef:
+    kind: str  # "dx" | "proc"
+    table: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class SetDef:
+    name: str
+    expr: SetExpr
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class DefineDef:
+    name: str
+    cond: Cond
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidDef:
+    name: str
+    message: str | None
+    cond: Cond
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class DrgDef:
+    code: str
+    name: str | None
+    cond: Cond | None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class AdrgDef:
+    code: str
+    name: str | None
+    cond: Cond
+    drgs: tuple[DrgDef, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class MdcDef:
+    code: str
+    name: str | None
+    cond: Cond
+    adrgs: tuple[AdrgDef, ...]
+    span: Span | None = _span()
+
+
+Statement = TableDef | DictionaryDef | SetDef | DefineDef | InvalidDef | MdcDef
+
+
+@dataclass(frozen=True, slots=True)
+class Scheme:
+    header: Header
+    statements: tuple[Statement, ...]
+    path: str = field(default="<string>", compare=False)
+    text: str | None = field(default=None, compare=False, repr=False)
+
+    def of_type(self, kind: type) -> list:
+        return [s for s in self.statements if isinstance(s, kind)]
+
+    @property
+    def tables(self) -> list[TableDef]:
+        return self.of_type(TableDef)
+
+    @property
+    def mdcs(self) -> list[MdcDef]:
+        return self.of_type(MdcDef)

@@ -1,0 +1,349 @@
+"""Semantic checks over a parsed scheme. Every finding becomes a Diagnostic with a span.
+
+`check()` collects everything (it never stops at the first problem) and returns the list;
+callers raise SchemeError if any has severity "error".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import Diagnostic
+from . import ast
+from .tables import TableStore
+
+DX_SCOPES = ("pdx", "dx", "secondary dx")
+INT_FIELDS = ("age", "age_days", "weight", "los", "discharge")
+
+
+@dataclass
+class Names:
+    """Name tables of a scheme, shared by check and compile."""
+
+    tables: dict[str, ast.TableDef]
+    sets: dict[str, ast.SetDef]
+    defines: dict[str, ast.DefineDef]
+    dictionaries: dict[str, ast.DictionaryDef]
+
+    @classmethod
+    def of(cls, scheme: ast.Scheme) -> "Names":
+        return cls({t.name: t for t in scheme.of_type(ast.TableDef)},
+                   {s.name: s for s in scheme.of_type(ast.SetDef)},
+                   {d.name: d for d in scheme.of_type(ast.DefineDef)},
+                   {d.kind: d for d in scheme.of_type(ast.DictionaryDef)})
+
+    def resolve(self, expr: ast.SetExpr) -> ast.SetExpr:
+        """Follow named sets down to a table, a table filter or an inline set (cycles are checked elsewhere)."""
+        seen = set()
+        while isinstance(expr, ast.SetRef) and expr.name in self.sets and expr.name not in seen:
+            seen.add(expr.name)
+            expr = self.sets[expr.name].expr
+        return expr
+
+    def define_cond(self, name: str) -> ast.Cond:
+        return self.defines[name].cond
+
+
+def walk_cond(cond: ast.Cond):
+    """Yield a condition and all its sub-conditions (not following define references)."""
+    yield cond
+    if isinstance(cond, (ast.AnyOf, ast.AllOf)):
+        for item in cond.items:
+            yield from walk_cond(item)
+    elif isinstance(cond, ast.Negation):
+        yield from walk_cond(cond.item)
+
+
+def _tags(expr: ast.TagExpr):
+    if isinstance(expr, ast.Tag):
+        yield expr
+    else:
+        for item in expr.items:
+            yield from _tags(item)
+
+
+class _Checker:
+    def __init__(self, scheme: ast.Scheme, store: TableStore | None):
+        self.scheme = scheme
+        self.store = store
+        self.names = Names.of(scheme)
+        self.found: list[Diagnostic] = []
+        self.bad_tables: set[str] = set()
+        self.dictionary_codes: dict[str, frozenset] = {}
+        self.dictionary_checked: set[tuple[str, str]] = set()
+
+    def error(self, code, message, span, hint=None):
+        self.found.append(Diagnostic(code, "error", message, span, hint))
+
+    def warning(self, code, message, span, hint=None):
+        self.found.append(Diagnostic(code, "warning", message, span, hint))
+
+    # ---- driver --------------------------------------------------------------------------
+    def run(self) -> list[Diagnostic]:
+        self.check_duplicates()
+        if self.store is not None:
+            errors = self.store.load_errors()
+            self.found.extend(errors)
+            self.bad_tables = {name for name, t in self.names.tables.items() if any(d.span == t.span for d in errors)}
+        for d in self.names.dictionaries.values():
+            if d.kind not in ("dx", "proc"):
+                self.error("bad-dictionary", f"unknown dictionary kind {d.kind!r}", d.span, "use `dictionary dx = TABLE` or `dictionary proc = TABLE`")
+            self.check_table_name(d.table, d.span)
+        for s in self.names.sets.values():
+            self.check_set(s.expr, None)
+        self.check_set_cycles()
+        self.check_define_cycles()
+        for statement in self.scheme.statements:
+            if isinstance(statement, (ast.DefineDef, ast.InvalidDef)):
+                self.check_cond(statement.cond)
+            elif isinstance(statement, ast.MdcDef):
+                self.check_mdc(statement)
+        if not self.scheme.mdcs:
+            self.error("empty-scheme", "the scheme defines no MDC", self.scheme.header.span)
+        return self.found
+
+    # ---- names ---------------------------------------------------------------------------
+    def check_duplicates(self):
+        seen: dict[tuple[str, str], ast.Statement] = {}
+        kinds = {ast.TableDef: "table", ast.SetDef: "set", ast.DefineDef: "define", ast.InvalidDef: "invalid rule",
+                 ast.DictionaryDef: "dictionary"}
+        for st in self.scheme.statements:
+            kind = kinds.get(type(st))
+            if kind is None:
+                continue
+            key = (kind, getattr(st, "name", None) or st.kind)
+            if key in seen:
+                self.error("duplicate-name", f"{kind} {key[1]!r} is defined twice (first at {seen[key].span})", st.span)
+            seen[key] = st
+        for name in set(self.names.sets) & set(self.names.tables):
+            self.error("duplicate-name", f"set {name!r} has the name of a table", self.names.sets[name].span,
+                       "a bare table name already means the set of its codes; pick another set name")
+        groups: dict[str, ast.Statement] = {}
+        for mdc in self.scheme.mdcs:
+            for node in (mdc, *mdc.adrgs, *(d for a in mdc.adrgs for d in a.drgs)):
+                if node.code in groups:
+                    self.error("duplicate-group", f"group code {node.code} is defined twice (first at {groups[node.code].span})", node.span)
+                else:
+                    groups[node.code] = node
+
+    def check_table_name(self, name: str, span) -> bool:
+        if name not in self.names.tables:
+            hint = f"declared tables: {', '.join(self.names.tables) or 'none'}"
+            self.error("unknown-table", f"unknown table {name!r}", span, hint)
+            return False
+        return name not in self.bad_tables
+
+    def check_column(self, table: str, column: str, span):
+        if self.store is None or table in self.bad_tables or table not in self.names.tables:
+            return
+        columns = self.store.columns(table)
+        if column not in columns:
+            self.error("unknown-column", f"table {table} has no column {column!r}", span, f"columns are {', '.join(columns)}")
+
+    def check_set(self, expr: ast.SetExpr, scope: str | None):
+        if isinstance(expr, ast.SetRef):
+            if expr.name not in self.names.sets and expr.name not in self.names.tables:
+                self.error("unknown-set", f"unknown set or table {expr.name!r}", expr.span,
+                           "declare it with `set NAME = ...` or `table NAME = \"file.csv\"`")
+        elif isinstance(expr, ast.TableFilter):
+            if self.check_table_name(expr.table, expr.span):
+                for f in expr.filters:
+                    self.check_column(expr.table, f.column, f.span)
+                if self.store is not None and not self.store.codes(expr):
+                    self.warning("empty-set", f"{_set_text(expr)} selects no codes", expr.span)
+        elif isinstance(expr, ast.InlineSet) and not expr.codes:
+            self.warning("empty-set", "this inline set is empty", expr.span)
+        if scope is not None:
+            self.check_dictionary(expr, scope)
+
+    def check_dictionary(self, expr: ast.SetExpr, scope: str):
+        """Warn about codes of a set that the scheme's code dictionary does not list."""
+        kind = "dx" if scope in DX_SCOPES else "proc"
+        dictionary = self.names.dictionaries.get(kind)
+        if self.store is None or dictionary is None or dictionary.table in self.bad_tables:
+            return
+        if dictionary.table not in self.names.tables:
+            return
+        resolved = self.names.resolve(expr)
+        if isinstance(resolved, ast.SetRef) and resolved.name not in self.names.tables:
+            return
+        if isinstance(resolved, ast.TableFilter) and (resolved.table not in self.names.tables or resolved.table in self.bad_tables):
+            return
+        if (_set_text(resolved), kind) in self.dictionary_checked:
+            return
+        self.dictionary_checked.add((_set_text(resolved), kind))
+        if dictionary.table not in self.dictionary_codes:
+            self.dictionary_codes[dictionary.table] = frozenset(self.store.codes(ast.SetRef(dictionary.table)))
+        known = self.dictionary_codes[dictionary.table]
+        codes = resolved.codes if isinstance(resolved, ast.InlineSet) else self.store.codes(resolved)
+        absent = [c for c in codes if c not in known]
+        if absent:
+            sample = ", ".join(absent[:5]) + (" ..." if len(absent) > 5 else "")
+            self.warning("unknown-code", f"{len(absent)} code(s) of {_set_text(resolved)} are not in dictionary "
+                         f"{kind} ({dictionary.table}): {sample}", expr.span,
+                         "such codes never match a case coded from the dictionary")
+
+    def check_set_cycles(self):
+        for name, s in self.names.sets.items():
+            seen = [name]
+            expr = s.expr
+            while isinstance(expr, ast.SetRef) and expr.name in self.names.sets:
+                if expr.name in seen:
+                    self.error("cycle", f"set {name} refers to itself ({' -> '.join(seen + [expr.name])})", s.span)
+                    break
+                seen.append(expr.name)
+                expr = self.names.sets[expr.name].expr
+
+    def check_define_cycles(self):
+        def visit(name, path):
+            if name in path:
+                return path + [name]
+            define = self.names.defines.get(name)
+            if define is None:
+                return None
+            for node in walk_cond(define.cond):
+                if isinstance(node, ast.DefineRef):
+                    cycle = visit(node.name, path + [name])
+                    if cycle:
+                        return cycle
+            return None
+
+        for name, define in self.names.defines.items():
+            cycle = visit(name, [])
+            if cycle and cycle[0] == name:
+                self.error("cycle", f"define {name} refers to itself ({' -> '.join(cycle)})", define.span)
+
+    # ---- conditions ------------------------------------------------------------------------
+    def check_cond(self, cond: ast.Cond):
+        for node in walk_cond(cond):
+            if isinstance(node, ast.DefineRef):
+                if node.name not in self.names.defines:
+                    self.error("unknown-define", f"unknown condition name {node.name!r}", node.span,
+                               "define it with `define NAME = condition` before use, or check the spelling")
+            elif isinstance(node, (ast.OneIn, ast.ManyIn)):
+                self.check_set(node.set, node.scope)
+                if isinstance(node, ast.ManyIn) and node.unless is not None:
+                    self.check_unless(node)
+            elif isinstance(node, (ast.CountLabels, ast.TagsMatch)):
+                self.check_set(node.set, node.scope)
+                self.check_label_source(node)
+            elif isinstance(node, (ast.FieldCmp, ast.FieldIn)):
+                values = (node.value,) if isinstance(node, ast.FieldCmp) else node.values
+                for value in values:
+                    self.check_field_value(node, value)
+                if isinstance(node, ast.FieldCmp) and node.field in ("dept", "sex") and node.op not in ("=", "!="):
+                    self.error("bad-comparison", f"{node.field} can only be compared with = or !=", node.span)
+            elif isinstance(node, ast.FieldRange):
+                if node.field in ("dept", "sex"):
+                    self.error("bad-comparison", f"{node.field} has no numeric range", node.span)
+                elif node.low > node.high:
+                    self.error("empty-range", f"range {node.low}..{node.high} is empty", node.span, "write LOW..HIGH")
+
+    def check_field_value(self, node, value):
+        if node.field == "dept":
+            if not isinstance(value, str) or value in ("male", "female"):
+                self.error("bad-value", "dept values are quoted strings, e.g. dept = \"ICU\"", node.span)
+        elif node.field == "sex":
+            if value not in (1, 2, "male", "female"):
+                self.error("bad-value", f"sex is compared with male/female (or 1/2), not {value!r}", node.span)
+        elif not isinstance(value, int):
+            self.error("bad-value", f"{node.field} is a whole number; {value!r} is not", node.span)
+
+    def check_unless(self, node: ast.ManyIn):
+        u = node.unless
+        if not node.scope.endswith("dx"):
+            self.error("bad-unless", "`unless` compares with the principal diagnosis; use it on diagnoses", u.span)
+        for table, column in ((u.item_table, u.item_column), (u.pdx_table, u.pdx_column)):
+            if self.check_table_name(table, u.span):
+                self.check_column(table, column, u.span)
+
+    def check_label_source(self, node):
+        resolved = self.names.resolve(node.set)
+        if isinstance(resolved, ast.InlineSet) or (isinstance(resolved, ast.SetRef) and resolved.name not in self.names.tables):
+            self.error("labels-need-table", f"`{node.column} of ...` reads a column, so it needs a table, not {_set_text(resolved)}",
+                       node.span, "write e.g. `count distinct site of dx in mdc_dx[mdc = \"MDCZ\"] >= 2`")
+            return
+        table = resolved.table if isinstance(resolved, ast.TableFilter) else resolved.name
+        if table in self.names.tables:
+            self.check_column(table, node.column, node.span)
+
+    # ---- hierarchy -------------------------------------------------------------------------
+    def check_mdc(self, mdc: ast.MdcDef):
+        self.check_cond(mdc.cond)
+        if not mdc.adrgs:
+            self.warning("empty-mdc", f"MDC {mdc.code} has no ADRG: a case entering it goes on to the next MDC", mdc.span)
+        self.check_siblings(mdc.adrgs, "ADRG")
+        for adrg in mdc.adrgs:
+            self.check_cond(adrg.cond)
+            if not adrg.drgs:
+                self.error("empty-adrg", f"ADRG {adrg.code} has no DRG", adrg.span, "add at least `drg CODE \"name\"`")
+                continue
+            for drg in adrg.drgs:
+                if drg.cond is not None:
+                    self.check_cond(drg.cond)
+            if adrg.drgs[-1].cond is not None:
+                self.error("no-default-drg", f"the last DRG of ADRG {adrg.code} has a condition, so a case could match "
+                           f"the ADRG and no DRG", adrg.drgs[-1].span, "make the last DRG unconditional (drop its `when`)")
+            self.check_siblings(adrg.drgs, "DRG")
+
+    def check_siblings(self, nodes, kind: str):
+        """A rule never matches when an earlier sibling matches every case it could match."""
+        for i, later in enumerate(nodes):
+            for earlier in nodes[:i]:
+                if self.implies(later.cond, earlier.cond):
+                    self.error("unreachable", f"{kind} {later.code} can never match: {kind} {earlier.code} "
+                               f"(line {earlier.span.line if earlier.span else '?'}) is tried first and matches every case it would",
+                               later.span, f"reorder the rules or narrow {earlier.code}")
+                    break
+
+    def implies(self, later: ast.Cond | None, earlier: ast.Cond | None) -> bool:
+        """True when `later` holding guarantees `earlier` holds (conservative: False when unsure)."""
+        if earlier is None or isinstance(earlier, ast.Always):
+            return True
+        if later is None:
+            return False
+        later_atoms = self._conjuncts(later)
+        return all(any(self._atom_implies(l, e) for l in later_atoms) for e in self._conjuncts(earlier))
+
+    def _conjuncts(self, cond: ast.Cond) -> list[ast.Cond]:
+        if isinstance(cond, ast.DefineRef) and cond.name in self.names.defines:
+            return self._conjuncts(self.names.define_cond(cond.name))
+        if isinstance(cond, ast.AllOf):
+            return [atom for item in cond.items for atom in self._conjuncts(item)]
+        return [cond]
+
+    def _atom_implies(self, later: ast.Cond, earlier: ast.Cond) -> bool:
+        if later == earlier or isinstance(earlier, ast.Always):
+            return True
+        if (isinstance(later, ast.OneIn) and isinstance(earlier, ast.OneIn) and later.scope == earlier.scope) or (
+                isinstance(later, ast.ManyIn) and isinstance(earlier, ast.ManyIn) and later.scope == earlier.scope
+                and later.quant == earlier.quant == "any" and later.unless is None and earlier.unless is None):
+            small, big = self._code_set(later.set), self._code_set(earlier.set)
+            return small is not None and big is not None and small <= big
+        return False
+
+    def _code_set(self, expr: ast.SetExpr) -> frozenset | None:
+        resolved = self.names.resolve(expr)
+        if isinstance(resolved, ast.InlineSet):
+            return frozenset(resolved.codes)
+        if self.store is None:
+            return None
+        table = resolved.table if isinstance(resolved, ast.TableFilter) else resolved.name
+        if table not in self.names.tables or table in self.bad_tables:
+            return None
+        try:
+            return frozenset(self.store.codes(resolved))
+        except Exception:  # an unknown filter column is reported elsewhere
+            return None
+
+
+def _set_text(expr: ast.SetExpr) -> str:
+    if isinstance(expr, ast.SetRef):
+        return expr.name
+    if isinstance(expr, ast.TableFilter):
+        inner = ", ".join(f'{f.column} {f.op} "{f.value}"' for f in expr.filters)
+        return f"{expr.table}[{inner}]"
+    return "{" + ", ".join(f'"{c}"' for c in expr.codes[:3]) + (", ..." if len(expr.codes) > 3 else "") + "}"
+
+
+def check(scheme: ast.Scheme, store: TableStore | None) -> list[Diagnostic]:
+    return _Checker(scheme, store).run()

@@ -1,0 +1,208 @@
+"""Scheme text → AST. Lark (LALR) parses; a Transformer builds the typed nodes of `ast.py`."""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+import lark
+from lark import Transformer, v_args
+
+from ..errors import Diagnostic, SchemeError, Span, with_source
+from . import ast
+
+_TERMINAL_NAMES = {
+    "NAME": "a name", "STRING": 'a quoted string ("...")', "INT": "an integer", "LBRACE": "'{'",
+    "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "EQUAL": "'='",
+    "COMMA": "','", "CMP": "a comparison (=, !=, <, <=, >, >=)", "FIELD": "a case field",
+    "WHEN": "'when'", "IN": "'in'", "$END": "end of file", "ONE": "'pdx'/'pproc'", "QUANT": "'any'/'no'",
+    "MANY_SCOPE": "'dx'/'proc'", "PRESENCE": "'missing'/'present'", "SEX_WORD": "'male'/'female'",
+    "FILTER_OP": "'='/'!='", "DOT": "'.'", "VBAR": "'|'", "AMPERSAND": "'&'",
+}
+
+
+@functools.cache
+def grammar() -> lark.Lark:
+    text = resources.files("grouper.grammars").joinpath("scheme.lark").read_text(encoding="utf-8")
+    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def parse_file(path: str | Path) -> ast.Scheme:
+    path = Path(path)
+    return parse_text(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_text(text: str, path: str = "<string>") -> ast.Scheme:
+    try:
+        tree = grammar().parse(text)
+    except lark.UnexpectedInput as exc:
+        raise SchemeError([with_source(_syntax_diagnostic(exc, path), text)]) from None
+    builder = _Builder(path)
+    try:
+        header, *statements = builder.transform(tree).children
+    except lark.exceptions.VisitError as exc:  # a callback rejected a value (e.g. a bad tag)
+        orig = exc.orig_exc
+        if isinstance(orig, SchemeError):
+            raise SchemeError([with_source(d, text) for d in orig.diagnostics]) from None
+        raise
+    return ast.Scheme(header, tuple(statements), path=path, text=text)
+
+
+def _syntax_diagnostic(exc: lark.UnexpectedInput, path: str) -> Diagnostic:
+    span = Span(path, exc.line, exc.column, exc.line, exc.column + 1)
+    if isinstance(exc, lark.UnexpectedToken):
+        token = exc.token
+        if token.type == "$END":
+            message = "unexpected end of file"
+        else:
+            kind = {"NAME": "name ", "STRING": "string ", "INT": "number "}.get(token.type, "")
+            message = f"unexpected {kind}{str(token)!r}"
+            span = Span(path, token.line, token.column, token.end_line or token.line,
+                        token.end_column or token.column + len(token))
+        expected = sorted({_TERMINAL_NAMES.get(t, repr(t.lower())) for t in exc.expected if not t.startswith("__")})
+        hint = "expected " + ", ".join(expected[:8]) + (" ..." if len(expected) > 8 else "") if expected else None
+        if token.type == "NAME" and any(k in exc.expected for k in ("LBRACE",)):
+            hint = (hint or "") + " (did you forget 'and'/'or' between conditions, or the '{' of a block?)"
+    elif isinstance(exc, lark.UnexpectedCharacters):
+        message = f"unexpected character {exc.char!r}"
+        allowed = sorted(_TERMINAL_NAMES.get(t, t.lower()) for t in (exc.allowed or ()))
+        hint = "expected " + ", ".join(allowed[:8]) if allowed else None
+    else:
+        message, hint = "unexpected end of file", "a block or statement is not finished (missing '}'?)"
+    return Diagnostic("syntax", "error", message, span, hint)
+
+
+def _span_of(path: str, meta) -> Span | None:
+    if getattr(meta, "empty", True):
+        return None
+    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _string(token) -> str:
+    # STRING tokens keep their quotes; \" and \\ are the only escapes.
+    return str(token)[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    def __init__(self, path: str):
+        super().__init__(visit_tokens=False)
+        self.path = path
+
+    def _s(self, meta):
+        return _span_of(self.path, meta)
+
+    # statements
+    def header(self, meta, c):
+        return ast.Header(_string(c[0]), _string(c[1]), self._s(meta))
+
+    def table_def(self, meta, c):
+        return ast.TableDef(str(c[0]), _string(c[1]), str(c[2]) if c[2] is not None else None, self._s(meta))
+
+    def dictionary_def(self, meta, c):
+        return ast.DictionaryDef(str(c[0]), str(c[1]), self._s(meta))
+
+    def set_def(self, meta, c):
+        return ast.SetDef(str(c[0]), c[1], self._s(meta))
+
+    def define_def(self, meta, c):
+        return ast.DefineDef(str(c[0]), c[1], self._s(meta))
+
+    def invalid_def(self, meta, c):
+        return ast.InvalidDef(str(c[0]), _string(c[1]) if c[1] is not None else None, c[2], self._s(meta))
+
+    def mdc_def(self, meta, c):
+        code, name, cond, *adrgs = c
+        return ast.MdcDef(str(code), _string(name) if name is not None else None, cond, tuple(adrgs), self._s(meta))
+
+    def adrg_def(self, meta, c):
+        code, name, cond, *drgs = c
+        return ast.AdrgDef(str(code), _string(name) if name is not None else None, cond, tuple(drgs), self._s(meta))
+
+    def drg_def(self, meta, c):
+        code, name, cond = c
+        return ast.DrgDef(str(code), _string(name) if name is not None else None, cond, self._s(meta))
+
+    # sets
+    def set_ref(self, meta, c):
+        return ast.SetRef(str(c[0]), self._s(meta))
+
+    def table_filter(self, meta, c):
+        return ast.TableFilter(str(c[0]), tuple(c[1:]), self._s(meta))
+
+    def inline_set(self, meta, c):
+        return ast.InlineSet(tuple(_string(t) for t in c if t is not None), self._s(meta))
+
+    def filter(self, meta, c):
+        return ast.Filter(str(c[0]), str(c[1]), _string(c[2]), self._s(meta))
+
+    # conditions
+    def any_of(self, meta, c):
+        return c[0] if len(c) == 1 else ast.AnyOf(tuple(c), self._s(meta))
+
+    def all_of(self, meta, c):
+        return c[0] if len(c) == 1 else ast.AllOf(tuple(c), self._s(meta))
+
+    def negation(self, meta, c):
+        return ast.Negation(c[0], self._s(meta))
+
+    def always(self, meta, c):
+        return ast.Always(self._s(meta))
+
+    def define_ref(self, meta, c):
+        return ast.DefineRef(str(c[0]), self._s(meta))
+
+    def one_in(self, meta, c):
+        return ast.OneIn(str(c[0]), c[1], self._s(meta))
+
+    def many(self, meta, c):
+        return str(c[0])
+
+    def secondary(self, meta, c):
+        return f"secondary {c[0]}"
+
+    def many_in(self, meta, c):
+        quant, scope, set_expr, unless = c
+        return ast.ManyIn(str(quant), scope, set_expr, unless, self._s(meta))
+
+    def unless(self, meta, c):
+        return ast.Unless(*(str(t) for t in c), span=self._s(meta))
+
+    def count_labels(self, meta, c):
+        column, scope, set_expr, op, value = c
+        return ast.CountLabels(str(column), scope, set_expr, str(op), int(value), self._s(meta))
+
+    def tags_match(self, meta, c):
+        column, scope, set_expr, expr = c
+        return ast.TagsMatch(str(column), scope, set_expr, expr, self._s(meta))
+
+    def tag_any(self, meta, c):
+        return c[0] if len(c) == 1 else ast.TagAny(tuple(c), self._s(meta))
+
+    def tag_all(self, meta, c):
+        return c[0] if len(c) == 1 else ast.TagAll(tuple(c), self._s(meta))
+
+    def tag(self, meta, c):
+        tok = c[0]
+        value = _string(tok) if tok.type == "STRING" else str(tok)
+        return ast.Tag(value, self._s(meta))
+
+    def field_cmp(self, meta, c):
+        return ast.FieldCmp(str(c[0]), str(c[1]), _value(c[2]), self._s(meta))
+
+    def field_range(self, meta, c):
+        return ast.FieldRange(str(c[0]), int(c[1]), int(c[2]), self._s(meta))
+
+    def field_in(self, meta, c):
+        return ast.FieldIn(str(c[0]), tuple(_value(v) for v in c[1:]), self._s(meta))
+
+    def field_presence(self, meta, c):
+        return ast.FieldPresence(str(c[0]), str(c[1]) == "present", self._s(meta))
+
+
+def _value(token) -> int | str:
+    if token.type == "INT":
+        return int(token)
+    if token.type == "STRING":
+        return _string(token)
+    return str(token)  # male / female

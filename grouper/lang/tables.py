@@ -1,0 +1,66 @@
+"""The CSV tables of a scheme pack, loaded lazily and read as text (codes keep leading zeros)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from ..errors import Diagnostic
+from . import ast
+
+
+class TableStore:
+    """Loads the tables a scheme declares, relative to the scheme file's folder."""
+
+    def __init__(self, base_dir: str | Path, table_defs: list[ast.TableDef]):
+        self.base_dir = Path(base_dir)
+        self.defs = {t.name: t for t in table_defs}
+        self._frames: dict[str, pl.DataFrame] = {}
+
+    def path(self, name: str) -> Path:
+        return self.base_dir / self.defs[name].file
+
+    def frame(self, name: str) -> pl.DataFrame:
+        if name not in self._frames:
+            self._frames[name] = pl.read_csv(self.path(name), infer_schema=False, encoding="utf8")
+        return self._frames[name]
+
+    def columns(self, name: str) -> list[str]:
+        return self.frame(name).columns
+
+    def key(self, name: str) -> str:
+        return self.defs[name].key_column
+
+    def load_errors(self) -> list[Diagnostic]:
+        """One diagnostic per declared table that is missing or unreadable, or lacks its key column."""
+        found = []
+        for name, table in self.defs.items():
+            path = self.path(name)
+            if not path.is_file():
+                found.append(Diagnostic("missing-table-file", "error", f"table file {table.file!r} not found",
+                                        table.span, f"looked for {path}"))
+                continue
+            try:
+                columns = self.columns(name)
+            except Exception as exc:  # polars raises several error types for a bad CSV
+                found.append(Diagnostic("unreadable-table", "error", f"cannot read {table.file!r}: {exc}", table.span))
+                continue
+            if table.key_column not in columns:
+                found.append(Diagnostic(
+                    "unknown-column", "error", f"table {name} has no key column {table.key_column!r}", table.span,
+                    f"columns are {', '.join(columns)}; name the code column with `key COLUMN`"))
+        return found
+
+    def filtered(self, expr: ast.TableFilter | ast.SetRef) -> pl.DataFrame:
+        """Rows of a table matching a filter expression (all rows for a bare table name)."""
+        name = expr.table if isinstance(expr, ast.TableFilter) else expr.name
+        frame = self.frame(name)
+        for f in getattr(expr, "filters", ()):
+            column = pl.col(f.column)
+            frame = frame.filter(column == f.value if f.op == "=" else (column != f.value) | column.is_null())
+        return frame
+
+    def codes(self, expr: ast.TableFilter | ast.SetRef) -> list[str]:
+        """Distinct non-empty key codes of a (filtered) table, in file order."""
+        key = self.key(expr.table if isinstance(expr, ast.TableFilter) else expr.name)
+        return self.filtered(expr)[key].drop_nulls().unique(maintain_order=True).to_list()

@@ -1,0 +1,732 @@
+"""The Cython kernel (grouper._kernel) against the Python reference kernel (engine/_kernel_py.py).
+
+Plans are built by hand here (following the layout documented in engine/ir.py), so these tests
+do not depend on the compiler. Three kinds of test:
+- concrete results computed by hand, run on both kernels (catches a bug the two share);
+- parity on random plans and cases (numpy RNG and hypothesis);
+- Cython-only behaviour: read-only inputs, threads on disjoint row ranges, input validation.
+
+Cython tests skip when the extension is not built, or fail if GROUPER_REQUIRE_EXTENSION is set.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from grouper.engine import _kernel_py, ir
+from grouper.engine.ir import (
+    DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MAX_STACK, MISSING, NE, NO_ADRG, NO_CONDITION,
+    OP_AND, OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_HAS_TAG, OP_IN, OP_IN_UNLESS,
+    OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
+)
+from grouper.engine.kernel import KERNEL_NAME, get_kernel
+
+AGE, SEX, LOS = ir.FIELD_IDS["age"], ir.FIELD_IDS["sex"], ir.FIELD_IDS["los"]
+N_FIELDS = len(ir.FIELDS)
+
+
+def _require_extension() -> bool:
+    return os.environ.get("GROUPER_REQUIRE_EXTENSION", "") not in ("", "0")
+
+
+def cython_kernel():
+    """The Cython kernel module, or skip (fail under GROUPER_REQUIRE_EXTENSION) if not built."""
+    try:
+        return get_kernel("cython")
+    except ImportError as exc:
+        if _require_extension():
+            pytest.fail(f"GROUPER_REQUIRE_EXTENSION is set but the Cython kernel is missing: {exc}")
+        pytest.skip(f"Cython kernel grouper._kernel is not built ({exc}); "
+                    "build it with `pip install --no-build-isolation -e .`")
+
+
+@pytest.fixture
+def cy():
+    return cython_kernel()
+
+
+@pytest.fixture(params=["python", "cython"])
+def kernel(request):
+    return _kernel_py if request.param == "python" else cython_kernel()
+
+
+# --------------------------------------------------------------------------- plan & batch builders
+
+def I(op, a=0, b=0, c=0, d=0):  # noqa: E743 - one instruction row
+    return (op, a, b, c, d)
+
+
+class PlanBuilder:
+    """Builds the ten plan arrays of ir.Plan.kernel_args() by hand."""
+
+    def __init__(self, n_codes: int = 20):
+        self.width = n_codes + 1                 # code ids 0..n_codes
+        self.n_words = (self.width + 63) // 64
+        self.sets: list[np.ndarray] = []
+        self.maps: list[np.ndarray] = []
+        self.conds: list[list[tuple]] = []
+        self.invalid: list[int] = []
+        self.mdcs: list[tuple[int, list[tuple[int, list[int]]]]] = []
+
+    def set(self, ids) -> int:
+        bits = np.zeros(self.n_words, np.uint64)
+        for i in ids:
+            bits[i >> 6] |= np.uint64(1) << np.uint64(i & 63)
+        self.sets.append(bits)
+        return len(self.sets) - 1
+
+    def map(self, labels: dict[int, int]) -> int:
+        row = np.zeros(self.width, np.uint32)
+        for code, label in labels.items():
+            row[code] = label
+        self.maps.append(row)
+        return len(self.maps) - 1
+
+    def cond(self, *instrs) -> int:
+        self.conds.append([tuple(x) for x in instrs])
+        return len(self.conds) - 1
+
+    def true(self) -> int:
+        return self.cond(I(OP_CONST, 1))
+
+    def false(self) -> int:
+        return self.cond(I(OP_CONST, 0))
+
+    def invalid_rule(self, cond: int) -> None:
+        self.invalid.append(cond)
+
+    def mdc(self, cond: int, adrgs) -> None:
+        """adrgs: [(adrg condition, [drg condition or NO_CONDITION, ...]), ...]"""
+        self.mdcs.append((cond, [(a, list(drgs)) for a, drgs in adrgs]))
+
+    def build(self) -> tuple:
+        set_bits = np.array(self.sets, np.uint64).reshape(len(self.sets), self.n_words)
+        label_maps = np.array(self.maps, np.uint32).reshape(len(self.maps), self.width)
+        rows = [row for cond in self.conds for row in cond]
+        program = np.array(rows, np.int32).reshape(len(rows), 5)
+        cond_start = np.cumsum([0] + [len(c) for c in self.conds]).astype(np.int32)
+        mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond = [], [0], [], [0], []
+        for m_cond, adrgs in self.mdcs:
+            mdc_cond.append(m_cond)
+            for a_cond, drgs in adrgs:
+                adrg_cond.append(a_cond)
+                drg_cond.extend(drgs)
+                adrg_drg_start.append(len(drg_cond))
+            mdc_adrg_start.append(len(adrg_cond))
+        i32 = lambda xs: np.array(xs, np.int32)  # noqa: E731
+        return (set_bits, label_maps, program, cond_start, i32(self.invalid), i32(mdc_cond),
+                i32(mdc_adrg_start), i32(adrg_cond), i32(adrg_drg_start), i32(drg_cond))
+
+
+def make_batch(cases, skip=None) -> tuple:
+    """cases: [(dx ids, px ids, {field id: value})]; returns the six batch arrays."""
+    n = len(cases)
+    dx_offsets = np.zeros(n + 1, np.int64)
+    px_offsets = np.zeros(n + 1, np.int64)
+    dx_codes, px_codes = [], []
+    fields = np.full((N_FIELDS, n), MISSING, np.int32)
+    for i, (dx, px, f) in enumerate(cases):
+        dx_codes.extend(dx)
+        px_codes.extend(px)
+        dx_offsets[i + 1] = len(dx_codes)
+        px_offsets[i + 1] = len(px_codes)
+        for a, v in (f or {}).items():
+            fields[a, i] = v
+    skip_arr = np.zeros(n, np.uint8) if skip is None else np.array(skip, np.uint8)
+    return (dx_offsets, np.array(dx_codes, np.uint32), px_offsets, np.array(px_codes, np.uint32),
+            fields, skip_arr)
+
+
+SENTINEL_STATUS, SENTINEL_INT = 250, 777_777
+
+
+def new_outputs(n: int) -> tuple:
+    return (np.full(n, SENTINEL_STATUS, np.uint8),) + tuple(np.full(n, SENTINEL_INT, np.int32) for _ in range(4))
+
+
+def run(kernel, plan, batch, start=0, stop=-1, outputs=None) -> np.ndarray:
+    """Group and return the outputs as one int64[n, 5] array (status, mdc, adrg, drg, reason)."""
+    out = new_outputs(len(batch[5])) if outputs is None else outputs
+    if start == 0 and stop == -1:
+        kernel.group_cases(*plan, *batch, *out)       # defaults
+    else:
+        kernel.group_cases(*plan, *batch, *out, start, stop)
+    return np.stack([o.astype(np.int64) for o in out], axis=1)
+
+
+def truth(kernel, instrs, dx=(), px=(), fields=None, pb=None) -> bool:
+    """Evaluate one condition on one case, through the kernel: the condition is the plan's only
+    invalid rule, so the case is INVALID (reason 0) iff it holds, else UNGROUPABLE."""
+    pb = pb or PlanBuilder()
+    pb.invalid_rule(pb.cond(*instrs))
+    (status, mdc, adrg, drg, reason), = run(kernel, pb.build(), make_batch([(list(dx), list(px), fields)]))
+    assert (mdc, adrg, drg) == (-1, -1, -1)
+    assert (status, reason) in ((INVALID, 0), (UNGROUPABLE, -1))
+    return bool(status == INVALID)
+
+
+# --------------------------------------------------------------------------- hand-computed results
+
+def scoped_plan():
+    pb = PlanBuilder()
+    return pb, {code: pb.set([code]) for code in range(0, 21)}
+
+
+@pytest.mark.parametrize("scope, code, expected", [
+    (PDX, 3, True), (PDX, 5, False), (DX, 5, True), (DX, 7, True), (DX, 10, False),
+    (SDX, 3, False), (SDX, 5, True), (SDX, 7, True),
+    (PPROC, 10, True), (PPROC, 11, False), (PROC, 11, True), (PROC, 3, False),
+    (SPROC, 10, False), (SPROC, 11, True),
+])
+def test_in_scopes(kernel, scope, code, expected):
+    pb, sets = scoped_plan()
+    assert truth(kernel, [I(OP_IN, scope, sets[code])], dx=[3, 5, 7], px=[10, 11], pb=pb) is expected
+
+
+@pytest.mark.parametrize("scope", [PDX, PPROC, DX, PROC, SDX, SPROC])
+def test_in_empty_lists(kernel, scope):
+    pb = PlanBuilder()
+    everything = pb.set(range(21))
+    assert truth(kernel, [I(OP_IN, scope, everything)], dx=[], px=[], pb=pb) is False
+
+
+@pytest.mark.parametrize("scope, expected", [(PDX, False), (SDX, False), (PPROC, True), (SPROC, False)])
+def test_single_item_lists(kernel, scope, expected):
+    pb = PlanBuilder()
+    everything = pb.set(range(21))
+    assert truth(kernel, [I(OP_IN, scope, everything)], dx=[], px=[4], pb=pb) is expected
+
+
+def test_code_id_zero_is_an_ordinary_item(kernel):
+    pb = PlanBuilder()
+    zero = pb.set([0])
+    assert truth(kernel, [I(OP_IN, DX, zero)], dx=[3, 0], pb=pb)
+    pb = PlanBuilder()
+    zero = pb.set([0])
+    assert not truth(kernel, [I(OP_IN, DX, zero)], dx=[3, 4], pb=pb)
+
+
+def test_set_bits_across_words(kernel):
+    pb = PlanBuilder(n_codes=200)
+    s = pb.set([63, 64, 127, 128, 200])
+    for code, expected in [(63, True), (64, True), (65, False), (127, True), (128, True), (129, False),
+                           (200, True), (199, False), (0, False)]:
+        pb2 = PlanBuilder(n_codes=200)
+        pb2.sets = list(pb.sets)
+        assert truth(kernel, [I(OP_IN, DX, s)], dx=[code], pb=pb2) is expected, code
+
+
+@pytest.mark.parametrize("a, expected", [(0, False), (1, True), (5, True), (-1, True)])
+def test_const(kernel, a, expected):
+    assert truth(kernel, [I(OP_CONST, a)]) is expected
+
+
+def in_unless_plan():
+    """IN_UNLESS DX set{5, 7, 0} excl map c against pdx map d."""
+    pb = PlanBuilder()
+    s = pb.set([5, 7, 0])
+    excl = pb.map({5: 9, 7: 0, 0: 4, 6: 9})
+    pdx_map = pb.map({3: 9, 8: 0, 0: 4, 2: 1})
+    return pb, [I(OP_IN_UNLESS, DX, s, excl, pdx_map)], [I(OP_IN_UNLESS, PROC, s, excl, pdx_map)]
+
+
+@pytest.mark.parametrize("dx, px, expected", [
+    ([3, 5], [], False),        # 5 in set, excl[5] = 9 == pdx_map[3]: excluded
+    ([3, 5, 7], [], True),      # 7 in set, excl[7] = 0: never excluded
+    ([8, 7], [], True),         # pdx label 0, excl[7] = 0: 0 == 0 but the label must be nonzero
+    ([2, 5], [], True),         # pdx label 1 != excl[5] = 9
+    ([3, 6], [], False),        # 6 not in the set (its excl label is irrelevant)
+    ([5], [], True),            # pdx 5 itself: pdx_map[5] = 0 != excl[5]
+    ([], [], False),
+])
+def test_in_unless(kernel, dx, px, expected):
+    pb, instrs, _ = in_unless_plan()
+    assert truth(kernel, instrs, dx=dx, px=px, pb=pb) is expected
+
+
+def test_in_unless_empty_dx_uses_code_id_zero_as_pdx(kernel):
+    # No dx: pdx is id 0, pdx_map[0] = 4, and excl[0] = 4, so procedure 0 is excluded ...
+    pb, _, instrs = in_unless_plan()
+    assert truth(kernel, instrs, dx=[], px=[0], pb=pb) is False
+    # ... but procedure 5 (excl 9) is not
+    pb, _, instrs = in_unless_plan()
+    assert truth(kernel, instrs, dx=[], px=[0, 5], pb=pb) is True
+    # with a pdx of label 9, 5 is excluded and 0 is not
+    pb, _, instrs = in_unless_plan()
+    assert truth(kernel, instrs, dx=[3], px=[5], pb=pb) is False
+    pb, _, instrs = in_unless_plan()
+    assert truth(kernel, instrs, dx=[3], px=[5, 0], pb=pb) is True
+
+
+COUNT_LABELS = {1: 1, 2: 1, 3: 2, 4: 0, 5: 3, 6: 3}   # dx [1..6]: distinct nonzero labels {1, 2, 3}
+
+
+@pytest.mark.parametrize("cmp, value, expected", [
+    (EQ, 3, True), (EQ, 2, False), (NE, 3, False), (NE, 6, True),
+    (LT, 4, True), (LT, 3, False), (LE, 3, True), (LE, 2, False),
+    (GT, 2, True), (GT, 3, False), (GE, 3, True), (GE, 4, False),
+])
+def test_count(kernel, cmp, value, expected):
+    pb = PlanBuilder()
+    m = pb.map(COUNT_LABELS)
+    assert truth(kernel, [I(OP_COUNT, DX, m, cmp, value)], dx=[1, 2, 3, 4, 5, 6], pb=pb) is expected
+
+
+@pytest.mark.parametrize("scope, dx, expected_count", [
+    (DX, [], 0), (DX, [4, 0], 0), (PDX, [1, 2, 3], 1), (SDX, [1, 2, 3], 2), (SDX, [3, 1, 2], 1),
+])
+def test_count_scopes(kernel, scope, dx, expected_count):
+    pb = PlanBuilder()
+    m = pb.map(COUNT_LABELS)
+    assert truth(kernel, [I(OP_COUNT, scope, m, EQ, expected_count)], dx=dx, pb=pb)
+
+
+def test_count_many_distinct_labels(kernel):
+    # More distinct labels than MAX_TAGS: the count must still be exact.
+    n = 150
+    pb = PlanBuilder(n_codes=n)
+    m = pb.map({code: (code % 90) + 1 for code in range(1, n + 1)})
+    dx = list(range(1, n + 1))
+    assert truth(kernel, [I(OP_COUNT, DX, m, EQ, 90)], dx=dx, pb=pb)
+    pb = PlanBuilder(n_codes=n)
+    m = pb.map({code: (code % 90) + 1 for code in range(1, n + 1)})
+    assert not truth(kernel, [I(OP_COUNT, DX, m, EQ, 64)], dx=dx, pb=pb)
+
+
+def tag_plan():
+    pb = PlanBuilder()
+    sites = pb.map({1: 11, 2: 12, 3: 12, 4: 0, 5: 13, 10: 14})
+    other = pb.map({1: 21})
+    return pb, sites, other
+
+
+@pytest.mark.parametrize("instrs, expected", [
+    ([I(OP_TAGSET, DX, "sites"), I(OP_HAS_TAG, 12)], True),
+    ([I(OP_TAGSET, DX, "sites"), I(OP_HAS_TAG, 13)], False),         # 5 is not a dx
+    ([I(OP_TAGSET, PROC, "sites"), I(OP_HAS_TAG, 14)], True),
+    ([I(OP_TAGSET, SDX, "sites"), I(OP_HAS_TAG, 11)], False),        # 1 is the pdx
+    ([I(OP_TAGSET, PDX, "sites"), I(OP_HAS_TAG, 11)], True),
+    ([I(OP_TAGSET, DX, "sites"), I(OP_HAS_TAG, 0)], False),          # 4 has label 0: not a tag
+    ([I(OP_TAGSET, DX, "sites"), I(OP_HAS_TAG, -1)], False),
+    ([I(OP_HAS_TAG, 12)], False),                                    # empty register
+    ([I(OP_TAGSET, DX, "sites"), I(OP_TAGSET, DX, "other"), I(OP_HAS_TAG, 12)], False),  # replaced
+    ([I(OP_TAGSET, DX, "sites"), I(OP_TAGSET, DX, "other"), I(OP_HAS_TAG, 21)], True),
+    ([I(OP_TAGSET, DX, "sites"), I(OP_HAS_TAG, 11), I(OP_HAS_TAG, 12), I(OP_AND),
+      I(OP_TAGSET, SPROC, "sites"), I(OP_HAS_TAG, 14), I(OP_NOT), I(OP_AND)], True),
+])
+def test_tagset_has_tag(kernel, instrs, expected):
+    pb, sites, other = tag_plan()
+    names = {"sites": sites, "other": other}
+    instrs = [tuple(names.get(x, x) if isinstance(x, str) else x for x in row) for row in instrs]
+    assert truth(kernel, instrs, dx=[1, 2, 3, 4], px=[10], pb=pb) is expected
+
+
+def test_tag_register_beyond_max_tags(kernel):
+    # 100 distinct labels in scope: the reference keeps them all, so HAS_TAG must see label 100.
+    n = 100
+    pb = PlanBuilder(n_codes=n)
+    m = pb.map({code: code for code in range(1, n + 1)})
+    for label, expected in [(1, True), (64, True), (65, True), (100, True), (101, False)]:
+        pb2 = PlanBuilder(n_codes=n)
+        pb2.maps = list(pb.maps)
+        assert truth(kernel, [I(OP_TAGSET, DX, m), I(OP_HAS_TAG, label)],
+                     dx=list(range(1, n + 1)), pb=pb2) is expected, label
+
+
+@pytest.mark.parametrize("cmp, value, expected", [
+    (EQ, 30, True), (EQ, 31, False), (NE, 31, True), (NE, 30, False), (LT, 31, True), (LT, 30, False),
+    (LE, 30, True), (LE, 29, False), (GT, 29, True), (GT, 30, False), (GE, 30, True), (GE, 31, False),
+])
+def test_field_cmp(kernel, cmp, value, expected):
+    assert truth(kernel, [I(OP_FIELD_CMP, AGE, cmp, value)], fields={AGE: 30}) is expected
+
+
+@pytest.mark.parametrize("cmp", [EQ, NE, LT, LE, GT, GE])
+def test_field_cmp_missing_is_false(kernel, cmp):
+    assert truth(kernel, [I(OP_FIELD_CMP, AGE, cmp, 30)], fields={SEX: 1}) is False
+    assert truth(kernel, [I(OP_FIELD_CMP, AGE, cmp, 30), I(OP_NOT)], fields={SEX: 1}) is True
+
+
+def test_field_cmp_extremes(kernel):
+    big = np.iinfo(np.int32).max
+    assert truth(kernel, [I(OP_FIELD_CMP, LOS, GT, MISSING + 1)], fields={LOS: big})
+    assert truth(kernel, [I(OP_FIELD_CMP, LOS, LT, 0)], fields={LOS: MISSING + 1})
+    assert truth(kernel, [I(OP_FIELD_CMP, LOS, EQ, -5)], fields={LOS: -5})
+
+
+def test_field_present(kernel):
+    assert truth(kernel, [I(OP_FIELD_PRESENT, AGE)], fields={AGE: 0})
+    assert not truth(kernel, [I(OP_FIELD_PRESENT, AGE)], fields={SEX: 2})
+    assert truth(kernel, [I(OP_FIELD_PRESENT, SEX)], fields={SEX: 2})
+
+
+@pytest.mark.parametrize("bits", range(16))
+def test_nested_boolean_logic(kernel, bits):
+    a, b, c, d = ((bits >> k) & 1 for k in range(4))
+    # ((a and not b) or (c and d)) and not (a or d)   and   not (not (a or (b and (c or not d))))
+    first = [I(OP_CONST, a), I(OP_CONST, b), I(OP_NOT), I(OP_AND), I(OP_CONST, c), I(OP_CONST, d),
+             I(OP_AND), I(OP_OR), I(OP_CONST, a), I(OP_CONST, d), I(OP_OR), I(OP_NOT), I(OP_AND)]
+    second = [I(OP_CONST, a), I(OP_CONST, b), I(OP_CONST, c), I(OP_CONST, d), I(OP_NOT), I(OP_OR),
+              I(OP_AND), I(OP_OR), I(OP_NOT), I(OP_NOT)]
+    assert truth(kernel, first) is bool(((a and not b) or (c and d)) and not (a or d))
+    assert truth(kernel, second) is bool(a or (b and (c or not d)))
+
+
+def test_result_is_top_of_stack(kernel):
+    assert truth(kernel, [I(OP_CONST, 0), I(OP_CONST, 1)]) is True
+    assert truth(kernel, [I(OP_CONST, 1), I(OP_CONST, 0)]) is False
+
+
+def test_full_stack_depth(kernel):
+    # MAX_STACK pushes then MAX_STACK - 1 ANDs: the deepest program the Cython kernel accepts.
+    ones = [I(OP_CONST, 1)] * MAX_STACK + [I(OP_AND)] * (MAX_STACK - 1)
+    assert truth(kernel, ones) is True
+    last_zero = [I(OP_CONST, 1)] * (MAX_STACK - 1) + [I(OP_CONST, 0)] + [I(OP_AND)] * (MAX_STACK - 1)
+    assert truth(kernel, last_zero) is False
+
+
+def hierarchy_plan():
+    """A plan with two invalid rules and four MDCs, driven by the dx codes:
+    dx 1 -> invalid rule 0, dx 2 -> invalid rule 1;
+    MDC 0 entered by 10 (ADRG 0 needs 11: DRG 0 if age >= 65 else DRG 1);
+    MDC 1 entered by 10 or 20 (ADRG 1 needs 21, ADRG 2 needs 22: DRG 2 if 23, DRG 3 if 24, no fallback);
+    MDC 2 entered by 30 (no ADRGs);
+    MDC 3 entered by 20 anywhere in dx (ADRG 3 needs 25: DRG 5 unconditional).
+    MDC 0 is entered by a 10 anywhere in dx, MDC 1 only by a pdx 10 or 20."""
+    pb = PlanBuilder(n_codes=40)
+    has = {code: pb.cond(I(OP_IN, DX, pb.set([code]))) for code in (1, 2, 10, 11, 20, 21, 22, 23, 24, 25, 30)}
+    pb.invalid_rule(has[1])
+    pb.invalid_rule(has[2])
+    old = pb.cond(I(OP_FIELD_CMP, AGE, GE, 65))
+    ten_or_twenty = pb.cond(I(OP_IN, PDX, pb.set([10])), I(OP_IN, PDX, pb.set([20])), I(OP_OR))
+    pb.mdc(has[10], [(has[11], [old, NO_CONDITION])])
+    pb.mdc(ten_or_twenty, [(has[21], [NO_CONDITION]), (has[22], [has[23], has[24]])])
+    pb.mdc(has[30], [])
+    pb.mdc(has[20], [(has[25], [NO_CONDITION])])
+    return pb.build()
+
+
+@pytest.mark.parametrize("dx, age, expected", [
+    ([1, 10, 11], 70, (INVALID, -1, -1, -1, 0)),
+    ([10, 2, 1], 70, (INVALID, -1, -1, -1, 0)),       # first matching rule wins
+    ([10, 2, 11], 70, (INVALID, -1, -1, -1, 1)),
+    ([10, 11], 70, (GROUPED, 0, 0, 0, -1)),
+    ([10, 11], 40, (GROUPED, 0, 0, 1, -1)),           # conditional DRG false: the fallback
+    ([10, 11], MISSING, (GROUPED, 0, 0, 1, -1)),
+    ([10, 21], 40, (GROUPED, 1, 1, 2, -1)),           # MDC 0 entered, no ADRG: falls through to MDC 1
+    ([10, 22, 24], 40, (GROUPED, 1, 2, 4, -1)),
+    ([10, 22, 23, 24], 40, (GROUPED, 1, 2, 3, -1)),
+    ([10, 22], 40, (NO_ADRG, 1, -1, -1, -1)),         # ADRG 2 matched but none of its DRGs
+    ([10], 40, (NO_ADRG, 1, -1, -1, -1)),             # MDCs 0 and 1 entered: the last one is reported
+    ([20, 30], 40, (NO_ADRG, 3, -1, -1, -1)),         # MDCs 1, 2 and 3 entered, none with an ADRG
+    ([30], 40, (NO_ADRG, 2, -1, -1, -1)),
+    ([20, 25], 40, (GROUPED, 3, 3, 5, -1)),           # MDC 1 entered without ADRG, then MDC 3
+    ([21, 10], 40, (NO_ADRG, 0, -1, -1, -1)),         # MDC 1 needs 10/20 as *pdx*; MDC 0 does not
+    ([21, 20], 40, (NO_ADRG, 3, -1, -1, -1)),
+    ([21, 22], 40, (UNGROUPABLE, -1, -1, -1, -1)),
+    ([], 40, (UNGROUPABLE, -1, -1, -1, -1)),
+    ([0, 0], 40, (UNGROUPABLE, -1, -1, -1, -1)),
+])
+def test_hierarchy(kernel, dx, age, expected):
+    (row,) = run(kernel, hierarchy_plan(), make_batch([(dx, [], {AGE: age})]))
+    assert tuple(row) == expected
+
+
+def test_skip_rows(kernel):
+    batch = list(make_batch([([10, 11], [], {AGE: 70}), ([10, 11], [], {AGE: 70}), ([], [], None)],
+                            skip=[0, 1, 1]))
+    res = run(kernel, hierarchy_plan(), tuple(batch))
+    assert res.tolist() == [[GROUPED, 0, 0, 0, -1], [INVALID, -1, -1, -1, -1], [INVALID, -1, -1, -1, -1]]
+
+
+def test_skip_rows_are_not_read(kernel):
+    # A skipped row's codes are never looked at, even ids no plan knows.
+    batch = make_batch([([10, 11], [], {AGE: 70}), ([10, 10**6], [10**7], None)], skip=[0, 1])
+    assert run(kernel, hierarchy_plan(), batch).tolist() == [[GROUPED, 0, 0, 0, -1], [INVALID, -1, -1, -1, -1]]
+
+
+def test_empty_plan_and_empty_batch(kernel):
+    empty = PlanBuilder().build()
+    assert run(kernel, empty, make_batch([([1], [2], None), ([], [], None)])).tolist() == \
+        [[UNGROUPABLE, -1, -1, -1, -1]] * 2
+    assert run(kernel, hierarchy_plan(), make_batch([])).shape == (0, 5)
+
+
+def test_start_stop(kernel):
+    plan = hierarchy_plan()
+    batch = make_batch([([10, 11], [], {AGE: 70}), ([10, 21], [], None), ([30], [], None),
+                        ([1], [], None), ([], [], None)])
+    full = run(kernel, plan, batch)
+    for start, stop in [(0, 5), (1, 3), (2, -1), (4, 5), (3, 3), (0, 0), (5, 5), (5, -1)]:
+        part = run(kernel, plan, batch, start, stop)
+        end = 5 if stop < 0 else stop
+        assert (part[start:end] == full[start:end]).all()
+        untouched = np.r_[0:start, end:5]
+        assert (part[untouched, 0] == SENTINEL_STATUS).all()
+        assert (part[untouched, 1:] == SENTINEL_INT).all()
+
+
+# --------------------------------------------------------------------------- random plans and cases
+
+N_CODES = 150
+
+
+def random_condition(rng, n_sets, n_maps, depth=0) -> list[tuple]:
+    """A random well-formed postfix program (stack depth <= 2 * 4 + 2)."""
+    if depth < 4 and rng.random() < 0.55:
+        kind = rng.integers(3)
+        left = random_condition(rng, n_sets, n_maps, depth + 1)
+        if kind == 2:
+            return left + [I(OP_NOT)]
+        return left + random_condition(rng, n_sets, n_maps, depth + 1) + [I(OP_AND if kind == 0 else OP_OR)]
+    scope = int(rng.integers(6))
+    op = int(rng.choice([OP_CONST, OP_IN, OP_IN, OP_IN, OP_IN_UNLESS, OP_COUNT, OP_TAGSET, OP_HAS_TAG,
+                         OP_FIELD_CMP, OP_FIELD_PRESENT]))
+    if op == OP_CONST:
+        return [I(op, int(rng.random() < 0.6))]
+    if op == OP_IN:
+        return [I(op, scope, int(rng.integers(n_sets)))]
+    if op == OP_IN_UNLESS:
+        return [I(op, scope, int(rng.integers(n_sets)), int(rng.integers(n_maps)), int(rng.integers(n_maps)))]
+    if op == OP_COUNT:
+        return [I(op, scope, int(rng.integers(n_maps)), int(rng.integers(6)), int(rng.integers(4)))]
+    if op == OP_TAGSET:
+        return [I(op, scope, int(rng.integers(n_maps))), I(OP_HAS_TAG, int(rng.integers(-1, 9)))]
+    if op == OP_HAS_TAG:        # whatever the register holds (maybe nothing yet)
+        return [I(op, int(rng.integers(0, 9)))]
+    if op == OP_FIELD_CMP:
+        return [I(op, int(rng.integers(N_FIELDS)), int(rng.integers(6)), int(rng.integers(-1, 4)))]
+    return [I(op, int(rng.integers(N_FIELDS)))]
+
+
+def random_plan(seed: int, n_conditions: int = 30) -> tuple:
+    rng = np.random.default_rng(seed)
+    pb = PlanBuilder(n_codes=N_CODES)
+    n_sets, n_maps = 12, 5
+    for _ in range(n_sets):
+        # mostly small codes, so the random cases hit the sets often
+        pb.set(rng.choice(40, size=int(rng.integers(1, 12)), replace=False).tolist()
+               + rng.choice(N_CODES + 1, size=int(rng.integers(0, 4))).tolist())
+    for _ in range(n_maps):
+        pb.map({code: int(rng.integers(0, 8)) for code in range(N_CODES + 1) if rng.random() < 0.7})
+    conds = [pb.cond(*random_condition(rng, n_sets, n_maps)) for _ in range(n_conditions)]
+    pick = lambda: int(rng.choice(conds))  # noqa: E731 - conditions are shared, as a compiler may do
+    for _ in range(2):
+        pb.invalid_rule(pb.cond(*(random_condition(rng, n_sets, n_maps, 2) + random_condition(rng, n_sets, n_maps, 2)
+                                  + [I(OP_AND)])))
+    for _ in range(6):
+        adrgs = []
+        for _ in range(int(rng.integers(0, 4))):
+            drgs = [pick() for _ in range(int(rng.integers(0, 3)))]
+            if rng.random() < 0.7:
+                drgs.append(NO_CONDITION)
+            adrgs.append((pick(), drgs))
+        pb.mdc(pick(), adrgs)
+    return pb.build()
+
+
+def random_field(rng) -> int:
+    return MISSING if rng.random() < 0.15 else int(rng.integers(-1, 4))
+
+
+def random_cases(seed: int, n: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    code = lambda: int(rng.integers(40)) if rng.random() < 0.85 else int(rng.integers(N_CODES + 1))  # noqa: E731
+    cases = [([code() for _ in range(int(rng.integers(0, 7)))],
+              [code() for _ in range(int(rng.integers(0, 5)))],
+              {a: random_field(rng) for a in range(N_FIELDS)}) for _ in range(n)]
+    return make_batch(cases, skip=(rng.random(n) < 0.05).astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_parity(cy, seed):
+    plan, batch = random_plan(seed), random_cases(1000 + seed, 1500)
+    expected = run(_kernel_py, plan, batch)
+    got = run(cy, plan, batch)
+    mismatch = np.flatnonzero((expected != got).any(axis=1))
+    assert mismatch.size == 0, f"first mismatching row {mismatch[0]}: python {expected[mismatch[0]]}, cython {got[mismatch[0]]}"
+    # the random plans should exercise every outcome, or this test proves little
+    assert len(set(expected[:, 0].tolist())) >= 3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_parity_subranges(cy, seed):
+    plan, batch = random_plan(50 + seed), random_cases(60 + seed, 400)
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        start, stop = sorted(rng.integers(0, 401, size=2).tolist())
+        assert (run(_kernel_py, plan, batch, start, stop) == run(cy, plan, batch, start, stop)).all()
+
+
+code_ids = st.one_of(st.integers(0, 40), st.integers(0, N_CODES))
+field_values = st.one_of(st.just(MISSING), st.integers(-2, 5), st.integers(MISSING + 1, np.iinfo(np.int32).max))
+case_strategy = st.tuples(st.lists(code_ids, max_size=8), st.lists(code_ids, max_size=6),
+                          st.fixed_dictionaries({a: field_values for a in range(N_FIELDS)}))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan_seed=st.integers(0, 2**32 - 1), cases=st.lists(case_strategy, min_size=1, max_size=12),
+       skip=st.lists(st.booleans(), min_size=12, max_size=12))
+def test_hypothesis_parity(plan_seed, cases, skip):
+    cy = cython_kernel()
+    plan = random_plan(plan_seed, n_conditions=12)
+    batch = make_batch(cases, skip=skip[:len(cases)])
+    assert (run(_kernel_py, plan, batch) == run(cy, plan, batch)).all()
+
+
+# --------------------------------------------------------------------------- Cython only
+
+def test_read_only_inputs(cy):
+    pa = pytest.importorskip("pyarrow")
+    plan, batch = random_plan(7), random_cases(8, 500)
+    expected = run(_kernel_py, plan, batch)
+    frozen = []
+    for arr in (*plan, *batch):
+        arr = arr.copy()
+        arr.setflags(write=False)
+        frozen.append(arr)
+    # and codes straight out of Arrow memory (zero-copy, read-only)
+    frozen[11] = pa.array(batch[1]).to_numpy(zero_copy_only=True)
+    assert not frozen[11].flags.writeable
+    assert (run(cy, tuple(frozen[:10]), tuple(frozen[10:])) == expected).all()
+
+
+def test_threads_on_disjoint_ranges(cy):
+    plan, batch = random_plan(3), random_cases(4, 40_000)
+    expected = run(cy, plan, batch)
+    assert (run(_kernel_py, plan, batch, 0, 2000) == expected)[:2000].all()
+    out = new_outputs(len(batch[5]))
+    bounds = np.linspace(0, len(batch[5]), 9).astype(int)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda k: cy.group_cases(*plan, *batch, *out, int(bounds[k]), int(bounds[k + 1])),
+                      range(8)))
+    got = np.stack([o.astype(np.int64) for o in out], axis=1)
+    assert (got == expected).all()
+
+
+def _expect_rejected(cy, plan, batch, match, start=0, stop=-1):
+    out = new_outputs(len(batch[5]))
+    with pytest.raises(ValueError, match=match):
+        cy.group_cases(*plan, *batch, *out, start, stop)
+    assert (out[0] == SENTINEL_STATUS).all(), "outputs were written before the error"
+
+
+def test_rejects_code_ids_outside_the_plan(cy):
+    plan = hierarchy_plan()                     # 41 code ids: label maps/sets cover 0..63 / 0..40
+    _expect_rejected(cy, plan, make_batch([([10], [], None), ([10, 64], [], None)]), "code id 64")
+    pb = PlanBuilder(n_codes=40)
+    pb.map({1: 1})
+    pb.invalid_rule(pb.true())
+    _expect_rejected(cy, pb.build(), make_batch([([], [41], None)]), "px code id 41")
+    # the same id is fine in a row outside start:stop
+    out = new_outputs(2)
+    cy.group_cases(*plan, *make_batch([([10], [], None), ([64], [], None)]), *out, 0, 1)
+    assert out[0][0] == NO_ADRG
+
+
+def test_rejects_bad_offsets(cy):
+    batch = list(make_batch([([10], [], None), ([11], [], None)]))
+    batch[0] = np.array([0, 2, 1], np.int64)
+    _expect_rejected(cy, hierarchy_plan(), tuple(batch), "dx_offsets")
+    batch[0] = np.array([0, 1, 5], np.int64)
+    _expect_rejected(cy, hierarchy_plan(), tuple(batch), "dx_offsets")
+
+
+def test_rejects_bad_shapes(cy):
+    plan, batch = hierarchy_plan(), make_batch([([10], [], None), ([11], [], None)])
+    short = list(batch)
+    short[4] = batch[4][:, :1].copy()
+    _expect_rejected(cy, plan, tuple(short), "fields")
+    short = list(batch)
+    short[2] = batch[2][:2].copy()
+    _expect_rejected(cy, plan, tuple(short), "offsets")
+    out = list(new_outputs(2))
+    out[3] = out[3][:1]
+    with pytest.raises(ValueError, match="out_drg"):
+        cy.group_cases(*plan, *batch, *out)
+    _expect_rejected(cy, plan, batch, "outside the batch", start=-1, stop=2)
+    _expect_rejected(cy, plan, batch, "outside the batch", start=0, stop=3)
+    with pytest.raises(ValueError):                 # dtype mismatch (buffer protocol)
+        cy.group_cases(*plan, *batch[:4], batch[4].astype(np.int64), batch[5], *new_outputs(2))
+
+
+@pytest.mark.parametrize("instrs, match", [
+    ([I(OP_CONST, 1)] * (MAX_STACK + 1), "MAX_STACK"),
+    ([I(OP_CONST, 1), I(OP_AND)], "underflow"),
+    ([I(OP_NOT)], "underflow"),
+    ([I(OP_TAGSET, DX, 0)], "no value"),
+    ([], "no value"),
+    ([I(11)], "bad opcode"),
+    ([I(OP_IN, 6, 0)], "bad scope"),
+    ([I(OP_IN, DX, 5)], "set 5"),
+    ([I(OP_COUNT, DX, 0, 6, 1)], "bad comparison"),
+    ([I(OP_IN_UNLESS, DX, 0, 0, 3)], "label map"),
+    ([I(OP_FIELD_CMP, N_FIELDS, EQ, 1)], "field"),
+    ([I(OP_FIELD_PRESENT, -1)], "field"),
+])
+def test_rejects_bad_programs(cy, instrs, match):
+    pb = PlanBuilder()
+    pb.set([1])
+    pb.map({1: 1})
+    pb.invalid_rule(pb.cond(*instrs))
+    _expect_rejected(cy, pb.build(), make_batch([([1], [], None)]), match)
+
+
+def test_rejects_bad_hierarchy(cy):
+    batch = make_batch([([1], [], None)])
+    plan = list(hierarchy_plan())
+    plan[5] = np.array([0, 99, 1, 2], np.int32)                # mdc_cond
+    _expect_rejected(cy, tuple(plan), batch, "mdc_cond")
+    plan = list(hierarchy_plan())
+    plan[9] = np.full_like(plan[9], -2)                         # drg_cond
+    _expect_rejected(cy, tuple(plan), batch, "drg_cond")
+    plan = list(hierarchy_plan())
+    plan[6] = plan[6][:-1].copy()                               # mdc_adrg_start
+    _expect_rejected(cy, tuple(plan), batch, "mdc_adrg_start")
+    plan = list(hierarchy_plan())
+    plan[8] = plan[8] + 100                                     # adrg_drg_start
+    _expect_rejected(cy, tuple(plan), batch, "adrg_drg_start")
+
+
+# --------------------------------------------------------------------------- kernel selection
+
+def test_get_kernel():
+    assert get_kernel("python") is _kernel_py
+    with pytest.raises(ValueError):
+        get_kernel("fortran")
+    assert KERNEL_NAME in ("cython", "python")
+    if _require_extension():
+        assert KERNEL_NAME == "cython"
+
+
+def _selected(env_extra: dict, prelude: str = "") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPER_")}
+    env.update(env_extra)
+    code = prelude + "from grouper.engine import kernel; print(kernel.KERNEL_NAME, kernel.group_cases is kernel.KERNEL.group_cases)"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+def test_selection_no_extensions():
+    proc = _selected({"GROUPER_NO_EXTENSIONS": "1", "GROUPER_REQUIRE_EXTENSION": "1"})
+    assert proc.returncode == 0 and proc.stdout.split() == ["python", "True"], proc.stderr
+
+
+def test_selection_when_extension_missing():
+    hide = "import sys; sys.modules['grouper._kernel'] = None\n"   # makes `from grouper import _kernel` fail
+    proc = _selected({}, hide)
+    assert proc.returncode == 0 and proc.stdout.split() == ["python", "True"], proc.stderr
+    proc = _selected({"GROUPER_REQUIRE_EXTENSION": "1"}, hide)
+    assert proc.returncode != 0
+    assert "ImportError" in proc.stderr and "pip install" in proc.stderr
+
+
+def test_selection_default(cy):
+    proc = _selected({})
+    assert proc.returncode == 0 and proc.stdout.split() == ["cython", "True"], proc.stderr
