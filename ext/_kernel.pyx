@@ -299,7 +299,7 @@ cdef bint eval_condition(const PlanC* p, Py_ssize_t k, const CaseC* cs) noexcept
                     if tags[t] == <uint32_t>a:
                         r = True
                         break
-                if False:
+                if not r and tag_overflow:
                     for j in range(tag_n):
                         if tag_map[tag_items[j]] == <uint32_t>a:
                             r = True

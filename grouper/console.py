@@ -67,10 +67,20 @@ def _percent(count: int, total: int) -> str:
     return f"{100 * count / total:.1f}%" if total else "-"
 
 
+def summary_counts(results: pl.DataFrame) -> pl.DataFrame:
+    """(status, drg, len) counts of a result frame; counts of several batches can be concatenated."""
+    return results.group_by("status", "drg").len()
+
+
 def render_summary(results: pl.DataFrame, console: Console, *, top: int = 10) -> None:
-    """Print cases by status (all four statuses, in order) and the ``top`` most frequent DRGs."""
-    total = results.height
-    counts = dict(results.group_by("status").len().iter_rows())
+    """Print cases by status (all four statuses, in order) and the ``top`` most frequent DRGs.
+
+    ``results`` is a result frame, or (status, drg, len) counts from ``summary_counts``.
+    """
+    counts_frame = results if "len" in results.columns else summary_counts(results)
+    counts_frame = counts_frame.group_by("status", "drg").agg(pl.col("len").sum())
+    total = int(counts_frame["len"].sum())
+    counts = dict(counts_frame.group_by("status").agg(pl.col("len").sum()).iter_rows())
     # Unexpected statuses are shown after the known ones rather than silently dropped.
     statuses = [*STATUSES, *sorted(s for s in counts if s not in STATUSES and s is not None)]
 
@@ -86,9 +96,9 @@ def render_summary(results: pl.DataFrame, console: Console, *, top: int = 10) ->
     console.print(by_status)
 
     top_drgs = (
-        results.filter(pl.col("drg").is_not_null())
+        counts_frame.filter(pl.col("drg").is_not_null())
         .group_by("drg")
-        .len()
+        .agg(pl.col("len").sum())
         .sort(["len", "drg"], descending=[True, False])
         .head(top)
     )
@@ -99,3 +109,10 @@ def render_summary(results: pl.DataFrame, console: Console, *, top: int = 10) ->
     for drg, count in top_drgs.iter_rows():
         by_drg.add_row(drg, f"{count:,}", _percent(count, total))
     console.print(by_drg)
+
+
+def print_diagnostics(diagnostics, console: Console) -> None:
+    """Each diagnostic as plain text (file:line:col, source line, caret, hint); no markup."""
+    for d in diagnostics:
+        style = "bold red" if d.severity == "error" else "yellow"
+        console.print(Text(d.render(), style=style), soft_wrap=True)

@@ -542,3 +542,52 @@ def _join_list_columns(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
         _as_text(pl.col(name), df.schema[name]).list.join("|") for name in list_columns
     )
+
+
+class ResultSink:
+    """Writes result batches to one file as they come, so a run never holds all results.
+
+    CSV and Parquet are written incrementally; Excel needs the whole sheet, so its batches are
+    collected and written on close.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in (".csv", ".xlsx", *_PARQUET_EXTENSIONS):
+            raise InputError(f"cannot write {path}: unknown extension {self.path.suffix!r}; use .csv, .parquet or .xlsx")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._parquet = None
+        self._csv = None
+        self._excel: list[pl.DataFrame] = []
+
+    def write(self, batch: pl.DataFrame) -> None:
+        if self.suffix == ".csv":
+            if self._csv is None:
+                self._csv = self.path.open("wb")
+                _join_list_columns(batch).write_csv(self._csv)
+            else:
+                _join_list_columns(batch).write_csv(self._csv, include_header=False)
+        elif self.suffix == ".xlsx":
+            self._excel.append(batch)
+        else:
+            import pyarrow.parquet as pq
+
+            table = batch.to_arrow()
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+
+    def close(self) -> None:
+        if self._csv is not None:
+            self._csv.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        if self.suffix == ".xlsx" and self._excel:
+            write_results(pl.concat(self._excel), self.path)
+
+    def __enter__(self) -> "ResultSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

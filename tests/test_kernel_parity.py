@@ -26,7 +26,12 @@ from grouper.engine.ir import (
     OP_AND, OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_HAS_TAG, OP_IN, OP_IN_UNLESS,
     OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
 )
-from grouper.engine.kernel import KERNEL_NAME, get_kernel
+
+try:
+    from grouper.engine import kernel as selector
+    SELECTION_ERROR = None
+except ImportError as exc:  # GROUPER_REQUIRE_EXTENSION is set and the extension is missing
+    selector, SELECTION_ERROR = None, exc
 
 AGE, SEX, LOS = ir.FIELD_IDS["age"], ir.FIELD_IDS["sex"], ir.FIELD_IDS["los"]
 N_FIELDS = len(ir.FIELDS)
@@ -39,12 +44,14 @@ def _require_extension() -> bool:
 def cython_kernel():
     """The Cython kernel module, or skip (fail under GROUPER_REQUIRE_EXTENSION) if not built."""
     try:
-        return get_kernel("cython")
+        if selector is None:
+            raise SELECTION_ERROR
+        return selector.get_kernel("cython")
     except ImportError as exc:
         if _require_extension():
             pytest.fail(f"GROUPER_REQUIRE_EXTENSION is set but the Cython kernel is missing: {exc}")
-        pytest.skip(f"Cython kernel grouper._kernel is not built ({exc}); "
-                    "build it with `pip install --no-build-isolation -e .`")
+        pytest.skip("Cython kernel grouper._kernel is not built "
+                    "(build it with `pip install --no-build-isolation -e .`)")
 
 
 @pytest.fixture
@@ -698,12 +705,15 @@ def test_rejects_bad_hierarchy(cy):
 # --------------------------------------------------------------------------- kernel selection
 
 def test_get_kernel():
-    assert get_kernel("python") is _kernel_py
+    if selector is None:
+        pytest.fail(f"kernel selection failed: {SELECTION_ERROR}")
+    assert selector.get_kernel("python") is _kernel_py
     with pytest.raises(ValueError):
-        get_kernel("fortran")
-    assert KERNEL_NAME in ("cython", "python")
+        selector.get_kernel("fortran")
+    assert selector.KERNEL_NAME in ("cython", "python")
+    assert selector.group_cases is selector.KERNEL.group_cases
     if _require_extension():
-        assert KERNEL_NAME == "cython"
+        assert selector.KERNEL_NAME == "cython"
 
 
 def _selected(env_extra: dict, prelude: str = "") -> subprocess.CompletedProcess:

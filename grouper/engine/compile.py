@@ -184,37 +184,42 @@ class _Compiler:
 
     def build_code_tables(self):
         """Intern every code the plan mentions, then build set bitmaps and label maps over the ids."""
-        set_members: list[pl.Series] = []
-        for expr in self.sets:
+        members = []  # (set index, code) for every set, joined to ids in one pass
+        for s, expr in enumerate(self.sets):
             if isinstance(expr, ast.InlineSet):
-                set_members.append(pl.Series("code", list(expr.codes), dtype=pl.String))
+                codes = pl.Series("code", list(expr.codes), dtype=pl.String)
             else:
                 key = self.store.key(expr.table if isinstance(expr, ast.TableFilter) else expr.name)
-                set_members.append(self.store.filtered(expr)[key].drop_nulls().rename("code"))
-        map_rows: list[pl.DataFrame] = []
-        for (table, filters, column) in self.maps:
+                codes = self.store.filtered(expr)[key].drop_nulls().rename("code")
+            members.append(codes.to_frame().with_columns(pl.lit(s, pl.Int64).alias("set")))
+        labelled = []  # (map index, code, label text)
+        for m, (table, filters, column) in enumerate(self.maps):
             expr = ast.TableFilter(table, tuple(ast.Filter(c, o, v) for c, o, v in filters))
-            frame = self.store.filtered(expr)
-            map_rows.append(frame.select(pl.col(self.store.key(table)).alias("code"), pl.col(column).alias("label"))
-                            .drop_nulls().unique(subset="code", keep="first", maintain_order=True))
+            labelled.append(self.store.filtered(expr)
+                            .select(pl.col(self.store.key(table)).alias("code"), pl.col(column).alias("label"))
+                            .drop_nulls().unique(subset="code", keep="first", maintain_order=True)
+                            .with_columns(pl.lit(m, pl.Int64).alias("map")))
+        members = pl.concat(members) if members else pl.DataFrame(schema={"code": pl.String, "set": pl.Int64})
+        labelled = (pl.concat(labelled) if labelled
+                    else pl.DataFrame(schema={"code": pl.String, "label": pl.String, "map": pl.Int64}))
         # Dictionary codes get ids too, so validation can tell "known but unused" from "unknown".
-        dictionaries = [self.store.codes(ast.SetRef(d.table)) for d in self.names.dictionaries.values()]
-        all_codes = pl.concat([*set_members, *(m["code"] for m in map_rows),
-                               *(pl.Series("code", d, dtype=pl.String) for d in dictionaries),
-                               pl.Series("code", [], dtype=pl.String)])
-        codes = all_codes.unique().sort().to_list()
-        ids = pl.DataFrame({"code": codes, "id": np.arange(1, len(codes) + 1, dtype=np.uint32)})
+        dictionaries = [pl.Series("code", self.store.codes(ast.SetRef(d.table)), dtype=pl.String)
+                        for d in self.names.dictionaries.values()]
+        codes = pl.concat([members["code"], labelled["code"], *dictionaries]).unique().sort().to_list()
+        ids = pl.DataFrame({"code": codes, "id": np.arange(1, len(codes) + 1, dtype=np.int64)})
 
         n_words = (len(codes) + 1 + 63) // 64
-        set_bits = np.zeros((max(len(set_members), 1), n_words), dtype=np.uint64)
-        for s, members in enumerate(set_members):
-            member_ids = members.to_frame().join(ids, on="code", how="inner")["id"].to_numpy().astype(np.int64)
-            np.bitwise_or.at(set_bits[s], member_ids >> 6, np.left_shift(np.uint64(1), (member_ids & 63).astype(np.uint64)))
-        label_maps = np.zeros((max(len(map_rows), 1), len(codes) + 1), dtype=np.uint32)
-        for m, rows in enumerate(map_rows):
-            joined = rows.join(ids, on="code", how="inner")
-            label_ids = np.fromiter((self.label_id(t) for t in joined["label"].to_list()), dtype=np.uint32, count=joined.height)
-            label_maps[m, joined["id"].to_numpy()] = label_ids
+        set_bits = np.zeros((max(len(self.sets), 1), n_words), dtype=np.uint64)
+        joined = members.join(ids, on="code", how="inner")
+        set_index, member_ids = joined["set"].to_numpy(), joined["id"].to_numpy()
+        np.bitwise_or.at(set_bits, (set_index, member_ids >> 6),
+                         np.left_shift(np.uint64(1), (member_ids & 63).astype(np.uint64)))
+
+        label_maps = np.zeros((max(len(self.maps), 1), len(codes) + 1), dtype=np.uint32)
+        joined = labelled.join(ids, on="code", how="inner")
+        label_ids = {text: self.label_id(text) for text in joined["label"].unique(maintain_order=True).to_list()}
+        label_maps[joined["map"].to_numpy(), joined["id"].to_numpy()] = (
+            joined["label"].replace_strict(label_ids, return_dtype=pl.UInt32).to_numpy())
         return codes, set_bits, label_maps
 
 

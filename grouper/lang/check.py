@@ -69,6 +69,7 @@ class _Checker:
         self.found: list[Diagnostic] = []
         self.bad_tables: set[str] = set()
         self.dictionary_codes: dict[str, frozenset] = {}
+        self.cyclic: set[str] = set()  # defines in a cycle: never expanded
         self.dictionary_checked: set[tuple[str, str]] = set()
 
     def error(self, code, message, span, hint=None):
@@ -146,9 +147,10 @@ class _Checker:
                            "declare it with `set NAME = ...` or `table NAME = \"file.csv\"`")
         elif isinstance(expr, ast.TableFilter):
             if self.check_table_name(expr.table, expr.span):
+                before = len(self.found)
                 for f in expr.filters:
                     self.check_column(expr.table, f.column, f.span)
-                if self.store is not None and not self.store.codes(expr):
+                if self.store is not None and len(self.found) == before and not self.store.codes(expr):
                     self.warning("empty-set", f"{_set_text(expr)} selects no codes", expr.span)
         elif isinstance(expr, ast.InlineSet) and not expr.codes:
             self.warning("empty-set", "this inline set is empty", expr.span)
@@ -207,9 +209,12 @@ class _Checker:
                         return cycle
             return None
 
+        reported: set[frozenset] = set()
         for name, define in self.names.defines.items():
             cycle = visit(name, [])
-            if cycle and cycle[0] == name:
+            if cycle and cycle[0] == name and frozenset(cycle) not in reported:
+                reported.add(frozenset(cycle))
+                self.cyclic.update(cycle)
                 self.error("cycle", f"define {name} refers to itself ({' -> '.join(cycle)})", define.span)
 
     # ---- conditions ------------------------------------------------------------------------
@@ -305,7 +310,7 @@ class _Checker:
         return all(any(self._atom_implies(l, e) for l in later_atoms) for e in self._conjuncts(earlier))
 
     def _conjuncts(self, cond: ast.Cond) -> list[ast.Cond]:
-        if isinstance(cond, ast.DefineRef) and cond.name in self.names.defines:
+        if isinstance(cond, ast.DefineRef) and cond.name in self.names.defines and cond.name not in self.cyclic:
             return self._conjuncts(self.names.define_cond(cond.name))
         if isinstance(cond, ast.AllOf):
             return [atom for item in cond.items for atom in self._conjuncts(item)]

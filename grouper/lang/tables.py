@@ -16,6 +16,8 @@ class TableStore:
         self.base_dir = Path(base_dir)
         self.defs = {t.name: t for t in table_defs}
         self._frames: dict[str, pl.DataFrame] = {}
+        self._partitions: dict[tuple[str, str], dict[str, pl.DataFrame]] = {}
+        self._codes: dict[ast.TableFilter | ast.SetRef, list[str]] = {}
 
     def path(self, name: str) -> Path:
         return self.base_dir / self.defs[name].file
@@ -54,13 +56,24 @@ class TableStore:
     def filtered(self, expr: ast.TableFilter | ast.SetRef) -> pl.DataFrame:
         """Rows of a table matching a filter expression (all rows for a bare table name)."""
         name = expr.table if isinstance(expr, ast.TableFilter) else expr.name
+        filters = list(getattr(expr, "filters", ()))
         frame = self.frame(name)
-        for f in getattr(expr, "filters", ()):
+        if filters and filters[0].op == "=":
+            # Schemes filter the same column hundreds of times (adrg = "AA1", "AB1", ...):
+            # split the table by that column once and look the value up.
+            first = filters.pop(0)
+            key = (name, first.column)
+            if key not in self._partitions:
+                self._partitions[key] = {k[0]: part for k, part in frame.partition_by(first.column, as_dict=True).items()}
+            frame = self._partitions[key].get(first.value, frame.clear())
+        for f in filters:
             column = pl.col(f.column)
             frame = frame.filter(column == f.value if f.op == "=" else (column != f.value) | column.is_null())
         return frame
 
     def codes(self, expr: ast.TableFilter | ast.SetRef) -> list[str]:
         """Distinct non-empty key codes of a (filtered) table, in file order."""
-        key = self.key(expr.table if isinstance(expr, ast.TableFilter) else expr.name)
-        return self.filtered(expr)[key].drop_nulls().unique(maintain_order=True).to_list()
+        if expr not in self._codes:
+            key = self.key(expr.table if isinstance(expr, ast.TableFilter) else expr.name)
+            self._codes[expr] = self.filtered(expr)[key].drop_nulls().unique(maintain_order=True).to_list()
+        return self._codes[expr]

@@ -1,0 +1,141 @@
+"""The `grouper` command. Exit codes: 0 ok, 1 scheme errors, 2 usage, 3 input/data errors."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_SCHEME, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
+
+
+def _columns(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs or ():
+        name, sep, header = pair.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--column expects NAME=HEADER, got {pair!r}")
+        mapping[name.strip()] = header.strip()
+    return mapping
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .engine.kernel import KERNEL_NAME
+
+    parser = argparse.ArgumentParser(prog="grouper", description="CHS-DRG / DIP grouper driven by scheme packs.")
+    parser.add_argument("--version", action="version", version=f"grouper {__version__} ({KERNEL_NAME} kernel)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("group", help="group a file of discharge records")
+    g.add_argument("input", help="cases: .csv/.tsv/.txt (UTF-8 or GBK/GB18030), .parquet or .xlsx")
+    g.add_argument("-o", "--output", required=True, help="results: .csv, .parquet or .xlsx")
+    g.add_argument("--scheme", help="scheme pack folder or .grp file (default: the shipped demo scheme)")
+    g.add_argument("--encoding", help="CSV encoding (default: detect UTF-8, else GB18030)")
+    g.add_argument("--column", action="append", metavar="NAME=HEADER",
+                   help="map a field to an input header, e.g. --column dx=诊断编码 (repeatable)")
+    g.add_argument("--batch-size", type=int, default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
+    g.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+
+    c = sub.add_parser("check", help="check a scheme pack and print its diagnostics")
+    c.add_argument("pack", nargs="?", help="pack folder or .grp file (default: the demo scheme)")
+    c.add_argument("--strict", action="store_true", help="exit non-zero on warnings too")
+
+    i = sub.add_parser("import", help="turn an official table set into a scheme pack")
+    i.add_argument("format", choices=["chs-drg"], help="table layout")
+    i.add_argument("table_dir")
+    i.add_argument("-o", "--output", required=True, help="pack folder to write")
+    i.add_argument("--name", default="CHS-DRG")
+    i.add_argument("--version", dest="scheme_version", default="1.1")
+    return parser
+
+
+def cmd_group(args) -> int:
+    from . import api, io
+    from .console import progress, render_summary, stderr_console, summary_counts
+    from .scheme import load_scheme
+
+    console = stderr_console()
+    scheme = load_scheme(args.scheme)
+    total = _row_count(Path(args.input))
+    show = not args.quiet and console.is_terminal
+    counts = []
+    with progress(total, f"grouping with {scheme.ast.header.name} {scheme.ast.header.version}", enabled=show) as bar:
+        def on_batch(results):
+            counts.append(summary_counts(results))
+            bar.advance(results.height)
+
+        rows = api.group_file(args.input, args.output, scheme, batch_size=args.batch_size,
+                              columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
+                              on_batch=on_batch)
+    if not args.quiet:
+        import polars as pl
+
+        render_summary(pl.concat(counts), console)
+        console.print(f"{rows:,} cases → {args.output}")
+    return EXIT_OK
+
+
+def _row_count(path: Path) -> int | None:
+    """Rows of a Parquet file from its metadata (for the progress bar); None when unknown cheaply."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:
+            return None
+    return None
+
+
+def cmd_check(args) -> int:
+    from .console import print_diagnostics, stderr_console
+    from .scheme import check_scheme, scheme_path
+
+    console = stderr_console()
+    scheme, found = check_scheme(args.pack)
+    print_diagnostics(found, console)
+    errors = sum(d.severity == "error" for d in found)
+    warnings = len(found) - errors
+    where = scheme_path(args.pack)
+    if scheme is not None:
+        adrgs = [a for m in scheme.mdcs for a in m.adrgs]
+        console.print(f"{where}: {len(scheme.mdcs)} MDCs, {len(adrgs)} ADRGs, {sum(len(a.drgs) for a in adrgs)} DRGs; "
+                      f"{errors} error(s), {warnings} warning(s)")
+    else:
+        console.print(f"{where}: {errors} error(s)")
+    if errors or (args.strict and warnings):
+        return EXIT_SCHEME
+    return EXIT_OK
+
+
+def cmd_import(args) -> int:
+    from .console import stderr_console
+    from .importers.chs_drg import import_chs_drg
+
+    path = import_chs_drg(args.table_dir, args.output, name=args.name, version=args.scheme_version)
+    stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import InputError, SchemeError
+    from .importers.chs_drg import ImportError_
+
+    args = _parser().parse_args(argv)
+    try:
+        return {"group": cmd_group, "check": cmd_check, "import": cmd_import}[args.command](args)
+    except SchemeError as exc:
+        from .console import print_diagnostics, stderr_console
+
+        print_diagnostics(exc.diagnostics, stderr_console())
+        return EXIT_SCHEME
+    except (InputError, ImportError_, argparse.ArgumentTypeError, OSError) as exc:
+        from .console import stderr_console
+
+        stderr_console().print(f"error: {exc}", style="bold red", markup=False)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
