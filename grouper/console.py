@@ -23,7 +23,7 @@ STATUSES = ("grouped", "no_adrg", "ungroupable", "invalid")
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class _CasesPerSecondColumn(ProgressColumn):
