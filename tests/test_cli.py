@@ -76,6 +76,7 @@ def test_import_then_check(chs_tables, tmp_path, capsys):
     assert "26 MDCs, 376 ADRGs, 628 DRGs; 0 error(s)" in capsys.readouterr().err
 
 
-def test_console_script_version():
-    out = subprocess.run([sys.executable, "-m", "grouper", "--version"], capture_output=True, text=True, check=True)
+def test_console_script_version(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "grouper", "--version"], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)  # not the checkout: test the installed package
     assert "kernel" in out.stdout

@@ -720,7 +720,8 @@ def _selected(env_extra: dict, prelude: str = "") -> subprocess.CompletedProcess
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROUPER_")}
     env.update(env_extra)
     code = prelude + "from grouper.engine import kernel; print(kernel.KERNEL_NAME, kernel.group_cases is kernel.KERNEL.group_cases)"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.__file__))  # not the checkout: test the installed package
 
 
 def test_selection_no_extensions():

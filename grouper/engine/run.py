@@ -63,22 +63,29 @@ def encode_cases(plan: ir.Plan, cases: pl.DataFrame) -> Batch:
     dx_offsets, dx_codes = _code_lists(cases["dx"].cast(pl.List(pl.String)), enum)
     px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), enum)
 
-    int32_min, int32_max = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max
-    exprs, problems = [], []
+    # Two passes so no expression subtree is evaluated twice: text → (raw, value), then checks.
+    dept_ids = {d: i + 1 for i, d in enumerate(plan.depts)}
+    raw_and_values = []
     for name in ir.FIELDS:
         raw = pl.col(name).cast(pl.String).str.strip_chars()
         raw = pl.when(raw == "").then(None).otherwise(raw)
         if name == "dept":
-            dept_ids = {d: i + 1 for i, d in enumerate(plan.depts)}
             value = raw.replace_strict(dept_ids, default=0, return_dtype=pl.Int64)
         elif name == "sex":
             value = pl.coalesce(_parse_ints(raw), raw.replace_strict(SEX_WORDS, default=None, return_dtype=pl.Int64))
         else:
             value = _parse_ints(raw)
-        bad = raw.is_not_null() & (value.is_null() | (value < int32_min) | (value > int32_max))
-        problems.append(pl.when(bad).then(pl.lit(f"malformed_{name}")))
-        exprs.append(pl.when(bad | value.is_null()).then(ir.MISSING).otherwise(value).cast(pl.Int32).alias(name))
-    parsed = cases.select(*exprs, pl.coalesce(problems).alias("skip_reason"))
+        raw_and_values += [raw.alias(f"raw_{name}"), value.alias(f"value_{name}")]
+    parsed = cases.select(raw_and_values)
+    low, high = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max
+    bad = {name: pl.col(f"raw_{name}").is_not_null()
+           & (pl.col(f"value_{name}").is_null() | ~pl.col(f"value_{name}").is_between(low, high))
+           for name in ir.FIELDS}
+    parsed = parsed.select(
+        *(pl.when(bad[name]).then(None).otherwise(pl.col(f"value_{name}")).fill_null(ir.MISSING).cast(pl.Int32).alias(name)
+          for name in ir.FIELDS),
+        pl.coalesce([pl.when(bad[name]).then(pl.lit(f"malformed_{name}")) for name in ir.FIELDS]).alias("skip_reason"),
+    )
     fields = np.ascontiguousarray(parsed.select(ir.FIELDS).to_numpy().T.astype(np.int32))
     skip_reason = parsed["skip_reason"]
     skip = np.ascontiguousarray(skip_reason.is_not_null().to_numpy().astype(np.uint8))
