@@ -55,6 +55,7 @@ cdef enum:
     K_AND = 8
     K_OR = 9
     K_NOT = 10
+    K_GATE = 11
 
 cdef enum:
     ST_GROUPED = 0
@@ -78,12 +79,13 @@ def _check_ir_constants():
         "OP_CONST": K_CONST, "OP_IN": K_IN, "OP_IN_UNLESS": K_IN_UNLESS, "OP_COUNT": K_COUNT,
         "OP_TAGSET": K_TAGSET, "OP_HAS_TAG": K_HAS_TAG, "OP_FIELD_CMP": K_FIELD_CMP,
         "OP_FIELD_PRESENT": K_FIELD_PRESENT, "OP_AND": K_AND, "OP_OR": K_OR, "OP_NOT": K_NOT,
+        "OP_GATE": K_GATE,
         "GROUPED": ST_GROUPED, "NO_ADRG": ST_NO_ADRG, "UNGROUPABLE": ST_UNGROUPABLE,
         "INVALID": ST_INVALID, "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
         "NO_CONDITION": NO_CONDITION, "MISSING": MISSING,
     }
     wrong = [name for name, value in expected.items() if int(getattr(_ir, name)) != value]
-    if len(_ir.OPCODE_NAMES) != K_NOT + 1 or len(_ir.CMP_IDS) != N_CMPS or len(_ir.SCOPE_IDS) != N_SCOPES:
+    if len(_ir.OPCODE_NAMES) != K_GATE + 1 or len(_ir.CMP_IDS) != N_CMPS or len(_ir.SCOPE_IDS) != N_SCOPES:
         wrong.append("OPCODE_NAMES/CMP_IDS/SCOPE_IDS")
     if wrong:
         raise ImportError(
@@ -254,7 +256,11 @@ cdef bint eval_condition(const PlanC* p, Py_ssize_t k, const CaseC* cs) noexcept
         c = ins[3]
         d = ins[4]
         ins += N_OPERANDS
-        if op == K_IN:
+        if op == K_GATE:
+            items = scope_items(cs, a, &n)
+            if not any_in_set(p.set_bits + <Py_ssize_t>b * p.n_words, items, n):
+                return False
+        elif op == K_IN:
             items = scope_items(cs, a, &n)
             stack[sp] = any_in_set(p.set_bits + <Py_ssize_t>b * p.n_words, items, n)
             sp += 1
@@ -406,10 +412,10 @@ cdef int check_condition(const int32_t[:, ::1] program, Py_ssize_t k, Py_ssize_t
             if op == K_FIELD_PRESENT and not 0 <= a < n_fields:
                 problem = f"field {a} is not a row of fields (which has {n_fields})"
             depth += 1
-        elif op == K_IN or op == K_IN_UNLESS or op == K_COUNT or op == K_TAGSET:
+        elif op == K_IN or op == K_IN_UNLESS or op == K_COUNT or op == K_TAGSET or op == K_GATE:
             if not 0 <= a < N_SCOPES:
                 problem = f"bad scope {a}"
-            elif op == K_IN or op == K_IN_UNLESS:
+            elif op == K_IN or op == K_IN_UNLESS or op == K_GATE:
                 if not 0 <= b < n_sets:
                     problem = f"set {b} out of range (plan has {n_sets} sets)"
                 elif op == K_IN_UNLESS and not (0 <= c < n_maps and 0 <= d < n_maps):
@@ -418,7 +424,7 @@ cdef int check_condition(const int32_t[:, ::1] program, Py_ssize_t k, Py_ssize_t
                 problem = f"label map {b} out of range (plan has {n_maps} maps)"
             elif op == K_COUNT and not 0 <= c < N_CMPS:
                 problem = f"bad comparison {c}"
-            if op != K_TAGSET:
+            if op != K_TAGSET and op != K_GATE:
                 depth += 1
         elif op == K_FIELD_CMP:
             if not 0 <= a < n_fields:

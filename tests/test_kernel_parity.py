@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from grouper.engine import _kernel_py, ir
 from grouper.engine.ir import (
     DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MAX_STACK, MISSING, NE, NO_ADRG, NO_CONDITION,
-    OP_AND, OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_HAS_TAG, OP_IN, OP_IN_UNLESS,
+    OP_AND, OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_HAS_TAG, OP_IN, OP_IN_UNLESS,
     OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
 )
 
@@ -195,6 +195,16 @@ def scoped_plan():
 def test_in_scopes(kernel, scope, code, expected):
     pb, sets = scoped_plan()
     assert truth(kernel, [I(OP_IN, scope, sets[code])], dx=[3, 5, 7], px=[10, 11], pb=pb) is expected
+
+
+@pytest.mark.parametrize("scope, code, rest, expected", [
+    (PDX, 3, 1, True), (PDX, 5, 1, False), (PPROC, 10, 0, False), (SPROC, 11, 1, True), (SDX, 3, 1, False),
+])
+def test_gate_stops_a_condition_early(kernel, scope, code, rest, expected):
+    # GATE pushes nothing: a passing gate leaves the rest of the program to decide.
+    pb, sets = scoped_plan()
+    program = [I(OP_GATE, scope, sets[code]), I(OP_CONST, rest)]
+    assert truth(kernel, program, dx=[3, 5, 7], px=[10, 11], pb=pb) is expected
 
 
 @pytest.mark.parametrize("scope", [PDX, PPROC, DX, PROC, SDX, SPROC])
@@ -523,7 +533,10 @@ def random_plan(seed: int, n_conditions: int = 30) -> tuple:
                + rng.choice(N_CODES + 1, size=int(rng.integers(0, 4))).tolist())
     for _ in range(n_maps):
         pb.map({code: int(rng.integers(0, 8)) for code in range(N_CODES + 1) if rng.random() < 0.7})
-    conds = [pb.cond(*random_condition(rng, n_sets, n_maps)) for _ in range(n_conditions)]
+    # Some conditions start with GATE instructions, as the compiler emits for `pdx in X and ...`.
+    gates = lambda: [I(OP_GATE, int(rng.integers(6)), int(rng.integers(n_sets)))  # noqa: E731
+                     for _ in range(int(rng.integers(0, 3)))]
+    conds = [pb.cond(*(gates() + random_condition(rng, n_sets, n_maps))) for _ in range(n_conditions)]
     pick = lambda: int(rng.choice(conds))  # noqa: E731 - conditions are shared, as a compiler may do
     for _ in range(2):
         pb.invalid_rule(pb.cond(*(random_condition(rng, n_sets, n_maps, 2) + random_condition(rng, n_sets, n_maps, 2)
@@ -670,7 +683,7 @@ def test_rejects_bad_shapes(cy):
     ([I(OP_NOT)], "underflow"),
     ([I(OP_TAGSET, DX, 0)], "no value"),
     ([], "no value"),
-    ([I(11)], "bad opcode"),
+    ([I(12)], "bad opcode"),
     ([I(OP_IN, 6, 0)], "bad scope"),
     ([I(OP_IN, DX, 5)], "set 5"),
     ([I(OP_COUNT, DX, 0, 6, 1)], "bad comparison"),

@@ -53,13 +53,33 @@ class _Compiler:
 
     # ---- conditions ----------------------------------------------------------------------
     def condition(self, cond: ast.Cond, source: str) -> int:
-        """Emit a condition's postfix program; return its index."""
-        depth = self.emit(cond, 0)
+        """Emit a condition's postfix program; return its index.
+
+        Membership tests that must hold for the whole condition to hold (`pdx in X and ...`) become
+        GATE instructions in front: most rules fail on them, with one bit test and no stack work.
+        """
+        gates, rest = [], []
+        for atom in self.conjuncts(cond):
+            gateable = isinstance(atom, ast.OneIn) or (
+                isinstance(atom, ast.ManyIn) and atom.quant == "any" and atom.unless is None)
+            (gates if gateable else rest).append(atom)
+        for atom in gates:
+            self.op(ir.OP_GATE, ir.SCOPE_IDS[atom.scope], self.set_index(atom.set))
+        if not rest:
+            rest = [ast.Always()]
+        depth = self.emit(rest[0] if len(rest) == 1 else ast.AllOf(tuple(rest)), 0)
         if depth > ir.MAX_STACK:
             raise SchemeError([Diagnostic("too-deep", "error", f"condition nests too deeply (stack {depth} > {ir.MAX_STACK})", cond.span)])
         self.cond_start.append(len(self.program))
         self.cond_sources.append(source)
         return len(self.cond_start) - 2
+
+    def conjuncts(self, cond: ast.Cond) -> list[ast.Cond]:
+        if isinstance(cond, ast.DefineRef):
+            return self.conjuncts(self.names.define_cond(cond.name))
+        if isinstance(cond, ast.AllOf):
+            return [atom for item in cond.items for atom in self.conjuncts(item)]
+        return [cond]
 
     def op(self, code, a=0, b=0, c=0, d=0):
         self.program.append((code, a, b, c, d))

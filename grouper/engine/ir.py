@@ -39,7 +39,9 @@ OP_FIELD_PRESENT = 7  # push: field a is not missing
 OP_AND = 8
 OP_OR = 9
 OP_NOT = 10
-OPCODE_NAMES = ("CONST", "IN", "IN_UNLESS", "COUNT", "TAGSET", "HAS_TAG", "FIELD_CMP", "FIELD_PRESENT", "AND", "OR", "NOT")
+OP_GATE = 11        # if no item of scope a is in set b, the whole condition is false: stop now (pushes nothing)
+OPCODE_NAMES = ("CONST", "IN", "IN_UNLESS", "COUNT", "TAGSET", "HAS_TAG", "FIELD_CMP", "FIELD_PRESENT", "AND", "OR",
+                "NOT", "GATE")
 
 MAX_STACK = 64
 MAX_TAGS = 64  # distinct labels held by the tag register
