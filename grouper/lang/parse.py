@@ -61,8 +61,8 @@ def _syntax_diagnostic(exc: lark.UnexpectedInput, path: str) -> Diagnostic:
                         token.end_column or token.column + len(token))
         expected = sorted({_TERMINAL_NAMES.get(t, repr(t.lower())) for t in exc.expected if not t.startswith("__")})
         hint = "expected " + ", ".join(expected[:8]) + (" ..." if len(expected) > 8 else "") if expected else None
-        if token.type == "NAME" and any(k in exc.expected for k in ("LBRACE",)):
-            hint = (hint or "") + " (did you forget 'and'/'or' between conditions, or the '{' of a block?)"
+        if "AND" in exc.expected and token.type not in ("$END", "RBRACE"):
+            hint = "a condition ends here: did you forget 'and'/'or' between two conditions, or the '{' of a block?"
     elif isinstance(exc, lark.UnexpectedCharacters):
         message = f"unexpected character {exc.char!r}"
         allowed = sorted(_TERMINAL_NAMES.get(t, t.lower()) for t in (exc.allowed or ()))
