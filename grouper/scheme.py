@@ -1,6 +1,9 @@
 """Load a scheme pack: parse → check → compile. The one place that joins the language and the engine."""
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -50,9 +53,64 @@ def check_scheme(pack: str | Path | None) -> tuple[ast.Scheme | None, list[Diagn
     return scheme, found
 
 
-def load_scheme(pack: str | Path | None = None) -> LoadedScheme:
-    """Parse, check and compile a pack; raise SchemeError if the check finds errors."""
+# Bump when the AST or Plan layout changes, so old cache entries are never unpickled.
+CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    if os.environ.get("GROUPER_CACHE_DIR"):
+        return Path(os.environ["GROUPER_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "grouper"
+
+
+def pack_fingerprint(path: Path) -> str:
+    """Hash of every file of the pack folder (names and contents) plus the engine version.
+
+    Any change to the scheme or to any table gives a new key, so a stale plan is never used.
+    """
+    from . import __version__
+
+    digest = hashlib.blake2b(f"{__version__}/{CACHE_FORMAT}/{path.name}".encode(), digest_size=20)
+    for file in sorted(p for p in path.parent.iterdir() if p.is_file()):
+        digest.update(file.name.encode() + b"\0")
+        digest.update(file.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def load_scheme(pack: str | Path | None = None, *, cache: bool | None = None) -> LoadedScheme:
+    """Parse, check and compile a pack; raise SchemeError if the check finds errors.
+
+    With `cache` (default: on unless GROUPER_NO_CACHE is set) a compiled pack is kept in
+    `cache_dir()` under a fingerprint of all the pack's files and reused while none changes.
+    """
     path = scheme_path(pack)
+    if cache is None:
+        cache = not os.environ.get("GROUPER_NO_CACHE")
+    if not cache:
+        return _load_uncached(path)
+    entry = cache_dir() / f"{pack_fingerprint(path)}.pickle"
+    try:
+        with entry.open("rb") as fh:
+            loaded = pickle.load(fh)
+        if isinstance(loaded, LoadedScheme):
+            loaded.path = path
+            return loaded
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        pass  # no entry yet, or an unreadable one: rebuild it
+    loaded = _load_uncached(path)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        partial = entry.with_suffix(f".{os.getpid()}.tmp")
+        with partial.open("wb") as fh:
+            pickle.dump(loaded, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(entry)  # atomic: concurrent runs never read half an entry
+    except OSError:
+        pass  # a read-only cache location only costs speed
+    return loaded
+
+
+def _load_uncached(path: Path) -> LoadedScheme:
     scheme = parse_file(path)
     store = TableStore(path.parent, scheme.tables)
     found = [with_source(d, scheme.text) for d in check(scheme, store)]

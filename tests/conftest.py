@@ -16,6 +16,15 @@ def shared_or_skip() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """Tests never read or fill the user's plan cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GROUPER_CACHE_DIR", str(tmp_path_factory.mktemp("plan-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def chs_tables() -> Path:
     return shared_or_skip()
