@@ -54,7 +54,7 @@ def check_scheme(pack: str | Path | None) -> tuple[ast.Scheme | None, list[Diagn
 
 
 # Bump when the AST or Plan layout changes, so old cache entries are never unpickled.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def cache_dir() -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from .. import reasons
 from ..errors import Diagnostic, SchemeError
 from ..lang import ast
 from ..lang.check import Names
@@ -169,6 +170,9 @@ class _Compiler:
         s = self.scheme
         invalids = s.of_type(ast.InvalidDef)
         invalid_cond = [self.condition(r.cond, f"invalid {r.name}: {cond_text(r.cond)}") for r in invalids]
+        warns = s.of_type(ast.WarnDef)
+        warn_cond = [self.condition(r.cond, f"warn {r.name}: {cond_text(r.cond)}") for r in warns]
+        dictionary_sets = {d.kind: self.set_index(ast.SetRef(d.table)) for d in self.names.dictionaries.values()}
         mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond = [], [0], [], [0], []
         adrgs, drgs = [], []
         for mdc in s.mdcs:
@@ -198,9 +202,37 @@ class _Compiler:
             adrg_codes=[a.code for a in adrgs], adrg_names=[a.name or "" for a in adrgs],
             drg_codes=[d.code for d in drgs], drg_names=[d.name or "" for d in drgs],
             cond_sources=self.cond_sources,
+            set_index={set_text(e): i for e, i in self.sets.items()},
+            map_index=dict(self.maps),
+            warn_cond=i32(warn_cond), warn_names=[r.name for r in warns],
+            warn_messages=[r.message or r.name for r in warns],
+            validation={**{r.code: r.level for r in reasons.CATALOGUE.values()},
+                        **{v.reason: v.level for v in s.of_type(ast.ValidateDef)}},
+            code_maps={m.kind: dict(self.store.frame(m.table).select("from", "to").drop_nulls().iter_rows())
+                       for m in s.of_type(ast.MapDef)},
+            dictionary_sets=dictionary_sets,
+            code_names=self.code_names(),
+            drg_weights=self.drg_weights(drgs),
             set_sources=[set_text(e) for e in self.sets],
             map_sources=[f"{t}[{', '.join(f'{c} {o} {v!r}' for c, o, v in f)}].{col}" for t, f, col in self.maps],
         )
+
+    def code_names(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for d in self.names.dictionaries.values():
+            frame = self.store.frame(d.table)
+            if "name" in frame.columns:
+                key = self.store.key(d.table)
+                names.update(frame.select(key, "name").drop_nulls().iter_rows())
+        return names
+
+    def drg_weights(self, drgs: list[ast.DrgDef]) -> list[float | None]:
+        weights_def = self.scheme.of_type(ast.WeightsDef)
+        if not weights_def:
+            return [None] * len(drgs)
+        frame = self.store.frame(weights_def[-1].table)
+        table = dict(frame.select("drg", pl.col("weight").cast(pl.Float64, strict=False)).iter_rows())
+        return [table.get(d.code) for d in drgs]
 
     def build_code_tables(self):
         """Intern every code the plan mentions, then build set bitmaps and label maps over the ids."""

@@ -81,6 +81,17 @@ class Plan:
     cond_sources: list[str] = field(default_factory=list)
     set_sources: list[str] = field(default_factory=list)
     map_sources: list[str] = field(default_factory=list)
+    # Lookups for explain and validation (not used by the kernel).
+    set_index: dict[str, int] = field(default_factory=dict)        # set text (printer form) → set
+    map_index: dict[tuple, int] = field(default_factory=dict)      # (table, filters, column) → label map
+    warn_cond: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    warn_names: list[str] = field(default_factory=list)
+    warn_messages: list[str] = field(default_factory=list)
+    validation: dict[str, str] = field(default_factory=dict)       # built-in reason → error/warning/off
+    code_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # "dx"/"proc" → {from: to}
+    dictionary_sets: dict[str, int] = field(default_factory=dict)  # "dx"/"proc" → set of dictionary codes
+    code_names: dict[str, str] = field(default_factory=dict)       # code → name, from the dictionaries
+    drg_weights: list[float | None] = field(default_factory=list)  # relative weight per DRG, if declared
 
     @property
     def n_codes(self) -> int:

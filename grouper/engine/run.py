@@ -5,6 +5,7 @@ lists travel as Arrow offsets + values, and the kernel sees only flat arrays.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -107,6 +108,25 @@ def run_kernel(plan: ir.Plan, batch: Batch, *, threads: int | None = None, kerne
     with ThreadPoolExecutor(threads) as pool:  # the Cython kernel releases the GIL
         list(pool.map(lambda r: kernel.group_cases(*args, int(bounds[r]), int(bounds[r + 1])), range(threads)))
     return out
+
+
+def eval_conditions(plan: ir.Plan, batch: Batch, conds, *, threads: int | None = None, kernel=None) -> np.ndarray:
+    """Truth of each condition in `conds` for every case: bool[len(conds), n].
+
+    Runs the grouping kernel on a one-rule plan per condition (the condition as the entry of a
+    single MDC/ADRG): `grouped` means it holds. Rows rejected while reading count as false.
+    """
+    n = len(batch.skip)
+    truth = np.zeros((len(conds), n), dtype=bool)
+    one = np.array([0, 1], dtype=np.int32)
+    for i, k in enumerate(conds):
+        cond = np.array([k], dtype=np.int32)
+        sub = dataclasses.replace(plan, invalid_cond=np.zeros(0, np.int32), mdc_cond=cond, mdc_adrg_start=one,
+                                  adrg_cond=cond, adrg_drg_start=one,
+                                  drg_cond=np.array([ir.NO_CONDITION], dtype=np.int32))
+        status = run_kernel(sub, batch, threads=threads, kernel=kernel)[0]
+        truth[i] = status == ir.GROUPED
+    return truth
 
 
 def _labels(index: np.ndarray, names: list[str]) -> pl.Series:

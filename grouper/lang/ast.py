@@ -242,6 +242,34 @@ class InvalidDef:
 
 
 @dataclass(frozen=True, slots=True)
+class WarnDef:
+    name: str
+    message: str | None
+    cond: Cond
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ValidateDef:
+    reason: str
+    level: str  # "error" | "warning" | "off"
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class MapDef:
+    kind: str  # "dx" | "proc"
+    table: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class WeightsDef:
+    table: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class DrgDef:
     code: str
     name: str | None
@@ -267,7 +295,8 @@ class MdcDef:
     span: Span | None = _span()
 
 
-Statement = TableDef | DictionaryDef | SetDef | DefineDef | InvalidDef | MdcDef
+Statement = (TableDef | DictionaryDef | SetDef | DefineDef | InvalidDef | WarnDef | ValidateDef | MapDef
+             | WeightsDef | MdcDef)
 
 
 @dataclass(frozen=True, slots=True)

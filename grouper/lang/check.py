@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import reasons
 from ..errors import Diagnostic
 from . import ast
 from .tables import TableStore
@@ -91,10 +92,11 @@ class _Checker:
             self.check_table_name(d.table, d.span)
         for s in self.names.sets.values():
             self.check_set(s.expr, None)
+        self.check_data_statements()
         self.check_set_cycles()
         self.check_define_cycles()
         for statement in self.scheme.statements:
-            if isinstance(statement, (ast.DefineDef, ast.InvalidDef)):
+            if isinstance(statement, (ast.DefineDef, ast.InvalidDef, ast.WarnDef)):
                 self.check_cond(statement.cond)
             elif isinstance(statement, ast.MdcDef):
                 self.check_mdc(statement)
@@ -105,13 +107,14 @@ class _Checker:
     # ---- names ---------------------------------------------------------------------------
     def check_duplicates(self):
         seen: dict[tuple[str, str], ast.Statement] = {}
-        kinds = {ast.TableDef: "table", ast.SetDef: "set", ast.DefineDef: "define", ast.InvalidDef: "invalid rule",
-                 ast.DictionaryDef: "dictionary"}
+        kinds = {ast.TableDef: "table", ast.SetDef: "set", ast.DefineDef: "define", ast.InvalidDef: "rule",
+                 ast.WarnDef: "rule", ast.DictionaryDef: "dictionary", ast.MapDef: "map", ast.ValidateDef: "validate",
+                 ast.WeightsDef: "weights"}
         for st in self.scheme.statements:
             kind = kinds.get(type(st))
             if kind is None:
                 continue
-            key = (kind, getattr(st, "name", None) or st.kind)
+            key = (kind, getattr(st, "name", None) or getattr(st, "kind", None) or getattr(st, "reason", None) or "")
             if key in seen:
                 self.error("duplicate-name", f"{kind} {key[1]!r} is defined twice (first at {seen[key].span})", st.span)
             seen[key] = st
@@ -125,6 +128,25 @@ class _Checker:
                     self.error("duplicate-group", f"group code {node.code} is defined twice (first at {groups[node.code].span})", node.span)
                 else:
                     groups[node.code] = node
+
+    def check_data_statements(self):
+        for st in self.scheme.statements:
+            if isinstance(st, ast.ValidateDef):
+                if st.reason not in reasons.CATALOGUE:
+                    self.error("unknown-reason", f"no built-in check is called {st.reason!r}", st.span,
+                               "built-in checks: " + ", ".join(reasons.CATALOGUE))
+                if st.level not in reasons.LEVELS:
+                    self.error("bad-level", f"{st.level!r} is not a severity", st.span, "use error, warning or off")
+            elif isinstance(st, ast.MapDef):
+                if st.kind not in ("dx", "proc"):
+                    self.error("bad-map", f"unknown map kind {st.kind!r}", st.span, "use `map dx = TABLE` or `map proc = TABLE`")
+                if self.check_table_name(st.table, st.span):
+                    for column in ("from", "to"):
+                        self.check_column(st.table, column, st.span)
+            elif isinstance(st, ast.WeightsDef):
+                if self.check_table_name(st.table, st.span):
+                    for column in ("drg", "weight"):
+                        self.check_column(st.table, column, st.span)
 
     def check_table_name(self, name: str, span) -> bool:
         if name not in self.names.tables:

@@ -111,6 +111,18 @@ class _Builder(Transformer):
     def invalid_def(self, meta, c):
         return ast.InvalidDef(str(c[0]), _string(c[1]) if c[1] is not None else None, c[2], self._s(meta))
 
+    def warn_def(self, meta, c):
+        return ast.WarnDef(str(c[0]), _string(c[1]) if c[1] is not None else None, c[2], self._s(meta))
+
+    def validate_def(self, meta, c):
+        return ast.ValidateDef(str(c[0]), str(c[1]), self._s(meta))
+
+    def map_def(self, meta, c):
+        return ast.MapDef(str(c[0]), str(c[1]), self._s(meta))
+
+    def weights_def(self, meta, c):
+        return ast.WeightsDef(str(c[0]), self._s(meta))
+
     def mdc_def(self, meta, c):
         code, name, cond, *adrgs = c
         return ast.MdcDef(str(code), _string(name) if name is not None else None, cond, tuple(adrgs), self._s(meta))

@@ -102,9 +102,16 @@ def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> s
             out.append(f"set {st.name} = {set_text(st.expr)}")
         elif isinstance(st, ast.DefineDef):
             out.append(f"define {st.name} = {cond_text(st.cond)}")
-        elif isinstance(st, ast.InvalidDef):
+        elif isinstance(st, (ast.InvalidDef, ast.WarnDef)):
+            keyword = "invalid" if isinstance(st, ast.InvalidDef) else "warn"
             message = f" {quote(st.message)}" if st.message is not None else ""
-            out.append(f"invalid {st.name}{message} {_when(st.cond, '')}")
+            out.append(f"{keyword} {st.name}{message} {_when(st.cond, '')}")
+        elif isinstance(st, ast.ValidateDef):
+            out.append(f"validate {st.reason} = {st.level}")
+        elif isinstance(st, ast.MapDef):
+            out.append(f"map {st.kind} = {st.table}")
+        elif isinstance(st, ast.WeightsDef):
+            out.append(f"weights = {st.table}")
         elif isinstance(st, ast.MdcDef):
             if st.code in comments:
                 out.append(f"# {comments[st.code]}")

@@ -1,0 +1,58 @@
+"""The catalogue of built-in validation checks (病案质控): stable reason codes, default severity,
+and messages in Chinese and English. Schemes change a severity with `validate CODE = error|warning|off`.
+
+"error" blocks grouping (status invalid, the code in `reason`); "warning" is reported beside the
+result; "off" skips the check. Defaults never change a reference grouping result: only input that
+cannot be read at all is an error by default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LEVELS = ("error", "warning", "off")
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    level: str
+    zh: str
+    en: str
+
+
+CATALOGUE: dict[str, Reason] = {r.code: r for r in (
+    # unreadable fields (a value that is not a number)
+    Reason("malformed_sex", "error", "性别无法识别", "sex is not a recognised value"),
+    Reason("malformed_age", "error", "年龄不是整数", "age is not a whole number"),
+    Reason("malformed_age_days", "error", "年龄(天)不是整数", "age in days is not a whole number"),
+    Reason("malformed_weight", "error", "出生体重不是整数", "birth weight is not a whole number"),
+    Reason("malformed_los", "error", "住院天数不是整数", "length of stay is not a whole number"),
+    Reason("malformed_discharge", "error", "离院方式不是整数", "discharge mode is not a whole number"),
+    # missing or implausible values
+    Reason("missing_dx", "warning", "缺少主要诊断", "the principal diagnosis is missing"),
+    Reason("implausible_age", "warning", "年龄超出合理范围(0-150岁)", "age outside 0-150 years"),
+    Reason("implausible_age_days", "warning", "年龄(天)与年龄(岁)不符", "age in days does not agree with age in years"),
+    Reason("implausible_weight", "warning", "出生体重超出合理范围(100-10000克)", "birth weight outside 100-10000 g"),
+    Reason("implausible_los", "warning", "住院天数为负数", "length of stay is negative"),
+    Reason("unknown_discharge", "warning", "离院方式不在1-5、9之内", "discharge mode is not 1-5 or 9"),
+    # code format and dictionaries
+    Reason("bad_dx_format", "warning", "诊断编码格式不符合医保版ICD-10", "diagnosis code is not in ICD-10 医保版 format"),
+    Reason("bad_proc_format", "warning", "手术操作编码格式不符合医保版ICD-9-CM-3", "procedure code is not in ICD-9-CM-3 医保版 format"),
+    Reason("unknown_dx", "warning", "诊断编码不在方案字典中", "diagnosis code is not in the scheme's dictionary"),
+    Reason("unknown_proc", "warning", "手术操作编码不在方案字典中", "procedure code is not in the scheme's dictionary"),
+    Reason("unmapped_dx", "warning", "诊断编码无法转换为分组器编码", "diagnosis code has no entry in the conversion table"),
+    Reason("unmapped_proc", "warning", "手术操作编码无法转换为分组器编码", "procedure code has no entry in the conversion table"),
+    Reason("not_principal_dx", "warning", "该编码不能作为主要诊断(星号编码或损伤中毒外因编码)",
+           "this code may not be the principal diagnosis (asterisk code or external cause)"),
+    Reason("duplicate_dx", "warning", "诊断编码重复", "a diagnosis code is listed twice"),
+    Reason("duplicate_proc", "warning", "手术操作编码重复", "a procedure code is listed twice"),
+)}
+
+
+def message(code: str, lang: str = "both") -> str:
+    reason = CATALOGUE[code]
+    if lang == "zh":
+        return reason.zh
+    if lang == "en":
+        return reason.en
+    return f"{reason.zh} / {reason.en}"
