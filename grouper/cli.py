@@ -41,6 +41,20 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("pack", nargs="?", help="pack folder or .grp file (default: the demo scheme)")
     c.add_argument("--strict", action="store_true", help="exit non-zero on warnings too")
 
+    e = sub.add_parser("explain", help="why a case lands in its group: every rule tried, and what-if changes")
+    e.add_argument("--scheme", help="scheme pack folder or .grp file (default: the shipped demo scheme)")
+    e.add_argument("--cases", help="file to pick the case from (with --id)")
+    e.add_argument("--id", help="id of the case in --cases")
+    e.add_argument("--encoding", help="CSV encoding of --cases")
+    e.add_argument("--dx", help="diagnoses, principal first, |-separated (instead of --cases)")
+    e.add_argument("--proc", default="", help="procedures, principal first, |-separated")
+    for name in ("sex", "age", "age-days", "weight", "dept", "los", "discharge"):
+        e.add_argument(f"--{name}", help=f"the case's {name.replace('-', '_')}")
+    e.add_argument("--json", action="store_true", help="print one JSON object (result fields and steps) to stdout")
+    e.add_argument("--try", dest="tries", action="append", metavar="CHANGES",
+                   help="what-if scenario: comma-separated +dx:CODE, -dx:CODE, +proc:CODE, -proc:CODE (repeatable); "
+                        "`--try each` drops each recorded secondary diagnosis and procedure in turn")
+
     i = sub.add_parser("import", help="turn an official table set into a scheme pack")
     i.add_argument("format", choices=["chs-drg"], help="table layout")
     i.add_argument("table_dir")
@@ -109,6 +123,67 @@ def cmd_check(args) -> int:
     return EXIT_OK
 
 
+def _explain_case(args):
+    import polars as pl
+
+    from . import io
+    from .errors import InputError
+
+    if args.cases:
+        if args.id is None:
+            raise InputError("--cases needs --id to pick the case")
+        cases = io.read_cases(args.cases, encoding=args.encoding)
+        row = cases.filter(pl.col("id") == args.id)
+        if row.height == 0:
+            raise InputError(f"no case with id {args.id!r} in {args.cases}")
+        return row.head(1)
+    if args.dx is None:
+        raise InputError("give a case with --dx/--proc/--sex/--age ..., or pick one with --cases FILE --id ID")
+    fields = {"id": args.id or "case", "sex": args.sex, "age": args.age, "age_days": args.age_days,
+              "weight": args.weight, "dept": args.dept, "los": args.los, "discharge": args.discharge,
+              "dx": args.dx, "proc": args.proc}
+    return io.cases_from_frame(pl.DataFrame([fields], schema={k: pl.String for k in fields}))
+
+
+def cmd_explain(args) -> int:
+    import dataclasses
+    import json
+
+    from .console import render_explanation, render_what_if, stderr_console
+    from .engine.explain import explain_case, parse_change, removal_scenarios, what_if
+    from .scheme import load_scheme
+
+    scheme = load_scheme(args.scheme)
+    case = _explain_case(args)
+    explanation = explain_case(scheme, case)
+    scenarios = []
+    for text in args.tries or ():
+        if text.strip() == "each":
+            scenarios += removal_scenarios(case)
+        else:
+            try:
+                scenarios.append([parse_change(part) for part in text.split(",") if part.strip()])
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+    try:
+        whatifs = what_if(scheme, case, scenarios) if scenarios else []
+    except ValueError as exc:  # removing a code the case does not have
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if args.json:
+        out = explanation.to_dict()
+        if whatifs:
+            out["what_if"] = [dataclasses.asdict(w) for w in whatifs]
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False, soft_wrap=False)
+        render_explanation(explanation, console)
+        if whatifs:
+            render_what_if(whatifs, console)
+    return EXIT_OK
+
+
 def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
@@ -124,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        return {"group": cmd_group, "check": cmd_check, "import": cmd_import}[args.command](args)
+        commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain}
+        return commands[args.command](args)
     except SchemeError as exc:
         from .console import print_diagnostics, stderr_console
 

@@ -116,3 +116,56 @@ def print_diagnostics(diagnostics, console: Console) -> None:
     for d in diagnostics:
         style = "bold red" if d.severity == "error" else "yellow"
         console.print(Text(d.render(), style=style), soft_wrap=True)
+
+
+def render_explanation(explanation, console: Console, *, show_failed_checks: bool = True) -> None:
+    """The decision path as a Rich tree: every rule tried, ✓/✗, the evidence, the file:line."""
+    from rich.tree import Tree
+
+    e = explanation
+    title = Text(f"case {e.id}: ", style="bold")
+    title.append(f"{e.status}", style="bold green" if e.status == "grouped" else "bold red")
+    for label, value in (("MDC", e.mdc), ("ADRG", e.adrg), ("DRG", e.drg), ("reason", e.reason), ("RW", e.weight)):
+        if value is not None:
+            title.append(f"  {label} {value}")
+    tree = Tree(title)
+
+    def add_check(node, check, depth=0):
+        mark = "✓" if check.holds else "✗"
+        line = Text(f"{mark} {check.text}", style="green" if check.holds else "red")
+        if check.detail:
+            line.append(f"  — {check.detail}", style="dim")
+        branch = node.add(line)
+        if depth < 4:
+            for child in check.children:
+                add_check(branch, child, depth + 1)
+
+    def add_step(node, step):
+        mark = "✓" if step.matched else "✗"
+        line = Text(f"{mark} {step.level} {step.code}", style="bold green" if step.matched else "red")
+        if step.name:
+            line.append(f" {step.name}")
+        if step.source:
+            line.append(f"  ({step.source})", style="dim")
+        branch = node.add(line)
+        if step.why is not None and (step.matched or show_failed_checks):
+            add_check(branch, step.why)
+        for child in step.children:
+            add_step(branch, child)
+
+    for step in e.steps:
+        if step.level == "invalid" and not step.matched:
+            continue  # passed input checks are noise; a failed one is shown
+        add_step(tree, step)
+    console.print(tree)
+
+
+def render_what_if(rows, console: Console) -> None:
+    table = Table(title="What if")
+    for column in ("change", "status", "MDC", "ADRG", "DRG", "RW", ""):
+        table.add_column(column)
+    for r in rows:
+        weight = "" if r.weight is None else f"{r.weight:g}"
+        table.add_row(r.changes, r.status, r.mdc or "", r.adrg or "", r.drg or "", weight,
+                      "changed" if r.changed else "", style="bold" if r.changed else None)
+    console.print(table)

@@ -1,6 +1,7 @@
 """Load a scheme pack: parse → check → compile. The one place that joins the language and the engine."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -63,14 +64,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "grouper"
 
 
-def pack_fingerprint(path: Path) -> str:
-    """Hash of every file of the pack folder (names and contents) plus the engine version.
-
-    Any change to the scheme or to any table gives a new key, so a stale plan is never used.
-    """
+@functools.cache
+def engine_fingerprint() -> str:
+    """Hash of the package's own source (Python modules and the grammar): a new engine, a new key."""
     from . import __version__
 
-    digest = hashlib.blake2b(f"{__version__}/{CACHE_FORMAT}/{path.name}".encode(), digest_size=20)
+    digest = hashlib.blake2b(f"{__version__}/{CACHE_FORMAT}".encode(), digest_size=20)
+    root = Path(__file__).parent
+    grammar = Path(str(resources.files("grouper.grammars").joinpath("scheme.lark")))
+    for file in sorted(root.rglob("*.py")) + [grammar]:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def pack_fingerprint(path: Path) -> str:
+    """Hash of every file of the pack folder (names and contents) and of the engine.
+
+    Any change to the scheme, to any table or to the engine gives a new key, so a stale plan is never used.
+    """
+    digest = hashlib.blake2b(f"{engine_fingerprint()}/{path.name}".encode(), digest_size=20)
     for file in sorted(p for p in path.parent.iterdir() if p.is_file()):
         digest.update(file.name.encode() + b"\0")
         digest.update(file.read_bytes())

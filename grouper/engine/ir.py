@@ -93,6 +93,18 @@ class Plan:
     code_names: dict[str, str] = field(default_factory=dict)       # code → name, from the dictionaries
     drg_weights: list[float | None] = field(default_factory=list)  # relative weight per DRG, if declared
 
+    def code_enum(self):
+        """The Polars Enum over the plan's codes (built once: it is costly for ~50,000 codes)."""
+        enum = self.__dict__.get("_code_enum")
+        if enum is None:
+            import polars as pl
+
+            enum = self.__dict__["_code_enum"] = pl.Enum(self.codes)
+        return enum
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_code_enum"}
+
     @property
     def n_codes(self) -> int:
         return len(self.codes)

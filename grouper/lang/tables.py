@@ -64,11 +64,12 @@ class TableStore:
             first = filters.pop(0)
             key = (name, first.column)
             if key not in self._partitions:
-                self._partitions[key] = {k[0]: part for k, part in frame.partition_by(first.column, as_dict=True).items()}
+                by_value = frame.with_columns(pl.col(first.column).fill_null("")).partition_by(first.column, as_dict=True)
+                self._partitions[key] = {k[0]: part for k, part in by_value.items()}
             frame = self._partitions[key].get(first.value, frame.clear())
         for f in filters:
-            column = pl.col(f.column)
-            frame = frame.filter(column == f.value if f.op == "=" else (column != f.value) | column.is_null())
+            column = pl.col(f.column).fill_null("")  # an empty cell is the empty string: `site != ""` = has a site
+            frame = frame.filter(column == f.value if f.op == "=" else column != f.value)
         return frame
 
     def codes(self, expr: ast.TableFilter | ast.SetRef) -> list[str]:
