@@ -86,6 +86,7 @@ class _CodeFlags:
     not_principal: np.ndarray
     dx_dict: np.ndarray | None  # in the dx dictionary (None: no dictionary declared)
     proc_dict: np.ndarray | None
+    maps: dict = dataclasses.field(default_factory=dict)  # kind → (from, to, accepted) Series
 
 
 _FLAGS: dict[int, tuple[weakref.ref, _CodeFlags]] = {}
@@ -162,8 +163,10 @@ class _Found:
 def convert_codes(plan: ir.Plan, cases: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Replace codes through the plan's `map dx` / `map proc` tables (from → to).
 
-    A code without an entry is kept as it is and reported `unmapped_dx` / `unmapped_proc` (empty
-    items are not reported: they are missing, not unmapped). Returns (converted cases, problems).
+    A code without an entry is kept as it is; it is reported `unmapped_dx` / `unmapped_proc`
+    unless it already is a grouper code: a target of the map, or a code of the scheme's
+    dictionary of that kind. Empty items are not reported (they are missing, not unmapped).
+    Returns (converted cases, problems).
     """
     found = _Found(plan)
     code_maps = getattr(plan, "code_maps", None) or {}
@@ -172,19 +175,32 @@ def convert_codes(plan: ir.Plan, cases: pl.DataFrame) -> tuple[pl.DataFrame, pl.
         mapping = code_maps.get(kind)
         if not mapping or kind not in cases.columns:
             continue
-        old = pl.Series(list(mapping), dtype=pl.String)
-        new = pl.Series(list(mapping.values()), dtype=pl.String)
+        old, new, accepted = _map_series(plan, kind)
         column = cases[kind].cast(pl.List(pl.String))
         if found.enabled(code):
             unmapped = (pl.DataFrame({"row": pl.int_range(0, cases.height, dtype=pl.UInt32, eager=True),
                                       "code": column})
                         .explode("code")
-                        .filter(pl.col("code").is_not_null() & (pl.col("code") != "") & ~pl.col("code").is_in(old)))
+                        .filter(pl.col("code").is_not_null() & (pl.col("code") != "")
+                                & ~pl.col("code").is_in(accepted.implode())))
             found.add(code, unmapped["row"].to_numpy(), unmapped["code"])
         replaced[kind] = column.list.eval(pl.element().replace(old, new))
     if replaced:
         cases = cases.with_columns(**replaced)
     return cases, found.frame()
+
+
+def _map_series(plan: ir.Plan, kind: str) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """(from codes, to codes, codes accepted without an entry) of a plan's code map, cached per plan."""
+    flags = _code_flags(plan)
+    if kind not in flags.maps:
+        mapping = plan.code_maps[kind]
+        old = pl.Series(list(mapping), dtype=pl.String)
+        new = pl.Series(list(mapping.values()), dtype=pl.String)
+        dictionary = flags.dx_dict if kind == "dx" else flags.proc_dict
+        in_dictionary = flags.codes.filter(pl.Series(dictionary)) if dictionary is not None else pl.Series([], dtype=pl.String)
+        flags.maps[kind] = (old, new, pl.concat([old, new, in_dictionary]).unique())
+    return flags.maps[kind]
 
 
 # ---- the checks --------------------------------------------------------------------------------

@@ -129,3 +129,14 @@ def test_cli_explain_tree_and_errors(capsys):
     assert "GD15" in out and "✓ adrg GD1" in out and "scheme.grp:24" in out
     assert main(["explain", "--scheme", str(MINI)]) == 3
     assert main(["explain", "--scheme", str(MINI), "--dx", "K35.800", "--try=-dx:X"]) == 3
+
+
+def test_what_if_shows_weights_of_the_demo_scheme():
+    from grouper.io import read_cases
+
+    demo = load_scheme(None)
+    cases = read_cases(Path(__file__).parents[1] / "tables" / "demo" / "discharges.csv")
+    row = cases.filter(pl.col("id") == "G02")
+    rows = what_if(demo, row, removal_scenarios(row))
+    assert [(r.drg, r.weight) for r in rows] == [("GD13", 1.32), ("GD15", 1.1), ("GZ13", 0.84)]
+    assert explain_case(demo, row).weight == 1.32

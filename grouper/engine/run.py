@@ -126,7 +126,9 @@ def encode_cases(plan: ir.Plan, cases: pl.DataFrame) -> Batch:
             first_bad[malformed] = i
     skip = np.ascontiguousarray((first_bad >= 0).astype(np.uint8))
     if skip.any():
-        skip_reason = _labels(first_bad.astype(np.int32), [f"malformed_{name}" for name in ir.FIELDS])
+        index = pl.Series(first_bad.astype(np.int32))
+        index = pl.select(pl.when(index >= 0).then(index)).to_series()     # null where not skipped
+        skip_reason = pl.Series([f"malformed_{name}" for name in ir.FIELDS], dtype=pl.String).gather(index)
     else:
         skip_reason = pl.repeat(None, n, dtype=pl.String, eager=True)
     return Batch(dx_offsets, dx_codes, px_offsets, px_codes, fields, skip, skip_reason.alias("skip_reason"))

@@ -17,6 +17,8 @@ from ..lang.printer import scheme_text
 GROUPING_TABLES = ("mdc.csv", "mdc_dx.csv", "adrg.csv", "adrg_dx.csv", "adrg_proc.csv", "drg.csv",
                    "cc.csv", "cc_exclusion.csv", "or_proc.csv")
 REFERENCE_TABLES = ("dx_dict.csv", "proc_dict.csv", "dx_map.csv", "proc_map.csv")
+# Generated at import time from the MDC lists (see `_sex_specific_dx`).
+SEX_SPECIFIC_TABLE = "sex_specific_dx.csv"
 
 _OR = ast.SetRef("OR")
 _NEONATE = "age_days"
@@ -133,7 +135,23 @@ class _Importer:
             return ast.DefineRef(split)
         raise ImportError_(f"drg.csv: DRG {row['drg']} has an unknown split {split!r}")
 
-    def scheme(self, name: str, version: str, reference_tables: list[str]) -> ast.Scheme:
+    def sex_specific_dx(self, dictionary: set[str] | None) -> list[tuple[str, str]]:
+        """(code, sex) of the diagnoses that only one sex can have, from the MDC lists: a code
+        listed only under MDCN (female reproductive) or MDCO (pregnancy) is female-only ("2"), one
+        listed only under MDCM (male reproductive) is male-only ("1"); a code in both is neither.
+        Codes absent from the dictionary (when there is one) are left out."""
+        lists: dict[str, set[str]] = {}
+        for row in _rows(self.dir / "mdc_dx.csv"):
+            lists.setdefault(row["mdc"], set()).add(row["code"])
+        male = lists.get("MDCM", set())
+        female = lists.get("MDCN", set()) | lists.get("MDCO", set())
+        rows = [(code, "1") for code in male - female] + [(code, "2") for code in female - male]
+        if dictionary is not None:
+            rows = [r for r in rows if r[0] in dictionary]
+        return sorted(rows)
+
+    def scheme(self, name: str, version: str, reference_tables: list[str], *, sex_table: bool = False,
+               with_maps: bool = False) -> ast.Scheme:
         st: list[ast.Statement] = [
             ast.TableDef("mdc_dx", "mdc_dx.csv"),
             ast.TableDef("adrg_dx", "adrg_dx.csv"),
@@ -145,9 +163,16 @@ class _Importer:
         for file in reference_tables:
             if file in ("dx_dict.csv", "proc_dict.csv"):
                 st.append(ast.TableDef(file[:-4], file))
+        if sex_table:
+            st.append(ast.TableDef(SEX_SPECIFIC_TABLE[:-4], SEX_SPECIFIC_TABLE))
+        maps = [f for f in reference_tables if with_maps and f in ("dx_map.csv", "proc_map.csv")]
+        for file in maps:
+            st.append(ast.TableDef(file[:-4], file, "from"))
         for file in reference_tables:
             if file in ("dx_dict.csv", "proc_dict.csv"):
                 st.append(ast.DictionaryDef(file.split("_")[0], file[:-4]))
+        for file in maps:  # 临床版 → 医保版 code conversion before validation and grouping
+            st.append(ast.MapDef(file.split("_")[0], file[:-4]))
         st.append(ast.SetDef("OR", ast.SetRef("or_proc")))
         unless = ast.Unless("cc", "exclusion_table", "cc_exclusion", "exclusion_table")
         st.append(ast.DefineDef("mcc", ast.ManyIn("any", "secondary dx", _table("cc", level="MCC"), unless)))
@@ -164,6 +189,21 @@ class _Importer:
                            _all(ast.FieldCmp("age", "=", 0), ast.FieldCmp("age_days", "<=", 28),
                                 ast.FieldPresence("weight", False))),
         ]
+        # Plausibility warnings (病案质控): reported with the result, never change it.
+        if sex_table:
+            sex_dx = ast.SetRef(SEX_SPECIFIC_TABLE[:-4])
+            st += [
+                ast.WarnDef("female_dx_on_male", "男性患者使用女性专用诊断 / a female-only diagnosis on a male patient",
+                            _all(ast.FieldCmp("sex", "=", "male"),
+                                 ast.ManyIn("any", "dx", _table(sex_dx.name, sex="2")))),
+                ast.WarnDef("male_dx_on_female", "女性患者使用男性专用诊断 / a male-only diagnosis on a female patient",
+                            _all(ast.FieldCmp("sex", "=", "female"),
+                                 ast.ManyIn("any", "dx", _table(sex_dx.name, sex="1")))),
+            ]
+        if any(m["mdc"] == "MDCP" for m in self.mdcs):
+            st.append(ast.WarnDef(
+                "newborn_dx_on_adult", "1岁及以上患者的主要诊断为新生儿疾病 / a newborn principal diagnosis on a patient aged 1 or more",
+                _all(ast.FieldCmp("age", ">=", 1), ast.OneIn("pdx", _table("mdc_dx", mdc="MDCP")))))
         adrgs_of: dict[str, list[dict]] = {}
         for row in sorted(self.adrgs, key=lambda r: int(r["seq"])):
             adrgs_of.setdefault(row["mdc"], []).append(row)
@@ -191,13 +231,30 @@ HEADER_COMMENT = """\
 
 
 def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "CHS-DRG",
-                   version: str = "1.1") -> Path:
-    """Write `pack_dir/scheme.grp` and copy the tables it uses; return the scheme path."""
+                   version: str = "1.1", with_maps: bool = False) -> Path:
+    """Write `pack_dir/scheme.grp` and copy the tables it uses; return the scheme path.
+
+    The scheme also gets plausibility `warn` rules (sex-specific diagnoses, from a generated
+    `sex_specific_dx.csv`; newborn diagnoses after the first year). With `with_maps`, codes are
+    converted through `dx_map.csv` / `proc_map.csv` (`map dx = dx_map`) before grouping; the
+    reference grouper does not convert, so this is off by default.
+    """
     table_dir, pack_dir = Path(table_dir), Path(pack_dir)
     importer = _Importer(table_dir)
     reference = [f for f in REFERENCE_TABLES if (table_dir / f).is_file()]
-    scheme = importer.scheme(name, version, reference)
+    if with_maps and not any(f in reference for f in ("dx_map.csv", "proc_map.csv")):
+        raise ImportError_(f"--with-maps: {table_dir} has neither dx_map.csv nor proc_map.csv")
+    dictionary = None
+    if "dx_dict.csv" in reference:
+        dictionary = {row["code"] for row in _rows(table_dir / "dx_dict.csv")}
+    sex_rows = importer.sex_specific_dx(dictionary)
+    scheme = importer.scheme(name, version, reference, sex_table=bool(sex_rows), with_maps=with_maps)
     pack_dir.mkdir(parents=True, exist_ok=True)
+    if sex_rows:
+        with (pack_dir / SEX_SPECIFIC_TABLE).open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["code", "sex"])
+            writer.writerows(sex_rows)
     for file in (*GROUPING_TABLES, *reference):
         if file != "mdc.csv" and file != "adrg.csv" and file != "drg.csv":
             shutil.copyfile(table_dir / file, pack_dir / file)

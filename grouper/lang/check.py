@@ -145,8 +145,15 @@ class _Checker:
                         self.check_column(st.table, column, st.span)
             elif isinstance(st, ast.WeightsDef):
                 if self.check_table_name(st.table, st.span):
+                    before = len(self.found)
                     for column in ("drg", "weight"):
                         self.check_column(st.table, column, st.span)
+                    if self.store is not None and len(self.found) == before:
+                        weighted = set(self.store.frame(st.table)["drg"].to_list())
+                        missing = [d.code for m in self.scheme.mdcs for a in m.adrgs for d in a.drgs if d.code not in weighted]
+                        if missing:
+                            self.warning("missing-weight", f"{len(missing)} DRG(s) have no weight in {st.table}: "
+                                         + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""), st.span)
 
     def check_table_name(self, name: str, span) -> bool:
         if name not in self.names.tables:
