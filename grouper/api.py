@@ -21,40 +21,66 @@ def _plan(scheme: LoadedScheme | str | Path | None):
 
 def group(cases: pl.DataFrame | str | Path, scheme: LoadedScheme | str | Path | None = None, *,
           columns: Mapping[str, str] | None = None, encoding: str | None = None,
-          threads: int | None = None) -> pl.DataFrame:
-    """Group every case; returns id, status, mdc, adrg, drg, reason — one row per input row, in order.
+          threads: int | None = None, problems: bool = False) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
+    """Group every case; returns id, status, mdc, adrg, drg, reason, warnings — one row per input row, in order.
 
     `cases` is a file path (CSV/Parquet/Excel) or a frame in either input shape; `scheme` is a
-    pack folder, a .grp file, a loaded scheme, or None for the shipped demo scheme.
+    pack folder, a .grp file, a loaded scheme, or None for the shipped demo scheme. With
+    `problems=True`, returns (results, problems): every validation problem, one per row
+    (row, id, dept, reason, level, detail; see grouper.validate).
     """
     plan = _plan(scheme)
     if isinstance(cases, pl.DataFrame):
         frame = io.cases_from_frame(cases, columns=columns)
     else:
         frame = io.read_cases(cases, encoding=encoding, columns=columns)
-    return group_frame(plan, frame, threads=threads)
+    return group_frame(plan, frame, threads=threads, problems=problems)
+
+
+def _grouped_batches(path, plan, *, batch_size, columns, encoding, threads,
+                     problems: bool) -> Iterator[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None]]:
+    """(cases, results, problems or None) per batch; problem rows count from the start of the file."""
+    done = 0
+    for cases in io.iter_case_batches(path, batch_size=batch_size, encoding=encoding, columns=columns):
+        if problems:
+            results, found = group_frame(plan, cases, threads=threads, problems=True)
+            found = found.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row"))
+        else:
+            results, found = group_frame(plan, cases, threads=threads), None
+        done += cases.height
+        yield cases, results, found
 
 
 def group_batches(path: str | Path, scheme: LoadedScheme | str | Path | None = None, *,
                   batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
-                  encoding: str | None = None, threads: int | None = None) -> Iterator[pl.DataFrame]:
-    """Stream a case file in batches of `batch_size` rows; yields result frames in input order."""
+                  encoding: str | None = None, threads: int | None = None,
+                  problems: bool = False) -> Iterator[pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]]:
+    """Stream a case file in batches of `batch_size` rows; yields result frames in input order
+    (with `problems=True`: (results, problems) pairs; problem `row`s are 0-based file positions)."""
     plan = _plan(scheme)
-    for batch in io.iter_case_batches(path, batch_size=batch_size, encoding=encoding, columns=columns):
-        yield group_frame(plan, batch, threads=threads)
+    for _, results, found in _grouped_batches(path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
+                                              threads=threads, problems=problems):
+        yield (results, found) if problems else results
 
 
 def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedScheme | str | Path | None = None, *,
                batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
                encoding: str | None = None, threads: int | None = None,
-               on_batch: Callable[[pl.DataFrame], None] | None = None) -> int:
-    """Group a file into an output file (format from its extension) in bounded memory; returns the row count."""
+               on_batch: Callable[[pl.DataFrame], None] | None = None, report=None) -> int:
+    """Group a file into an output file (format from its extension) in bounded memory; returns the row count.
+
+    `report` (a `grouper.validate.QualityReport`) accumulates the validation problems batch by batch.
+    """
+    plan = _plan(scheme)
     rows = 0
     with io.ResultSink(output_path) as sink:
-        for results in group_batches(input_path, scheme, batch_size=batch_size, columns=columns,
-                                     encoding=encoding, threads=threads):
+        for cases, results, found in _grouped_batches(input_path, plan, batch_size=batch_size, columns=columns,
+                                                      encoding=encoding, threads=threads,
+                                                      problems=report is not None):
             sink.write(results)
             rows += results.height
+            if report is not None:
+                report.add(cases, found)
             if on_batch is not None:
                 on_batch(results)
     return rows

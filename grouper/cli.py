@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="map a field to an input header, e.g. --column dx=诊断编码 (repeatable)")
     g.add_argument("--batch-size", type=int, default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
     g.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
+    g.add_argument("--report", metavar="FILE",
+                   help="write the quality report (validation problems by reason and by department): .csv, .parquet or .xlsx")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     c = sub.add_parser("check", help="check a scheme pack and print its diagnostics")
@@ -61,19 +63,25 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("-o", "--output", required=True, help="pack folder to write")
     i.add_argument("--name", default="CHS-DRG")
     i.add_argument("--version", dest="scheme_version", default="1.1")
+    i.add_argument("--with-maps", action="store_true",
+                   help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
     return parser
 
 
 def cmd_group(args) -> int:
     from . import api, io
-    from .console import progress, render_summary, stderr_console, summary_counts
+    from .console import progress, render_quality_report, render_summary, stderr_console, summary_counts
     from .scheme import load_scheme
+    from .validate import QualityReport
 
     console = stderr_console()
     scheme = load_scheme(args.scheme)
+    if args.report and Path(args.report).suffix.lower() not in (".csv", ".parquet", ".pq", ".xlsx"):
+        raise io.InputError(f"cannot write {args.report}: unknown extension; use .csv, .parquet or .xlsx")
     total = _row_count(Path(args.input))
     show = not args.quiet and console.is_terminal
     counts = []
+    report = QualityReport(scheme.plan) if args.report or not args.quiet else None
     with progress(total, f"grouping with {scheme.ast.header.name} {scheme.ast.header.version}", enabled=show) as bar:
         def on_batch(results):
             counts.append(summary_counts(results))
@@ -81,12 +89,16 @@ def cmd_group(args) -> int:
 
         rows = api.group_file(args.input, args.output, scheme, batch_size=args.batch_size,
                               columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
-                              on_batch=on_batch)
+                              on_batch=on_batch, report=report)
+    summary = report.frame() if report is not None else None
+    if args.report:
+        io.write_results(summary, args.report)
     if not args.quiet:
         import polars as pl
 
         render_summary(pl.concat(counts), console)
-        console.print(f"{rows:,} cases → {args.output}")
+        render_quality_report(summary, console)
+        console.print(f"{rows:,} cases → {args.output}" + (f"; quality report → {args.report}" if args.report else ""))
     return EXIT_OK
 
 
@@ -188,7 +200,8 @@ def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
 
-    path = import_chs_drg(args.table_dir, args.output, name=args.name, version=args.scheme_version)
+    path = import_chs_drg(args.table_dir, args.output, name=args.name, version=args.scheme_version,
+                          with_maps=args.with_maps)
     stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 

@@ -129,6 +129,12 @@ def render_explanation(explanation, console: Console, *, show_failed_checks: boo
         if value is not None:
             title.append(f"  {label} {value}")
     tree = Tree(title)
+    if e.problems:
+        found = tree.add(Text("validation", style="bold yellow"))
+        for p in e.problems:
+            detail = f" ({p['detail']})" if p["detail"] else ""
+            found.add(Text(f"{p['level']} {p['reason']}: {p['message']}{detail}",
+                           style="red" if p["level"] == "error" else "yellow"))
 
     def add_check(node, check, depth=0):
         mark = "✓" if check.holds else "✗"
@@ -169,3 +175,62 @@ def render_what_if(rows, console: Console) -> None:
         table.add_row(r.changes, r.status, r.mdc or "", r.adrg or "", r.drg or "", weight,
                       "changed" if r.changed else "", style="bold" if r.changed else None)
     console.print(table)
+
+
+def render_quality_report(counts: pl.DataFrame, console: Console, *, top: int = 10) -> None:
+    """Print the validation problems by reason and the ``top`` departments with the most problem cases.
+
+    ``counts`` is the summary of ``grouper.validate.QualityReport.frame()`` (scope, dept, reason,
+    level, cases, total, percent, message_zh, message_en).
+    """
+    any_reason = "(any)"
+    overall = counts.filter(pl.col("scope") == "all")
+    total = int(overall["total"].max() or 0) if overall.height else 0
+    with_problems = int(overall.filter(pl.col("reason") == any_reason)["cases"].sum())
+    reasons = overall.filter(pl.col("reason") != any_reason).sort(
+        [pl.col("level") != "error", "cases", "reason"], descending=[False, True, False])
+    if reasons.height == 0:
+        console.print(f"Quality report: no problems in {total:,} cases")
+        return
+
+    by_reason = Table(title="Quality report (病案质控): problems by reason")
+    # The counts keep their width; the message takes what is left of the line (cut with …).
+    width = max(len(any_reason), *(len(r) for r in reasons["reason"].to_list()))
+    by_reason.add_column("Reason", min_width=width, no_wrap=True)
+    by_reason.add_column("Level", min_width=7, no_wrap=True)
+    by_reason.add_column("Cases", justify="right", min_width=len(f"{total:,}"), no_wrap=True)
+    by_reason.add_column("%", justify="right", min_width=6, no_wrap=True)
+    by_reason.add_column("Message", no_wrap=True, overflow="ellipsis")
+    for row in reasons.iter_rows(named=True):
+        level_style = "red" if row["level"] == "error" else "yellow"
+        message = row["message_zh"] or row["message_en"] or ""
+        by_reason.add_row(row["reason"], Text(row["level"] or "", style=level_style), f"{row['cases']:,}",
+                          _percent(row["cases"], total), message)
+    by_reason.add_section()
+    by_reason.add_row(any_reason, "", f"{with_problems:,}", _percent(with_problems, total), "")
+    console.print(by_reason)
+
+    depts = counts.filter(pl.col("scope") == "dept")
+    if depts.height == 0:
+        return
+    worst = (depts.filter(pl.col("reason") != any_reason)
+             .sort(["cases", "reason"], descending=[True, False])
+             .group_by("dept", maintain_order=True).first()
+             .select("dept", pl.col("reason").alias("most_frequent"), pl.col("cases").alias("most_cases")))
+    ranked = (depts.filter((pl.col("reason") == any_reason) & (pl.col("cases") > 0))
+              .join(worst, on="dept", how="left", nulls_equal=True)
+              .sort(["cases", "dept"], descending=[True, False], nulls_last=True)
+              .head(top))
+    if ranked.height == 0:
+        return
+    by_dept = Table(title="Departments with the most cases with a problem")
+    by_dept.add_column("Department")
+    by_dept.add_column("Cases", justify="right")
+    by_dept.add_column("With a problem", justify="right")
+    by_dept.add_column("%", justify="right")
+    by_dept.add_column("Most frequent problem")
+    for row in ranked.iter_rows(named=True):
+        frequent = f"{row['most_frequent']} ({row['most_cases']:,})" if row["most_frequent"] else ""
+        by_dept.add_row(row["dept"] if row["dept"] is not None else "(none)", f"{row['total']:,}",
+                        f"{row['cases']:,}", _percent(row["cases"], row["total"]), frequent)
+    console.print(by_dept)

@@ -22,6 +22,9 @@ __all__ = ["BLOCK_ROWS", "read_source", "resample_cases", "resample_indices", "w
 # Rows per independently seeded block of draws (the unit of chunk-independence).
 BLOCK_ROWS = 1 << 16
 ID_DIGITS = 9
+# Parquet row groups of the written files: what `pl.DataFrame.write_parquet` picks for this data
+# (~125 k rows), so the files look like ones Polars users write.
+PARQUET_ROW_GROUP_ROWS = 131_072
 
 
 def resample_indices(n_source: int, start: int, stop: int, *, seed: int = 0) -> np.ndarray:
@@ -75,12 +78,14 @@ def read_source(source_csv: str | Path) -> pl.DataFrame:
 
 
 def write_resampled(source_csv: str | Path, n: int, out_path: str | Path, *, seed: int = 0,
-                    chunk_rows: int = 1_000_000, id_prefix: str = "R") -> Path:
+                    chunk_rows: int = 1_000_000, id_prefix: str = "R",
+                    row_group_rows: int = PARQUET_ROW_GROUP_ROWS) -> Path:
     """Write `n` resampled cases of `source_csv` to `out_path` (.parquet or .csv) chunk by chunk.
 
     Only one chunk of `chunk_rows` rows is in memory at a time, so 50 M rows are fine. The
     list-shape columns stay `|`-joined text as in the source, so the CSV and the Parquet file of
-    the same (source, n, seed) hold the same data. Returns `out_path`.
+    the same (source, n, seed) hold the same data. Parquet is zstd-compressed in row groups of
+    `row_group_rows` (default as Polars' own writer would cut this data). Returns `out_path`.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
@@ -103,7 +108,7 @@ def write_resampled(source_csv: str | Path, n: int, out_path: str | Path, *, see
                 table = chunk.to_arrow(compat_level=pl.CompatLevel.oldest())
                 if writer is None:
                     writer = pq.ParquetWriter(partial, table.schema, compression="zstd")
-                writer.write_table(table.cast(writer.schema), row_group_size=chunk_rows)
+                writer.write_table(table.cast(writer.schema), row_group_size=row_group_rows)
         finally:
             if writer is not None:
                 writer.close()

@@ -303,44 +303,45 @@ def _check_codes(found: _Found, flags: _CodeFlags, items: _Items, kind: str) -> 
 
 
 def _check_fields(found: _Found, cases: pl.DataFrame, fields: np.ndarray) -> None:
-    f = {name: fields[i] for i, name in enumerate(ir.FIELDS)}
-    present = {name: v != ir.MISSING for name, v in f.items()}
+    f = {name: fields[i].astype(np.int64) for i, name in enumerate(ir.FIELDS)}
+    present = {name: fields[i] != ir.MISSING for i, name in enumerate(ir.FIELDS)}
 
-    def text(values: np.ndarray, mask: np.ndarray) -> pl.Series:
-        return pl.Series(values[mask]).cast(pl.String)
+    def report(code: str, bad: np.ndarray, values: np.ndarray) -> None:
+        if bad.any():
+            found.add(code, np.flatnonzero(bad), pl.Series(values[bad]).cast(pl.String))
 
-    # unreadable values: text present, no number (encode_cases makes them missing)
-    for name in ("sex", "age", "age_days", "weight", "los", "discharge"):
-        code = f"malformed_{name}"
-        if not found.enabled(code) or name not in cases.columns:
-            continue
-        missing = np.flatnonzero(~present[name])
-        raw = cases[name].cast(pl.String).gather(pl.Series(missing, dtype=pl.UInt32)).str.strip_chars()
-        bad = (raw.is_not_null() & (raw != "")).to_numpy()
-        found.add(code, missing[bad], raw.filter(pl.Series(bad)))
+    # unreadable values: text present, no number (encode_cases makes them missing); one pass
+    malformed = [name for name in ("sex", "age", "age_days", "weight", "los", "discharge")
+                 if found.enabled(f"malformed_{name}") and name in cases.columns]
+    if malformed and cases.height:
+        # cheap test first (a value is there but no number came out), text work only on those rows
+        given = cases.select(pl.col(name).is_not_null().alias(name) for name in malformed).to_numpy()
+        for j, name in enumerate(malformed):
+            rows = np.flatnonzero(given[:, j] & ~present[name])
+            if len(rows):
+                raw = cases[name].cast(pl.String).gather(pl.Series(rows, dtype=pl.UInt32)).str.strip_chars()
+                written = (raw.str.len_bytes() > 0).fill_null(False).to_numpy()
+                found.add(f"malformed_{name}", rows[written], raw.filter(pl.Series(written)))
 
-    age, days = f["age"].astype(np.int64), f["age_days"].astype(np.int64)
+    age, days = f["age"], f["age_days"]
     if found.enabled("implausible_age"):
-        bad = present["age"] & ((age < 0) | (age > MAX_AGE))
-        found.add("implausible_age", np.flatnonzero(bad), text(age, bad))
+        report("implausible_age", present["age"] & ((age < 0) | (age > MAX_AGE)), age)
     if found.enabled("implausible_age_days"):
         with_days = present["age_days"]
         older = with_days & present["age"] & (age > 0) & ((days < age * 365) | (days > (age + 1) * 366))
         infant = with_days & present["age"] & (age == 0) & (days > 366)
         bad = older | infant | (with_days & (days < 0))
-        detail = pl.DataFrame({"d": days[bad], "a": np.where(present["age"][bad], age[bad], None)}).select(
-            pl.format("{} d", "d") + pl.when(pl.col("a").is_not_null()).then(pl.format(" / {} y", "a")).otherwise(pl.lit("")))
-        found.add("implausible_age_days", np.flatnonzero(bad), detail.to_series())
+        if bad.any():
+            detail = pl.DataFrame({"d": days[bad], "a": age[bad], "p": present["age"][bad]}).select(
+                pl.format("{} d", "d") + pl.when(pl.col("p")).then(pl.format(" / {} y", "a")).otherwise(pl.lit("")))
+            found.add("implausible_age_days", np.flatnonzero(bad), detail.to_series())
     if found.enabled("implausible_weight"):
         w = f["weight"]
-        bad = present["weight"] & ((w < WEIGHT_RANGE[0]) | (w > WEIGHT_RANGE[1]))
-        found.add("implausible_weight", np.flatnonzero(bad), text(w, bad))
+        report("implausible_weight", present["weight"] & ((w < WEIGHT_RANGE[0]) | (w > WEIGHT_RANGE[1])), w)
     if found.enabled("implausible_los"):
-        bad = present["los"] & (f["los"] < 0)
-        found.add("implausible_los", np.flatnonzero(bad), text(f["los"], bad))
+        report("implausible_los", present["los"] & (f["los"] < 0), f["los"])
     if found.enabled("unknown_discharge"):
-        bad = present["discharge"] & ~np.isin(f["discharge"], DISCHARGE_MODES)
-        found.add("unknown_discharge", np.flatnonzero(bad), text(f["discharge"], bad))
+        report("unknown_discharge", present["discharge"] & ~np.isin(f["discharge"], DISCHARGE_MODES), f["discharge"])
 
 
 def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
@@ -429,7 +430,8 @@ class QualityReport:
 
         scope       "all" (every case) or "dept" (the cases of one department)
         dept        the department (null for scope all, and for cases without a department)
-        reason      reason code, or "(any)" for cases with at least one problem
+        reason      reason code, or "(any)": cases with at least one problem (one such row per
+                    scope, also when it is 0, so `total` gives every department's case count)
         level       error / warning (null for "(any)")
         cases       cases with this problem (a case counts once per reason)
         total       cases in the scope; percent = 100 * cases / total
@@ -466,22 +468,32 @@ class QualityReport:
         return int(self._depts["total"].sum())
 
     def frame(self) -> pl.DataFrame:
+        """The summary: for each scope, its "(any)" row first (always present, also with 0 cases,
+        so every department's case count is there), then one row per reason in catalogue order."""
         counts = self._by_reason
-        all_depts = (counts.group_by("reason", "level").agg(pl.col("cases").sum())
-                     .with_columns(pl.lit("all").alias("scope"), pl.lit(None, pl.String).alias("dept"),
-                                   pl.lit(self.total, pl.Int64).alias("total")))
-        per_dept = counts.join(self._depts, on="dept", how="left", nulls_equal=True).with_columns(
-            pl.lit("dept").alias("scope"))
-        order = self.order
+        any_rows = counts.filter(pl.col("reason") == self.ANY).select("dept", "cases")
+        per_dept = pl.concat([
+            self._depts.join(any_rows, on="dept", how="left", nulls_equal=True)
+            .with_columns(pl.lit(self.ANY).alias("reason"), pl.lit(None, pl.String).alias("level"),
+                          pl.col("cases").fill_null(0)),
+            counts.filter(pl.col("reason") != self.ANY).join(self._depts, on="dept", how="left", nulls_equal=True),
+        ], how="diagonal_relaxed").with_columns(pl.lit("dept").alias("scope"))
+        all_depts = pl.concat([
+            pl.DataFrame({"reason": [self.ANY], "level": pl.Series([None], dtype=pl.String),
+                          "cases": [int(any_rows["cases"].sum())]}),
+            counts.filter(pl.col("reason") != self.ANY).group_by("reason", "level").agg(pl.col("cases").sum()),
+        ], how="vertical_relaxed").with_columns(
+            pl.lit("all").alias("scope"), pl.lit(None, pl.String).alias("dept"), pl.lit(self.total, pl.Int64).alias("total"))
         columns = ["scope", "dept", "reason", "level", "cases", "total"]
         frame = pl.concat([all_depts.select(columns), per_dept.select(columns)], how="vertical_relaxed")
         zh = {k: v[0] for k, v in self.messages.items()}
         en = {k: v[1] for k, v in self.messages.items()}
         frame = frame.with_columns(
-            (100.0 * pl.col("cases") / pl.col("total")).round(2).alias("percent"),
+            pl.when(pl.col("total") > 0).then((100.0 * pl.col("cases") / pl.col("total")).round(2)).alias("percent"),
             pl.col("reason").replace_strict(zh, default=None, return_dtype=pl.String).alias("message_zh"),
             pl.col("reason").replace_strict(en, default=None, return_dtype=pl.String).alias("message_en"),
-            pl.col("reason").replace_strict(order, default=-1, return_dtype=pl.Int64).alias("_order"),
+            pl.col("reason").replace_strict({self.ANY: -1, **self.order}, default=len(self.order),
+                                            return_dtype=pl.Int64).alias("_order"),
             (pl.col("scope") == "dept").alias("_by_dept"),
         )
         return (frame.sort(["_by_dept", "dept", "_order", "reason"], nulls_last=False)

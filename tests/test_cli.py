@@ -19,8 +19,9 @@ def test_group_csv_to_parquet_and_xlsx(tmp_path, capsys):
     for out in ("r.parquet", "r.xlsx", "r.csv"):
         assert main(["group", str(src), "-o", str(tmp_path / out), "--scheme", str(MINI)]) == 0
     res = pl.read_parquet(tmp_path / "r.parquet")
-    assert res.columns == ["id", "status", "mdc", "adrg", "drg", "reason"]
-    assert res.rows() == [("1", "grouped", "MDCG", "GD1", "GD11", None), ("2", "invalid", None, None, None, "sex_missing")]
+    assert res.columns == ["id", "status", "mdc", "adrg", "drg", "reason", "warnings"]
+    assert res.rows() == [("1", "grouped", "MDCG", "GD1", "GD11", None, []),
+                          ("2", "invalid", None, None, None, "sex_missing", [])]
     assert pl.read_excel(tmp_path / "r.xlsx")["drg"].to_list()[0] == "GD11"
     assert pl.read_csv(tmp_path / "r.csv")["status"].to_list() == ["grouped", "invalid"]
     captured = capsys.readouterr()

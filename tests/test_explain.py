@@ -140,3 +140,20 @@ def test_what_if_shows_weights_of_the_demo_scheme():
     rows = what_if(demo, row, removal_scenarios(row))
     assert [(r.drg, r.weight) for r in rows] == [("GD13", 1.32), ("GD15", 1.1), ("GZ13", 0.84)]
     assert explain_case(demo, row).weight == 1.32
+
+
+def test_explain_applies_the_same_validation_as_the_batch(tmp_path):
+    import shutil
+
+    pack = tmp_path / "mini"
+    shutil.copytree(MINI, pack)
+    text = (pack / "scheme.grp").read_text(encoding="utf-8")
+    (pack / "scheme.grp").write_text(text.replace('scheme "mini" version "1"',
+                                                  'scheme "mini" version "1"\nvalidate duplicate_dx = error'), encoding="utf-8")
+    scheme = load_scheme(pack, cache=False)
+    row = case("K35.800|J18.900|J18.900", "47.0100")
+    e = explain_case(scheme, row)
+    b = group_frame(scheme.plan, row).row(0, named=True)
+    assert (e.status, e.reason) == (b["status"], b["reason"]) == ("invalid", "duplicate_dx")
+    assert e.steps[0].matched and "J18.900" in e.steps[0].name
+    assert [p["reason"] for p in e.problems] == ["duplicate_dx"]

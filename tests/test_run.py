@@ -93,7 +93,7 @@ def test_row_count_and_order_kept_for_garbage(mini, kname):
 
 def test_empty_frame(mini):
     res = group_frame(mini, frame([]))
-    assert res.height == 0 and res.columns == ["id", "status", "mdc", "adrg", "drg", "reason"]
+    assert res.height == 0 and res.columns == ["id", "status", "mdc", "adrg", "drg", "reason", "warnings"]
 
 
 def test_codes_are_compared_exactly(mini):

@@ -16,7 +16,7 @@ from ..lang.check import Names
 from ..lang.printer import cond_text, set_text
 from . import ir
 from ._kernel_py import Case, compare, eval_condition, in_set
-from .run import encode_cases, group_frame
+from .run import group_frame
 
 SCOPE_LABELS = {"pdx": "principal diagnosis", "pproc": "principal procedure", "dx": "diagnosis",
                 "proc": "procedure", "secondary dx": "secondary diagnosis", "secondary proc": "secondary procedure"}
@@ -55,6 +55,8 @@ class Explanation:
     drg: str | None
     reason: str | None
     weight: float | None
+    warnings: list[str]
+    problems: list[dict]  # validation findings: reason, level, detail, message
     steps: list[Step]
     case: dict
 
@@ -206,9 +208,16 @@ def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
     """Explain one canonical case (a one-row frame as read by grouper.io)."""
     if case_row.height != 1:
         raise ValueError(f"explain takes one case, got {case_row.height} rows")
+    from ..validate import messages, validate
+
     plan: ir.Plan = scheme.plan
     result = group_frame(plan, case_row, threads=1).row(0, named=True)
-    batch = encode_cases(plan, case_row)
+    # The same validation as the batch path: code conversion, built-in checks, blocking errors.
+    case_row, batch, found = validate(plan, case_row, threads=1)
+    texts = messages(plan)
+    problems = [{"reason": r["reason"], "level": r["level"], "detail": r["detail"],
+                 "message": " / ".join(dict.fromkeys(texts.get(r["reason"], (r["reason"], r["reason"]))))}
+                for r in found.iter_rows(named=True)]
     row = case_row.row(0, named=True)
     dx, px = list(row["dx"] or []), list(row["proc"] or [])
     case = Case(batch.dx_codes.tolist(), batch.px_codes.tolist(), batch.fields[:, 0].tolist())
@@ -226,7 +235,10 @@ def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
         return Step(level, code, name, matched, cond_text(node.cond), _source(node), why)
 
     if batch.skip[0]:
-        steps.append(Step("invalid", str(batch.skip_reason[0]), "", True, "input value is not a number", None))
+        reason = str(batch.skip_reason[0])
+        detail = next((p["message"] + (f" ({p['detail']})" if p["detail"] else "") for p in problems
+                       if p["reason"] == reason), reason)
+        steps.append(Step("invalid", reason, detail, True, "built-in validation check (error level)", None))
     else:
         invalids = scheme.ast.of_type(ast.InvalidDef)
         for node, k in zip(invalids, plan.invalid_cond):
@@ -240,7 +252,8 @@ def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
     if result["drg"] is not None:
         weight = plan.drg_weights[plan.drg_codes.index(result["drg"])]
     return Explanation(row.get("id"), result["status"], result["mdc"], result["adrg"], result["drg"], result["reason"],
-                       weight, steps, {k: row.get(k) for k in case_row.columns})
+                       weight, list(result.get("warnings") or []), problems, steps,
+                       {k: row.get(k) for k in case_row.columns})
 
 
 def _hierarchy_steps(scheme, rule_step) -> list[Step]:

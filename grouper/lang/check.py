@@ -14,6 +14,7 @@ from .tables import TableStore
 
 DX_SCOPES = ("pdx", "dx", "secondary dx")
 INT_FIELDS = ("age", "age_days", "weight", "los", "discharge")
+INT_LIMIT = 2**31 - 1  # numbers of conditions are int32 in the plan; -2**31 marks a missing value
 
 
 @dataclass
@@ -197,8 +198,10 @@ class _Checker:
         resolved = self.names.resolve(expr)
         if isinstance(resolved, ast.SetRef) and resolved.name not in self.names.tables:
             return
-        if isinstance(resolved, ast.TableFilter) and (resolved.table not in self.names.tables or resolved.table in self.bad_tables):
-            return
+        if isinstance(resolved, ast.TableFilter) and (resolved.table not in self.names.tables or resolved.table in self.bad_tables
+                                                      or any(f.column not in self.store.columns(resolved.table)
+                                                             for f in resolved.filters)):
+            return  # unknown table or column: reported where it is written
         if (_set_text(resolved), kind) in self.dictionary_checked:
             return
         self.dictionary_checked.add((_set_text(resolved), kind))
@@ -260,6 +263,8 @@ class _Checker:
             elif isinstance(node, (ast.CountLabels, ast.TagsMatch)):
                 self.check_set(node.set, node.scope)
                 self.check_label_source(node)
+                if isinstance(node, ast.CountLabels):
+                    self.check_int_range(node, node.value)
             elif isinstance(node, (ast.FieldCmp, ast.FieldIn)):
                 values = (node.value,) if isinstance(node, ast.FieldCmp) else node.values
                 for value in values:
@@ -267,6 +272,8 @@ class _Checker:
                 if isinstance(node, ast.FieldCmp) and node.field in ("dept", "sex") and node.op not in ("=", "!="):
                     self.error("bad-comparison", f"{node.field} can only be compared with = or !=", node.span)
             elif isinstance(node, ast.FieldRange):
+                for value in (node.low, node.high):
+                    self.check_int_range(node, value)
                 if node.field in ("dept", "sex"):
                     self.error("bad-comparison", f"{node.field} has no numeric range", node.span)
                 elif node.low > node.high:
@@ -281,6 +288,13 @@ class _Checker:
                 self.error("bad-value", f"sex is compared with male/female (or 1/2), not {value!r}", node.span)
         elif not isinstance(value, int):
             self.error("bad-value", f"{node.field} is a whole number; {value!r} is not", node.span)
+        else:
+            self.check_int_range(node, value)
+
+    def check_int_range(self, node, value):
+        """Numbers are compared as 32-bit integers (the lowest one marks a missing value)."""
+        if isinstance(value, int) and not -INT_LIMIT <= value <= INT_LIMIT:
+            self.error("bad-value", f"{value} is out of range", node.span, f"numbers are between -{INT_LIMIT} and {INT_LIMIT}")
 
     def check_unless(self, node: ast.ManyIn):
         u = node.unless

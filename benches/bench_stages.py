@@ -1,0 +1,103 @@
+"""Where the time goes for 1,000,000 cases, stage by stage (one thread, medians).
+
+read (Parquet or CSV → raw text frame) → canonicalise (columns found, code lists split) →
+encode (codes → ids, fields → int32) → validate (per-case checks, when the engine has them) →
+kernel → results frame → write (Parquet or CSV). `group_frame` = encode + validate + kernel +
+results. The end-to-end Parquet path sums read Parquet, canonicalise, group_frame, write Parquet.
+"""
+import polars as pl
+import pytest
+
+from conftest import median_of, record
+from grouper import io
+from grouper.engine.run import encode_cases, results_frame, run_kernel
+
+N = 1_000_000
+ROUNDS = dict(rounds=5, iterations=1, warmup_rounds=1)
+
+
+@pytest.fixture(autouse=True)
+def _group(benchmark):
+    benchmark.group = "stages"
+
+
+def stage(benchmark, name: str, order: int, *, in_total: bool = True) -> None:
+    median = median_of(benchmark)
+    record(benchmark, value=median, unit="s", stage=name, order=order, in_total=in_total, cases=N,
+           cases_per_s=N / median)
+
+
+@pytest.fixture(scope="module")
+def files_1m(case_files):
+    return {".parquet": case_files.get(N, ".parquet"), ".csv": case_files.get(N, ".csv")}
+
+
+def test_read_parquet(benchmark, files_1m):
+    raw = benchmark.pedantic(pl.read_parquet, args=(files_1m[".parquet"],), **ROUNDS)
+    assert raw.height == N
+    stage(benchmark, "read Parquet (raw text frame)", 1)
+
+
+def test_read_csv(benchmark, files_1m):
+    raw = benchmark.pedantic(pl.read_csv, args=(files_1m[".csv"],), kwargs={"infer_schema": False}, **ROUNDS)
+    assert raw.height == N
+    stage(benchmark, "read CSV (raw text frame; instead of Parquet)", 2, in_total=False)
+
+
+def test_canonicalise(benchmark, raw_1m):
+    cases = benchmark.pedantic(io.cases_from_frame, args=(raw_1m,), **ROUNDS)
+    assert cases.height == N
+    stage(benchmark, "canonicalise (find columns, split dx/proc lists)", 3)
+
+
+def test_encode(benchmark, plan, cases_1m):
+    batch = benchmark.pedantic(encode_cases, args=(plan, cases_1m), **ROUNDS)
+    assert len(batch.skip) == N
+    stage(benchmark, "encode (intern codes, parse fields)", 4)
+
+
+def test_validate(benchmark, plan, cases_1m, batch_1m):
+    try:
+        from grouper.validate import check_cases
+    except ImportError:
+        pytest.skip("this engine has no validation stage")
+    found = benchmark.pedantic(check_cases, args=(plan, cases_1m, batch_1m), kwargs={"threads": 1}, **ROUNDS)
+    stage(benchmark, "validate (per-case checks → problems frame)", 5)
+    benchmark.extra_info["problems"] = found.height
+
+
+def test_kernel(benchmark, plan, batch_1m):
+    out = benchmark.pedantic(run_kernel, args=(plan, batch_1m), kwargs={"threads": 1}, **ROUNDS)
+    assert len(out[0]) == N
+    stage(benchmark, "kernel (1 thread)", 6)
+
+
+def test_results(benchmark, plan, cases_1m, batch_1m):
+    import inspect
+
+    out = run_kernel(plan, batch_1m, threads=1)
+    args = (plan, cases_1m, batch_1m, out)
+    if "problems" in inspect.signature(results_frame).parameters:  # results carry per-case warnings
+        from grouper.validate import check_cases
+
+        args += (check_cases(plan, cases_1m, batch_1m, threads=1),)
+    results = benchmark.pedantic(results_frame, args=args, **ROUNDS)
+    assert results.height == N
+    stage(benchmark, "results frame (ids → labels, warnings)", 7)
+
+
+@pytest.fixture(scope="module")
+def results_1m(plan, cases_1m):
+    from grouper.engine.run import group_frame
+
+    return group_frame(plan, cases_1m, threads=1)
+
+
+def test_write_parquet(benchmark, results_1m, workdir):
+    benchmark.pedantic(io.write_results, args=(results_1m, workdir / "stage-out.parquet"), **ROUNDS)
+    stage(benchmark, "write Parquet", 8)
+
+
+def test_write_csv(benchmark, results_1m, workdir):
+    benchmark.pedantic(io.write_results, args=(results_1m, workdir / "stage-out.csv"), **ROUNDS)
+    stage(benchmark, "write CSV (instead of Parquet)", 9, in_total=False)
