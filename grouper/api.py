@@ -13,10 +13,12 @@ from .scheme import LoadedScheme, load_scheme
 DEFAULT_BATCH_SIZE = 1_000_000
 
 
+def _scheme(scheme: LoadedScheme | str | Path | None) -> LoadedScheme:
+    return scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme)
+
+
 def _plan(scheme: LoadedScheme | str | Path | None):
-    if isinstance(scheme, LoadedScheme):
-        return scheme.plan
-    return load_scheme(scheme).plan
+    return _scheme(scheme).plan
 
 
 def group(cases: pl.DataFrame | str | Path, scheme: LoadedScheme | str | Path | None = None, *,
@@ -66,17 +68,24 @@ def group_batches(path: str | Path, scheme: LoadedScheme | str | Path | None = N
 def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedScheme | str | Path | None = None, *,
                batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
                encoding: str | None = None, threads: int | None = None,
-               on_batch: Callable[[pl.DataFrame], None] | None = None, report=None) -> int:
+               on_batch: Callable[[pl.DataFrame], None] | None = None, report=None, trace=None) -> int:
     """Group a file into an output file (format from its extension) in bounded memory; returns the row count.
 
     `report` (a `grouper.validate.QualityReport`) accumulates the validation problems batch by batch.
+    `trace` (a `grouper.engine.explain.TraceRequest`) adds a `trace` column: the rules that held,
+    for the chosen rows only.
     """
-    plan = _plan(scheme)
+    loaded = _scheme(scheme)
+    plan = loaded.plan
     rows = 0
     with io.ResultSink(output_path) as sink:
         for cases, results, found in _grouped_batches(input_path, plan, batch_size=batch_size, columns=columns,
                                                       encoding=encoding, threads=threads,
                                                       problems=report is not None):
+            if trace is not None:
+                from .engine.explain import attach_trace
+
+                results = attach_trace(loaded, cases, results, trace)
             sink.write(results)
             rows += results.height
             if report is not None:

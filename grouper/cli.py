@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
     g.add_argument("--report", metavar="FILE",
                    help="write the quality report (validation problems by reason and by department): .csv, .parquet or .xlsx")
+    g.add_argument("--trace", action="append", metavar="ID",
+                   help="add a `trace` column (the rules that held) for the case with this id (repeatable)")
+    g.add_argument("--trace-status", action="append", metavar="STATUS",
+                   choices=["grouped", "no_adrg", "ungroupable", "invalid"],
+                   help="trace every case ending with this status, e.g. no_adrg (repeatable)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     c = sub.add_parser("check", help="check a scheme pack and print its diagnostics")
@@ -89,7 +94,7 @@ def cmd_group(args) -> int:
 
         rows = api.group_file(args.input, args.output, scheme, batch_size=args.batch_size,
                               columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
-                              on_batch=on_batch, report=report)
+                              on_batch=on_batch, report=report, trace=_trace_request(args))
     summary = report.frame() if report is not None else None
     if args.report:
         io.write_results(summary, args.report)
@@ -100,6 +105,14 @@ def cmd_group(args) -> int:
         render_quality_report(summary, console)
         console.print(f"{rows:,} cases → {args.output}" + (f"; quality report → {args.report}" if args.report else ""))
     return EXIT_OK
+
+
+def _trace_request(args):
+    if not (args.trace or args.trace_status):
+        return None
+    from .engine.explain import TraceRequest
+
+    return TraceRequest(frozenset(args.trace or ()), frozenset(args.trace_status or ()))
 
 
 def _row_count(path: Path) -> int | None:

@@ -157,3 +157,18 @@ def test_explain_applies_the_same_validation_as_the_batch(tmp_path):
     assert (e.status, e.reason) == (b["status"], b["reason"]) == ("invalid", "duplicate_dx")
     assert e.steps[0].matched and "J18.900" in e.steps[0].name
     assert [p["reason"] for p in e.problems] == ["duplicate_dx"]
+
+
+def test_trace_column_only_for_chosen_rows(tmp_path):
+    out = tmp_path / "r.parquet"
+    demo = Path(__file__).parents[1] / "tables" / "demo" / "discharges.csv"
+    assert main(["group", str(demo), "-o", str(out), "-q", "--trace", "G02", "--trace-status", "no_adrg"]) == 0
+    res = pl.read_parquet(out)
+    traced = res.filter(pl.col("trace").is_not_null())
+    assert set(traced["id"]) == {"G02"} | set(res.filter(pl.col("status") == "no_adrg")["id"])
+    assert traced.filter(pl.col("id") == "G02")["trace"].item() == "MDCA>- | MDCG>GD1>GD13"
+    for r in traced.filter(pl.col("status") == "no_adrg").iter_rows(named=True):
+        assert r["trace"].split(" | ")[-1] == f"{r['mdc']}>-"
+    # without --trace there is no trace column at all
+    assert main(["group", str(demo), "-o", str(out), "-q"]) == 0
+    assert "trace" not in pl.read_parquet(out).columns

@@ -383,3 +383,22 @@ def trace_text(explanation: Explanation) -> str:
             path.append(drg.code if drg else "-")
         parts.append(">".join(path))
     return " | ".join(parts) or "-"
+
+
+@dataclass(frozen=True)
+class TraceRequest:
+    """Which rows of a batch get a `trace` column: these ids, and every row with one of these statuses."""
+
+    ids: frozenset[str] = frozenset()
+    statuses: frozenset[str] = frozenset()
+
+
+def attach_trace(scheme, cases: pl.DataFrame, results: pl.DataFrame, request: TraceRequest) -> pl.DataFrame:
+    """Add a `trace` column (null except for the chosen rows). Only chosen rows are explained, so a
+    run that traces a few rows costs a few explanations, and a run without --trace costs nothing."""
+    chosen = results.with_row_index("_row").filter(
+        pl.col("id").cast(pl.String).is_in(list(request.ids)) | pl.col("status").is_in(list(request.statuses)))["_row"]
+    traces: list[str | None] = [None] * results.height
+    for i in chosen.to_list():
+        traces[i] = trace_text(explain_case(scheme, cases[i:i + 1]))
+    return results.with_columns(pl.Series("trace", traces, dtype=pl.String))
