@@ -34,9 +34,22 @@ def group(cases: pl.DataFrame | str | Path, scheme: LoadedScheme | str | Path | 
     plan = _plan(scheme)
     if isinstance(cases, pl.DataFrame):
         frame = io.cases_from_frame(cases, columns=columns)
+        batches = (frame.slice(start, DEFAULT_BATCH_SIZE) for start in range(0, max(frame.height, 1), DEFAULT_BATCH_SIZE))
     else:
-        frame = io.read_cases(cases, encoding=encoding, columns=columns)
-    return group_frame(plan, frame, threads=threads, problems=problems)
+        # Read and group a file batch by batch: only the results (a few bytes a case) are held whole,
+        # never the whole input with its intermediate frames (10 M cases: 2.4 GiB peak, not 5.5).
+        batches = io.iter_case_batches(cases, batch_size=DEFAULT_BATCH_SIZE, encoding=encoding, columns=columns)
+    results, found, done = [], [], 0
+    for batch in batches:
+        if problems:
+            r, f = group_frame(plan, batch, threads=threads, problems=True)
+            found.append(f.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row")))
+        else:
+            r = group_frame(plan, batch, threads=threads)
+        results.append(r)
+        done += batch.height
+    results = pl.concat(results, rechunk=True)
+    return (results, pl.concat(found)) if problems else results
 
 
 def _grouped_batches(path, plan, *, batch_size, columns, encoding, threads,
