@@ -259,14 +259,19 @@ def _duplicates(codes: pl.Series, items: _Items, where: np.ndarray) -> tuple[np.
     """(row, code) of every code listed more than once in the same case, each pair once.
 
     `codes` is the plan's code list indexed by id (index 0 unused)."""
+    from .engine.kernel import KERNEL
+
     rows, details = [], []
-    known = where & (items.ids != 0)
-    if known.any():
-        # (row, id) as one int64; the items are in row order, so sorting is cheap
-        keys = np.sort((items.row[known] << 32) | items.ids[known].astype(np.int64))
-        repeated = np.unique(keys[1:][keys[1:] == keys[:-1]])
-        rows.append(repeated >> 32)
-        details.append(codes.gather(pl.Series(repeated & 0xFFFFFFFF)))
+    # Known codes: the kernel compares each item with the earlier items of its row (rows are short).
+    offsets = np.zeros(len(items.lengths) + 1, np.int64)
+    np.cumsum(items.lengths, out=offsets[1:])
+    repeats = np.zeros(len(items.ids), np.uint8)
+    KERNEL.duplicate_items(offsets, np.ascontiguousarray(items.ids, dtype=np.uint32), repeats)
+    repeated = repeats.view(bool) & where
+    if repeated.any():
+        pairs = np.unique((items.row[repeated] << 32) | items.ids[repeated].astype(np.int64))  # each (row, code) once
+        rows.append(pairs >> 32)
+        details.append(codes.gather(pl.Series(pairs & 0xFFFFFFFF)))
     unknown = where & (items.ids == 0)
     if unknown.any():
         frame = pl.DataFrame({"row": items.row[unknown], "code": items.text.filter(pl.Series(unknown))})
