@@ -174,7 +174,7 @@ def cmd_explain(args) -> int:
     import dataclasses
     import json
 
-    from .console import render_explanation, render_what_if, stderr_console
+    from .console import render_explanation, render_what_if
     from .engine.explain import explain_case, parse_change, removal_scenarios, what_if
     from .scheme import load_scheme
 

@@ -6,7 +6,6 @@ A `Diagnostic` is one finding with a source span; stages collect them and raise 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,6 @@
 """Parser, printer and semantic checks."""
 from pathlib import Path
 
-import lark
 import pytest
 
 from grouper.errors import SchemeError

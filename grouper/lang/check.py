@@ -13,7 +13,6 @@ from . import ast
 from .tables import TableStore
 
 DX_SCOPES = ("pdx", "dx", "secondary dx")
-INT_FIELDS = ("age", "age_days", "weight", "los", "discharge")
 INT_LIMIT = 2**31 - 1  # numbers of conditions are int32 in the plan; -2**31 marks a missing value
 
 
