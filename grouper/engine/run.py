@@ -18,7 +18,6 @@ from .kernel import KERNEL
 
 # Input spellings of sex besides the digits (OpenDRG accepts 男/女 as well).
 SEX_WORDS = {"男": 1, "女": 2, "M": 1, "F": 2, "m": 1, "f": 2, "male": 1, "female": 2}
-INT_FIELDS = ("age", "age_days", "weight", "los", "discharge")
 MIN_ROWS_PER_THREAD = 50_000
 
 
@@ -111,7 +110,7 @@ def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int]) -> tuple
 
 def encode_cases(plan: ir.Plan, cases: pl.DataFrame) -> Batch:
     """Turn a canonical case frame into kernel arrays. Never drops or reorders rows."""
-    enum = pl.Enum(plan.codes)
+    enum = plan.code_enum()
     dx_offsets, dx_codes = _code_lists(cases["dx"].cast(pl.List(pl.String)), enum)
     px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), enum)
 
