@@ -539,8 +539,10 @@ def _join_list_columns(df: pl.DataFrame) -> pl.DataFrame:
     list_columns = [name for name, dtype in df.schema.items() if isinstance(dtype, pl.List)]
     if not list_columns:
         return df
+    # An empty list becomes an empty cell, not a quoted "" (which reads back as text).
     return df.with_columns(
-        _as_text(pl.col(name), df.schema[name]).list.join("|") for name in list_columns
+        pl.when(pl.col(name).list.len() > 0).then(_as_text(pl.col(name), df.schema[name]).list.join("|")).alias(name)
+        for name in list_columns
     )
 
 
