@@ -5,6 +5,7 @@ import functools
 import hashlib
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,6 +15,7 @@ from .engine.ir import Plan
 from .errors import Diagnostic, SchemeError, with_source
 from .lang import ast
 from .lang.check import check
+from .lang.overlay import merge
 from .lang.parse import parse_file
 from .lang.tables import TableStore
 
@@ -42,15 +44,59 @@ def scheme_path(pack: str | Path | None) -> Path:
     return path
 
 
+EXTENDS = re.compile(r'^\s*scheme\s+"(?:[^"\\]|\\.)*"\s+version\s+"(?:[^"\\]|\\.)*"\s+extends\s+"([^"]*)"', re.M)
+
+
+def _base_path(path: Path, extends: str, span) -> Path:
+    try:
+        return scheme_path(path.parent / extends)
+    except SchemeError:
+        raise SchemeError([Diagnostic("missing-base", "error", f"the base scheme {extends!r} was not found", span,
+                                      f"`extends` names a pack folder or .grp file relative to {path.parent}")]) from None
+
+
+def parse_pack(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[ast.Scheme, list[Diagnostic]]:
+    """Parse a scheme file and, for an overlay, its base chain, merged (see lang/overlay.py)."""
+    scheme = parse_file(path)
+    if scheme.header.extends is None:
+        return scheme, []
+    base_path = _base_path(path, scheme.header.extends, scheme.header.span)
+    if base_path.resolve() in _chain + (path.resolve(),):
+        raise SchemeError([Diagnostic("cycle", "error", f"{path} extends itself through {base_path}",
+                                      scheme.header.span)])
+    base, found = parse_pack(base_path, _chain + (path.resolve(),))
+    merged, more = merge(base, scheme)
+    return merged, found + more
+
+
+def _with_sources(found: list[Diagnostic]) -> list[Diagnostic]:
+    """Attach each diagnostic's source line, read from the file its span names (overlays span several)."""
+    texts: dict[str, str | None] = {}
+    out = []
+    for d in found:
+        file = d.span.file if d.span else None
+        if file and file not in texts:
+            try:
+                texts[file] = Path(file).read_text(encoding="utf-8")
+            except OSError:
+                texts[file] = None
+        out.append(with_source(d, texts.get(file)) if file else d)
+    return out
+
+
+def _parse_and_check(path: Path) -> tuple[ast.Scheme, TableStore, list[Diagnostic]]:
+    scheme, found = parse_pack(path)
+    store = TableStore(path.parent, scheme.tables)
+    return scheme, store, _with_sources(found + check(scheme, store))
+
+
 def check_scheme(pack: str | Path | None) -> tuple[ast.Scheme | None, list[Diagnostic]]:
     """Parse and check without compiling; returns every diagnostic (errors included)."""
     path = scheme_path(pack)
     try:
-        scheme = parse_file(path)
+        scheme, _, found = _parse_and_check(path)
     except SchemeError as exc:
-        return None, exc.diagnostics
-    store = TableStore(path.parent, scheme.tables)
-    found = [with_source(d, scheme.text) for d in check(scheme, store)]
+        return None, _with_sources(exc.diagnostics)
     return scheme, found
 
 
@@ -83,10 +129,18 @@ def pack_fingerprint(path: Path) -> str:
     Any change to the scheme, to any table or to the engine gives a new key, so a stale plan is never used.
     """
     digest = hashlib.blake2b(f"{engine_fingerprint()}/{path.name}".encode(), digest_size=20)
-    for file in sorted(p for p in path.parent.iterdir() if p.is_file()):
-        digest.update(file.name.encode() + b"\0")
-        digest.update(file.read_bytes())
-        digest.update(b"\0")
+    seen: set[Path] = set()
+    while path is not None and path.resolve() not in seen:  # an overlay's base packs count too
+        seen.add(path.resolve())
+        for file in sorted(p for p in path.parent.iterdir() if p.is_file()):
+            digest.update(file.name.encode() + b"\0")
+            digest.update(file.read_bytes())
+            digest.update(b"\0")
+        match = EXTENDS.search(path.read_text(encoding="utf-8", errors="replace"))
+        try:
+            path = scheme_path(path.parent / match.group(1)) if match else None
+        except SchemeError:
+            path = None  # reported when the pack is parsed
     return digest.hexdigest()
 
 
@@ -123,9 +177,10 @@ def load_scheme(pack: str | Path | None = None, *, cache: bool | None = None) ->
 
 
 def _load_uncached(path: Path) -> LoadedScheme:
-    scheme = parse_file(path)
-    store = TableStore(path.parent, scheme.tables)
-    found = [with_source(d, scheme.text) for d in check(scheme, store)]
+    try:
+        scheme, store, found = _parse_and_check(path)
+    except SchemeError as exc:
+        raise SchemeError(_with_sources(exc.diagnostics)) from None
     if any(d.severity == "error" for d in found):
         raise SchemeError(found)
     return LoadedScheme(path, scheme, compile_scheme(scheme, store), found)

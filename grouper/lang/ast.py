@@ -197,6 +197,7 @@ Cond = (
 class Header:
     name: str
     version: str
+    extends: str | None = None  # the base pack of an overlay, relative to this file
     span: Span | None = _span()
 
 
@@ -287,6 +288,15 @@ class AdrgDef:
 
 
 @dataclass(frozen=True, slots=True)
+class RefineDef:
+    """In an overlay: the new DRGs of an ADRG of the base scheme."""
+
+    adrg: str
+    drgs: tuple[DrgDef, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class MdcDef:
     code: str
     name: str | None
@@ -296,7 +306,7 @@ class MdcDef:
 
 
 Statement = (TableDef | DictionaryDef | SetDef | DefineDef | InvalidDef | WarnDef | ValidateDef | MapDef
-             | WeightsDef | MdcDef)
+             | WeightsDef | RefineDef | MdcDef)
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,7 @@ class _Builder(Transformer):
 
     # statements
     def header(self, meta, c):
-        return ast.Header(_string(c[0]), _string(c[1]), self._s(meta))
+        return ast.Header(_string(c[0]), _string(c[1]), _string(c[2]) if c[2] is not None else None, self._s(meta))
 
     def table_def(self, meta, c):
         return ast.TableDef(str(c[0]), _string(c[1]), str(c[2]) if c[2] is not None else None, self._s(meta))
@@ -122,6 +122,10 @@ class _Builder(Transformer):
 
     def weights_def(self, meta, c):
         return ast.WeightsDef(str(c[0]), self._s(meta))
+
+    def refine_def(self, meta, c):
+        code, *drgs = c
+        return ast.RefineDef(str(code), tuple(drgs), self._s(meta))
 
     def mdc_def(self, meta, c):
         code, name, cond, *adrgs = c

@@ -88,7 +88,8 @@ def _named(keyword: str, code: str, name: str | None) -> str:
 def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> str:
     """Canonical text; `comments` maps a group code to a comment line written above it."""
     comments = comments or {}
-    out = [f"scheme {quote(scheme.header.name)} version {quote(scheme.header.version)}", ""]
+    extends = f" extends {quote(scheme.header.extends)}" if scheme.header.extends else ""
+    out = [f"scheme {quote(scheme.header.name)} version {quote(scheme.header.version)}{extends}", ""]
     previous = None
     for st in scheme.statements:
         if previous is not None and (type(st) is not type(previous) or isinstance(st, ast.MdcDef)):
@@ -112,6 +113,12 @@ def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> s
             out.append(f"map {st.kind} = {st.table}")
         elif isinstance(st, ast.WeightsDef):
             out.append(f"weights = {st.table}")
+        elif isinstance(st, ast.RefineDef):
+            out.append(f"refine adrg {st.adrg} {{")
+            for drg in st.drgs:
+                when = f" {_when(drg.cond, INDENT)}" if drg.cond is not None else ""
+                out.append(f"{INDENT}{_named('drg', drg.code, drg.name)}{when}")
+            out.append("}")
         elif isinstance(st, ast.MdcDef):
             if st.code in comments:
                 out.append(f"# {comments[st.code]}")

@@ -20,7 +20,11 @@ class TableStore:
         self._codes: dict[ast.TableFilter | ast.SetRef, list[str]] = {}
 
     def path(self, name: str) -> Path:
-        return self.base_dir / self.defs[name].file
+        # A table's file is relative to the scheme file that declares it (an overlay's base
+        # tables live in the base pack).
+        table = self.defs[name]
+        folder = Path(table.span.file).parent if table.span and table.span.file != "<string>" else self.base_dir
+        return folder / table.file
 
     def frame(self, name: str) -> pl.DataFrame:
         if name not in self._frames:
