@@ -170,9 +170,10 @@ def eval_conditions(plan: ir.Plan, batch: Batch, conds, *, threads: int | None =
 
 
 def _labels(index: np.ndarray, names: list[str]) -> pl.Series:
+    """Names by index; -1 (not applicable) gives null."""
     lookup = pl.Series(names or [""], dtype=pl.String)
     idx = pl.Series(index)
-    return lookup.gather(idx.clip(lower_bound=0)).zip_with(idx >= 0, pl.Series([None] * len(idx), dtype=pl.String))
+    return lookup.gather(pl.select(pl.when(idx >= 0).then(idx)).to_series())  # a null index gathers null
 
 
 def results_frame(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, out: tuple[np.ndarray, ...],
