@@ -83,6 +83,9 @@ def test_imported_pack_checks_clean(chs_pack):
     assert len(scheme.mdcs) == 26
     assert sum(len(m.adrgs) for m in scheme.mdcs) == 376
     assert sum(len(a.drgs) for m in scheme.mdcs for a in m.adrgs) == 628
+    # The source README counts 252 ADRG principal-diagnosis entries outside their MDC's list.
+    outside = [d for d in found if d.code == "out-of-mdc-code"]
+    assert sum(int(d.message.split()[0]) for d in outside) == 252
 
 
 def test_generated_scheme_is_readable(chs_pack):

@@ -190,3 +190,12 @@ def test_semantic_errors(body, code, tmp_path):
     errors = [d for d in found if d.severity == "error"]
     assert [d.code for d in errors] == [code], [d.render() for d in found]
     assert errors[0].span is not None and errors[0].span.line >= 3
+
+
+def test_adrg_codes_outside_the_mdc_entry_warn(tmp_path):
+    found = checked(HEAD + 'table t = "t.csv"\n'
+                    'mdc M when pdx in t[adrg = "X1"] {\n'
+                    ' adrg X1 when pdx in t { drg X19 }\n}\n', TABLES, tmp_path)
+    assert codes_of(found) == []
+    (warning,) = [d for d in found if d.code == "out-of-mdc-code"]
+    assert warning.span.line == 4 and "A03.000" in warning.message

@@ -319,6 +319,7 @@ class _Checker:
         if not mdc.adrgs:
             self.warning("empty-mdc", f"MDC {mdc.code} has no ADRG: a case entering it goes on to the next MDC", mdc.span)
         self.check_siblings(mdc.adrgs, "ADRG")
+        self.check_out_of_mdc_codes(mdc)
         for adrg in mdc.adrgs:
             self.check_cond(adrg.cond)
             if not adrg.drgs:
@@ -331,6 +332,38 @@ class _Checker:
                 self.error("no-default-drg", f"the last DRG of ADRG {adrg.code} has a condition, so a case could match "
                            f"the ADRG and no DRG", adrg.drgs[-1].span, "make the last DRG unconditional (drop its `when`)")
             self.check_siblings(adrg.drgs, "DRG")
+
+    def check_out_of_mdc_codes(self, mdc: ast.MdcDef):
+        """Warn about principal-diagnosis (procedure) codes of an ADRG that its MDC never admits.
+
+        A case reaches an ADRG only through its MDC's entry, so when both require `pdx in ...`
+        (or `pproc in ...`), codes of the ADRG's list outside the MDC's list can never be used.
+        """
+        for scope in ("pdx", "pproc"):
+            entry = self._one_in_sets(mdc.cond, scope)
+            if entry is None:
+                continue
+            for adrg in mdc.adrgs:
+                own = self._one_in_sets(adrg.cond, scope)
+                if own is None:
+                    continue
+                outside = sorted(own - entry)
+                if outside:
+                    sample = ", ".join(outside[:5]) + (" ..." if len(outside) > 5 else "")
+                    self.warning("out-of-mdc-code", f"{len(outside)} {scope} code(s) of ADRG {adrg.code} are not "
+                                 f"admitted by MDC {mdc.code}'s entry, so they can never match: {sample}", adrg.span,
+                                 f"add them to the MDC's list, or drop them from the ADRG's")
+
+    def _one_in_sets(self, cond: ast.Cond, scope: str) -> frozenset | None:
+        """The codes a condition requires of `scope` (intersection of its `scope in SET` conjuncts), or None."""
+        required = None
+        for atom in self._conjuncts(cond):
+            if isinstance(atom, ast.OneIn) and atom.scope == scope:
+                codes = self._code_set(atom.set)
+                if codes is None:
+                    return None
+                required = codes if required is None else required & codes
+        return required
 
     def check_siblings(self, nodes, kind: str):
         """A rule never matches when an earlier sibling matches every case it could match."""
