@@ -1,4 +1,4 @@
-"""grouper: a DRG/DIP grouper for China's medical-insurance payment reform.
+"""grouper: a DRG grouper (CHS-DRG) for China's medical-insurance payment reform (DIP and settlement planned).
 
     import grouper
     scheme = grouper.load_scheme("packs/chs-drg-1.1")     # parse → check → compile

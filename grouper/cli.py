@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from .engine.kernel import KERNEL_NAME
 
-    parser = argparse.ArgumentParser(prog="grouper", description="CHS-DRG / DIP grouper driven by scheme packs.")
+    parser = argparse.ArgumentParser(prog="grouper", description="CHS-DRG grouper driven by scheme packs (DIP and settlement are planned).")
     parser.add_argument("--version", action="version", version=f"grouper {__version__} ({KERNEL_NAME} kernel)")
     sub = parser.add_subparsers(dest="command", required=True)
 
