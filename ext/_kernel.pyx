@@ -111,6 +111,7 @@ cdef struct PlanC:
     const int32_t* adrg_cond
     const int32_t* adrg_drg_start
     const int32_t* drg_cond
+    const uint64_t* pdx_mdc_mask    # NULL, or per code id: bit m set unless MDC m's entry rejects that pdx
 
 
 cdef struct CaseC:
@@ -322,6 +323,9 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
                            int32_t* adrg, int32_t* drg, int32_t* reason) noexcept nogil:
     cdef Py_ssize_t r, m, ai, g, last_entered = -1
     cdef int32_t cond
+    cdef uint64_t candidates = <uint64_t>-1
+    if p.pdx_mdc_mask != NULL:
+        candidates = p.pdx_mdc_mask[cs.dx[0] if cs.n_dx > 0 else 0]
     for r in range(p.n_invalid):
         if eval_condition(p, p.invalid_cond[r], cs):
             status[0] = ST_INVALID
@@ -331,6 +335,8 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             reason[0] = <int32_t>r
             return
     for m in range(p.n_mdc):
+        if not (candidates >> m) & 1:   # the entry's pdx gate would fail: skip it unevaluated
+            continue
         if not eval_condition(p, p.mdc_cond[m], cs):
             continue
         for ai in range(p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]):
@@ -493,7 +499,8 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 int32_t[::1] out_adrg not None,
                 int32_t[::1] out_drg not None,
                 int32_t[::1] out_reason not None,
-                Py_ssize_t start=0, Py_ssize_t stop=-1):
+                Py_ssize_t start=0, Py_ssize_t stop=-1,
+                const uint64_t[::1] pdx_mdc_mask=None):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     Same arguments and results as `grouper.engine._kernel_py.group_cases`; the case loop runs
@@ -577,6 +584,13 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.adrg_cond = &adrg_cond[0] if n_adrg > 0 else _NO_INT32
     p.adrg_drg_start = &adrg_drg_start[0]
     p.drg_cond = &drg_cond[0] if n_drg > 0 else _NO_INT32
+    p.pdx_mdc_mask = NULL
+    if pdx_mdc_mask is not None:
+        if n_mdc > 64:
+            raise ValueError(f"pdx_mdc_mask holds 64 MDCs, the plan has {n_mdc}")
+        if pdx_mdc_mask.shape[0] != map_width or map_width < 1:
+            raise ValueError(f"pdx_mdc_mask has {pdx_mdc_mask.shape[0]} entries, expected one per code id ({map_width})")
+        p.pdx_mdc_mask = &pdx_mdc_mask[0]
 
     cdef const int64_t* dx_off = &dx_offsets[0]
     cdef const int64_t* px_off = &px_offsets[0]

@@ -94,3 +94,17 @@ def test_generated_scheme_is_readable(chs_pack):
     assert text.count("adrg ") >= 376
     # tables are referenced by name, never inlined
     assert "{" not in text.replace(" {\n", "\n")
+
+
+def test_pdx_mdc_mask_only_skips_work(chs_scheme, golden_cases):
+    """The per-pdx MDC mask is an optimisation: without it, every result is the same."""
+    import dataclasses
+
+    plan = chs_scheme.plan
+    # an unknown pdx can only enter MDCA (entered on the principal procedure); all others gate on pdx
+    assert plan.pdx_mdc_mask is not None and plan.pdx_mdc_mask[0] == 1
+    without = dataclasses.replace(plan, pdx_mdc_mask=None)
+    assert group_frame(plan, golden_cases).equals(group_frame(without, golden_cases))
+    sample = golden_cases.head(2000)
+    assert group_frame(plan, sample, kernel=get_kernel("python")).equals(
+        group_frame(without, sample, kernel=get_kernel("python")))

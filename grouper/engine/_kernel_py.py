@@ -112,15 +112,20 @@ def eval_condition(plan_arrays, k: int, case: Case) -> bool:
     return stack[-1]
 
 
-def group_one(plan_arrays, case: Case) -> tuple[int, int, int, int, int]:
-    """(status, mdc, adrg, drg, reason) for one case; indexes are -1 where not applicable."""
+def group_one(plan_arrays, case: Case, pdx_mdc_mask=None) -> tuple[int, int, int, int, int]:
+    """(status, mdc, adrg, drg, reason) for one case; indexes are -1 where not applicable.
+
+    `pdx_mdc_mask` (optional, per code id) has bit m clear when MDC m's entry cannot hold for that
+    principal diagnosis; such MDCs are skipped unevaluated (the result is the same).
+    """
     (_, _, _, _, invalid_cond, mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond) = plan_arrays
     for r, cond in enumerate(invalid_cond.tolist()):
         if eval_condition(plan_arrays, cond, case):
             return INVALID, -1, -1, -1, r
     last_entered = -1
+    candidates = -1 if pdx_mdc_mask is None else int(pdx_mdc_mask[case.pdx])
     for m, cond in enumerate(mdc_cond.tolist()):
-        if not eval_condition(plan_arrays, cond, case):
+        if not (candidates >> m) & 1 or not eval_condition(plan_arrays, cond, case):
             continue
         for a in range(mdc_adrg_start[m], mdc_adrg_start[m + 1]):
             if not eval_condition(plan_arrays, int(adrg_cond[a]), case):
@@ -138,7 +143,8 @@ def group_one(plan_arrays, case: Case) -> tuple[int, int, int, int, int]:
 def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_cond, mdc_adrg_start,
                 adrg_cond, adrg_drg_start, drg_cond,
                 dx_offsets, dx_codes, px_offsets, px_codes, fields, skip,
-                out_status, out_mdc, out_adrg, out_drg, out_reason, start: int = 0, stop: int = -1) -> None:
+                out_status, out_mdc, out_adrg, out_drg, out_reason, start: int = 0, stop: int = -1,
+                pdx_mdc_mask=None) -> None:
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     dx_offsets/px_offsets: int64[n+1]; dx_codes/px_codes: uint32 code ids; fields: int32[7, n];
@@ -156,7 +162,7 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
             case = Case(dx_codes[dx_offsets[i]:dx_offsets[i + 1]].tolist(),
                         px_codes[px_offsets[i]:px_offsets[i + 1]].tolist(),
                         fields[:, i].tolist())
-            result = group_one(plan_arrays, case)
+            result = group_one(plan_arrays, case, pdx_mdc_mask)
         out_status[i], out_mdc[i], out_adrg[i], out_drg[i], out_reason[i] = result
 
 

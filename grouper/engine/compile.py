@@ -188,6 +188,7 @@ class _Compiler:
             mdc_adrg_start.append(len(adrgs))
 
         codes, set_bits, label_maps = self.build_code_tables()
+        pdx_mdc_mask = self.pdx_mdc_mask(s.mdcs, set_bits, len(codes))
         i32 = lambda xs: np.ascontiguousarray(np.asarray(xs, dtype=np.int32))  # noqa: E731
         program = np.asarray(self.program, dtype=np.int32).reshape(-1, 5)
         return ir.Plan(
@@ -213,9 +214,24 @@ class _Compiler:
             dictionary_sets=dictionary_sets,
             code_names=self.code_names(),
             drg_weights=self.drg_weights(drgs),
+            pdx_mdc_mask=pdx_mdc_mask,
             set_sources=[set_text(e) for e in self.sets],
             map_sources=[f"{t}[{', '.join(f'{c} {o} {v!r}' for c, o, v in f)}].{col}" for t, f, col in self.maps],
         )
+
+    def pdx_mdc_mask(self, mdcs: list[ast.MdcDef], set_bits: np.ndarray, n_codes: int) -> np.ndarray | None:
+        """Per code id, the MDCs whose entry can hold with that principal diagnosis (see ir.Plan)."""
+        if len(mdcs) > 64:
+            return None
+        mask = np.zeros(n_codes + 1, dtype=np.uint64)
+        for m, mdc in enumerate(mdcs):
+            allowed = np.ones(n_codes + 1, dtype=bool)
+            for atom in self.conjuncts(mdc.cond):
+                if isinstance(atom, ast.OneIn) and atom.scope == "pdx":
+                    bits = np.unpackbits(set_bits[self.set_index(atom.set)].view(np.uint8), bitorder="little")
+                    allowed &= bits[:n_codes + 1].astype(bool)
+            mask[allowed] |= np.uint64(1) << np.uint64(m)
+        return mask
 
     def code_names(self) -> dict[str, str]:
         names: dict[str, str] = {}

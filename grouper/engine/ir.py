@@ -92,6 +92,9 @@ class Plan:
     dictionary_sets: dict[str, int] = field(default_factory=dict)  # "dx"/"proc" → set of dictionary codes
     code_names: dict[str, str] = field(default_factory=dict)       # code → name, from the dictionaries
     drg_weights: list[float | None] = field(default_factory=list)  # relative weight per DRG, if declared
+    # Per code id, bit m set unless MDC m's entry requires `pdx in S` with the code outside S: the
+    # kernel skips MDCs whose entry cannot hold for the case's principal diagnosis (None: > 64 MDCs).
+    pdx_mdc_mask: np.ndarray | None = None
 
     def code_enum(self):
         """The Polars Enum over the plan's codes (built once: it is costly for ~50,000 codes)."""
