@@ -85,6 +85,14 @@ def _named(keyword: str, code: str, name: str | None) -> str:
     return f"{keyword} {code}" + (f" {quote(name)}" if name is not None else "")
 
 
+def _drg_lines(drgs: tuple[ast.DrgDef, ...], indent: str) -> list[str]:
+    lines = []
+    for drg in drgs:
+        when = f" {_when(drg.cond, indent)}" if drg.cond is not None else ""
+        lines.append(f"{indent}{_named('drg', drg.code, drg.name)}{when}")
+    return lines
+
+
 def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> str:
     """Canonical text; `comments` maps a group code to a comment line written above it."""
     comments = comments or {}
@@ -115,9 +123,7 @@ def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> s
             out.append(f"weights = {st.table}")
         elif isinstance(st, ast.RefineDef):
             out.append(f"refine adrg {st.adrg} {{")
-            for drg in st.drgs:
-                when = f" {_when(drg.cond, INDENT)}" if drg.cond is not None else ""
-                out.append(f"{INDENT}{_named('drg', drg.code, drg.name)}{when}")
+            out.extend(_drg_lines(st.drgs, INDENT))
             out.append("}")
         elif isinstance(st, ast.MdcDef):
             if st.code in comments:
@@ -127,9 +133,7 @@ def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> s
                 if adrg.code in comments:
                     out.append(f"{INDENT}# {comments[adrg.code]}")
                 out.append(f"{INDENT}{_named('adrg', adrg.code, adrg.name)} {_when(adrg.cond, INDENT)} {{")
-                for drg in adrg.drgs:
-                    when = f" {_when(drg.cond, INDENT * 2)}" if drg.cond is not None else ""
-                    out.append(f"{INDENT * 2}{_named('drg', drg.code, drg.name)}{when}")
+                out.extend(_drg_lines(adrg.drgs, INDENT * 2))
                 out.append(f"{INDENT}}}")
             out.append("}")
     return "\n".join(out) + "\n"
