@@ -162,7 +162,7 @@ class _Compiler:
         if field == "dept":
             return self.dept_id(value)
         if field == "sex":
-            return {"male": 1, "female": 2}.get(value, value)
+            return ir.SEX_VALUES.get(value, value)
         return value
 
     # ---- driver ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ SCOPE_IDS = {"pdx": PDX, "pproc": PPROC, "dx": DX, "proc": PROC, "secondary dx":
 FIELDS = ("sex", "age", "age_days", "weight", "los", "discharge", "dept")
 FIELD_IDS = {name: i for i, name in enumerate(FIELDS)}
 MISSING = np.iinfo(np.int32).min
+SEX_VALUES = {"male": 1, "female": 2}  # `sex = male` in a scheme compares the field with 1
 
 # Comparisons (FIELD_CMP b, COUNT c). A comparison with a missing value is false.
 EQ, NE, LT, LE, GT, GE = range(6)

@@ -17,7 +17,7 @@ from . import ir
 from .kernel import KERNEL
 
 # Input spellings of sex besides the digits (OpenDRG accepts 男/女 as well).
-SEX_WORDS = {"男": 1, "女": 2, "M": 1, "F": 2, "m": 1, "f": 2, "male": 1, "female": 2}
+SEX_WORDS = {**ir.SEX_VALUES, "男": 1, "女": 2, "M": 1, "F": 2, "m": 1, "f": 2}
 MIN_ROWS_PER_THREAD = 50_000
 
 
