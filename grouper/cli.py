@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace", action="append", metavar="ID",
                    help="add a `trace` column (the rules that held) for the case with this id (repeatable)")
     g.add_argument("--trace-status", action="append", metavar="STATUS",
-                   choices=["grouped", "no_adrg", "ungroupable", "invalid"],
+                   choices=["grouped", "qy", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("table_dir")
     i.add_argument("-o", "--output", required=True, help="pack folder to write")
     i.add_argument("--name", default="CHS-DRG")
-    i.add_argument("--version", dest="scheme_version", default="1.1")
+    i.add_argument("--version", dest="scheme_version", help="scheme version (default: 2.0 for the 2.0 layout, else 1.1)")
+    i.add_argument("--allow-unused", action="store_true",
+                   help="import even when some table rows would not be used (each is reported as a warning)")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
     return parser
@@ -213,9 +215,13 @@ def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
 
+    unused: list[str] = []
     path = import_chs_drg(args.table_dir, args.output, name=args.name, version=args.scheme_version,
-                          with_maps=args.with_maps)
-    stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
+                          with_maps=args.with_maps, allow_unused=args.allow_unused, unused=unused)
+    console = stderr_console()
+    for problem in unused:
+        console.print(f"warning: unused table rows: {problem}", style="yellow", markup=False)
+    console.print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 
 

@@ -36,7 +36,7 @@ class Check:
 class Step:
     """One rule tried: an input check, an MDC entry, an ADRG or a DRG."""
 
-    level: str  # "invalid" | "warn" | "mdc" | "adrg" | "drg"
+    level: str  # "invalid" | "warn" | "qy" | "mdc" | "adrg" | "drg"
     code: str
     name: str
     matched: bool
@@ -125,6 +125,11 @@ class _Evaluator:
             holds = compare(count, ir.CMP_IDS[cond.op], cond.value)
             found = "; ".join(f"{label}: {', '.join(codes)}" for label, codes in labels.items()) or "none"
             return Check(text, holds, f"{count} distinct {cond.column} ({found})")
+        if isinstance(cond, ast.CountItems):
+            items = self.items(cond.scope)
+            holds = compare(len(items), ir.CMP_IDS[cond.op], cond.value)
+            shown = ", ".join(self.label(c) for c, _ in items) or "none"
+            return Check(text, holds, f"{len(items)} {SCOPE_LABELS[cond.scope]} item(s): {shown}")
         if isinstance(cond, ast.TagsMatch):
             labels = self.labels_found(cond.scope, self.map_of(cond.set, cond.column))
             present = set(labels)
@@ -257,18 +262,38 @@ def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
 
 
 def _hierarchy_steps(scheme, rule_step) -> list[Step]:
+    """MDCs, ADRGs, DRGs and qy rules in the order the kernel tries them, up to the one that decides."""
     plan = scheme.plan
     steps = []
     a_index = d_index = 0
-    for m, mdc in enumerate(scheme.ast.mdcs):
+    q_index = 0   # top-level qy rules are numbered first in the plan, in file order
+    m = 0
+    for st in scheme.ast.statements:
+        if isinstance(st, ast.QyDef):
+            step = rule_step("qy", st, st.code, st.name or "", plan.qy_cond[q_index])
+            q_index += 1
+            steps.append(step)
+            if step.matched:
+                return steps
+            continue
+        if not isinstance(st, ast.MdcDef):
+            continue
+        mdc = st
         mdc_step = rule_step("mdc", mdc, mdc.code, mdc.name or "", plan.mdc_cond[m])
+        m += 1
         steps.append(mdc_step)
         first_adrg = a_index
-        a_index += len(mdc.adrgs)
+        a_index += len(mdc.items)
         if not mdc_step.matched:
             d_index += sum(len(a.drgs) for a in mdc.adrgs)
             continue
-        for a, adrg in enumerate(mdc.adrgs, start=first_adrg):
+        for a, adrg in enumerate(mdc.items, start=first_adrg):
+            if isinstance(adrg, ast.QyDef):
+                qy_step = rule_step("qy", adrg, adrg.code, adrg.name or "", plan.adrg_cond[a])
+                mdc_step.children.append(qy_step)
+                if qy_step.matched:
+                    return steps
+                continue
             adrg_step = rule_step("adrg", adrg, adrg.code, adrg.name or "", plan.adrg_cond[a])
             mdc_step.children.append(adrg_step)
             first_drg = d_index
@@ -367,9 +392,9 @@ def trace_text(explanation: Explanation) -> str:
     """One line: the rules that held, e.g. `MDCA>- | MDCG>GD1>GD13`; `-` where none held."""
     parts = []
     for step in explanation.steps:
-        if step.level == "invalid":
+        if step.level in ("invalid", "qy"):
             if step.matched:
-                parts.append(f"invalid:{step.code}")
+                parts.append(f"{step.level}:{step.code}")
             continue
         if not step.matched:
             continue
@@ -377,6 +402,8 @@ def trace_text(explanation: Explanation) -> str:
         adrg = next((c for c in step.children if c.matched), None)
         if adrg is None:
             path.append("-")
+        elif adrg.level == "qy":
+            path.append(f"qy:{adrg.code}")
         else:
             path.append(adrg.code)
             drg = next((c for c in adrg.children if c.matched), None)

@@ -30,9 +30,9 @@ def merge(base: ast.Scheme, overlay: ast.Scheme) -> tuple[ast.Scheme, list[Diagn
     statements = []
     for st in base.statements:
         if isinstance(st, ast.MdcDef):
-            adrgs = tuple(dataclasses.replace(a, drgs=refines[a.code].drgs) if a.code in refines else a
-                          for a in st.adrgs)
-            st = dataclasses.replace(st, adrgs=adrgs)
+            items = tuple(dataclasses.replace(a, drgs=refines[a.code].drgs)
+                          if isinstance(a, ast.AdrgDef) and a.code in refines else a for a in st.items)
+            st = dataclasses.replace(st, items=items)
         statements.append(st)
     statements += [st for st in overlay.statements if not isinstance(st, ast.RefineDef)]
     merged = ast.Scheme(overlay.header, tuple(statements), path=overlay.path, text=overlay.text)

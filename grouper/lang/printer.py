@@ -16,6 +16,8 @@ def set_text(expr: ast.SetExpr) -> str:
         return expr.name
     if isinstance(expr, ast.TableFilter):
         return f"{expr.table}[" + ", ".join(f"{f.column} {f.op} {quote(f.value)}" for f in expr.filters) + "]"
+    if isinstance(expr, ast.PrefixSet):
+        return "prefix " + ", ".join(quote(p) for p in expr.prefixes)
     return "{" + ", ".join(quote(c) for c in expr.codes) + "}"
 
 
@@ -59,6 +61,8 @@ def cond_text(cond: ast.Cond, parent: str | None = None) -> str:
         return text
     if isinstance(cond, ast.CountLabels):
         return f"count distinct {cond.column} of {cond.scope} in {set_text(cond.set)} {cond.op} {cond.value}"
+    if isinstance(cond, ast.CountItems):
+        return f"count {cond.scope} {cond.op} {cond.value}"
     if isinstance(cond, ast.TagsMatch):
         return f"{cond.column} of {cond.scope} in {set_text(cond.set)} matches {_tag_text(cond.expr)}"
     if isinstance(cond, ast.FieldCmp):
@@ -93,14 +97,22 @@ def _drg_lines(drgs: tuple[ast.DrgDef, ...], indent: str) -> list[str]:
     return lines
 
 
-def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> str:
-    """Canonical text; `comments` maps a group code to a comment line written above it."""
+def _qy_line(qy: ast.QyDef, indent: str) -> str:
+    mdc = f" mdc {qy.mdc}" if qy.mdc is not None else ""
+    return f"{indent}{_named('qy', qy.code, qy.name)}{mdc} {_when(qy.cond, indent)}"
+
+
+def scheme_text(scheme: ast.Scheme, comments: dict | None = None) -> str:
+    """Canonical text; `comments` maps a group code (for a qy rule: the QyDef node) to a comment
+    line written above it."""
     comments = comments or {}
     extends = f" extends {quote(scheme.header.extends)}" if scheme.header.extends else ""
     out = [f"scheme {quote(scheme.header.name)} version {quote(scheme.header.version)}{extends}", ""]
     previous = None
+    reads = (ast.ReadSex, ast.ReadEmptyNumber, ast.ReadEmptyList)
     for st in scheme.statements:
-        if previous is not None and (type(st) is not type(previous) or isinstance(st, ast.MdcDef)):
+        same_kind = type(st) is type(previous) or (isinstance(st, reads) and isinstance(previous, reads))
+        if previous is not None and (not same_kind or isinstance(st, ast.MdcDef) or isinstance(previous, ast.MdcDef)):
             out.append("")
         previous = st
         if isinstance(st, ast.TableDef):
@@ -125,11 +137,26 @@ def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> s
             out.append(f"refine adrg {st.adrg} {{")
             out.extend(_drg_lines(st.drgs, INDENT))
             out.append("}")
+        elif isinstance(st, ast.ReadSex):
+            out.append("read sex " + ", ".join(f"{quote(text)} as {sex}" for text, sex in st.spellings))
+        elif isinstance(st, ast.ReadEmptyNumber):
+            out.append(f"read empty {', '.join(st.fields)} as {st.value}")
+        elif isinstance(st, ast.ReadEmptyList):
+            out.append(f"read empty {st.scope} as none")
+        elif isinstance(st, ast.QyDef):
+            if st in comments:
+                out.append(f"# {comments[st]}")
+            out.append(_qy_line(st, ""))
         elif isinstance(st, ast.MdcDef):
             if st.code in comments:
                 out.append(f"# {comments[st.code]}")
             out.append(f"{_named('mdc', st.code, st.name)} {_when(st.cond, '')} {{")
-            for adrg in st.adrgs:
+            for adrg in st.items:
+                if isinstance(adrg, ast.QyDef):
+                    if adrg in comments:
+                        out.append(f"{INDENT}# {comments[adrg]}")
+                    out.append(_qy_line(adrg, INDENT))
+                    continue
                 if adrg.code in comments:
                     out.append(f"{INDENT}# {comments[adrg.code]}")
                 out.append(f"{INDENT}{_named('adrg', adrg.code, adrg.name)} {_when(adrg.cond, INDENT)} {{")
