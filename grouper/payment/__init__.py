@@ -1,0 +1,11 @@
+"""Payment wing: settlement fields, synthetic cost history, relative weights, homogeneity, hospital metrics.
+
+One entry function per stage (all return Polars frames):
+
+- `fields.carry_fields`        grouped results + the settlement fields of the input, typed (money in fen)
+- `grouped.read_grouped`       read a grouped file (written by `grouper group --carry`) with its types
+- `history.synth_history`      a seeded synthetic cost history for a scheme (documented as synthetic)
+- `weights.calibrate_weights`  relative weights (RW) per DRG from a grouped history
+- `homogeneity.homogeneity`    RIV, CV and merge/split candidates of a grouped history
+- `metrics.hospital_metrics`   CMI, cost/time indices, low-risk mortality ... per hospital and department
+"""
