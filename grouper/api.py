@@ -30,7 +30,7 @@ def group(cases: pl.DataFrame | str | Path, scheme: LoadedScheme | str | Path | 
     `problems=True`, returns (results, problems): every validation problem, one per row
     (row, id, dept, reason, level, detail; see grouper.validate). With `carry=True` the results
     are a *grouped frame*: the settlement fields and the grouping fields payment needs follow the
-    result columns, typed (money in fen; see grouper.payment.fields).
+    result columns, typed (money in fen; see grouper.fields).
     """
     # A file is read and grouped batch by batch: only the results (a few bytes a case) are held whole,
     # never the whole input with its intermediate frames (10 M cases: 2.4 GiB peak, not 5.5).
@@ -63,8 +63,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     """Group a file into an output file (format from its extension) in bounded memory; returns the row count.
 
     `carry=True` writes a *grouped file*: the results followed by the settlement fields (see
-    grouper.payment.fields; CSV/Excel write money as yuan with two decimals, Parquet as Int64 fen),
-    which `grouper.payment.grouped.read_grouped` reads back with the same types.
+    grouper.fields; CSV/Excel write money as yuan with two decimals, Parquet as Int64 fen),
+    which `grouper.grouped.read_grouped` reads back with the same types.
 
     `report` (a `grouper.validate.QualityReport`) accumulates the validation problems batch by batch.
     `trace` (a `grouper.explain.TraceRequest`) adds a `trace` column: the rules that held,
@@ -82,7 +82,7 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
 
                 results = attach_trace(loaded, g.cases, results, trace)
             if carry and sink.suffix in (".csv", ".xlsx"):
-                from .payment.fields import for_text_output
+                from .fields import for_text_output
 
                 sink.write(for_text_output(results))
             else:

@@ -40,7 +40,7 @@ __all__ = [
 SCALAR_COLUMNS = ("id", "sex", "age", "age_days", "weight", "dept", "los", "discharge")
 CANONICAL_COLUMNS = (*SCALAR_COLUMNS, "dx", "proc")
 # Settlement fields (read only when asked: `settlement=True`), passed on with the input's own
-# dtype; grouper.payment.fields parses them (money to fen, dates, levels, insurance type).
+# dtype; grouper.fields parses them (money to fen, dates, levels, insurance type).
 SETTLEMENT_COLUMNS = (
     "hospital", "hospital_level", "insurance", "cost", "fund_paid",
     "admission_date", "discharge_date", "patient_id", "special_review",
@@ -125,7 +125,7 @@ def read_cases(
     records and are skipped; every other row becomes one case, in order.
 
     ``settlement=True`` appends the SETTLEMENT_COLUMNS, unparsed (the input's dtype; null
-    columns for fields the input lacks): see grouper.payment.fields.
+    columns for fields the input lacks): see grouper.fields.
     """
     path = Path(path)
     raw = _read_raw(path, encoding=encoding, sheet=sheet)

@@ -23,6 +23,7 @@ from .engine import ir
 from .engine.encode import Batch, encode_cases
 from .engine.results import results_frame, rule_problems
 from .engine.run import run_kernel
+from .fields import carry_fields, typed_problem_rows
 from .validate import ORDER, block, check_cases, convert_codes
 
 DEFAULT_BATCH_SIZE = 1_000_000
@@ -101,7 +102,7 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
                     columns: Mapping[str, str] | None = None, encoding: str | None = None,
                     threads: int | None = None, problems: bool = False, carry: bool = False) -> Iterator[Grouped]:
     """The whole line, batch by batch: read → code maps → encode → validate → kernel → results
-    (→ with `carry`, the typed settlement fields after the results: grouper.payment.fields)."""
+    (→ with `carry`, the typed settlement fields after the results: grouper.fields)."""
     done = 0
     for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry):
         if problems:
@@ -109,8 +110,6 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
         else:
             results, found = group_frame(plan, cases, threads=threads), None
         if carry:
-            from .payment.fields import carry_fields, typed_problem_rows
-
             results, extra = carry_fields(plan, cases, results)
             if problems and extra.height:
                 found = pl.concat([found, typed_problem_rows(extra, results, cases)]).sort("row", maintain_order=True)

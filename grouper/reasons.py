@@ -46,7 +46,7 @@ CATALOGUE: dict[str, Reason] = {r.code: r for r in (
            "this code may not be the principal diagnosis (asterisk code or external cause)"),
     Reason("duplicate_dx", "warning", "诊断编码重复", "a diagnosis code is listed twice"),
     Reason("duplicate_proc", "warning", "手术操作编码重复", "a procedure code is listed twice"),
-    # settlement fields (read with `grouper group --carry`; see grouper.payment.fields): warnings by
+    # settlement fields (read with `grouper group --carry`; see grouper.fields): warnings by
     # default, since grouping does not use them
     Reason("malformed_hospital_level", "warning", "医疗机构等级无法识别", "hospital level is not 三级/二级/一级 or 3/2/1"),
     Reason("malformed_cost", "warning", "医疗总费用不是金额", "total cost is not an amount in yuan"),

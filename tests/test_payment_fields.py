@@ -11,8 +11,8 @@ import grouper
 from grouper import reasons
 from grouper.cli import main
 from grouper.errors import InputError
-from grouper.payment.fields import SETTLEMENT_REASONS, money_fen, parse_date, typed_fields
-from grouper.payment.grouped import GROUPED_SCHEMA, read_grouped
+from grouper.fields import SETTLEMENT_REASONS, money_fen, parse_date, typed_fields
+from grouper.grouped import GROUPED_SCHEMA, read_grouped
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "tables" / "demo"

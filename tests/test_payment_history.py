@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 import grouper
-from grouper.payment.grouped import read_grouped
+from grouper.grouped import read_grouped
 from grouper.payment.history import HistoryGenerator, synth_history, write_history
 from grouper.scheme import load_scheme
 

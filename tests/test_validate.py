@@ -112,7 +112,7 @@ MINIMAL = {
 
 def test_every_catalogue_code_has_a_minimal_case():
     # the settlement-field checks have theirs in tests/test_payment_fields.py
-    from grouper.payment.fields import SETTLEMENT_REASONS
+    from grouper.fields import SETTLEMENT_REASONS
 
     assert set(MINIMAL) | set(SETTLEMENT_REASONS) == set(reasons.CATALOGUE)
 

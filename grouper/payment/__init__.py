@@ -2,8 +2,10 @@
 
 One entry function per stage (all return Polars frames):
 
-- `fields.carry_fields`        grouped results + the settlement fields of the input, typed (money in fen)
-- `grouped.read_grouped`       read a grouped file (written by `grouper group --carry`) with its types
+It builds on two core modules that settlement and DIP share: `grouper.fields` (the settlement
+fields of the input, typed, carried into grouped results) and `grouper.grouped.read_grouped` (the
+one reader of grouped files).
+
 - `history.synth_history`      a seeded synthetic cost history for a scheme (documented as synthetic)
 - `weights.calibrate_weights`  relative weights (RW) per DRG from a grouped history
 - `homogeneity.homogeneity`    RIV, CV and merge/split candidates of a grouped history

@@ -1,7 +1,7 @@
 """A seeded **synthetic** cost history for a scheme: the data of the payment quick start, tests and benchmarks.
 
 Nothing here is real data. The cases are discharge records in the grouper's input shape plus the
-settlement fields (grouper.payment.fields), drawn so that the usual payment analyses have something
+settlement fields (grouper.fields), drawn so that the usual payment analyses have something
 realistic to find:
 
 1. **Case templates** (diagnoses, procedures, sex, age, birth weight, department) that the scheme
@@ -434,7 +434,7 @@ def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS
     """Write a synthetic history to .parquet (types kept, file metadata says it is synthetic) or .csv
     (money as yuan with two decimals) chunk by chunk; returns the row count."""
     from ..api import _scheme
-    from .fields import for_text_output
+    from ..fields import for_text_output
 
     path = Path(path)
     suffix = path.suffix.lower()

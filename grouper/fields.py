@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from .. import io
-from ..engine import ir
-from ..engine.run import SEX_WORDS
+from . import io
+from .engine import ir
+from .engine.encode import SEX_WORDS, _parse_ints
+from .validate import level_of
 
 SETTLEMENT_COLUMNS = io.SETTLEMENT_COLUMNS
 GROUPING_CARRIED = ("sex", "age", "age_days", "los", "discharge", "dept")
@@ -141,8 +142,7 @@ def parse_flag(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 def _int(expr: pl.Expr, dtype: pl.DataType, out: pl.DataType) -> pl.Expr:
     if dtype.is_integer():
         return expr.cast(out, strict=False)
-    text = _text(expr, dtype).str.replace(r"^(-?\d+)\.0*$", "$1")
-    return text.cast(out, strict=False)
+    return _parse_ints(_text(expr, dtype)).cast(out, strict=False)
 
 
 def _sex(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -230,8 +230,6 @@ def carry_fields(plan: ir.Plan, cases: pl.DataFrame, results: pl.DataFrame) -> t
     The settlement problems join the case's `warnings` (warning level) or, raised to error by the
     scheme, make a not-yet-invalid case invalid with that reason. Row count and order never change.
     """
-    from ..validate import level_of
-
     levels = {code: level_of(plan, code) for code in SETTLEMENT_REASONS}
     typed_all = typed_fields(cases)
     typed = typed_all.select(CARRIED_COLUMNS)

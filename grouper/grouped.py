@@ -1,7 +1,7 @@
 """Reading grouped files: the output of `grouper group --carry` (or `grouper.group(..., carry=True)`).
 
 A grouped file holds the result columns ``id, status, mdc, adrg, drg, reason, warnings`` followed by
-the carried fields (grouper.payment.fields.CARRIED_COLUMNS). Parquet keeps the types (money Int64
+the carried fields (grouper.fields.CARRIED_COLUMNS). Parquet keeps the types (money Int64
 fen, dates Date); CSV and Excel hold text (money as yuan with two decimals), which this reader parses
 back with the very rules used on input, so a CSV round trip gives the same fen exactly.
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
-from .. import io
-from ..errors import InputError
+from . import io
+from .errors import InputError
 from .fields import CARRIED_COLUMNS, CARRIED_SCHEMA, RESULT_COLUMNS, typed_fields
 
 RESULT_SCHEMA = {"id": pl.String, "status": pl.String, "mdc": pl.String, "adrg": pl.String, "drg": pl.String,
