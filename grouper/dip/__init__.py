@@ -19,7 +19,7 @@ from .scheme import LoadedDip, check_dip_scheme, is_dip_pack, load_dip_scheme
 __all__ = ["LoadedDip", "check_dip_scheme", "dip_what_if", "explain_dip", "group_dip", "group_dip_file",
            "is_dip_pack", "load_dip_scheme"]
 
-BATCH_SIZE = 1_000_000
+from ..pipeline import DEFAULT_BATCH_SIZE as BATCH_SIZE  # noqa: E402
 
 
 def _loaded(scheme) -> LoadedDip:
@@ -31,14 +31,10 @@ def group_dip(cases: pl.DataFrame | str | Path, scheme: LoadedDip | str | Path |
               threads: int | None = None) -> pl.DataFrame:
     """Group every case with a DIP pack: id, status, dip, dip_level, treatment, score, reason —
     one row per input row, in order. `cases` is a file or a frame in either input shape."""
-    from .. import io
+    from ..pipeline import case_batches
 
     plan = _loaded(scheme).plan
-    if isinstance(cases, pl.DataFrame):
-        frame = io.cases_from_frame(cases, columns=columns)
-        batches = (frame.slice(s, BATCH_SIZE) for s in range(0, max(frame.height, 1), BATCH_SIZE))
-    else:
-        batches = io.iter_case_batches(cases, batch_size=BATCH_SIZE, encoding=encoding, columns=columns)
+    batches = case_batches(cases, batch_size=BATCH_SIZE, columns=columns, encoding=encoding)
     return pl.concat([group_dip_frame(plan, b, threads=threads) for b in batches], rechunk=True)
 
 
@@ -48,11 +44,12 @@ def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: Load
                    on_batch: Callable[[pl.DataFrame], None] | None = None) -> int:
     """Group a file into an output file batch by batch (bounded memory); returns the row count."""
     from .. import io
+    from ..pipeline import case_batches
 
     plan = _loaded(scheme).plan
     rows = 0
     with io.ResultSink(output_path) as sink:
-        for cases in io.iter_case_batches(input_path, batch_size=batch_size, encoding=encoding, columns=columns):
+        for cases in case_batches(input_path, batch_size=batch_size, encoding=encoding, columns=columns):
             results = group_dip_frame(plan, cases, threads=threads)
             sink.write(results)
             rows += results.height

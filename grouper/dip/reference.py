@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from ..engine.explain import Change, apply_changes, parse_change, removal_scenarios  # noqa: F401 - re-exported
+from ..explain import Change, apply_changes, parse_change, removal_scenarios  # noqa: F401 - re-exported
 from .ast import LEVELS
 from .catalogue import Row
 

@@ -11,7 +11,8 @@ import numpy as np
 import polars as pl
 
 from ..engine import kernel as drg_kernel
-from ..engine.run import MIN_ROWS_PER_THREAD, _code_lists
+from ..engine.encode import _code_lists
+from ..engine.run import MIN_ROWS_PER_THREAD
 from . import _kernel_py
 from .plan import EXCLUDED_DX, LEVELS, MISSING_DX, REASON_NAMES, STATUS_NAMES, DipPlan
 
