@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..pipeline import DEFAULT_BATCH_SIZE as BATCH_SIZE
 from .reference import dip_what_if, explain_dip
 from .run import group_dip_frame
 from .scheme import LoadedDip, check_dip_scheme, is_dip_pack, load_dip_scheme
@@ -19,7 +20,6 @@ from .scheme import LoadedDip, check_dip_scheme, is_dip_pack, load_dip_scheme
 __all__ = ["LoadedDip", "check_dip_scheme", "dip_what_if", "explain_dip", "group_dip", "group_dip_file",
            "is_dip_pack", "load_dip_scheme"]
 
-from ..pipeline import DEFAULT_BATCH_SIZE as BATCH_SIZE  # noqa: E402
 
 
 def _loaded(scheme) -> LoadedDip:
