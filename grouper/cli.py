@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("group", help="group a file of discharge records")
     g.add_argument("input", help="cases: .csv/.tsv/.txt (UTF-8 or GBK/GB18030), .parquet or .xlsx")
     g.add_argument("-o", "--output", required=True, help="results: .csv, .parquet or .xlsx")
-    g.add_argument("--scheme", help="scheme pack folder or .grp file (default: the shipped demo scheme)")
+    g.add_argument("--scheme", help="scheme pack folder, .grp file, or DIP pack (scheme.dip) (default: the shipped demo scheme)")
     g.add_argument("--encoding", help="CSV encoding (default: detect UTF-8, else GB18030)")
     g.add_argument("--column", action="append", metavar="NAME=HEADER",
                    help="map a field to an input header, e.g. --column dx=诊断编码 (repeatable)")
@@ -104,6 +104,12 @@ def cmd_group(args) -> int:
         refuse_unwritable(name, path)
         if path:
             io.output_format(path)
+    from .dip import is_dip_pack
+
+    if is_dip_pack(args.scheme):
+        from .dip.commands import group_command
+
+        return group_command(args, _columns(args.column))
     console = stderr_console()
     scheme = load_scheme(args.scheme)
     total = _row_count(Path(args.input))
@@ -156,6 +162,12 @@ def cmd_check(args) -> int:
     from .console import print_diagnostics, stderr_console
     from .scheme import check_scheme, scheme_path
 
+    from .dip import is_dip_pack
+
+    if is_dip_pack(args.pack):
+        from .dip.commands import check_command
+
+        return check_command(args.pack, args.strict)
     console = stderr_console()
     scheme, found = check_scheme(args.pack)
     print_diagnostics(found, console)
@@ -203,9 +215,7 @@ def cmd_explain(args) -> int:
     from .explain import explain_case, parse_change, removal_scenarios, what_if
     from .scheme import load_scheme
 
-    scheme = load_scheme(args.scheme)
     case = _explain_case(args)
-    explanation = explain_case(scheme, case)
     scenarios = []
     for text in args.tries or ():
         if text.strip() == "each":
@@ -215,6 +225,17 @@ def cmd_explain(args) -> int:
                 scenarios.append([parse_change(part) for part in text.split(",") if part.strip()])
             except ValueError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
+    from .dip import is_dip_pack
+
+    if is_dip_pack(args.scheme):
+        from .dip.commands import explain_command
+
+        try:
+            return explain_command(args, case, scenarios)
+        except ValueError as exc:  # removing a code the case does not have
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    scheme = load_scheme(args.scheme)
+    explanation = explain_case(scheme, case)
     try:
         whatifs = what_if(scheme, case, scenarios) if scenarios else []
     except ValueError as exc:  # removing a code the case does not have
