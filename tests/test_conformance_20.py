@@ -6,7 +6,7 @@ import pytest
 
 from grouper import api
 from grouper.engine.kernel import get_kernel
-from grouper.engine.run import group_frame
+from grouper.pipeline import group_frame
 
 from test_conformance import diff_against_golden, readable
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from grouper.engine.explain import explain_case, trace_text
+from grouper.explain import explain_case, trace_text
 from grouper.engine.kernel import get_kernel
-from grouper.engine.run import group_frame
+from grouper.pipeline import group_frame
 from grouper.errors import SchemeError
 from grouper.io import cases_from_frame
 from grouper.lang.check import check
@@ -125,10 +125,10 @@ def test_compiled_kernel_rejects_inconsistent_qy_arrays(scheme):
     import numpy as np
 
     from grouper.engine.run import run_kernel
-    from grouper.validate import validate
+    from grouper.pipeline import prepare
 
     cy = kernel("cython")
-    _, batch, _ = validate(scheme.plan, frame([CASES[0][0]]))
+    batch = prepare(scheme.plan, frame([CASES[0][0]])).batch
     bad = dataclasses.replace(scheme.plan, qy_mdc=np.full_like(scheme.plan.qy_mdc, 99))
     with pytest.raises(ValueError, match="qy_mdc"):
         run_kernel(bad, batch, kernel=cy)
