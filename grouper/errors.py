@@ -93,3 +93,7 @@ class InputError(GrouperError):
     """A case file could not be read (format, encoding, missing columns)."""
 
 
+
+
+class UsageError(GrouperError):
+    """A command was given options that cannot work together (e.g. an output that is its input)."""

@@ -26,6 +26,7 @@ import polars as pl
 
 # Shared with the rest of the package (a GrouperError); re-exported here as grouper.io.InputError.
 from grouper.errors import InputError
+from grouper.outputs import atomic_output
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -173,25 +174,11 @@ def iter_case_batches(
 def write_results(df: pl.DataFrame, path: str | Path) -> None:
     """Write a result frame; the format comes from the extension (.csv, .parquet/.pq, .xlsx).
 
-    CSV is UTF-8 without BOM.  For CSV and Excel, list columns are joined with ``|``.
+    CSV is UTF-8 without BOM.  For CSV and Excel, list columns are joined with ``|``.  The file
+    appears whole or not at all (see grouper.outputs).
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        _join_list_columns(df).write_csv(path)
-    elif suffix in _PARQUET_EXTENSIONS:
-        df.write_parquet(path)
-    elif suffix == ".xlsx":
-        if df.height >= _EXCEL_MAX_ROWS:
-            raise InputError(
-                f"{df.height} rows do not fit in one Excel sheet "
-                f"(max {_EXCEL_MAX_ROWS - 1}); write .csv or .parquet instead"
-            )
-        _join_list_columns(df).write_excel(path)
-    else:
-        raise InputError(
-            f"cannot write {path}: unknown extension {path.suffix!r}; use .csv, .parquet or .xlsx"
-        )
+    with ResultSink(path) as sink:
+        sink.write(df)
 
 
 # ---------------------------------------------------------------------------
@@ -546,50 +533,91 @@ def _join_list_columns(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def output_format(path: str | Path) -> str:
+    """The suffix of a results file (.csv, .parquet/.pq, .xlsx); InputError for any other."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".xlsx", *_PARQUET_EXTENSIONS):
+        raise InputError(f"cannot write {path}: unknown extension {path.suffix!r}; use .csv, .parquet or .xlsx")
+    return suffix
+
+
 class ResultSink:
     """Writes result batches to one file as they come, so a run never holds all results.
 
     CSV and Parquet are written incrementally; Excel needs the whole sheet, so its batches are
-    collected and written on close.
+    collected and written on close.  Batches go to a temporary file beside the target, which
+    replaces it on a clean close; leaving the `with` block by an exception (Ctrl-C and SIGTERM
+    included) removes it (grouper.outputs.atomic_output).
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.suffix = self.path.suffix.lower()
-        if self.suffix not in (".csv", ".xlsx", *_PARQUET_EXTENSIONS):
-            raise InputError(f"cannot write {path}: unknown extension {self.path.suffix!r}; use .csv, .parquet or .xlsx")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.suffix = output_format(self.path)
         self._parquet = None
         self._csv = None
         self._excel: list[pl.DataFrame] = []
+        self._excel_rows = 0
+        self._atomic = atomic_output(self.path)
+        self._tmp = self._atomic.__enter__()
 
     def write(self, batch: pl.DataFrame) -> None:
         if self.suffix == ".csv":
             if self._csv is None:
-                self._csv = self.path.open("wb")
+                self._csv = self._tmp.open("wb")
                 _join_list_columns(batch).write_csv(self._csv)
             else:
                 _join_list_columns(batch).write_csv(self._csv, include_header=False)
         elif self.suffix == ".xlsx":
+            self._excel_rows += batch.height
+            if self._excel_rows >= _EXCEL_MAX_ROWS:
+                raise InputError(
+                    f"{self._excel_rows:,} rows or more do not fit in one Excel sheet "
+                    f"(max {_EXCEL_MAX_ROWS - 1:,}); write .csv or .parquet instead"
+                )
             self._excel.append(batch)
         else:
             import pyarrow.parquet as pq
 
             table = batch.to_arrow()
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema)
+                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
             self._parquet.write_table(table.cast(self._parquet.schema))
 
-    def close(self) -> None:
+    def _close_writers(self) -> None:
         if self._csv is not None:
             self._csv.close()
+            self._csv = None
         if self._parquet is not None:
             self._parquet.close()
-        if self.suffix == ".xlsx" and self._excel:
-            write_results(pl.concat(self._excel), self.path)
+            self._parquet = None
+
+    def close(self) -> None:
+        """Finish the file and put it in place."""
+        try:
+            self._close_writers()
+            if self.suffix == ".xlsx" and self._excel:
+                _join_list_columns(pl.concat(self._excel)).write_excel(self._tmp)
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._atomic.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Drop the temporary file; the target is left as it was."""
+        self._close_writers()
+        exc = exc or RuntimeError("aborted")
+        try:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException as raised:
+            if raised is not exc:
+                raise
 
     def __enter__(self) -> "ResultSink":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self.abort(exc)

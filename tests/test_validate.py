@@ -10,7 +10,7 @@ import pytest
 
 from grouper import reasons
 from grouper.cli import main
-from grouper.engine.run import group_frame
+from grouper.pipeline import group_frame
 from grouper.io import cases_from_frame, read_cases
 from grouper.scheme import load_scheme
 from grouper.validate import DX_FORMAT, PROC_FORMAT, QualityReport, quality_report
