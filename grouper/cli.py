@@ -75,11 +75,13 @@ def _parser() -> argparse.ArgumentParser:
                         "`--try each` drops each recorded secondary diagnosis and procedure in turn")
 
     i = sub.add_parser("import", help="turn an official table set into a scheme pack")
-    i.add_argument("format", choices=["chs-drg"], help="table layout")
-    i.add_argument("table_dir")
+    i.add_argument("format", choices=["chs-drg", "dip"],
+                   help="chs-drg: official appendix tables (a folder); dip: a published DIP catalogue (.csv/.xlsx)")
+    i.add_argument("table_dir", help="the table folder (chs-drg) or the catalogue file (dip)")
     i.add_argument("-o", "--output", required=True, help="pack folder to write")
-    i.add_argument("--name", default="CHS-DRG")
-    i.add_argument("--version", dest="scheme_version", default="1.1")
+    i.add_argument("--name", help="scheme name (default: CHS-DRG / DIP)")
+    i.add_argument("--version", dest="scheme_version", help="scheme version (default: 1.1 / imported)")
+    i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
     return parser
@@ -253,8 +255,12 @@ def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
 
-    path = import_chs_drg(args.table_dir, args.output, name=args.name, version=args.scheme_version,
-                          with_maps=args.with_maps)
+    if args.format == "dip":
+        from .dip.commands import import_command
+
+        return import_command(args)
+    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG",
+                          version=args.scheme_version or "1.1", with_maps=args.with_maps)
     stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 
