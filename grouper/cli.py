@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace-status", action="append", metavar="STATUS",
                    choices=["grouped", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
+    g.add_argument("--carry", action="store_true",
+                   help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
+                        "after the results, input for calibrate/metrics/settle")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     c = sub.add_parser("check", help="check a scheme pack and print its diagnostics")
@@ -84,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+    from .payment.commands import add_payment_parsers
+
+    add_payment_parsers(sub)
     return parser
 
 
@@ -121,7 +127,7 @@ def cmd_group(args) -> int:
 
             rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
                                   columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
-                                  on_batch=on_batch, report=report, trace=_trace_request(args))
+                                  on_batch=on_batch, report=report, trace=_trace_request(args), carry=args.carry)
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
@@ -274,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain}
+        if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
+            return args.run(args)
         return commands[args.command](args)
     except SchemeError as exc:
         from .console import print_diagnostics, stderr_console
