@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace-status", action="append", metavar="STATUS",
                    choices=["grouped", "no_drg", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
+    g.add_argument("--carry", action="store_true",
+                   help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
+                        "after the results, input for calibrate/metrics/settle")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     c = sub.add_parser("check", help="check a scheme pack and print its diagnostics")
@@ -75,13 +78,18 @@ def _parser() -> argparse.ArgumentParser:
                         "`--try each` drops each recorded secondary diagnosis and procedure in turn")
 
     i = sub.add_parser("import", help="turn an official table set into a scheme pack")
-    i.add_argument("format", choices=["chs-drg"], help="table layout")
-    i.add_argument("table_dir")
+    i.add_argument("format", choices=["chs-drg", "dip"],
+                   help="chs-drg: official appendix tables (a folder); dip: a published DIP catalogue (.csv/.xlsx)")
+    i.add_argument("table_dir", help="the table folder (chs-drg) or the catalogue file (dip)")
     i.add_argument("-o", "--output", required=True, help="pack folder to write")
-    i.add_argument("--name", default="CHS-DRG")
-    i.add_argument("--version", dest="scheme_version", default="1.1")
+    i.add_argument("--name", help="scheme name (default: CHS-DRG / DIP)")
+    i.add_argument("--version", dest="scheme_version", help="scheme version (default: 1.1 / imported)")
+    i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+    from .payment.commands import add_payment_parsers
+
+    add_payment_parsers(sub)
     return parser
 
 
@@ -119,7 +127,7 @@ def cmd_group(args) -> int:
 
             rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
                                   columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
-                                  on_batch=on_batch, report=report, trace=_trace_request(args))
+                                  on_batch=on_batch, report=report, trace=_trace_request(args), carry=args.carry)
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
@@ -256,8 +264,12 @@ def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
 
-    path = import_chs_drg(args.table_dir, args.output, name=args.name, version=args.scheme_version,
-                          with_maps=args.with_maps)
+    if args.format == "dip":
+        from .dip.commands import import_command
+
+        return import_command(args)
+    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG",
+                          version=args.scheme_version or "1.1", with_maps=args.with_maps)
     stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 
@@ -271,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain}
+        if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
+            return args.run(args)
         return commands[args.command](args)
     except SchemeError as exc:
         from .console import print_diagnostics, stderr_console
