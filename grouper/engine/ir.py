@@ -49,10 +49,16 @@ MAX_STACK = 64
 MAX_TAGS = 64  # distinct labels held by the tag register
 
 # Result status codes (kernel output) and their names (result frame values)
-GROUPED, NO_ADRG, UNGROUPABLE, INVALID, QY = range(5)
-STATUS_NAMES = ("grouped", "no_adrg", "ungroupable", "invalid", "qy")
+GROUPED, NO_ADRG, UNGROUPABLE, INVALID, NO_DRG, QY = range(6)
+STATUS_NAMES = ("grouped", "no_adrg", "ungroupable", "invalid", "no_drg", "qy")
 NO_CONDITION = -1  # drg_cond entry of an unconditional DRG
 NOT_QY = -1        # adrg_qy entry of a real ADRG
+
+# Behaviour flags (the kernel's `behaviour` argument), from the scheme's settings (lang/settings.py)
+NO_DRG_STATUS = 1   # setting adrg_without_drg = no_drg: an ADRG none of whose DRGs holds ends grouping with
+                    # status no_drg (without it the ADRG counts as not matched: the next ADRG is tried)
+SECOND_ATTEMPT = 2  # setting second_attempt = later_procedures: regroup an ungrouped case with each later
+                    # procedure in turn as the principal one (moved to the front, the others in order)
 
 
 @dataclass
@@ -116,6 +122,8 @@ class Plan:
     # `prefix` sets: an unknown code starting with prefixes[k] gets code id len(codes) + 1 + k (the
     # longest matching prefix), so prefix sets match codes the scheme never lists.
     prefixes: list[str] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)        # every setting's value (defaults included)
+    behaviour: int = 0                                             # NO_DRG_STATUS | SECOND_ATTEMPT flags
 
     def code_enum(self):
         """The Polars Enum over the plan's codes (built once: it is costly for ~50,000 codes)."""
