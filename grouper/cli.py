@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace", action="append", metavar="ID",
                    help="add a `trace` column (the rules that held) for the case with this id (repeatable)")
     g.add_argument("--trace-status", action="append", metavar="STATUS",
-                   choices=["grouped", "no_adrg", "ungroupable", "invalid"],
+                   choices=["grouped", "no_drg", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
     g.add_argument("--carry", action="store_true",
                    help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
@@ -167,7 +167,7 @@ def _row_count(path: Path) -> int | None:
 
 def cmd_check(args) -> int:
     from .console import print_diagnostics, stderr_console
-    from .scheme import check_scheme, scheme_path
+    from .scheme import check_scheme, scheme_path, split_base_diagnostics
 
     from .dip import is_dip_pack
 
@@ -177,7 +177,10 @@ def cmd_check(args) -> int:
         return check_command(args.pack, args.strict)
     console = stderr_console()
     scheme, found = check_scheme(args.pack)
-    print_diagnostics(found, console)
+    own, base_summary = split_base_diagnostics(args.pack, found) if scheme is not None else (found, None)
+    print_diagnostics(own, console)      # an overlay's base: one summary line
+    if base_summary:
+        console.print(base_summary)
     errors = sum(d.severity == "error" for d in found)
     warnings = len(found) - errors
     where = scheme_path(args.pack)
