@@ -334,7 +334,8 @@ class _Layout:
     dx_principal: str | None  # wide shape: principal cell ("" when absent from the file)
     dx_others: tuple[str, ...]  # wide shape, in order
     proc_list: str | None
-    proc_wide: tuple[str, ...]  # wide shape, principal first
+    proc_principal: str | None  # wide shape: principal cell
+    proc_others: tuple[str, ...]  # wide shape, in order
 
 
 def _header_key(header: str) -> str:
@@ -383,12 +384,14 @@ def _detect_layout(headers: list[str], columns: Mapping[str, str] | None) -> _La
         )
 
     proc_list = find("proc")
-    proc_wide: tuple[str, ...] = ()
-    if proc_list is None:
-        proc_principal, proc_others = _find_wide(headers, _PROC_FAMILIES)
-        proc_wide = (proc_principal, *proc_others) if proc_principal else proc_others
+    proc_principal, proc_others = (None, ()) if proc_list else _find_wide(headers, _PROC_FAMILIES)
+    if proc_others and proc_principal is None:
+        raise InputError(
+            f"found other-procedure columns ({proc_others[0]}, ...) but no principal procedure "
+            "column; add 主要手术操作编码 or map it with columns={'proc': ...}"
+        )
 
-    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_wide)
+    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_principal, proc_others)
 
 
 def _find_wide(headers: list[str], families: tuple[_WideFamily, ...]) -> tuple[str | None, tuple[str, ...]]:
@@ -435,20 +438,21 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int) -> pl.D
     if layout.dx_list is not None:
         dx = _dx_from_list(text(layout.dx_list), schema[layout.dx_list])
     else:
-        dx = _dx_from_wide(
-            _wide_cell(text(layout.dx_principal)),
-            [_wide_cell(text(h)) for h in layout.dx_others],
-        )
+        dx = _wide_joined(text(layout.dx_principal), [text(h) for h in layout.dx_others])
     if layout.proc_list is not None:
         proc = _proc_from_list(text(layout.proc_list), schema[layout.proc_list])
     else:
-        proc = _proc_from_wide([_wide_cell(text(h)) for h in layout.proc_wide])
+        principal = text(layout.proc_principal) if layout.proc_principal else None
+        proc = _wide_joined(principal, [text(h) for h in layout.proc_others])
 
-    return df.select(
+    cases = df.select(
         *(scalar(name).alias(name) for name in SCALAR_COLUMNS),
         dx.alias("dx"),
         proc.alias("proc"),
     )
+    wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
+            (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None}
+    return cases.with_columns(**wide) if wide else cases
 
 
 def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -495,31 +499,35 @@ def _proc_from_list(cell: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.when(no_procedures).then(pl.lit([], dtype=pl.List(pl.String))).otherwise(_split_codes(cell))
 
 
-def _wide_cell(cell: pl.Expr) -> pl.Expr:
-    """One code per cell: surrounding blanks are export padding, so strip; empty -> null."""
-    code = cell.str.strip_chars()
-    return pl.when(code != "").then(code)
+# Wide shape. A row's cells (principal first) are joined with a character no code cell holds and
+# split once: building the list with concat_list over dozens of columns cost ~11 s per million
+# rows. Blank cells are export padding: null cells vanish in the join; cells that are empty or
+# hold blanks around a code (rare) are cleaned on the joined text, only in batches that have them.
+_CELL_SEPARATOR = "\x1f"  # ASCII unit separator
+_NEEDS_CLEANING = r"\s|\x1f\x1f|\x1f$"  # a blank around or instead of a code, or an empty other cell
 
 
-def _dx_from_wide(principal: pl.Expr, others: list[pl.Expr]) -> pl.Expr:
-    """Principal first (an empty principal stays as '' so it keeps its slot), then the
-    non-empty other diagnoses in column order; all cells empty gives ['']."""
-    first = pl.concat_list([principal.fill_null("")])
-    if not others:
-        return first
-    return pl.concat_list([first, pl.concat_list(others).list.drop_nulls()])
+def _wide_joined(principal: pl.Expr | None, others: list[pl.Expr]) -> pl.Expr:
+    """The row's wide cells as one text: the principal cell always (blank keeps its slot), then
+    the non-null other cells, separated by _CELL_SEPARATOR."""
+    if principal is None:
+        return pl.lit("", dtype=pl.String)
+    return pl.concat_str([principal.fill_null(""), *others], separator=_CELL_SEPARATOR, ignore_nulls=True)
 
 
-def _proc_from_wide(cells: list[pl.Expr]) -> pl.Expr:
-    """The non-empty procedure cells in column order (principal first); no columns gives [].
-
-    Unlike diagnoses, an empty principal procedure does not keep a '' slot: a case
-    whose principal procedure cell is blank but whose other procedure cells are not
-    keeps those other procedures, and the first of them is then treated as principal.
-    """
-    if not cells:
-        return pl.lit([], dtype=pl.List(pl.String))
-    return pl.concat_list(cells).list.drop_nulls()
+def _split_wide(joined: pl.Series, *, kind: str) -> pl.Series:
+    """Joined wide cells → codes: the principal slot first ('' when blank), then the other codes in
+    column order, each stripped. dx: all blank gives ['']; proc: all blank gives no procedure,
+    while a blank principal with other procedures gives ['', others...] — exactly what the list
+    shape gives for `|P`, so the first other procedure is never promoted to principal."""
+    if joined.str.contains(_NEEDS_CLEANING).any():
+        sep = _CELL_SEPARATOR
+        joined = (joined.str.replace_all(rf"\s*{sep}\s*", sep).str.strip_chars()
+                  .str.replace_all(f"{sep}{{2,}}", sep).str.replace(f"{sep}+$", ""))
+    codes = joined.str.split(_CELL_SEPARATOR)
+    if kind == "proc":
+        codes = pl.select(pl.when(joined == "").then(pl.lit([], dtype=pl.List(pl.String))).otherwise(codes)).to_series()
+    return codes
 
 
 def _join_list_columns(df: pl.DataFrame) -> pl.DataFrame:
