@@ -111,7 +111,8 @@ MINIMAL = {
 
 
 def test_every_catalogue_code_has_a_minimal_case():
-    assert set(MINIMAL) == set(reasons.CATALOGUE)
+    # malformed_line comes from reading a CSV file and cannot be lowered: tests/test_malformed_lines.py
+    assert set(MINIMAL) | reasons.FIXED_LEVEL == set(reasons.CATALOGUE)
 
 
 def test_a_clean_case_has_no_problem(plain, mapped):
