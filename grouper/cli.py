@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("group", help="group a file of discharge records")
     g.add_argument("input", help="cases: .csv/.tsv/.txt (UTF-8 or GBK/GB18030), .parquet or .xlsx")
     g.add_argument("-o", "--output", required=True, help="results: .csv, .parquet or .xlsx")
-    g.add_argument("--scheme", help="scheme pack folder or .grp file (default: the shipped demo scheme)")
+    g.add_argument("--scheme", help="scheme pack folder, .grp file, or DIP pack (scheme.dip) (default: the shipped demo scheme)")
     g.add_argument("--encoding", help="CSV encoding (default: detect UTF-8, else GB18030)")
     g.add_argument("--column", action="append", metavar="NAME=HEADER",
                    help="map a field to an input header, e.g. --column dx=诊断编码 (repeatable)")
@@ -52,8 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace", action="append", metavar="ID",
                    help="add a `trace` column (the rules that held) for the case with this id (repeatable)")
     g.add_argument("--trace-status", action="append", metavar="STATUS",
-                   choices=["grouped", "no_adrg", "ungroupable", "invalid"],
+                   choices=["grouped", "no_drg", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
+    g.add_argument("--carry", action="store_true",
+                   help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
+                        "after the results, input for calibrate/metrics/settle")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     c = sub.add_parser("check", help="check a scheme pack and print its diagnostics")
@@ -75,13 +78,18 @@ def _parser() -> argparse.ArgumentParser:
                         "`--try each` drops each recorded secondary diagnosis and procedure in turn")
 
     i = sub.add_parser("import", help="turn an official table set into a scheme pack")
-    i.add_argument("format", choices=["chs-drg"], help="table layout")
-    i.add_argument("table_dir")
+    i.add_argument("format", choices=["chs-drg", "dip"],
+                   help="chs-drg: official appendix tables (a folder); dip: a published DIP catalogue (.csv/.xlsx)")
+    i.add_argument("table_dir", help="the table folder (chs-drg) or the catalogue file (dip)")
     i.add_argument("-o", "--output", required=True, help="pack folder to write")
-    i.add_argument("--name", default="CHS-DRG")
-    i.add_argument("--version", dest="scheme_version", default="1.1")
+    i.add_argument("--name", help="scheme name (default: CHS-DRG / DIP)")
+    i.add_argument("--version", dest="scheme_version", help="scheme version (default: 1.1 / imported)")
+    i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+    from .payment.commands import add_payment_parsers
+
+    add_payment_parsers(sub)
     return parser
 
 
@@ -99,6 +107,12 @@ def cmd_group(args) -> int:
         refuse_unwritable(name, path)
         if path:
             io.output_format(path)
+    from .dip import is_dip_pack
+
+    if is_dip_pack(args.scheme):
+        from .dip.commands import group_command
+
+        return group_command(args, _columns(args.column))
     console = stderr_console()
     scheme = load_scheme(args.scheme)
     total = _row_count(Path(args.input))
@@ -114,7 +128,7 @@ def cmd_group(args) -> int:
 
             rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
                                   columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
-                                  on_batch=on_batch, report=report, trace=_trace_request(args))
+                                  on_batch=on_batch, report=report, trace=_trace_request(args), carry=args.carry)
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
@@ -150,11 +164,20 @@ def _row_count(path: Path) -> int | None:
 
 def cmd_check(args) -> int:
     from .console import print_diagnostics, stderr_console
-    from .scheme import check_scheme, scheme_path
+    from .scheme import check_scheme, scheme_path, split_base_diagnostics
 
+    from .dip import is_dip_pack
+
+    if is_dip_pack(args.pack):
+        from .dip.commands import check_command
+
+        return check_command(args.pack, args.strict)
     console = stderr_console()
     scheme, found = check_scheme(args.pack)
-    print_diagnostics(found, console)
+    own, base_summary = split_base_diagnostics(args.pack, found) if scheme is not None else (found, None)
+    print_diagnostics(own, console)      # an overlay's base: one summary line
+    if base_summary:
+        console.print(base_summary)
     errors = sum(d.severity == "error" for d in found)
     warnings = len(found) - errors
     where = scheme_path(args.pack)
@@ -199,9 +222,7 @@ def cmd_explain(args) -> int:
     from .explain import explain_case, parse_change, removal_scenarios, what_if
     from .scheme import load_scheme
 
-    scheme = load_scheme(args.scheme)
     case = _explain_case(args)
-    explanation = explain_case(scheme, case)
     scenarios = []
     for text in args.tries or ():
         if text.strip() == "each":
@@ -211,6 +232,17 @@ def cmd_explain(args) -> int:
                 scenarios.append([parse_change(part) for part in text.split(",") if part.strip()])
             except ValueError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
+    from .dip import is_dip_pack
+
+    if is_dip_pack(args.scheme):
+        from .dip.commands import explain_command
+
+        try:
+            return explain_command(args, case, scenarios)
+        except ValueError as exc:  # removing a code the case does not have
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    scheme = load_scheme(args.scheme)
+    explanation = explain_case(scheme, case)
     try:
         whatifs = what_if(scheme, case, scenarios) if scenarios else []
     except ValueError as exc:  # removing a code the case does not have
@@ -234,8 +266,12 @@ def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
 
-    path = import_chs_drg(args.table_dir, args.output, name=args.name, version=args.scheme_version,
-                          with_maps=args.with_maps)
+    if args.format == "dip":
+        from .dip.commands import import_command
+
+        return import_command(args)
+    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG",
+                          version=args.scheme_version or "1.1", with_maps=args.with_maps)
     stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 
@@ -249,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain}
+        if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
+            return args.run(args)
         return commands[args.command](args)
     except SchemeError as exc:
         from .console import print_diagnostics, stderr_console

@@ -46,6 +46,12 @@ SCALAR_COLUMNS = ("id", "sex", "age", "age_days", "weight", "dept", "los", "disc
 READ_PROBLEM = "read_problem"
 _READ_PROBLEM_RAW = "\x00read_problem"  # its name in a raw frame (no header can be called this)
 CANONICAL_COLUMNS = (*SCALAR_COLUMNS, "dx", "proc")
+# Settlement fields (read only when asked: `settlement=True`), passed on with the input's own
+# dtype; grouper.fields parses them (money to fen, dates, levels, insurance type).
+SETTLEMENT_COLUMNS = (
+    "hospital", "hospital_level", "insurance", "cost", "fund_paid",
+    "admission_date", "discharge_date", "patient_id", "special_review",
+)
 
 # Default header aliases, best first: when several are present the first listed wins.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -62,6 +68,16 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "discharge": ("discharge", "离院方式"),
     "dx": ("dx", "diagnoses", "诊断编码", "诊断"),
     "proc": ("proc", "procedures", "手术编码", "手术操作编码", "手术"),
+    # 医疗保障基金结算清单 and the usual HIS / 医保 exports (English names of the 医保 interface too)
+    "hospital": ("hospital", "定点医疗机构编码", "医疗机构编码", "定点医药机构编号", "机构编码", "fixmedins_code"),
+    "hospital_level": ("hospital_level", "医疗机构等级", "医院等级", "机构等级", "hosp_lv"),
+    "insurance": ("insurance", "险种类型", "险种", "医保类型", "insutype"),
+    "cost": ("cost", "医疗总费用", "住院总费用", "总费用", "medfee_sumamt"),
+    "fund_paid": ("fund_paid", "统筹基金支付", "基金支付", "hifp_pay"),
+    "admission_date": ("admission_date", "入院日期", "入院时间", "adm_time", "begndate"),
+    "discharge_date": ("discharge_date", "出院日期", "出院时间", "dscg_time", "enddate"),
+    "patient_id": ("patient_id", "个人编码", "证件号码", "身份证号", "psn_no", "certno"),
+    "special_review": ("special_review", "特例单议", "特病单议"),
 }
 
 
@@ -103,6 +119,7 @@ def read_cases(
     encoding: str | None = None,
     columns: Mapping[str, str] | None = None,
     sheet: str | int | None = None,
+    settlement: bool = False,
 ) -> pl.DataFrame:
     """Read a CSV/TSV, Parquet or Excel file into the canonical case frame.
 
@@ -113,15 +130,19 @@ def read_cases(
 
     Completely blank lines in CSV and completely empty rows in Excel are not
     records and are skipped; every other row becomes one case, in order.
+
+    ``settlement=True`` appends the SETTLEMENT_COLUMNS, unparsed (the input's dtype; null
+    columns for fields the input lacks): see grouper.fields.
     """
     path = Path(path)
     raw = _read_raw(path, encoding=encoding, sheet=sheet)
-    return _canonicalise(raw, _detect_layout(raw.columns, columns), row_offset=0)
+    return _canonicalise(raw, _detect_layout(raw.columns, columns), row_offset=0, settlement=settlement)
 
 
-def cases_from_frame(df: pl.DataFrame, *, columns: Mapping[str, str] | None = None) -> pl.DataFrame:
+def cases_from_frame(df: pl.DataFrame, *, columns: Mapping[str, str] | None = None,
+                     settlement: bool = False) -> pl.DataFrame:
     """Normalise an in-memory frame exactly like ``read_cases`` (all rows kept)."""
-    return _canonicalise(df, _detect_layout(df.columns, columns), row_offset=0)
+    return _canonicalise(df, _detect_layout(df.columns, columns), row_offset=0, settlement=settlement)
 
 
 def iter_case_batches(
@@ -130,6 +151,7 @@ def iter_case_batches(
     batch_size: int = 1_000_000,
     encoding: str | None = None,
     columns: Mapping[str, str] | None = None,
+    settlement: bool = False,
 ) -> Iterator[pl.DataFrame]:
     """Yield the canonical case frame of ``path`` in consecutive batches.
 
@@ -154,9 +176,9 @@ def iter_case_batches(
         raw = _read_raw(path, encoding=encoding, sheet=None)
         layout = _detect_layout(raw.columns, columns)
         if raw.height == 0:
-            yield _canonicalise(raw, layout, row_offset=0)
+            yield _canonicalise(raw, layout, row_offset=0, settlement=settlement)
         for offset in range(0, raw.height, batch_size):
-            yield _canonicalise(raw.slice(offset, batch_size), layout, row_offset=offset)
+            yield _canonicalise(raw.slice(offset, batch_size), layout, row_offset=offset, settlement=settlement)
         return
 
     try:
@@ -170,7 +192,7 @@ def iter_case_batches(
             if drop_blank:
                 batch = _drop_blank_rows(batch)
             if batch.height:
-                yield _canonicalise(batch, layout, row_offset=rows_done)
+                yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
                 rows_done += batch.height
     except pl.exceptions.PolarsError as exc:
         if kind != "csv":
@@ -179,10 +201,10 @@ def iter_case_batches(
         with path.open(encoding="utf-8-sig", newline="") as text:
             for batch in _tolerant_csv(text, list(schema), _csv_separator(path, _first_line(path)),
                                        batch_size=batch_size, skip=rows_done):
-                yield _canonicalise(batch, layout, row_offset=rows_done)
+                yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
                 rows_done += batch.height
     if rows_done == 0:
-        yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0)
+        yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement)
 
 
 def write_results(df: pl.DataFrame, path: str | Path) -> None:
@@ -435,6 +457,7 @@ class _Layout:
     proc_list: str | None
     proc_principal: str | None  # wide shape: principal cell
     proc_others: tuple[str, ...]  # wide shape, in order
+    settlement_sources: dict[str, str | None]  # settlement field -> input header
 
 
 def _header_key(header: str) -> str:
@@ -443,11 +466,11 @@ def _header_key(header: str) -> str:
 
 def _detect_layout(headers: list[str], columns: Mapping[str, str] | None) -> _Layout:
     columns = dict(columns or {})
-    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS))
+    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS) - set(SETTLEMENT_COLUMNS))
     if unknown:
         raise InputError(
             f"unknown canonical column(s) {unknown} in the column mapping; "
-            f"valid names are {', '.join(CANONICAL_COLUMNS)}"
+            f"valid names are {', '.join(CANONICAL_COLUMNS + SETTLEMENT_COLUMNS)}"
         )
     headers = [h for h in headers if h != _READ_PROBLEM_RAW]
     by_key: dict[str, str] = {}
@@ -491,7 +514,9 @@ def _detect_layout(headers: list[str], columns: Mapping[str, str] | None) -> _La
             "column; add 主要手术操作编码 or map it with columns={'proc': ...}"
         )
 
-    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_principal, proc_others)
+    settlement_sources = {name: find(name) for name in SETTLEMENT_COLUMNS}
+    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_principal, proc_others,
+                   settlement_sources)
 
 
 def _find_wide(headers: list[str], families: tuple[_WideFamily, ...]) -> tuple[str | None, tuple[str, ...]]:
@@ -520,7 +545,7 @@ def _find_wide(headers: list[str], families: tuple[_WideFamily, ...]) -> tuple[s
 # Building the canonical frame
 
 
-def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int) -> pl.DataFrame:
+def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlement: bool = False) -> pl.DataFrame:
     schema = df.schema
 
     def text(header: str) -> pl.Expr:
@@ -545,10 +570,15 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int) -> pl.D
         principal = text(layout.proc_principal) if layout.proc_principal else None
         proc = _wide_joined(principal, [text(h) for h in layout.proc_others])
 
+    def raw(name: str) -> pl.Expr:
+        header = layout.settlement_sources[name]
+        return (pl.col(header) if header is not None else pl.lit(None, dtype=pl.String)).alias(name)
+
     cases = df.select(
         *(scalar(name).alias(name) for name in SCALAR_COLUMNS),
         dx.alias("dx"),
         proc.alias("proc"),
+        *(raw(name) for name in (SETTLEMENT_COLUMNS if settlement else ())),
         *([pl.col(_READ_PROBLEM_RAW).alias(READ_PROBLEM)] if _READ_PROBLEM_RAW in schema else []),
     )
     wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in

@@ -23,6 +23,7 @@ from .engine import ir
 from .engine.encode import Batch, encode_cases
 from .engine.results import results_frame, rule_problems
 from .engine.run import run_kernel
+from .fields import carry_fields, typed_problem_rows
 from .validate import ORDER, block, check_cases, convert_codes
 
 DEFAULT_BATCH_SIZE = 1_000_000
@@ -74,14 +75,17 @@ def group_frame(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = Non
 
 
 def case_batches(source: pl.DataFrame | str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                 columns: Mapping[str, str] | None = None, encoding: str | None = None) -> Iterator[pl.DataFrame]:
-    """Read + canonicalise: the canonical case frames of a file (streamed) or of a frame, in order."""
+                 columns: Mapping[str, str] | None = None, encoding: str | None = None,
+                 settlement: bool = False) -> Iterator[pl.DataFrame]:
+    """Read + canonicalise: the canonical case frames of a file (streamed) or of a frame, in order
+    (with `settlement`, plus the raw settlement columns: see grouper.io)."""
     if isinstance(source, pl.DataFrame):
-        frame = io.cases_from_frame(source, columns=columns)
+        frame = io.cases_from_frame(source, columns=columns, settlement=settlement)
         for start in range(0, max(frame.height, 1), batch_size):
             yield frame.slice(start, batch_size)
     else:
-        yield from io.iter_case_batches(source, batch_size=batch_size, encoding=encoding, columns=columns)
+        yield from io.iter_case_batches(source, batch_size=batch_size, encoding=encoding, columns=columns,
+                                        settlement=settlement)
 
 
 @dataclass
@@ -96,14 +100,20 @@ class Grouped:
 
 def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                     columns: Mapping[str, str] | None = None, encoding: str | None = None,
-                    threads: int | None = None, problems: bool = False) -> Iterator[Grouped]:
-    """The whole line, batch by batch: read → code maps → encode → validate → kernel → results."""
+                    threads: int | None = None, problems: bool = False, carry: bool = False) -> Iterator[Grouped]:
+    """The whole line, batch by batch: read → code maps → encode → validate → kernel → results
+    (→ with `carry`, the typed settlement fields after the results: grouper.fields)."""
     done = 0
-    for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding):
+    for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry):
         if problems:
             results, found = group_frame(plan, cases, threads=threads, problems=True)
-            found = found.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row"))
         else:
             results, found = group_frame(plan, cases, threads=threads), None
+        if carry:
+            results, extra = carry_fields(plan, cases, results)
+            if problems and extra.height:
+                found = pl.concat([found, typed_problem_rows(extra, results, cases)]).sort("row", maintain_order=True)
+        if found is not None:
+            found = found.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row"))
         done += cases.height
         yield Grouped(cases, results, found)
