@@ -93,3 +93,9 @@ class InputError(GrouperError):
     """A case file could not be read (format, encoding, missing columns)."""
 
 
+
+
+class PolicyError(SchemeError):
+    """A settlement policy file failed validation; `diagnostics` point at file:line:column.
+
+    A SchemeError subclass so that every front end reports it the same way (exit code 1)."""

@@ -1,0 +1,35 @@
+"""`grouper settle`: the command's body (the parser lives in grouper/cli.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+COMPARE_MONEY = tuple(f"{m}_{s}" for m in ("payment", "surplus") for s in ("base", "change", "delta"))
+
+
+def run_settle(args) -> int:
+    from .files import load_cases, write_settlement, write_table
+    from .policy import load_policy
+    from .run import compare_policies, settle_cases
+
+    policy = load_policy(args.policy)
+    policy2 = load_policy(args.compare) if args.compare else None
+    cases = load_cases(args.cases, args.scheme)  # the scheme is loaded only if the cases are raw
+    out = Path(args.output)
+    comparison = None
+    if policy2 is None:
+        settlement = settle_cases(cases, policy, args.weights)
+        write_settlement(settlement, out, case_format=args.format)
+    else:
+        comparison = compare_policies(cases, policy, policy2, args.weights, args.weights2)
+        settlement = comparison.base
+        write_settlement(settlement, out, case_format=args.format,
+                         extra={"compare": {"policy": policy2.name, "policy_files": [str(p) for p in policy2.files],
+                                            "weights": str(args.weights2 or args.weights)}})
+        write_settlement(comparison.change, out / "change", case_format=args.format)
+        write_table(comparison.hospitals, out / "compare_hospitals.csv", COMPARE_MONEY)
+        write_table(comparison.groups, out / "compare_drgs.csv", COMPARE_MONEY)
+    if not args.quiet:
+        from .console import render_settlement
+
+        render_settlement(settlement, comparison, out)
+    return 0
