@@ -4,7 +4,7 @@ import polars as pl
 
 from conftest import mismatches_against_golden, record
 from grouper import api
-from grouper.engine.run import group_frame
+from grouper.pipeline import group_frame
 
 N = 1_000_000
 

@@ -4,7 +4,8 @@ import os
 import pytest
 
 from conftest import median_of, record, throughput
-from grouper.engine.run import group_frame, run_kernel
+from grouper.engine.run import run_kernel
+from grouper.pipeline import group_frame
 
 N = 1_000_000
 CORES = os.cpu_count() or 1

@@ -87,7 +87,7 @@ def test_streaming_50m(benchmark, case_files, pack, scheme, workdir, expected):
     # identity with the in-memory mode: the first 10 M rows of the 50 M file are the 10 M file
     in_memory = _session.get("in_memory_10m")
     if in_memory is None or not in_memory.exists():  # the in-memory benchmark was deselected
-        from grouper.engine.run import group_frame
+        from grouper.pipeline import group_frame
         from grouper.io import cases_from_frame
 
         in_memory = workdir / "in-memory-10m-prefix.parquet"

@@ -10,7 +10,9 @@ import pytest
 
 from conftest import median_of, record
 from grouper import io
-from grouper.engine.run import encode_cases, results_frame, run_kernel
+from grouper.engine.encode import encode_cases
+from grouper.engine.results import results_frame
+from grouper.engine.run import run_kernel
 
 N = 1_000_000
 ROUNDS = dict(rounds=5, iterations=1, warmup_rounds=1)
@@ -88,7 +90,7 @@ def test_results(benchmark, plan, cases_1m, batch_1m):
 
 @pytest.fixture(scope="module")
 def results_1m(plan, cases_1m):
-    from grouper.engine.run import group_frame
+    from grouper.pipeline import group_frame
 
     return group_frame(plan, cases_1m, threads=1)
 

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import throughput
 from grouper.api import group_file
-from grouper.engine.explain import TraceRequest
+from grouper.explain import TraceRequest
 
 N = 1_000_000
 

@@ -139,7 +139,7 @@ def cases_1m(raw_1m) -> pl.DataFrame:
 
 @pytest.fixture(scope="session")
 def batch_1m(plan, cases_1m):
-    from grouper.engine.run import encode_cases
+    from grouper.engine.encode import encode_cases
 
     return encode_cases(plan, cases_1m)
 

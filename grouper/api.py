@@ -7,10 +7,8 @@ from pathlib import Path
 import polars as pl
 
 from . import io
-from .engine.run import group_frame
+from .pipeline import DEFAULT_BATCH_SIZE, grouped_batches
 from .scheme import LoadedScheme, load_scheme
-
-DEFAULT_BATCH_SIZE = 1_000_000
 
 
 def _scheme(scheme: LoadedScheme | str | Path | None) -> LoadedScheme:
@@ -23,47 +21,26 @@ def _plan(scheme: LoadedScheme | str | Path | None):
 
 def group(cases: pl.DataFrame | str | Path, scheme: LoadedScheme | str | Path | None = None, *,
           columns: Mapping[str, str] | None = None, encoding: str | None = None,
-          threads: int | None = None, problems: bool = False) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
+          threads: int | None = None, problems: bool = False,
+          carry: bool = False) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
     """Group every case; returns id, status, mdc, adrg, drg, reason, warnings — one row per input row, in order.
 
     `cases` is a file path (CSV/Parquet/Excel) or a frame in either input shape; `scheme` is a
     pack folder, a .grp file, a loaded scheme, or None for the shipped demo scheme. With
     `problems=True`, returns (results, problems): every validation problem, one per row
-    (row, id, dept, reason, level, detail; see grouper.validate).
+    (row, id, dept, reason, level, detail; see grouper.validate). With `carry=True` the results
+    are a *grouped frame*: the settlement fields and the grouping fields payment needs follow the
+    result columns, typed (money in fen; see grouper.fields).
     """
-    plan = _plan(scheme)
-    if isinstance(cases, pl.DataFrame):
-        frame = io.cases_from_frame(cases, columns=columns)
-        batches = (frame.slice(start, DEFAULT_BATCH_SIZE) for start in range(0, max(frame.height, 1), DEFAULT_BATCH_SIZE))
-    else:
-        # Read and group a file batch by batch: only the results (a few bytes a case) are held whole,
-        # never the whole input with its intermediate frames (10 M cases: 2.4 GiB peak, not 5.5).
-        batches = io.iter_case_batches(cases, batch_size=DEFAULT_BATCH_SIZE, encoding=encoding, columns=columns)
-    results, found, done = [], [], 0
-    for batch in batches:
-        if problems:
-            r, f = group_frame(plan, batch, threads=threads, problems=True)
-            found.append(f.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row")))
-        else:
-            r = group_frame(plan, batch, threads=threads)
-        results.append(r)
-        done += batch.height
+    # A file is read and grouped batch by batch: only the results (a few bytes a case) are held whole,
+    # never the whole input with its intermediate frames (10 M cases: 2.4 GiB peak, not 5.5).
+    results, found = [], []
+    for g in grouped_batches(cases, _plan(scheme), columns=columns, encoding=encoding, threads=threads,
+                             problems=problems, carry=carry):
+        results.append(g.results)
+        found.append(g.problems)
     results = pl.concat(results, rechunk=True)
     return (results, pl.concat(found)) if problems else results
-
-
-def _grouped_batches(path, plan, *, batch_size, columns, encoding, threads,
-                     problems: bool) -> Iterator[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None]]:
-    """(cases, results, problems or None) per batch; problem rows count from the start of the file."""
-    done = 0
-    for cases in io.iter_case_batches(path, batch_size=batch_size, encoding=encoding, columns=columns):
-        if problems:
-            results, found = group_frame(plan, cases, threads=threads, problems=True)
-            found = found.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row"))
-        else:
-            results, found = group_frame(plan, cases, threads=threads), None
-        done += cases.height
-        yield cases, results, found
 
 
 def group_batches(path: str | Path, scheme: LoadedScheme | str | Path | None = None, *,
@@ -73,36 +50,46 @@ def group_batches(path: str | Path, scheme: LoadedScheme | str | Path | None = N
     """Stream a case file in batches of `batch_size` rows; yields result frames in input order
     (with `problems=True`: (results, problems) pairs; problem `row`s are 0-based file positions)."""
     plan = _plan(scheme)
-    for _, results, found in _grouped_batches(path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
-                                              threads=threads, problems=problems):
-        yield (results, found) if problems else results
+    for g in grouped_batches(path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
+                             threads=threads, problems=problems):
+        yield (g.results, g.problems) if problems else g.results
 
 
 def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedScheme | str | Path | None = None, *,
                batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
                encoding: str | None = None, threads: int | None = None,
-               on_batch: Callable[[pl.DataFrame], None] | None = None, report=None, trace=None) -> int:
+               on_batch: Callable[[pl.DataFrame], None] | None = None, report=None, trace=None,
+               carry: bool = False) -> int:
     """Group a file into an output file (format from its extension) in bounded memory; returns the row count.
 
+    `carry=True` writes a *grouped file*: the results followed by the settlement fields (see
+    grouper.fields; CSV/Excel write money as yuan with two decimals, Parquet as Int64 fen),
+    which `grouper.grouped.read_grouped` reads back with the same types.
+
     `report` (a `grouper.validate.QualityReport`) accumulates the validation problems batch by batch.
-    `trace` (a `grouper.engine.explain.TraceRequest`) adds a `trace` column: the rules that held,
+    `trace` (a `grouper.explain.TraceRequest`) adds a `trace` column: the rules that held,
     for the chosen rows only.
     """
     loaded = _scheme(scheme)
     plan = loaded.plan
     rows = 0
     with io.ResultSink(output_path) as sink:
-        for cases, results, found in _grouped_batches(input_path, plan, batch_size=batch_size, columns=columns,
-                                                      encoding=encoding, threads=threads,
-                                                      problems=report is not None):
+        for g in grouped_batches(input_path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
+                                 threads=threads, problems=report is not None, carry=carry):
+            results = g.results
             if trace is not None:
-                from .engine.explain import attach_trace
+                from .explain import attach_trace
 
-                results = attach_trace(loaded, cases, results, trace)
-            sink.write(results)
+                results = attach_trace(loaded, g.cases, results, trace)
+            if carry and sink.suffix in (".csv", ".xlsx"):
+                from .fields import for_text_output
+
+                sink.write(for_text_output(results))
+            else:
+                sink.write(results)
             rows += results.height
             if report is not None:
-                report.add(cases, found)
+                report.add(g.cases, g.problems)
             if on_batch is not None:
                 on_batch(results)
     return rows

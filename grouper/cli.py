@@ -1,4 +1,5 @@
-"""The `grouper` command. Exit codes: 0 ok, 1 scheme errors, 2 usage, 3 input/data errors."""
+"""The `grouper` command. Exit codes: 0 ok, 1 scheme errors, 2 usage, 3 input/data errors, 130 interrupted,
+143 terminated."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_SCHEME, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT / SIGTERM, as shells report them
 
 
 def _columns(pairs: list[str]) -> dict[str, str]:
@@ -16,6 +18,16 @@ def _columns(pairs: list[str]) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"--column expects NAME=HEADER, got {pair!r}")
         mapping[name.strip()] = header.strip()
     return mapping
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,12 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("group", help="group a file of discharge records")
     g.add_argument("input", help="cases: .csv/.tsv/.txt (UTF-8 or GBK/GB18030), .parquet or .xlsx")
     g.add_argument("-o", "--output", required=True, help="results: .csv, .parquet or .xlsx")
-    g.add_argument("--scheme", help="scheme pack folder or .grp file (default: the shipped demo scheme)")
+    g.add_argument("--scheme", help="scheme pack folder, .grp file, or DIP pack (scheme.dip) (default: the shipped demo scheme)")
     g.add_argument("--encoding", help="CSV encoding (default: detect UTF-8, else GB18030)")
     g.add_argument("--column", action="append", metavar="NAME=HEADER",
                    help="map a field to an input header, e.g. --column dx=诊断编码 (repeatable)")
-    g.add_argument("--batch-size", type=int, default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
-    g.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
+    g.add_argument("--batch-size", type=_positive, default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
+    g.add_argument("--threads", type=_positive, help="kernel threads (default: all cores)")
     g.add_argument("--report", metavar="FILE",
                    help="write the quality report (validation problems by reason and by department): .csv, .parquet or .xlsx")
     g.add_argument("--trace", action="append", metavar="ID",
@@ -42,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace-status", action="append", metavar="STATUS",
                    choices=["grouped", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
+    g.add_argument("--carry", action="store_true",
+                   help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
+                        "after the results, input for calibrate/metrics/settle")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     c = sub.add_parser("check", help="check a scheme pack and print its diagnostics")
@@ -63,13 +78,16 @@ def _parser() -> argparse.ArgumentParser:
                         "`--try each` drops each recorded secondary diagnosis and procedure in turn")
 
     i = sub.add_parser("import", help="turn an official table set into a scheme pack")
-    i.add_argument("format", choices=["chs-drg"], help="table layout")
-    i.add_argument("table_dir")
+    i.add_argument("format", choices=["chs-drg", "dip"],
+                   help="chs-drg: official appendix tables (a folder); dip: a published DIP catalogue (.csv/.xlsx)")
+    i.add_argument("table_dir", help="the table folder (chs-drg) or the catalogue file (dip)")
     i.add_argument("-o", "--output", required=True, help="pack folder to write")
-    i.add_argument("--name", default="CHS-DRG")
-    i.add_argument("--version", dest="scheme_version", default="1.1")
+    i.add_argument("--name", help="scheme name (default: CHS-DRG / DIP)")
+    i.add_argument("--version", dest="scheme_version", help="scheme version (default: 1.1 / imported)")
+    i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+<<<<<<< HEAD
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
     st.add_argument("cases", help="a grouped file (.parquet/.csv with status, drg and the settlement fields) or raw cases")
     st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
@@ -80,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--weights2", help="weights table for the --compare side (default: --weights)")
     st.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case table format (default parquet)")
     st.add_argument("-q", "--quiet", action="store_true", help="no summary")
+=======
+    from .payment.commands import add_payment_parsers
+
+    add_payment_parsers(sub)
+>>>>>>> main
     return parser
 
 
@@ -92,28 +115,41 @@ def cmd_settle(args) -> int:
 def cmd_group(args) -> int:
     from . import api, io
     from .console import progress, render_quality_report, render_summary, stderr_console, summary_counts
+    from .outputs import atomic_outputs, refuse_collisions, refuse_unwritable
     from .scheme import load_scheme
     from .validate import QualityReport
 
+    # Before reading anything: outputs that would destroy an input or each other, unwritable outputs.
+    refuse_collisions([("input", args.input)], [("-o", args.output), ("--report", args.report)])
+    for name, path in (("-o", args.output), ("--report", args.report)):
+        refuse_unwritable(name, path)
+        if path:
+            io.output_format(path)
+    from .dip import is_dip_pack
+
+    if is_dip_pack(args.scheme):
+        from .dip.commands import group_command
+
+        return group_command(args, _columns(args.column))
     console = stderr_console()
     scheme = load_scheme(args.scheme)
-    if args.report and Path(args.report).suffix.lower() not in (".csv", ".parquet", ".pq", ".xlsx"):
-        raise io.InputError(f"cannot write {args.report}: unknown extension; use .csv, .parquet or .xlsx")
     total = _row_count(Path(args.input))
     show = not args.quiet and console.is_terminal
     counts = []
     report = QualityReport(scheme.plan) if args.report or not args.quiet else None
-    with progress(total, f"grouping with {scheme.ast.header.name} {scheme.ast.header.version}", enabled=show) as bar:
-        def on_batch(results):
-            counts.append(summary_counts(results))
-            bar.advance(results.height)
+    # Results and report appear together, whole, or not at all (Ctrl-C and SIGTERM included).
+    with atomic_outputs(args.output, args.report) as (output, report_path):
+        with progress(total, f"grouping with {scheme.ast.header.name} {scheme.ast.header.version}", enabled=show) as bar:
+            def on_batch(results):
+                counts.append(summary_counts(results))
+                bar.advance(results.height)
 
-        rows = api.group_file(args.input, args.output, scheme, batch_size=args.batch_size,
-                              columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
-                              on_batch=on_batch, report=report, trace=_trace_request(args))
-    summary = report.frame() if report is not None else None
-    if args.report:
-        io.write_results(summary, args.report)
+            rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
+                                  columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
+                                  on_batch=on_batch, report=report, trace=_trace_request(args), carry=args.carry)
+        summary = report.frame() if report is not None else None
+        if report_path:
+            io.write_results(summary, report_path)
     if not args.quiet:
         import polars as pl
 
@@ -126,7 +162,7 @@ def cmd_group(args) -> int:
 def _trace_request(args):
     if not (args.trace or args.trace_status):
         return None
-    from .engine.explain import TraceRequest
+    from .explain import TraceRequest
 
     return TraceRequest(frozenset(args.trace or ()), frozenset(args.trace_status or ()))
 
@@ -147,6 +183,12 @@ def cmd_check(args) -> int:
     from .console import print_diagnostics, stderr_console
     from .scheme import check_scheme, scheme_path
 
+    from .dip import is_dip_pack
+
+    if is_dip_pack(args.pack):
+        from .dip.commands import check_command
+
+        return check_command(args.pack, args.strict)
     console = stderr_console()
     scheme, found = check_scheme(args.pack)
     print_diagnostics(found, console)
@@ -191,12 +233,10 @@ def cmd_explain(args) -> int:
     import json
 
     from .console import render_explanation, render_what_if
-    from .engine.explain import explain_case, parse_change, removal_scenarios, what_if
+    from .explain import explain_case, parse_change, removal_scenarios, what_if
     from .scheme import load_scheme
 
-    scheme = load_scheme(args.scheme)
     case = _explain_case(args)
-    explanation = explain_case(scheme, case)
     scenarios = []
     for text in args.tries or ():
         if text.strip() == "each":
@@ -206,6 +246,17 @@ def cmd_explain(args) -> int:
                 scenarios.append([parse_change(part) for part in text.split(",") if part.strip()])
             except ValueError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
+    from .dip import is_dip_pack
+
+    if is_dip_pack(args.scheme):
+        from .dip.commands import explain_command
+
+        try:
+            return explain_command(args, case, scenarios)
+        except ValueError as exc:  # removing a code the case does not have
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    scheme = load_scheme(args.scheme)
+    explanation = explain_case(scheme, case)
     try:
         whatifs = what_if(scheme, case, scenarios) if scenarios else []
     except ValueError as exc:  # removing a code the case does not have
@@ -229,31 +280,53 @@ def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
 
-    path = import_chs_drg(args.table_dir, args.output, name=args.name, version=args.scheme_version,
-                          with_maps=args.with_maps)
+    if args.format == "dip":
+        from .dip.commands import import_command
+
+        return import_command(args)
+    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG",
+                          version=args.scheme_version or "1.1", with_maps=args.with_maps)
     stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import InputError, SchemeError
+    from .errors import InputError, SchemeError, UsageError
     from .importers.chs_drg import ImportError_
+    from .outputs import Terminated, raise_on_termination
 
     args = _parser().parse_args(argv)
+    raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
+<<<<<<< HEAD
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain,
                     "settle": cmd_settle}
+=======
+        commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain}
+        if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
+            return args.run(args)
+>>>>>>> main
         return commands[args.command](args)
     except SchemeError as exc:
         from .console import print_diagnostics, stderr_console
 
         print_diagnostics(exc.diagnostics, stderr_console())
         return EXIT_SCHEME
+    except UsageError as exc:
+        return _error(exc, EXIT_USAGE)
     except (InputError, ImportError_, argparse.ArgumentTypeError, OSError) as exc:
-        from .console import stderr_console
+        return _error(exc, EXIT_INPUT)
+    except KeyboardInterrupt:
+        return _error("interrupted; no partial output was left", EXIT_INTERRUPTED)
+    except Terminated:
+        return _error("terminated (SIGTERM); no partial output was left", EXIT_TERMINATED)
 
-        stderr_console().print(f"error: {exc}", style="bold red", markup=False)
-        return EXIT_INPUT
+
+def _error(message, code: int) -> int:
+    from .console import stderr_console
+
+    stderr_console().print(f"error: {message}", style="bold red", markup=False)
+    return code
 
 
 if __name__ == "__main__":

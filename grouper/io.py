@@ -26,6 +26,7 @@ import polars as pl
 
 # Shared with the rest of the package (a GrouperError); re-exported here as grouper.io.InputError.
 from grouper.errors import InputError
+from grouper.outputs import atomic_output
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -38,6 +39,12 @@ __all__ = [
 
 SCALAR_COLUMNS = ("id", "sex", "age", "age_days", "weight", "dept", "los", "discharge")
 CANONICAL_COLUMNS = (*SCALAR_COLUMNS, "dx", "proc")
+# Settlement fields (read only when asked: `settlement=True`), passed on with the input's own
+# dtype; grouper.fields parses them (money to fen, dates, levels, insurance type).
+SETTLEMENT_COLUMNS = (
+    "hospital", "hospital_level", "insurance", "cost", "fund_paid",
+    "admission_date", "discharge_date", "patient_id", "special_review",
+)
 
 # Default header aliases, best first: when several are present the first listed wins.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -54,6 +61,16 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "discharge": ("discharge", "离院方式"),
     "dx": ("dx", "diagnoses", "诊断编码", "诊断"),
     "proc": ("proc", "procedures", "手术编码", "手术操作编码", "手术"),
+    # 医疗保障基金结算清单 and the usual HIS / 医保 exports (English names of the 医保 interface too)
+    "hospital": ("hospital", "定点医疗机构编码", "医疗机构编码", "定点医药机构编号", "机构编码", "fixmedins_code"),
+    "hospital_level": ("hospital_level", "医疗机构等级", "医院等级", "机构等级", "hosp_lv"),
+    "insurance": ("insurance", "险种类型", "险种", "医保类型", "insutype"),
+    "cost": ("cost", "医疗总费用", "住院总费用", "总费用", "medfee_sumamt"),
+    "fund_paid": ("fund_paid", "统筹基金支付", "基金支付", "hifp_pay"),
+    "admission_date": ("admission_date", "入院日期", "入院时间", "adm_time", "begndate"),
+    "discharge_date": ("discharge_date", "出院日期", "出院时间", "dscg_time", "enddate"),
+    "patient_id": ("patient_id", "个人编码", "证件号码", "身份证号", "psn_no", "certno"),
+    "special_review": ("special_review", "特例单议", "特病单议"),
 }
 
 
@@ -95,6 +112,7 @@ def read_cases(
     encoding: str | None = None,
     columns: Mapping[str, str] | None = None,
     sheet: str | int | None = None,
+    settlement: bool = False,
 ) -> pl.DataFrame:
     """Read a CSV/TSV, Parquet or Excel file into the canonical case frame.
 
@@ -105,15 +123,19 @@ def read_cases(
 
     Completely blank lines in CSV and completely empty rows in Excel are not
     records and are skipped; every other row becomes one case, in order.
+
+    ``settlement=True`` appends the SETTLEMENT_COLUMNS, unparsed (the input's dtype; null
+    columns for fields the input lacks): see grouper.fields.
     """
     path = Path(path)
     raw = _read_raw(path, encoding=encoding, sheet=sheet)
-    return _canonicalise(raw, _detect_layout(raw.columns, columns), row_offset=0)
+    return _canonicalise(raw, _detect_layout(raw.columns, columns), row_offset=0, settlement=settlement)
 
 
-def cases_from_frame(df: pl.DataFrame, *, columns: Mapping[str, str] | None = None) -> pl.DataFrame:
+def cases_from_frame(df: pl.DataFrame, *, columns: Mapping[str, str] | None = None,
+                     settlement: bool = False) -> pl.DataFrame:
     """Normalise an in-memory frame exactly like ``read_cases`` (all rows kept)."""
-    return _canonicalise(df, _detect_layout(df.columns, columns), row_offset=0)
+    return _canonicalise(df, _detect_layout(df.columns, columns), row_offset=0, settlement=settlement)
 
 
 def iter_case_batches(
@@ -122,6 +144,7 @@ def iter_case_batches(
     batch_size: int = 1_000_000,
     encoding: str | None = None,
     columns: Mapping[str, str] | None = None,
+    settlement: bool = False,
 ) -> Iterator[pl.DataFrame]:
     """Yield the canonical case frame of ``path`` in consecutive batches.
 
@@ -146,9 +169,9 @@ def iter_case_batches(
         raw = _read_raw(path, encoding=encoding, sheet=None)
         layout = _detect_layout(raw.columns, columns)
         if raw.height == 0:
-            yield _canonicalise(raw, layout, row_offset=0)
+            yield _canonicalise(raw, layout, row_offset=0, settlement=settlement)
         for offset in range(0, raw.height, batch_size):
-            yield _canonicalise(raw.slice(offset, batch_size), layout, row_offset=offset)
+            yield _canonicalise(raw.slice(offset, batch_size), layout, row_offset=offset, settlement=settlement)
         return
 
     try:
@@ -162,36 +185,22 @@ def iter_case_batches(
             if drop_blank:
                 batch = _drop_blank_rows(batch)
             if batch.height:
-                yield _canonicalise(batch, layout, row_offset=rows_done)
+                yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
                 rows_done += batch.height
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"cannot read {path} (after {rows_done} rows): {exc}") from exc
     if rows_done == 0:
-        yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0)
+        yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement)
 
 
 def write_results(df: pl.DataFrame, path: str | Path) -> None:
     """Write a result frame; the format comes from the extension (.csv, .parquet/.pq, .xlsx).
 
-    CSV is UTF-8 without BOM.  For CSV and Excel, list columns are joined with ``|``.
+    CSV is UTF-8 without BOM.  For CSV and Excel, list columns are joined with ``|``.  The file
+    appears whole or not at all (see grouper.outputs).
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        _join_list_columns(df).write_csv(path)
-    elif suffix in _PARQUET_EXTENSIONS:
-        df.write_parquet(path)
-    elif suffix == ".xlsx":
-        if df.height >= _EXCEL_MAX_ROWS:
-            raise InputError(
-                f"{df.height} rows do not fit in one Excel sheet "
-                f"(max {_EXCEL_MAX_ROWS - 1}); write .csv or .parquet instead"
-            )
-        _join_list_columns(df).write_excel(path)
-    else:
-        raise InputError(
-            f"cannot write {path}: unknown extension {path.suffix!r}; use .csv, .parquet or .xlsx"
-        )
+    with ResultSink(path) as sink:
+        sink.write(df)
 
 
 # ---------------------------------------------------------------------------
@@ -348,6 +357,7 @@ class _Layout:
     dx_others: tuple[str, ...]  # wide shape, in order
     proc_list: str | None
     proc_wide: tuple[str, ...]  # wide shape, principal first
+    settlement_sources: dict[str, str | None]  # settlement field -> input header
 
 
 def _header_key(header: str) -> str:
@@ -356,11 +366,11 @@ def _header_key(header: str) -> str:
 
 def _detect_layout(headers: list[str], columns: Mapping[str, str] | None) -> _Layout:
     columns = dict(columns or {})
-    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS))
+    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS) - set(SETTLEMENT_COLUMNS))
     if unknown:
         raise InputError(
             f"unknown canonical column(s) {unknown} in the column mapping; "
-            f"valid names are {', '.join(CANONICAL_COLUMNS)}"
+            f"valid names are {', '.join(CANONICAL_COLUMNS + SETTLEMENT_COLUMNS)}"
         )
     by_key: dict[str, str] = {}
     for header in headers:
@@ -401,7 +411,8 @@ def _detect_layout(headers: list[str], columns: Mapping[str, str] | None) -> _La
         proc_principal, proc_others = _find_wide(headers, _PROC_FAMILIES)
         proc_wide = (proc_principal, *proc_others) if proc_principal else proc_others
 
-    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_wide)
+    settlement_sources = {name: find(name) for name in SETTLEMENT_COLUMNS}
+    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_wide, settlement_sources)
 
 
 def _find_wide(headers: list[str], families: tuple[_WideFamily, ...]) -> tuple[str | None, tuple[str, ...]]:
@@ -430,7 +441,7 @@ def _find_wide(headers: list[str], families: tuple[_WideFamily, ...]) -> tuple[s
 # Building the canonical frame
 
 
-def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int) -> pl.DataFrame:
+def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlement: bool = False) -> pl.DataFrame:
     schema = df.schema
 
     def text(header: str) -> pl.Expr:
@@ -457,10 +468,15 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int) -> pl.D
     else:
         proc = _proc_from_wide([_wide_cell(text(h)) for h in layout.proc_wide])
 
+    def raw(name: str) -> pl.Expr:
+        header = layout.settlement_sources[name]
+        return (pl.col(header) if header is not None else pl.lit(None, dtype=pl.String)).alias(name)
+
     return df.select(
         *(scalar(name).alias(name) for name in SCALAR_COLUMNS),
         dx.alias("dx"),
         proc.alias("proc"),
+        *(raw(name) for name in (SETTLEMENT_COLUMNS if settlement else ())),
     )
 
 
@@ -546,50 +562,91 @@ def _join_list_columns(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def output_format(path: str | Path) -> str:
+    """The suffix of a results file (.csv, .parquet/.pq, .xlsx); InputError for any other."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".xlsx", *_PARQUET_EXTENSIONS):
+        raise InputError(f"cannot write {path}: unknown extension {path.suffix!r}; use .csv, .parquet or .xlsx")
+    return suffix
+
+
 class ResultSink:
     """Writes result batches to one file as they come, so a run never holds all results.
 
     CSV and Parquet are written incrementally; Excel needs the whole sheet, so its batches are
-    collected and written on close.
+    collected and written on close.  Batches go to a temporary file beside the target, which
+    replaces it on a clean close; leaving the `with` block by an exception (Ctrl-C and SIGTERM
+    included) removes it (grouper.outputs.atomic_output).
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.suffix = self.path.suffix.lower()
-        if self.suffix not in (".csv", ".xlsx", *_PARQUET_EXTENSIONS):
-            raise InputError(f"cannot write {path}: unknown extension {self.path.suffix!r}; use .csv, .parquet or .xlsx")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.suffix = output_format(self.path)
         self._parquet = None
         self._csv = None
         self._excel: list[pl.DataFrame] = []
+        self._excel_rows = 0
+        self._atomic = atomic_output(self.path)
+        self._tmp = self._atomic.__enter__()
 
     def write(self, batch: pl.DataFrame) -> None:
         if self.suffix == ".csv":
             if self._csv is None:
-                self._csv = self.path.open("wb")
+                self._csv = self._tmp.open("wb")
                 _join_list_columns(batch).write_csv(self._csv)
             else:
                 _join_list_columns(batch).write_csv(self._csv, include_header=False)
         elif self.suffix == ".xlsx":
+            self._excel_rows += batch.height
+            if self._excel_rows >= _EXCEL_MAX_ROWS:
+                raise InputError(
+                    f"{self._excel_rows:,} rows or more do not fit in one Excel sheet "
+                    f"(max {_EXCEL_MAX_ROWS - 1:,}); write .csv or .parquet instead"
+                )
             self._excel.append(batch)
         else:
             import pyarrow.parquet as pq
 
             table = batch.to_arrow()
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema)
+                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
             self._parquet.write_table(table.cast(self._parquet.schema))
 
-    def close(self) -> None:
+    def _close_writers(self) -> None:
         if self._csv is not None:
             self._csv.close()
+            self._csv = None
         if self._parquet is not None:
             self._parquet.close()
-        if self.suffix == ".xlsx" and self._excel:
-            write_results(pl.concat(self._excel), self.path)
+            self._parquet = None
+
+    def close(self) -> None:
+        """Finish the file and put it in place."""
+        try:
+            self._close_writers()
+            if self.suffix == ".xlsx" and self._excel:
+                _join_list_columns(pl.concat(self._excel)).write_excel(self._tmp)
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._atomic.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Drop the temporary file; the target is left as it was."""
+        self._close_writers()
+        exc = exc or RuntimeError("aborted")
+        try:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException as raised:
+            if raised is not exc:
+                raise
 
     def __enter__(self) -> "ResultSink":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self.abort(exc)

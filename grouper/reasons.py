@@ -46,6 +46,16 @@ CATALOGUE: dict[str, Reason] = {r.code: r for r in (
            "this code may not be the principal diagnosis (asterisk code or external cause)"),
     Reason("duplicate_dx", "warning", "诊断编码重复", "a diagnosis code is listed twice"),
     Reason("duplicate_proc", "warning", "手术操作编码重复", "a procedure code is listed twice"),
+    # settlement fields (read with `grouper group --carry`; see grouper.fields): warnings by
+    # default, since grouping does not use them
+    Reason("malformed_hospital_level", "warning", "医疗机构等级无法识别", "hospital level is not 三级/二级/一级 or 3/2/1"),
+    Reason("malformed_cost", "warning", "医疗总费用不是金额", "total cost is not an amount in yuan"),
+    Reason("malformed_fund_paid", "warning", "统筹基金支付不是金额", "fund payment is not an amount in yuan"),
+    Reason("malformed_admission_date", "warning", "入院日期无法识别", "admission date is not a date"),
+    Reason("malformed_discharge_date", "warning", "出院日期无法识别", "discharge date is not a date"),
+    Reason("malformed_special_review", "warning", "特例单议标志无法识别", "special-review flag is not yes/no"),
+    Reason("implausible_cost", "warning", "费用为负数", "a cost is negative"),
+    Reason("implausible_dates", "warning", "出院日期早于入院日期", "discharge date is before admission date"),
 )}
 
 

@@ -1,8 +1,8 @@
 """Case validation (病案质控): every problem of every case, with a stable reason code.
 
-Before grouping, `validate` converts codes through the scheme's `map` tables, encodes the batch,
-and checks each case against the built-in catalogue (`grouper.reasons`) and the scheme's `warn`
-rules. The result is a long *problems* frame, one row per problem:
+Two stages of the grouping pipeline (`grouper.pipeline`): `convert_codes` (the scheme's `map`
+tables, before encoding) and, on the encoded batch, `check_cases` (the built-in catalogue
+`grouper.reasons` and the scheme's `warn` rules) then `block` (error-level problems skip the kernel). The result is a long *problems* frame, one row per problem:
 
     row      UInt32   position of the case in the batch
     reason   String   a catalogue code (e.g. unknown_dx) or the name of a scheme `warn` rule
@@ -39,7 +39,8 @@ import polars as pl
 
 from . import reasons
 from .engine import ir
-from .engine.run import Batch, encode_cases, eval_conditions
+from .engine.encode import Batch
+from .engine.run import eval_conditions
 
 # ICD-10 医保版 2.0 diagnosis codes: A00.000, A00.000x001, A33.x00, A33.x00x001, with an optional
 # asterisk code after a dagger code: A01.001+K77.0*, A17.000+G01*. Every code of the CHS-DRG 1.1
@@ -392,20 +393,6 @@ def block(plan: ir.Plan, batch: Batch, problems: pl.DataFrame) -> Batch:
     return dataclasses.replace(batch, skip=skip, skip_reason=reason.rename("skip_reason"))
 
 
-def validate(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None,
-             kernel=None) -> tuple[pl.DataFrame, Batch, pl.DataFrame]:
-    """Convert codes, encode and check a case frame: (converted cases, batch ready for the kernel, problems)."""
-    cases, unmapped = convert_codes(plan, cases)
-    batch = encode_cases(plan, cases)
-    problems = check_cases(plan, cases, batch, threads=threads, kernel=kernel)
-    if unmapped.height:
-        problems = (pl.concat([problems, unmapped])
-                    .with_columns(pl.col("reason").replace_strict(ORDER, default=len(ORDER), return_dtype=pl.UInt32)
-                                  .alias("order"))
-                    .sort(["row", "order"], maintain_order=True).drop("order"))
-    return cases, block(plan, batch, problems), problems
-
-
 # ---- messages and the quality report -----------------------------------------------------------
 
 def messages(plan: ir.Plan) -> dict[str, tuple[str, str]]:
@@ -431,7 +418,7 @@ class QualityReport:
     """Problem counts accumulated batch by batch (bounded memory: counts only, never the problems).
 
     `add(cases, problems)` takes a batch's case frame and its problems (with `dept`, see
-    `grouper.engine.run.group_frame(..., problems=True)`); `frame()` gives the summary:
+    `grouper.pipeline.group_frame(..., problems=True)`); `frame()` gives the summary:
 
         scope       "all" (every case) or "dept" (the cases of one department)
         dept        the department (null for scope all, and for cases without a department)

@@ -4,7 +4,7 @@ import pytest
 
 from grouper import api
 from grouper.engine.kernel import get_kernel
-from grouper.engine.run import group_frame
+from grouper.pipeline import group_frame
 
 COMPARED = ["status", "mdc", "adrg", "drg"]
 

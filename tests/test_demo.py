@@ -15,7 +15,7 @@ import pytest
 
 from grouper.engine import _kernel_py
 from grouper.io import CANONICAL_COLUMNS, read_cases
-from grouper.engine.run import group_frame
+from grouper.pipeline import group_frame
 from grouper.scheme import check_scheme, load_scheme, scheme_path
 
 DEMO = Path(__file__).resolve().parent.parent / "tables" / "demo"

@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 
 from grouper.cli import main
-from grouper.engine.explain import (Change, apply_changes, explain_case, parse_change, removal_scenarios, trace_text,
+from grouper.explain import (Change, apply_changes, explain_case, parse_change, removal_scenarios, trace_text,
                                     what_if)
-from grouper.engine.run import group_frame
+from grouper.pipeline import group_frame
 from grouper.io import cases_from_frame
 from grouper.scheme import load_scheme
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from grouper import reasons
 from grouper.engine import ir
 from grouper.engine.kernel import get_kernel
-from grouper.engine.run import group_frame
+from grouper.pipeline import group_frame
 from grouper.errors import SchemeError
 from grouper.io import cases_from_frame, read_cases
 from grouper.lang.parse import parse_text

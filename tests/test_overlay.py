@@ -5,8 +5,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from grouper.engine.explain import explain_case
-from grouper.engine.run import group_frame
+from grouper.explain import explain_case
+from grouper.pipeline import group_frame
 from grouper.errors import SchemeError
 from grouper.io import cases_from_frame
 from grouper.lang.parse import parse_file, parse_text

@@ -5,7 +5,8 @@ import polars as pl
 import pytest
 
 from grouper.engine.kernel import get_kernel
-from grouper.engine.run import encode_cases, group_frame
+from grouper.engine.encode import encode_cases
+from grouper.pipeline import group_frame
 from grouper.io import cases_from_frame
 from grouper.scheme import load_scheme
 

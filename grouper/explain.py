@@ -11,12 +11,13 @@ from dataclasses import asdict, dataclass, field
 
 import polars as pl
 
-from ..lang import ast
-from ..lang.check import Names
-from ..lang.printer import cond_text, set_text
-from . import ir
-from ._kernel_py import Case, compare, eval_condition, in_set
-from .run import group_frame
+from .engine import ir
+from .engine._kernel_py import Case, compare, eval_condition, in_set
+from .lang import ast
+from .lang.check import Names
+from .lang.printer import cond_text, set_text
+from .pipeline import group_frame, prepare
+from .validate import messages
 
 SCOPE_LABELS = {"pdx": "principal diagnosis", "pproc": "principal procedure", "dx": "diagnosis",
                 "proc": "procedure", "secondary dx": "secondary diagnosis", "secondary proc": "secondary procedure"}
@@ -208,12 +209,11 @@ def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
     """Explain one canonical case (a one-row frame as read by grouper.io)."""
     if case_row.height != 1:
         raise ValueError(f"explain takes one case, got {case_row.height} rows")
-    from ..validate import messages, validate
-
     plan: ir.Plan = scheme.plan
     result = group_frame(plan, case_row, threads=1).row(0, named=True)
     # The same validation as the batch path: code conversion, built-in checks, blocking errors.
-    case_row, batch, found = validate(plan, case_row, threads=1)
+    ready = prepare(plan, case_row, threads=1)
+    case_row, batch, found = ready.cases, ready.batch, ready.problems
     texts = messages(plan)
     problems = [{"reason": r["reason"], "level": r["level"], "detail": r["detail"],
                  "message": " / ".join(dict.fromkeys(texts.get(r["reason"], (r["reason"], r["reason"]))))}

@@ -1,0 +1,130 @@
+"""Semantic checks of a DIP scheme and its catalogue: every problem with file:line:col (the scheme
+line, or the catalogue CSV line of a bad row)."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..errors import Diagnostic
+from ..lang import ast as lang_ast
+from ..lang.tables import TableStore
+from .ast import LEVELS, DipScheme
+from .catalogue import Row, load_rows
+
+SINGLE = ("dx_length", "qualifying", "treatment_column", "treatment_order", "exclude", *LEVELS)
+
+
+def _set_expr_errors(expr, store: TableStore, what: str) -> list[Diagnostic]:
+    name = expr.table if isinstance(expr, lang_ast.TableFilter) else expr.name
+    if name not in store.defs:
+        return [Diagnostic("unknown-table", "error", f"{what}: no table named {name!r}", expr.span,
+                           f"declare it with `table {name} = \"{name}.csv\"`")]
+    columns = store.columns(name)
+    return [Diagnostic("unknown-column", "error", f"table {name} has no column {f.column!r}", f.span,
+                       f"columns are {', '.join(columns)}")
+            for f in getattr(expr, "filters", ()) if f.column not in columns]
+
+
+def check(scheme: DipScheme, store: TableStore) -> tuple[dict[str, list[Row]], list[Diagnostic]]:
+    """(catalogue rows by level, diagnostics). Rows are empty when the scheme itself has errors."""
+    found: list[Diagnostic] = []
+    seen_tables: set[str] = set()
+    for t in scheme.tables:
+        if t.name in seen_tables:
+            found.append(Diagnostic("duplicate-name", "error", f"table {t.name} is declared twice", t.span))
+        seen_tables.add(t.name)
+    found += store.load_errors()
+    if scheme.block_span is None:
+        found.append(Diagnostic("missing-dip-block", "error", "the scheme has no `dip { ... }` block", scheme.header.span,
+                                "a DIP scheme says how cases are keyed and which catalogue rows are tried"))
+        return {}, found
+    names = defaultdict(list)
+    for s in scheme.settings:
+        names[s.name].append(s)
+    for name, items in names.items():
+        for extra in items[1:]:
+            found.append(Diagnostic("duplicate-setting", "error", f"`{name}` is set twice in the dip block", extra.span))
+    for name, hint in (("dx_length", "diagnosis length 5   # 亚目, e.g. K80.1"),
+                       ("qualifying", "qualifying = proc_types[qualifying = \"1\"]"),
+                       ("core", "core = catalogue[level = \"core\"]")):
+        if name not in names:
+            found.append(Diagnostic("missing-setting", "error", f"the dip block does not set `{name}`",
+                                    scheme.block_span, f"add e.g. `{hint}`"))
+    if "comprehensive" in names and not ("treatment_column" in names and "treatment_order" in names):
+        found.append(Diagnostic("missing-setting", "error",
+                                "comprehensive groups need `treatment = TABLE.COLUMN` and a `treatments` order",
+                                names["comprehensive"][0].span,
+                                'e.g. treatments "保守治疗" < "诊断性操作" < "治疗性操作" < "相关手术"'))
+    length = scheme.dx_length
+    if length is not None and length < 1:
+        found.append(Diagnostic("bad-value", "error", f"diagnosis length must be at least 1, not {length}",
+                                scheme.setting("dx_length").span))
+    order = scheme.treatments
+    if len(set(order)) != len(order):
+        found.append(Diagnostic("bad-value", "error", "a treatment type is listed twice", scheme.setting("treatment_order").span))
+    if any(d.severity == "error" for d in found):
+        return {}, found
+    for s in scheme.settings:
+        if s.name in ("qualifying", "exclude", *LEVELS):
+            found += _set_expr_errors(s.value, store, f"`{s.name}`")
+        elif s.name == "treatment_column":
+            table, column = s.value
+            if table not in store.defs:
+                found.append(Diagnostic("unknown-table", "error", f"no table named {table!r}", s.span))
+            elif column not in store.columns(table):
+                found.append(Diagnostic("unknown-column", "error", f"table {table} has no column {column!r}", s.span,
+                                        f"columns are {', '.join(store.columns(table))}"))
+    if any(d.severity == "error" for d in found):
+        return {}, found
+    if order:
+        table, column = scheme.setting("treatment_column").value
+        used = set(store.frame(table)[column].drop_nulls().unique().to_list()) - {""}
+        unknown = sorted(used - set(order))
+        if unknown:
+            found.append(Diagnostic("unknown-treatment", "error",
+                                    f"table {table} uses treatment type(s) {', '.join(map(repr, unknown))} "
+                                    "that the `treatments` order does not list",
+                                    scheme.setting("treatment_order").span))
+    rows, problems = load_rows(scheme, store)
+    found += problems
+    found += _row_checks(scheme, store, rows)
+    return rows, found
+
+
+def _row_checks(scheme: DipScheme, store: TableStore, rows: dict[str, list[Row]]) -> list[Diagnostic]:
+    found = []
+    codes: dict[str, Row] = {}
+    qualifying = set(store.codes(scheme.setting("qualifying").value))
+    for level in LEVELS:
+        keys: dict[tuple, Row] = {}
+        unqualified = []
+        for row in rows.get(level, ()):
+            if row.code in codes:
+                found.append(Diagnostic("duplicate-group", "error",
+                                        f"group {row.code} is listed twice (first on line {codes[row.code].span.line})",
+                                        row.span))
+            codes.setdefault(row.code, row)
+            if level != "comprehensive" and len(row.dx) != scheme.dx_length:
+                found.append(Diagnostic("bad-dx-length", "error",
+                                        f"{level} group {row.code} has diagnosis {row.dx!r} ({len(row.dx)} characters); "
+                                        f"the scheme keys on {scheme.dx_length}", row.span,
+                                        "core and primary rows name the principal diagnosis at the `diagnosis length`"))
+            if level == "comprehensive":
+                key = (row.dx, row.treatment)
+            else:
+                key = (row.dx, frozenset(frozenset(a) for a in row.alternatives))
+            if key in keys:
+                found.append(Diagnostic("unreachable", "warning",
+                                        f"{level} group {row.code} has the same key as {keys[key].code} "
+                                        f"(line {keys[key].span.line}), which is tried first: it can never be chosen",
+                                        row.span))
+            keys.setdefault(key, row)
+            if any(c not in qualifying for c in row.codes):
+                unqualified.append(row)
+        if unqualified:
+            first = unqualified[0]
+            bad = [c for c in first.codes if c not in qualifying]
+            found.append(Diagnostic("unqualified-code", "warning",
+                                    f"{len(unqualified)} {level} row(s) name procedures outside the qualifying set "
+                                    f"(first: {first.code} names {', '.join(bad)}); a term that is not qualifying never matches",
+                                    first.span))
+    return found

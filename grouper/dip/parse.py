@@ -1,0 +1,83 @@
+"""DIP scheme text → `DipScheme`. Same error reporting as the scheme language (file:line:col, caret)."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import lark
+from lark import Transformer, v_args
+
+from ..errors import SchemeError, with_source
+from ..lang import ast as lang_ast
+from ..lang.parse import _span_of, _string, _syntax_diagnostic
+from .ast import DipScheme, Setting
+
+
+@functools.cache
+def grammar() -> lark.Lark:
+    return lark.Lark.open_from_package("grouper.grammars", "dip.lark", parser="lalr",
+                                       propagate_positions=True, maybe_placeholders=True)
+
+
+def parse_file(path: str | Path) -> DipScheme:
+    path = Path(path)
+    return parse_text(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_text(text: str, path: str = "<string>") -> DipScheme:
+    try:
+        tree = grammar().parse(text)
+    except lark.UnexpectedInput as exc:
+        raise SchemeError([with_source(_syntax_diagnostic(exc, path), text)]) from None
+    header, *statements = _Builder(path).transform(tree).children
+    tables = tuple(s for s in statements if isinstance(s, lang_ast.TableDef))
+    blocks = [s for s in statements if isinstance(s, tuple)]
+    settings = tuple(s for block, _ in blocks for s in block)
+    block_span = blocks[0][1] if blocks else None
+    return DipScheme(header, tables, settings, block_span, path=path, text=text)
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    def __init__(self, path: str):
+        super().__init__(visit_tokens=False)
+        self.path = path
+
+    def _s(self, meta):
+        return _span_of(self.path, meta)
+
+    def header(self, meta, c):
+        return lang_ast.Header(_string(c[0]), _string(c[1]), None, self._s(meta))
+
+    def table_def(self, meta, c):
+        return lang_ast.TableDef(str(c[0]), _string(c[1]), str(c[2]) if c[2] is not None else None, self._s(meta))
+
+    def dip_block(self, meta, c):
+        return (tuple(c), self._s(meta))
+
+    def dx_length(self, meta, c):
+        return Setting("dx_length", int(c[0]), self._s(meta))
+
+    def qualifying(self, meta, c):
+        return Setting("qualifying", c[0], self._s(meta))
+
+    def exclude(self, meta, c):
+        return Setting("exclude", c[0], self._s(meta))
+
+    def treatment_column(self, meta, c):
+        return Setting("treatment_column", (str(c[0]), str(c[1])), self._s(meta))
+
+    def treatment_order(self, meta, c):
+        return Setting("treatment_order", tuple(_string(t) for t in c), self._s(meta))
+
+    def level(self, meta, c):
+        return Setting(str(c[0]), c[1], self._s(meta))
+
+    def set_ref(self, meta, c):
+        return lang_ast.SetRef(str(c[0]), self._s(meta))
+
+    def table_filter(self, meta, c):
+        return lang_ast.TableFilter(str(c[0]), tuple(c[1:]), self._s(meta))
+
+    def filter(self, meta, c):
+        return lang_ast.Filter(str(c[0]), str(c[1]), _string(c[2]), self._s(meta))

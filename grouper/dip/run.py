@@ -1,0 +1,123 @@
+"""Case frame → DIP kernel arrays → result frame. All per-case work is Polars expressions or the
+kernel: the principal diagnosis's categories come from one slice + Enum cast per length, the
+procedures from the same Arrow offsets + ids encoding the DRG engine uses."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ..engine import kernel as drg_kernel
+from ..engine.encode import _code_lists
+from ..engine.run import MIN_ROWS_PER_THREAD
+from . import _kernel_py
+from .plan import EXCLUDED_DX, LEVELS, MISSING_DX, REASON_NAMES, STATUS_NAMES, DipPlan
+
+
+def _select_kernel():
+    """The compiled DIP kernel under the same rules as the DRG kernel (see grouper/engine/kernel.py)."""
+    if drg_kernel.KERNEL_NAME == "python":
+        return _kernel_py
+    try:
+        from grouper import _dip_kernel
+    except ImportError as exc:
+        if drg_kernel._flag("GROUPER_REQUIRE_EXTENSION"):
+            raise ImportError(drg_kernel._BUILD_HINT.format(detail=f" ({exc})")) from exc
+        return _kernel_py
+    return _dip_kernel
+
+
+KERNEL = _select_kernel()
+
+
+@dataclass
+class DipBatch:
+    case_cat: np.ndarray      # int32[n]: core/primary category id, 0 none
+    case_comp: np.ndarray     # int32[n_lengths, n]: comprehensive category id per prefix length (longest first), 0 none
+    px_offsets: np.ndarray
+    px_codes: np.ndarray
+    skip: np.ndarray          # uint8[n]: reason code of an invalid case, 0 otherwise
+
+    def kernel_args(self) -> tuple:
+        return (self.case_cat, self.case_comp, self.px_offsets, self.px_codes, self.skip)
+
+
+def _category_ids(pdx: pl.Series, categories: list[str], lengths: list[int]) -> np.ndarray:
+    """int32[len(lengths), n]: id (index + 1) in `categories` of pdx's prefix of each length; 0 when
+    that prefix is not listed (or pdx is shorter than the length)."""
+    if not categories:
+        return np.zeros((len(lengths), len(pdx)), np.int32)
+    enum = pl.Enum(categories)
+    ids = pdx.to_frame("pdx").select(
+        pl.when(pl.col("pdx").str.len_chars() >= n)
+        .then(pl.col("pdx").str.slice(0, n).cast(enum, strict=False).to_physical().cast(pl.Int32) + 1)
+        .fill_null(0).alias(str(n))
+        for n in lengths)
+    return np.ascontiguousarray(ids.to_numpy().T.astype(np.int32, copy=False))
+
+
+def encode_dip(plan: DipPlan, cases: pl.DataFrame) -> DipBatch:
+    """A canonical case frame (io.read_cases) → kernel arrays. Never drops or reorders rows."""
+    pdx = cases["dx"].cast(pl.List(pl.String)).list.first()
+    missing = (pdx.is_null() | (pdx == "")).fill_null(True)
+    skip = missing.cast(pl.UInt8) * MISSING_DX
+    if plan.excluded_dx:
+        excluded = pdx.is_in(plan.excluded_dx).fill_null(False) & ~missing
+        skip = pl.select(pl.when(excluded).then(EXCLUDED_DX).otherwise(skip)).to_series()
+    case_cat = _category_ids(pdx, plan.categories, [plan.dx_length])[0]
+    case_comp = _category_ids(pdx, plan.comp_categories, sorted({len(c) for c in plan.comp_categories}, reverse=True))
+    px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), plan.proc_enum())
+    return DipBatch(case_cat, case_comp, px_offsets, px_codes,
+                    np.ascontiguousarray(skip.to_numpy().astype(np.uint8, copy=False)))
+
+
+def run_dip_kernel(plan: DipPlan, batch: DipBatch, *, threads: int | None = None, kernel=None) -> tuple[np.ndarray, ...]:
+    """(status uint8, row int32, treatment int8, reason uint8) per case; rows split over threads."""
+    kernel = kernel or KERNEL
+    n = len(batch.skip)
+    out = (np.empty(n, np.uint8), np.empty(n, np.int32), np.empty(n, np.int8), np.empty(n, np.uint8))
+    args = (*plan.kernel_args(), *batch.kernel_args(), *out)
+    threads = max(1, min(threads or os.cpu_count() or 1, n // MIN_ROWS_PER_THREAD))
+    if threads == 1 or kernel is _kernel_py:
+        kernel.group_dip(*args, 0, n)
+        return out
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:      # the compiled kernel releases the GIL
+        list(pool.map(lambda t: kernel.group_dip(*args, int(bounds[t]), int(bounds[t + 1])), range(threads)))
+    return out
+
+
+def _gather(names, index: np.ndarray, dtype=pl.String) -> pl.Series:
+    """names[index], null where index < 0."""
+    lookup = pl.Series(list(names) or [None], dtype=dtype)
+    idx = pl.Series(index)
+    return lookup.gather(pl.select(pl.when(idx >= 0).then(idx)).to_series())
+
+
+RESULT_COLUMNS = ("id", "status", "dip", "dip_level", "treatment", "score", "reason")
+
+
+def dip_results_frame(plan: DipPlan, cases: pl.DataFrame, out: tuple[np.ndarray, ...]) -> pl.DataFrame:
+    """id, status (grouped / ungrouped / invalid), dip (病种编码), dip_level (core / primary /
+    comprehensive), treatment (the case's treatment type), score (病种分值), reason."""
+    status, row, treatment, reason = out
+    n = len(status)
+    level = _gather(LEVELS, np.where(row >= 0, plan.row_level[np.maximum(row, 0)].astype(np.int32), -1))
+    return pl.DataFrame({
+        "id": cases["id"].cast(pl.String) if "id" in cases.columns else pl.Series(np.arange(1, n + 1)).cast(pl.String),
+        "status": pl.Series(STATUS_NAMES, dtype=pl.String).gather(pl.Series(status)),
+        "dip": _gather(plan.row_code, row),
+        "dip_level": level,
+        "treatment": _gather(plan.treatments, treatment.astype(np.int32)),
+        "score": _gather(plan.row_score, row, pl.Float64),
+        "reason": pl.Series(REASON_NAMES, dtype=pl.String).gather(pl.Series(reason)).replace("", None),
+    })
+
+
+def group_dip_frame(plan: DipPlan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None) -> pl.DataFrame:
+    """Group a canonical case frame: one result row per input row, same order."""
+    out = run_dip_kernel(plan, encode_dip(plan, cases), threads=threads, kernel=kernel)
+    return dip_results_frame(plan, cases, out)

@@ -1,0 +1,80 @@
+"""Load a DIP pack: parse → check → compile. A DIP pack is a folder holding `scheme.dip` plus the
+CSV tables it names (or the .dip file itself)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..errors import Diagnostic, SchemeError
+from ..lang.tables import TableStore
+from ..scheme import _with_sources
+from .ast import DipScheme
+from .catalogue import Row
+from .check import check
+from .parse import parse_file
+from .plan import DipPlan, compile_dip
+
+DIP_FILE = "scheme.dip"
+DEMO_PACK = "dip-demo"
+
+
+@dataclass
+class LoadedDip:
+    path: Path
+    ast: DipScheme
+    store: TableStore
+    rows: dict[str, list[Row]]
+    plan: DipPlan
+    diagnostics: list[Diagnostic]  # warnings (errors raise)
+
+
+def is_dip_pack(pack: str | Path | None) -> bool:
+    """True for a .dip file or a folder holding scheme.dip (and no scheme.grp)."""
+    if pack is None:
+        return False
+    path = Path(pack)
+    if path.is_dir():
+        return (path / DIP_FILE).is_file() and not (path / "scheme.grp").is_file()
+    return path.suffix == ".dip"
+
+
+def dip_scheme_path(pack: str | Path | None) -> Path:
+    if pack is None:
+        return Path(str(resources.files("grouper.tables").joinpath(DEMO_PACK, DIP_FILE)))
+    path = Path(pack)
+    if path.is_dir():
+        path = path / DIP_FILE
+    if not path.is_file():
+        raise SchemeError([Diagnostic("missing-scheme", "error", f"no DIP scheme file at {path}", None,
+                                      f"give a pack folder holding {DIP_FILE}, or the .dip file itself")])
+    return path
+
+
+def _parse_and_check(path: Path) -> tuple[DipScheme, TableStore, dict[str, list[Row]], list[Diagnostic]]:
+    try:
+        scheme = parse_file(path)
+    except SchemeError as exc:
+        raise SchemeError(_with_sources(exc.diagnostics)) from None
+    store = TableStore(path.parent, list(scheme.tables))
+    rows, found = check(scheme, store)
+    return scheme, store, rows, _with_sources(found)
+
+
+def check_dip_scheme(pack: str | Path | None) -> tuple[DipScheme | None, dict[str, list[Row]], list[Diagnostic]]:
+    """Parse and check without compiling; every diagnostic, errors included."""
+    path = dip_scheme_path(pack)
+    try:
+        scheme, _, rows, found = _parse_and_check(path)
+    except SchemeError as exc:
+        return None, {}, exc.diagnostics
+    return scheme, rows, found
+
+
+def load_dip_scheme(pack: str | Path | None = None) -> LoadedDip:
+    """Parse, check and compile a DIP pack; raise SchemeError if the check finds errors."""
+    path = dip_scheme_path(pack)
+    scheme, store, rows, found = _parse_and_check(path)
+    if any(d.severity == "error" for d in found):
+        raise SchemeError(found)
+    return LoadedDip(path, scheme, store, rows, compile_dip(scheme, store, rows), found)

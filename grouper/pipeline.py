@@ -1,0 +1,119 @@
+"""The grouping pipeline: one straight line per batch, orchestrated here and nowhere else.
+
+    read + canonicalise   grouper.io            file or frame → canonical case frames, in batches
+    code maps             grouper.validate      convert_codes (the scheme's `map` tables)
+    encode                grouper.engine.encode encode_cases → kernel arrays (Batch)
+    validate              grouper.validate      check_cases → problems; block → errors skip the kernel
+    kernel                grouper.engine.run    run_kernel → status, mdc, adrg, drg, reason arrays
+    results frame         grouper.engine.results results_frame (+ rule_problems with problems=True)
+
+Each stage is a function of its own module and knows nothing of the others' order; imports
+point down only (pipeline → validate → engine).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from . import io
+from .engine import ir
+from .engine.encode import Batch, encode_cases
+from .engine.results import results_frame, rule_problems
+from .engine.run import run_kernel
+from .fields import carry_fields, typed_problem_rows
+from .validate import ORDER, block, check_cases, convert_codes
+
+DEFAULT_BATCH_SIZE = 1_000_000
+
+
+@dataclass
+class Prepared:
+    """A batch after code maps, encoding and validation: ready for the kernel."""
+
+    cases: pl.DataFrame      # the canonical cases, codes converted
+    batch: Batch             # kernel arrays; rows with an error-level problem are skipped
+    problems: pl.DataFrame   # every validation problem (see grouper.validate)
+
+
+def prepare(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None) -> Prepared:
+    """Code maps → encode → validate one canonical case frame."""
+    cases, unmapped = convert_codes(plan, cases)
+    batch = encode_cases(plan, cases)
+    problems = check_cases(plan, cases, batch, threads=threads, kernel=kernel)
+    if unmapped.height:
+        problems = (pl.concat([problems, unmapped])
+                    .with_columns(pl.col("reason").replace_strict(ORDER, default=len(ORDER), return_dtype=pl.UInt32)
+                                  .alias("order"))
+                    .sort(["row", "order"], maintain_order=True).drop("order"))
+    return Prepared(cases, block(plan, batch, problems), problems)
+
+
+def group_frame(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None,
+                problems: bool = False) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate and group a canonical case frame; one result row per input row, same order.
+
+    Returns the results (id, status, mdc, adrg, drg, reason, warnings); with `problems=True`,
+    (results, problems): every validation problem (see grouper.validate), the scheme's `invalid`
+    rules that fired included, with the case's `id` and `dept`:
+    row, id, dept, reason, level, detail.
+    """
+    ready = prepare(plan, cases, threads=threads, kernel=kernel)
+    out = run_kernel(plan, ready.batch, threads=threads, kernel=kernel)
+    results = results_frame(plan, ready.cases, ready.batch, out, ready.problems)
+    if not problems:
+        return results
+    found = pl.concat([ready.problems, rule_problems(plan, out)]).sort("row", maintain_order=True)
+    ids = results["id"].cast(pl.String)
+    cases = ready.cases
+    dept = cases["dept"].cast(pl.String) if "dept" in cases.columns else pl.Series([None] * cases.height, dtype=pl.String)
+    found = found.select("row", ids.gather(found["row"]).alias("id"), dept.gather(found["row"]).alias("dept"),
+                         "reason", "level", "detail")
+    return results, found
+
+
+def case_batches(source: pl.DataFrame | str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 columns: Mapping[str, str] | None = None, encoding: str | None = None,
+                 settlement: bool = False) -> Iterator[pl.DataFrame]:
+    """Read + canonicalise: the canonical case frames of a file (streamed) or of a frame, in order
+    (with `settlement`, plus the raw settlement columns: see grouper.io)."""
+    if isinstance(source, pl.DataFrame):
+        frame = io.cases_from_frame(source, columns=columns, settlement=settlement)
+        for start in range(0, max(frame.height, 1), batch_size):
+            yield frame.slice(start, batch_size)
+    else:
+        yield from io.iter_case_batches(source, batch_size=batch_size, encoding=encoding, columns=columns,
+                                        settlement=settlement)
+
+
+@dataclass
+class Grouped:
+    """One grouped batch: its canonical cases, results, and problems (None unless asked for;
+    problem `row`s count from the start of the input)."""
+
+    cases: pl.DataFrame
+    results: pl.DataFrame
+    problems: pl.DataFrame | None
+
+
+def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                    columns: Mapping[str, str] | None = None, encoding: str | None = None,
+                    threads: int | None = None, problems: bool = False, carry: bool = False) -> Iterator[Grouped]:
+    """The whole line, batch by batch: read → code maps → encode → validate → kernel → results
+    (→ with `carry`, the typed settlement fields after the results: grouper.fields)."""
+    done = 0
+    for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry):
+        if problems:
+            results, found = group_frame(plan, cases, threads=threads, problems=True)
+        else:
+            results, found = group_frame(plan, cases, threads=threads), None
+        if carry:
+            results, extra = carry_fields(plan, cases, results)
+            if problems and extra.height:
+                found = pl.concat([found, typed_problem_rows(extra, results, cases)]).sort("row", maintain_order=True)
+        if found is not None:
+            found = found.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row"))
+        done += cases.height
+        yield Grouped(cases, results, found)
