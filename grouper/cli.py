@@ -87,7 +87,6 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
-<<<<<<< HEAD
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
     st.add_argument("cases", help="a grouped file (.parquet/.csv with status, drg and the settlement fields) or raw cases")
     st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
@@ -98,11 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--weights2", help="weights table for the --compare side (default: --weights)")
     st.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case table format (default parquet)")
     st.add_argument("-q", "--quiet", action="store_true", help="no summary")
-=======
+
     from .payment.commands import add_payment_parsers
 
     add_payment_parsers(sub)
->>>>>>> main
     return parser
 
 
@@ -298,14 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
-<<<<<<< HEAD
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain,
                     "settle": cmd_settle}
-=======
-        commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain}
         if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
             return args.run(args)
->>>>>>> main
         return commands[args.command](args)
     except SchemeError as exc:
         from .console import print_diagnostics, stderr_console

@@ -95,12 +95,11 @@ class InputError(GrouperError):
 
 
 
-<<<<<<< HEAD
+class UsageError(GrouperError):
+    """A command was given options that cannot work together (e.g. an output that is its input)."""
+
+
 class PolicyError(SchemeError):
     """A settlement policy file failed validation; `diagnostics` point at file:line:column.
 
     A SchemeError subclass so that every front end reports it the same way (exit code 1)."""
-=======
-class UsageError(GrouperError):
-    """A command was given options that cannot work together (e.g. an output that is its input)."""
->>>>>>> main

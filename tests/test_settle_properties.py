@@ -10,11 +10,11 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grouper.settle import schema
-from grouper.settle.files import load_cases
 from grouper.settle.run import settle_cases
 from settle_helpers import WEIGHTS, base_points_policy, cases, policy
 
@@ -102,12 +102,33 @@ def test_row_order_does_not_matter(frame, tree, random):
     assert a.hospitals.equals(b.hospitals) and a.pools.equals(b.pools) and a.groups.equals(b.groups)
 
 
-@settings(max_examples=10, deadline=None)
-@given(histories(max_size=40), points_policies(), st.integers(1, 7))
-def test_batch_size_does_not_matter(frame, tree, batch_size):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "grouped.parquet"
-        frame.write_parquet(path)
-        whole = settle_cases(load_cases(path, batch_size=1_000), policy(Path(tmp), tree), WEIGHTS)
-        small = settle_cases(load_cases(path, batch_size=batch_size), policy(Path(tmp), tree), WEIGHTS)
-    assert whole.cases.equals(small.cases) and whole.hospitals.equals(small.hospitals)
+@pytest.fixture(scope="module")
+def raw_history(tmp_path_factory):
+    from grouper.payment.history import synth_history
+
+    path = tmp_path_factory.mktemp("history") / "history.parquet"
+    synth_history(hospitals=5, years=1, cases=400, seed=3).write_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_batch_size_does_not_matter(tmp_path, raw_history, batch_size):
+    """Raw cases grouped in batches of any size (grouper.group_file, carry=True) settle to the same results."""
+    from grouper.api import group_file
+
+    tree = base_points_policy(readmission={"days": 15}, cases={"special_review": {"cap": 0.05}, "incomplete": {"discharge": [5]}})
+    weights = pl.DataFrame({"drg": DEMO_DRGS, "weight": [1.0 + i / 10 for i in range(len(DEMO_DRGS))],
+                            "mean": [8000.0 + 300 * i for i in range(len(DEMO_DRGS))]})
+    results = []
+    for size in (1_000_000, batch_size):
+        grouped = tmp_path / f"grouped-{size}.parquet"
+        group_file(raw_history, grouped, batch_size=size, carry=True)
+        results.append(settle_cases(grouped, policy(tmp_path, tree), weights))
+    whole, batched = results
+    assert whole.cases.height == 400 and whole.cases.equals(batched.cases) and whole.hospitals.equals(batched.hospitals)
+    assert (whole.cases["case_type"] == "normal").sum() > 100
+
+
+DEMO_DRGS = ["AH11", "AH15", "PS11", "PS13", "PS15", "PS21", "PS25", "PS39", "PS43", "PS45", "PU13", "PU15", "ZC11",
+             "ZC15", "ZZ11", "ZZ15", "NA19", "NA29", "NR13", "NR15", "ES31", "ES33", "ES35", "GD13", "GD15", "GD23",
+             "GD25", "GZ11", "GZ13", "GZ14", "GZ15", "HC21", "HC25"]

@@ -7,10 +7,13 @@ COMPARE_MONEY = tuple(f"{m}_{s}" for m in ("payment", "surplus") for s in ("base
 
 
 def run_settle(args) -> int:
+    from ..outputs import atomic_output, refuse_collisions
     from .files import load_cases, write_settlement, write_table
     from .policy import load_policy
     from .run import compare_policies, settle_cases
 
+    refuse_collisions([("CASES", args.cases), ("--policy", args.policy), ("--weights", args.weights),
+                       ("--compare", args.compare), ("--weights2", args.weights2)], [("-o", args.output)])
     policy = load_policy(args.policy)
     policy2 = load_policy(args.compare) if args.compare else None
     cases = load_cases(args.cases, args.scheme)  # the scheme is loaded only if the cases are raw
@@ -18,16 +21,19 @@ def run_settle(args) -> int:
     comparison = None
     if policy2 is None:
         settlement = settle_cases(cases, policy, args.weights)
-        write_settlement(settlement, out, case_format=args.format)
     else:
         comparison = compare_policies(cases, policy, policy2, args.weights, args.weights2)
         settlement = comparison.base
-        write_settlement(settlement, out, case_format=args.format,
-                         extra={"compare": {"policy": policy2.name, "policy_files": [str(p) for p in policy2.files],
-                                            "weights": str(args.weights2 or args.weights)}})
-        write_settlement(comparison.change, out / "change", case_format=args.format)
-        write_table(comparison.hospitals, out / "compare_hospitals.csv", COMPARE_MONEY)
-        write_table(comparison.groups, out / "compare_drgs.csv", COMPARE_MONEY)
+    with atomic_output(out, directory=True) as folder:  # the folder appears whole or not at all
+        if comparison is None:
+            write_settlement(settlement, folder, case_format=args.format)
+        else:
+            write_settlement(settlement, folder, case_format=args.format,
+                             extra={"compare": {"policy": policy2.name, "policy_files": [str(p) for p in policy2.files],
+                                                "weights": str(args.weights2 or args.weights)}})
+            write_settlement(comparison.change, folder / "change", case_format=args.format)
+            write_table(comparison.hospitals, folder / "compare_hospitals.csv", COMPARE_MONEY)
+            write_table(comparison.groups, folder / "compare_drgs.csv", COMPARE_MONEY)
     if not args.quiet:
         from .console import render_settlement
 

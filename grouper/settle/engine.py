@@ -124,7 +124,12 @@ def _round_micro(expr: pl.Expr) -> pl.Expr:
 
 
 def _half_up_fen(expr: pl.Expr) -> pl.Expr:
-    return (expr + 0.5).floor().cast(pl.Int64)
+    return (expr + 0.5).floor().cast(pl.Int64, strict=False)  # NaN / infinity → null
+
+
+def _exact_sum(expr: pl.Expr) -> pl.Expr:
+    """Sum of a Float64 column to 1e-6, in integers, so that it does not depend on row order."""
+    return (expr * MICRO).round(0).cast(pl.Int64).sum() / MICRO
 
 
 def _to_fen(value: Decimal) -> int:
@@ -620,8 +625,8 @@ def hospitals_frame(cases: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         pl.len().alias("cases"), *typed,
         pl.col("case_type").is_in(GROUP_PAID).sum().alias("drg_cases"),
         pl.col("special_review").sum().alias("special_review_flagged"),
-        pl.col("rw").filter(grouped).sum().alias("rw_sum"),
-        pl.col("rw").filter(grouped).mean().alias("cmi"),
+        _exact_sum(pl.col("rw").filter(grouped)).alias("rw_sum"),
+        (_exact_sum(pl.col("rw").filter(grouped)) / pl.col("rw").filter(grouped).count()).alias("cmi"),
         pl.col("points_micro").filter(group).sum().alias("_points"),
         pl.col("payment").filter(group).sum().alias("drg_payment"),
         pl.col("payment").filter(ffs).sum().alias("ffs_payment"),
@@ -654,9 +659,9 @@ def groups_frame(cases: pl.DataFrame, column: str = "drg") -> pl.DataFrame:
     return (cases.filter(pl.col(column).is_not_null() & (pl.col("status") == "grouped"))
             .group_by(column).agg(
                 pl.len().alias("cases"), pl.col("rw").first().alias("rw"),
-                pl.col("cost").mean().alias("mean_cost"),
+                pl.when(pl.col("cost").count() > 0).then(pl.col("cost").sum() / pl.col("cost").count()).alias("mean_cost"),
                 (pl.col("case_type") == "high").sum().alias("n_high"), (pl.col("case_type") == "low").sum().alias("n_low"),
-                pl.col("points").sum().alias("points"), pl.col("payment").sum().alias("payment"),
+                _exact_sum(pl.col("points")).alias("points"), pl.col("payment").sum().alias("payment"),
                 pl.col("cost").sum().alias("cost"), pl.col("surplus").sum().alias("surplus"))
             .with_columns(_half_up_fen(pl.col("mean_cost")))
             .sort(column))

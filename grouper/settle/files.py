@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import InputError
+from ..fields import money_fen, yuan_text
 
 # Money columns (Int64 fen) of each output table.
 MONEY = {
@@ -24,31 +25,11 @@ MONEY = {
 }
 
 
-def yuan_text(column: str) -> pl.Expr:
-    """Integer fen → yuan text with exactly two decimals (`-12.05`), null stays null."""
-    fen = pl.col(column).cast(pl.Int64)
-    magnitude = fen.abs()
-    return (pl.when(fen.is_null()).then(None).otherwise(pl.concat_str([
-        pl.when(fen < 0).then(pl.lit("-")).otherwise(pl.lit("")),
-        (magnitude // 100).cast(pl.String), pl.lit("."), (magnitude % 100).cast(pl.String).str.zfill(2)]))
-        .alias(column))
-
-
-def yuan_to_fen(column: str) -> pl.Expr:
-    """Yuan text (two decimals at most; `,` and `¥` tolerated) → integer fen, exactly; bad text → null."""
-    text = pl.col(column).cast(pl.String).str.strip_chars().str.replace_all(r"[,¥￥\s]", "")
-    parts = text.str.extract_groups(r"^(-?)(\d+)(?:\.(\d{1,2}))?$")
-    whole = parts.struct.field("2").cast(pl.Int64, strict=False)
-    cents = parts.struct.field("3").fill_null("0").str.pad_end(2, "0").cast(pl.Int64, strict=False)
-    sign = pl.when(parts.struct.field("1") == "-").then(-1).otherwise(1)
-    return (sign * (whole * 100 + cents)).alias(column)
-
-
 def write_table(frame: pl.DataFrame, path: Path, money: tuple[str, ...]) -> None:
     if path.suffix.lower() in (".parquet", ".pq"):
         frame.write_parquet(path)
         return
-    frame = frame.with_columns([yuan_text(c) for c in money if c in frame.columns])
+    frame = frame.with_columns([yuan_text(pl.col(c)).alias(c) for c in money if c in frame.columns])
     frame = frame.with_columns([pl.col(c).list.join("|") for c, t in frame.schema.items() if isinstance(t, pl.List)])
     frame.write_csv(path)
 
@@ -75,60 +56,45 @@ def read_table(path: Path, money: tuple[str, ...]) -> pl.DataFrame:
     if path.suffix.lower() in (".parquet", ".pq"):
         return pl.read_parquet(path)
     frame = pl.read_csv(path, infer_schema_length=10_000, schema_overrides={c: pl.String for c in money})
-    return frame.with_columns([yuan_to_fen(c) for c in money if c in frame.columns])
+    return frame.with_columns([money_fen(pl.col(c), pl.String).alias(c) for c in money if c in frame.columns])
 
 
-_SETTLEMENT_FIELDS = ("hospital", "hospital_level", "insurance", "cost", "fund_paid", "admission_date", "discharge_date",
-                      "patient_id", "special_review")
-_GROUPED_FIELDS = ("id", "status", "adrg", "drg", "los", "discharge")
+# The columns of a grouped file that settlement reads.
+SETTLE_COLUMNS = ("id", "status", "adrg", "drg", "los", "discharge", "hospital", "hospital_level", "insurance", "cost",
+                  "admission_date", "discharge_date", "patient_id", "special_review")
 
 
-def _typed(frame: pl.DataFrame) -> pl.DataFrame:
-    """Contract types for text columns (CSV): money yuan → fen, dates, level. Already-typed columns are kept."""
-    exprs = []
-    for name in ("cost", "fund_paid"):
-        if name in frame.columns and frame.schema[name] == pl.String:
-            exprs.append(yuan_to_fen(name))
-    for name in ("admission_date", "discharge_date"):
-        if name in frame.columns and frame.schema[name] == pl.String:
-            exprs.append(pl.col(name).str.strip_chars().str.replace_all("/", "-").str.to_date("%Y-%m-%d", strict=False))
-    if "hospital_level" in frame.columns and frame.schema["hospital_level"] == pl.String:
-        level = pl.col("hospital_level").str.strip_chars()
-        exprs.append(level.replace({"三级": "3", "二级": "2", "一级": "1"}).cast(pl.Int8, strict=False))
-    return frame.with_columns(exprs)
-
-
-def load_cases(path: str | Path, scheme=None, *, batch_size: int = 1_000_000) -> pl.DataFrame:
-    """The settle engine's input frame from a grouped file, or from raw cases grouped with `scheme`.
-
-    Only the columns settlement reads are kept (bounded memory); the file is read in batches.
-    A file with `status` and `drg` columns is taken as grouped.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"no such file: {path}")
+def _column_names(path: Path) -> list[str]:
     suffix = path.suffix.lower()
     try:
-        lazy = (pl.scan_parquet(path) if suffix in (".parquet", ".pq")
-                else pl.scan_csv(path, infer_schema=False) if suffix in (".csv", ".txt", ".tsv") else None)
-    except pl.exceptions.PolarsError as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-    if lazy is None:
-        raise InputError(f"cannot settle {path}: use a .parquet or .csv file")
-    try:
-        names = lazy.collect_schema().names()
-    except pl.exceptions.PolarsError as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-    settlement_columns = [c for c in _SETTLEMENT_FIELDS if c in names]
-    if "status" in names and "drg" in names:
-        keep = [c for c in (*_GROUPED_FIELDS, *_SETTLEMENT_FIELDS) if c in names]
-        batches = [_typed(b) for b in lazy.select(keep).collect_batches(chunk_size=batch_size)]
-        return pl.concat(batches, how="vertical_relaxed") if batches else _typed(lazy.select(keep).collect())
-    from ..api import group
-    from ..io import read_cases
+        if suffix in (".parquet", ".pq"):
+            return list(pl.read_parquet_schema(path))
+        if suffix in (".csv", ".txt", ".tsv"):
+            from .. import io
 
-    canonical = read_cases(path)
-    results = group(canonical, scheme)
-    carried = _typed(lazy.select(settlement_columns).collect())
-    return pl.concat([results.select("id", "status", "adrg", "drg"), canonical.select("los", "discharge"), carried],
-                     how="horizontal")
+            first = io._first_line(path)
+            text = first.decode("utf-8-sig", errors="replace") if first.startswith(b"\xef\xbb\xbf") else first.decode("gb18030", errors="replace")
+            return [name.strip().strip('"') for name in text.strip().split(io._csv_separator(path, first))]
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    return []
+
+
+def load_cases(path: str | Path, scheme=None) -> pl.DataFrame:
+    """The settle engine's input: a grouped file (read with `grouper.grouped.read_grouped`, only the
+    columns settlement needs), or raw cases, grouped first with `scheme` carrying the settlement fields."""
+    from ..grouped import read_grouped
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    names = set(_column_names(path))
+    if {"status", "drg"} <= names or path.suffix.lower() not in (".parquet", ".pq", ".csv", ".txt", ".tsv", ".xlsx", ".xls"):
+        missing = [c for c in ("hospital", "cost") if names and c not in names]
+        if missing:
+            raise InputError(f"{path} has no {' or '.join(missing)} column: settlement needs the settlement fields "
+                             "(group with `grouper group INPUT -o GROUPED --carry`)")
+        return read_grouped(path, columns=SETTLE_COLUMNS)
+    from ..api import group
+
+    return group(path, scheme, carry=True).select(SETTLE_COLUMNS)

@@ -29,24 +29,22 @@ def weights_source(weights: BaseSource | pl.DataFrame | str | Path, policy: Poli
 
 
 def settle_cases(cases: pl.DataFrame | str | Path, policy: Policy | str | Path,
-                 weights: BaseSource | pl.DataFrame | str | Path, *, scheme=None,
-                 batch_size: int = 1_000_000) -> Settlement:
+                 weights: BaseSource | pl.DataFrame | str | Path, *, scheme=None) -> Settlement:
     """Settle grouped cases (a frame or file) or raw cases (grouped first with `scheme`) under a policy.
 
     Returns a `Settlement`: `.cases` (one row per input row, in order), `.hospitals`, `.groups`
     and `.pools` (budget and point values), as Polars frames with money in integer fen.
     """
     policy = _policy(policy)
-    frame = cases if isinstance(cases, pl.DataFrame) else load_cases(cases, scheme, batch_size=batch_size)
+    frame = cases if isinstance(cases, pl.DataFrame) else load_cases(cases, scheme)
     return settle(frame, policy, weights_source(weights, policy))
 
 
 def compare_policies(cases: pl.DataFrame | str | Path, policy: Policy | str | Path, policy2: Policy | str | Path,
                      weights: BaseSource | pl.DataFrame | str | Path,
-                     weights2: BaseSource | pl.DataFrame | str | Path | None = None, *, scheme=None,
-                     batch_size: int = 1_000_000) -> Comparison:
+                     weights2: BaseSource | pl.DataFrame | str | Path | None = None, *, scheme=None) -> Comparison:
     """Settle the same cases under (policy, weights) and (policy2, weights2 or weights); see `compare`."""
-    frame = cases if isinstance(cases, pl.DataFrame) else load_cases(cases, scheme, batch_size=batch_size)
+    frame = cases if isinstance(cases, pl.DataFrame) else load_cases(cases, scheme)
     base = settle_cases(frame, policy, weights)
     change = settle_cases(frame, policy2, weights if weights2 is None else weights2)
     return compare(base, change)
