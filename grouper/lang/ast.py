@@ -43,7 +43,15 @@ class InlineSet:
     span: Span | None = _span()
 
 
-SetExpr = SetRef | TableFilter | InlineSet
+@dataclass(frozen=True, slots=True)
+class PrefixSet:
+    """prefix "P07.", ...: every code starting with one of the prefixes, known to the scheme or not."""
+
+    prefixes: tuple[str, ...]
+    span: Span | None = _span()
+
+
+SetExpr = SetRef | TableFilter | InlineSet | PrefixSet
 
 
 # ---- conditions ------------------------------------------------------------------------
@@ -123,6 +131,16 @@ class CountLabels:
 
 
 @dataclass(frozen=True, slots=True)
+class CountItems:
+    """count SCOPE OP VALUE: the number of items of a scope (every item, known or not, empty included)."""
+
+    scope: str
+    op: str
+    value: int
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Tag:
     value: str
     span: Span | None = _span()
@@ -187,7 +205,7 @@ class FieldPresence:
 
 
 Cond = (
-    Always | DefineRef | AnyOf | AllOf | Negation | OneIn | ManyIn | CountLabels | TagsMatch
+    Always | DefineRef | AnyOf | AllOf | Negation | OneIn | ManyIn | CountLabels | CountItems | TagsMatch
     | FieldCmp | FieldRange | FieldIn | FieldPresence
 )
 
@@ -201,12 +219,26 @@ class Header:
     span: Span | None = _span()
 
 
+def _changes() -> tuple:
+    return field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TablePatch:
+    """Rows removed (op `-`) and added (op `+`) by an overlay's `patch table NAME with "file.csv"`."""
+
+    file: str
+    span: Span | None = _span()
+
+
 @dataclass(frozen=True, slots=True)
 class TableDef:
     name: str
     file: str
     key: str | None = None  # column holding the codes; None means "code"
     span: Span | None = _span()
+    patches: tuple[TablePatch, ...] = ()      # applied in order when the table is read
+    changes: tuple[Span, ...] = _changes()    # overlay statements that changed it (shown by explain)
 
     @property
     def key_column(self) -> str:
@@ -225,6 +257,7 @@ class SetDef:
     name: str
     expr: SetExpr
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +265,7 @@ class DefineDef:
     name: str
     cond: Cond
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +310,7 @@ class DrgDef:
     name: str | None
     cond: Cond | None
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +320,7 @@ class AdrgDef:
     cond: Cond
     drgs: tuple[DrgDef, ...]
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,16 +333,148 @@ class RefineDef:
 
 
 @dataclass(frozen=True, slots=True)
+class QyDef:
+    """An ambiguous group (歧义组 QY): when `cond` holds the case ends with status qy and `code`.
+
+    Inside an MDC block it is tried in its place among the ADRGs and reports that MDC; at the top
+    level it is tried in its place among the MDCs and reports `mdc` (None: no MDC).
+    """
+
+    code: str
+    name: str | None
+    mdc: str | None
+    cond: Cond
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class MdcDef:
     code: str
     name: str | None
     cond: Cond
-    adrgs: tuple[AdrgDef, ...]
+    items: tuple[AdrgDef | QyDef, ...]  # try order
+    span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
+
+    @property
+    def adrgs(self) -> tuple[AdrgDef, ...]:
+        return tuple(a for a in self.items if isinstance(a, AdrgDef))
+
+    @property
+    def qys(self) -> tuple[QyDef, ...]:
+        return tuple(q for q in self.items if isinstance(q, QyDef))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSex:
+    """read sex "1" as male, ...: the only accepted spellings of sex (code → 1 male / 2 female)."""
+
+    spellings: tuple[tuple[str, str], ...]  # (text, "male" | "female")
     span: Span | None = _span()
 
 
+@dataclass(frozen=True, slots=True)
+class ReadEmptyNumber:
+    """read empty age, ... as N: an empty numeric field counts as N (an unreadable one stays missing)."""
+
+    fields: tuple[str, ...]
+    value: int
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEmptyList:
+    """read empty dx as none: an empty dx field is an empty list (default: one empty code, [""])."""
+
+    scope: str  # "dx" | "proc"
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class SettingDef:
+    """setting NAME = VALUE: an engine behaviour (grouper/lang/settings.py lists them)."""
+
+    name: str
+    value: str | int
+    span: Span | None = _span()
+
+
+# ---- overlay operations (consumed by lang/overlay.py; an error anywhere else) -------------------
+GroupDef = MdcDef | AdrgDef | DrgDef
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an added or moved group goes: before/after a sibling, or first/last among a parent's children."""
+
+    where: str               # "before" | "after" | "first" | "last"
+    anchor: str | None       # the sibling (before/after) or the parent (first/last; None for an MDC)
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceDef:
+    """replace set/define/table: a new definition under a base name."""
+
+    definition: "SetDef | DefineDef | TableDef"
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceGroup:
+    """replace mdc/adrg/drg CODE ["name"] [when COND]: new name and/or condition, same place and children."""
+
+    kind: str  # "mdc" | "adrg" | "drg"
+    code: str
+    name: str | None
+    cond: Cond | None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class PatchTable:
+    table: str
+    file: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class AddGroup:
+    group: GroupDef
+    position: Position
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveGroup:
+    kind: str
+    code: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class MoveGroup:
+    kind: str
+    code: str
+    position: Position
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class RenameGroup:
+    kind: str
+    code: str
+    new_code: str
+    name: str | None
+    span: Span | None = _span()
+
+
+OVERLAY_OPERATIONS = (RefineDef, ReplaceDef, ReplaceGroup, PatchTable, AddGroup, RemoveGroup, MoveGroup, RenameGroup)
+
+
 Statement = (TableDef | DictionaryDef | SetDef | DefineDef | InvalidDef | WarnDef | ValidateDef | MapDef
-             | WeightsDef | RefineDef | MdcDef)
+             | WeightsDef | RefineDef | ReadSex | ReadEmptyNumber | ReadEmptyList | QyDef | MdcDef | SettingDef
+             | ReplaceDef | ReplaceGroup | PatchTable | AddGroup | RemoveGroup | MoveGroup | RenameGroup)
 
 
 @dataclass(frozen=True, slots=True)
