@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="map a field to an input header, e.g. --column dx=诊断编码 (repeatable)")
     g.add_argument("--batch-size", type=_positive, default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
     g.add_argument("--threads", type=_positive, help="kernel threads (default: all cores)")
+    g.add_argument("--sheet", metavar="NAME|all",
+                   help="Excel input: the sheet to group (name or number), or `all` (default: the first; "
+                        "a note says when the workbook has others)")
     g.add_argument("--report", metavar="FILE",
                    help="write the quality report (validation problems by reason and by department): .csv, .parquet or .xlsx")
     g.add_argument("--trace", action="append", metavar="ID",
@@ -125,8 +128,8 @@ def cmd_settle(args) -> int:
 
 def cmd_group(args) -> int:
     from . import api, io
-    from .console import (progress, render_quality_report, render_summary, render_unreadable_lines, stderr_console,
-                          summary_counts)
+    from .console import (output_stage_text, progress, render_done, render_quality_report, render_summary,
+                          render_unreadable_lines, scheme_line, stderr_console, summary_counts)
     from .outputs import atomic_outputs, refuse_collisions, refuse_unwritable
     from .scheme import load_scheme
     from .validate import QualityReport
@@ -147,8 +150,15 @@ def cmd_group(args) -> int:
         from .dip.commands import group_command
 
         return group_command(args, _columns(args.column))
+    import time
+
+    started = time.monotonic()
     console = stderr_console()
     scheme = load_scheme(args.scheme)
+    for note in io.input_notes(args.input, sheet=args.sheet):
+        console.print(f"note: {note}", style="yellow", markup=False)
+    if not args.quiet:
+        console.print(scheme_line(scheme.describe()), markup=False)
     total = _row_count(Path(args.input))
     show = not args.quiet and console.is_terminal
     counts = []
@@ -162,7 +172,9 @@ def cmd_group(args) -> int:
 
             rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
                                   columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
-                                  on_batch=on_batch, report=report, trace=_trace_request(args), carry=args.carry)
+                                  on_batch=on_batch, report=report, trace=_trace_request(args), carry=args.carry,
+                                  sheet=args.sheet, on_stage=lambda text: bar.describe(
+                                      output_stage_text(text, args.output, sum(int(c["len"].sum()) for c in counts))))
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
@@ -172,7 +184,7 @@ def cmd_group(args) -> int:
         render_summary(pl.concat(counts), console)
         render_quality_report(summary, console)
         render_unreadable_lines(summary, report.unreadable_lines, console)
-        console.print(f"{rows:,} cases → {args.output}" + (f"; quality report → {args.report}" if args.report else ""))
+        render_done(rows, args.output, args.report, time.monotonic() - started, console)
     return EXIT_OK
 
 

@@ -126,7 +126,8 @@ def read_cases(
     ``encoding`` applies to CSV only; None detects UTF-8 (with or without BOM),
     falling back to GB18030 (a superset of GBK).  ``columns`` maps canonical
     names to input headers and overrides the built-in aliases.  ``sheet`` picks
-    an Excel sheet by name or by 1-based number (default: the first sheet).
+    an Excel sheet by name or by 1-based number (default: the first sheet), or
+    "all" for every sheet in turn (same header on each).
 
     Completely blank lines in CSV and completely empty rows in Excel are not
     records and are skipped; every other row becomes one case, in order.
@@ -152,8 +153,9 @@ def iter_case_batches(
     encoding: str | None = None,
     columns: Mapping[str, str] | None = None,
     settlement: bool = False,
+    sheet: str | int | None = None,
 ) -> Iterator[pl.DataFrame]:
-    """Yield the canonical case frame of ``path`` in consecutive batches.
+    """Yield the canonical case frame of ``path`` in consecutive batches (``sheet``: see read_cases).
 
     Concatenating the batches gives ``read_cases(path)``: same rows, same order,
     and generated ids are global row numbers.  Parquet and UTF-8 CSV are
@@ -173,7 +175,7 @@ def iter_case_batches(
         lazy = pl.scan_csv(path, infer_schema=False, separator=_csv_separator(path, _first_line(path)))
         drop_blank = True
     else:
-        raw = _read_raw(path, encoding=encoding, sheet=None)
+        raw = _read_raw(path, encoding=encoding, sheet=sheet)
         layout = _detect_layout(raw.columns, columns)
         if raw.height == 0:
             yield _canonicalise(raw, layout, row_offset=0, settlement=settlement)
@@ -354,9 +356,51 @@ def _raw_frame(rows: list[list[str]], problems: list[str | None], names: list[st
     return frame.with_columns(pl.Series(_READ_PROBLEM_RAW, problems, dtype=pl.String))
 
 
+def input_notes(path: str | Path, *, sheet: str | int | None = None) -> list[str]:
+    """What a user should know about how an input will be read, before it is: today, that a
+    workbook has sheets besides the one grouped."""
+    path = Path(path)
+    if sheet is not None or path.suffix.lower() not in _EXCEL_EXTENSIONS or not path.is_file():
+        return []
+    names = excel_sheet_names(path)
+    if len(names) < 2:
+        return []
+    return [f"{path.name} has {len(names)} sheets ({', '.join(names)}); only the first, {names[0]!r}, is grouped: "
+            "--sheet NAME picks another, --sheet all groups every sheet"]
+
+
+def excel_sheet_names(path: str | Path) -> list[str]:
+    """The sheets of a workbook, in order."""
+    import fastexcel
+
+    try:
+        return list(fastexcel.read_excel(str(path)).sheet_names)
+    except Exception as exc:  # fastexcel raises its own exception hierarchy
+        raise InputError(f"cannot read Excel file {path}: {exc}") from exc
+
+
 def _read_excel(path: Path, sheet: str | int | None) -> pl.DataFrame:
+    """One sheet (by name, or 1-based number; default the first), or every sheet with sheet="all"
+    (they must have the same columns; their rows follow each other in sheet order)."""
     if isinstance(sheet, int) and sheet < 1:
         raise InputError(f"Excel sheet numbers start at 1, got {sheet}")
+    if isinstance(sheet, str) and sheet != "all":
+        names = excel_sheet_names(path)
+        if sheet not in names:
+            if not sheet.isdigit():
+                raise InputError(f"{path} has no sheet {sheet!r}; its sheets are: {', '.join(names)} (or --sheet all)")
+            sheet = int(sheet)
+    if sheet == "all":
+        frames = {name: _read_excel(path, name) for name in excel_sheet_names(path)}
+        frames = {name: frame for name, frame in frames.items() if frame.width}  # blank sheets hold no cases
+        if not frames:
+            return pl.DataFrame()
+        first, *others = frames.items()
+        for name, frame in others:
+            if frame.columns != first[1].columns:
+                raise InputError(f"sheet {name!r} of {path} has other columns than sheet {first[0]!r}; "
+                                 "--sheet all needs the same header on every sheet")
+        return pl.concat(list(frames.values()))
     try:
         return pl.read_excel(
             path,
@@ -690,9 +734,10 @@ class ResultSink:
     included) removes it (grouper.outputs.atomic_output).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, metadata: Mapping[str, str] | None = None):
         self.path = Path(path)
         self.suffix = output_format(self.path)
+        self.metadata = dict(metadata or {})  # Parquet: key-value metadata of the file (e.g. which scheme)
         self._parquet = None
         self._csv = None
         self._excel: list[pl.DataFrame] = []
@@ -720,7 +765,9 @@ class ResultSink:
 
             table = batch.to_arrow()
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
+                schema = table.schema.with_metadata({**(table.schema.metadata or {}), **{
+                    k.encode(): v.encode() for k, v in self.metadata.items()}})
+                self._parquet = pq.ParquetWriter(self._tmp, schema)
             self._parquet.write_table(table.cast(self._parquet.schema))
 
     def _close_writers(self) -> None:
