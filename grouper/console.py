@@ -282,3 +282,14 @@ def render_done(rows: int, output, report, seconds: float, console: Console) -> 
     if str(output).lower().endswith(".xlsx") and rows >= EXCEL_SLOW_ROWS:
         console.print(f"note: Excel is slow to write and to open at {rows:,} rows (a sheet holds at most 1,048,575); "
                       ".parquet or .csv suit this size", style="yellow", markup=False)
+
+
+def trace_notes(wanted, traced: list[str]) -> list[str]:
+    """--trace ids that matched no case, or several."""
+    seen: dict[str, int] = {}
+    for case_id in traced:
+        seen[case_id] = seen.get(case_id, 0) + 1
+    notes = [f"--trace {case_id}: no case has this id" for case_id in dict.fromkeys(wanted) if case_id not in seen]
+    notes += [f"--trace {case_id}: {seen[case_id]} cases have this id; each is traced"
+              for case_id in dict.fromkeys(wanted) if seen.get(case_id, 0) > 1]
+    return notes
