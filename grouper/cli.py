@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+    i.add_argument("--base", metavar="PACK",
+                   help="chs-drg: write an overlay of this pack holding only the differences (a regional table set)")
     from .payment.commands import add_payment_parsers
 
     add_payment_parsers(sub)
@@ -268,8 +270,14 @@ def cmd_import(args) -> int:
         from .dip.commands import import_command
 
         return import_command(args)
-    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG",
-                          version=args.scheme_version or "1.1", with_maps=args.with_maps)
+    if args.base:
+        from .importers.regional import import_overlay
+
+        path = import_overlay(args.table_dir, args.base, args.output, name=args.name or "CHS-DRG",
+                              version=args.scheme_version or "1.1", with_maps=args.with_maps)
+    else:
+        path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG",
+                              version=args.scheme_version or "1.1", with_maps=args.with_maps)
     stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 
