@@ -103,7 +103,8 @@ def north(t: Tables, rng: random.Random) -> dict[str, str]:
 
 def south(t: Tables, rng: random.Random) -> dict[str, str]:
     """A renumbered ADRG with a conditional last DRG (next ADRG tried), an ADRG moved to another MDC,
-    a changed ADRG rule, a removed MDC, a changed MDC entry, age splits, a renamed DRG, changed lists."""
+    a changed ADRG rule, a removed MDC, a changed MDC entry, age splits, a renamed DRG, changed lists,
+    and strict sex (only 1 and 2)."""
     _rename_adrg(t, "GZ1", "GY1")
     for r in t["drg.csv"]:
         if r["drg"] == "GY15":
@@ -132,7 +133,7 @@ def south(t: Tables, rng: random.Random) -> dict[str, str]:
         _set_drgs(t, adrg, [{"drg": f"{adrg}0", "name": drg_name[drgs[0]["drg"]].split("，")[0] + "，≤6岁", "age_max": "6"}]
                   + [{"drg": r["drg"], "name": r["name"], "split": r["split"]} for r in drgs])
     _edit_lists(t, rng, from_mdc="MDCB", to_mdc="MDCD")
-    return {}
+    return {"read_sex": "1:male;2:female"}                   # 男/女 are not accepted
 
 
 def _edit_lists(t: Tables, rng: random.Random, from_mdc: str, to_mdc: str) -> None:
@@ -196,6 +197,8 @@ def variant_cases(national: Path, name: str, n: int, seed: int = 5) -> list[dict
         if rng.random() < 0.1:
             procs = ["99.9999"] + procs + rng.choice([["39.6500", "96.7201"], ["32.2000"], ["92.2000"]])
         case["proc"] = "|".join(procs)
+        if rng.random() < 0.05:
+            case["sex"] = {"1": "男", "2": "女"}.get(case["sex"], case["sex"])
         out.append(case)
     return out
 
@@ -216,7 +219,7 @@ class Reference:
                      "cc_exclusion.csv", "or_proc.csv"):
             with (folder / name).open(encoding="utf-8", newline="") as fh:
                 t.rows[name] = list(csv.DictReader(fh))
-        self.settings = {"adrg_without_drg": "next_adrg", "second_attempt": "off"}
+        self.settings = {"adrg_without_drg": "next_adrg", "second_attempt": "off", "read_sex": ""}
         if (folder / "settings.csv").is_file():
             with (folder / "settings.csv").open(encoding="utf-8", newline="") as fh:
                 self.settings.update({r["setting"]: r["value"] for r in csv.DictReader(fh)})
@@ -251,7 +254,12 @@ class Reference:
         self.or_proc = {r["code"] for r in t["or_proc.csv"]}
 
     def group(self, case: dict[str, str]) -> tuple:
-        sex = _int(case["sex"]) if case["sex"].strip() else None
+        text = case["sex"].strip()
+        if self.settings["read_sex"]:        # only the listed spellings; anything else is unreadable
+            spellings = dict(item.split(":") for item in self.settings["read_sex"].split(";"))
+            sex = {"male": 1, "female": 2}.get(spellings.get(text, ""))
+        else:                                # digits, or 男/女 (as the grouper reads them)
+            sex = {"男": 1, "女": 2}.get(text, _int(text))
         age, age_days, weight = _int(case["age"]), _int(case["age_days"]), _int(case["weight"])
         if sex is None or sex not in (1, 2) or age is None or (age == 0 and age_days is None) or (
                 age == 0 and age_days <= 28 and weight is None):

@@ -46,6 +46,8 @@ def test_overlay_groups_like_the_standalone_import_and_the_reference(variant, ch
     assert sum(a != b for a, b in zip(national, standalone)) > N_CASES // 10
     statuses = Counter(s for s, *_ in standalone)
     assert statuses["grouped"] > N_CASES // 2 and statuses["no_adrg"] and statuses["invalid"]
+    words = [i for i, c in enumerate(cases) if c["sex"] in ("男", "女")]
+    assert words and all((standalone[i][0] == "invalid") == (name == "south") for i in words)   # strict sex
     if name == "north":
         assert statuses["no_drg"] > 0
         assert {"RC12", "RC14", "RC16", "RC18", "ES30", "GB10", "AH10", "EB91", "EB95"} <= {d for *_, d in standalone}
@@ -67,7 +69,8 @@ def test_a_region_overlay_states_only_differences(variant, chs_pack):
                               "replace adrg ES2 when any dx in", "add adrg EB9", "move mdc MDCY after MDCZ", "refine adrg RC1",
                               "add drg AH10", "when any proc in {\"39.6500\"} and any proc in {\"96.7201\"}"],
                     "south": ["rename adrg GZ1 to GY1", "move adrg HZ1", "remove mdc MDCY", "replace mdc MDCX when",
-                              "replace adrg BB1 when pproc in", "rename drg ES35 to ES36", "add drg BR20"]}[name]
+                              "replace adrg BB1 when pproc in", "rename drg ES35 to ES36", "add drg BR20",
+                              "read sex \"1\" as male, \"2\" as female"]}[name]
     for op in expected_ops:
         assert op in text, op
 

@@ -5,7 +5,8 @@ A regional table set has the national appendix layout (see chs_drg.py) plus, all
   inclusive), `dept` (department codes, `;`-separated: one of them), `procs_all` (procedure codes,
   `;`-separated: every one of them somewhere in the procedure list). A DRG's condition is its
   `split` (mcc / cc_or_mcc / none) and every extra column that is filled.
-- `settings.csv` (`setting,value`): scheme settings, e.g. `adrg_without_drg,no_drg`.
+- `settings.csv` (`setting,value`): scheme settings, e.g. `adrg_without_drg,no_drg`; the row
+  `read_sex,1:male;2:female` makes those the only accepted spellings of sex (`read sex ...`).
 
 `import_overlay` imports such a set and writes an overlay of a base pack that states only the
 differences (tables as +/- patches, groups as replace/add/remove/move/rename operations), so that
@@ -72,9 +73,15 @@ def with_regional_columns(table_dir: Path, scheme: ast.Scheme) -> ast.Scheme:
         items = ([node.cond] if node.cond is not None else []) + extra[node.code]
         return dataclasses.replace(node, cond=items[0] if len(items) == 1 else ast.AllOf(tuple(items)))
 
-    settings = []
+    settings: list[ast.Statement] = []
     if (table_dir / SETTINGS_TABLE).is_file():
         for row in _rows(table_dir / SETTINGS_TABLE):
+            if row["setting"] == "read_sex":
+                spellings = tuple(tuple(item.split(":", 1)) for item in _codes(row["value"]))
+                if not spellings or any(len(s) != 2 or s[1] not in ("male", "female") for s in spellings):
+                    raise ImportError_(f"{SETTINGS_TABLE}: read_sex is written like 1:male;2:female, not {row['value']!r}")
+                settings.append(ast.ReadSex(spellings))
+                continue
             known = SETTINGS.get(row["setting"])
             if known is None or row["value"] not in known.values:
                 choices = ", ".join(f"{k} ({'/'.join(s.values)})" for k, s in SETTINGS.items())
@@ -83,8 +90,8 @@ def with_regional_columns(table_dir: Path, scheme: ast.Scheme) -> ast.Scheme:
     statements = []
     for st in scheme.statements:
         if isinstance(st, ast.MdcDef):
-            st = dataclasses.replace(st, adrgs=tuple(dataclasses.replace(a, drgs=tuple(drg(d) for d in a.drgs))
-                                                     for a in st.adrgs))
+            st = dataclasses.replace(st, items=tuple(dataclasses.replace(a, drgs=tuple(drg(d) for d in a.drgs))
+                                                     if isinstance(a, ast.AdrgDef) else a for a in st.items))
         statements.append(st)
     first_mdc = next((i for i, st in enumerate(statements) if isinstance(st, ast.MdcDef)), len(statements))
     statements[first_mdc:first_mdc] = settings
@@ -120,7 +127,7 @@ def _position(order: list[str], code: str, parent: str | None) -> ast.Position:
 def _bare(node):
     """A group without children, for comparing its own name and condition."""
     if isinstance(node, ast.MdcDef):
-        return dataclasses.replace(node, adrgs=())
+        return dataclasses.replace(node, items=())
     if isinstance(node, ast.AdrgDef):
         return dataclasses.replace(node, drgs=())
     return node
@@ -175,6 +182,14 @@ class _Differ:
         return ops
 
     def hierarchy(self) -> list[ast.Statement]:
+        from .chs_drg import ImportError_
+
+        qys = lambda scheme: ([q for q in scheme.of_type(ast.QyDef)], {m.code: m.qys for m in scheme.mdcs})  # noqa: E731
+        base_qy, region_qy = qys(self.base), qys(self.region)
+        if base_qy[0] != region_qy[0] or any(region_qy[1].get(c, ()) != q for c, q in base_qy[1].items()
+                                             if c in region_qy[1]):
+            raise ImportError_("the region changes ambiguous-group (QY) rules, which an overlay cannot state yet: "
+                               "import it as a standalone pack")
         base_mdcs = {m.code: m for m in self.base.mdcs}
         region_mdcs = {m.code: m for m in self.region.mdcs}
         base_adrgs = {a.code: (m.code, a) for m in self.base.mdcs for a in m.adrgs}
@@ -205,7 +220,7 @@ class _Differ:
         for mdc in self.region.mdcs:
             if mdc.code not in base_mdcs:
                 all_new = all(a.code not in base_adrgs for a in mdc.adrgs)
-                block = mdc if all_new else dataclasses.replace(mdc, adrgs=())
+                block = mdc if all_new else dataclasses.replace(mdc, items=())
                 ops.append(ast.AddGroup(block, _position(region_order, mdc.code, None)))
                 continue
             if mdc.code not in keep:
@@ -256,9 +271,11 @@ def _patch(base: pl.DataFrame, region: pl.DataFrame) -> pl.DataFrame | None:
 
 
 def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str | Path, *, name: str,
-                   version: str, with_maps: bool = False) -> Path:
+                   version: str | None = None, with_maps: bool = False, allow_unused: bool = False,
+                   unused: list[str] | None = None) -> Path:
     """Import the regional table set and write `out_dir/scheme.grp`, an overlay of `base_pack`
-    holding only what differs, plus the patch and table files it names. Returns the scheme path."""
+    holding only what differs, plus the patch and table files it names. Returns the scheme path.
+    The other arguments are those of `import_chs_drg` (which imports the set standalone first)."""
     from ..scheme import parse_pack, scheme_path
     from .chs_drg import ImportError_, import_chs_drg
 
@@ -266,8 +283,10 @@ def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str |
     base_path = scheme_path(base_pack)
     base, _ = parse_pack(base_path)
     with tempfile.TemporaryDirectory() as tmp:
-        standalone = import_chs_drg(region_dir, tmp, name=name, version=version, with_maps=with_maps)
+        standalone = import_chs_drg(region_dir, tmp, name=name, version=version, with_maps=with_maps,
+                                    allow_unused=allow_unused, unused=unused)
         region = parse_file(standalone)
+        version = region.header.version
         out_dir.mkdir(parents=True, exist_ok=True)
         statements: list[ast.Statement] = []
         base_tables = {t.name: t for t in base.tables}
@@ -292,8 +311,8 @@ def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str |
             else:
                 shutil.copyfile(path, out_dir / table.file)
                 statements.append(ast.ReplaceDef(table))
-        for kind in (ast.DictionaryDef, ast.SetDef, ast.DefineDef, ast.InvalidDef, ast.WarnDef, ast.ValidateDef,
-                     ast.MapDef, ast.WeightsDef, ast.SettingDef):
+        for kind in (ast.DictionaryDef, ast.SetDef, ast.DefineDef, ast.ReadSex, ast.ReadEmptyNumber, ast.ReadEmptyList,
+                     ast.InvalidDef, ast.WarnDef, ast.ValidateDef, ast.MapDef, ast.WeightsDef, ast.SettingDef):
             statements += _definitions(kind, base, region, ImportError_)
         statements += _Differ(base, region).hierarchy()
     base_ref = base_path.parent if base_path.name == "scheme.grp" else base_path
