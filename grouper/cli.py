@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace-status", action="append", metavar="STATUS",
                    choices=["grouped", "qy", "no_drg", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
+    g.add_argument("--by-date", metavar="SCHEDULE",
+                   help="group each case with the scheme in force at its discharge date: a CSV with columns "
+                        "from,pack (instead of --scheme); results get scheme and scheme_version columns")
     g.add_argument("--carry", action="store_true",
                    help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
                         "after the results, input for calibrate/metrics/settle")
@@ -92,15 +95,34 @@ def _parser() -> argparse.ArgumentParser:
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
     i.add_argument("--base", metavar="PACK",
                    help="chs-drg: write an overlay of this pack holding only the differences (a regional table set)")
+    st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
+    st.add_argument("cases", help="a grouped file (.parquet/.csv with status, drg and the settlement fields) or raw cases")
+    st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
+    st.add_argument("--weights", required=True, help="weights table (CSV: drg, weight[, mean])")
+    st.add_argument("--scheme", help="scheme pack for raw cases (default: the shipped demo scheme)")
+    st.add_argument("-o", "--output", required=True, help="folder for cases, hospitals.csv, drgs.csv, pools.csv, summary.json")
+    st.add_argument("--compare", metavar="POLICY2", help="also settle under this policy and write the change per hospital and DRG")
+    st.add_argument("--weights2", help="weights table for the --compare side (default: --weights)")
+    st.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case table format (default parquet)")
+    st.add_argument("-q", "--quiet", action="store_true", help="no summary")
+
     from .payment.commands import add_payment_parsers
+    from .versions.commands import add_versions_parsers
 
     add_payment_parsers(sub)
+    add_versions_parsers(sub)
     cal = sub.add_parser("calibrate", help="build weights or a DIP catalogue from a cost history")
     calibrate_kinds = cal.add_subparsers(dest="kind", required=True)   # each wing adds its kind
     from .dip.commands import add_calibrate_dip
 
     add_calibrate_dip(calibrate_kinds)
     return parser
+
+
+def cmd_settle(args) -> int:
+    from .settle.cli import run_settle
+
+    return run_settle(args)
 
 
 def cmd_group(args) -> int:
@@ -117,6 +139,10 @@ def cmd_group(args) -> int:
         refuse_unwritable(name, path)
         if path:
             io.output_format(path)
+    if args.by_date:
+        from .versions.commands import group_by_date_command
+
+        return group_by_date_command(args, _columns(args.column))
     from .dip import is_dip_pack
 
     if is_dip_pack(args.scheme):
@@ -242,6 +268,10 @@ def cmd_explain(args) -> int:
                 scenarios.append([parse_change(part) for part in text.split(",") if part.strip()])
             except ValueError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
+    if args.by_date:
+        from .versions.commands import group_by_date_command
+
+        return group_by_date_command(args, _columns(args.column))
     from .dip import is_dip_pack
 
     if is_dip_pack(args.scheme):
@@ -305,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
-        commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain}
+        commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain,
+                    "settle": cmd_settle}
         if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
             return args.run(args)
         return commands[args.command](args)
