@@ -21,6 +21,7 @@ labels inline and falls back to scanning the TAGSET items when a scope has more 
 and COUNT counts any number of distinct labels, so results match the reference exactly.
 """
 from libc.stdint cimport INT32_MIN, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
 
 from grouper.engine import ir as _ir
 
@@ -62,6 +63,11 @@ cdef enum:
     ST_NO_ADRG = 1
     ST_UNGROUPABLE = 2
     ST_INVALID = 3
+    ST_NO_DRG = 4
+
+cdef enum:
+    B_NO_DRG_STATUS = 1
+    B_SECOND_ATTEMPT = 2
 
 cdef enum:
     MAX_STACK = 64
@@ -81,7 +87,8 @@ def _check_ir_constants():
         "OP_FIELD_PRESENT": K_FIELD_PRESENT, "OP_AND": K_AND, "OP_OR": K_OR, "OP_NOT": K_NOT,
         "OP_GATE": K_GATE,
         "GROUPED": ST_GROUPED, "NO_ADRG": ST_NO_ADRG, "UNGROUPABLE": ST_UNGROUPABLE,
-        "INVALID": ST_INVALID, "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
+        "INVALID": ST_INVALID, "NO_DRG": ST_NO_DRG, "NO_DRG_STATUS": B_NO_DRG_STATUS, "SECOND_ATTEMPT": B_SECOND_ATTEMPT,
+        "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
         "NO_CONDITION": NO_CONDITION, "MISSING": MISSING,
     }
     wrong = [name for name, value in expected.items() if int(getattr(_ir, name)) != value]
@@ -320,7 +327,7 @@ cdef bint eval_condition(const PlanC* p, Py_ssize_t k, const CaseC* cs) noexcept
 
 
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
-                           int32_t* adrg, int32_t* drg, int32_t* reason) noexcept nogil:
+                           int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour) noexcept nogil:
     cdef Py_ssize_t r, m, ai, g, last_entered = -1
     cdef int32_t cond
     cdef uint64_t candidates = <uint64_t>-1
@@ -351,6 +358,14 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
                     drg[0] = <int32_t>g
                     reason[0] = -1
                     return
+            # The ADRG holds but none of its DRGs does: the next ADRG is tried, or (NO_DRG_STATUS) status no_drg.
+            if behaviour & B_NO_DRG_STATUS:
+                status[0] = ST_NO_DRG
+                mdc[0] = <int32_t>m
+                adrg[0] = <int32_t>ai
+                drg[0] = -1
+                reason[0] = -1
+                return
         # Entered but no ADRG matched: CHS-DRG goes on with the next MDC.
         last_entered = m
     mdc[0] = <int32_t>last_entered
@@ -500,7 +515,7 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 int32_t[::1] out_drg not None,
                 int32_t[::1] out_reason not None,
                 Py_ssize_t start=0, Py_ssize_t stop=-1,
-                const uint64_t[::1] pdx_mdc_mask=None):
+                const uint64_t[::1] pdx_mdc_mask=None, int behaviour=0):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     Same arguments and results as `grouper.engine._kernel_py.group_cases`; the case loop runs
@@ -514,10 +529,13 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     cdef Py_ssize_t n_instr = program.shape[0]
     cdef Py_ssize_t n_cond = cond_start.shape[0] - 1 if cond_start.shape[0] > 0 else 0
     cdef Py_ssize_t n_mdc = mdc_cond.shape[0], n_adrg = adrg_cond.shape[0], n_drg = drg_cond.shape[0]
-    cdef Py_ssize_t k, i
+    cdef Py_ssize_t k, i, j, q, longest = 0
     cdef int64_t code_bound
     cdef PlanC p
-    cdef CaseC cs
+    cdef CaseC cs, moved
+    cdef uint32_t* reordered = NULL
+    cdef uint8_t retry_status
+    cdef int32_t retry_mdc, retry_adrg, retry_drg, retry_reason
 
     # ---- shapes of the batch
     if stop < 0:
@@ -604,22 +622,51 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     cdef int32_t* o_drg = &out_drg[0]
     cdef int32_t* o_reason = &out_reason[0]
     cs.field_stride = n
-
-    with nogil:
+    if behaviour & B_SECOND_ATTEMPT:
+        # one buffer for the reordered procedure list of a second attempt (rows were checked above)
         for i in range(start, stop):
-            if skip_p[i]:
-                st[i] = ST_INVALID
-                o_mdc[i] = -1
-                o_adrg[i] = -1
-                o_drg[i] = -1
-                o_reason[i] = -1
-                continue
-            cs.dx = dx_base + dx_off[i]
-            cs.n_dx = <Py_ssize_t>(dx_off[i + 1] - dx_off[i])
-            cs.px = px_base + px_off[i]
-            cs.n_px = <Py_ssize_t>(px_off[i + 1] - px_off[i])
-            cs.fields = field_base + i
-            group_one(&p, &cs, st + i, o_mdc + i, o_adrg + i, o_drg + i, o_reason + i)
+            longest = max(longest, <Py_ssize_t>(px_off[i + 1] - px_off[i]))
+        reordered = <uint32_t*>malloc((longest + 1) * sizeof(uint32_t))
+        if reordered == NULL:
+            raise MemoryError()
+
+    try:
+        with nogil:
+            for i in range(start, stop):
+                if skip_p[i]:
+                    st[i] = ST_INVALID
+                    o_mdc[i] = -1
+                    o_adrg[i] = -1
+                    o_drg[i] = -1
+                    o_reason[i] = -1
+                    continue
+                cs.dx = dx_base + dx_off[i]
+                cs.n_dx = <Py_ssize_t>(dx_off[i + 1] - dx_off[i])
+                cs.px = px_base + px_off[i]
+                cs.n_px = <Py_ssize_t>(px_off[i + 1] - px_off[i])
+                cs.fields = field_base + i
+                group_one(&p, &cs, st + i, o_mdc + i, o_adrg + i, o_drg + i, o_reason + i, behaviour)
+                if not behaviour & B_SECOND_ATTEMPT or st[i] == ST_GROUPED or st[i] == ST_INVALID:
+                    continue
+                # Second attempt: procedure j moved to the front, the others in order; first grouped wins.
+                moved = cs
+                moved.px = reordered
+                for j in range(1, cs.n_px):
+                    reordered[0] = cs.px[j]
+                    for q in range(j):
+                        reordered[q + 1] = cs.px[q]
+                    for q in range(j + 1, cs.n_px):
+                        reordered[q] = cs.px[q]
+                    group_one(&p, &moved, &retry_status, &retry_mdc, &retry_adrg, &retry_drg, &retry_reason, behaviour)
+                    if retry_status == ST_GROUPED:
+                        st[i] = retry_status
+                        o_mdc[i] = retry_mdc
+                        o_adrg[i] = retry_adrg
+                        o_drg[i] = retry_drg
+                        o_reason[i] = retry_reason
+                        break
+    finally:
+        free(reordered)
 
 
 def duplicate_items(const int64_t[::1] offsets not None, const uint32_t[::1] codes not None,

@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace", action="append", metavar="ID",
                    help="add a `trace` column (the rules that held) for the case with this id (repeatable)")
     g.add_argument("--trace-status", action="append", metavar="STATUS",
-                   choices=["grouped", "no_adrg", "ungroupable", "invalid"],
+                   choices=["grouped", "no_drg", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
     g.add_argument("--carry", action="store_true",
                    help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
@@ -78,11 +78,13 @@ def _parser() -> argparse.ArgumentParser:
                         "`--try each` drops each recorded secondary diagnosis and procedure in turn")
 
     i = sub.add_parser("import", help="turn an official table set into a scheme pack")
-    i.add_argument("format", choices=["chs-drg"], help="table layout")
-    i.add_argument("table_dir")
+    i.add_argument("format", choices=["chs-drg", "dip"],
+                   help="chs-drg: official appendix tables (a folder); dip: a published DIP catalogue (.csv/.xlsx)")
+    i.add_argument("table_dir", help="the table folder (chs-drg) or the catalogue file (dip)")
     i.add_argument("-o", "--output", required=True, help="pack folder to write")
-    i.add_argument("--name", default="CHS-DRG")
-    i.add_argument("--version", dest="scheme_version", default="1.1")
+    i.add_argument("--name", help="scheme name (default: CHS-DRG / DIP)")
+    i.add_argument("--version", dest="scheme_version", help="scheme version (default: 1.1 / imported)")
+    i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
     from .payment.commands import add_payment_parsers
@@ -160,7 +162,7 @@ def _row_count(path: Path) -> int | None:
 
 def cmd_check(args) -> int:
     from .console import print_diagnostics, stderr_console
-    from .scheme import check_scheme, scheme_path
+    from .scheme import check_scheme, scheme_path, split_base_diagnostics
 
     from .dip import is_dip_pack
 
@@ -170,7 +172,10 @@ def cmd_check(args) -> int:
         return check_command(args.pack, args.strict)
     console = stderr_console()
     scheme, found = check_scheme(args.pack)
-    print_diagnostics(found, console)
+    own, base_summary = split_base_diagnostics(args.pack, found) if scheme is not None else (found, None)
+    print_diagnostics(own, console)      # an overlay's base: one summary line
+    if base_summary:
+        console.print(base_summary)
     errors = sum(d.severity == "error" for d in found)
     warnings = len(found) - errors
     where = scheme_path(args.pack)
@@ -259,8 +264,12 @@ def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
 
-    path = import_chs_drg(args.table_dir, args.output, name=args.name, version=args.scheme_version,
-                          with_maps=args.with_maps)
+    if args.format == "dip":
+        from .dip.commands import import_command
+
+        return import_command(args)
+    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG",
+                          version=args.scheme_version or "1.1", with_maps=args.with_maps)
     stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 

@@ -102,8 +102,11 @@ class _Evaluator:
         if isinstance(cond, ast.Always):
             return Check(text, True, "always holds")
         if isinstance(cond, ast.DefineRef):
-            inner = self.check(self.names.define_cond(cond.name))
-            return Check(text, inner.holds, "", [inner])
+            define = self.names.defines[cond.name]
+            inner = self.check(define.cond)
+            # a define an overlay replaced says where its text now comes from
+            where = f"defined at {define.span.file}:{define.span.line}" if define.changes and define.span else ""
+            return Check(text, inner.holds, where, [inner])
         if isinstance(cond, (ast.AllOf, ast.AnyOf)):
             children = [self.check(item) for item in cond.items]
             holds = all(c.holds for c in children) if isinstance(cond, ast.AllOf) else any(c.holds for c in children)
@@ -202,7 +205,46 @@ def _tags_hold(expr: ast.TagExpr, present: set[str]) -> bool:
 
 
 def _source(node) -> str | None:
-    return f"{node.span.file}:{node.span.line}" if node.span else None
+    """file:line of a rule; for a base rule an overlay changed, the overlay lines too."""
+    if not node.span:
+        return None
+    changes = [f"{c.file}:{c.line}" for c in getattr(node, "changes", ())]
+    return f"{node.span.file}:{node.span.line}" + (f" (changed at {', '.join(changes)})" if changes else "")
+
+
+def _setting_step(scheme, name: str, detail: str) -> Step:
+    """A setting that decided the path, with the line that states it (or "default")."""
+    value = scheme.plan.settings[name]
+    stated = [st for st in scheme.ast.of_type(ast.SettingDef) if st.name == name]
+    source = _source(stated[-1]) if stated else None
+    rule = f"setting {name} = {value}" + ("" if stated else " (default)")
+    return Step("setting", name, f"= {value}{'' if stated else ' (default)'}: {detail}", True, rule, source)
+
+
+def _second_attempts(scheme, case: Case, codes: dict, raw: dict, dx: list, px: list) -> list[Step]:
+    """setting second_attempt = later_procedures: each later procedure in turn as the principal one."""
+    plan_arrays = scheme.plan.kernel_args()
+    steps = [_setting_step(scheme, "second_attempt", "no group on the first attempt: each later procedure "
+                                                     "in turn becomes the principal procedure")]
+    for j in range(1, len(px)):
+        moved_px = [px[j]] + px[:j] + px[j + 1:]
+        moved = Case(case.dx, [case.px[j]] + case.px[:j] + case.px[j + 1:], case.fields)
+        moved_codes = {**codes, "pproc": moved_px[:1], "proc": moved_px, "secondary proc": moved_px[1:]}
+        ev = _Evaluator(scheme, moved, moved_codes, raw)
+
+        def rule_step(level, node, code, name, k, ev=ev, moved=moved) -> Step:
+            matched = eval_condition(plan_arrays, int(k), moved)
+            why = ev.check(node.cond)
+            if why.holds != matched:
+                why.detail += " [explanation disagrees with the kernel: please report]"
+            return Step(level, code, name, matched, cond_text(node.cond), _source(node), why)
+
+        hierarchy, grouped = _hierarchy_steps(scheme, rule_step)
+        steps.append(Step("attempt", str(j + 1), f"principal procedure {px[j]} (procedure {j + 1})", grouped,
+                          f"procedures {' | '.join(moved_px)}", None, None, hierarchy))
+        if grouped:
+            break
+    return steps
 
 
 def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
@@ -247,7 +289,10 @@ def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
             if step.matched:
                 break
         else:
-            steps.extend(_hierarchy_steps(scheme, rule_step))
+            hierarchy, grouped = _hierarchy_steps(scheme, rule_step)
+            steps.extend(hierarchy)
+            if not grouped and plan.behaviour & ir.SECOND_ATTEMPT:
+                steps.extend(_second_attempts(scheme, case, codes, raw, dx, px))
     weight = None
     if result["drg"] is not None:
         weight = plan.drg_weights[plan.drg_codes.index(result["drg"])]
@@ -256,7 +301,8 @@ def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
                        {k: row.get(k) for k in case_row.columns})
 
 
-def _hierarchy_steps(scheme, rule_step) -> list[Step]:
+def _hierarchy_steps(scheme, rule_step) -> tuple[list[Step], bool]:
+    """The MDC → ADRG → DRG path of one attempt, and whether it ended in a DRG."""
     plan = scheme.plan
     steps = []
     a_index = d_index = 0
@@ -278,12 +324,17 @@ def _hierarchy_steps(scheme, rule_step) -> list[Step]:
             for g, drg in enumerate(adrg.drgs, start=first_drg):
                 if drg.cond is None:
                     adrg_step.children.append(Step("drg", drg.code, drg.name or "", True, "(unconditional)", _source(drg)))
-                    return steps
+                    return steps, True
                 drg_step = rule_step("drg", drg, drg.code, drg.name or "", plan.drg_cond[g])
                 adrg_step.children.append(drg_step)
                 if drg_step.matched:
-                    return steps
-    return steps
+                    return steps, True
+            if not plan.behaviour & ir.NO_DRG_STATUS:
+                adrg_step.children.append(_setting_step(scheme, "adrg_without_drg", "no DRG of this ADRG holds: the next ADRG is tried"))
+                continue
+            adrg_step.children.append(_setting_step(scheme, "adrg_without_drg", "no DRG of this ADRG holds: status no_drg"))
+            return steps, False
+    return steps, False
 
 
 # ---- what-if -------------------------------------------------------------------------------
@@ -364,25 +415,31 @@ def removal_scenarios(case_row: pl.DataFrame) -> list[list[Change]]:
 
 # ---- compact trace for batch output ---------------------------------------------------------
 def trace_text(explanation: Explanation) -> str:
-    """One line: the rules that held, e.g. `MDCA>- | MDCG>GD1>GD13`; `-` where none held."""
-    parts = []
-    for step in explanation.steps:
+    """One line: the rules that held, e.g. `MDCA>- | MDCG>GD1>GD13`; `-` where none held. An ADRG
+    without a DRG shows `>-` and, with no_drg = next_adrg, the ADRG tried next; a second attempt
+    follows `||` with its principal procedure: `MDCG>GD1>- || proc 2 51.2300: MDCG>GD2>GD29`."""
+    return _trace_steps(explanation.steps) or "-"
+
+
+def _trace_steps(steps: list[Step]) -> str:
+    parts, attempts = [], []
+    for step in steps:
         if step.level == "invalid":
             if step.matched:
                 parts.append(f"invalid:{step.code}")
             continue
-        if not step.matched:
+        if step.level == "attempt":
+            attempts.append(f"proc {step.code} {step.name.split()[2]}: " + (_trace_steps(step.children) or "-"))
             continue
-        path = [step.code]
-        adrg = next((c for c in step.children if c.matched), None)
-        if adrg is None:
-            path.append("-")
-        else:
-            path.append(adrg.code)
-            drg = next((c for c in adrg.children if c.matched), None)
-            path.append(drg.code if drg else "-")
-        parts.append(">".join(path))
-    return " | ".join(parts) or "-"
+        if step.level == "setting" or not step.matched:
+            continue
+        adrgs = [c for c in step.children if c.matched]
+        if not adrgs:
+            parts.append(f"{step.code}>-")
+        for adrg in adrgs:
+            drg = next((c for c in adrg.children if c.matched and c.level == "drg"), None)
+            parts.append(f"{step.code}>{adrg.code}>{drg.code if drg else '-'}")
+    return " || ".join([" | ".join(parts)] + attempts) if attempts else " | ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -100,8 +100,32 @@ def check_scheme(pack: str | Path | None) -> tuple[ast.Scheme | None, list[Diagn
     return scheme, found
 
 
+def split_base_diagnostics(pack: str | Path | None, found: list[Diagnostic]) -> tuple[list[Diagnostic], str | None]:
+    """For an overlay: (the diagnostics that are its own, one line summarising the ones its base
+    pack has by itself). A base diagnostic the overlay changed (or caused) counts as its own."""
+    path = scheme_path(pack)
+    match = EXTENDS.search(path.read_text(encoding="utf-8", errors="replace"))
+    if match is None:
+        return found, None
+    try:
+        base = scheme_path(path.parent / match.group(1))
+    except SchemeError:
+        return found, None
+    _, base_found = check_scheme(base)
+    inherited = [d for d in found if d in base_found]
+    own = [d for d in found if d not in base_found]
+    by_code: dict[str, int] = {}
+    for d in inherited:
+        by_code[d.code] = by_code.get(d.code, 0) + 1
+    errors = sum(d.severity == "error" for d in inherited)
+    detail = ", ".join(f"{code} {n}" for code, n in sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0])))
+    summary = (f"base {match.group(1)}: {errors} error(s), {len(inherited) - errors} warning(s) of its own"
+               + (f" ({detail}); `grouper check {base.parent}` lists them" if inherited else ""))
+    return own, summary
+
+
 # Bump when the AST or Plan layout changes, so old cache entries are never unpickled.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 def cache_dir() -> Path:

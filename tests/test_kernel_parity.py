@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from grouper.engine import _kernel_py, ir
 from grouper.engine.ir import (
-    DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MAX_STACK, MISSING, NE, NO_ADRG, NO_CONDITION,
+    DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MAX_STACK, MISSING, NE, NO_ADRG, NO_CONDITION, NO_DRG, NO_DRG_STATUS, SECOND_ATTEMPT,
     OP_AND, OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_HAS_TAG, OP_IN, OP_IN_UNLESS,
     OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
 )
@@ -158,10 +158,12 @@ def new_outputs(n: int) -> tuple:
     return (np.full(n, SENTINEL_STATUS, np.uint8),) + tuple(np.full(n, SENTINEL_INT, np.int32) for _ in range(4))
 
 
-def run(kernel, plan, batch, start=0, stop=-1, outputs=None) -> np.ndarray:
+def run(kernel, plan, batch, start=0, stop=-1, outputs=None, behaviour=0) -> np.ndarray:
     """Group and return the outputs as one int64[n, 5] array (status, mdc, adrg, drg, reason)."""
     out = new_outputs(len(batch[5])) if outputs is None else outputs
-    if start == 0 and stop == -1:
+    if behaviour:
+        kernel.group_cases(*plan, *batch, *out, start, stop, None, behaviour)
+    elif start == 0 and stop == -1:
         kernel.group_cases(*plan, *batch, *out)       # defaults
     else:
         kernel.group_cases(*plan, *batch, *out, start, stop)
@@ -456,6 +458,33 @@ def test_hierarchy(kernel, dx, age, expected):
     assert tuple(row) == expected
 
 
+def behaviour_plan():
+    """MDC 0 entered by pdx 10: ADRG 0 needs principal procedure 5 (DRG 0 only when age >= 65, no
+    fallback), ADRG 1 needs principal procedure 5 or 6 (DRG 1 unconditional)."""
+    pb = PlanBuilder(n_codes=40)
+    old = pb.cond(I(OP_FIELD_CMP, AGE, GE, 65))
+    pb.mdc(pb.cond(I(OP_IN, PDX, pb.set([10]))),
+           [(pb.cond(I(OP_IN, PPROC, pb.set([5]))), [old]), (pb.cond(I(OP_IN, PPROC, pb.set([5, 6]))), [NO_CONDITION])])
+    return pb.build()
+
+
+@pytest.mark.parametrize("px, age, behaviour, expected", [
+    ([5], 70, 0, (GROUPED, 0, 0, 0, -1)),
+    ([5], 40, 0, (GROUPED, 0, 1, 1, -1)),                          # default: ADRG 0 without DRG → next ADRG
+    ([5], 40, NO_DRG_STATUS, (NO_DRG, 0, 0, -1, -1)),              # adrg_without_drg = no_drg
+    ([7, 8, 6], 40, 0, (NO_ADRG, 0, -1, -1, -1)),
+    ([7, 8, 6], 40, SECOND_ATTEMPT, (GROUPED, 0, 1, 1, -1)),       # procedure 3 as the principal one
+    ([7, 5, 6], 40, SECOND_ATTEMPT | NO_DRG_STATUS, (GROUPED, 0, 1, 1, -1)),   # 5 → no_drg, then 6 → grouped
+    ([7, 5], 40, SECOND_ATTEMPT | NO_DRG_STATUS, (NO_ADRG, 0, -1, -1, -1)),    # no attempt grouped: the first result
+    ([7], 40, SECOND_ATTEMPT, (NO_ADRG, 0, -1, -1, -1)),
+    ([], 40, SECOND_ATTEMPT, (NO_ADRG, 0, -1, -1, -1)),
+])
+def test_behaviour_flags(kernel, px, age, behaviour, expected):
+    out = new_outputs(1)
+    kernel.group_cases(*behaviour_plan(), *make_batch([([10], px, {AGE: age})]), *out, 0, -1, None, behaviour)
+    assert tuple(int(o[0]) for o in out) == expected
+
+
 def test_skip_rows(kernel):
     batch = list(make_batch([([10, 11], [], {AGE: 70}), ([10, 11], [], {AGE: 70}), ([], [], None)],
                             skip=[0, 1, 1]))
@@ -576,6 +605,17 @@ def test_random_parity(cy, seed):
     assert len(set(expected[:, 0].tolist())) >= 3
 
 
+@pytest.mark.parametrize("behaviour", [NO_DRG_STATUS, SECOND_ATTEMPT, NO_DRG_STATUS | SECOND_ATTEMPT])
+def test_random_parity_with_settings(cy, behaviour):
+    changed = 0
+    for seed in range(4):
+        plan, batch = random_plan(200 + seed), random_cases(300 + seed, 1000)
+        expected = run(_kernel_py, plan, batch, behaviour=behaviour)
+        assert (expected == run(cy, plan, batch, behaviour=behaviour)).all()
+        changed += int((expected != run(_kernel_py, plan, batch)).any(axis=1).sum())
+    assert changed > 0    # the settings changed some results, so the comparison covered them
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_random_parity_subranges(cy, seed):
     plan, batch = random_plan(50 + seed), random_cases(60 + seed, 400)
@@ -599,6 +639,8 @@ def test_hypothesis_parity(plan_seed, cases, skip):
     plan = random_plan(plan_seed, n_conditions=12)
     batch = make_batch(cases, skip=skip[:len(cases)])
     assert (run(_kernel_py, plan, batch) == run(cy, plan, batch)).all()
+    behaviour = plan_seed % 4
+    assert (run(_kernel_py, plan, batch, behaviour=behaviour) == run(cy, plan, batch, behaviour=behaviour)).all()
 
 
 # --------------------------------------------------------------------------- Cython only

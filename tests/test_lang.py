@@ -71,7 +71,7 @@ def test_every_grammar_rule_has_an_ast_class_or_builder():
     missing = sorted(n for n in named if not hasattr(_Builder, n) and n not in {"cond", "or_cond", "and_cond",
                                                                                  "not_cond", "atom", "set_expr",
                                                                                  "value", "tag_or", "tag_and",
-                                                                                 "tag_atom", "statement"})
+                                                                                 "tag_atom", "statement", "position"})
     assert missing == []
 
 
@@ -150,7 +150,35 @@ def test_unreachable_rules(tmp_path):
                     ' adrg X2 when pdx in t[adrg = "X2"] and age > 3 { drg X29 }\n'   # subset of X1's set
                     ' adrg X3 when true { drg X39 when age > 1 drg X35 drg X33 }\n'  # after an unconditional DRG
                     '}\n', TABLES, tmp_path)
-    assert codes_of(found) == [("unreachable", 5), ("unreachable", 6)]
+    # dead rules are warnings (official tables carry them) that name the rule tried first
+    assert codes_of(found) == []
+    assert codes_of(found, "warning") == [("unreachable", 5), ("unreachable", 6)]
+    x2, x33 = [d for d in found if d.code == "unreachable"]
+    assert "ADRG X2 can never match: ADRG X1 (" in x2.message and ":4)" in x2.message
+    assert "DRG X33 can never match: DRG X35 (" in x33.message
+
+
+def test_a_conditional_last_drg_warns_with_the_outcome(tmp_path):
+    body = 'mdc M when true { adrg X1 when true { drg X11 when age > 3 } }\n'
+    (warning,) = [d for d in checked(HEAD + body, TABLES, tmp_path) if d.code == "no-default-drg"]
+    assert warning.severity == "warning" and "next ADRG" in warning.message
+    (warning,) = [d for d in checked(HEAD + "setting adrg_without_drg = no_drg\n" + body, TABLES, tmp_path)
+                  if d.code == "no-default-drg"]
+    assert "status no_drg" in warning.message
+
+
+def test_an_empty_list_is_reported_as_empty_not_as_shadowed(tmp_path):
+    found = checked(HEAD + 'table t = "t.csv"\nmdc M when pdx in t {\n'
+                    ' adrg X1 when pdx in t { drg X19 }\n'
+                    ' adrg X2 when pdx in t[adrg = "nothing"] { drg X29 }\n}\n', TABLES, tmp_path)
+    assert codes_of(found, "warning") == [("empty-set", 5)]
+
+
+def test_a_dead_drg_is_named_with_the_rule_that_shadows_it(tmp_path):
+    found = checked(HEAD + 'table t = "t.csv"\nmdc M when pdx in t {\n'
+                    ' adrg X1 when pdx in t { drg X11 when los > 3 drg X19 drg X15 }\n}\n', TABLES, tmp_path)
+    (dead,) = [d for d in found if d.code == "unreachable"]
+    assert dead.severity == "warning" and "DRG X15 can never match: DRG X19" in dead.message
 
 
 def test_narrower_earlier_rule_is_fine(tmp_path):
@@ -173,7 +201,6 @@ def test_codes_absent_from_dictionary_warn(tmp_path):
 @pytest.mark.parametrize("body, code", [
     ('mdc M when nope { adrg X1 when true { drg X19 } }', "unknown-define"),
     ('define a = b\ndefine b = a\nmdc M when a { adrg X1 when true { drg X19 } }', "cycle"),
-    ('mdc M when true { adrg X1 when true { drg X19 when age > 3 } }', "no-default-drg"),
     ('mdc M when true { adrg X1 when true { } }', "empty-adrg"),
     ('mdc M when dept = 3 { adrg X1 when true { drg X19 } }', "bad-value"),
     ('mdc M when sex = 3 { adrg X1 when true { drg X19 } }', "bad-value"),
@@ -184,6 +211,11 @@ def test_codes_absent_from_dictionary_warn(tmp_path):
     ('set t = {"A"}\nmdc M when true { adrg X1 when true { drg X19 } }', "duplicate-name"),
     ('mdc M when any proc in t unless t.site = t.site(pdx) { adrg X1 when true { drg X19 } }', "bad-unless"),
     ('mdc M when pdx in s { adrg X1 when true { drg X19 } }', "unknown-set"),
+    ('setting nope = 1\nmdc M when true { adrg X1 when true { drg X19 } }', "unknown-setting"),
+    ('setting second_attempt = always\nmdc M when true { adrg X1 when true { drg X19 } }', "bad-value"),
+    ('setting second_attempt = off\nsetting second_attempt = off\nmdc M when true { adrg X1 when true { drg X19 } }',
+     "duplicate-name"),
+    ('mdc M when true { adrg X1 when true { drg X19 } }\nremove adrg X1', "overlay-only"),
 ])
 def test_semantic_errors(body, code, tmp_path):
     found = checked(HEAD + 'table t = "t.csv"\n' + body + "\n", TABLES, tmp_path)

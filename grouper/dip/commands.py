@@ -71,3 +71,16 @@ def explain_command(args, case, scenarios) -> int:
     if whatifs:
         render_dip_what_if(whatifs, console)
     return EXIT_OK
+
+
+def import_command(args) -> int:
+    from .importer import import_dip
+
+    console = stderr_console()
+    path, dropped = import_dip(args.table_dir, args.output, procedures=args.procedures, name=args.name or "DIP",
+                               version=args.scheme_version or "imported")
+    for line, code, reason in dropped.iter_rows():
+        console.print(f"{args.table_dir}:{line}: dropped {code or '(no code)'}: {reason}", style="yellow", markup=False)
+    console.print(f"wrote {path} ({dropped.height} row(s) dropped, listed in {path.parent / 'dropped.csv'}; "
+                  f"check it with: grouper check {args.output})")
+    return EXIT_OK

@@ -6,9 +6,9 @@ Slow (a Python loop per case): use it for tests and explanations, not for batche
 from __future__ import annotations
 
 from .ir import (
-    DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MISSING, NE, NO_ADRG, NO_CONDITION, OP_AND, OP_CONST,
-    OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_HAS_TAG, OP_IN, OP_IN_UNLESS, OP_NOT, OP_OR,
-    OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
+    DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MISSING, NE, NO_DRG_STATUS, NO_ADRG, NO_CONDITION, NO_DRG, OP_AND,
+    OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_HAS_TAG, OP_IN, OP_IN_UNLESS, OP_NOT, OP_OR,
+    OP_TAGSET, PDX, PPROC, PROC, SDX, SECOND_ATTEMPT, SPROC, UNGROUPABLE,
 )
 
 
@@ -112,11 +112,12 @@ def eval_condition(plan_arrays, k: int, case: Case) -> bool:
     return stack[-1]
 
 
-def group_one(plan_arrays, case: Case, pdx_mdc_mask=None) -> tuple[int, int, int, int, int]:
+def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0) -> tuple[int, int, int, int, int]:
     """(status, mdc, adrg, drg, reason) for one case; indexes are -1 where not applicable.
 
     `pdx_mdc_mask` (optional, per code id) has bit m clear when MDC m's entry cannot hold for that
     principal diagnosis; such MDCs are skipped unevaluated (the result is the same).
+    `behaviour` (ir.NO_DRG_STATUS | ir.SECOND_ATTEMPT flags): see `group_with_attempts`.
     """
     (_, _, _, _, invalid_cond, mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond) = plan_arrays
     for r, cond in enumerate(invalid_cond.tolist()):
@@ -133,6 +134,9 @@ def group_one(plan_arrays, case: Case, pdx_mdc_mask=None) -> tuple[int, int, int
             for g in range(adrg_drg_start[a], adrg_drg_start[a + 1]):
                 if drg_cond[g] == NO_CONDITION or eval_condition(plan_arrays, int(drg_cond[g]), case):
                     return GROUPED, m, a, g, -1
+            # The ADRG holds but none of its DRGs does: the next ADRG is tried, or (NO_DRG_STATUS) status no_drg.
+            if behaviour & NO_DRG_STATUS:
+                return NO_DRG, m, a, -1, -1
         # Entered but no ADRG matched: CHS-DRG goes on with the next MDC.
         last_entered = m
     if last_entered >= 0:
@@ -140,16 +144,32 @@ def group_one(plan_arrays, case: Case, pdx_mdc_mask=None) -> tuple[int, int, int
     return UNGROUPABLE, -1, -1, -1, -1
 
 
+def group_with_attempts(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0) -> tuple[int, int, int, int, int]:
+    """`group_one`, then, with SECOND_ATTEMPT, for a case left without a group (no_adrg, no_drg,
+    ungroupable): group it again with procedure j (j = 2, 3, ...) moved to the front as the principal
+    procedure, the others keeping their order; the first grouped result wins, else the first result."""
+    result = group_one(plan_arrays, case, pdx_mdc_mask, behaviour)
+    if not behaviour & SECOND_ATTEMPT or result[0] in (GROUPED, INVALID):
+        return result
+    for j in range(1, len(case.px)):
+        moved = Case(case.dx, [case.px[j]] + case.px[:j] + case.px[j + 1:], case.fields)
+        retry = group_one(plan_arrays, moved, pdx_mdc_mask, behaviour)
+        if retry[0] == GROUPED:
+            return retry
+    return result
+
+
 def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_cond, mdc_adrg_start,
                 adrg_cond, adrg_drg_start, drg_cond,
                 dx_offsets, dx_codes, px_offsets, px_codes, fields, skip,
                 out_status, out_mdc, out_adrg, out_drg, out_reason, start: int = 0, stop: int = -1,
-                pdx_mdc_mask=None) -> None:
+                pdx_mdc_mask=None, behaviour: int = 0) -> None:
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     dx_offsets/px_offsets: int64[n+1]; dx_codes/px_codes: uint32 code ids; fields: int32[7, n];
     skip: uint8[n], nonzero for rows already rejected while reading (they get status INVALID,
-    reason -1). Outputs: status uint8[n], mdc/adrg/drg/reason int32[n].
+    reason -1). Outputs: status uint8[n], mdc/adrg/drg/reason int32[n]. behaviour: ir.NO_DRG_STATUS |
+    ir.SECOND_ATTEMPT (the scheme's settings).
     """
     plan_arrays = (set_bits, label_maps, program, cond_start, invalid_cond, mdc_cond, mdc_adrg_start,
                    adrg_cond, adrg_drg_start, drg_cond)
@@ -162,7 +182,7 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
             case = Case(dx_codes[dx_offsets[i]:dx_offsets[i + 1]].tolist(),
                         px_codes[px_offsets[i]:px_offsets[i + 1]].tolist(),
                         fields[:, i].tolist())
-            result = group_one(plan_arrays, case, pdx_mdc_mask)
+            result = group_with_attempts(plan_arrays, case, pdx_mdc_mask, behaviour)
         out_status[i], out_mdc[i], out_adrg[i], out_drg[i], out_reason[i] = result
 
 

@@ -9,6 +9,7 @@ from ..errors import Diagnostic, SchemeError
 from ..lang import ast
 from ..lang.check import Names
 from ..lang.printer import cond_text, set_text
+from ..lang.settings import resolved
 from ..lang.tables import TableStore
 from . import ir
 
@@ -187,6 +188,7 @@ class _Compiler:
                 adrg_drg_start.append(len(drgs))
             mdc_adrg_start.append(len(adrgs))
 
+        settings = resolved(s)
         codes, set_bits, label_maps = self.build_code_tables()
         pdx_mdc_mask = self.pdx_mdc_mask(s.mdcs, set_bits, len(codes))
         i32 = lambda xs: np.ascontiguousarray(np.asarray(xs, dtype=np.int32))  # noqa: E731
@@ -217,6 +219,9 @@ class _Compiler:
             pdx_mdc_mask=pdx_mdc_mask,
             set_sources=[set_text(e) for e in self.sets],
             map_sources=[f"{t}[{', '.join(f'{c} {o} {v!r}' for c, o, v in f)}].{col}" for t, f, col in self.maps],
+            settings=settings,
+            behaviour=(ir.NO_DRG_STATUS if settings["adrg_without_drg"] == "no_drg" else 0)
+            | (ir.SECOND_ATTEMPT if settings["second_attempt"] == "later_procedures" else 0),
         )
 
     def pdx_mdc_mask(self, mdcs: list[ast.MdcDef], set_bits: np.ndarray, n_codes: int) -> np.ndarray | None:

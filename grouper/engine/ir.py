@@ -48,9 +48,15 @@ MAX_STACK = 64
 MAX_TAGS = 64  # distinct labels held by the tag register
 
 # Result status codes (kernel output) and their names (result frame values)
-GROUPED, NO_ADRG, UNGROUPABLE, INVALID = range(4)
-STATUS_NAMES = ("grouped", "no_adrg", "ungroupable", "invalid")
+GROUPED, NO_ADRG, UNGROUPABLE, INVALID, NO_DRG = range(5)
+STATUS_NAMES = ("grouped", "no_adrg", "ungroupable", "invalid", "no_drg")
 NO_CONDITION = -1  # drg_cond entry of an unconditional DRG
+
+# Behaviour flags (the kernel's `behaviour` argument), from the scheme's settings (lang/settings.py)
+NO_DRG_STATUS = 1   # setting adrg_without_drg = no_drg: an ADRG none of whose DRGs holds ends grouping with
+                    # status no_drg (without it the ADRG counts as not matched: the next ADRG is tried)
+SECOND_ATTEMPT = 2  # setting second_attempt = later_procedures: regroup an ungrouped case with each later
+                    # procedure in turn as the principal one (moved to the front, the others in order)
 
 
 @dataclass
@@ -96,6 +102,8 @@ class Plan:
     # Per code id, bit m set unless MDC m's entry requires `pdx in S` with the code outside S: the
     # kernel skips MDCs whose entry cannot hold for the case's principal diagnosis (None: > 64 MDCs).
     pdx_mdc_mask: np.ndarray | None = None
+    settings: dict[str, str] = field(default_factory=dict)        # every setting's value (defaults included)
+    behaviour: int = 0                                             # NO_DRG_STATUS | SECOND_ATTEMPT flags
 
     def code_enum(self):
         """The Polars Enum over the plan's codes (built once: it is costly for ~50,000 codes)."""

@@ -201,12 +201,26 @@ class Header:
     span: Span | None = _span()
 
 
+def _changes() -> tuple:
+    return field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TablePatch:
+    """Rows removed (op `-`) and added (op `+`) by an overlay's `patch table NAME with "file.csv"`."""
+
+    file: str
+    span: Span | None = _span()
+
+
 @dataclass(frozen=True, slots=True)
 class TableDef:
     name: str
     file: str
     key: str | None = None  # column holding the codes; None means "code"
     span: Span | None = _span()
+    patches: tuple[TablePatch, ...] = ()      # applied in order when the table is read
+    changes: tuple[Span, ...] = _changes()    # overlay statements that changed it (shown by explain)
 
     @property
     def key_column(self) -> str:
@@ -225,6 +239,7 @@ class SetDef:
     name: str
     expr: SetExpr
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +247,7 @@ class DefineDef:
     name: str
     cond: Cond
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +292,7 @@ class DrgDef:
     name: str | None
     cond: Cond | None
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +302,7 @@ class AdrgDef:
     cond: Cond
     drgs: tuple[DrgDef, ...]
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,10 +321,94 @@ class MdcDef:
     cond: Cond
     adrgs: tuple[AdrgDef, ...]
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
+
+
+@dataclass(frozen=True, slots=True)
+class SettingDef:
+    """setting NAME = VALUE: an engine behaviour (grouper/lang/settings.py lists them)."""
+
+    name: str
+    value: str | int
+    span: Span | None = _span()
+
+
+# ---- overlay operations (consumed by lang/overlay.py; an error anywhere else) -------------------
+GroupDef = MdcDef | AdrgDef | DrgDef
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an added or moved group goes: before/after a sibling, or first/last among a parent's children."""
+
+    where: str               # "before" | "after" | "first" | "last"
+    anchor: str | None       # the sibling (before/after) or the parent (first/last; None for an MDC)
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceDef:
+    """replace set/define/table: a new definition under a base name."""
+
+    definition: "SetDef | DefineDef | TableDef"
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceGroup:
+    """replace mdc/adrg/drg CODE ["name"] [when COND]: new name and/or condition, same place and children."""
+
+    kind: str  # "mdc" | "adrg" | "drg"
+    code: str
+    name: str | None
+    cond: Cond | None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class PatchTable:
+    table: str
+    file: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class AddGroup:
+    group: GroupDef
+    position: Position
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveGroup:
+    kind: str
+    code: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class MoveGroup:
+    kind: str
+    code: str
+    position: Position
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class RenameGroup:
+    kind: str
+    code: str
+    new_code: str
+    name: str | None
+    span: Span | None = _span()
+
+
+OVERLAY_OPERATIONS = (RefineDef, ReplaceDef, ReplaceGroup, PatchTable, AddGroup, RemoveGroup, MoveGroup, RenameGroup)
 
 
 Statement = (TableDef | DictionaryDef | SetDef | DefineDef | InvalidDef | WarnDef | ValidateDef | MapDef
-             | WeightsDef | RefineDef | MdcDef)
+             | WeightsDef | RefineDef | MdcDef | SettingDef | ReplaceDef | ReplaceGroup | PatchTable | AddGroup
+             | RemoveGroup | MoveGroup | RenameGroup)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from .. import reasons
 from ..errors import Diagnostic
 from . import ast
+from .printer import statement_lines
+from .settings import SETTINGS, resolved
 from .tables import TableStore
 
 DX_SCOPES = ("pdx", "dx", "secondary dx")
@@ -72,6 +74,7 @@ class _Checker:
         self.dictionary_codes: dict[str, frozenset] = {}
         self.cyclic: set[str] = set()  # defines in a cycle: never expanded
         self.dictionary_checked: set[tuple[str, str]] = set()
+        self.adrg_without_drg = resolved(scheme)["adrg_without_drg"]
 
     def error(self, code, message, span, hint=None):
         self.found.append(Diagnostic(code, "error", message, span, hint))
@@ -85,7 +88,8 @@ class _Checker:
         if self.store is not None:
             errors = self.store.load_errors()
             self.found.extend(errors)
-            self.bad_tables = {name for name, t in self.names.tables.items() if any(d.span == t.span for d in errors)}
+            self.bad_tables = {name for name, t in self.names.tables.items()
+                               if any(d.span in (t.span, *(p.span for p in t.patches)) for d in errors)}
         for d in self.names.dictionaries.values():
             if d.kind not in ("dx", "proc"):
                 self.error("bad-dictionary", f"unknown dictionary kind {d.kind!r}", d.span, "use `dictionary dx = TABLE` or `dictionary proc = TABLE`")
@@ -93,6 +97,7 @@ class _Checker:
         for s in self.names.sets.values():
             self.check_set(s.expr, None)
         self.check_data_statements()
+        self.check_overlay_leftovers()
         self.check_set_cycles()
         self.check_define_cycles()
         for statement in self.scheme.statements:
@@ -109,7 +114,7 @@ class _Checker:
         seen: dict[tuple[str, str], ast.Statement] = {}
         kinds = {ast.TableDef: "table", ast.SetDef: "set", ast.DefineDef: "define", ast.InvalidDef: "rule",
                  ast.WarnDef: "rule", ast.DictionaryDef: "dictionary", ast.MapDef: "map", ast.ValidateDef: "validate",
-                 ast.WeightsDef: "weights"}
+                 ast.WeightsDef: "weights", ast.SettingDef: "setting"}
         for st in self.scheme.statements:
             kind = kinds.get(type(st))
             if kind is None:
@@ -129,9 +134,25 @@ class _Checker:
                 else:
                     groups[node.code] = node
 
+    def check_overlay_leftovers(self):
+        """Overlay operations are consumed when an overlay is merged onto its base; anywhere else they are errors."""
+        for st in self.scheme.statements:
+            if isinstance(st, ast.OVERLAY_OPERATIONS):
+                keyword = statement_lines(st)[0].split(" ")[0]
+                self.error("overlay-only", f"`{keyword}` changes a base scheme, but this scheme has no base", st.span,
+                           'name the base in the first line: scheme "NAME" version "V" extends "BASE"')
+
     def check_data_statements(self):
         for st in self.scheme.statements:
-            if isinstance(st, ast.ValidateDef):
+            if isinstance(st, ast.SettingDef):
+                setting = SETTINGS.get(st.name)
+                if setting is None:
+                    self.error("unknown-setting", f"there is no setting {st.name!r}", st.span,
+                               "settings: " + ", ".join(SETTINGS))
+                elif str(st.value) not in setting.values:
+                    self.error("bad-value", f"setting {st.name} is one of {', '.join(setting.values)}, not {st.value!r}",
+                               st.span, f"default: {setting.default}")
+            elif isinstance(st, ast.ValidateDef):
                 if st.reason not in reasons.CATALOGUE:
                     self.error("unknown-reason", f"no built-in check is called {st.reason!r}", st.span,
                                "built-in checks: " + ", ".join(reasons.CATALOGUE))
@@ -328,9 +349,12 @@ class _Checker:
             for drg in adrg.drgs:
                 if drg.cond is not None:
                     self.check_cond(drg.cond)
-            if adrg.drgs[-1].cond is not None:
-                self.error("no-default-drg", f"the last DRG of ADRG {adrg.code} has a condition, so a case could match "
-                           f"the ADRG and no DRG", adrg.drgs[-1].span, "make the last DRG unconditional (drop its `when`)")
+            if adrg.drgs[-1].cond is not None and not isinstance(adrg.drgs[-1].cond, ast.Always):
+                outcome = ("goes on to the next ADRG (setting adrg_without_drg = next_adrg, the default)"
+                           if self.adrg_without_drg == "next_adrg" else "gets status no_drg (setting adrg_without_drg = no_drg)")
+                self.warning("no-default-drg", f"the last DRG of ADRG {adrg.code} has a condition: a case matching the "
+                             f"ADRG and none of its DRGs {outcome}", adrg.drgs[-1].span,
+                             "make the last DRG unconditional (drop its `when`) if every case should get a DRG")
             self.check_siblings(adrg.drgs, "DRG")
 
     def check_out_of_mdc_codes(self, mdc: ast.MdcDef):
@@ -366,14 +390,30 @@ class _Checker:
         return required
 
     def check_siblings(self, nodes, kind: str):
-        """A rule never matches when an earlier sibling matches every case it could match."""
+        """A rule never matches when an earlier sibling matches every case it could match (a dead rule).
+
+        Official tables carry such rules, so they are warnings (errors under --strict). A rule whose
+        own code list is empty is reported by the empty-set warning, not blamed on a sibling.
+        """
         for i, later in enumerate(nodes):
+            if later.cond is not None and self.requires_empty_set(later.cond):
+                continue
             for earlier in nodes[:i]:
                 if self.implies(later.cond, earlier.cond):
-                    self.error("unreachable", f"{kind} {later.code} can never match: {kind} {earlier.code} "
-                               f"(line {earlier.span.line if earlier.span else '?'}) is tried first and matches every case it would",
-                               later.span, f"reorder the rules or narrow {earlier.code}")
+                    where = f"{earlier.span.file}:{earlier.span.line}" if earlier.span else "?"
+                    self.warning("unreachable", f"{kind} {later.code} can never match: {kind} {earlier.code} "
+                                 f"({where}) is tried first and matches every case it would", later.span,
+                                 f"reorder the rules or narrow {earlier.code}")
                     break
+
+    def requires_empty_set(self, cond: ast.Cond) -> bool:
+        """The condition needs an item in a set that has no code (so it never holds)."""
+        for atom in self._conjuncts(cond):
+            if isinstance(atom, (ast.OneIn, ast.ManyIn)) and (isinstance(atom, ast.OneIn) or atom.quant == "any"):
+                codes = self._code_set(atom.set)
+                if codes is not None and not codes:
+                    return True
+        return False
 
     def implies(self, later: ast.Cond | None, earlier: ast.Cond | None) -> bool:
         """True when `later` holding guarantees `earlier` holds (conservative: False when unsure)."""

@@ -1,39 +1,210 @@
 """Regional variants as overlays: `scheme "X" version "V" extends "BASE"`.
 
-An overlay keeps the base scheme's MDC/ADRG layer (national and fixed, 国家统一ADRG) and changes
-what a region changes: its DRG splits (`refine adrg CODE { drg ... }`), plus any tables, sets,
-defines, input checks, warnings, weights or whole new MDCs it declares. Merging is a pure AST
-step; every node keeps the span of the file it was written in.
+An overlay states only what a region changes. Besides new statements (tables, sets, defines,
+input checks, warnings, weights, settings, whole new MDCs) it applies operations to the base, in
+file order, each to a named target that must exist (else an error at the operation's line):
+
+- `refine adrg A { drg ... }`                  new DRG list (细分组) of an ADRG
+- `replace mdc|adrg|drg CODE ["name"] [when C]` new name and/or condition, same place and children
+- `add mdc|adrg|drg ... POSITION`              a new group before/after a sibling or first/last
+- `remove`, `move ... POSITION`, `rename mdc|adrg|drg CODE to NEW ["name"]`
+- `replace set|define|table NAME ...`          a new definition under the same name: every base
+                                               rule that names it follows
+- `patch table NAME with "patch.csv"`          rows removed (`-`) and added (`+`), see tables.py
+- `setting NAME = VALUE`                       overrides the base's setting of that name
+
+Merging is a pure AST step. Every node keeps the span of the file it was written in, and a base
+node changed by an operation records the operation's span in `changes` (explain shows both).
 """
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 
 from ..errors import Diagnostic
 from . import ast
 
+KINDS = ("mdc", "adrg", "drg")
+PARENT = {"adrg": "mdc", "drg": "adrg"}
+
+
+@dataclass
+class _Group:
+    """A mutable MDC/ADRG/DRG while operations apply: its node (children ignored) and its children."""
+
+    node: ast.GroupDef
+    children: list["_Group"] = field(default_factory=list)
+
+    def build(self) -> ast.GroupDef:
+        if isinstance(self.node, ast.MdcDef):
+            return dataclasses.replace(self.node, adrgs=tuple(c.build() for c in self.children))
+        if isinstance(self.node, ast.AdrgDef):
+            return dataclasses.replace(self.node, drgs=tuple(c.build() for c in self.children))
+        return self.node
+
+
+def _tree(node: ast.GroupDef) -> _Group:
+    children = node.adrgs if isinstance(node, ast.MdcDef) else node.drgs if isinstance(node, ast.AdrgDef) else ()
+    return _Group(node, [_tree(c) for c in children])
+
+
+def _changed(node, span) -> object:
+    return dataclasses.replace(node, changes=node.changes + ((span,) if span else ()))
+
+
+class _Merger:
+    def __init__(self, base: ast.Scheme, overlay: ast.Scheme):
+        self.base, self.overlay = base, overlay
+        self.found: list[Diagnostic] = []
+        self.others: list[ast.Statement] = [st for st in base.statements if not isinstance(st, ast.MdcDef)]
+        self.root = _Group(ast.MdcDef("", None, ast.Always(), ()), [_tree(m) for m in base.mdcs])
+
+    def error(self, code: str, message: str, span, hint: str | None = None):
+        self.found.append(Diagnostic(code, "error", message, span, hint))
+
+    # ---- lookups ---------------------------------------------------------------------------
+    def find(self, kind: str, code: str) -> tuple[_Group, int] | None:
+        """(parent, index) of the group `code` of this kind, or None."""
+        depth = KINDS.index(kind)
+        parents = [self.root]
+        for _ in range(depth):
+            parents = [c for p in parents for c in p.children]
+        for parent in parents:
+            for i, child in enumerate(parent.children):
+                if child.node.code == code:
+                    return parent, i
+        return None
+
+    def locate(self, kind: str, code: str, span) -> tuple[_Group, int] | None:
+        where = self.find(kind, code)
+        if where is None:
+            self.error(f"unknown-{kind}", f"there is no {kind.upper()} {code} to change", span,
+                       f"the base is {self.base.path}; check the code, or add it with `add {kind} ...`")
+        return where
+
+    def place(self, kind: str, position: ast.Position, span) -> tuple[_Group, int] | None:
+        """(parent, insertion index) for a group of `kind` at `position`, or None (error reported)."""
+        if position.where in ("before", "after"):
+            where = self.find(kind, position.anchor)
+            if where is None:
+                self.error(f"unknown-{kind}", f"there is no {kind.upper()} {position.anchor} to place it "
+                           f"{position.where}", position.span or span)
+                return None
+            parent, i = where
+            return parent, i + (position.where == "after")
+        if kind == "mdc":
+            if position.anchor is not None:
+                self.error("bad-position", "MDCs are not inside anything: write `first` or `last`", position.span or span)
+                return None
+            parent = self.root
+        else:
+            if position.anchor is None:
+                self.error("bad-position", f"say which {PARENT[kind].upper()}: `{position.where} in CODE`",
+                           position.span or span)
+                return None
+            where = self.find(PARENT[kind], position.anchor)
+            if where is None:
+                self.error(f"unknown-{PARENT[kind]}", f"there is no {PARENT[kind].upper()} {position.anchor}",
+                           position.span or span)
+                return None
+            parent = where[0].children[where[1]]
+        return parent, 0 if position.where == "first" else len(parent.children)
+
+    def definition_index(self, definition) -> int | None:
+        for i, st in enumerate(self.others):
+            if type(st) is type(definition) and st.name == definition.name:
+                return i
+        return None
+
+    # ---- operations ------------------------------------------------------------------------
+    def apply(self, st) -> None:
+        if isinstance(st, ast.RefineDef):
+            where = self.locate("adrg", st.adrg, st.span)
+            if where:
+                group = where[0].children[where[1]]
+                group.node = _changed(group.node, st.span)
+                group.children = [_Group(d) for d in st.drgs]
+        elif isinstance(st, ast.ReplaceGroup):
+            if st.name is None and st.cond is None:
+                self.error("bad-overlay", f"`replace {st.kind} {st.code}` gives neither a name nor a condition", st.span,
+                           f'write `replace {st.kind} {st.code} "new name"` and/or `... when CONDITION`')
+                return
+            where = self.locate(st.kind, st.code, st.span)
+            if where:
+                group = where[0].children[where[1]]
+                changes = {"name": st.name} if st.name is not None else {}
+                if st.cond is not None:
+                    changes["cond"] = st.cond
+                group.node = _changed(dataclasses.replace(group.node, **changes), st.span)
+        elif isinstance(st, ast.AddGroup):
+            kind = {ast.MdcDef: "mdc", ast.AdrgDef: "adrg", ast.DrgDef: "drg"}[type(st.group)]
+            target = self.place(kind, st.position, st.span)
+            if target:
+                target[0].children.insert(target[1], _tree(st.group))
+        elif isinstance(st, ast.RemoveGroup):
+            where = self.locate(st.kind, st.code, st.span)
+            if where:
+                del where[0].children[where[1]]
+        elif isinstance(st, ast.MoveGroup):
+            if st.position.anchor == st.code:
+                self.error("bad-position", f"{st.code} cannot be placed relative to itself", st.span)
+                return
+            where = self.locate(st.kind, st.code, st.span)
+            if where:
+                group = where[0].children.pop(where[1])
+                target = self.place(st.kind, st.position, st.span)
+                if target is None:
+                    where[0].children.insert(where[1], group)
+                    return
+                group.node = _changed(group.node, st.span)
+                target[0].children.insert(target[1], group)
+        elif isinstance(st, ast.RenameGroup):
+            where = self.locate(st.kind, st.code, st.span)
+            if where:
+                group = where[0].children[where[1]]
+                changes = {"code": st.new_code, **({"name": st.name} if st.name is not None else {})}
+                group.node = _changed(dataclasses.replace(group.node, **changes), st.span)
+        elif isinstance(st, ast.ReplaceDef):
+            definition = st.definition
+            i = self.definition_index(definition)
+            kind = {ast.SetDef: "set", ast.DefineDef: "define", ast.TableDef: "table"}[type(definition)]
+            if i is None:
+                self.error(f"unknown-{kind}", f"the base has no {kind} {definition.name!r} to replace", st.span,
+                           f"declare a new one with `{kind} {definition.name} = ...` (without `replace`)")
+                return
+            self.others[i] = dataclasses.replace(definition, changes=(st.span,) if st.span else ())
+        elif isinstance(st, ast.PatchTable):
+            i = self.definition_index(ast.TableDef(st.table, ""))
+            if i is None:
+                self.error("unknown-table", f"the base has no table {st.table!r} to patch", st.span)
+                return
+            table = self.others[i]
+            self.others[i] = dataclasses.replace(table, patches=table.patches + (ast.TablePatch(st.file, st.span),),
+                                                 changes=table.changes + ((st.span,) if st.span else ()))
+        else:
+            raise TypeError(f"not an overlay operation: {st!r}")
+
+    def merge(self) -> ast.Scheme:
+        for st in self.overlay.statements:
+            if isinstance(st, ast.OVERLAY_OPERATIONS):
+                self.apply(st)
+            elif isinstance(st, ast.MdcDef):
+                self.root.children.append(_tree(st))
+            elif isinstance(st, ast.SettingDef):
+                earlier = [i for i, o in enumerate(self.others) if isinstance(o, ast.SettingDef) and o.name == st.name]
+                if earlier:
+                    self.others[earlier[0]] = st     # the overlay's value wins, at the base's place
+                else:
+                    self.others.append(st)
+            else:
+                self.others.append(st)
+        mdcs = [c.build() for c in self.root.children]
+        return ast.Scheme(self.overlay.header, tuple(self.others) + tuple(mdcs), path=self.overlay.path,
+                          text=self.overlay.text)
+
 
 def merge(base: ast.Scheme, overlay: ast.Scheme) -> tuple[ast.Scheme, list[Diagnostic]]:
-    """The overlay applied to the base: (merged scheme, errors for refinements of unknown ADRGs)."""
-    found: list[Diagnostic] = []
-    refines: dict[str, ast.RefineDef] = {}
-    for st in overlay.of_type(ast.RefineDef):
-        if st.adrg in refines:
-            found.append(Diagnostic("duplicate-name", "error", f"ADRG {st.adrg} is refined twice "
-                                    f"(first at {refines[st.adrg].span})", st.span))
-        refines[st.adrg] = st
-    known = {a.code for m in base.mdcs for a in m.adrgs}
-    for code, st in refines.items():
-        if code not in known:
-            found.append(Diagnostic("unknown-adrg", "error", f"the base scheme has no ADRG {code} to refine", st.span,
-                                    f"the base is {base.path}; refine one of its ADRGs or add a new `mdc` block"))
-    statements = []
-    for st in base.statements:
-        if isinstance(st, ast.MdcDef):
-            adrgs = tuple(dataclasses.replace(a, drgs=refines[a.code].drgs) if a.code in refines else a
-                          for a in st.adrgs)
-            st = dataclasses.replace(st, adrgs=adrgs)
-        statements.append(st)
-    statements += [st for st in overlay.statements if not isinstance(st, ast.RefineDef)]
-    merged = ast.Scheme(overlay.header, tuple(statements), path=overlay.path, text=overlay.text)
-    return merged, found
+    """The overlay applied to the base: (merged scheme, errors of operations on unknown targets)."""
+    merger = _Merger(base, overlay)
+    merged = merger.merge()
+    return merged, merger.found

@@ -127,6 +127,47 @@ class _Builder(Transformer):
         code, *drgs = c
         return ast.RefineDef(str(code), tuple(drgs), self._s(meta))
 
+    def setting_def(self, meta, c):
+        return ast.SettingDef(str(c[0]), _value(c[1]), self._s(meta))
+
+    def replace_def(self, meta, c):
+        return ast.ReplaceDef(c[0], self._s(meta))
+
+    def replace_group(self, meta, c):
+        kind, code, name, cond = c
+        return ast.ReplaceGroup(kind, str(code), _string(name) if name is not None else None, cond, self._s(meta))
+
+    def patch_table(self, meta, c):
+        return ast.PatchTable(str(c[0]), _string(c[1]), self._s(meta))
+
+    def add_group(self, meta, c):
+        return ast.AddGroup(c[0], c[1], self._s(meta))
+
+    def remove_group(self, meta, c):
+        return ast.RemoveGroup(c[0], str(c[1]), self._s(meta))
+
+    def move_group(self, meta, c):
+        return ast.MoveGroup(c[0], str(c[1]), c[2], self._s(meta))
+
+    def rename_group(self, meta, c):
+        kind, code, new_code, name = c
+        return ast.RenameGroup(kind, str(code), str(new_code), _string(name) if name is not None else None, self._s(meta))
+
+    def group_kind(self, meta, c):
+        return str(c[0])
+
+    def before(self, meta, c):
+        return ast.Position("before", str(c[0]), self._s(meta))
+
+    def after(self, meta, c):
+        return ast.Position("after", str(c[0]), self._s(meta))
+
+    def first(self, meta, c):
+        return ast.Position("first", str(c[0]) if c[0] is not None else None, self._s(meta))
+
+    def last(self, meta, c):
+        return ast.Position("last", str(c[0]) if c[0] is not None else None, self._s(meta))
+
     def mdc_def(self, meta, c):
         code, name, cond, *adrgs = c
         return ast.MdcDef(str(code), _string(name) if name is not None else None, cond, tuple(adrgs), self._s(meta))

@@ -1,9 +1,12 @@
 """AST → canonical scheme text. The importer writes schemes with it; parse(print(x)) == x."""
 from __future__ import annotations
 
+import re
+
 from . import ast
 
 INDENT = "  "
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 WRAP = 100  # conditions longer than this are broken before each top-level and/or
 
 
@@ -93,6 +96,79 @@ def _drg_lines(drgs: tuple[ast.DrgDef, ...], indent: str) -> list[str]:
     return lines
 
 
+def _position_text(position: ast.Position) -> str:
+    if position.where in ("before", "after"):
+        return f"{position.where} {position.anchor}"
+    return position.where + (f" in {position.anchor}" if position.anchor else "")
+
+
+def _group_lines(node: ast.GroupDef, indent: str, comments: dict[str, str]) -> list[str]:
+    """An MDC, ADRG or DRG definition with its children, as text lines."""
+    if isinstance(node, ast.DrgDef):
+        return _drg_lines((node,), indent)
+    lines = [f"{indent}# {comments[node.code]}"] if node.code in comments else []
+    if isinstance(node, ast.AdrgDef):
+        lines.append(f"{indent}{_named('adrg', node.code, node.name)} {_when(node.cond, indent)} {{")
+        lines.extend(_drg_lines(node.drgs, indent + INDENT))
+    else:
+        lines.append(f"{indent}{_named('mdc', node.code, node.name)} {_when(node.cond, indent)} {{")
+        for adrg in node.adrgs:
+            lines.extend(_group_lines(adrg, indent + INDENT, comments))
+    lines.append(f"{indent}}}")
+    return lines
+
+
+def statement_lines(st: ast.Statement, comments: dict[str, str] | None = None) -> list[str]:
+    """One statement as canonical text lines (the last line of a block ends with its `}`)."""
+    comments = comments or {}
+    if isinstance(st, ast.TableDef):
+        return [f"table {st.name} = {quote(st.file)}" + (f" key {st.key}" if st.key else "")]
+    if isinstance(st, ast.DictionaryDef):
+        return [f"dictionary {st.kind} = {st.table}"]
+    if isinstance(st, ast.SetDef):
+        return [f"set {st.name} = {set_text(st.expr)}"]
+    if isinstance(st, ast.DefineDef):
+        return [f"define {st.name} = {cond_text(st.cond)}"]
+    if isinstance(st, (ast.InvalidDef, ast.WarnDef)):
+        keyword = "invalid" if isinstance(st, ast.InvalidDef) else "warn"
+        message = f" {quote(st.message)}" if st.message is not None else ""
+        return [f"{keyword} {st.name}{message} {_when(st.cond, '')}"]
+    if isinstance(st, ast.ValidateDef):
+        return [f"validate {st.reason} = {st.level}"]
+    if isinstance(st, ast.MapDef):
+        return [f"map {st.kind} = {st.table}"]
+    if isinstance(st, ast.WeightsDef):
+        return [f"weights = {st.table}"]
+    if isinstance(st, ast.SettingDef):
+        value = st.value if isinstance(st.value, int) or _NAME.fullmatch(st.value) else quote(st.value)
+        return [f"setting {st.name} = {value}"]
+    if isinstance(st, ast.RefineDef):
+        return [f"refine adrg {st.adrg} {{", *_drg_lines(st.drgs, INDENT), "}"]
+    if isinstance(st, ast.MdcDef):
+        return _group_lines(st, "", comments)
+    if isinstance(st, ast.ReplaceDef):
+        lines = statement_lines(st.definition)
+        return ["replace " + lines[0], *lines[1:]]
+    if isinstance(st, ast.ReplaceGroup):
+        name = f" {quote(st.name)}" if st.name is not None else ""
+        when = f" {_when(st.cond, '')}" if st.cond is not None else ""
+        return [f"replace {st.kind} {st.code}{name}{when}"]
+    if isinstance(st, ast.PatchTable):
+        return [f"patch table {st.table} with {quote(st.file)}"]
+    if isinstance(st, ast.AddGroup):
+        lines = _group_lines(st.group, "", comments)
+        lines[0] = "add " + lines[0]
+        lines[-1] += f" {_position_text(st.position)}"
+        return lines
+    if isinstance(st, ast.RemoveGroup):
+        return [f"remove {st.kind} {st.code}"]
+    if isinstance(st, ast.MoveGroup):
+        return [f"move {st.kind} {st.code} {_position_text(st.position)}"]
+    if isinstance(st, ast.RenameGroup):
+        return [f"rename {st.kind} {st.code} to {st.new_code}" + (f" {quote(st.name)}" if st.name is not None else "")]
+    raise TypeError(f"not a statement: {st!r}")
+
+
 def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> str:
     """Canonical text; `comments` maps a group code to a comment line written above it."""
     comments = comments or {}
@@ -100,40 +176,8 @@ def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> s
     out = [f"scheme {quote(scheme.header.name)} version {quote(scheme.header.version)}{extends}", ""]
     previous = None
     for st in scheme.statements:
-        if previous is not None and (type(st) is not type(previous) or isinstance(st, ast.MdcDef)):
+        if previous is not None and (type(st) is not type(previous) or isinstance(st, (ast.MdcDef, ast.AddGroup))):
             out.append("")
         previous = st
-        if isinstance(st, ast.TableDef):
-            out.append(f"table {st.name} = {quote(st.file)}" + (f" key {st.key}" if st.key else ""))
-        elif isinstance(st, ast.DictionaryDef):
-            out.append(f"dictionary {st.kind} = {st.table}")
-        elif isinstance(st, ast.SetDef):
-            out.append(f"set {st.name} = {set_text(st.expr)}")
-        elif isinstance(st, ast.DefineDef):
-            out.append(f"define {st.name} = {cond_text(st.cond)}")
-        elif isinstance(st, (ast.InvalidDef, ast.WarnDef)):
-            keyword = "invalid" if isinstance(st, ast.InvalidDef) else "warn"
-            message = f" {quote(st.message)}" if st.message is not None else ""
-            out.append(f"{keyword} {st.name}{message} {_when(st.cond, '')}")
-        elif isinstance(st, ast.ValidateDef):
-            out.append(f"validate {st.reason} = {st.level}")
-        elif isinstance(st, ast.MapDef):
-            out.append(f"map {st.kind} = {st.table}")
-        elif isinstance(st, ast.WeightsDef):
-            out.append(f"weights = {st.table}")
-        elif isinstance(st, ast.RefineDef):
-            out.append(f"refine adrg {st.adrg} {{")
-            out.extend(_drg_lines(st.drgs, INDENT))
-            out.append("}")
-        elif isinstance(st, ast.MdcDef):
-            if st.code in comments:
-                out.append(f"# {comments[st.code]}")
-            out.append(f"{_named('mdc', st.code, st.name)} {_when(st.cond, '')} {{")
-            for adrg in st.adrgs:
-                if adrg.code in comments:
-                    out.append(f"{INDENT}# {comments[adrg.code]}")
-                out.append(f"{INDENT}{_named('adrg', adrg.code, adrg.name)} {_when(adrg.cond, INDENT)} {{")
-                out.extend(_drg_lines(adrg.drgs, INDENT * 2))
-                out.append(f"{INDENT}}}")
-            out.append("}")
+        out.extend(statement_lines(st, comments))
     return "\n".join(out) + "\n"

@@ -19,16 +19,27 @@ class TableStore:
         self._partitions: dict[tuple[str, str], dict[str, pl.DataFrame]] = {}
         self._codes: dict[ast.TableFilter | ast.SetRef, list[str]] = {}
 
+    def _relative(self, node, file: str) -> Path:
+        # A file is relative to the scheme file that names it (an overlay's base tables live in
+        # the base pack, its own tables and patches beside the overlay).
+        folder = Path(node.span.file).parent if node.span and node.span.file != "<string>" else self.base_dir
+        return folder / file
+
     def path(self, name: str) -> Path:
-        # A table's file is relative to the scheme file that declares it (an overlay's base
-        # tables live in the base pack).
-        table = self.defs[name]
-        folder = Path(table.span.file).parent if table.span and table.span.file != "<string>" else self.base_dir
-        return folder / table.file
+        return self._relative(self.defs[name], self.defs[name].file)
+
+    def patch_path(self, patch: ast.TablePatch) -> Path:
+        return self._relative(patch, patch.file)
+
+    def _unpatched(self, name: str) -> pl.DataFrame:
+        return pl.read_csv(self.path(name), infer_schema=False, encoding="utf8")
 
     def frame(self, name: str) -> pl.DataFrame:
         if name not in self._frames:
-            self._frames[name] = pl.read_csv(self.path(name), infer_schema=False, encoding="utf8")
+            frame = self._unpatched(name)
+            for patch in self.defs[name].patches:
+                frame, _ = apply_patch(frame, pl.read_csv(self.patch_path(patch), infer_schema=False, encoding="utf8"))
+            self._frames[name] = frame
         return self._frames[name]
 
     def columns(self, name: str) -> list[str]:
@@ -47,7 +58,7 @@ class TableStore:
                                         table.span, f"looked for {path}"))
                 continue
             try:
-                columns = self.columns(name)
+                columns = self._unpatched(name).columns
             except Exception as exc:  # polars raises several error types for a bad CSV
                 found.append(Diagnostic("unreadable-table", "error", f"cannot read {table.file!r}: {exc}", table.span))
                 continue
@@ -55,6 +66,30 @@ class TableStore:
                 found.append(Diagnostic(
                     "unknown-column", "error", f"table {name} has no key column {table.key_column!r}", table.span,
                     f"columns are {', '.join(columns)}; name the code column with `key COLUMN`"))
+            found += self.patch_errors(name)
+        return found
+
+    def patch_errors(self, name: str) -> list[Diagnostic]:
+        """A patch file that is missing, has other columns than its table (plus `op`), an op other
+        than + and -, or a `-` row that is not in the table: an error at the `patch` line."""
+        found = []
+        frame = self._unpatched(name) if self.defs[name].patches else None
+        for patch in self.defs[name].patches:
+            path = self.patch_path(patch)
+            try:
+                rows = pl.read_csv(path, infer_schema=False, encoding="utf8")
+            except Exception as exc:  # polars raises several error types for a missing or bad CSV
+                found.append(Diagnostic("unreadable-table", "error", f"cannot read patch {patch.file!r}: {exc}",
+                                        patch.span, f"looked for {path}"))
+                continue
+            if sorted(rows.columns) != sorted(["op", *frame.columns]):
+                found.append(Diagnostic("bad-patch", "error", f"patch {patch.file!r} has columns {', '.join(rows.columns)}",
+                                        patch.span, f"a patch of {name} has the column op (+ or -) and then "
+                                        f"exactly the table's columns: {', '.join(frame.columns)}"))
+                continue
+            frame, problems = apply_patch(frame, rows)
+            for line, problem in problems:
+                found.append(Diagnostic("bad-patch", "error", f"{patch.file} line {line}: {problem}", patch.span))
         return found
 
     def filtered(self, expr: ast.TableFilter | ast.SetRef) -> pl.DataFrame:
@@ -82,3 +117,19 @@ class TableStore:
             key = self.key(expr.table if isinstance(expr, ast.TableFilter) else expr.name)
             self._codes[expr] = self.filtered(expr)[key].drop_nulls().unique(maintain_order=True).to_list()
         return self._codes[expr]
+
+
+def apply_patch(frame: pl.DataFrame, patch: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+    """The table with the patch's `-` rows removed (every row equal to one, empty cells equal) and
+    its `+` rows appended in patch order; plus (patch file line, problem) for rows that do nothing."""
+    columns = frame.columns
+    patch = patch.with_row_index("_line", offset=2)           # line 1 is the header
+    problems = [(line, f"op {op!r} is neither + nor -")
+                for line, op in patch.filter(~pl.col("op").is_in(["+", "-"]) | pl.col("op").is_null())
+                .select("_line", "op").iter_rows()]
+    removed = patch.filter(pl.col("op") == "-").select("_line", *columns)
+    missing = removed.join(frame, on=columns, how="anti", nulls_equal=True)
+    problems += [(line, "this `-` row is not in the table") for line in missing["_line"].to_list()]
+    kept = frame.join(removed.select(columns), on=columns, how="anti", nulls_equal=True, maintain_order="left")
+    added = patch.filter(pl.col("op") == "+").select(columns)
+    return pl.concat([kept, added]), sorted(problems)

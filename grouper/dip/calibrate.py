@@ -1,0 +1,218 @@
+"""Build a DIP catalogue (目录库) from a cost history: `grouper calibrate dip HISTORY -o PACK`.
+
+1. **Key** of each case: its principal diagnosis category (the first `dx_length` characters) ×
+   its distinct qualifying procedures (from the procedure table), and its treatment type (the
+   highest-ranked type among its procedures).
+2. **Core groups** (核心病种): every (category, procedure combination) with at least `min_cases`
+   cases (default 15, the DIP 1.0 threshold) becomes a core row; its expression is the
+   combination, all of (`a+b`); no procedure gives a conservative row.
+3. **Comprehensive groups** (综合病种): every other case is pooled by (the first
+   `comprehensive_length` characters of its diagnosis, its treatment type).
+4. The history is then **regrouped** with the new catalogue by the batch engine, and every statistic
+   comes from the cases each group actually receives (a case whose own combination is too rare may
+   land in a core group whose codes it contains: that is how it will be paid). A comprehensive
+   row that receives no case is dropped (no case changes group by that).
+5. **Scores:** score_g = m_g ÷ M × scale, where m_g is the group's mean cost and M the mean cost of
+   all grouped cases, both weighted by discharge year: a case of the k-th most recent year counts
+   `year_weights[-k]` times (e.g. 1:2:7 oldest → latest); without weights every case counts once.
+   Scores are rounded half-even to 4 decimals; means (`mean`, yuan) half-up to the fen.
+   Per group: n (cases, unweighted), mean, cv (weighted standard deviation ÷ weighted mean,
+   population form). The summary gives the share of cases in core groups.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..errors import InputError
+from ..outputs import atomic_output
+from .scheme import DIP_FILE, load_dip_scheme
+
+TREATMENTS = ("保守治疗", "诊断性操作", "治疗性操作", "相关手术")
+CATALOGUE_COLUMNS = ("level", "code", "name", "dx", "procs", "treatment", "score", "n", "mean", "cv")
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    min_cases: int = 15                          # DIP 1.0: combinations with ≥ 15 cases are core groups
+    scale: int = 1000                            # score scale: 100 or 1000 (regions publish either)
+    dx_length: int = 5                           # 亚目, K80.100 → K80.1
+    comprehensive_length: int = 3                # 类目, K80.100 → K80
+    year_weights: tuple[float, ...] = ()         # oldest → latest, e.g. (1, 2, 7); () = every case once
+    name: str = "DIP"
+    version: str = "calibrated"
+
+
+def _procedure_table(path: str | Path) -> pl.DataFrame:
+    """code, treatment, qualifying (1/0) — the regional procedure dictionary with treatment types."""
+    frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
+    missing = {"code", "treatment", "qualifying"} - set(frame.columns)
+    if missing:
+        raise InputError(f"{path}: the procedure table needs columns code, treatment, qualifying "
+                         f"(missing {', '.join(sorted(missing))})")
+    unknown = set(frame["treatment"].drop_nulls()) - set(TREATMENTS) - {""}
+    if unknown:
+        raise InputError(f"{path}: unknown treatment type(s) {sorted(unknown)}; use {' / '.join(TREATMENTS)}")
+    return frame
+
+
+def year_weight_column(years: pl.Series, weights: tuple[float, ...]) -> pl.Series:
+    """Each case's weight: the k-th most recent year present gets weights[-k]."""
+    if not weights:
+        return pl.Series("w", np.ones(len(years)))
+    present = sorted(years.drop_nulls().unique().to_list())
+    if len(present) > len(weights):
+        raise InputError(f"the history spans {len(present)} years ({present[0]}–{present[-1]}) but only "
+                         f"{len(weights)} year weights were given")
+    by_year = dict(zip(present, weights[len(weights) - len(present):]))
+    return years.replace_strict(by_year, default=0.0, return_dtype=pl.Float64).alias("w")
+
+
+def _keys(history: pl.DataFrame, procs: pl.DataFrame, params: CalibrationParams) -> pl.DataFrame:
+    """Per case: pdx, category, comprehensive category, combo (sorted qualifying codes, '+'-joined), treatment."""
+    qualifying = procs.filter(pl.col("qualifying") == "1")["code"].unique().to_list()
+    rank = {t: i for i, t in enumerate(TREATMENTS)}
+    rank_of = dict(zip(procs["code"].to_list(), (rank.get(t, -1) for t in procs["treatment"].fill_null("").to_list())))
+    pdx = pl.col("dx").list.first()
+    return history.select(
+        pdx.alias("pdx"),
+        pdx.str.slice(0, params.dx_length).alias("category"),
+        pdx.str.slice(0, params.comprehensive_length).alias("comp_category"),
+        pl.col("proc").list.eval(pl.element().filter(pl.element().is_in(qualifying)).unique().sort())
+        .list.join("+").alias("combo"),
+        pl.col("proc").list.eval(pl.element().replace_strict(rank_of, default=-1, return_dtype=pl.Int32))
+        .list.max().fill_null(0).clip(0).alias("rank"),
+    )
+
+
+def build_rows(history: pl.DataFrame, procs: pl.DataFrame, params: CalibrationParams) -> pl.DataFrame:
+    """The catalogue rows before scoring: core rows for combinations with ≥ min_cases cases, one
+    comprehensive row per (comprehensive category, treatment) of the other cases."""
+    keys = _keys(history, procs, params).filter(pl.col("pdx").is_not_null() & (pl.col("pdx") != ""))
+    keys = keys.filter(pl.col("category").str.len_chars() == params.dx_length)
+    counts = keys.group_by("category", "combo").agg(pl.len().alias("count"), pl.col("rank").max())
+    core = counts.filter(pl.col("count") >= params.min_cases).sort("category", "combo")
+    core = core.with_columns(
+        (pl.col("category") + "-" + (pl.int_range(pl.len()).over("category") + 1).cast(pl.String).str.zfill(3))
+        .alias("code"))
+    core_rows = core.select(
+        pl.lit("core").alias("level"), "code",
+        (pl.col("category") + " " + pl.when(pl.col("combo") == "").then(pl.lit("保守治疗")).otherwise(pl.col("combo")))
+        .alias("name"),
+        pl.col("category").alias("dx"), pl.col("combo").alias("procs"), pl.lit("").alias("treatment"))
+    pooled = keys.join(core.select("category", "combo"), on=["category", "combo"], how="anti")
+    comp = pooled.select("comp_category", "rank").unique().sort("comp_category", "rank")
+    comp_rows = comp.select(
+        pl.lit("comprehensive").alias("level"),
+        (pl.col("comp_category") + "-Z" + pl.col("rank").cast(pl.String)).alias("code"),
+        (pl.col("comp_category") + " 综合病种 " + pl.col("rank").replace_strict(dict(enumerate(TREATMENTS)),
+                                                                                return_dtype=pl.String)).alias("name"),
+        pl.col("comp_category").alias("dx"), pl.lit("").alias("procs"),
+        pl.col("rank").replace_strict(dict(enumerate(TREATMENTS)), return_dtype=pl.String).alias("treatment"))
+    return pl.concat([core_rows, comp_rows])
+
+
+SCHEME_TEMPLATE = '''# {name} {version}: built by `grouper calibrate dip` from a cost history
+# (core groups: combinations with at least {min_cases} cases; scores: group mean / overall mean x {scale}).
+scheme "{name}" version "{version}"
+
+table proc_types = "proc_types.csv"              # code, treatment, qualifying
+table catalogue  = "catalogue.csv"               # level, code, name, dx, procs, treatment, score, n, mean, cv
+
+dip {{
+  diagnosis length {dx_length}
+  qualifying = proc_types[qualifying = "1"]
+  treatment = proc_types.treatment
+  treatments {treatments}
+  core = catalogue[level = "core"]
+  comprehensive = catalogue[level = "comprehensive"]
+}}
+'''
+
+
+def _round4(x: float) -> float:
+    return float(Decimal(repr(x)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN))
+
+
+def _write_pack(folder: Path, rows: pl.DataFrame, procedures: str | Path, params: CalibrationParams) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DIP_FILE).write_text(SCHEME_TEMPLATE.format(
+        name=params.name, version=params.version, min_cases=params.min_cases, scale=params.scale,
+        dx_length=params.dx_length, treatments=" < ".join(f'"{t}"' for t in TREATMENTS)), encoding="utf-8")
+    shutil.copyfile(procedures, folder / "proc_types.csv")
+    # An empty procs/treatment cell is written empty, not as a quoted "".
+    rows.with_columns(pl.col(pl.String).replace("", None)).write_csv(folder / "catalogue.csv")
+
+
+def group_stats(grouped: pl.DataFrame, weights: pl.Series, scale: int) -> tuple[pl.DataFrame, float]:
+    """Per `dip`: n, weighted mean cost (fen, float), cv, score; and M, the overall weighted mean."""
+    frame = grouped.select("dip", pl.col("cost").cast(pl.Float64).alias("c"), weights.alias("w")).filter(
+        pl.col("dip").is_not_null() & pl.col("c").is_not_null())
+    total_w = frame["w"].sum()
+    if not total_w:
+        raise InputError("no grouped case with a cost (and a non-zero year weight) in the history")
+    overall = float((frame["c"] * frame["w"]).sum() / total_w)
+    stats = frame.group_by("dip").agg(
+        pl.len().alias("n"),
+        ((pl.col("c") * pl.col("w")).sum() / pl.col("w").sum()).alias("mean"),
+        pl.col("w").sum().alias("sw"),
+        (pl.col("c") * pl.col("c") * pl.col("w")).sum().alias("sccw"))
+    stats = stats.with_columns(
+        ((pl.col("sccw") / pl.col("sw") - pl.col("mean") ** 2).clip(0).sqrt() / pl.col("mean")).alias("cv"))
+    stats = stats.with_columns(pl.col("mean").map_elements(lambda m: _round4(m / overall * scale),
+                                                           return_dtype=pl.Float64).alias("score"))
+    return stats.select("dip", "n", "mean", "cv", "score"), overall
+
+
+def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | Path,
+                  params: CalibrationParams = CalibrationParams()) -> tuple[pl.DataFrame, dict]:
+    """Write a DIP pack built from `history` (canonical cases: dx, proc lists, `cost` Int64 fen,
+    `discharge_date` Date or `year`) and return (catalogue frame, summary)."""
+    from .run import group_dip_frame
+
+    if params.scale not in (100, 1000):
+        raise InputError(f"the score scale is 100 or 1000, not {params.scale}")
+    if "cost" not in history.columns:
+        raise InputError("the history has no cost column (医疗总费用)")
+    procs = _procedure_table(procedures)
+    rows = build_rows(history, procs, params)
+    if "year" in history.columns:
+        years = history["year"]
+    elif "discharge_date" in history.columns:
+        years = history["discharge_date"].dt.year()
+    else:
+        years = pl.Series([None] * history.height, dtype=pl.Int32)
+    weights = year_weight_column(years, params.year_weights)
+    output = Path(output)
+    with atomic_output(output, directory=True) as tmp:
+        # First pass: the pack without scores, to regroup the history with it.
+        _write_pack(tmp, rows.with_columns(pl.lit("0").alias("score")), procedures, params)
+        grouped = group_dip_frame(load_dip_scheme(tmp).plan, history).with_columns(history["cost"])
+        stats, overall = group_stats(grouped, weights, params.scale)
+        scored = rows.join(stats, left_on="code", right_on="dip", how="left")
+        scored = scored.filter(pl.col("n").is_not_null() | (pl.col("level") == "core"))
+        catalogue = scored.select(
+            "level", "code", "name", "dx", "procs", "treatment",
+            pl.col("score").fill_null(0.0), pl.col("n").fill_null(0).cast(pl.Int64),
+            (pl.col("mean").fill_null(0) + 0.5).floor().cast(pl.Int64).alias("mean_fen"), "cv")
+        _write_pack(tmp, catalogue.with_columns(_yuan(pl.col("mean_fen")).alias("mean")).select(CATALOGUE_COLUMNS),
+                    procedures, params)
+    n_grouped = int(grouped["dip"].is_not_null().sum())
+    n_core = int(catalogue.filter(pl.col("level") == "core")["n"].sum())
+    summary = {"cases": history.height, "grouped": n_grouped, "core_groups": int((catalogue["level"] == "core").sum()),
+               "comprehensive_groups": int((catalogue["level"] == "comprehensive").sum()),
+               "core_cases": n_core, "core_share": n_core / n_grouped if n_grouped else 0.0,
+               "overall_mean_fen": overall}
+    return catalogue, summary
+
+
+def _yuan(fen: pl.Expr) -> pl.Expr:
+    """Fen (Int64) → yuan text with exactly two decimals (1234.50), as CSV money is written."""
+    sign = pl.when(fen < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    a = fen.abs()
+    return sign + (a // 100).cast(pl.String) + "." + (a % 100).cast(pl.String).str.zfill(2)

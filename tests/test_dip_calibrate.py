@@ -1,0 +1,97 @@
+"""`grouper calibrate dip`: core groups at the threshold edges, hand-computed scores, year weights,
+CV, the core share, and the built pack grouping its own history."""
+import datetime as dt
+from fractions import Fraction
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from grouper.dip import group_dip, load_dip_scheme
+from grouper.dip.calibrate import CalibrationParams, calibrate_dip
+from grouper.errors import InputError
+
+PROCS = Path(__file__).parent / "fixtures" / "dip" / "proc_types.csv"
+
+
+def history(rows) -> pl.DataFrame:
+    """rows: (pdx, procs, cost in yuan, discharge year)."""
+    return pl.DataFrame({
+        "id": [str(i) for i in range(len(rows))],
+        "dx": [[r[0]] for r in rows],
+        "proc": [list(r[1]) for r in rows],
+        "cost": [r[2] * 100 for r in rows],
+        "discharge_date": [dt.date(r[3], 6, 30) for r in rows],
+    }, schema={"id": pl.String, "dx": pl.List(pl.String), "proc": pl.List(pl.String), "cost": pl.Int64,
+               "discharge_date": pl.Date})
+
+
+SMALL = [
+    ("K80.100", ["51.2300"], 10000, 2025), ("K80.100", ["51.2300", "88.0100"], 12000, 2025),
+    ("K80.100", ["51.2300"], 14000, 2025),
+    ("K80.100", [], 4000, 2025), ("K80.100", ["99.0400"], 5000, 2025), ("K80.100", [], 6000, 2025),
+    ("K80.200", ["51.2300"], 20000, 2025),
+    ("J18.900", [], 3000, 2025), ("J18.900", [], 5000, 2025),
+]
+
+
+def test_scores_by_hand(tmp_path):
+    catalogue, summary = calibrate_dip(history(SMALL), PROCS, tmp_path / "pack", CalibrationParams(min_cases=3))
+    rows = {r["code"]: r for r in catalogue.iter_rows(named=True)}
+    assert set(rows) == {"K80.1-001", "K80.1-002", "K80-Z3", "J18-Z0"}
+    assert (rows["K80.1-001"]["procs"], rows["K80.1-002"]["procs"]) == ("", "51.2300")   # 88.0100 is not qualifying
+    overall = Fraction(79000, 9)                                     # mean of the 9 costs, yuan
+    for code, mean in (("K80.1-002", 12000), ("K80.1-001", 5000), ("K80-Z3", 20000), ("J18-Z0", 4000)):
+        expected = round(float(Fraction(mean) / overall * 1000), 4)
+        assert rows[code]["score"] == pytest.approx(expected, abs=1e-9), code
+        assert rows[code]["mean_fen"] == mean * 100
+    assert rows["K80.1-002"]["score"] == 1367.0886                  # 12000 × 9 / 79000 × 1000
+    assert rows["K80.1-002"]["cv"] == pytest.approx((8 / 3) ** 0.5 * 1000 / 12000)
+    assert rows["K80.1-002"]["n"] == 3 and rows["J18-Z0"]["n"] == 2
+    assert summary["core_share"] == pytest.approx(6 / 9)
+    # the written pack is readable, checks clean, and prices its own history the same way
+    pack = load_dip_scheme(tmp_path / "pack")
+    assert pack.diagnostics == []
+    grouped = group_dip(history(SMALL), pack)
+    assert grouped["dip"].to_list() == ["K80.1-002"] * 3 + ["K80.1-001"] * 3 + ["K80-Z3", "J18-Z0", "J18-Z0"]
+    text = (tmp_path / "pack" / "catalogue.csv").read_text(encoding="utf-8")
+    assert "K80.1-002,K80.1 51.2300,K80.1,51.2300,,1367.0886,3,12000.00," in text
+
+
+def test_scale_100(tmp_path):
+    catalogue, _ = calibrate_dip(history(SMALL), PROCS, tmp_path / "p", CalibrationParams(min_cases=3, scale=100))
+    assert catalogue.filter(pl.col("code") == "K80.1-002")["score"][0] == 136.7089
+    with pytest.raises(InputError):
+        calibrate_dip(history(SMALL), PROCS, tmp_path / "q", CalibrationParams(scale=10))
+
+
+def test_year_weights(tmp_path):
+    rows = [("K80.100", ["51.2300"], 1000, 2023), ("K80.100", ["51.2300"], 2000, 2024),
+            ("K80.100", ["51.2300"], 7000, 2025), ("J18.900", [], 1000, 2025)]
+    catalogue, summary = calibrate_dip(history(rows), PROCS, tmp_path / "p",
+                                       CalibrationParams(min_cases=3, year_weights=(1, 2, 7)))
+    got = {r["code"]: r for r in catalogue.iter_rows(named=True)}
+    # group mean (1000×1 + 2000×2 + 7000×7) / 10 = 5400; overall (54000 + 7000) / 17
+    assert got["K80.1-001"]["mean_fen"] == 540000
+    assert got["K80.1-001"]["score"] == round(5400 / (61000 / 17) * 1000, 4)
+    assert summary["overall_mean_fen"] == pytest.approx(6100000 / 17)
+    # two years get the last two weights; more years than weights is an error
+    _, two = calibrate_dip(history(rows[1:]), PROCS, tmp_path / "q", CalibrationParams(min_cases=2, year_weights=(1, 2, 7)))
+    assert two["overall_mean_fen"] == pytest.approx((2000 * 2 + 7000 * 7 + 1000 * 7) * 100 / 16)
+    with pytest.raises(InputError, match="3 years"):
+        calibrate_dip(history(rows), PROCS, tmp_path / "r", CalibrationParams(year_weights=(3, 7)))
+
+
+@pytest.mark.parametrize("count,core", [(14, False), (15, True), (16, True)])
+def test_threshold_edges(tmp_path, count, core):
+    rows = [("K80.100", ["51.2300"], 10000 + i, 2025) for i in range(count)]
+    rows += [("K80.100", [], 4000, 2025)] * 20
+    catalogue, summary = calibrate_dip(history(rows), PROCS, tmp_path / "p", CalibrationParams())   # default N = 15
+    surgical = catalogue.filter(pl.col("procs") == "51.2300")
+    assert surgical.height == (1 if core else 0)
+    if core:
+        assert surgical["n"][0] == count and summary["core_share"] == 1.0
+    else:
+        # the rare combination is pooled into the comprehensive group K80 × 相关手术
+        assert catalogue.filter(pl.col("code") == "K80-Z3")["n"].to_list() == [count]
+        assert summary["core_share"] == pytest.approx(20 / (20 + count))
