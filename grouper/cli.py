@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     from .payment.commands import add_payment_parsers
 
     add_payment_parsers(sub)
+    cal = sub.add_parser("calibrate", help="build weights or a DIP catalogue from a cost history")
+    calibrate_kinds = cal.add_subparsers(dest="kind", required=True)   # each wing adds its kind
+    from .dip.commands import add_calibrate_dip
+
+    add_calibrate_dip(calibrate_kinds)
     return parser
 
 

@@ -46,7 +46,7 @@ def test_scores_by_hand(tmp_path):
         assert rows[code]["score"] == pytest.approx(expected, abs=1e-9), code
         assert rows[code]["mean_fen"] == mean * 100
     assert rows["K80.1-002"]["score"] == 1367.0886                  # 12000 × 9 / 79000 × 1000
-    assert rows["K80.1-002"]["cv"] == pytest.approx((8 / 3) ** 0.5 * 1000 / 12000)
+    assert rows["K80.1-002"]["cv"] == round((8 / 3) ** 0.5 * 1000 / 12000, 4) == 0.1361
     assert rows["K80.1-002"]["n"] == 3 and rows["J18-Z0"]["n"] == 2
     assert summary["core_share"] == pytest.approx(6 / 9)
     # the written pack is readable, checks clean, and prices its own history the same way
@@ -95,3 +95,34 @@ def test_threshold_edges(tmp_path, count, core):
         # the rare combination is pooled into the comprehensive group K80 × 相关手术
         assert catalogue.filter(pl.col("code") == "K80-Z3")["n"].to_list() == [count]
         assert summary["core_share"] == pytest.approx(20 / (20 + count))
+
+
+DEMO = Path(__file__).resolve().parents[1] / "tables" / "dip-demo"
+
+
+def test_demo_pack_is_built_by_the_commands(tmp_path):
+    """tables/dip-demo is exactly what `grouper synth history` + `grouper calibrate dip` write (README quick start)."""
+    from grouper.cli import main
+
+    history = tmp_path / "history.parquet"
+    assert main(["synth", "history", "--scheme", str(DEMO.parent / "demo"), "--hospitals", "10", "--years", "3",
+                 "--end-year", "2024", "--cases", "20000", "--seed", "11", "-o", str(history), "-q"]) == 0
+    assert main(["calibrate", "dip", str(history), "--procedures", str(DEMO / "proc_types.csv"),
+                 "-o", str(tmp_path / "pack"), "--year-weights", "1:2:7", "--years", "2022:2024",
+                 "--name", "DIP 示例", "--version", "synthetic", "-q"]) == 0
+    for name in ("scheme.dip", "catalogue.csv", "proc_types.csv"):
+        assert (tmp_path / "pack" / name).read_text(encoding="utf-8") == (DEMO / name).read_text(encoding="utf-8"), name
+
+
+def test_calibrate_cli_usage_errors(tmp_path, capsys):
+    from grouper.cli import main
+
+    src = tmp_path / "h.csv"
+    src.write_text("id,dx,proc,cost,discharge_date\n1,K80.100,51.2300,100.00,2024-01-02\n", encoding="utf-8")
+    base = ["calibrate", "dip", str(src), "--procedures", str(PROCS), "-o", str(tmp_path / "p")]
+    assert main(base + ["--year-weights", "1:x"]) == 2
+    assert main(base + ["--years", "2024"]) == 2
+    assert main(base + ["-o", str(src)]) == 2                     # would overwrite its own input
+    assert main(base + ["--min-cases", "1", "-q"]) == 0
+    assert load_dip_scheme(tmp_path / "p").rows["core"][0].score == 1000.0
+    capsys.readouterr()

@@ -15,9 +15,10 @@
 5. **Scores:** score_g = m_g ÷ M × scale, where m_g is the group's mean cost and M the mean cost of
    all grouped cases, both weighted by discharge year: a case of the k-th most recent year counts
    `year_weights[-k]` times (e.g. 1:2:7 oldest → latest); without weights every case counts once.
+   `years` restricts the history to a range of discharge years (the others are not used at all).
    Scores are rounded half-even to 4 decimals; means (`mean`, yuan) half-up to the fen.
    Per group: n (cases, unweighted), mean, cv (weighted standard deviation ÷ weighted mean,
-   population form). The summary gives the share of cases in core groups.
+   population form, 4 decimals). The summary gives the share of cases in core groups.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import InputError
+from ..fields import yuan_text
 from ..outputs import atomic_output
 from .scheme import DIP_FILE, load_dip_scheme
 
@@ -44,6 +46,7 @@ class CalibrationParams:
     dx_length: int = 5                           # 亚目, K80.100 → K80.1
     comprehensive_length: int = 3                # 类目, K80.100 → K80
     year_weights: tuple[float, ...] = ()         # oldest → latest, e.g. (1, 2, 7); () = every case once
+    years: tuple[int, int] | None = None         # discharge years used (inclusive); None = all
     name: str = "DIP"
     version: str = "calibrated"
 
@@ -180,13 +183,18 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
     if "cost" not in history.columns:
         raise InputError("the history has no cost column (医疗总费用)")
     procs = _procedure_table(procedures)
-    rows = build_rows(history, procs, params)
     if "year" in history.columns:
         years = history["year"]
     elif "discharge_date" in history.columns:
         years = history["discharge_date"].dt.year()
     else:
         years = pl.Series([None] * history.height, dtype=pl.Int32)
+    if params.years is not None:
+        used = years.is_between(*params.years).fill_null(False)
+        history, years = history.filter(used), years.filter(used)
+        if history.height == 0:
+            raise InputError(f"no case was discharged in {params.years[0]}–{params.years[1]}")
+    rows = build_rows(history, procs, params)
     weights = year_weight_column(years, params.year_weights)
     output = Path(output)
     with atomic_output(output, directory=True) as tmp:
@@ -199,8 +207,9 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
         catalogue = scored.select(
             "level", "code", "name", "dx", "procs", "treatment",
             pl.col("score").fill_null(0.0), pl.col("n").fill_null(0).cast(pl.Int64),
-            (pl.col("mean").fill_null(0) + 0.5).floor().cast(pl.Int64).alias("mean_fen"), "cv")
-        _write_pack(tmp, catalogue.with_columns(_yuan(pl.col("mean_fen")).alias("mean")).select(CATALOGUE_COLUMNS),
+            (pl.col("mean").fill_null(0) + 0.5).floor().cast(pl.Int64).alias("mean_fen"),
+            pl.col("cv").map_elements(_round4, return_dtype=pl.Float64))
+        _write_pack(tmp, catalogue.with_columns(yuan_text(pl.col("mean_fen")).alias("mean")).select(CATALOGUE_COLUMNS),
                     procedures, params)
     n_grouped = int(grouped["dip"].is_not_null().sum())
     n_core = int(catalogue.filter(pl.col("level") == "core")["n"].sum())
@@ -211,8 +220,14 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
     return catalogue, summary
 
 
-def _yuan(fen: pl.Expr) -> pl.Expr:
-    """Fen (Int64) → yuan text with exactly two decimals (1234.50), as CSV money is written."""
-    sign = pl.when(fen < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-    a = fen.abs()
-    return sign + (a // 100).cast(pl.String) + "." + (a % 100).cast(pl.String).str.zfill(2)
+def read_history(source: str | Path | pl.DataFrame, *, encoding: str | None = None) -> pl.DataFrame:
+    """A cost history (a case file or frame with the settlement fields) as canonical cases (id, dx,
+    proc) followed by the typed settlement fields (cost in fen, discharge_date, ...), read with the
+    project's reader (grouper.io, grouper.fields)."""
+    from ..fields import CARRIED_COLUMNS, typed_fields
+    from ..pipeline import case_batches
+
+    frames = [pl.concat([batch.select("id", "dx", "proc"), typed_fields(batch).select(CARRIED_COLUMNS)],
+                        how="horizontal")
+              for batch in case_batches(source, encoding=encoding, settlement=True)]
+    return pl.concat(frames, rechunk=True)

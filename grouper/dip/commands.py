@@ -84,3 +84,57 @@ def import_command(args) -> int:
     console.print(f"wrote {path} ({dropped.height} row(s) dropped, listed in {path.parent / 'dropped.csv'}; "
                   f"check it with: grouper check {args.output})")
     return EXIT_OK
+
+
+def add_calibrate_dip(kinds) -> None:
+    """`grouper calibrate dip HISTORY -o PACK ...` (kinds: the `calibrate` command's subparsers)."""
+    d = kinds.add_parser("dip", help="build a DIP catalogue (core and comprehensive groups, scores) from a cost history")
+    d.add_argument("history", help="cases with costs: .parquet (from `grouper synth history`), .csv or .xlsx")
+    d.add_argument("-o", "--output", required=True, help="DIP pack folder to write")
+    d.add_argument("--procedures", required=True,
+                   help="procedure table: code, treatment (保守治疗/诊断性操作/治疗性操作/相关手术), qualifying (1/0)")
+    d.add_argument("--min-cases", type=int, default=15, help="cases a combination needs to be a core group (default 15)")
+    d.add_argument("--scale", type=int, default=1000, choices=[100, 1000], help="score scale (default 1000)")
+    d.add_argument("--year-weights", default="",
+                   help="weights of the discharge years, oldest to latest, e.g. 1:2:7 (default: every case once)")
+    d.add_argument("--years", help="discharge years to use, e.g. 2022:2024 (default: all)")
+    d.add_argument("--dx-length", type=int, default=5, help="characters of the diagnosis in the core key (default 5, 亚目)")
+    d.add_argument("--comprehensive-length", type=int, default=3,
+                   help="characters of the diagnosis in comprehensive groups (default 3, 类目)")
+    d.add_argument("--name", default="DIP", help="scheme name")
+    d.add_argument("--version", dest="scheme_version", default="calibrated", help="scheme version")
+    d.add_argument("--encoding", help="CSV encoding of the history")
+    d.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    d.set_defaults(run=calibrate_command)
+
+
+def calibrate_command(args) -> int:
+    from ..errors import UsageError
+    from ..outputs import refuse_collisions
+    from .calibrate import CalibrationParams, calibrate_dip, read_history
+
+    refuse_collisions([("history", args.history), ("--procedures", args.procedures)], [("-o", args.output)])
+    try:
+        weights = tuple(float(w) for w in args.year_weights.split(":")) if args.year_weights else ()
+    except ValueError:
+        raise UsageError(f"--year-weights looks like 1:2:7, not {args.year_weights!r}") from None
+    years = None
+    if args.years:
+        try:
+            first, last = (int(y) for y in args.years.split(":"))
+        except ValueError:
+            raise UsageError(f"--years looks like 2022:2024, not {args.years!r}") from None
+        years = (first, last)
+    if args.min_cases < 1:
+        raise UsageError("--min-cases must be at least 1")
+    params = CalibrationParams(min_cases=args.min_cases, scale=args.scale, dx_length=args.dx_length,
+                               comprehensive_length=args.comprehensive_length, year_weights=weights, years=years,
+                               name=args.name, version=args.scheme_version)
+    catalogue, summary = calibrate_dip(read_history(args.history, encoding=args.encoding), args.procedures,
+                                       args.output, params)
+    if not args.quiet:
+        console = stderr_console()
+        console.print(f"{summary['cases']:,} cases, {summary['grouped']:,} grouped: {summary['core_groups']:,} core "
+                      f"groups ({summary['core_share']:.1%} of grouped cases), {summary['comprehensive_groups']:,} "
+                      f"comprehensive groups; overall mean {summary['overall_mean_fen'] / 100:,.2f} yuan → {args.output}")
+    return EXIT_OK
