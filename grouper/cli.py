@@ -87,13 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
-    from .payment.commands import add_payment_parsers
+    from .payment.commands import add_calibrate_weights, add_payment_parsers
 
     add_payment_parsers(sub)
     cal = sub.add_parser("calibrate", help="build weights or a DIP catalogue from a cost history")
     calibrate_kinds = cal.add_subparsers(dest="kind", required=True)   # each wing adds its kind
     from .dip.commands import add_calibrate_dip
 
+    add_calibrate_weights(calibrate_kinds)
     add_calibrate_dip(calibrate_kinds)
     return parser
 
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain}
-        if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
+        if args.command not in commands:  # the wings' commands (synth, calibrate, metrics): set_defaults(run=...)
             return args.run(args)
         return commands[args.command](args)
     except SchemeError as exc:

@@ -25,9 +25,24 @@ def add_payment_parsers(sub) -> None:
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     h.set_defaults(run=cmd_synth_history)
 
-    c = sub.add_parser("calibrate", help="relative weights from a cost history")
-    what = c.add_subparsers(dest="kind", required=True)
-    w = what.add_parser("weights", help="one row per DRG: n, mean, median, CV, trimmed n, RW, points, stable")
+    m = sub.add_parser("metrics", help="hospital indicators: CMI, cost and time indices, low-risk mortality ...")
+    m.add_argument("grouped", nargs="+", help="grouped file(s) or raw case files (grouped here with --scheme)")
+    m.add_argument("--weights", help="weights table (drg, weight[, mean, los_mean, risk]); default: the scheme's")
+    m.add_argument("--scheme", help="scheme for raw case files and default weights (default: the demo scheme)")
+    m.add_argument("-o", "--output", required=True, help="metrics: .csv, .parquet or .xlsx")
+    m.add_argument("--benchmark", choices=["data", "weights"], default="data",
+                   help="per-DRG means for the cost/time indices: from the data given (default) or the weights table")
+    m.add_argument("--no-dept", action="store_true", help="hospital rows only")
+    m.add_argument("--min-cost", type=float, default=5.0, help="exclude cases under this cost, yuan (default 5)")
+    m.add_argument("--max-los", type=int, default=60, help="exclude stays longer than this (default 60; 0: none)")
+    m.add_argument("--encoding", help="CSV encoding of the inputs")
+    m.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    m.set_defaults(run=cmd_metrics)
+
+
+def add_calibrate_weights(kinds) -> None:
+    """`grouper calibrate weights HISTORY -o WEIGHTS ...` (kinds: the `calibrate` command's subparsers)."""
+    w = kinds.add_parser("weights", help="one row per DRG: n, mean, median, CV, trimmed n, RW, points, stable")
     w.add_argument("history", nargs="+", help="grouped file(s) (`grouper group --carry`) or raw case files "
                                               "(grouped here with --scheme)")
     w.add_argument("--scheme", help="scheme for raw case files (default: the shipped demo scheme)")
@@ -55,20 +70,6 @@ def add_payment_parsers(sub) -> None:
     w.add_argument("--encoding", help="CSV encoding of the inputs")
     w.add_argument("-q", "--quiet", action="store_true", help="no summary")
     w.set_defaults(run=cmd_calibrate_weights)
-
-    m = sub.add_parser("metrics", help="hospital indicators: CMI, cost and time indices, low-risk mortality ...")
-    m.add_argument("grouped", nargs="+", help="grouped file(s) or raw case files (grouped here with --scheme)")
-    m.add_argument("--weights", help="weights table (drg, weight[, mean, los_mean, risk]); default: the scheme's")
-    m.add_argument("--scheme", help="scheme for raw case files and default weights (default: the demo scheme)")
-    m.add_argument("-o", "--output", required=True, help="metrics: .csv, .parquet or .xlsx")
-    m.add_argument("--benchmark", choices=["data", "weights"], default="data",
-                   help="per-DRG means for the cost/time indices: from the data given (default) or the weights table")
-    m.add_argument("--no-dept", action="store_true", help="hospital rows only")
-    m.add_argument("--min-cost", type=float, default=5.0, help="exclude cases under this cost, yuan (default 5)")
-    m.add_argument("--max-los", type=int, default=60, help="exclude stays longer than this (default 60; 0: none)")
-    m.add_argument("--encoding", help="CSV encoding of the inputs")
-    m.add_argument("-q", "--quiet", action="store_true", help="no summary")
-    m.set_defaults(run=cmd_metrics)
 
 
 def _pair(text: str, option: str) -> tuple[float, float]:
