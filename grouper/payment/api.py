@@ -28,22 +28,25 @@ __all__ = ["Calibration", "Homogeneity", "MetricOptions", "WeightOptions", "cali
 
 
 def load_grouped(source: pl.DataFrame | str | Path | Sequence[str | Path], scheme=None, *,
-                 encoding: str | None = None, columns=None) -> pl.DataFrame:
+                 encoding: str | None = None, columns=None, fields=None) -> pl.DataFrame:
     """A grouped frame from grouped files (read as they are), raw case files or a raw frame (grouped
-    here with `scheme`, carrying the settlement fields). Several files are concatenated in order."""
+    here with `scheme`, carrying the settlement fields). Several files are concatenated in order.
+    `columns` maps input headers of raw files (as for `group`); `fields` keeps only these grouped
+    columns (a grouped Parquet file then reads only them)."""
     if isinstance(source, pl.DataFrame):
-        if {"status", "drg"} <= set(source.columns):
-            return source
-        return group_cases(source, scheme, carry=True, columns=columns)
+        frame = source if {"status", "drg"} <= set(source.columns) else \
+            group_cases(source, scheme, carry=True, columns=columns)
+        return frame.select(fields) if fields is not None else frame
     paths = [source] if isinstance(source, (str, Path)) else list(source)
     frames = []
     loaded = None
     for path in paths:
         if is_grouped_file(path, encoding=encoding):
-            frames.append(read_grouped(path, encoding=encoding))
+            frames.append(read_grouped(path, encoding=encoding, columns=fields))
         else:
             loaded = loaded or loaded_scheme(scheme)
-            frames.append(group_cases(path, loaded, carry=True, encoding=encoding, columns=columns))
+            frame = group_cases(path, loaded, carry=True, encoding=encoding, columns=columns)
+            frames.append(frame.select(fields) if fields is not None else frame)
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 

@@ -129,13 +129,14 @@ def cmd_calibrate_weights(args) -> int:
     from ..outputs import atomic_output
     from .api import calibrate_weights, homogeneity, load_grouped
     from .console import render_calibration
+    from .weights import NEEDED
 
     output = Path(args.output)
     _refuse(args.history, [("-o", args.output), ("--report", args.report)])
     io.output_format(output)
     options = _weight_options(args)
     console = stderr_console()
-    grouped = load_grouped(args.history, args.scheme, encoding=args.encoding)
+    grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED))
     calibration = calibrate_weights(grouped, options)
     report = homogeneity(grouped, options) if args.report or not args.quiet else None
     written = []
@@ -164,6 +165,7 @@ def cmd_metrics(args) -> int:
     from .. import io
     from .api import hospital_metrics, load_grouped, scheme_weights
     from .console import render_metrics
+    from .metrics import NEEDED
 
     _refuse([*args.grouped, *([args.weights] if args.weights else [])], [("-o", args.output)])
     io.output_format(args.output)
@@ -174,7 +176,7 @@ def cmd_metrics(args) -> int:
                                        for c in ("weight", "mean", "los_mean") if c in weights.columns)
     else:
         weights = scheme_weights(args.scheme)
-    grouped = load_grouped(args.grouped, args.scheme, encoding=args.encoding)
+    grouped = load_grouped(args.grouped, args.scheme, encoding=args.encoding, fields=list(NEEDED))
     metrics = hospital_metrics(grouped, weights, benchmark=args.benchmark, by_dept=not args.no_dept,
                                min_cost=round(args.min_cost * 100), max_los=args.max_los or None)
     io.write_results(metrics, args.output)

@@ -38,6 +38,7 @@ import polars as pl
 from ..errors import InputError
 from .weights import WeightOptions, _risk
 
+NEEDED = ("hospital", "dept", "status", "drg", "cost", "los", "discharge")  # the grouped columns read
 INDICATORS = ("cases", "excluded", "grouped", "grouping_rate", "drg_count", "weighted_cases", "total_weight", "cmi",
               "cost_index", "time_index", "low_risk_cases", "low_risk_deaths", "low_risk_mortality", "rw2_share",
               "cost_per_weight", "los_per_weight")

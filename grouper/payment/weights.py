@@ -60,7 +60,8 @@ import polars as pl
 from ..errors import InputError
 
 TRIM_METHODS = ("iqr", "percentile", "logsd", "none")
-NEEDED = ("status", "mdc", "adrg", "drg", "cost", "los", "discharge", "admission_date", "discharge_date",
+# the grouped columns calibration and the homogeneity report read
+NEEDED = ("status", "mdc", "adrg", "drg", "cost", "los", "discharge", "age", "admission_date", "discharge_date",
           "insurance")
 
 
