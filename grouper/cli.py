@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_group(args) -> int:
     from . import api, io
-    from .console import progress, render_quality_report, render_summary, stderr_console, summary_counts
+    from .console import (progress, render_quality_report, render_summary, render_unreadable_lines, stderr_console,
+                          summary_counts)
     from .outputs import atomic_outputs, refuse_collisions, refuse_unwritable
     from .scheme import load_scheme
     from .validate import QualityReport
@@ -142,6 +143,7 @@ def cmd_group(args) -> int:
 
         render_summary(pl.concat(counts), console)
         render_quality_report(summary, console)
+        render_unreadable_lines(summary, report.unreadable_lines, console)
         console.print(f"{rows:,} cases → {args.output}" + (f"; quality report → {args.report}" if args.report else ""))
     return EXIT_OK
 

@@ -234,3 +234,18 @@ def render_quality_report(counts: pl.DataFrame, console: Console, *, top: int = 
         by_dept.add_row(row["dept"] if row["dept"] is not None else "(none)", f"{row['total']:,}",
                         f"{row['cases']:,}", _percent(row["cases"], row["total"]), frequent)
     console.print(by_dept)
+
+
+def render_unreadable_lines(counts: pl.DataFrame, shown: list[str], console: Console) -> None:
+    """Name the CSV lines that could not be read against the header (each is one invalid row with
+    reason malformed_line); ``shown`` holds the first few, ``counts`` the quality-report summary."""
+    lines = counts.filter((pl.col("scope") == "all") & (pl.col("reason") == "malformed_line"))
+    total = int(lines["cases"].sum()) if lines.height else 0
+    if not total:
+        return
+    console.print(Text(f"{total:,} line(s) could not be read against the header; each is one row with status "
+                       f"invalid, reason malformed_line:", style="yellow"))
+    for line in shown:
+        console.print(Text(f"  {line}"), soft_wrap=True)
+    if total > len(shown):
+        console.print(f"  ... and {total - len(shown):,} more: the rows with reason malformed_line in the output")

@@ -17,8 +17,9 @@ understood:
 from __future__ import annotations
 
 import codecs
+import csv
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,12 @@ __all__ = [
 ]
 
 SCALAR_COLUMNS = ("id", "sex", "age", "age_days", "weight", "dept", "los", "discharge")
+# A CSV line that cannot be read as a record (more fields than the header, an unbalanced quote)
+# still gives one row, in its place: the canonical frame then has this column, e.g.
+# "line 17: 12 fields, the header has 10" (null for every other row); validation makes the row
+# `invalid` with reason `malformed_line`.
+READ_PROBLEM = "read_problem"
+_READ_PROBLEM_RAW = "\x00read_problem"  # its name in a raw frame (no header can be called this)
 CANONICAL_COLUMNS = (*SCALAR_COLUMNS, "dx", "proc")
 # Settlement fields (read only when asked: `settlement=True`), passed on with the input's own
 # dtype; grouper.fields parses them (money to fen, dates, levels, insurance type).
@@ -188,7 +195,14 @@ def iter_case_batches(
                 yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
                 rows_done += batch.height
     except pl.exceptions.PolarsError as exc:
-        raise InputError(f"cannot read {path} (after {rows_done} rows): {exc}") from exc
+        if kind != "csv":
+            raise InputError(f"cannot read {path} (after {rows_done} rows): {_first_line_of(exc)}") from exc
+        # A line Polars rejects: read on from the first record not yet given, line by line.
+        with path.open(encoding="utf-8-sig", newline="") as text:
+            for batch in _tolerant_csv(text, list(schema), _csv_separator(path, _first_line(path)),
+                                       batch_size=batch_size, skip=rows_done):
+                yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
+                rows_done += batch.height
     if rows_done == 0:
         yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement)
 
@@ -242,17 +256,102 @@ def _read_raw(path: Path, *, encoding: str | None, sheet: str | int | None) -> p
 def _read_csv(path: Path, encoding: str | None) -> pl.DataFrame:
     data = _as_utf8(path.read_bytes(), encoding, path)
     first_line = data[: data.find(b"\n")] if b"\n" in data else data
+    separator = _csv_separator(path, first_line)
     try:
-        df = pl.read_csv(data, infer_schema=False, separator=_csv_separator(path, first_line))
+        df = pl.read_csv(data, infer_schema=False, separator=separator)
     except pl.exceptions.NoDataError as exc:
         raise InputError(f"{path} is empty: it needs a header line and one line per case") from exc
-    except pl.exceptions.PolarsError as exc:
-        reason = str(exc).strip().splitlines()[0]  # polars appends hints about its own options
-        raise InputError(
-            f"cannot parse CSV file {path}: {reason}; every line needs the header's number "
-            "of fields (quote values that contain the separator)"
-        ) from exc
+    except pl.exceptions.PolarsError:
+        # A line Polars rejects becomes one flagged row; every other line is read as usual.
+        names = pl.read_csv(first_line, infer_schema=False, separator=separator).columns
+        text = data.decode("utf-8-sig").splitlines(keepends=True)
+        return pl.concat(list(_tolerant_csv(text, names, separator, batch_size=1_000_000)))
     return _drop_blank_rows(df)
+
+
+def _first_line_of(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]  # polars appends hints about its own options
+
+
+class _Lines:
+    """Physical lines for csv.reader, remembering those of the current record; lines can be put back."""
+
+    def __init__(self, lines: Iterable[str]):
+        self._lines = iter(lines)
+        self.back: list[str] = []  # put back, last first
+        self.taken: list[str] = []
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = self.back.pop() if self.back else next(self._lines)
+        self.taken.append(line)
+        return line
+
+
+def _tolerant_csv(lines: Iterable[str], names: list[str], separator: str, *, batch_size: int,
+                  skip: int = 0) -> Iterator[pl.DataFrame]:
+    """Raw frames of a CSV text (header line first), read like Polars reads it, except that a line
+    Polars rejects becomes one row flagged in _READ_PROBLEM_RAW instead of stopping the read.
+
+    A record with more fields than the header keeps its first fields; a quote opened and never
+    closed spoils only its own line (the lines after it are read again). Blank lines (nothing but
+    separators) are not records, as in the fast path; the first `skip` records are left out (they
+    were read already). Slower than Polars: used only once Polars has rejected the file.
+    """
+    width = len(names)
+    source = _Lines(lines)
+    reader = csv.reader(source, delimiter=separator)
+    line_no = 0
+    rows: list[list[str]] = []
+    problems: list[str | None] = []
+    records, yielded = 0, False
+    while True:
+        source.taken = []
+        try:
+            fields = next(reader)
+            error = None
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field past csv's size limit: an open quote ran on
+            fields, error = None, str(exc)
+        taken, start = source.taken, line_no + 1
+        if len(taken) > 1 and (fields is None or len(fields) != width):
+            # Not a record spread over lines (those have the header's width): an unbalanced quote.
+            # Only its first line is this record; the others are read again.
+            source.back.extend(reversed(taken[1:]))
+            reader = csv.reader(source, delimiter=separator)
+            taken = taken[:1]
+            fields = next(csv.reader(taken, delimiter=separator), [])
+            error = "a quote opened and never closed"
+        line_no += len(taken)
+        if start == 1:
+            continue  # the header
+        if fields is None:
+            fields = []
+        elif len(taken) == 1 and not taken[0].rstrip("\r\n").strip(separator):
+            continue  # blank line: not a record
+        records += 1
+        if records <= skip:
+            continue
+        if error is None and len(fields) > width:
+            error = f"{len(fields)} fields, the header has {width}"
+        problems.append(None if error is None else f"line {start}: {error}")
+        rows.append((fields + [""] * (width - len(fields)))[:width])
+        if len(rows) == batch_size:
+            yield _raw_frame(rows, problems, names)
+            rows, problems, yielded = [], [], True
+    if rows or not yielded:
+        yield _raw_frame(rows, problems, names)
+
+
+def _raw_frame(rows: list[list[str]], problems: list[str | None], names: list[str]) -> pl.DataFrame:
+    """Rows of text fields → a raw frame like Polars' (an empty field is null), plus the problems."""
+    columns = list(zip(*rows)) if rows else [()] * len(names)
+    frame = pl.DataFrame({name: pl.Series(name, values, dtype=pl.String) for name, values in zip(names, columns)})
+    frame = frame.with_columns(pl.when(pl.col(name) != "").then(pl.col(name)).alias(name) for name in names)
+    return frame.with_columns(pl.Series(_READ_PROBLEM_RAW, problems, dtype=pl.String))
 
 
 def _read_excel(path: Path, sheet: str | int | None) -> pl.DataFrame:
@@ -356,7 +455,8 @@ class _Layout:
     dx_principal: str | None  # wide shape: principal cell ("" when absent from the file)
     dx_others: tuple[str, ...]  # wide shape, in order
     proc_list: str | None
-    proc_wide: tuple[str, ...]  # wide shape, principal first
+    proc_principal: str | None  # wide shape: principal cell
+    proc_others: tuple[str, ...]  # wide shape, in order
     settlement_sources: dict[str, str | None]  # settlement field -> input header
 
 
@@ -372,6 +472,7 @@ def _detect_layout(headers: list[str], columns: Mapping[str, str] | None) -> _La
             f"unknown canonical column(s) {unknown} in the column mapping; "
             f"valid names are {', '.join(CANONICAL_COLUMNS + SETTLEMENT_COLUMNS)}"
         )
+    headers = [h for h in headers if h != _READ_PROBLEM_RAW]
     by_key: dict[str, str] = {}
     for header in headers:
         by_key.setdefault(_header_key(header), header)
@@ -406,13 +507,16 @@ def _detect_layout(headers: list[str], columns: Mapping[str, str] | None) -> _La
         )
 
     proc_list = find("proc")
-    proc_wide: tuple[str, ...] = ()
-    if proc_list is None:
-        proc_principal, proc_others = _find_wide(headers, _PROC_FAMILIES)
-        proc_wide = (proc_principal, *proc_others) if proc_principal else proc_others
+    proc_principal, proc_others = (None, ()) if proc_list else _find_wide(headers, _PROC_FAMILIES)
+    if proc_others and proc_principal is None:
+        raise InputError(
+            f"found other-procedure columns ({proc_others[0]}, ...) but no principal procedure "
+            "column; add 主要手术操作编码 or map it with columns={'proc': ...}"
+        )
 
     settlement_sources = {name: find(name) for name in SETTLEMENT_COLUMNS}
-    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_wide, settlement_sources)
+    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_principal, proc_others,
+                   settlement_sources)
 
 
 def _find_wide(headers: list[str], families: tuple[_WideFamily, ...]) -> tuple[str | None, tuple[str, ...]]:
@@ -459,25 +563,27 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     if layout.dx_list is not None:
         dx = _dx_from_list(text(layout.dx_list), schema[layout.dx_list])
     else:
-        dx = _dx_from_wide(
-            _wide_cell(text(layout.dx_principal)),
-            [_wide_cell(text(h)) for h in layout.dx_others],
-        )
+        dx = _wide_joined(text(layout.dx_principal), [text(h) for h in layout.dx_others])
     if layout.proc_list is not None:
         proc = _proc_from_list(text(layout.proc_list), schema[layout.proc_list])
     else:
-        proc = _proc_from_wide([_wide_cell(text(h)) for h in layout.proc_wide])
+        principal = text(layout.proc_principal) if layout.proc_principal else None
+        proc = _wide_joined(principal, [text(h) for h in layout.proc_others])
 
     def raw(name: str) -> pl.Expr:
         header = layout.settlement_sources[name]
         return (pl.col(header) if header is not None else pl.lit(None, dtype=pl.String)).alias(name)
 
-    return df.select(
+    cases = df.select(
         *(scalar(name).alias(name) for name in SCALAR_COLUMNS),
         dx.alias("dx"),
         proc.alias("proc"),
         *(raw(name) for name in (SETTLEMENT_COLUMNS if settlement else ())),
+        *([pl.col(_READ_PROBLEM_RAW).alias(READ_PROBLEM)] if _READ_PROBLEM_RAW in schema else []),
     )
+    wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
+            (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None}
+    return cases.with_columns(**wide) if wide else cases
 
 
 def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -524,31 +630,35 @@ def _proc_from_list(cell: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.when(no_procedures).then(pl.lit([], dtype=pl.List(pl.String))).otherwise(_split_codes(cell))
 
 
-def _wide_cell(cell: pl.Expr) -> pl.Expr:
-    """One code per cell: surrounding blanks are export padding, so strip; empty -> null."""
-    code = cell.str.strip_chars()
-    return pl.when(code != "").then(code)
+# Wide shape. A row's cells (principal first) are joined with a character no code cell holds and
+# split once: building the list with concat_list over dozens of columns cost ~11 s per million
+# rows. Blank cells are export padding: null cells vanish in the join; cells that are empty or
+# hold blanks around a code (rare) are cleaned on the joined text, only in batches that have them.
+_CELL_SEPARATOR = "\x1f"  # ASCII unit separator
+_NEEDS_CLEANING = r"\s|\x1f\x1f|\x1f$"  # a blank around or instead of a code, or an empty other cell
 
 
-def _dx_from_wide(principal: pl.Expr, others: list[pl.Expr]) -> pl.Expr:
-    """Principal first (an empty principal stays as '' so it keeps its slot), then the
-    non-empty other diagnoses in column order; all cells empty gives ['']."""
-    first = pl.concat_list([principal.fill_null("")])
-    if not others:
-        return first
-    return pl.concat_list([first, pl.concat_list(others).list.drop_nulls()])
+def _wide_joined(principal: pl.Expr | None, others: list[pl.Expr]) -> pl.Expr:
+    """The row's wide cells as one text: the principal cell always (blank keeps its slot), then
+    the non-null other cells, separated by _CELL_SEPARATOR."""
+    if principal is None:
+        return pl.lit("", dtype=pl.String)
+    return pl.concat_str([principal.fill_null(""), *others], separator=_CELL_SEPARATOR, ignore_nulls=True)
 
 
-def _proc_from_wide(cells: list[pl.Expr]) -> pl.Expr:
-    """The non-empty procedure cells in column order (principal first); no columns gives [].
-
-    Unlike diagnoses, an empty principal procedure does not keep a '' slot: a case
-    whose principal procedure cell is blank but whose other procedure cells are not
-    keeps those other procedures, and the first of them is then treated as principal.
-    """
-    if not cells:
-        return pl.lit([], dtype=pl.List(pl.String))
-    return pl.concat_list(cells).list.drop_nulls()
+def _split_wide(joined: pl.Series, *, kind: str) -> pl.Series:
+    """Joined wide cells → codes: the principal slot first ('' when blank), then the other codes in
+    column order, each stripped. dx: all blank gives ['']; proc: all blank gives no procedure,
+    while a blank principal with other procedures gives ['', others...] — exactly what the list
+    shape gives for `|P`, so the first other procedure is never promoted to principal."""
+    if joined.str.contains(_NEEDS_CLEANING).any():
+        sep = _CELL_SEPARATOR
+        joined = (joined.str.replace_all(rf"\s*{sep}\s*", sep).str.strip_chars()
+                  .str.replace_all(f"{sep}{{2,}}", sep).str.replace(f"{sep}+$", ""))
+    codes = joined.str.split(_CELL_SEPARATOR)
+    if kind == "proc":
+        codes = pl.select(pl.when(joined == "").then(pl.lit([], dtype=pl.List(pl.String))).otherwise(codes)).to_series()
+    return codes
 
 
 def _join_list_columns(df: pl.DataFrame) -> pl.DataFrame:

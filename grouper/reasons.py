@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LEVELS = ("error", "warning", "off")
+FIXED_LEVEL = frozenset({"malformed_line"})  # checks a scheme cannot lower
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,10 @@ class Reason:
 
 
 CATALOGUE: dict[str, Reason] = {r.code: r for r in (
+    # a CSV line that is not a record (more fields than the header, an unbalanced quote): always
+    # an error, since its values cannot be trusted to be in their columns (FIXED_LEVEL)
+    Reason("malformed_line", "error", "该行无法按表头读取(字段数不符或引号不成对)",
+           "the line cannot be read against the header (field count or unbalanced quote)"),
     # unreadable fields (a value that is not a number)
     Reason("malformed_sex", "error", "性别无法识别", "sex is not a recognised value"),
     Reason("malformed_age", "error", "年龄不是整数", "age is not a whole number"),

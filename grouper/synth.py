@@ -120,3 +120,33 @@ def write_resampled(source_csv: str | Path, n: int, out_path: str | Path, *, see
                 chunk.write_csv(fh, include_header=(i == 0))
     partial.replace(out_path)
     return out_path
+
+
+WIDE_HEADERS = {"id": "病案号", "sex": "性别", "age": "年龄", "age_days": "年龄不足1周岁的年龄(天)",
+                "weight": "新生儿出生体重(克)", "dept": "出院科别", "los": "实际住院天数", "discharge": "离院方式"}
+
+
+def to_wide(cases: pl.DataFrame, *, n_dx: int | None = None, n_proc: int | None = None) -> pl.DataFrame:
+    """A list-shape text frame (dx/proc `|`-joined, as `read_source` gives) as a hospital-style wide
+    export: Chinese headers, 主要诊断编码 + 其他诊断编码1..n_dx, 主要手术操作编码 + 其他手术操作编码1..n_proc.
+
+    Item i of a list lands in slot i (an empty item is a blank cell); n_dx / n_proc default to the
+    longest list; longer lists raise ValueError rather than lose codes.
+    """
+    dx = cases["dx"].fill_null("").str.split("|")
+    proc = pl.select(pl.when(cases["proc"].fill_null("") == "").then(pl.lit([], dtype=pl.List(pl.String)))
+                     .otherwise(cases["proc"].str.split("|"))).to_series()
+    longest_dx, longest_proc = int(dx.list.len().max() or 1), int(proc.list.len().max() or 0)
+    n_dx = longest_dx - 1 if n_dx is None else n_dx
+    n_proc = max(longest_proc - 1, 0) if n_proc is None else n_proc
+    if longest_dx > n_dx + 1 or longest_proc > n_proc + 1:
+        raise ValueError(f"lists up to {longest_dx} dx / {longest_proc} proc do not fit {n_dx} + {n_proc} other columns")
+    scalars = [pl.col(name).alias(header) for name, header in WIDE_HEADERS.items() if name in cases.columns]
+    slots = pl.DataFrame({"dx": dx, "proc": proc})
+    wide = slots.select(
+        pl.col("dx").list.get(0, null_on_oob=True).alias("主要诊断编码"),
+        *(pl.col("dx").list.get(i, null_on_oob=True).alias(f"其他诊断编码{i}") for i in range(1, n_dx + 1)),
+        pl.col("proc").list.get(0, null_on_oob=True).alias("主要手术操作编码"),
+        *(pl.col("proc").list.get(i, null_on_oob=True).alias(f"其他手术操作编码{i}") for i in range(1, n_proc + 1)),
+    )
+    return pl.concat([cases.select(scalars), wide], how="horizontal")

@@ -41,6 +41,7 @@ from . import reasons
 from .engine import ir
 from .engine.encode import Batch
 from .engine.run import eval_conditions
+from .io import READ_PROBLEM
 
 # ICD-10 医保版 2.0 diagnosis codes: A00.000, A00.000x001, A33.x00, A33.x00x001, with an optional
 # asterisk code after a dagger code: A01.001+K77.0*, A17.000+G01*. Every code of the CHS-DRG 1.1
@@ -74,6 +75,8 @@ def empty_problems() -> pl.DataFrame:
 
 def level_of(plan: ir.Plan, code: str) -> str:
     """The severity of a catalogue check under this plan ("error", "warning" or "off")."""
+    if code in reasons.FIXED_LEVEL:
+        return reasons.CATALOGUE[code].level
     return (getattr(plan, "validation", None) or {}).get(code) or reasons.CATALOGUE[code].level
 
 
@@ -356,6 +359,7 @@ def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: in
     n = len(batch.skip)
     found = _Found(plan)
     flags = _code_flags(plan)
+    unreadable = _check_lines(found, cases)
     _check_fields(found, cases, batch.fields)
     dx = _items(cases["dx"], batch.dx_offsets, batch.dx_codes, n)
     if found.enabled("missing_dx"):
@@ -371,7 +375,21 @@ def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: in
         truth = eval_conditions(plan, everyone, warn_cond, threads=threads, kernel=kernel)
         for i, name in enumerate(plan.warn_names):
             found.add(name, np.flatnonzero(truth[i]), level="warning", order=len(ORDER) + i)
-    return found.frame()
+    problems = found.frame()
+    if unreadable is not None:  # a line read against the wrong columns: its other findings are noise
+        problems = problems.filter(~pl.col("row").is_in(unreadable.implode()) | (pl.col("reason") == "malformed_line"))
+    return problems
+
+
+def _check_lines(found: _Found, cases: pl.DataFrame) -> pl.Series | None:
+    """`malformed_line` for the rows the reader could not read against the header (grouper.io
+    READ_PROBLEM); returns those rows, or None when there are none."""
+    if READ_PROBLEM not in cases.columns or cases[READ_PROBLEM].null_count() == cases.height:
+        return None
+    bad = cases[READ_PROBLEM].is_not_null()
+    rows = pl.Series(np.flatnonzero(bad.to_numpy()), dtype=pl.UInt32)
+    found.add("malformed_line", rows.to_numpy(), cases[READ_PROBLEM].filter(bad), level="error")
+    return rows
 
 
 def block(plan: ir.Plan, batch: Batch, problems: pl.DataFrame) -> Batch:
@@ -440,8 +458,16 @@ class QualityReport:
         self._by_reason = pl.DataFrame(schema={"dept": pl.String, "reason": pl.String, "level": pl.String,
                                                "cases": pl.Int64})
         self._depts = pl.DataFrame(schema={"dept": pl.String, "total": pl.Int64})
+        self.unreadable_lines: list[str] = []  # the first SHOWN malformed lines: "line N: why (id X)"
+
+    SHOWN = 10
 
     def add(self, cases: pl.DataFrame, problems: pl.DataFrame) -> None:
+        if len(self.unreadable_lines) < self.SHOWN:
+            lines = problems.filter(pl.col("reason") == "malformed_line").head(self.SHOWN - len(self.unreadable_lines))
+            ids = lines["id"] if "id" in lines.columns else pl.Series([None] * lines.height, dtype=pl.String)
+            self.unreadable_lines += [f"{detail} (id {i})" if i is not None else detail
+                                      for detail, i in zip(lines["detail"], ids)]
         dept = cases["dept"] if "dept" in cases.columns else pl.Series([None] * cases.height, dtype=pl.String)
         totals = dept.cast(pl.String).to_frame("dept").group_by("dept").agg(pl.len().cast(pl.Int64).alias("total"))
         if "dept" not in problems.columns:

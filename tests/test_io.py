@@ -152,7 +152,7 @@ def test_wide_shape_principal_and_other_columns(tmp_path):
     header = "病案号,主要诊断编码,其他诊断编码1,其他诊断编码2,其他诊断编码3,主要手术操作编码,其他手术操作编码1,其他手术操作编码2"
     rows = [
         "1,A01,B01,,C01,P1,,P2",  # blank padding in the middle is dropped
-        "2,,B02, ,,,Q1,",  # empty principal keeps its slot; empty principal procedure does not
+        "2,,B02, ,,,Q1,",  # an empty principal diagnosis or procedure keeps its slot
         "3,,,,,,,",  # nothing at all
         "4,A04,,,,,,",
     ]
@@ -160,7 +160,7 @@ def test_wide_shape_principal_and_other_columns(tmp_path):
     df = read_cases(path)
     assert column(df, "id") == ["1", "2", "3", "4"]
     assert column(df, "dx") == [["A01", "B01", "C01"], ["", "B02"], [""], ["A04"]]
-    assert column(df, "proc") == [["P1", "P2"], ["Q1"], [], []]
+    assert column(df, "proc") == [["P1", "P2"], ["", "Q1"], [], []]
 
 
 def test_wide_shape_numbered_columns_sort_numerically():
@@ -169,7 +169,7 @@ def test_wide_shape_numbered_columns_sort_numerically():
     data["诊断11"] = ["  "]  # padding
     df = cases_from_frame(pl.DataFrame(data))
     assert column(df, "dx") == [["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "D10", "D12"]]
-    assert column(df, "proc") == [["P2", "P10"]]
+    assert column(df, "proc") == [["", "P2", "P10"]]  # 手术1 is the principal slot, blank
 
 
 def test_wide_shape_dx_proc_prefixes():
@@ -186,6 +186,8 @@ def test_list_column_wins_over_wide_columns():
 def test_other_diagnoses_without_principal_raise():
     with pytest.raises(InputError, match="主要诊断编码"):
         cases_from_frame(pl.DataFrame({"其他诊断编码1": ["A"]}))
+    with pytest.raises(InputError, match="主要手术操作编码"):
+        cases_from_frame(pl.DataFrame({"主要诊断编码": ["A"], "其他手术操作编码1": ["P"]}))
 
 
 # --- Parquet and Excel -----------------------------------------------------

@@ -158,6 +158,9 @@ class _Checker:
                                "built-in checks: " + ", ".join(reasons.CATALOGUE))
                 if st.level not in reasons.LEVELS:
                     self.error("bad-level", f"{st.level!r} is not a severity", st.span, "use error, warning or off")
+                elif st.reason in reasons.FIXED_LEVEL and st.level != "error":
+                    self.error("bad-level", f"{st.reason} is always an error: the values of such a line cannot be trusted",
+                               st.span, "remove this line")
             elif isinstance(st, ast.MapDef):
                 if st.kind not in ("dx", "proc"):
                     self.error("bad-map", f"unknown map kind {st.kind!r}", st.span, "use `map dx = TABLE` or `map proc = TABLE`")
