@@ -57,6 +57,7 @@ cdef enum:
     K_OR = 9
     K_NOT = 10
     K_GATE = 11
+    K_COUNT_ITEMS = 12
 
 cdef enum:
     ST_GROUPED = 0
@@ -64,6 +65,7 @@ cdef enum:
     ST_UNGROUPABLE = 2
     ST_INVALID = 3
     ST_NO_DRG = 4
+    ST_QY = 5
 
 cdef enum:
     B_NO_DRG_STATUS = 1
@@ -74,6 +76,7 @@ cdef enum:
     MAX_TAGS = 64
     N_OPERANDS = 5      # columns of program: opcode, a, b, c, d
     NO_CONDITION = -1
+    NOT_QY = -1
 
 cdef int32_t MISSING = INT32_MIN
 
@@ -85,14 +88,14 @@ def _check_ir_constants():
         "OP_CONST": K_CONST, "OP_IN": K_IN, "OP_IN_UNLESS": K_IN_UNLESS, "OP_COUNT": K_COUNT,
         "OP_TAGSET": K_TAGSET, "OP_HAS_TAG": K_HAS_TAG, "OP_FIELD_CMP": K_FIELD_CMP,
         "OP_FIELD_PRESENT": K_FIELD_PRESENT, "OP_AND": K_AND, "OP_OR": K_OR, "OP_NOT": K_NOT,
-        "OP_GATE": K_GATE,
+        "OP_GATE": K_GATE, "OP_COUNT_ITEMS": K_COUNT_ITEMS,
         "GROUPED": ST_GROUPED, "NO_ADRG": ST_NO_ADRG, "UNGROUPABLE": ST_UNGROUPABLE,
-        "INVALID": ST_INVALID, "NO_DRG": ST_NO_DRG, "NO_DRG_STATUS": B_NO_DRG_STATUS, "SECOND_ATTEMPT": B_SECOND_ATTEMPT,
-        "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
-        "NO_CONDITION": NO_CONDITION, "MISSING": MISSING,
+        "INVALID": ST_INVALID, "NO_DRG": ST_NO_DRG, "QY": ST_QY, "NO_DRG_STATUS": B_NO_DRG_STATUS,
+        "SECOND_ATTEMPT": B_SECOND_ATTEMPT, "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
+        "NO_CONDITION": NO_CONDITION, "NOT_QY": NOT_QY, "MISSING": MISSING,
     }
     wrong = [name for name, value in expected.items() if int(getattr(_ir, name)) != value]
-    if len(_ir.OPCODE_NAMES) != K_GATE + 1 or len(_ir.CMP_IDS) != N_CMPS or len(_ir.SCOPE_IDS) != N_SCOPES:
+    if len(_ir.OPCODE_NAMES) != K_COUNT_ITEMS + 1 or len(_ir.CMP_IDS) != N_CMPS or len(_ir.SCOPE_IDS) != N_SCOPES:
         wrong.append("OPCODE_NAMES/CMP_IDS/SCOPE_IDS")
     if wrong:
         raise ImportError(
@@ -119,6 +122,12 @@ cdef struct PlanC:
     const int32_t* adrg_drg_start
     const int32_t* drg_cond
     const uint64_t* pdx_mdc_mask    # NULL, or per code id: bit m set unless MDC m's entry rejects that pdx
+    # qy rules (see ir.Plan): all NULL when the plan has none
+    const int32_t* mdc_qy_start     # n_mdc + 2
+    const int32_t* qy_cond
+    const int32_t* qy_mdc
+    const int32_t* qy_drg
+    const int32_t* adrg_qy          # n_adrg
 
 
 cdef struct CaseC:
@@ -302,6 +311,10 @@ cdef bint eval_condition(const PlanC* p, Py_ssize_t k, const CaseC* cs) noexcept
                             seen, &n_seen, &overflow),
                 c, d)
             sp += 1
+        elif op == K_COUNT_ITEMS:
+            scope_items(cs, a, &n)
+            stack[sp] = compare(n, b, c)
+            sp += 1
         elif op == K_TAGSET:
             tag_items = scope_items(cs, a, &tag_n)
             tag_map = p.label_maps + <Py_ssize_t>b * p.map_width
@@ -326,22 +339,42 @@ cdef bint eval_condition(const PlanC* p, Py_ssize_t k, const CaseC* cs) noexcept
     return stack[sp - 1]
 
 
+cdef inline void set_result(uint8_t* status, int32_t* mdc, int32_t* adrg, int32_t* drg, int32_t* reason,
+                            uint8_t s, int32_t m, int32_t a, int32_t g, int32_t r) noexcept nogil:
+    status[0] = s
+    mdc[0] = m
+    adrg[0] = a
+    drg[0] = g
+    reason[0] = r
+
+
+cdef inline Py_ssize_t top_level_qy(const PlanC* p, Py_ssize_t m, const CaseC* cs) noexcept nogil:
+    """The first top-level qy rule tried before MDC m (m = n_mdc: after the last MDC) that holds, or -1."""
+    cdef Py_ssize_t q
+    if p.mdc_qy_start == NULL:
+        return -1
+    for q in range(p.mdc_qy_start[m], p.mdc_qy_start[m + 1]):
+        if eval_condition(p, p.qy_cond[q], cs):
+            return q
+    return -1
+
+
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
                            int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour) noexcept nogil:
-    cdef Py_ssize_t r, m, ai, g, last_entered = -1
+    cdef Py_ssize_t r, m, ai, g, q, last_entered = -1
     cdef int32_t cond
     cdef uint64_t candidates = <uint64_t>-1
     if p.pdx_mdc_mask != NULL:
         candidates = p.pdx_mdc_mask[cs.dx[0] if cs.n_dx > 0 else 0]
     for r in range(p.n_invalid):
         if eval_condition(p, p.invalid_cond[r], cs):
-            status[0] = ST_INVALID
-            mdc[0] = -1
-            adrg[0] = -1
-            drg[0] = -1
-            reason[0] = <int32_t>r
+            set_result(status, mdc, adrg, drg, reason, ST_INVALID, -1, -1, -1, <int32_t>r)
             return
     for m in range(p.n_mdc):
+        q = top_level_qy(p, m, cs)
+        if q >= 0:
+            set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
+            return
         if not (candidates >> m) & 1:   # the entry's pdx gate would fail: skip it unevaluated
             continue
         if not eval_condition(p, p.mdc_cond[m], cs):
@@ -349,30 +382,27 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
         for ai in range(p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]):
             if not eval_condition(p, p.adrg_cond[ai], cs):
                 continue
+            if p.adrg_qy != NULL and p.adrg_qy[ai] != NOT_QY:   # a qy rule among the ADRGs: ends grouping
+                q = p.adrg_qy[ai]
+                set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
+                return
             for g in range(p.adrg_drg_start[ai], p.adrg_drg_start[ai + 1]):
                 cond = p.drg_cond[g]
                 if cond == NO_CONDITION or eval_condition(p, cond, cs):
-                    status[0] = ST_GROUPED
-                    mdc[0] = <int32_t>m
-                    adrg[0] = <int32_t>ai
-                    drg[0] = <int32_t>g
-                    reason[0] = -1
+                    set_result(status, mdc, adrg, drg, reason, ST_GROUPED, <int32_t>m, <int32_t>ai, <int32_t>g, -1)
                     return
             # The ADRG holds but none of its DRGs does: the next ADRG is tried, or (NO_DRG_STATUS) status no_drg.
             if behaviour & B_NO_DRG_STATUS:
-                status[0] = ST_NO_DRG
-                mdc[0] = <int32_t>m
-                adrg[0] = <int32_t>ai
-                drg[0] = -1
-                reason[0] = -1
+                set_result(status, mdc, adrg, drg, reason, ST_NO_DRG, <int32_t>m, <int32_t>ai, -1, -1)
                 return
         # Entered but no ADRG matched: CHS-DRG goes on with the next MDC.
         last_entered = m
-    mdc[0] = <int32_t>last_entered
-    adrg[0] = -1
-    drg[0] = -1
-    reason[0] = -1
-    status[0] = ST_NO_ADRG if last_entered >= 0 else ST_UNGROUPABLE
+    q = top_level_qy(p, p.n_mdc, cs)
+    if q >= 0:
+        set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
+        return
+    set_result(status, mdc, adrg, drg, reason, ST_NO_ADRG if last_entered >= 0 else ST_UNGROUPABLE,
+               <int32_t>last_entered, -1, -1, -1)
 
 
 cdef Py_ssize_t check_rows(const int64_t* offsets, Py_ssize_t n_codes, const uint32_t* codes,
@@ -447,6 +477,12 @@ cdef int check_condition(const int32_t[:, ::1] program, Py_ssize_t k, Py_ssize_t
                 problem = f"bad comparison {c}"
             if op != K_TAGSET and op != K_GATE:
                 depth += 1
+        elif op == K_COUNT_ITEMS:
+            if not 0 <= a < N_SCOPES:
+                problem = f"bad scope {a}"
+            elif not 0 <= b < N_CMPS:
+                problem = f"bad comparison {b}"
+            depth += 1
         elif op == K_FIELD_CMP:
             if not 0 <= a < n_fields:
                 problem = f"field {a} is not a row of fields (which has {n_fields})"
@@ -493,6 +529,30 @@ cdef int check_starts(str name, const int32_t[::1] starts, Py_ssize_t n_parents,
     return 0
 
 
+cdef int check_qy(const int32_t[::1] mdc_qy_start, const int32_t[::1] qy_cond, const int32_t[::1] qy_mdc,
+                  const int32_t[::1] qy_drg, const int32_t[::1] adrg_qy, Py_ssize_t n_mdc, Py_ssize_t n_adrg,
+                  Py_ssize_t n_cond) except -1:
+    cdef Py_ssize_t n_qy = qy_cond.shape[0], i
+    if qy_mdc.shape[0] != n_qy or qy_drg.shape[0] != n_qy:
+        raise ValueError(f"qy_cond/qy_mdc/qy_drg have lengths {n_qy}/{qy_mdc.shape[0]}/{qy_drg.shape[0]}")
+    if adrg_qy.shape[0] != n_adrg:
+        raise ValueError(f"adrg_qy has length {adrg_qy.shape[0]}, expected one per ADRG ({n_adrg})")
+    check_cond_refs("qy_cond", qy_cond, n_cond, False)
+    check_starts("mdc_qy_start", mdc_qy_start, n_mdc + 1, n_qy, "qy rule indexes")
+    for i in range(n_mdc + 1):
+        if mdc_qy_start[i] > mdc_qy_start[i + 1]:
+            raise ValueError(f"mdc_qy_start decreases at {i}")
+    for i in range(n_qy):
+        if not -1 <= qy_mdc[i] < n_mdc:
+            raise ValueError(f"qy_mdc[{i}] = {qy_mdc[i]} is not an MDC index (or -1)")
+        if qy_drg[i] < 0:
+            raise ValueError(f"qy_drg[{i}] = {qy_drg[i]} is negative")
+    for i in range(n_adrg):
+        if not (adrg_qy[i] == NOT_QY or 0 <= adrg_qy[i] < n_qy):
+            raise ValueError(f"adrg_qy[{i}] = {adrg_qy[i]} is not a qy rule index (or -1)")
+    return 0
+
+
 def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const uint32_t[:, ::1] label_maps not None,
                 const int32_t[:, ::1] program not None,
@@ -515,7 +575,10 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 int32_t[::1] out_drg not None,
                 int32_t[::1] out_reason not None,
                 Py_ssize_t start=0, Py_ssize_t stop=-1,
-                const uint64_t[::1] pdx_mdc_mask=None, int behaviour=0):
+                const uint64_t[::1] pdx_mdc_mask=None, int behaviour=0,
+                const int32_t[::1] mdc_qy_start=None, const int32_t[::1] qy_cond=None,
+                const int32_t[::1] qy_mdc=None, const int32_t[::1] qy_drg=None,
+                const int32_t[::1] adrg_qy=None):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     Same arguments and results as `grouper.engine._kernel_py.group_cases`; the case loop runs
@@ -609,6 +672,22 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         if pdx_mdc_mask.shape[0] != map_width or map_width < 1:
             raise ValueError(f"pdx_mdc_mask has {pdx_mdc_mask.shape[0]} entries, expected one per code id ({map_width})")
         p.pdx_mdc_mask = &pdx_mdc_mask[0]
+    p.mdc_qy_start = NULL
+    p.qy_cond = NULL
+    p.qy_mdc = NULL
+    p.qy_drg = NULL
+    p.adrg_qy = NULL
+    qy_given = [mdc_qy_start is not None, qy_cond is not None, qy_mdc is not None, qy_drg is not None,
+                adrg_qy is not None]
+    if any(qy_given):
+        if not all(qy_given):
+            raise ValueError("the qy arrays mdc_qy_start, qy_cond, qy_mdc, qy_drg, adrg_qy go together: give all or none")
+        check_qy(mdc_qy_start, qy_cond, qy_mdc, qy_drg, adrg_qy, n_mdc, n_adrg, n_cond)
+        p.qy_cond = &qy_cond[0] if qy_cond.shape[0] > 0 else _NO_INT32
+        p.qy_mdc = &qy_mdc[0] if qy_mdc.shape[0] > 0 else _NO_INT32
+        p.qy_drg = &qy_drg[0] if qy_drg.shape[0] > 0 else _NO_INT32
+        p.mdc_qy_start = &mdc_qy_start[0]
+        p.adrg_qy = &adrg_qy[0] if n_adrg > 0 else _NO_INT32
 
     cdef const int64_t* dx_off = &dx_offsets[0]
     cdef const int64_t* px_off = &px_offsets[0]
@@ -646,7 +725,7 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 cs.n_px = <Py_ssize_t>(px_off[i + 1] - px_off[i])
                 cs.fields = field_base + i
                 group_one(&p, &cs, st + i, o_mdc + i, o_adrg + i, o_drg + i, o_reason + i, behaviour)
-                if not behaviour & B_SECOND_ATTEMPT or st[i] == ST_GROUPED or st[i] == ST_INVALID:
+                if not behaviour & B_SECOND_ATTEMPT or st[i] == ST_GROUPED or st[i] == ST_INVALID or st[i] == ST_QY:
                     continue
                 # Second attempt: procedure j moved to the front, the others in order; first grouped wins.
                 moved = cs

@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace", action="append", metavar="ID",
                    help="add a `trace` column (the rules that held) for the case with this id (repeatable)")
     g.add_argument("--trace-status", action="append", metavar="STATUS",
-                   choices=["grouped", "no_drg", "no_adrg", "ungroupable", "invalid"],
+                   choices=["grouped", "qy", "no_drg", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
     g.add_argument("--carry", action="store_true",
                    help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
@@ -83,8 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("table_dir", help="the table folder (chs-drg) or the catalogue file (dip)")
     i.add_argument("-o", "--output", required=True, help="pack folder to write")
     i.add_argument("--name", help="scheme name (default: CHS-DRG / DIP)")
-    i.add_argument("--version", dest="scheme_version", help="scheme version (default: 1.1 / imported)")
+    i.add_argument("--version", dest="scheme_version",
+                   help="scheme version (default: chs-drg 2.0 for the 2.0 layout, else 1.1; dip: imported)")
     i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
+    i.add_argument("--allow-unused", action="store_true",
+                   help="chs-drg: import even when some table rows would not be used (each is reported as a warning)")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
     from .payment.commands import add_calibrate_weights, add_payment_parsers
@@ -276,9 +279,13 @@ def cmd_import(args) -> int:
         from .dip.commands import import_command
 
         return import_command(args)
-    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG",
-                          version=args.scheme_version or "1.1", with_maps=args.with_maps)
-    stderr_console().print(f"wrote {path} (check it with: grouper check {args.output})")
+    unused: list[str] = []
+    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG", version=args.scheme_version,
+                          with_maps=args.with_maps, allow_unused=args.allow_unused, unused=unused)
+    console = stderr_console()
+    for problem in unused:
+        console.print(f"warning: unused table rows: {problem}", style="yellow", markup=False)
+    console.print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-STATUSES = ("grouped", "no_drg", "no_adrg", "ungroupable", "invalid")
+STATUSES = ("grouped", "qy", "no_drg", "no_adrg", "ungroupable", "invalid")
 
 
 def stderr_console() -> Console:

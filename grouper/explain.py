@@ -37,7 +37,7 @@ class Check:
 class Step:
     """One rule tried: an input check, an MDC entry, an ADRG or a DRG."""
 
-    level: str  # "invalid" | "warn" | "mdc" | "adrg" | "drg"
+    level: str  # "invalid" | "warn" | "qy" | "mdc" | "adrg" | "drg"
     code: str
     name: str
     matched: bool
@@ -129,6 +129,11 @@ class _Evaluator:
             holds = compare(count, ir.CMP_IDS[cond.op], cond.value)
             found = "; ".join(f"{label}: {', '.join(codes)}" for label, codes in labels.items()) or "none"
             return Check(text, holds, f"{count} distinct {cond.column} ({found})")
+        if isinstance(cond, ast.CountItems):
+            items = self.items(cond.scope)
+            holds = compare(len(items), ir.CMP_IDS[cond.op], cond.value)
+            shown = ", ".join(self.label(c) for c, _ in items) or "none"
+            return Check(text, holds, f"{len(items)} {SCOPE_LABELS[cond.scope]} item(s): {shown}")
         if isinstance(cond, ast.TagsMatch):
             labels = self.labels_found(cond.scope, self.map_of(cond.set, cond.column))
             present = set(labels)
@@ -302,19 +307,39 @@ def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
 
 
 def _hierarchy_steps(scheme, rule_step) -> tuple[list[Step], bool]:
-    """The MDC → ADRG → DRG path of one attempt, and whether it ended in a DRG."""
+    """The MDC → ADRG → DRG path of one attempt (qy rules in their places), and whether it ended in a
+    DRG or a qy rule (a final result: no second attempt follows)."""
     plan = scheme.plan
     steps = []
     a_index = d_index = 0
-    for m, mdc in enumerate(scheme.ast.mdcs):
+    q_index = 0   # top-level qy rules are numbered first in the plan, in file order
+    m = 0
+    for st in scheme.ast.statements:
+        if isinstance(st, ast.QyDef):
+            step = rule_step("qy", st, st.code, st.name or "", plan.qy_cond[q_index])
+            q_index += 1
+            steps.append(step)
+            if step.matched:
+                return steps, True
+            continue
+        if not isinstance(st, ast.MdcDef):
+            continue
+        mdc = st
         mdc_step = rule_step("mdc", mdc, mdc.code, mdc.name or "", plan.mdc_cond[m])
+        m += 1
         steps.append(mdc_step)
         first_adrg = a_index
-        a_index += len(mdc.adrgs)
+        a_index += len(mdc.items)
         if not mdc_step.matched:
             d_index += sum(len(a.drgs) for a in mdc.adrgs)
             continue
-        for a, adrg in enumerate(mdc.adrgs, start=first_adrg):
+        for a, adrg in enumerate(mdc.items, start=first_adrg):
+            if isinstance(adrg, ast.QyDef):
+                qy_step = rule_step("qy", adrg, adrg.code, adrg.name or "", plan.adrg_cond[a])
+                mdc_step.children.append(qy_step)
+                if qy_step.matched:
+                    return steps, True
+                continue
             adrg_step = rule_step("adrg", adrg, adrg.code, adrg.name or "", plan.adrg_cond[a])
             mdc_step.children.append(adrg_step)
             first_drg = d_index
@@ -417,16 +442,17 @@ def removal_scenarios(case_row: pl.DataFrame) -> list[list[Change]]:
 def trace_text(explanation: Explanation) -> str:
     """One line: the rules that held, e.g. `MDCA>- | MDCG>GD1>GD13`; `-` where none held. An ADRG
     without a DRG shows `>-` and, with no_drg = next_adrg, the ADRG tried next; a second attempt
-    follows `||` with its principal procedure: `MDCG>GD1>- || proc 2 51.2300: MDCG>GD2>GD29`."""
+    follows `||` with its principal procedure: `MDCG>GD1>- || proc 2 51.2300: MDCG>GD2>GD29`. A qy
+    rule that held shows as `qy:CODE` (top level) or `MDC>qy:CODE` (inside an MDC)."""
     return _trace_steps(explanation.steps) or "-"
 
 
 def _trace_steps(steps: list[Step]) -> str:
     parts, attempts = [], []
     for step in steps:
-        if step.level == "invalid":
+        if step.level in ("invalid", "qy"):
             if step.matched:
-                parts.append(f"invalid:{step.code}")
+                parts.append(f"{step.level}:{step.code}")
             continue
         if step.level == "attempt":
             attempts.append(f"proc {step.code} {step.name.split()[2]}: " + (_trace_steps(step.children) or "-"))
@@ -437,6 +463,9 @@ def _trace_steps(steps: list[Step]) -> str:
         if not adrgs:
             parts.append(f"{step.code}>-")
         for adrg in adrgs:
+            if adrg.level == "qy":
+                parts.append(f"{step.code}>qy:{adrg.code}")
+                continue
             drg = next((c for c in adrg.children if c.matched and c.level == "drg"), None)
             parts.append(f"{step.code}>{adrg.code}>{drg.code if drg else '-'}")
     return " || ".join([" | ".join(parts)] + attempts) if attempts else " | ".join(parts)

@@ -20,7 +20,7 @@ import polars as pl
 
 from . import io
 from .engine import ir
-from .engine.encode import Batch, encode_cases
+from .engine.encode import Batch, encode_cases, read_lists
 from .engine.results import results_frame, rule_problems
 from .engine.run import run_kernel
 from .fields import carry_fields, typed_problem_rows
@@ -40,7 +40,7 @@ class Prepared:
 
 def prepare(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None) -> Prepared:
     """Code maps → encode → validate one canonical case frame."""
-    cases, unmapped = convert_codes(plan, cases)
+    cases, unmapped = convert_codes(plan, read_lists(plan, cases))
     batch = encode_cases(plan, cases)
     problems = check_cases(plan, cases, batch, threads=threads, kernel=kernel)
     if unmapped.height:

@@ -314,6 +314,10 @@ def _check_codes(found: _Found, flags: _CodeFlags, items: _Items, kind: str) -> 
 def _check_fields(found: _Found, cases: pl.DataFrame, fields: np.ndarray) -> None:
     f = {name: fields[i].astype(np.int64) for i, name in enumerate(ir.FIELDS)}
     present = {name: fields[i] != ir.MISSING for i, name in enumerate(ir.FIELDS)}
+    for name in getattr(found.plan, "empty_numbers", {}):  # `read empty F as N`: judge what was written
+        if name in cases.columns:
+            written = cases[name].cast(pl.String).str.strip_chars().str.len_bytes().fill_null(0).to_numpy() > 0
+            present[name] = present[name] & written
 
     def report(code: str, bad: np.ndarray, values: np.ndarray) -> None:
         if bad.any():
@@ -353,6 +357,13 @@ def _check_fields(found: _Found, cases: pl.DataFrame, fields: np.ndarray) -> Non
         report("unknown_discharge", present["discharge"] & ~np.isin(f["discharge"], DISCHARGE_MODES), f["discharge"])
 
 
+def _scheme_ids(plan: ir.Plan, ids: np.ndarray) -> np.ndarray:
+    """Code ids with the ids of unknown codes that only matched a `prefix` set made 0 (unknown)."""
+    if not getattr(plan, "prefixes", None):
+        return ids
+    return np.where(ids > plan.n_codes, 0, ids).astype(ids.dtype, copy=False)
+
+
 def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
                 kernel=None) -> pl.DataFrame:
     """Every problem of every case of an encoded batch (see the module docstring for the frame)."""
@@ -361,14 +372,14 @@ def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: in
     flags = _code_flags(plan)
     unreadable = _check_lines(found, cases)
     _check_fields(found, cases, batch.fields)
-    dx = _items(cases["dx"], batch.dx_offsets, batch.dx_codes, n)
+    dx = _items(cases["dx"], batch.dx_offsets, _scheme_ids(plan, batch.dx_codes), n)
     if found.enabled("missing_dx"):
         first_empty = np.zeros(n, dtype=bool)
         heads = dx.pos == 0
         first_empty[dx.row[heads]] = (dx.text.filter(pl.Series(heads)).str.len_bytes() == 0).to_numpy()
         found.add("missing_dx", np.flatnonzero(first_empty | (dx.lengths == 0)))
     _check_codes(found, flags, dx, "dx")
-    _check_codes(found, flags, _items(cases["proc"], batch.px_offsets, batch.px_codes, n), "proc")
+    _check_codes(found, flags, _items(cases["proc"], batch.px_offsets, _scheme_ids(plan, batch.px_codes), n), "proc")
     warn_cond = getattr(plan, "warn_cond", np.zeros(0, np.int32))
     if len(warn_cond) and n:
         everyone = dataclasses.replace(batch, skip=np.zeros(n, dtype=np.uint8))  # warnings for every case

@@ -5,15 +5,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "chs-drg-1.1"
+SHARED_20 = ROOT.parent / "shared" / "chs-drg-2.0"
 
 
-def shared_or_skip() -> Path:
-    """The national CHS-DRG 1.1 tables beside the checkout; under CI their absence is a failure."""
-    if not (SHARED / "golden" / "expected.csv").is_file():
+def shared_or_skip(tables: Path = SHARED) -> Path:
+    """National CHS-DRG tables beside the checkout; under CI their absence is a failure."""
+    if not (tables / "golden" / "expected.csv").is_file():
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the CHS-DRG 1.1 tables are missing at {SHARED}")
-        pytest.skip(f"CHS-DRG 1.1 tables not found at {SHARED}")
-    return SHARED
+            pytest.fail(f"CI=true but the {tables.name} tables are missing at {tables}")
+        pytest.skip(f"{tables.name} tables not found at {tables}")
+    return tables
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,3 +52,31 @@ def golden_cases(chs_tables):
     from grouper.io import read_cases
 
     return read_cases(chs_tables / "golden" / "cases.csv")
+
+
+@pytest.fixture(scope="session")
+def chs20_tables() -> Path:
+    return shared_or_skip(SHARED_20)
+
+
+@pytest.fixture(scope="session")
+def chs20_pack(chs20_tables, tmp_path_factory) -> Path:
+    from grouper.importers.chs_drg import import_chs_drg
+
+    pack = tmp_path_factory.mktemp("chs-drg-2.0")
+    import_chs_drg(chs20_tables, pack)
+    return pack
+
+
+@pytest.fixture(scope="session")
+def chs20_scheme(chs20_pack):
+    from grouper.scheme import load_scheme
+
+    return load_scheme(chs20_pack)
+
+
+@pytest.fixture(scope="session")
+def golden20_cases(chs20_tables):
+    from grouper.io import read_cases
+
+    return read_cases(chs20_tables / "golden" / "cases.csv")

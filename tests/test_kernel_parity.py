@@ -725,7 +725,7 @@ def test_rejects_bad_shapes(cy):
     ([I(OP_NOT)], "underflow"),
     ([I(OP_TAGSET, DX, 0)], "no value"),
     ([], "no value"),
-    ([I(12)], "bad opcode"),
+    ([I(len(ir.OPCODE_NAMES))], "bad opcode"),
     ([I(OP_IN, 6, 0)], "bad scope"),
     ([I(OP_IN, DX, 5)], "set 5"),
     ([I(OP_COUNT, DX, 0, 6, 1)], "bad comparison"),

@@ -6,9 +6,9 @@ Slow (a Python loop per case): use it for tests and explanations, not for batche
 from __future__ import annotations
 
 from .ir import (
-    DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MISSING, NE, NO_DRG_STATUS, NO_ADRG, NO_CONDITION, NO_DRG, OP_AND,
-    OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_HAS_TAG, OP_IN, OP_IN_UNLESS, OP_NOT, OP_OR,
-    OP_TAGSET, PDX, PPROC, PROC, SDX, SECOND_ATTEMPT, SPROC, UNGROUPABLE,
+    DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MISSING, NE, NO_ADRG, NO_CONDITION, NO_DRG, NO_DRG_STATUS, NOT_QY,
+    OP_AND, OP_CONST, OP_COUNT, OP_COUNT_ITEMS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_HAS_TAG, OP_IN,
+    OP_IN_UNLESS, OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, QY, SDX, SECOND_ATTEMPT, SPROC, UNGROUPABLE,
 )
 
 
@@ -90,6 +90,8 @@ def eval_condition(plan_arrays, k: int, case: Case) -> bool:
                 for x in case.items(a)))
         elif op == OP_COUNT:
             stack.append(compare(len(distinct_labels(label_maps[b], case.items(a))), c, d))
+        elif op == OP_COUNT_ITEMS:
+            stack.append(compare(len(case.items(a)), b, c))
         elif op == OP_TAGSET:
             tags = distinct_labels(label_maps[b], case.items(a))
         elif op == OP_HAS_TAG:
@@ -112,25 +114,44 @@ def eval_condition(plan_arrays, k: int, case: Case) -> bool:
     return stack[-1]
 
 
-def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0) -> tuple[int, int, int, int, int]:
+def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
+              qy=None) -> tuple[int, int, int, int, int]:
     """(status, mdc, adrg, drg, reason) for one case; indexes are -1 where not applicable.
 
     `pdx_mdc_mask` (optional, per code id) has bit m clear when MDC m's entry cannot hold for that
     principal diagnosis; such MDCs are skipped unevaluated (the result is the same).
     `behaviour` (ir.NO_DRG_STATUS | ir.SECOND_ATTEMPT flags): see `group_with_attempts`.
+    `qy` (optional): the plan's qy arrays (mdc_qy_start, qy_cond, qy_mdc, qy_drg, adrg_qy), see ir.Plan.
     """
     (_, _, _, _, invalid_cond, mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond) = plan_arrays
     for r, cond in enumerate(invalid_cond.tolist()):
         if eval_condition(plan_arrays, cond, case):
             return INVALID, -1, -1, -1, r
+    mdc_qy_start, qy_cond, qy_mdc, qy_drg, adrg_qy = qy if qy is not None else (None,) * 5
+
+    def top_level_qy(m: int):
+        """The first top-level qy rule tried before MDC m (after the last one for m = n_mdc) that holds."""
+        if mdc_qy_start is None:
+            return None
+        for q in range(mdc_qy_start[m], mdc_qy_start[m + 1]):
+            if eval_condition(plan_arrays, int(qy_cond[q]), case):
+                return QY, int(qy_mdc[q]), -1, int(qy_drg[q]), -1
+        return None
+
     last_entered = -1
     candidates = -1 if pdx_mdc_mask is None else int(pdx_mdc_mask[case.pdx])
     for m, cond in enumerate(mdc_cond.tolist()):
+        result = top_level_qy(m)
+        if result is not None:
+            return result
         if not (candidates >> m) & 1 or not eval_condition(plan_arrays, cond, case):
             continue
         for a in range(mdc_adrg_start[m], mdc_adrg_start[m + 1]):
             if not eval_condition(plan_arrays, int(adrg_cond[a]), case):
                 continue
+            if adrg_qy is not None and adrg_qy[a] != NOT_QY:  # a qy rule among the ADRGs: ends grouping
+                q = int(adrg_qy[a])
+                return QY, int(qy_mdc[q]), -1, int(qy_drg[q]), -1
             for g in range(adrg_drg_start[a], adrg_drg_start[a + 1]):
                 if drg_cond[g] == NO_CONDITION or eval_condition(plan_arrays, int(drg_cond[g]), case):
                     return GROUPED, m, a, g, -1
@@ -139,21 +160,26 @@ def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0) ->
                 return NO_DRG, m, a, -1, -1
         # Entered but no ADRG matched: CHS-DRG goes on with the next MDC.
         last_entered = m
+    result = top_level_qy(len(mdc_cond))
+    if result is not None:
+        return result
     if last_entered >= 0:
         return NO_ADRG, last_entered, -1, -1, -1
     return UNGROUPABLE, -1, -1, -1, -1
 
 
-def group_with_attempts(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0) -> tuple[int, int, int, int, int]:
+def group_with_attempts(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
+                        qy=None) -> tuple[int, int, int, int, int]:
     """`group_one`, then, with SECOND_ATTEMPT, for a case left without a group (no_adrg, no_drg,
     ungroupable): group it again with procedure j (j = 2, 3, ...) moved to the front as the principal
-    procedure, the others keeping their order; the first grouped result wins, else the first result."""
-    result = group_one(plan_arrays, case, pdx_mdc_mask, behaviour)
-    if not behaviour & SECOND_ATTEMPT or result[0] in (GROUPED, INVALID):
+    procedure, the others keeping their order; the first grouped result wins, else the first result.
+    A qy result is final, like a grouped one."""
+    result = group_one(plan_arrays, case, pdx_mdc_mask, behaviour, qy)
+    if not behaviour & SECOND_ATTEMPT or result[0] in (GROUPED, INVALID, QY):
         return result
     for j in range(1, len(case.px)):
         moved = Case(case.dx, [case.px[j]] + case.px[:j] + case.px[j + 1:], case.fields)
-        retry = group_one(plan_arrays, moved, pdx_mdc_mask, behaviour)
+        retry = group_one(plan_arrays, moved, pdx_mdc_mask, behaviour, qy)
         if retry[0] == GROUPED:
             return retry
     return result
@@ -163,16 +189,19 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
                 adrg_cond, adrg_drg_start, drg_cond,
                 dx_offsets, dx_codes, px_offsets, px_codes, fields, skip,
                 out_status, out_mdc, out_adrg, out_drg, out_reason, start: int = 0, stop: int = -1,
-                pdx_mdc_mask=None, behaviour: int = 0) -> None:
+                pdx_mdc_mask=None, behaviour: int = 0, mdc_qy_start=None, qy_cond=None, qy_mdc=None,
+                qy_drg=None, adrg_qy=None) -> None:
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     dx_offsets/px_offsets: int64[n+1]; dx_codes/px_codes: uint32 code ids; fields: int32[7, n];
     skip: uint8[n], nonzero for rows already rejected while reading (they get status INVALID,
     reason -1). Outputs: status uint8[n], mdc/adrg/drg/reason int32[n]. behaviour: ir.NO_DRG_STATUS |
-    ir.SECOND_ATTEMPT (the scheme's settings).
+    ir.SECOND_ATTEMPT (the scheme's settings). The qy arrays (all or none) are those of
+    ir.Plan.qy_args().
     """
     plan_arrays = (set_bits, label_maps, program, cond_start, invalid_cond, mdc_cond, mdc_adrg_start,
                    adrg_cond, adrg_drg_start, drg_cond)
+    qy = None if qy_cond is None else (mdc_qy_start, qy_cond, qy_mdc, qy_drg, adrg_qy)
     n = len(skip)
     stop = n if stop < 0 else stop
     for i in range(start, stop):
@@ -182,7 +211,7 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
             case = Case(dx_codes[dx_offsets[i]:dx_offsets[i + 1]].tolist(),
                         px_codes[px_offsets[i]:px_offsets[i + 1]].tolist(),
                         fields[:, i].tolist())
-            result = group_with_attempts(plan_arrays, case, pdx_mdc_mask, behaviour)
+            result = group_with_attempts(plan_arrays, case, pdx_mdc_mask, behaviour, qy)
         out_status[i], out_mdc[i], out_adrg[i], out_drg[i], out_reason[i] = result
 
 

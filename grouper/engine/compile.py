@@ -27,6 +27,7 @@ class _Compiler:
         self.cond_start: list[int] = [0]
         self.cond_sources: list[str] = []
         self.max_depth = 0
+        self.prefixes: list[str] = []                   # of the `prefix` sets (see ir.Plan.prefixes)
 
     # ---- registries ----------------------------------------------------------------------
     def set_index(self, expr: ast.SetExpr) -> int:
@@ -122,6 +123,9 @@ class _Compiler:
             self.op(ir.OP_COUNT, ir.SCOPE_IDS[cond.scope], self.map_of_set(cond.set, cond.column),
                     ir.CMP_IDS[cond.op], cond.value)
             return depth + 1
+        if isinstance(cond, ast.CountItems):
+            self.op(ir.OP_COUNT_ITEMS, ir.SCOPE_IDS[cond.scope], ir.CMP_IDS[cond.op], cond.value)
+            return depth + 1
         if isinstance(cond, ast.TagsMatch):
             self.op(ir.OP_TAGSET, ir.SCOPE_IDS[cond.scope], self.map_of_set(cond.set, cond.column))
             return self.emit_tags(cond.expr, depth)
@@ -176,10 +180,28 @@ class _Compiler:
         dictionary_sets = {d.kind: self.set_index(ast.SetRef(d.table)) for d in self.names.dictionaries.values()}
         mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond = [], [0], [], [0], []
         adrgs, drgs = [], []
+        # qy rules: the top-level ones first (tried before the MDC that follows them), then those in MDCs.
+        mdc_index = {m.code: i for i, m in enumerate(s.mdcs)}
+        top_qys = [(st, None) for st in s.statements if isinstance(st, ast.QyDef)]
+        mdc_qy_start, seen_qys = [0], 0   # rules before MDC m: mdc_qy_start[m]:mdc_qy_start[m + 1]
+        for st in s.statements:
+            if isinstance(st, ast.QyDef):
+                seen_qys += 1
+            elif isinstance(st, ast.MdcDef):
+                mdc_qy_start.append(seen_qys)
+        mdc_qy_start.append(len(top_qys))  # after the last MDC
+        inner_qys, adrg_qy = [], []
         for mdc in s.mdcs:
             mdc_cond.append(self.condition(mdc.cond, _where(mdc, "mdc", mdc.cond)))
-            for adrg in mdc.adrgs:
+            for adrg in mdc.items:
                 adrgs.append(adrg)
+                if isinstance(adrg, ast.QyDef):
+                    adrg_qy.append(len(top_qys) + len(inner_qys))
+                    inner_qys.append((adrg, mdc.code))
+                    adrg_cond.append(-1)  # filled in below, with the top-level rules' conditions
+                    adrg_drg_start.append(len(drgs))
+                    continue
+                adrg_qy.append(ir.NOT_QY)
                 adrg_cond.append(self.condition(adrg.cond, _where(adrg, "adrg", adrg.cond)))
                 for drg in adrg.drgs:
                     drgs.append(drg)
@@ -187,10 +209,21 @@ class _Compiler:
                                     else self.condition(drg.cond, _where(drg, "drg", drg.cond)))
                 adrg_drg_start.append(len(drgs))
             mdc_adrg_start.append(len(adrgs))
+        qys = top_qys + inner_qys
+        qy_cond = [self.condition(q.cond, _where(q, "qy", q.cond)) for q, _ in qys]
+        for a, q in enumerate(adrg_qy):
+            if q != ir.NOT_QY:
+                adrg_cond[a] = qy_cond[q]
+        qy_codes = list(dict.fromkeys(q.code for q, _ in qys))  # one group per code, after the DRGs
+        qy_names = {}
+        for q, _ in qys:
+            qy_names.setdefault(q.code, q.name or "")
+        qy_mdc = [mdc_index.get(q.mdc or enclosing, -1) for q, enclosing in qys]
+        qy_drg = [len(drgs) + qy_codes.index(q.code) for q, _ in qys]
 
         settings = resolved(s)
         codes, set_bits, label_maps = self.build_code_tables()
-        pdx_mdc_mask = self.pdx_mdc_mask(s.mdcs, set_bits, len(codes))
+        pdx_mdc_mask = self.pdx_mdc_mask(s.mdcs, set_bits, len(codes) + len(self.prefixes))
         i32 = lambda xs: np.ascontiguousarray(np.asarray(xs, dtype=np.int32))  # noqa: E731
         program = np.asarray(self.program, dtype=np.int32).reshape(-1, 5)
         return ir.Plan(
@@ -203,7 +236,7 @@ class _Compiler:
             invalid_names=[r.name for r in invalids], invalid_messages=[r.message or r.name for r in invalids],
             mdc_codes=[m.code for m in s.mdcs], mdc_names=[m.name or "" for m in s.mdcs],
             adrg_codes=[a.code for a in adrgs], adrg_names=[a.name or "" for a in adrgs],
-            drg_codes=[d.code for d in drgs], drg_names=[d.name or "" for d in drgs],
+            drg_codes=[d.code for d in drgs] + qy_codes, drg_names=[d.name or "" for d in drgs] + list(qy_names.values()),
             cond_sources=self.cond_sources,
             set_index={set_text(e): i for e, i in self.sets.items()},
             map_index=dict(self.maps),
@@ -215,8 +248,15 @@ class _Compiler:
                        for m in s.of_type(ast.MapDef)},
             dictionary_sets=dictionary_sets,
             code_names=self.code_names(),
-            drg_weights=self.drg_weights(drgs),
+            drg_weights=self.drg_weights([d.code for d in drgs] + qy_codes),
             pdx_mdc_mask=pdx_mdc_mask,
+            mdc_qy_start=i32(mdc_qy_start), qy_cond=i32(qy_cond), qy_mdc=i32(qy_mdc), qy_drg=i32(qy_drg),
+            adrg_qy=i32(adrg_qy), qy_codes=[q.code for q, _ in qys],
+            sex_spellings=next(({text: ir.SEX_VALUES[sex] for text, sex in r.spellings}
+                                for r in s.of_type(ast.ReadSex)), None),
+            empty_numbers={f: r.value for r in s.of_type(ast.ReadEmptyNumber) for f in r.fields},
+            empty_lists=tuple(r.scope for r in s.of_type(ast.ReadEmptyList)),
+            prefixes=self.prefixes,
             set_sources=[set_text(e) for e in self.sets],
             map_sources=[f"{t}[{', '.join(f'{c} {o} {v!r}' for c, o, v in f)}].{col}" for t, f, col in self.maps],
             settings=settings,
@@ -225,7 +265,8 @@ class _Compiler:
         )
 
     def pdx_mdc_mask(self, mdcs: list[ast.MdcDef], set_bits: np.ndarray, n_codes: int) -> np.ndarray | None:
-        """Per code id, the MDCs whose entry can hold with that principal diagnosis (see ir.Plan)."""
+        """Per code id, the MDCs whose entry can hold with that principal diagnosis (see ir.Plan);
+        n_codes counts every id but 0 (prefix ids included)."""
         if len(mdcs) > 64:
             return None
         mask = np.zeros(n_codes + 1, dtype=np.uint64)
@@ -247,18 +288,22 @@ class _Compiler:
                 names.update(frame.select(key, "name").drop_nulls().iter_rows())
         return names
 
-    def drg_weights(self, drgs: list[ast.DrgDef]) -> list[float | None]:
+    def drg_weights(self, codes: list[str]) -> list[float | None]:
         weights_def = self.scheme.of_type(ast.WeightsDef)
         if not weights_def:
-            return [None] * len(drgs)
+            return [None] * len(codes)
         frame = self.store.frame(weights_def[-1].table)
         table = dict(frame.select("drg", pl.col("weight").cast(pl.Float64, strict=False)).iter_rows())
-        return [table.get(d.code) for d in drgs]
+        return [table.get(code) for code in codes]
 
     def build_code_tables(self):
         """Intern every code the plan mentions, then build set bitmaps and label maps over the ids."""
         members = []  # (set index, code) for every set, joined to ids in one pass
+        prefix_sets = []
         for s, expr in enumerate(self.sets):
+            if isinstance(expr, ast.PrefixSet):
+                prefix_sets.append((s, expr))  # filled in once every code has its id
+                continue
             if isinstance(expr, ast.InlineSet):
                 codes = pl.Series("code", list(expr.codes), dtype=pl.String)
             else:
@@ -273,6 +318,7 @@ class _Compiler:
                             .drop_nulls().unique(subset="code", keep="first", maintain_order=True)
                             .with_columns(pl.lit(m, pl.Int64).alias("map")))
         members = pl.concat(members) if members else pl.DataFrame(schema={"code": pl.String, "set": pl.Int64})
+        self.prefix_members: list[tuple[int, list[int]]] = []
         labelled = (pl.concat(labelled) if labelled
                     else pl.DataFrame(schema={"code": pl.String, "label": pl.String, "map": pl.Int64}))
         # Dictionary codes get ids too, so validation can tell "known but unused" from "unknown".
@@ -280,15 +326,24 @@ class _Compiler:
                         for d in self.names.dictionaries.values()]
         codes = pl.concat([members["code"], labelled["code"], *dictionaries]).unique().sort().to_list()
         ids = pl.DataFrame({"code": codes, "id": np.arange(1, len(codes) + 1, dtype=np.int64)})
+        self.prefixes = sorted({p for _, expr in prefix_sets for p in expr.prefixes})
+        for s, expr in prefix_sets:
+            known = ids.filter(pl.any_horizontal(pl.col("code").str.starts_with(p) for p in expr.prefixes))["id"]
+            unknown = [len(codes) + 1 + k for k, q in enumerate(self.prefixes) if q.startswith(expr.prefixes)]
+            self.prefix_members.append((s, known.to_list() + unknown))
+        n_ids = len(codes) + 1 + len(self.prefixes)
 
-        n_words = (len(codes) + 1 + 63) // 64
+        n_words = (n_ids + 63) // 64
         set_bits = np.zeros((max(len(self.sets), 1), n_words), dtype=np.uint64)
         joined = members.join(ids, on="code", how="inner")
         set_index, member_ids = joined["set"].to_numpy(), joined["id"].to_numpy()
+        for s, prefixed in self.prefix_members:
+            set_index = np.concatenate([set_index, np.full(len(prefixed), s, dtype=set_index.dtype)])
+            member_ids = np.concatenate([member_ids, np.asarray(prefixed, dtype=member_ids.dtype)])
         np.bitwise_or.at(set_bits, (set_index, member_ids >> 6),
                          np.left_shift(np.uint64(1), (member_ids & 63).astype(np.uint64)))
 
-        label_maps = np.zeros((max(len(self.maps), 1), len(codes) + 1), dtype=np.uint32)
+        label_maps = np.zeros((max(len(self.maps), 1), n_ids), dtype=np.uint32)
         joined = labelled.join(ids, on="code", how="inner")
         label_ids = {text: self.label_id(text) for text in joined["label"].unique(maintain_order=True).to_list()}
         label_maps[joined["map"].to_numpy(), joined["id"].to_numpy()] = (

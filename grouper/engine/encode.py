@@ -31,11 +31,17 @@ class Batch:
         return (self.dx_offsets, self.dx_codes, self.px_offsets, self.px_codes, self.fields, self.skip)
 
 
-def _code_lists(column: pl.Series, enum: pl.Enum) -> tuple[np.ndarray, np.ndarray]:
-    """List(String) → (int64 offsets from 0, uint32 ids; 0 for codes the plan does not know)."""
-    ids = column.list.eval(
-        pl.element().cast(enum, strict=False).to_physical().cast(pl.UInt32).add(1).fill_null(0)
-    ).rechunk().to_arrow()
+def _code_lists(column: pl.Series, enum: pl.Enum, prefixes: list[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """List(String) → (int64 offsets from 0, uint32 ids; 0 for codes the plan does not know, except
+    that an unknown code starting with one of the plan's `prefixes` gets that prefix's id)."""
+    known = pl.element().cast(enum, strict=False).to_physical().cast(pl.UInt32).add(1)
+    if prefixes:
+        n_codes = len(enum.categories)
+        unknown = pl.lit(None, pl.UInt32)
+        for k, prefix in sorted(enumerate(prefixes), key=lambda kp: len(kp[1])):  # the longest prefix wins
+            unknown = pl.when(pl.element().str.starts_with(prefix)).then(pl.lit(n_codes + 1 + k, pl.UInt32)).otherwise(unknown)
+        known = pl.coalesce(known, unknown)
+    ids = column.list.eval(known.fill_null(0)).rechunk().to_arrow()
     if hasattr(ids, "combine_chunks"):
         ids = ids.combine_chunks()
     offsets = np.asarray(ids.offsets, dtype=np.int64)
@@ -51,14 +57,17 @@ def _parse_ints(column: pl.Expr) -> pl.Expr:
     return whole.cast(pl.Int64, strict=False)
 
 
-def _slow_field(name: str, text: pl.Series) -> tuple[pl.Series, pl.Series]:
+def _slow_field(name: str, text: pl.Series, sex_spellings: dict[str, int] | None = None) -> tuple[pl.Series, pl.Series]:
     """The full parsing rules for one field: (value Int64 or null, raw present Boolean).
 
-    raw = the stripped text, empty → missing; ints may be written "12.0"; sex may be a word.
+    raw = the stripped text, empty → missing; ints may be written "12.0"; sex may be a word, or,
+    when the scheme says `read sex ...`, only one of its spellings.
     """
     raw = pl.col(name).str.strip_chars()
     raw = pl.when(raw == "").then(None).otherwise(raw)
-    if name == "sex":
+    if name == "sex" and sex_spellings is not None:
+        value = raw.replace_strict(sex_spellings, default=None, return_dtype=pl.Int64)
+    elif name == "sex":
         value = pl.coalesce(_parse_ints(raw), raw.replace_strict(SEX_WORDS, default=None, return_dtype=pl.Int64))
     else:
         value = _parse_ints(raw)
@@ -75,45 +84,64 @@ def _encode_dept(text: pl.Series, dept_ids: dict[str, int]) -> np.ndarray:
     return value.fill_null(0).to_numpy().astype(np.int32, copy=False)
 
 
-def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int]) -> tuple[np.ndarray, np.ndarray | None]:
+def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir.Plan | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """One text field → (int32 values with MISSING, bool[n] malformed or None when none is).
 
     Fast path: a plain integer converts with one cast over the whole column. Only the rows it
     leaves unresolved while holding text (blanks around a number, "12.0", sex words, garbage) go
     through the full rules of `_slow_field`, so the result is the same as applying those rules to
-    every row.
+    every row. The plan's `read` statements apply: sex spellings (then every sex value takes the
+    slow path), and the value of an empty number field.
     """
     if name == "dept":
         return _encode_dept(text, dept_ids), None
-    fast = text.cast(pl.Int64, strict=False)
+    sex_spellings = plan.sex_spellings if plan is not None and name == "sex" else None
+    fast = text.cast(pl.Int64, strict=False) if sex_spellings is None else pl.Series(name, [None] * len(text), pl.Int64)
     unresolved = fast.is_null() & text.is_not_null()
     present = text.is_not_null()
     if unresolved.any():
-        value, slow_present = _slow_field(name, text.filter(unresolved))
+        value, slow_present = _slow_field(name, text.filter(unresolved), sex_spellings)
         fast = fast.scatter(unresolved.arg_true(), value)
         present = present.scatter(unresolved.arg_true(), slow_present)
     low, high = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max
     ok = fast.is_between(low, high)                             # null where the value is null
     bad = present & ~ok.fill_null(False)                        # text present but no usable number
+    empty = plan.empty_numbers.get(name) if plan is not None else None
     values = fast.fill_null(ir.MISSING).to_numpy()
+    if empty is not None:       # `read empty FIELD as N`: an empty field is N; an unreadable one stays missing
+        values = np.where(present.not_().to_numpy(), empty, values)
     malformed = bad.to_numpy() if bad.any() else None
     if malformed is not None:
         values = np.where(malformed, ir.MISSING, values)
     return values.astype(np.int32, copy=False), malformed
 
 
+def read_lists(plan: ir.Plan, cases: pl.DataFrame) -> pl.DataFrame:
+    """Apply the plan's `read empty dx as none` (and proc): a list that is one empty code (an empty
+    field, as read by grouper.io) becomes an empty list. Other frames are returned unchanged."""
+    changed = {}
+    for scope in getattr(plan, "empty_lists", ()):
+        if scope in cases.columns:
+            column = pl.col(scope).cast(pl.List(pl.String))
+            one_empty = (column.list.len() == 1) & (column.list.first() == "")
+            changed[scope] = pl.when(one_empty).then(pl.lit([], pl.List(pl.String))).otherwise(column)
+    return cases.with_columns(**changed) if changed else cases
+
+
 def encode_cases(plan: ir.Plan, cases: pl.DataFrame) -> Batch:
     """Turn a canonical case frame into kernel arrays. Never drops or reorders rows."""
     enum = plan.code_enum()
-    dx_offsets, dx_codes = _code_lists(cases["dx"].cast(pl.List(pl.String)), enum)
-    px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), enum)
+    prefixes = getattr(plan, "prefixes", [])
+    dx_offsets, dx_codes = _code_lists(cases["dx"].cast(pl.List(pl.String)), enum, prefixes)
+    px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), enum, prefixes)
 
     n = cases.height
     dept_ids = {d: i + 1 for i, d in enumerate(plan.depts)}
     fields = np.empty((len(ir.FIELDS), n), dtype=np.int32)
     first_bad = np.full(n, -1, dtype=np.int8)                  # index into ir.FIELDS of the first malformed field
     for i, name in reversed(list(enumerate(ir.FIELDS))):       # reversed: the first field in FIELDS order wins
-        values, malformed = _encode_field(name, cases[name].cast(pl.String), dept_ids)
+        values, malformed = _encode_field(name, cases[name].cast(pl.String), dept_ids, plan)
         fields[i] = values
         if malformed is not None:
             first_bad[malformed] = i

@@ -41,16 +41,18 @@ OP_AND = 8
 OP_OR = 9
 OP_NOT = 10
 OP_GATE = 11        # if no item of scope a is in set b, the whole condition is false: stop now (pushes nothing)
+OP_COUNT_ITEMS = 12  # push: (number of items of scope a, any code) cmp b value c
 OPCODE_NAMES = ("CONST", "IN", "IN_UNLESS", "COUNT", "TAGSET", "HAS_TAG", "FIELD_CMP", "FIELD_PRESENT", "AND", "OR",
-                "NOT", "GATE")
+                "NOT", "GATE", "COUNT_ITEMS")
 
 MAX_STACK = 64
 MAX_TAGS = 64  # distinct labels held by the tag register
 
 # Result status codes (kernel output) and their names (result frame values)
-GROUPED, NO_ADRG, UNGROUPABLE, INVALID, NO_DRG = range(5)
-STATUS_NAMES = ("grouped", "no_adrg", "ungroupable", "invalid", "no_drg")
+GROUPED, NO_ADRG, UNGROUPABLE, INVALID, NO_DRG, QY = range(6)
+STATUS_NAMES = ("grouped", "no_adrg", "ungroupable", "invalid", "no_drg", "qy")
 NO_CONDITION = -1  # drg_cond entry of an unconditional DRG
+NOT_QY = -1        # adrg_qy entry of a real ADRG
 
 # Behaviour flags (the kernel's `behaviour` argument), from the scheme's settings (lang/settings.py)
 NO_DRG_STATUS = 1   # setting adrg_without_drg = no_drg: an ADRG none of whose DRGs holds ends grouping with
@@ -102,6 +104,24 @@ class Plan:
     # Per code id, bit m set unless MDC m's entry requires `pdx in S` with the code outside S: the
     # kernel skips MDCs whose entry cannot hold for the case's principal diagnosis (None: > 64 MDCs).
     pdx_mdc_mask: np.ndarray | None = None
+    # Ambiguous groups (qy rules). Rule q holds on condition qy_cond[q] and gives status QY with MDC
+    # qy_mdc[q] (-1: none) and drg_codes[qy_drg[q]] (QY codes follow the DRGs in drg_codes). Top-level
+    # rules come first: those tried before MDC m are mdc_qy_start[m]:mdc_qy_start[m+1] (the last
+    # range, m = n_mdc, after every MDC). A rule inside an MDC sits among its ADRGs as a
+    # pseudo-ADRG a with adrg_qy[a] = q (NOT_QY for a real ADRG), adrg_cond[a] = qy_cond[q] and no DRGs.
+    mdc_qy_start: np.ndarray | None = None  # int32[n_mdc + 2]
+    qy_cond: np.ndarray | None = None       # int32[n_qy]
+    qy_mdc: np.ndarray | None = None        # int32[n_qy]
+    qy_drg: np.ndarray | None = None        # int32[n_qy]
+    adrg_qy: np.ndarray | None = None       # int32[n_adrg]
+    qy_codes: list[str] = field(default_factory=list)  # qy code of each rule (explain)
+    # How input values are read (`read` statements; see README "Reading the input").
+    sex_spellings: dict[str, int] | None = None   # text → 1/2; None: digits and the usual words
+    empty_numbers: dict[str, int] = field(default_factory=dict)  # field → value of an empty field
+    empty_lists: tuple[str, ...] = ()             # "dx"/"proc": an empty field is no item (else [""])
+    # `prefix` sets: an unknown code starting with prefixes[k] gets code id len(codes) + 1 + k (the
+    # longest matching prefix), so prefix sets match codes the scheme never lists.
+    prefixes: list[str] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)        # every setting's value (defaults included)
     behaviour: int = 0                                             # NO_DRG_STATUS | SECOND_ATTEMPT flags
 
@@ -121,6 +141,11 @@ class Plan:
     def n_codes(self) -> int:
         return len(self.codes)
 
+    @property
+    def n_ids(self) -> int:
+        """Code ids in use: 0 (unknown), the codes, one per prefix."""
+        return len(self.codes) + 1 + len(self.prefixes)
+
     def condition(self, k: int) -> np.ndarray:
         return self.program[self.cond_start[k]:self.cond_start[k + 1]]
 
@@ -128,3 +153,10 @@ class Plan:
         """The plan arrays in the order every kernel's `group_cases` takes them."""
         return (self.set_bits, self.label_maps, self.program, self.cond_start, self.invalid_cond,
                 self.mdc_cond, self.mdc_adrg_start, self.adrg_cond, self.adrg_drg_start, self.drg_cond)
+
+    def qy_args(self) -> dict:
+        """The qy arrays, as the keyword arguments every kernel's `group_cases` takes (none: no qy rules)."""
+        if self.qy_cond is None or not len(self.qy_cond):
+            return {}
+        return {"mdc_qy_start": self.mdc_qy_start, "qy_cond": self.qy_cond, "qy_mdc": self.qy_mdc,
+                "qy_drg": self.qy_drg, "adrg_qy": self.adrg_qy}

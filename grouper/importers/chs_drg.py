@@ -16,7 +16,9 @@ from ..lang.printer import scheme_text
 
 GROUPING_TABLES = ("mdc.csv", "mdc_dx.csv", "adrg.csv", "adrg_dx.csv", "adrg_proc.csv", "drg.csv",
                    "cc.csv", "cc_exclusion.csv", "or_proc.csv")
-REFERENCE_TABLES = ("dx_dict.csv", "proc_dict.csv", "dx_map.csv", "proc_map.csv")
+# CHS-DRG 2.0 layout (README §2 of the 2.0 pack): QY lists and the DRG table with weights.
+OPTIONAL_GROUPING_TABLES = ("mdc_qy_dx.csv",)
+REFERENCE_TABLES = ("dx_dict.csv", "proc_dict.csv", "dx_map.csv", "proc_map.csv", "drg_name.csv")
 # Generated at import time from the MDC lists (see `_sex_specific_dx`).
 SEX_SPECIFIC_TABLE = "sex_specific_dx.csv"
 
@@ -26,6 +28,16 @@ _NEONATE = "age_days"
 
 class ImportError_(GrouperError):
     """The table set does not have the expected layout."""
+
+
+class UnusedRowsError(ImportError_):
+    """Table rows that would not land in the pack (each one reported; see `import_chs_drg(allow_unused=)`)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        shown = "\n  ".join(problems[:50]) + ("\n  ..." if len(problems) > 50 else "")
+        super().__init__(f"{len(problems)} table row group(s) would not be used by the pack (nothing written):\n  {shown}\n"
+                         "fix the tables, or import anyway with --allow-unused (the rows are then reported as warnings)")
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -39,6 +51,10 @@ def _table(name: str, **filters: str) -> ast.TableFilter | ast.SetRef:
     if not filters:
         return ast.SetRef(name)
     return ast.TableFilter(name, tuple(ast.Filter(k, "=", v) for k, v in filters.items()))
+
+
+def _any(*items: ast.Cond) -> ast.Cond:
+    return items[0] if len(items) == 1 else ast.AnyOf(tuple(items))
 
 
 def _all(*items: ast.Cond) -> ast.Cond:
@@ -57,70 +73,126 @@ class _Importer:
         self.mdcs = sorted(_rows(table_dir / "mdc.csv"), key=lambda r: int(r["seq"]))
         self.adrgs = _rows(table_dir / "adrg.csv")
         self.drgs = _rows(table_dir / "drg.csv")
-        self.proc_lists: dict[str, set[str]] = {}
-        for row in _rows(table_dir / "adrg_proc.csv"):
-            self.proc_lists.setdefault(row["adrg"], set()).add(row["list"])
+        # The 2.0 layout: QY rules in mdc.csv (active), alternative rule rows (`part`), JavaScript
+        # number semantics in the reference (README §3.1 of the 2.0 pack).
+        self.v2 = bool(self.mdcs) and "qy" in self.mdcs[0]
+        # lists of each rule row: (table, adrg, part) → list names present; what the rules use
+        self.lists: dict[tuple[str, str, str], set[str]] = {}
+        for table in ("adrg_dx", "adrg_proc"):
+            for row in _rows(table_dir / f"{table}.csv"):
+                self.lists.setdefault((table, row["adrg"], row.get("part") or ""), set()).add(row["list"])
+        self.used_lists: set[tuple[str, str, str, str]] = set()
+        self.qy_names: dict[str, str] = {}
+        self.qy_comments: dict[ast.QyDef, str] = {}
+        if (table_dir / "drg_name.csv").is_file():
+            self.qy_names = {r["drg"]: r["name"] for r in _rows(table_dir / "drg_name.csv") if r["drg"].endswith("QY")}
+
+    def mdc_list(self, row: dict[str, str]) -> ast.SetExpr:
+        return _table("mdc_dx", mdc=row["mdc"])
+
+    def perinatal_dx(self, row: dict[str, str]) -> ast.Cond:
+        """The diagnosis part of the 2.0 MDCP entry: pdx in its list, or any diagnosis with the prefix."""
+        return _any(ast.OneIn("pdx", self.mdc_list(row)), ast.ManyIn("any", "dx", ast.PrefixSet((row["prefix"],))))
 
     def mdc_entry(self, row: dict[str, str]) -> ast.Cond:
-        in_list = ast.OneIn("pdx", _table("mdc_dx", mdc=row["mdc"]))
+        in_list = ast.OneIn("pdx", self.mdc_list(row))
         entry = row["entry"]
         if entry == "main_or_proc":
             return ast.OneIn("pproc", _OR)
+        if entry == "always":
+            return ast.Always()
         if entry == "pdx":
             return in_list
+        if entry == "anydx":
+            return ast.ManyIn("any", "dx", self.mdc_list(row))
         if entry == "pdx_age0":
             return _all(in_list, ast.FieldCmp("age", "=", 0))
+        if entry == "pdx_or_anydx_prefix_age0" and row.get("prefix"):
+            return _all(ast.FieldCmp("age", "=", 0), self.perinatal_dx(row))
         if entry == "pdx_male":
             return _all(in_list, ast.FieldCmp("sex", "=", "male"))
         if entry == "pdx_female":
             return _all(in_list, ast.FieldCmp("sex", "=", "female"))
         if entry == "pdx_multi_trauma":
-            sites = ast.CountLabels("site", "dx", _table("mdc_dx", mdc=row["mdc"]), ">=", int(row["min_sites"] or 2))
+            sites = ast.CountLabels("site", "dx", self.mdc_list(row), ">=", int(row["min_sites"] or 2))
             return _all(in_list, sites)
         raise ImportError_(f"mdc.csv: MDC {row['mdc']} has an unknown entry rule {entry!r}")
 
-    def proc_list(self, adrg: str, name: str = "proc") -> ast.SetExpr:
-        lists = self.proc_lists.get(adrg, set())
-        return _table("adrg_proc", adrg=adrg, list=name) if lists - {name} else _table("adrg_proc", adrg=adrg)
+    def rule_list(self, table: str, adrg: str, part: str, name: str) -> ast.SetExpr:
+        """The list `name` of one rule row, filtered as narrowly as the table needs."""
+        self.used_lists.add((table, adrg, part, name))
+        lists = self.lists.get((table, adrg, part), set())
+        filters = {"adrg": adrg}
+        if part:
+            filters["part"] = part
+        if lists - {name}:
+            filters["list"] = name
+        return _table(table, **filters)
 
     def adrg_rule(self, row: dict[str, str]) -> ast.Cond:
-        code, rule = row["adrg"], row["rule"]
-        dx_list = _table("adrg_dx", adrg=code)
-        pdx = ast.OneIn("pdx", dx_list)
-        pproc = ast.OneIn("pproc", self.proc_list(code))
-        pair = (ast.ManyIn("any", "proc", self.proc_list(code, "proc")),
-                ast.ManyIn("any", "proc", self.proc_list(code, "proc1")))
-        neonate = ast.FieldCmp(_NEONATE, "<=", int(row["max_age_days"] or 28)) if row.get("max_age_days") else None
+        code, rule, part = row["adrg"], row["rule"], row.get("part") or ""
+
+        def dx(name="dx"):
+            return self.rule_list("adrg_dx", code, part, name)
+
+        def proc(name="proc"):
+            return self.rule_list("adrg_proc", code, part, name)
+
+        def any_proc(*names):
+            return tuple(ast.ManyIn("any", "proc", proc(n)) for n in names)
+
+        pdx = lambda: ast.OneIn("pdx", dx())                                  # noqa: E731
+        pproc = lambda: ast.OneIn("pproc", proc())                            # noqa: E731
+        secdx = lambda: ast.ManyIn("any", "secondary dx", dx("dx1"))          # noqa: E731
+        neonate = lambda: ast.FieldCmp(_NEONATE, "<=", int(row["max_age_days"] or 28))  # noqa: E731
         if rule == "pdx":
-            return pdx
+            return pdx()
         if rule == "pproc":
-            return pproc
+            return pproc()
         if rule == "pdx_pproc":
-            return _all(pdx, pproc)
+            return _all(pdx(), pproc())
         if rule == "anyproc_pair":
-            return _all(*pair)
+            return _all(*any_proc("proc", "proc1"))
         if rule == "pdx_anyproc_pair":
-            return _all(pdx, *pair)
+            return _all(pdx(), *any_proc("proc", "proc1"))
+        if rule == "pdx_anyproc_triple":
+            return _all(pdx(), *any_proc("proc", "proc1", "proc2"))
         if rule == "pdx_tags":
-            return _all(pdx, ast.TagsMatch("tag", "proc", self.proc_list(code), _tag_expr(row["tags"])))
-        if rule == "pproc_neonate":
-            return _all(pproc, neonate)
-        if rule == "pdx_neonate":
-            return _all(pdx, neonate)
-        if rule == "anydx_neonate_weight":
+            return _all(pdx(), ast.TagsMatch("tag", "proc", proc(), _tag_expr(row["tags"])))
+        if rule == "secdx":
+            return secdx()
+        if rule == "secdx_pproc":
+            return _all(secdx(), pproc())
+        if rule == "pdx_secdx_pproc":
+            return _all(pdx(), secdx(), pproc())
+        if rule == "secdx_anyproc":
+            return _all(secdx(), *any_proc("proc"))
+        if rule == "pproc_neonate" and row.get("max_age_days"):
+            return _all(pproc(), neonate())
+        if rule == "pdx_neonate" and row.get("max_age_days"):
+            return _all(pdx(), neonate())
+        if rule == "pdx_not_neonate" and row.get("max_age_days"):
+            return _all(pdx(), ast.FieldCmp(_NEONATE, ">", int(row["max_age_days"])))
+        if rule == "anydx_neonate_weight" and row.get("max_age_days"):
             low, high = row["weight_min_g"], row["weight_max_g"]
             weight: list[ast.Cond] = []
-            if not low or int(low) <= 0:
-                weight.append(ast.FieldCmp("weight", "!=", 0))  # weight 0 never counts as a birth weight
+            if self.v2:
+                weight.append(ast.FieldCmp("weight", ">", 0))   # 2.0: weight > 0 (an empty weight reads as 0)
+            elif not low or int(low) <= 0:
+                weight.append(ast.FieldCmp("weight", "!=", 0))  # 1.1: weight 0 never counts as a birth weight
             if low:
                 weight.append(ast.FieldCmp("weight", ">=", int(low)))
             if high:
                 weight.append(ast.FieldCmp("weight", "<", int(high)))
-            return _all(ast.ManyIn("any", "dx", dx_list), *weight, neonate)
+            return _all(ast.ManyIn("any", "dx", dx()), *weight, neonate())
         if rule == "pproc_or":
             return ast.OneIn("pproc", _OR)
+        if rule == "not_pproc_or":
+            return ast.Negation(ast.OneIn("pproc", _OR))
+        if rule == "anydx":
+            return ast.ManyIn("any", "dx", dx())
         if rule == "anydx_pproc_or":
-            return _all(ast.ManyIn("any", "dx", dx_list), ast.OneIn("pproc", _OR))
+            return _all(ast.ManyIn("any", "dx", dx()), ast.OneIn("pproc", _OR))
         if rule == "no_or_proc":
             return ast.ManyIn("no", "proc", _OR)
         if rule == "always":
@@ -134,6 +206,76 @@ class _Importer:
         if split in ("mcc", "cc_or_mcc"):
             return ast.DefineRef(split)
         raise ImportError_(f"drg.csv: DRG {row['drg']} has an unknown split {split!r}")
+
+    # ---- QY (歧义组), CHS-DRG 2.0 -------------------------------------------------------------
+    def qy_rules(self, row: dict[str, str]) -> list[str]:
+        rules = [r for r in (row.get("qy") or "").split(";") if r]
+        known = ("or_pproc", "neonate_outside", "late_pdx")
+        for rule in rules:
+            if rule not in known and not rule.startswith("sex_mismatch:"):
+                raise ImportError_(f"mdc.csv: MDC {row['mdc']} has an unknown QY rule {rule!r}")
+        return rules
+
+    def qy(self, code: str, cond: ast.Cond, mdc: str | None, why: str) -> ast.QyDef:
+        node = ast.QyDef(code, self.qy_names.get(code, f"{code[0]}_歧义组"), mdc, cond)
+        self.qy_comments[node] = why
+        return node
+
+    def qy_before_entry(self, row: dict[str, str]) -> list[ast.QyDef]:
+        """QY rules tried before the MDC (they hold only when its entry fails), as top-level rules."""
+        out = []
+        mdc = row["mdc"]
+        for rule in self.qy_rules(row):
+            if rule.startswith("sex_mismatch:"):
+                code = rule.split(":", 1)[1]
+                if row["entry"] not in ("pdx_male", "pdx_female"):
+                    raise ImportError_(f"mdc.csv: MDC {mdc} has {rule} but its entry is not by sex")
+                own_sex = "male" if row["entry"] == "pdx_male" else "female"
+                self.used_qy_lists.add((mdc, "exempt"))
+                out.append(self.qy(code, _all(ast.OneIn("pdx", self.mdc_list(row)),
+                                              ast.Negation(ast.OneIn("pdx", _table("mdc_qy_dx", mdc=mdc, list="exempt"))),
+                                              ast.FieldCmp("sex", "!=", own_sex)), f"MDC{code[0]}",
+                                  f"{rule} ({mdc}): a principal diagnosis of {mdc}'s list on a patient who is not "
+                                  f"{own_sex} (codes of both sexes' lists exempt)"))
+            elif rule == "neonate_outside":
+                if row["entry"] != "pdx_or_anydx_prefix_age0":
+                    raise ImportError_(f"mdc.csv: MDC {mdc} has neonate_outside but not the MDCP entry")
+                out.append(self.qy(f"{mdc[-1]}QY", _all(ast.FieldCmp("age", "=", 0), ast.FieldCmp(_NEONATE, "<=", 28),
+                                                        ast.Negation(self.perinatal_dx(row))), mdc,
+                                  f"neonate_outside ({mdc}): a newborn (age 0, age_days <= 28) whose diagnoses do not "
+                                  f"enter {mdc}"))
+        return out
+
+    def qy_inside(self, row: dict[str, str], adrgs: list[ast.AdrgDef]) -> list[ast.AdrgDef | ast.QyDef]:
+        """The MDC's ADRGs with its QY rules in place: late_pdx first, or_pproc after row qy_position."""
+        rules = self.qy_rules(row)
+        mdc = row["mdc"]
+        code = f"{mdc[-1]}QY"
+        items: list[ast.AdrgDef | ast.QyDef] = list(adrgs)
+        if "or_pproc" in rules:
+            position = int(row["qy_position"] or 0)
+            rows_before = self.rule_rows_before(mdc, position)
+            if rows_before is None:
+                raise ImportError_(f"mdc.csv: MDC {mdc} places its QY check at row {position}, inside an ADRG's rule rows "
+                                   f"or past its last row")
+            items.insert(rows_before, self.qy(code, ast.OneIn("pproc", _OR), None,
+                                              f"or_pproc: an OR principal procedure that none of the {rows_before} "
+                                              f"surgical ADRG(s) above took"))
+        if "late_pdx" in rules:
+            self.used_qy_lists.add((mdc, "late"))
+            items.insert(0, self.qy(code, _all(ast.FieldCmp(_NEONATE, ">", 28),
+                                               ast.OneIn("pdx", _table("mdc_qy_dx", mdc=mdc, list="late"))), None,
+                                   "late_pdx: a perinatal respiratory-distress diagnosis after 28 days"))
+        return items
+
+    def rule_rows_before(self, mdc: str, position: int) -> int | None:
+        """How many ADRGs of the MDC lie wholly in its rule rows seq <= position (None: the position splits an ADRG)."""
+        rows = sorted((r for r in self.adrgs if r["mdc"] == mdc), key=lambda r: int(r["seq"]))
+        if position > len(rows):
+            return None
+        if 0 < position < len(rows) and rows[position - 1]["adrg"] == rows[position]["adrg"]:
+            return None
+        return len(dict.fromkeys(r["adrg"] for r in rows[:position]))
 
     def sex_specific_dx(self, dictionary: set[str] | None) -> list[tuple[str, str]]:
         """(code, sex) of the diagnoses that only one sex can have, from the MDC lists: a code
@@ -152,6 +294,7 @@ class _Importer:
 
     def scheme(self, name: str, version: str, reference_tables: list[str], *, sex_table: bool = False,
                with_maps: bool = False) -> ast.Scheme:
+        self.used_qy_lists: set[tuple[str, str]] = set()
         st: list[ast.Statement] = [
             ast.TableDef("mdc_dx", "mdc_dx.csv"),
             ast.TableDef("adrg_dx", "adrg_dx.csv"),
@@ -160,9 +303,13 @@ class _Importer:
             ast.TableDef("cc_exclusion", "cc_exclusion.csv", "pdx"),
             ast.TableDef("or_proc", "or_proc.csv"),
         ]
+        if self.v2 and (self.dir / "mdc_qy_dx.csv").is_file():
+            st.append(ast.TableDef("mdc_qy_dx", "mdc_qy_dx.csv"))
         for file in reference_tables:
             if file in ("dx_dict.csv", "proc_dict.csv"):
                 st.append(ast.TableDef(file[:-4], file))
+        if "drg_name.csv" in reference_tables:
+            st.append(ast.TableDef("drg_weights", "drg_name.csv", "drg"))
         if sex_table:
             st.append(ast.TableDef(SEX_SPECIFIC_TABLE[:-4], SEX_SPECIFIC_TABLE))
         maps = [f for f in reference_tables if with_maps and f in ("dx_map.csv", "proc_map.csv")]
@@ -173,22 +320,14 @@ class _Importer:
                 st.append(ast.DictionaryDef(file.split("_")[0], file[:-4]))
         for file in maps:  # 临床版 → 医保版 code conversion before validation and grouping
             st.append(ast.MapDef(file.split("_")[0], file[:-4]))
+        if "drg_name.csv" in reference_tables:
+            st.append(ast.WeightsDef("drg_weights"))
         st.append(ast.SetDef("OR", ast.SetRef("or_proc")))
         unless = ast.Unless("cc", "exclusion_table", "cc_exclusion", "exclusion_table")
         st.append(ast.DefineDef("mcc", ast.ManyIn("any", "secondary dx", _table("cc", level="MCC"), unless)))
         st.append(ast.DefineDef("cc_or_mcc", ast.AnyOf((
             ast.DefineRef("mcc"), ast.ManyIn("any", "secondary dx", _table("cc", level="CC"), unless)))))
-        st += [
-            ast.InvalidDef("sex_missing", "性别缺失 / sex is missing", ast.FieldPresence("sex", False)),
-            ast.InvalidDef("sex_invalid", "性别不是1(男)或2(女) / sex is not 1 (male) or 2 (female)",
-                           ast.Negation(ast.FieldIn("sex", (1, 2)))),
-            ast.InvalidDef("age_missing", "年龄缺失 / age is missing", ast.FieldPresence("age", False)),
-            ast.InvalidDef("age_days_missing", "不足1周岁但缺年龄(天) / age 0 without age in days",
-                           _all(ast.FieldCmp("age", "=", 0), ast.FieldPresence("age_days", False))),
-            ast.InvalidDef("birth_weight_missing", "新生儿缺出生体重 / newborn without birth weight",
-                           _all(ast.FieldCmp("age", "=", 0), ast.FieldCmp("age_days", "<=", 28),
-                                ast.FieldPresence("weight", False))),
-        ]
+        st += self.input_rules()
         # Plausibility warnings (病案质控): reported with the result, never change it.
         if sex_table:
             sex_dx = ast.SetRef(SEX_SPECIFIC_TABLE[:-4])
@@ -204,43 +343,151 @@ class _Importer:
             st.append(ast.WarnDef(
                 "newborn_dx_on_adult", "1岁及以上患者的主要诊断为新生儿疾病 / a newborn principal diagnosis on a patient aged 1 or more",
                 _all(ast.FieldCmp("age", ">=", 1), ast.OneIn("pdx", _table("mdc_dx", mdc="MDCP")))))
-        adrgs_of: dict[str, list[dict]] = {}
-        for row in sorted(self.adrgs, key=lambda r: int(r["seq"])):
-            adrgs_of.setdefault(row["mdc"], []).append(row)
+        st += self.hierarchy()
+        return ast.Scheme(ast.Header(name, version), tuple(st))
+
+    def input_rules(self) -> list[ast.Statement]:
+        """How the reference reads a record and which records it refuses (README §3.1–3.2 of each pack)."""
+        if not self.v2:
+            return [
+                ast.InvalidDef("sex_missing", "性别缺失 / sex is missing", ast.FieldPresence("sex", False)),
+                ast.InvalidDef("sex_invalid", "性别不是1(男)或2(女) / sex is not 1 (male) or 2 (female)",
+                               ast.Negation(ast.FieldIn("sex", (1, 2)))),
+                ast.InvalidDef("age_missing", "年龄缺失 / age is missing", ast.FieldPresence("age", False)),
+                ast.InvalidDef("age_days_missing", "不足1周岁但缺年龄(天) / age 0 without age in days",
+                               _all(ast.FieldCmp("age", "=", 0), ast.FieldPresence("age_days", False))),
+                ast.InvalidDef("birth_weight_missing", "新生儿缺出生体重 / newborn without birth weight",
+                               _all(ast.FieldCmp("age", "=", 0), ast.FieldCmp("age_days", "<=", 28),
+                                    ast.FieldPresence("weight", False))),
+            ]
+        # 2.0: sex is the string "1" or "2" and nothing else; numbers are JavaScript numbers (an
+        # empty field is 0, an unreadable one NaN: every comparison false, as a missing value here);
+        # an empty diagnosis field is an empty list; no age checks.
+        return [
+            ast.ReadSex((("1", "male"), ("2", "female"))),
+            ast.ReadEmptyNumber(("age", "age_days", "weight"), 0),
+            ast.ReadEmptyList("dx"),
+            *(ast.ValidateDef(f"malformed_{f}", "warning") for f in ("age", "age_days", "weight", "los", "discharge")),
+            ast.InvalidDef("sex_missing", "性别缺失 / sex is missing", ast.FieldPresence("sex", False)),
+            ast.InvalidDef("dx_missing", "诊断为空 / no diagnosis", ast.CountItems("dx", "=", 0)),
+        ]
+
+    def hierarchy(self) -> list[ast.Statement]:
+        """MDC blocks (with top-level QY rules before them), every table row accounted for."""
+        unused: list[str] = []
+        mdc_codes = [m["mdc"] for m in self.mdcs]
+        for code in sorted({c for c in mdc_codes if mdc_codes.count(c) > 1}):
+            unused.append(f"mdc.csv: MDC {code} is listed {mdc_codes.count(code)} times")
+        rows_of: dict[str, list[dict]] = {}
+        for row in sorted(self.adrgs, key=lambda r: (int(r["seq"]), r.get("part") or "")):
+            if row["mdc"] not in mdc_codes:
+                unused.append(f"adrg.csv: ADRG {row['adrg']} (seq {row['seq']}) belongs to MDC {row['mdc']}, "
+                              "which mdc.csv does not list")
+                continue
+            rows_of.setdefault(row["mdc"], []).append(row)
         drgs_of: dict[str, list[dict]] = {}
         for row in sorted(self.drgs, key=lambda r: int(r["seq"])):
             drgs_of.setdefault(row["adrg"], []).append(row)
+        known_adrgs = {r["adrg"] for rows in rows_of.values() for r in rows}
+        listed_adrgs = {r["adrg"] for r in self.adrgs}
+        for adrg, rows in drgs_of.items():
+            if adrg not in known_adrgs:
+                why = "which adrg.csv does not list" if adrg not in listed_adrgs else "whose MDC is not imported"
+                unused += [f"drg.csv: DRG {r['drg']} belongs to ADRG {adrg}, {why}" for r in rows]
+        out: list[ast.Statement] = []
         for mdc in self.mdcs:
-            adrgs = []
-            for row in adrgs_of.get(mdc["mdc"], []):
-                drgs = tuple(ast.DrgDef(d["drg"], d["name"], self.drg_split(d)) for d in drgs_of.get(row["adrg"], []))
+            adrgs: list[ast.AdrgDef] = []
+            for rows in _consecutive(rows_of.get(mdc["mdc"], []), mdc["mdc"]):
+                first = rows[0]
+                drgs = tuple(ast.DrgDef(d["drg"], d["name"], self.drg_split(d)) for d in drgs_of.get(first["adrg"], []))
                 if not drgs:
-                    raise ImportError_(f"drg.csv: ADRG {row['adrg']} has no DRG")
-                adrgs.append(ast.AdrgDef(row["adrg"], row["name"], self.adrg_rule(row), drgs))
-            st.append(ast.MdcDef(mdc["mdc"], mdc["name"], self.mdc_entry(mdc), tuple(adrgs)))
-        return ast.Scheme(ast.Header(name, version), tuple(st))
+                    raise ImportError_(f"drg.csv: ADRG {first['adrg']} has no DRG")
+                # alternative rule rows (`part` 1, 2, ...) of one ADRG: the ADRG holds when any of them does
+                adrgs.append(ast.AdrgDef(first["adrg"], first["name"], _any(*(self.adrg_rule(r) for r in rows)), drgs))
+            if self.v2:
+                out += self.qy_before_entry(mdc)
+                items = self.qy_inside(mdc, adrgs)
+            else:
+                items = adrgs
+            out.append(ast.MdcDef(mdc["mdc"], mdc["name"], self.mdc_entry(mdc), tuple(items)))
+        unused += self.unused_list_rows(set(mdc_codes), known_adrgs)
+        self.unused = unused
+        return out
+
+    def unused_list_rows(self, mdcs: set[str], adrgs: set[str]) -> list[str]:
+        """List rows no generated rule reads: of an unknown MDC/ADRG, or of a list the rule does not use."""
+        problems = []
+        for mdc, count in _count(_rows(self.dir / "mdc_dx.csv"), "mdc").items():
+            if mdc not in mdcs:
+                problems.append(f"mdc_dx.csv: {count} row(s) of MDC {mdc}, which mdc.csv does not list")
+        for (table, adrg, part), names in sorted(self.lists.items()):
+            for name in sorted(names):
+                if (table, adrg, part, name) in self.used_lists:
+                    continue
+                where = f"ADRG {adrg}" + (f" part {part}" if part else "")
+                why = "which adrg.csv does not list" if adrg not in adrgs else "whose rule does not use this list"
+                problems.append(f"{table}.csv: list {name!r} of {where}, {why}")
+        if self.v2 and (self.dir / "mdc_qy_dx.csv").is_file():
+            for key, count in _count(_rows(self.dir / "mdc_qy_dx.csv"), "mdc", "list").items():
+                if key not in self.used_qy_lists:
+                    problems.append(f"mdc_qy_dx.csv: {count} row(s) of list {key[1]!r} of MDC {key[0]}, which no QY rule uses")
+        return problems
+
+
+def _count(rows: list[dict[str, str]], *columns: str) -> dict:
+    counts: dict = {}
+    for row in rows:
+        key = row[columns[0]] if len(columns) == 1 else tuple(row[c] for c in columns)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _consecutive(rows: list[dict[str, str]], mdc: str) -> list[list[dict[str, str]]]:
+    """Rule rows grouped by ADRG; the rows of one ADRG must be consecutive (alternatives, `part`)."""
+    groups: list[list[dict[str, str]]] = []
+    for row in rows:
+        if groups and groups[-1][0]["adrg"] == row["adrg"]:
+            groups[-1].append(row)
+        elif any(g[0]["adrg"] == row["adrg"] for g in groups):
+            raise ImportError_(f"adrg.csv: the rule rows of ADRG {row['adrg']} in {mdc} are not consecutive")
+        else:
+            groups.append([row])
+    return groups
 
 
 HEADER_COMMENT = """\
 # {name} {version}: generated by `grouper import chs-drg` from {source}.
 # MDCs are tried in file order; inside an MDC the first ADRG whose condition holds wins and the
 # case takes the first DRG of it whose condition holds. An MDC whose entry holds but none of whose
-# ADRGs match does not stop grouping: the next MDC is tried (CHS-DRG 1.1 behaviour).
-# The ambiguous-group (QY) check is disabled in CHS-DRG 1.1 and is not generated.
+# ADRGs match does not stop grouping: the next MDC is tried (CHS-DRG behaviour).
+"""
+QY_OFF = "# The ambiguous-group (QY) check is disabled in CHS-DRG 1.1 and is not generated.\n"
+QY_ON = """\
+# Ambiguous groups (歧义组 QY) are active: a `qy` rule that holds ends grouping with status qy and
+# its code, in its place (top level: before the next MDC; inside an MDC: among its ADRGs).
+# Input is read as the reference reads it: see the `read` lines; unknown codes match nothing.
 """
 
 
 def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "CHS-DRG",
-                   version: str = "1.1", with_maps: bool = False) -> Path:
+                   version: str | None = None, with_maps: bool = False, allow_unused: bool = False,
+                   unused: list[str] | None = None) -> Path:
     """Write `pack_dir/scheme.grp` and copy the tables it uses; return the scheme path.
 
     The scheme also gets plausibility `warn` rules (sex-specific diagnoses, from a generated
     `sex_specific_dx.csv`; newborn diagnoses after the first year). With `with_maps`, codes are
     converted through `dx_map.csv` / `proc_map.csv` (`map dx = dx_map`) before grouping; the
     reference grouper does not convert, so this is off by default.
+
+    Every table row must land in the pack: rows the generated rules would never read (an ADRG of
+    an MDC that mdc.csv does not list, a DRG of an unknown ADRG, list rows of an unknown ADRG or of
+    a list its rule does not use, ...) raise UnusedRowsError before anything is written, unless
+    `allow_unused`; then they are appended to `unused` (when given). `version` defaults to "2.0"
+    for a table set in the 2.0 layout (QY rules in mdc.csv), else "1.1".
     """
     table_dir, pack_dir = Path(table_dir), Path(pack_dir)
     importer = _Importer(table_dir)
+    version = version or ("2.0" if importer.v2 else "1.1")
     reference = [f for f in REFERENCE_TABLES if (table_dir / f).is_file()]
     if with_maps and not any(f in reference for f in ("dx_map.csv", "proc_map.csv")):
         raise ImportError_(f"--with-maps: {table_dir} has neither dx_map.csv nor proc_map.csv")
@@ -249,17 +496,25 @@ def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "
         dictionary = {row["code"] for row in _rows(table_dir / "dx_dict.csv")}
     sex_rows = importer.sex_specific_dx(dictionary)
     scheme = importer.scheme(name, version, reference, sex_table=bool(sex_rows), with_maps=with_maps)
+    if importer.unused and not allow_unused:
+        raise UnusedRowsError(importer.unused)
+    if unused is not None:
+        unused.extend(importer.unused)
     pack_dir.mkdir(parents=True, exist_ok=True)
     if sex_rows:
         with (pack_dir / SEX_SPECIFIC_TABLE).open("w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(["code", "sex"])
             writer.writerows(sex_rows)
-    for file in (*GROUPING_TABLES, *reference):
+    optional = [f for f in OPTIONAL_GROUPING_TABLES if importer.v2 and (table_dir / f).is_file()]
+    for file in (*GROUPING_TABLES, *optional, *reference):
         if file != "mdc.csv" and file != "adrg.csv" and file != "drg.csv":
             shutil.copyfile(table_dir / file, pack_dir / file)
-    comments = {m["mdc"]: f"{m['mdc']} {m['name']} (entry rule: {m['entry']})" for m in importer.mdcs}
-    text = HEADER_COMMENT.format(name=name, version=version, source=table_dir.name) + "\n" + scheme_text(scheme, comments)
+    comments: dict = {m["mdc"]: f"{m['mdc']} {m['name']} (entry rule: {m['entry']}"
+                      + (f"; QY rules: {m['qy']})" if m.get("qy") else ")") for m in importer.mdcs}
+    comments.update(importer.qy_comments)
+    header = HEADER_COMMENT.format(name=name, version=version, source=table_dir.name) + (QY_ON if importer.v2 else QY_OFF)
+    text = header + "\n" + scheme_text(scheme, comments)
     path = pack_dir / "scheme.grp"
     path.write_text(text, encoding="utf-8")
     return path

@@ -43,7 +43,15 @@ class InlineSet:
     span: Span | None = _span()
 
 
-SetExpr = SetRef | TableFilter | InlineSet
+@dataclass(frozen=True, slots=True)
+class PrefixSet:
+    """prefix "P07.", ...: every code starting with one of the prefixes, known to the scheme or not."""
+
+    prefixes: tuple[str, ...]
+    span: Span | None = _span()
+
+
+SetExpr = SetRef | TableFilter | InlineSet | PrefixSet
 
 
 # ---- conditions ------------------------------------------------------------------------
@@ -123,6 +131,16 @@ class CountLabels:
 
 
 @dataclass(frozen=True, slots=True)
+class CountItems:
+    """count SCOPE OP VALUE: the number of items of a scope (every item, known or not, empty included)."""
+
+    scope: str
+    op: str
+    value: int
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Tag:
     value: str
     span: Span | None = _span()
@@ -187,7 +205,7 @@ class FieldPresence:
 
 
 Cond = (
-    Always | DefineRef | AnyOf | AllOf | Negation | OneIn | ManyIn | CountLabels | TagsMatch
+    Always | DefineRef | AnyOf | AllOf | Negation | OneIn | ManyIn | CountLabels | CountItems | TagsMatch
     | FieldCmp | FieldRange | FieldIn | FieldPresence
 )
 
@@ -315,13 +333,61 @@ class RefineDef:
 
 
 @dataclass(frozen=True, slots=True)
+class QyDef:
+    """An ambiguous group (歧义组 QY): when `cond` holds the case ends with status qy and `code`.
+
+    Inside an MDC block it is tried in its place among the ADRGs and reports that MDC; at the top
+    level it is tried in its place among the MDCs and reports `mdc` (None: no MDC).
+    """
+
+    code: str
+    name: str | None
+    mdc: str | None
+    cond: Cond
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class MdcDef:
     code: str
     name: str | None
     cond: Cond
-    adrgs: tuple[AdrgDef, ...]
+    items: tuple[AdrgDef | QyDef, ...]  # try order
     span: Span | None = _span()
     changes: tuple[Span, ...] = _changes()
+
+    @property
+    def adrgs(self) -> tuple[AdrgDef, ...]:
+        return tuple(a for a in self.items if isinstance(a, AdrgDef))
+
+    @property
+    def qys(self) -> tuple[QyDef, ...]:
+        return tuple(q for q in self.items if isinstance(q, QyDef))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSex:
+    """read sex "1" as male, ...: the only accepted spellings of sex (code → 1 male / 2 female)."""
+
+    spellings: tuple[tuple[str, str], ...]  # (text, "male" | "female")
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEmptyNumber:
+    """read empty age, ... as N: an empty numeric field counts as N (an unreadable one stays missing)."""
+
+    fields: tuple[str, ...]
+    value: int
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEmptyList:
+    """read empty dx as none: an empty dx field is an empty list (default: one empty code, [""])."""
+
+    scope: str  # "dx" | "proc"
+    span: Span | None = _span()
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,8 +473,8 @@ OVERLAY_OPERATIONS = (RefineDef, ReplaceDef, ReplaceGroup, PatchTable, AddGroup,
 
 
 Statement = (TableDef | DictionaryDef | SetDef | DefineDef | InvalidDef | WarnDef | ValidateDef | MapDef
-             | WeightsDef | RefineDef | MdcDef | SettingDef | ReplaceDef | ReplaceGroup | PatchTable | AddGroup
-             | RemoveGroup | MoveGroup | RenameGroup)
+             | WeightsDef | RefineDef | ReadSex | ReadEmptyNumber | ReadEmptyList | QyDef | MdcDef | SettingDef
+             | ReplaceDef | ReplaceGroup | PatchTable | AddGroup | RemoveGroup | MoveGroup | RenameGroup)
 
 
 @dataclass(frozen=True, slots=True)

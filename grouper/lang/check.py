@@ -97,11 +97,12 @@ class _Checker:
         for s in self.names.sets.values():
             self.check_set(s.expr, None)
         self.check_data_statements()
+        self.check_reads()
         self.check_overlay_leftovers()
         self.check_set_cycles()
         self.check_define_cycles()
         for statement in self.scheme.statements:
-            if isinstance(statement, (ast.DefineDef, ast.InvalidDef, ast.WarnDef)):
+            if isinstance(statement, (ast.DefineDef, ast.InvalidDef, ast.WarnDef, ast.QyDef)):
                 self.check_cond(statement.cond)
             elif isinstance(statement, ast.MdcDef):
                 self.check_mdc(statement)
@@ -133,6 +134,44 @@ class _Checker:
                     self.error("duplicate-group", f"group code {node.code} is defined twice (first at {groups[node.code].span})", node.span)
                 else:
                     groups[node.code] = node
+        # One ambiguous group may have several qy rules (MQY from MDCM and from MDCN), but its code
+        # must not be an MDC, ADRG or DRG code.
+        for qy in self.all_qys():
+            if qy.code in groups:
+                self.error("duplicate-group", f"qy code {qy.code} is already a group code (at {groups[qy.code].span})", qy.span)
+        reads: dict[tuple[str, str], ast.Statement] = {}
+        for st in self.scheme.statements:
+            keys = ([("read", "sex")] if isinstance(st, ast.ReadSex)
+                    else [("read empty", f) for f in st.fields] if isinstance(st, ast.ReadEmptyNumber)
+                    else [("read empty", st.scope)] if isinstance(st, ast.ReadEmptyList) else [])
+            for key in keys:
+                if key in reads:
+                    self.error("duplicate-name", f"`{' '.join(key)}` is set twice (first at {reads[key].span})", st.span)
+                reads[key] = st
+
+    def all_qys(self) -> list[ast.QyDef]:
+        return [*self.scheme.of_type(ast.QyDef), *(q for m in self.scheme.mdcs for q in m.qys)]
+
+    def check_reads(self):
+        mdcs = {m.code for m in self.scheme.mdcs}
+        for qy in self.all_qys():
+            if qy.mdc is not None and qy.mdc not in mdcs:
+                self.error("unknown-mdc", f"qy {qy.code} reports MDC {qy.mdc}, which the scheme does not define",
+                           qy.span, "name one of the scheme's MDCs after `mdc`")
+        for st in self.scheme.statements:
+            if isinstance(st, ast.ReadSex):
+                texts = [text for text, _ in st.spellings]
+                if len(set(texts)) != len(texts):
+                    self.error("bad-read", "a sex spelling is given twice", st.span)
+                if any(text.strip() != text or not text for text in texts):
+                    self.error("bad-read", "sex spellings are compared after trimming blanks: write them without "
+                               "blanks, and never empty (an empty field is missing)", st.span)
+            elif isinstance(st, ast.ReadEmptyNumber):
+                for f in st.fields:
+                    if f in ("sex", "dept"):
+                        self.error("bad-read", f"`read empty ... as N` is for number fields; {f} is not one", st.span,
+                                   "number fields: age, age_days, weight, los, discharge")
+                self.check_int_range(st, st.value)
 
     def check_overlay_leftovers(self):
         """Overlay operations are consumed when an overlay is merged onto its base; anywhere else they are errors."""
@@ -207,6 +246,8 @@ class _Checker:
                     self.warning("empty-set", f"{_set_text(expr)} selects no codes", expr.span)
         elif isinstance(expr, ast.InlineSet) and not expr.codes:
             self.warning("empty-set", "this inline set is empty", expr.span)
+        elif isinstance(expr, ast.PrefixSet) and not all(expr.prefixes):
+            self.error("bad-value", "an empty prefix would match every code", expr.span)
         if scope is not None:
             self.check_dictionary(expr, scope)
 
@@ -219,7 +260,7 @@ class _Checker:
         if dictionary.table not in self.names.tables:
             return
         resolved = self.names.resolve(expr)
-        if isinstance(resolved, ast.SetRef) and resolved.name not in self.names.tables:
+        if isinstance(resolved, ast.PrefixSet) or (isinstance(resolved, ast.SetRef) and resolved.name not in self.names.tables):
             return
         if isinstance(resolved, ast.TableFilter) and (resolved.table not in self.names.tables or resolved.table in self.bad_tables
                                                       or any(f.column not in self.store.columns(resolved.table)
@@ -294,6 +335,8 @@ class _Checker:
                     self.check_field_value(node, value)
                 if isinstance(node, ast.FieldCmp) and node.field in ("dept", "sex") and node.op not in ("=", "!="):
                     self.error("bad-comparison", f"{node.field} can only be compared with = or !=", node.span)
+            elif isinstance(node, ast.CountItems):
+                self.check_int_range(node, node.value)
             elif isinstance(node, ast.FieldRange):
                 for value in (node.low, node.high):
                     self.check_int_range(node, value)
@@ -329,7 +372,8 @@ class _Checker:
 
     def check_label_source(self, node):
         resolved = self.names.resolve(node.set)
-        if isinstance(resolved, ast.InlineSet) or (isinstance(resolved, ast.SetRef) and resolved.name not in self.names.tables):
+        if isinstance(resolved, (ast.InlineSet, ast.PrefixSet)) or (
+                isinstance(resolved, ast.SetRef) and resolved.name not in self.names.tables):
             self.error("labels-need-table", f"`{node.column} of ...` reads a column, so it needs a table, not {_set_text(resolved)}",
                        node.span, "write e.g. `count distinct site of dx in mdc_dx[mdc = \"MDCZ\"] >= 2`")
             return
@@ -340,9 +384,11 @@ class _Checker:
     # ---- hierarchy -------------------------------------------------------------------------
     def check_mdc(self, mdc: ast.MdcDef):
         self.check_cond(mdc.cond)
-        if not mdc.adrgs:
+        if not mdc.items:
             self.warning("empty-mdc", f"MDC {mdc.code} has no ADRG: a case entering it goes on to the next MDC", mdc.span)
-        self.check_siblings(mdc.adrgs, "ADRG")
+        self.check_siblings(mdc.items, "ADRG")
+        for qy in mdc.qys:
+            self.check_cond(qy.cond)
         self.check_out_of_mdc_codes(mdc)
         for adrg in mdc.adrgs:
             self.check_cond(adrg.cond)
@@ -448,7 +494,7 @@ class _Checker:
         resolved = self.names.resolve(expr)
         if isinstance(resolved, ast.InlineSet):
             return frozenset(resolved.codes)
-        if self.store is None:
+        if self.store is None or isinstance(resolved, ast.PrefixSet):
             return None
         table = resolved.table if isinstance(resolved, ast.TableFilter) else resolved.name
         if table not in self.names.tables or table in self.bad_tables:
@@ -465,6 +511,8 @@ def _set_text(expr: ast.SetExpr) -> str:
     if isinstance(expr, ast.TableFilter):
         inner = ", ".join(f'{f.column} {f.op} "{f.value}"' for f in expr.filters)
         return f"{expr.table}[{inner}]"
+    if isinstance(expr, ast.PrefixSet):
+        return "prefix " + ", ".join(f'"{p}"' for p in expr.prefixes)
     return "{" + ", ".join(f'"{c}"' for c in expr.codes[:3]) + (", ..." if len(expr.codes) > 3 else "") + "}"
 
 

@@ -37,14 +37,15 @@ class _Group:
 
     def build(self) -> ast.GroupDef:
         if isinstance(self.node, ast.MdcDef):
-            return dataclasses.replace(self.node, adrgs=tuple(c.build() for c in self.children))
+            return dataclasses.replace(self.node, items=tuple(c.build() for c in self.children))
         if isinstance(self.node, ast.AdrgDef):
             return dataclasses.replace(self.node, drgs=tuple(c.build() for c in self.children))
         return self.node
 
 
-def _tree(node: ast.GroupDef) -> _Group:
-    children = node.adrgs if isinstance(node, ast.MdcDef) else node.drgs if isinstance(node, ast.AdrgDef) else ()
+def _tree(node: ast.GroupDef | ast.QyDef) -> _Group:
+    # qy rules keep their place among the MDCs (top level) or among an MDC's ADRGs
+    children = node.items if isinstance(node, ast.MdcDef) else node.drgs if isinstance(node, ast.AdrgDef) else ()
     return _Group(node, [_tree(c) for c in children])
 
 
@@ -56,8 +57,10 @@ class _Merger:
     def __init__(self, base: ast.Scheme, overlay: ast.Scheme):
         self.base, self.overlay = base, overlay
         self.found: list[Diagnostic] = []
-        self.others: list[ast.Statement] = [st for st in base.statements if not isinstance(st, ast.MdcDef)]
-        self.root = _Group(ast.MdcDef("", None, ast.Always(), ()), [_tree(m) for m in base.mdcs])
+        hierarchy = (ast.MdcDef, ast.QyDef)  # tried in file order: they keep their relative order
+        self.others: list[ast.Statement] = [st for st in base.statements if not isinstance(st, hierarchy)]
+        self.root = _Group(ast.MdcDef("", None, ast.Always(), ()),
+                           [_tree(st) for st in base.statements if isinstance(st, hierarchy)])
 
     def error(self, code: str, message: str, span, hint: str | None = None):
         self.found.append(Diagnostic(code, "error", message, span, hint))
@@ -188,7 +191,7 @@ class _Merger:
         for st in self.overlay.statements:
             if isinstance(st, ast.OVERLAY_OPERATIONS):
                 self.apply(st)
-            elif isinstance(st, ast.MdcDef):
+            elif isinstance(st, (ast.MdcDef, ast.QyDef)):
                 self.root.children.append(_tree(st))
             elif isinstance(st, ast.SettingDef):
                 earlier = [i for i, o in enumerate(self.others) if isinstance(o, ast.SettingDef) and o.name == st.name]

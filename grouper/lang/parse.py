@@ -169,8 +169,30 @@ class _Builder(Transformer):
         return ast.Position("last", str(c[0]) if c[0] is not None else None, self._s(meta))
 
     def mdc_def(self, meta, c):
-        code, name, cond, *adrgs = c
-        return ast.MdcDef(str(code), _string(name) if name is not None else None, cond, tuple(adrgs), self._s(meta))
+        code, name, cond, *items = c
+        return ast.MdcDef(str(code), _string(name) if name is not None else None, cond, tuple(items), self._s(meta))
+
+    def qy_def(self, meta, c):
+        code, name, mdc, cond = c
+        return ast.QyDef(str(code), _string(name) if name is not None else None,
+                         str(mdc) if mdc is not None else None, cond, self._s(meta))
+
+    def read_sex(self, meta, c):
+        field, *spellings = c
+        if str(field) != "sex":
+            raise SchemeError([Diagnostic("syntax", "error", f"`read {field} ...` spellings are only for sex",
+                                          _span_of(self.path, meta), 'write e.g. read sex "1" as male, "2" as female')])
+        return ast.ReadSex(tuple(spellings), self._s(meta))
+
+    def read_spelling(self, meta, c):
+        return (_string(c[0]), str(c[1]))
+
+    def read_empty_number(self, meta, c):
+        *fields, value = c
+        return ast.ReadEmptyNumber(tuple(str(f) for f in fields), int(value), self._s(meta))
+
+    def read_empty_list(self, meta, c):
+        return ast.ReadEmptyList(str(c[0]), self._s(meta))
 
     def adrg_def(self, meta, c):
         code, name, cond, *drgs = c
@@ -189,6 +211,9 @@ class _Builder(Transformer):
 
     def inline_set(self, meta, c):
         return ast.InlineSet(tuple(_string(t) for t in c if t is not None), self._s(meta))
+
+    def prefix_set(self, meta, c):
+        return ast.PrefixSet(tuple(_string(t) for t in c), self._s(meta))
 
     def filter(self, meta, c):
         return ast.Filter(str(c[0]), str(c[1]), _string(c[2]), self._s(meta))
@@ -228,6 +253,10 @@ class _Builder(Transformer):
     def count_labels(self, meta, c):
         column, scope, set_expr, op, value = c
         return ast.CountLabels(str(column), scope, set_expr, str(op), int(value), self._s(meta))
+
+    def count_items(self, meta, c):
+        scope, op, value = c
+        return ast.CountItems(scope, str(op), int(value), self._s(meta))
 
     def tags_match(self, meta, c):
         column, scope, set_expr, expr = c

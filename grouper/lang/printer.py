@@ -19,6 +19,8 @@ def set_text(expr: ast.SetExpr) -> str:
         return expr.name
     if isinstance(expr, ast.TableFilter):
         return f"{expr.table}[" + ", ".join(f"{f.column} {f.op} {quote(f.value)}" for f in expr.filters) + "]"
+    if isinstance(expr, ast.PrefixSet):
+        return "prefix " + ", ".join(quote(p) for p in expr.prefixes)
     return "{" + ", ".join(quote(c) for c in expr.codes) + "}"
 
 
@@ -62,6 +64,8 @@ def cond_text(cond: ast.Cond, parent: str | None = None) -> str:
         return text
     if isinstance(cond, ast.CountLabels):
         return f"count distinct {cond.column} of {cond.scope} in {set_text(cond.set)} {cond.op} {cond.value}"
+    if isinstance(cond, ast.CountItems):
+        return f"count {cond.scope} {cond.op} {cond.value}"
     if isinstance(cond, ast.TagsMatch):
         return f"{cond.column} of {cond.scope} in {set_text(cond.set)} matches {_tag_text(cond.expr)}"
     if isinstance(cond, ast.FieldCmp):
@@ -102,23 +106,30 @@ def _position_text(position: ast.Position) -> str:
     return position.where + (f" in {position.anchor}" if position.anchor else "")
 
 
-def _group_lines(node: ast.GroupDef, indent: str, comments: dict[str, str]) -> list[str]:
-    """An MDC, ADRG or DRG definition with its children, as text lines."""
+def _qy_line(qy: ast.QyDef, indent: str) -> str:
+    mdc = f" mdc {qy.mdc}" if qy.mdc is not None else ""
+    return f"{indent}{_named('qy', qy.code, qy.name)}{mdc} {_when(qy.cond, indent)}"
+
+
+def _group_lines(node: ast.GroupDef | ast.QyDef, indent: str, comments: dict) -> list[str]:
+    """An MDC, ADRG, DRG or qy definition with its children, as text lines."""
     if isinstance(node, ast.DrgDef):
         return _drg_lines((node,), indent)
+    if isinstance(node, ast.QyDef):  # comments for qy rules are keyed by the node (one code, several rules)
+        return ([f"{indent}# {comments[node]}"] if node in comments else []) + [_qy_line(node, indent)]
     lines = [f"{indent}# {comments[node.code]}"] if node.code in comments else []
     if isinstance(node, ast.AdrgDef):
         lines.append(f"{indent}{_named('adrg', node.code, node.name)} {_when(node.cond, indent)} {{")
         lines.extend(_drg_lines(node.drgs, indent + INDENT))
     else:
         lines.append(f"{indent}{_named('mdc', node.code, node.name)} {_when(node.cond, indent)} {{")
-        for adrg in node.adrgs:
-            lines.extend(_group_lines(adrg, indent + INDENT, comments))
+        for item in node.items:
+            lines.extend(_group_lines(item, indent + INDENT, comments))
     lines.append(f"{indent}}}")
     return lines
 
 
-def statement_lines(st: ast.Statement, comments: dict[str, str] | None = None) -> list[str]:
+def statement_lines(st: ast.Statement, comments: dict | None = None) -> list[str]:
     """One statement as canonical text lines (the last line of a block ends with its `}`)."""
     comments = comments or {}
     if isinstance(st, ast.TableDef):
@@ -144,7 +155,13 @@ def statement_lines(st: ast.Statement, comments: dict[str, str] | None = None) -
         return [f"setting {st.name} = {value}"]
     if isinstance(st, ast.RefineDef):
         return [f"refine adrg {st.adrg} {{", *_drg_lines(st.drgs, INDENT), "}"]
-    if isinstance(st, ast.MdcDef):
+    if isinstance(st, ast.ReadSex):
+        return ["read sex " + ", ".join(f"{quote(text)} as {sex}" for text, sex in st.spellings)]
+    if isinstance(st, ast.ReadEmptyNumber):
+        return [f"read empty {', '.join(st.fields)} as {st.value}"]
+    if isinstance(st, ast.ReadEmptyList):
+        return [f"read empty {st.scope} as none"]
+    if isinstance(st, (ast.MdcDef, ast.QyDef)):
         return _group_lines(st, "", comments)
     if isinstance(st, ast.ReplaceDef):
         lines = statement_lines(st.definition)
@@ -169,14 +186,18 @@ def statement_lines(st: ast.Statement, comments: dict[str, str] | None = None) -
     raise TypeError(f"not a statement: {st!r}")
 
 
-def scheme_text(scheme: ast.Scheme, comments: dict[str, str] | None = None) -> str:
-    """Canonical text; `comments` maps a group code to a comment line written above it."""
+def scheme_text(scheme: ast.Scheme, comments: dict | None = None) -> str:
+    """Canonical text; `comments` maps a group code (for a qy rule: the QyDef node) to a comment
+    line written above it."""
     comments = comments or {}
     extends = f" extends {quote(scheme.header.extends)}" if scheme.header.extends else ""
     out = [f"scheme {quote(scheme.header.name)} version {quote(scheme.header.version)}{extends}", ""]
     previous = None
+    reads = (ast.ReadSex, ast.ReadEmptyNumber, ast.ReadEmptyList)
     for st in scheme.statements:
-        if previous is not None and (type(st) is not type(previous) or isinstance(st, (ast.MdcDef, ast.AddGroup))):
+        same_kind = type(st) is type(previous) or (isinstance(st, reads) and isinstance(previous, reads))
+        if previous is not None and (not same_kind or isinstance(st, (ast.MdcDef, ast.AddGroup))
+                                     or isinstance(previous, ast.MdcDef)):
             out.append("")
         previous = st
         out.extend(statement_lines(st, comments))
