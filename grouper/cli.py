@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--trace-status", action="append", metavar="STATUS",
                    choices=["grouped", "qy", "no_drg", "no_adrg", "ungroupable", "invalid"],
                    help="trace every case ending with this status, e.g. no_adrg (repeatable)")
+    g.add_argument("--by-date", metavar="SCHEDULE",
+                   help="group each case with the scheme in force at its discharge date: a CSV with columns "
+                        "from,pack (instead of --scheme); results get scheme and scheme_version columns")
     g.add_argument("--carry", action="store_true",
                    help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
                         "after the results, input for calibrate/metrics/settle")
@@ -91,8 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
     from .payment.commands import add_calibrate_weights, add_payment_parsers
+    from .versions.commands import add_versions_parsers
 
     add_payment_parsers(sub)
+    add_versions_parsers(sub)
     cal = sub.add_parser("calibrate", help="build weights or a DIP catalogue from a cost history")
     calibrate_kinds = cal.add_subparsers(dest="kind", required=True)   # each wing adds its kind
     from .dip.commands import add_calibrate_dip
@@ -116,6 +121,10 @@ def cmd_group(args) -> int:
         refuse_unwritable(name, path)
         if path:
             io.output_format(path)
+    if args.by_date:
+        from .versions.commands import group_by_date_command
+
+        return group_by_date_command(args, _columns(args.column))
     from .dip import is_dip_pack
 
     if is_dip_pack(args.scheme):
@@ -241,6 +250,10 @@ def cmd_explain(args) -> int:
                 scenarios.append([parse_change(part) for part in text.split(",") if part.strip()])
             except ValueError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
+    if args.by_date:
+        from .versions.commands import group_by_date_command
+
+        return group_by_date_command(args, _columns(args.column))
     from .dip import is_dip_pack
 
     if is_dip_pack(args.scheme):

@@ -89,3 +89,42 @@ def test_1_1_cases_under_2_0(chs20_scheme, golden_cases):
     results = group_frame(chs20_scheme.plan, golden_cases)
     assert results.height == golden_cases.height
     assert "ungroupable" not in set(results["status"])
+
+
+def _all_steps(steps):
+    for step in steps:
+        yield step
+        yield from _all_steps(step.children)
+
+
+def test_explanations_agree_with_batch(chs20_scheme, golden20_cases):
+    """explain on 2.0: one case of every qy code, every status and every eighth DRG; each path agrees
+    with the batch result, and a qy case names the qy rule that fired."""
+    from grouper.explain import explain_case, trace_text
+
+    batch = group_frame(chs20_scheme.plan, golden20_cases)
+    firsts = batch.with_row_index().group_by("status", "drg").agg(pl.col("index").first()).sort("index")
+    picks = [i for i, (status, drg) in enumerate(zip(firsts["status"], firsts["drg"]))
+             if status != "grouped" or i % 8 == 0]
+    for i in firsts["index"].gather(picks).to_list():
+        e = explain_case(chs20_scheme, golden20_cases[i:i + 1])
+        b = batch.row(i, named=True)
+        assert (e.status, e.mdc, e.adrg, e.drg, e.reason) == (b["status"], b["mdc"], b["adrg"], b["drg"], b["reason"])
+        for step in _all_steps(e.steps):
+            if step.why is not None:
+                assert step.why.holds == step.matched, (e.id, step.code)
+        if e.status == "qy":
+            fired = [s for s in _all_steps(e.steps) if s.level == "qy" and s.matched]
+            assert [s.code for s in fired] == [e.drg] and fired[0].source
+            assert trace_text(e).endswith(f"qy:{e.drg}")
+
+
+def test_validation_on_the_golden_set(chs20_scheme, golden20_cases):
+    """Validation reports what was written: no implausible-age warning for an empty age_days read as 0;
+    unreadable ages are warnings (the reference groups them), unaccepted sex spellings errors."""
+    results, problems = group_frame(chs20_scheme.plan, golden20_cases, problems=True)
+    counts = dict(problems.group_by("reason").agg(pl.col("row").n_unique()).iter_rows())
+    assert counts.get("implausible_age_days", 0) < 100
+    assert counts["malformed_age"] == 22                 # "x" and "1岁": grouped as NaN ages
+    invalid = dict(results.filter(pl.col("status") == "invalid").group_by("reason").len().iter_rows())
+    assert invalid == {"sex_missing": 34, "malformed_sex": 38, "dx_missing": 130}

@@ -24,10 +24,11 @@ def mini():
     return load_dip_scheme(MINI)
 
 
-def _cases(rows) -> pl.DataFrame:
-    return pl.DataFrame({"id": [str(i) for i in range(len(rows))], "dx": [r[0] for r in rows],
-                         "proc": [r[1] for r in rows]},
-                        schema={"id": pl.String, "dx": pl.List(pl.String), "proc": pl.List(pl.String)})
+def _cases(rows, fields=None) -> pl.DataFrame:
+    frame = pl.DataFrame({"id": [str(i) for i in range(len(rows))], "dx": [r[0] for r in rows],
+                          "proc": [r[1] for r in rows]},
+                         schema={"id": pl.String, "dx": pl.List(pl.String), "proc": pl.List(pl.String)})
+    return frame.with_columns(pl.Series(k, v, dtype=pl.String) for k, v in (fields or {}).items())
 
 
 # ---- procedure expressions -------------------------------------------------------------------
@@ -100,9 +101,15 @@ def _generated(n: int, seed: int) -> pl.DataFrame:
            "K8", "A01.000", "Z51.100", "", None, "I25.100", "K63.5", "k80.100"]
     pxs = ["47.0100", "47.0900", "51.2300", "51.2200", "51.1000", "51.8800", "45.2300", "45.4200", "36.0700",
            "00.6600", "88.0100", "99.0400", "12.3400", "", None]
-    dx = [[dxs[i], "E11.900"] for i in rng.integers(0, len(dxs), n)]
-    px = [[pxs[j] for j in rng.integers(0, len(pxs), rng.integers(0, 6))] for _ in range(n)]
-    return _cases(list(zip(dx, px)))
+    secondary = ["E11.900", "J96.000", "C78.700", "I50.900", "I50.000", "E11.200", "N18.500", ""]
+    dx = [[dxs[i]] + [secondary[j] for j in rng.integers(0, len(secondary), rng.integers(0, 4))]
+          for i in rng.integers(0, len(dxs), n)]
+    px = [[pxs[j] for j in rng.integers(0, len(pxs), rng.integers(0, 6))] + (["92.2400"] if rng.random() < 0.1 else [])
+          for _ in range(n)]
+    pick = lambda values: [values[k] for k in rng.integers(0, len(values), n)]  # noqa: E731
+    fields = {"age": pick(["0", "1", "40", "64", "65", "80", "", "x"]), "age_days": pick(["", "10", "28", "29", "200"]),
+              "los": pick(["1", "3", "4", "10", "30", "45", ""]), "discharge": pick(["1", "5", "5", "9", ""])}
+    return _cases(list(zip(dx, px)), fields)
 
 
 @pytest.mark.parametrize("kernel", ["compiled", "python"])
@@ -114,6 +121,7 @@ def test_kernel_agrees_with_reference(mini, kernel):
     assert got.equals(expected)
     assert set(got["dip_level"].drop_nulls()) == {"core", "primary", "comprehensive"}
     assert set(got["status"]) == {"grouped", "ungrouped", "invalid"}
+    assert set(got["aux"].drop_nulls()) == {"I-B", "III", "IV-B", "T-IV", "T-VA", "N", "E", "C5", "G"}
 
 
 def test_group_dip_reads_files_and_keeps_row_order(mini, tmp_path):
@@ -142,7 +150,7 @@ def test_syntax_error_points_at_the_line(tmp_path):
     with pytest.raises(SchemeError) as exc:
         load_dip_scheme(_pack(tmp_path, text))
     rendered = exc.value.diagnostics[0].render()
-    assert "scheme.dip:9:20: error[syntax]: unexpected name 'five'" in rendered
+    assert "scheme.dip:11:20: error[syntax]: unexpected name 'five'" in rendered
     assert "^^^^" in rendered
 
 
@@ -168,7 +176,7 @@ def test_scheme_errors_and_warnings(tmp_path):
     _, _, found = check_dip_scheme(_pack(tmp_path, text.replace("  core = catalogue[level = \"core\"]\n", "")))
     assert [d.code for d in found] == ["missing-setting"]
     _, _, found = check_dip_scheme(_pack(tmp_path / "2", text.replace("catalogue[level = \"core\"]", "catalog")))
-    assert [d.code for d in found] == ["unknown-table"] and found[0].span.line == 13
+    assert [d.code for d in found] == ["unknown-table"] and found[0].span.line == 15
     _, _, found = check_dip_scheme(_pack(tmp_path / "3", text.replace("level = \"core\"", "lvl = \"core\"")))
     assert [d.code for d in found] == ["unknown-column"]
     pack = _pack(tmp_path / "4", catalogue_lines=["core,K80.1-9,同键,K80.1,51.2300,,900",
@@ -211,3 +219,49 @@ def test_kernels_agree_with_reference_on_a_synthetic_catalogue(tmp_path):
     assert group_dip_frame(pack.plan, cases.head(8_000), kernel=_kernel_py).equals(expected.head(8_000))
     levels = expected["dip_level"].value_counts()
     assert set(levels["dip_level"].drop_nulls()) == {"core", "primary", "comprehensive"}
+
+
+# ---- auxiliary catalogue (辅助目录) ----------------------------------------------------------------
+AUX = [
+    # (secondary dx, procs, fields, expected subtype, why)
+    ([], [], {"los": "5"}, "I-B", "LOS > 3"),
+    ([], [], {"los": "3"}, None, "LOS 3: no subtype, factor 1"),
+    (["J96.000"], [], {"los": "5"}, "III", "MCC 1.3 beats I-B 1.05"),
+    (["J96.000"], [], {"los": "5", "discharge": "5"}, "IV-B", "death with LOS > 3: 1.5"),
+    ([], [], {"los": "2", "discharge": "5"}, None, "death with LOS 2: IV-B needs LOS ≥ 4"),
+    (["C78.700"], [], {}, "T-IV", "metastasis 1.4 beats CCI ≥ 5 (6 points) 1.25"),
+    (["J96.000"], ["92.2400"], {}, "III", "tie at 1.3: III is listed before T-VA"),
+    ([], ["92.2400"], {}, "T-VA", "radiotherapy"),
+    ([], [], {"age": "0", "age_days": "10"}, "N", "neonate"),
+    ([], [], {"age": "0", "age_days": "29"}, None, "29 days is not a neonate"),
+    ([], [], {"age": "70"}, "E", "elderly"),
+    (["I50.900", "I50.000", "E11.200", "N18.500"], [], {}, "C5", "CCI 1 + 2 + 2 = 5 (CHF counted once)"),
+    (["I50.900", "I50.000", "E11.200"], [], {}, None, "CCI 3"),
+]
+
+
+@pytest.mark.parametrize("secondary,procs,fields,expected,why", AUX, ids=[a[4] for a in AUX])
+def test_auxiliary_subtypes(mini, secondary, procs, fields, expected, why):
+    cases = _cases([(["J18.900", *secondary], procs)], {k: [v] for k, v in fields.items()})
+    out = group_dip_frame(mini.plan, cases)
+    factors = {s.code: s.factor for s in mini.plan.auxiliary.subtypes}
+    assert out.select("dip", "aux", "aux_factor").row(0) == ("J18.9-0", expected, factors.get(expected, 1.0))
+    assert reference_group(mini, cases).equals(out)
+
+
+def test_auxiliary_group_restriction_and_ungrouped(mini):
+    cases = _cases([(["K80.100"], []), (["J18.900"], []), (["K80.200"], ["51.8800"]), (["A01.000"], [])],
+                   {"los": ["40", "40", "40", "40"]})
+    out = group_dip_frame(mini.plan, cases)
+    assert out["aux"].to_list() == ["G", "I-B", "G", None]           # K80.1-0 and K-C2 start with K80 / K-C
+    assert out["aux_factor"].to_list() == [1.6, 1.05, 1.6, None]
+    d = Reference(mini).decide(["K80.100"], [], {"los": 40, "age": None, "age_days": None, "discharge": None})
+    assert d.aux.code == "G" and [s.code for s, holds in d.aux_verdicts if holds] == ["I-B", "G"]
+
+
+def test_auxiliary_errors(tmp_path):
+    pack = _pack(tmp_path)
+    with (pack / "aux.csv").open("a", encoding="utf-8") as fh:
+        fh.write("BAD,未知目录,1.2,,,,,,,,,nolist,,,,\nBAD2,坏系数,x,,,,,,,,,,,,,\n")
+    _, _, found = check_dip_scheme(pack)
+    assert [(d.code, d.span.line) for d in found] == [("unknown-list", 11), ("bad-value", 12)]

@@ -126,3 +126,22 @@ def test_calibrate_cli_usage_errors(tmp_path, capsys):
     assert main(base + ["--min-cases", "1", "-q"]) == 0
     assert load_dip_scheme(tmp_path / "p").rows["core"][0].score == 1000.0
     capsys.readouterr()
+
+
+MINI = Path(__file__).parent / "fixtures" / "dip" / "mini"
+
+
+@pytest.mark.parametrize("min_cases,factor,source", [(4, 1.5, "history"), (5, 1.05, "table")])
+def test_auxiliary_factors_from_history(tmp_path, min_cases, factor, source):
+    rows = [("J18.900", [], 1000, 2025)] * 4 + [("J18.900", [], 3000, 2025)] * 4
+    frame = history(rows).with_columns(pl.Series("los", ["2"] * 4 + ["10"] * 4))
+    params = CalibrationParams(min_cases=3, auxiliary=str(MINI / "aux.csv"), auxiliary_lists=str(MINI / "aux_lists.csv"),
+                               calibrate_auxiliary=True, auxiliary_min_cases=min_cases)
+    calibrate_dip(frame, PROCS, tmp_path / "p", params)
+    aux = pl.read_csv(tmp_path / "p" / "aux.csv", infer_schema=False)
+    row = aux.filter(pl.col("code") == "I-B").row(0, named=True)
+    # group mean 2000; the LOS > 3 cases cost 3000 each: 4 × 3000 ÷ (4 × 2000) = 1.5
+    assert (float(row["factor"]), row["n"], row["factor_source"]) == (factor, "4", source)
+    assert aux.filter(pl.col("code") == "III")["factor_source"].to_list() == ["table"]   # no case: table factor
+    pack = load_dip_scheme(tmp_path / "p")
+    assert group_dip(frame, pack)["aux_factor"].to_list() == [1.0] * 4 + [factor] * 4

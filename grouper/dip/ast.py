@@ -17,7 +17,8 @@ def _span() -> Span | None:
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One line of the dip block: `name` is dx_length, qualifying, treatment_column,
-    treatment_order, exclude, or a level name (core / primary / comprehensive)."""
+    treatment_order, exclude, auxiliary, auxiliary_lists, or a level name (core / primary /
+    comprehensive)."""
 
     name: str
     value: object          # int, SetRef/TableFilter, (table, column), or tuple of treatment names

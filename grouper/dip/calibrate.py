@@ -19,6 +19,12 @@
    Scores are rounded half-even to 4 decimals; means (`mean`, yuan) half-up to the fen.
    Per group: n (cases, unweighted), mean, cv (weighted standard deviation ÷ weighted mean,
    population form, 4 decimals). The summary gives the share of cases in core groups.
+6. **Auxiliary catalogue** (optional, `auxiliary`/`auxiliary_lists`): the subtype table is copied into
+   the pack. With `calibrate_auxiliary`, each subtype's factor becomes Σ w·cost ÷ Σ w·m_g over the
+   grouped cases for which it holds (its cases cost that many times their group's mean), rounded
+   half-even to 4 decimals, when it holds for at least `auxiliary_min_cases` cases (default 30);
+   otherwise the table's factor is kept. The written table gains `n` and `factor_source`
+   (`history` / `table`).
 """
 from __future__ import annotations
 
@@ -47,6 +53,10 @@ class CalibrationParams:
     comprehensive_length: int = 3                # 类目, K80.100 → K80
     year_weights: tuple[float, ...] = ()         # oldest → latest, e.g. (1, 2, 7); () = every case once
     years: tuple[int, int] | None = None         # discharge years used (inclusive); None = all
+    auxiliary: str | None = None                 # subtype table (辅助目录) copied into the pack
+    auxiliary_lists: str | None = None           # its code lists
+    calibrate_auxiliary: bool = False            # factors from the history (see the module doc)
+    auxiliary_min_cases: int = 30                # fewer cases: the table's factor is kept
     name: str = "DIP"
     version: str = "calibrated"
 
@@ -126,7 +136,7 @@ scheme "{name}" version "{version}"
 
 table proc_types = "proc_types.csv"              # code, treatment, qualifying
 table catalogue  = "catalogue.csv"               # level, code, name, dx, procs, treatment, score, n, mean, cv
-
+{aux_tables}
 dip {{
   diagnosis length {dx_length}
   qualifying = proc_types[qualifying = "1"]
@@ -134,7 +144,7 @@ dip {{
   treatments {treatments}
   core = catalogue[level = "core"]
   comprehensive = catalogue[level = "comprehensive"]
-}}
+{aux_settings}}}
 '''
 
 
@@ -142,11 +152,25 @@ def _round4(x: float) -> float:
     return float(Decimal(repr(x)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN))
 
 
-def _write_pack(folder: Path, rows: pl.DataFrame, procedures: str | Path, params: CalibrationParams) -> None:
+def _write_pack(folder: Path, rows: pl.DataFrame, procedures: str | Path, params: CalibrationParams,
+                aux: pl.DataFrame | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    aux_tables = aux_settings = ""
+    if params.auxiliary:
+        aux_tables = 'table aux        = "aux.csv"                     # 辅助目录 (auxiliary subtypes)\n'
+        aux_settings = "  auxiliary = aux\n"
+        if params.auxiliary_lists:
+            aux_tables += 'table aux_lists  = "aux_lists.csv"\n'
+            aux_settings += "  auxiliary lists = aux_lists\n"
+            shutil.copyfile(params.auxiliary_lists, folder / "aux_lists.csv")
+        if aux is None:
+            shutil.copyfile(params.auxiliary, folder / "aux.csv")
+        else:
+            aux.write_csv(folder / "aux.csv")
     (folder / DIP_FILE).write_text(SCHEME_TEMPLATE.format(
         name=params.name, version=params.version, min_cases=params.min_cases, scale=params.scale,
-        dx_length=params.dx_length, treatments=" < ".join(f'"{t}"' for t in TREATMENTS)), encoding="utf-8")
+        dx_length=params.dx_length, treatments=" < ".join(f'"{t}"' for t in TREATMENTS),
+        aux_tables=aux_tables, aux_settings=aux_settings), encoding="utf-8")
     shutil.copyfile(procedures, folder / "proc_types.csv")
     # An empty procs/treatment cell is written empty, not as a quoted "".
     rows.with_columns(pl.col(pl.String).replace("", None)).write_csv(folder / "catalogue.csv")
@@ -209,8 +233,11 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
             pl.col("score").fill_null(0.0), pl.col("n").fill_null(0).cast(pl.Int64),
             (pl.col("mean").fill_null(0) + 0.5).floor().cast(pl.Int64).alias("mean_fen"),
             pl.col("cv").map_elements(_round4, return_dtype=pl.Float64))
+        aux = None
+        if params.auxiliary and params.calibrate_auxiliary:
+            aux = _calibrated_auxiliary(load_dip_scheme(tmp).plan.auxiliary, params, history, grouped, stats, weights)
         _write_pack(tmp, catalogue.with_columns(yuan_text(pl.col("mean_fen")).alias("mean")).select(CATALOGUE_COLUMNS),
-                    procedures, params)
+                    procedures, params, aux)
     n_grouped = int(grouped["dip"].is_not_null().sum())
     n_core = int(catalogue.filter(pl.col("level") == "core")["n"].sum())
     summary = {"cases": history.height, "grouped": n_grouped, "core_groups": int((catalogue["level"] == "core").sum()),
@@ -218,6 +245,36 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
                "core_cases": n_core, "core_share": n_core / n_grouped if n_grouped else 0.0,
                "overall_mean_fen": overall}
     return catalogue, summary
+
+
+def _calibrated_auxiliary(aux, params: CalibrationParams, history: pl.DataFrame, grouped: pl.DataFrame,
+                          stats: pl.DataFrame, weights: pl.Series) -> pl.DataFrame:
+    """The subtype table with factors from the history (module doc, step 6), `n` and `factor_source`."""
+    from .auxiliary import subtype_masks
+
+    masks = subtype_masks(aux, history, grouped["dip"])
+    base = grouped.select("dip", pl.col("cost").cast(pl.Float64).alias("c"), weights.alias("w")).join(
+        stats.select("dip", pl.col("mean").alias("m")), on="dip", how="left", maintain_order="left")
+    table = pl.read_csv(params.auxiliary, infer_schema=False, encoding="utf8")
+    factors, counts, sources = [], [], []
+    by_code = {s.code: s for s in aux.subtypes}
+    for code in table["code"].to_list():
+        s = by_code.get(code)
+        if s is None:
+            factors.append(None), counts.append(0), sources.append("table")
+            continue
+        held = base.filter(masks[code] & pl.col("m").is_not_null() & pl.col("c").is_not_null())
+        n = held.height
+        counts.append(n)
+        expected = float((held["w"] * held["m"]).sum()) if n else 0.0
+        if n >= params.auxiliary_min_cases and expected > 0:
+            factors.append(_round4(float((held["w"] * held["c"]).sum()) / expected))
+            sources.append("history")
+        else:
+            factors.append(s.factor)
+            sources.append("table")
+    return table.with_columns(pl.Series("factor", factors, dtype=pl.Float64), pl.Series("n", counts, dtype=pl.Int64),
+                              pl.Series("factor_source", sources, dtype=pl.String))
 
 
 def read_history(source: str | Path | pl.DataFrame, *, encoding: str | None = None) -> pl.DataFrame:

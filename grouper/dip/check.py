@@ -8,9 +8,9 @@ from ..errors import Diagnostic
 from ..lang import ast as lang_ast
 from ..lang.tables import TableStore
 from .ast import LEVELS, DipScheme
+from .auxiliary import load_auxiliary
 from .catalogue import Row, load_rows
 
-SINGLE = ("dx_length", "qualifying", "treatment_column", "treatment_order", "exclude", *LEVELS)
 
 
 def _set_expr_errors(expr, store: TableStore, what: str) -> list[Diagnostic]:
@@ -64,8 +64,10 @@ def check(scheme: DipScheme, store: TableStore) -> tuple[dict[str, list[Row]], l
     if any(d.severity == "error" for d in found):
         return {}, found
     for s in scheme.settings:
-        if s.name in ("qualifying", "exclude", *LEVELS):
+        if s.name in ("qualifying", "exclude", "auxiliary", *LEVELS):
             found += _set_expr_errors(s.value, store, f"`{s.name}`")
+        elif s.name == "auxiliary_lists" and s.value not in store.defs:
+            found.append(Diagnostic("unknown-table", "error", f"`auxiliary lists`: no table named {s.value!r}", s.span))
         elif s.name == "treatment_column":
             table, column = s.value
             if table not in store.defs:
@@ -87,6 +89,10 @@ def check(scheme: DipScheme, store: TableStore) -> tuple[dict[str, list[Row]], l
     rows, problems = load_rows(scheme, store)
     found += problems
     found += _row_checks(scheme, store, rows)
+    if scheme.setting("auxiliary"):
+        lists = scheme.setting("auxiliary_lists")
+        _, problems = load_auxiliary(scheme.setting("auxiliary").value, lists.value if lists else None, store)
+        found += problems
     return rows, found
 
 

@@ -56,6 +56,9 @@ def explain_command(args, case, scenarios) -> int:
         out = {"id": case_id, "status": decision.status, "dip": decision.code,
                "dip_level": decision.row.level if decision.row else None,
                "score": decision.row.score if decision.row else None, "treatment": decision.treatment,
+               "aux": decision.aux.code if decision.aux is not None else None, "aux_factor": decision.aux_factor,
+               "aux_subtypes": [{"aux": s.code, "factor": s.factor, "holds": holds, "source": str(s.span)}
+                                for s, holds in decision.aux_verdicts],
                "reason": decision.reason, "category": decision.category, "qualifying": list(decision.qualifying),
                "decided_by": decision.decided_by,
                "candidates": {level: [{"dip": c.row.code, "procs": c.row.procs, "matches": c.matches,
@@ -101,6 +104,12 @@ def add_calibrate_dip(kinds) -> None:
     d.add_argument("--dx-length", type=int, default=5, help="characters of the diagnosis in the core key (default 5, 亚目)")
     d.add_argument("--comprehensive-length", type=int, default=3,
                    help="characters of the diagnosis in comprehensive groups (default 3, 类目)")
+    d.add_argument("--auxiliary", help="auxiliary subtype table (辅助目录) to put in the pack")
+    d.add_argument("--auxiliary-lists", help="the code lists its subtypes name (list, code[, category, weight])")
+    d.add_argument("--calibrate-auxiliary", action="store_true",
+                   help="set each subtype's factor from the history (cost ÷ group mean over its cases)")
+    d.add_argument("--auxiliary-min-cases", type=int, default=30,
+                   help="cases a subtype needs for a calibrated factor (default 30; else the table's factor)")
     d.add_argument("--name", default="DIP", help="scheme name")
     d.add_argument("--version", dest="scheme_version", default="calibrated", help="scheme version")
     d.add_argument("--encoding", help="CSV encoding of the history")
@@ -113,7 +122,8 @@ def calibrate_command(args) -> int:
     from ..outputs import refuse_collisions
     from .calibrate import CalibrationParams, calibrate_dip, read_history
 
-    refuse_collisions([("history", args.history), ("--procedures", args.procedures)], [("-o", args.output)])
+    refuse_collisions([("history", args.history), ("--procedures", args.procedures), ("--auxiliary", args.auxiliary),
+                       ("--auxiliary-lists", args.auxiliary_lists)], [("-o", args.output)])
     try:
         weights = tuple(float(w) for w in args.year_weights.split(":")) if args.year_weights else ()
     except ValueError:
@@ -129,7 +139,9 @@ def calibrate_command(args) -> int:
         raise UsageError("--min-cases must be at least 1")
     params = CalibrationParams(min_cases=args.min_cases, scale=args.scale, dx_length=args.dx_length,
                                comprehensive_length=args.comprehensive_length, year_weights=weights, years=years,
-                               name=args.name, version=args.scheme_version)
+                               name=args.name, version=args.scheme_version, auxiliary=args.auxiliary,
+                               auxiliary_lists=args.auxiliary_lists, calibrate_auxiliary=args.calibrate_auxiliary,
+                               auxiliary_min_cases=args.auxiliary_min_cases)
     catalogue, summary = calibrate_dip(read_history(args.history, encoding=args.encoding), args.procedures,
                                        args.output, params)
     if not args.quiet:

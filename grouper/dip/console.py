@@ -17,6 +17,8 @@ def render_dip_explanation(case_id: str, d: Decision, console: Console) -> None:
     title.append(d.status, style="bold green" if d.status == "grouped" else "bold red")
     if d.row is not None:
         title.append(f"  病种 {d.row.code} {d.row.name}  ({d.row.level})  score {d.row.score:g}")
+        if d.aux is not None:
+            title.append(f"  辅助 {d.aux.code} × {d.aux.factor:g}")
     if d.reason:
         title.append(f"  reason {d.reason}")
     tree = Tree(title)
@@ -40,16 +42,23 @@ def render_dip_explanation(case_id: str, d: Decision, console: Console) -> None:
                       style="bold"))
     if d.decided_by:
         tree.add(Text(f"chosen by: {d.decided_by}", style="bold"))
+    if d.aux_verdicts:
+        node = tree.add(Text("auxiliary subtypes (辅助目录): the highest factor that holds wins", style="bold"))
+        for s, holds in d.aux_verdicts:
+            won = d.aux is s
+            node.add(Text(f"{'★' if won else ('✓' if holds else '✗')} {s.code} {s.name}  factor {s.factor:g}  ({s.span})",
+                          style="bold green" if won else ("green" if holds else "red")))
     console.print(tree)
 
 
 def render_dip_what_if(rows, console: Console) -> None:
     table = Table(title="What if")
-    for column in ("change", "status", "病种", "level", "score", ""):
+    for column in ("change", "status", "病种", "level", "score", "辅助", ""):
         table.add_column(column)
     for r in rows:
+        aux = f"{r.aux} × {r.aux_factor:g}" if r.aux else ""
         table.add_row(r.changes, r.status, r.dip or "", r.dip_level or "", "" if r.score is None else f"{r.score:g}",
-                      "changed" if r.changed else "", style="bold" if r.changed else None)
+                      aux, "changed" if r.changed else "", style="bold" if r.changed else None)
     console.print(table)
 
 

@@ -64,6 +64,12 @@ class _Builder(Transformer):
     def exclude(self, meta, c):
         return Setting("exclude", c[0], self._s(meta))
 
+    def auxiliary(self, meta, c):
+        return Setting("auxiliary", c[0], self._s(meta))
+
+    def auxiliary_lists(self, meta, c):
+        return Setting("auxiliary_lists", str(c[0]), self._s(meta))
+
     def treatment_column(self, meta, c):
         return Setting("treatment_column", (str(c[0]), str(c[1])), self._s(meta))
 

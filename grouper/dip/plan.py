@@ -15,6 +15,7 @@ import numpy as np
 
 from ..lang.tables import TableStore
 from .ast import LEVELS, DipScheme
+from .auxiliary import Auxiliary, load_auxiliary
 from .catalogue import Row
 
 GROUPED, UNGROUPED, INVALID = range(3)
@@ -50,6 +51,7 @@ class DipPlan:
     row_level: np.ndarray        # uint8[n_rows]
     row_code: list[str] = field(default_factory=list)
     row_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    auxiliary: Auxiliary | None = None   # severity subtypes (辅助目录), evaluated after grouping
 
     @property
     def n_categories(self) -> int:
@@ -125,6 +127,10 @@ def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, l
             comp_table[slot] = k
 
     excluded = store.codes(scheme.setting("exclude").value) if scheme.setting("exclude") else []
+    auxiliary = None
+    if scheme.setting("auxiliary"):
+        lists = scheme.setting("auxiliary_lists")
+        auxiliary, _ = load_auxiliary(scheme.setting("auxiliary").value, lists.value if lists else None, store)
     i32 = lambda xs: np.ascontiguousarray(np.array(xs, np.int32))  # noqa: E731
     return DipPlan(
         name=scheme.header.name, version=scheme.header.version, dx_length=scheme.dx_length,
@@ -135,4 +141,5 @@ def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, l
         row_proc_start=i32(row_proc_start), row_proc=np.ascontiguousarray(np.array(row_proc, np.uint32)),
         row_rank=row_rank, comp_categories=comp_categories, comp_table=comp_table, excluded_dx=list(excluded),
         rows=rows, row_level=np.array([LEVEL_IDS[r.level] for r in rows], np.uint8),
-        row_code=[r.code for r in rows], row_score=np.array([r.score for r in rows], np.float64))
+        row_code=[r.code for r in rows], row_score=np.array([r.score for r in rows], np.float64),
+        auxiliary=auxiliary)

@@ -20,6 +20,7 @@ import polars as pl
 
 from ..explain import Change, apply_changes, parse_change, removal_scenarios  # noqa: F401 - re-exported
 from .ast import LEVELS
+from .auxiliary import FIELD_NAMES, case_fields, load_auxiliary, reference_subtype
 from .catalogue import Row
 
 TIE_BREAKS = ("most '+' terms", "most matched procedures", "highest treatment type", "file order")
@@ -50,6 +51,12 @@ class Decision:
     qualifying: tuple[str, ...] = ()
     candidates: dict[str, list[Candidate]] = field(default_factory=dict)   # level → rows of the category
     decided_by: str = ""
+    aux: object | None = None                                              # the winning auxiliary Subtype
+    aux_verdicts: list = field(default_factory=list)                       # (Subtype, holds) for every subtype
+
+    @property
+    def aux_factor(self) -> float | None:
+        return None if self.row is None else (self.aux.factor if self.aux is not None else 1.0)
 
     @property
     def code(self) -> str | None:
@@ -80,6 +87,10 @@ class Reference:
         for row in rows.get("comprehensive", ()):
             self.comprehensive.setdefault((row.dx, row.treatment), row)
         self.comp_categories = sorted({dx for dx, _ in self.comprehensive}, key=len, reverse=True)
+        self.auxiliary = None
+        if scheme.setting("auxiliary"):
+            lists = scheme.setting("auxiliary_lists")
+            self.auxiliary, _ = load_auxiliary(scheme.setting("auxiliary").value, lists.value if lists else None, store)
 
     def row_rank(self, row: Row) -> int:
         return max((self.rank.get(c, 0) for c in row.codes), default=0)
@@ -101,7 +112,16 @@ class Reference:
         matched = tuple(c for c in qualifying if c in set(row.codes))
         return Candidate(row, True, plus, matched, rank, "has " + "+".join(held))
 
-    def decide(self, dx: list[str] | None, procs: list[str] | None) -> Decision:
+    def decide(self, dx: list[str] | None, procs: list[str] | None, fields: dict | None = None) -> Decision:
+        """The group of one case; `fields` (age, age_days, los, discharge as ints or None) feed the
+        auxiliary subtypes."""
+        decision = self._group(dx, procs)
+        if self.auxiliary is not None and decision.row is not None:
+            case = {"dx": list(dx or []), "proc": list(procs or []), **(fields or {})}
+            decision.aux, decision.aux_verdicts = reference_subtype(self.auxiliary, case, decision.row.code)
+        return decision
+
+    def _group(self, dx: list[str] | None, procs: list[str] | None) -> Decision:
         pdx = dx[0] if dx else None
         if not pdx:
             return Decision("invalid", None, None, "missing_dx")
@@ -146,17 +166,23 @@ def _decided_by(best: Candidate, matching: list[Candidate]) -> str:
     return f"file order (line {best.row.span.line} before {runner.row.code} on line {runner.row.span.line})"
 
 
+
+
 def reference_group(loaded, cases: pl.DataFrame) -> pl.DataFrame:
     """The reference result frame (same columns as the batch engine), one case at a time."""
     ref = Reference(loaded)
     rows = []
-    for case in cases.select("id", "dx", "proc").iter_rows(named=True):
-        d = ref.decide(case["dx"], case["proc"])
+    frame = pl.concat([cases.select("id", "dx", "proc"), case_fields(cases)], how="horizontal")
+    for case in frame.iter_rows(named=True):
+        d = ref.decide(case["dx"], case["proc"], {k: case[k] for k in FIELD_NAMES})
         rows.append({"id": case["id"], "status": d.status, "dip": d.code,
                      "dip_level": d.row.level if d.row else None,
-                     "treatment": d.treatment, "score": d.row.score if d.row else None, "reason": d.reason})
+                     "treatment": d.treatment, "score": d.row.score if d.row else None,
+                     "aux": d.aux.code if d.aux is not None else None, "aux_factor": d.aux_factor,
+                     "reason": d.reason})
     return pl.DataFrame(rows, schema={"id": pl.String, "status": pl.String, "dip": pl.String, "dip_level": pl.String,
-                                      "treatment": pl.String, "score": pl.Float64, "reason": pl.String})
+                                      "treatment": pl.String, "score": pl.Float64, "aux": pl.String,
+                                      "aux_factor": pl.Float64, "reason": pl.String})
 
 
 @dataclass
@@ -166,6 +192,8 @@ class DipWhatIf:
     dip: str | None
     dip_level: str | None
     score: float | None
+    aux: str | None
+    aux_factor: float | None
     changed: bool
 
 
@@ -176,17 +204,18 @@ def dip_what_if(loaded, case_row: pl.DataFrame, scenarios: list[list[Change]]) -
     frames = [case_row] + [apply_changes(case_row, s) for s in scenarios]
     out, base = [], None
     for label, frame in zip(labels, frames):
-        case = frame.row(0, named=True)
-        d = ref.decide(case["dx"], case["proc"])
+        case = pl.concat([frame.select("dx", "proc"), case_fields(frame)], how="horizontal").row(0, named=True)
+        d = ref.decide(case["dx"], case["proc"], {k: case[k] for k in FIELD_NAMES})
         base = base or d
         out.append(DipWhatIf(label, d.status, d.code, d.row.level if d.row else None,
-                             d.row.score if d.row else None, (d.status, d.code) != (base.status, base.code)))
+                             d.row.score if d.row else None, d.aux.code if d.aux is not None else None, d.aux_factor,
+                             (d.status, d.code, d.aux_factor) != (base.status, base.code, base.aux_factor)))
     return out
 
 
 def explain_dip(loaded, case_row: pl.DataFrame) -> Decision:
-    case = case_row.row(0, named=True)
-    return Reference(loaded).decide(case["dx"], case["proc"])
+    case = pl.concat([case_row.select("dx", "proc"), case_fields(case_row)], how="horizontal").row(0, named=True)
+    return Reference(loaded).decide(case["dx"], case["proc"], {k: case[k] for k in FIELD_NAMES})
 
 
 LEVEL_NAMES = dict(zip(LEVELS, ("核心病种", "基层病种", "综合病种")))

@@ -97,22 +97,33 @@ def _gather(names, index: np.ndarray, dtype=pl.String) -> pl.Series:
     return lookup.gather(pl.select(pl.when(idx >= 0).then(idx)).to_series())
 
 
-RESULT_COLUMNS = ("id", "status", "dip", "dip_level", "treatment", "score", "reason")
+RESULT_COLUMNS = ("id", "status", "dip", "dip_level", "treatment", "score", "aux", "aux_factor", "reason")
 
 
 def dip_results_frame(plan: DipPlan, cases: pl.DataFrame, out: tuple[np.ndarray, ...]) -> pl.DataFrame:
     """id, status (grouped / ungrouped / invalid), dip (病种编码), dip_level (core / primary /
-    comprehensive), treatment (the case's treatment type), score (病种分值), reason."""
+    comprehensive), treatment (the case's treatment type), score (病种分值), aux (the auxiliary
+    subtype, null when none holds), aux_factor (its factor; 1 for a grouped case with none), reason."""
     status, row, treatment, reason = out
     n = len(status)
     level = _gather(LEVELS, np.where(row >= 0, plan.row_level[np.maximum(row, 0)].astype(np.int32), -1))
+    dip = _gather(plan.row_code, row)
+    if plan.auxiliary is not None:
+        from .auxiliary import apply_auxiliary
+
+        aux, aux_factor = apply_auxiliary(plan.auxiliary, cases, dip)
+    else:
+        aux = pl.Series([None] * n, dtype=pl.String)
+        aux_factor = pl.select(pl.when(dip.is_not_null()).then(1.0)).to_series() if n else pl.Series([], dtype=pl.Float64)
     return pl.DataFrame({
         "id": cases["id"].cast(pl.String) if "id" in cases.columns else pl.Series(np.arange(1, n + 1)).cast(pl.String),
         "status": pl.Series(STATUS_NAMES, dtype=pl.String).gather(pl.Series(status)),
-        "dip": _gather(plan.row_code, row),
+        "dip": dip,
         "dip_level": level,
         "treatment": _gather(plan.treatments, treatment.astype(np.int32)),
         "score": _gather(plan.row_score, row, pl.Float64),
+        "aux": aux.alias("aux"),
+        "aux_factor": aux_factor.cast(pl.Float64).alias("aux_factor"),
         "reason": pl.Series(REASON_NAMES, dtype=pl.String).gather(pl.Series(reason)).replace("", None),
     })
 

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import GrouperError
+from ..outputs import atomic_output
 from ..lang import ast
 from ..lang.parse import parse_text
 from ..lang.printer import scheme_text
@@ -500,21 +501,22 @@ def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "
         raise UnusedRowsError(importer.unused)
     if unused is not None:
         unused.extend(importer.unused)
-    pack_dir.mkdir(parents=True, exist_ok=True)
-    if sex_rows:
-        with (pack_dir / SEX_SPECIFIC_TABLE).open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["code", "sex"])
-            writer.writerows(sex_rows)
     optional = [f for f in OPTIONAL_GROUPING_TABLES if importer.v2 and (table_dir / f).is_file()]
-    for file in (*GROUPING_TABLES, *optional, *reference):
-        if file != "mdc.csv" and file != "adrg.csv" and file != "drg.csv":
-            shutil.copyfile(table_dir / file, pack_dir / file)
     comments: dict = {m["mdc"]: f"{m['mdc']} {m['name']} (entry rule: {m['entry']}"
                       + (f"; QY rules: {m['qy']})" if m.get("qy") else ")") for m in importer.mdcs}
     comments.update(importer.qy_comments)
     header = HEADER_COMMENT.format(name=name, version=version, source=table_dir.name) + (QY_ON if importer.v2 else QY_OFF)
     text = header + "\n" + scheme_text(scheme, comments)
+    with atomic_output(pack_dir, directory=True) as tmp:  # the pack appears whole or not at all
+        tmp.chmod(0o755)                                  # mkdtemp makes it private
+        if sex_rows:
+            with (tmp / SEX_SPECIFIC_TABLE).open("w", encoding="utf-8", newline="") as fh:
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(["code", "sex"])
+                writer.writerows(sex_rows)
+        for file in (*GROUPING_TABLES, *optional, *reference):
+            if file != "mdc.csv" and file != "adrg.csv" and file != "drg.csv":
+                shutil.copyfile(table_dir / file, tmp / file)
+        (tmp / "scheme.grp").write_text(text, encoding="utf-8")
     path = pack_dir / "scheme.grp"
-    path.write_text(text, encoding="utf-8")
     return path

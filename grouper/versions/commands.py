@@ -1,0 +1,52 @@
+"""CLI of the versions wing: `grouper crosswalk` and `grouper group --by-date` (thin: parse, call, print)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_versions_parsers(sub) -> None:
+    x = sub.add_parser("crosswalk", help="group the same cases under two schemes: where each source DRG's cases land")
+    x.add_argument("cases", help="cases file (.csv/.parquet/.xlsx), as for `grouper group`")
+    x.add_argument("--from", dest="from_pack", required=True, help="the scheme the cases come from (pack or .grp)")
+    x.add_argument("--to", dest="to_pack", required=True, help="the scheme they go to (pack or .grp)")
+    x.add_argument("-o", "--output", help="write the whole crosswalk table (.csv, .parquet or .xlsx)")
+    x.add_argument("--top", type=int, default=15, help="source groups shown on the terminal (most cases first); default 15")
+    x.add_argument("--encoding", help="CSV encoding of the cases")
+    x.add_argument("--batch-size", type=int, default=1_000_000, help="rows per batch; default 1,000,000")
+    x.set_defaults(run=cmd_crosswalk)
+
+
+def cmd_crosswalk(args) -> int:
+    from .. import io
+    from ..outputs import refuse_collisions, refuse_unwritable
+    from ..scheme import load_scheme
+    from .console import render_crosswalk, stderr_console
+    from .crosswalk import crosswalk
+
+    if args.top < 0 or args.batch_size < 1:
+        raise argparse.ArgumentTypeError("--top must be >= 0 and --batch-size >= 1")
+    if args.output:
+        refuse_collisions([("cases", args.cases)], [("-o", args.output)])
+        refuse_unwritable("-o", args.output)
+        io.output_format(args.output)
+    before, after = load_scheme(args.from_pack), load_scheme(args.to_pack)
+    table = crosswalk(args.cases, before, after, batch_size=args.batch_size, encoding=args.encoding)
+    if args.output:
+        io.write_results(table, args.output)
+    render_crosswalk(table, before, after, stderr_console() if args.output else None, top=args.top)
+    return 0
+
+
+def group_by_date_command(args, columns) -> int:
+    """`grouper group INPUT -o OUTPUT --by-date SCHEDULE`: each case with the scheme in force at its discharge date."""
+    from .console import render_schedule_summary, stderr_console
+    from .dated import group_file_by_date, load_schedule
+
+    schedule = load_schedule(args.by_date)
+    counts = []
+    rows = group_file_by_date(args.input, args.output, schedule, batch_size=args.batch_size, columns=columns,
+                              encoding=args.encoding, threads=args.threads,
+                              on_batch=lambda r: counts.append(r.group_by("scheme", "scheme_version", "status").len()))
+    if not args.quiet:
+        render_schedule_summary(schedule, counts, rows, args.output, stderr_console())
+    return 0
