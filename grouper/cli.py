@@ -93,6 +93,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="chs-drg: import even when some table rows would not be used (each is reported as a warning)")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+    st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
+    st.add_argument("cases", help="a grouped file (.parquet/.csv with status, drg and the settlement fields) or raw cases")
+    st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
+    st.add_argument("--weights", required=True, help="weights table (CSV: drg, weight[, mean])")
+    st.add_argument("--scheme", help="scheme pack for raw cases (default: the shipped demo scheme)")
+    st.add_argument("-o", "--output", required=True, help="folder for cases, hospitals.csv, drgs.csv, pools.csv, summary.json")
+    st.add_argument("--compare", metavar="POLICY2", help="also settle under this policy and write the change per hospital and DRG")
+    st.add_argument("--weights2", help="weights table for the --compare side (default: --weights)")
+    st.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case table format (default parquet)")
+    st.add_argument("-q", "--quiet", action="store_true", help="no summary")
+
     from .payment.commands import add_payment_parsers
     from .versions.commands import add_versions_parsers
 
@@ -104,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_calibrate_dip(calibrate_kinds)
     return parser
+
+
+def cmd_settle(args) -> int:
+    from .settle.cli import run_settle
+
+    return run_settle(args)
 
 
 def cmd_group(args) -> int:
@@ -305,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
-        commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain}
+        commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain,
+                    "settle": cmd_settle}
         if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
             return args.run(args)
         return commands[args.command](args)

@@ -97,3 +97,9 @@ class InputError(GrouperError):
 
 class UsageError(GrouperError):
     """A command was given options that cannot work together (e.g. an output that is its input)."""
+
+
+class PolicyError(SchemeError):
+    """A settlement policy file failed validation; `diagnostics` point at file:line:column.
+
+    A SchemeError subclass so that every front end reports it the same way (exit code 1)."""

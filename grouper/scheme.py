@@ -16,7 +16,7 @@ from .errors import Diagnostic, SchemeError, with_source
 from .lang import ast
 from .lang.check import check
 from .lang.overlay import merge
-from .lang.parse import parse_file
+from .lang.parse import parse_file, read_source
 from .lang.tables import TableStore
 
 SCHEME_FILE = "scheme.grp"
@@ -77,7 +77,9 @@ def _with_sources(found: list[Diagnostic]) -> list[Diagnostic]:
         file = d.span.file if d.span else None
         if file and file not in texts:
             try:
-                texts[file] = Path(file).read_text(encoding="utf-8")
+                texts[file] = read_source(file)
+            except SchemeError:  # not UTF-8: shown as well as it can be
+                texts[file] = Path(file).read_bytes().decode("utf-8-sig", errors="replace")
             except OSError:
                 texts[file] = None
         out.append(with_source(d, texts.get(file)) if file else d)
@@ -104,7 +106,7 @@ def split_base_diagnostics(pack: str | Path | None, found: list[Diagnostic]) -> 
     """For an overlay: (the diagnostics that are its own, one line summarising the ones its base
     pack has by itself). A base diagnostic the overlay changed (or caused) counts as its own."""
     path = scheme_path(pack)
-    match = EXTENDS.search(path.read_text(encoding="utf-8", errors="replace"))
+    match = EXTENDS.search(path.read_text(encoding="utf-8-sig", errors="replace"))
     if match is None:
         return found, None
     try:
@@ -148,19 +150,22 @@ def engine_fingerprint() -> str:
 
 
 def pack_fingerprint(path: Path) -> str:
-    """Hash of every file of the pack folder (names and contents) and of the engine.
+    """Hash of where the pack is, of every file of the pack folder (names and contents) and of the engine.
 
-    Any change to the scheme, to any table or to the engine gives a new key, so a stale plan is never used.
+    Any change to the scheme, to any table or to the engine gives a new key, so a stale plan is never
+    used; the folder is part of the key because a plan's rules name their source files (an identical
+    copy elsewhere must show its own paths in explain and check).
     """
     digest = hashlib.blake2b(f"{engine_fingerprint()}/{path.name}".encode(), digest_size=20)
     seen: set[Path] = set()
     while path is not None and path.resolve() not in seen:  # an overlay's base packs count too
         seen.add(path.resolve())
+        digest.update(str(path).encode() + b"\0" + str(path.resolve()).encode() + b"\0")
         for file in sorted(p for p in path.parent.iterdir() if p.is_file()):
             digest.update(file.name.encode() + b"\0")
             digest.update(file.read_bytes())
             digest.update(b"\0")
-        match = EXTENDS.search(path.read_text(encoding="utf-8", errors="replace"))
+        match = EXTENDS.search(path.read_text(encoding="utf-8-sig", errors="replace"))
         try:
             path = scheme_path(path.parent / match.group(1)) if match else None
         except SchemeError:
@@ -186,8 +191,8 @@ def load_scheme(pack: str | Path | None = None, *, cache: bool | None = None) ->
         if isinstance(loaded, LoadedScheme):
             loaded.path = path
             return loaded
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        pass  # no entry yet, or an unreadable one: rebuild it
+    except Exception:  # noqa: BLE001 - no entry yet, or any damage to it (unpickling raises many kinds): rebuild
+        pass
     loaded = _load_uncached(path)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)

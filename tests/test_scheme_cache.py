@@ -74,3 +74,49 @@ def test_corrupt_entry_is_rebuilt(pack):
 def test_cache_off(pack):
     load_scheme(pack, cache=False)
     assert entries() == []
+
+
+def test_a_copy_of_a_deleted_pack_shows_its_own_paths(tmp_path, monkeypatch, capsys):
+    """Issue 7, defect 6: the cache never changes what a command shows."""
+    from grouper.cli import main
+
+    monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(MINI, a)
+    assert main(["explain", "--scheme", str(a), "--dx", "K35.800", "--proc", "47.0100", "--sex", "1", "--age", "40"]) == 0
+    assert str(a) in capsys.readouterr().out
+    shutil.copytree(a, b)
+    shutil.rmtree(a)
+    assert main(["explain", "--scheme", str(b), "--dx", "K35.800", "--proc", "47.0100", "--sex", "1", "--age", "40"]) == 0
+    out = capsys.readouterr().out
+    assert str(b) in out and str(a) not in out
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "empty", "another object", "a folder",
+                                    "future protocol", "garbled middle"])
+def test_any_damaged_cache_entry_is_rebuilt(pack, damage, capsys):
+    import pickle
+
+    from grouper.cli import main
+
+    load_scheme(pack)
+    [entry] = cache_dir().glob("*.pickle")
+    good = entry.read_bytes()
+    entry.unlink()
+    if damage == "a folder":
+        entry.mkdir()
+    else:
+        entry.write_bytes({"random bytes": bytes(range(256)) * 4, "truncated": good[: len(good) // 2], "empty": b"",
+                           "another object": pickle.dumps({"not": "a scheme"}), "future protocol": b"\x80\x09junk",
+                           "garbled middle": good[:200] + b"\xff" * 100 + good[300:]}[damage])
+    assert load_scheme(pack).plan.drg_codes == load_scheme(pack, cache=False).plan.drg_codes
+    assert main(["check", str(pack)]) == 0
+    if damage != "a folder":
+        assert entry.read_bytes() == good  # replaced by a good entry
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_cache_location_that_is_a_file_only_costs_speed(tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
+    assert load_scheme(MINI).plan.drg_codes

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import polars as pl
+
 from .. import reasons
 from ..errors import Diagnostic
 from . import ast
@@ -212,11 +214,23 @@ class _Checker:
                     for column in ("drg", "weight"):
                         self.check_column(st.table, column, st.span)
                     if self.store is not None and len(self.found) == before:
+                        self.check_weight_values(st)
                         weighted = set(self.store.frame(st.table)["drg"].to_list())
                         missing = [d.code for m in self.scheme.mdcs for a in m.adrgs for d in a.drgs if d.code not in weighted]
                         if missing:
                             self.warning("missing-weight", f"{len(missing)} DRG(s) have no weight in {st.table}: "
                                          + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""), st.span)
+
+    def check_weight_values(self, st: ast.WeightsDef):
+        """A weight that is not a number would silently count as missing: an error naming its line."""
+        frame = self.store.frame(st.table).with_row_index("_line", offset=2)  # line 1 is the header
+        text = pl.col("weight").str.strip_chars()
+        bad = frame.filter(text.is_not_null() & (text != "") & text.cast(pl.Float64, strict=False).is_null())
+        if bad.height:
+            sample = ", ".join(f"line {line}: {drg} {weight!r}" for line, drg, weight in
+                               bad.select("_line", "drg", "weight").head(5).iter_rows())
+            self.error("bad-value", f"{bad.height} weight(s) in {st.table} are not numbers ({sample})", st.span,
+                       f"fix them in {self.store.path(st.table).name}")
 
     def check_table_name(self, name: str, span) -> bool:
         if name not in self.names.tables:
@@ -260,8 +274,11 @@ class _Checker:
         if dictionary.table not in self.names.tables:
             return
         resolved = self.names.resolve(expr)
-        if isinstance(resolved, ast.PrefixSet) or (isinstance(resolved, ast.SetRef) and resolved.name not in self.names.tables):
+        if isinstance(resolved, ast.PrefixSet):
             return
+        if isinstance(resolved, ast.SetRef) and (resolved.name not in self.names.tables
+                                                  or resolved.name in self.bad_tables):
+            return  # unknown or unreadable table: reported where it is declared
         if isinstance(resolved, ast.TableFilter) and (resolved.table not in self.names.tables or resolved.table in self.bad_tables
                                                       or any(f.column not in self.store.columns(resolved.table)
                                                              for f in resolved.filters)):

@@ -29,7 +29,28 @@ def grammar() -> lark.Lark:
 
 def parse_file(path: str | Path) -> ast.Scheme:
     path = Path(path)
-    return parse_text(path.read_text(encoding="utf-8"), str(path))
+    return parse_text(read_source(path), str(path))
+
+
+def read_source(path: str | Path) -> str:
+    """A scheme file's text: UTF-8, a leading byte-order mark (as Windows editors save) ignored.
+    Any other encoding is a SchemeError at the first undecodable byte, never a traceback."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        good = data[:exc.start].decode("utf-8-sig", errors="replace")
+        line = good.count("\n") + 1
+        column = len(good) - (good.rfind("\n") + 1) + 1
+        hint = "save it as UTF-8"
+        try:
+            data.decode("gb18030")
+            hint += f" (it reads as GBK/GB18030: iconv -f GB18030 -t UTF-8 {path.name})"
+        except UnicodeDecodeError:
+            pass
+        raise SchemeError([Diagnostic("encoding", "error", f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x})",
+                                      Span(str(path), line, column), hint)]) from None
 
 
 def parse_text(text: str, path: str = "<string>") -> ast.Scheme:

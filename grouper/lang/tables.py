@@ -1,6 +1,8 @@
 """The CSV tables of a scheme pack, loaded lazily and read as text (codes keep leading zeros)."""
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import polars as pl
@@ -60,7 +62,9 @@ class TableStore:
             try:
                 columns = self._unpatched(name).columns
             except Exception as exc:  # polars raises several error types for a bad CSV
-                found.append(Diagnostic("unreadable-table", "error", f"cannot read {table.file!r}: {exc}", table.span))
+                found.append(Diagnostic("unreadable-table", "error", f"cannot read table {name}: {csv_problem(path, exc)}",
+                                        table.span, "every line needs the header's number of fields (quote values "
+                                        "holding a comma); tables are UTF-8"))
                 continue
             if table.key_column not in columns:
                 found.append(Diagnostic(
@@ -79,8 +83,8 @@ class TableStore:
             try:
                 rows = pl.read_csv(path, infer_schema=False, encoding="utf8")
             except Exception as exc:  # polars raises several error types for a missing or bad CSV
-                found.append(Diagnostic("unreadable-table", "error", f"cannot read patch {patch.file!r}: {exc}",
-                                        patch.span, f"looked for {path}"))
+                found.append(Diagnostic("unreadable-table", "error", f"cannot read patch {patch.file!r}: "
+                                        f"{csv_problem(path, exc)}", patch.span, f"looked for {path}"))
                 continue
             if sorted(rows.columns) != sorted(["op", *frame.columns]):
                 found.append(Diagnostic("bad-patch", "error", f"patch {patch.file!r} has columns {', '.join(rows.columns)}",
@@ -117,6 +121,31 @@ class TableStore:
             key = self.key(expr.table if isinstance(expr, ast.TableFilter) else expr.name)
             self._codes[expr] = self.filtered(expr)[key].drop_nulls().unique(maintain_order=True).to_list()
         return self._codes[expr]
+
+
+def csv_problem(path: Path, exc: Exception) -> str:
+    """Why a table CSV cannot be read, at its own file:line where there is one (not Polars' advice,
+    which speaks of its own options)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return f"{path}: {err.strerror or err}"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        return f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x})"
+    records = csv.reader(io.StringIO(text, newline=""))
+    header = next(records, None)
+    if not header:
+        return f"{path} is empty: a table needs a header line"
+    try:
+        for record in records:
+            if len(record) > len(header):
+                return f"{path}:{records.line_num}: {len(record)} fields, the header has {len(header)}"
+    except csv.Error as err:
+        return f"{path}:{records.line_num}: {err}"
+    return f"{path}: {str(exc).strip().splitlines()[0]}"
 
 
 def apply_patch(frame: pl.DataFrame, patch: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, str]]]:

@@ -1,0 +1,1 @@
+"""Settlement under a regional policy: policy files, the settle engine, impact comparison."""

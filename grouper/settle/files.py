@@ -1,0 +1,100 @@
+"""Cases in, settlement tables out.
+
+Input: a grouped file (results columns + carried settlement fields), or raw cases that are
+grouped first. Output: a folder with `cases.parquet` (or .csv), `hospitals.csv`, `drgs.csv`,
+`pools.csv` and `summary.json`. Parquet keeps money as Int64 fen; CSV writes it as yuan with
+exactly two decimals (`1234.50`), the form the case reader parses back to the same fen.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from ..errors import InputError
+from ..fields import money_fen, yuan_text
+
+# Money columns (Int64 fen) of each output table.
+MONEY = {
+    "cases": ("cost", "standard", "payment", "surplus"),
+    "hospitals": ("drg_payment", "ffs_payment", "payment", "drg_cost", "cost", "drg_surplus", "sharing_adjustment",
+                  "final_payment", "surplus_after_sharing", "prepaid", "due"),
+    "groups": ("mean_cost", "payment", "cost", "surplus"),
+    "pools": ("budget", "reserve", "fee_for_service_inside", "distributable", "paid_by_points"),
+}
+
+
+def write_table(frame: pl.DataFrame, path: Path, money: tuple[str, ...]) -> None:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame.write_parquet(path)
+        return
+    frame = frame.with_columns([yuan_text(pl.col(c)).alias(c) for c in money if c in frame.columns])
+    frame = frame.with_columns([pl.col(c).list.join("|") for c, t in frame.schema.items() if isinstance(t, pl.List)])
+    frame.write_csv(path)
+
+
+def write_settlement(settlement, folder: str | Path, *, case_format: str = "parquet", extra: dict | None = None) -> Path:
+    """Write the four tables and summary.json into `folder` (created if needed)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} exists and is not a folder: settle writes a folder of tables")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table(settlement.cases, folder / f"cases.{case_format}", MONEY["cases"])
+    write_table(settlement.hospitals, folder / "hospitals.csv", MONEY["hospitals"])
+    write_table(settlement.groups, folder / "drgs.csv", MONEY["groups"])
+    write_table(settlement.pools, folder / "pools.csv", MONEY["pools"])
+    summary = {"policy": settlement.policy.name, "method": settlement.policy.method,
+               "policy_files": [str(p) for p in settlement.policy.files],
+               "cases": settlement.cases.height, "pools": settlement.pools.to_dicts(), **(extra or {})}
+    (folder / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return folder
+
+
+def read_table(path: Path, money: tuple[str, ...]) -> pl.DataFrame:
+    """Read a table written by `write_table` back (CSV money → fen)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pl.read_parquet(path)
+    frame = pl.read_csv(path, infer_schema_length=10_000, schema_overrides={c: pl.String for c in money})
+    return frame.with_columns([money_fen(pl.col(c), pl.String).alias(c) for c in money if c in frame.columns])
+
+
+# The columns of a grouped file that settlement reads.
+SETTLE_COLUMNS = ("id", "status", "adrg", "drg", "los", "discharge", "hospital", "hospital_level", "insurance", "cost",
+                  "admission_date", "discharge_date", "patient_id", "special_review")
+
+
+def _column_names(path: Path) -> list[str]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return list(pl.read_parquet_schema(path))
+        if suffix in (".csv", ".txt", ".tsv"):
+            from .. import io
+
+            first = io._first_line(path)
+            text = first.decode("utf-8-sig", errors="replace") if first.startswith(b"\xef\xbb\xbf") else first.decode("gb18030", errors="replace")
+            return [name.strip().strip('"') for name in text.strip().split(io._csv_separator(path, first))]
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    return []
+
+
+def load_cases(path: str | Path, scheme=None) -> pl.DataFrame:
+    """The settle engine's input: a grouped file (read with `grouper.grouped.read_grouped`, only the
+    columns settlement needs), or raw cases, grouped first with `scheme` carrying the settlement fields."""
+    from ..grouped import read_grouped
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    names = set(_column_names(path))
+    if {"status", "drg"} <= names or path.suffix.lower() not in (".parquet", ".pq", ".csv", ".txt", ".tsv", ".xlsx", ".xls"):
+        missing = [c for c in ("hospital", "cost") if names and c not in names]
+        if missing:
+            raise InputError(f"{path} has no {' or '.join(missing)} column: settlement needs the settlement fields "
+                             "(group with `grouper group INPUT -o GROUPED --carry`)")
+        return read_grouped(path, columns=SETTLE_COLUMNS)
+    from ..api import group
+
+    return group(path, scheme, carry=True).select(SETTLE_COLUMNS)

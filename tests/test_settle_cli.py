@@ -1,0 +1,71 @@
+"""`grouper settle` end to end on small files: outputs, money format, compare, errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from grouper.cli import main
+from grouper.settle.files import MONEY, read_table
+from settle_helpers import WEIGHTS, cases
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICIES = ROOT / "tables" / "policies"
+
+
+def _grouped_csv(tmp_path: Path) -> Path:
+    frame = cases({"cost": 123_450}, {"drg": "B11", "cost": 260_001, "hospital": "H2", "hospital_level": 2},
+                  {"status": "no_adrg", "drg": None}, {"insurance": "resident", "special_review": True})
+    path = tmp_path / "grouped.csv"
+    money = frame.with_columns((pl.col("cost") / 100).map_elements(lambda y: f"{y:.2f}", return_dtype=pl.String))
+    money.write_csv(path)
+    return path
+
+
+def test_settle_writes_every_table(tmp_path, capsys):
+    WEIGHTS.write_csv(tmp_path / "w.csv")
+    out = tmp_path / "out"
+    code = main(["settle", str(_grouped_csv(tmp_path)), "--policy", str(POLICIES / "zhejiang-points.toml"),
+                 "--weights", str(tmp_path / "w.csv"), "-o", str(out), "--format", "csv"])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cases.csv", "drgs.csv", "hospitals.csv", "pools.csv", "summary.json"]
+    per_case = read_table(out / "cases.csv", MONEY["cases"])
+    assert per_case.height == 4 and per_case["cost"].to_list() == [123_450, 260_001, 100_000, 100_000]
+    assert (out / "hospitals.csv").read_text().count(".") > 0
+    text = (out / "cases.csv").read_text().splitlines()[1]
+    assert "1234.50" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "points" and summary["cases"] == 4
+    pools = read_table(out / "pools.csv", MONEY["pools"])
+    hospitals = read_table(out / "hospitals.csv", MONEY["hospitals"])
+    assert hospitals["drg_payment"].sum() == pools["paid_by_points"].sum()
+    assert "结算点值" in capsys.readouterr().err
+
+
+def test_settle_compare_writes_the_change(tmp_path):
+    WEIGHTS.write_csv(tmp_path / "w.csv")
+    out = tmp_path / "out"
+    code = main(["settle", str(_grouped_csv(tmp_path)), "--policy", str(POLICIES / "zhejiang-points.toml"),
+                 "--compare", str(POLICIES / "rate-region.toml"), "--weights", str(tmp_path / "w.csv"), "-o", str(out), "-q"])
+    assert code == 0
+    hospitals = pl.read_csv(out / "compare_hospitals.csv")
+    assert set(hospitals["hospital"]) == {"H1", "H2"}
+    assert {"payment_base", "payment_change", "payment_delta", "points_delta", "surplus_delta"} <= set(hospitals.columns)
+    assert (out / "change" / "hospitals.csv").exists() and (out / "compare_drgs.csv").exists()
+
+
+def test_policy_error_exit_1_with_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[policy]\nname = "x"\nmethod = "points"\nbudjet = 1\n', encoding="utf-8")
+    code = main(["settle", "x.csv", "--policy", str(bad), "--weights", "w.csv", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{bad}:4:1" in err and "budjet" in err and "Traceback" not in err
+
+
+def test_missing_columns_exit_3(tmp_path, capsys):
+    WEIGHTS.write_csv(tmp_path / "w.csv")
+    pl.DataFrame({"status": ["grouped"], "drg": ["A11"]}).write_csv(tmp_path / "g.csv")
+    code = main(["settle", str(tmp_path / "g.csv"), "--policy", str(POLICIES / "rate-region.toml"),
+                 "--weights", str(tmp_path / "w.csv"), "-o", str(tmp_path / "o")])
+    assert code == 3 and "hospital" in capsys.readouterr().err
