@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case table format (default parquet)")
     st.add_argument("-q", "--quiet", action="store_true", help="no summary")
 
-    from .payment.commands import add_payment_parsers
+    from .payment.commands import add_calibrate_weights, add_payment_parsers
     from .versions.commands import add_versions_parsers
 
     add_payment_parsers(sub)
@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     calibrate_kinds = cal.add_subparsers(dest="kind", required=True)   # each wing adds its kind
     from .dip.commands import add_calibrate_dip
 
+    add_calibrate_weights(calibrate_kinds)
     add_calibrate_dip(calibrate_kinds)
     return parser
 
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain,
                     "settle": cmd_settle}
-        if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
+        if args.command not in commands:  # the wings' commands (synth, calibrate, metrics): set_defaults(run=...)
             return args.run(args)
         return commands[args.command](args)
     except SchemeError as exc:
