@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="chs-drg: import even when some table rows would not be used (each is reported as a warning)")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+    i.add_argument("--base", metavar="PACK",
+                   help="chs-drg: write an overlay of this pack holding only the differences (a regional table set)")
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
     st.add_argument("cases", help="a grouped file (.parquet/.csv with status, drg and the settlement fields) or raw cases")
     st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
@@ -306,8 +308,15 @@ def cmd_import(args) -> int:
 
         return import_command(args)
     unused: list[str] = []
-    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG", version=args.scheme_version,
-                          with_maps=args.with_maps, allow_unused=args.allow_unused, unused=unused)
+    if args.base:
+        from .importers.regional import import_overlay
+
+        path = import_overlay(args.table_dir, args.base, args.output, name=args.name or "CHS-DRG",
+                              version=args.scheme_version, with_maps=args.with_maps, allow_unused=args.allow_unused,
+                              unused=unused)
+    else:
+        path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG", version=args.scheme_version,
+                              with_maps=args.with_maps, allow_unused=args.allow_unused, unused=unused)
     console = stderr_console()
     for problem in unused:
         console.print(f"warning: unused table rows: {problem}", style="yellow", markup=False)
