@@ -41,8 +41,7 @@ def run_settle(args) -> int:
                                                 "weights": str(args.weights2 or args.weights)}})
             write_settlement(comparison.change, folder / "change", case_format=args.format)
             write_table(comparison.hospitals, folder / "compare_hospitals.csv", COMPARE_MONEY)
-            write_table(comparison.groups, folder / ("compare_dips.csv" if policy.is_dip else "compare_drgs.csv"),
-                        COMPARE_MONEY)
+            write_table(comparison.groups, folder / "compare_drgs.csv", COMPARE_MONEY)
     if not args.quiet:
         from .console import render_settlement
 
