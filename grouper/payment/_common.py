@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from ..pipeline import grouped_batches
@@ -19,3 +20,20 @@ def group_cases(source: pl.DataFrame | str | Path, scheme, *, carry: bool = Fals
     plan = loaded_scheme(scheme).plan
     return pl.concat([g.results for g in grouped_batches(source, plan, columns=columns, encoding=encoding,
                                                          carry=carry)], rechunk=True)
+
+
+def group_ids(rows: pl.DataFrame, keys: list[str]) -> np.ndarray:
+    """A dense integer id (0..G-1) per row for its key tuple, in O(n) (no sort of the rows)."""
+    combined = np.zeros(rows.height, dtype=np.int64)
+    for key in keys:
+        values = rows[key]
+        distinct = values.unique(maintain_order=False)
+        ids = values.replace_strict(distinct, pl.Series(np.arange(len(distinct), dtype=np.int64)),
+                                    return_dtype=pl.Int64).to_numpy()
+        combined = combined * len(distinct) + ids
+    if not len(combined):
+        return combined
+    used = np.flatnonzero(np.bincount(combined))
+    remap = np.empty(used[-1] + 1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return remap[combined]
