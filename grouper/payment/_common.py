@@ -23,17 +23,27 @@ def group_cases(source: pl.DataFrame | str | Path, scheme, *, carry: bool = Fals
 
 
 def group_ids(rows: pl.DataFrame, keys: list[str]) -> np.ndarray:
-    """A dense integer id (0..G-1) per row for its key tuple, in O(n) (no sort of the rows)."""
+    """A dense integer id (0..G-1) per row for its key tuple, in O(n) (no sort, no join of the rows)."""
     combined = np.zeros(rows.height, dtype=np.int64)
     for key in keys:
         values = rows[key]
-        distinct = values.unique(maintain_order=False)
-        ids = values.replace_strict(distinct, pl.Series(np.arange(len(distinct), dtype=np.int64)),
-                                    return_dtype=pl.Int64).to_numpy()
-        combined = combined * len(distinct) + ids
-    if not len(combined):
-        return combined
-    used = np.flatnonzero(np.bincount(combined))
+        if values.dtype in (pl.String, pl.Categorical, pl.Enum):
+            # the categorical code of each value (null → -1), one hash pass over the strings
+            codes = values.cast(pl.String).cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+        else:
+            distinct = values.unique(maintain_order=False)
+            codes = values.replace_strict(distinct, pl.Series(np.arange(len(distinct), dtype=np.int64)),
+                                          return_dtype=pl.Int64).to_numpy()
+        dense, size = _dense(codes + 1)
+        combined = combined * size + dense
+    return _dense(combined)[0]
+
+
+def _dense(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Non-negative codes renumbered 0..k-1 in code order; and k."""
+    if not len(codes):
+        return codes, 1
+    used = np.flatnonzero(np.bincount(codes))
     remap = np.empty(used[-1] + 1, dtype=np.int64)
     remap[used] = np.arange(len(used))
-    return remap[combined]
+    return remap[codes], len(used)
