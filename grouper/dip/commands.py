@@ -30,11 +30,18 @@ def group_command(args, columns) -> int:
     from . import group_dip_file, load_dip_scheme
     from .console import render_dip_summary
 
+    from ..errors import UsageError
+
+    unsupported = [flag for flag, given in (("--report", args.report), ("--trace", args.trace),
+                                            ("--trace-status", args.trace_status)) if given]
+    if unsupported:
+        raise UsageError(f"{', '.join(unsupported)}: not available for a DIP pack (use `grouper explain --scheme PACK` "
+                         "for one case)")
     console = stderr_console()
     scheme = load_dip_scheme(args.scheme)
     batches = []
     rows = group_dip_file(args.input, args.output, scheme, batch_size=args.batch_size, columns=columns,
-                          encoding=args.encoding, threads=args.threads,
+                          encoding=args.encoding, threads=args.threads, carry=getattr(args, "carry", False),
                           on_batch=lambda r: batches.append(r.select("status", "dip_level")))
     if not args.quiet:
         render_dip_summary(pl.concat(batches), console)

@@ -42,7 +42,7 @@ def write_settlement(settlement, folder: str | Path, *, case_format: str = "parq
     folder.mkdir(parents=True, exist_ok=True)
     write_table(settlement.cases, folder / f"cases.{case_format}", MONEY["cases"])
     write_table(settlement.hospitals, folder / "hospitals.csv", MONEY["hospitals"])
-    write_table(settlement.groups, folder / "drgs.csv", MONEY["groups"])
+    write_table(settlement.groups, folder / "drgs.csv", MONEY["groups"])   # per group: DRG, or 病种 (column dip)
     write_table(settlement.pools, folder / "pools.csv", MONEY["pools"])
     summary = {"policy": settlement.policy.name, "method": settlement.policy.method,
                "policy_files": [str(p) for p in settlement.policy.files],
