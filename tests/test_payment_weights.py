@@ -208,8 +208,8 @@ def test_the_weighted_mean_rw_is_one(history, options):
     if "year_weights" in options:
         from grouper.payment.weights import WeightOptions, prepare
 
-        kept = prepare(history, WeightOptions(year_weights=(1, 2, 7))).filter(pl.col("kept"))
-        frame = frame.join(kept.group_by("drg").agg(pl.col("w").sum().alias("W")).collect(), on="drg")
+        kept = prepare(history, WeightOptions(year_weights=(1, 2, 7))).rows.filter(pl.col("kept"))
+        frame = frame.join(kept.group_by("drg").agg(pl.col("w").sum().alias("W")), on="drg")
     else:
         frame = frame.with_columns(pl.col("n_kept").cast(pl.Float64).alias("W"))
     for _, part in (frame.group_by(scope) if scope else [((), frame)]):

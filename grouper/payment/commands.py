@@ -129,7 +129,7 @@ def cmd_calibrate_weights(args) -> int:
     from ..outputs import atomic_output
     from .api import calibrate_weights, homogeneity, load_grouped
     from .console import render_calibration
-    from .weights import NEEDED
+    from .weights import NEEDED, prepare
 
     output = Path(args.output)
     _refuse(args.history, [("-o", args.output), ("--report", args.report)])
@@ -137,8 +137,14 @@ def cmd_calibrate_weights(args) -> int:
     options = _weight_options(args)
     console = stderr_console()
     grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED))
-    calibration = calibrate_weights(grouped, options)
-    report = homogeneity(grouped, options) if args.report or not args.quiet else None
+    prepared = prepare(grouped, options)  # computed once for the weights and the report
+    calibration = calibrate_weights(prepared)
+    del grouped  # bounded memory: the prepared rows are all that is needed from here
+    report = None
+    if args.report or not args.quiet:
+        report = homogeneity(prepared if not options.by_insurance else
+                             load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED)),
+                             options)
     written = []
     if options.by_insurance:
         for (insurance,), part in calibration.weights.group_by("insurance", maintain_order=True):
