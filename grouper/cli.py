@@ -266,10 +266,6 @@ def cmd_explain(args) -> int:
                 scenarios.append([parse_change(part) for part in text.split(",") if part.strip()])
             except ValueError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
-    if args.by_date:
-        from .versions.commands import group_by_date_command
-
-        return group_by_date_command(args, _columns(args.column))
     from .dip import is_dip_pack
 
     if is_dip_pack(args.scheme):
