@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Protocol
 
+import numpy as np
 import polars as pl
 
 from ..errors import InputError
@@ -475,17 +476,24 @@ def _largest_remainder(frame: pl.DataFrame, distributable: dict[str, int]) -> pl
             .join(totals, on="pool").join(shares, on="pool")
             .filter(pl.col("_total") > 0)
             .with_columns((pl.col("points_micro").cast(pl.Int128) * pl.col("_d")).alias("_p")))
+    # the remainder is below the pool's total micro-points, which fits Int64
     work = work.with_columns((pl.col("_p") // pl.col("_total")).cast(pl.Int64).alias("_floor"),
-                             (pl.col("_p") % pl.col("_total")).alias("_rem")).drop("_p")
-    left = work.group_by("pool").agg((pl.col("_d").first() - pl.col("_floor").sum()).alias("_left"))
-    # the k = _left cases with the largest remainders get one more fen; ties: hospital, id, cost, row
-    ranked = (work.select("row", "pool", "_rem", "hospital", "id", "cost")
-              .sort(["pool", "_rem", "hospital", "id", "cost", "row"], descending=[False, True, False, False, False, False],
-                    nulls_last=True)
-              .with_columns(pl.int_range(0, pl.len()).over("pool").alias("_rank"))
-              .join(left, on="pool")
-              .select("row", (pl.col("_rank") < pl.col("_left")).cast(pl.Int64).alias("_extra")))
-    payments = work.select("row", "_floor").join(ranked, on="row").select("row", (pl.col("_floor") + pl.col("_extra")).alias("payment"))
+                             (pl.col("_p") % pl.col("_total")).cast(pl.Int64).alias("_rem")).drop("_p")
+    left = dict(work.group_by("pool").agg((pl.col("_d").first() - pl.col("_floor").sum()).alias("_left")).iter_rows())
+    # The k = _left cases with the largest remainders get one more fen; ties: hospital, id, cost, row.
+    # Only the cases at the k-th remainder need the tie order, so no full sort.
+    extra = np.zeros(frame.height, dtype=np.int64)
+    for pool, k in left.items():
+        if k <= 0:
+            continue
+        part = work.filter(pl.col("pool") == pool).select("row", "_rem", "hospital", "id", "cost")
+        cut = part["_rem"].top_k(k).min()
+        above = part.filter(pl.col("_rem") > cut)["row"]
+        tied = (part.filter(pl.col("_rem") == cut).sort(["hospital", "id", "cost", "row"], nulls_last=True)
+                .head(k - above.len())["row"])
+        extra[above.to_numpy()] = 1
+        extra[tied.to_numpy()] = 1
+    payments = work.select("row", (pl.col("_floor") + pl.Series(extra[work["row"].to_numpy()])).alias("payment"))
     return frame.join(payments, on="row", how="left", maintain_order="left")
 
 
