@@ -1,7 +1,14 @@
-"""Only the Cython extension lives here; all metadata is in pyproject.toml."""
+"""The Cython extensions and the package list; all other metadata is in pyproject.toml.
+
+Packages are discovered (every folder of grouper/ with an __init__.py), so a new wing cannot be
+left out of the installed package; grammars/ and tables/ are installed as grouper.grammars and
+grouper.tables (package-dir in pyproject.toml).
+"""
 import os
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
+
+PACKAGES = [*find_packages(include=["grouper", "grouper.*"]), "grouper.grammars", "grouper.tables"]
 
 ext_modules = []
 if not os.environ.get("GROUPER_NO_EXTENSIONS"):
@@ -21,4 +28,4 @@ if not os.environ.get("GROUPER_NO_EXTENSIONS"):
         },
     )
 
-setup(ext_modules=ext_modules)
+setup(packages=PACKAGES, ext_modules=ext_modules)

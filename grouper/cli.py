@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="chs-drg: import even when some table rows would not be used (each is reported as a warning)")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+    i.add_argument("--base", metavar="PACK",
+                   help="chs-drg: write an overlay of this pack holding only the differences (a regional table set)")
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
     st.add_argument("cases", help="a grouped file (.parquet/.csv with status, drg and the settlement fields) or raw cases")
     st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
@@ -108,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("settlement", help="a folder written by `grouper settle`")
     r.add_argument("-o", "--output", required=True, help="the .html file to write")
 
-    from .payment.commands import add_payment_parsers
+    from .payment.commands import add_calibrate_weights, add_payment_parsers
     from .versions.commands import add_versions_parsers
 
     add_payment_parsers(sub)
@@ -117,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     calibrate_kinds = cal.add_subparsers(dest="kind", required=True)   # each wing adds its kind
     from .dip.commands import add_calibrate_dip
 
+    add_calibrate_weights(calibrate_kinds)
     add_calibrate_dip(calibrate_kinds)
     return parser
 
@@ -316,8 +319,15 @@ def cmd_import(args) -> int:
 
         return import_command(args)
     unused: list[str] = []
-    path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG", version=args.scheme_version,
-                          with_maps=args.with_maps, allow_unused=args.allow_unused, unused=unused)
+    if args.base:
+        from .importers.regional import import_overlay
+
+        path = import_overlay(args.table_dir, args.base, args.output, name=args.name or "CHS-DRG",
+                              version=args.scheme_version, with_maps=args.with_maps, allow_unused=args.allow_unused,
+                              unused=unused)
+    else:
+        path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG", version=args.scheme_version,
+                              with_maps=args.with_maps, allow_unused=args.allow_unused, unused=unused)
     console = stderr_console()
     for problem in unused:
         console.print(f"warning: unused table rows: {problem}", style="yellow", markup=False)
@@ -335,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain,
                     "settle": cmd_settle, "report": cmd_report}
-        if args.command not in commands:  # the payment wing's commands (synth, calibrate, metrics)
+        if args.command not in commands:  # the wings' commands (synth, calibrate, metrics): set_defaults(run=...)
             return args.run(args)
         return commands[args.command](args)
     except SchemeError as exc:

@@ -82,3 +82,20 @@ def _typed(raw: pl.DataFrame, wanted: list[str]) -> pl.DataFrame:
         return results.select(wanted)
     typed = typed_fields(raw.select([c for c in carried if c in raw.columns])).select(carried)
     return pl.concat([results, typed], how="horizontal").select(wanted)
+
+
+def is_grouped_file(path: str | Path, *, encoding: str | None = None) -> bool:
+    """Whether `path` holds grouping results (``status`` and ``drg`` columns) rather than raw cases."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            columns = list(pl.read_parquet_schema(path))
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise InputError(f"cannot read Parquet file {path}: {exc}") from exc
+    elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        io._require_file(path)
+        header = io._as_utf8(io._first_line(path), encoding, path).decode("utf-8").lstrip("\ufeff")
+        columns = [c.strip().strip('"') for c in header.replace("\t", ",").split(",")]
+    else:
+        columns = io._read_raw(path, encoding=encoding, sheet=None).columns
+    return {"status", "drg"} <= set(columns)

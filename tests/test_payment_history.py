@@ -91,3 +91,27 @@ def test_written_history_reads_back_with_the_same_money(demo, tmp_path, suffix):
     assert back["cost"].to_list() == frame["cost"].to_list()
     assert back["discharge_date"].equals(frame["discharge_date"])
     assert np.array_equal(back["los"].to_numpy(), frame["los"].to_numpy())
+
+
+def test_the_demo_history_is_what_the_command_writes(tmp_path):
+    from grouper.cli import main
+
+    out = tmp_path / "history.csv"
+    assert main(["synth", "history", "--hospitals", "5", "--years", "2", "--cases", "2000", "--seed", "1",
+                 "-o", str(out), "-q"]) == 0
+    assert out.read_bytes() == (DEMO / "history.csv").read_bytes()
+    assert out.stat().st_size < 400_000
+
+
+def test_readme_quick_start_runs_on_the_demo_history(tmp_path):
+    """synth → group --carry → calibrate → metrics, as in the README (on the shipped small history)."""
+    from grouper.cli import main
+
+    grouped = tmp_path / "grouped.parquet"
+    assert main(["group", str(DEMO / "history.csv"), "-o", str(grouped), "--carry", "-q"]) == 0
+    assert main(["calibrate", "weights", str(grouped), "-o", str(tmp_path / "weights.csv"), "--year-weights", "1:2:7",
+                 "--report", str(tmp_path / "homogeneity"), "-q"]) == 0
+    assert main(["metrics", str(grouped), "--weights", str(tmp_path / "weights.csv"), "-o",
+                 str(tmp_path / "metrics.csv"), "-q"]) == 0
+    metrics = pl.read_csv(tmp_path / "metrics.csv")
+    assert metrics.filter(pl.col("dept").is_null())["hospital"].to_list() == ["H001", "H002", "H003", "H004", "H005"]

@@ -14,6 +14,7 @@ from ..outputs import atomic_output
 from ..lang import ast
 from ..lang.parse import parse_text
 from ..lang.printer import scheme_text
+from .regional import with_regional_columns
 
 GROUPING_TABLES = ("mdc.csv", "mdc_dx.csv", "adrg.csv", "adrg_dx.csv", "adrg_proc.csv", "drg.csv",
                    "cc.csv", "cc_exclusion.csv", "or_proc.csv")
@@ -497,6 +498,7 @@ def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "
         dictionary = {row["code"] for row in _rows(table_dir / "dx_dict.csv")}
     sex_rows = importer.sex_specific_dx(dictionary)
     scheme = importer.scheme(name, version, reference, sex_table=bool(sex_rows), with_maps=with_maps)
+    scheme = with_regional_columns(table_dir, scheme)   # a regional set's extra columns and settings.csv
     if importer.unused and not allow_unused:
         raise UnusedRowsError(importer.unused)
     if unused is not None:

@@ -1,8 +1,10 @@
 """The payment wing's commands: argument parsers and thin command functions (the CLI calls these)."""
 from __future__ import annotations
 
+from pathlib import Path
 
 from ..console import progress, stderr_console
+from ..errors import InputError
 
 EXIT_OK = 0
 
@@ -10,7 +12,7 @@ EXIT_OK = 0
 def add_payment_parsers(sub) -> None:
     s = sub.add_parser("synth", help="synthetic data (seeded; documented as synthetic)")
     kinds = s.add_subparsers(dest="kind", required=True)
-    h = kinds.add_parser("history", help="a synthetic cost history: grouped-able cases with settlement fields")
+    h = kinds.add_parser("history", help="a synthetic cost history: cases with settlement fields")
     h.add_argument("--scheme", help="scheme pack folder or .grp file (default: the shipped demo scheme)")
     h.add_argument("--hospitals", type=int, default=40, help="number of hospitals (default 40)")
     h.add_argument("--years", type=int, default=3, help="discharge years, ending with --end-year (default 3)")
@@ -23,11 +25,77 @@ def add_payment_parsers(sub) -> None:
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     h.set_defaults(run=cmd_synth_history)
 
+    m = sub.add_parser("metrics", help="hospital indicators: CMI, cost and time indices, low-risk mortality ...")
+    m.add_argument("grouped", nargs="+", help="grouped file(s) or raw case files (grouped here with --scheme)")
+    m.add_argument("--weights", help="weights table (drg, weight[, mean, los_mean, risk]); default: the scheme's")
+    m.add_argument("--scheme", help="scheme for raw case files and default weights (default: the demo scheme)")
+    m.add_argument("-o", "--output", required=True, help="metrics: .csv, .parquet or .xlsx")
+    m.add_argument("--benchmark", choices=["data", "weights"], default="data",
+                   help="per-DRG means for the cost/time indices: from the data given (default) or the weights table")
+    m.add_argument("--no-dept", action="store_true", help="hospital rows only")
+    m.add_argument("--min-cost", type=float, default=5.0, help="exclude cases under this cost, yuan (default 5)")
+    m.add_argument("--max-los", type=int, default=60, help="exclude stays longer than this (default 60; 0: none)")
+    m.add_argument("--encoding", help="CSV encoding of the inputs")
+    m.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    m.set_defaults(run=cmd_metrics)
+
+
+def add_calibrate_weights(kinds) -> None:
+    """`grouper calibrate weights HISTORY -o WEIGHTS ...` (kinds: the `calibrate` command's subparsers)."""
+    w = kinds.add_parser("weights", help="one row per DRG: n, mean, median, CV, trimmed n, RW, points, stable")
+    w.add_argument("history", nargs="+", help="grouped file(s) (`grouper group --carry`) or raw case files "
+                                              "(grouped here with --scheme)")
+    w.add_argument("--scheme", help="scheme for raw case files (default: the shipped demo scheme)")
+    w.add_argument("-o", "--output", required=True, help="weights table: .csv (what `weights = TABLE` reads), "
+                                                         ".parquet or .xlsx")
+    w.add_argument("--report", metavar="DIR", help="also write the homogeneity report (RIV, CV, merge/split "
+                                                   "candidates) as CSV files in this folder")
+    w.add_argument("--trim", choices=["iqr", "percentile", "logsd", "none"], default="iqr",
+                   help="outlier trimming per DRG (default iqr)")
+    w.add_argument("--iqr", default="0.5,1.5", metavar="LOW,HIGH",
+                   help="IQR fence multipliers: keep Q1-LOW*IQR .. Q3+HIGH*IQR (default 0.5,1.5)")
+    w.add_argument("--percentiles", default="2.5,97.5", metavar="LOW,HIGH", help="kept percentile range (default 2.5,97.5)")
+    w.add_argument("--sd", type=float, default=3.0, help="logsd: keep |ln cost - mean| <= K*SD (default 3)")
+    w.add_argument("--year-weights", metavar="W", help="e.g. 1:2:7 (the most recent years, oldest first) or "
+                                                       "2022=1,2023=2,2024=7 (default: every year 1)")
+    w.add_argument("--min-cases", type=int, default=5, help="fewer kept cases: the ADRG's pooled mean (default 5)")
+    w.add_argument("--max-cv", type=float, default=1.0, help="stable when CV <= this (default 1)")
+    w.add_argument("--min-cost", type=float, default=5.0, help="exclude cases under this cost, yuan (default 5)")
+    w.add_argument("--min-los", type=int, help="exclude stays shorter than this (default: none)")
+    w.add_argument("--max-los", type=int, default=60, help="exclude stays longer than this (default 60; 0: none)")
+    w.add_argument("--by-insurance", action="store_true",
+                   help="weights per insurance type: one output file per type (weights-employee.csv, ...)")
+    w.add_argument("--scale", type=float, default=100.0, help="points = RW x scale (default 100)")
+    w.add_argument("--decimals", type=int, default=4, help="decimals of weight and points (default 4)")
+    w.add_argument("--encoding", help="CSV encoding of the inputs")
+    w.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    w.set_defaults(run=cmd_calibrate_weights)
+
+
+def _pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise InputError(f"{option} expects LOW,HIGH, got {text!r}") from None
+    return low, high
+
+
+def _refuse(inputs, outputs) -> None:
+    from ..outputs import refuse_collisions, refuse_unwritable
+
+    refuse_collisions([("input", p) for p in inputs], outputs)
+    for name, path in outputs:
+        if name != "--report":
+            refuse_unwritable(name, path)
+
 
 def cmd_synth_history(args) -> int:
     from ..scheme import load_scheme
     from .history import write_history
 
+    _refuse([args.source] if args.source else [], [("-o", args.output)])
+    if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
+        raise InputError(f"cannot write {args.output}: use .parquet or .csv")
     console = stderr_console()
     scheme = load_scheme(args.scheme)
     show = not args.quiet and console.is_terminal
@@ -40,3 +108,79 @@ def cmd_synth_history(args) -> int:
     return EXIT_OK
 
 
+def _weight_options(args):
+    from .weights import WeightOptions, parse_year_weights
+
+    iqr_low, iqr_high = _pair(args.iqr, "--iqr")
+    pct_low, pct_high = _pair(args.percentiles, "--percentiles")
+    return WeightOptions(trim=args.trim, iqr_low=iqr_low, iqr_high=iqr_high, pct_low=pct_low, pct_high=pct_high,
+                         sd_k=args.sd, year_weights=parse_year_weights(args.year_weights) if args.year_weights else None,
+                         min_cases=args.min_cases, max_cv=args.max_cv, min_cost=round(args.min_cost * 100),
+                         min_los=args.min_los, max_los=args.max_los or None, by_insurance=args.by_insurance,
+                         scale=args.scale, decimals=args.decimals)
+
+
+def _insurance_path(path: Path, insurance: str | None) -> Path:
+    return path.with_name(f"{path.stem}-{insurance or 'unknown'}{path.suffix}")
+
+
+def cmd_calibrate_weights(args) -> int:
+    from .. import io
+    from ..outputs import atomic_output
+    from .api import calibrate_weights, homogeneity, load_grouped
+    from .console import render_calibration
+    from .weights import NEEDED
+
+    output = Path(args.output)
+    _refuse(args.history, [("-o", args.output), ("--report", args.report)])
+    io.output_format(output)
+    options = _weight_options(args)
+    console = stderr_console()
+    grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED))
+    calibration = calibrate_weights(grouped, options)
+    report = homogeneity(grouped, options) if args.report or not args.quiet else None
+    written = []
+    if options.by_insurance:
+        for (insurance,), part in calibration.weights.group_by("insurance", maintain_order=True):
+            path = _insurance_path(output, insurance)
+            io.write_results(part.drop("insurance"), path)
+            written.append(str(path))
+    else:
+        io.write_results(calibration.weights, output)
+        written.append(str(output))
+    if args.report:
+        with atomic_output(args.report, directory=True) as folder:
+            for name in ("summary", "riv", "drgs", "merges", "splits"):
+                getattr(report, name).write_csv(folder / f"{name}.csv")
+        written.append(f"{args.report}/")
+    if not args.quiet:
+        render_calibration(calibration, report, console)
+        console.print(f"weights → {', '.join(written)}")
+    return EXIT_OK
+
+
+def cmd_metrics(args) -> int:
+    import polars as pl
+
+    from .. import io
+    from .api import hospital_metrics, load_grouped, scheme_weights
+    from .console import render_metrics
+    from .metrics import NEEDED
+
+    _refuse([*args.grouped, *([args.weights] if args.weights else [])], [("-o", args.output)])
+    io.output_format(args.output)
+    console = stderr_console()
+    if args.weights:
+        weights = io._read_raw(Path(args.weights), encoding=None, sheet=None)
+        weights = weights.with_columns(pl.col(c).cast(pl.Float64, strict=False)
+                                       for c in ("weight", "mean", "los_mean") if c in weights.columns)
+    else:
+        weights = scheme_weights(args.scheme)
+    grouped = load_grouped(args.grouped, args.scheme, encoding=args.encoding, fields=list(NEEDED))
+    metrics = hospital_metrics(grouped, weights, benchmark=args.benchmark, by_dept=not args.no_dept,
+                               min_cost=round(args.min_cost * 100), max_los=args.max_los or None)
+    io.write_results(metrics, args.output)
+    if not args.quiet:
+        render_metrics(metrics, console)
+        console.print(f"{metrics.filter(pl.col('dept').is_null()).height} hospitals → {args.output}")
+    return EXIT_OK

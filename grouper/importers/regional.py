@@ -1,0 +1,351 @@
+"""Regional CHS-DRG table sets (细分组): the extra columns regions need, and import as an overlay.
+
+A regional table set has the national appendix layout (see chs_drg.py) plus, all optional:
+- in `drg.csv`: `los_min`, `los_max` (length of stay, days, inclusive), `age_min`, `age_max` (years,
+  inclusive), `dept` (department codes, `;`-separated: one of them), `procs_all` (procedure codes,
+  `;`-separated: every one of them somewhere in the procedure list). A DRG's condition is its
+  `split` (mcc / cc_or_mcc / none) and every extra column that is filled.
+- `settings.csv` (`setting,value`): scheme settings, e.g. `adrg_without_drg,no_drg`; the row
+  `read_sex,1:male;2:female` makes those the only accepted spellings of sex (`read sex ...`).
+
+`import_overlay` imports such a set and writes an overlay of a base pack that states only the
+differences (tables as +/- patches, groups as replace/add/remove/move/rename operations), so that
+grouping with the overlay gives exactly what grouping with the standalone import gives (tested).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+from ..lang import ast
+from ..lang.parse import parse_file
+from ..lang.printer import cond_text, scheme_text
+from ..lang.settings import SETTINGS
+
+DRG_COLUMNS = ("los_min", "los_max", "age_min", "age_max", "dept", "procs_all")
+SETTINGS_TABLE = "settings.csv"
+
+
+def _codes(text: str) -> list[str]:
+    return [c.strip() for c in text.split(";") if c.strip()]
+
+
+def _band(field: str, low: str, high: str) -> list[ast.Cond]:
+    if low and high:
+        return [ast.FieldRange(field, int(low), int(high))]
+    if low:
+        return [ast.FieldCmp(field, ">=", int(low))]
+    if high:
+        return [ast.FieldCmp(field, "<=", int(high))]
+    return []
+
+
+def drg_extra_condition(row: dict[str, str]) -> list[ast.Cond]:
+    """The conditions of a drg.csv row's regional columns (empty when none is filled)."""
+    get = lambda column: (row.get(column) or "").strip()  # noqa: E731
+    conds = _band("los", get("los_min"), get("los_max")) + _band("age", get("age_min"), get("age_max"))
+    depts = _codes(get("dept"))
+    if depts:
+        conds.append(ast.FieldCmp("dept", "=", depts[0]) if len(depts) == 1 else ast.FieldIn("dept", tuple(depts)))
+    conds += [ast.ManyIn("any", "proc", ast.InlineSet((code,))) for code in _codes(get("procs_all"))]
+    return conds
+
+
+def with_regional_columns(table_dir: Path, scheme: ast.Scheme) -> ast.Scheme:
+    """The imported scheme with the DRG conditions of the regional columns and the settings of settings.csv."""
+    from .chs_drg import ImportError_, _rows
+
+    extra: dict[str, list[ast.Cond]] = {}
+    for row in _rows(table_dir / "drg.csv"):
+        conds = drg_extra_condition(row)
+        if conds:
+            extra[row["drg"]] = conds
+
+    def drg(node: ast.DrgDef) -> ast.DrgDef:
+        if node.code not in extra:
+            return node
+        items = ([node.cond] if node.cond is not None else []) + extra[node.code]
+        return dataclasses.replace(node, cond=items[0] if len(items) == 1 else ast.AllOf(tuple(items)))
+
+    settings: list[ast.Statement] = []
+    if (table_dir / SETTINGS_TABLE).is_file():
+        for row in _rows(table_dir / SETTINGS_TABLE):
+            if row["setting"] == "read_sex":
+                spellings = tuple(tuple(item.split(":", 1)) for item in _codes(row["value"]))
+                if not spellings or any(len(s) != 2 or s[1] not in ("male", "female") for s in spellings):
+                    raise ImportError_(f"{SETTINGS_TABLE}: read_sex is written like 1:male;2:female, not {row['value']!r}")
+                settings.append(ast.ReadSex(spellings))
+                continue
+            known = SETTINGS.get(row["setting"])
+            if known is None or row["value"] not in known.values:
+                choices = ", ".join(f"{k} ({'/'.join(s.values)})" for k, s in SETTINGS.items())
+                raise ImportError_(f"{SETTINGS_TABLE}: {row['setting']} = {row['value']} is not a setting ({choices})")
+            settings.append(ast.SettingDef(row["setting"], row["value"]))
+    statements = []
+    for st in scheme.statements:
+        if isinstance(st, ast.MdcDef):
+            st = dataclasses.replace(st, items=tuple(dataclasses.replace(a, drgs=tuple(drg(d) for d in a.drgs))
+                                                     if isinstance(a, ast.AdrgDef) else a for a in st.items))
+        statements.append(st)
+    first_mdc = next((i for i, st in enumerate(statements) if isinstance(st, ast.MdcDef)), len(statements))
+    statements[first_mdc:first_mdc] = settings
+    return dataclasses.replace(scheme, statements=tuple(statements))
+
+
+# ---- import as an overlay: differences only ----------------------------------------------------
+def _lcs(a: list[str], b: list[str]) -> set[str]:
+    """Items of the longest common subsequence of two lists of distinct codes (they keep their place)."""
+    m, n = len(a), len(b)
+    table = [[0] * (n + 1) for _ in range(m + 1)]
+    for i in range(m - 1, -1, -1):
+        for j in range(n - 1, -1, -1):
+            table[i][j] = table[i + 1][j + 1] + 1 if a[i] == b[j] else max(table[i + 1][j], table[i][j + 1])
+    keep, i, j = set(), 0, 0
+    while i < m and j < n:
+        if a[i] == b[j]:
+            keep.add(a[i])
+            i, j = i + 1, j + 1
+        elif table[i + 1][j] >= table[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return keep
+
+
+def _position(order: list[str], code: str, parent: str | None) -> ast.Position:
+    """After the item before `code` in the final order, else first (in the parent)."""
+    i = order.index(code)
+    return ast.Position("after", order[i - 1]) if i else ast.Position("first", parent)
+
+
+def _bare(node):
+    """A group without children, for comparing its own name and condition."""
+    if isinstance(node, ast.MdcDef):
+        return dataclasses.replace(node, items=())
+    if isinstance(node, ast.AdrgDef):
+        return dataclasses.replace(node, drgs=())
+    return node
+
+
+def _replace(kind: str, old, new) -> list[ast.Statement]:
+    if _bare(old) == _bare(dataclasses.replace(new, code=old.code)):
+        return []
+    name = new.name if new.name != old.name else None
+    cond = new.cond if new.cond != old.cond else None
+    if kind == "drg" and cond is None and new.cond != old.cond:  # the DRG became unconditional
+        cond = ast.Always()
+    return [ast.ReplaceGroup(kind, old.code, name, cond)]
+
+
+class _Differ:
+    """Operations that turn the base scheme's hierarchy into the region's."""
+
+    def __init__(self, base: ast.Scheme, region: ast.Scheme):
+        self.base, self.region = base, region
+        self.ops: list[ast.Statement] = []
+
+    def drgs(self, adrg: str, old: tuple[ast.DrgDef, ...], new: tuple[ast.DrgDef, ...]) -> list[ast.Statement]:
+        if old == new:
+            return []
+        old_codes, new_codes = [d.code for d in old], [d.code for d in new]
+        renames: dict[str, str] = {}
+        if len(old) == len(new):   # same place, new code: a renumbering
+            renames = {o.code: n.code for o, n in zip(old, new)
+                       if o.code != n.code and o.code not in new_codes and n.code not in old_codes}
+        ops: list[ast.Statement] = []
+        old_by = {renames.get(d.code, d.code): d for d in old}
+        for d in old:
+            if renames.get(d.code, d.code) not in new_codes:
+                ops.append(ast.RemoveGroup("drg", d.code))
+        for o, n in renames.items():
+            new_node = next(d for d in new if d.code == n)
+            ops.append(ast.RenameGroup("drg", o, n, new_node.name if new_node.name != old_by[n].name else None))
+            old_by[n] = dataclasses.replace(old_by[n], name=new_node.name)
+        kept_order = [c for c in (renames.get(c, c) for c in old_codes) if c in new_codes]
+        keep = _lcs(kept_order, new_codes)
+        for d in new:
+            if d.code in keep:
+                ops += _replace("drg", old_by[d.code], d)
+            elif d.code in old_by:
+                ops += [ast.MoveGroup("drg", d.code, _position(new_codes, d.code, adrg))]
+                ops += _replace("drg", old_by[d.code], d)
+            else:
+                ops.append(ast.AddGroup(d, _position(new_codes, d.code, adrg)))
+        if len(ops) >= len(new):   # most of the list changes: state the new list whole
+            return [ast.RefineDef(adrg, new)]
+        return ops
+
+    def hierarchy(self) -> list[ast.Statement]:
+        from .chs_drg import ImportError_
+
+        qys = lambda scheme: ([q for q in scheme.of_type(ast.QyDef)], {m.code: m.qys for m in scheme.mdcs})  # noqa: E731
+        base_qy, region_qy = qys(self.base), qys(self.region)
+        if base_qy[0] != region_qy[0] or any(region_qy[1].get(c, ()) != q for c, q in base_qy[1].items()
+                                             if c in region_qy[1]):
+            raise ImportError_("the region changes ambiguous-group (QY) rules, which an overlay cannot state yet: "
+                               "import it as a standalone pack")
+        base_mdcs = {m.code: m for m in self.base.mdcs}
+        region_mdcs = {m.code: m for m in self.region.mdcs}
+        base_adrgs = {a.code: (m.code, a) for m in self.base.mdcs for a in m.adrgs}
+        region_adrgs = {a.code: (m.code, a) for m in self.region.mdcs for a in m.adrgs}
+        # renumbered ADRGs: gone under one code, new under another, same MDC and condition (but for the code)
+        renames: dict[str, str] = {}
+        for code, (mdc, node) in region_adrgs.items():
+            if code in base_adrgs:
+                continue
+            for old, (old_mdc, old_node) in base_adrgs.items():
+                if (old not in region_adrgs and old not in renames and old_mdc == mdc
+                        and cond_text(old_node.cond).replace(f'"{old}"', f'"{code}"') == cond_text(node.cond)):
+                    renames[old] = code
+                    break
+        ops: list[ast.Statement] = []
+        for code in base_adrgs:
+            if code not in region_adrgs and code not in renames:
+                ops.append(ast.RemoveGroup("adrg", code))
+        for old, new in renames.items():
+            node = region_adrgs[new][1]
+            ops.append(ast.RenameGroup("adrg", old, new, node.name if node.name != base_adrgs[old][1].name else None))
+        base_adrgs = {renames.get(c, c): (m, dataclasses.replace(n, code=renames.get(c, c), name=region_adrgs[renames[c]][1].name
+                                                                 if c in renames else n.name))
+                      for c, (m, n) in base_adrgs.items()}
+        # MDCs: new ones (with their ADRGs when all are new), order, entry and name
+        region_order = [m.code for m in self.region.mdcs]
+        keep = _lcs([c for c in base_mdcs if c in region_mdcs], region_order)
+        for mdc in self.region.mdcs:
+            if mdc.code not in base_mdcs:
+                all_new = all(a.code not in base_adrgs for a in mdc.adrgs)
+                block = mdc if all_new else dataclasses.replace(mdc, items=())
+                ops.append(ast.AddGroup(block, _position(region_order, mdc.code, None)))
+                continue
+            if mdc.code not in keep:
+                ops.append(ast.MoveGroup("mdc", mdc.code, _position(region_order, mdc.code, None)))
+            ops += _replace("mdc", base_mdcs[mdc.code], mdc)
+        # ADRGs of each MDC: moved in, reordered, new; then their own changes and DRGs
+        for mdc in self.region.mdcs:
+            if mdc.code not in base_mdcs and all(a.code not in base_adrgs for a in mdc.adrgs):
+                continue
+            order = [a.code for a in mdc.adrgs]
+            staying = [a.code for a in base_mdcs[mdc.code].adrgs] if mdc.code in base_mdcs else []
+            staying = [renames.get(c, c) for c in staying]
+            keep = _lcs([c for c in staying if c in order], order)
+            for adrg in mdc.adrgs:
+                if adrg.code not in base_adrgs:
+                    ops.append(ast.AddGroup(adrg, _position(order, adrg.code, mdc.code)))
+                    continue
+                if adrg.code not in keep:
+                    ops.append(ast.MoveGroup("adrg", adrg.code, _position(order, adrg.code, mdc.code)))
+                old = base_adrgs[adrg.code][1]
+                ops += _replace("adrg", old, adrg)
+                ops += self.drgs(adrg.code, old.drgs, adrg.drgs)
+        for code in base_mdcs:
+            if code not in region_mdcs:
+                ops.append(ast.RemoveGroup("mdc", code))
+        return ops
+
+
+def _table_rows(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, infer_schema=False, encoding="utf8")
+
+
+def _patch(base: pl.DataFrame, region: pl.DataFrame) -> pl.DataFrame | None:
+    """+/- rows turning base into region (as multisets of rows), or None if the columns differ."""
+    if base.columns != region.columns:
+        return None
+    columns = base.columns
+    count = lambda frame: frame.group_by(columns, maintain_order=True).len("n")  # noqa: E731
+    joined = count(base).join(count(region), on=columns, how="full", nulls_equal=True, coalesce=True,
+                              suffix="_region", maintain_order="left_right")
+    joined = joined.with_columns(pl.col("n").fill_null(0), pl.col("n_region").fill_null(0)).filter(
+        pl.col("n") != pl.col("n_region"))
+    # `-` removes every equal row, so a row whose count changed is removed and added back n times
+    removed = joined.filter(pl.col("n") > 0).select(pl.lit("-").alias("op"), *columns)
+    added = joined.filter(pl.col("n_region") > 0).select(pl.lit("+").alias("op"), *columns, "n_region")
+    added = added.select(pl.exclude("n_region").repeat_by(pl.col("n_region")).explode()) if added.height else added.drop("n_region")
+    return pl.concat([removed, added])
+
+
+def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str | Path, *, name: str,
+                   version: str | None = None, with_maps: bool = False, allow_unused: bool = False,
+                   unused: list[str] | None = None) -> Path:
+    """Import the regional table set and write `out_dir/scheme.grp`, an overlay of `base_pack`
+    holding only what differs, plus the patch and table files it names. Returns the scheme path.
+    The other arguments are those of `import_chs_drg` (which imports the set standalone first)."""
+    from ..scheme import parse_pack, scheme_path
+    from .chs_drg import ImportError_, import_chs_drg
+
+    region_dir, out_dir = Path(region_dir), Path(out_dir)
+    base_path = scheme_path(base_pack)
+    base, _ = parse_pack(base_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        standalone = import_chs_drg(region_dir, tmp, name=name, version=version, with_maps=with_maps,
+                                    allow_unused=allow_unused, unused=unused)
+        region = parse_file(standalone)
+        version = region.header.version
+        out_dir.mkdir(parents=True, exist_ok=True)
+        statements: list[ast.Statement] = []
+        base_tables = {t.name: t for t in base.tables}
+        for table in region.tables:
+            path = Path(tmp) / table.file
+            old = base_tables.get(table.name)
+            if old is None:
+                shutil.copyfile(path, out_dir / table.file)
+                statements.append(table)
+                continue
+            old_path = Path(old.span.file).parent / old.file if old.span else base_path.parent / old.file
+            if old.patches or old.key_column != table.key_column:
+                patch = None
+            elif old_path.read_bytes() == path.read_bytes():
+                continue
+            else:
+                patch = _patch(_table_rows(old_path), _table_rows(path))
+            if patch is not None and patch.height < _table_rows(path).height:
+                file = f"{table.name}.patch.csv"
+                patch.write_csv(out_dir / file)
+                statements.append(ast.PatchTable(table.name, file))
+            else:
+                shutil.copyfile(path, out_dir / table.file)
+                statements.append(ast.ReplaceDef(table))
+        for kind in (ast.DictionaryDef, ast.SetDef, ast.DefineDef, ast.ReadSex, ast.ReadEmptyNumber, ast.ReadEmptyList,
+                     ast.InvalidDef, ast.WarnDef, ast.ValidateDef, ast.MapDef, ast.WeightsDef, ast.SettingDef):
+            statements += _definitions(kind, base, region, ImportError_)
+        statements += _Differ(base, region).hierarchy()
+    base_ref = base_path.parent if base_path.name == "scheme.grp" else base_path
+    header = ast.Header(name, version, os.path.relpath(base_ref.resolve(), out_dir.resolve()))
+    overlay = ast.Scheme(header, tuple(statements))
+    text = (f"# {name} {version}: generated by `grouper import chs-drg {region_dir.name} --base ...` — only the\n"
+            f"# differences from the base pack. Operations apply in file order (README \"Regional variants\").\n\n"
+            + scheme_text(overlay))
+    path = out_dir / "scheme.grp"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _key(st) -> str:
+    return getattr(st, "name", None) or getattr(st, "kind", None) or getattr(st, "reason", None) or type(st).__name__
+
+
+def _definitions(kind, base: ast.Scheme, region: ast.Scheme, error) -> list[ast.Statement]:
+    """Region definitions of one kind that the base lacks (declared) or has otherwise (replaced)."""
+    known = {_key(st): st for st in base.of_type(kind)}
+    out: list[ast.Statement] = []
+    for st in region.of_type(kind):
+        old = known.get(_key(st))
+        if old is None or kind is ast.SettingDef:
+            if old is None or old.value != st.value:
+                out.append(st)
+        elif old != st:
+            if kind in (ast.SetDef, ast.DefineDef):
+                out.append(ast.ReplaceDef(st))
+            else:
+                raise error(f"the region's {_key(st)} differs from the base's, and an overlay cannot replace a "
+                            f"{kind.__name__[:-3].lower()}: import the region as a standalone pack")
+    for st in base.of_type(ast.SettingDef) if kind is ast.SettingDef else ():
+        if st.name not in {s.name for s in region.of_type(ast.SettingDef)} and st.value != SETTINGS[st.name].default:
+            out.append(ast.SettingDef(st.name, SETTINGS[st.name].default))   # the region keeps the default
+    return out

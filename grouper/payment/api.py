@@ -1,0 +1,59 @@
+"""The payment wing's Python API, one function per command, each returning Polars frames.
+
+    from grouper.payment import api as pay
+    history = pay.synth_history("tables/demo", hospitals=40, years=3, cases=300_000)
+    grouped = pay.load_grouped(history)                     # or a path: grouped file, or raw cases grouped here
+    calibration = pay.calibrate_weights(grouped, year_weights=(1, 2, 7))
+    calibration.weights                                     # one row per DRG (drg, weight, points, n, ...)
+    report = pay.homogeneity(grouped)                       # .summary, .riv, .drgs, .merges, .splits
+    metrics = pay.hospital_metrics(grouped, calibration.weights)
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from ..grouped import is_grouped_file, read_grouped
+from ._common import group_cases, loaded_scheme
+from .history import synth_history, write_history
+from .homogeneity import Homogeneity, homogeneity
+from .metrics import MetricOptions, hospital_metrics, weights_table
+from .weights import Calibration, WeightOptions, calibrate_weights, parse_year_weights
+
+__all__ = ["Calibration", "Homogeneity", "MetricOptions", "WeightOptions", "calibrate_weights", "homogeneity",
+           "hospital_metrics", "load_grouped", "parse_year_weights", "scheme_weights", "synth_history",
+           "weights_table", "write_history"]
+
+
+def load_grouped(source: pl.DataFrame | str | Path | Sequence[str | Path], scheme=None, *,
+                 encoding: str | None = None, columns=None, fields=None) -> pl.DataFrame:
+    """A grouped frame from grouped files (read as they are), raw case files or a raw frame (grouped
+    here with `scheme`, carrying the settlement fields). Several files are concatenated in order.
+    `columns` maps input headers of raw files (as for `group`); `fields` keeps only these grouped
+    columns (a grouped Parquet file then reads only them)."""
+    if isinstance(source, pl.DataFrame):
+        frame = source if {"status", "drg"} <= set(source.columns) else \
+            group_cases(source, scheme, carry=True, columns=columns)
+        return frame.select(fields) if fields is not None else frame
+    paths = [source] if isinstance(source, (str, Path)) else list(source)
+    frames = []
+    loaded = None
+    for path in paths:
+        if is_grouped_file(path, encoding=encoding):
+            frames.append(read_grouped(path, encoding=encoding, columns=fields))
+        else:
+            loaded = loaded or loaded_scheme(scheme)
+            frame = group_cases(path, loaded, carry=True, encoding=encoding, columns=columns)
+            frames.append(frame.select(fields) if fields is not None else frame)
+    return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def scheme_weights(scheme) -> pl.DataFrame | None:
+    """The scheme's own `weights = TABLE` as drg, weight (None when it declares none)."""
+    plan = loaded_scheme(scheme).plan
+    pairs = [(d, w) for d, w in zip(plan.drg_codes, plan.drg_weights or []) if w is not None]
+    if not pairs:
+        return None
+    return pl.DataFrame(pairs, schema={"drg": pl.String, "weight": pl.Float64}, orient="row")

@@ -1,0 +1,268 @@
+"""Relative weights (RW, 相对权重) per DRG from a grouped cost history.
+
+The steps, each a parameter of `WeightOptions` with its default and source:
+
+1. **Inclusion.** A case counts when it is `grouped`, has a cost, and passes the exclusions:
+   cost ≥ `min_cost` (default 5 元) and LOS ≤ `max_los` (default 60 days) — "LOS > 60 days and
+   cost < 5 元" are the common exclusions [domain.md §2.1, rehr.cn]; `min_los` (default none;
+   Qingyang excludes LOS ≤ 2 d [REG]). Excluded cases are counted by reason (`Calibration.excluded`).
+2. **Year weights** (`year_weights`, default none = every year 1). ``(1, 2, 7)`` weights the three
+   most recent discharge years present 1:2:7, oldest first (the DIP 3-year practice, domain.md §6);
+   older years get weight 0 and are excluded (`old_year`). A ``{year: weight}`` mapping names years
+   explicitly. Cases without a discharge date (admission date as fallback) are excluded (`no_year`)
+   when year weights are given.
+3. **Trimming** per DRG (per insurance type and DRG with `by_insurance`) on the included costs,
+   unweighted, quantiles by linear interpolation (numpy's default):
+   - ``iqr`` (default): keep Q1 − `iqr_low`·IQR ≤ cost ≤ Q3 + `iqr_high`·IQR, defaults 0.5 and 1.5 —
+     the best method of a published comparison, "upper Q3+1.5·IQR, lower Q1−0.5·IQR" as printed
+     [domain.md §2.1, fx361.cc];
+   - ``percentile``: keep the `pct_low`-th ≤ cost ≤ the `pct_high`-th percentile (default 2.5, 97.5);
+   - ``logsd``: keep |ln cost − mean| ≤ `sd_k`·SD of ln cost (default k = 3; SD with ddof 1);
+   - ``none``.
+4. **Means** (year-weighted, w = the case's year weight): a DRG's trimmed mean
+   m_g = Σ w·c / Σ w over its kept cases; the overall trimmed mean M = Σ w·c / Σ w over all kept
+   cases (per insurance type with `by_insurance`). RW_g = m_g / M [domain.md §2.1]; points =
+   RW × `scale` (default 100, "基准点数 = 病组次均费用 ÷ 全部病例次均费用 × 100", confirmed in three
+   regions, settlement.md §0).
+5. **Thin groups.** A DRG with fewer than `min_cases` kept cases (default 5: "病例数过少(原则上少于5例)"
+   go to 特病单议 in Zhejiang, settlement.md §1.1) takes its ADRG's pooled trimmed mean (all kept
+   cases of the ADRG's DRGs): `basis = adrg`. When the ADRG is thin too, the DRG keeps its own mean,
+   `basis = thin`. Otherwise `basis = own`.
+6. **Stability.** `stable` = basis own and CV ≤ `max_cv` (default 1: "within-group CV < 1 is the usual
+   target", domain.md §2.1). CV = weighted SD (population form, Σw(c−m)²/Σw) ÷ weighted mean, over the
+   kept cases.
+7. **Low-risk groups** (for 低风险组死亡率, domain.md §2.8 [UNVERIFIED definition]): over DRGs with at
+   least `risk_min_cases` included cases, mortality r_g = deaths (离院方式 5) ÷ cases; z = the standard
+   score of ln r_g across the DRGs with r_g > 0 (the log because group mortality is strongly
+   right-skewed, our choice). `risk` = ``low`` when r_g = 0 or z < −1, ``mid_low`` when z < 0,
+   ``mid_high`` when z < 1, else ``high``; null for DRGs with too few cases.
+
+**Invariant kept exactly** (before rounding): Σ_g W_g·rw_own_g / Σ_g W_g = 1, where W_g = Σ w over the
+kept cases of DRG g and rw_own = m_g / M, summed over all DRGs (per insurance type). It follows from
+M being the W-weighted mean of the m_g. The published `weight` equals rw_own except for thin groups
+(basis adrg); with no year weights W_g is the kept case count, so the case-weighted mean RW of the
+trimmed history is 1.
+
+Output (`Calibration.weights`), one row per DRG: ``[insurance,] drg, adrg, mdc, weight, points, n,
+n_trimmed, n_kept, mean, median, trimmed_mean, cv, los_mean, basis, stable, rw_own, deaths,
+mortality, risk``. Money (`mean`, `median`, `trimmed_mean`) is yuan rounded to the fen; `mean` is the
+year-weighted mean of the included cases before trimming, `median` their plain median. `weight` and
+`points` are rounded to `decimals` (default 4; None keeps every digit). The first two columns are
+what a scheme's `weights = TABLE` reads.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ..errors import InputError
+
+TRIM_METHODS = ("iqr", "percentile", "logsd", "none")
+# the grouped columns calibration and the homogeneity report read
+NEEDED = ("status", "mdc", "adrg", "drg", "cost", "los", "discharge", "age", "admission_date", "discharge_date",
+          "insurance")
+
+
+@dataclass(frozen=True)
+class WeightOptions:
+    trim: str = "iqr"
+    iqr_low: float = 0.5
+    iqr_high: float = 1.5
+    pct_low: float = 2.5
+    pct_high: float = 97.5
+    sd_k: float = 3.0
+    year_weights: Sequence[float] | Mapping[int, float] | None = None
+    min_cases: int = 5
+    max_cv: float = 1.0
+    min_cost: int = 500          # fen (5 元)
+    min_los: int | None = None
+    max_los: int | None = 60
+    by_insurance: bool = False
+    scale: float = 100.0
+    decimals: int | None = 4
+    risk_min_cases: int = 30
+    risk_z: float = -1.0
+
+    def __post_init__(self):
+        if self.trim not in TRIM_METHODS:
+            raise InputError(f"unknown trimming method {self.trim!r}; use one of {', '.join(TRIM_METHODS)}")
+        if not 0 <= self.pct_low < self.pct_high <= 100:
+            raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.pct_low}, {self.pct_high}")
+        if self.min_cases < 1:
+            raise InputError("min_cases must be at least 1")
+
+
+@dataclass
+class Calibration:
+    weights: pl.DataFrame        # one row per DRG (see the module doc)
+    excluded: pl.DataFrame       # reason, cases
+    overall_mean: dict = field(default_factory=dict)  # insurance (or "all") → M in yuan
+    cases: int = 0               # input rows
+
+
+def parse_year_weights(text: str) -> tuple[float, ...] | dict[int, float]:
+    """"1:2:7" → (1, 2, 7) (oldest first); "2022=1,2023=2,2024=7" → {2022: 1, ...}."""
+    try:
+        if "=" in text:
+            pairs = (part.split("=") for part in text.replace(" ", "").split(","))
+            return {int(year): float(weight) for year, weight in pairs}
+        return tuple(float(part) for part in text.split(":"))
+    except ValueError:
+        raise InputError(f"bad year weights {text!r}: write 1:2:7 (oldest first) or 2022=1,2023=2,2024=7") from None
+
+
+def _keys(options: WeightOptions) -> list[str]:
+    return ["insurance", "drg"] if options.by_insurance else ["drg"]
+
+
+def _year_weight(frame: pl.LazyFrame, options: WeightOptions) -> pl.LazyFrame:
+    year = pl.coalesce(pl.col("discharge_date"), pl.col("admission_date")).dt.year()
+    if options.year_weights is None:
+        return frame.with_columns(year.alias("year"), pl.lit(1.0).alias("w"))
+    if isinstance(options.year_weights, Mapping):
+        mapping = {int(k): float(v) for k, v in options.year_weights.items()}
+    else:
+        years = sorted(frame.select(year.alias("y")).drop_nulls().unique().collect()["y"].to_list())
+        recent = years[-len(options.year_weights):]
+        weights = list(options.year_weights)[-len(recent):] if recent else []
+        mapping = dict(zip(recent, map(float, weights)))
+    return frame.with_columns(year.alias("year"),
+                              year.replace_strict(mapping, default=0.0, return_dtype=pl.Float64).alias("w"))
+
+
+def prepare(grouped: pl.DataFrame | pl.LazyFrame, options: WeightOptions) -> pl.LazyFrame:
+    """The cases with an `exclusion` reason (null = included), year `w`, and `kept` (survived trimming)."""
+    frame = grouped.lazy()
+    missing = [c for c in ("status", "drg", "cost") if c not in frame.collect_schema()]
+    if missing:
+        raise InputError(f"the history lacks {missing}: give a grouped file (`grouper group ... --carry`)")
+    schema = frame.collect_schema()
+    frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(name) for name, dtype in (
+        ("mdc", pl.String), ("adrg", pl.String), ("los", pl.Int32), ("discharge", pl.Int32), ("age", pl.Int32),
+        ("admission_date", pl.Date), ("discharge_date", pl.Date), ("insurance", pl.String)) if name not in schema)
+    frame = _year_weight(frame, options)
+    los = pl.col("los")
+    exclusion = (pl.when(pl.col("status") != "grouped").then(pl.lit("not_grouped"))
+                 .when(pl.col("cost").is_null()).then(pl.lit("no_cost"))
+                 .when(pl.col("cost") < options.min_cost).then(pl.lit("low_cost")))
+    if options.max_los is not None:
+        exclusion = exclusion.when(los > options.max_los).then(pl.lit("long_stay"))
+    if options.min_los is not None:
+        exclusion = exclusion.when(los < options.min_los).then(pl.lit("short_stay"))
+    if options.year_weights is not None:
+        exclusion = (exclusion.when(pl.col("year").is_null()).then(pl.lit("no_year"))
+                     .when(pl.col("w") <= 0).then(pl.lit("old_year")))
+    frame = frame.with_columns(exclusion.otherwise(None).alias("exclusion"),
+                               pl.col("cost").cast(pl.Float64).truediv(100).alias("yuan"))
+    return frame.with_columns(_kept(options).alias("kept"))
+
+
+def _kept(options: WeightOptions) -> pl.Expr:
+    """Whether an included case survives trimming (false for excluded cases)."""
+    included = pl.col("exclusion").is_null()
+    c = pl.when(included).then(pl.col("yuan"))
+    keys = _keys(options)
+    if options.trim == "none":
+        keep = pl.lit(True)
+    elif options.trim == "iqr":
+        q1 = c.quantile(0.25, "linear").over(keys)
+        q3 = c.quantile(0.75, "linear").over(keys)
+        keep = (c >= q1 - options.iqr_low * (q3 - q1)) & (c <= q3 + options.iqr_high * (q3 - q1))
+    elif options.trim == "percentile":
+        keep = ((c >= c.quantile(options.pct_low / 100, "linear").over(keys))
+                & (c <= c.quantile(options.pct_high / 100, "linear").over(keys)))
+    else:
+        log = c.log()
+        mean, sd = log.mean().over(keys), log.std(ddof=1).over(keys)
+        keep = sd.is_null() | ((log - mean).abs() <= options.sd_k * sd)
+    return included & keep.fill_null(False)
+
+
+def _weighted(value: pl.Expr, weight: pl.Expr = pl.col("w")) -> pl.Expr:
+    return (value * weight).sum() / weight.sum()
+
+
+def calibrate_weights(grouped: pl.DataFrame | pl.LazyFrame, options: WeightOptions | None = None,
+                      **overrides) -> Calibration:
+    """Relative weights from a grouped history (see the module doc); `overrides` set WeightOptions fields."""
+    options = _options(options, overrides)
+    cases = prepare(grouped, options)
+    keys = _keys(options)
+    scope = ["insurance"] if options.by_insurance else []
+    kept = cases.filter(pl.col("kept"))
+    overall = kept.group_by(scope or pl.lit("all").alias("scope")).agg(_weighted(pl.col("yuan")).alias("M"))
+    adrg = (kept.group_by([*scope, "adrg"]).agg(_weighted(pl.col("yuan")).alias("adrg_mean"),
+                                                pl.len().alias("adrg_kept")))
+    included = cases.filter(pl.col("exclusion").is_null())
+    stats = included.group_by(keys).agg(
+        pl.first("adrg"), pl.first("mdc"),
+        pl.len().alias("n"),
+        (~pl.col("kept")).sum().alias("n_trimmed"),
+        pl.col("kept").sum().alias("n_kept"),
+        _weighted(pl.col("yuan")).alias("mean"),
+        pl.col("yuan").median().alias("median"),
+        _weighted(pl.col("yuan"), pl.col("w") * pl.col("kept")).alias("trimmed_mean"),
+        _weighted(pl.col("los"), pl.col("w") * pl.col("kept")).alias("los_mean"),
+        (pl.col("discharge") == 5).sum().alias("deaths"),
+    )
+    spread = (kept.join(stats.select(*keys, "trimmed_mean"), on=keys, nulls_equal=True)
+              .group_by(keys).agg(_weighted((pl.col("yuan") - pl.col("trimmed_mean")) ** 2).sqrt().alias("sd")))
+    stats = stats.join(spread, on=keys, how="left", nulls_equal=True)
+    if scope:
+        stats = stats.join(overall, on=scope, how="left", nulls_equal=True)
+    else:
+        stats = stats.join(overall.select("M"), how="cross")
+    stats = stats.join(adrg, on=[*scope, "adrg"], how="left", nulls_equal=True)
+    thin = pl.col("n_kept") < options.min_cases
+    basis = (pl.when(~thin).then(pl.lit("own"))
+             .when(pl.col("adrg_kept").fill_null(0) >= options.min_cases).then(pl.lit("adrg"))
+             .otherwise(pl.lit("thin")))
+    rw_own = pl.col("trimmed_mean") / pl.col("M")
+    weight = pl.when(pl.col("basis") == "adrg").then(pl.col("adrg_mean") / pl.col("M")).otherwise(rw_own)
+    result = stats.with_columns(basis.alias("basis"), rw_own.alias("rw_own"),
+                                (pl.col("sd") / pl.col("trimmed_mean")).alias("cv"),
+                                (pl.col("deaths") / pl.col("n")).alias("mortality"))
+    result = result.with_columns(weight.alias("weight")).with_columns(
+        (pl.col("weight") * options.scale).alias("points"),
+        ((pl.col("basis") == "own") & (pl.col("cv").fill_null(0) <= options.max_cv)).alias("stable"),
+    )
+    result = _risk(result, options, scope)
+    if options.decimals is not None:
+        result = result.with_columns(pl.col("weight", "points").round(options.decimals))
+    columns = [*keys, "adrg", "mdc", "weight", "points", "n", "n_trimmed", "n_kept", "mean", "median",
+               "trimmed_mean", "cv", "los_mean", "basis", "stable", "rw_own", "deaths", "mortality", "risk"]
+    result = result.with_columns(pl.col("mean", "median", "trimmed_mean").round(2),
+                                 pl.col("n", "n_trimmed", "n_kept", "deaths").cast(pl.Int64))
+    excluded = (cases.filter(pl.col("exclusion").is_not_null()).group_by("exclusion")
+                .agg(pl.len().cast(pl.Int64).alias("cases")).rename({"exclusion": "reason"}))
+    weights, excluded, overall_df, total = pl.collect_all([
+        result.select(columns).sort(keys, nulls_last=True), excluded.sort("reason"), overall,
+        cases.select(pl.len().alias("n"))])
+    return Calibration(weights, excluded, {row[0]: row[1] for row in overall_df.iter_rows()}, int(total.item()))
+
+
+def _risk(result: pl.LazyFrame, options: WeightOptions, scope: list[str]) -> pl.LazyFrame:
+    eligible = pl.col("n") >= options.risk_min_cases
+    positive = eligible & (pl.col("mortality") > 0)
+    log = pl.when(positive).then(pl.col("mortality").log())
+    over = scope or None
+    mean = log.mean().over(over) if over else log.mean()
+    sd = log.std(ddof=1).over(over) if over else log.std(ddof=1)
+    z = (log - mean) / sd
+    risk = (pl.when(~eligible).then(None)
+            .when(pl.col("mortality") == 0).then(pl.lit("low"))
+            .when(z.is_null()).then(None)
+            .when(z < options.risk_z).then(pl.lit("low"))
+            .when(z < 0).then(pl.lit("mid_low"))
+            .when(z < 1).then(pl.lit("mid_high"))
+            .otherwise(pl.lit("high")))
+    return result.with_columns(risk.alias("risk"))
+
+
+def _options(options: WeightOptions | None, overrides: dict) -> WeightOptions:
+    from dataclasses import replace
+
+    options = options or WeightOptions()
+    return replace(options, **overrides) if overrides else options

@@ -1,0 +1,90 @@
+"""Regional table sets: imported as an overlay of the national pack (`import chs-drg --base`), the
+result groups exactly like the same tables imported standalone and like an independent reference
+interpreter, on two variants derived from the 1.1 tables at test time (tests/regional_variants.py)."""
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from grouper.importers.chs_drg import import_chs_drg
+from grouper.importers.regional import import_overlay
+from grouper.io import cases_from_frame
+from grouper.pipeline import group_frame
+from grouper.scheme import check_scheme, load_scheme
+from regional_variants import Reference, build_variant, variant_cases
+
+N_CASES = 3000   # per variant; benches/bench_regional.py runs 200,000
+
+
+@pytest.fixture(scope="module", params=["north", "south"])
+def variant(request, chs_tables, chs_pack, tmp_path_factory):
+    name = request.param
+    root = tmp_path_factory.mktemp(f"variant-{name}")
+    tables = build_variant(name, chs_tables, root / "tables")
+    import_chs_drg(tables, root / "standalone", name=f"{name} DRG", version="2024")
+    import_overlay(tables, chs_pack, root / "overlay", name=f"{name} DRG", version="2024")
+    return name, tables, root
+
+
+def outcomes(pack: Path, cases: list[dict]) -> list[tuple]:
+    frame = cases_from_frame(pl.DataFrame(cases, schema={k: pl.String for k in cases[0]}))
+    return group_frame(load_scheme(pack).plan, frame).select("status", "mdc", "adrg", "drg").rows()
+
+
+def test_overlay_groups_like_the_standalone_import_and_the_reference(variant, chs_tables, chs_pack):
+    name, tables, root = variant
+    cases = variant_cases(chs_tables, name, N_CASES)
+    standalone, overlay = outcomes(root / "standalone", cases), outcomes(root / "overlay", cases)
+    reference = Reference(tables)
+    expected = [reference.group(c) for c in cases]
+    assert overlay == standalone
+    mismatches = [(c["id"], got, want) for c, got, want in zip(cases, standalone, expected) if got != want]
+    assert mismatches == [], mismatches[:5]
+    # the variant really differs from the national scheme on the generated cases, with every outcome
+    national = outcomes(chs_pack, cases)
+    assert sum(a != b for a, b in zip(national, standalone)) > N_CASES // 10
+    statuses = Counter(s for s, *_ in standalone)
+    assert statuses["grouped"] > N_CASES // 2 and statuses["no_adrg"] and statuses["invalid"]
+    words = [i for i, c in enumerate(cases) if c["sex"] in ("男", "女")]
+    assert words and all((standalone[i][0] == "invalid") == (name == "south") for i in words)   # strict sex
+    if name == "north":
+        assert statuses["no_drg"] > 0
+        assert {"RC12", "RC14", "RC16", "RC18", "ES30", "GB10", "AH10", "EB91", "EB95"} <= {d for *_, d in standalone}
+
+
+def test_a_region_overlay_states_only_differences(variant, chs_pack):
+    name, tables, root = variant
+    scheme, found = check_scheme(root / "overlay")
+    assert scheme is not None and [d for d in found if d.severity == "error"] == []
+    text = (root / "overlay" / "scheme.grp").read_text(encoding="utf-8")
+    base_lines = {line.strip() for line in (chs_pack / "scheme.grp").read_text(encoding="utf-8").splitlines()}
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    copied = [line for line in lines if line in base_lines and line != "}"]
+    assert len(copied) / len(lines) < 0.25, copied           # mostly new content, not national lines
+    patches = sorted(p.name for p in (root / "overlay").glob("*.patch.csv"))
+    assert "cc.patch.csv" in patches and "or_proc.patch.csv" in patches and "mdc_dx.patch.csv" in patches
+    assert not (root / "overlay" / "cc.csv").exists()          # a patch, not a copy of the table
+    expected_ops = {"north": ["setting adrg_without_drg = no_drg", "remove adrg EZ1", "move adrg ES2 after ES3",
+                              "replace adrg ES2 when any dx in", "add adrg EB9", "move mdc MDCY after MDCZ", "refine adrg RC1",
+                              "add drg AH10", "when any proc in {\"39.6500\"} and any proc in {\"96.7201\"}"],
+                    "south": ["rename adrg GZ1 to GY1", "move adrg HZ1", "remove mdc MDCY", "replace mdc MDCX when",
+                              "replace adrg BB1 when pproc in", "rename drg ES35 to ES36", "add drg BR20",
+                              "read sex \"1\" as male, \"2\" as female"]}[name]
+    for op in expected_ops:
+        assert op in text, op
+
+
+def test_import_as_overlay_on_the_command_line(variant, chs_pack, tmp_path, capsys):
+    from grouper.cli import main
+
+    name, tables, root = variant
+    if name != "north":
+        pytest.skip("the command-line path is the same for every variant: one is enough")
+    out = tmp_path / "cli-overlay"
+    assert main(["import", "chs-drg", str(tables), "--base", str(chs_pack), "-o", str(out),
+                 "--name", f"{name} DRG", "--version", "2024"]) == 0
+    assert (out / "scheme.grp").read_text(encoding="utf-8").split("\n", 2)[2] == \
+        (root / "overlay" / "scheme.grp").read_text(encoding="utf-8").split("\n", 2)[2]
+    assert main(["check", str(out)]) == 0
+    assert "base " in capsys.readouterr().err
