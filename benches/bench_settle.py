@@ -12,6 +12,7 @@ discharge dates. Each measurement runs in a fresh process (peak RSS by getrusage
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import polars as pl
@@ -88,7 +89,7 @@ def settle_inputs(workdir):
     text = (ROOT / "tables" / "policies" / "zhejiang-points.toml").read_text(encoding="utf-8")
     policy = workdir / "settle-policy.toml"
     sized = "\n".join(f"{name} = {int(total * 0.97) // 100}.00" for name, total in budget.iter_rows())
-    text = text.replace("employee = 1_800_000.00\nresident = 1_200_000.00", sized)
+    text = re.sub(r"employee = [\d_.]+\s*(#.*)?\nresident = [\d_.]+", sized, text)
     text = text.replace('drgs = "zhejiang-drg-coefficients.csv"', "")
     policy.write_text(text, encoding="utf-8")
     return cases, policy, weights_csv
