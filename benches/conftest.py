@@ -26,7 +26,7 @@ sys.path.insert(0, str(BENCHES))
 
 import report  # noqa: E402  (benches/report.py: JSON → Markdown table)
 
-SHARED = ROOT.parent / "shared" / "chs-drg-1.1"
+SHARED = Path(os.environ.get("GROUPER_SHARED_DIR") or ROOT.parent / "shared") / "chs-drg-1.1"  # as tests/conftest.py
 SEED = 20240601
 COMPARED = ["status", "mdc", "adrg", "drg"]
 

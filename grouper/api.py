@@ -59,7 +59,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
                batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
                encoding: str | None = None, threads: int | None = None,
                on_batch: Callable[[pl.DataFrame], None] | None = None, report=None, trace=None,
-               carry: bool = False) -> int:
+               carry: bool = False, sheet: str | int | None = None, skip_rows: int = 0,
+               on_stage: Callable[[str], None] | None = None) -> int:
     """Group a file into an output file (format from its extension) in bounded memory; returns the row count.
 
     `carry=True` writes a *grouped file*: the results followed by the settlement fields (see
@@ -68,14 +69,22 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
 
     `report` (a `grouper.validate.QualityReport`) accumulates the validation problems batch by batch.
     `trace` (a `grouper.explain.TraceRequest`) adds a `trace` column: the rules that held,
-    for the chosen rows only.
+    for the chosen rows only. `sheet` picks Excel input sheets, `skip_rows` skips title lines above
+    the header (see grouper.io.read_cases).
+    `on_stage` is told when the output is being finished (an Excel sheet is written only then).
+    The output file appears whole or not at all; a Parquet output records the scheme (name,
+    version, pack path, content hash) in its metadata under `grouper.scheme`.
     """
+    import json
+
     loaded = _scheme(scheme)
     plan = loaded.plan
     rows = 0
-    with io.ResultSink(output_path) as sink:
+    metadata = {"grouper.scheme": json.dumps(loaded.describe(), ensure_ascii=False)}
+    with io.ResultSink(output_path, metadata=metadata) as sink:
         for g in grouped_batches(input_path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
-                                 threads=threads, problems=report is not None, carry=carry):
+                                 threads=threads, problems=report is not None, carry=carry, sheet=sheet,
+                                 skip_rows=skip_rows):
             results = g.results
             if trace is not None:
                 from .explain import attach_trace
@@ -92,4 +101,6 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
                 report.add(g.cases, g.problems)
             if on_batch is not None:
                 on_batch(results)
+        if on_stage is not None:
+            on_stage(f"writing {Path(output_path).name}")
     return rows

@@ -20,14 +20,17 @@ def _columns(pairs: list[str]) -> dict[str, str]:
     return mapping
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def _at_least(minimum: int):
+    """An argparse type: a whole number >= minimum (a usage error otherwise, exit 2)."""
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+    return whole_number
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,8 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--encoding", help="CSV encoding (default: detect UTF-8, else GB18030)")
     g.add_argument("--column", action="append", metavar="NAME=HEADER",
                    help="map a field to an input header, e.g. --column dx=诊断编码 (repeatable)")
-    g.add_argument("--batch-size", type=_positive, default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
-    g.add_argument("--threads", type=_positive, help="kernel threads (default: all cores)")
+    g.add_argument("--batch-size", type=_at_least(1), default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
+    g.add_argument("--threads", type=_at_least(1), help="kernel threads (default: all cores)")
+    g.add_argument("--skip-rows", type=_at_least(0), default=0, metavar="N",
+                   help="title lines (CSV) or rows (Excel) above the header to leave out")
+    g.add_argument("--sheet", metavar="NAME|all",
+                   help="Excel input: the sheet to group (name or number), or `all` (default: the first; "
+                        "a note says when the workbook has others)")
     g.add_argument("--report", metavar="FILE",
                    help="write the quality report (validation problems by reason and by department): .csv, .parquet or .xlsx")
     g.add_argument("--trace", action="append", metavar="ID",
@@ -98,8 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
     st.add_argument("cases", help="a grouped file (.parquet/.csv with status, drg and the settlement fields) or raw cases")
     st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
-    st.add_argument("--weights", required=True, help="weights table (CSV: drg, weight[, mean])")
-    st.add_argument("--scheme", help="scheme pack for raw cases (default: the shipped demo scheme)")
+    st.add_argument("--weights", help="weights table (CSV: drg, weight[, mean]); not with a DIP policy (scores come from the pack)")
+    st.add_argument("--scheme", help="scheme pack for raw cases (default: the shipped demo scheme); the DIP pack for a DIP policy")
     st.add_argument("-o", "--output", required=True, help="folder for cases, hospitals.csv, drgs.csv, pools.csv, summary.json")
     st.add_argument("--compare", metavar="POLICY2", help="also settle under this policy and write the change per hospital and DRG")
     st.add_argument("--weights2", help="weights table for the --compare side (default: --weights)")
@@ -139,8 +147,8 @@ def cmd_report(args) -> int:
 
 def cmd_group(args) -> int:
     from . import api, io
-    from .console import (progress, render_quality_report, render_summary, render_unreadable_lines, stderr_console,
-                          summary_counts)
+    from .console import (output_stage_text, progress, render_done, render_quality_report, render_summary,
+                          render_unreadable_lines, scheme_line, stderr_console, summary_counts, trace_notes)
     from .outputs import atomic_outputs, refuse_collisions, refuse_unwritable
     from .scheme import load_scheme
     from .validate import QualityReport
@@ -161,11 +169,20 @@ def cmd_group(args) -> int:
         from .dip.commands import group_command
 
         return group_command(args, _columns(args.column))
+    import time
+
+    import polars as pl
+
+    started = time.monotonic()
     console = stderr_console()
     scheme = load_scheme(args.scheme)
+    for note in io.input_notes(args.input, sheet=args.sheet):
+        console.print(f"note: {note}", style="yellow", markup=False)
+    if not args.quiet:
+        console.print(scheme_line(scheme.describe()), markup=False)
     total = _row_count(Path(args.input))
     show = not args.quiet and console.is_terminal
-    counts = []
+    counts, traced = [], []
     report = QualityReport(scheme.plan) if args.report or not args.quiet else None
     # Results and report appear together, whole, or not at all (Ctrl-C and SIGTERM included).
     with atomic_outputs(args.output, args.report) as (output, report_path):
@@ -173,20 +190,24 @@ def cmd_group(args) -> int:
             def on_batch(results):
                 counts.append(summary_counts(results))
                 bar.advance(results.height)
+                if "trace" in results.columns:
+                    traced.extend(results.filter(pl.col("trace").is_not_null())["id"].cast(pl.String).to_list())
 
             rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
                                   columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
-                                  on_batch=on_batch, report=report, trace=_trace_request(args), carry=args.carry)
+                                  on_batch=on_batch, report=report, trace=_trace_request(args), carry=args.carry,
+                                  sheet=args.sheet, skip_rows=args.skip_rows, on_stage=lambda text: bar.describe(
+                                      output_stage_text(text, args.output, sum(int(c["len"].sum()) for c in counts))))
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
+    for note in trace_notes(args.trace or (), traced):
+        console.print(f"note: {note}", style="yellow", markup=False)
     if not args.quiet:
-        import polars as pl
-
         render_summary(pl.concat(counts), console)
         render_quality_report(summary, console)
         render_unreadable_lines(summary, report.unreadable_lines, console)
-        console.print(f"{rows:,} cases → {args.output}" + (f"; quality report → {args.report}" if args.report else ""))
+        render_done(rows, args.output, args.report, time.monotonic() - started, console)
     return EXIT_OK
 
 
@@ -250,10 +271,16 @@ def _explain_case(args):
         if args.id is None:
             raise InputError("--cases needs --id to pick the case")
         cases = io.read_cases(args.cases, encoding=args.encoding)
-        row = cases.filter(pl.col("id") == args.id)
-        if row.height == 0:
+        rows = cases.with_row_index("_row", offset=1).filter(pl.col("id") == args.id)
+        if rows.height == 0:
             raise InputError(f"no case with id {args.id!r} in {args.cases}")
-        return row.head(1)
+        if rows.height > 1:
+            from .console import stderr_console
+
+            stderr_console().print(f"note: id {args.id!r} occurs {rows.height} times in {args.cases} (records "
+                                   f"{', '.join(map(str, rows['_row'].head(10)))}); explaining the first", style="yellow",
+                                   markup=False)
+        return rows.head(1).drop("_row")
     if args.dx is None:
         raise InputError("give a case with --dx/--proc/--sex/--age ..., or pick one with --cases FILE --id ID")
     fields = {"id": args.id or "case", "sex": args.sex, "age": args.age, "age_days": args.age_days,

@@ -40,9 +40,15 @@ class _ProgressTask:
     def advance(self, n: int = 1) -> None:
         self._bar.advance(self._task_id, n)
 
+    def describe(self, text: str) -> None:
+        self._bar.update(self._task_id, description=text)
+
 
 class _NoProgress:
     def advance(self, n: int = 1) -> None:
+        pass
+
+    def describe(self, text: str) -> None:
         pass
 
 
@@ -249,3 +255,41 @@ def render_unreadable_lines(counts: pl.DataFrame, shown: list[str], console: Con
         console.print(Text(f"  {line}"), soft_wrap=True)
     if total > len(shown):
         console.print(f"  ... and {total - len(shown):,} more: the rows with reason malformed_line in the output")
+
+
+EXCEL_SLOW_ROWS = 200_000  # above this an Excel sheet takes tens of seconds to write (about a minute per million rows)
+
+
+def scheme_line(scheme: dict[str, str]) -> str:
+    """Which rules a run used (``LoadedScheme.describe()``), for stderr."""
+    return (f"scheme: {scheme['name']} {scheme['version']} from {scheme['path']} "
+            f"(content hash {scheme['content_hash'][:16]})")
+
+
+def output_stage_text(stage: str, output, rows: int) -> str:
+    """The progress bar's text while the output is finished (an Excel sheet is written only then)."""
+    if str(output).lower().endswith(".xlsx") and rows >= EXCEL_SLOW_ROWS:
+        return f"{stage}: an Excel sheet of {rows:,} rows takes about {max(1, round(rows / 1_000_000))} min"
+    return stage
+
+
+def render_done(rows: int, output, report, seconds: float, console: Console) -> None:
+    """The last summary line: cases, outputs, elapsed time and throughput; a hint when Excel is the
+    wrong choice for the size."""
+    rate = f", {rows / seconds:,.0f} cases/s" if seconds > 0 else ""
+    console.print(f"{rows:,} cases → {output}" + (f"; quality report → {report}" if report else "")
+                  + f" in {seconds:.1f} s{rate}", markup=False)
+    if str(output).lower().endswith(".xlsx") and rows >= EXCEL_SLOW_ROWS:
+        console.print(f"note: Excel is slow to write and to open at {rows:,} rows (a sheet holds at most 1,048,575); "
+                      ".parquet or .csv suit this size", style="yellow", markup=False)
+
+
+def trace_notes(wanted, traced: list[str]) -> list[str]:
+    """--trace ids that matched no case, or several."""
+    seen: dict[str, int] = {}
+    for case_id in traced:
+        seen[case_id] = seen.get(case_id, 0) + 1
+    notes = [f"--trace {case_id}: no case has this id" for case_id in dict.fromkeys(wanted) if case_id not in seen]
+    notes += [f"--trace {case_id}: {seen[case_id]} cases have this id; each is traced"
+              for case_id in dict.fromkeys(wanted) if seen.get(case_id, 0) > 1]
+    return notes

@@ -120,7 +120,8 @@ class _Evaluator:
                 return Check(text, False, f"there is no {SCOPE_LABELS[cond.scope]}")
             code, code_id = items[0]
             holds = in_set(self.plan.set_bits, self.set_of(cond.set), code_id)
-            return Check(text, holds, f"{self.label(code)} is {'' if holds else 'not '}in {set_text(cond.set)}")
+            return Check(text, holds, f"{self.label(code)} is {'' if holds else 'not '}in {set_text(cond.set)}"
+                         + self.overlay_note(cond.set))
         if isinstance(cond, ast.ManyIn):
             return self.many_in(cond, text)
         if isinstance(cond, ast.CountLabels):
@@ -190,7 +191,21 @@ class _Evaluator:
             u = cond.unless
             parts.append(f"excluded because {u.item_table}.{u.item_column} equals the principal diagnosis's "
                          f"{u.pdx_table}.{u.pdx_column}: " + ", ".join(f"{self.label(c)} (table {t})" for c, t in excluded))
-        return Check(text, holds, "; ".join(parts))
+        return Check(text, holds, "; ".join(parts) + self.overlay_note(cond.set))
+
+    def overlay_note(self, expr: ast.SetExpr) -> str:
+        """Where an overlay replaced the set, or replaced or patched the table, that the test reads."""
+        notes, seen = [], set()
+        while isinstance(expr, ast.SetRef) and expr.name in self.names.sets and expr.name not in seen:
+            seen.add(expr.name)
+            node = self.names.sets[expr.name]
+            if node.changes:
+                notes.append(f"set {node.name} replaced at {_lines(node.changes)}")
+            expr = node.expr
+        table = self.names.tables.get(expr.table if isinstance(expr, ast.TableFilter) else getattr(expr, "name", None))
+        if table is not None and table.changes:
+            notes.append(f"table {table.name} {'patched' if table.patches else 'replaced'} at {_lines(table.changes)}")
+        return f" ({'; '.join(notes)})" if notes else ""
 
     def labels_found(self, scope: str, map_index: int) -> dict[str, list[str]]:
         label_map = self.plan.label_maps[map_index]
@@ -207,6 +222,10 @@ def _tags_hold(expr: ast.TagExpr, present: set[str]) -> bool:
         return expr.value in present
     results = [_tags_hold(item, present) for item in expr.items]
     return all(results) if isinstance(expr, ast.TagAll) else any(results)
+
+
+def _lines(spans) -> str:
+    return ", ".join(f"{span.file}:{span.line}" for span in spans)
 
 
 def _source(node) -> str | None:

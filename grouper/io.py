@@ -120,23 +120,30 @@ def read_cases(
     columns: Mapping[str, str] | None = None,
     sheet: str | int | None = None,
     settlement: bool = False,
+    skip_rows: int = 0,
 ) -> pl.DataFrame:
     """Read a CSV/TSV, Parquet or Excel file into the canonical case frame.
 
     ``encoding`` applies to CSV only; None detects UTF-8 (with or without BOM),
     falling back to GB18030 (a superset of GBK).  ``columns`` maps canonical
     names to input headers and overrides the built-in aliases.  ``sheet`` picks
-    an Excel sheet by name or by 1-based number (default: the first sheet).
+    an Excel sheet by name or by 1-based number (default: the first sheet), or
+    "all" for every sheet in turn (same header on each).
 
     Completely blank lines in CSV and completely empty rows in Excel are not
     records and are skipped; every other row becomes one case, in order.
+
+    ``skip_rows`` lines (CSV) or rows (Excel) above the header are left out: title rows of
+    hospital-system exports.  Without it, an input whose header is not on the first line is an
+    InputError that says which line looks like the header.
 
     ``settlement=True`` appends the SETTLEMENT_COLUMNS, unparsed (the input's dtype; null
     columns for fields the input lacks): see grouper.fields.
     """
     path = Path(path)
-    raw = _read_raw(path, encoding=encoding, sheet=sheet)
-    return _canonicalise(raw, _detect_layout(raw.columns, columns), row_offset=0, settlement=settlement)
+    raw = _read_raw(path, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
+    layout = _file_layout(path, raw.columns, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
+    return _canonicalise(raw, layout, row_offset=0, settlement=settlement)
 
 
 def cases_from_frame(df: pl.DataFrame, *, columns: Mapping[str, str] | None = None,
@@ -152,8 +159,10 @@ def iter_case_batches(
     encoding: str | None = None,
     columns: Mapping[str, str] | None = None,
     settlement: bool = False,
+    sheet: str | int | None = None,
+    skip_rows: int = 0,
 ) -> Iterator[pl.DataFrame]:
-    """Yield the canonical case frame of ``path`` in consecutive batches.
+    """Yield the canonical case frame of ``path`` in consecutive batches (``sheet``: see read_cases).
 
     Concatenating the batches gives ``read_cases(path)``: same rows, same order,
     and generated ids are global row numbers.  Parquet and UTF-8 CSV are
@@ -170,11 +179,12 @@ def iter_case_batches(
         lazy = pl.scan_parquet(path)
         drop_blank = False
     elif kind == "csv" and _is_utf8_csv(path, encoding):
-        lazy = pl.scan_csv(path, infer_schema=False, separator=_csv_separator(path, _first_line(path)))
+        separator = _csv_separator(path, _first_line(path, skip_rows))
+        lazy = pl.scan_csv(path, infer_schema=False, separator=separator, skip_lines=skip_rows)
         drop_blank = True
     else:
-        raw = _read_raw(path, encoding=encoding, sheet=None)
-        layout = _detect_layout(raw.columns, columns)
+        raw = _read_raw(path, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
+        layout = _file_layout(path, raw.columns, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
         if raw.height == 0:
             yield _canonicalise(raw, layout, row_offset=0, settlement=settlement)
         for offset in range(0, raw.height, batch_size):
@@ -185,7 +195,7 @@ def iter_case_batches(
         schema = lazy.collect_schema()
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
-    layout = _detect_layout(list(schema), columns)
+    layout = _file_layout(path, list(schema), columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
     rows_done = 0
     try:
         for batch in lazy.collect_batches(chunk_size=batch_size):
@@ -199,8 +209,8 @@ def iter_case_batches(
             raise InputError(f"cannot read {path} (after {rows_done} rows): {_first_line_of(exc)}") from exc
         # A line Polars rejects: read on from the first record not yet given, line by line.
         with path.open(encoding="utf-8-sig", newline="") as text:
-            for batch in _tolerant_csv(text, list(schema), _csv_separator(path, _first_line(path)),
-                                       batch_size=batch_size, skip=rows_done):
+            for batch in _tolerant_csv(text, list(schema), separator, batch_size=batch_size, skip=rows_done,
+                                       skip_lines=skip_rows):
                 yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
                 rows_done += batch.height
     if rows_done == 0:
@@ -240,32 +250,32 @@ def _require_file(path: Path) -> None:
         raise InputError(f"input file not found: {path}")
 
 
-def _read_raw(path: Path, *, encoding: str | None, sheet: str | int | None) -> pl.DataFrame:
+def _read_raw(path: Path, *, encoding: str | None, sheet: str | int | None, skip_rows: int = 0) -> pl.DataFrame:
     kind = _file_kind(path)
     _require_file(path)
     if kind == "csv":
-        return _read_csv(path, encoding)
+        return _read_csv(path, encoding, skip_rows)
     if kind == "parquet":
         try:
             return pl.read_parquet(path)
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise InputError(f"cannot read Parquet file {path}: {exc}") from exc
-    return _read_excel(path, sheet)
+    return _read_excel(path, sheet, skip_rows)
 
 
-def _read_csv(path: Path, encoding: str | None) -> pl.DataFrame:
+def _read_csv(path: Path, encoding: str | None, skip_rows: int = 0) -> pl.DataFrame:
     data = _as_utf8(path.read_bytes(), encoding, path)
-    first_line = data[: data.find(b"\n")] if b"\n" in data else data
+    first_line = (data.split(b"\n", skip_rows + 1)[skip_rows:skip_rows + 1] or [b""])[0]
     separator = _csv_separator(path, first_line)
     try:
-        df = pl.read_csv(data, infer_schema=False, separator=separator)
+        df = pl.read_csv(data, infer_schema=False, separator=separator, skip_lines=skip_rows)
     except pl.exceptions.NoDataError as exc:
         raise InputError(f"{path} is empty: it needs a header line and one line per case") from exc
     except pl.exceptions.PolarsError:
         # A line Polars rejects becomes one flagged row; every other line is read as usual.
         names = pl.read_csv(first_line, infer_schema=False, separator=separator).columns
         text = data.decode("utf-8-sig").splitlines(keepends=True)
-        return pl.concat(list(_tolerant_csv(text, names, separator, batch_size=1_000_000)))
+        return pl.concat(list(_tolerant_csv(text, names, separator, batch_size=1_000_000, skip_lines=skip_rows)))
     return _drop_blank_rows(df)
 
 
@@ -291,19 +301,23 @@ class _Lines:
 
 
 def _tolerant_csv(lines: Iterable[str], names: list[str], separator: str, *, batch_size: int,
-                  skip: int = 0) -> Iterator[pl.DataFrame]:
+                  skip: int = 0, skip_lines: int = 0) -> Iterator[pl.DataFrame]:
     """Raw frames of a CSV text (header line first), read like Polars reads it, except that a line
     Polars rejects becomes one row flagged in _READ_PROBLEM_RAW instead of stopping the read.
 
     A record with more fields than the header keeps its first fields; a quote opened and never
     closed spoils only its own line (the lines after it are read again). Blank lines (nothing but
     separators) are not records, as in the fast path; the first `skip` records are left out (they
-    were read already). Slower than Polars: used only once Polars has rejected the file.
+    were read already), like the `skip_lines` lines above the header.  Slower than Polars: used
+    only once Polars has rejected the file.
     """
     width = len(names)
+    lines = iter(lines)
+    for _ in range(skip_lines):
+        next(lines, None)
     source = _Lines(lines)
     reader = csv.reader(source, delimiter=separator)
-    line_no = 0
+    line_no = skip_lines
     rows: list[list[str]] = []
     problems: list[str | None] = []
     records, yielded = 0, False
@@ -326,7 +340,7 @@ def _tolerant_csv(lines: Iterable[str], names: list[str], separator: str, *, bat
             fields = next(csv.reader(taken, delimiter=separator), [])
             error = "a quote opened and never closed"
         line_no += len(taken)
-        if start == 1:
+        if start == skip_lines + 1:
             continue  # the header
         if fields is None:
             fields = []
@@ -354,9 +368,51 @@ def _raw_frame(rows: list[list[str]], problems: list[str | None], names: list[st
     return frame.with_columns(pl.Series(_READ_PROBLEM_RAW, problems, dtype=pl.String))
 
 
-def _read_excel(path: Path, sheet: str | int | None) -> pl.DataFrame:
+def input_notes(path: str | Path, *, sheet: str | int | None = None) -> list[str]:
+    """What a user should know about how an input will be read, before it is: today, that a
+    workbook has sheets besides the one grouped."""
+    path = Path(path)
+    if sheet is not None or path.suffix.lower() not in _EXCEL_EXTENSIONS or not path.is_file():
+        return []
+    names = excel_sheet_names(path)
+    if len(names) < 2:
+        return []
+    return [f"{path.name} has {len(names)} sheets ({', '.join(names)}); only the first, {names[0]!r}, is grouped: "
+            "--sheet NAME picks another, --sheet all groups every sheet"]
+
+
+def excel_sheet_names(path: str | Path) -> list[str]:
+    """The sheets of a workbook, in order."""
+    import fastexcel
+
+    try:
+        return list(fastexcel.read_excel(str(path)).sheet_names)
+    except Exception as exc:  # fastexcel raises its own exception hierarchy
+        raise InputError(f"cannot read Excel file {path}: {exc}") from exc
+
+
+def _read_excel(path: Path, sheet: str | int | None, skip_rows: int = 0) -> pl.DataFrame:
+    """One sheet (by name, or 1-based number; default the first), or every sheet with sheet="all"
+    (they must have the same columns; their rows follow each other in sheet order)."""
     if isinstance(sheet, int) and sheet < 1:
         raise InputError(f"Excel sheet numbers start at 1, got {sheet}")
+    if isinstance(sheet, str) and sheet != "all":
+        names = excel_sheet_names(path)
+        if sheet not in names:
+            if not sheet.isdigit():
+                raise InputError(f"{path} has no sheet {sheet!r}; its sheets are: {', '.join(names)} (or --sheet all)")
+            sheet = int(sheet)
+    if sheet == "all":
+        frames = {name: _read_excel(path, name, skip_rows) for name in excel_sheet_names(path)}
+        frames = {name: frame for name, frame in frames.items() if frame.width}  # blank sheets hold no cases
+        if not frames:
+            return pl.DataFrame()
+        first, *others = frames.items()
+        for name, frame in others:
+            if frame.columns != first[1].columns:
+                raise InputError(f"sheet {name!r} of {path} has other columns than sheet {first[0]!r}; "
+                                 "--sheet all needs the same header on every sheet")
+        return pl.concat(list(frames.values()))
     try:
         return pl.read_excel(
             path,
@@ -365,6 +421,7 @@ def _read_excel(path: Path, sheet: str | int | None) -> pl.DataFrame:
             infer_schema_length=0,  # all String: keeps leading zeros, 12.0 comes back as "12"
             drop_empty_rows=True,  # formatting-only rows at the bottom of a sheet are not cases
             drop_empty_cols=False,
+            read_options={"header_row": skip_rows},
         )
     # fastexcel raises its own exception hierarchy, plus ValueError for a missing sheet.
     except Exception as exc:
@@ -382,6 +439,8 @@ def _canonical_encoding(encoding: str, path: Path) -> str:
 
 def _as_utf8(data: bytes, encoding: str | None, path: Path) -> bytes:
     """Return ``data`` as UTF-8 bytes (polars reads nothing else; it strips a UTF-8 BOM itself)."""
+    if encoding is None and data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        encoding = "utf-16"  # Excel's "Unicode text" export; the BOM says which byte order
     if encoding is None:
         try:
             data.decode("utf-8")
@@ -421,8 +480,11 @@ def _is_utf8_csv(path: Path, encoding: str | None) -> bool:
     return True
 
 
-def _first_line(path: Path) -> bytes:
+def _first_line(path: Path, skip_rows: int = 0) -> bytes:
+    """The header line (after `skip_rows` title lines)."""
     with path.open("rb") as file:
+        for _ in range(skip_rows):
+            file.readline()
         return file.readline()
 
 
@@ -462,6 +524,45 @@ class _Layout:
 
 def _header_key(header: str) -> str:
     return header.strip().replace("（", "(").replace("）", ")").lower()
+
+
+def _file_layout(path: Path, headers: list[str], columns: Mapping[str, str] | None, *, encoding: str | None,
+                 sheet: str | int | None, skip_rows: int) -> _Layout:
+    """_detect_layout, naming the header line when title rows sit above it."""
+    try:
+        return _detect_layout(headers, columns)
+    except InputError as exc:
+        header_at = _header_line(path, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
+        if header_at is None:
+            raise
+        raise InputError(f"{exc}; line {header_at + 1} of {path.name} looks like the header: the lines above it "
+                         f"seem to be a title, skip them with --skip-rows {header_at}") from None
+
+
+def _header_line(path: Path, columns: Mapping[str, str] | None, *, encoding: str | None,
+                 sheet: str | int | None, skip_rows: int, look: int = 20) -> int | None:
+    """The 0-based line (CSV) or row (Excel) among the first `look` after `skip_rows` whose
+    fields would make a valid header, or None."""
+    try:
+        if _file_kind(path) == "excel":
+            frame = _read_excel(path, sheet if sheet != "all" else None, skip_rows)
+            lines = [list(frame.columns)] + [[str(v or "") for v in row] for row in frame.head(look).rows()]
+        elif _file_kind(path) == "csv":
+            with path.open("rb") as file:
+                head = file.read(1 << 16)
+            text = _as_utf8(head, encoding, path).decode("utf-8-sig", errors="replace").splitlines()[skip_rows:]
+            lines = list(csv.reader(text[:look], delimiter=_csv_separator(path, text[0].encode() if text else b"")))
+        else:
+            return None
+    except (InputError, OSError, csv.Error):
+        return None
+    for i, fields in enumerate(lines[1:look], start=1):
+        try:
+            _detect_layout([f.strip() for f in fields if f.strip()], columns)
+            return skip_rows + i
+        except InputError:
+            continue
+    return None
 
 
 def _detect_layout(headers: list[str], columns: Mapping[str, str] | None) -> _Layout:
@@ -690,9 +791,10 @@ class ResultSink:
     included) removes it (grouper.outputs.atomic_output).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, metadata: Mapping[str, str] | None = None):
         self.path = Path(path)
         self.suffix = output_format(self.path)
+        self.metadata = dict(metadata or {})  # Parquet: key-value metadata of the file (e.g. which scheme)
         self._parquet = None
         self._csv = None
         self._excel: list[pl.DataFrame] = []
@@ -720,7 +822,9 @@ class ResultSink:
 
             table = batch.to_arrow()
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
+                schema = table.schema.with_metadata({**(table.schema.metadata or {}), **{
+                    k.encode(): v.encode() for k, v in self.metadata.items()}})
+                self._parquet = pq.ParquetWriter(self._tmp, schema)
             self._parquet.write_table(table.cast(self._parquet.schema))
 
     def _close_writers(self) -> None:

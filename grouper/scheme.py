@@ -1,6 +1,7 @@
 """Load a scheme pack: parse → check → compile. The one place that joins the language and the engine."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -29,6 +30,12 @@ class LoadedScheme:
     ast: ast.Scheme
     plan: Plan
     diagnostics: list[Diagnostic]  # warnings (errors raise)
+    content_hash: str = ""  # of every file of the pack and its bases (see content_hash)
+
+    def describe(self) -> dict[str, str]:
+        """Which rules: name, version, pack path and content hash (for summaries and output metadata)."""
+        return {"name": self.ast.header.name, "version": self.ast.header.version, "path": str(self.path),
+                "content_hash": self.content_hash}
 
 
 def scheme_path(pack: str | Path | None) -> Path:
@@ -149,27 +156,42 @@ def engine_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def pack_fingerprint(path: Path) -> str:
-    """Hash of where the pack is, of every file of the pack folder (names and contents) and of the engine.
-
-    Any change to the scheme, to any table or to the engine gives a new key, so a stale plan is never
-    used; the folder is part of the key because a plan's rules name their source files (an identical
-    copy elsewhere must show its own paths in explain and check).
-    """
-    digest = hashlib.blake2b(f"{engine_fingerprint()}/{path.name}".encode(), digest_size=20)
-    seen: set[Path] = set()
-    while path is not None and path.resolve() not in seen:  # an overlay's base packs count too
-        seen.add(path.resolve())
-        digest.update(str(path).encode() + b"\0" + str(path.resolve()).encode() + b"\0")
-        for file in sorted(p for p in path.parent.iterdir() if p.is_file()):
-            digest.update(file.name.encode() + b"\0")
-            digest.update(file.read_bytes())
-            digest.update(b"\0")
+def _pack_chain(path: Path) -> list[Path]:
+    """The scheme file and, for an overlay, its base scheme files in turn."""
+    chain: list[Path] = []
+    while path is not None and path.resolve() not in {p.resolve() for p in chain}:
+        chain.append(path)
         match = EXTENDS.search(path.read_text(encoding="utf-8-sig", errors="replace"))
         try:
             path = scheme_path(path.parent / match.group(1)) if match else None
         except SchemeError:
             path = None  # reported when the pack is parsed
+    return chain
+
+
+def content_hash(path: Path) -> str:
+    """Hash of every file of the pack folder and of its base packs (names and contents): which rules
+    produced a result, whatever folder the pack sits in. Recorded in outputs for audits."""
+    digest = hashlib.blake2b(digest_size=20)
+    for scheme_file in _pack_chain(path):
+        digest.update(scheme_file.name.encode() + b"\0")
+        for file in sorted(p for p in scheme_file.parent.iterdir() if p.is_file()):
+            digest.update(file.name.encode() + b"\0")
+            digest.update(file.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def pack_fingerprint(path: Path, content: str | None = None) -> str:
+    """The plan cache key: the engine, where the pack is, and its content hash.
+
+    Any change to the scheme, to any table or to the engine gives a new key, so a stale plan is never
+    used; the folder is part of the key because a plan's rules name their source files (an identical
+    copy elsewhere must show its own paths in explain and check).
+    """
+    digest = hashlib.blake2b(f"{engine_fingerprint()}/{content or content_hash(path)}".encode(), digest_size=20)
+    for scheme_file in _pack_chain(path):
+        digest.update(str(scheme_file).encode() + b"\0" + str(scheme_file.resolve()).encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -182,18 +204,19 @@ def load_scheme(pack: str | Path | None = None, *, cache: bool | None = None) ->
     path = scheme_path(pack)
     if cache is None:
         cache = not os.environ.get("GROUPER_NO_CACHE")
+    content = content_hash(path)
     if not cache:
-        return _load_uncached(path)
-    entry = cache_dir() / f"{pack_fingerprint(path)}.pickle"
+        return dataclasses.replace(_load_uncached(path), content_hash=content)
+    entry = cache_dir() / f"{pack_fingerprint(path, content)}.pickle"
     try:
         with entry.open("rb") as fh:
             loaded = pickle.load(fh)
         if isinstance(loaded, LoadedScheme):
-            loaded.path = path
+            loaded.path, loaded.content_hash = path, content
             return loaded
     except Exception:  # noqa: BLE001 - no entry yet, or any damage to it (unpickling raises many kinds): rebuild
         pass
-    loaded = _load_uncached(path)
+    loaded = dataclasses.replace(_load_uncached(path), content_hash=content)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         partial = entry.with_suffix(f".{os.getpid()}.tmp")

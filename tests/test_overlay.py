@@ -180,6 +180,9 @@ def test_patch_and_replace_tables(region):
     assert grouped(pack, ("1", "40", "5", "K35.800|J18.900", "47.0100"), ("1", "40", "5", "K35.800|S06.000", "47.0100"),
                    ("1", "40", "5", "K35.900", "47.0100")) == [
         ("grouped", "MDCG", "GD1", "GD13"), ("grouped", "MDCG", "GD1", "GD11"), ("grouped", "MDCG", "GD1", "GD15")]
+    e = explain_case(load_scheme(pack), cases(("x", "1", "40", "5", "K35.800|S06.000", "47.0100")))
+    gd11 = next(a for s in e.steps if s.code == "MDCG" for a in s.children if a.code == "GD1").children[0]
+    assert gd11.why.children[0].detail.endswith(f"(table cc patched at {pack / 'scheme.grp'}:2)")
     replaced = region('replace table cc = "cc2.csv"\n', cc2_csv="code,level,exclusion_table\nS06.000,CC,T9\n")
     assert grouped(replaced, ("1", "40", "5", "K35.800|J18.900", "47.0100"), ("1", "40", "5", "K35.800|S06.000", "47.0100")) == [
         ("grouped", "MDCG", "GD1", "GD15"), ("grouped", "MDCG", "GD1", "GD13")]
@@ -206,6 +209,9 @@ def test_redefining_a_define_or_set_changes_every_base_rule_using_it(region):
     e = explain_case(load_scheme(pack), cases(("x", "1", "40", "5", "K35.800|S27.000", "47.0100")))
     gd1 = next(a for s in e.steps if s.code == "MDCG" for a in s.children if a.code == "GD1")
     assert gd1.children[0].why.detail == f"defined at {pack / 'scheme.grp'}:2"
+    e = explain_case(load_scheme(pack), cases(("x", "1", "40", "5", "K80.100x001", "")))
+    gz1 = next(a for s in e.steps if s.code == "MDCG" for a in s.children if a.code == "GZ1")
+    assert gz1.why.children[0].detail.endswith(f"(set OR replaced at {pack / 'scheme.grp'}:3)")
 
 
 @pytest.mark.parametrize("line, code", [

@@ -31,9 +31,9 @@ MINIMAL = '[policy]\nname = "x"\nmethod = "points"\n\n[budget]\nannual = { all =
 
 
 def test_examples_load():
-    assert len(EXAMPLES) == 2
-    methods = sorted(load_policy(p).method for p in EXAMPLES)
-    assert methods == ["points", "rate"]
+    assert len(EXAMPLES) == 3
+    methods = sorted(load_policy(p)["policy"]["method"] for p in EXAMPLES)
+    assert methods == ["dip", "points", "rate"]        # dip-example.toml: the DIP demo's policy (grouper/dip)
 
 
 def test_defaults_are_filled(tmp_path):

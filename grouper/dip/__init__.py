@@ -41,16 +41,26 @@ def group_dip(cases: pl.DataFrame | str | Path, scheme: LoadedDip | str | Path |
 def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: LoadedDip | str | Path | None = None, *,
                    batch_size: int = BATCH_SIZE, columns: Mapping[str, str] | None = None,
                    encoding: str | None = None, threads: int | None = None,
-                   on_batch: Callable[[pl.DataFrame], None] | None = None) -> int:
-    """Group a file into an output file batch by batch (bounded memory); returns the row count."""
+                   on_batch: Callable[[pl.DataFrame], None] | None = None, carry: bool = False) -> int:
+    """Group a file into an output file batch by batch (bounded memory); returns the row count.
+
+    `carry=True` writes a DIP grouped file: the results followed by the typed settlement fields
+    (CSV/Excel: money as yuan with two decimals), the input of `grouper settle` under a DIP policy."""
     from .. import io
+    from ..fields import for_text_output
     from ..pipeline import case_batches
+    from .settle import dip_grouped
 
     plan = _loaded(scheme).plan
     rows = 0
     with io.ResultSink(output_path) as sink:
-        for cases in case_batches(input_path, batch_size=batch_size, encoding=encoding, columns=columns):
+        for cases in case_batches(input_path, batch_size=batch_size, encoding=encoding, columns=columns,
+                                  settlement=carry):
             results = group_dip_frame(plan, cases, threads=threads)
+            if carry:
+                results = dip_grouped(results, cases)
+                if sink.suffix in (".csv", ".xlsx"):
+                    results = for_text_output(results)
             sink.write(results)
             rows += results.height
             if on_batch is not None:

@@ -37,6 +37,8 @@ def _codes(text: str) -> list[str]:
 
 
 def _band(field: str, low: str, high: str) -> list[ast.Cond]:
+    if low and low == high:
+        return [ast.FieldCmp(field, "=", int(low))]
     if low and high:
         return [ast.FieldRange(field, int(low), int(high))]
     if low:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 def run_settle(args) -> int:
+    from ..errors import UsageError
     from ..outputs import atomic_output, refuse_collisions
     from .files import load_cases, write_comparison, write_settlement
     from .policy import load_policy
@@ -13,12 +15,19 @@ def run_settle(args) -> int:
                        ("--compare", args.compare), ("--weights2", args.weights2)], [("-o", args.output)])
     policy = load_policy(args.policy)
     policy2 = load_policy(args.compare) if args.compare else None
-    cases = load_cases(args.cases, args.scheme)  # the scheme is loaded only if the cases are raw
     out = Path(args.output)
     comparison = None
-    if policy2 is None:
-        settlement = settle_cases(cases, policy, args.weights)
+    if policy.is_dip:  # base points from the DIP pack's scores (grouper/dip/settle.py)
+        from ..dip.settle import settle_dip
+
+        result = settle_dip(args.cases, policy, args.scheme, policy2=policy2)
+        comparison, settlement = (None, result) if policy2 is None else (result, result.base)
+    elif args.weights is None:
+        raise UsageError("--weights is required (a DRG weights table) unless the policy has method = \"dip\"")
+    elif policy2 is None:
+        settlement = settle_cases(load_cases(args.cases, args.scheme), policy, args.weights)
     else:
+        cases = load_cases(args.cases, args.scheme)  # the scheme is loaded only if the cases are raw
         comparison = compare_policies(cases, policy, policy2, args.weights, args.weights2)
         settlement = comparison.base
     with atomic_output(out, directory=True) as folder:  # the folder appears whole or not at all

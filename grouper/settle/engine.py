@@ -43,6 +43,7 @@ OPTIONAL_COLUMNS = {
     "id": pl.String, "adrg": pl.String, "hospital_level": pl.Int8, "insurance": pl.String,
     "admission_date": pl.Date, "discharge_date": pl.Date, "patient_id": pl.String,
     "special_review": pl.Boolean, "los": pl.Int32, "discharge": pl.String,
+    "aux_factor": pl.Float64,  # DIP: the auxiliary catalogue's factor (grouper/dip)
 }
 
 
@@ -170,6 +171,8 @@ def _prices(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     if hospitals:
         own = pl.col("hospital").replace_strict({k: _f(x) for k, x in hospitals.items()}, default=None, return_dtype=pl.Float64)
         coef = pl.when(basic | own.is_null()).then(coef).otherwise(own)
+    if "fixed_coefficient" in frame.columns:  # a source's own coefficient (DIP 基层病种) wins
+        coef = pl.coalesce(pl.col("fixed_coefficient"), coef)
     drgs = v["coefficients"]["drgs"]
     if drgs:
         coef = coef * pl.col("group").replace_strict({k: _f(x) for k, x in drgs.items()}, default=1.0, return_dtype=pl.Float64)

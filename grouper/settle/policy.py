@@ -37,7 +37,14 @@ class Policy:
 
     @property
     def method(self) -> str:
-        return self.values["policy"]["method"]
+        """How money is computed: "points" or "rate". A DIP policy (`method = "dip"`) pays by points."""
+        method = self.values["policy"]["method"]
+        return "points" if method == "dip" else method
+
+    @property
+    def is_dip(self) -> bool:
+        """Base points come from a DIP pack (grouper.dip.settle), not from a weights table."""
+        return self.values["policy"]["method"] == "dip"
 
     @property
     def path(self) -> Path:
@@ -342,7 +349,7 @@ def level_value(table: dict, level):
 
 def _check_relations(v: dict, out: _Collector) -> None:
     method = v["policy"]["method"]
-    if method == "points" and not v["budget"]["annual"]:
+    if method in ("points", "dip") and not v["budget"]["annual"]:
         out.error("missing-key", ("budget", "annual"), "the points method needs `budget.annual` (the budget that the point value shares out)")
     if method == "rate" and not v["rate"]["base_rate"]:
         out.error("missing-key", ("rate", "base_rate"), "the rate method needs `rate.base_rate` (yuan per unit of RW)")

@@ -29,7 +29,7 @@ def weights_source(weights: BaseSource | pl.DataFrame | str | Path, policy: Poli
 
 
 def settle_cases(cases: pl.DataFrame | str | Path, policy: Policy | str | Path,
-                 weights: BaseSource | pl.DataFrame | str | Path, *, scheme=None) -> Settlement:
+                 weights: BaseSource | pl.DataFrame | str | Path, *, scheme=None, column: str = "drg") -> Settlement:
     """Settle grouped cases (a frame or file) or raw cases (grouped first with `scheme`) under a policy.
 
     Returns a `Settlement`: `.cases` (one row per input row, in order), `.hospitals`, `.groups`
@@ -37,14 +37,15 @@ def settle_cases(cases: pl.DataFrame | str | Path, policy: Policy | str | Path,
     """
     policy = _policy(policy)
     frame = cases if isinstance(cases, pl.DataFrame) else load_cases(cases, scheme)
-    return settle(frame, policy, weights_source(weights, policy))
+    return settle(frame, policy, weights_source(weights, policy), column=column)
 
 
 def compare_policies(cases: pl.DataFrame | str | Path, policy: Policy | str | Path, policy2: Policy | str | Path,
                      weights: BaseSource | pl.DataFrame | str | Path,
-                     weights2: BaseSource | pl.DataFrame | str | Path | None = None, *, scheme=None) -> Comparison:
+                     weights2: BaseSource | pl.DataFrame | str | Path | None = None, *, scheme=None,
+                     column: str = "drg") -> Comparison:
     """Settle the same cases under (policy, weights) and (policy2, weights2 or weights); see `compare`."""
     frame = cases if isinstance(cases, pl.DataFrame) else load_cases(cases, scheme)
-    base = settle_cases(frame, policy, weights)
-    change = settle_cases(frame, policy2, weights if weights2 is None else weights2)
-    return compare(base, change)
+    base = settle_cases(frame, policy, weights, column=column)
+    change = settle_cases(frame, policy2, weights if weights2 is None else weights2, column=column)
+    return compare(base, change, column=column)

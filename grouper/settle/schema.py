@@ -56,13 +56,21 @@ def _share(doc: str, default=None, **kw) -> Spec:
 SCHEMA = Section("a settlement policy", {
     "policy": Section("what the policy is", {
         "name": Spec("str", "a name shown in outputs and the report", REQUIRED),
-        "method": Spec("choice", "`points` (点数法: a regional budget shared by points) or `rate` (费率法: a base rate in yuan per unit of weight)",
-                       REQUIRED, choices=("points", "rate")),
+        "method": Spec("choice", "`points` (点数法: a regional budget shared by points), `rate` (费率法: a base rate in yuan per unit of weight) "
+                                 "or `dip` (按病种分值付费: points from a DIP pack's scores, then as `points`)",
+                       REQUIRED, choices=("points", "rate", "dip")),
         "region": Spec("str", "the region it models (documentation only)"),
         "source": Spec("str", "the legal text or notes it follows (documentation only)"),
         "extends": Spec("path", "a base policy file (relative to this one) whose keys this file overrides: tables merge key by key, "
                                 "arrays and values are replaced; use it for a reform to compare against its baseline"),
     }, required=True),
+    "dip": Section("DIP settings (method = dip; the base points of a case are its 病种分值 × its auxiliary factor)", {
+        "primary_coefficient": Spec("number", "coefficient of 基层病种 (primary-care groups) at every hospital level; absent: the level's coefficient",
+                                    low=0.0, low_open=True),
+        "extreme": Spec("number", "a case costing more than this many times its group's mean cost is flagged for 特例单议 (expert review) "
+                                  "and follows `cases.special_review`; absent: no such flag", low=1.0),
+        "auxiliary": Spec("bool", "apply the auxiliary catalogue's factor (辅助目录) to the base points", True),
+    }),
     "points": Section("点数法 settings (method = points)", {
         "scale": Spec("number", "base points of a group = RW × scale (×100 confirmed in Jinhua, Zigong)", Decimal(100), low=0.0, low_open=True),
         "budget_point_value": Spec("number", "预算点值 in yuan per point; absent: the distributable budget ÷ the standard points of the year's "
