@@ -61,3 +61,12 @@ def test_dip_compile(benchmark, workdir):
     """Parse + check + compile the 10,000-row catalogue (no plan cache for DIP packs)."""
     benchmark.group = "dip"
     benchmark.pedantic(load_dip_scheme, args=(workdir / "dip-synthetic",), rounds=3, iterations=1)
+
+
+def test_dip_reference_agreement_200k(dip_pack, dip_cases):
+    """Large-scale check (not timed): the compiled kernel and the reference interpreter agree on
+    200,000 of the benchmark's cases against the 10,000-row catalogue."""
+    from grouper.dip.reference import reference_group
+
+    sample = dip_cases.slice(0, 200_000)
+    assert group_dip_frame(dip_pack.plan, sample).equals(reference_group(dip_pack, sample))

@@ -109,8 +109,9 @@ def test_demo_pack_is_built_by_the_commands(tmp_path):
                  "--end-year", "2024", "--cases", "20000", "--seed", "11", "-o", str(history), "-q"]) == 0
     assert main(["calibrate", "dip", str(history), "--procedures", str(DEMO / "proc_types.csv"),
                  "-o", str(tmp_path / "pack"), "--year-weights", "1:2:7", "--years", "2022:2024",
-                 "--name", "DIP 示例", "--version", "synthetic", "-q"]) == 0
-    for name in ("scheme.dip", "catalogue.csv", "proc_types.csv"):
+                 "--name", "DIP 示例", "--version", "synthetic", "--auxiliary", str(DEMO / "aux.csv"),
+                 "--auxiliary-lists", str(DEMO / "aux_lists.csv"), "--calibrate-auxiliary", "-q"]) == 0
+    for name in ("scheme.dip", "catalogue.csv", "proc_types.csv", "aux.csv", "aux_lists.csv"):
         assert (tmp_path / "pack" / name).read_text(encoding="utf-8") == (DEMO / name).read_text(encoding="utf-8"), name
 
 

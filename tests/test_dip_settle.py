@@ -131,9 +131,9 @@ def test_compare_and_cli_on_the_demo_pack(tmp_path, capsys):
     assert cases.height == 40 and "dip" in cases.columns
     hospitals = pl.read_csv(out / "compare_hospitals.csv")
     assert hospitals.height == 4
-    groups = pl.read_csv(out / "compare_dips.csv")
-    assert groups.height > 10
-    assert (out / "dips.csv").is_file()
+    groups = pl.read_csv(out / "compare_drgs.csv")       # the per-group tables keep their names; the column is dip
+    assert groups.height > 10 and groups.columns[0] == "dip"
+    assert pl.read_csv(out / "drgs.csv").columns[0] == "dip"
     # a DRG policy without weights is a usage error; a DIP policy needs a DIP pack's cases
     assert main(["settle", str(demo / "discharges.csv"), "--policy", str(ROOT / "tables" / "policies" / "zhejiang-points.toml"),
                  "-o", str(tmp_path / "x")]) == 2

@@ -88,3 +88,38 @@ def test_import_as_overlay_on_the_command_line(variant, chs_pack, tmp_path, caps
         (root / "overlay" / "scheme.grp").read_text(encoding="utf-8").split("\n", 2)[2]
     assert main(["check", str(out)]) == 0
     assert "base " in capsys.readouterr().err
+
+
+def test_a_region_of_the_2_0_scheme(chs20_tables, chs20_pack, golden20_cases, tmp_path):
+    """The same on a region derived from CHS-DRG 2.0 (QY rules unchanged): LOS bands with no_drg,
+    a moved ADRG and a patched CC list; overlay = standalone on the 20,000 golden cases."""
+    import csv
+    import shutil
+
+    region = tmp_path / "tables"
+    shutil.copytree(chs20_tables, region, ignore=shutil.ignore_patterns("golden"))
+    with (region / "drg.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    columns = list(rows[0]) + ["los_min", "los_max"]
+    for r in rows:
+        if r["adrg"] == "AE1":
+            r["los_min"] = "2"
+    with (region / "drg.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, columns, lineterminator="\n", restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    adrg = (region / "adrg.csv").read_text(encoding="utf-8")
+    (region / "adrg.csv").write_text(adrg.replace("MDCG,1,GB1,", "MDCG,1,GX1,").replace("MDCG,2,", "MDCG,1,")
+                                     .replace("MDCG,1,GX1,", "MDCG,2,GB1,"), encoding="utf-8")
+    cc = (region / "cc.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (region / "cc.csv").write_text("".join(cc[:1] + [line.replace(",MCC,", ",CC,") for line in cc[1:200]] + cc[400:]),
+                                   encoding="utf-8")
+    (region / "settings.csv").write_text("setting,value\nadrg_without_drg,no_drg\n", encoding="utf-8")
+    import_chs_drg(region, tmp_path / "standalone", name="r20")
+    import_overlay(region, chs20_pack, tmp_path / "overlay", name="r20")
+    text = (tmp_path / "overlay" / "scheme.grp").read_text(encoding="utf-8")
+    assert "patch table cc" in text and "move adrg" in text and "refine adrg AE1" in text
+    columns = ["status", "mdc", "adrg", "drg"]
+    overlay = group_frame(load_scheme(tmp_path / "overlay").plan, golden20_cases).select(columns)
+    assert overlay.equals(group_frame(load_scheme(tmp_path / "standalone").plan, golden20_cases).select(columns))
+    assert overlay["status"].to_list().count("no_drg") > 0

@@ -5,11 +5,12 @@ import functools
 from pathlib import Path
 
 import lark
-from lark import Transformer, v_args
+from lark import v_args
 
 from ..errors import SchemeError, with_source
 from ..lang import ast as lang_ast
-from ..lang.parse import _span_of, _string, _syntax_diagnostic
+from ..lang.parse import _Builder as SchemeBuilder
+from ..lang.parse import _string, _syntax_diagnostic
 from .ast import DipScheme, Setting
 
 
@@ -38,19 +39,11 @@ def parse_text(text: str, path: str = "<string>") -> DipScheme:
 
 
 @v_args(meta=True)
-class _Builder(Transformer):
-    def __init__(self, path: str):
-        super().__init__(visit_tokens=False)
-        self.path = path
-
-    def _s(self, meta):
-        return _span_of(self.path, meta)
+class _Builder(SchemeBuilder):
+    """The scheme language's builder (tables, set expressions, filters) plus the dip block."""
 
     def header(self, meta, c):
         return lang_ast.Header(_string(c[0]), _string(c[1]), None, self._s(meta))
-
-    def table_def(self, meta, c):
-        return lang_ast.TableDef(str(c[0]), _string(c[1]), str(c[2]) if c[2] is not None else None, self._s(meta))
 
     def dip_block(self, meta, c):
         return (tuple(c), self._s(meta))
@@ -78,12 +71,3 @@ class _Builder(Transformer):
 
     def level(self, meta, c):
         return Setting(str(c[0]), c[1], self._s(meta))
-
-    def set_ref(self, meta, c):
-        return lang_ast.SetRef(str(c[0]), self._s(meta))
-
-    def table_filter(self, meta, c):
-        return lang_ast.TableFilter(str(c[0]), tuple(c[1:]), self._s(meta))
-
-    def filter(self, meta, c):
-        return lang_ast.Filter(str(c[0]), str(c[1]), _string(c[2]), self._s(meta))

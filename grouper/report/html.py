@@ -26,17 +26,12 @@ RATIO_BINS = 60
 RATIO_MAX = 6.0  # the histogram's last bin collects every ratio above
 
 
-def _first(folder: Path, *names: str) -> Path:
-    """The per-group table: drgs.csv, or dips.csv for a DIP settlement."""
-    return next((folder / n for n in names if (folder / n).is_file()), folder / names[0])
-
-
 def _read_settlement(folder: Path) -> dict:
     if not (folder / "summary.json").is_file():
         raise InputError(f"{folder} is not a settlement folder (no summary.json): write one with `grouper settle ... -o {folder}`")
     data = {"summary": json.loads((folder / "summary.json").read_text(encoding="utf-8")),
             "hospitals": read_table(folder / "hospitals.csv", MONEY["hospitals"]),
-            "groups": read_table(_first(folder, "drgs.csv", "dips.csv"), MONEY["groups"]),
+            "groups": read_table(folder / "drgs.csv", MONEY["groups"]),
             "pools": read_table(folder / "pools.csv", MONEY["pools"])}
     cases = next((p for p in (folder / "cases.parquet", folder / "cases.csv") if p.is_file()), None)
     if cases is None:
@@ -50,7 +45,7 @@ def _read_settlement(folder: Path) -> dict:
                           .group_by("bin").len().collect())
     if (folder / "compare_hospitals.csv").is_file():
         data["compare"] = {"hospitals": read_table(folder / "compare_hospitals.csv", COMPARE_MONEY),
-                           "groups": read_table(_first(folder, "compare_drgs.csv", "compare_dips.csv"), COMPARE_MONEY)}
+                           "groups": read_table(folder / "compare_drgs.csv", COMPARE_MONEY)}
     return data
 
 

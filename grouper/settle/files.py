@@ -42,8 +42,7 @@ def write_settlement(settlement, folder: str | Path, *, case_format: str = "parq
     folder.mkdir(parents=True, exist_ok=True)
     write_table(settlement.cases, folder / f"cases.{case_format}", MONEY["cases"])
     write_table(settlement.hospitals, folder / "hospitals.csv", MONEY["hospitals"])
-    groups = "dips.csv" if "dip" in settlement.groups.columns else "drgs.csv"   # a DIP settlement: per 病种
-    write_table(settlement.groups, folder / groups, MONEY["groups"])
+    write_table(settlement.groups, folder / "drgs.csv", MONEY["groups"])   # per group: DRG, or 病种 (column dip)
     write_table(settlement.pools, folder / "pools.csv", MONEY["pools"])
     summary = {"policy": settlement.policy.name, "method": settlement.policy.method,
                "policy_files": [str(p) for p in settlement.policy.files],
@@ -64,8 +63,7 @@ def write_comparison(comparison, folder: str | Path, *, case_format: str = "parq
                                         "weights": None if weights2 is None else str(weights2)}})
     write_settlement(comparison.change, folder / "change", case_format=case_format)
     write_table(comparison.hospitals, folder / "compare_hospitals.csv", COMPARE_MONEY)
-    groups = "compare_dips.csv" if "dip" in comparison.groups.columns else "compare_drgs.csv"  # DIP: per 病种
-    write_table(comparison.groups, folder / groups, COMPARE_MONEY)
+    write_table(comparison.groups, folder / "compare_drgs.csv", COMPARE_MONEY)  # per group: DRG, or 病种 (column dip)
     return folder
 
 
