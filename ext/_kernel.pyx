@@ -58,6 +58,7 @@ cdef enum:
     K_NOT = 10
     K_GATE = 11
     K_COUNT_ITEMS = 12
+    K_GATE_FIELD = 13
 
 cdef enum:
     ST_GROUPED = 0
@@ -88,14 +89,14 @@ def _check_ir_constants():
         "OP_CONST": K_CONST, "OP_IN": K_IN, "OP_IN_UNLESS": K_IN_UNLESS, "OP_COUNT": K_COUNT,
         "OP_TAGSET": K_TAGSET, "OP_HAS_TAG": K_HAS_TAG, "OP_FIELD_CMP": K_FIELD_CMP,
         "OP_FIELD_PRESENT": K_FIELD_PRESENT, "OP_AND": K_AND, "OP_OR": K_OR, "OP_NOT": K_NOT,
-        "OP_GATE": K_GATE, "OP_COUNT_ITEMS": K_COUNT_ITEMS,
+        "OP_GATE": K_GATE, "OP_COUNT_ITEMS": K_COUNT_ITEMS, "OP_GATE_FIELD": K_GATE_FIELD,
         "GROUPED": ST_GROUPED, "NO_ADRG": ST_NO_ADRG, "UNGROUPABLE": ST_UNGROUPABLE,
         "INVALID": ST_INVALID, "NO_DRG": ST_NO_DRG, "QY": ST_QY, "NO_DRG_STATUS": B_NO_DRG_STATUS,
         "SECOND_ATTEMPT": B_SECOND_ATTEMPT, "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
         "NO_CONDITION": NO_CONDITION, "NOT_QY": NOT_QY, "MISSING": MISSING,
     }
     wrong = [name for name, value in expected.items() if int(getattr(_ir, name)) != value]
-    if len(_ir.OPCODE_NAMES) != K_COUNT_ITEMS + 1 or len(_ir.CMP_IDS) != N_CMPS or len(_ir.SCOPE_IDS) != N_SCOPES:
+    if len(_ir.OPCODE_NAMES) != K_GATE_FIELD + 1 or len(_ir.CMP_IDS) != N_CMPS or len(_ir.SCOPE_IDS) != N_SCOPES:
         wrong.append("OPCODE_NAMES/CMP_IDS/SCOPE_IDS")
     if wrong:
         raise ImportError(
@@ -273,7 +274,11 @@ cdef bint eval_condition(const PlanC* p, Py_ssize_t k, const CaseC* cs) noexcept
         c = ins[3]
         d = ins[4]
         ins += N_OPERANDS
-        if op == K_GATE:
+        if op == K_GATE_FIELD:
+            value = cs.fields[<Py_ssize_t>a * cs.field_stride]
+            if value == MISSING or not compare(value, b, c):
+                return False
+        elif op == K_GATE:
             items = scope_items(cs, a, &n)
             if not any_in_set(p.set_bits + <Py_ssize_t>b * p.n_words, items, n):
                 return False
@@ -477,6 +482,11 @@ cdef int check_condition(const int32_t[:, ::1] program, Py_ssize_t k, Py_ssize_t
                 problem = f"bad comparison {c}"
             if op != K_TAGSET and op != K_GATE:
                 depth += 1
+        elif op == K_GATE_FIELD:
+            if not 0 <= a < n_fields:
+                problem = f"field {a} is not a row of fields (which has {n_fields})"
+            elif not 0 <= b < N_CMPS:
+                problem = f"bad comparison {b}"
         elif op == K_COUNT_ITEMS:
             if not 0 <= a < N_SCOPES:
                 problem = f"bad scope {a}"

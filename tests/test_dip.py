@@ -194,6 +194,7 @@ def test_cli_check_group_explain(tmp_path, capsys):
     out = tmp_path / "r.parquet"
     assert main(["group", str(src), "-o", str(out), "--scheme", str(MINI), "-q"]) == 0
     assert pl.read_parquet(out).select("dip", "status").rows() == [("K80.1-1", "grouped"), (None, "ungrouped")]
+    assert main(["group", str(src), "-o", str(tmp_path / "t.csv"), "--scheme", str(MINI), "--trace", "1"]) == 2
     assert main(["explain", "--scheme", str(MINI), "--cases", str(src), "--id", "1", "--try=-proc:51.2300"]) == 0
     text = capsys.readouterr().out
     assert "highest treatment type" in text and "K80.1-4" in text and "changed" in text

@@ -154,3 +154,15 @@ def test_dip_grouped_file_round_trip(pack, tmp_path):
         from_file = settle_dip(grouped, policy, pack).cases
         direct = settle_dip(_cases(CASES), policy, pack).cases
         assert from_file.select("dip", "case_type", "points", "payment").equals(direct.select("dip", "case_type", "points", "payment"))
+
+
+def test_report_of_a_dip_settlement(tmp_path):
+    """The HTML report (grouper/report, pay2's) renders a DIP settlement folder: charts and tables."""
+    pytest.importorskip("grouper.report.html", reason="the report lands with the settlement wing's report")
+    demo, policy = ROOT / "tables" / "dip-demo", ROOT / "tables" / "policies" / "dip-example.toml"
+    out = tmp_path / "settled"
+    assert main(["settle", str(demo / "discharges.csv"), "--policy", str(policy), "--scheme", str(demo),
+                 "-o", str(out), "-q"]) == 0
+    assert main(["report", str(out), "-o", str(tmp_path / "report.html")]) == 0
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert html.count("<svg") >= 3 and "K35" in html and "DIP 示例" in html

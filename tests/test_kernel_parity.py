@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from grouper.engine import _kernel_py, ir
 from grouper.engine.ir import (
     DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MAX_STACK, MISSING, NE, NO_ADRG, NO_CONDITION, NO_DRG, NO_DRG_STATUS, SECOND_ATTEMPT,
-    OP_AND, OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_HAS_TAG, OP_IN, OP_IN_UNLESS,
+    OP_AND, OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_GATE_FIELD, OP_HAS_TAG, OP_IN, OP_IN_UNLESS,
     OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
 )
 
@@ -563,8 +563,9 @@ def random_plan(seed: int, n_conditions: int = 30) -> tuple:
     for _ in range(n_maps):
         pb.map({code: int(rng.integers(0, 8)) for code in range(N_CODES + 1) if rng.random() < 0.7})
     # Some conditions start with GATE instructions, as the compiler emits for `pdx in X and ...`.
-    gates = lambda: [I(OP_GATE, int(rng.integers(6)), int(rng.integers(n_sets)))  # noqa: E731
-                     for _ in range(int(rng.integers(0, 3)))]
+    gates = lambda: ([I(OP_GATE_FIELD, int(rng.integers(N_FIELDS)), int(rng.integers(6)), int(rng.integers(-1, 4)))
+                      for _ in range(int(rng.integers(0, 2)))]   # noqa: E731 - `age = 0 and ...`
+                     + [I(OP_GATE, int(rng.integers(6)), int(rng.integers(n_sets))) for _ in range(int(rng.integers(0, 3)))])
     conds = [pb.cond(*(gates() + random_condition(rng, n_sets, n_maps))) for _ in range(n_conditions)]
     pick = lambda: int(rng.choice(conds))  # noqa: E731 - conditions are shared, as a compiler may do
     for _ in range(2):

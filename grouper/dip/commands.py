@@ -30,6 +30,13 @@ def group_command(args, columns) -> int:
     from . import group_dip_file, load_dip_scheme
     from .console import render_dip_summary
 
+    from ..errors import UsageError
+
+    unsupported = [flag for flag, given in (("--report", args.report), ("--trace", args.trace),
+                                            ("--trace-status", args.trace_status)) if given]
+    if unsupported:
+        raise UsageError(f"{', '.join(unsupported)}: not available for a DIP pack (use `grouper explain --scheme PACK` "
+                         "for one case)")
     console = stderr_console()
     scheme = load_dip_scheme(args.scheme)
     batches = []

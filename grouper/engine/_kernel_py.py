@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .ir import (
     DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MISSING, NE, NO_ADRG, NO_CONDITION, NO_DRG, NO_DRG_STATUS, NOT_QY,
-    OP_AND, OP_CONST, OP_COUNT, OP_COUNT_ITEMS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_HAS_TAG, OP_IN,
+    OP_AND, OP_CONST, OP_COUNT, OP_COUNT_ITEMS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_GATE_FIELD, OP_HAS_TAG, OP_IN,
     OP_IN_UNLESS, OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, QY, SDX, SECOND_ATTEMPT, SPROC, UNGROUPABLE,
 )
 
@@ -78,6 +78,10 @@ def eval_condition(plan_arrays, k: int, case: Case) -> bool:
     for op, a, b, c, d in program[cond_start[k]:cond_start[k + 1]].tolist():
         if op == OP_CONST:
             stack.append(bool(a))
+        elif op == OP_GATE_FIELD:
+            value = case.fields[a]
+            if value == MISSING or not compare(value, b, c):
+                return False
         elif op == OP_GATE:
             if not any(in_set(set_bits, b, x) for x in case.items(a)):
                 return False

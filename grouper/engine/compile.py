@@ -1,6 +1,8 @@
 """Checked AST + tables → execution Plan (see ir.py for the layout)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -12,6 +14,23 @@ from ..lang.printer import cond_text, set_text
 from ..lang.settings import resolved
 from ..lang.tables import TableStore
 from . import ir
+
+
+@dataclass(frozen=True)
+class _Union:
+    """A set the compiler makes for a gate: the union of other sets (never written in a scheme)."""
+
+    parts: tuple
+
+
+# Scopes whose items are items of a wider scope: a gate over the wider one is a necessary condition.
+_WIDER_SCOPE = {"pdx": "dx", "dx": "dx", "secondary dx": "dx", "pproc": "proc", "proc": "proc", "secondary proc": "proc"}
+
+
+def _set_source(expr) -> str:
+    if isinstance(expr, _Union):
+        return " | ".join(_set_source(p) for p in expr.parts)
+    return set_text(expr)
 
 
 class _Compiler:
@@ -31,6 +50,9 @@ class _Compiler:
 
     # ---- registries ----------------------------------------------------------------------
     def set_index(self, expr: ast.SetExpr) -> int:
+        if isinstance(expr, _Union):
+            for part in expr.parts:
+                self.set_index(part)  # built first, then OR-ed into the union (build_code_tables)
         key = self.names.resolve(expr)
         if key not in self.sets:
             self.sets[key] = len(self.sets)
@@ -61,11 +83,17 @@ class _Compiler:
         Membership tests that must hold for the whole condition to hold (`pdx in X and ...`) become
         GATE instructions in front: most rules fail on them, with one bit test and no stack work.
         """
-        gates, rest = [], []
+        field_gates, gates, rest = [], [], []
         for atom in self.conjuncts(cond):
             gateable = isinstance(atom, ast.OneIn) or (
                 isinstance(atom, ast.ManyIn) and atom.quant == "any" and atom.unless is None)
-            (gates if gateable else rest).append(atom)
+            (field_gates if isinstance(atom, ast.FieldCmp) else gates if gateable else rest).append(atom)
+        for atom in rest:
+            union = self.union_gate(atom)
+            if union is not None:
+                gates.append(union)
+        for atom in field_gates:  # one comparison: cheaper than any list scan (`age = 0 and ...` stops here)
+            self.op(ir.OP_GATE_FIELD, ir.FIELD_IDS[atom.field], ir.CMP_IDS[atom.op], self.field_value(atom.field, atom.value))
         for atom in gates:
             self.op(ir.OP_GATE, ir.SCOPE_IDS[atom.scope], self.set_index(atom.set))
         if not rest:
@@ -76,6 +104,28 @@ class _Compiler:
         self.cond_start.append(len(self.program))
         self.cond_sources.append(source)
         return len(self.cond_start) - 2
+
+    def union_gate(self, cond: ast.Cond) -> ast.ManyIn | None:
+        """For `A or B or ...` where every alternative requires some item of one scope in a set (e.g.
+        AH2's two rule rows each require a procedure in their list): a gate `any proc in (SA | SB)`.
+        The alternatives are still evaluated in full; the gate only stops the cases that cannot match."""
+        if isinstance(cond, ast.DefineRef):
+            cond = self.names.define_cond(cond.name)
+        if not isinstance(cond, ast.AnyOf):
+            return None
+        for wide in ("proc", "dx"):
+            parts = []
+            for alternative in cond.items:
+                found = next((a.set for a in self.conjuncts(alternative)
+                              if (isinstance(a, ast.OneIn) or (isinstance(a, ast.ManyIn) and a.quant == "any"
+                                                               and a.unless is None))
+                              and _WIDER_SCOPE[a.scope] == wide), None)
+                if found is None:
+                    break
+                parts.append(self.names.resolve(found))
+            else:
+                return ast.ManyIn("any", wide, _Union(tuple(dict.fromkeys(parts))))
+        return None
 
     def conjuncts(self, cond: ast.Cond) -> list[ast.Cond]:
         if isinstance(cond, ast.DefineRef):
@@ -238,7 +288,7 @@ class _Compiler:
             adrg_codes=[a.code for a in adrgs], adrg_names=[a.name or "" for a in adrgs],
             drg_codes=[d.code for d in drgs] + qy_codes, drg_names=[d.name or "" for d in drgs] + list(qy_names.values()),
             cond_sources=self.cond_sources,
-            set_index={set_text(e): i for e, i in self.sets.items()},
+            set_index={set_text(e): i for e, i in self.sets.items() if not isinstance(e, _Union)},
             map_index=dict(self.maps),
             warn_cond=i32(warn_cond), warn_names=[r.name for r in warns],
             warn_messages=[r.message or r.name for r in warns],
@@ -257,7 +307,7 @@ class _Compiler:
             empty_numbers={f: r.value for r in s.of_type(ast.ReadEmptyNumber) for f in r.fields},
             empty_lists=tuple(r.scope for r in s.of_type(ast.ReadEmptyList)),
             prefixes=self.prefixes,
-            set_sources=[set_text(e) for e in self.sets],
+            set_sources=[_set_source(e) for e in self.sets],
             map_sources=[f"{t}[{', '.join(f'{c} {o} {v!r}' for c, o, v in f)}].{col}" for t, f, col in self.maps],
             settings=settings,
             behaviour=(ir.NO_DRG_STATUS if settings["adrg_without_drg"] == "no_drg" else 0)
@@ -301,6 +351,8 @@ class _Compiler:
         members = []  # (set index, code) for every set, joined to ids in one pass
         prefix_sets = []
         for s, expr in enumerate(self.sets):
+            if isinstance(expr, _Union):
+                continue  # OR-ed from its parts below
             if isinstance(expr, ast.PrefixSet):
                 prefix_sets.append((s, expr))  # filled in once every code has its id
                 continue
@@ -342,6 +394,9 @@ class _Compiler:
             member_ids = np.concatenate([member_ids, np.asarray(prefixed, dtype=member_ids.dtype)])
         np.bitwise_or.at(set_bits, (set_index, member_ids >> 6),
                          np.left_shift(np.uint64(1), (member_ids & 63).astype(np.uint64)))
+        for s, expr in enumerate(self.sets):
+            if isinstance(expr, _Union):
+                set_bits[s] = np.bitwise_or.reduce(set_bits[[self.sets[p] for p in expr.parts]], axis=0)
 
         label_maps = np.zeros((max(len(self.maps), 1), n_ids), dtype=np.uint32)
         joined = labelled.join(ids, on="code", how="inner")
