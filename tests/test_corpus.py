@@ -5,7 +5,7 @@ output left behind by a failed run; for grouping, exactly one output row per inp
 
 To cover a new command or a new kind of bad input, add a line to CASES (and, if it needs one, a
 file to `corpus` below). Placeholders in a command line: {c} the corpus folder, {o} a fresh
-output folder, {mini} the mini pack, {demo} the demo pack.
+output folder, {mini} the mini pack, {demo} the demo pack, {dip} the DIP demo pack.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from grouper.cli import main
 FIXTURES = Path(__file__).parent / "fixtures"
 MINI = FIXTURES / "packs" / "mini"
 DEMO = Path(__file__).resolve().parents[1] / "tables" / "demo"
+DIP_DEMO = DEMO.parent / "dip-demo"
 DOCUMENTED_EXIT_CODES = {0, 1, 2, 3}  # ok, scheme error, usage error, input error (130/143: tests/test_outputs.py)
 
 HEADER = "id,sex,age,los,dx,proc\n"
@@ -68,6 +69,8 @@ CASES = [
          records=3),
     Case("group to Parquet", "group {c}/malformed.csv -o {o}/r.parquet --scheme {mini} -q --batch-size 2", 0,
          records=5, output="{o}/r.parquet"),
+    Case("group malformed lines with a DIP pack", "group {c}/malformed.csv -o {o}/r.csv --scheme {dip} -q", 0,
+         records=5),
     Case("group to Excel", "group {c}/good.csv -o {o}/r.xlsx --scheme {mini} -q", 0, records=3, output="{o}/r.xlsx"),
     # ---- grouping: options -----------------------------------------------------------------------
     Case("--batch-size 0", "group {c}/good.csv -o {o}/r.csv --scheme {mini} --batch-size 0", 2),
@@ -205,7 +208,7 @@ def test_command_over_bad_input(case: Case, corpus: Path, tmp_path: Path, monkey
     out.mkdir()
     shutil.copy(corpus / "good.csv", out / "input.csv")
     before = (out / "input.csv").read_bytes()
-    fill = {"c": corpus, "o": out, "mini": MINI, "demo": DEMO}
+    fill = {"c": corpus, "o": out, "mini": MINI, "demo": DEMO, "dip": DIP_DEMO}
     argv = case.argv.format(**fill).split()
     try:
         code = main(argv)

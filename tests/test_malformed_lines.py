@@ -89,3 +89,22 @@ def test_a_scheme_cannot_lower_malformed_line(tmp_path):
     pack.write_text((MINI / "scheme.grp").read_text() + "\nvalidate malformed_line = warning\n")
     with pytest.raises(grouper.SchemeError, match="always an error"):
         grouper.load_scheme(pack)
+
+
+def test_dip_and_carried_fields_honour_malformed_lines(tmp_path):
+    """The DIP wing makes the line invalid too, and a grouped file carries none of its values
+    (they may sit in the wrong columns) but its id."""
+    path = tmp_path / "cases.csv"
+    path.write_text("id,sex,age,los,dx,proc,cost\n1,1,40,5,K35.800,47.0100,100.00\n"
+                    "2,1,40,5,K35.800,47.0100,200.00,surplus\n", encoding="utf-8")
+    dip = Path(__file__).resolve().parents[1] / "tables" / "dip-demo"
+    out = tmp_path / "dip.csv"
+    assert main(["group", str(path), "-o", str(out), "--scheme", str(dip), "-q", "--carry"]) == 0
+    results = pl.read_csv(out, infer_schema=False)
+    assert results.select("id", "status", "reason").row(1) == ("2", "invalid", "malformed_line")
+    assert results["cost"].to_list() == ["100.00", None]
+    out = tmp_path / "drg.parquet"
+    assert main(["group", str(path), "-o", str(out), "--scheme", str(MINI), "-q", "--carry"]) == 0
+    results = pl.read_parquet(out)
+    assert results.select("id", "status", "reason").row(1) == ("2", "invalid", "malformed_line")
+    assert results.row(1, named=True)["cost"] is None and results.row(1, named=True)["age"] is None

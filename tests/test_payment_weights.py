@@ -208,8 +208,8 @@ def test_the_weighted_mean_rw_is_one(history, options):
     if "year_weights" in options:
         from grouper.payment.weights import WeightOptions, prepare
 
-        kept = prepare(history, WeightOptions(year_weights=(1, 2, 7))).filter(pl.col("kept"))
-        frame = frame.join(kept.group_by("drg").agg(pl.col("w").sum().alias("W")).collect(), on="drg")
+        kept = prepare(history, WeightOptions(year_weights=(1, 2, 7))).rows.filter(pl.col("kept"))
+        frame = frame.join(kept.group_by("drg").agg(pl.col("w").sum().alias("W")), on="drg")
     else:
         frame = frame.with_columns(pl.col("n_kept").cast(pl.Float64).alias("W"))
     for _, part in (frame.group_by(scope) if scope else [((), frame)]):
@@ -240,3 +240,15 @@ def test_cli_writes_a_table_that_a_scheme_accepts(tmp_path):
     assert explained.weight == table[explained.drg]
     assert main(["calibrate", "weights", str(source), "-o", str(tmp_path / "w.csv"), "--by-insurance", "-q"]) == 0
     assert (tmp_path / "w-employee.csv").is_file() and (tmp_path / "w-resident.csv").is_file()
+
+
+def test_cli_option_errors_are_usage_errors(tmp_path, capsys):
+    history = tmp_path / "h.csv"
+    history.write_text("id,dx,sex,age,cost\n1,J18.900,1,40,100.00\n", encoding="utf-8")
+    base = ["calibrate", "weights", str(history), "-o", str(tmp_path / "w.csv"), "-q"]
+    assert main(base + ["--iqr", "1"]) == 2
+    assert main(base + ["--year-weights", "1,2"]) == 2
+    assert main(base + ["--trim", "percentile", "--percentiles", "90,10"]) == 2
+    assert main(base + ["-o", str(history)]) == 2                     # would overwrite its input
+    assert main(base + ["--min-cases", "1"]) == 0
+    assert "error" in capsys.readouterr().err

@@ -6,33 +6,20 @@ import polars as pl
 import pytest
 
 from grouper.explain import explain_case, trace_text
-from grouper.engine.kernel import get_kernel
 from grouper.pipeline import group_frame
 from grouper.errors import SchemeError
-from grouper.io import cases_from_frame
 from grouper.lang.check import check
 from grouper.lang.parse import parse_text
 from grouper.lang.printer import scheme_text
 from grouper.scheme import load_scheme
+from test_run import frame, kernel
 
 PACK = Path(__file__).parent / "fixtures" / "packs" / "mini-qy"
-COLS = ["id", "sex", "age", "age_days", "weight", "dept", "los", "discharge", "dx", "proc"]
 
 
 @pytest.fixture(scope="module")
 def scheme():
     return load_scheme(PACK)
-
-
-def frame(rows):
-    return cases_from_frame(pl.DataFrame([dict(zip(COLS, r)) for r in rows], schema={c: pl.String for c in COLS}))
-
-
-def kernel(name):
-    try:
-        return get_kernel(name)
-    except ImportError:
-        pytest.skip("Cython kernel not built")
 
 
 CASES = [

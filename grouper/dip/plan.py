@@ -21,8 +21,9 @@ from .catalogue import Row
 GROUPED, UNGROUPED, INVALID = range(3)
 STATUS_NAMES = ("grouped", "ungrouped", "invalid")
 # Reason codes (kernel output for ungrouped cases; set before the kernel for invalid ones)
-REASON_NAMES = ("", "no_comprehensive_category", "no_comprehensive_treatment", "missing_dx", "excluded_dx")
-NO_CATEGORY, NO_TREATMENT, MISSING_DX, EXCLUDED_DX = 1, 2, 3, 4
+REASON_NAMES = ("", "no_comprehensive_category", "no_comprehensive_treatment", "missing_dx", "excluded_dx",
+                "malformed_line")
+NO_CATEGORY, NO_TREATMENT, MISSING_DX, EXCLUDED_DX, MALFORMED_LINE = 1, 2, 3, 4, 5
 LEVEL_IDS = {name: i for i, name in enumerate(LEVELS)}
 
 

@@ -14,7 +14,8 @@ from ..engine import kernel as drg_kernel
 from ..engine.encode import _code_lists
 from ..engine.run import MIN_ROWS_PER_THREAD
 from . import _kernel_py
-from .plan import EXCLUDED_DX, LEVELS, MISSING_DX, REASON_NAMES, STATUS_NAMES, DipPlan
+from ..io import READ_PROBLEM
+from .plan import EXCLUDED_DX, LEVELS, MALFORMED_LINE, MISSING_DX, REASON_NAMES, STATUS_NAMES, DipPlan
 
 
 def _select_kernel():
@@ -67,6 +68,8 @@ def encode_dip(plan: DipPlan, cases: pl.DataFrame) -> DipBatch:
     if plan.excluded_dx:
         excluded = pdx.is_in(plan.excluded_dx).fill_null(False) & ~missing
         skip = pl.select(pl.when(excluded).then(EXCLUDED_DX).otherwise(skip)).to_series()
+    if READ_PROBLEM in cases.columns:  # a CSV line read against the wrong columns (grouper.io)
+        skip = pl.select(pl.when(cases[READ_PROBLEM].is_not_null()).then(MALFORMED_LINE).otherwise(skip)).to_series()
     case_cat = _category_ids(pdx, plan.categories, [plan.dx_length])[0]
     case_comp = _category_ids(pdx, plan.comp_categories, sorted({len(c) for c in plan.comp_categories}, reverse=True))
     px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), plan.proc_enum())

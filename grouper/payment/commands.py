@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..console import progress, stderr_console
-from ..errors import InputError
+from ..errors import InputError, UsageError
 
 EXIT_OK = 0
 
@@ -76,7 +76,7 @@ def _pair(text: str, option: str) -> tuple[float, float]:
     try:
         low, high = (float(x) for x in text.split(","))
     except ValueError:
-        raise InputError(f"{option} expects LOW,HIGH, got {text!r}") from None
+        raise UsageError(f"{option} expects LOW,HIGH, got {text!r}") from None
     return low, high
 
 
@@ -109,15 +109,19 @@ def cmd_synth_history(args) -> int:
 
 
 def _weight_options(args):
+    """WeightOptions from the command line; a bad option value is a usage error (exit 2)."""
     from .weights import WeightOptions, parse_year_weights
 
     iqr_low, iqr_high = _pair(args.iqr, "--iqr")
     pct_low, pct_high = _pair(args.percentiles, "--percentiles")
-    return WeightOptions(trim=args.trim, iqr_low=iqr_low, iqr_high=iqr_high, pct_low=pct_low, pct_high=pct_high,
-                         sd_k=args.sd, year_weights=parse_year_weights(args.year_weights) if args.year_weights else None,
-                         min_cases=args.min_cases, max_cv=args.max_cv, min_cost=round(args.min_cost * 100),
-                         min_los=args.min_los, max_los=args.max_los or None, by_insurance=args.by_insurance,
-                         scale=args.scale, decimals=args.decimals)
+    try:
+        return WeightOptions(
+            trim=args.trim, iqr_low=iqr_low, iqr_high=iqr_high, pct_low=pct_low, pct_high=pct_high, sd_k=args.sd,
+            year_weights=parse_year_weights(args.year_weights) if args.year_weights else None,
+            min_cases=args.min_cases, max_cv=args.max_cv, min_cost=round(args.min_cost * 100), min_los=args.min_los,
+            max_los=args.max_los or None, by_insurance=args.by_insurance, scale=args.scale, decimals=args.decimals)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _insurance_path(path: Path, insurance: str | None) -> Path:
@@ -129,7 +133,7 @@ def cmd_calibrate_weights(args) -> int:
     from ..outputs import atomic_output
     from .api import calibrate_weights, homogeneity, load_grouped
     from .console import render_calibration
-    from .weights import NEEDED
+    from .weights import NEEDED, prepare
 
     output = Path(args.output)
     _refuse(args.history, [("-o", args.output), ("--report", args.report)])
@@ -137,8 +141,14 @@ def cmd_calibrate_weights(args) -> int:
     options = _weight_options(args)
     console = stderr_console()
     grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED))
-    calibration = calibrate_weights(grouped, options)
-    report = homogeneity(grouped, options) if args.report or not args.quiet else None
+    prepared = prepare(grouped, options)  # computed once for the weights and the report
+    calibration = calibrate_weights(prepared)
+    del grouped  # bounded memory: the prepared rows are all that is needed from here
+    report = None
+    if args.report or not args.quiet:
+        report = homogeneity(prepared if not options.by_insurance else
+                             load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED)),
+                             options)
     written = []
     if options.by_insurance:
         for (insurance,), part in calibration.weights.group_by("insurance", maintain_order=True):

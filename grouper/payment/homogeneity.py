@@ -18,11 +18,12 @@ the report describes the same data as the weights:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
-from .weights import WeightOptions, _options, prepare
+
+from .weights import Prepared, WeightOptions, _options, group_moments, prepare
 
 SPLIT_VARIABLES = ("los", "age")
 
@@ -36,59 +37,56 @@ class Homogeneity:
     splits: pl.DataFrame    # drg, variable, threshold, cases_low, cases_high, mean_low, mean_high, riv_gain
 
 
-def _riv(cases: pl.LazyFrame, scope: list[str]) -> pl.LazyFrame:
-    """RIV per scope (an empty scope: one overall row), from the kept cases with w and yuan."""
-    scope_cols = scope or ["_all"]
-    group = [*scope_cols, "drg"]
-    with_scope = cases if scope else cases.with_columns(pl.lit("overall").alias("_all"))
-    centred = with_scope.with_columns(
-        (pl.col("w") * pl.col("yuan")).sum().over(scope_cols).truediv(pl.col("w").sum().over(scope_cols)).alias("_m_s"),
-        (pl.col("w") * pl.col("yuan")).sum().over(group).truediv(pl.col("w").sum().over(group)).alias("_m_g"),
-    )
-    return centred.group_by(scope_cols).agg(
-        pl.len().alias("cases"),
-        pl.col("drg").n_unique().alias("drgs"),
-        (pl.col("w") * (pl.col("yuan") - pl.col("_m_s")) ** 2).sum().alias("sst"),
-        (pl.col("w") * (pl.col("yuan") - pl.col("_m_g")) ** 2).sum().alias("ssw"),
+def _riv(groups: pl.DataFrame, scope: list[str], *, trimmed: bool = True) -> pl.DataFrame:
+    """RIV per scope from the per-DRG sums (an empty scope: one overall row).
+
+    SSW_g = W_g·var_g; SST = Σ_g [SSW_g + W_g·(m_g − M)²] with M the scope's weighted mean."""
+    W, S, D, Q = ("W", "S", "D", "Q") if trimmed else ("W_all", "S_all", "D_all", "Q_all")
+    per_drg = groups.filter(pl.col(W) > 0).with_columns(
+        (pl.col(S) / pl.col(W)).alias("_m"),
+        ((pl.col(Q) / pl.col(W) - (pl.col(D) / pl.col(W)) ** 2).clip(lower_bound=0) * pl.col(W)).alias("_ssw"),
+        pl.lit("overall").alias("_all"))
+    by = scope or ["_all"]
+    per_drg = per_drg.with_columns((pl.col(S).sum().over(by) / pl.col(W).sum().over(by)).alias("_M"))
+    return per_drg.group_by(by).agg(
+        (pl.col("n_kept") if trimmed else pl.col("n")).sum().alias("cases"), pl.len().alias("drgs"),
+        (pl.col("_ssw") + pl.col(W) * (pl.col("_m") - pl.col("_M")) ** 2).sum().alias("sst"),
+        pl.col("_ssw").sum().alias("ssw"),
     ).with_columns(pl.when(pl.col("sst") > 0).then(1 - pl.col("ssw") / pl.col("sst")).otherwise(0.0).alias("riv"))
 
 
-def homogeneity(grouped: pl.DataFrame | pl.LazyFrame, options: WeightOptions | None = None, *, top: int = 20,
-                **overrides) -> Homogeneity:
-    """The homogeneity report of a grouped history (see the module doc)."""
-    options = _options(options, overrides)
-    cases = prepare(grouped, options)
-    kept = cases.filter(pl.col("kept")).select("mdc", "adrg", "drg", "yuan", "w", "los", "age", "discharge")
-    kept = kept.collect().lazy()  # used by every part below: computed once
-    untrimmed = _riv(cases.filter(pl.col("exclusion").is_null()).select("drg", "yuan", "w"), [])
-    overall = _riv(kept, [])
-    per_mdc = _riv(kept, ["mdc"])
-    per_adrg = _riv(kept, ["adrg"])
-    drgs = kept.group_by("drg").agg(
-        pl.first("adrg"), pl.first("mdc"), pl.len().alias("cases"), pl.col("w").sum().alias("W"),
-        ((pl.col("w") * pl.col("yuan")).sum() / pl.col("w").sum()).alias("mean"),
-    )
-    drgs = drgs.join(kept.join(drgs.select("drg", "mean"), on="drg").group_by("drg").agg(
-        ((pl.col("w") * (pl.col("yuan") - pl.col("mean")) ** 2).sum() / pl.col("w").sum()).sqrt().alias("sd")),
-        on="drg").with_columns((pl.col("sd") / pl.col("mean")).alias("cv"))
-    overall_df, untrimmed_df, mdc_df, adrg_df, drg_df = pl.collect_all([overall, untrimmed, per_mdc, per_adrg, drgs])
-    sst = float(overall_df["sst"].item()) if overall_df.height else 0.0
-
+def homogeneity(grouped, options: WeightOptions | None = None, *, top: int = 20, **overrides) -> Homogeneity:
+    """The homogeneity report of a grouped history (see the module doc); `grouped` may be the result
+    of `grouper.payment.weights.prepare` (shared with the calibration)."""
+    if isinstance(grouped, Prepared) and options is None and not overrides:
+        options = grouped.options
+    # the report is about the grouping: one set of groups over all insurance types
+    options = replace(_options(options, overrides), by_insurance=False)
+    if isinstance(grouped, Prepared) and grouped.options != options:
+        raise ValueError("homogeneity needs the history itself, or prepared with the same options and no by_insurance")
+    prepared = prepare(grouped, options)
+    groups = prepared.groups.filter(pl.col("drg").is_not_null())
+    overall, untrimmed = _riv(groups, []), _riv(groups, [], trimmed=False)
     riv = pl.concat([
-        overall_df.select(pl.lit("overall").alias("scope"), pl.lit(None, pl.String).alias("code"), "cases", "drgs", "riv"),
-        mdc_df.select(pl.lit("mdc").alias("scope"), pl.col("mdc").alias("code"), "cases", "drgs", "riv").sort("code"),
-        adrg_df.select(pl.lit("adrg").alias("scope"), pl.col("adrg").alias("code"), "cases", "drgs", "riv").sort("code"),
+        overall.select(pl.lit("overall").alias("scope"), pl.lit(None, pl.String).alias("code"), "cases", "drgs", "riv"),
+        _riv(groups, ["mdc"]).select(pl.lit("mdc").alias("scope"), pl.col("mdc").alias("code"), "cases", "drgs",
+                                     "riv").sort("code"),
+        _riv(groups, ["adrg"]).select(pl.lit("adrg").alias("scope"), pl.col("adrg").alias("code"), "cases", "drgs",
+                                      "riv").sort("code"),
     ], how="vertical_relaxed").with_columns(pl.col("cases", "drgs").cast(pl.Int64))
-
+    sst = float(overall["sst"].item()) if overall.height else 0.0
+    drg_df = (groups.filter(pl.col("W") > 0).with_columns(group_moments(groups))
+              .select("drg", "adrg", "mdc", pl.col("n_kept").alias("cases"), "W", pl.col("trimmed_mean").alias("mean"),
+                      (pl.col("variance").sqrt() / pl.col("trimmed_mean")).alias("cv"), "S"))
     merges = _merges(drg_df, sst).head(top)
-    splits = _splits(kept, drg_df, sst, options.min_cases).head(top)
+    splits = _splits(prepared.rows.lazy().filter(pl.col("kept")), drg_df, sst, options.min_cases).head(top)
     kept_cases = int(drg_df["cases"].sum()) if drg_df.height else 0
     over_one = int(drg_df.filter(pl.col("cv") > 1)["cases"].sum()) if drg_df.height else 0
     summary = pl.DataFrame({
         "metric": ["cases_kept", "drgs", "riv", "riv_untrimmed", "share_cases_cv_over_1", "drgs_cv_over_1"],
         "value": [float(kept_cases), float(drg_df.height),
-                  float(overall_df["riv"].item()) if overall_df.height else None,
-                  float(untrimmed_df["riv"].item()) if untrimmed_df.height else None,
+                  float(overall["riv"].item()) if overall.height else None,
+                  float(untrimmed["riv"].item()) if untrimmed.height else None,
                   over_one / kept_cases if kept_cases else None,
                   float(drg_df.filter(pl.col("cv") > 1).height)],
     })
@@ -111,8 +109,7 @@ def _merges(drgs: pl.DataFrame, sst: float) -> pl.DataFrame:
 
 def _splits(kept: pl.LazyFrame, drgs: pl.DataFrame, sst: float, min_cases: int) -> pl.DataFrame:
     """The best binary split of each DRG on each variable, with the RIV it would add."""
-    totals = drgs.lazy().select("drg", pl.col("cases").alias("n"), "W", pl.col("mean").alias("m"),
-                                (pl.col("W") * pl.col("mean")).alias("S"))
+    totals = drgs.lazy().select("drg", pl.col("cases").alias("n"), "W", "S")
     candidates = []
     for variable in SPLIT_VARIABLES:
         by_value = (kept.filter(pl.col(variable).is_not_null())

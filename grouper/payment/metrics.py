@@ -33,9 +33,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from ..errors import InputError
+from ._common import group_ids
 from .weights import WeightOptions, _risk
 
 NEEDED = ("hospital", "dept", "status", "drg", "cost", "los", "discharge")  # the grouped columns read
@@ -101,65 +103,98 @@ def hospital_metrics(grouped: pl.DataFrame | pl.LazyFrame, weights: pl.DataFrame
     if options.min_los is not None:
         excluded = excluded | (pl.col("los") < options.min_los).fill_null(False)
     frame = frame.select("hospital", "dept", "status", "drg", "cost", "los", "discharge").with_columns(
-        excluded.alias("excluded"))
-    frame = frame.with_columns((~pl.col("excluded") & (pl.col("status") == "grouped")).alias("grouped"))
-    frame = frame.join(table.lazy().select("drg", "weight"), on="drg", how="left")
-    weighted = pl.col("grouped") & pl.col("weight").is_not_null()
-    frame = frame.with_columns(weighted.alias("weighted"), (pl.col("discharge") == 5).alias("death"))
+        excluded.alias("excluded"), (pl.col("discharge") == 5).fill_null(False).alias("death"),
+    ).with_columns((~pl.col("excluded") & (pl.col("status") == "grouped")).alias("grouped")).collect()
+    # Everything below is O(n) NumPy over small integer ids (DRG, hospital, hospital × department):
+    # per-DRG values reach the rows by a gather, every indicator is a bincount.
+    drg_id = group_ids(frame, ["drg"])
+    drgs = _keys_of(frame, ["drg"], drg_id)["drg"]
+    per_drg = drgs.to_frame().join(table, on="drg", how="left", maintain_order="left")
+    weight = _floats(per_drg["weight"])[drg_id]
+    grouped = frame["grouped"].to_numpy()
+    weighted = grouped & ~np.isnan(weight)
+    cost, los = _floats(frame["cost"]), _floats(frame["los"])
+    death = frame["death"].to_numpy()
+    n_drgs = len(drgs)
 
-    # benchmarks per DRG: the data's own means (default) or the weights table's
+    def by_drg(values) -> np.ndarray:
+        return np.bincount(drg_id, weights=values, minlength=n_drgs)
+
     if options.benchmark == "weights":
         if not {"mean", "los_mean"} <= set(table.columns):
             raise InputError("benchmark=weights needs the weights table's mean and los_mean columns "
                              "(as `grouper calibrate weights` writes them)")
-        bench = table.lazy().select("drg", (pl.col("mean") * 100).alias("b_cost"), pl.col("los_mean").alias("b_los"))
-    else:
-        bench = frame.filter(pl.col("weighted")).group_by("drg").agg(
-            pl.col("cost").mean().alias("b_cost"), pl.col("los").cast(pl.Float64).mean().alias("b_los"))
-    # low-risk DRGs: the table's classification, else the same rule on these cases
+        b_cost, b_los = _floats(per_drg["mean"]) * 100, _floats(per_drg["los_mean"])
+    else:  # the data's own per-DRG means over weighted cases
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b_cost = by_drg(np.where(weighted & ~np.isnan(cost), cost, 0)) / by_drg(weighted & ~np.isnan(cost))
+            b_los = by_drg(np.where(weighted & ~np.isnan(los), los, 0)) / by_drg(weighted & ~np.isnan(los))
     if "risk" in table.columns:
-        low = table.lazy().filter(pl.col("risk") == "low").select("drg")
-    else:
-        rates = frame.filter(pl.col("grouped")).group_by("drg").agg(
-            pl.len().alias("n"), (pl.col("death").sum() / pl.len()).alias("mortality"))
-        low = _risk(rates, WeightOptions(risk_min_cases=options.risk_min_cases, risk_z=options.risk_z), []) \
-            .filter(pl.col("risk") == "low").select("drg")
-    frame = (frame.join(bench, on="drg", how="left")
-             .join(low.with_columns(pl.lit(True).alias("low_risk")), on="drg", how="left")
-             .with_columns(pl.col("low_risk").fill_null(False) & pl.col("grouped")))
+        low_by_drg = (per_drg["risk"] == "low").fill_null(False).to_numpy()
+    else:  # the calibration's rule on these cases
+        n = by_drg(grouped)
+        rates = pl.DataFrame({"drg": drgs, "n": n, "mortality": np.divide(by_drg(grouped & death), np.maximum(n, 1))})
+        low_by_drg = (_risk(rates, WeightOptions(risk_min_cases=options.risk_min_cases, risk_z=options.risk_z), [])
+                      ["risk"] == "low").fill_null(False).to_numpy()
+    low = low_by_drg[drg_id] & grouped
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cost_ratio = np.where(weighted, cost / b_cost[drg_id], np.nan)
+        los_ratio = np.where(weighted, los / b_los[drg_id], np.nan)
+    cost_ratio[~np.isfinite(cost_ratio)] = np.nan
+    los_ratio[~np.isfinite(los_ratio)] = np.nan
+    row_values = {
+        "cases": np.ones(len(grouped)), "excluded": frame["excluded"].to_numpy(), "grouped": grouped,
+        "weighted_cases": weighted, "total_weight": np.where(weighted, weight, 0.0),
+        "cost_ratio": np.nan_to_num(cost_ratio), "cost_ratio_n": ~np.isnan(cost_ratio),
+        "los_ratio": np.nan_to_num(los_ratio), "los_ratio_n": ~np.isnan(los_ratio),
+        "low_risk_cases": low, "low_risk_deaths": low & death, "rw2": weighted & (weight >= 2),
+        "cost": np.where(weighted, np.nan_to_num(cost), 0.0), "los": np.where(weighted, np.nan_to_num(los), 0.0),
+    }
 
-    def indicators(keys: list[str]) -> pl.LazyFrame:
-        w = pl.col("weighted")
-        total_weight = pl.col("weight").filter(w).sum()
-        weighted_cases = w.sum()
-        cost_ratio = (pl.col("cost") / pl.col("b_cost")).filter(w & pl.col("cost").is_not_null() & (pl.col("b_cost") > 0))
-        los_ratio = (pl.col("los") / pl.col("b_los")).filter(w & pl.col("los").is_not_null() & (pl.col("b_los") > 0))
-        low_cases = pl.col("low_risk").sum()
-        low_deaths = (pl.col("low_risk") & pl.col("death")).sum()
-        return frame.group_by(keys).agg(
-            pl.len().alias("cases"),
-            pl.col("excluded").sum().alias("excluded"),
-            pl.col("grouped").sum().alias("grouped"),
-            (pl.col("grouped").sum() / (pl.len() - pl.col("excluded").sum())).alias("grouping_rate"),
-            pl.col("drg").filter(pl.col("grouped")).n_unique().alias("drg_count"),
-            weighted_cases.alias("weighted_cases"),
-            total_weight.alias("total_weight"),
-            (total_weight / weighted_cases).alias("cmi"),
-            cost_ratio.mean().alias("cost_index"),
-            los_ratio.mean().alias("time_index"),
-            low_cases.alias("low_risk_cases"),
-            low_deaths.alias("low_risk_deaths"),
-            pl.when(low_cases > 0).then(low_deaths / low_cases).alias("low_risk_mortality"),
-            ((pl.col("weight") >= 2) & w).sum().truediv(weighted_cases).alias("rw2_share"),
-            (pl.col("cost").filter(w).sum() / 100 / total_weight).alias("cost_per_weight"),
-            (pl.col("los").filter(w).sum() / total_weight).alias("los_per_weight"),
-        )
+    def indicators(keys: list[str]) -> pl.DataFrame:
+        gid = group_ids(frame, keys)
+        size = int(gid.max()) + 1 if len(gid) else 0
+        t = {name: np.bincount(gid, weights=values, minlength=size) for name, values in row_values.items()}
+        seen = np.bincount(gid[grouped] * n_drgs + drg_id[grouped], minlength=size * n_drgs) > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = _keys_of(frame, keys, gid).with_columns(
+                pl.Series("cases", t["cases"]), pl.Series("excluded", t["excluded"]), pl.Series("grouped", t["grouped"]),
+                _ratio("grouping_rate", t["grouped"], t["cases"] - t["excluded"]),
+                pl.Series("drg_count", seen.reshape(size, n_drgs).sum(axis=1) if size else np.zeros(0)),
+                pl.Series("weighted_cases", t["weighted_cases"]), pl.Series("total_weight", t["total_weight"]),
+                _ratio("cmi", t["total_weight"], t["weighted_cases"]),
+                _ratio("cost_index", t["cost_ratio"], t["cost_ratio_n"]),
+                _ratio("time_index", t["los_ratio"], t["los_ratio_n"]),
+                pl.Series("low_risk_cases", t["low_risk_cases"]), pl.Series("low_risk_deaths", t["low_risk_deaths"]),
+                _ratio("low_risk_mortality", t["low_risk_deaths"], t["low_risk_cases"]),
+                _ratio("rw2_share", t["rw2"], t["weighted_cases"]),
+                _ratio("cost_per_weight", t["cost"] / 100, t["total_weight"]),
+                _ratio("los_per_weight", t["los"], t["total_weight"]),
+            )
+        return out
 
     parts = [indicators(["hospital"]).with_columns(pl.lit(None, pl.String).alias("dept"))]
     if options.by_dept:
         parts.append(indicators(["hospital", "dept"]).filter(pl.col("dept").is_not_null()))
     counts = ("cases", "excluded", "grouped", "drg_count", "weighted_cases", "low_risk_cases", "low_risk_deaths")
-    frames = pl.collect_all(parts)
-    out = pl.concat([f.select("hospital", "dept", *INDICATORS) for f in frames], how="vertical_relaxed")
+    out = pl.concat([f.select("hospital", "dept", *INDICATORS) for f in parts], how="vertical_relaxed")
     return (out.with_columns(pl.col(counts).cast(pl.Int64))
             .sort("hospital", "dept", nulls_last=False))
+
+
+def _floats(series: pl.Series) -> np.ndarray:
+    """Float64 values with NaN for nulls."""
+    return series.cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+
+def _ratio(name: str, numerator: np.ndarray, denominator: np.ndarray) -> pl.Series:
+    """numerator / denominator, null where the denominator is 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+    return pl.Series(name, values).fill_nan(None)
+
+
+def _keys_of(frame: pl.DataFrame, keys: list[str], gid: np.ndarray) -> pl.DataFrame:
+    """The key values of each id 0..G-1, in id order."""
+    return (frame.select(keys).with_columns(pl.Series("_gid", gid)).group_by("_gid").agg(pl.first(k) for k in keys)
+            .sort("_gid").drop("_gid"))

@@ -55,9 +55,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from ..errors import InputError
+from ._common import group_ids
 
 TRIM_METHODS = ("iqr", "percentile", "logsd", "none")
 # the grouped columns calibration and the homogeneity report read
@@ -132,13 +134,33 @@ def _year_weight(frame: pl.LazyFrame, options: WeightOptions) -> pl.LazyFrame:
                               year.replace_strict(mapping, default=0.0, return_dtype=pl.Float64).alias("w"))
 
 
-def prepare(grouped: pl.DataFrame | pl.LazyFrame, options: WeightOptions) -> pl.LazyFrame:
-    """The cases with an `exclusion` reason (null = included), year `w`, and `kept` (survived trimming)."""
+@dataclass
+class Prepared:
+    """A history ready for calibration and the homogeneity report (computed once, shared by both).
+
+    rows:   the included cases (keys, adrg, mdc, yuan, w, kept, los, age, discharge)
+    groups: per key (DRG, or insurance and DRG): adrg, mdc, n, n_kept, deaths, median, and the
+            year-weighted sums over kept cases W = Σw, S = Σw·c, D = Σw·d, Q = Σw·d², L = Σw·los,
+            WL = Σw over kept cases with a LOS, and over all included cases W_all, S_all, D_all, Q_all,
+            where d = c − the group's median (a shift that keeps the sums of squares exact in floats)
+    """
+
+    options: WeightOptions
+    rows: pl.DataFrame
+    groups: pl.DataFrame
+    excluded: pl.DataFrame
+    cases: int
+
+
+def prepare(grouped: pl.DataFrame | pl.LazyFrame | Prepared, options: WeightOptions) -> Prepared:
+    """Inclusion, year weights and trimming (module doc steps 1-3), then the per-group sums."""
+    if isinstance(grouped, Prepared):
+        return grouped
     frame = grouped.lazy()
-    missing = [c for c in ("status", "drg", "cost") if c not in frame.collect_schema()]
+    schema = frame.collect_schema()
+    missing = [c for c in ("status", "drg", "cost") if c not in schema]
     if missing:
         raise InputError(f"the history lacks {missing}: give a grouped file (`grouper group ... --carry`)")
-    schema = frame.collect_schema()
     frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(name) for name, dtype in (
         ("mdc", pl.String), ("adrg", pl.String), ("los", pl.Int32), ("discharge", pl.Int32), ("age", pl.Int32),
         ("admission_date", pl.Date), ("discharge_date", pl.Date), ("insurance", pl.String)) if name not in schema)
@@ -154,66 +176,99 @@ def prepare(grouped: pl.DataFrame | pl.LazyFrame, options: WeightOptions) -> pl.
     if options.year_weights is not None:
         exclusion = (exclusion.when(pl.col("year").is_null()).then(pl.lit("no_year"))
                      .when(pl.col("w") <= 0).then(pl.lit("old_year")))
-    frame = frame.with_columns(exclusion.otherwise(None).alias("exclusion"),
-                               pl.col("cost").cast(pl.Float64).truediv(100).alias("yuan"))
-    return frame.with_columns(_kept(options).alias("kept"))
-
-
-def _kept(options: WeightOptions) -> pl.Expr:
-    """Whether an included case survives trimming (false for excluded cases)."""
-    included = pl.col("exclusion").is_null()
-    c = pl.when(included).then(pl.col("yuan"))
+    frame = frame.with_columns(exclusion.otherwise(None).alias("exclusion"))
     keys = _keys(options)
+    included = frame.filter(pl.col("exclusion").is_null()).select(
+        *keys, *(c for c in ("adrg", "mdc") if c not in keys), (pl.col("cost") / 100).alias("yuan"), "w", "los",
+        "age", "discharge")
+    excluded = (frame.filter(pl.col("exclusion").is_not_null()).group_by("exclusion")
+                .agg(pl.len().cast(pl.Int64).alias("cases")).rename({"exclusion": "reason"}).sort("reason"))
+    rows, excluded, total = pl.collect_all([included, excluded, frame.select(pl.len())])
+    rows = rows.with_columns(pl.Series("_gid", group_ids(rows, keys)))
+    # per group (by a small integer id: faster than grouping by the text keys, and each row finds its
+    # group's bounds by a gather instead of a join): median, trimming bounds, first ADRG/MDC
+    bounds = (rows.group_by("_gid").agg(*(pl.first(k) for k in keys), *(pl.first(c) for c in ("adrg", "mdc")
+                                                                         if c not in keys), *_fences(options))
+              .sort("_gid"))
+    gid = rows["_gid"].to_numpy()
+    y = rows["yuan"].to_numpy()
+    median = bounds["_median"].to_numpy()[gid]
     if options.trim == "none":
-        keep = pl.lit(True)
-    elif options.trim == "iqr":
-        q1 = c.quantile(0.25, "linear").over(keys)
-        q3 = c.quantile(0.75, "linear").over(keys)
-        keep = (c >= q1 - options.iqr_low * (q3 - q1)) & (c <= q3 + options.iqr_high * (q3 - q1))
-    elif options.trim == "percentile":
-        keep = ((c >= c.quantile(options.pct_low / 100, "linear").over(keys))
-                & (c <= c.quantile(options.pct_high / 100, "linear").over(keys)))
+        kept = np.ones(len(y), dtype=bool)
     else:
+        value = np.log(y) if options.trim == "logsd" else y
+        lo, hi = bounds["_lo"].to_numpy()[gid], bounds["_hi"].to_numpy()[gid]
+        with np.errstate(invalid="ignore"):
+            kept = np.isnan(lo) | ((value >= lo) & (value <= hi))   # a group of one has no SD (logsd): kept
+    d = y - median
+    w = rows["w"].to_numpy()
+    los = rows["los"].cast(pl.Float64).to_numpy()
+    has_los = ~np.isnan(los)
+    groups_n = bounds.height
+
+    def total_of(values) -> np.ndarray:
+        return np.bincount(gid, weights=values, minlength=groups_n)
+
+    kw = w * kept
+    groups = bounds.select(*keys, *(c for c in ("adrg", "mdc") if c not in keys), pl.col("_median").alias("median")
+                           ).with_columns(
+        pl.Series("n", np.bincount(gid, minlength=groups_n).astype(np.int64)),
+        pl.Series("n_kept", np.bincount(gid, weights=kept, minlength=groups_n).astype(np.int64)),
+        pl.Series("deaths", total_of((rows["discharge"] == 5).fill_null(False).to_numpy()).astype(np.int64)),
+        pl.Series("W", total_of(kw)), pl.Series("S", total_of(kw * y)), pl.Series("D", total_of(kw * d)),
+        pl.Series("Q", total_of(kw * d * d)), pl.Series("L", total_of(np.where(has_los, kw * np.nan_to_num(los), 0.0))),
+        pl.Series("WL", total_of(kw * has_los)),
+        pl.Series("W_all", total_of(w)), pl.Series("S_all", total_of(w * y)), pl.Series("D_all", total_of(w * d)),
+        pl.Series("Q_all", total_of(w * d * d)),
+    )
+    rows = rows.drop("_gid").with_columns(pl.Series("kept", kept))
+    return Prepared(options, rows, groups, excluded, int(total.item()))
+
+
+def _fences(options: WeightOptions) -> list[pl.Expr]:
+    """Per-group trimming bounds (as `_lo`/`_hi`, on cost or on ln cost for logsd) and the median."""
+    c = pl.col("yuan")
+    out = [c.median().alias("_median")]
+    if options.trim == "iqr":
+        q1, q3 = c.quantile(0.25, "linear"), c.quantile(0.75, "linear")
+        out += [(q1 - options.iqr_low * (q3 - q1)).alias("_lo"), (q3 + options.iqr_high * (q3 - q1)).alias("_hi")]
+    elif options.trim == "percentile":
+        out += [c.quantile(options.pct_low / 100, "linear").alias("_lo"),
+                c.quantile(options.pct_high / 100, "linear").alias("_hi")]
+    elif options.trim == "logsd":
         log = c.log()
-        mean, sd = log.mean().over(keys), log.std(ddof=1).over(keys)
-        keep = sd.is_null() | ((log - mean).abs() <= options.sd_k * sd)
-    return included & keep.fill_null(False)
+        out += [(log.mean() - options.sd_k * log.std(ddof=1)).alias("_lo"),
+                (log.mean() + options.sd_k * log.std(ddof=1)).alias("_hi")]
+    return out
 
 
-def _weighted(value: pl.Expr, weight: pl.Expr = pl.col("w")) -> pl.Expr:
-    return (value * weight).sum() / weight.sum()
+def group_moments(groups: pl.DataFrame | pl.LazyFrame) -> list[pl.Expr]:
+    """Trimmed mean m, weighted population variance and SSW = W·var of each group, from its sums."""
+    mean = pl.col("S") / pl.col("W")
+    variance = (pl.col("Q") / pl.col("W") - (pl.col("D") / pl.col("W")) ** 2).clip(lower_bound=0)
+    return [mean.alias("trimmed_mean"), variance.alias("variance"), (variance * pl.col("W")).alias("ssw")]
 
 
-def calibrate_weights(grouped: pl.DataFrame | pl.LazyFrame, options: WeightOptions | None = None,
+def calibrate_weights(grouped: pl.DataFrame | pl.LazyFrame | Prepared, options: WeightOptions | None = None,
                       **overrides) -> Calibration:
-    """Relative weights from a grouped history (see the module doc); `overrides` set WeightOptions fields."""
-    options = _options(options, overrides)
-    cases = prepare(grouped, options)
+    """Relative weights from a grouped history (see the module doc); `overrides` set WeightOptions fields.
+    `grouped` may be the result of `prepare` (shared with the homogeneity report)."""
+    options = grouped.options if isinstance(grouped, Prepared) and options is None and not overrides \
+        else _options(options, overrides)
+    prepared = prepare(grouped, options)
     keys = _keys(options)
     scope = ["insurance"] if options.by_insurance else []
-    kept = cases.filter(pl.col("kept"))
-    overall = kept.group_by(scope or pl.lit("all").alias("scope")).agg(_weighted(pl.col("yuan")).alias("M"))
-    adrg = (kept.group_by([*scope, "adrg"]).agg(_weighted(pl.col("yuan")).alias("adrg_mean"),
-                                                pl.len().alias("adrg_kept")))
-    included = cases.filter(pl.col("exclusion").is_null())
-    stats = included.group_by(keys).agg(
-        pl.first("adrg"), pl.first("mdc"),
-        pl.len().alias("n"),
-        (~pl.col("kept")).sum().alias("n_trimmed"),
-        pl.col("kept").sum().alias("n_kept"),
-        _weighted(pl.col("yuan")).alias("mean"),
-        pl.col("yuan").median().alias("median"),
-        _weighted(pl.col("yuan"), pl.col("w") * pl.col("kept")).alias("trimmed_mean"),
-        _weighted(pl.col("los"), pl.col("w") * pl.col("kept")).alias("los_mean"),
-        (pl.col("discharge") == 5).sum().alias("deaths"),
-    )
-    spread = (kept.join(stats.select(*keys, "trimmed_mean"), on=keys, nulls_equal=True)
-              .group_by(keys).agg(_weighted((pl.col("yuan") - pl.col("trimmed_mean")) ** 2).sqrt().alias("sd")))
-    stats = stats.join(spread, on=keys, how="left", nulls_equal=True)
+    groups = prepared.groups.lazy().with_columns(group_moments(prepared.groups))
     if scope:
-        stats = stats.join(overall, on=scope, how="left", nulls_equal=True)
+        overall = groups.group_by(scope).agg((pl.col("S").sum() / pl.col("W").sum()).alias("M"))
+        adrg = groups.group_by([*scope, "adrg"]).agg((pl.col("S").sum() / pl.col("W").sum()).alias("adrg_mean"),
+                                                     pl.col("n_kept").sum().alias("adrg_kept"))
+        stats = groups.join(overall, on=scope, how="left", nulls_equal=True)
     else:
-        stats = stats.join(overall.select("M"), how="cross")
+        overall = groups.select((pl.col("S").sum() / pl.col("W").sum()).alias("M"))
+        adrg = groups.group_by("adrg").agg((pl.col("S").sum() / pl.col("W").sum()).alias("adrg_mean"),
+                                           pl.col("n_kept").sum().alias("adrg_kept"))
+        stats = groups.join(overall, how="cross")
     stats = stats.join(adrg, on=[*scope, "adrg"], how="left", nulls_equal=True)
     thin = pl.col("n_kept") < options.min_cases
     basis = (pl.when(~thin).then(pl.lit("own"))
@@ -221,9 +276,11 @@ def calibrate_weights(grouped: pl.DataFrame | pl.LazyFrame, options: WeightOptio
              .otherwise(pl.lit("thin")))
     rw_own = pl.col("trimmed_mean") / pl.col("M")
     weight = pl.when(pl.col("basis") == "adrg").then(pl.col("adrg_mean") / pl.col("M")).otherwise(rw_own)
-    result = stats.with_columns(basis.alias("basis"), rw_own.alias("rw_own"),
-                                (pl.col("sd") / pl.col("trimmed_mean")).alias("cv"),
-                                (pl.col("deaths") / pl.col("n")).alias("mortality"))
+    result = stats.with_columns(
+        basis.alias("basis"), rw_own.alias("rw_own"), (pl.col("n") - pl.col("n_kept")).alias("n_trimmed"),
+        (pl.col("S_all") / pl.col("W_all")).alias("mean"), (pl.col("L") / pl.col("WL")).alias("los_mean"),
+        (pl.col("variance").sqrt() / pl.col("trimmed_mean")).alias("cv"),
+        (pl.col("deaths") / pl.col("n")).alias("mortality"))
     result = result.with_columns(weight.alias("weight")).with_columns(
         (pl.col("weight") * options.scale).alias("points"),
         ((pl.col("basis") == "own") & (pl.col("cv").fill_null(0) <= options.max_cv)).alias("stable"),
@@ -235,12 +292,10 @@ def calibrate_weights(grouped: pl.DataFrame | pl.LazyFrame, options: WeightOptio
                "trimmed_mean", "cv", "los_mean", "basis", "stable", "rw_own", "deaths", "mortality", "risk"]
     result = result.with_columns(pl.col("mean", "median", "trimmed_mean").round(2),
                                  pl.col("n", "n_trimmed", "n_kept", "deaths").cast(pl.Int64))
-    excluded = (cases.filter(pl.col("exclusion").is_not_null()).group_by("exclusion")
-                .agg(pl.len().cast(pl.Int64).alias("cases")).rename({"exclusion": "reason"}))
-    weights, excluded, overall_df, total = pl.collect_all([
-        result.select(columns).sort(keys, nulls_last=True), excluded.sort("reason"), overall,
-        cases.select(pl.len().alias("n"))])
-    return Calibration(weights, excluded, {row[0]: row[1] for row in overall_df.iter_rows()}, int(total.item()))
+    weights, overall_df = pl.collect_all([result.select(columns).sort(keys, nulls_last=True), overall])
+    mean_by_scope = ({row[0]: row[1] for row in overall_df.iter_rows()} if scope
+                     else {"all": overall_df["M"].item() if overall_df.height else None})
+    return Calibration(weights, prepared.excluded, mean_by_scope, prepared.cases)
 
 
 def _risk(result: pl.LazyFrame, options: WeightOptions, scope: list[str]) -> pl.LazyFrame:
