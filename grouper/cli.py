@@ -114,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case table format (default parquet)")
     st.add_argument("-q", "--quiet", action="store_true", help="no summary")
 
+    r = sub.add_parser("report", help="write a self-contained HTML report of a settlement folder")
+    r.add_argument("settlement", help="a folder written by `grouper settle`")
+    r.add_argument("-o", "--output", required=True, help="the .html file to write")
+
     from .payment.commands import add_calibrate_weights, add_payment_parsers
     from .versions.commands import add_versions_parsers
 
@@ -132,6 +136,13 @@ def cmd_settle(args) -> int:
     from .settle.cli import run_settle
 
     return run_settle(args)
+
+
+def cmd_report(args) -> int:
+    from .report.html import write_report
+
+    write_report(args.settlement, args.output)
+    return EXIT_OK
 
 
 def cmd_group(args) -> int:
@@ -360,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain,
-                    "settle": cmd_settle}
+                    "settle": cmd_settle, "report": cmd_report}
         if args.command not in commands:  # the wings' commands (synth, calibrate, metrics): set_defaults(run=...)
             return args.run(args)
         return commands[args.command](args)

@@ -344,3 +344,11 @@ def test_hospital_table_counts_and_cmi(tmp_path):
     h1 = s.hospitals.filter(pl.col("hospital") == "H1").row(0, named=True)
     assert (h1["cases"], h1["n_normal"], h1["cmi"], h1["points"]) == (2, 2, 1.5, 300)
     assert s.hospitals["drg_payment"].sum() == 1_000_000
+
+
+def test_weights_that_are_not_positive_are_no_weights(tmp_path):
+    weights = pl.DataFrame({"drg": ["A11", "A13"], "weight": [0.0, 1.5], "mean": [1000.0, 0.0]})
+    s = settle_cases(cases({}, {"drg": "A13", "cost": 150_000}), policy(tmp_path, base_points_policy()), weights)
+    assert (row(s, "c1")["case_type"], row(s, "c1")["rule"]) == ("excluded", "weights")
+    # A13 has a weight but no usable mean: its ratio is unknown, so it is paid as a normal case
+    assert (row(s, "c2")["case_type"], row(s, "c2")["cost_ratio"]) == ("normal", None)

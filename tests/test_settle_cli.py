@@ -69,3 +69,26 @@ def test_missing_columns_exit_3(tmp_path, capsys):
     code = main(["settle", str(tmp_path / "g.csv"), "--policy", str(POLICIES / "rate-region.toml"),
                  "--weights", str(tmp_path / "w.csv"), "-o", str(tmp_path / "o")])
     assert code == 3 and "hospital" in capsys.readouterr().err
+
+
+def test_readme_quick_start_runs_at_a_small_scale(tmp_path, monkeypatch):
+    """The Settlement quick start of the README, command by command, with fewer cases."""
+    import re
+    import shlex
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Settlement (`grouper settle`)"):]
+    block = section[section.index("```bash", section.index("Quick start")) + 7:]
+    block = block[:block.index("```")].replace("\\\n", " ")
+    commands = [line.strip() for line in block.splitlines() if line.strip()]
+    assert [c.split()[1] for c in commands] == ["synth", "group", "calibrate", "synth", "group", "settle", "settle", "settle",
+                                                "report"]
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        command = re.sub(r"--cases (\d+)", lambda m: f"--cases {int(m[1]) // 100}", command)
+        argv = [str(ROOT / a) if a.startswith("tables/") else a for a in shlex.split(command)[1:]]
+        assert main([*argv, *(["-q"] if argv[0] in ("synth", "group", "calibrate", "settle") else [])]) == 0, command
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert text.count('<figure class="chart"') == 7
+    pools = read_table(tmp_path / "settlement-zhejiang" / "pools.csv", MONEY["pools"])
+    assert (pools["paid_by_points"] == pools["distributable"]).all()

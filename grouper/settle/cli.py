@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-COMPARE_MONEY = tuple(f"{m}_{s}" for m in ("payment", "surplus") for s in ("base", "change", "delta"))
-
 
 def run_settle(args) -> int:
     from ..errors import UsageError
     from ..outputs import atomic_output, refuse_collisions
-    from .files import load_cases, write_settlement, write_table
+    from .files import load_cases, write_comparison, write_settlement
     from .policy import load_policy
     from .run import compare_policies, settle_cases
 
@@ -36,12 +34,7 @@ def run_settle(args) -> int:
         if comparison is None:
             write_settlement(settlement, folder, case_format=args.format)
         else:
-            write_settlement(settlement, folder, case_format=args.format,
-                             extra={"compare": {"policy": policy2.name, "policy_files": [str(p) for p in policy2.files],
-                                                "weights": str(args.weights2 or args.weights)}})
-            write_settlement(comparison.change, folder / "change", case_format=args.format)
-            write_table(comparison.hospitals, folder / "compare_hospitals.csv", COMPARE_MONEY)
-            write_table(comparison.groups, folder / "compare_drgs.csv", COMPARE_MONEY)
+            write_comparison(comparison, folder, case_format=args.format, weights2=args.weights2)
     if not args.quiet:
         from .console import render_settlement
 

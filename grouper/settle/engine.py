@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Protocol
 
+import numpy as np
 import polars as pl
 
 from ..errors import InputError
@@ -81,9 +82,11 @@ class DrgWeights:
         if "drg" not in w.columns or "weight" not in w.columns:
             raise InputError(f"a weights table needs columns drg and weight (it has {', '.join(w.columns)})")
         mean = pl.col("mean").cast(pl.Float64, strict=False) * 100 if "mean" in w.columns else pl.lit(None, pl.Float64)
+        weight = pl.col("weight").cast(pl.Float64, strict=False)
+        # a weight or mean that is not a positive number is no weight (the case is excluded, rule `weights`)
         table = (w.select(pl.col("drg").cast(pl.String).alias("group"),
-                          pl.col("weight").cast(pl.Float64, strict=False).alias("rw"),
-                          mean.alias("group_mean"))
+                          pl.when(weight > 0).then(weight).alias("rw"),
+                          pl.when(mean > 0).then(mean).alias("group_mean"))
                  .filter(pl.col("group").is_not_null())
                  .unique("group", keep="first", maintain_order=True)
                  .with_columns((pl.col("rw") * self.scale).alias("base_points")))
@@ -104,15 +107,11 @@ class Settlement:
 
 # -- helpers --------------------------------------------------------------------------------
 
-def _f(x) -> float:
-    return float(x)
-
-
 def _level_expr(table: dict, level: pl.Expr) -> pl.Expr:
     """Per-level lookup: the level's own value, else the `default` entry, else null."""
     default = table.get("default")
-    mapping = {k: _f(v) for k, v in table.items() if k != "default"}
-    return level.replace_strict(mapping, default=None if default is None else _f(default), return_dtype=pl.Float64)
+    mapping = {k: float(v) for k, v in table.items() if k != "default"}
+    return level.replace_strict(mapping, default=None if default is None else float(default), return_dtype=pl.Float64)
 
 
 def _is_in(column: str, codes) -> pl.Expr:
@@ -121,7 +120,7 @@ def _is_in(column: str, codes) -> pl.Expr:
 
 def _round_micro(expr: pl.Expr) -> pl.Expr:
     """Non-negative points → integer micro-points, half up."""
-    return (expr.clip(lower_bound=0.0) * MICRO + 0.5).floor().cast(pl.Int64)
+    return (expr.clip(lower_bound=0.0) * MICRO + 0.5).floor().cast(pl.Int64, strict=False)  # NaN → null
 
 
 def _half_up_fen(expr: pl.Expr) -> pl.Expr:
@@ -168,13 +167,13 @@ def _prices(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     coef = _level_expr(v["coefficients"]["level"], level)
     hospitals = v["coefficients"]["hospitals"]
     if hospitals:
-        own = pl.col("hospital").replace_strict({k: _f(x) for k, x in hospitals.items()}, default=None, return_dtype=pl.Float64)
+        own = pl.col("hospital").replace_strict({k: float(x) for k, x in hospitals.items()}, default=None, return_dtype=pl.Float64)
         coef = pl.when(basic | own.is_null()).then(coef).otherwise(own)
     if "fixed_coefficient" in frame.columns:  # a source's own coefficient (DIP 基层病种) wins
         coef = pl.coalesce(pl.col("fixed_coefficient"), coef)
     drgs = v["coefficients"]["drgs"]
     if drgs:
-        coef = coef * pl.col("group").replace_strict({k: _f(x) for k, x in drgs.items()}, default=1.0, return_dtype=pl.Float64)
+        coef = coef * pl.col("group").replace_strict({k: float(x) for k, x in drgs.items()}, default=1.0, return_dtype=pl.Float64)
     annual = v["budget"]["annual"] or {}
     if "all" in annual:
         pool = pl.lit("all")
@@ -329,7 +328,7 @@ def _standard_points(policy: Policy) -> pl.Expr:
     if not per_day:
         return normal
     days = pl.col("los").clip(lower_bound=1).cast(pl.Float64)  # a same-day stay counts one day
-    daily = pl.col("group").replace_strict({k: _f(x) for k, x in per_day.items()}, default=None, return_dtype=pl.Float64) * days
+    daily = pl.col("group").replace_strict({k: float(x) for k, x in per_day.items()}, default=None, return_dtype=pl.Float64) * days
     if per_diem["coefficient"]:
         daily = daily * pl.col("coefficient")
     return pl.when(pl.col("case_type") == "per_diem").then(daily).otherwise(normal)
@@ -347,7 +346,7 @@ def _formula(name: str, case: str, policy: Policy, price: pl.Expr) -> pl.Expr | 
         "excess_ratio": lambda: B * c + B * (r - t),
         "excess_ratio_coefficient": lambda: B * c * (1 + r - t),
         "excess_ratio_plus_coefficient": lambda: B * (r - t + c),
-        "excess_cost": lambda: B * c + _f(policy["cases"]["high"]["marginal"]) * (cost - t * pl.col("reference")) / price,
+        "excess_cost": lambda: B * c + float(policy["cases"]["high"]["marginal"]) * (cost - t * pl.col("reference")) / price,
         "ratio": lambda: B * c * r,
         "ratio_capped": lambda: pl.min_horizontal(B * c * r, B),
         "ratio_capped_no_coefficient": lambda: pl.min_horizontal(B * r, B),
@@ -423,7 +422,7 @@ def readmissions(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     gap = (pl.col("_next_admission") - pl.col("discharge_date")).dt.total_days()
     reduced = ((gap >= 0) & (gap <= rule["days"]) & ~pl.col("_excepted") & ~pl.col("_next_excepted").fill_null(False)
                & (pl.col("paid_by") == "group") & (pl.col("case_type") != "special_review")).fill_null(False)
-    hits = stays.filter(reduced).select("row", pl.lit(_f(rule["factor"])).alias("readmission_factor"))
+    hits = stays.filter(reduced).select("row", pl.lit(float(rule["factor"])).alias("readmission_factor"))
     return (frame.join(hits, on="row", how="left", maintain_order="left")
             .with_columns(pl.col("readmission_factor").fill_null(1.0)))
 
@@ -478,17 +477,24 @@ def _largest_remainder(frame: pl.DataFrame, distributable: dict[str, int]) -> pl
             .join(totals, on="pool").join(shares, on="pool")
             .filter(pl.col("_total") > 0)
             .with_columns((pl.col("points_micro").cast(pl.Int128) * pl.col("_d")).alias("_p")))
+    # the remainder is below the pool's total micro-points, which fits Int64
     work = work.with_columns((pl.col("_p") // pl.col("_total")).cast(pl.Int64).alias("_floor"),
-                             (pl.col("_p") % pl.col("_total")).alias("_rem")).drop("_p")
-    left = work.group_by("pool").agg((pl.col("_d").first() - pl.col("_floor").sum()).alias("_left"))
-    # the k = _left cases with the largest remainders get one more fen; ties: hospital, id, cost, row
-    ranked = (work.select("row", "pool", "_rem", "hospital", "id", "cost")
-              .sort(["pool", "_rem", "hospital", "id", "cost", "row"], descending=[False, True, False, False, False, False],
-                    nulls_last=True)
-              .with_columns(pl.int_range(0, pl.len()).over("pool").alias("_rank"))
-              .join(left, on="pool")
-              .select("row", (pl.col("_rank") < pl.col("_left")).cast(pl.Int64).alias("_extra")))
-    payments = work.select("row", "_floor").join(ranked, on="row").select("row", (pl.col("_floor") + pl.col("_extra")).alias("payment"))
+                             (pl.col("_p") % pl.col("_total")).cast(pl.Int64).alias("_rem")).drop("_p")
+    left = dict(work.group_by("pool").agg((pl.col("_d").first() - pl.col("_floor").sum()).alias("_left")).iter_rows())
+    # The k = _left cases with the largest remainders get one more fen; ties: hospital, id, cost, row.
+    # Only the cases at the k-th remainder need the tie order, so no full sort.
+    extra = np.zeros(frame.height, dtype=np.int64)
+    for pool, k in left.items():
+        if k <= 0:
+            continue
+        part = work.filter(pl.col("pool") == pool).select("row", "_rem", "hospital", "id", "cost")
+        cut = part["_rem"].top_k(k).min()
+        above = part.filter(pl.col("_rem") > cut)["row"]
+        tied = (part.filter(pl.col("_rem") == cut).sort(["hospital", "id", "cost", "row"], nulls_last=True)
+                .head(k - above.len())["row"])
+        extra[above.to_numpy()] = 1
+        extra[tied.to_numpy()] = 1
+    payments = work.select("row", (pl.col("_floor") + pl.Series(extra[work["row"].to_numpy()])).alias("payment"))
     return frame.join(payments, on="row", how="left", maintain_order="left")
 
 
@@ -670,7 +676,7 @@ def groups_frame(cases: pl.DataFrame, column: str = "drg") -> pl.DataFrame:
             .sort(column))
 
 
-CASE_COLUMNS = ("id", "hospital", "hospital_level", "insurance", "pool", "status", "GROUP", "adrg", "rw", "case_type", "rule",
+CASE_COLUMNS = ("id", "hospital", "hospital_level", "insurance", "pool", "status", "group", "adrg", "rw", "case_type", "rule",
                 "cost", "cost_ratio", "base_points", "coefficient", "readmission_factor", "points", "price", "standard",
                 "payment", "paid_by", "surplus", "special_review", "discharge_date")
 
@@ -693,6 +699,6 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     frame, pool_summary = _pay(frame, policy, pools)
     frame = frame.sort("row")
     hospitals = hospitals_frame(frame, policy)
-    out = frame.select([pl.col("group").alias(column) if c == "GROUP" else pl.col(c) for c in CASE_COLUMNS])
+    out = frame.select(CASE_COLUMNS).rename({"group": column})
     groups = groups_frame(out, column)
     return Settlement(out, hospitals, groups, pool_summary, policy)

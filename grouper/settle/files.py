@@ -51,6 +51,22 @@ def write_settlement(settlement, folder: str | Path, *, case_format: str = "parq
     return folder
 
 
+COMPARE_MONEY = tuple(f"{m}_{s}" for m in ("payment", "surplus") for s in ("base", "change", "delta"))
+
+
+def write_comparison(comparison, folder: str | Path, *, case_format: str = "parquet", weights2=None) -> Path:
+    """The base settlement in `folder`, the changed one in `folder/change`, and the change per hospital and DRG."""
+    folder = Path(folder)
+    change = comparison.change.policy
+    write_settlement(comparison.base, folder, case_format=case_format,
+                     extra={"compare": {"policy": change.name, "policy_files": [str(p) for p in change.files],
+                                        "weights": None if weights2 is None else str(weights2)}})
+    write_settlement(comparison.change, folder / "change", case_format=case_format)
+    write_table(comparison.hospitals, folder / "compare_hospitals.csv", COMPARE_MONEY)
+    write_table(comparison.groups, folder / "compare_drgs.csv", COMPARE_MONEY)  # per group: DRG, or 病种 (column dip)
+    return folder
+
+
 def read_table(path: Path, money: tuple[str, ...]) -> pl.DataFrame:
     """Read a table written by `write_table` back (CSV money → fen)."""
     if path.suffix.lower() in (".parquet", ".pq"):

@@ -1,0 +1,262 @@
+"""`grouper report`: one self-contained HTML file for a settlement folder (opens offline).
+
+Charts are drawn with matplotlib into static SVG and written inline, so the page needs no
+script library, no network and no fonts of its own: its size depends on the number of
+hospitals and DRGs, not on the number of cases (the per-case table is read only for the
+cost-ratio histogram and the case-type shares, two columns). Tables sort on a click on their
+header (a few lines of inline JavaScript). Text in the SVGs stays text (`svg.fonttype = none`),
+so the browser draws it with its own fonts.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+
+from ..errors import InputError
+from ..settle.engine import CASE_TYPES
+from ..settle.files import COMPARE_MONEY, MONEY, read_table
+
+WAN, WAN_LABEL = 1_000_000, "10,000 yuan"  # money charts in 万元 (fen ÷ 1,000,000); ASCII labels: matplotlib's font has no CJK
+RATIO_BINS = 60
+RATIO_MAX = 6.0  # the histogram's last bin collects every ratio above
+
+
+def _read_settlement(folder: Path) -> dict:
+    if not (folder / "summary.json").is_file():
+        raise InputError(f"{folder} is not a settlement folder (no summary.json): write one with `grouper settle ... -o {folder}`")
+    data = {"summary": json.loads((folder / "summary.json").read_text(encoding="utf-8")),
+            "hospitals": read_table(folder / "hospitals.csv", MONEY["hospitals"]),
+            "groups": read_table(folder / "drgs.csv", MONEY["groups"]),
+            "pools": read_table(folder / "pools.csv", MONEY["pools"])}
+    cases = next((p for p in (folder / "cases.parquet", folder / "cases.csv") if p.is_file()), None)
+    if cases is None:
+        raise InputError(f"{folder} has no cases.parquet or cases.csv")
+    lazy = pl.scan_parquet(cases) if cases.suffix == ".parquet" else pl.scan_csv(cases, schema_overrides={"cost_ratio": pl.Float64})
+    data["types"] = lazy.group_by("case_type").agg(pl.len().alias("cases")).collect()
+    ratio = pl.col("cost_ratio")
+    width = RATIO_MAX / RATIO_BINS
+    data["ratio_bins"] = (lazy.filter(ratio.is_not_null() & ratio.is_finite())
+                          .select((ratio.clip(0, RATIO_MAX - width / 2) / width).floor().cast(pl.Int32).alias("bin"))
+                          .group_by("bin").len().collect())
+    if (folder / "compare_hospitals.csv").is_file():
+        data["compare"] = {"hospitals": read_table(folder / "compare_hospitals.csv", COMPARE_MONEY),
+                           "groups": read_table(folder / "compare_drgs.csv", COMPARE_MONEY)}
+    return data
+
+
+# -- charts ---------------------------------------------------------------------------------
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+                         "font.family": "DejaVu Sans",  # bundled with matplotlib; browsers substitute their own
+                         "svg.hashsalt": "grouper"})  # stable ids: the same data gives the same file
+    return plt
+
+
+def _svg(fig) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _bar(plt, labels, values, *, title, xlabel, color="#4c78a8", horizontal=False, signed=False, height=3.2):
+    fig, ax = plt.subplots(figsize=(7.2, height))
+    colors = [("#e45756" if v < 0 else "#54a24b") for v in values] if signed else color
+    if horizontal:
+        ax.barh(labels, values, color=colors)
+        ax.invert_yaxis()
+        ax.set_xlabel(xlabel)
+    else:
+        ax.bar(labels, values, color=colors)
+        ax.set_ylabel(xlabel)
+        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+    if signed:
+        (ax.axvline if horizontal else ax.axhline)(0, color="#333", linewidth=0.8)
+    ax.set_title(title, loc="left")
+    return _svg(fig)
+
+
+def _charts(data: dict) -> list[tuple[str, str, str]]:
+    """(id, heading, svg) per chart."""
+    plt = _pyplot()
+    charts = []
+    h = data["hospitals"].sort("cmi", descending=True, nulls_last=True)
+    charts.append(("cmi", "CMI by hospital (病例组合指数)", _bar(
+        plt, [str(x) for x in h["hospital"]], h["cmi"].fill_null(0).to_list(), title="CMI by hospital", xlabel="CMI")))
+
+    bins = dict(data["ratio_bins"].iter_rows())
+    width = RATIO_MAX / RATIO_BINS
+    fig, ax = plt.subplots(figsize=(7.2, 3.2))
+    ax.bar([i * width for i in range(RATIO_BINS)], [bins.get(i, 0) for i in range(RATIO_BINS)], width=width, align="edge",
+           color="#4c78a8")
+    ax.set_xlabel(f"cost ratio (cost ÷ reference; the last bin holds every ratio ≥ {RATIO_MAX - width:g})")
+    ax.set_ylabel("cases")
+    ax.set_title("Cost-ratio distribution", loc="left")
+    charts.append(("ratio", "Cost-ratio distribution (费用倍率)", _svg(fig)))
+
+    types = dict(data["types"].iter_rows())
+    total = sum(types.values()) or 1
+    shown = [t for t in CASE_TYPES if types.get(t)]
+    charts.append(("types", "Case types (病例类型)", _bar(
+        plt, shown, [100 * types[t] / total for t in shown], title="Case-type shares", xlabel="% of cases", horizontal=True,
+        height=2.6)))
+
+    g = data["groups"].filter(pl.col("surplus") < 0).sort("surplus").head(15)
+    charts.append(("deficit", "Top DRGs by deficit (亏损病组)", _bar(
+        plt, [str(x) for x in g["drg" if "drg" in g.columns else g.columns[0]]], [v / WAN for v in g["surplus"]],
+        title="Top DRGs by deficit (payment − cost)", xlabel=WAN_LABEL, horizontal=True, signed=True, height=3.6)))
+
+    g = data["groups"].filter(pl.col("rw").is_not_null() & pl.col("mean_cost").is_not_null())
+    fig, ax = plt.subplots(figsize=(7.2, 3.6))
+    sizes = [max(4.0, min(200.0, c / max(1, g["cases"].max() or 1) * 200)) for c in g["cases"]]
+    ax.scatter(g["rw"].to_list(), [v / 100 for v in g["mean_cost"]], s=sizes, alpha=0.6, color="#4c78a8")
+    ax.set_xlabel("relative weight (RW)")
+    ax.set_ylabel("mean cost this year (yuan)")
+    ax.set_title("Weight vs mean cost, per DRG (dot size: cases)", loc="left")
+    charts.append(("weight", "Weight vs mean cost (权重与次均费用)", _svg(fig)))
+
+    if "compare" in data:
+        c = data["compare"]["hospitals"].sort("payment_delta")
+        charts.append(("impact", "Impact of the change per hospital (测算)", _bar(
+            plt, [str(x) for x in c["hospital"]], [v / WAN for v in c["payment_delta"].fill_null(0)],
+            title="Payment change per hospital (after sharing)", xlabel=WAN_LABEL, signed=True)))
+        d = data["compare"]["groups"].sort("payment_delta").head(15)
+        key = d.columns[0]
+        charts.append(("impact-drg", "DRGs losing most under the change", _bar(
+            plt, [str(x) for x in d[key]], [v / WAN for v in d["payment_delta"].fill_null(0)],
+            title="Payment change per DRG, 15 largest losses", xlabel=WAN_LABEL, horizontal=True, signed=True, height=3.6)))
+    return charts
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+def _cell(value, money: bool) -> str:
+    if value is None:
+        return '<td data-v="">—</td>'
+    if money:
+        sign = "-" if value < 0 else ""
+        return f'<td class="n" data-v="{value}">{sign}{abs(value) // 100:,}.{abs(value) % 100:02d}</td>'
+    if isinstance(value, float):
+        return f'<td class="n" data-v="{value!r}">{value:,.4f}</td>'
+    if isinstance(value, int):
+        return f'<td class="n" data-v="{value}">{value:,}</td>'
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+def _table(frame: pl.DataFrame, money: tuple[str, ...], table_id: str) -> str:
+    head = "".join(f'<th title="click to sort">{html.escape(c)}</th>' for c in frame.columns)
+    rows = []
+    for row in frame.iter_rows():
+        rows.append("<tr>" + "".join(_cell(v, c in money) for c, v in zip(frame.columns, row)) + "</tr>")
+    return (f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+SORT_SCRIPT = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      var down = th.dataset.dir !== 'down';
+      table.querySelectorAll('th').forEach(function (h) { delete h.dataset.dir; });
+      th.dataset.dir = down ? 'down' : 'up';
+      rows.sort(function (a, b) {
+        var x = a.cells[col], y = b.cells[col];
+        var p = x.dataset.v !== undefined ? parseFloat(x.dataset.v) : NaN;
+        var q = y.dataset.v !== undefined ? parseFloat(y.dataset.v) : NaN;
+        var r = (!isNaN(p) && !isNaN(q)) ? p - q : (isNaN(p) - isNaN(q)) || x.textContent.localeCompare(y.textContent);
+        return down ? -r : r;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+STYLE = """
+body { font-family: system-ui, "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; margin: 24px auto; max-width: 1180px; color: #222; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+.meta { color: #666; font-size: 13px; } .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(540px, 1fr)); gap: 12px; }
+figure { margin: 0; border: 1px solid #eee; padding: 8px; } figure svg { width: 100%; height: auto; }
+figcaption { font-weight: 600; font-size: 14px; margin-bottom: 4px; }
+.scroll { max-height: 480px; overflow: auto; border: 1px solid #eee; }
+table { border-collapse: collapse; font-size: 12px; width: 100%; }
+th, td { padding: 3px 6px; border-bottom: 1px solid #f0f0f0; white-space: nowrap; }
+th { position: sticky; top: 0; background: #f7f7f7; cursor: pointer; text-align: left; }
+th[data-dir=down]::after { content: " ▼"; } th[data-dir=up]::after { content: " ▲"; } td.n { text-align: right; }
+.kpi { display: flex; gap: 24px; flex-wrap: wrap; } .kpi div { background: #f7f7f7; padding: 8px 12px; }
+.kpi b { display: block; font-size: 18px; }
+"""
+
+
+def _yuan(fen) -> str:
+    if fen is None:
+        return "—"
+    return f"{'-' if fen < 0 else ''}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
+
+
+def render_report(folder: str | Path) -> str:
+    """The report of a settlement folder as one HTML string."""
+    folder = Path(folder)
+    data = _read_settlement(folder)
+    summary, hospitals, pools = data["summary"], data["hospitals"], data["pools"]
+    charts = _charts(data)
+    total_cases = summary.get("cases", 0)
+    kpis = [("cases", f"{total_cases:,}"), ("hospitals", f"{hospitals.height:,}"),
+            ("payment (yuan)", _yuan(int(hospitals["final_payment"].sum() or 0))),
+            ("cost (yuan)", _yuan(int(hospitals["cost"].sum() or 0))),
+            ("surplus after sharing (yuan)", _yuan(int(hospitals["surplus_after_sharing"].sum() or 0)))]
+    for row in pools.iter_rows(named=True):
+        if row["settlement_point_value"] is not None:
+            kpis.append((f"结算点值 {row['pool']}", f"{row['settlement_point_value']:.4f}"))
+    parts = [
+        "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">",
+        f"<title>{html.escape(summary['policy'])}: settlement report</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(summary['policy'])} — settlement report (结算报告)</h1>",
+        f"<p class=\"meta\">method: {html.escape(summary['method'])} · policy files: "
+        f"{html.escape(', '.join(Path(p).name for p in summary.get('policy_files', [])))} · "
+        f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by grouper from {html.escape(folder.name)}</p>",
+        '<div class="kpi">' + "".join(f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis) + "</div>",
+        "<h2>Charts</h2><div class=\"grid\">",
+        *[f'<figure class="chart" id="chart-{cid}"><figcaption>{html.escape(title)}</figcaption>{svg}</figure>'
+          for cid, title, svg in charts],
+        "</div>",
+        "<h2>Pools and point values (预算点值 / 结算点值)</h2>", _table(pools, MONEY["pools"], "pools"),
+        "<h2>Hospitals (清算)</h2>", _table(hospitals, MONEY["hospitals"], "hospitals"),
+        "<h2>DRGs</h2>", _table(data["groups"], MONEY["groups"], "drgs"),
+    ]
+    if "compare" in data:
+        change = summary.get("compare", {}).get("policy", "the change")
+        parts += [f"<h2>Impact of {html.escape(change)}: hospitals</h2>",
+                  _table(data["compare"]["hospitals"], COMPARE_MONEY, "impact-hospitals"),
+                  "<h2>Impact: DRGs</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
+    parts.append(f"<script>{SORT_SCRIPT}</script></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(folder: str | Path, output: str | Path) -> Path:
+    """Write the report of a settlement folder to `output` (.html), atomically."""
+    from ..outputs import atomic_output
+
+    output = Path(output)
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"cannot write {output}: the report is an .html file")
+    text = render_report(folder)
+    with atomic_output(output) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return output
