@@ -105,6 +105,8 @@ CASES = [
           ("explain", f"explain --scheme {pack} --dx K35.800"),
       ]],
     Case("check a scheme saved with a BOM", "check {c}/bom_scheme", 0, output=None),
+    Case("check a GBK DIP scheme", "check {c}/gbk_dip", 1, output=None),
+    Case("group with a GBK DIP scheme", "group {c}/good.csv -o {o}/r.csv --scheme {c}/gbk_dip -q", 1),
     Case("group with a corrupt plan cache", "group {c}/good.csv -o {o}/r.csv --scheme {c}/cached -q", 0, records=3),
     Case("check with a corrupt plan cache", "check {c}/cached", 0, output=None),
     # ---- explain ---------------------------------------------------------------------------------
@@ -191,6 +193,9 @@ def corpus(tmp_path_factory) -> Path:
                                                   'table cc = "cc.csv"\ntable w = "w.csv" key drg\nweights = w'))))
     broken_pack(c, "missing_base", lambda p: write(p / "scheme.grp", 'scheme "x" version "1" extends "../nowhere"\n'))
     (c / "no_scheme").mkdir()
+    dip = Path(shutil.copytree(DIP_DEMO, c / "gbk_dip"))
+    dip_text = (dip / "scheme.dip").read_text(encoding="utf-8")
+    (dip / "scheme.dip").write_bytes((dip_text + "\n# 注释\n").encode("gbk"))
     # a plan cache entry for this pack holding garbage (the cache folder is set per test below)
     broken_pack(c, "cached", lambda p: None)
     return c

@@ -10,7 +10,7 @@ from lark import v_args
 from ..errors import SchemeError, with_source
 from ..lang import ast as lang_ast
 from ..lang.parse import _Builder as SchemeBuilder
-from ..lang.parse import _string, _syntax_diagnostic
+from ..lang.parse import _string, _syntax_diagnostic, read_source
 from .ast import DipScheme, Setting
 
 
@@ -22,7 +22,7 @@ def grammar() -> lark.Lark:
 
 def parse_file(path: str | Path) -> DipScheme:
     path = Path(path)
-    return parse_text(path.read_text(encoding="utf-8"), str(path))
+    return parse_text(read_source(path), str(path))  # UTF-8, BOM or not; else an `encoding` diagnostic
 
 
 def parse_text(text: str, path: str = "<string>") -> DipScheme:
