@@ -48,11 +48,14 @@ def batch20_same(plan20, cases_1m):
 
 def test_kernel_20_vs_11(benchmark, plan, batch_1m, plan20, batch20_own, batch20_same):
     """`run_kernel`, one thread: 1.1 on its cases, 2.0 on its cases, 2.0 on the 1.1 cases, interleaved
-    round by round (so load from elsewhere on a shared machine hits all three alike); medians."""
+    round by round (so load from elsewhere on a shared machine hits all alike); medians. Also 2.0
+    without the MDC-level ADRG gate (plan.adrg_gate_mask), to show what that gate buys."""
+    import dataclasses
     import time
 
     benchmark.group = "kernel 2.0 vs 1.1"
-    runs = {"1.1": (plan, batch_1m, []), "2.0": (plan20, batch20_own, []), "2.0 on 1.1 cases": (plan20, batch20_same, [])}
+    runs = {"1.1": (plan, batch_1m, []), "2.0": (plan20, batch20_own, []), "2.0 on 1.1 cases": (plan20, batch20_same, []),
+            "2.0 without ADRG gate": (dataclasses.replace(plan20, adrg_gate_mask=None), batch20_own, [])}
 
     def interleaved():
         for p, batch, into in runs.values():
@@ -66,4 +69,5 @@ def test_kernel_20_vs_11(benchmark, plan, batch_1m, plan20, batch20_own, batch20
     record(benchmark, target="kernel speed on CHS-DRG 2.0 / on 1.1 (`run_kernel`, 1 thread, own golden sets, interleaved)",
            value=median["1.1"] / median["2.0"], unit="x", op=">=", threshold=0.9, order=4,
            **{f"{name} cases/s": round(N / seconds) for name, seconds in median.items()},
-           same_cases_ratio=median["1.1"] / median["2.0 on 1.1 cases"])
+           same_cases_ratio=median["1.1"] / median["2.0 on 1.1 cases"],
+           adrg_gate_speedup=median["2.0 without ADRG gate"] / median["2.0"])

@@ -123,6 +123,8 @@ cdef struct PlanC:
     const int32_t* adrg_drg_start
     const int32_t* drg_cond
     const uint64_t* pdx_mdc_mask    # NULL, or per code id: bit m set unless MDC m's entry rejects that pdx
+    const uint64_t* adrg_gate_mask  # NULL, or per code id: bit m set when the code is in an ADRG gate of MDC m
+    uint64_t adrg_gate_free         # MDCs with an ADRG without a gate (see ir.Plan)
     # qy rules (see ir.Plan): all NULL when the plan has none
     const int32_t* mdc_qy_start     # n_mdc + 2
     const int32_t* qy_cond
@@ -371,6 +373,13 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
     cdef uint64_t candidates = <uint64_t>-1
     if p.pdx_mdc_mask != NULL:
         candidates = p.pdx_mdc_mask[cs.dx[0] if cs.n_dx > 0 else 0]
+    cdef uint64_t reachable = <uint64_t>-1   # MDCs some ADRG of which can hold for the case's codes
+    if p.adrg_gate_mask != NULL:
+        reachable = p.adrg_gate_free
+        for r in range(cs.n_dx):
+            reachable |= p.adrg_gate_mask[cs.dx[r]]
+        for r in range(cs.n_px):
+            reachable |= p.adrg_gate_mask[cs.px[r]]
     for r in range(p.n_invalid):
         if eval_condition(p, p.invalid_cond[r], cs):
             set_result(status, mdc, adrg, drg, reason, ST_INVALID, -1, -1, -1, <int32_t>r)
@@ -383,6 +392,9 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
         if not (candidates >> m) & 1:   # the entry's pdx gate would fail: skip it unevaluated
             continue
         if not eval_condition(p, p.mdc_cond[m], cs):
+            continue
+        if not (reachable >> m) & 1:    # entered, but every ADRG's gate would fail
+            last_entered = m
             continue
         for ai in range(p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]):
             if not eval_condition(p, p.adrg_cond[ai], cs):
@@ -588,7 +600,8 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const uint64_t[::1] pdx_mdc_mask=None, int behaviour=0,
                 const int32_t[::1] mdc_qy_start=None, const int32_t[::1] qy_cond=None,
                 const int32_t[::1] qy_mdc=None, const int32_t[::1] qy_drg=None,
-                const int32_t[::1] adrg_qy=None):
+                const int32_t[::1] adrg_qy=None,
+                const uint64_t[::1] adrg_gate_mask=None, uint64_t adrg_gate_free=0):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     Same arguments and results as `grouper.engine._kernel_py.group_cases`; the case loop runs
@@ -682,6 +695,14 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         if pdx_mdc_mask.shape[0] != map_width or map_width < 1:
             raise ValueError(f"pdx_mdc_mask has {pdx_mdc_mask.shape[0]} entries, expected one per code id ({map_width})")
         p.pdx_mdc_mask = &pdx_mdc_mask[0]
+    p.adrg_gate_mask = NULL
+    p.adrg_gate_free = adrg_gate_free
+    if adrg_gate_mask is not None:
+        if n_mdc > 64:
+            raise ValueError(f"adrg_gate_mask holds 64 MDCs, the plan has {n_mdc}")
+        if adrg_gate_mask.shape[0] != map_width or map_width < 1:
+            raise ValueError(f"adrg_gate_mask has {adrg_gate_mask.shape[0]} entries, expected one per code id ({map_width})")
+        p.adrg_gate_mask = &adrg_gate_mask[0]
     p.mdc_qy_start = NULL
     p.qy_cond = NULL
     p.qy_mdc = NULL

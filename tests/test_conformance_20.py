@@ -128,3 +128,21 @@ def test_validation_on_the_golden_set(chs20_scheme, golden20_cases):
     assert counts["malformed_age"] == 22                 # "x" and "1岁": grouped as NaN ages
     invalid = dict(results.filter(pl.col("status") == "invalid").group_by("reason").len().iter_rows())
     assert invalid == {"sex_missing": 34, "malformed_sex": 38, "dx_missing": 130}
+
+
+def test_adrg_gate_only_skips_work(chs20_scheme, golden20_cases, golden_cases):
+    """The MDC-level ADRG gate is an optimisation: without it every result is the same (no_adrg
+    MDCs included), with both kernels, on the 2.0 golden cases and the 1.1 ones."""
+    import dataclasses
+
+    plan = chs20_scheme.plan
+    mdca = plan.mdc_codes.index("MDCA")
+    # MDCA (entered by every case) has a gate on each of its ADRGs, so it can be skipped
+    assert plan.adrg_gate_mask is not None and not (plan.adrg_gate_free >> mdca) & 1
+    assert (plan.adrg_gate_mask[1:] >> mdca & 1).sum() > 0
+    without = dataclasses.replace(plan, adrg_gate_mask=None)
+    for cases in (golden20_cases, golden_cases):
+        assert group_frame(plan, cases).equals(group_frame(without, cases))
+    sample = golden20_cases.gather(list(range(0, golden20_cases.height, 7)))
+    assert group_frame(plan, sample, kernel=get_kernel("python")).equals(
+        group_frame(without, sample, kernel=get_kernel("python")))

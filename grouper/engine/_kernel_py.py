@@ -119,13 +119,15 @@ def eval_condition(plan_arrays, k: int, case: Case) -> bool:
 
 
 def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
-              qy=None) -> tuple[int, int, int, int, int]:
+              qy=None, adrg_gate=None) -> tuple[int, int, int, int, int]:
     """(status, mdc, adrg, drg, reason) for one case; indexes are -1 where not applicable.
 
     `pdx_mdc_mask` (optional, per code id) has bit m clear when MDC m's entry cannot hold for that
     principal diagnosis; such MDCs are skipped unevaluated (the result is the same).
     `behaviour` (ir.NO_DRG_STATUS | ir.SECOND_ATTEMPT flags): see `group_with_attempts`.
     `qy` (optional): the plan's qy arrays (mdc_qy_start, qy_cond, qy_mdc, qy_drg, adrg_qy), see ir.Plan.
+    `adrg_gate` (optional): (adrg_gate_mask, adrg_gate_free), see ir.Plan: an MDC none of whose ADRGs
+    can hold for the case's codes is entered without testing its ADRGs (the result is the same).
     """
     (_, _, _, _, invalid_cond, mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond) = plan_arrays
     for r, cond in enumerate(invalid_cond.tolist()):
@@ -144,13 +146,18 @@ def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
 
     last_entered = -1
     candidates = -1 if pdx_mdc_mask is None else int(pdx_mdc_mask[case.pdx])
+    reachable = -1
+    if adrg_gate is not None:
+        gate_mask, reachable = adrg_gate[0], int(adrg_gate[1])
+        for x in case.dx + case.px:
+            reachable |= int(gate_mask[x])
     for m, cond in enumerate(mdc_cond.tolist()):
         result = top_level_qy(m)
         if result is not None:
             return result
         if not (candidates >> m) & 1 or not eval_condition(plan_arrays, cond, case):
             continue
-        for a in range(mdc_adrg_start[m], mdc_adrg_start[m + 1]):
+        for a in range(mdc_adrg_start[m], mdc_adrg_start[m + 1]) if (reachable >> m) & 1 else ():
             if not eval_condition(plan_arrays, int(adrg_cond[a]), case):
                 continue
             if adrg_qy is not None and adrg_qy[a] != NOT_QY:  # a qy rule among the ADRGs: ends grouping
@@ -173,17 +180,17 @@ def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
 
 
 def group_with_attempts(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
-                        qy=None) -> tuple[int, int, int, int, int]:
+                        qy=None, adrg_gate=None) -> tuple[int, int, int, int, int]:
     """`group_one`, then, with SECOND_ATTEMPT, for a case left without a group (no_adrg, no_drg,
     ungroupable): group it again with procedure j (j = 2, 3, ...) moved to the front as the principal
     procedure, the others keeping their order; the first grouped result wins, else the first result.
     A qy result is final, like a grouped one."""
-    result = group_one(plan_arrays, case, pdx_mdc_mask, behaviour, qy)
+    result = group_one(plan_arrays, case, pdx_mdc_mask, behaviour, qy, adrg_gate)
     if not behaviour & SECOND_ATTEMPT or result[0] in (GROUPED, INVALID, QY):
         return result
     for j in range(1, len(case.px)):
         moved = Case(case.dx, [case.px[j]] + case.px[:j] + case.px[j + 1:], case.fields)
-        retry = group_one(plan_arrays, moved, pdx_mdc_mask, behaviour, qy)
+        retry = group_one(plan_arrays, moved, pdx_mdc_mask, behaviour, qy, adrg_gate)
         if retry[0] == GROUPED:
             return retry
     return result
@@ -194,18 +201,19 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
                 dx_offsets, dx_codes, px_offsets, px_codes, fields, skip,
                 out_status, out_mdc, out_adrg, out_drg, out_reason, start: int = 0, stop: int = -1,
                 pdx_mdc_mask=None, behaviour: int = 0, mdc_qy_start=None, qy_cond=None, qy_mdc=None,
-                qy_drg=None, adrg_qy=None) -> None:
+                qy_drg=None, adrg_qy=None, adrg_gate_mask=None, adrg_gate_free: int = 0) -> None:
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     dx_offsets/px_offsets: int64[n+1]; dx_codes/px_codes: uint32 code ids; fields: int32[7, n];
     skip: uint8[n], nonzero for rows already rejected while reading (they get status INVALID,
     reason -1). Outputs: status uint8[n], mdc/adrg/drg/reason int32[n]. behaviour: ir.NO_DRG_STATUS |
     ir.SECOND_ATTEMPT (the scheme's settings). The qy arrays (all or none) are those of
-    ir.Plan.qy_args().
+    ir.Plan.qy_args(). adrg_gate_mask / adrg_gate_free: ir.Plan's (optional; only skip work).
     """
     plan_arrays = (set_bits, label_maps, program, cond_start, invalid_cond, mdc_cond, mdc_adrg_start,
                    adrg_cond, adrg_drg_start, drg_cond)
     qy = None if qy_cond is None else (mdc_qy_start, qy_cond, qy_mdc, qy_drg, adrg_qy)
+    adrg_gate = None if adrg_gate_mask is None else (adrg_gate_mask, adrg_gate_free)
     n = len(skip)
     stop = n if stop < 0 else stop
     for i in range(start, stop):
@@ -215,7 +223,7 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
             case = Case(dx_codes[dx_offsets[i]:dx_offsets[i + 1]].tolist(),
                         px_codes[px_offsets[i]:px_offsets[i + 1]].tolist(),
                         fields[:, i].tolist())
-            result = group_with_attempts(plan_arrays, case, pdx_mdc_mask, behaviour, qy)
+            result = group_with_attempts(plan_arrays, case, pdx_mdc_mask, behaviour, qy, adrg_gate)
         out_status[i], out_mdc[i], out_adrg[i], out_drg[i], out_reason[i] = result
 
 

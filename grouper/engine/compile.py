@@ -276,6 +276,8 @@ class _Compiler:
         pdx_mdc_mask = self.pdx_mdc_mask(s.mdcs, set_bits, len(codes) + len(self.prefixes))
         i32 = lambda xs: np.ascontiguousarray(np.asarray(xs, dtype=np.int32))  # noqa: E731
         program = np.asarray(self.program, dtype=np.int32).reshape(-1, 5)
+        adrg_gate_mask, adrg_gate_free = adrg_gates(program, self.cond_start, mdc_adrg_start, adrg_cond, set_bits,
+                                                    len(codes) + len(self.prefixes))
         return ir.Plan(
             name=s.header.name, version=s.header.version, codes=codes,
             depts=list(self.depts), labels=list(self.labels),
@@ -299,7 +301,7 @@ class _Compiler:
             dictionary_sets=dictionary_sets,
             code_names=self.code_names(),
             drg_weights=self.drg_weights([d.code for d in drgs] + qy_codes),
-            pdx_mdc_mask=pdx_mdc_mask,
+            pdx_mdc_mask=pdx_mdc_mask, adrg_gate_mask=adrg_gate_mask, adrg_gate_free=adrg_gate_free,
             mdc_qy_start=i32(mdc_qy_start), qy_cond=i32(qy_cond), qy_mdc=i32(qy_mdc), qy_drg=i32(qy_drg),
             adrg_qy=i32(adrg_qy), qy_codes=[q.code for q, _ in qys],
             sex_spellings=next(({text: ir.SEX_VALUES[sex] for text, sex in r.spellings}
@@ -413,3 +415,30 @@ def _where(node, kind: str, cond: ast.Cond) -> str:
 
 def compile_scheme(scheme: ast.Scheme, store: TableStore) -> ir.Plan:
     return _Compiler(scheme, store).compile()
+
+
+def adrg_gates(program: np.ndarray, cond_start, mdc_adrg_start, adrg_cond, set_bits: np.ndarray,
+               n_codes: int) -> tuple[np.ndarray | None, int]:
+    """The MDC-level gate (see ir.Plan.adrg_gate_mask): per code id, the MDCs with an ADRG whose
+    GATE set holds the code; and the MDCs with an ADRG without a GATE (always tested). A GATE makes
+    its whole condition false when no item of its scope is in its set, so an ADRG can only hold when
+    some code of the case is in one of its GATE sets; of several, the one with fewest codes is used."""
+    n_mdc = len(mdc_adrg_start) - 1
+    if n_mdc > 64:
+        return None, 0
+    popcount = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
+    mask = np.zeros(n_codes + 1, dtype=np.uint64)
+    free = 0
+    for m in range(n_mdc):
+        bit = np.uint64(1) << np.uint64(m)
+        for a in range(mdc_adrg_start[m], mdc_adrg_start[m + 1]):
+            k = adrg_cond[a]
+            rows = program[cond_start[k]:cond_start[k + 1]]
+            gate_sets = [int(s) for s in rows[rows[:, 0] == ir.OP_GATE, 2]]
+            if not gate_sets:
+                free |= 1 << m
+                continue
+            s = min(gate_sets, key=lambda s: popcount[s])
+            bits = np.unpackbits(set_bits[s].view(np.uint8), bitorder="little")[:n_codes + 1].astype(bool)
+            mask[bits] |= bit
+    return mask, free

@@ -105,6 +105,12 @@ class Plan:
     # Per code id, bit m set unless MDC m's entry requires `pdx in S` with the code outside S: the
     # kernel skips MDCs whose entry cannot hold for the case's principal diagnosis (None: > 64 MDCs).
     pdx_mdc_mask: np.ndarray | None = None
+    # Per code id, bit m set when the code is in the GATE set chosen for some ADRG (or qy rule) of MDC m;
+    # bit m of adrg_gate_free set when some ADRG of MDC m has no GATE. A case none of whose codes
+    # (dx or proc) has bit m, with the bit clear in adrg_gate_free, matches no ADRG of MDC m: the kernel
+    # enters the MDC (so no_adrg results are unchanged) without testing its ADRGs. (None: > 64 MDCs.)
+    adrg_gate_mask: np.ndarray | None = None
+    adrg_gate_free: int = 0
     # Ambiguous groups (qy rules). Rule q holds on condition qy_cond[q] and gives status QY with MDC
     # qy_mdc[q] (-1: none) and drg_codes[qy_drg[q]] (QY codes follow the DRGs in drg_codes). Top-level
     # rules come first: those tried before MDC m are mdc_qy_start[m]:mdc_qy_start[m+1] (the last

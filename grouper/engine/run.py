@@ -23,13 +23,15 @@ def run_kernel(plan: ir.Plan, batch: Batch, *, threads: int | None = None, kerne
     threads = threads or os.cpu_count() or 1
     threads = max(1, min(threads, n // MIN_ROWS_PER_THREAD))
     mask, behaviour = plan.pdx_mdc_mask, plan.behaviour
-    qy = plan.qy_args()
+    options = plan.qy_args()
+    if plan.adrg_gate_mask is not None:
+        options.update(adrg_gate_mask=plan.adrg_gate_mask, adrg_gate_free=plan.adrg_gate_free)
     if threads == 1 or getattr(kernel, "__name__", "").endswith("_kernel_py"):
-        kernel.group_cases(*args, 0, n, mask, behaviour, **qy)
+        kernel.group_cases(*args, 0, n, mask, behaviour, **options)
         return out
     bounds = np.linspace(0, n, threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:  # the Cython kernel releases the GIL
-        list(pool.map(lambda r: kernel.group_cases(*args, int(bounds[r]), int(bounds[r + 1]), mask, behaviour, **qy),
+        list(pool.map(lambda r: kernel.group_cases(*args, int(bounds[r]), int(bounds[r + 1]), mask, behaviour, **options),
                       range(threads)))
     return out
 
@@ -45,7 +47,7 @@ def eval_conditions(plan: ir.Plan, batch: Batch, conds, *, threads: int | None =
     one = np.array([0, 1], dtype=np.int32)
     for i, k in enumerate(conds):
         cond = np.array([k], dtype=np.int32)
-        sub = dataclasses.replace(plan, pdx_mdc_mask=None, behaviour=0, qy_cond=None, invalid_cond=np.zeros(0, np.int32), mdc_cond=cond,
+        sub = dataclasses.replace(plan, pdx_mdc_mask=None, adrg_gate_mask=None, behaviour=0, qy_cond=None, invalid_cond=np.zeros(0, np.int32), mdc_cond=cond,
                                   mdc_adrg_start=one,
                                   adrg_cond=cond, adrg_drg_start=one,
                                   drg_cond=np.array([ir.NO_CONDITION], dtype=np.int32))
