@@ -115,3 +115,16 @@ def test_readme_quick_start_runs_on_the_demo_history(tmp_path):
                  str(tmp_path / "metrics.csv"), "-q"]) == 0
     metrics = pl.read_csv(tmp_path / "metrics.csv")
     assert metrics.filter(pl.col("dept").is_null())["hospital"].to_list() == ["H001", "H002", "H003", "H004", "H005"]
+
+
+def test_readmissions_stay_inside_the_history_years():
+    """A readmission after the last year would add a stray year that `--year-weights 1:2:7` then
+    takes as the latest (it used to: ~140 discharges in 2025 for a 2022–2024 history)."""
+    from grouper.payment.history import HistoryGenerator
+    from grouper.scheme import load_scheme
+
+    gen = HistoryGenerator(load_scheme(None), hospitals_n=5, years=3, cases=50_000, seed=3, end_year=2024)
+    frame = gen.frame(0, 50_000)
+    years = frame["discharge_date"].dt.year()
+    assert years.min() == 2022 and years.max() == 2024
+    assert frame["patient_id"].n_unique() < frame.height      # readmissions are still there

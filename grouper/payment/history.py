@@ -27,7 +27,8 @@ realistic to find:
    `special_review`.
 5. **Deaths** (离院方式 5) with a probability by severity (`death_rate`), tripled in tail cases.
 6. **Readmissions:** a share `readmissions` of cases repeats an earlier case of the same block
-   (same patient, hospital and template, so usually the same DRG) 1–30 days after its discharge.
+   (same patient, hospital and template, so usually the same DRG) 1–30 days after its discharge,
+   when that still falls inside the history's years.
 7. **Hospitals** `H001...`: a quarter level 3, 45 % level 2, the rest level 1; level 3 hospitals are
    larger and see a costlier case mix (DRG popularity tilted by the DRG's cost to the power
    `casemix_tilt[level]`, pack-built templates only).
@@ -406,7 +407,12 @@ class HistoryGenerator:
         patient = np.arange(lo, hi, dtype=np.int64)
         if len(ri):
             gap = rng.integers(1, 31, len(ri))
-            discharge_day[ri] = discharge_day[source[ri]] + gap + los[ri]
+            day = discharge_day[source[ri]] + gap + los[ri]
+            # A readmission after the history's last day would add a stray year of a few cases (which
+            # year weights like 1:2:7 would then count as the latest year): such a case stays a first stay.
+            inside = day < jan1[-1]
+            ri, day = ri[inside], day[inside]
+            discharge_day[ri] = day
             patient[ri] = patient[source[ri]]
         admission_day = discharge_day - los.astype(np.int64)
 
