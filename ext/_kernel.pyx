@@ -575,6 +575,17 @@ cdef int check_qy(const int32_t[::1] mdc_qy_start, const int32_t[::1] qy_cond, c
     return 0
 
 
+cdef const uint64_t* _mdc_mask(str name, const uint64_t[::1] mask, Py_ssize_t n_mdc, Py_ssize_t map_width) except? NULL:
+    """A per-code-id MDC bitmap (one bit per MDC) checked against the plan; NULL when not given."""
+    if mask is None:
+        return NULL
+    if n_mdc > 64:
+        raise ValueError(f"{name} holds 64 MDCs, the plan has {n_mdc}")
+    if mask.shape[0] != map_width or map_width < 1:
+        raise ValueError(f"{name} has {mask.shape[0]} entries, expected one per code id ({map_width})")
+    return &mask[0]
+
+
 def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const uint32_t[:, ::1] label_maps not None,
                 const int32_t[:, ::1] program not None,
@@ -688,21 +699,9 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.adrg_cond = &adrg_cond[0] if n_adrg > 0 else _NO_INT32
     p.adrg_drg_start = &adrg_drg_start[0]
     p.drg_cond = &drg_cond[0] if n_drg > 0 else _NO_INT32
-    p.pdx_mdc_mask = NULL
-    if pdx_mdc_mask is not None:
-        if n_mdc > 64:
-            raise ValueError(f"pdx_mdc_mask holds 64 MDCs, the plan has {n_mdc}")
-        if pdx_mdc_mask.shape[0] != map_width or map_width < 1:
-            raise ValueError(f"pdx_mdc_mask has {pdx_mdc_mask.shape[0]} entries, expected one per code id ({map_width})")
-        p.pdx_mdc_mask = &pdx_mdc_mask[0]
-    p.adrg_gate_mask = NULL
+    p.pdx_mdc_mask = _mdc_mask("pdx_mdc_mask", pdx_mdc_mask, n_mdc, map_width)
+    p.adrg_gate_mask = _mdc_mask("adrg_gate_mask", adrg_gate_mask, n_mdc, map_width)
     p.adrg_gate_free = adrg_gate_free
-    if adrg_gate_mask is not None:
-        if n_mdc > 64:
-            raise ValueError(f"adrg_gate_mask holds 64 MDCs, the plan has {n_mdc}")
-        if adrg_gate_mask.shape[0] != map_width or map_width < 1:
-            raise ValueError(f"adrg_gate_mask has {adrg_gate_mask.shape[0]} entries, expected one per code id ({map_width})")
-        p.adrg_gate_mask = &adrg_gate_mask[0]
     p.mdc_qy_start = NULL
     p.qy_cond = NULL
     p.qy_mdc = NULL
