@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import InputError
+from ..settle.engine import join_groups
 from .plan import LEVELS
 
 DIP_SETTLE_COLUMNS = ("id", "status", "dip", "dip_level", "score", "aux", "aux_factor", "los", "discharge", "hospital",
@@ -67,8 +68,7 @@ class DipScores:
 
     def attach(self, cases: pl.DataFrame) -> pl.DataFrame:
         factor = pl.col("aux_factor").fill_null(1.0) if self.auxiliary else pl.lit(1.0)
-        out = (cases.with_columns(pl.col("drg").alias("group"))
-               .join(self.catalogue, on="group", how="left", maintain_order="left")
+        out = (join_groups(cases.with_columns(pl.col("drg").alias("group")), self.catalogue)
                .with_columns((pl.col("_score") * factor).alias("base_points"),
                              (pl.col("_score") / self.scale).alias("rw")))
         if self.primary_coefficient is not None:

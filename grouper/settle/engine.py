@@ -22,8 +22,11 @@ prepayments are rounded half up to the fen, each on its own.
 """
 from __future__ import annotations
 
+import datetime
+import operator
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from functools import reduce
 from typing import Protocol
 
 import numpy as np
@@ -62,6 +65,15 @@ class BaseSource(Protocol):
         ...
 
 
+def join_groups(cases: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """`cases` with the columns of `table` (one row per `group`; later duplicates ignored) added by a
+    left join on `group`, in input order. Only the key column goes through the join: the case
+    columns are not copied."""
+    table = table.unique("group", keep="first", maintain_order=True)
+    found = cases.select("group").join(table, on="group", how="left", maintain_order="left").drop("group")
+    return cases.with_columns(found)
+
+
 @dataclass(frozen=True)
 class DrgWeights:
     """Base points from a weights table: `drg, weight` (RW), optionally `mean` (yuan per case)."""
@@ -90,8 +102,7 @@ class DrgWeights:
                  .filter(pl.col("group").is_not_null())
                  .unique("group", keep="first", maintain_order=True)
                  .with_columns((pl.col("rw") * self.scale).alias("base_points")))
-        return (cases.with_columns(pl.col("drg").alias("group"))
-                .join(table, on="group", how="left", maintain_order="left"))
+        return join_groups(cases.with_columns(pl.col("drg").alias("group")), table)
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,36 @@ class Settlement:
     groups: pl.DataFrame
     pools: pl.DataFrame
     policy: Policy
+
+
+# -- codes ----------------------------------------------------------------------------------
+# While settling, a case's type, the rule that decided it and how it is paid are small integer
+# codes (UInt8): 10,000,000 cases then carry three bytes each, not three strings. The outputs
+# turn them into Polars Enums with the names below (Parquet stores them as dictionaries).
+
+RULES = ("status", "cost", "coefficients.level", "rate.base_rate", "weights", "budget.annual",
+         "cases.exclusions.los_at_most", "cases.exclusions.los_at_least", "cases.exclusions.cost_below",
+         "cases.exclusions.drgs", "los", "cases.per_diem.per_day", "cases.special_review",
+         "cases.special_review.over_cap", "cases.incomplete", "cases.high", "cases.low", "normal")
+PAID_BY = ("group", "fee_for_service", "none")
+TYPE = {name: code for code, name in enumerate(CASE_TYPES)}
+RULE = {name: code for code, name in enumerate(RULES)}
+PAY = {name: code for code, name in enumerate(PAID_BY)}
+CODE = pl.UInt8
+
+
+def _is_type(*names: str) -> pl.Expr:
+    return pl.col("case_type").is_in([TYPE[n] for n in names])
+
+
+def _paid(name: str) -> pl.Expr:
+    return pl.col("paid_by") == PAY[name]
+
+
+def _named(column: str, names: tuple[str, ...]) -> pl.Expr:
+    """A code column as an Enum of its names."""
+    return pl.col(column).replace_strict(list(range(len(names))), list(names), default=None,
+                                         return_dtype=pl.Enum(list(names)))
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -127,13 +168,15 @@ def _half_up_fen(expr: pl.Expr) -> pl.Expr:
     return (expr + 0.5).floor().cast(pl.Int64, strict=False)  # NaN / infinity → null
 
 
-def _exact_sum(expr: pl.Expr) -> pl.Expr:
-    """Sum of a Float64 column to 1e-6, in integers, so that it does not depend on row order."""
-    return (expr * MICRO).round(0).cast(pl.Int64).sum() / MICRO
-
-
 def _to_fen(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _scatter(height: int, rows: pl.Series, values, dtype, default) -> pl.Series:
+    """A column of `height` rows: `values` at positions `rows`, `default` elsewhere (the frame is in row order)."""
+    out = np.full(height, default, dtype=dtype)
+    out[rows.to_numpy()] = values if np.isscalar(values) else np.asarray(values)
+    return pl.Series(out)
 
 
 # -- stages ---------------------------------------------------------------------------------
@@ -204,8 +247,21 @@ def _ratio_threshold(case: str, v: dict) -> tuple[pl.Expr, pl.Expr]:
     return threshold, test.fill_null(False)
 
 
+def _first_match(steps: list[tuple[pl.Expr, str, str]]) -> tuple[pl.Expr, pl.Expr]:
+    """(case_type, rule) codes of the first step whose test holds; null when none holds."""
+    if not steps:
+        return pl.lit(None, CODE), pl.lit(None, CODE)
+    kind = rule = pl
+    for test, case_type, key in steps:
+        holds = test.fill_null(False)
+        kind = kind.when(holds).then(pl.lit(TYPE[case_type], CODE))
+        rule = rule.when(holds).then(pl.lit(RULE[key], CODE))
+    return kind.otherwise(pl.lit(None, CODE)), rule.otherwise(pl.lit(None, CODE))
+
+
 def classify_fixed(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """Add `case_type` and `rule` (the policy key that decided the type) where the cost ratio plays no part.
+    """Add `case_type` and `rule` (codes: the type, and the policy key that decided it) where the cost
+    ratio plays no part.
 
     In order, the first that holds: invalid (grouping status; unreadable cost; no coefficient or
     base rate for the hospital level) → ungrouped (no_adrg, ungroupable) → excluded (no base
@@ -266,24 +322,12 @@ def classify_by_ratio(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
             test = test & (pl.col("los") <= incomplete["max_los"])
         steps.append((test, "incomplete", "cases.incomplete"))
     steps += [(high, "high", "cases.high"), (low, "low", "cases.low"), (pl.lit(True), "normal", "normal")]
-    open_ = pl.col("case_type").is_null()
     kind, key = _first_match(steps)
     return frame.with_columns(
-        pl.when(open_).then(kind).otherwise(pl.col("case_type")).alias("case_type"),
-        pl.when(open_).then(key).otherwise(pl.col("rule")).alias("rule"),
+        pl.coalesce(pl.col("case_type"), kind).alias("case_type"),
+        pl.coalesce(pl.col("rule"), key).alias("rule"),
         high_threshold.alias("high_threshold"), low_threshold.alias("low_threshold"),
     )
-
-
-def _first_match(steps: list[tuple[pl.Expr, str, str]]) -> tuple[pl.Expr, pl.Expr]:
-    """(case_type, rule) of the first step whose test holds; null when none holds."""
-    kind: pl.Expr = pl.lit(None, pl.String)
-    rule: pl.Expr = pl.lit(None, pl.String)
-    for test, case_type, key in reversed(steps):
-        holds = test.fill_null(False)
-        kind = pl.when(holds).then(pl.lit(case_type)).otherwise(kind)
-        rule = pl.when(holds).then(pl.lit(key)).otherwise(rule)
-    return kind, rule
 
 
 def _special_review(frame: pl.DataFrame, rule: dict) -> pl.DataFrame:
@@ -291,31 +335,37 @@ def _special_review(frame: pl.DataFrame, rule: dict) -> pl.DataFrame:
 
     The cap is ⌊cap × n⌋ cases, n = the cases not yet typed, per hospital or over the region.
     Ties in cost ratio are broken by hospital, then id (then cost and input position).
+    Only the flagged cases are ranked; the decisions go back to their rows by position.
     """
     scope = ["hospital"] if rule["cap_scope"] == "hospital" else []
     open_ = pl.col("case_type").is_null()
-    counts = frame.filter(open_).group_by(scope or pl.lit(1).alias("_all")).len("_n")
+    flagged = (frame.lazy().filter(open_ & pl.col("special_review"))
+               .select("row", "hospital", "id", "cost", pl.col("cost_ratio").fill_null(0.0).alias("_r")).collect())
+    if flagged.height == 0:
+        return frame
+    counts = frame.lazy().filter(open_).group_by(scope or pl.lit(1).alias("_all")).len("_n").collect()
     share = Decimal(rule["cap"])
     counts = counts.with_columns(((pl.col("_n").cast(pl.Int64) * int(share * MICRO)) // MICRO).alias("_allowed"))
-    flagged = (frame.filter(open_ & pl.col("special_review"))
-               .select("row", "hospital", "id", "cost", pl.col("cost_ratio").fill_null(0.0).alias("_r"))
-               .sort(["hospital", "_r", "id", "cost", "row"], descending=[False, True, False, False, False], nulls_last=True))
-    if not scope:
+    if scope:
+        flagged = flagged.sort(["hospital", "_r", "id", "cost", "row"], descending=[False, True, False, False, False],
+                               nulls_last=True)
+    else:
         flagged = flagged.sort(["_r", "hospital", "id", "cost", "row"], descending=[True, False, False, False, False],
                                nulls_last=True).with_columns(pl.lit(1).alias("_all"))
     flagged = (flagged.with_columns(pl.int_range(1, pl.len() + 1).over(scope or "_all").alias("_rank"))
-               .join(counts, on=scope or "_all", how="left")
+               .join(counts, on=scope or "_all", how="left", nulls_equal=True)
                .select("row", (pl.col("_rank") <= pl.col("_allowed")).alias("_accepted")))
-    frame = frame.join(flagged, on="row", how="left", maintain_order="left")
-    accepted = pl.col("_accepted").fill_null(False)
-    over = pl.col("_accepted").not_().fill_null(False)
-    to_fee = over & pl.lit(rule["over_cap"] == "fee_for_service")
-    return frame.with_columns(
-        pl.when(accepted).then(pl.lit("special_review")).when(to_fee).then(pl.lit("excluded"))
-        .otherwise(pl.col("case_type")).alias("case_type"),
-        pl.when(accepted).then(pl.lit("cases.special_review")).when(to_fee).then(pl.lit("cases.special_review.over_cap"))
-        .otherwise(pl.col("rule")).alias("rule"),
-    ).drop("_accepted")
+    accepted = flagged.filter(pl.col("_accepted"))["row"]
+    over = flagged.filter(~pl.col("_accepted"))["row"]
+    decided = [(accepted, "special_review", "cases.special_review")]
+    if rule["over_cap"] == "fee_for_service":
+        decided.append((over, "excluded", "cases.special_review.over_cap"))
+    kind, key = frame["case_type"].clone(), frame["rule"].clone()
+    for rows, case_type, rule_key in decided:
+        if rows.len():
+            kind.scatter(rows, TYPE[case_type])
+            key.scatter(rows, RULE[rule_key])
+    return frame.with_columns(kind, key)
 
 
 # -- points ---------------------------------------------------------------------------------
@@ -331,7 +381,7 @@ def _standard_points(policy: Policy) -> pl.Expr:
     daily = pl.col("group").replace_strict({k: float(x) for k, x in per_day.items()}, default=None, return_dtype=pl.Float64) * days
     if per_diem["coefficient"]:
         daily = daily * pl.col("coefficient")
-    return pl.when(pl.col("case_type") == "per_diem").then(daily).otherwise(normal)
+    return pl.when(pl.col("case_type") == TYPE["per_diem"]).then(daily).otherwise(normal)
 
 
 def _formula(name: str, case: str, policy: Policy, price: pl.Expr) -> pl.Expr | None:
@@ -354,7 +404,7 @@ def _formula(name: str, case: str, policy: Policy, price: pl.Expr) -> pl.Expr | 
 
 
 def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """Add `paid_by` (group / fee_for_service / none) and `points` (Float64, before readmission).
+    """Add `paid_by` (code: group / fee_for_service / none) and `points` (Float64, before readmission).
 
     `price` is fen per point (budget point value) or fen per unit of RW (base rate): a cost-based
     formula turns the actual cost into points at that price.
@@ -362,8 +412,8 @@ def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     cases = policy["cases"]
     price = pl.col("rate_fen") if policy.method == "rate" else pl.col("budget_fen_per_point")
     cost_points = pl.col("cost") / price
-    points = pl.lit(None, pl.Float64)
-    paid_by = pl.lit("group")
+    points = pl
+    paid_by = pl
     table = {
         "normal": pl.col("base_points") * pl.col("coefficient"),
         "per_diem": _standard_points(policy),
@@ -372,26 +422,28 @@ def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         "incomplete": _formula(cases["incomplete"]["formula"], "incomplete", policy, price),
         "special_review": _formula(cases["special_review"]["pay"], "special_review", policy, price),
     }
+    group, ffs, none = (pl.lit(PAY[p], CODE) for p in PAID_BY)
+    paid_by = pl.when(_is_type("excluded")).then(ffs)
     for case_type, expr in table.items():
-        is_type = pl.col("case_type") == case_type
+        is_type = pl.col("case_type") == TYPE[case_type]
         if expr is None:
-            paid_by = pl.when(is_type).then(pl.lit("fee_for_service")).otherwise(paid_by)
+            paid_by = paid_by.when(is_type).then(ffs)
         else:
-            points = pl.when(is_type).then(expr).otherwise(points)
-    unpaid = pl.col("case_type").is_in(["ungrouped", "invalid"])
+            points = points.when(is_type).then(expr)
+    unpaid = _is_type("ungrouped", "invalid")
     ungrouped = cases["ungrouped"]["pay"]
-    cost_known = pl.col("cost").is_not_null() & price.is_not_null() & pl.col("pool").is_not_null()
     if ungrouped == "cost":
-        points = pl.when(unpaid & cost_known).then(cost_points).otherwise(points)
-        paid_by = pl.when(unpaid).then(pl.when(cost_known).then(pl.lit("group")).otherwise(pl.lit("fee_for_service"))) \
-            .otherwise(paid_by)
+        cost_known = pl.col("cost").is_not_null() & price.is_not_null() & pl.col("pool").is_not_null()
+        points = points.when(unpaid & cost_known).then(cost_points)
+        paid_by = paid_by.when(unpaid & cost_known).then(group).when(unpaid).then(ffs)
     else:
-        paid_by = pl.when(unpaid).then(pl.lit(ungrouped)).otherwise(paid_by)
-    paid_by = (pl.when(pl.col("case_type") == "excluded").then(pl.lit("fee_for_service")).otherwise(paid_by))
+        paid_by = paid_by.when(unpaid).then(pl.lit(PAY[ungrouped], CODE))
+    paid_by = paid_by.otherwise(group)
+    points = points.otherwise(pl.lit(None, pl.Float64)) if points is not pl else pl.lit(None, pl.Float64)
     # a cost that is unknown cannot be paid by item
-    paid_by = pl.when((paid_by == "fee_for_service") & pl.col("cost").is_null()).then(pl.lit("none")).otherwise(paid_by)
+    paid_by = pl.when((paid_by == PAY["fee_for_service"]) & pl.col("cost").is_null()).then(none).otherwise(paid_by)
     return frame.with_columns(paid_by.alias("paid_by")).with_columns(
-        pl.when(pl.col("paid_by") == "group").then(points).otherwise(None).alias("points"))
+        pl.when(_paid("group")).then(points).otherwise(None).alias("points"))
 
 
 def readmissions(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
@@ -401,30 +453,91 @@ def readmissions(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     Both stays must be grouped; the earlier one must be paid by group (not special review);
     a stay is reduced once however many stays follow; either stay's DRG or ADRG being listed
     in `exceptions` spares it. Stays are ordered by admission date, discharge date, id.
+
+    How the next stay is found fast: stays are sorted by one UInt64 key, the top 48 bits of a
+    hash of (patient, ADRG or DRG[, hospital]) above 16 bits of admission day, and a stay's
+    successor in its partition is the next row when both rows have the same 48-bit prefix and
+    the same second, independently seeded 64-bit hash. Every partition where that order could
+    differ from the exact one — its prefix shared with another partition, two stays on one
+    admission day (ordered then by discharge date and id), or admission days spanning more than
+    65,535 days — is done again exactly, sorting the strings themselves. Two different
+    partitions sharing both hashes (112 bits) is the one thing not checked: for 10^7 stays its
+    chance is below 10^-19.
     """
     rule = policy["readmission"]
-    one = pl.lit(1.0).alias("readmission_factor")
     if rule["days"] is None:
-        return frame.with_columns(one)
+        return frame.with_columns(pl.lit(1.0).alias("readmission_factor"))
     key = "group" if rule["same"] == "drg" else "adrg"
     partition = ["patient_id", key, *(["hospital"] if rule["same_hospital"] else [])]
     exceptions = list(rule["exceptions"] or ())
-    stays = (frame.filter((pl.col("status") == "grouped") & pl.col("patient_id").is_not_null() & pl.col(key).is_not_null()
-                          & pl.col("admission_date").is_not_null() & pl.col("discharge_date").is_not_null())
-             .select(*dict.fromkeys(["row", *partition, "admission_date", "discharge_date", "id", "group", "adrg", "case_type",
-                                     "paid_by"]))
-             .sort([*partition, "admission_date", "discharge_date", "id", "row"]))
     excepted = pl.col("group").is_in(exceptions) | pl.col("adrg").is_in(exceptions) if exceptions else pl.lit(False)
-    stays = stays.with_columns(
-        pl.col("admission_date").shift(-1).over(partition).alias("_next_admission"),
-        excepted.shift(-1).over(partition).alias("_next_excepted"),
-        excepted.alias("_excepted"))
-    gap = (pl.col("_next_admission") - pl.col("discharge_date")).dt.total_days()
-    reduced = ((gap >= 0) & (gap <= rule["days"]) & ~pl.col("_excepted") & ~pl.col("_next_excepted").fill_null(False)
-               & (pl.col("paid_by") == "group") & (pl.col("case_type") != "special_review")).fill_null(False)
-    hits = stays.filter(reduced).select("row", pl.lit(float(rule["factor"])).alias("readmission_factor"))
-    return (frame.join(hits, on="row", how="left", maintain_order="left")
-            .with_columns(pl.col("readmission_factor").fill_null(1.0)))
+    reducible = _paid("group") & (pl.col("case_type") != TYPE["special_review"])
+    days, factor = rule["days"], float(rule["factor"])
+    eligible = ((pl.col("status") == "grouped") & pl.col("patient_id").is_not_null() & pl.col(key).is_not_null()
+                & pl.col("admission_date").is_not_null() & pl.col("discharge_date").is_not_null())
+    span = frame.lazy().filter(eligible).select(pl.col("admission_date").min().alias("first"),
+                                                 pl.col("admission_date").max().alias("last"), pl.len()).collect()
+    first, last, count = span.row(0)
+    fast = pl.Series("row", [], pl.UInt32)
+    if count and (last - first).days < 1 << 16:
+        mixed = lambda seed: reduce(operator.xor, (pl.col(c).hash(seed + i) for i, c in enumerate(partition)))  # noqa: E731
+        prefix_mask = pl.lit(_PREFIX_MASK, pl.UInt64)
+        ordered = (frame.lazy().filter(eligible).select(
+            ((mixed(0x5E77) & prefix_mask) | (pl.col("admission_date") - first).dt.total_days().cast(pl.UInt64)).alias("_k"),
+            mixed(0xC0FF).alias("_h2"), pl.col("discharge_date").cast(pl.Int32).alias("_d"),
+            (excepted.fill_null(False).cast(pl.UInt8) * 2 + reducible.fill_null(False).cast(pl.UInt8)).alias("_f"), "row")
+            .sort("_k").collect())
+        prefix, admitted = pl.col("_k") & prefix_mask, (pl.col("_k") & pl.lit(0xFFFF, pl.UInt64)).cast(pl.Int32) + _days(first)
+        next_prefix = prefix.shift(-1) == prefix
+        same = (next_prefix & (pl.col("_h2").shift(-1) == pl.col("_h2"))).fill_null(False)
+        doubtful = (next_prefix & ~same) | (same & (pl.col("_k").shift(-1) == pl.col("_k")))
+        ordered = ordered.with_columns(prefix.alias("_p"), same.alias("_same"), doubtful.fill_null(False).alias("_doubt"))
+        unsure = ordered.filter(pl.col("_doubt"))["_p"].unique()
+        gap = admitted.shift(-1) - pl.col("_d")
+        flag = lambda bit, column=pl.col("_f"): (column & pl.lit(bit, pl.UInt8)) > 0  # noqa: E731
+        excepted_here, excepted_next = flag(2), flag(2, pl.col("_f").shift(-1)).fill_null(False)
+        found = ordered.filter(pl.col("_same") & (gap >= 0) & (gap <= days) & ~excepted_here & ~excepted_next
+                               & flag(1))
+        if unsure.len():
+            doubt = pl.col("_p").is_in(unsure.implode())
+            found = found.filter(~doubt)
+            exact_rows = ordered.filter(doubt)["row"]
+        else:
+            exact_rows = None
+        fast = found["row"]
+    elif count:
+        exact_rows = frame.lazy().filter(eligible).select("row").collect()["row"]
+    else:
+        exact_rows = None
+    hits = [fast]
+    if exact_rows is not None and exact_rows.len():
+        hits.append(_readmissions_exact(frame.lazy().filter(pl.col("row").is_in(exact_rows.implode())), partition,
+                                        days, excepted, reducible))
+    rows = pl.concat(hits)
+    return frame.with_columns(_scatter(frame.height, rows, factor, np.float64, 1.0).alias("readmission_factor"))
+
+
+_PREFIX_MASK = 0xFFFF_FFFF_FFFF_0000  # the hash bits above the admission day (tests narrow it to force collisions)
+
+
+def _days(day) -> int:
+    """A date as days since 1970-01-01 (Polars' Date)."""
+    return (day - _EPOCH).days
+
+
+_EPOCH = datetime.date(1970, 1, 1)
+
+
+def _readmissions_exact(stays: pl.LazyFrame, partition: list[str], days: int, excepted: pl.Expr,
+                        reducible: pl.Expr) -> pl.Series:
+    """The rows `readmissions` reduces among `stays`, found by sorting the partition strings."""
+    stays = (stays.select(*dict.fromkeys(["row", *partition, "admission_date", "discharge_date", "id"]),
+                          excepted.fill_null(False).alias("_x"), reducible.fill_null(False).alias("_ok"))
+             .sort([*partition, "admission_date", "discharge_date", "id", "row"], nulls_last=True))
+    same = pl.all_horizontal(pl.col(c).shift(-1).eq_missing(pl.col(c)) for c in partition)
+    gap = (pl.col("admission_date").shift(-1) - pl.col("discharge_date")).dt.total_days()
+    reduced = same & (gap >= 0) & (gap <= days) & ~pl.col("_x") & ~pl.col("_x").shift(-1).fill_null(False) & pl.col("_ok")
+    return stays.filter(reduced.fill_null(False)).select("row").collect()["row"]
 
 
 # -- money ----------------------------------------------------------------------------------
@@ -444,14 +557,15 @@ def _budget_point_values(frame: pl.DataFrame, policy: Policy) -> dict[str, dict]
     fixed_value = v["points"]["budget_point_value"]
     ungrouped_by_cost = v["cases"]["ungrouped"]["pay"] == "cost"
     typed = pl.col("case_type")
-    ffs_known = (typed == "excluded") | (typed.is_in(["ungrouped", "invalid"]) & pl.lit(v["cases"]["ungrouped"]["pay"] == "fee_for_service"))
-    by_cost = typed.is_in(["ungrouped", "invalid"]) & pl.lit(ungrouped_by_cost)
-    sums = (frame.filter(pl.col("pool").is_not_null())
-            .with_columns(_standard_points(policy).alias("_standard"))
+    unpaid = _is_type("ungrouped", "invalid")
+    ffs_known = _is_type("excluded") | (unpaid & pl.lit(v["cases"]["ungrouped"]["pay"] == "fee_for_service"))
+    by_cost = unpaid & pl.lit(ungrouped_by_cost)
+    sums = (frame.lazy().filter(pl.col("pool").is_not_null())
             .group_by("pool")
             .agg(pl.col("cost").filter(ffs_known).sum().alias("ffs"),
                  pl.col("cost").filter(by_cost).sum().alias("by_cost"),
-                 pl.col("_standard").filter(typed.is_null() | (typed == "per_diem")).sum().alias("standard_points")))
+                 _standard_points(policy).filter(typed.is_null() | (typed == TYPE["per_diem"])).sum()
+                 .alias("standard_points")).collect())
     found = {row["pool"]: row for row in sums.iter_rows(named=True)}
     pools = {}
     for pool, budget in annual.items():
@@ -467,76 +581,77 @@ def _budget_point_values(frame: pl.DataFrame, policy: Policy) -> dict[str, dict]
     return pools
 
 
-def _largest_remainder(frame: pl.DataFrame, distributable: dict[str, int]) -> pl.DataFrame:
-    """`payment` for group-paid cases: each pool's distributable fen shared by micro-points, exactly."""
-    paid = pl.col("paid_by") == "group"
-    totals = frame.filter(paid).group_by("pool").agg(pl.col("points_micro").sum().alias("_total"))
-    shares = pl.DataFrame({"pool": list(distributable), "_d": list(distributable.values())},
-                          schema={"pool": pl.String, "_d": pl.Int64})
-    work = (frame.filter(paid).select("row", "pool", "hospital", "id", "cost", "points_micro")
-            .join(totals, on="pool").join(shares, on="pool")
-            .filter(pl.col("_total") > 0)
-            .with_columns((pl.col("points_micro").cast(pl.Int128) * pl.col("_d")).alias("_p")))
-    # the remainder is below the pool's total micro-points, which fits Int64
-    work = work.with_columns((pl.col("_p") // pl.col("_total")).cast(pl.Int64).alias("_floor"),
-                             (pl.col("_p") % pl.col("_total")).cast(pl.Int64).alias("_rem")).drop("_p")
-    left = dict(work.group_by("pool").agg((pl.col("_d").first() - pl.col("_floor").sum()).alias("_left")).iter_rows())
-    # The k = _left cases with the largest remainders get one more fen; ties: hospital, id, cost, row.
-    # Only the cases at the k-th remainder need the tie order, so no full sort.
-    extra = np.zeros(frame.height, dtype=np.int64)
-    for pool, k in left.items():
+def _largest_remainder(frame: pl.DataFrame, distributable: dict[str, int]) -> pl.Series:
+    """`payment` (fen) of group-paid cases, null for the others: each pool's distributable fen shared
+    by micro-points, exactly (see the module doc)."""
+    payment = np.zeros(frame.height, dtype=np.int64)
+    has_payment = np.zeros(frame.height, dtype=bool)
+    paid = _paid("group")
+    for pool, d in distributable.items():
+        part = (frame.lazy().filter(paid & (pl.col("pool") == pool) & pl.col("points_micro").is_not_null())
+                .select("row", "hospital", "id", "cost", "points_micro").collect())
+        total = int(part["points_micro"].sum() or 0)
+        if total <= 0:
+            continue
+        p = pl.col("points_micro").cast(pl.Int128) * pl.lit(d, pl.Int128)
+        # the remainder is below the pool's total micro-points, which fits Int64
+        part = part.with_columns((p // total).cast(pl.Int64).alias("_floor"), (p % total).cast(pl.Int64).alias("_rem"))
+        rows = part["row"].to_numpy()
+        payment[rows] = part["_floor"].to_numpy()
+        has_payment[rows] = True
+        k = d - int(part["_floor"].sum())
         if k <= 0:
             continue
-        part = work.filter(pl.col("pool") == pool).select("row", "_rem", "hospital", "id", "cost")
+        # The k cases with the largest remainders get one more fen; ties: hospital, id, cost, row.
+        # Only the cases at the k-th remainder need the tie order, so no full sort.
         cut = part["_rem"].top_k(k).min()
         above = part.filter(pl.col("_rem") > cut)["row"]
         tied = (part.filter(pl.col("_rem") == cut).sort(["hospital", "id", "cost", "row"], nulls_last=True)
                 .head(k - above.len())["row"])
-        extra[above.to_numpy()] = 1
-        extra[tied.to_numpy()] = 1
-    payments = work.select("row", (pl.col("_floor") + pl.Series(extra[work["row"].to_numpy()])).alias("payment"))
-    return frame.join(payments, on="row", how="left", maintain_order="left")
+        payment[above.to_numpy()] += 1
+        payment[tied.to_numpy()] += 1
+    return pl.Series("payment", payment).set(pl.Series(~has_payment), None)
 
 
 def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Add `payment`, `price` and `standard` (fen) per case; returns (cases, pools summary)."""
     v = policy.values
-    ffs = pl.col("paid_by") == "fee_for_service"
+    group, ffs = _paid("group"), _paid("fee_for_service")
     frame = frame.with_columns(
         _round_micro(pl.col("points") * pl.col("readmission_factor")).alias("points_micro"))
     if policy.method == "rate":
         rate = pl.col("rate_fen").round(0).cast(pl.Int64)
-        payment = (pl.when(pl.col("paid_by") == "group").then((pl.col("points_micro") * rate + MICRO // 2) // MICRO)
+        payment = (pl.when(group).then((pl.col("points_micro") * rate + MICRO // 2) // MICRO)
                    .when(ffs).then(pl.col("cost")).otherwise(pl.lit(0, pl.Int64)))
         frame = frame.with_columns(payment.alias("payment"), pl.col("rate_fen").alias("_price_fen"))
         summary = _rate_pools(frame, policy)
     else:
         inside = v["budget"]["fee_for_service_inside"]
-        ffs_by_pool = dict(frame.filter(ffs & pl.col("pool").is_not_null()).group_by("pool")
-                           .agg(pl.col("cost").sum()).iter_rows())
+        sums = (frame.lazy().filter(pl.col("pool").is_not_null()).group_by("pool")
+                .agg(pl.col("cost").filter(ffs).sum().alias("ffs"), pl.col("points_micro").filter(group).sum().alias("points"))
+                .collect())
+        ffs_by_pool = {r["pool"]: r for r in sums.iter_rows(named=True)}
         distributable = {}
         for pool, p in pools.items():
-            outside = int(ffs_by_pool.get(pool) or 0) if inside else 0
-            p["fee_for_service_inside"] = outside
-            distributable[pool] = max(p["budget"] - p["reserve"] - outside, 0)
+            found = ffs_by_pool.get(pool, {})
+            p["fee_for_service_inside"] = int(found.get("ffs") or 0) if inside else 0
+            distributable[pool] = max(p["budget"] - p["reserve"] - p["fee_for_service_inside"], 0)
             p["distributable"] = distributable[pool]
-        frame = _largest_remainder(frame, distributable)
-        totals = dict(frame.filter(pl.col("paid_by") == "group").group_by("pool").agg(pl.col("points_micro").sum()).iter_rows())
-        for pool, p in pools.items():
-            total = int(totals.get(pool) or 0)
+            total = int(found.get("points") or 0)
             p["points"] = total / MICRO
             p["settlement_fen_per_point"] = p["distributable"] * MICRO / total if total else None
+        by_points = _largest_remainder(frame, distributable)
         value = pl.col("pool").replace_strict({k: p["settlement_fen_per_point"] for k, p in pools.items()}, default=None,
                                               return_dtype=pl.Float64)
         frame = frame.with_columns(
-            pl.when(pl.col("paid_by") == "group").then(pl.col("payment")).when(ffs).then(pl.col("cost"))
-            .otherwise(pl.lit(0, pl.Int64)).fill_null(0).alias("payment"),
+            pl.when(group).then(by_points).when(ffs).then(pl.col("cost")).otherwise(pl.lit(0, pl.Int64))
+            .fill_null(0).alias("payment"),
             value.alias("_price_fen"))
         summary = _points_pools(frame, pools)
     standard = _half_up_fen(_standard_points(policy) * pl.col("_price_fen"))
     frame = frame.with_columns(
         (pl.col("_price_fen") / 100).alias("price"),
-        pl.when(pl.col("case_type").is_in(GROUP_PAID)).then(standard).otherwise(None).alias("standard"),
+        pl.when(_is_type(*GROUP_PAID)).then(standard).otherwise(None).alias("standard"),
         (pl.col("payment") - pl.col("cost")).alias("surplus"),
         (pl.col("points_micro") / MICRO).alias("points"),
     )
@@ -544,7 +659,7 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
 
 
 def _points_pools(frame: pl.DataFrame, pools: dict[str, dict]) -> pl.DataFrame:
-    paid = dict(frame.filter(pl.col("paid_by") == "group").group_by("pool").agg(pl.col("payment").sum()).iter_rows())
+    paid = dict(frame.lazy().filter(_paid("group")).group_by("pool").agg(pl.col("payment").sum()).collect().iter_rows())
     rows = []
     for pool, p in pools.items():
         rows.append({
@@ -561,8 +676,8 @@ def _rate_pools(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     annual = policy["budget"]["annual"] or {}
     share = Decimal(policy["budget"]["reserve_share"])
     sums = {r["pool"]: r for r in frame.group_by("pool").agg(
-        pl.col("points_micro").filter(pl.col("paid_by") == "group").sum().alias("points"),
-        pl.col("payment").filter(pl.col("paid_by") == "group").sum().alias("paid")).iter_rows(named=True)}
+        pl.col("points_micro").filter(_paid("group")).sum().alias("points"),
+        pl.col("payment").filter(_paid("group")).sum().alias("paid")).iter_rows(named=True)}
     rows = []
     for pool in sorted({*annual, *(k for k in sums if k is not None)}):
         budget = annual.get(pool)
@@ -606,45 +721,62 @@ def sharing_adjustment(payment: int, cost: int, surplus_bands: list[dict], defic
 
 
 def _prepayment_amount(policy: Policy) -> pl.Expr:
-    """A case's part of its month's amount, in fen (before the prepayment ratio)."""
+    """A case's part of its month's amount in integer milli-fen (so month sums are exact and do not
+    depend on row order), before the prepayment ratio."""
     if policy["prepayment"]["basis"] == "cost":
-        return pl.col("cost").fill_null(0).cast(pl.Float64)
-    if policy.method == "rate":
-        return pl.col("payment").cast(pl.Float64)
-    by_points = pl.col("points_micro") / MICRO * pl.col("budget_fen_per_point")
-    return pl.when(pl.col("paid_by") == "group").then(by_points).otherwise(pl.col("payment")).fill_null(0.0)
+        fen = pl.col("cost").fill_null(0).cast(pl.Float64)
+    elif policy.method == "rate":
+        fen = pl.col("payment").cast(pl.Float64)
+    else:
+        by_points = pl.col("points_micro") / MICRO * pl.col("budget_fen_per_point")
+        fen = pl.when(_paid("group")).then(by_points).otherwise(pl.col("payment"))
+    return (fen * 1000).round(0).cast(pl.Int64, strict=False).fill_null(0)
+
+
+def _prepaid(lazy: pl.LazyFrame, policy: Policy) -> pl.LazyFrame:
+    """hospital, prepaid: Σ over months of round_half_up(ratio × the month's amount).
+
+    Summed per (hospital, discharge day) first, so the calendar month is worked out for a few
+    thousand rows rather than for every case.
+    """
+    ratio = Decimal(policy["prepayment"]["ratio"])
+    daily = lazy.group_by("hospital", "discharge_date").agg(_prepayment_amount(policy).sum().alias("_milli"))
+    month = pl.col("discharge_date").dt.year().cast(pl.Int32) * 12 + pl.col("discharge_date").dt.month()
+    by_month = daily.group_by("hospital", month.alias("_month")).agg(pl.col("_milli").sum())
+    half_up = lambda milli: int((Decimal(milli) * ratio / 1000).quantize(Decimal(1), rounding=ROUND_HALF_UP))  # noqa: E731
+    return by_month.select("hospital", pl.col("_milli").map_elements(half_up, return_dtype=pl.Int64).alias("_prepaid")) \
+        .group_by("hospital").agg(pl.col("_prepaid").sum().alias("prepaid"))
 
 
 def hospitals_frame(cases: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     """One row per hospital: cases by type, points, payment, cost, sharing, prepaid vs due (清算)."""
-    group = pl.col("paid_by") == "group"
-    ffs = pl.col("paid_by") == "fee_for_service"
-    typed = [(pl.col("case_type") == t).sum().alias(f"n_{t}") for t in CASE_TYPES]
-    ratio = Decimal(policy["prepayment"]["ratio"])
-    monthly = (cases.with_columns(_prepayment_amount(policy).alias("_amount"),
-                                  pl.col("discharge_date").dt.truncate("1mo").alias("_month"))
-               .group_by("hospital", "_month").agg(pl.col("_amount").sum())
-               .with_columns(_half_up_fen(pl.col("_amount") * float(ratio)).alias("_prepaid"))
-               .group_by("hospital").agg(pl.col("_prepaid").sum().alias("prepaid")))
-    level = (cases.group_by("hospital", "hospital_level").len()
+    group, ffs = _paid("group"), _paid("fee_for_service")
+    typed = [(pl.col("case_type") == TYPE[t]).sum().alias(f"n_{t}") for t in CASE_TYPES]
+    lazy = cases.lazy()
+    monthly = _prepaid(lazy, policy)
+    level = (lazy.group_by("hospital", "hospital_level").len()
              .sort(["hospital", "len", "hospital_level"], descending=[False, True, True], nulls_last=True)
              .group_by("hospital", maintain_order=True).first().select("hospital", "hospital_level"))
     grouped = pl.col("status") == "grouped"
-    out = (cases.group_by("hospital").agg(
+    where = lambda test, column: pl.when(test).then(pl.col(column))  # noqa: E731  (a masked sum is a plain sum: fast)
+    totals = lazy.group_by("hospital").agg(
         pl.len().alias("cases"), *typed,
-        pl.col("case_type").is_in(GROUP_PAID).sum().alias("drg_cases"),
+        _is_type(*GROUP_PAID).sum().alias("drg_cases"),
         pl.col("special_review").sum().alias("special_review_flagged"),
-        _exact_sum(pl.col("rw").filter(grouped)).alias("rw_sum"),
-        (_exact_sum(pl.col("rw").filter(grouped)) / pl.col("rw").filter(grouped).count()).alias("cmi"),
-        pl.col("points_micro").filter(group).sum().alias("_points"),
-        pl.col("payment").filter(group).sum().alias("drg_payment"),
-        pl.col("payment").filter(ffs).sum().alias("ffs_payment"),
+        pl.when(grouped).then((pl.col("rw") * MICRO).round(0).cast(pl.Int64)).sum().alias("_rw_micro"),
+        (grouped & pl.col("rw").is_not_null()).sum().alias("_rw_n"),
+        where(group, "points_micro").sum().alias("_points"),
+        where(group, "payment").sum().alias("drg_payment"),
+        where(ffs, "payment").sum().alias("ffs_payment"),
         pl.col("payment").sum().alias("payment"),
-        pl.col("cost").filter(group).sum().alias("drg_cost"),
+        where(group, "cost").sum().alias("drg_cost"),
         pl.col("cost").sum().alias("cost"))
-        .join(level, on="hospital", how="left", nulls_equal=True)
-        .join(monthly, on="hospital", how="left", nulls_equal=True)
-        .sort("hospital", nulls_last=True))
+    totals, level, monthly = pl.collect_all([totals, level, monthly])
+    out = (totals.with_columns((pl.col("_rw_micro") / MICRO).alias("rw_sum"))
+           .with_columns((pl.col("rw_sum") / pl.col("_rw_n")).alias("cmi"))
+           .join(level, on="hospital", how="left", nulls_equal=True)
+           .join(monthly, on="hospital", how="left", nulls_equal=True)
+           .sort("hospital", nulls_last=True))
     s = policy["sharing"]
     adjustments = [sharing_adjustment(int(p or 0), int(c or 0), s["surplus"], s["deficit"])
                    for p, c in out.select("drg_payment", "drg_cost").iter_rows()]
@@ -663,17 +795,18 @@ def hospitals_frame(cases: pl.DataFrame, policy: Policy) -> pl.DataFrame:
                       "surplus_after_sharing", "prepaid", "due")
 
 
-def groups_frame(cases: pl.DataFrame, column: str = "drg") -> pl.DataFrame:
+def groups_frame(cases: pl.DataFrame, column: str = "group") -> pl.DataFrame:
     """One row per group: cases, RW, mean cost, cases by ratio type, points, payment, cost, surplus."""
-    return (cases.filter(pl.col(column).is_not_null() & (pl.col("status") == "grouped"))
-            .group_by(column).agg(
+    return (cases.lazy().filter(pl.col("group").is_not_null() & (pl.col("status") == "grouped"))
+            .group_by(pl.col("group").alias(column)).agg(
                 pl.len().alias("cases"), pl.col("rw").first().alias("rw"),
                 pl.when(pl.col("cost").count() > 0).then(pl.col("cost").sum() / pl.col("cost").count()).alias("mean_cost"),
-                (pl.col("case_type") == "high").sum().alias("n_high"), (pl.col("case_type") == "low").sum().alias("n_low"),
-                _exact_sum(pl.col("points")).alias("points"), pl.col("payment").sum().alias("payment"),
+                (pl.col("case_type") == TYPE["high"]).sum().alias("n_high"),
+                (pl.col("case_type") == TYPE["low"]).sum().alias("n_low"),
+                (pl.col("points_micro").sum() / MICRO).alias("points"), pl.col("payment").sum().alias("payment"),
                 pl.col("cost").sum().alias("cost"), pl.col("surplus").sum().alias("surplus"))
             .with_columns(_half_up_fen(pl.col("mean_cost")))
-            .sort(column))
+            .sort(column).collect())
 
 
 CASE_COLUMNS = ("id", "hospital", "hospital_level", "insurance", "pool", "status", "group", "adrg", "rw", "case_type", "rule",
@@ -681,12 +814,22 @@ CASE_COLUMNS = ("id", "hospital", "hospital_level", "insurance", "pool", "status
                 "payment", "paid_by", "surplus", "special_review", "discharge_date")
 
 
+def case_table(frame: pl.DataFrame, column: str = "drg") -> pl.DataFrame:
+    """The per-case output: CASE_COLUMNS, the codes as Enums of their names, the group column named `column`."""
+    named = {"case_type": CASE_TYPES, "rule": RULES, "paid_by": PAID_BY}
+    return frame.select(_named(c, named[c]) if c in named else pl.col(c) for c in CASE_COLUMNS).rename({"group": column})
+
+
 def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: str = "drg") -> Settlement:
     """Settle a frame of grouped cases (the grouped-file columns) under `policy`, base points from `source`.
 
     `column` names the group column in the outputs ("drg"; a DIP source passes "dip").
+    The frame stays in input order throughout: stages add columns, and decisions made on a
+    subset (special review, readmissions, largest remainder) go back to their rows by position.
     """
     frame = source.attach(prepare(cases))
+    if not frame["row"].is_sorted():  # a source must keep the input order; be safe if one does not
+        frame = frame.sort("row")
     frame = _prices(frame, policy)
     frame = classify_fixed(frame, policy)
     pools = _budget_point_values(frame, policy) if policy.method == "points" else {}
@@ -697,8 +840,6 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     frame = case_points(frame, policy)
     frame = readmissions(frame, policy)
     frame, pool_summary = _pay(frame, policy, pools)
-    frame = frame.sort("row")
     hospitals = hospitals_frame(frame, policy)
-    out = frame.select(CASE_COLUMNS).rename({"group": column})
-    groups = groups_frame(out, column)
-    return Settlement(out, hospitals, groups, pool_summary, policy)
+    groups = groups_frame(frame, column)
+    return Settlement(case_table(frame, column), hospitals, groups, pool_summary, policy)
