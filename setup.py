@@ -17,7 +17,8 @@ if not os.environ.get("GROUPER_NO_EXTENSIONS"):
     debug = bool(os.environ.get("GROUPER_CYTHON_DEBUG"))
     ext_modules = cythonize(
         [Extension("grouper._kernel", ["ext/_kernel.pyx"]),
-         Extension("grouper._dip_kernel", ["ext/_dip_kernel.pyx"])],
+         Extension("grouper._dip_kernel", ["ext/_dip_kernel.pyx"]),
+         Extension("grouper._settle_kernel", ["ext/_settle_kernel.pyx"])],
         force=debug,  # directives are not part of cythonize's dependency check
         compiler_directives={
             "language_level": 3,

@@ -18,20 +18,7 @@ from ..io import READ_PROBLEM
 from .plan import EXCLUDED_DX, LEVELS, MALFORMED_LINE, MISSING_DX, REASON_NAMES, STATUS_NAMES, DipPlan
 
 
-def _select_kernel():
-    """The compiled DIP kernel under the same rules as the DRG kernel (see grouper/engine/kernel.py)."""
-    if drg_kernel.KERNEL_NAME == "python":
-        return _kernel_py
-    try:
-        from grouper import _dip_kernel
-    except ImportError as exc:
-        if drg_kernel._flag("GROUPER_REQUIRE_EXTENSION"):
-            raise ImportError(drg_kernel._BUILD_HINT.format(detail=f" ({exc})")) from exc
-        return _kernel_py
-    return _dip_kernel
-
-
-KERNEL = _select_kernel()
+KERNEL = drg_kernel.companion("_dip_kernel", _kernel_py)  # the same rules as the DRG kernel
 
 
 @dataclass

@@ -17,6 +17,7 @@ the GIL while grouping, so threads can group disjoint row ranges of one batch in
 """
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 from types import ModuleType
@@ -71,4 +72,18 @@ def _select() -> tuple[ModuleType, str]:
 
 
 KERNEL, KERNEL_NAME = _select()
+
+
+def companion(name: str, fallback: ModuleType) -> ModuleType:
+    """Another compiled module of the package (`grouper.<name>`, e.g. the DIP or settle kernel),
+    chosen by the rules above: its Python `fallback` when the DRG kernel is the Python one or the
+    module is not built (ImportError with build instructions under GROUPER_REQUIRE_EXTENSION)."""
+    if KERNEL_NAME == "python":
+        return fallback
+    try:
+        return importlib.import_module(f"grouper.{name}")
+    except ImportError as exc:
+        if _flag("GROUPER_REQUIRE_EXTENSION"):
+            raise ImportError(_BUILD_HINT.format(detail=f" ({exc})")) from exc
+        return fallback
 group_cases = KERNEL.group_cases

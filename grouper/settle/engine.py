@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 import operator
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import reduce
 from typing import Protocol
 
@@ -33,7 +33,11 @@ import numpy as np
 import polars as pl
 
 from ..errors import InputError
-from .policy import Policy, level_value
+from ..engine.kernel import companion
+from . import _kernel_py
+from .policy import Policy
+
+KERNEL = companion("_settle_kernel", _kernel_py)  # 128-bit shares, compiled when built
 
 MICRO = 1_000_000  # points are kept as integer micro-points
 
@@ -151,12 +155,12 @@ def _named(column: str, names: tuple[str, ...]) -> pl.Expr:
 def _level_expr(table: dict, level: pl.Expr) -> pl.Expr:
     """Per-level lookup: the level's own value, else the `default` entry, else null."""
     default = table.get("default")
-    mapping = {k: float(v) for k, v in table.items() if k != "default"}
-    return level.replace_strict(mapping, default=None if default is None else float(default), return_dtype=pl.Float64)
-
-
-def _is_in(column: str, codes) -> pl.Expr:
-    return pl.col(column).is_in(list(codes or ())) if codes else pl.lit(False)
+    chain = pl
+    for key, value in table.items():
+        if key != "default":
+            chain = chain.when(level == int(key)).then(pl.lit(float(value)))
+    otherwise = pl.lit(None if default is None else float(default), pl.Float64)
+    return otherwise if chain is pl else chain.otherwise(otherwise)
 
 
 def _round_micro(expr: pl.Expr) -> pl.Expr:
@@ -191,7 +195,9 @@ def prepare(cases: pl.DataFrame) -> pl.DataFrame:
     for name, dtype in OPTIONAL_COLUMNS.items():
         if name in cases.columns:
             source = pl.col(name)
-            if dtype == pl.Boolean and cases.schema[name] != pl.Boolean:
+            if name == "discharge" and cases.schema[name].is_integer():
+                dtype = pl.Int32  # compared with the policy's codes as numbers: no string per case
+            elif dtype == pl.Boolean and cases.schema[name] != pl.Boolean:
                 source = source.cast(pl.String).str.to_lowercase().is_in(["1", "true", "t", "y", "yes", "是"])
             exprs.append(source.cast(dtype, strict=False).alias(name))
         else:
@@ -202,10 +208,35 @@ def prepare(cases: pl.DataFrame) -> pl.DataFrame:
     return out.with_columns(pl.col("special_review").fill_null(False))
 
 
+def policy_groups(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """Add what the policy says of each case's group, looked up once (one join of the group codes
+    the policy lists, instead of a string lookup per rule): `_basic` (基础病组), `_group_coefficient`
+    (DRG 差异系数, 1 when not listed), `_per_day` (床日 points, null when not a per-diem group) and
+    `_excluded_group` (listed in cases.exclusions.drgs)."""
+    v = policy.values
+    basic = set(v["basic_groups"]["drgs"] or ())
+    coefficients = {k: float(x) for k, x in (v["coefficients"]["drgs"] or {}).items()}
+    per_day = {k: float(x) for k, x in (v["cases"]["per_diem"]["per_day"] or {}).items()}
+    excluded = set(v["cases"]["exclusions"]["drgs"] or ())
+    codes = sorted(basic | set(coefficients) | set(per_day) | excluded)
+    table = pl.DataFrame({
+        "group": codes, "_basic": [c in basic for c in codes],
+        "_group_coefficient": [coefficients.get(c) for c in codes], "_per_day": [per_day.get(c) for c in codes],
+        "_excluded_group": [c in excluded for c in codes],
+    }, schema={"group": pl.String, "_basic": pl.Boolean, "_group_coefficient": pl.Float64, "_per_day": pl.Float64,
+               "_excluded_group": pl.Boolean})
+    if codes:
+        frame = join_groups(frame, table)
+    else:
+        frame = frame.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in table.schema.items() if name != "group")
+    return frame.with_columns(pl.col("_basic", "_excluded_group").fill_null(False),
+                              pl.col("_group_coefficient").fill_null(1.0))
+
+
 def _prices(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     """Coefficient, pool and (rate method) base rate per case."""
     v = policy.values
-    basic = _is_in("group", v["basic_groups"]["drgs"])
+    basic = pl.col("_basic")
     level = pl.when(basic).then(pl.lit(v["basic_groups"]["level"], pl.Int8)).otherwise(pl.col("hospital_level"))
     coef = _level_expr(v["coefficients"]["level"], level)
     hospitals = v["coefficients"]["hospitals"]
@@ -214,9 +245,8 @@ def _prices(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         coef = pl.when(basic | own.is_null()).then(coef).otherwise(own)
     if "fixed_coefficient" in frame.columns:  # a source's own coefficient (DIP 基层病种) wins
         coef = pl.coalesce(pl.col("fixed_coefficient"), coef)
-    drgs = v["coefficients"]["drgs"]
-    if drgs:
-        coef = coef * pl.col("group").replace_strict({k: float(x) for k, x in drgs.items()}, default=1.0, return_dtype=pl.Float64)
+    if v["coefficients"]["drgs"]:
+        coef = coef * pl.col("_group_coefficient")
     annual = v["budget"]["annual"] or {}
     if "all" in annual:
         pool = pl.lit("all")
@@ -235,28 +265,22 @@ def _prices(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     return frame.with_columns(exprs)
 
 
-def _ratio_threshold(case: str, v: dict) -> tuple[pl.Expr, pl.Expr]:
-    """(threshold, test) for the high or low case type."""
-    rule = v["cases"][case]
-    threshold = _level_expr(rule["threshold"], pl.col("hospital_level"))
-    r = pl.col("cost_ratio")
-    if case == "high":
-        test = r >= threshold if rule["inclusive"] else r > threshold
-    else:
-        test = r <= threshold if rule["inclusive"] else r < threshold
-    return threshold, test.fill_null(False)
-
-
-def _first_match(steps: list[tuple[pl.Expr, str, str]]) -> tuple[pl.Expr, pl.Expr]:
-    """(case_type, rule) codes of the first step whose test holds; null when none holds."""
+def _decide(frame: pl.DataFrame, steps: list[tuple[pl.Expr, str, str]]) -> pl.DataFrame:
+    """Type the untyped cases (`case_type` null or absent) by the first step whose test holds:
+    sets `case_type` and `rule` (codes); a case no step holds for stays untyped."""
     if not steps:
-        return pl.lit(None, CODE), pl.lit(None, CODE)
-    kind = rule = pl
-    for test, case_type, key in steps:
-        holds = test.fill_null(False)
-        kind = kind.when(holds).then(pl.lit(TYPE[case_type], CODE))
-        rule = rule.when(holds).then(pl.lit(RULE[key], CODE))
-    return kind.otherwise(pl.lit(None, CODE)), rule.otherwise(pl.lit(None, CODE))
+        return frame if "case_type" in frame.columns else frame.with_columns(pl.lit(None, CODE).alias("case_type"),
+                                                                             pl.lit(None, CODE).alias("rule"))
+    step = pl
+    for n, (test, _, _) in enumerate(steps):
+        step = step.when(test.fill_null(False)).then(pl.lit(n, CODE))
+    kinds = pl.Series([TYPE[kind] for _, kind, _ in steps], dtype=CODE)
+    keys = pl.Series([RULE[key] for _, _, key in steps], dtype=CODE)
+    frame = frame.with_columns(step.otherwise(pl.lit(None, CODE)).alias("_step"))
+    kind, key = pl.lit(kinds).gather(pl.col("_step")), pl.lit(keys).gather(pl.col("_step"))
+    if "case_type" in frame.columns:
+        kind, key = pl.coalesce(pl.col("case_type"), kind), pl.coalesce(pl.col("rule"), key)
+    return frame.with_columns(kind.alias("case_type"), key.alias("rule")).drop("_step")
 
 
 def classify_fixed(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
@@ -279,7 +303,8 @@ def classify_fixed(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     ]
     if policy.method == "rate":
         steps.append((pl.col("rate_fen").is_null(), "invalid", "rate.base_rate"))
-    steps.append((pl.col("base_points").is_null() & ~_is_in("group", per_day), "excluded", "weights"))
+    per_diem = pl.col("_per_day").is_not_null()
+    steps.append((pl.col("base_points").is_null() & ~per_diem, "excluded", "weights"))
     if policy.method == "points":
         steps.append((pl.col("pool").is_null(), "excluded", "budget.annual"))
     if ex["los_at_most"] is not None:
@@ -289,12 +314,11 @@ def classify_fixed(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     if ex["cost_below"] is not None:
         steps.append((pl.col("cost") < ex["cost_below"], "excluded", "cases.exclusions.cost_below"))
     if ex["drgs"]:
-        steps.append((_is_in("group", ex["drgs"]), "excluded", "cases.exclusions.drgs"))
+        steps.append((pl.col("_excluded_group"), "excluded", "cases.exclusions.drgs"))
     if per_day:
-        steps.append((_is_in("group", per_day) & pl.col("los").is_null(), "invalid", "los"))
-        steps.append((_is_in("group", per_day), "per_diem", "cases.per_diem.per_day"))
-    kind, key = _first_match(steps)
-    return frame.with_columns(kind.alias("case_type"), key.alias("rule"))
+        steps.append((per_diem & pl.col("los").is_null(), "invalid", "los"))
+        steps.append((per_diem, "per_diem", "cases.per_diem.per_day"))
+    return _decide(frame, steps)
 
 
 def classify_by_ratio(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
@@ -309,25 +333,31 @@ def classify_by_ratio(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     price = pl.col("rate_fen") if policy.method == "rate" else pl.col("budget_fen_per_point")
     reference = (pl.col("group_mean") if v["ratio"]["reference"] == "group_mean"
                  else pl.col("base_points") * pl.col("coefficient") * price)
-    frame = frame.with_columns(reference.alias("reference")).with_columns(
-        (pl.col("cost") / pl.col("reference")).alias("cost_ratio"))
+    frame = frame.with_columns(reference.alias("reference"), _level_expr(cases["high"]["threshold"], pl.col("hospital_level"))
+                               .alias("high_threshold"), _level_expr(cases["low"]["threshold"], pl.col("hospital_level"))
+                               .alias("low_threshold")).with_columns((pl.col("cost") / pl.col("reference")).alias("cost_ratio"))
     frame = _special_review(frame, cases["special_review"])
     incomplete = cases["incomplete"]
-    high_threshold, high = _ratio_threshold("high", v)
-    low_threshold, low = _ratio_threshold("low", v)
     steps: list[tuple[pl.Expr, str, str]] = []
     if incomplete["discharge"]:
-        test = pl.col("discharge").is_in([str(d) for d in incomplete["discharge"]])
+        codes = list(incomplete["discharge"])
+        if frame.schema["discharge"].is_integer():
+            codes = [int(d) for d in codes if str(d).strip().isdigit()]
+        test = pl.col("discharge").is_in([str(d) for d in codes] if frame.schema["discharge"] == pl.String else codes)
         if incomplete["max_los"] is not None:
             test = test & (pl.col("los") <= incomplete["max_los"])
         steps.append((test, "incomplete", "cases.incomplete"))
-    steps += [(high, "high", "cases.high"), (low, "low", "cases.low"), (pl.lit(True), "normal", "normal")]
-    kind, key = _first_match(steps)
-    return frame.with_columns(
-        pl.coalesce(pl.col("case_type"), kind).alias("case_type"),
-        pl.coalesce(pl.col("rule"), key).alias("rule"),
-        high_threshold.alias("high_threshold"), low_threshold.alias("low_threshold"),
-    )
+    steps += [(_beyond("high", cases["high"]), "high", "cases.high"), (_beyond("low", cases["low"]), "low", "cases.low"),
+              (pl.lit(True), "normal", "normal")]
+    return _decide(frame, steps)
+
+
+def _beyond(case: str, rule: dict) -> pl.Expr:
+    """The high (or low) test: the cost ratio past the case's threshold column."""
+    r, threshold = pl.col("cost_ratio"), pl.col(f"{case}_threshold")
+    if case == "high":
+        return r >= threshold if rule["inclusive"] else r > threshold
+    return r <= threshold if rule["inclusive"] else r < threshold
 
 
 def _special_review(frame: pl.DataFrame, rule: dict) -> pl.DataFrame:
@@ -378,7 +408,7 @@ def _standard_points(policy: Policy) -> pl.Expr:
     if not per_day:
         return normal
     days = pl.col("los").clip(lower_bound=1).cast(pl.Float64)  # a same-day stay counts one day
-    daily = pl.col("group").replace_strict({k: float(x) for k, x in per_day.items()}, default=None, return_dtype=pl.Float64) * days
+    daily = pl.col("_per_day") * days
     if per_diem["coefficient"]:
         daily = daily * pl.col("coefficient")
     return pl.when(pl.col("case_type") == TYPE["per_diem"]).then(daily).otherwise(normal)
@@ -412,10 +442,8 @@ def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     cases = policy["cases"]
     price = pl.col("rate_fen") if policy.method == "rate" else pl.col("budget_fen_per_point")
     cost_points = pl.col("cost") / price
-    points = pl
-    paid_by = pl
+    chain = pl  # points of the cases not normal, by type
     table = {
-        "normal": pl.col("base_points") * pl.col("coefficient"),
         "per_diem": _standard_points(policy),
         "high": _formula(cases["high"]["formula"], "high", policy, price),
         "low": _formula(cases["low"]["formula"], "low", policy, price),
@@ -429,21 +457,30 @@ def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         if expr is None:
             paid_by = paid_by.when(is_type).then(ffs)
         else:
-            points = points.when(is_type).then(expr)
+            chain = chain.when(is_type).then(expr)
     unpaid = _is_type("ungrouped", "invalid")
     ungrouped = cases["ungrouped"]["pay"]
     if ungrouped == "cost":
         cost_known = pl.col("cost").is_not_null() & price.is_not_null() & pl.col("pool").is_not_null()
-        points = points.when(unpaid & cost_known).then(cost_points)
+        chain = chain.when(unpaid & cost_known).then(cost_points)
         paid_by = paid_by.when(unpaid & cost_known).then(group).when(unpaid).then(ffs)
     else:
         paid_by = paid_by.when(unpaid).then(pl.lit(PAY[ungrouped], CODE))
     paid_by = paid_by.otherwise(group)
-    points = points.otherwise(pl.lit(None, pl.Float64)) if points is not pl else pl.lit(None, pl.Float64)
     # a cost that is unknown cannot be paid by item
     paid_by = pl.when((paid_by == PAY["fee_for_service"]) & pl.col("cost").is_null()).then(none).otherwise(paid_by)
-    return frame.with_columns(paid_by.alias("paid_by")).with_columns(
-        pl.when(_paid("group")).then(points).otherwise(None).alias("points"))
+    frame = frame.with_columns(paid_by.alias("paid_by"))
+    # Most cases are normal: B × c for them over the whole frame, every other formula only on the
+    # few rows of its type (a when/then chain would work out every formula for every row).
+    by_group = _paid("group")
+    points = frame.select(pl.when(by_group & (pl.col("case_type") == TYPE["normal"]))
+                          .then(pl.col("base_points") * pl.col("coefficient")).alias("points")).to_series()
+    if chain is not pl:
+        others = (frame.lazy().filter(by_group & (pl.col("case_type") != TYPE["normal"]))
+                  .select("row", chain.otherwise(pl.lit(None, pl.Float64)).alias("points")).collect())
+        if others.height:
+            points = points.scatter(others["row"], others["points"])
+    return frame.with_columns(points)
 
 
 def readmissions(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
@@ -560,11 +597,10 @@ def _budget_point_values(frame: pl.DataFrame, policy: Policy) -> dict[str, dict]
     unpaid = _is_type("ungrouped", "invalid")
     ffs_known = _is_type("excluded") | (unpaid & pl.lit(v["cases"]["ungrouped"]["pay"] == "fee_for_service"))
     by_cost = unpaid & pl.lit(ungrouped_by_cost)
-    sums = (frame.lazy().filter(pl.col("pool").is_not_null())
-            .group_by("pool")
-            .agg(pl.col("cost").filter(ffs_known).sum().alias("ffs"),
-                 pl.col("cost").filter(by_cost).sum().alias("by_cost"),
-                 _standard_points(policy).filter(typed.is_null() | (typed == TYPE["per_diem"])).sum()
+    sums = (frame.lazy().group_by("pool")
+            .agg(pl.when(ffs_known).then(pl.col("cost")).sum().alias("ffs"),
+                 pl.when(by_cost).then(pl.col("cost")).sum().alias("by_cost"),
+                 pl.when(typed.is_null() | (typed == TYPE["per_diem"])).then(_standard_points(policy)).sum()
                  .alias("standard_points")).collect())
     found = {row["pool"]: row for row in sums.iter_rows(named=True)}
     pools = {}
@@ -581,36 +617,64 @@ def _budget_point_values(frame: pl.DataFrame, policy: Policy) -> dict[str, dict]
     return pools
 
 
-def _largest_remainder(frame: pl.DataFrame, distributable: dict[str, int]) -> pl.Series:
-    """`payment` (fen) of group-paid cases, null for the others: each pool's distributable fen shared
-    by micro-points, exactly (see the module doc)."""
-    payment = np.zeros(frame.height, dtype=np.int64)
-    has_payment = np.zeros(frame.height, dtype=bool)
-    paid = _paid("group")
-    for pool, d in distributable.items():
-        part = (frame.lazy().filter(paid & (pl.col("pool") == pool) & pl.col("points_micro").is_not_null())
-                .select("row", "hospital", "id", "cost", "points_micro").collect())
-        total = int(part["points_micro"].sum() or 0)
+def _largest_remainder(frame: pl.DataFrame, distributable: dict[str, int]) -> tuple[pl.Series, dict[str, int]]:
+    """(`payment` in fen per case; fen paid by points per pool) under the points method: each pool's
+    distributable fen shared among its group-paid cases by micro-points, exactly (see the module
+    doc); fee-for-service cases are paid their cost, every other case 0."""
+    names = list(distributable)
+    pool = pl
+    for code, name in enumerate(names):
+        pool = pool.when(pl.col("pool") == name).then(pl.lit(code, pl.UInt8))
+    arrays = frame.select(
+        (pool.otherwise(pl.lit(255, pl.UInt8)) if names else pl.lit(255, pl.UInt8)).alias("pool"),
+        pl.col("paid_by").fill_null(255), pl.col("points_micro").fill_null(-1), pl.col("cost").fill_null(0))
+    pool, paid_by, points, cost = (arrays[c].to_numpy() for c in arrays.columns)
+    payment = np.where(paid_by == PAY["fee_for_service"], cost, 0)
+    by_group = (paid_by == PAY["group"]) & (points >= 0)
+    paid_by_pool = {}
+    for code, name in enumerate(names):
+        d = distributable[name]
+        rows = np.flatnonzero(by_group & (pool == code))
+        part = points[rows]
+        total = int(part.sum())
+        paid_by_pool[name] = 0
         if total <= 0:
             continue
-        p = pl.col("points_micro").cast(pl.Int128) * pl.lit(d, pl.Int128)
-        # the remainder is below the pool's total micro-points, which fits Int64
-        part = part.with_columns((p // total).cast(pl.Int64).alias("_floor"), (p % total).cast(pl.Int64).alias("_rem"))
-        rows = part["row"].to_numpy()
-        payment[rows] = part["_floor"].to_numpy()
-        has_payment[rows] = True
-        k = d - int(part["_floor"].sum())
+        floor, remainder = np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
+        # 128-bit products; the remainder is below the pool's total micro-points, which fits Int64
+        KERNEL.shares(part, d, total, floor, remainder)
+        payment[rows] = floor
+        paid_by_pool[name] = d
+        k = d - int(floor.sum())
         if k <= 0:
             continue
         # The k cases with the largest remainders get one more fen; ties: hospital, id, cost, row.
         # Only the cases at the k-th remainder need the tie order, so no full sort.
-        cut = part["_rem"].top_k(k).min()
-        above = part.filter(pl.col("_rem") > cut)["row"]
-        tied = (part.filter(pl.col("_rem") == cut).sort(["hospital", "id", "cost", "row"], nulls_last=True)
-                .head(k - above.len())["row"])
-        payment[above.to_numpy()] += 1
-        payment[tied.to_numpy()] += 1
-    return pl.Series("payment", payment).set(pl.Series(~has_payment), None)
+        cut = np.partition(remainder, len(remainder) - k)[len(remainder) - k]
+        above = rows[remainder > cut]
+        at_cut = rows[remainder == cut]
+        payment[above] += 1
+        payment[_first_in_order(frame.select("row", "hospital", "id", "cost")[at_cut], k - len(above))] += 1
+    return pl.Series("payment", payment), paid_by_pool
+
+
+def _first_in_order(tied: pl.DataFrame, count: int) -> np.ndarray:
+    """The rows of the first `count` cases of `tied` in (hospital, id, cost, row) order.
+
+    Equal points give equal remainders, so the cases at the cut can be many (a large share of a
+    pool): whole hospitals are taken by their counts, and only the hospital where the count runs
+    out is sorted."""
+    per_hospital = tied.group_by("hospital").len().sort("hospital", nulls_last=True)
+    before = per_hospital["len"].cum_sum() - per_hospital["len"]
+    whole = per_hospital.filter(before + per_hospital["len"] <= count)
+    taken = tied.filter(pl.col("hospital").is_in(whole["hospital"].implode(), nulls_equal=True))["row"].to_numpy()
+    rest = count - len(taken)
+    if rest > 0:
+        boundary = per_hospital.filter(before + per_hospital["len"] > count).row(0, named=True)["hospital"]
+        last = (tied.filter(pl.col("hospital").eq_missing(boundary)).sort(["id", "cost", "row"], nulls_last=True)
+                .head(rest)["row"].to_numpy())
+        taken = np.concatenate([taken, last])
+    return taken
 
 
 def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -627,8 +691,9 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
         summary = _rate_pools(frame, policy)
     else:
         inside = v["budget"]["fee_for_service_inside"]
-        sums = (frame.lazy().filter(pl.col("pool").is_not_null()).group_by("pool")
-                .agg(pl.col("cost").filter(ffs).sum().alias("ffs"), pl.col("points_micro").filter(group).sum().alias("points"))
+        sums = (frame.lazy().group_by("pool")
+                .agg(pl.when(ffs).then(pl.col("cost")).sum().alias("ffs"),
+                     pl.when(group).then(pl.col("points_micro")).sum().alias("points"))
                 .collect())
         ffs_by_pool = {r["pool"]: r for r in sums.iter_rows(named=True)}
         distributable = {}
@@ -640,14 +705,13 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
             total = int(found.get("points") or 0)
             p["points"] = total / MICRO
             p["settlement_fen_per_point"] = p["distributable"] * MICRO / total if total else None
-        by_points = _largest_remainder(frame, distributable)
-        value = pl.col("pool").replace_strict({k: p["settlement_fen_per_point"] for k, p in pools.items()}, default=None,
-                                              return_dtype=pl.Float64)
-        frame = frame.with_columns(
-            pl.when(group).then(by_points).when(ffs).then(pl.col("cost")).otherwise(pl.lit(0, pl.Int64))
-            .fill_null(0).alias("payment"),
-            value.alias("_price_fen"))
-        summary = _points_pools(frame, pools)
+        payment, paid = _largest_remainder(frame, distributable)
+        value = pl
+        for pool, p in pools.items():
+            value = value.when(pl.col("pool") == pool).then(pl.lit(p["settlement_fen_per_point"], pl.Float64))
+        value = value.otherwise(pl.lit(None, pl.Float64)) if pools else pl.lit(None, pl.Float64)
+        frame = frame.with_columns(payment, value.alias("_price_fen"))
+        summary = _points_pools(pools, paid)
     standard = _half_up_fen(_standard_points(policy) * pl.col("_price_fen"))
     frame = frame.with_columns(
         (pl.col("_price_fen") / 100).alias("price"),
@@ -658,8 +722,7 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
     return frame, summary
 
 
-def _points_pools(frame: pl.DataFrame, pools: dict[str, dict]) -> pl.DataFrame:
-    paid = dict(frame.lazy().filter(_paid("group")).group_by("pool").agg(pl.col("payment").sum()).collect().iter_rows())
+def _points_pools(pools: dict[str, dict], paid: dict[str, int]) -> pl.DataFrame:
     rows = []
     for pool, p in pools.items():
         rows.append({
@@ -675,9 +738,10 @@ def _points_pools(frame: pl.DataFrame, pools: dict[str, dict]) -> pl.DataFrame:
 def _rate_pools(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     annual = policy["budget"]["annual"] or {}
     share = Decimal(policy["budget"]["reserve_share"])
-    sums = {r["pool"]: r for r in frame.group_by("pool").agg(
-        pl.col("points_micro").filter(_paid("group")).sum().alias("points"),
-        pl.col("payment").filter(_paid("group")).sum().alias("paid")).iter_rows(named=True)}
+    group = _paid("group")
+    sums = {r["pool"]: r for r in frame.lazy().group_by("pool").agg(
+        pl.when(group).then(pl.col("points_micro")).sum().alias("points"),
+        pl.when(group).then(pl.col("payment")).sum().alias("paid")).collect().iter_rows(named=True)}
     rows = []
     for pool in sorted({*annual, *(k for k in sums if k is not None)}):
         budget = annual.get(pool)
@@ -830,7 +894,7 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     frame = source.attach(prepare(cases))
     if not frame["row"].is_sorted():  # a source must keep the input order; be safe if one does not
         frame = frame.sort("row")
-    frame = _prices(frame, policy)
+    frame = _prices(policy_groups(frame, policy), policy)
     frame = classify_fixed(frame, policy)
     pools = _budget_point_values(frame, policy) if policy.method == "points" else {}
     frame = frame.with_columns(pl.col("pool").replace_strict(

@@ -1,0 +1,48 @@
+"""The largest-remainder tie-break (`_first_in_order`) takes the same cases as a full sort by
+(hospital, id, cost, row), and both share kernels agree with Python's exact integers."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from grouper.engine.kernel import get_kernel
+from grouper.settle import _kernel_py
+from grouper.settle import engine as E
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_tie_break_equals_a_full_sort(seed):
+    rng = np.random.default_rng(seed)
+    n = 500
+    tied = pl.DataFrame({
+        "row": rng.permutation(10 * n)[:n].astype(np.uint32),
+        "hospital": pl.Series(rng.choice(["H1", "H2", "H3", None], n).tolist(), dtype=pl.String),
+        "id": pl.Series(rng.choice([f"c{i}" for i in range(n // 3)] + [None], n).tolist(), dtype=pl.String),
+        "cost": rng.integers(0, 3, n),
+    })
+    for count in (0, 1, 37, 124, 125, 126, 250, n - 1, n):
+        expected = tied.sort(["hospital", "id", "cost", "row"], nulls_last=True).head(count)["row"].to_list()
+        assert sorted(E._first_in_order(tied, count).tolist()) == sorted(expected)
+
+
+def _kernels():
+    yield _kernel_py
+    try:
+        get_kernel("cython")
+        from grouper import _settle_kernel
+        yield _settle_kernel
+    except ImportError:
+        pass
+
+
+@pytest.mark.parametrize("kernel", list(_kernels()), ids=lambda k: k.__name__)
+def test_shares_are_exact_128_bit_divisions(kernel):
+    rng = np.random.default_rng(3)
+    points = np.concatenate([rng.integers(0, 2**40, 1000), [0, 2**62, 1]]).astype(np.int64)
+    d, total = 10**13 + 7, int(points.sum())
+    floor, remainder = np.empty(len(points), np.int64), np.empty(len(points), np.int64)
+    kernel.shares(points, d, total, floor, remainder)
+    assert [(int(f), int(r)) for f, r in zip(floor, remainder)] == [divmod(int(p) * d, total) for p in points]
+    with pytest.raises(ValueError):
+        kernel.shares(np.array([-1], np.int64), d, 1, floor[:1], remainder[:1])
