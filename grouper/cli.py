@@ -340,7 +340,12 @@ def cmd_explain(args) -> int:
 def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
+    from .outputs import refuse_collisions, refuse_unwritable
 
+    # Before reading anything: the pack folder is replaced whole, so it must hold no input.
+    refuse_collisions([("TABLE_DIR", args.table_dir), ("--base", args.base), ("--procedures", args.procedures)],
+                      [("-o", args.output)])
+    refuse_unwritable("-o", args.output, folder=True)
     if args.format == "dip":
         from .dip.commands import import_command
 

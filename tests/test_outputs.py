@@ -70,6 +70,18 @@ def test_refuse_collisions_sees_through_spellings_and_links(tmp_path):
     refuse_collisions([("input", src)], [("-o", tmp_path / "r.csv"), ("--report", None)])
 
 
+def test_refuse_collisions_sees_a_folder_output_holding_an_input(tmp_path):
+    """An output folder is replaced whole (atomic_output(directory=True)): it must hold no input."""
+    src = cases_file(tmp_path)
+    for folder in (tmp_path, tmp_path / ".." / tmp_path.name):
+        with pytest.raises(UsageError, match="a folder holding the input"):
+            refuse_collisions([("input", src)], [("-o", folder)])
+    (tmp_path / "report").mkdir()
+    with pytest.raises(UsageError, match="a folder holding another output"):
+        refuse_collisions([], [("-o", tmp_path / "report" / "w.csv"), ("--report", tmp_path / "report")])
+    refuse_collisions([("input", src)], [("-o", tmp_path / "pack")])     # a new folder beside the input is fine
+
+
 @pytest.mark.parametrize("args", [
     ["-o", "{src}"],
     ["-o", "{dir}/r.csv", "--report", "{dir}/r.csv"],
