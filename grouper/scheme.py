@@ -5,7 +5,6 @@ import dataclasses
 import functools
 import hashlib
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +18,7 @@ from .lang.check import check
 from .lang.overlay import merge
 from .lang.parse import parse_file, read_source
 from .lang.tables import TableStore
+from .plancache import ENTRY_SUFFIX, Classes, cache_dir, read_entry, write_entry
 
 SCHEME_FILE = "scheme.grp"
 DEMO_PACK = "demo"
@@ -133,14 +133,8 @@ def split_base_diagnostics(pack: str | Path | None, found: list[Diagnostic]) -> 
     return own, summary
 
 
-# Bump when the AST or Plan layout changes, so old cache entries are never unpickled.
-CACHE_FORMAT = 3
-
-
-def cache_dir() -> Path:
-    if os.environ.get("GROUPER_CACHE_DIR"):
-        return Path(os.environ["GROUPER_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "grouper"
+# Bump when the AST or Plan layout changes (the engine fingerprint covers the source anyway).
+CACHE_FORMAT = 4   # 4: .npz + JSON entries (grouper.plancache) instead of pickles
 
 
 @functools.cache
@@ -207,25 +201,25 @@ def load_scheme(pack: str | Path | None = None, *, cache: bool | None = None) ->
     content = content_hash(path)
     if not cache:
         return dataclasses.replace(_load_uncached(path), content_hash=content)
-    entry = cache_dir() / f"{pack_fingerprint(path, content)}.pickle"
-    try:
-        with entry.open("rb") as fh:
-            loaded = pickle.load(fh)
-        if isinstance(loaded, LoadedScheme):
-            loaded.path, loaded.content_hash = path, content
-            return loaded
-    except Exception:  # noqa: BLE001 - no entry yet, or any damage to it (unpickling raises many kinds): rebuild
-        pass
+    key = pack_fingerprint(path, content)
+    entry = cache_dir() / f"{key}{ENTRY_SUFFIX}"
+    loaded = read_entry(entry, key, _cached_classes())
+    if isinstance(loaded, LoadedScheme):
+        loaded.path, loaded.content_hash = path, content
+        return loaded
     loaded = dataclasses.replace(_load_uncached(path), content_hash=content)
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        partial = entry.with_suffix(f".{os.getpid()}.tmp")
-        with partial.open("wb") as fh:
-            pickle.dump(loaded, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        partial.replace(entry)  # atomic: concurrent runs never read half an entry
-    except OSError:
-        pass  # a read-only cache location only costs speed
+    write_entry(entry, key, loaded, _cached_classes())
     return loaded
+
+
+@functools.cache
+def _cached_classes() -> Classes:
+    """What a plan cache entry of a scheme may hold: the AST, the plan, diagnostics."""
+    from . import errors
+    from .engine import ir
+    from .lang import ast as ast_module
+
+    return Classes([ast_module, errors, ir], extra=[LoadedScheme])
 
 
 def _load_uncached(path: Path) -> LoadedScheme:

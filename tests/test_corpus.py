@@ -218,12 +218,13 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_command_over_bad_input(case: Case, corpus: Path, tmp_path: Path, monkeypatch, capsys):
+    from grouper.plancache import ENTRY_SUFFIX
     from grouper.scheme import cache_dir, pack_fingerprint, scheme_path
 
     monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
     if "{c}/cached" in case.argv:  # garbage where the plan cache would look
         cache_dir().mkdir(parents=True)
-        (cache_dir() / f"{pack_fingerprint(scheme_path(corpus / 'cached'))}.pickle").write_bytes(b"\x80\x09junk")
+        (cache_dir() / f"{pack_fingerprint(scheme_path(corpus / 'cached'))}{ENTRY_SUFFIX}").write_bytes(b"\x80\x09junk")
     out = tmp_path / "out"
     out.mkdir()
     shutil.copy(corpus / "good.csv", out / "input.csv")
