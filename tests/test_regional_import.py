@@ -17,14 +17,31 @@ from regional_variants import Reference, build_variant, variant_cases, write_tin
 N_CASES = 3000   # per variant; benches/bench_regional.py runs 200,000
 
 
+@pytest.fixture(scope="module")
+def built_variants(chs_tables, chs_pack, tmp_path_factory):
+    """name → (name, tables, root): a variant's tables, standalone import and overlay, built on first use."""
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            root = tmp_path_factory.mktemp(f"variant-{name}")
+            tables = build_variant(name, chs_tables, root / "tables")
+            import_chs_drg(tables, root / "standalone", name=f"{name} DRG", version="2024")
+            import_overlay(tables, chs_pack, root / "overlay", name=f"{name} DRG", version="2024")
+            built[name] = name, tables, root
+        return built[name]
+    return get
+
+
 @pytest.fixture(scope="module", params=["north", "south"])
-def variant(request, chs_tables, chs_pack, tmp_path_factory):
-    name = request.param
-    root = tmp_path_factory.mktemp(f"variant-{name}")
-    tables = build_variant(name, chs_tables, root / "tables")
-    import_chs_drg(tables, root / "standalone", name=f"{name} DRG", version="2024")
-    import_overlay(tables, chs_pack, root / "overlay", name=f"{name} DRG", version="2024")
-    return name, tables, root
+def variant(request, built_variants):
+    return built_variants(request.param)
+
+
+@pytest.fixture(scope="module")
+def north(built_variants):
+    """The north variant alone: the command-line path is the same for every variant."""
+    return built_variants("north")
 
 
 def outcomes(pack: Path, cases: list[dict]) -> list[tuple]:
@@ -75,12 +92,10 @@ def test_a_region_overlay_states_only_differences(variant, chs_pack):
         assert op in text, op
 
 
-def test_import_as_overlay_on_the_command_line(variant, chs_pack, tmp_path, capsys):
+def test_import_as_overlay_on_the_command_line(north, chs_pack, tmp_path, capsys):
     from grouper.cli import main
 
-    name, tables, root = variant
-    if name != "north":
-        pytest.skip("the command-line path is the same for every variant: one is enough")
+    name, tables, root = north
     out = tmp_path / "cli-overlay"
     assert main(["import", "chs-drg", str(tables), "--base", str(chs_pack), "-o", str(out),
                  "--name", f"{name} DRG", "--version", "2024"]) == 0
