@@ -22,9 +22,10 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,6 +33,7 @@ ENTRY_SUFFIX = ".npz"
 # Bump when the encoding below changes (the engine fingerprint in each key covers the classes).
 FORMAT = 1
 _NUMBER_KINDS = "biuf"  # numpy dtypes an entry may hold: bool, integers, floats (never objects)
+T = TypeVar("T")
 
 
 def cache_dir() -> Path:
@@ -56,6 +58,22 @@ class Classes:
         self.names = {cls: name for name, (cls, _) in self.by_name.items()}
 
 
+def cache_enabled(cache: bool | None) -> bool:
+    """A loader's `cache` argument: None means on unless GROUPER_NO_CACHE is set."""
+    return not os.environ.get("GROUPER_NO_CACHE") if cache is None else cache
+
+
+def cached(key: str, classes: Classes, kind: type[T], build: Callable[[], T]) -> T:
+    """The `kind` value cached under `key` when a usable entry holds one; else `build()`, cached."""
+    entry = cache_dir() / f"{key}{ENTRY_SUFFIX}"
+    value = read_entry(entry, key, classes)
+    if isinstance(value, kind):
+        return value
+    value = build()
+    write_entry(entry, key, value, classes)
+    return value
+
+
 class Damaged(Exception):
     """The entry is not one this code wrote (or not for this key): rebuild it."""
 
@@ -68,6 +86,8 @@ def _encode(value, classes: Classes, arrays: list[np.ndarray]):
         return [_encode(v, classes, arrays) for v in value]
     if isinstance(value, tuple):
         return {"t": [_encode(v, classes, arrays) for v in value]}
+    if isinstance(value, frozenset):
+        return {"fs": [_encode(v, classes, arrays) for v in value]}
     if isinstance(value, dict):   # keys, then values: two flat lists read faster than one pair per item
         return {"m": [_encode(list(value), classes, arrays), _encode(list(value.values()), classes, arrays)]}
     if isinstance(value, np.ndarray):
@@ -97,9 +117,12 @@ def _decoder(classes: Classes, arrays):
                 raise Damaged(f"class {name!r} is not allowed here, or not with these fields")
             return cls(*values)
         if len(obj) == 1:
-            (tag, value), = obj.items()
-            if tag == "t" and type(value) is list:
+            value = obj.get("t")                      # the next most frequent: a tuple
+            if type(value) is list:
                 return tuple(value)
+            (tag, value), = obj.items()
+            if tag == "fs" and type(value) is list:
+                return frozenset(value)
             if tag == "m" and type(value) is list and len(value) == 2 and len(value[0]) == len(value[1]):
                 return dict(zip(*value))
             if tag == "a" and type(value) is int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -18,7 +17,7 @@ from .lang.check import check
 from .lang.overlay import merge
 from .lang.parse import parse_file, read_source
 from .lang.tables import TableStore
-from .plancache import ENTRY_SUFFIX, Classes, cache_dir, read_entry, write_entry
+from .plancache import Classes, cache_dir, cache_enabled, cached  # noqa: F401 - cache_dir: where entries are
 
 SCHEME_FILE = "scheme.grp"
 DEMO_PACK = "demo"
@@ -139,13 +138,13 @@ CACHE_FORMAT = 4   # 4: .npz + JSON entries (grouper.plancache) instead of pickl
 
 @functools.cache
 def engine_fingerprint() -> str:
-    """Hash of the package's own source (Python modules and the grammar): a new engine, a new key."""
+    """Hash of the package's own source (Python modules and the grammars): a new engine, a new key."""
     from . import __version__
 
     digest = hashlib.blake2b(f"{__version__}/{CACHE_FORMAT}".encode(), digest_size=20)
     root = Path(__file__).parent
-    grammar = Path(str(resources.files("grouper.grammars").joinpath("scheme.lark")))
-    for file in sorted(root.rglob("*.py")) + [grammar]:
+    grammars = Path(str(resources.files("grouper.grammars")))
+    for file in sorted(root.rglob("*.py")) + sorted(grammars.glob("*.lark")):
         digest.update(file.read_bytes())
     return digest.hexdigest()
 
@@ -196,20 +195,11 @@ def load_scheme(pack: str | Path | None = None, *, cache: bool | None = None) ->
     `cache_dir()` under a fingerprint of all the pack's files and reused while none changes.
     """
     path = scheme_path(pack)
-    if cache is None:
-        cache = not os.environ.get("GROUPER_NO_CACHE")
     content = content_hash(path)
-    if not cache:
+    if not cache_enabled(cache):
         return dataclasses.replace(_load_uncached(path), content_hash=content)
-    key = pack_fingerprint(path, content)
-    entry = cache_dir() / f"{key}{ENTRY_SUFFIX}"
-    loaded = read_entry(entry, key, _cached_classes())
-    if isinstance(loaded, LoadedScheme):
-        loaded.path, loaded.content_hash = path, content
-        return loaded
-    loaded = dataclasses.replace(_load_uncached(path), content_hash=content)
-    write_entry(entry, key, loaded, _cached_classes())
-    return loaded
+    loaded = cached(pack_fingerprint(path, content), _cached_classes(), LoadedScheme, lambda: _load_uncached(path))
+    return dataclasses.replace(loaded, path=path, content_hash=content)
 
 
 @functools.cache
