@@ -9,7 +9,8 @@ import pytest
 from grouper import io
 from grouper.cli import main
 from grouper.errors import UsageError
-from grouper.outputs import Terminated, atomic_output, atomic_outputs, raise_on_termination, refuse_collisions
+from grouper.outputs import (PARTIAL_MARK, Terminated, atomic_output, atomic_outputs, raise_on_termination,
+                             refuse_collisions)
 
 MINI = Path(__file__).parent / "fixtures" / "packs" / "mini"
 ROW = "1,40,,,,5,1,K35.800|J18.900,47.0100\n"
@@ -152,3 +153,19 @@ def test_sigterm_handler_raises(own_sigterm):
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(1000):                          # the handler runs at the next bytecode boundary
             pass
+
+
+def test_the_progress_bar_names_the_output_not_its_temporary_file(tmp_path, monkeypatch):
+    """While the output is finished the bar reads `writing r.xlsx`, never the temporary file's name."""
+    import io as text_io
+
+    from rich.console import Console
+
+    from grouper import console
+
+    shown = text_io.StringIO()
+    monkeypatch.setattr(console, "stderr_console", lambda: Console(file=shown, force_terminal=True, width=200))
+    src = cases_file(tmp_path)
+    assert main(["group", str(src), "-o", str(tmp_path / "r.xlsx"), "--scheme", str(MINI)]) == 0
+    text = shown.getvalue()
+    assert "writing r.xlsx" in text and PARTIAL_MARK not in text
