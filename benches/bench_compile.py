@@ -19,7 +19,7 @@ def test_compile_cached(benchmark, pack, scheme):
     benchmark.group = "compile"
     load_scheme(pack, cache=True)  # the entry exists (the `scheme` fixture made it); warm the file
     cache = Path(os.environ["GROUPER_CACHE_DIR"])
-    assert list(cache.glob("*.pickle")), f"no plan cache entry in {cache}"
+    assert list(cache.glob("*.npz")), f"no plan cache entry in {cache}"
     loaded = benchmark.pedantic(load_scheme, args=(pack,), kwargs={"cache": True},
                                 rounds=20, iterations=1, warmup_rounds=2)
     assert len(loaded.plan.drg_codes) == 628

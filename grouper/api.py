@@ -71,7 +71,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     `trace` (a `grouper.explain.TraceRequest`) adds a `trace` column: the rules that held,
     for the chosen rows only. `sheet` picks Excel input sheets, `skip_rows` skips title lines above
     the header (see grouper.io.read_cases).
-    `on_stage` is told when the output is being finished (an Excel sheet is written only then).
+    `on_stage("writing")` is called when the output is being finished (an Excel sheet is written
+    only then; `output_path` may be a temporary file, so the caller names what it writes).
     The output file appears whole or not at all; a Parquet output records the scheme (name,
     version, pack path, content hash) in its metadata under `grouper.scheme`.
     """
@@ -102,5 +103,5 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
             if on_batch is not None:
                 on_batch(results)
         if on_stage is not None:
-            on_stage(f"writing {Path(output_path).name}")
+            on_stage("writing")
     return rows

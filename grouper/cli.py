@@ -146,19 +146,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_group(args) -> int:
-    from . import api, io
-    from .console import (output_stage_text, progress, render_done, render_quality_report, render_summary,
-                          render_unreadable_lines, scheme_line, stderr_console, summary_counts, trace_notes)
-    from .outputs import atomic_outputs, refuse_collisions, refuse_unwritable
-    from .scheme import load_scheme
-    from .validate import QualityReport
-
-    # Before reading anything: outputs that would destroy an input or each other, unwritable outputs.
-    refuse_collisions([("input", args.input)], [("-o", args.output), ("--report", args.report)])
-    for name, path in (("-o", args.output), ("--report", args.report)):
-        refuse_unwritable(name, path)
-        if path:
-            io.output_format(path)
+    _refuse_group_outputs(args)
     if args.by_date:
         from .versions.commands import group_by_date_command
 
@@ -169,46 +157,109 @@ def cmd_group(args) -> int:
         from .dip.commands import group_command
 
         return group_command(args, _columns(args.column))
+    return _group_with_scheme(args)
+
+
+def _refuse_group_outputs(args) -> None:
+    """Before reading anything: outputs that would destroy an input or each other, outputs that
+    cannot be written, output formats that are not known."""
+    from . import io
+    from .outputs import refuse_collisions, refuse_unwritable
+
+    refuse_collisions([("input", args.input)], [("-o", args.output), ("--report", args.report)])
+    for name, path in (("-o", args.output), ("--report", args.report)):
+        refuse_unwritable(name, path)
+        if path:
+            io.output_format(path)
+
+
+def _group_with_scheme(args) -> int:
+    """`grouper group` with a DRG scheme: notes and the scheme line, the outputs, then the summary."""
     import time
 
-    import polars as pl
+    from . import io
+    from .console import scheme_line, stderr_console, trace_notes
+    from .scheme import load_scheme
+    from .validate import QualityReport
 
     started = time.monotonic()
     console = stderr_console()
     scheme = load_scheme(args.scheme)
-    for note in io.input_notes(args.input, sheet=args.sheet):
-        console.print(f"note: {note}", style="yellow", markup=False)
+    _print_notes(io.input_notes(args.input, sheet=args.sheet), console)
     if not args.quiet:
         console.print(scheme_line(scheme.describe()), markup=False)
-    total = _row_count(Path(args.input))
-    show = not args.quiet and console.is_terminal
-    counts, traced = [], []
     report = QualityReport(scheme.plan) if args.report or not args.quiet else None
-    # Results and report appear together, whole, or not at all (Ctrl-C and SIGTERM included).
-    with atomic_outputs(args.output, args.report) as (output, report_path):
-        with progress(total, f"grouping with {scheme.ast.header.name} {scheme.ast.header.version}", enabled=show) as bar:
-            def on_batch(results):
-                counts.append(summary_counts(results))
-                bar.advance(results.height)
-                if "trace" in results.columns:
-                    traced.extend(results.filter(pl.col("trace").is_not_null())["id"].cast(pl.String).to_list())
+    rows, batches, summary = _write_group_outputs(args, scheme, report, console)
+    _print_notes(trace_notes(args.trace or (), batches.traced), console)
+    if not args.quiet:
+        _render_group_summary(args, rows, batches, summary, report, time.monotonic() - started, console)
+    return EXIT_OK
 
+
+def _print_notes(notes, console) -> None:
+    for note in notes:
+        console.print(f"note: {note}", style="yellow", markup=False)
+
+
+class _GroupProgress:
+    """Follows grouping batch by batch: moves the progress bar, names the output stage on it, and
+    keeps each batch's status counts and the ids of the cases it traced (for the summary)."""
+
+    def __init__(self, bar, output) -> None:
+        self.bar, self.output = bar, output
+        self.counts: list = []
+        self.traced: list[str] = []
+
+    def on_batch(self, results) -> None:
+        import polars as pl
+
+        from .console import summary_counts
+
+        self.counts.append(summary_counts(results))
+        self.bar.advance(results.height)
+        if "trace" in results.columns:
+            self.traced.extend(results.filter(pl.col("trace").is_not_null())["id"].cast(pl.String).to_list())
+
+    def on_stage(self, text: str) -> None:
+        from .console import output_stage_text
+
+        self.bar.describe(output_stage_text(text, self.output, sum(int(c["len"].sum()) for c in self.counts)))
+
+
+def _write_group_outputs(args, scheme, report, console):
+    """Group the input into the results file and the quality report: (rows, the _GroupProgress, the
+    report frame or None). Both appear together, whole, or not at all (Ctrl-C and SIGTERM included)."""
+    from . import api, io
+    from .console import progress
+    from .outputs import atomic_outputs
+
+    header = scheme.ast.header
+    show = not args.quiet and console.is_terminal
+    with atomic_outputs(args.output, args.report) as (output, report_path):
+        with progress(_row_count(Path(args.input)), f"grouping with {header.name} {header.version}",
+                      enabled=show) as bar:
+            batches = _GroupProgress(bar, args.output)
             rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
                                   columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
-                                  on_batch=on_batch, report=report, trace=_trace_request(args), carry=args.carry,
-                                  sheet=args.sheet, skip_rows=args.skip_rows, on_stage=lambda text: bar.describe(
-                                      output_stage_text(text, args.output, sum(int(c["len"].sum()) for c in counts))))
+                                  on_batch=batches.on_batch, report=report, trace=_trace_request(args),
+                                  carry=args.carry, sheet=args.sheet, skip_rows=args.skip_rows,
+                                  on_stage=batches.on_stage)
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
-    for note in trace_notes(args.trace or (), traced):
-        console.print(f"note: {note}", style="yellow", markup=False)
-    if not args.quiet:
-        render_summary(pl.concat(counts), console)
-        render_quality_report(summary, console)
-        render_unreadable_lines(summary, report.unreadable_lines, console)
-        render_done(rows, args.output, args.report, time.monotonic() - started, console)
-    return EXIT_OK
+    return rows, batches, summary
+
+
+def _render_group_summary(args, rows: int, batches: _GroupProgress, summary, report, seconds: float,
+                          console) -> None:
+    import polars as pl
+
+    from .console import render_done, render_quality_report, render_summary, render_unreadable_lines
+
+    render_summary(pl.concat(batches.counts), console)
+    render_quality_report(summary, console)
+    render_unreadable_lines(summary, report.unreadable_lines, console)
+    render_done(rows, args.output, args.report, seconds, console)
 
 
 def _trace_request(args):
@@ -340,7 +391,12 @@ def cmd_explain(args) -> int:
 def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
+    from .outputs import refuse_collisions, refuse_unwritable
 
+    # Before reading anything: the pack folder is replaced whole, so it must hold no input.
+    refuse_collisions([("TABLE_DIR", args.table_dir), ("--base", args.base), ("--procedures", args.procedures)],
+                      [("-o", args.output)])
+    refuse_unwritable("-o", args.output, folder=True)
     if args.format == "dip":
         from .dip.commands import import_command
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import polars as pl
 from rich.console import Console
@@ -267,10 +268,12 @@ def scheme_line(scheme: dict[str, str]) -> str:
 
 
 def output_stage_text(stage: str, output, rows: int) -> str:
-    """The progress bar's text while the output is finished (an Excel sheet is written only then)."""
+    """The progress bar's text while the output is finished (an Excel sheet is written only then),
+    e.g. `writing results.xlsx`: the name the user gave, not the temporary file written first."""
+    text = f"{stage} {Path(output).name}"
     if str(output).lower().endswith(".xlsx") and rows >= EXCEL_SLOW_ROWS:
-        return f"{stage}: an Excel sheet of {rows:,} rows takes about {max(1, round(rows / 1_000_000))} min"
-    return stage
+        return f"{text}: an Excel sheet of {rows:,} rows takes about {max(1, round(rows / 1_000_000))} min"
+    return text
 
 
 def render_done(rows: int, output, report, seconds: float, console: Console) -> None:

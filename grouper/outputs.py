@@ -103,28 +103,42 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """`path` lies inside the existing folder `folder` (which an output folder replaces whole)."""
+    return folder.is_dir() and path.resolve().is_relative_to(folder.resolve())
+
+
 def refuse_collisions(inputs: Iterable[tuple[str, str | Path | None]],
                       outputs: Iterable[tuple[str, str | Path | None]]) -> None:
-    """Raise UsageError when an output path is an input or another output (options given as
-    (option name, path) pairs; None paths are ignored). Call it before reading anything."""
+    """Raise UsageError when an output path is an input or another output, or is a folder holding
+    one (options given as (option name, path) pairs; None paths are ignored). Call it before
+    reading anything."""
     inputs = [(name, Path(p)) for name, p in inputs if p is not None]
     outputs = [(name, Path(p)) for name, p in outputs if p is not None]
     for i, (name, path) in enumerate(outputs):
         for other_name, other in inputs + outputs[:i]:
+            kind = "the input" if (other_name, other) in inputs else "another output"
             if _same_file(path, other):
-                kind = "the input" if (other_name, other) in inputs else "another output"
                 raise UsageError(f"{name} {path} is {kind} ({other_name} {other}): "
+                                 "refusing to overwrite it; choose another path")
+            if _inside(other, path) or (kind == "another output" and _inside(path, other)):
+                outer, inner = (f"{name} {path}", f"{kind} ({other_name} {other})") if _inside(other, path) else \
+                               (f"{other_name} {other}", f"another output ({name} {path})")
+                raise UsageError(f"{outer} is a folder holding {inner}, and it would be replaced whole: "
                                  "refusing to overwrite it; choose another path")
 
 
-def refuse_unwritable(name: str, path: str | Path | None) -> None:
-    """Raise UsageError when the output file `path` cannot be written: it is a folder, or its
-    folder exists and is not writable. Call it before reading anything."""
+def refuse_unwritable(name: str, path: str | Path | None, *, folder: bool = False) -> None:
+    """Raise UsageError when the output `path` (a file, or with `folder=True` a folder) cannot be
+    written: it is a folder (a file), or the folder it goes in is not a writable folder. Call it
+    before reading anything."""
     if path is None:
         return
     path = Path(path)
-    if path.is_dir():
+    if not folder and path.is_dir():
         raise UsageError(f"{name} {path} is a folder; give a file name, e.g. {path / 'results.csv'}")
-    folder = next((p for p in path.absolute().parents if p.exists()), None)
-    if folder is not None and (not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK)):
-        raise UsageError(f"{name} {path}: cannot write in {folder}")
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{name} {path} is a file; give a folder name")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and (not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK)):
+        raise UsageError(f"{name} {path}: cannot write in {parent}")

@@ -4,8 +4,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import os
-import pickle
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +17,7 @@ from .lang.check import check
 from .lang.overlay import merge
 from .lang.parse import parse_file, read_source
 from .lang.tables import TableStore
+from .plancache import Classes, cache_dir, cache_enabled, cached  # noqa: F401 - cache_dir: where entries are
 
 SCHEME_FILE = "scheme.grp"
 DEMO_PACK = "demo"
@@ -133,25 +132,19 @@ def split_base_diagnostics(pack: str | Path | None, found: list[Diagnostic]) -> 
     return own, summary
 
 
-# Bump when the AST or Plan layout changes, so old cache entries are never unpickled.
-CACHE_FORMAT = 3
-
-
-def cache_dir() -> Path:
-    if os.environ.get("GROUPER_CACHE_DIR"):
-        return Path(os.environ["GROUPER_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "grouper"
+# Bump when the AST or Plan layout changes (the engine fingerprint covers the source anyway).
+CACHE_FORMAT = 4   # 4: .npz + JSON entries (grouper.plancache) instead of pickles
 
 
 @functools.cache
 def engine_fingerprint() -> str:
-    """Hash of the package's own source (Python modules and the grammar): a new engine, a new key."""
+    """Hash of the package's own source (Python modules and the grammars): a new engine, a new key."""
     from . import __version__
 
     digest = hashlib.blake2b(f"{__version__}/{CACHE_FORMAT}".encode(), digest_size=20)
     root = Path(__file__).parent
-    grammar = Path(str(resources.files("grouper.grammars").joinpath("scheme.lark")))
-    for file in sorted(root.rglob("*.py")) + [grammar]:
+    grammars = Path(str(resources.files("grouper.grammars")))
+    for file in sorted(root.rglob("*.py")) + sorted(grammars.glob("*.lark")):
         digest.update(file.read_bytes())
     return digest.hexdigest()
 
@@ -202,30 +195,21 @@ def load_scheme(pack: str | Path | None = None, *, cache: bool | None = None) ->
     `cache_dir()` under a fingerprint of all the pack's files and reused while none changes.
     """
     path = scheme_path(pack)
-    if cache is None:
-        cache = not os.environ.get("GROUPER_NO_CACHE")
     content = content_hash(path)
-    if not cache:
+    if not cache_enabled(cache):
         return dataclasses.replace(_load_uncached(path), content_hash=content)
-    entry = cache_dir() / f"{pack_fingerprint(path, content)}.pickle"
-    try:
-        with entry.open("rb") as fh:
-            loaded = pickle.load(fh)
-        if isinstance(loaded, LoadedScheme):
-            loaded.path, loaded.content_hash = path, content
-            return loaded
-    except Exception:  # noqa: BLE001 - no entry yet, or any damage to it (unpickling raises many kinds): rebuild
-        pass
-    loaded = dataclasses.replace(_load_uncached(path), content_hash=content)
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        partial = entry.with_suffix(f".{os.getpid()}.tmp")
-        with partial.open("wb") as fh:
-            pickle.dump(loaded, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        partial.replace(entry)  # atomic: concurrent runs never read half an entry
-    except OSError:
-        pass  # a read-only cache location only costs speed
-    return loaded
+    loaded = cached(pack_fingerprint(path, content), _cached_classes(), LoadedScheme, lambda: _load_uncached(path))
+    return dataclasses.replace(loaded, path=path, content_hash=content)
+
+
+@functools.cache
+def _cached_classes() -> Classes:
+    """What a plan cache entry of a scheme may hold: the AST, the plan, diagnostics."""
+    from . import errors
+    from .engine import ir
+    from .lang import ast as ast_module
+
+    return Classes([ast_module, errors, ir], extra=[LoadedScheme])
 
 
 def _load_uncached(path: Path) -> LoadedScheme:

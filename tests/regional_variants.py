@@ -415,3 +415,28 @@ def copy_national(national: Path, folder: Path) -> Path:
     for name in TABLES:
         shutil.copyfile(national / name, folder / name)
     return folder
+
+
+# ---- a hand-written table set of three DRGs, for tests of the import command itself ------------
+_TINY = {
+    "mdc.csv": "seq,mdc,name,entry,sex,min_sites,qy_position\n1,MDCG,消化系统,pdx,,,\n",
+    "mdc_dx.csv": "mdc,code,site\nMDCG,K35.800,\nMDCG,K80.000,\n",
+    "adrg.csv": "mdc,seq,adrg,name,rule,tags,max_age_days,weight_min_g,weight_max_g\n"
+                "MDCG,1,GB1,阑尾疾患,pdx,,,,\nMDCG,2,GZ1,其他消化系统疾患,always,,,,\n",
+    "adrg_dx.csv": "adrg,list,code\nGB1,dx,K35.800\n",
+    "adrg_proc.csv": "adrg,list,code,tag\n",
+    "drg.csv": "adrg,seq,drg,name,split,los_max\nGB1,1,GB11,阑尾疾患伴MCC,mcc,\nGB1,2,GB15,阑尾疾患,none,{los_max}\n"
+               "GZ1,1,GZ19,其他消化系统疾患,none,\n",
+    "cc.csv": "code,level,exclusion_table\nJ18.900,MCC,1\n",
+    "cc_exclusion.csv": "pdx,exclusion_table\nJ18.900,1\n",
+    "or_proc.csv": "code,name\n47.0100,阑尾切除术\n",
+}
+
+
+def write_tiny_table_set(folder: Path, *, regional: bool = False) -> Path:
+    """A minimal CHS-DRG table set (one MDC, two ADRGs, three DRGs); `regional` adds a LOS limit
+    on GB15, so that imported with `--base` (the plain set's pack) it is a one-line overlay."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in _TINY.items():
+        (folder / name).write_text(text.format(los_max="10" if regional else ""), encoding="utf-8")
+    return folder

@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from grouper.cli import main
+from regional_variants import write_tiny_table_set
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MINI = FIXTURES / "packs" / "mini"
@@ -121,6 +122,16 @@ CASES = [
     Case("import from an empty folder", "import chs-drg {c}/empty_folder -o {o}/pack", 3, output="{o}/pack"),
     Case("import from a missing folder", "import chs-drg {c}/nowhere -o {o}/pack", 3, output="{o}/pack"),
     Case("import from a file", "import chs-drg {c}/good.csv -o {o}/pack", 3, output="{o}/pack"),
+    Case("import onto its tables", "import chs-drg {c}/tiny_tables -o {c}/tiny_tables", 2, output=None),
+    Case("import into a folder holding its tables", "import chs-drg {c}/tiny_tables -o {c}", 2, output=None),
+    Case("import as an overlay", "import chs-drg {c}/tiny_region --base {c}/tiny_base -o {o}/pack", 0,
+         output="{o}/pack"),
+    Case("import as an overlay onto its base", "import chs-drg {c}/tiny_region --base {c}/tiny_base -o {c}/tiny_base",
+         2, output=None),
+    Case("import as an overlay onto a file", "import chs-drg {c}/tiny_region --base {c}/tiny_base -o {c}/good.csv",
+         2, output=None),
+    Case("import as an overlay of a broken base", "import chs-drg {c}/tiny_region --base {c}/syntax_scheme -o {o}/pack",
+         1, output="{o}/pack"),
     # ---- settle ----------------------------------------------------------------------------------
     Case("settle with a missing policy", "settle {c}/good.csv --policy {c}/nope.toml --weights {c}/weights.csv "
          "-o {o}/settled --scheme {mini} -q", 1, output="{o}/settled"),
@@ -175,6 +186,10 @@ def corpus(tmp_path_factory) -> Path:
         frame.head(2).write_excel(book, worksheet="一月")
         frame.tail(1).write_excel(book, worksheet="二月")
     (c / "empty_folder").mkdir()
+    from grouper.importers.chs_drg import import_chs_drg
+
+    import_chs_drg(write_tiny_table_set(c / "tiny_tables"), c / "tiny_base")
+    write_tiny_table_set(c / "tiny_region", regional=True)
     write(c / "weights.csv", "drg,weight\nGD11,1.5\n")
     write(c / "broken.toml", "[policy\nname = ")
     # schemes and tables
@@ -203,12 +218,13 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_command_over_bad_input(case: Case, corpus: Path, tmp_path: Path, monkeypatch, capsys):
+    from grouper.plancache import ENTRY_SUFFIX
     from grouper.scheme import cache_dir, pack_fingerprint, scheme_path
 
     monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
     if "{c}/cached" in case.argv:  # garbage where the plan cache would look
         cache_dir().mkdir(parents=True)
-        (cache_dir() / f"{pack_fingerprint(scheme_path(corpus / 'cached'))}.pickle").write_bytes(b"\x80\x09junk")
+        (cache_dir() / f"{pack_fingerprint(scheme_path(corpus / 'cached'))}{ENTRY_SUFFIX}").write_bytes(b"\x80\x09junk")
     out = tmp_path / "out"
     out.mkdir()
     shutil.copy(corpus / "good.csv", out / "input.csv")

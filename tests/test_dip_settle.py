@@ -158,7 +158,6 @@ def test_dip_grouped_file_round_trip(pack, tmp_path):
 
 def test_report_of_a_dip_settlement(tmp_path):
     """The HTML report (grouper/report, pay2's) renders a DIP settlement folder: charts and tables."""
-    pytest.importorskip("grouper.report.html", reason="the report lands with the settlement wing's report")
     demo, policy = ROOT / "tables" / "dip-demo", ROOT / "tables" / "policies" / "dip-example.toml"
     out = tmp_path / "settled"
     assert main(["settle", str(demo / "discharges.csv"), "--policy", str(policy), "--scheme", str(demo),

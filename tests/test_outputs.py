@@ -9,7 +9,8 @@ import pytest
 from grouper import io
 from grouper.cli import main
 from grouper.errors import UsageError
-from grouper.outputs import Terminated, atomic_output, atomic_outputs, raise_on_termination, refuse_collisions
+from grouper.outputs import (PARTIAL_MARK, Terminated, atomic_output, atomic_outputs, raise_on_termination,
+                             refuse_collisions)
 
 MINI = Path(__file__).parent / "fixtures" / "packs" / "mini"
 ROW = "1,40,,,,5,1,K35.800|J18.900,47.0100\n"
@@ -68,6 +69,18 @@ def test_refuse_collisions_sees_through_spellings_and_links(tmp_path):
     with pytest.raises(UsageError, match="another output"):
         refuse_collisions([("input", src)], [("-o", tmp_path / "r.csv"), ("--report", tmp_path / "r.csv")])
     refuse_collisions([("input", src)], [("-o", tmp_path / "r.csv"), ("--report", None)])
+
+
+def test_refuse_collisions_sees_a_folder_output_holding_an_input(tmp_path):
+    """An output folder is replaced whole (atomic_output(directory=True)): it must hold no input."""
+    src = cases_file(tmp_path)
+    for folder in (tmp_path, tmp_path / ".." / tmp_path.name):
+        with pytest.raises(UsageError, match="a folder holding the input"):
+            refuse_collisions([("input", src)], [("-o", folder)])
+    (tmp_path / "report").mkdir()
+    with pytest.raises(UsageError, match="a folder holding another output"):
+        refuse_collisions([], [("-o", tmp_path / "report" / "w.csv"), ("--report", tmp_path / "report")])
+    refuse_collisions([("input", src)], [("-o", tmp_path / "pack")])     # a new folder beside the input is fine
 
 
 @pytest.mark.parametrize("args", [
@@ -140,3 +153,19 @@ def test_sigterm_handler_raises(own_sigterm):
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(1000):                          # the handler runs at the next bytecode boundary
             pass
+
+
+def test_the_progress_bar_names_the_output_not_its_temporary_file(tmp_path, monkeypatch):
+    """While the output is finished the bar reads `writing r.xlsx`, never the temporary file's name."""
+    import io as text_io
+
+    from rich.console import Console
+
+    from grouper import console
+
+    shown = text_io.StringIO()
+    monkeypatch.setattr(console, "stderr_console", lambda: Console(file=shown, force_terminal=True, width=200))
+    src = cases_file(tmp_path)
+    assert main(["group", str(src), "-o", str(tmp_path / "r.xlsx"), "--scheme", str(MINI)]) == 0
+    text = shown.getvalue()
+    assert "writing r.xlsx" in text and PARTIAL_MARK not in text

@@ -242,6 +242,21 @@ def test_cli_writes_a_table_that_a_scheme_accepts(tmp_path):
     assert (tmp_path / "w-employee.csv").is_file() and (tmp_path / "w-resident.csv").is_file()
 
 
+@pytest.fixture(scope="module")
+def small_history(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("history") / "history.parquet"
+    assert main(["synth", "history", "--hospitals", "2", "--cases", "2000", "-o", str(path), "-q"]) == 0
+    return path
+
+
+@pytest.mark.parametrize("report", ["rep", "rep/", "./rep//"])
+def test_cli_names_the_report_folder_once(small_history, tmp_path, monkeypatch, capsys, report):
+    monkeypatch.chdir(tmp_path)
+    assert main(["calibrate", "weights", str(small_history), "-o", "w.csv", "--report", report]) == 0
+    assert (tmp_path / "rep" / "summary.csv").is_file()
+    assert "weights → w.csv, rep/\n" in capsys.readouterr().err
+
+
 def test_cli_option_errors_are_usage_errors(tmp_path, capsys):
     history = tmp_path / "h.csv"
     history.write_text("id,dx,sex,age,cost\n1,J18.900,1,40,100.00\n", encoding="utf-8")

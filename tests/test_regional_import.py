@@ -12,19 +12,36 @@ from grouper.importers.regional import import_overlay
 from grouper.io import cases_from_frame
 from grouper.pipeline import group_frame
 from grouper.scheme import check_scheme, load_scheme
-from regional_variants import Reference, build_variant, variant_cases
+from regional_variants import Reference, build_variant, variant_cases, write_tiny_table_set
 
 N_CASES = 3000   # per variant; benches/bench_regional.py runs 200,000
 
 
+@pytest.fixture(scope="module")
+def built_variants(chs_tables, chs_pack, tmp_path_factory):
+    """name → (name, tables, root): a variant's tables, standalone import and overlay, built on first use."""
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            root = tmp_path_factory.mktemp(f"variant-{name}")
+            tables = build_variant(name, chs_tables, root / "tables")
+            import_chs_drg(tables, root / "standalone", name=f"{name} DRG", version="2024")
+            import_overlay(tables, chs_pack, root / "overlay", name=f"{name} DRG", version="2024")
+            built[name] = name, tables, root
+        return built[name]
+    return get
+
+
 @pytest.fixture(scope="module", params=["north", "south"])
-def variant(request, chs_tables, chs_pack, tmp_path_factory):
-    name = request.param
-    root = tmp_path_factory.mktemp(f"variant-{name}")
-    tables = build_variant(name, chs_tables, root / "tables")
-    import_chs_drg(tables, root / "standalone", name=f"{name} DRG", version="2024")
-    import_overlay(tables, chs_pack, root / "overlay", name=f"{name} DRG", version="2024")
-    return name, tables, root
+def variant(request, built_variants):
+    return built_variants(request.param)
+
+
+@pytest.fixture(scope="module")
+def north(built_variants):
+    """The north variant alone: the command-line path is the same for every variant."""
+    return built_variants("north")
 
 
 def outcomes(pack: Path, cases: list[dict]) -> list[tuple]:
@@ -75,12 +92,10 @@ def test_a_region_overlay_states_only_differences(variant, chs_pack):
         assert op in text, op
 
 
-def test_import_as_overlay_on_the_command_line(variant, chs_pack, tmp_path, capsys):
+def test_import_as_overlay_on_the_command_line(north, chs_pack, tmp_path, capsys):
     from grouper.cli import main
 
-    name, tables, root = variant
-    if name != "north":
-        pytest.skip("the command-line path is the same for every variant: one is enough")
+    name, tables, root = north
     out = tmp_path / "cli-overlay"
     assert main(["import", "chs-drg", str(tables), "--base", str(chs_pack), "-o", str(out),
                  "--name", f"{name} DRG", "--version", "2024"]) == 0
@@ -123,3 +138,55 @@ def test_a_region_of_the_2_0_scheme(chs20_tables, chs20_pack, golden20_cases, tm
     overlay = group_frame(load_scheme(tmp_path / "overlay").plan, golden20_cases).select(columns)
     assert overlay.equals(group_frame(load_scheme(tmp_path / "standalone").plan, golden20_cases).select(columns))
     assert overlay["status"].to_list().count("no_drg") > 0
+
+
+@pytest.fixture
+def tiny_region(tmp_path):
+    """A hand-written table set imported as a base pack, and its regional variant's tables."""
+    base = tmp_path / "base"
+    import_chs_drg(write_tiny_table_set(tmp_path / "national"), base, name="tiny")
+    return write_tiny_table_set(tmp_path / "region", regional=True), base
+
+
+def test_a_failed_overlay_import_leaves_no_partial_pack(tiny_region, tmp_path, monkeypatch, capsys):
+    """The overlay pack appears whole or not at all: a failure while writing it leaves no folder
+    (and an earlier pack as it was), like every other output (grouper.outputs)."""
+    from grouper.cli import main
+    from grouper.importers import regional
+
+    tables, base = tiny_region
+    argv = ["import", "chs-drg", str(tables), "--base", str(base), "-o", str(tmp_path / "overlay")]
+    assert main(argv) == 0
+    assert "replace drg GB15 when los <= 10" in (tmp_path / "overlay" / "scheme.grp").read_text(encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "overlay").iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(regional, "scheme_text", disk_full)   # fails after the tables were written
+    for out in (tmp_path / "new-overlay", tmp_path / "overlay"):
+        assert main([*argv[:-1], str(out)]) == 3
+        assert "No space left on device" in capsys.readouterr().err
+    assert not (tmp_path / "new-overlay").exists()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "overlay").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name or p.name.endswith(".old")] == []
+
+
+@pytest.mark.parametrize("output, message", [
+    ("{base}", "is the input (--base"),
+    ("{tables}", "is the input (TABLE_DIR"),
+    ("{tmp}", "is a folder holding the input"),
+    ("{tables}/mdc.csv", "is a file"),
+    ("{tables}/mdc.csv/pack", "cannot write in"),
+])
+def test_an_overlay_import_refuses_to_overwrite_an_input(tiny_region, tmp_path, output, message, capsys):
+    from grouper.cli import main
+
+    tables, base = tiny_region
+    inputs = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    before = [p.read_bytes() for p in inputs]
+    out = output.format(base=base, tables=tables, tmp=tmp_path)
+    assert main(["import", "chs-drg", str(tables), "--base", str(base), "-o", out]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == inputs
+    assert [p.read_bytes() for p in inputs] == before

@@ -1,4 +1,6 @@
-"""The compiled-plan cache: reused while the pack is unchanged, rebuilt when any file changes."""
+"""The compiled-plan cache: reused while the pack is unchanged, rebuilt when any file changes or an
+entry is damaged; an entry never runs code, and only the user's own private entries are used."""
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +21,29 @@ def pack(tmp_path, monkeypatch):
 
 
 def entries():
-    return sorted(p.name for p in cache_dir().glob("*.pickle"))
+    return sorted(p.name for p in cache_dir().glob("*.npz"))
+
+
+def entry_meta(entry: Path) -> str:
+    """The JSON part of a cache entry."""
+    with np.load(entry, allow_pickle=False) as arrays:
+        return bytes(arrays["meta"]).decode("utf-8")
+
+
+def write_meta(entry: Path, good: bytes, meta: str) -> None:
+    """Rewrite the entry as `good` (an entry's bytes) with another JSON part, keeping its mode."""
+    import io
+    import zipfile
+
+    from grouper.plancache import _member
+
+    with zipfile.ZipFile(io.BytesIO(good)) as source, zipfile.ZipFile(entry, "w") as target:
+        for name in source.namelist():
+            if name == "meta.npy":
+                _member(target, "meta", np.frombuffer(meta.encode("utf-8"), np.uint8))
+            else:
+                target.writestr(name, source.read(name))
+    entry.chmod(0o600)
 
 
 def test_second_load_comes_from_cache(pack):
@@ -65,7 +89,7 @@ def test_errors_are_not_cached(pack):
 
 def test_corrupt_entry_is_rebuilt(pack):
     load_scheme(pack)
-    (entry,) = cache_dir().glob("*.pickle")
+    (entry,) = cache_dir().glob("*.npz")
     entry.write_bytes(b"not a pickle")
     assert load_scheme(pack).plan.drg_codes
     assert entry.read_bytes() != b"not a pickle"
@@ -93,18 +117,31 @@ def test_a_copy_of_a_deleted_pack_shows_its_own_paths(tmp_path, monkeypatch, cap
 
 
 @pytest.mark.parametrize("damage", ["random bytes", "truncated", "empty", "another object", "a folder",
-                                    "future protocol", "garbled middle"])
+                                    "future protocol", "garbled middle", "an object array", "another class",
+                                    "an extra field", "bad JSON", "an array index out of range"])
 def test_any_damaged_cache_entry_is_rebuilt(pack, damage, capsys):
+    import io
     import pickle
 
     from grouper.cli import main
 
     load_scheme(pack)
-    [entry] = cache_dir().glob("*.pickle")
+    [entry] = cache_dir().glob("*.npz")
     good = entry.read_bytes()
+    meta = entry_meta(entry)
     entry.unlink()
     if damage == "a folder":
         entry.mkdir()
+    elif damage == "an object array":
+        buffer = io.BytesIO()
+        np.savez(buffer, meta=np.array([{"not": "a scheme"}], dtype=object))   # stored as a pickle
+        entry.write_bytes(buffer.getvalue())
+    elif damage in ("another class", "an extra field", "bad JSON", "an array index out of range"):
+        header = '"c":"grouper.lang.ast.Header","f":['
+        write_meta(entry, good, {"another class": meta.replace('"grouper.engine.ir.Plan"', '"subprocess.Popen"'),
+                                 "an extra field": meta.replace(header, header + "1,"), "bad JSON": meta[:-10],
+                                 "an array index out of range": meta.replace('{"a":0}', '{"a":999}')}[damage])
+        assert entry.read_bytes() != good
     else:
         entry.write_bytes({"random bytes": bytes(range(256)) * 4, "truncated": good[: len(good) // 2], "empty": b"",
                            "another object": pickle.dumps({"not": "a scheme"}), "future protocol": b"\x80\x09junk",
@@ -120,3 +157,184 @@ def test_a_cache_location_that_is_a_file_only_costs_speed(tmp_path, monkeypatch)
     (tmp_path / "cache").write_text("not a folder")
     monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
     assert load_scheme(MINI).plan.drg_codes
+
+
+def test_a_pickle_in_the_cache_is_never_run(pack, tmp_path):
+    """Whoever can write in the cache folder cannot run code as the user: a pickle that would create
+    a file when unpickled, under the entry's name (and the name entries had before), does nothing."""
+    import pickle
+
+    from grouper.scheme import pack_fingerprint, scheme_path
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    load_scheme(pack)
+    [entry] = cache_dir().glob("*.npz")
+    good = entry.read_bytes()
+    key = pack_fingerprint(scheme_path(pack))
+    for name in (entry.name, f"{key}.pickle"):
+        (cache_dir() / name).write_bytes(pickle.dumps(Payload()))
+        (cache_dir() / name).chmod(0o600)
+    assert load_scheme(pack).plan.drg_codes == load_scheme(pack, cache=False).plan.drg_codes
+    assert not marker.exists()
+    assert entry.read_bytes() == good   # rebuilt
+
+
+def _tampered(pack) -> Path:
+    """The pack's entry, built afresh and validly rewritten to name a DRG differently (what a foreign
+    writer could do)."""
+    for old in cache_dir().glob("*.npz"):
+        old.unlink()
+    load_scheme(pack)
+    [entry] = cache_dir().glob("*.npz")
+    meta = entry_meta(entry)
+    assert meta.count('"GZ19"') and '"tampered"' not in meta
+    write_meta(entry, entry.read_bytes(), meta.replace('"GZ19"', '"tampered"'))
+    return entry
+
+
+def test_only_the_users_own_private_entries_are_used(pack):
+    _tampered(pack)
+    assert "tampered" in load_scheme(pack).plan.drg_codes     # the user's own entry, mode 0600: used
+    for mode in (0o620, 0o602, 0o666):                        # writable by group or others: never used
+        entry = _tampered(pack)
+        entry.chmod(mode)
+        assert "tampered" not in load_scheme(pack).plan.drg_codes
+        assert entry.stat().st_mode & 0o777 == 0o600 and "tampered" not in entry_meta(entry)  # rewritten
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a file away needs root")
+def test_an_entry_of_another_user_is_not_used(pack):
+    entry = _tampered(pack)
+    os.chown(entry, 12345, 12345)
+    assert "tampered" not in load_scheme(pack).plan.drg_codes
+
+
+def test_an_entry_under_another_key_is_not_used(pack, tmp_path):
+    """A (renamed or linked) entry of another pack, or of this pack before a change, is not used."""
+    load_scheme(pack)
+    [old] = cache_dir().glob("*.npz")
+    path = pack / "scheme.grp"
+    path.write_text(path.read_text(encoding="utf-8").replace("drg GZ19", "drg GZ15"), encoding="utf-8")
+    load_scheme(pack)
+    [new] = [p for p in cache_dir().glob("*.npz") if p != old]
+    new.unlink()
+    os.link(old, new)
+    assert "GZ15" in load_scheme(pack).plan.drg_codes
+
+
+@pytest.mark.parametrize("name", ["mini", "mini-qy", "mini-regional", "demo"])
+def test_a_cached_scheme_is_the_scheme(name, tmp_path, monkeypatch):
+    """Round trip: what comes from the cache equals what was compiled (AST, plan, diagnostics) and
+    groups identically."""
+    from grouper import io
+    from grouper.pipeline import group_frame
+
+    monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
+    pack = None if name == "demo" else MINI.parent / name
+    compiled = load_scheme(pack)
+    cached = load_scheme(pack)
+    assert entries() and cached is not compiled
+    assert_same_scheme(cached, compiled)
+    cases = io.read_cases(Path(__file__).parents[1] / "tables" / "demo" / "discharges.csv")
+    assert group_frame(cached.plan, cases).equals(group_frame(compiled.plan, cases))
+
+
+def test_a_cached_national_scheme_is_the_scheme(chs20_pack, golden20_cases, tmp_path, monkeypatch):
+    from grouper.pipeline import group_frame
+
+    monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
+    compiled = load_scheme(chs20_pack)
+    cached = load_scheme(chs20_pack)
+    assert_same_scheme(cached, compiled)
+    assert group_frame(cached.plan, golden20_cases).equals(group_frame(compiled.plan, golden20_cases))
+
+
+def assert_same_scheme(cached, compiled) -> None:
+    import dataclasses
+
+    assert cached.ast == compiled.ast and cached.diagnostics == compiled.diagnostics
+    if hasattr(compiled, "describe"):
+        assert cached.describe() == compiled.describe()
+    for field in dataclasses.fields(compiled.plan):
+        got, want = getattr(cached.plan, field.name), getattr(compiled.plan, field.name)
+        if isinstance(want, np.ndarray):
+            assert got.dtype == want.dtype and np.array_equal(got, want), field.name
+        else:
+            assert type(got) is type(want) and got == want, field.name
+
+
+# ---- DIP packs: the same cache ----------------------------------------------------------------
+DIP_MINI = Path(__file__).parent / "fixtures" / "dip" / "mini"
+DIP_DEMO = Path(__file__).parents[1] / "tables" / "dip-demo"
+
+
+@pytest.fixture
+def dip_pack(tmp_path, monkeypatch):
+    monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
+    return Path(shutil.copytree(DIP_MINI, tmp_path / "dip"))
+
+
+@pytest.mark.parametrize("source", [DIP_MINI, DIP_DEMO])
+def test_a_cached_dip_pack_is_the_pack(source, tmp_path, monkeypatch):
+    """A DIP pack is compiled once and then read from the plan cache: the same AST, rows, plan and
+    diagnostics, the same results and explanations."""
+    from grouper.dip import explain_dip, group_dip, load_dip_scheme
+    from grouper.io import read_cases
+
+    monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
+    compiled = load_dip_scheme(source)
+    assert len(entries()) == 1
+    cached = load_dip_scheme(source)
+    assert len(entries()) == 1 and cached.plan is not compiled.plan
+    assert_same_scheme(cached, compiled)
+    assert cached.rows == compiled.rows and list(cached.rows) == list(compiled.rows)
+    assert cached.path == compiled.path
+    cases = read_cases(DIP_DEMO / "discharges.csv")
+    assert group_dip(cases, cached).equals(group_dip(cases, compiled))
+    for i in range(0, cases.height, 7):
+        assert explain_dip(cached, cases[i]) == explain_dip(compiled, cases[i])
+
+
+def test_a_changed_dip_catalogue_invalidates(dip_pack):
+    from grouper.dip import load_dip_scheme
+
+    before = load_dip_scheme(dip_pack)
+    catalogue = dip_pack / "catalogue.csv"
+    lines = catalogue.read_text(encoding="utf-8").splitlines(keepends=True)
+    catalogue.write_text("".join(lines[:-1]), encoding="utf-8")          # one row fewer
+    after = load_dip_scheme(dip_pack)
+    assert len(entries()) == 2 and len(after.plan.rows) == len(before.plan.rows) - 1
+    assert load_dip_scheme(dip_pack, cache=False).plan.row_code == after.plan.row_code
+
+
+def test_a_damaged_or_foreign_dip_entry_is_rebuilt(dip_pack, tmp_path):
+    import pickle
+
+    from grouper.dip import load_dip_scheme
+
+    want = load_dip_scheme(dip_pack, cache=False).plan.row_code
+    load_dip_scheme(dip_pack)
+    [entry] = cache_dir().glob("*.npz")
+    good = entry.read_bytes()
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    for damage in (b"junk", good[: len(good) // 2], pickle.dumps(Payload())):
+        entry.write_bytes(damage)
+        assert load_dip_scheme(dip_pack).plan.row_code == want
+        assert entry.read_bytes() == good
+    assert not marker.exists()
+    meta = entry_meta(entry)
+    first = want[0]
+    write_meta(entry, good, meta.replace(f'"{first}"', '"tampered"'))
+    assert "tampered" in load_dip_scheme(dip_pack).plan.row_code       # the user's own private entry
+    entry.chmod(0o666)
+    assert load_dip_scheme(dip_pack).plan.row_code == want              # writable by others: not used
