@@ -18,8 +18,20 @@ def shares(const int64_t[::1] points, int64_t distributable, int64_t total, int6
     for i in range(n):
         if points[i] < 0:
             raise ValueError("shares: points must not be negative")
+    cdef double rate = <double>distributable / <double>total
+    cdef int64_t estimate
+    cdef u128 big_total = <u128>total
     with nogil:
         for i in range(n):
+            # a floating-point estimate of the quotient, made exact by a 128-bit multiply-back
+            # (division of 128-bit integers is a slow library call; this loop needs none)
             product = <u128>points[i] * <u128>distributable
-            floor[i] = <int64_t>(product / <u128>total)
-            remainder[i] = <int64_t>(product % <u128>total)
+            estimate = <int64_t>(<double>points[i] * rate)
+            if estimate < 0:
+                estimate = 0
+            while <u128>estimate * big_total > product:
+                estimate -= 1
+            while product - <u128>estimate * big_total >= big_total:
+                estimate += 1
+            floor[i] = estimate
+            remainder[i] = <int64_t>(product - <u128>estimate * big_total)

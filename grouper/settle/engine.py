@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import operator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import reduce
@@ -70,12 +71,13 @@ class BaseSource(Protocol):
 
 
 def join_groups(cases: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
-    """`cases` with the columns of `table` (one row per `group`; later duplicates ignored) added by a
-    left join on `group`, in input order. Only the key column goes through the join: the case
-    columns are not copied."""
+    """`cases` with the columns of `table` (one row per `group`; later duplicates ignored) added as
+    by a left join on `group`, in input order: each case's group becomes a position in the table
+    (one pass over the group codes), and every column is gathered at those positions."""
     table = table.unique("group", keep="first", maintain_order=True)
-    found = cases.select("group").join(table, on="group", how="left", maintain_order="left").drop("group")
-    return cases.with_columns(found)
+    position = cases.select(pl.col("group").replace_strict(table["group"], pl.int_range(table.height, eager=True),
+                                                           default=None, return_dtype=pl.UInt32)).to_series()
+    return cases.with_columns(table[c].gather(position) for c in table.columns if c != "group")
 
 
 @dataclass(frozen=True)
@@ -109,15 +111,29 @@ class DrgWeights:
         return join_groups(cases.with_columns(pl.col("drg").alias("group")), table)
 
 
-@dataclass(frozen=True)
 class Settlement:
-    """The results of `settle`: per case (input order), per hospital, per group, per pool."""
+    """The results of `settle`: `cases` (input order), `hospitals`, `groups`, `pools`, `policy`.
 
-    cases: pl.DataFrame
-    hospitals: pl.DataFrame
-    groups: pl.DataFrame
-    pools: pl.DataFrame
-    policy: Policy
+    The hospital and group tables may still be in the making in a background thread when
+    `settle` returns (so that writing the case table overlaps with them); reading them waits.
+    """
+
+    def __init__(self, cases: pl.DataFrame, hospitals: pl.DataFrame | Future, groups: pl.DataFrame | Future,
+                 pools: pl.DataFrame, policy: Policy):
+        self.cases, self.pools, self.policy = cases, pools, policy
+        self._hospitals, self._groups = hospitals, groups
+
+    @property
+    def hospitals(self) -> pl.DataFrame:
+        if isinstance(self._hospitals, Future):
+            self._hospitals = self._hospitals.result()
+        return self._hospitals
+
+    @property
+    def groups(self) -> pl.DataFrame:
+        if isinstance(self._groups, Future):
+            self._groups = self._groups.result()
+        return self._groups
 
 
 # -- codes ----------------------------------------------------------------------------------
@@ -146,8 +162,7 @@ def _paid(name: str) -> pl.Expr:
 
 def _named(column: str, names: tuple[str, ...]) -> pl.Expr:
     """A code column as an Enum of its names."""
-    return pl.col(column).replace_strict(list(range(len(names))), list(names), default=None,
-                                         return_dtype=pl.Enum(list(names)))
+    return pl.lit(pl.Series(names, dtype=pl.Enum(list(names)))).gather(pl.col(column)).alias(column)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -483,7 +498,64 @@ def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     return frame.with_columns(points)
 
 
-def readmissions(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+@dataclass(frozen=True)
+class StayOrder:
+    """What `readmissions` needs of the order of stays, found before any case is typed (so
+    `settle` works it out in a background thread while the cases are classified): the rows an
+    earlier stay would be reduced on if it is paid by group, and the rows to order exactly."""
+
+    candidates: pl.Series
+    exact_rows: pl.Series
+
+
+def stay_order(frame: pl.DataFrame, policy: Policy) -> StayOrder | None:
+    """The order of stays for `readmissions` (None when the policy has no readmission rule).
+    Reads only the grouping status, patient, group, ADRG, hospital and dates of `frame`."""
+    rule = policy["readmission"]
+    if rule["days"] is None:
+        return None
+    key = "group" if rule["same"] == "drg" else "adrg"
+    partition = ["patient_id", key, *(["hospital"] if rule["same_hospital"] else [])]
+    days = rule["days"]
+    excepted = _readmission_excepted(rule)
+    eligible = ((pl.col("status") == "grouped") & pl.col("patient_id").is_not_null() & pl.col(key).is_not_null()
+                & pl.col("admission_date").is_not_null() & pl.col("discharge_date").is_not_null())
+    span = frame.lazy().filter(eligible).select(pl.col("admission_date").min().alias("first"),
+                                                 pl.col("admission_date").max().alias("last"), pl.len()).collect()
+    first, last, count = span.row(0)
+    no_rows = pl.Series("row", [], pl.UInt32)
+    if not count:
+        return StayOrder(no_rows, no_rows)
+    if (last - first).days >= 1 << 16:
+        return StayOrder(no_rows, frame.lazy().filter(eligible).select("row").collect()["row"])
+    mixed = lambda seed: reduce(operator.xor, (pl.col(c).hash(seed + i) for i, c in enumerate(partition)))  # noqa: E731
+    prefix_mask = pl.lit(_PREFIX_MASK, pl.UInt64)
+    ordered = (frame.lazy().filter(eligible).select(
+        ((mixed(0x5E77) & prefix_mask) | (pl.col("admission_date") - first).dt.total_days().cast(pl.UInt64)).alias("_k"),
+        mixed(0xC0FF).alias("_h2"), pl.col("discharge_date").cast(pl.Int32).alias("_d"),
+        excepted.fill_null(False).alias("_x"), "row")
+        .sort("_k").collect())
+    prefix, admitted = pl.col("_k") & prefix_mask, (pl.col("_k") & pl.lit(0xFFFF, pl.UInt64)).cast(pl.Int32) + _days(first)
+    next_prefix = prefix.shift(-1) == prefix
+    same = (next_prefix & (pl.col("_h2").shift(-1) == pl.col("_h2"))).fill_null(False)
+    doubtful = (next_prefix & ~same) | (same & (pl.col("_k").shift(-1) == pl.col("_k")))
+    ordered = ordered.with_columns(prefix.alias("_p"), same.alias("_same"), doubtful.fill_null(False).alias("_doubt"))
+    unsure = ordered.filter(pl.col("_doubt"))["_p"].unique()
+    gap = admitted.shift(-1) - pl.col("_d")
+    found = ordered.filter(pl.col("_same") & (gap >= 0) & (gap <= days) & ~pl.col("_x")
+                           & ~pl.col("_x").shift(-1).fill_null(False))
+    if not unsure.len():
+        return StayOrder(found["row"], no_rows)
+    doubt = pl.col("_p").is_in(unsure.implode())
+    return StayOrder(found.filter(~doubt)["row"], ordered.filter(doubt)["row"])
+
+
+def _readmission_excepted(rule: dict) -> pl.Expr:
+    exceptions = list(rule["exceptions"] or ())
+    return pl.col("group").is_in(exceptions) | pl.col("adrg").is_in(exceptions) if exceptions else pl.lit(False)
+
+
+def readmissions(frame: pl.DataFrame, policy: Policy, order: StayOrder | None = None) -> pl.DataFrame:
     """Add `readmission_factor`: the policy factor for an earlier stay followed, within the window,
     by a stay of the same patient in the same ADRG (or DRG); 1 otherwise.
 
@@ -502,56 +574,21 @@ def readmissions(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     chance is below 10^-19.
     """
     rule = policy["readmission"]
-    if rule["days"] is None:
+    if order is None:
+        order = stay_order(frame, policy)
+    if order is None:
         return frame.with_columns(pl.lit(1.0).alias("readmission_factor"))
-    key = "group" if rule["same"] == "drg" else "adrg"
-    partition = ["patient_id", key, *(["hospital"] if rule["same_hospital"] else [])]
-    exceptions = list(rule["exceptions"] or ())
-    excepted = pl.col("group").is_in(exceptions) | pl.col("adrg").is_in(exceptions) if exceptions else pl.lit(False)
     reducible = _paid("group") & (pl.col("case_type") != TYPE["special_review"])
-    days, factor = rule["days"], float(rule["factor"])
-    eligible = ((pl.col("status") == "grouped") & pl.col("patient_id").is_not_null() & pl.col(key).is_not_null()
-                & pl.col("admission_date").is_not_null() & pl.col("discharge_date").is_not_null())
-    span = frame.lazy().filter(eligible).select(pl.col("admission_date").min().alias("first"),
-                                                 pl.col("admission_date").max().alias("last"), pl.len()).collect()
-    first, last, count = span.row(0)
-    fast = pl.Series("row", [], pl.UInt32)
-    if count and (last - first).days < 1 << 16:
-        mixed = lambda seed: reduce(operator.xor, (pl.col(c).hash(seed + i) for i, c in enumerate(partition)))  # noqa: E731
-        prefix_mask = pl.lit(_PREFIX_MASK, pl.UInt64)
-        ordered = (frame.lazy().filter(eligible).select(
-            ((mixed(0x5E77) & prefix_mask) | (pl.col("admission_date") - first).dt.total_days().cast(pl.UInt64)).alias("_k"),
-            mixed(0xC0FF).alias("_h2"), pl.col("discharge_date").cast(pl.Int32).alias("_d"),
-            (excepted.fill_null(False).cast(pl.UInt8) * 2 + reducible.fill_null(False).cast(pl.UInt8)).alias("_f"), "row")
-            .sort("_k").collect())
-        prefix, admitted = pl.col("_k") & prefix_mask, (pl.col("_k") & pl.lit(0xFFFF, pl.UInt64)).cast(pl.Int32) + _days(first)
-        next_prefix = prefix.shift(-1) == prefix
-        same = (next_prefix & (pl.col("_h2").shift(-1) == pl.col("_h2"))).fill_null(False)
-        doubtful = (next_prefix & ~same) | (same & (pl.col("_k").shift(-1) == pl.col("_k")))
-        ordered = ordered.with_columns(prefix.alias("_p"), same.alias("_same"), doubtful.fill_null(False).alias("_doubt"))
-        unsure = ordered.filter(pl.col("_doubt"))["_p"].unique()
-        gap = admitted.shift(-1) - pl.col("_d")
-        flag = lambda bit, column=pl.col("_f"): (column & pl.lit(bit, pl.UInt8)) > 0  # noqa: E731
-        excepted_here, excepted_next = flag(2), flag(2, pl.col("_f").shift(-1)).fill_null(False)
-        found = ordered.filter(pl.col("_same") & (gap >= 0) & (gap <= days) & ~excepted_here & ~excepted_next
-                               & flag(1))
-        if unsure.len():
-            doubt = pl.col("_p").is_in(unsure.implode())
-            found = found.filter(~doubt)
-            exact_rows = ordered.filter(doubt)["row"]
-        else:
-            exact_rows = None
-        fast = found["row"]
-    elif count:
-        exact_rows = frame.lazy().filter(eligible).select("row").collect()["row"]
-    else:
-        exact_rows = None
-    hits = [fast]
-    if exact_rows is not None and exact_rows.len():
-        hits.append(_readmissions_exact(frame.lazy().filter(pl.col("row").is_in(exact_rows.implode())), partition,
-                                        days, excepted, reducible))
+    ok = frame.select(reducible.fill_null(False)).to_series()
+    hits = [order.candidates.filter(ok.gather(order.candidates))]
+    if order.exact_rows.len():
+        key = "group" if rule["same"] == "drg" else "adrg"
+        partition = ["patient_id", key, *(["hospital"] if rule["same_hospital"] else [])]
+        hits.append(_readmissions_exact(frame.lazy().filter(pl.col("row").is_in(order.exact_rows.implode())), partition,
+                                        rule["days"], _readmission_excepted(rule), reducible))
     rows = pl.concat(hits)
-    return frame.with_columns(_scatter(frame.height, rows, factor, np.float64, 1.0).alias("readmission_factor"))
+    return frame.with_columns(_scatter(frame.height, rows, float(rule["factor"]), np.float64, 1.0)
+                              .alias("readmission_factor"))
 
 
 _PREFIX_MASK = 0xFFFF_FFFF_FFFF_0000  # the hash bits above the admission day (tests narrow it to force collisions)
@@ -617,11 +654,15 @@ def _budget_point_values(frame: pl.DataFrame, policy: Policy) -> dict[str, dict]
     return pools
 
 
-def _largest_remainder(frame: pl.DataFrame, distributable: dict[str, int]) -> tuple[pl.Series, dict[str, int]]:
-    """(`payment` in fen per case; fen paid by points per pool) under the points method: each pool's
-    distributable fen shared among its group-paid cases by micro-points, exactly (see the module
-    doc); fee-for-service cases are paid their cost, every other case 0."""
-    names = list(distributable)
+def _largest_remainder(frame: pl.DataFrame, pools: dict[str, dict], fee_for_service_inside: bool
+                       ) -> tuple[pl.Series, dict[str, int]]:
+    """(`payment` in fen per case; fen paid by points per pool) under the points method.
+
+    Completes each pool's entry in `pools` (fee-for-service inside, distributable, points,
+    settlement point value), then shares each pool's distributable fen among its group-paid
+    cases by micro-points, exactly (see the module doc); fee-for-service cases are paid their
+    cost, every other case 0."""
+    names = list(pools)
     pool = pl
     for code, name in enumerate(names):
         pool = pool.when(pl.col("pool") == name).then(pl.lit(code, pl.UInt8))
@@ -629,14 +670,22 @@ def _largest_remainder(frame: pl.DataFrame, distributable: dict[str, int]) -> tu
         (pool.otherwise(pl.lit(255, pl.UInt8)) if names else pl.lit(255, pl.UInt8)).alias("pool"),
         pl.col("paid_by").fill_null(255), pl.col("points_micro").fill_null(-1), pl.col("cost").fill_null(0))
     pool, paid_by, points, cost = (arrays[c].to_numpy() for c in arrays.columns)
-    payment = np.where(paid_by == PAY["fee_for_service"], cost, 0)
+    by_fee = paid_by == PAY["fee_for_service"]
+    payment = np.where(by_fee, cost, 0)
     by_group = (paid_by == PAY["group"]) & (points >= 0)
+    distributable = {}
+    for code, name in enumerate(names):
+        p = pools[name]
+        p["fee_for_service_inside"] = int(cost[by_fee & (pool == code)].sum()) if fee_for_service_inside else 0
+        distributable[name] = p["distributable"] = max(p["budget"] - p["reserve"] - p["fee_for_service_inside"], 0)
     paid_by_pool = {}
     for code, name in enumerate(names):
         d = distributable[name]
         rows = np.flatnonzero(by_group & (pool == code))
         part = points[rows]
         total = int(part.sum())
+        pools[name]["points"] = total / MICRO
+        pools[name]["settlement_fen_per_point"] = d * MICRO / total if total else None
         paid_by_pool[name] = 0
         if total <= 0:
             continue
@@ -690,22 +739,7 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
         frame = frame.with_columns(payment.alias("payment"), pl.col("rate_fen").alias("_price_fen"))
         summary = _rate_pools(frame, policy)
     else:
-        inside = v["budget"]["fee_for_service_inside"]
-        sums = (frame.lazy().group_by("pool")
-                .agg(pl.when(ffs).then(pl.col("cost")).sum().alias("ffs"),
-                     pl.when(group).then(pl.col("points_micro")).sum().alias("points"))
-                .collect())
-        ffs_by_pool = {r["pool"]: r for r in sums.iter_rows(named=True)}
-        distributable = {}
-        for pool, p in pools.items():
-            found = ffs_by_pool.get(pool, {})
-            p["fee_for_service_inside"] = int(found.get("ffs") or 0) if inside else 0
-            distributable[pool] = max(p["budget"] - p["reserve"] - p["fee_for_service_inside"], 0)
-            p["distributable"] = distributable[pool]
-            total = int(found.get("points") or 0)
-            p["points"] = total / MICRO
-            p["settlement_fen_per_point"] = p["distributable"] * MICRO / total if total else None
-        payment, paid = _largest_remainder(frame, distributable)
+        payment, paid = _largest_remainder(frame, pools, v["budget"]["fee_for_service_inside"])
         value = pl
         for pool, p in pools.items():
             value = value.when(pl.col("pool") == pool).then(pl.lit(p["settlement_fen_per_point"], pl.Float64))
@@ -894,16 +928,19 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     frame = source.attach(prepare(cases))
     if not frame["row"].is_sorted():  # a source must keep the input order; be safe if one does not
         frame = frame.sort("row")
-    frame = _prices(policy_groups(frame, policy), policy)
-    frame = classify_fixed(frame, policy)
-    pools = _budget_point_values(frame, policy) if policy.method == "points" else {}
-    frame = frame.with_columns(pl.col("pool").replace_strict(
-        {k: p["budget_fen_per_point"] for k, p in pools.items()}, default=None, return_dtype=pl.Float64)
-        .alias("budget_fen_per_point"))
-    frame = classify_by_ratio(frame, policy)
-    frame = case_points(frame, policy)
-    frame = readmissions(frame, policy)
+    with ThreadPoolExecutor(max_workers=1) as background:  # Polars releases the GIL: a second core
+        stays = background.submit(stay_order, frame, policy)
+        frame = _prices(policy_groups(frame, policy), policy)
+        frame = classify_fixed(frame, policy)
+        pools = _budget_point_values(frame, policy) if policy.method == "points" else {}
+        frame = frame.with_columns(pl.col("pool").replace_strict(
+            {k: p["budget_fen_per_point"] for k, p in pools.items()}, default=None, return_dtype=pl.Float64)
+            .alias("budget_fen_per_point"))
+        frame = classify_by_ratio(frame, policy)
+        frame = case_points(frame, policy)
+        frame = readmissions(frame, policy, stays.result())
     frame, pool_summary = _pay(frame, policy, pools)
-    hospitals = hospitals_frame(frame, policy)
-    groups = groups_frame(frame, column)
+    tables = ThreadPoolExecutor(max_workers=1)
+    hospitals, groups = tables.submit(hospitals_frame, frame, policy), tables.submit(groups_frame, frame, column)
+    tables.shutdown(wait=False)  # the thread ends when both tables are made
     return Settlement(case_table(frame, column), hospitals, groups, pool_summary, policy)
