@@ -85,6 +85,11 @@ def money_fen(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return (whole * 100 + cents) * sign
 
 
+def fen_text(fen: int) -> str:
+    """Integer fen as yuan text with thousands separators and two decimals: -123456 → "-1,234.56"."""
+    return f"{'-' if fen < 0 else ''}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
+
+
 def yuan_text(expr: pl.Expr) -> pl.Expr:
     """Fen (Int64) → yuan with exactly two decimals, e.g. 123450 → "1234.50", -5 → "-0.05"."""
     magnitude = expr.abs()

@@ -352,3 +352,14 @@ def test_weights_that_are_not_positive_are_no_weights(tmp_path):
     assert (row(s, "c1")["case_type"], row(s, "c1")["rule"]) == ("excluded", "weights")
     # A13 has a weight but no usable mean: its ratio is unknown, so it is paid as a normal case
     assert (row(s, "c2")["case_type"], row(s, "c2")["cost_ratio"]) == ("normal", None)
+
+
+def test_a_budget_used_up_by_fee_for_service_warns(tmp_path):
+    # 10,000.00 yuan, no reserve; the excluded B11 case costs 12,000.00 and is paid by item inside the budget
+    tree = base_points_policy(budget={"fee_for_service_inside": True},
+                              cases={"exclusions": {"drgs": ["B11"]}, "incomplete": {"discharge": []}})
+    s = settled(tmp_path, tree, {"drg": "B11", "cost": 1_200_000}, {"cost": 100_000})
+    assert s.cases["payment"].to_list() == [1_200_000, 0]
+    assert len(s.warnings) == 1 and "pool all" in s.warnings[0] and "paid 0" in s.warnings[0]
+    assert "12,000.00" in s.warnings[0]
+    assert not settled(tmp_path, base_points_policy(), {"cost": 100_000}).warnings

@@ -46,3 +46,27 @@ def test_shares_are_exact_128_bit_divisions(kernel):
     assert [(int(f), int(r)) for f, r in zip(floor, remainder)] == [divmod(int(p) * d, total) for p in points]
     with pytest.raises(ValueError):
         kernel.shares(np.array([-1], np.int64), d, 1, floor[:1], remainder[:1])
+
+
+def test_pool_kernels_agree():
+    kernels = list(_kernels())
+    rng = np.random.default_rng(9)
+    n = 5000
+    pool = rng.choice([0, 1, 2, 255], n).astype(np.uint8)
+    paid_by = rng.choice([0, 0, 0, 1, 2, 255], n).astype(np.uint8)
+    points = rng.choice([-1, 0, 5_000_000, 123_456_789, 2**40], n).astype(np.int64)
+    cost = rng.integers(0, 10**9, n).astype(np.int64)
+    results = []
+    for kernel in kernels:
+        fee, pts, pay = np.zeros(3, np.int64), np.zeros(3, np.int64), np.empty(n, np.int64)
+        kernel.pool_sums(pool, paid_by, points, cost, 0, 1, fee, pts, pay)
+        rows, rem = np.empty(n, np.int64), np.empty(n, np.int64)
+        m = kernel.pool_shares(pool, paid_by, points, 1, 0, 10**13 + 3, int(pts[1]), pay, rows, rem)
+        results.append((fee.tolist(), pts.tolist(), pay.tolist(), rows[:m].tolist(), rem[:m].tolist()))
+    fee, pts, pay, rows, rem = results[0]
+    mask = (paid_by == 1)
+    assert fee == [int(cost[mask & (pool == p)].sum()) for p in range(3)]
+    assert pts == [int(points[(paid_by == 0) & (points >= 0) & (pool == p)].sum()) for p in range(3)]
+    assert rows == np.flatnonzero((pool == 1) & (paid_by == 0) & (points >= 0)).tolist()
+    assert [(pay[r], x) for r, x in zip(rows, rem)] == [divmod(int(points[r]) * (10**13 + 3), pts[1]) for r in rows]
+    assert all(r == results[0] for r in results)

@@ -66,9 +66,9 @@ class DipScores:
                    None if dip["primary_coefficient"] is None else float(dip["primary_coefficient"]),
                    None if dip["extreme"] is None else float(dip["extreme"]), bool(dip["auxiliary"]))
 
-    def attach(self, cases: pl.DataFrame) -> pl.DataFrame:
+    def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
         factor = pl.col("aux_factor").fill_null(1.0) if self.auxiliary else pl.lit(1.0)
-        out = (join_groups(cases.with_columns(pl.col("drg").alias("group")), self.catalogue)
+        out = (join_groups(cases.with_columns(pl.col("drg").alias("group")), self.catalogue, extra)
                .with_columns((pl.col("_score") * factor).alias("base_points"),
                              (pl.col("_score") / self.scale).alias("rw")))
         if self.primary_coefficient is not None:

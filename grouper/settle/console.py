@@ -5,14 +5,12 @@ import polars as pl
 from rich.table import Table
 
 from ..console import stderr_console
+from ..fields import fen_text
 from .engine import CASE_TYPES
 
 
 def _yuan(fen) -> str:
-    if fen is None:
-        return "—"
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
+    return "—" if fen is None else fen_text(fen)
 
 
 def render_settlement(settlement, comparison, folder) -> None:
@@ -36,6 +34,8 @@ def render_settlement(settlement, comparison, folder) -> None:
                       "—" if row["budget_point_value"] is None else f"{row['budget_point_value']:.4f}",
                       "—" if row["settlement_point_value"] is None else f"{row['settlement_point_value']:.4f}")
     console.print(pools)
+    for warning in settlement.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     if comparison is not None:
         worst = comparison.hospitals.head(5)
         table = Table(title=f"Change under {comparison.change.policy.name}: hospitals losing most")

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import InputError
+from ..fields import fen_text
 from ..engine.kernel import companion
 from . import _kernel_py
 from .policy import Policy
@@ -58,8 +59,10 @@ OPTIONAL_COLUMNS = {
 class BaseSource(Protocol):
     """Where a case's base points come from (see the module docstring)."""
 
-    def attach(self, cases: pl.DataFrame) -> pl.DataFrame:
-        """Return `cases` with four columns added:
+    def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Return `cases` with four columns added, and the columns of `extra` (further per-group
+        columns keyed by `group`: the engine passes what the policy says of each group), looked up
+        in the same pass (`join_groups(cases, table, extra)` does both):
 
         group        String   the payment group (DRG code, DIP code), null when the case has none
         rw           Float64  relative weight, shown per case and used for CMI (null when unknown)
@@ -70,11 +73,14 @@ class BaseSource(Protocol):
         ...
 
 
-def join_groups(cases: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
-    """`cases` with the columns of `table` (one row per `group`; later duplicates ignored) added as
-    by a left join on `group`, in input order: each case's group becomes a position in the table
-    (one pass over the group codes), and every column is gathered at those positions."""
+def join_groups(cases: pl.DataFrame, table: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
+    """`cases` with the columns of `table` (one row per `group`; later duplicates ignored), and of
+    `extra` if given, added as by left joins on `group`, in input order: each case's group becomes
+    a position in one table (one pass over the group codes), and every column is gathered there."""
     table = table.unique("group", keep="first", maintain_order=True)
+    if extra is not None:
+        table = table.join(extra.unique("group", keep="first", maintain_order=True), on="group", how="full",
+                           coalesce=True, maintain_order="left_right")
     position = cases.select(pl.col("group").replace_strict(table["group"], pl.int_range(table.height, eager=True),
                                                            default=None, return_dtype=pl.UInt32)).to_series()
     return cases.with_columns(table[c].gather(position) for c in table.columns if c != "group")
@@ -95,7 +101,7 @@ class DrgWeights:
             raise InputError(f"cannot read weights table {path}: {exc}") from None
         return cls(frame, scale)
 
-    def attach(self, cases: pl.DataFrame) -> pl.DataFrame:
+    def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
         w = self.weights
         if "drg" not in w.columns or "weight" not in w.columns:
             raise InputError(f"a weights table needs columns drg and weight (it has {', '.join(w.columns)})")
@@ -108,7 +114,7 @@ class DrgWeights:
                  .filter(pl.col("group").is_not_null())
                  .unique("group", keep="first", maintain_order=True)
                  .with_columns((pl.col("rw") * self.scale).alias("base_points")))
-        return join_groups(cases.with_columns(pl.col("drg").alias("group")), table)
+        return join_groups(cases.with_columns(pl.col("drg").alias("group")), table, extra)
 
 
 class Settlement:
@@ -119,8 +125,8 @@ class Settlement:
     """
 
     def __init__(self, cases: pl.DataFrame, hospitals: pl.DataFrame | Future, groups: pl.DataFrame | Future,
-                 pools: pl.DataFrame, policy: Policy):
-        self.cases, self.pools, self.policy = cases, pools, policy
+                 pools: pl.DataFrame, policy: Policy, warnings: tuple[str, ...] = ()):
+        self.cases, self.pools, self.policy, self.warnings = cases, pools, policy, tuple(warnings)
         self._hospitals, self._groups = hospitals, groups
 
     @property
@@ -223,27 +229,30 @@ def prepare(cases: pl.DataFrame) -> pl.DataFrame:
     return out.with_columns(pl.col("special_review").fill_null(False))
 
 
-def policy_groups(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """Add what the policy says of each case's group, looked up once (one join of the group codes
-    the policy lists, instead of a string lookup per rule): `_basic` (基础病组), `_group_coefficient`
-    (DRG 差异系数, 1 when not listed), `_per_day` (床日 points, null when not a per-diem group) and
-    `_excluded_group` (listed in cases.exclusions.drgs)."""
+def policy_groups(policy: Policy) -> pl.DataFrame:
+    """What the policy says of the groups it lists, one row per group, so that each case needs one
+    lookup (made with the base points, see `BaseSource.attach`) instead of one string test per
+    rule: `_basic` (基础病组), `_group_coefficient` (DRG 差异系数), `_per_day` (床日 points) and
+    `_excluded_group` (listed in cases.exclusions.drgs). `_policy_defaults` fills the others."""
     v = policy.values
     basic = set(v["basic_groups"]["drgs"] or ())
     coefficients = {k: float(x) for k, x in (v["coefficients"]["drgs"] or {}).items()}
     per_day = {k: float(x) for k, x in (v["cases"]["per_diem"]["per_day"] or {}).items()}
     excluded = set(v["cases"]["exclusions"]["drgs"] or ())
     codes = sorted(basic | set(coefficients) | set(per_day) | excluded)
-    table = pl.DataFrame({
+    return pl.DataFrame({
         "group": codes, "_basic": [c in basic for c in codes],
         "_group_coefficient": [coefficients.get(c) for c in codes], "_per_day": [per_day.get(c) for c in codes],
         "_excluded_group": [c in excluded for c in codes],
     }, schema={"group": pl.String, "_basic": pl.Boolean, "_group_coefficient": pl.Float64, "_per_day": pl.Float64,
                "_excluded_group": pl.Boolean})
-    if codes:
+
+
+def _policy_defaults(frame: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """The policy's group columns for groups it does not list: not basic, coefficient 1, no
+    per-diem points, not excluded (joined here if the source did not take `extra`)."""
+    if "_basic" not in frame.columns:
         frame = join_groups(frame, table)
-    else:
-        frame = frame.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in table.schema.items() if name != "group")
     return frame.with_columns(pl.col("_basic", "_excluded_group").fill_null(False),
                               pl.col("_group_coefficient").fill_null(1.0))
 
@@ -670,38 +679,36 @@ def _largest_remainder(frame: pl.DataFrame, pools: dict[str, dict], fee_for_serv
         (pool.otherwise(pl.lit(255, pl.UInt8)) if names else pl.lit(255, pl.UInt8)).alias("pool"),
         pl.col("paid_by").fill_null(255), pl.col("points_micro").fill_null(-1), pl.col("cost").fill_null(0))
     pool, paid_by, points, cost = (arrays[c].to_numpy() for c in arrays.columns)
-    by_fee = paid_by == PAY["fee_for_service"]
-    payment = np.where(by_fee, cost, 0)
-    by_group = (paid_by == PAY["group"]) & (points >= 0)
-    distributable = {}
-    for code, name in enumerate(names):
-        p = pools[name]
-        p["fee_for_service_inside"] = int(cost[by_fee & (pool == code)].sum()) if fee_for_service_inside else 0
-        distributable[name] = p["distributable"] = max(p["budget"] - p["reserve"] - p["fee_for_service_inside"], 0)
+    fee_cost, group_points = np.zeros(len(names), np.int64), np.zeros(len(names), np.int64)
+    payment = np.empty(frame.height, np.int64)
+    KERNEL.pool_sums(pool, paid_by, points, cost, PAY["group"], PAY["fee_for_service"], fee_cost, group_points, payment)
+    rows, remainders = np.empty(frame.height, np.int64), np.empty(frame.height, np.int64)
     paid_by_pool = {}
     for code, name in enumerate(names):
-        d = distributable[name]
-        rows = np.flatnonzero(by_group & (pool == code))
-        part = points[rows]
-        total = int(part.sum())
-        pools[name]["points"] = total / MICRO
-        pools[name]["settlement_fen_per_point"] = d * MICRO / total if total else None
-        paid_by_pool[name] = 0
+        p = pools[name]
+        p["fee_for_service_inside"] = int(fee_cost[code]) if fee_for_service_inside else 0
+        d = p["distributable"] = max(p["budget"] - p["reserve"] - p["fee_for_service_inside"], 0)
+        total = int(group_points[code])
+        p["points"] = total / MICRO
+        p["settlement_fen_per_point"] = d * MICRO / total if total else None
+        paid_by_pool[name] = d if total > 0 else 0
+        if d == 0 and total > 0:
+            p["warning"] = (f"pool {name}: nothing is left to share by points (budget {fen_text(p['budget'])} − reserve "
+                            f"{fen_text(p['reserve'])} − fee-for-service {fen_text(p['fee_for_service_inside'])} yuan), "
+                            "so every case paid by points in it is paid 0")
         if total <= 0:
             continue
-        floor, remainder = np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
-        # 128-bit products; the remainder is below the pool's total micro-points, which fits Int64
-        KERNEL.shares(part, d, total, floor, remainder)
-        payment[rows] = floor
-        paid_by_pool[name] = d
-        k = d - int(floor.sum())
+        # 128-bit products; a remainder is below the pool's total micro-points, which fits Int64
+        m = KERNEL.pool_shares(pool, paid_by, points, code, PAY["group"], d, total, payment, rows, remainders)
+        k = d - int(payment[rows[:m]].sum())
         if k <= 0:
             continue
+        remainder, mine = remainders[:m], rows[:m]
         # The k cases with the largest remainders get one more fen; ties: hospital, id, cost, row.
         # Only the cases at the k-th remainder need the tie order, so no full sort.
         cut = np.partition(remainder, len(remainder) - k)[len(remainder) - k]
-        above = rows[remainder > cut]
-        at_cut = rows[remainder == cut]
+        above = mine[remainder > cut]
+        at_cut = mine[remainder == cut]
         payment[above] += 1
         payment[_first_in_order(frame.select("row", "hospital", "id", "cost")[at_cut], k - len(above))] += 1
     return pl.Series("payment", payment), paid_by_pool
@@ -907,9 +914,12 @@ def groups_frame(cases: pl.DataFrame, column: str = "group") -> pl.DataFrame:
             .sort(column).collect())
 
 
-CASE_COLUMNS = ("id", "hospital", "hospital_level", "insurance", "pool", "status", "group", "adrg", "rw", "case_type", "rule",
-                "cost", "cost_ratio", "base_points", "coefficient", "readmission_factor", "points", "price", "standard",
-                "payment", "paid_by", "surplus", "special_review", "discharge_date")
+# The per-case table: the case's keys and every number of its settlement. The input fields it was
+# settled from (level, insurance type, ADRG, dates, special-review flag) stay in the grouped file,
+# joined back by `id` when wanted: echoing them would add a third to the 10^7-row table's writing.
+CASE_COLUMNS = ("id", "hospital", "pool", "status", "group", "rw", "case_type", "rule", "cost", "cost_ratio",
+                "base_points", "coefficient", "readmission_factor", "points", "price", "standard", "payment", "paid_by",
+                "surplus")
 
 
 def case_table(frame: pl.DataFrame, column: str = "drg") -> pl.DataFrame:
@@ -925,12 +935,13 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     The frame stays in input order throughout: stages add columns, and decisions made on a
     subset (special review, readmissions, largest remainder) go back to their rows by position.
     """
-    frame = source.attach(prepare(cases))
+    groups = policy_groups(policy)
+    frame = _policy_defaults(source.attach(prepare(cases), groups), groups)
     if not frame["row"].is_sorted():  # a source must keep the input order; be safe if one does not
         frame = frame.sort("row")
     with ThreadPoolExecutor(max_workers=1) as background:  # Polars releases the GIL: a second core
         stays = background.submit(stay_order, frame, policy)
-        frame = _prices(policy_groups(frame, policy), policy)
+        frame = _prices(frame, policy)
         frame = classify_fixed(frame, policy)
         pools = _budget_point_values(frame, policy) if policy.method == "points" else {}
         frame = frame.with_columns(pl.col("pool").replace_strict(
@@ -943,4 +954,5 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     tables = ThreadPoolExecutor(max_workers=1)
     hospitals, groups = tables.submit(hospitals_frame, frame, policy), tables.submit(groups_frame, frame, column)
     tables.shutdown(wait=False)  # the thread ends when both tables are made
-    return Settlement(case_table(frame, column), hospitals, groups, pool_summary, policy)
+    warnings = tuple(p["warning"] for p in pools.values() if p.get("warning"))
+    return Settlement(case_table(frame, column), hospitals, groups, pool_summary, policy, warnings)

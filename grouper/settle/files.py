@@ -48,7 +48,8 @@ def write_settlement(settlement, folder: str | Path, *, case_format: str = "parq
     write_table(settlement.pools, folder / "pools.csv", MONEY["pools"])
     summary = {"policy": settlement.policy.name, "method": settlement.policy.method,
                "policy_files": [str(p) for p in settlement.policy.files],
-               "cases": settlement.cases.height, "pools": settlement.pools.to_dicts(), **(extra or {})}
+               "cases": settlement.cases.height, "pools": settlement.pools.to_dicts(),
+               "warnings": list(settlement.warnings), **(extra or {})}
     (folder / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return folder
 
