@@ -1,7 +1,8 @@
 # cython: language_level=3
 """The settle engine's compiled inner loops: pool sums and largest-remainder shares in 128-bit integers.
 Mirrors grouper/settle/_kernel_py.py, which states the contract."""
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
 
 cdef extern from *:
     ctypedef unsigned long long u128 "unsigned __int128"
@@ -86,3 +87,101 @@ def pool_shares(const uint8_t[::1] pool, const uint8_t[::1] paid_by, const int64
             rows[j] = i
             j += 1
     return j
+
+
+cdef extern from "stdlib.h":
+    void qsort(void* base, size_t count, size_t size, int (*compare)(const void*, const void*) noexcept nogil) nogil
+
+ctypedef struct Stay:
+    uint64_t key        # partition-hash prefix | admission day offset
+    uint64_t check      # a second, independent hash of the partition
+    int64_t row
+    int32_t discharge   # days since 1970-01-01
+    uint8_t excepted
+
+cdef enum:
+    TOP_BITS = 20       # next_stays' buckets: 2^20 by the key's top bits
+
+
+cdef int _stay_order(const void* a, const void* b) noexcept nogil:
+    cdef const Stay* x = <const Stay*>a
+    cdef const Stay* y = <const Stay*>b
+    if x.key != y.key:
+        return -1 if x.key < y.key else 1
+    if x.row != y.row:
+        return -1 if x.row < y.row else 1
+    return 0
+
+
+def next_stays(const uint64_t[::1] key, const uint64_t[::1] check, const int32_t[::1] discharge,
+               const uint8_t[::1] excepted, const int64_t[::1] row, uint64_t prefix_mask, int32_t first_day,
+               int32_t days, int64_t[::1] candidates, int64_t[::1] exact):
+    """The readmission search over stays sorted by key (see grouper/settle/_kernel_py.py, which
+    states the contract). Returns (number of candidates, number of exact rows) written."""
+    cdef Py_ssize_t n = key.shape[0], i, j, t, start, size, d, position
+    cdef Py_ssize_t buckets = 1 << TOP_BITS
+    cdef Py_ssize_t n_candidates = 0, n_exact = 0
+    cdef Stay* sorted_stays
+    cdef Py_ssize_t* bounds
+    cdef Stay s
+    cdef bint doubt
+    cdef int64_t gap
+    if check.shape[0] != n or discharge.shape[0] != n or excepted.shape[0] != n or row.shape[0] != n \
+            or candidates.shape[0] < n or exact.shape[0] < n:
+        raise ValueError("next_stays: arrays of different lengths")
+    sorted_stays = <Stay*>malloc(max(n, 1) * sizeof(Stay))
+    bounds = <Py_ssize_t*>calloc(buckets + 1, sizeof(Py_ssize_t))
+    if sorted_stays == NULL or bounds == NULL:
+        free(sorted_stays); free(bounds)
+        raise MemoryError()
+    with nogil:
+        # bucket by the key's top bits (one counting pass, one scatter), then sort each bucket
+        for i in range(n):
+            bounds[(key[i] >> (64 - TOP_BITS)) + 1] += 1
+        for d in range(buckets):
+            bounds[d + 1] += bounds[d]
+        for i in range(n):
+            d = key[i] >> (64 - TOP_BITS)
+            position = bounds[d]
+            sorted_stays[position].key = key[i]
+            sorted_stays[position].check = check[i]
+            sorted_stays[position].row = row[i]
+            sorted_stays[position].discharge = discharge[i]
+            sorted_stays[position].excepted = excepted[i]
+            bounds[d] = position + 1
+        start = 0
+        for d in range(buckets):
+            size = bounds[d] - start
+            if size > 16:
+                qsort(&sorted_stays[start], size, sizeof(Stay), _stay_order)
+            elif size > 1:
+                for i in range(start + 1, start + size):  # insertion sort
+                    s = sorted_stays[i]
+                    j = i - 1
+                    while j >= start and _stay_order(&s, &sorted_stays[j]) < 0:
+                        sorted_stays[j + 1] = sorted_stays[j]
+                        j -= 1
+                    sorted_stays[j + 1] = s
+            start = bounds[d]
+        # runs of one prefix: exact when in doubt, else each stay against the next
+        i = 0
+        while i < n:
+            j = i
+            doubt = False
+            while j + 1 < n and (sorted_stays[j + 1].key & prefix_mask) == (sorted_stays[i].key & prefix_mask):
+                if sorted_stays[j + 1].check != sorted_stays[j].check or sorted_stays[j + 1].key == sorted_stays[j].key:
+                    doubt = True
+                j += 1
+            if doubt:
+                for t in range(i, j + 1):
+                    exact[n_exact] = sorted_stays[t].row
+                    n_exact += 1
+            else:
+                for t in range(i, j):
+                    gap = <int64_t>(sorted_stays[t + 1].key & 0xFFFF) + first_day - sorted_stays[t].discharge
+                    if 0 <= gap <= days and not sorted_stays[t].excepted and not sorted_stays[t + 1].excepted:
+                        candidates[n_candidates] = sorted_stays[t].row
+                        n_candidates += 1
+            i = j + 1
+    free(sorted_stays); free(bounds)
+    return n_candidates, n_exact

@@ -67,3 +67,31 @@ def test_admissions_spanning_more_than_the_day_field_use_the_exact_search(tmp_pa
     got = E.readmissions(frame, pol)["readmission_factor"].to_list()
     assert got == _exact(frame, pol)
     assert sum(f != 1.0 for f in got) > 20
+
+
+def test_compiled_and_python_stay_search_agree():
+    from grouper.settle import _kernel_py
+
+    try:
+        from grouper import _settle_kernel
+    except ImportError:
+        pytest.skip("the compiled settle kernel is not built")
+    rng = np.random.default_rng(11)
+    n = 20_000
+    for mask in (E._PREFIX_MASK, 0xF000_0000_0000_0000):
+        partition = rng.integers(0, 6000, n).astype(np.uint64)
+        key = ((partition * np.uint64(0x9E3779B97F4A7C15)) & np.uint64(mask)) | rng.integers(0, 365, n).astype(np.uint64)
+        check = partition * np.uint64(31) + np.uint64(7)
+        discharge = (key & np.uint64(0xFFFF)).astype(np.int32) + 20_000 + rng.integers(0, 5, n).astype(np.int32)
+        excepted = (rng.random(n) < 0.1).astype(np.uint8)
+        row = rng.permutation(n).astype(np.int64)
+        outputs = []
+        for kernel in (_kernel_py, _settle_kernel):
+            candidates, exact = np.empty(n, np.int64), np.empty(n, np.int64)
+            found, doubtful = kernel.next_stays(key, check, discharge, excepted, row, mask, 20_000, 7, candidates, exact)
+            outputs.append((candidates[:found].tolist(), sorted(exact[:doubtful].tolist())))
+        assert outputs[0] == outputs[1]
+        if mask == E._PREFIX_MASK:
+            assert len(outputs[0][0]) > 500 and 0 < len(outputs[0][1]) < n // 10
+        else:  # 16 prefixes for 6,000 partitions: every run is in doubt
+            assert outputs[0] == ([], list(range(n)))

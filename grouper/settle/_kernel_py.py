@@ -54,3 +54,37 @@ def pool_shares(pool: np.ndarray, paid_by: np.ndarray, points: np.ndarray, code:
     rows[:len(mine)] = mine
     remainder[:len(mine)] = rest
     return len(mine)
+
+
+def next_stays(key: np.ndarray, check: np.ndarray, discharge: np.ndarray, excepted: np.ndarray, row: np.ndarray,
+               prefix_mask: int, first_day: int, days: int, candidates: np.ndarray, exact: np.ndarray) -> tuple[int, int]:
+    """The readmission search over stays (grouper/settle/engine.py `stay_order` builds the arrays).
+
+    Stays are ordered by `key` (a partition-hash prefix above 16 bits of admission day offset
+    from `first_day`), then by `row`. A run of stays with one prefix (`key & prefix_mask`) is in
+    doubt when two neighbours differ in `check` (the second partition hash: two partitions share
+    the prefix) or have equal keys (two admissions on one day): all its rows go to `exact`.
+    Otherwise every stay of the run but the last is a candidate when the next stay's admission
+    comes 0 … `days` days after its discharge and neither is `excepted`. Writes the rows into the
+    front of `candidates` and `exact` (in that order) and returns how many of each.
+    """
+    n = len(key)
+    if not (len(check) == len(discharge) == len(excepted) == len(row) == n) or len(candidates) < n or len(exact) < n:
+        raise ValueError("next_stays: arrays of different lengths")
+    frame = pl.DataFrame({"k": key, "c": check, "d": discharge, "x": excepted.astype(bool), "row": row},
+                         schema={"k": pl.UInt64, "c": pl.UInt64, "d": pl.Int32, "x": pl.Boolean, "row": pl.Int64})
+    frame = frame.sort("k", "row")
+    prefix = pl.col("k") & pl.lit(prefix_mask, pl.UInt64)
+    in_run = (prefix.shift(-1) == prefix).fill_null(False)
+    odd = in_run & ((pl.col("c").shift(-1) != pl.col("c")) | (pl.col("k").shift(-1) == pl.col("k")))
+    frame = frame.with_columns(prefix.alias("p"), in_run.alias("in_run"), odd.fill_null(False).alias("odd"))
+    unsure = frame.filter(pl.col("odd"))["p"].unique().implode()
+    frame = frame.with_columns(pl.col("p").is_in(unsure).alias("doubt"))
+    admitted = (pl.col("k") & pl.lit(0xFFFF, pl.UInt64)).cast(pl.Int64) + first_day
+    gap = admitted.shift(-1) - pl.col("d")
+    found = frame.filter(pl.col("in_run") & ~pl.col("doubt") & (gap >= 0) & (gap <= days) & ~pl.col("x")
+                         & ~pl.col("x").shift(-1).fill_null(False))["row"].to_numpy()
+    doubtful = frame.filter(pl.col("doubt"))["row"].to_numpy()
+    candidates[:len(found)] = found
+    exact[:len(doubtful)] = doubtful
+    return len(found), len(doubtful)

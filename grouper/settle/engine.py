@@ -81,9 +81,11 @@ def join_groups(cases: pl.DataFrame, table: pl.DataFrame, extra: pl.DataFrame | 
     if extra is not None:
         table = table.join(extra.unique("group", keep="first", maintain_order=True), on="group", how="full",
                            coalesce=True, maintain_order="left_right")
+    # a group not in the table points at a last row of nulls (a gather without null positions is faster)
+    padded = pl.concat([table, pl.DataFrame([[None]] * table.width, schema=table.schema)])
     position = cases.select(pl.col("group").replace_strict(table["group"], pl.int_range(table.height, eager=True),
-                                                           default=None, return_dtype=pl.UInt32)).to_series()
-    return cases.with_columns(table[c].gather(position) for c in table.columns if c != "group")
+                                                           default=table.height, return_dtype=pl.UInt32)).to_series()
+    return cases.with_columns(padded[c].gather(position) for c in table.columns if c != "group")
 
 
 @dataclass(frozen=True)
@@ -538,25 +540,16 @@ def stay_order(frame: pl.DataFrame, policy: Policy) -> StayOrder | None:
     if (last - first).days >= 1 << 16:
         return StayOrder(no_rows, frame.lazy().filter(eligible).select("row").collect()["row"])
     mixed = lambda seed: reduce(operator.xor, (pl.col(c).hash(seed + i) for i, c in enumerate(partition)))  # noqa: E731
-    prefix_mask = pl.lit(_PREFIX_MASK, pl.UInt64)
-    ordered = (frame.lazy().filter(eligible).select(
-        ((mixed(0x5E77) & prefix_mask) | (pl.col("admission_date") - first).dt.total_days().cast(pl.UInt64)).alias("_k"),
-        mixed(0xC0FF).alias("_h2"), pl.col("discharge_date").cast(pl.Int32).alias("_d"),
-        excepted.fill_null(False).alias("_x"), "row")
-        .sort("_k").collect())
-    prefix, admitted = pl.col("_k") & prefix_mask, (pl.col("_k") & pl.lit(0xFFFF, pl.UInt64)).cast(pl.Int32) + _days(first)
-    next_prefix = prefix.shift(-1) == prefix
-    same = (next_prefix & (pl.col("_h2").shift(-1) == pl.col("_h2"))).fill_null(False)
-    doubtful = (next_prefix & ~same) | (same & (pl.col("_k").shift(-1) == pl.col("_k")))
-    ordered = ordered.with_columns(prefix.alias("_p"), same.alias("_same"), doubtful.fill_null(False).alias("_doubt"))
-    unsure = ordered.filter(pl.col("_doubt"))["_p"].unique()
-    gap = admitted.shift(-1) - pl.col("_d")
-    found = ordered.filter(pl.col("_same") & (gap >= 0) & (gap <= days) & ~pl.col("_x")
-                           & ~pl.col("_x").shift(-1).fill_null(False))
-    if not unsure.len():
-        return StayOrder(found["row"], no_rows)
-    doubt = pl.col("_p").is_in(unsure.implode())
-    return StayOrder(found.filter(~doubt)["row"], ordered.filter(doubt)["row"])
+    stays = (frame.lazy().filter(eligible).select(
+        ((mixed(0x5E77) & pl.lit(_PREFIX_MASK, pl.UInt64))
+         | (pl.col("admission_date") - first).dt.total_days().cast(pl.UInt64)).alias("key"),
+        mixed(0xC0FF).alias("check"), pl.col("discharge_date").cast(pl.Int32).alias("discharge"),
+        excepted.fill_null(False).cast(pl.UInt8).alias("excepted"), pl.col("row").cast(pl.Int64))
+        .collect())
+    candidates, exact = np.empty(stays.height, np.int64), np.empty(stays.height, np.int64)
+    found, doubtful = KERNEL.next_stays(*(stays[c].to_numpy() for c in stays.columns), _PREFIX_MASK, _days(first),
+                                        days, candidates, exact)
+    return StayOrder(pl.Series("row", candidates[:found], pl.UInt32), pl.Series("row", np.sort(exact[:doubtful]), pl.UInt32))
 
 
 def _readmission_excepted(rule: dict) -> pl.Expr:
