@@ -6,12 +6,13 @@ pools, 2 % ungrouped, 1 % flagged for special review, patients with readmissions
 discharge dates. Each measurement runs in a fresh process (peak RSS by getrusage):
 
 - `grouper settle` equivalent (read → settle under the shipped Zhejiang-style policy → write the
-  folder): ≤ 10 s, with its peak RSS recorded (bounded memory);
+  folder): ≤ 10 s (median of three runs), with its peak RSS recorded (bounded memory);
 - `grouper report` on that folder: ≤ 5 s and an HTML file under 5 MB.
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 
 import numpy as np
@@ -92,23 +93,28 @@ def settle_inputs(workdir):
     text = re.sub(r"employee = [\d_.]+\s*(#.*)?\nresident = [\d_.]+", sized, text)
     text = text.replace('drgs = "zhejiang-drg-coefficients.csv"', "")
     policy.write_text(text, encoding="utf-8")
+    os.sync()  # the 10 M-row input is on disk before anything is timed, not still being written back
     return cases, policy, weights_csv
 
 
 def test_settle_10m(benchmark, settle_inputs, workdir):
+    """Three runs (the machine's own noise is about ±10 %); the figure is their median."""
     cases, policy, weights = settle_inputs
     out = workdir / "settlement-10m"
-    measured = {}
+    runs = []
 
     def run():
-        measured.update(run_measured(SETTLE, cases, policy, weights, out, N))
+        os.sync()  # not timing the write-back of the run before
+        runs.append(run_measured(SETTLE, cases, policy, weights, out, N))
 
     benchmark.group = "settle"
-    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.pedantic(run, rounds=3, iterations=1)
     paid = pl.read_csv(out / "pools.csv")
     assert paid.height == 2
+    seconds = sorted(r["seconds"] for r in runs)
     record(benchmark, target="settle 10,000,000 grouped cases (read, settle, write the folder)", op="<=", threshold=10.0,
-           value=measured["seconds"], unit="s", peak_rss_mib=round(measured["peak_rss_mib"]), order=60)
+           value=seconds[1], unit="s", runs=[round(x, 2) for x in seconds],
+           peak_rss_mib=round(max(r["peak_rss_mib"] for r in runs)), order=60)
 
 
 def test_settle_10m_memory(benchmark, settle_inputs, workdir):
@@ -118,6 +124,8 @@ def test_settle_10m_memory(benchmark, settle_inputs, workdir):
 
     def run():
         measured.update(run_measured(SETTLE, cases, policy, weights, workdir / "settlement-10m-b", N))
+
+    os.sync()  # not timing the write-back of the run before
 
     benchmark.group = "settle"
     benchmark.pedantic(run, rounds=1, iterations=1)

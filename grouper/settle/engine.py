@@ -83,9 +83,11 @@ def join_groups(cases: pl.DataFrame, table: pl.DataFrame, extra: pl.DataFrame | 
                            coalesce=True, maintain_order="left_right")
     # a group not in the table points at a last row of nulls (a gather without null positions is faster)
     padded = pl.concat([table, pl.DataFrame([[None]] * table.width, schema=table.schema)])
-    position = cases.select(pl.col("group").replace_strict(table["group"], pl.int_range(table.height, eager=True),
-                                                           default=table.height, return_dtype=pl.UInt32)).to_series()
-    return cases.with_columns(padded[c].gather(position) for c in table.columns if c != "group")
+    position = pl.col("group").replace_strict(table["group"], pl.int_range(table.height, eager=True),
+                                              default=table.height, return_dtype=pl.UInt32)
+    return (cases.with_columns(position.alias("_position"))
+            .with_columns(pl.lit(padded[c]).gather(pl.col("_position")).alias(c) for c in table.columns if c != "group")
+            .drop("_position"))
 
 
 @dataclass(frozen=True)
@@ -736,21 +738,24 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
         rate = pl.col("rate_fen").round(0).cast(pl.Int64)
         payment = (pl.when(group).then((pl.col("points_micro") * rate + MICRO // 2) // MICRO)
                    .when(ffs).then(pl.col("cost")).otherwise(pl.lit(0, pl.Int64)))
-        frame = frame.with_columns(payment.alias("payment"), pl.col("rate_fen").alias("_price_fen"))
+        frame = frame.with_columns(payment.alias("payment"))
         summary = _rate_pools(frame, policy)
+        price, payment = pl.col("rate_fen"), pl.col("payment")
     else:
         payment, paid = _largest_remainder(frame, pools, v["budget"]["fee_for_service_inside"])
-        value = pl
+        price = pl
         for pool, p in pools.items():
-            value = value.when(pl.col("pool") == pool).then(pl.lit(p["settlement_fen_per_point"], pl.Float64))
-        value = value.otherwise(pl.lit(None, pl.Float64)) if pools else pl.lit(None, pl.Float64)
-        frame = frame.with_columns(payment, value.alias("_price_fen"))
+            price = price.when(pl.col("pool") == pool).then(pl.lit(p["settlement_fen_per_point"], pl.Float64))
+        price = price.otherwise(pl.lit(None, pl.Float64)) if pools else pl.lit(None, pl.Float64)
         summary = _points_pools(pools, paid)
-    standard = _half_up_fen(_standard_points(policy) * pl.col("_price_fen"))
+        payment = pl.lit(payment)
+    # one with_columns: Polars works the columns out in parallel
     frame = frame.with_columns(
-        (pl.col("_price_fen") / 100).alias("price"),
-        pl.when(_is_type(*GROUP_PAID)).then(standard).otherwise(None).alias("standard"),
-        (pl.col("payment") - pl.col("cost")).alias("surplus"),
+        payment.alias("payment"),
+        (price / 100).alias("price"),
+        pl.when(_is_type(*GROUP_PAID)).then(_half_up_fen(_standard_points(policy) * price)).otherwise(None)
+        .alias("standard"),
+        (payment - pl.col("cost")).alias("surplus"),
         (pl.col("points_micro") / MICRO).alias("points"),
     )
     return frame, summary
