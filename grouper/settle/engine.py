@@ -5,6 +5,12 @@ Stages, each one function over a whole Polars frame (so no result depends on row
     prepare → attach base points (a BaseSource) → coefficients and prices → classify
     → points → readmission → pay (point value, largest remainder) → hospitals, groups, pools
 
+The frame keeps the input order throughout; decisions made on a subset go back by position.
+Two steps run beside the main line in a background thread (Polars releases the GIL): the order
+of stays for readmissions (`stay_order`, while cases are classified) and the hospital and group
+tables (while the case table is written). The inner loops of the largest remainder and of the
+readmission search are in the compiled kernel (ext/_settle_kernel.pyx; twin: _kernel_py.py).
+
 **The seam for other payment methods.** Only `BaseSource.attach` knows what a group is.
 `DrgWeights` reads a weights table (`drg, weight[, mean]`): base points = RW × scale. A DIP
 source (grouper/dip) gives each case its DIP group, its score as `base_points` and the group's
@@ -15,10 +21,11 @@ use DRG weights; a DIP policy passes its own source to `settle`).
 Exactness: money is integer fen (Int64). Case points are rounded half up to 1e-6 and kept as
 integer micro-points, so totals are exact and independent of order. Under the points method a
 pool's distributable budget D is shared in proportion to points by the largest-remainder method
-in exact integer arithmetic (Int128): each case gets ⌊points × D ÷ T⌋ fen, and the fen left over
+in exact integer arithmetic (128-bit): each case gets ⌊points × D ÷ T⌋ fen, and the fen left over
 go one each to the cases with the largest remainders (ties: hospital, then id, then row content),
 so Σ payments = D to the fen. Rate-method payments, standards, sharing adjustments and monthly
-prepayments are rounded half up to the fen, each on its own.
+prepayments are rounded half up to the fen, each on its own (a month's amount is summed from the
+cases' parts in integer milli-fen).
 """
 from __future__ import annotations
 
