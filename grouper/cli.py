@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
     st.add_argument("--weights", help="weights table (CSV: drg, weight[, mean]); not with a DIP policy (scores come from the pack)")
     st.add_argument("--scheme", help="scheme pack for raw cases (default: the shipped demo scheme); the DIP pack for a DIP policy")
-    st.add_argument("-o", "--output", required=True, help="folder for cases, hospitals.csv, drgs.csv, pools.csv, summary.json")
+    st.add_argument("-o", "--output", required=True, help="folder for cases.parquet (or cases.csv), hospitals.csv, drgs.csv, pools.csv, summary.json")
     st.add_argument("--compare", metavar="POLICY2", help="also settle under this policy and write the change per hospital and DRG")
     st.add_argument("--weights2", help="weights table for the --compare side (default: --weights)")
     st.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case table format (default parquet)")

@@ -1,6 +1,7 @@
 """The README's runnable command blocks run, in order, as a user would copy-paste them.
 
-Every ```bash block of README.md is run from a scratch folder laid out like the checkout root
+Every ```bash block of README.md, and every ```python block without a `...` line (those are
+synopses with placeholders), is run from a scratch folder laid out like the checkout root
 (`tables/` and `tests/` linked, `../shared` linked to the national tables), with the `grouper` of
 this environment, except: the install/test blocks (`pip`, `pytest`, benchmarks), and synopses
 (a `[--option]` or a placeholder in capitals such as PACK, HISTORY, CASES outside comments).
@@ -9,7 +10,7 @@ earlier ones (settlement settles the payment quick start's `grouped.parquet`).
 
 Two substitutions keep the test fast: the quick starts' 300,000-case histories are generated with
 20,000 cases and the settlement quick start's 100,000-case year with 10,000 (every command and
-option stays as written). The figures the README quotes are
+option stays as written; `cases=300_000` in Python likewise). The figures the README quotes are
 not checked here; the test fails when a command exits non-zero, prints a traceback or names a
 file that does not exist.
 """
@@ -28,20 +29,23 @@ from conftest import ROOT, SHARED_ROOT
 
 README = ROOT / "README.md"
 PLACEHOLDER = re.compile(r"\[--|\b[A-Z]{4,}\b")
-SMALLER = {"--cases 300000": "--cases 20000", "--cases 100000": "--cases 10000"}
+SMALLER = {"--cases 300000": "--cases 20000", "--cases 100000": "--cases 10000",
+           "cases=300_000": "cases=20_000"}
 
 
-def runnable_blocks(text: str) -> list[tuple[int, str]]:
-    """(line number, text) of every ```bash block a user can run as written."""
+def runnable_blocks(text: str, language: str = "bash") -> list[tuple[int, str]]:
+    """(line number, text) of every ```bash (or ```python) block a user can run as written."""
     blocks, lines, start = [], text.splitlines(), None
     for number, line in enumerate(lines, 1):
-        if start is None and line.strip() == "```bash":
+        if start is None and line.strip() == "```" + language:
             start, body = number, []
         elif start is not None and line.strip() == "```":
             blocks.append((start, "\n".join(body)))
             start = None
         elif start is not None:
             body.append(line)
+    if language == "python":
+        return [(n, body) for n, body in blocks if not re.search(r"^\s*\.\.\.", body, re.M)]
     return [(n, body) for n, body in blocks if _runnable(body)]
 
 
@@ -60,6 +64,9 @@ def test_the_block_finder_sees_the_quick_starts():
                     "grouper calibrate dip", "grouper settle", "grouper explain", "import chs-drg"):
         assert command in joined, command
     assert not any("PACK" in b.replace("dip-pack", "") for b in blocks)
+    python = "\n".join(body for _, body in runnable_blocks(README.read_text(encoding="utf-8"), "python"))
+    for call in ("pay.calibrate_weights", "settle_cases", "write_report"):
+        assert call in python, call
 
 
 def test_readme_blocks_run(tmp_path):
@@ -75,14 +82,17 @@ def test_readme_blocks_run(tmp_path):
         (tmp_path / "shared").symlink_to(SHARED_ROOT)
     env = dict(os.environ, PATH=f"{Path(grouper).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                COLUMNS="120", GROUPER_CACHE_DIR=str(tmp_path / "cache"))
+    text = README.read_text(encoding="utf-8")
+    blocks = sorted([(line, "bash", body) for line, body in runnable_blocks(text)]
+                    + [(line, "python", body) for line, body in runnable_blocks(text, "python")])
     ran = 0
-    for line, body in runnable_blocks(README.read_text(encoding="utf-8")):
+    for line, language, body in blocks:
         if "../shared" in body and not has_shared:
             continue
         for long, short in SMALLER.items():
             body = body.replace(long, short)
-        done = subprocess.run(["bash", "-e", "-c", body], cwd=root, env=env, capture_output=True,
-                              text=True, timeout=600)
+        command = ["bash", "-e", "-c", body] if language == "bash" else [sys.executable, "-c", body]
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         output = done.stdout + done.stderr
         assert done.returncode == 0 and "Traceback" not in output, \
             f"README.md:{line}: block failed (exit {done.returncode}):\n{body}\n--- output ---\n{output[-3000:]}"
