@@ -136,3 +136,67 @@ def test_two_rules_of_one_code_at_one_place_cannot_be_told_apart(region):
     write, _ = region
     _, found = check_scheme(write('add qy GQY "second" when los > 90 last in MDCG\nremove qy GQY in MDCG\n'))
     assert [(d.code, d.span.line) for d in found if d.severity == "error"] == [("ambiguous-qy", 3)]
+
+
+# ---- invalid / warn checks -------------------------------------------------------------------------
+def invalid_reasons(pack, *rows):
+    cols = ["id", "sex", "age", "los", "dx", "proc"]
+    frame = pl.DataFrame([dict(zip(cols, (f"c{i}", *r))) for i, r in enumerate(rows)], schema={c: pl.String for c in cols})
+    return [tuple(r) for r in group_frame(load_scheme(pack).plan, cases_from_frame(frame))
+            .select("status", "reason").iter_rows()]
+
+
+def test_replace_add_move_and_remove_invalid_and_warn_checks(region):
+    write, base = region
+    no_sex_no_age = ("", "", "5", *APPENDIX[3:])
+    assert invalid_reasons(base, no_sex_no_age)[0] == ("invalid", "sex_missing")     # the first check that holds
+    pack = write('move invalid age_missing first\n'
+                 'replace invalid sex_missing "sex is missing (regional)" when sex is missing and los > 3\n'
+                 'add invalid long_stay "stay over 365 days" when los > 365 after sex_missing\n'
+                 'add warn old "over 120" when age > 120 last\n')
+    checks = [(type(st).__name__, st.name) for st in load_scheme(pack).ast.statements
+              if type(st).__name__ in ("InvalidDef", "WarnDef")]
+    assert checks == [("InvalidDef", "age_missing"), ("InvalidDef", "sex_missing"), ("InvalidDef", "long_stay"),
+                      ("WarnDef", "old")]
+    assert invalid_reasons(pack, no_sex_no_age, ("", "40", "2", *APPENDIX[3:]), ("1", "40", "400", *APPENDIX[3:]))[:3] == [
+        ("invalid", "age_missing"), ("grouped", None), ("invalid", "long_stay")]
+    sex = next(st for st in load_scheme(pack).ast.statements if getattr(st, "name", None) == "sex_missing")
+    assert sex.message == "sex is missing (regional)" and sex.changes[0].line == 3
+    removed = write('remove invalid sex_missing\n')
+    assert invalid_reasons(removed, ("", "40", "5", *APPENDIX[3:])) == [("grouped", None)]
+
+
+def test_explain_names_the_overlay_line_of_a_changed_check(region):
+    write, _ = region
+    pack = write('# a comment\nreplace invalid sex_missing "no sex" when sex is missing\n')
+    row = pl.DataFrame([dict(zip(["id", "sex", "age", "los", "dx", "proc"], ("x", "", *APPENDIX[1:])))])
+    e = explain_case(load_scheme(pack), cases_from_frame(row.cast(pl.String)))
+    step = next(s for s in e.steps if s.code == "sex_missing")
+    assert step.matched and step.source.endswith(f"(changed at {pack / 'scheme.grp'}:3)")
+
+
+def test_check_operations_round_trip_through_the_printer():
+    text = (HEADER + 'replace invalid a "x" when sex is missing\nreplace warn w when age > 3\nremove warn w\n'
+            'move invalid a after b\nadd invalid c "y" when los > 3 first\nadd warn d when true before e\n')
+    printed = scheme_text(parse_text(text))
+    assert scheme_text(parse_text(printed)) == printed
+    assert 'add invalid c "y" when los > 3 first' in printed and "move invalid a after b" in printed
+
+
+@pytest.mark.parametrize("line, code", [
+    ('replace invalid nope "x" when true', "unknown-invalid"),
+    ("replace warn nope when true", "unknown-warn"),
+    ("remove invalid nope", "unknown-invalid"),
+    ("remove warn sex_missing", "unknown-warn"),                 # sex_missing is an invalid check
+    ("move invalid nope first", "unknown-invalid"),
+    ("move invalid sex_missing after nope", "unknown-invalid"),
+    ("move invalid sex_missing after sex_missing", "bad-position"),
+    ("move invalid sex_missing first in MDCG", "bad-position"),
+    ('add invalid sex_missing "again" when true last', "duplicate-name"),
+    ('add warn x when true before nope', "unknown-warn"),
+])
+def test_a_bad_check_operation_is_an_error_at_the_overlay_line(region, line, code):
+    write, _ = region
+    _, found = check_scheme(write("# line 2\n" + line + "\n"))
+    errors = [(d.code, Path(d.span.file).parent.name, d.span.line) for d in found if d.severity == "error"]
+    assert errors == [(code, "region", 3)], [d.render() for d in found]

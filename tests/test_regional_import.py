@@ -245,3 +245,29 @@ def test_a_qy_change_an_overlay_cannot_name_is_refused(chs20_tables, chs20_pack,
     assert "ambiguous-group (QY) rules at the top level" in err and "2 qy rules MQY there cannot be told apart" in err
     assert "standalone" in err
     assert not out.exists()
+
+
+def test_changed_invalid_and_warn_checks_become_check_operations(tmp_path):
+    """The checks of a region against its base's: removed, moved, added in place and restated; the
+    operations applied to the base give the region's checks in the region's order."""
+    from grouper.importers.regional import check_operations
+    from grouper.lang import ast
+    from grouper.lang.overlay import merge
+    from grouper.lang.parse import parse_text
+    from grouper.lang.printer import statement_lines
+
+    head = 'scheme "x" version "1"\n'
+    tail = 'mdc MDCA when true { adrg A1 when true { drg A19 } }\n'
+    base = parse_text(head + 'invalid a "a" when sex is missing\ninvalid b when age is missing\n'
+                      'invalid c when los < 0\nwarn w when age > 120\nwarn v when los > 300\n' + tail)
+    region = parse_text(head + 'invalid c when los < 0\ninvalid a "a (regional)" when sex is missing\n'
+                        'invalid n when weight < 0\nwarn v when los > 300\n' + tail)
+    ops = check_operations(base, region)
+    assert [statement_lines(op)[0] for op in ops] == [
+        "remove invalid b", "move invalid a after c", 'replace invalid a "a (regional)" when sex is missing',
+        "add invalid n when weight < 0 after a", "remove warn w"]
+    merged, errors = merge(base, ast.Scheme(ast.Header("x", "1", "base"), tuple(ops)))
+    assert errors == []
+    checks = lambda scheme: [statement_lines(st)[0] for st in scheme.statements  # noqa: E731
+                             if isinstance(st, (ast.InvalidDef, ast.WarnDef))]
+    assert checks(merged) == checks(region)

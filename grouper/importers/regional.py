@@ -9,7 +9,8 @@ A regional table set has the national appendix layout (see chs_drg.py) plus, all
   `read_sex,1:male;2:female` makes those the only accepted spellings of sex (`read sex ...`).
 
 `import_overlay` imports such a set and writes an overlay of a base pack that states only the
-differences (tables as +/- patches, groups as replace/add/remove/move/rename operations), so that
+differences (tables as +/- patches, groups, qy rules and invalid/warn checks as replace/add/remove/
+move/rename operations), so that
 grouping with the overlay gives exactly what grouping with the standalone import gives (tested).
 """
 from __future__ import annotations
@@ -364,8 +365,9 @@ def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str |
                 shutil.copyfile(path, pack / table.file)
                 statements.append(ast.ReplaceDef(table))
         for kind in (ast.DictionaryDef, ast.SetDef, ast.DefineDef, ast.ReadSex, ast.ReadEmptyNumber, ast.ReadEmptyList,
-                     ast.InvalidDef, ast.WarnDef, ast.ValidateDef, ast.MapDef, ast.WeightsDef, ast.SettingDef):
+                     ast.ValidateDef, ast.MapDef, ast.WeightsDef, ast.SettingDef):
             statements += _definitions(kind, base, region, ImportError_)
+        statements += check_operations(base, region)
         statements += _Differ(base, region).hierarchy()
         base_ref = base_path.parent if base_path.name == "scheme.grp" else base_path
         header = ast.Header(name, version, os.path.relpath(base_ref.resolve(), out_dir.resolve()))
@@ -375,6 +377,27 @@ def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str |
                 + scheme_text(overlay))
         (pack / "scheme.grp").write_text(text, encoding="utf-8")
     return out_dir / "scheme.grp"
+
+
+def check_operations(base: ast.Scheme, region: ast.Scheme) -> list[ast.Statement]:
+    """invalid/warn checks of the region from the base's: removed, moved (the longest common order
+    stays), added in place (`add ... after` the check before it) and restated (`replace`)."""
+    out: list[ast.Statement] = []
+    for kind, word in ((ast.InvalidDef, "invalid"), (ast.WarnDef, "warn")):
+        old = {st.name: st for st in base.of_type(kind)}
+        new = [st.name for st in region.of_type(kind)]
+        out += [ast.RemoveGroup(word, name) for name in old if name not in new]
+        keep = _lcs([name for name in old if name in new], new)
+        for i, st in enumerate(region.of_type(kind)):
+            position = ast.Position("after", new[i - 1]) if i else ast.Position("first", None)
+            if st.name not in old:
+                out.append(ast.AddGroup(st, position))
+                continue
+            if st.name not in keep:
+                out.append(ast.MoveGroup(word, st.name, position))
+            if old[st.name] != st:
+                out.append(ast.ReplaceDef(st))
+    return out
 
 
 def _key(st) -> str:

@@ -274,6 +274,7 @@ class InvalidDef:
     message: str | None
     cond: Cond
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +283,7 @@ class WarnDef:
     message: str | None
     cond: Cond
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +419,7 @@ class Position:
 class ReplaceDef:
     """replace set/define/table: a new definition under a base name."""
 
-    definition: "SetDef | DefineDef | TableDef"
+    definition: "SetDef | DefineDef | TableDef | InvalidDef | WarnDef"
     span: Span | None = _span()
 
 
@@ -441,14 +443,14 @@ class PatchTable:
 
 @dataclass(frozen=True, slots=True)
 class AddGroup:
-    group: GroupDef | QyDef
+    group: GroupDef | QyDef | InvalidDef | WarnDef
     position: Position
     span: Span | None = _span()
 
 
 @dataclass(frozen=True, slots=True)
 class RemoveGroup:
-    kind: str                # "mdc" | "adrg" | "drg" | "qy"
+    kind: str                # "mdc" | "adrg" | "drg" | "qy" | "invalid" | "warn"
     code: str
     span: Span | None = _span()
     within: str | None = None  # qy only: the MDC holding the rule (None: the top-level rule)

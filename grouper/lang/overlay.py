@@ -16,6 +16,8 @@ file order, each to a named target that must exist (else an error at the operati
   [in MDC] ["name"] [mdc M] when C` restates the rule, `add qy ... POSITION` (before/after any MDC,
   ADRG or qy; first/last, or `in MDC`), `remove qy`, `move qy ... POSITION`, `rename qy ... to NEW`.
   Several rules of one code at one place cannot be told apart: an error names them.
+- `replace invalid|warn NAME ...` restates a check; `add invalid|warn ... POSITION`, `remove
+  invalid|warn NAME`, `move invalid|warn NAME POSITION` (before/after a check of that kind, first/last)
 
 Merging is a pure AST step. Every node keeps the span of the file it was written in, and a base
 node changed by an operation records the operation's span in `changes` (explain shows both).
@@ -29,6 +31,7 @@ from ..errors import Diagnostic
 from . import ast
 
 KINDS = ("mdc", "adrg", "drg")
+CHECKS = {ast.InvalidDef: "invalid", ast.WarnDef: "warn"}   # input checks, tried in order among their kind
 PARENT = {"adrg": "mdc", "drg": "adrg"}
 
 
@@ -178,6 +181,9 @@ class _Merger:
         if isinstance(st, (ast.ReplaceQy, ast.RemoveGroup, ast.MoveGroup, ast.RenameGroup)) and (
                 isinstance(st, ast.ReplaceQy) or st.kind == "qy"):
             self.apply_qy(st)
+        elif (isinstance(st, (ast.RemoveGroup, ast.MoveGroup)) and st.kind in CHECKS.values()
+              or isinstance(st, ast.AddGroup) and type(st.group) in CHECKS):
+            self.apply_check(st)
         elif isinstance(st, ast.RefineDef):
             where = self.locate("adrg", st.adrg, st.span)
             if where:
@@ -229,10 +235,11 @@ class _Merger:
         elif isinstance(st, ast.ReplaceDef):
             definition = st.definition
             i = self.definition_index(definition)
-            kind = {ast.SetDef: "set", ast.DefineDef: "define", ast.TableDef: "table"}[type(definition)]
+            kind = {ast.SetDef: "set", ast.DefineDef: "define", ast.TableDef: "table", **CHECKS}[type(definition)]
             if i is None:
                 self.error(f"unknown-{kind}", f"the base has no {kind} {definition.name!r} to replace", st.span,
-                           f"declare a new one with `{kind} {definition.name} = ...` (without `replace`)")
+                           f"declare a new one with `{kind} {definition.name} "
+                           f"{'... when ...' if type(definition) in CHECKS else '= ...'}` (without `replace`)")
                 return
             self.others[i] = dataclasses.replace(definition, changes=(st.span,) if st.span else ())
         elif isinstance(st, ast.PatchTable):
@@ -245,6 +252,57 @@ class _Merger:
                                                  changes=table.changes + ((st.span,) if st.span else ()))
         else:
             raise TypeError(f"not an overlay operation: {st!r}")
+
+    def check_index(self, kind: str, name: str) -> int | None:
+        rule_type = next(t for t, k in CHECKS.items() if k == kind)
+        return next((i for i, st in enumerate(self.others) if type(st) is rule_type and st.name == name), None)
+
+    def place_check(self, kind: str, position: ast.Position, span) -> int | None:
+        """Index in the statements for an invalid/warn check at `position` among the checks of its kind."""
+        if position.where in ("before", "after"):
+            i = self.check_index(kind, position.anchor)
+            if i is None:
+                self.error(f"unknown-{kind}", f"there is no {kind} check {position.anchor} to place it {position.where}",
+                           position.span or span)
+                return None
+            return i + (position.where == "after")
+        if position.anchor is not None:
+            self.error("bad-position", f"{kind} checks are not inside anything: write `first` or `last`",
+                       position.span or span)
+            return None
+        same = [i for i, st in enumerate(self.others) if CHECKS.get(type(st)) == kind]
+        if not same:
+            return len(self.others)
+        return same[0] if position.where == "first" else same[-1] + 1
+
+    def apply_check(self, st) -> None:
+        if isinstance(st, ast.AddGroup):
+            kind, rule = CHECKS[type(st.group)], st.group
+            if any(type(o) in CHECKS and o.name == rule.name for o in self.others):
+                self.error("duplicate-name", f"the base already has a check {rule.name!r}", st.span,
+                           f"change it with `replace {kind} {rule.name} ...`")
+                return
+            i = self.place_check(kind, st.position, st.span)
+            if i is not None:
+                self.others.insert(i, rule)
+            return
+        i = self.check_index(st.kind, st.code)
+        if i is None:
+            self.error(f"unknown-{st.kind}", f"the base has no {st.kind} check {st.code!r}", st.span,
+                       f"the base is {self.base.path}")
+            return
+        rule = self.others.pop(i)
+        if isinstance(st, ast.RemoveGroup):
+            return
+        if st.position.anchor == st.code:
+            self.error("bad-position", f"{st.code} cannot be placed relative to itself", st.span)
+            target = None
+        else:
+            target = self.place_check(st.kind, st.position, st.span)
+        if target is None:
+            self.others.insert(i, rule)
+        else:
+            self.others.insert(target, _changed(rule, st.span))
 
     def apply_qy(self, st) -> None:
         code = st.qy.code if isinstance(st, ast.ReplaceQy) else st.code

@@ -191,6 +191,15 @@ class _Builder(Transformer):
         return ast.RenameGroup("qy", str(code), str(new_code), _string(name) if name is not None else None,
                                self._s(meta), str(within) if within is not None else None)
 
+    def remove_rule(self, meta, c):
+        return ast.RemoveGroup(c[0], str(c[1]), self._s(meta))
+
+    def move_rule(self, meta, c):
+        return ast.MoveGroup(c[0], str(c[1]), c[2], self._s(meta))
+
+    def rule_kind(self, meta, c):
+        return str(c[0])
+
     def group_kind(self, meta, c):
         return str(c[0])
 

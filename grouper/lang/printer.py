@@ -179,7 +179,8 @@ def statement_lines(st: ast.Statement, comments: dict | None = None) -> list[str
     if isinstance(st, ast.PatchTable):
         return [f"patch table {st.table} with {quote(st.file)}"]
     if isinstance(st, ast.AddGroup):
-        lines = _group_lines(st.group, "", comments)
+        checks = (ast.InvalidDef, ast.WarnDef)
+        lines = statement_lines(st.group) if isinstance(st.group, checks) else _group_lines(st.group, "", comments)
         lines[0] = "add " + lines[0]
         lines[-1] += f" {_position_text(st.position)}"
         return lines
