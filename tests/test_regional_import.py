@@ -190,3 +190,58 @@ def test_an_overlay_import_refuses_to_overwrite_an_input(tiny_region, tmp_path, 
     assert message in capsys.readouterr().err
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == inputs
     assert [p.read_bytes() for p in inputs] == before
+
+
+def _qy_region(chs20_tables, folder: Path, *edits: tuple[str, str, str]) -> Path:
+    """The 2.0 tables with (file, old, new) text edits, e.g. a changed QY rule list in mdc.csv."""
+    import shutil
+
+    shutil.copytree(chs20_tables, folder, ignore=shutil.ignore_patterns("golden"))
+    for file, old, new in edits:
+        text = (folder / file).read_text(encoding="utf-8")
+        assert old in text, (file, old)
+        (folder / file).write_text(text.replace(old, new, 1), encoding="utf-8")
+    return folder
+
+
+def test_a_region_changing_qy_rules_of_the_2_0_scheme(chs20_tables, chs20_pack, golden20_cases, tmp_path):
+    """QY rules added, removed, moved among the ADRGs and renamed are written as qy operations;
+    overlay = standalone on the 20,000 golden cases, and the changes move cases."""
+    region = _qy_region(chs20_tables, tmp_path / "tables",
+                        ("mdc.csv", "1,MDCA,先期分组疾病及相关操作,always,,,,,", "1,MDCA,先期分组疾病及相关操作,always,,,13,or_pproc,"),
+                        ("mdc.csv", ",pdx,,,8,or_pproc,\n", ",pdx,,,,,\n"),          # MDCE: no QY check
+                        ("mdc.csv", ",pdx,,,19,or_pproc,", ",pdx,,,5,or_pproc,"),      # MDCG: earlier
+                        ("mdc.csv", ",pdx,,,0,or_pproc,", ",pdx,,,1,or_pproc,"),       # MDCU: after UR1
+                        ("drg_name.csv", "GQY,G_歧义组", "GQY,G_歧义组（本地）"))
+    import_chs_drg(region, tmp_path / "standalone", name="r20")
+    import_overlay(region, chs20_pack, tmp_path / "overlay", name="r20")
+    text = (tmp_path / "overlay" / "scheme.grp").read_text(encoding="utf-8")
+    ops = [line for line in text.splitlines() if line.startswith(("add qy", "remove qy", "move qy", "replace qy"))]
+    assert ops == ['add qy AQY "A_歧义组" when pproc in OR after AH2', "remove qy EQY in MDCE",
+                   "move qy GQY in MDCG after GC2", 'replace qy GQY in MDCG "G_歧义组（本地）" when pproc in OR',
+                   "move qy UQY in MDCU after UR1"]
+    scheme, found = check_scheme(tmp_path / "overlay")
+    assert scheme is not None and [d for d in found if d.severity == "error"] == []
+    columns = ["status", "mdc", "adrg", "drg"]
+    overlay = group_frame(load_scheme(tmp_path / "overlay").plan, golden20_cases).select(columns)
+    assert overlay.equals(group_frame(load_scheme(tmp_path / "standalone").plan, golden20_cases).select(columns))
+    national = group_frame(load_scheme(chs20_pack).plan, golden20_cases).select(columns)
+    changed = [(a, b) for a, b in zip(national.rows(), overlay.rows()) if a != b]
+    assert len(changed) > 1000
+    # AQY, last in MDCA (entered by every case), now takes every OR principal procedure no ADRG took
+    assert "AQY" in {b[3] for _, b in changed} and "EQY" not in overlay["drg"].to_list()
+    assert "EQY" in national["drg"].to_list()
+
+
+def test_a_qy_change_an_overlay_cannot_name_is_refused(chs20_tables, chs20_pack, tmp_path, capsys):
+    """Two top-level MQY rules (from MDCM and MDCN) cannot be told apart by an operation: dropping
+    one is refused with the reason, and nothing is written."""
+    from grouper.cli import main
+
+    region = _qy_region(chs20_tables, tmp_path / "tables", ("mdc.csv", "sex_mismatch:MQY;or_pproc", "or_pproc"))
+    out = tmp_path / "overlay"
+    assert main(["import", "chs-drg", str(region), "--base", str(chs20_pack), "-o", str(out), "--allow-unused"]) == 3
+    err = capsys.readouterr().err
+    assert "ambiguous-group (QY) rules at the top level" in err and "2 qy rules MQY there cannot be told apart" in err
+    assert "standalone" in err
+    assert not out.exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections import Counter
 import os
 import shutil
 import tempfile
@@ -187,12 +188,6 @@ class _Differ:
     def hierarchy(self) -> list[ast.Statement]:
         from .chs_drg import ImportError_
 
-        qys = lambda scheme: ([q for q in scheme.of_type(ast.QyDef)], {m.code: m.qys for m in scheme.mdcs})  # noqa: E731
-        base_qy, region_qy = qys(self.base), qys(self.region)
-        if base_qy[0] != region_qy[0] or any(region_qy[1].get(c, ()) != q for c, q in base_qy[1].items()
-                                             if c in region_qy[1]):
-            raise ImportError_("the region changes ambiguous-group (QY) rules, which an overlay cannot state yet: "
-                               "import it as a standalone pack")
         base_mdcs = {m.code: m for m in self.base.mdcs}
         region_mdcs = {m.code: m for m in self.region.mdcs}
         base_adrgs = {a.code: (m.code, a) for m in self.base.mdcs for a in m.adrgs}
@@ -249,7 +244,60 @@ class _Differ:
         for code in base_mdcs:
             if code not in region_mdcs:
                 ops.append(ast.RemoveGroup("mdc", code))
-        return ops
+        return ops + self.qys(ops, ImportError_)
+
+    def qys(self, ops: list[ast.Statement], error) -> list[ast.Statement]:
+        """qy rules into their places, after the other operations: the base with those applied is
+        walked item by item against the region (top level, then each MDC); a qy rule out of place
+        is moved right after the item before it in the region (or added, or removed), one that
+        differs is restated (`replace qy`). Refused when an operation cannot name its rule
+        (two qy rules of one code at one place) or the result is not the region's order."""
+        from ..lang.overlay import _Merger
+
+        merger = _Merger(self.base, ast.Scheme(self.base.header, ()))
+        out: list[ast.Statement] = []
+
+        def emit(op) -> None:
+            merger.apply(op)
+            out.append(op)
+
+        def key(node) -> tuple:
+            return type(node).__name__, node.code
+
+        for op in ops:
+            merger.apply(op)
+        region_top = [st for st in self.region.statements if isinstance(st, (ast.MdcDef, ast.QyDef))]
+        places = [(None, region_top), *((m.code, list(m.items)) for m in self.region.mdcs)]
+        for within, items in places:
+            parent = merger.qy_parent(within, None)
+            wanted = {key(i) for i in items}
+            for child in [c for c in parent.children if isinstance(c.node, ast.QyDef) and key(c.node) not in wanted]:
+                emit(ast.RemoveGroup("qy", child.node.code, within=within))
+            for i, item in enumerate(items):
+                if not isinstance(item, ast.QyDef):
+                    continue   # the other operations put MDCs and ADRGs in the region's order already
+                keys = [key(c.node) for c in parent.children]
+                spot = keys.index(key(items[i - 1])) + 1 if i else 0
+                if spot >= len(keys) or keys[spot] != key(item):
+                    position = ast.Position("after", items[i - 1].code) if i else ast.Position("first", within)
+                    if key(item) in keys:
+                        emit(ast.MoveGroup("qy", item.code, position, within=within))
+                    else:
+                        emit(ast.AddGroup(item, position))
+                        continue
+                    spot = [key(c.node) for c in parent.children].index(key(items[i - 1])) + 1 if i else 0
+                if parent.children[spot].node != item:
+                    emit(ast.ReplaceQy(item, within))
+            got = [key(c.node) for c in parent.children]
+            if merger.found or got != [key(i) for i in items] or any(
+                    c.node != i for c, i in zip(parent.children, items) if isinstance(i, ast.QyDef)):
+                extra = Counter(got) - Counter(key(i) for i in items)
+                problem = (merger.found[0].message if merger.found else
+                           f"{Counter(got)[next(iter(extra))]} qy rules {next(iter(extra))[1]} there cannot be told "
+                           f"apart by an operation" if extra else "the operations do not give the region's order")
+                raise error(f"the region changes ambiguous-group (QY) rules {'in ' + within if within else 'at the top level'} "
+                            f"in a way an overlay cannot state ({problem}): import it as a standalone pack")
+        return out
 
 
 def _table_rows(path: Path) -> pl.DataFrame:

@@ -345,6 +345,7 @@ class QyDef:
     mdc: str | None
     cond: Cond
     span: Span | None = _span()
+    changes: tuple[Span, ...] = _changes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,16 +441,17 @@ class PatchTable:
 
 @dataclass(frozen=True, slots=True)
 class AddGroup:
-    group: GroupDef
+    group: GroupDef | QyDef
     position: Position
     span: Span | None = _span()
 
 
 @dataclass(frozen=True, slots=True)
 class RemoveGroup:
-    kind: str
+    kind: str                # "mdc" | "adrg" | "drg" | "qy"
     code: str
     span: Span | None = _span()
+    within: str | None = None  # qy only: the MDC holding the rule (None: the top-level rule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +460,7 @@ class MoveGroup:
     code: str
     position: Position
     span: Span | None = _span()
+    within: str | None = None  # qy only, as in RemoveGroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,14 +470,25 @@ class RenameGroup:
     new_code: str
     name: str | None
     span: Span | None = _span()
+    within: str | None = None  # qy only, as in RemoveGroup
 
 
-OVERLAY_OPERATIONS = (RefineDef, ReplaceDef, ReplaceGroup, PatchTable, AddGroup, RemoveGroup, MoveGroup, RenameGroup)
+@dataclass(frozen=True, slots=True)
+class ReplaceQy:
+    """replace qy CODE [in MDC] ...: the rule restated whole (name, reported MDC, condition), same place."""
+
+    qy: QyDef
+    within: str | None = None  # the MDC holding the rule (None: the top-level rule)
+    span: Span | None = _span()
+
+
+OVERLAY_OPERATIONS = (RefineDef, ReplaceDef, ReplaceGroup, PatchTable, AddGroup, RemoveGroup, MoveGroup, RenameGroup,
+                      ReplaceQy)
 
 
 Statement = (TableDef | DictionaryDef | SetDef | DefineDef | InvalidDef | WarnDef | ValidateDef | MapDef
              | WeightsDef | RefineDef | ReadSex | ReadEmptyNumber | ReadEmptyList | QyDef | MdcDef | SettingDef
-             | ReplaceDef | ReplaceGroup | PatchTable | AddGroup | RemoveGroup | MoveGroup | RenameGroup)
+             | ReplaceDef | ReplaceGroup | PatchTable | AddGroup | RemoveGroup | MoveGroup | RenameGroup | ReplaceQy)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,10 @@ file order, each to a named target that must exist (else an error at the operati
                                                rule that names it follows
 - `patch table NAME with "patch.csv"`          rows removed (`-`) and added (`+`), see tables.py
 - `setting NAME = VALUE`                       overrides the base's setting of that name
+- qy rules (歧义组), named `qy CODE` (top level) or `qy CODE in MDC` (inside it): `replace qy CODE
+  [in MDC] ["name"] [mdc M] when C` restates the rule, `add qy ... POSITION` (before/after any MDC,
+  ADRG or qy; first/last, or `in MDC`), `remove qy`, `move qy ... POSITION`, `rename qy ... to NEW`.
+  Several rules of one code at one place cannot be told apart: an error names them.
 
 Merging is a pure AST step. Every node keeps the span of the file it was written in, and a base
 node changed by an operation records the operation's span in `changes` (explain shows both).
@@ -66,17 +70,48 @@ class _Merger:
         self.found.append(Diagnostic(code, "error", message, span, hint))
 
     # ---- lookups ---------------------------------------------------------------------------
-    def find(self, kind: str, code: str) -> tuple[_Group, int] | None:
-        """(parent, index) of the group `code` of this kind, or None."""
+    def find(self, kind: str, code: str, *, sibling: bool = False) -> tuple[_Group, int] | None:
+        """(parent, index) of the group `code` of this kind, or None. A qy rule counts only as an
+        anchor (`sibling`): it is never the target of an MDC/ADRG/DRG operation."""
         depth = KINDS.index(kind)
         parents = [self.root]
         for _ in range(depth):
             parents = [c for p in parents for c in p.children]
         for parent in parents:
             for i, child in enumerate(parent.children):
-                if child.node.code == code:
+                if child.node.code == code and (sibling or not isinstance(child.node, ast.QyDef)):
                     return parent, i
         return None
+
+    def qy_parent(self, within: str | None, span) -> _Group | None:
+        """The top level (None) or the MDC `within`, where a qy rule is looked up or placed."""
+        if within is None:
+            return self.root
+        where = self.find("mdc", within)
+        if where is None:
+            self.error("unknown-mdc", f"there is no MDC {within}", span)
+            return None
+        return where[0].children[where[1]]
+
+    def locate_qy(self, code: str, within: str | None, span) -> tuple[_Group, int] | None:
+        """(parent, index) of the one qy rule `code` at the top level or in MDC `within`."""
+        parent = self.qy_parent(within, span)
+        if parent is None:
+            return None
+        found = [i for i, c in enumerate(parent.children) if isinstance(c.node, ast.QyDef) and c.node.code == code]
+        place = f"in MDC {within}" if within else "at the top level"
+        if not found:
+            elsewhere = [m.node.code for m in self.root.children for c in m.children
+                         if isinstance(c.node, ast.QyDef) and c.node.code == code]
+            hint = (f"it is inside {', '.join(dict.fromkeys(elsewhere))}: write `qy {code} in MDC`" if elsewhere
+                    and within is None else f"the base is {self.base.path}; add one with `add qy ...`")
+            self.error("unknown-qy", f"there is no qy rule {code} {place} to change", span, hint)
+            return None
+        if len(found) > 1:
+            self.error("ambiguous-qy", f"{len(found)} qy rules {code} are {place}: an operation cannot tell them apart",
+                       span, "replace the rules' MDC instead (`remove mdc` and `add mdc` with its new block)")
+            return None
+        return parent, found[0]
 
     def locate(self, kind: str, code: str, span) -> tuple[_Group, int] | None:
         where = self.find(kind, code)
@@ -87,8 +122,10 @@ class _Merger:
 
     def place(self, kind: str, position: ast.Position, span) -> tuple[_Group, int] | None:
         """(parent, insertion index) for a group of `kind` at `position`, or None (error reported)."""
+        if kind == "qy":
+            return self.place_qy(position, span)
         if position.where in ("before", "after"):
-            where = self.find(kind, position.anchor)
+            where = self.find(kind, position.anchor, sibling=True)
             if where is None:
                 self.error(f"unknown-{kind}", f"there is no {kind.upper()} {position.anchor} to place it "
                            f"{position.where}", position.span or span)
@@ -113,6 +150,23 @@ class _Merger:
             parent = where[0].children[where[1]]
         return parent, 0 if position.where == "first" else len(parent.children)
 
+    def place_qy(self, position: ast.Position, span) -> tuple[_Group, int] | None:
+        """A qy rule goes among the MDCs (top level) or among an MDC's ADRGs: before/after any of
+        those (MDC, ADRG or qy), or first/last at the top level or `in MDC`."""
+        if position.where in ("first", "last"):
+            parent = self.qy_parent(position.anchor, position.span or span)
+            return None if parent is None else (parent, 0 if position.where == "first" else len(parent.children))
+        found = [(parent, i) for parent in (self.root, *self.root.children)
+                 for i, c in enumerate(parent.children) if c.node.code == position.anchor]
+        if len(found) != 1:
+            self.error("unknown-anchor" if not found else "ambiguous-qy",
+                       f"there is no MDC, ADRG or qy {position.anchor} to place it {position.where}" if not found
+                       else f"{len(found)} rules are called {position.anchor}: place it relative to another one",
+                       position.span or span)
+            return None
+        parent, i = found[0]
+        return parent, i + (position.where == "after")
+
     def definition_index(self, definition) -> int | None:
         for i, st in enumerate(self.others):
             if type(st) is type(definition) and st.name == definition.name:
@@ -121,7 +175,10 @@ class _Merger:
 
     # ---- operations ------------------------------------------------------------------------
     def apply(self, st) -> None:
-        if isinstance(st, ast.RefineDef):
+        if isinstance(st, (ast.ReplaceQy, ast.RemoveGroup, ast.MoveGroup, ast.RenameGroup)) and (
+                isinstance(st, ast.ReplaceQy) or st.kind == "qy"):
+            self.apply_qy(st)
+        elif isinstance(st, ast.RefineDef):
             where = self.locate("adrg", st.adrg, st.span)
             if where:
                 group = where[0].children[where[1]]
@@ -140,9 +197,11 @@ class _Merger:
                     changes["cond"] = st.cond
                 group.node = _changed(dataclasses.replace(group.node, **changes), st.span)
         elif isinstance(st, ast.AddGroup):
-            kind = {ast.MdcDef: "mdc", ast.AdrgDef: "adrg", ast.DrgDef: "drg"}[type(st.group)]
+            kind = {ast.MdcDef: "mdc", ast.AdrgDef: "adrg", ast.DrgDef: "drg", ast.QyDef: "qy"}[type(st.group)]
             target = self.place(kind, st.position, st.span)
-            if target:
+            if target and kind == "qy" and target[0] is not self.root and st.group.mdc is not None:
+                self.error("bad-position", f"a qy rule inside an MDC reports that MDC: drop `mdc {st.group.mdc}`", st.span)
+            elif target:
                 target[0].children.insert(target[1], _tree(st.group))
         elif isinstance(st, ast.RemoveGroup):
             where = self.locate(st.kind, st.code, st.span)
@@ -186,6 +245,41 @@ class _Merger:
                                                  changes=table.changes + ((st.span,) if st.span else ()))
         else:
             raise TypeError(f"not an overlay operation: {st!r}")
+
+    def apply_qy(self, st) -> None:
+        code = st.qy.code if isinstance(st, ast.ReplaceQy) else st.code
+        if isinstance(st, ast.MoveGroup) and st.position.anchor == code and st.position.where in ("before", "after"):
+            self.error("bad-position", f"{code} cannot be placed relative to itself", st.span)
+            return
+        where = self.locate_qy(code, st.within, st.span)
+        if where is None:
+            return
+        parent, i = where
+        rule = parent.children[i]
+        if isinstance(st, ast.ReplaceQy):
+            if st.within is not None and st.qy.mdc is not None:
+                self.error("bad-overlay", f"a qy rule inside an MDC reports that MDC ({st.within}): drop `mdc {st.qy.mdc}`",
+                           st.span)
+                return
+            rule.node = _changed(dataclasses.replace(st.qy, changes=rule.node.changes), st.span)
+        elif isinstance(st, ast.RemoveGroup):
+            del parent.children[i]
+        elif isinstance(st, ast.RenameGroup):
+            changes = {"code": st.new_code, **({"name": st.name} if st.name is not None else {})}
+            rule.node = _changed(dataclasses.replace(rule.node, **changes), st.span)
+        else:
+            parent.children.pop(i)
+            target = self.place_qy(st.position, st.span)
+            if target is None:
+                parent.children.insert(i, rule)
+                return
+            if target[0] is not self.root and rule.node.mdc is not None:
+                self.error("bad-position", f"qy {code} reports MDC {rule.node.mdc}: a rule inside an MDC reports that "
+                           "MDC, so it cannot move in", st.span, f"first `replace qy {code} ...` without `mdc`")
+                parent.children.insert(i, rule)
+                return
+            rule.node = _changed(rule.node, st.span)
+            target[0].children.insert(target[1], rule)
 
     def merge(self) -> ast.Scheme:
         for st in self.overlay.statements:

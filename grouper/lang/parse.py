@@ -174,6 +174,23 @@ class _Builder(Transformer):
         kind, code, new_code, name = c
         return ast.RenameGroup(kind, str(code), str(new_code), _string(name) if name is not None else None, self._s(meta))
 
+    def replace_qy(self, meta, c):
+        code, within, name, mdc, cond = c
+        qy = ast.QyDef(str(code), _string(name) if name is not None else None,
+                       str(mdc) if mdc is not None else None, cond, self._s(meta))
+        return ast.ReplaceQy(qy, str(within) if within is not None else None, self._s(meta))
+
+    def remove_qy(self, meta, c):
+        return ast.RemoveGroup("qy", str(c[0]), self._s(meta), str(c[1]) if c[1] is not None else None)
+
+    def move_qy(self, meta, c):
+        return ast.MoveGroup("qy", str(c[0]), c[2], self._s(meta), str(c[1]) if c[1] is not None else None)
+
+    def rename_qy(self, meta, c):
+        code, within, new_code, name = c
+        return ast.RenameGroup("qy", str(code), str(new_code), _string(name) if name is not None else None,
+                               self._s(meta), str(within) if within is not None else None)
+
     def group_kind(self, meta, c):
         return str(c[0])
 

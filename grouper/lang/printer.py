@@ -106,9 +106,15 @@ def _position_text(position: ast.Position) -> str:
     return position.where + (f" in {position.anchor}" if position.anchor else "")
 
 
-def _qy_line(qy: ast.QyDef, indent: str) -> str:
+def _target(st) -> str:
+    """`KIND CODE` of a remove/move/rename; a qy rule inside an MDC adds `in MDC`."""
+    return f"{st.kind} {st.code}" + (f" in {st.within}" if st.within else "")
+
+
+def _qy_line(qy: ast.QyDef, indent: str, within: str | None = None) -> str:
     mdc = f" mdc {qy.mdc}" if qy.mdc is not None else ""
-    return f"{indent}{_named('qy', qy.code, qy.name)}{mdc} {_when(qy.cond, indent)}"
+    code = qy.code + (f" in {within}" if within else "")   # `replace qy CODE in MDC ...`
+    return f"{indent}{_named('qy', code, qy.name)}{mdc} {_when(qy.cond, indent)}"
 
 
 def _group_lines(node: ast.GroupDef | ast.QyDef, indent: str, comments: dict) -> list[str]:
@@ -177,12 +183,14 @@ def statement_lines(st: ast.Statement, comments: dict | None = None) -> list[str
         lines[0] = "add " + lines[0]
         lines[-1] += f" {_position_text(st.position)}"
         return lines
+    if isinstance(st, ast.ReplaceQy):
+        return ["replace " + _qy_line(st.qy, "", within=st.within)]
     if isinstance(st, ast.RemoveGroup):
-        return [f"remove {st.kind} {st.code}"]
+        return [f"remove {_target(st)}"]
     if isinstance(st, ast.MoveGroup):
-        return [f"move {st.kind} {st.code} {_position_text(st.position)}"]
+        return [f"move {_target(st)} {_position_text(st.position)}"]
     if isinstance(st, ast.RenameGroup):
-        return [f"rename {st.kind} {st.code} to {st.new_code}" + (f" {quote(st.name)}" if st.name is not None else "")]
+        return [f"rename {_target(st)} to {st.new_code}" + (f" {quote(st.name)}" if st.name is not None else "")]
     raise TypeError(f"not a statement: {st!r}")
 
 
