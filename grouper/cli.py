@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--base", metavar="PACK",
                    help="chs-drg: write an overlay of this pack holding only the differences (a regional table set)")
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
-    st.add_argument("cases", help="a grouped file (.parquet/.csv with status, drg and the settlement fields) or raw cases")
+    st.add_argument("cases", help="a grouped file (.parquet/.csv/.xlsx with status, drg and the settlement fields) or raw cases")
     st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
     st.add_argument("--weights", help="weights table (CSV: drg, weight[, mean]); not with a DIP policy (scores come from the pack)")
     st.add_argument("--scheme", help="scheme pack for raw cases (default: the shipped demo scheme); the DIP pack for a DIP policy")

@@ -92,3 +92,19 @@ def test_readme_quick_start_runs_at_a_small_scale(tmp_path, monkeypatch):
     assert text.count('<figure class="chart"') == 7
     pools = read_table(tmp_path / "settlement-zhejiang" / "pools.csv", MONEY["pools"])
     assert (pools["paid_by_points"] == pools["distributable"]).all()
+
+
+def test_settle_reads_a_grouped_excel_file_like_its_csv_twin(tmp_path):
+    # An .xlsx grouped file (grouper group --carry -o X.xlsx) was taken for raw cases: its header was
+    # never looked at, so settle asked for a diagnosis column (exit 3).
+    history = ROOT / "tables" / "demo" / "history.csv"
+    WEIGHTS.write_csv(tmp_path / "w.csv")
+    tables = {}
+    for kind in ("csv", "xlsx"):
+        grouped = tmp_path / f"grouped.{kind}"
+        assert main(["group", str(history), "-o", str(grouped), "--carry", "-q"]) == 0
+        out = tmp_path / f"out-{kind}"
+        assert main(["settle", str(grouped), "--policy", str(POLICIES / "zhejiang-points.toml"),
+                     "--weights", str(tmp_path / "w.csv"), "-o", str(out), "--format", "csv", "-q"]) == 0
+        tables[kind] = (out / "cases.csv").read_text(encoding="utf-8")
+    assert tables["xlsx"] == tables["csv"] and tables["csv"].count("\n") == 2001

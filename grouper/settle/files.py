@@ -94,7 +94,9 @@ def _column_names(path: Path) -> list[str]:
             first = io._first_line(path)
             text = first.decode("utf-8-sig", errors="replace") if first.startswith(b"\xef\xbb\xbf") else first.decode("gb18030", errors="replace")
             return [name.strip().strip('"') for name in text.strip().split(io._csv_separator(path, first))]
-    except (OSError, pl.exceptions.PolarsError) as exc:
+        if suffix in (".xlsx", ".xls"):  # the header row only, as text (no type guessing, no warnings)
+            return list(pl.read_excel(path, infer_schema_length=0, read_options={"n_rows": 0}).columns)
+    except Exception as exc:  # fastexcel raises its own exception hierarchy
         raise InputError(f"cannot read {path}: {exc}") from None
     return []
 
