@@ -50,6 +50,19 @@ def test_report_without_comparison_has_no_impact_chart(settlement_folder):
     assert text.count('<figure class="chart"') == 5 and "impact" not in text
 
 
+def test_report_shows_the_settlement_warnings(settlement_folder, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "warned"
+    shutil.copytree(settlement_folder / "change", folder)
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    assert "<p class=\"warning\">" not in render_report(folder)
+    summary["warnings"] = ["pool all: nothing is left to share by points <test>"]
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    assert '<p class="warning">Warning: pool all: nothing is left to share by points &lt;test&gt;</p>' in render_report(folder)
+
+
 def test_report_needs_a_settlement_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 3
     assert "summary.json" in capsys.readouterr().err

@@ -191,7 +191,7 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
 STYLE = """
 body { font-family: system-ui, "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; margin: 24px auto; max-width: 1180px; color: #222; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
-.meta { color: #666; font-size: 13px; } .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(540px, 1fr)); gap: 12px; }
+.meta { color: #666; font-size: 13px; } .warning { background: #fff4e5; border-left: 4px solid #e8a33d; padding: 6px 10px; } .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(540px, 1fr)); gap: 12px; }
 figure { margin: 0; border: 1px solid #eee; padding: 8px; } figure svg { width: 100%; height: auto; }
 figcaption { font-weight: 600; font-size: 14px; margin-bottom: 4px; }
 .scroll { max-height: 480px; overflow: auto; border: 1px solid #eee; }
@@ -232,6 +232,7 @@ def render_report(folder: str | Path) -> str:
         f"{html.escape(', '.join(Path(p).name for p in summary.get('policy_files', [])))} · "
         f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by grouper from {html.escape(folder.name)}</p>",
         '<div class="kpi">' + "".join(f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis) + "</div>",
+        *[f'<p class="warning">Warning: {html.escape(w)}</p>' for w in summary.get("warnings", [])],
         "<h2>Charts</h2><div class=\"grid\">",
         *[f'<figure class="chart" id="chart-{cid}"><figcaption>{html.escape(title)}</figcaption>{svg}</figure>'
           for cid, title, svg in charts],
