@@ -24,22 +24,6 @@ cdef inline int64_t _floor_share(int64_t points, int64_t distributable, u128 tot
     return estimate
 
 
-def shares(const int64_t[::1] points, int64_t distributable, int64_t total, int64_t[::1] floor, int64_t[::1] remainder):
-    """floor[i], remainder[i] = divmod(points[i] × distributable, total), in 128-bit arithmetic."""
-    cdef Py_ssize_t i, n = points.shape[0]
-    if total <= 0 or distributable < 0:
-        raise ValueError("shares needs a positive total and a non-negative distributable amount")
-    if floor.shape[0] != n or remainder.shape[0] != n:
-        raise ValueError("shares: output arrays must have the length of points")
-    for i in range(n):
-        if points[i] < 0:
-            raise ValueError("shares: points must not be negative")
-    cdef double rate = <double>distributable / <double>total
-    with nogil:
-        for i in range(n):
-            floor[i] = _floor_share(points[i], distributable, <u128>total, rate, &remainder[i])
-
-
 def pool_sums(const uint8_t[::1] pool, const uint8_t[::1] paid_by, const int64_t[::1] points, const int64_t[::1] cost,
               int group, int fee, int64_t[::1] fee_cost, int64_t[::1] group_points, int64_t[::1] payment):
     """Per pool p (codes 0 … len(fee_cost) − 1; other codes belong to no pool): fee_cost[p] = Σ cost
@@ -69,7 +53,7 @@ def pool_shares(const uint8_t[::1] pool, const uint8_t[::1] paid_by, const int64
                 int64_t distributable, int64_t total, int64_t[::1] payment, int64_t[::1] rows, int64_t[::1] remainder):
     """For the cases of pool `code` paid by group with points ≥ 0, in row order: payment[i] =
     ⌊points[i] × distributable ÷ total⌋, and the case's row and remainder appended to rows and
-    remainder. Returns how many were appended (see `shares` for the arithmetic)."""
+    remainder. Returns how many were appended (the arithmetic: `_floor_share`)."""
     cdef Py_ssize_t i, j = 0, n = pool.shape[0]
     cdef u128 big_total = <u128>total
     cdef double rate

@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import InputError
+from ..fields import fen_text
 from ..settle.engine import CASE_TYPES
 from ..settle.files import COMPARE_MONEY, MONEY, read_table
 
@@ -149,8 +150,7 @@ def _cell(value, money: bool) -> str:
     if value is None:
         return '<td data-v="">—</td>'
     if money:
-        sign = "-" if value < 0 else ""
-        return f'<td class="n" data-v="{value}">{sign}{abs(value) // 100:,}.{abs(value) % 100:02d}</td>'
+        return f'<td class="n" data-v="{value}">{fen_text(value)}</td>'
     if isinstance(value, float):
         return f'<td class="n" data-v="{value!r}">{value:,.4f}</td>'
     if isinstance(value, int):
@@ -204,12 +204,6 @@ th[data-dir=down]::after { content: " ▼"; } th[data-dir=up]::after { content: 
 """
 
 
-def _yuan(fen) -> str:
-    if fen is None:
-        return "—"
-    return f"{'-' if fen < 0 else ''}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
-
-
 def render_report(folder: str | Path) -> str:
     """The report of a settlement folder as one HTML string."""
     folder = Path(folder)
@@ -218,9 +212,9 @@ def render_report(folder: str | Path) -> str:
     charts = _charts(data)
     total_cases = summary.get("cases", 0)
     kpis = [("cases", f"{total_cases:,}"), ("hospitals", f"{hospitals.height:,}"),
-            ("payment (yuan)", _yuan(int(hospitals["final_payment"].sum() or 0))),
-            ("cost (yuan)", _yuan(int(hospitals["cost"].sum() or 0))),
-            ("surplus after sharing (yuan)", _yuan(int(hospitals["surplus_after_sharing"].sum() or 0)))]
+            ("payment (yuan)", fen_text(int(hospitals["final_payment"].sum() or 0))),
+            ("cost (yuan)", fen_text(int(hospitals["cost"].sum() or 0))),
+            ("surplus after sharing (yuan)", fen_text(int(hospitals["surplus_after_sharing"].sum() or 0)))]
     for row in pools.iter_rows(named=True):
         if row["settlement_point_value"] is not None:
             kpis.append((f"结算点值 {row['pool']}", f"{row['settlement_point_value']:.4f}"))
