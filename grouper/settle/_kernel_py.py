@@ -1,6 +1,7 @@
-"""The settle engine's inner loop in Python (Polars Int128): the readable twin of
-ext/_settle_kernel.pyx, used when the extension is not built (GROUPER_NO_EXTENSIONS). Same
-arguments, same results."""
+"""The settle engine's inner loops in Python (Polars and NumPy): the readable twin of
+ext/_settle_kernel.pyx, used when the extension is not built (GROUPER_NO_EXTENSIONS).
+`pool_sums`, `pool_shares` and `next_stays` take the same arguments and give the same results as
+the compiled ones; `shares` (exact 128-bit division with Polars Int128) is the twin's own building block."""
 from __future__ import annotations
 
 import numpy as np
