@@ -105,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="chs-drg: write an overlay of this pack holding only the differences (a regional table set)")
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
     st.add_argument("cases", help="a grouped file (.parquet/.csv/.xlsx with status, drg and the settlement fields) or raw cases")
-    st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
+    st.add_argument("--policy", help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml "
+                                    "(default: GROUPER_POLICY, else `policy` in the config file)")
     st.add_argument("--weights", help="weights table (CSV: drg, weight[, mean]); not with a DIP policy (scores come from the pack)")
     st.add_argument("--scheme", help="scheme pack for raw cases (default: the shipped demo scheme); the DIP pack for a DIP policy")
     st.add_argument("-o", "--output", required=True, help="folder for cases.parquet (or cases.csv), hospitals.csv, drgs.csv, pools.csv, summary.json")
@@ -129,7 +130,46 @@ def _parser() -> argparse.ArgumentParser:
 
     add_calibrate_weights(calibrate_kinds)
     add_calibrate_dip(calibrate_kinds)
+    for path in TABLE_COMMANDS:
+        _add_output_options(_subparser(sub, path), headers=path in HEADER_COMMANDS)
     return parser
+
+
+# The commands that write tables (CSV/Excel/Parquet), all through grouper.writers.
+TABLE_COMMANDS = (("group",), ("settle",), ("metrics",), ("crosswalk",), ("calibrate", "weights"),
+                  ("synth", "history"))
+# Those whose tables are for people only (nothing reads them back), so their headers may be Chinese.
+HEADER_COMMANDS = (("group",), ("crosswalk",))
+
+
+def _subparser(sub, path: tuple[str, ...]) -> argparse.ArgumentParser:
+    parser = sub.choices[path[0]]
+    for name in path[1:]:
+        nested = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = nested.choices[name]
+    return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser, *, headers: bool) -> None:
+    from .writers import DEFAULT_ENCODING, OUTPUT_ENCODINGS
+
+    parser.add_argument("--output-encoding", metavar="ENCODING", type=_output_encoding,
+                        help=f"encoding of CSV outputs: {', '.join(OUTPUT_ENCODINGS)} (default {DEFAULT_ENCODING}: "
+                             "UTF-8 with a byte-order mark, which Excel on Chinese Windows opens correctly)")
+    if headers:
+        parser.add_argument("--headers", choices=["en", "zh"], default=None,
+                            help="column headers: en = field names (default), zh = the Chinese names of the "
+                                 "结算清单 and of the results (for people; grouper reads back field names)")
+
+
+def _output_encoding(text: str) -> str:
+    from .errors import UsageError
+    from .writers import output_encoding
+
+    try:
+        return output_encoding(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_settle(args) -> int:
@@ -139,9 +179,11 @@ def cmd_settle(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .console import stderr_console
     from .report.html import write_report
 
-    write_report(args.settlement, args.output)
+    written = write_report(args.settlement, args.output)
+    stderr_console().print(f"report of {args.settlement} → {written} ({written.stat().st_size:,} bytes)", markup=False)
     return EXIT_OK
 
 
@@ -379,9 +421,9 @@ def cmd_explain(args) -> int:
             out["what_if"] = [dataclasses.asdict(w) for w in whatifs]
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
-        from rich.console import Console
+        from .console import stdout_console
 
-        console = Console(highlight=False, soft_wrap=False)
+        console = stdout_console()
         render_explanation(explanation, console)
         if whatifs:
             render_what_if(whatifs, console)
@@ -424,13 +466,23 @@ def main(argv: list[str] | None = None) -> int:
     from .outputs import Terminated, raise_on_termination
 
     args = _parser().parse_args(argv)
+    import warnings
+
+    from .errors import DemoSchemeWarning
+    from .writers import output_options
+
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain,
                     "settle": cmd_settle, "report": cmd_report}
-        if args.command not in commands:  # the wings' commands (synth, calibrate, metrics): set_defaults(run=...)
-            return args.run(args)
-        return commands[args.command](args)
+        _apply_user_defaults(args)
+        with warnings.catch_warnings(), \
+                output_options(encoding=getattr(args, "output_encoding", None), headers=getattr(args, "headers", None)):
+            warnings.simplefilter("once", DemoSchemeWarning)
+            warnings.showwarning = _show_warning
+            if args.command not in commands:  # the wings' commands (synth, calibrate, metrics): set_defaults(run=...)
+                return args.run(args)
+            return commands[args.command](args)
     except SchemeError as exc:
         from .console import print_diagnostics, stderr_console
 
@@ -444,6 +496,36 @@ def main(argv: list[str] | None = None) -> int:
         return _error("interrupted; no partial output was left", EXIT_INTERRUPTED)
     except Terminated:
         return _error("terminated (SIGTERM); no partial output was left", EXIT_TERMINATED)
+
+
+def _apply_user_defaults(args) -> None:
+    """Fill an omitted scheme (`--scheme`, `check PACK`) and policy (`--policy`) from GROUPER_SCHEME /
+    GROUPER_POLICY or the config file (grouper.config); say on stderr where they came from."""
+    from .config import user_default
+    from .errors import UsageError
+
+    notes = []
+    for attribute, setting in (("scheme", "scheme"), ("pack", "scheme"), ("policy", "policy")):
+        if getattr(args, attribute, "absent") is None:
+            found = user_default(setting)
+            if found.value is not None:
+                setattr(args, attribute, found.value)
+                notes.append(f"{setting}: {found.value} (from {found.source})")
+    if args.command == "settle" and args.policy is None:
+        raise UsageError("settle needs a policy: --policy FILE.toml, or set GROUPER_POLICY or `policy = ...` in the "
+                         "config file (see docs/commands.md)")
+    if notes:
+        from .console import stderr_console
+
+        for note in notes:
+            stderr_console().print(f"note: {note}", style="yellow", markup=False)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on stderr as one line, `warning: ...` (the demo-scheme notice is the one we expect)."""
+    from .console import stderr_console
+
+    stderr_console().print(f"warning: {message}", style="bold yellow", markup=False)
 
 
 def _error(message, code: int) -> int:

@@ -23,8 +23,74 @@ from rich.text import Text
 STATUSES = ("grouped", "qy", "no_drg", "no_adrg", "ungroupable", "invalid")
 
 
+class GrouperConsole(Console):
+    """A Rich console whose tables never cut a number or a header: a table is printed as it is when
+    every column fits at full width (only columns made to shorten, `overflow="ellipsis"`, may be
+    shortened), and otherwise one record at a time, `header: value` lines (e.g. at 80 columns)."""
+
+    def print(self, *objects, **kwargs) -> None:
+        super().print(*(fit_table(o, self.width) if isinstance(o, Table) else o for o in objects), **kwargs)
+
+
+ELLIPSIS_MIN = 12  # the narrowest a shortening column (e.g. a message) is made
+
+
+def _cell_width(cell) -> int:
+    from rich.cells import cell_len
+    from rich.errors import MarkupError
+
+    if isinstance(cell, str):
+        try:
+            cell = Text.from_markup(cell)
+        except MarkupError:
+            cell = Text(cell)
+    if not isinstance(cell, Text):
+        return 0
+    return max((cell_len(line) for line in cell.plain.splitlines()), default=0)
+
+
+def fit_table(table: Table, width: int):
+    """`table` with its columns unwrapped when it fits in `width`, else the same rows as records."""
+    needed = 0
+    for column in table.columns:
+        if column.overflow == "ellipsis":
+            needed += ELLIPSIS_MIN
+        else:
+            column.no_wrap, column.overflow = True, "fold"
+            needed += max([_cell_width(column.header), *(_cell_width(c) for c in column._cells)])
+        needed += table.padding[1] + table.padding[3]
+    needed += (len(table.columns) + 1) if table.box and table.show_edge else max(len(table.columns) - 1, 0)
+    if needed <= width:
+        return table
+    return _records(table)
+
+
+def _records(table: Table):
+    """The rows of `table` as blocks of `header: value` lines under its title (values fold, never cut)."""
+    from rich.console import Group
+
+    columns = table.columns
+    rows = len(columns[0]._cells) if columns else 0
+    parts = [Text(str(table.title), style="bold")] if table.title else []
+    for i in range(rows):
+        record = Table.grid(padding=(0, 1))
+        record.add_column(no_wrap=True, style="dim")
+        record.add_column(overflow="fold")
+        for column in columns:
+            cell = column._cells[i]
+            if cell == "" or (isinstance(cell, Text) and not cell.plain):
+                continue
+            record.add_row(f"{column.header}:" if isinstance(column.header, str) else column.header, cell)
+        parts += [Text("─" * 3), record] if i else [record]
+    return Group(*parts)
+
+
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return GrouperConsole(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    return GrouperConsole(highlight=False, soft_wrap=False)
 
 
 class _CasesPerSecondColumn(ProgressColumn):

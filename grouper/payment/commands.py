@@ -161,7 +161,7 @@ def cmd_calibrate_weights(args) -> int:
     if args.report:
         with atomic_output(args.report, directory=True) as folder:
             for name in ("summary", "riv", "drgs", "merges", "splits"):
-                getattr(report, name).write_csv(folder / f"{name}.csv")
+                io.write_results(getattr(report, name), folder / f"{name}.csv")
         written.append(f"{Path(args.report)}/")   # `--report rep/` is shown as rep/, not rep//
     if not args.quiet:
         render_calibration(calibration, report, console)

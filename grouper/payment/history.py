@@ -479,9 +479,11 @@ def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS
                 if writer is not None:
                     writer.close()
         else:
-            with tmp.open("wb") as fh:
-                for i, chunk in enumerate(gen.batches(chunk_rows)):
-                    for_text_output(chunk).write_csv(fh, include_header=i == 0)
+            from ..writers import ResultSink
+
+            with ResultSink(tmp) as sink:
+                for chunk in gen.batches(chunk_rows):
+                    sink.write(for_text_output(chunk))
                     rows += chunk.height
                     if on_chunk:
                         on_chunk(chunk.height)

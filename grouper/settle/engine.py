@@ -107,7 +107,11 @@ class DrgWeights:
     @classmethod
     def from_csv(cls, path, scale: float) -> "DrgWeights":
         try:
-            frame = pl.read_csv(path, infer_schema=False)
+            from pathlib import Path
+
+            from ..io import _as_utf8   # weights.csv may be written in UTF-8 (with or without BOM) or GBK
+
+            frame = pl.read_csv(_as_utf8(Path(path).read_bytes(), None, Path(path)), infer_schema=False)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise InputError(f"cannot read weights table {path}: {exc}") from None
         return cls(frame, scale)

@@ -16,7 +16,10 @@ def _num(value, digits: int = 4) -> str:
 
 def render_crosswalk(table: pl.DataFrame, before, after, console: Console | None, *, top: int = 15) -> None:
     """The largest source groups and where their cases land (to stdout unless a console is given)."""
-    console = console or Console(highlight=False)
+    if console is None:
+        from ..console import stdout_console
+
+        console = stdout_console()
     a, b = before.ast.header, after.ast.header
     sources = (table.group_by("from_group").agg(pl.col("from_cases").first())
                .sort(["from_cases", "from_group"], descending=[True, False]).head(top)["from_group"].to_list())
