@@ -42,7 +42,13 @@ def _read_settlement(folder: Path) -> dict:
     cases = next((p for p in (folder / "cases.parquet", folder / "cases.csv") if p.is_file()), None)
     if cases is None:
         raise InputError(f"{folder} has no cases.parquet or cases.csv")
-    lazy = pl.scan_parquet(cases) if cases.suffix == ".parquet" else pl.scan_csv(cases, schema_overrides={"cost_ratio": pl.Float64})
+    if cases.suffix == ".parquet":
+        lazy = pl.scan_parquet(cases)
+    else:   # written in UTF-8 (with or without BOM) or GBK: see grouper.writers
+        from ..io import _as_utf8
+
+        lazy = pl.read_csv(_as_utf8(cases.read_bytes(), None, cases), columns=["case_type", "cost_ratio"],
+                           schema_overrides={"cost_ratio": pl.Float64}).lazy()
     data["types"] = lazy.group_by("case_type").agg(pl.len().alias("cases")).collect()
     ratio = pl.col("cost_ratio")
     width = RATIO_MAX / RATIO_BINS
