@@ -25,8 +25,8 @@ STATUSES = ("grouped", "qy", "no_drg", "no_adrg", "ungroupable", "invalid")
 
 class GrouperConsole(Console):
     """A Rich console whose tables never cut a number or a header: a table is printed as it is when
-    every column fits at full width (only columns made to shorten, `overflow="ellipsis"`, may be
-    shortened), and otherwise one record at a time, `header: value` lines (e.g. at 80 columns)."""
+    every column fits at full width (only columns made to shorten, `no_wrap=True,
+    overflow="ellipsis"`, may be shortened), and otherwise one record at a time, `header: value` lines (e.g. at 80 columns)."""
 
     def print(self, *objects, **kwargs) -> None:
         super().print(*(fit_table(o, self.width) if isinstance(o, Table) else o for o in objects), **kwargs)
@@ -50,19 +50,45 @@ def _cell_width(cell) -> int:
 
 
 def fit_table(table: Table, width: int):
-    """`table` with its columns unwrapped when it fits in `width`, else the same rows as records."""
-    needed = 0
+    """`table` with its columns unwrapped when it fits in `width` (long headers broken after `_` or
+    a space onto more lines if need be), else the same rows as records."""
+    import copy
+    import re
+
+    table = copy.copy(table)   # the caller's table is left as it was
+    table.columns = [copy.copy(column) for column in table.columns]
+    needed, headers = 0, []   # (column, its header on several lines)
     for column in table.columns:
-        if column.overflow == "ellipsis":
+        if column.no_wrap and column.overflow == "ellipsis":   # made to shorten (e.g. a message)
             needed += ELLIPSIS_MIN
         else:
             column.no_wrap, column.overflow = True, "fold"
-            needed += max([_cell_width(column.header), *(_cell_width(c) for c in column._cells)])
+            cells = max([0, *(_cell_width(c) for c in column._cells)])
+            header = column.header if isinstance(column.header, str) else None
+            words = re.findall(r"[^_\s]+[_\s]*", header) if header else []
+            fitted = max(cells, *(_cell_width(w.rstrip()) for w in words)) if words else \
+                max(cells, _cell_width(column.header))
+            if header and _cell_width(header) > fitted:
+                headers.append((column, _wrapped(words, fitted)))
+            needed += fitted
         needed += table.padding[1] + table.padding[3]
     needed += (len(table.columns) + 1) if table.box and table.show_edge else max(len(table.columns) - 1, 0)
-    if needed <= width:
-        return table
-    return _records(table)
+    if needed > width:
+        return _records(table)
+    if needed + sum(_cell_width(c.header) - _cell_width(h) for c, h in headers) > width:
+        for column, header in headers:
+            column.header = header
+    return table
+
+
+def _wrapped(words: list[str], width: int) -> str:
+    """Header words (each with its `_` or space) greedily on lines of at most `width` cells."""
+    lines = [""]
+    for word in words:
+        if lines[-1] and _cell_width((lines[-1] + word).rstrip()) > width:
+            lines.append("")
+        lines[-1] += word
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _records(table: Table):
@@ -134,6 +160,11 @@ def progress(total: int, description: str, *, enabled: bool) -> Iterator[_Progre
     )
     with Progress(*columns, console=stderr_console()) as bar:
         yield _ProgressTask(bar, bar.add_task(description, total=total))
+
+
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """`1 year`, `3 years`, `12,000 cases`: a count with thousands separators and its noun."""
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
 
 
 def _percent(count: int, total: int) -> str:

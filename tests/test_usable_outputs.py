@@ -276,3 +276,23 @@ def test_settle_summary_at_80_columns(tmp_path, monkeypatch, capsys):
                  "--weights", str(tmp_path / "w.csv"), "-o", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "…" not in err and "Distributable" in err and "780,000,000.00" in err
+
+
+def test_long_headers_break_after_underscores_before_a_table_turns_into_records():
+    from rich.table import Table
+
+    columns = ("hospital", "cases", "grouping_rate", "drg_count", "cmi", "cost_index", "time_index",
+               "low_risk_mortality")
+    table = Table(title="Hospitals by CMI")
+    for name in columns:
+        table.add_column(name, justify="right")
+    table.add_row("H003", "3,341", "1.000", "33", "2.624", "1.404", "1.034", "0.0018")
+    console = _console(80)
+    console.print(table)
+    text = console.file.getvalue()
+    assert "…" not in text and "┃ hospital ┃" in text and "low_risk_" in text and "mortality" in text
+    narrow = _console(40)
+    narrow.print(table)
+    records = narrow.file.getvalue()
+    assert "low_risk_mortality: 0.0018" in records and "…" not in records
+    assert max(len(line.rstrip()) for line in records.splitlines()) <= 40

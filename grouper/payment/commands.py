@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..console import progress, stderr_console
+from ..console import counted, progress, stderr_console
 from ..errors import InputError, UsageError
 
 EXIT_OK = 0
@@ -103,8 +103,8 @@ def cmd_synth_history(args) -> int:
         rows = write_history(args.output, scheme, hospitals=args.hospitals, years=args.years, cases=args.cases,
                              seed=args.seed, end_year=args.end_year, source=args.source, on_chunk=bar.advance)
     if not args.quiet:
-        console.print(f"{rows:,} synthetic cases ({args.hospitals} hospitals, {args.years} years to "
-                      f"{args.end_year}, seed {args.seed}) → {args.output}")
+        console.print(f"{counted(rows, 'synthetic case')} ({counted(args.hospitals, 'hospital')}, "
+                      f"{counted(args.years, 'year')} to {args.end_year}, seed {args.seed}) → {args.output}")
     return EXIT_OK
 
 
