@@ -247,8 +247,8 @@ class _GroupProgress:
     """Follows grouping batch by batch: moves the progress bar, names the output stage on it, and
     keeps each batch's status counts and the ids of the cases it traced (for the summary)."""
 
-    def __init__(self, bar, output) -> None:
-        self.bar, self.output = bar, output
+    def __init__(self, bar, output, grouping: str) -> None:
+        self.bar, self.output, self.grouping = bar, output, grouping
         self.counts: list = []
         self.traced: list[str] = []
 
@@ -257,6 +257,8 @@ class _GroupProgress:
 
         from .console import summary_counts
 
+        if not self.counts:
+            self.bar.describe(self.grouping)   # the input is being read: say so no longer
         self.counts.append(summary_counts(results))
         self.bar.advance(results.height)
         if "trace" in results.columns:
@@ -277,15 +279,21 @@ def _write_group_outputs(args, scheme, report, console):
 
     header = scheme.ast.header
     show = not args.quiet and console.is_terminal
+    expected, estimated = _expected_rows(Path(args.input), args.sheet, args.skip_rows)
+    grouping = f"grouping with {header.name} {header.version}"
+    first = grouping
+    if Path(args.input).suffix.lower() in (".xlsx", ".xls"):   # read whole before the first batch
+        first = f"reading {Path(args.input).name} (an Excel file is read whole first)"
     with atomic_outputs(args.output, args.report) as (output, report_path):
-        with progress(_row_count(Path(args.input)), f"grouping with {header.name} {header.version}",
-                      enabled=show) as bar:
-            batches = _GroupProgress(bar, args.output)
-            rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
+        with progress(expected, first, enabled=show, estimated=estimated) as bar:
+            batches = _GroupProgress(bar, args.output, grouping)
+            rows = api.group_file(args.input, output, scheme,
+                                  batch_size=_progress_batch_size(args.batch_size, expected),
                                   columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
                                   on_batch=batches.on_batch, report=report, trace=_trace_request(args),
                                   carry=args.carry, sheet=args.sheet, skip_rows=args.skip_rows,
                                   on_stage=batches.on_stage)
+            bar.finish()
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
@@ -312,16 +320,76 @@ def _trace_request(args):
     return TraceRequest(frozenset(args.trace or ()), frozenset(args.trace_status or ()))
 
 
-def _row_count(path: Path) -> int | None:
-    """Rows of a Parquet file from its metadata (for the progress bar); None when unknown cheaply."""
-    if path.suffix.lower() in (".parquet", ".pq"):
-        try:
+def _expected_rows(path: Path, sheet=None, skip_rows: int = 0) -> tuple[int | None, bool]:
+    """(rows of the input, whether that is an estimate) for the progress bar, found cheaply: Parquet
+    from its metadata, Excel from the sheets' dimensions, CSV estimated from the file size and the
+    length of its first lines. (None, False) when unknown."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            return pq.ParquetFile(path).metadata.num_rows
-        except Exception:
-            return None
-    return None
+            return pq.ParquetFile(path).metadata.num_rows, False
+        if suffix in (".xlsx",):
+            rows = _excel_rows(path, sheet)
+            return (None, False) if rows is None else (max(0, rows - 1 - skip_rows), True)
+        if suffix in (".csv", ".tsv", ".txt"):
+            size = path.stat().st_size
+            with path.open("rb") as file:
+                head = file.read(1 << 20)
+            lines = head.split(b"\n")[skip_rows:]
+            if len(head) == size:
+                return max(0, sum(1 for line in lines[1:] if line.strip())), True
+            header = len(lines[0]) + 1
+            body = lines[1:-1]                      # the last line of the sample may be cut
+            if not body:
+                return None, False
+            per_row = sum(len(line) + 1 for line in body) / len(body)
+            return max(1, round((size - header) / per_row)), True
+    except Exception:   # an unreadable input is reported by the reader, not here
+        return None, False
+    return None, False
+
+
+def _excel_rows(path: Path, sheet) -> int | None:
+    """Rows (header included) of the sheet(s) `sheet` picks (see grouper.io.read_cases), from the
+    `<dimension>` each worksheet starts with; None when a sheet has none."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as book:
+        workbook = book.read("xl/workbook.xml").decode("utf-8", "replace")
+        rels = book.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+        targets = dict(re.findall(r'<Relationship[^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"', rels))
+        targets.update({k: v for v, k in re.findall(r'<Relationship[^>]*?Target="([^"]+)"[^>]*?Id="([^"]+)"', rels)})
+        sheets = re.findall(r'<sheet\b[^>]*?name="([^"]*)"[^>]*?r:id="([^"]+)"', workbook)
+        if sheet == "all":
+            chosen = sheets
+        elif sheet is None:
+            chosen = sheets[:1]
+        elif str(sheet).isdigit():
+            chosen = sheets[int(sheet) - 1:int(sheet)]
+        else:
+            chosen = [s for s in sheets if s[0] == str(sheet)]
+        total = 0
+        for _, rel in chosen:
+            target = targets.get(rel, "")
+            name = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            with book.open(name) as xml:
+                head = xml.read(4096).decode("utf-8", "replace")
+            found = re.search(r'<dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"', head)
+            if not found:
+                return None
+            total += int(found.group(1) or 1)
+        return total if chosen else None
+
+
+def _progress_batch_size(batch_size: int, rows: int | None) -> int:
+    """A smaller batch for an input that would be one batch or a few, so that the bar moves (about
+    ten steps); never above `batch_size`, never below 10,000 rows (batches cost a little each)."""
+    if rows is None or rows >= 10 * batch_size:
+        return batch_size
+    return max(10_000, min(batch_size, -(-rows // 10)))
 
 
 def cmd_check(args) -> int:

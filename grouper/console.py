@@ -10,7 +10,6 @@ import polars as pl
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
@@ -125,6 +124,22 @@ class _CasesPerSecondColumn(ProgressColumn):
         return Text("-- cases/s" if speed is None else f"{speed:,.0f} cases/s")
 
 
+class _CountColumn(ProgressColumn):
+    """`12,345/100,000`, or `12,345/~100,000` while the total is an estimate, or `12,345` when unknown."""
+
+    def render(self, task: Task) -> Text:
+        done = f"{int(task.completed):,}"
+        if task.total is None:
+            return Text(done)
+        about = "~" if task.fields.get("estimated") else ""
+        return Text(f"{done}/{about}{int(task.total):,}")
+
+
+class _PercentColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text("" if task.total is None else f"{min(task.percentage, 100):>3.0f}%")
+
+
 class _ProgressTask:
     def __init__(self, bar: Progress, task_id) -> None:
         self._bar = bar
@@ -132,6 +147,19 @@ class _ProgressTask:
 
     def advance(self, n: int = 1) -> None:
         self._bar.advance(self._task_id, n)
+        task = self._task()
+        if task.fields.get("estimated") and task.total is not None \
+                and task.completed >= task.total:
+            # an estimate (from the file size) that was too low: keep the bar short of the end
+            self._bar.update(self._task_id, total=int(task.completed * 1.05) + 1)
+
+    def _task(self) -> Task:
+        return next(task for task in self._bar.tasks if task.id == self._task_id)
+
+    def finish(self) -> None:
+        """The count is final: the total is what was done (no longer an estimate)."""
+        task = self._task()
+        self._bar.update(self._task_id, total=task.completed, estimated=False)
 
     def describe(self, text: str) -> None:
         self._bar.update(self._task_id, description=text)
@@ -141,25 +169,32 @@ class _NoProgress:
     def advance(self, n: int = 1) -> None:
         pass
 
+    def finish(self) -> None:
+        pass
+
     def describe(self, text: str) -> None:
         pass
 
 
 @contextmanager
-def progress(total: int, description: str, *, enabled: bool) -> Iterator[_ProgressTask | _NoProgress]:
-    """A progress bar on stderr; yields an object with ``advance(n)`` (a no-op when disabled)."""
+def progress(total: int | None, description: str, *, enabled: bool,
+             estimated: bool = False) -> Iterator[_ProgressTask | _NoProgress]:
+    """A progress bar on stderr: description, bar, percentage, `done/total` (with thousands separators;
+    `~total` when `estimated`, e.g. from a CSV's size), cases/s, elapsed time. Yields an object with
+    ``advance(n)``, ``describe(text)`` and ``finish()`` (no-ops when disabled)."""
     if not enabled:
         yield _NoProgress()
         return
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        _PercentColumn(),
+        _CountColumn(),
         _CasesPerSecondColumn(),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=stderr_console()) as bar:
-        yield _ProgressTask(bar, bar.add_task(description, total=total))
+        yield _ProgressTask(bar, bar.add_task(description, total=total, estimated=estimated and total is not None))
 
 
 def counted(n: int, singular: str, plural: str | None = None) -> str:
@@ -365,12 +400,10 @@ def scheme_line(scheme: dict[str, str]) -> str:
 
 
 def output_stage_text(stage: str, output, rows: int) -> str:
-    """The progress bar's text while the output is finished (an Excel sheet is written only then),
-    e.g. `writing results.xlsx`: the name the user gave, not the temporary file written first."""
-    text = f"{stage} {Path(output).name}"
-    if str(output).lower().endswith(".xlsx") and rows >= EXCEL_SLOW_ROWS:
-        return f"{text}: an Excel sheet of {rows:,} rows takes about {max(1, round(rows / 1_000_000))} min"
-    return text
+    """The progress bar's text while the output is finished, e.g. `writing results.xlsx`: the name
+    the user gave, not the temporary file written first (every format is written batch by batch,
+    so this last step is short)."""
+    return f"{stage} {Path(output).name}"
 
 
 def render_done(rows: int, output, report, seconds: float, console: Console) -> None:
