@@ -296,3 +296,79 @@ def test_long_headers_break_after_underscores_before_a_table_turns_into_records(
     records = narrow.file.getvalue()
     assert "low_risk_mortality: 0.0018" in records and "…" not in records
     assert max(len(line.rstrip()) for line in records.splitlines()) <= 40
+
+
+# --- progress -------------------------------------------------------------------------------------
+
+def _write_cases(path: Path, n: int) -> None:
+    rows = "\n".join(f"{i},1,40,,,,5,1,K35.800,47.0100" for i in range(1, n + 1))
+    path.write_text("id,sex,age,age_days,weight,dept,los,discharge,dx,proc\n" + rows + "\n", encoding="utf-8")
+
+
+def test_expected_rows_of_csv_from_its_size_and_of_excel_from_its_dimension(tmp_path):
+    from grouper.cli import _expected_rows
+
+    big = tmp_path / "big.csv"
+    _write_cases(big, 120_000)   # larger than the 1 MiB sample: estimated from the size
+    rows, estimated = _expected_rows(big)
+    assert estimated and abs(rows - 120_000) < 3_600   # within 3%
+    small = tmp_path / "small.csv"
+    _write_cases(small, 321)
+    assert _expected_rows(small) == (321, True)
+    write_results(pl.read_csv(small, infer_schema=False), tmp_path / "s.xlsx")
+    assert _expected_rows(tmp_path / "s.xlsx") == (321, True)
+    assert _expected_rows(tmp_path / "s.xlsx", "all") == (321, True)
+
+
+def test_a_file_of_one_batch_still_shows_intermediate_progress(tmp_path, monkeypatch):
+    """A CSV gets a total (a percentage), and an input smaller than one batch moves the bar in steps."""
+    import contextlib
+
+    import grouper.console
+
+    seen = {}
+
+    class Bar:
+        def __init__(self):
+            self.steps = []
+
+        def advance(self, n=1):
+            self.steps.append(n)
+
+        def describe(self, text):
+            pass
+
+        def finish(self):
+            seen["finished"] = True
+
+    @contextlib.contextmanager
+    def recording(total, description, *, enabled, estimated=False):
+        seen.update(total=total, estimated=estimated, bar=Bar())
+        yield seen["bar"]
+
+    monkeypatch.setattr(grouper.console, "progress", recording)
+    source = tmp_path / "cases.csv"
+    _write_cases(source, 50_000)
+    assert main(["group", str(source), "-o", str(tmp_path / "r.parquet"), "--scheme", str(MINI)]) == 0
+    assert seen["estimated"] and abs(seen["total"] - 50_000) < 500
+    assert len(seen["bar"].steps) >= 5 and sum(seen["bar"].steps) == 50_000 and seen["finished"]
+
+
+def test_progress_counts_have_thousands_separators_and_a_percentage():
+    from rich.progress import Progress
+
+    from grouper.console import _CountColumn, _PercentColumn
+
+    with Progress(console=_console(100)) as bar:
+        task = bar.add_task("x", total=200_000, estimated=True)
+        bar.advance(task, 12_345)
+        state = bar.tasks[0]
+        assert _CountColumn().render(state).plain == "12,345/~200,000"
+        assert _PercentColumn().render(state).plain == "  6%"
+
+
+def test_synth_says_1_year_not_1_years(tmp_path, capsys):
+    assert main(["synth", "history", "-o", str(tmp_path / "h.parquet"), "--cases", "200", "--hospitals", "1",
+                 "--years", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "1 hospital," in err and "1 year to" in err and "years" not in err
