@@ -60,7 +60,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
                encoding: str | None = None, threads: int | None = None,
                on_batch: Callable[[pl.DataFrame], None] | None = None, report=None, trace=None,
                carry: bool = False, sheet: str | int | None = None, skip_rows: int = 0,
-               on_stage: Callable[[str], None] | None = None) -> int:
+               on_stage: Callable[[str], None] | None = None, names: bool = False,
+               weights: pl.DataFrame | None = None) -> int:
     """Group a file into an output file (format from its extension) in bounded memory; returns the row count.
 
     `carry=True` writes a *grouped file*: the results followed by the settlement fields (see
@@ -73,6 +74,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     the header (see grouper.io.read_cases).
     `on_stage("writing")` is called when the output is being finished (an Excel sheet is written
     only then; `output_path` may be a temporary file, so the caller names what it writes).
+    `names=True` adds the group's name and weight beside its code (`drg_name`, `rw`), `weights`
+    (drg, weight) the weight from a weights table (see grouper.engine.results.with_group_labels).
     The output file appears whole or not at all; a Parquet output records the scheme (name,
     version, pack path, content hash) in its metadata under `grouper.scheme`.
     """
@@ -87,6 +90,10 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
                                  threads=threads, problems=report is not None, carry=carry, sheet=sheet,
                                  skip_rows=skip_rows):
             results = g.results
+            if names or weights is not None:
+                from .engine.results import with_group_labels
+
+                results = with_group_labels(plan, results, names=names, weights=weights)
             if trace is not None:
                 from .explain import attach_trace
 

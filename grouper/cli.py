@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--carry", action="store_true",
                    help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
                         "after the results, input for calibrate/metrics/settle")
+    g.add_argument("--names", action="store_true",
+                   help="add the group's name and weight beside its code: drg_name (the pack's DRG names) and rw "
+                        "(the pack's weights, when it has them)")
+    g.add_argument("--weights", metavar="FILE",
+                   help="add the group's weight (rw) from this weights table (drg, weight), e.g. from "
+                        "`grouper calibrate weights`")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     c = sub.add_parser("check", help="check a scheme pack and print its diagnostics")
@@ -189,12 +195,15 @@ def cmd_report(args) -> int:
 
 def cmd_group(args) -> int:
     _refuse_group_outputs(args)
+    from .dip import is_dip_pack
+    from .errors import UsageError
+
+    if (args.names or args.weights) and (args.by_date or is_dip_pack(args.scheme)):
+        raise UsageError("--names and --weights label DRG results; they do not apply to --by-date or a DIP pack")
     if args.by_date:
         from .versions.commands import group_by_date_command
 
         return group_by_date_command(args, _columns(args.column))
-    from .dip import is_dip_pack
-
     if is_dip_pack(args.scheme):
         from .dip.commands import group_command
 
@@ -208,7 +217,8 @@ def _refuse_group_outputs(args) -> None:
     from . import io
     from .outputs import refuse_collisions, refuse_unwritable
 
-    refuse_collisions([("input", args.input)], [("-o", args.output), ("--report", args.report)])
+    refuse_collisions([("input", args.input), ("--weights", args.weights)],
+                      [("-o", args.output), ("--report", args.report)])
     for name, path in (("-o", args.output), ("--report", args.report)):
         refuse_unwritable(name, path)
         if path:
@@ -292,12 +302,27 @@ def _write_group_outputs(args, scheme, report, console):
                                   columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
                                   on_batch=batches.on_batch, report=report, trace=_trace_request(args),
                                   carry=args.carry, sheet=args.sheet, skip_rows=args.skip_rows,
-                                  on_stage=batches.on_stage)
+                                  on_stage=batches.on_stage, names=args.names,
+                                  weights=_weights_table(args.weights))
             bar.finish()
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
     return rows, batches, summary
+
+
+def _weights_table(path):
+    """A weights table (drg, weight) for `group --weights`, read like any input table."""
+    if path is None:
+        return None
+    from . import io
+    from .errors import InputError
+
+    table = io._read_raw(Path(path), encoding=None, sheet=None)
+    missing = [c for c in ("drg", "weight") if c not in table.columns]
+    if missing:
+        raise InputError(f"--weights {path} has no {' or '.join(missing)} column (it has {', '.join(table.columns)})")
+    return table
 
 
 def _render_group_summary(args, rows: int, batches: _GroupProgress, summary, report, seconds: float,

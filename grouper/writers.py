@@ -59,9 +59,12 @@ CHINESE_HEADERS: dict[str, str] = {
     # grouping results
     "status": "分组状态", "mdc": "主要诊断大类(MDC)", "adrg": "核心疾病诊断相关组(ADRG)",
     "drg": "疾病诊断相关分组(DRG)", "drg_name": "DRG名称", "rw": "相对权重(RW)",
-    "reason": "未入组原因", "warnings": "质控提示", "trace": "分组路径",
+    "reason": "原因", "warnings": "质控提示", "trace": "分组路径",
     "scheme": "分组方案", "scheme_version": "方案版本",
     "dip": "病种", "dip_name": "病种名称", "score": "病种分值",
+    # the quality report (group --report)
+    "scope": "统计范围", "level": "级别", "cases": "病例数", "total": "总病例数", "percent": "占比(%)",
+    "message_zh": "问题说明", "message_en": "问题说明(英文)",
 }
 
 

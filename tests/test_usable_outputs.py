@@ -372,3 +372,34 @@ def test_synth_says_1_year_not_1_years(tmp_path, capsys):
                  "--years", "1"]) == 0
     err = capsys.readouterr().err
     assert "1 hospital," in err and "1 year to" in err and "years" not in err
+
+
+# --- names, weights and Chinese headers -------------------------------------------------------------
+
+def test_group_names_and_weights_beside_the_code(tmp_path):
+    cases_csv, out = tmp_path / "cases.csv", tmp_path / "r.parquet"
+    cases_csv.write_text("id,sex,age,los,discharge,dx,proc\n1,2,83,8,1,K80.100x001,51.2200\n2,,40,5,1,K35.800,\n",
+                         encoding="utf-8")
+    assert main(["group", str(cases_csv), "-o", str(out), "--names", "-q"]) == 0   # the demo pack: names, weights
+    frame = pl.read_parquet(out)
+    assert frame.columns[:7] == ["id", "status", "mdc", "adrg", "drg", "drg_name", "rw"]
+    grouped = frame.filter(pl.col("drg").is_not_null()).row(0, named=True)
+    assert grouped["drg_name"] and "胆囊切除" in grouped["drg_name"] and grouped["rw"] > 0
+    assert frame.filter(pl.col("drg").is_null())[["drg_name", "rw"]].null_count().row(0) == (1, 1)
+    weights = tmp_path / "w.csv"
+    write_results(pl.DataFrame({"drg": [grouped["drg"]], "weight": [2.5]}), weights)
+    assert main(["group", str(cases_csv), "-o", str(out), "--weights", str(weights), "-q"]) == 0
+    frame = pl.read_parquet(out)
+    assert "drg_name" not in frame.columns and frame["rw"].to_list() == [2.5, None]
+
+
+def test_chinese_headers_for_results_and_quality_report(cases_csv, tmp_path):
+    out, report = tmp_path / "r.csv", tmp_path / "q.csv"
+    assert main(["group", str(cases_csv), "-o", str(out), "--report", str(report), "--names", "--headers", "zh",
+                 "-q", "--scheme", str(MINI)]) == 0
+    header = out.read_text(encoding="utf-8-sig").splitlines()[0].split(",")
+    assert header[:7] == ["清单流水号", "分组状态", "主要诊断大类(MDC)", "核心疾病诊断相关组(ADRG)",
+                          "疾病诊断相关分组(DRG)", "DRG名称", "原因"]
+    assert "问题说明" in report.read_text(encoding="utf-8-sig").splitlines()[0]
+    assert main(["group", str(cases_csv), "-o", str(out), "-q", "--scheme", str(MINI)]) == 0
+    assert out.read_text(encoding="utf-8-sig").startswith("id,status,mdc,adrg,drg,reason")
