@@ -208,7 +208,7 @@ class _ExcelStream:
             self.sheet.write_boolean
         for values in batch.iter_rows():
             for col, value in enumerate(values):
-                if value is None:
+                if value is None or value == "":   # an empty cell, as Excel itself leaves it
                     continue
                 if isinstance(value, str):
                     write_string(self.row, col, value)
