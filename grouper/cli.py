@@ -185,10 +185,11 @@ def cmd_settle(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .console import stderr_console
+    from .console import stage, stderr_console
     from .report.html import write_report
 
-    written = write_report(args.settlement, args.output)
+    with stage(f"writing the report of {args.settlement}"):
+        written = write_report(args.settlement, args.output)
     stderr_console().print(f"report of {args.settlement} → {written} ({written.stat().st_size:,} bytes)", markup=False)
     return EXIT_OK
 

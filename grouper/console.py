@@ -197,6 +197,22 @@ def progress(total: int | None, description: str, *, enabled: bool,
         yield _ProgressTask(bar, bar.add_task(description, total=total, estimated=estimated and total is not None))
 
 
+@contextmanager
+def stage(text: str, *, enabled: bool = True) -> Iterator[None]:
+    """While a long stage without a count runs (reading a whole file, settling, drawing charts): a
+    spinner, the stage's name and the elapsed time on stderr, gone when it ends; only on a terminal."""
+    console = stderr_console()
+    if not enabled or not console.is_terminal:
+        yield
+        return
+    from rich.progress import SpinnerColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        bar.add_task(text, total=None)
+        yield
+
+
 def counted(n: int, singular: str, plural: str | None = None) -> str:
     """`1 year`, `3 years`, `12,000 cases`: a count with thousands separators and its noun."""
     return f"{n:,} {singular if n == 1 else plural or singular + 's'}"

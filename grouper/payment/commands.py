@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..console import counted, progress, stderr_console
+from ..console import counted, progress, stage, stderr_console
 from ..errors import InputError, UsageError
 
 EXIT_OK = 0
@@ -140,8 +140,9 @@ def cmd_calibrate_weights(args) -> int:
     io.output_format(output)
     options = _weight_options(args)
     console = stderr_console()
-    grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED))
-    prepared = prepare(grouped, options)  # computed once for the weights and the report
+    with stage(f"reading {', '.join(Path(p).name for p in args.history)}", enabled=not args.quiet):
+        grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED))
+        prepared = prepare(grouped, options)  # computed once for the weights and the report
     calibration = calibrate_weights(prepared)
     del grouped  # bounded memory: the prepared rows are all that is needed from here
     report = None
@@ -186,7 +187,8 @@ def cmd_metrics(args) -> int:
                                        for c in ("weight", "mean", "los_mean") if c in weights.columns)
     else:
         weights = scheme_weights(args.scheme)
-    grouped = load_grouped(args.grouped, args.scheme, encoding=args.encoding, fields=list(NEEDED))
+    with stage(f"reading {', '.join(Path(p).name for p in args.grouped)}", enabled=not args.quiet):
+        grouped = load_grouped(args.grouped, args.scheme, encoding=args.encoding, fields=list(NEEDED))
     metrics = hospital_metrics(grouped, weights, benchmark=args.benchmark, by_dept=not args.no_dept,
                                min_cost=round(args.min_cost * 100), max_los=args.max_los or None)
     io.write_results(metrics, args.output)
