@@ -196,13 +196,19 @@ class _ExcelStream:
         self.date = self.book.add_format({"num_format": "yyyy-mm-dd"})
         self.datetime = self.book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
         self.row = 0
+        self.columns = 0
 
     def write(self, batch: pl.DataFrame) -> None:
         import datetime
 
         if self.row == 0:
+            from rich.cells import cell_len   # a CJK character is two columns wide, in Excel too
+
+            for col, name in enumerate(batch.columns):   # widths go before the rows in this mode
+                self.sheet.set_column(col, col, max(8, min(40, cell_len(name) + 2)))
             self.sheet.write_row(0, 0, batch.columns, self.bold)
             self.sheet.freeze_panes(1, 0)
+            self.columns = len(batch.columns)
             self.row = 1
         write_string, write_number, write_boolean = self.sheet.write_string, self.sheet.write_number, \
             self.sheet.write_boolean
@@ -228,6 +234,8 @@ class _ExcelStream:
             self.row += 1
 
     def close(self) -> None:
+        if self.row > 0 and self.columns:
+            self.sheet.autofilter(0, 0, max(self.row - 1, 0), self.columns - 1)   # sort and filter from the header
         self.book.close()
 
 
