@@ -403,3 +403,34 @@ def test_chinese_headers_for_results_and_quality_report(cases_csv, tmp_path):
     assert "问题说明" in report.read_text(encoding="utf-8-sig").splitlines()[0]
     assert main(["group", str(cases_csv), "-o", str(out), "-q", "--scheme", str(MINI)]) == 0
     assert out.read_text(encoding="utf-8-sig").startswith("id,status,mdc,adrg,drg,reason")
+
+
+def test_an_excel_input_says_it_is_being_read_and_has_a_total(tmp_path, monkeypatch):
+    import contextlib
+
+    import grouper.console
+
+    seen = {"texts": []}
+
+    class Bar:
+        def advance(self, n=1):
+            pass
+
+        def describe(self, text):
+            seen["texts"].append(text)
+
+        def finish(self):
+            pass
+
+    @contextlib.contextmanager
+    def recording(total, description, *, enabled, estimated=False):
+        seen.update(total=total, first=description)
+        yield Bar()
+
+    monkeypatch.setattr(grouper.console, "progress", recording)
+    source = tmp_path / "cases.csv"
+    _write_cases(source, 1_234)
+    write_results(pl.read_csv(source, infer_schema=False), tmp_path / "cases.xlsx")
+    assert main(["group", str(tmp_path / "cases.xlsx"), "-o", str(tmp_path / "r.xlsx"), "--scheme", str(MINI)]) == 0
+    assert seen["total"] == 1_234 and seen["first"].startswith("reading cases.xlsx")
+    assert seen["texts"][0].startswith("grouping with") and seen["texts"][-1] == "writing r.xlsx"
