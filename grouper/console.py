@@ -257,7 +257,7 @@ def render_summary(results: pl.DataFrame, console: Console, *, top: int = 10) ->
         .sort(["len", "drg"], descending=[True, False])
         .head(top)
     )
-    by_drg = Table(title=f"Top {top} DRGs")
+    by_drg = Table(title=f"Top {counted(top, 'DRG')}")
     by_drg.add_column("DRG")
     by_drg.add_column("Cases", justify="right")
     by_drg.add_column("%", justify="right")

@@ -194,5 +194,5 @@ def cmd_metrics(args) -> int:
     io.write_results(metrics, args.output)
     if not args.quiet:
         render_metrics(metrics, console)
-        console.print(f"{metrics.filter(pl.col('dept').is_null()).height} hospitals → {args.output}")
+        console.print(f"{counted(metrics.filter(pl.col('dept').is_null()).height, 'hospital')} → {args.output}")
     return EXIT_OK
