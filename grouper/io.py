@@ -33,8 +33,10 @@ from grouper.writers import ResultSink, output_format, write_results  # noqa: F4
 __all__ = [
     "CANONICAL_COLUMNS",
     "InputError",
+    "ResultSink",
     "cases_from_frame",
     "iter_case_batches",
+    "output_format",
     "read_cases",
     "write_results",
 ]
