@@ -35,10 +35,10 @@ def _at_least(minimum: int):
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .engine.kernel import KERNEL_NAME
+    from .engine.kernel import kernel_description
 
     parser = argparse.ArgumentParser(prog="grouper", description="CHS-DRG and DIP grouper driven by scheme packs, with payment and settlement.")
-    parser.add_argument("--version", action="version", version=f"grouper {__version__} ({KERNEL_NAME} kernel)")
+    parser.add_argument("--version", action="version", version=f"grouper {__version__} ({kernel_description()})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("group", help="group a file of discharge records")
@@ -255,11 +255,12 @@ def _render_group_summary(args, rows: int, batches: _GroupProgress, summary, rep
     import polars as pl
 
     from .console import render_done, render_quality_report, render_summary, render_unreadable_lines
+    from .engine.kernel import kernel_description
 
     render_summary(pl.concat(batches.counts), console)
     render_quality_report(summary, console)
     render_unreadable_lines(summary, report.unreadable_lines, console)
-    render_done(rows, args.output, args.report, seconds, console)
+    render_done(rows, args.output, args.report, seconds, console, kernel=kernel_description())
 
 
 def _trace_request(args):

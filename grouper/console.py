@@ -276,12 +276,12 @@ def output_stage_text(stage: str, output, rows: int) -> str:
     return text
 
 
-def render_done(rows: int, output, report, seconds: float, console: Console) -> None:
-    """The last summary line: cases, outputs, elapsed time and throughput; a hint when Excel is the
-    wrong choice for the size."""
+def render_done(rows: int, output, report, seconds: float, console: Console, *, kernel: str | None = None) -> None:
+    """The last summary line: cases, outputs, elapsed time and throughput (and which `kernel` ran:
+    grouper.engine.kernel.kernel_description); a hint when Excel is the wrong choice for the size."""
     rate = f", {rows / seconds:,.0f} cases/s" if seconds > 0 else ""
     console.print(f"{rows:,} cases → {output}" + (f"; quality report → {report}" if report else "")
-                  + f" in {seconds:.1f} s{rate}", markup=False)
+                  + f" in {seconds:.1f} s{rate}" + (f" ({kernel})" if kernel else ""), markup=False)
     if str(output).lower().endswith(".xlsx") and rows >= EXCEL_SLOW_ROWS:
         console.print(f"note: Excel is slow to write and to open at {rows:,} rows (a sheet holds at most 1,048,575); "
                       ".parquet or .csv suit this size", style="yellow", markup=False)
