@@ -32,6 +32,7 @@ from grouper.outputs import atomic_output
 __all__ = [
     "CANONICAL_COLUMNS",
     "InputError",
+    "as_case_frame",
     "cases_from_frame",
     "iter_case_batches",
     "read_cases",
@@ -150,6 +151,16 @@ def cases_from_frame(df: pl.DataFrame, *, columns: Mapping[str, str] | None = No
                      settlement: bool = False) -> pl.DataFrame:
     """Normalise an in-memory frame exactly like ``read_cases`` (all rows kept)."""
     return _canonicalise(df, _detect_layout(df.columns, columns), row_offset=0, settlement=settlement)
+
+
+def as_case_frame(df: pl.DataFrame, *, columns: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """`df` itself when it is a canonical case frame already (as read_cases gives), else
+    cases_from_frame(df): e.g. a row of `pl.read_csv(...)`, with |-separated codes and numbers."""
+    list_of_text = pl.List(pl.String)
+    canonical = (tuple(df.columns[:len(CANONICAL_COLUMNS)]) == CANONICAL_COLUMNS and columns is None
+                 and all(df.schema[name] == pl.String for name in SCALAR_COLUMNS)
+                 and df.schema["dx"] == list_of_text and df.schema["proc"] == list_of_text)
+    return df if canonical else cases_from_frame(df, columns=columns)
 
 
 def iter_case_batches(

@@ -118,6 +118,23 @@ CASES = [
     Case("explain from a malformed file", "explain --scheme {mini} --cases {c}/malformed.csv --id 2", 0, output=None),
     Case("explain a bad --try", "explain --scheme {mini} --dx K35.800 --try=bogus", 3, output=None),
     Case("explain a bad age", "explain --scheme {mini} --dx K35.800 --age abc", 0, output=None),
+    # explain reads --cases exactly as group reads its input (one reader: issue 17)
+    Case("explain from a file with a title row", "explain --scheme {mini} --cases {c}/title.csv --id 2", 3, output=None),
+    Case("explain with the title skipped", "explain --scheme {mini} --cases {c}/title.csv --id 2 --skip-rows 1", 0,
+         output=None),
+    Case("explain from the second sheet", "explain --scheme {mini} --cases {c}/two_sheets.xlsx --id 3 --sheet 二月", 0,
+         output=None),
+    Case("explain from every sheet", "explain --scheme {mini} --cases {c}/two_sheets.xlsx --id 3 --sheet all", 0,
+         output=None),
+    Case("explain from a GBK file with --column", "explain --scheme {mini} --cases {c}/renamed.csv --id 2 "
+         "--column dx=出院诊断 --encoding gbk", 0, output=None),
+    Case("explain --skip-rows without --cases", "explain --scheme {mini} --dx K35.800 --skip-rows 1", 2, output=None),
+    Case("group with a DIP pack, the title skipped",
+         "group {c}/title.csv -o {o}/r.csv --scheme {dip} -q --skip-rows 1", 0, records=3),
+    Case("group a sheet with a DIP pack", "group {c}/two_sheets.xlsx -o {o}/r.csv --scheme {dip} -q --sheet all", 0,
+         records=3),
+    Case("crosswalk with the title skipped", "crosswalk {c}/title.csv --from {mini} --to {mini} --skip-rows 1", 0,
+         output=None),
     # ---- import ----------------------------------------------------------------------------------
     Case("import from an empty folder", "import chs-drg {c}/empty_folder -o {o}/pack", 3, output="{o}/pack"),
     Case("import from a missing folder", "import chs-drg {c}/nowhere -o {o}/pack", 3, output="{o}/pack"),
@@ -175,6 +192,7 @@ def corpus(tmp_path_factory) -> Path:
     write(c / "wide.csv", "病案号,性别,年龄,主要诊断编码,其他诊断编码1,主要手术操作编码,其他手术操作编码1\n"
                           "1,1,40,K35.800,,,47.0100\n2,1,40,K35.800,J18.900,47.0100,\n")
     write(c / "dup.csv", HEADER + "1,1,40,5,K35.800,47.0100\n1,2,30,5,K35.800,\n")
+    write(c / "renamed.csv", "id,sex,age,los,出院诊断,proc\n" + GOOD, "gbk")
     (c / "folder.csv").mkdir()
     write(c / "cases.json", "{}")
     (c / "corrupt.parquet").write_bytes(b"PAR1" + bytes(100))
