@@ -71,7 +71,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     grouper.fields; CSV/Excel write money as yuan with two decimals, Parquet as Int64 fen),
     which `grouper.grouped.read_grouped` reads back with the same types.
 
-    `report` (a `grouper.validate.QualityReport`) accumulates the validation problems batch by batch.
+    `report` (a `grouper.validate.QualityReport`) accumulates the validation problems batch by batch,
+    the rejected values and the input columns that fed nothing.
     `trace` (a `grouper.explain.TraceRequest`) adds a `trace` column: the rules that held,
     for the chosen rows only. `sheet` picks Excel input sheets, `skip_rows` skips title lines above
     the header (see grouper.io.read_cases).
@@ -89,7 +90,7 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     with io.ResultSink(output_path, metadata=metadata) as sink:
         for g in grouped_batches(input_path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
                                  threads=threads, problems=report is not None, carry=carry, sheet=sheet,
-                                 skip_rows=skip_rows):
+                                 skip_rows=skip_rows, on_unused=report.note_unused if report is not None else None):
             results = g.results
             if trace is not None:
                 from .explain import attach_trace

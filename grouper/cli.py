@@ -227,12 +227,15 @@ def _render_group_summary(args, rows: int, batches: _GroupProgress, summary, rep
                           console) -> None:
     import polars as pl
 
-    from .console import render_done, render_quality_report, render_summary, render_unreadable_lines
+    from .console import (render_done, render_quality_report, render_rejected_values, render_summary,
+                          render_unreadable_lines, render_unused_columns)
     from .engine.kernel import kernel_description
 
     render_summary(pl.concat(batches.counts), console)
     render_quality_report(summary, console)
+    render_rejected_values(summary, console)
     render_unreadable_lines(summary, report.unreadable_lines, console)
+    render_unused_columns(summary, console)
     render_done(rows, args.output, args.report, seconds, console, kernel=kernel_description())
 
 

@@ -258,6 +258,22 @@ def render_unreadable_lines(counts: pl.DataFrame, shown: list[str], console: Con
         console.print(f"  ... and {total - len(shown):,} more: the rows with reason malformed_line in the output")
 
 
+def render_rejected_values(counts: pl.DataFrame, console: Console) -> None:
+    """The values a scheme rejected (scope "value" of the quality-report summary), most frequent
+    first, e.g. `malformed_sex: "男" 2,000 cases, "女" 1,500` — what a `read` line must accept."""
+    values = counts.filter(pl.col("scope") == "value")
+    for (reason,), rows in values.group_by("reason", maintain_order=True):
+        shown = ", ".join(f"{row['value']!r} {row['cases']:,}" for row in rows.iter_rows(named=True))
+        console.print(Text(f"rejected values, {reason} (value cases): {shown}", style="yellow"), soft_wrap=True)
+
+
+def render_unused_columns(counts: pl.DataFrame, console: Console) -> None:
+    """The input columns that fed nothing (scope "input" of the quality-report summary)."""
+    unused = counts.filter(pl.col("scope") == "input")["value"].to_list()
+    if unused:
+        console.print(Text(f"input columns not used ({len(unused)}): {', '.join(unused)}"), soft_wrap=True)
+
+
 EXCEL_SLOW_ROWS = 200_000  # above this an Excel sheet takes tens of seconds to write (about a minute per million rows)
 
 
