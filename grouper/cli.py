@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="chs-drg: import even when some table rows would not be used (each is reported as a warning)")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+    i.add_argument("--force", action="store_true",
+                   help="replace an existing pack folder at -o, edits included (without it, an existing non-empty "
+                        "folder is refused: put local changes in an overlay that `extends` the pack instead)")
     i.add_argument("--base", metavar="PACK",
                    help="chs-drg: write an overlay of this pack holding only the differences (a regional table set)")
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
@@ -379,6 +382,7 @@ def cmd_import(args) -> int:
     refuse_collisions([("TABLE_DIR", args.table_dir), ("--base", args.base), ("--procedures", args.procedures)],
                       [("-o", args.output)])
     refuse_unwritable("-o", args.output, folder=True)
+    _refuse_existing_pack(args.output, args.force)
     if args.format == "dip":
         from .dip.commands import import_command
 
@@ -398,6 +402,19 @@ def cmd_import(args) -> int:
         console.print(f"warning: unused table rows: {problem}", style="yellow", markup=False)
     console.print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
+
+
+def _refuse_existing_pack(output: str, force: bool) -> None:
+    """Importing replaces the pack folder whole: a re-import would silently drop the user's edits to
+    it, so an existing non-empty folder needs --force."""
+    from .errors import UsageError
+
+    path = Path(output)
+    if force or not path.is_dir() or not any(path.iterdir()):
+        return
+    raise UsageError(f"-o {output} exists: importing replaces the whole folder, and any edit made to it would be lost. "
+                     "Import into a new folder, or pass --force to replace it; local changes belong in an overlay "
+                     "(a scheme.grp that `extends` the pack, e.g. `replace read sex ...`), which a re-import leaves alone")
 
 
 def main(argv: list[str] | None = None) -> int:
