@@ -63,7 +63,14 @@ CASES = [
           ("a corrupt Parquet file", "corrupt.parquet", 3, None),
           ("a corrupt Excel file", "corrupt.xlsx", 3, None),
           ("a two-sheet workbook (first sheet)", "two_sheets.xlsx", 0, 2),
+          ("a wide export spelled 其它, _N, （N）", "wide_spellings.csv", 0, 2),
+          ("a wide export with a code column of an unknown spelling", "wide_unknown.csv", 3, None),
       ]],
+    Case("group an unknown code column, mapped", "group {c}/wide_unknown.csv -o {o}/r.csv --scheme {mini} -q "
+         "--column other_dx=附加诊断编码", 0, records=2),
+    Case("group an unknown code column, ignored", "group {c}/wide_unknown.csv -o {o}/r.csv --scheme {mini} -q "
+         "--column ignore=附加诊断编码1,附加诊断编码2", 0, records=2),
+    Case("import onto an existing pack", "import chs-drg {c}/tiny_tables -o {c}/tiny_base", 2, output=None),
     Case("group every sheet", "group {c}/two_sheets.xlsx -o {o}/r.csv --scheme {mini} -q --sheet all", 0, records=3),
     Case("group an unknown sheet", "group {c}/two_sheets.xlsx -o {o}/r.csv --scheme {mini} -q --sheet nope", 3),
     Case("group with the title skipped", "group {c}/title.csv -o {o}/r.csv --scheme {mini} -q --skip-rows 1", 0,
@@ -192,6 +199,10 @@ def corpus(tmp_path_factory) -> Path:
     write(c / "wide.csv", "病案号,性别,年龄,主要诊断编码,其他诊断编码1,主要手术操作编码,其他手术操作编码1\n"
                           "1,1,40,K35.800,,,47.0100\n2,1,40,K35.800,J18.900,47.0100,\n")
     write(c / "dup.csv", HEADER + "1,1,40,5,K35.800,47.0100\n1,2,30,5,K35.800,\n")
+    write(c / "wide_spellings.csv", "病案号,性别,年龄,主要诊断编码,其它诊断编码_1,其它诊断编码（2）,主要手术及操作编码,"
+                                    "其他手术及操作编码1\n1,1,40,K35.800,J18.900,,47.0100,\n2,1,40,K35.800,,J18.900,,\n")
+    write(c / "wide_unknown.csv", "病案号,性别,年龄,主要诊断编码,附加诊断编码1,附加诊断编码2,主要手术操作编码\n"
+                                  "1,1,40,K35.800,J18.900,,47.0100\n2,1,40,K35.800,,J18.900,\n")
     write(c / "renamed.csv", "id,sex,age,los,出院诊断,proc\n" + GOOD, "gbk")
     (c / "folder.csv").mkdir()
     write(c / "cases.json", "{}")
