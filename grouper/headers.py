@@ -32,7 +32,7 @@ SPELLINGS: dict[str, tuple[str, ...]] = {
     "age": ("age", "年龄", "年龄(岁)", "nl"),
     "age_days": (
         "age_days", "ageday", "年龄(天)", "年龄不足1周岁的年龄(天)", "年龄不足1周岁年龄(天)", "新生儿年龄(天)",
-        "年龄(不足1周岁的)", "bzyzsnl", "nwn_age",
+        "年龄(不足1周岁的)", "bzyzsnl", "bzyzs_nl", "nwb_age",
     ),
     "weight": ("weight", "新生儿出生体重", "新生儿出生体重(克)", "出生体重", "出生体重(克)", "xsecstz", "nwb_bir_wt"),
     "dept": ("dept", "科室", "出院科别", "出院科室", "出院科别代码", "cykb", "dscg_caty"),

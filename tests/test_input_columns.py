@@ -97,3 +97,18 @@ def test_grouping_the_issue_example_under_the_demo_pack(tmp_path):
 
     results = grouper.group(wide(tmp_path, "其它诊断编码1"), load_scheme(None))
     assert results.select("status", "drg").rows() == [("grouped", "GD13")]
+
+
+def test_the_docs_list_every_spelling():
+    """docs/commands.md's tables are the table of grouper.headers, spelling for spelling."""
+    from pathlib import Path
+
+    from grouper.headers import DX_FAMILIES, PROC_FAMILIES, SPELLINGS
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "commands.md").read_text(encoding="utf-8").lower()
+    fields = ("id", "sex", "age", "age_days", "weight", "dept", "los", "discharge", "dx", "proc")
+    spellings = [s for f in fields for s in SPELLINGS[f]]
+    spellings += [s for family in DX_FAMILIES + PROC_FAMILIES
+                  for s in family.principal_headers + family.other_stems + family.numbered_stems]
+    missing = [s for s in spellings if f" {s}," not in docs and f" {s} |" not in docs and f"| {s}," not in docs]
+    assert not missing
