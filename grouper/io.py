@@ -586,15 +586,7 @@ def _detect_layout(headers: list[str], columns: Mapping[str, str] | None, *,
     scalar_sources = {name: find(name) for name in SCALAR_COLUMNS}
     list_cells: set[str] = set()
 
-    dx_list = find("dx")
-    dx_principal, dx_others = None, ()
-    if "other_dx" in columns:
-        dx_principal, dx_list = dx_list, None
-        dx_others = _mapped_others(columns["other_dx"], headers, "other_dx", list_cells)
-        if dx_principal is None:
-            dx_principal, _ = _find_wide(headers, DX_FAMILIES, set())
-    elif dx_list is None:
-        dx_principal, dx_others = _find_wide(headers, DX_FAMILIES, list_cells)
+    dx_list, dx_principal, dx_others = _code_columns("dx", find("dx"), columns, headers, list_cells)
     if dx_list is None and dx_principal is None:
         if dx_others:
             raise InputError(
@@ -608,15 +600,7 @@ def _detect_layout(headers: list[str], columns: Mapping[str, str] | None, *,
             f"the input has: {', '.join(headers) or '(no columns)'}"
         )
 
-    proc_list = find("proc")
-    proc_principal, proc_others = None, ()
-    if "other_proc" in columns:
-        proc_principal, proc_list = proc_list, None
-        proc_others = _mapped_others(columns["other_proc"], headers, "other_proc", list_cells)
-        if proc_principal is None:
-            proc_principal, _ = _find_wide(headers, PROC_FAMILIES, set())
-    elif proc_list is None:
-        proc_principal, proc_others = _find_wide(headers, PROC_FAMILIES, list_cells)
+    proc_list, proc_principal, proc_others = _code_columns("proc", find("proc"), columns, headers, list_cells)
     if proc_others and proc_principal is None:
         raise InputError(
             f"found other-procedure columns ({proc_others[0]}, ...) but no principal procedure "
@@ -637,6 +621,22 @@ def _detect_layout(headers: list[str], columns: Mapping[str, str] | None, *,
         )
     return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_principal, proc_others,
                    settlement_sources, frozenset(list_cells), unused)
+
+
+def _code_columns(kind: str, listed: str | None, columns: Mapping[str, str], headers: list[str],
+                  list_cells: set[str]) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """(list column, wide principal column, wide other columns) of the diagnoses (`kind` "dx") or
+    procedures ("proc"): `listed` is the list column found; a mapped other_dx/other_proc makes the
+    shape wide, `listed` (or the principal column of a known family) being the principal one."""
+    families = DX_FAMILIES if kind == "dx" else PROC_FAMILIES
+    other = f"other_{kind}"
+    if other in columns:
+        others = _mapped_others(columns[other], headers, other, list_cells)
+        principal = listed if listed is not None else _find_wide(headers, families, set())[0]
+        return None, principal, others
+    if listed is not None:
+        return listed, None, ()
+    return None, *_find_wide(headers, families, list_cells)
 
 
 def _mapped_others(wanted: str, headers: list[str], name: str, list_cells: set[str]) -> tuple[str, ...]:
