@@ -238,7 +238,7 @@ def _render_group_summary(args, rows: int, batches: _GroupProgress, summary, rep
     render_quality_report(summary, console)
     render_rejected_values(summary, console)
     render_unreadable_lines(summary, report.unreadable_lines, console)
-    render_unused_columns(summary, console)
+    render_unused_columns(report.unused_columns, console)
     render_done(rows, args.output, args.report, seconds, console, kernel=kernel_description())
 
 

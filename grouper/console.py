@@ -267,9 +267,9 @@ def render_rejected_values(counts: pl.DataFrame, console: Console) -> None:
         console.print(Text(f"rejected values, {reason} (value cases): {shown}", style="yellow"), soft_wrap=True)
 
 
-def render_unused_columns(counts: pl.DataFrame, console: Console) -> None:
-    """The input columns that fed nothing (scope "input" of the quality-report summary)."""
-    unused = counts.filter(pl.col("scope") == "input")["value"].to_list()
+def render_unused_columns(unused, console: Console) -> None:
+    """The input columns that fed nothing (grouper.io's on_unused; the quality report's scope "input")."""
+    unused = list(unused)
     if unused:
         console.print(Text(f"input columns not used ({len(unused)}): {', '.join(unused)}"), soft_wrap=True)
 

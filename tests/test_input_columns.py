@@ -112,3 +112,12 @@ def test_the_docs_list_every_spelling():
                   for s in family.principal_headers + family.other_stems + family.numbered_stems]
     missing = [s for s in spellings if f" {s}," not in docs and f" {s} |" not in docs and f"| {s}," not in docs]
     assert not missing
+
+
+def test_unused_columns_are_listed_for_a_dip_pack_too(tmp_path, capsys):
+    from pathlib import Path
+
+    dip_demo = Path(__file__).resolve().parents[1] / "tables" / "dip-demo"
+    path = wide(tmp_path, "其他诊断编码1", extra={"姓名": "张三"})
+    assert main(["group", str(path), "-o", str(tmp_path / "r.csv"), "--scheme", str(dip_demo)]) == 0
+    assert "input columns not used (1): 姓名" in capsys.readouterr().err

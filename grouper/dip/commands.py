@@ -39,12 +39,15 @@ def group_command(args, reading) -> int:
                          "for one case)")
     console = stderr_console()
     scheme = load_dip_scheme(args.scheme)
-    batches = []
+    batches, unused = [], []
     rows = group_dip_file(args.input, args.output, scheme, batch_size=args.batch_size, **reading,
-                          threads=args.threads, carry=getattr(args, "carry", False),
+                          threads=args.threads, carry=getattr(args, "carry", False), on_unused=unused.extend,
                           on_batch=lambda r: batches.append(r.select("status", "dip_level")))
     if not args.quiet:
+        from ..console import render_unused_columns
+
         render_dip_summary(pl.concat(batches), console)
+        render_unused_columns(unused, console)
         console.print(f"{rows:,} cases → {args.output}")
     return EXIT_OK
 

@@ -45,10 +45,13 @@ def group_by_date_command(args, reading) -> int:
     from .dated import group_file_by_date, load_schedule
 
     schedule = load_schedule(args.by_date)
-    counts = []
+    counts, unused = [], []
     rows = group_file_by_date(args.input, args.output, schedule, batch_size=args.batch_size, **reading,
-                              threads=args.threads,
+                              threads=args.threads, on_unused=unused.extend,
                               on_batch=lambda r: counts.append(r.group_by("scheme", "scheme_version", "status").len()))
     if not args.quiet:
+        from ..console import render_unused_columns
+
         render_schedule_summary(schedule, counts, rows, args.output, stderr_console())
+        render_unused_columns(unused, stderr_console())
     return 0
