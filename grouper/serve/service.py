@@ -287,6 +287,10 @@ def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = Fa
         if problem_rows is not None and problem_rows.height:
             found.append(problem_rows.with_columns(rows.gather(problem_rows["row"].cast(pl.UInt32)).alias("row")))
     outside = [r for r, k in enumerate(index) if k < 0]
+    if not parts and not outside:   # no cases: the columns of an empty result
+        results, _ = _group_with(packs[-1], raw, False)
+        parts.append(results.with_columns(row, pl.lit(None, pl.String).alias("scheme"),
+                                          pl.lit(None, pl.String).alias("scheme_version")))
     if outside:
         ids = raw["id"].gather(outside)
         parts.append(pl.DataFrame({"id": ids, "status": ["invalid"] * len(outside), "reason": [NO_SCHEME] * len(outside),
