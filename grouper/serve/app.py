@@ -446,7 +446,7 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
 
     async def page(request: Request) -> Response:
         html = resources.files("grouper.serve").joinpath("page.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                                                                       "script-src 'self' 'unsafe-inline'"})
 
     async def not_found(request: Request, exc) -> Response:
