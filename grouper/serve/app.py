@@ -171,7 +171,7 @@ class Batcher:
 
 
 def _group_many(state: State, cases: list, kind: str, estimate: bool, problems: bool) -> list[dict]:
-    grouped = service.group_cases(state, cases, kind, problems=problems, where="case")
+    grouped = service.group_cases(state, cases, kind, problems=problems, settlement=estimate, where="case")
     return service.result_dicts(state, grouped, with_estimate=estimate)
 
 
@@ -515,7 +515,7 @@ def _authorise(request: Request, limits: Limits) -> None:
 
 def _batch_json(runtime: Runtime, state: State, cases: list, kind: str, estimate: bool, problems: bool) -> bytes:
     """A batch's results as JSON bytes; without estimates or problems the frame is written by Polars."""
-    grouped = service.group_cases(state, cases, kind, problems=problems)
+    grouped = service.group_cases(state, cases, kind, problems=problems, settlement=estimate)
     runtime.metrics.count_cases(kind, grouped.results["status"].to_list())
     if estimate or problems:
         rows = service.result_dicts(state, grouped, with_estimate=estimate)

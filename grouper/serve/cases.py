@@ -129,13 +129,30 @@ def check_case(case, where: str = "case") -> None:
 
 
 def _case_into(columns: dict[str, list], i: int, case, at: str) -> None:
-    if not isinstance(case, dict):
+    if type(case) is not dict:
         raise ShapeError(at, f"a case is a JSON object, got {_json_type(case)}")
     for name, value in case.items():
         column = columns.get(name)
         if column is None:
             raise unknown_field(name, at)
-        column[i] = _codes(value, f"{at}.{name}") if name in CODE_LISTS else _text(value, f"{at}.{name}")
+        kind = type(value)
+        # the common shapes inline (a batch of 10,000 cases has ~100,000 values); the rest, and every
+        # error, through _text / _codes
+        if kind is str and len(value) <= _MAX_TEXT and name not in CODE_LISTS:
+            column[i] = value
+        elif kind is int and -_INT_LIMIT < value < _INT_LIMIT:
+            column[i] = str(value)
+        elif kind is list and name in CODE_LISTS and len(value) <= 100 and all(type(c) is str for c in value):
+            joined = "|".join(value)
+            if "," in joined or joined.count("|") != max(len(value) - 1, 0) or any(len(c) > _MAX_TEXT for c in value):
+                column[i] = _codes(value, f"{at}.{name}")   # raises, naming the code
+            else:
+                column[i] = joined
+        else:
+            column[i] = _codes(value, f"{at}.{name}") if name in CODE_LISTS else _text(value, f"{at}.{name}")
+
+
+_INT_LIMIT = 1 << 63
 
 
 def case_frame(cases: list, where: str = "cases") -> pl.DataFrame:

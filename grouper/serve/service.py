@@ -262,14 +262,15 @@ def _pack_rows(state: State, kind: str, raw: pl.DataFrame, today: date) -> list[
 
 
 def group_cases(state: State, cases: list, kind: str | None = None, *, problems: bool = False,
-                where: str = "cases", today: date | None = None) -> Grouped:
-    """Group JSON cases (shape-checked here, read and validated by the project's one reader)."""
+                settlement: bool = False, where: str = "cases", today: date | None = None) -> Grouped:
+    """Group JSON cases (shape-checked here, read and validated by the project's one reader). With
+    `settlement`, the results carry the typed settlement fields (cost, level, ...) an estimate needs."""
     kind = kind or state.default_kind()
     raw = case_frame(cases, where)
-    return group_raw(state, raw, kind, problems=problems, today=today or date.today())
+    return group_raw(state, raw, kind, problems=problems, settlement=settlement, today=today or date.today())
 
 
-def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = False,
+def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = False, settlement: bool = False,
               today: date | None = None) -> Grouped:
     packs = state.packs[kind]
     index = _pack_rows(state, kind, raw, today or date.today())
@@ -281,14 +282,14 @@ def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = Fa
         if subset.height == 0:
             continue
         rows = row if mask is None else row.filter(mask)
-        results, problem_rows = _group_with(pack, subset, problems)
+        results, problem_rows = _group_with(pack, subset, problems, settlement)
         results = results.with_columns(rows, pl.lit(pack.name).alias("scheme"), pl.lit(pack.version).alias("scheme_version"))
         parts.append(results)
         if problem_rows is not None and problem_rows.height:
             found.append(problem_rows.with_columns(rows.gather(problem_rows["row"].cast(pl.UInt32)).alias("row")))
     outside = [r for r, k in enumerate(index) if k < 0]
     if not parts and not outside:   # no cases: the columns of an empty result
-        results, _ = _group_with(packs[-1], raw, False)
+        results, _ = _group_with(packs[-1], raw, False, settlement)
         parts.append(results.with_columns(row, pl.lit(None, pl.String).alias("scheme"),
                                           pl.lit(None, pl.String).alias("scheme_version")))
     if outside:
@@ -302,10 +303,11 @@ def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = Fa
     return Grouped(kind, results, problem_frame, [packs[k] if k >= 0 else None for k in index])
 
 
-def _group_with(pack: Pack, raw: pl.DataFrame, problems: bool) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+def _group_with(pack: Pack, raw: pl.DataFrame, problems: bool, settlement: bool
+                ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     if pack.kind == "drg":
         g = next(iter(grouped_batches(raw, pack.loaded.plan, batch_size=max(raw.height, 1), problems=problems,
-                                      carry=True)))
+                                      carry=settlement)))
         names = {code: e["name"] for code, e in pack.groups.items()}
         weights = {code: None if e["rw"] is None else float(e["rw"]) for code, e in pack.groups.items()}
         results = g.results.with_columns(
@@ -315,8 +317,9 @@ def _group_with(pack: Pack, raw: pl.DataFrame, problems: bool) -> tuple[pl.DataF
     from ..dip.run import group_dip_frame
     from ..dip.settle import dip_grouped
 
-    cases = next(iter(case_batches(raw, batch_size=max(raw.height, 1), settlement=True)))
-    return dip_grouped(group_dip_frame(pack.loaded.plan, cases), cases), None
+    cases = next(iter(case_batches(raw, batch_size=max(raw.height, 1), settlement=settlement)))
+    results = group_dip_frame(pack.loaded.plan, cases)
+    return (dip_grouped(results, cases) if settlement else results), None
 
 
 # What a result shows (the typed settlement fields stay inside, for the estimate).
@@ -387,7 +390,7 @@ def explain(state: State, case, kind: str | None = None) -> dict:
                                               "dx", "proc"))).to_dict()
     out["scheme"], out["scheme_version"] = pack.name, pack.version
     if state.pricing is not None:
-        grouped = group_raw(state, raw, pack.kind)
+        grouped = group_raw(state, raw, pack.kind, settlement=True)
         out["estimate"] = estimate(state.pricing, estimate_inputs(grouped)[0])
     return out
 
@@ -421,7 +424,7 @@ def alternatives(state: State, case, kind: str | None, scenarios: list[tuple[str
         group_column = "dip"
     typed = None
     if state.pricing is not None:
-        base = group_raw(state, raw, pack.kind)
+        base = group_raw(state, raw, pack.kind, settlement=True)
         typed = estimate_inputs(base)[0]
     out, first = [], None
     for label, r in zip(labels, results.iter_rows(named=True)):
@@ -506,7 +509,7 @@ def _with_codes(canonical: pl.DataFrame, dx: list[str], px: list[str]) -> pl.Dat
 def estimate_one(state: State, case, kind: str | None = None) -> dict:
     if state.pricing is None:
         raise UnsupportedError("no policy is served: start the server with --policy FILE to estimate payments")
-    grouped = group_cases(state, [case], kind, where="case")
+    grouped = group_cases(state, [case], kind, settlement=True, where="case")
     result = result_dicts(state, grouped, with_estimate=True)[0]
     return result
 
