@@ -47,7 +47,7 @@ def add_serve_parser(sub) -> None:
     s.add_argument("--warn-at", type=_decimal, default=Decimal("0.8"), metavar="SHARE",
                    help="warn when the cost reaches this share of the standard or of the high line (default 0.8)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    s.add_argument("--port", type=_at_least(0), default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--port", type=_at_least(1), default=8000, help="port (default 8000)")
     s.add_argument("--max-body", type=_at_least(1024), default=16 << 20, metavar="BYTES",
                    help="largest request body (default 16 MiB)")
     s.add_argument("--max-cases", type=_at_least(1), default=10_000, help="most cases in one batch request (default 10,000)")
@@ -88,6 +88,18 @@ def serve_command(args) -> int:
                             timeout_graceful_shutdown=max(args.timeout, 1.0), server_header=False,
                             limit_concurrency=1000, backlog=2048)
     server = uvicorn.Server(config)
-    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the requests in flight finish, exits.
-    server.run()
+    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the requests in flight finish, then
+    # raises the signal again for the CLI's own handler; a graceful stop is reported as such.
+    from ..cli import EXIT_INTERRUPTED, EXIT_TERMINATED
+    from ..console import stderr_console
+    from ..outputs import Terminated
+
+    try:
+        server.run()
+    except Terminated:
+        stderr_console().print("stopped (SIGTERM): the requests in flight were answered", markup=False)
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        stderr_console().print("stopped (Ctrl-C): the requests in flight were answered", markup=False)
+        return EXIT_INTERRUPTED
     return 0
