@@ -150,6 +150,9 @@ def estimate(pricing: Pricing, case: dict) -> dict:
     if coefficient is None:
         notes.append("医院等级未知或无对应系数 (coefficients.level)")
         return done("invalid", "coefficients.level")
+    if price is None and policy.method == "rate":
+        notes.append("没有该险种与医院等级的费率 (rate.base_rate)")
+        return done("invalid", "rate.base_rate")
     if base is None and per_day is None:
         notes.append(f"{group} 无权重或分值: 按项目付费")
         return done("excluded", "weights", cost)
