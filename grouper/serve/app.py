@@ -242,9 +242,6 @@ async def read_json(request: Request, limits: Limits):
         raise Problem(400, "Malformed JSON", "nested too deeply") from None
 
 
-QUERY = {"kind", "estimate", "problems", "q", "limit"}
-
-
 def query(request: Request, allowed: set[str]) -> dict:
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
@@ -346,11 +343,14 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
         content = await runtime.work(_batch_json, runtime, state, cases, kind, estimate, problems)
         return Response(content, media_type="application/json")
 
-    async def explain(request: Request) -> Response:
-        params = query(request, {"kind"})
-        state = runtime.state
-        case = object_body(await read_json(request, limits), "case")
-        return JSONResponse(await runtime.work(service.explain, state, case, kind_of(params, state)))
+    def one_case(function):
+        """A route whose body is one case, answered by function(state, case, kind)."""
+        async def handler(request: Request) -> Response:
+            params = query(request, {"kind"})
+            state = runtime.state
+            case = object_body(await read_json(request, limits), "case")
+            return JSONResponse(await runtime.work(function, state, case, kind_of(params, state)))
+        return handler
 
     async def what_if(request: Request) -> Response:
         params = query(request, {"kind"})
@@ -380,12 +380,6 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
                 raise ShapeError(f"candidates.{key}", "expected an array of at most 100 codes")
         return JSONResponse(await runtime.work(service.recommend, state, object_body(body["case"], "case"), candidates,
                                                kind_of(params, state)))
-
-    async def estimate(request: Request) -> Response:
-        params = query(request, {"kind"})
-        state = runtime.state
-        case = object_body(await read_json(request, limits), "case")
-        return JSONResponse(await runtime.work(service.estimate_one, state, case, kind_of(params, state)))
 
     async def hsa_envelope(request: Request) -> Response:
         infno = request.path_params["infno"]
@@ -464,10 +458,10 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
         Route("/v1/codes", endpoint("codes", codes), methods=["GET"]),
         Route("/v1/group", endpoint("group", group_one), methods=["POST"]),
         Route("/v1/group/batch", endpoint("group_batch", group_batch), methods=["POST"]),
-        Route("/v1/explain", endpoint("explain", explain), methods=["POST"]),
+        Route("/v1/explain", endpoint("explain", one_case(service.explain)), methods=["POST"]),
         Route("/v1/what-if", endpoint("what_if", what_if), methods=["POST"]),
         Route("/v1/recommend", endpoint("recommend", recommend), methods=["POST"]),
-        Route("/v1/estimate", endpoint("estimate", estimate), methods=["POST"]),
+        Route("/v1/estimate", endpoint("estimate", one_case(service.estimate_one)), methods=["POST"]),
         Route("/v1/hsa/{infno}", endpoint("hsa", hsa_envelope), methods=["POST"]),
         Route("/v1/admin/reload", endpoint("reload", reload, admin=True), methods=["POST"]),
     ]

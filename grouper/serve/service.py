@@ -9,7 +9,6 @@ replaces the one being served.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,12 +17,12 @@ from pathlib import Path
 
 import polars as pl
 
-from ..errors import Diagnostic, GrouperError, InputError, SchemeError
-from ..explain import Change, apply_changes, explain_case, parse_change, removal_scenarios, what_if
+from ..errors import Diagnostic, GrouperError, InputError
+from ..explain import Change, apply_changes, explain_case, parse_change, removal_scenarios
 from ..fields import parse_date
 from ..pipeline import case_batches, group_frame, grouped_batches
 from ..versions.dated import NO_SCHEME
-from .cases import case_frame, check_case
+from .cases import ShapeError, case_frame, check_case
 from .estimate import Pricing, estimate
 
 KINDS = ("drg", "dip")
@@ -399,15 +398,6 @@ class UnsupportedError(GrouperError):
     """Asked of a pack kind that does not offer it."""
 
 
-def parse_tries(tries, where: str = "try") -> list[list[Change]]:
-    """What-if scenarios as `grouper explain --try` takes them ("+dx:A,-proc:B"; "each")."""
-    if not isinstance(tries, list) or not all(isinstance(t, str) for t in tries):
-        from .cases import ShapeError
-
-        raise ShapeError(where, "a list of scenarios, each a text like \"+dx:J18.900,-proc:96.0400\" or \"each\"")
-    return [[parse_change(part) for part in text.split(",") if part.strip()] for text in tries if text.strip() != "each"]
-
-
 def alternatives(state: State, case, kind: str | None, scenarios: list[tuple[str, pl.DataFrame]],
                  pack: Pack, raw: pl.DataFrame, canonical: pl.DataFrame) -> list[dict]:
     """Group the case and its variants (label, canonical frame) in one batch; the first is the case
@@ -452,8 +442,6 @@ def try_scenarios(state: State, case, tries, kind: str | None = None) -> list[di
     scenarios = []
     for i, text in enumerate(tries if isinstance(tries, list) else [tries]):
         if not isinstance(text, str):
-            from .cases import ShapeError
-
             raise ShapeError(f"try[{i}]", "a scenario is a text like \"+dx:J18.900,-proc:96.0400\" or \"each\"")
         try:
             if text.strip() == "each":
@@ -463,8 +451,6 @@ def try_scenarios(state: State, case, tries, kind: str | None = None) -> list[di
             for changes in changes_list:
                 scenarios.append((", ".join(map(str, changes)), apply_changes(canonical, changes)))
         except ValueError as exc:
-            from .cases import ShapeError
-
             raise ShapeError(f"try[{i}]", str(exc)) from None
     return alternatives(state, case, kind, scenarios, pack, raw, canonical)
 
@@ -521,14 +507,14 @@ def diagnostics_json(exc: GrouperError) -> list[dict]:
         return [{"message": str(exc)}]
     out = []
     for d in found:
-        item = {"code": d.code, "severity": d.severity, "message": d.message}
+        item = {"code": d.code, "severity": d.severity, "message": d.message, "text": d.render()}
         if d.span is not None:
-            item.update(file=str(d.span.file), line=d.span.line, column=getattr(d.span, "column", None))
-        if getattr(d, "hint", None):
+            item.update(file=str(d.span.file), line=d.span.line, column=d.span.column)
+        if d.hint:
             item["hint"] = d.hint
         out.append(item)
     return out
 
 
-__all__ = ["PackSpec", "Settings", "State", "SchemeError", "dataclasses", "explain", "estimate_one", "group_cases",
-           "load_state", "recommend", "search_codes", "try_scenarios"]
+__all__ = ["PackSpec", "Settings", "State", "UnsupportedError", "estimate_one", "explain", "group_cases", "load_state",
+           "recommend", "result_dicts", "result_frame", "search_codes", "try_scenarios"]
