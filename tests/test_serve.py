@@ -336,7 +336,8 @@ def test_admin_token(demo_server):
 
 
 def test_limits_cors_and_no_token(tmp_path):
-    with running_server(tmp_path, "--max-body", "4096", "--max-cases", "3", "--cors-origin", "http://his.example") as s:
+    with running_server(tmp_path, "--max-body", "4096", "--max-cases", "3", "--cors-origin", "http://his.example",
+                        "--timeout", "2") as s:
         status, _, body = s.post("/v1/group/batch", {"cases": [CASE] * 4})
         assert status == 413 and body["field"] == "cases"
         status, _, body = s.post("/v1/group/batch", {"cases": [{**CASE, "id": "x" * 150}] * 30})
@@ -348,6 +349,11 @@ def test_limits_cors_and_no_token(tmp_path):
         assert s.post("/v1/admin/reload", headers={"Authorization": "Bearer x"})[0] == 403   # no token: admin off
         assert "estimate" not in s.post("/v1/group", CASE)[2]   # no policy served
         assert s.post("/v1/estimate", CASE)[0] == 501
+        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as slow:   # a body that never completes
+            slow.sendall(b"POST /v1/group HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"id\":")
+            answer = slow.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408") and b"application/problem+json" in answer
 
 
 def test_cors_is_off_by_default(demo_server):

@@ -224,11 +224,15 @@ async def read_json(request: Request, limits: Limits):
     if length is not None and (not length.isdigit() or int(length) > limits.max_body):
         raise Problem(413, "Request too large", f"the body is limited to {limits.max_body:,} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limits.max_body:
-            raise Problem(413, "Request too large", f"the body is limited to {limits.max_body:,} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(limits.timeout):   # a body trickling in must not hold a connection forever
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_body:
+                    raise Problem(413, "Request too large", f"the body is limited to {limits.max_body:,} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Problem(408, "Request timeout", f"the body did not arrive within {limits.timeout:g} s") from None
     body = b"".join(chunks)
     if not body:
         raise Problem(400, "Empty body", "the request needs a JSON body")
