@@ -333,6 +333,8 @@ def test_admin_token(demo_server):
     assert demo_server.post("/v1/admin/reload", headers={"Authorization": "Bearer wrong"})[0] == 401
     status, _, body = demo_server.post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 200 and body["generation"] >= 2
+    status, _, body = demo_server.post("/v1/admin/reload", {"scheme": "/etc"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 400 and "no body" in body["detail"]   # a request never names a file
 
 
 def test_limits_cors_and_no_token(tmp_path):

@@ -425,6 +425,10 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
 
     async def reload(request: Request) -> Response:
         query(request, set())
+        async for chunk in request.stream():
+            if chunk:   # never a path from a request: the files are the ones the server was started with
+                raise Problem(400, "Unexpected body", "reload takes no body: it reads again the packs, policy and "
+                                                      "weights the server was started with")
         new = await runtime.reload()
         return JSONResponse({"reloaded": True, **new.describe()})
 
