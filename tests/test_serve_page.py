@@ -20,7 +20,7 @@ FILL = """
   for (let i = 0; i < 300 && !document.getElementById("group") && !document.getElementById("error"); i++)
     await new Promise((r) => setTimeout(r, 100));
   const text = (id) => (document.getElementById(id) || {}).textContent;
-  const rows = [...document.querySelectorAll("#suggestions tr")].slice(1).map((tr) => [...tr.cells].map((c) => c.textContent));
+  const rows = [...document.querySelectorAll("#suggestions tr")].slice(1).map((tr) => [tr.cells[0].querySelector("code").textContent, ...[...tr.cells].slice(1).map((c) => c.textContent), tr.cells[0].querySelector("span").textContent]);
   return JSON.stringify({group: text("group"), weight: text("rw"), payment: text("payment"), error: text("error"),
                          estimate: text("estimate"), rows, path: document.querySelectorAll("ul.path li.held").length});
 })()
@@ -54,7 +54,7 @@ def test_page_groups_a_case_and_shows_suggestions(tmp_path):
             assert shown["payment"] == expected["estimate"]["payment"] + " 元"
             assert "费用" in shown["estimate"]
             assert [row[0] for row in shown["rows"]] == [s["changes"] for s in recommended["suggestions"]]
-            assert any(row[0] == "-dx:J96.000" for row in shown["rows"])
+            assert any(row[0] == "-dx:J96.000" and row[-1] == "删除诊断 J96.000" for row in shown["rows"])
             assert shown["path"] >= 3   # MDC, ADRG and DRG steps that held
             found = json.loads(page.evaluate(SEARCH))
             assert "肺炎" in found["name"] and found["dx"] == found["code"]
