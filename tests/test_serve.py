@@ -504,3 +504,14 @@ def test_sigterm_lets_requests_in_flight_finish(tmp_path, golden_cases):
         assert s.process.wait(timeout=60) == 143   # the CLI's exit code after SIGTERM (128 + 15)
         with pytest.raises(OSError):
             s.get("/healthz", timeout=5)
+
+
+def test_a_bad_pack_or_policy_stops_the_command_before_it_listens(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[policy]\nname = \"x\"\nmethod = \"pointz\"\n", encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "grouper", "serve", "--policy", str(bad), "--port", str(free_port())],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 1 and f"{bad}:3:" in run.stderr and "Traceback" not in run.stderr
+    run = subprocess.run([sys.executable, "-m", "grouper", "serve", "--scheme", "2025-13-01=tables/demo"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 2 and "not a date" in run.stderr
