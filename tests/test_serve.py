@@ -147,6 +147,20 @@ def test_a_json_case_is_read_like_a_csv_row(demo_server):
     assert {p["reason"] for p in result["problems"]} >= {"missing_dx", "malformed_age"}
 
 
+def test_a_case_without_id_is_numbered_by_its_place_in_the_request(demo_server):
+    anonymous = {k: v for k, v in CASE.items() if k != "id"}
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(demo_server.post("/v1/group", anonymous)[2]["id"]))
+               for _ in range(8)]   # grouped together or not, each is alone in its request
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["1"] * 8
+    batch = demo_server.post("/v1/group/batch", {"cases": [CASE, anonymous, anonymous]})[2]["results"]
+    assert [r["id"] for r in batch] == ["A01", "2", "3"]
+
+
 def test_batch_keeps_order_and_count(demo_server):
     cases = [{**CASE, "id": f"c{i}"} for i in range(50)] + [{"id": "bad", "dx": ["ZZZ"]}]
     status, _, body = demo_server.post("/v1/group/batch", {"cases": cases})

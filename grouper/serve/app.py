@@ -328,6 +328,8 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
         kind = kind_of(params, state)
         case = await read_json(request, limits)
         check_case(case, "case")
+        if case.get("id") is None:   # alone in its request, whatever batch it is grouped in
+            case = {**case, "id": 1}
         key = (kind, flag(params, "estimate", state.pricing is not None), flag(params, "problems", False))
         return JSONResponse(await runtime.batcher.submit(key, case))
 

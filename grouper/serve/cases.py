@@ -158,6 +158,8 @@ _INT_LIMIT = 1 << 63
 def case_frame(cases: list, where: str = "cases") -> pl.DataFrame:
     """JSON cases → the raw frame the project's reader canonicalises (grouper.pipeline.case_batches)."""
     columns = case_columns(cases, where)
-    if all(v is None for v in columns["id"]):
-        columns["id"] = [str(i) for i in range(1, len(cases) + 1)]  # what the reader gives a file without ids
+    ids = columns["id"]
+    for i, value in enumerate(ids):
+        if value is None:   # a case without an id: its position in the request, from 1
+            ids[i] = str(i + 1)
     return pl.DataFrame(columns, schema={name: pl.String for name in FIELDS})
