@@ -463,6 +463,9 @@ def test_packs_by_discharge_date(tmp_path):
         results = s.post("/v1/group/batch", {"cases": cases + [CASE]})[2]["results"]
         assert [r["scheme_version"] for r in results] == ["2024", "2025", None, None, "2025"]
         assert [r["reason"] for r in results[2:4]] == ["no_scheme_in_force", "no_scheme_in_force"]
+    with running_server(tmp_path, "--scheme", f"2025-01-01={new}") as s:   # one dated pack: earlier cases have none
+        results = s.post("/v1/group/batch", {"cases": [CASE, {**CASE, "discharge_date": "2024-12-31"}]})[2]["results"]
+        assert [(r["status"], r["scheme_version"]) for r in results] == [("grouped", "2025"), ("invalid", None)]
 
 
 def test_reload_refuses_a_bad_pack_and_never_drops_a_request(tmp_path):

@@ -276,7 +276,8 @@ def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = Fa
     parts, found = [], []
     row = pl.Series("_row", range(raw.height), dtype=pl.UInt32)
     for i, pack in enumerate(packs):
-        mask = pl.Series([k == i for k in index]) if len(packs) > 1 or index and index[0] != i else None
+        mine = [k == i for k in index]
+        mask = None if all(mine) else pl.Series(mine)
         subset = raw if mask is None else raw.filter(mask)
         if subset.height == 0:
             continue
