@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_payment_parsers(sub)
     add_versions_parsers(sub)
+    from .serve.commands import add_serve_parser
+
+    add_serve_parser(sub)
     cal = sub.add_parser("calibrate", help="build weights or a DIP catalogue from a cost history")
     calibrate_kinds = cal.add_subparsers(dest="kind", required=True)   # each wing adds its kind
     from .dip.commands import add_calibrate_dip
