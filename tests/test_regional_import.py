@@ -271,3 +271,58 @@ def test_changed_invalid_and_warn_checks_become_check_operations(tmp_path):
     checks = lambda scheme: [statement_lines(st)[0] for st in scheme.statements  # noqa: E731
                              if isinstance(st, (ast.InvalidDef, ast.WarnDef))]
     assert checks(merged) == checks(region)
+
+
+def test_no_default_drg_is_not_warned_after_an_unconditional_drg(tmp_path):
+    """Regression (issue 18): `check` warned no-default-drg when an earlier DRG of the ADRG has no
+    condition (no case can then be left without a DRG; the later DRGs are reported unreachable)."""
+    (tmp_path / "scheme.grp").write_text(
+        'scheme "x" version "1"\nsetting adrg_without_drg = no_drg\n'
+        'mdc MDCA when true {\n  adrg A1 when age >= 18 {\n    drg A11 "young" when age < 6\n    drg A19 "all"\n'
+        '    drg A12 "long stay" when los >= 60\n  }\n  adrg A2 when true {\n    drg A21 "short" when los < 5\n  }\n}\n',
+        encoding="utf-8")
+    scheme, found = check_scheme(tmp_path)
+    warned = [(d.code, d.message.split(":")[0]) for d in found if d.code in ("no-default-drg", "unreachable")]
+    assert warned == [("unreachable", "DRG A12 can never match"),
+                      ("no-default-drg", "the last DRG of ADRG A2 has a condition")]
+
+
+def test_an_adrg_whose_content_moved_is_not_paired_as_a_rename(tmp_path):
+    """Regression (issue 18): a removed and an added ADRG of one MDC whose rules differ only in codes
+    were written `rename adrg`, even when the new one has other list contents (the old content moved
+    to another ADRG). Only a true renumbering (same lists) is a rename."""
+    import csv
+
+    base = tmp_path / "base"
+    import_chs_drg(write_tiny_table_set(tmp_path / "national"), base, name="tiny")
+
+    def region(folder, new_code, codes):
+        write_tiny_table_set(folder)
+        for file, column in (("adrg.csv", "adrg"), ("adrg_dx.csv", "adrg"), ("drg.csv", "adrg")):
+            rows = list(csv.DictReader((folder / file).open(encoding="utf-8", newline="")))
+            header = list(rows[0]) if rows else None
+            out = []
+            for r in rows:
+                if r[column] == "GB1":
+                    r[column] = new_code
+                    if "drg" in r:
+                        r["drg"] = new_code + r["drg"][3:]
+                    if file == "adrg_dx.csv":
+                        out += [dict(r, code=c) for c in codes]
+                        continue
+                out.append(r)
+            with (folder / file).open("w", encoding="utf-8", newline="") as fh:
+                writer = csv.DictWriter(fh, header, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(out)
+        return folder
+
+    renumbered = import_overlay(region(tmp_path / "r1", "GC1", ["K35.800"]), base, tmp_path / "o1", name="r1")
+    assert "rename adrg GB1 to GC1" in renumbered.read_text(encoding="utf-8")
+    moved = import_overlay(region(tmp_path / "r2", "GC1", ["K80.000"]), base, tmp_path / "o2", name="r2")
+    text = moved.read_text(encoding="utf-8")
+    assert "rename adrg" not in text and "remove adrg GB1" in text and "add adrg GC1" in text
+    cases = [{"id": str(i), "sex": "1", "age": "40", "age_days": "", "weight": "", "dept": "", "los": "5",
+              "discharge": "", "dx": dx, "proc": ""} for i, dx in enumerate(["K35.800", "K80.000", "K35.800|J18.900"])]
+    import_chs_drg(tmp_path / "r2", tmp_path / "s2", name="r2")
+    assert outcomes(tmp_path / "o2", cases) == outcomes(tmp_path / "s2", cases)
