@@ -509,7 +509,7 @@ ALONE = SECOND_ATTEMPT | ATTEMPT_ALONE
     (11, [7, 6], ALONE | LAST_ENTERED, (NO_ADRG, 1, -1, -1, -1)),
     (10, [7, 6], ALONE, (NO_ADRG, 0, -1, -1, -1)),
     (10, [7, 6], ALONE | LAST_ENTERED, (NO_ADRG, 1, -1, -1, -1)),  # MDC 0, then MDC 0 and 1 in the retry
-    (10, [7, 6, 8], ALONE | LAST_ENTERED, (NO_ADRG, 1, -1, -1, -1)),  # [8] enters MDC 0 only: still the last no_adrg
+    (10, [7, 6, 8], ALONE | LAST_ENTERED, (NO_ADRG, 0, -1, -1, -1)),  # [8], the last attempt, enters MDC 0 only
     (11, [7, 8], ALONE | LAST_ENTERED, (UNGROUPABLE, -1, -1, -1, -1)),  # no attempt entered an MDC
     (11, [6, 8], LAST_ENTERED, (NO_ADRG, 1, -1, -1, -1)),           # without retries: as before
 ])
