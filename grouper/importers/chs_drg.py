@@ -14,6 +14,7 @@ from ..outputs import atomic_output
 from ..lang import ast
 from ..lang.parse import parse_text
 from ..lang.printer import scheme_text
+from . import regional_layout
 from .regional import with_regional_columns
 
 GROUPING_TABLES = ("mdc.csv", "mdc_dx.csv", "adrg.csv", "adrg_dx.csv", "adrg_proc.csv", "drg.csv",
@@ -77,6 +78,16 @@ def _tag_expr(text: str) -> ast.TagExpr:
 class _Importer:
     def __init__(self, table_dir: Path):
         self.dir = table_dir
+        # The regional layout (scheme.csv, shared/regional-layouts.md): 1.1 plus regional kinds.
+        self.layout = regional_layout.read_scheme_table(table_dir)
+        self.regional = self.layout is not None
+        self.mdc_proc: dict[str, int] = {}                # MDC → rows in mdc_proc.csv
+        if (table_dir / regional_layout.MDC_PROC_TABLE).is_file():
+            for row in _rows(table_dir / regional_layout.MDC_PROC_TABLE):
+                self.mdc_proc[row["mdc"]] = self.mdc_proc.get(row["mdc"], 0) + 1
+        self.used_mdc_proc: set[str] = set()
+        self.layout_problems: list[str] = []              # unused cells and rows (the unused-row report)
+        self.warnings: list[str] = []                     # accepted as written, but worth a look
         self.mdcs = sorted(_rows(table_dir / "mdc.csv"), key=lambda r: int(r["seq"]))
         self.adrgs = _rows(table_dir / "adrg.csv")
         self.drgs = _rows(table_dir / "drg.csv")
@@ -117,6 +128,12 @@ class _Importer:
         entry = row["entry"]
         if entry == "main_or_proc":
             return ast.OneIn("pproc", _OR)
+        if entry == "main_or_proc_plus" and self.regional:
+            # the MDC's extra procedures (mdc_proc.csv) only open the MDC; they do not join OR
+            if row["mdc"] not in self.mdc_proc:
+                return ast.OneIn("pproc", _OR)
+            self.used_mdc_proc.add(row["mdc"])
+            return _any(ast.OneIn("pproc", _OR), ast.OneIn("pproc", _table("mdc_proc", mdc=row["mdc"])))
         if entry == "always":
             return ast.Always()
         if entry == "pdx":
@@ -140,6 +157,10 @@ class _Importer:
         """The list `name` of one rule row, filtered as narrowly as the table needs."""
         self.used_lists.add((table, adrg, part, name))
         lists = self.lists.get((table, adrg, part), set())
+        if name not in lists:
+            where = f"ADRG {adrg}" + (f" part {part}" if part else "")
+            self.warnings.append(f"{table}.csv: list {name!r} of {where} has no rows: read as an empty list "
+                                 "(membership never holds)")
         filters = {"adrg": adrg}
         if part:
             filters["part"] = part
@@ -162,7 +183,7 @@ class _Importer:
         pdx = lambda: ast.OneIn("pdx", dx())                                  # noqa: E731
         pproc = lambda: ast.OneIn("pproc", proc())                            # noqa: E731
         secdx = lambda: ast.ManyIn("any", "secondary dx", dx("dx1"))          # noqa: E731
-        neonate = lambda: ast.FieldCmp(_NEONATE, "<=", int(row["max_age_days"] or 28))  # noqa: E731
+        neonate = lambda: ast.FieldCmp(_NEONATE, "<=", _integer(row, "max_age_days"))  # noqa: E731
         other_proc = lambda: ast.ManyIn("any", "secondary proc", proc("proc1"))  # a repeat of the pproc counts  # noqa: E731
         medical = lambda: ast.Negation(ast.OneIn("pproc", _OR))               # no OR principal procedure  # noqa: E731
         if rule == "pdx":
@@ -227,7 +248,7 @@ class _Importer:
         if rule == "pdx_neonate" and row.get("max_age_days"):
             return _all(pdx(), neonate())
         if rule == "pdx_not_neonate" and row.get("max_age_days"):
-            return _all(pdx(), ast.FieldCmp(_NEONATE, ">", int(row["max_age_days"])))
+            return _all(pdx(), ast.FieldCmp(_NEONATE, ">", _integer(row, "max_age_days")))
         if rule == "anydx_neonate_weight" and row.get("max_age_days"):
             return _all(ast.ManyIn("any", "dx", dx()), *self.birth_weight(row, v2=self.v2), neonate())
         if rule == "pproc_or":
@@ -242,7 +263,7 @@ class _Importer:
             return ast.ManyIn("no", "proc", _OR)
         if rule == "always":
             return ast.Always()
-        where = f"ADRG {code}" + (f" part {part}" if part else "") + f" (MDC {row['mdc']} seq {row['seq']})"
+        where = f"ADRG {code}" + (f" part {part}" if part else "") + f" ({row['mdc']} seq {row['seq']})"
         if rule in _NEEDS_PARAMETER:
             raise ImportError_(f"adrg.csv: {where} has rule kind {rule!r} but not its parameter "
                                f"({', '.join(_NEEDS_PARAMETER[rule])})")
@@ -266,6 +287,8 @@ class _Importer:
         return weight
 
     def drg_split(self, row: dict[str, str]) -> ast.Cond | None:
+        if self.regional:
+            return regional_layout.split_condition(row, self.layout_problems)
         split = row["split"]
         if split == "none":
             return None
@@ -385,6 +408,8 @@ class _Importer:
             st.append(ast.TableDef("mdc_qy_dx", "mdc_qy_dx.csv"))
         if (self.dir / "drg_proc.csv").is_file():
             st.append(ast.TableDef("drg_proc", "drg_proc.csv"))
+        if self.regional and self.mdc_proc:
+            st.append(ast.TableDef("mdc_proc", regional_layout.MDC_PROC_TABLE))
         for file in reference_tables:
             if file in ("dx_dict.csv", "proc_dict.csv"):
                 st.append(ast.TableDef(file[:-4], file))
@@ -411,6 +436,8 @@ class _Importer:
         else:
             st.append(ast.DefineDef("cc_or_mcc", ast.AnyOf((ast.DefineRef("mcc"), self.has_level("CC")))))
         st += self.input_rules()
+        if self.regional:
+            st += regional_layout.settings_statements(self.layout)
         # Plausibility warnings (病案质控): reported with the result, never change it.
         if sex_table:
             sex_dx = ast.SetRef(SEX_SPECIFIC_TABLE[:-4])
@@ -495,6 +522,9 @@ class _Importer:
             adrgs: list[ast.AdrgDef] = []
             for rows in _consecutive(rows_of.get(mdc["mdc"], []), mdc["mdc"]):
                 first = rows[0]
+                if self.regional:
+                    unused += regional_layout.reachable_problems(drgs_of.get(first["adrg"], []))
+                    unused += [p for r in rows for p in regional_layout.rule_parameter_problems(r)]
                 drgs = tuple(ast.DrgDef(d["drg"], d["name"], self.drg_split(d)) for d in drgs_of.get(first["adrg"], []))
                 if not drgs:
                     raise ImportError_(f"drg.csv: ADRG {first['adrg']} has no DRG")
@@ -507,7 +537,7 @@ class _Importer:
                 items = adrgs
             out.append(ast.MdcDef(mdc["mdc"], mdc["name"], self.mdc_entry(mdc), tuple(items)))
         unused += self.unused_list_rows(set(mdc_codes), known_adrgs)
-        self.unused = unused
+        self.unused = unused + self.layout_problems
         return out
 
     def unused_list_rows(self, mdcs: set[str], adrgs: set[str]) -> list[str]:
@@ -523,6 +553,20 @@ class _Importer:
                 where = f"ADRG {adrg}" + (f" part {part}" if part else "")
                 why = "which adrg.csv does not list" if adrg not in adrgs else "whose rule does not use this list"
                 problems.append(f"{table}.csv: list {name!r} of {where}, {why}")
+        entries = {m["mdc"]: m["entry"] for m in self.mdcs}
+        for mdc, count in sorted(self.mdc_proc.items()):
+            if mdc not in self.used_mdc_proc:
+                why = ("which mdc.csv does not list" if mdc not in entries else
+                       f"whose entry {entries[mdc]!r} does not read it (only main_or_proc_plus does)")
+                problems.append(f"mdc_proc.csv: {count} row(s) of MDC {mdc}, {why}")
+        if self.regional:   # a tag is read only by pdx_tags rules
+            rules = {(r["adrg"], r.get("part") or ""): r["rule"] for r in self.adrgs}
+            tagged = _count([{"adrg": r["adrg"], "part": r.get("part") or ""}
+                             for r in _rows(self.dir / "adrg_proc.csv") if r.get("tag")], "adrg", "part")
+            for (adrg, part), count in sorted(tagged.items()):
+                if rules.get((adrg, part or "")) not in (None, "pdx_tags"):
+                    problems.append(f"adrg_proc.csv: {count} row(s) of ADRG {adrg}" + (f" part {part}" if part else "")
+                                    + f" have a tag, which its rule {rules[(adrg, part or '')]!r} does not read")
         drgs = {r["drg"] for r in self.drgs}
         for (drg, name), count in sorted(self.drg_lists.items()):
             if (drg, name) not in self.used_drg_lists:
@@ -586,7 +630,7 @@ QY_ON = """\
 
 def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "CHS-DRG",
                    version: str | None = None, with_maps: bool = False, allow_unused: bool = False,
-                   unused: list[str] | None = None) -> Path:
+                   unused: list[str] | None = None, warnings: list[str] | None = None) -> Path:
     """Write `pack_dir/scheme.grp` and copy the tables it uses; return the scheme path.
 
     The scheme also gets plausibility `warn` rules (sex-specific diagnoses, from a generated
@@ -599,11 +643,14 @@ def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "
     a list its rule does not use, ...) raise UnusedRowsError before anything is written, unless
     `allow_unused`; then they are appended to `unused` (when given). `version` defaults to "2.0"
     for a table set in the 2.0 layout (QY rules in mdc.csv), "3.0" for one that also has DRG-level
-    tests (drg_proc.csv, `kind:value` splits: the 3.0 draft), else "1.1".
+    tests (drg_proc.csv, `kind:value` splits: the 3.0 draft), the `variant` of a regional-layout set
+    (scheme.csv, see regional_layout.py), else "1.1". Lists a rule reads that have no rows are read
+    as empty lists and reported in `warnings` (when given).
     """
     table_dir, pack_dir = Path(table_dir), Path(pack_dir)
     importer = _Importer(table_dir)
-    version = version or ("3.0" if importer.v3 else "2.0" if importer.v2 else "1.1")
+    version = version or (importer.layout["variant"] if importer.regional else
+                          "3.0" if importer.v3 else "2.0" if importer.v2 else "1.1")
     reference = [f for f in REFERENCE_TABLES if (table_dir / f).is_file()]
     if with_maps and not any(f in reference for f in ("dx_map.csv", "proc_map.csv")):
         raise ImportError_(f"--with-maps: {table_dir} has neither dx_map.csv nor proc_map.csv")
@@ -612,12 +659,17 @@ def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "
         dictionary = {row["code"] for row in _rows(table_dir / "dx_dict.csv")}
     sex_rows = importer.sex_specific_dx(dictionary)
     scheme = importer.scheme(name, version, reference, sex_table=bool(sex_rows), with_maps=with_maps)
-    scheme = with_regional_columns(table_dir, scheme)   # a regional set's extra columns and settings.csv
+    if not importer.regional:   # the older regional columns and settings.csv (regional.py), not this layout's
+        scheme = with_regional_columns(table_dir, scheme)
     if importer.unused and not allow_unused:
         raise UnusedRowsError(importer.unused)
     if unused is not None:
         unused.extend(importer.unused)
+    if warnings is not None:
+        warnings.extend(importer.warnings)
     optional = [f for f in OPTIONAL_GROUPING_TABLES if (importer.v2 or f == "drg_proc.csv") and (table_dir / f).is_file()]
+    if importer.regional and importer.mdc_proc:
+        optional.append(regional_layout.MDC_PROC_TABLE)
     comments: dict = {m["mdc"]: f"{m['mdc']} {m['name']} (entry rule: {m['entry']}"
                       + (f"; QY rules: {m['qy']})" if m.get("qy") else ")") for m in importer.mdcs}
     comments.update(importer.qy_comments)

@@ -357,7 +357,7 @@ def _patch(base: pl.DataFrame, region: pl.DataFrame) -> pl.DataFrame | None:
 
 def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str | Path, *, name: str,
                    version: str | None = None, with_maps: bool = False, allow_unused: bool = False,
-                   unused: list[str] | None = None) -> Path:
+                   unused: list[str] | None = None, warnings: list[str] | None = None) -> Path:
     """Import the regional table set and write `out_dir/scheme.grp`, an overlay of `base_pack`
     holding only what differs, plus the patch and table files it names. Returns the scheme path.
     The other arguments are those of `import_chs_drg` (which imports the set standalone first)."""
@@ -371,7 +371,8 @@ def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str |
     with tempfile.TemporaryDirectory() as tmp, atomic_output(out_dir, directory=True) as pack:
         pack.chmod(0o755)                                  # mkdtemp makes it private
         standalone = import_chs_drg(region_dir, Path(tmp) / "standalone", name=name, version=version,
-                                    with_maps=with_maps, allow_unused=allow_unused, unused=unused)
+                                    with_maps=with_maps, allow_unused=allow_unused, unused=unused,
+                                    warnings=warnings)
         region = parse_file(standalone)
         version = region.header.version
         statements: list[ast.Statement] = []
