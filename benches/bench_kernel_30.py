@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SEED, record
+from conftest import golden_batch, national_plan, record
 from grouper.engine.run import run_kernel
 
 N = 1_000_000
@@ -20,22 +20,13 @@ SHARED_30 = Path(__file__).resolve().parents[1].parent / "shared" / "chs-drg-3.0
 def plan30(workdir):
     if not (SHARED_30 / "golden" / "cases.csv").is_file():
         pytest.skip(f"CHS-DRG 3.0 draft tables not found at {SHARED_30}")
-    from grouper.importers.chs_drg import import_chs_drg
-    from grouper.scheme import load_scheme
-
-    import_chs_drg(SHARED_30, workdir / "chs-drg-3.0")
-    return load_scheme(workdir / "chs-drg-3.0").plan
+    return national_plan(SHARED_30, workdir / "chs-drg-3.0")
 
 
 @pytest.fixture(scope="session")
 def batch30_own(plan30):
     """The 3.0 golden set resampled to 1 M cases, encoded for the 3.0 plan (validation applied)."""
-    from grouper.io import cases_from_frame
-    from grouper.pipeline import prepare
-    from grouper.synth import read_source, resample_cases
-
-    cases = cases_from_frame(resample_cases(read_source(SHARED_30 / "golden" / "cases.csv"), N, seed=SEED))
-    return prepare(plan30, cases).batch
+    return golden_batch(plan30, SHARED_30, N)
 
 
 def test_kernel_30_vs_11(benchmark, plan, batch_1m, plan30, batch30_own):
