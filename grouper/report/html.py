@@ -178,8 +178,7 @@ def _cell(value, money: bool) -> str:
 
 
 def _table(frame: pl.DataFrame, money: tuple[str, ...], table_id: str) -> str:
-    # a header may break after "_" (printed pages are narrow), never inside a word
-    head = "".join(f'<th title="click to sort">{html.escape(c).replace("_", "_<wbr>")}</th>' for c in frame.columns)
+    head = "".join(f'<th title="click to sort">{html.escape(c)}</th>' for c in frame.columns)
     rows = []
     for row in frame.iter_rows():
         rows.append("<tr>" + "".join(_cell(v, c in money) for c, v in zip(frame.columns, row)) + "</tr>")
@@ -229,7 +228,7 @@ figure svg text { font-family: system-ui, "Noto Sans CJK SC", "Microsoft YaHei",
   body { max-width: none; margin: 0; }
   .scroll { max-height: none; overflow: visible; border: none; }
   table { font-size: 7px; width: auto; table-layout: auto; }
-  th { position: static; white-space: normal; cursor: auto; }
+  th { position: static; white-space: normal; overflow-wrap: anywhere; cursor: auto; }   /* headers wrap to fit the page */
   th, td { padding: 1px 3px; }
   thead { display: table-header-group; }
   tr, figure { break-inside: avoid; }
