@@ -98,7 +98,7 @@ def test_settle_reads_a_grouped_excel_file_like_its_csv_twin(tmp_path):
     # An .xlsx grouped file (grouper group --carry -o X.xlsx) was taken for raw cases: its header was
     # never looked at, so settle asked for a diagnosis column (exit 3).
     history = ROOT / "tables" / "demo" / "history.csv"
-    WEIGHTS.write_csv(tmp_path / "w.csv")
+    (tmp_path / "w.csv").write_bytes((ROOT / "tables" / "demo" / "drg_weights.csv").read_bytes())
     tables = {}
     for kind in ("csv", "xlsx"):
         grouped = tmp_path / f"grouped.{kind}"

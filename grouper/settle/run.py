@@ -22,7 +22,7 @@ def weights_source(weights: BaseSource | pl.DataFrame | str | Path, policy: Poli
     """
     if not isinstance(weights, (pl.DataFrame, str, Path)):
         return weights
-    scale = float(policy["points"]["scale"]) if policy.method == "points" else 1.0
+    scale = policy["points"]["scale"] if policy.method == "points" else 1
     if isinstance(weights, pl.DataFrame):
         return DrgWeights(weights, scale)
     return DrgWeights.from_csv(weights, scale)

@@ -32,6 +32,7 @@ class Spec:
     low_open: bool = False
     high_open: bool = False
     by: str | None = None  # "level" or "insurance": a single value, or a table keyed by level / insurance type
+    decimals: int | None = None  # at most this many decimals (numbers: six unless set)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ SCHEMA = Section("a settlement policy", {
     "rate": Section("费率法 settings (method = rate)", {
         "base_rate": Spec("number", "base rate in yuan per unit of RW, per insurance type (`employee`, `resident`, other codes, or `all`) "
                                     "and hospital level (`1`, `2`, `3`, `default`); a single number applies everywhere",
-                          low=0.0, low_open=True, by="insurance/level"),
+                          low=0.0, low_open=True, by="insurance/level", decimals=2),
     }),
     "budget": Section("the annual budget (总额预算)", {
         "annual": Spec("money", "annual budget in yuan per insurance type (`employee`, `resident`, …); one key `all` pools every type. "
