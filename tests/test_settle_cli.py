@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from grouper.cli import main
 from grouper.settle.files import MONEY, read_table
@@ -51,7 +52,11 @@ def test_settle_compare_writes_the_change(tmp_path):
     assert code == 0
     hospitals = pl.read_csv(out / "compare_hospitals.csv")
     assert set(hospitals["hospital"]) == {"H1", "H2"}
-    assert {"payment_base", "payment_change", "payment_delta", "points_delta", "surplus_delta"} <= set(hospitals.columns)
+    assert {"payment_before", "payment_after", "payment_change", "surplus_change"} <= set(hospitals.columns)
+    # points under a points policy and under a rate policy measure different things: not compared
+    assert not any(c.startswith("points") for c in hospitals.columns)
+    first = hospitals.row(0, named=True)  # the change is after − before (it was the new payment)
+    assert first["payment_change"] == pytest.approx(first["payment_after"] - first["payment_before"])
     assert (out / "change" / "hospitals.csv").exists() and (out / "compare_drgs.csv").exists()
 
 

@@ -25,6 +25,7 @@ from ..settle.files import COMPARE_MONEY, MONEY, read_table
 WAN, WAN_LABEL = 1_000_000, "10,000 yuan"  # money charts in 万元 (fen ÷ 1,000,000); ASCII labels: matplotlib's font has no CJK
 RATIO_BINS = 60
 RATIO_MAX = 6.0  # the histogram's last bin collects every ratio above
+METHOD_NAMES = {"points": "points (DRG 点数法)", "rate": "rate (DRG 费率法)", "dip": "DIP (按病种分值付费)"}
 
 
 def _read_settlement(folder: Path) -> dict:
@@ -92,13 +93,24 @@ def _bar(plt, labels, values, *, title, xlabel, color="#4c78a8", horizontal=Fals
     return _svg(fig)
 
 
+def _words(data: dict) -> dict[str, str]:
+    """What the charts call a group, its weight and the case mix: DRG, RW, CMI — or, for a DIP
+    settlement, 病种, score (÷ points.scale) and mean score per case."""
+    if data["summary"].get("method") == "dip" or "dip" in data["groups"].columns:
+        return {"group": "DIP group", "groups": "DIP groups (病种)", "weight": "score ÷ points.scale",
+                "mix": "mean score per case (÷ points.scale)", "mix_zh": "次均分值"}
+    return {"group": "DRG", "groups": "DRGs", "weight": "relative weight (RW)", "mix": "CMI", "mix_zh": "病例组合指数"}
+
+
 def _charts(data: dict) -> list[tuple[str, str, str]]:
     """(id, heading, svg) per chart."""
     plt = _pyplot()
+    words = _words(data)
     charts = []
     h = data["hospitals"].sort("cmi", descending=True, nulls_last=True)
-    charts.append(("cmi", "CMI by hospital (病例组合指数)", _bar(
-        plt, [str(x) for x in h["hospital"]], h["cmi"].fill_null(0).to_list(), title="CMI by hospital", xlabel="CMI")))
+    charts.append(("cmi", f"{words['mix']} by hospital ({words['mix_zh']})", _bar(
+        plt, [str(x) for x in h["hospital"]], h["cmi"].fill_null(0).to_list(), title=f"{words['mix']} by hospital",
+        xlabel=words["mix"])))
 
     bins = dict(data["ratio_bins"].iter_rows())
     width = RATIO_MAX / RATIO_BINS
@@ -117,31 +129,58 @@ def _charts(data: dict) -> list[tuple[str, str, str]]:
         plt, shown, [100 * types[t] / total for t in shown], title="Case-type shares", xlabel="% of cases", horizontal=True,
         height=2.6)))
 
+    key = data["groups"].columns[0]
     g = data["groups"].filter(pl.col("surplus") < 0).sort("surplus").head(15)
-    charts.append(("deficit", "Top DRGs by deficit (亏损病组)", _bar(
-        plt, [str(x) for x in g["drg" if "drg" in g.columns else g.columns[0]]], [v / WAN for v in g["surplus"]],
-        title="Top DRGs by deficit (payment − cost)", xlabel=WAN_LABEL, horizontal=True, signed=True, height=3.6)))
+    charts.append(("deficit", f"Top {words['groups']} by deficit (亏损{'病种' if key == 'dip' else '病组'})", _bar(
+        plt, [str(x) for x in g[key]], [v / WAN for v in g["surplus"]],
+        title=f"Top {words['groups']} by deficit (payment − cost)", xlabel=WAN_LABEL, horizontal=True, signed=True,
+        height=3.6)))
 
     g = data["groups"].filter(pl.col("rw").is_not_null() & pl.col("mean_cost").is_not_null())
     fig, ax = plt.subplots(figsize=(7.2, 3.6))
     sizes = [max(4.0, min(200.0, c / max(1, g["cases"].max() or 1) * 200)) for c in g["cases"]]
     ax.scatter(g["rw"].to_list(), [v / 100 for v in g["mean_cost"]], s=sizes, alpha=0.6, color="#4c78a8")
-    ax.set_xlabel("relative weight (RW)")
+    ax.set_xlabel(words["weight"])
     ax.set_ylabel("mean cost this year (yuan)")
-    ax.set_title("Weight vs mean cost, per DRG (dot size: cases)", loc="left")
-    charts.append(("weight", "Weight vs mean cost (权重与次均费用)", _svg(fig)))
+    ax.set_title(f"{words['weight'].split(' (')[0].capitalize()} vs mean cost, per {words['group']} (dot size: cases)", loc="left")
+    charts.append(("weight", f"{words['weight'].split(' (')[0].capitalize()} vs mean cost "
+                             f"({'分值' if key == 'dip' else '权重'}与次均费用)", _svg(fig)))
 
     if "compare" in data:
-        c = data["compare"]["hospitals"].sort("payment_delta")
+        c = data["compare"]["hospitals"].sort("payment_change")
         charts.append(("impact", "Impact of the change per hospital (测算)", _bar(
-            plt, [str(x) for x in c["hospital"]], [v / WAN for v in c["payment_delta"].fill_null(0)],
+            plt, [str(x) for x in c["hospital"]], [v / WAN for v in c["payment_change"].fill_null(0)],
             title="Payment change per hospital (after sharing)", xlabel=WAN_LABEL, signed=True)))
-        d = data["compare"]["groups"].sort("payment_delta").head(15)
+        # only the groups that lose: a group whose payment rises is no loss, however few losers there are
+        d = data["compare"]["groups"].filter(pl.col("payment_change") < 0).sort("payment_change").head(15)
         key = d.columns[0]
-        charts.append(("impact-drg", "DRGs losing most under the change", _bar(
-            plt, [str(x) for x in d[key]], [v / WAN for v in d["payment_delta"].fill_null(0)],
-            title="Payment change per DRG, 15 largest losses", xlabel=WAN_LABEL, horizontal=True, signed=True, height=3.6)))
+        charts.append(("impact-drg", f"{words['groups']} losing most under the change", _bar(
+            plt, [str(x) for x in d[key]], [v / WAN for v in d["payment_change"]],
+            title=f"Payment change per {words['group']}, 15 largest losses", xlabel=WAN_LABEL, horizontal=True, signed=True,
+            height=3.6)))
     return charts
+
+
+def _money_panel(summary: dict) -> str:
+    """Budget, paid and undistributed per pool, each undistributed amount with its reason (summary.json checks)."""
+    checks = summary.get("checks") or {}
+    pools, reasons = checks.get("pools") or [], checks.get("undistributed_reasons") or {}
+    if not pools:
+        return ""
+    rows = []
+    for p in pools:
+        undistributed = p.get("undistributed") or {}
+        why = "; ".join(f"{fen_text(v)}: {reasons.get(k, k)}" for k, v in undistributed.items()) or "—"
+        cells = [html.escape(str(p["pool"])),
+                 *[_cell(p.get(k), True) for k in ("budget", "paid", "paid_outside")],
+                 _cell(sum(undistributed.values()) if p.get("budget") is not None else None, True)]
+        rows.append("<tr><td>" + cells[0] + "</td>" + "".join(cells[1:]) + f"<td>{html.escape(why)}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("pool", "budget", "paid from it", "paid outside the budget",
+                                              "undistributed", "why"))
+    return (f'<h2>Budget, paid, undistributed (预算、支付、未分配)</h2><div class="scroll"><table id="money">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+            f'<p class="meta">{checks.get("cases", 0):,} cases; {100 * (checks.get("excluded_share") or 0):.1f}% excluded '
+            f'(paid by item); {(checks.get("cases_without_weight") or {}).get("cases", 0):,} without a weight.</p>')
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -204,6 +243,16 @@ th[data-dir=down]::after { content: " ▼"; } th[data-dir=up]::after { content: 
 """
 
 
+def _generated() -> str:
+    """"generated <date> " from SOURCE_DATE_EPOCH when set; otherwise nothing (the same folder gives the same file)."""
+    import os
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch.isdigit():
+        return ""
+    return f"generated {datetime.fromtimestamp(int(epoch), timezone.utc):%Y-%m-%d %H:%M} UTC "
+
+
 def render_report(folder: str | Path) -> str:
     """The report of a settlement folder as one HTML string."""
     folder = Path(folder)
@@ -217,29 +266,30 @@ def render_report(folder: str | Path) -> str:
             ("surplus after sharing (yuan)", fen_text(int(hospitals["surplus_after_sharing"].sum() or 0)))]
     for row in pools.iter_rows(named=True):
         if row["settlement_point_value"] is not None:
-            kpis.append((f"结算点值 {row['pool']}", f"{row['settlement_point_value']:.4f}"))
+            kpis.append((f"结算点值 {row['pool']}", f"{row['settlement_point_value']:.6f}"))
     parts = [
         "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">",
         f"<title>{html.escape(summary['policy'])}: settlement report</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(summary['policy'])} — settlement report (结算报告)</h1>",
-        f"<p class=\"meta\">method: {html.escape(summary['method'])} · policy files: "
+        f"<p class=\"meta\">method: {html.escape(METHOD_NAMES.get(summary['method'], summary['method']))} · policy files: "
         f"{html.escape(', '.join(Path(p).name for p in summary.get('policy_files', [])))} · "
-        f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by grouper from {html.escape(folder.name)}</p>",
+        f"{_generated()}by grouper from {html.escape(folder.name)}</p>",
         '<div class="kpi">' + "".join(f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis) + "</div>",
         *[f'<p class="warning">Warning: {html.escape(w)}</p>' for w in summary.get("warnings", [])],
+        _money_panel(summary),
         "<h2>Charts</h2><div class=\"grid\">",
         *[f'<figure class="chart" id="chart-{cid}"><figcaption>{html.escape(title)}</figcaption>{svg}</figure>'
           for cid, title, svg in charts],
         "</div>",
         "<h2>Pools and point values (预算点值 / 结算点值)</h2>", _table(pools, MONEY["pools"], "pools"),
         "<h2>Hospitals (清算)</h2>", _table(hospitals, MONEY["hospitals"], "hospitals"),
-        "<h2>DRGs</h2>", _table(data["groups"], MONEY["groups"], "drgs"),
+        f"<h2>{_words(data)['groups']}</h2>", _table(data["groups"], MONEY["groups"], "drgs"),
     ]
     if "compare" in data:
         change = summary.get("compare", {}).get("policy", "the change")
         parts += [f"<h2>Impact of {html.escape(change)}: hospitals</h2>",
                   _table(data["compare"]["hospitals"], COMPARE_MONEY, "impact-hospitals"),
-                  "<h2>Impact: DRGs</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
+                  f"<h2>Impact: {_words(data)['groups']}</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
     parts.append(f"<script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts)
 
