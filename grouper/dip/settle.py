@@ -131,7 +131,7 @@ def load_dip_cases(source: str | Path | pl.DataFrame, loaded) -> pl.DataFrame:
         raw = io._read_raw(path, encoding=None, sheet=None)
         if {"status", "dip"} <= set(raw.columns):
             carried = [c for c in CARRIED_COLUMNS if c in raw.columns]
-            typed = typed_fields(raw.select(carried)).select(CARRIED_COLUMNS) if carried else None
+            typed = typed_fields(raw.select(carried), integer_money="fen").select(CARRIED_COLUMNS) if carried else None
             results = raw.select(pl.col(c).cast(pl.String) if c not in ("score", "aux_factor") else
                                  pl.col(c).cast(pl.Float64, strict=False)
                                  for c in ("id", "status", "dip", "dip_level", "score", "aux", "aux_factor"))
