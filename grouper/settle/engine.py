@@ -298,6 +298,12 @@ def _div_half_up(numerator: pl.Expr, denominator: pl.Expr | int) -> pl.Expr:
     return ((numerator * 2 + d) // (d * 2)).cast(pl.Int64, strict=False)
 
 
+def _shown(integers: pl.Expr, unit: int) -> pl.Expr:
+    """Exact integers in 1/unit as Float64 for the outputs: the double nearest the decimal (a plain
+    division can land one bit off, which CSV then prints as 321.25309999999996)."""
+    return (integers / unit).round(len(str(unit)) - 1)
+
+
 def _to_fen(value: Decimal) -> int:
     return half_up(value)
 
@@ -941,7 +947,7 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
     # one with_columns: Polars works the columns out in parallel
     frame = frame.with_columns(
         payment.alias("payment"),
-        (pl.col("price_e4") / (MICRO * 1.0)).alias("price"),
+        _shown(pl.col("price_e4"), MICRO).alias("price"),
         pl.when(_is_type(*GROUP_PAID)).then(standard).otherwise(None).alias("standard"),
         (payment - pl.col("cost")).alias("surplus"),
     )
@@ -1068,7 +1074,7 @@ def hospitals_frame(cases: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         where(group, "cost").sum().alias("drg_cost"),
         pl.col("cost").sum().alias("cost"))
     totals, level, monthly = pl.collect_all([totals, level, monthly])
-    out = (totals.with_columns((pl.col("_rw_micro") / MICRO).alias("rw_sum"))
+    out = (totals.with_columns(_shown(pl.col("_rw_micro"), MICRO).alias("rw_sum"))
            .with_columns((pl.col("_rw_micro") / pl.col("_rw_n") / MICRO).round(4).alias("cmi"))  # shown to 4 decimals
            .join(level, on="hospital", how="left", nulls_equal=True)
            .join(monthly, on="hospital", how="left", nulls_equal=True)
@@ -1077,7 +1083,7 @@ def hospitals_frame(cases: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     adjustments = [sharing_adjustment(int(p or 0), int(c or 0), s["surplus"], s["deficit"])
                    for p, c in out.select("drg_payment", "drg_cost").iter_rows()]
     out = out.with_columns(
-        (pl.col("_points") / MICRO).alias("points"),
+        _shown(pl.col("_points"), MICRO).alias("points"),
         (pl.col("n_special_review") / pl.col("drg_cases")).round(6).alias("special_review_share"),
         (pl.col("drg_payment") - pl.col("drg_cost")).alias("drg_surplus"),
         pl.Series("sharing_adjustment", adjustments, dtype=pl.Int64),
@@ -1101,7 +1107,7 @@ def groups_frame(cases: pl.DataFrame, column: str = "group") -> pl.DataFrame:
                                                          // (pl.col("cost").count() * 2)).alias("mean_cost"),
                 (pl.col("case_type") == TYPE["high"]).sum().alias("n_high"),
                 (pl.col("case_type") == TYPE["low"]).sum().alias("n_low"),
-                (pl.col("points_micro").sum() / MICRO).alias("points"), pl.col("payment").sum().alias("payment"),
+                _shown(pl.col("points_micro").sum(), MICRO).alias("points"), pl.col("payment").sum().alias("payment"),
                 pl.col("cost").sum().alias("cost"), pl.col("surplus").sum().alias("surplus"))
             .sort(column).collect())
 
@@ -1119,8 +1125,8 @@ def case_table(frame: pl.DataFrame, column: str = "drg") -> pl.DataFrame:
     `column`; the exact integers shown as numbers (points, base points: micro-points ÷ 10⁶,
     coefficient ÷ 10¹², cost ratio: 10⁻⁶ ÷ 10⁶), each exact to its stated decimals."""
     named = {"case_type": CASE_TYPES, "rule": RULES, "paid_by": PAID_BY}
-    shown = {"points": pl.col("points_micro") / MICRO, "base_points": pl.col("base_micro") / MICRO,
-             "coefficient": pl.col("coef") / COEF, "cost_ratio": pl.col("ratio_micro") / UNIT}
+    shown = {"points": _shown(pl.col("points_micro"), MICRO), "base_points": _shown(pl.col("base_micro"), MICRO),
+             "coefficient": _shown(pl.col("coef"), COEF), "cost_ratio": _shown(pl.col("ratio_micro"), UNIT)}
     return frame.select(_named(c, named[c]) if c in named else shown[c].alias(c) if c in shown else pl.col(c)
                         for c in CASE_COLUMNS).rename({"group": column})
 
