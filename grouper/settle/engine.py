@@ -77,8 +77,9 @@ PRICE = 10**4      # a price (budget point value, base rate) is kept in 10⁻⁴
 MAX_COST = 10**12  # fen (10¹⁰ yuan): a larger case cost is refused (it would take its pool)
 MAX_POINTS = 10**9  # base points of a group above this are refused (a weight or score gone wrong)
 
-CASE_TYPES = ("normal", "high", "low", "incomplete", "per_diem", "special_review", "excluded", "ungrouped", "invalid")
-GROUP_PAID = ("normal", "high", "low", "incomplete", "per_diem", "special_review")
+CASE_TYPES = ("normal", "high", "low", "incomplete", "transfer", "per_diem", "special_review", "excluded", "ungrouped",
+              "invalid")
+GROUP_PAID = ("normal", "high", "low", "incomplete", "transfer", "per_diem", "special_review")
 
 # Columns the engine reads; the optional ones are filled with nulls (a rule needing them then never fires).
 REQUIRED_COLUMNS = ("status", "drg", "hospital", "cost")
@@ -157,14 +158,15 @@ class DrgWeights:
     weights: pl.DataFrame
     scale: Decimal = Decimal(100)
     origin: str = "the weights table"
+    los_column: str = "los_mean"
 
     @classmethod
-    def from_csv(cls, path, scale) -> "DrgWeights":
+    def from_csv(cls, path, scale, los_column: str = "los_mean") -> "DrgWeights":
         try:
             frame = pl.read_csv(path, infer_schema=False)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise InputError(f"cannot read weights table {path}: {exc}") from None
-        return cls(frame, Decimal(scale), str(path))
+        return cls(frame, Decimal(scale), str(path), los_column)
 
     @property
     def codes(self) -> set[str]:
@@ -207,8 +209,31 @@ class DrgWeights:
             rws.append(float(rw))
             bases.append(half_up(rw * scale, MICRO))
             means.append(None if fen is None else half_up(fen, 100))
-        return pl.DataFrame({"group": groups, "rw": rws, "base_micro": bases, "group_mean": means},
-                            schema={"group": pl.String, "rw": pl.Float64, "base_micro": pl.Int64, "group_mean": pl.Int64})
+        table = pl.DataFrame({"group": groups, "rw": rws, "base_micro": bases, "group_mean": means},
+                             schema={"group": pl.String, "rw": pl.Float64, "base_micro": pl.Int64, "group_mean": pl.Int64})
+        return table.with_columns(self._los_columns(w))
+
+    def _los_columns(self, w: pl.DataFrame) -> list[pl.Series]:
+        """The optional length-of-stay columns: `group_los` (the mean LOS of `los_column`, in 10⁻⁶
+        day) for transfers; G-DRG limits `los_low`, `los_high` (days) and their per-day weights as
+        micro-points per day (weight × scale, half up) for cases.outliers = "los_limits"."""
+        wanted = {"group_los": (self.los_column, UNIT), "los_low": ("los_low", 1), "los_high": ("los_high", 1),
+                  "los_low_micro": ("los_low_weight", MICRO * Decimal(self.scale)),
+                  "los_high_micro": ("los_high_weight", MICRO * Decimal(self.scale))}
+        out = []
+        for name, (column, unit) in wanted.items():
+            values = []
+            texts = w[column].cast(pl.String).to_list() if column in w.columns else [None] * w.height
+            for line, text in enumerate(texts, 2):
+                try:
+                    number = decimal_of(text)
+                    if number is not None and not 0 < number < MAX_POINTS:
+                        raise ValueError
+                except (ValueError, ArithmeticError):
+                    raise InputError(f"{self.origin}, line {line}: {column} {text!r} is not a positive number") from None
+                values.append(None if number is None else half_up(number, unit))
+            out.append(pl.Series(name, values, dtype=pl.Int64))
+        return out
 
     def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
         return join_groups(cases.with_columns(pl.col("drg").alias("group")), self.table(), extra)
@@ -253,7 +278,8 @@ class Settlement:
 RULES = ("status", "cost", "coefficients.level", "rate.base_rate", "weights", "budget.annual",
          "cases.exclusions.los_at_most", "cases.exclusions.los_at_least", "cases.exclusions.cost_below",
          "cases.exclusions.drgs", "los", "cases.per_diem.per_day", "cases.special_review",
-         "cases.special_review.over_cap", "cases.incomplete", "cases.high", "cases.low", "normal")
+         "cases.special_review.over_cap", "cases.incomplete", "cases.transfer", "cases.high", "cases.low",
+         "cases.outliers", "normal")
 PAID_BY = ("group", "fee_for_service", "none")
 TYPE = {name: code for code, name in enumerate(CASE_TYPES)}
 RULE = {name: code for code, name in enumerate(RULES)}
@@ -390,8 +416,12 @@ def _policy_defaults(frame: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     per-diem points, not excluded (joined here if the source did not take `extra`)."""
     if "_basic" not in frame.columns:
         frame = join_groups(frame, table)
+    missing = [pl.lit(None, pl.Int64).alias(c) for c in LOS_COLUMNS if c not in frame.columns]  # a source without them
     return frame.with_columns(pl.col("_basic", "_excluded_group").fill_null(False),
-                              pl.col("_group_coefficient").fill_null(COEF))
+                              pl.col("_group_coefficient").fill_null(COEF), *missing)
+
+
+LOS_COLUMNS = ("group_los", "los_low", "los_high", "los_low_micro", "los_high_micro")
 
 
 def _prices(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
@@ -510,16 +540,41 @@ def classify_by_ratio(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     incomplete = cases["incomplete"]
     steps: list[tuple[pl.Expr, str, str]] = []
     if incomplete["discharge"]:
-        codes = list(incomplete["discharge"])
-        if frame.schema["discharge"].is_integer():
-            codes = [int(d) for d in codes if str(d).strip().isdigit()]
-        test = pl.col("discharge").is_in([str(d) for d in codes] if frame.schema["discharge"] == pl.String else codes)
+        test = _discharge_in(frame, incomplete["discharge"])
         if incomplete["max_los"] is not None:
             test = test & (pl.col("los") <= incomplete["max_los"])
         steps.append((test, "incomplete", "cases.incomplete"))
-    steps += [(_beyond("high", cases["high"]), "high", "cases.high"), (_beyond("low", cases["low"]), "low", "cases.low"),
-              (pl.lit(True), "normal", "normal")]
+    if cases["transfer"]["discharge"]:
+        steps.append((_discharge_in(frame, cases["transfer"]["discharge"]) & (pl.col("group_los") > 0), "transfer",
+                      "cases.transfer"))
+    outliers = cases["outliers"]
+    if outliers == "cost_ratio":
+        steps += [(_beyond("high", cases["high"]), "high", "cases.high"), (_beyond("low", cases["low"]), "low", "cases.low")]
+    elif outliers == "fixed_loss":  # CMS: cost = charges × CCR above the standard + the fixed-loss amount
+        steps.append((_wide(pl.col("cost")) * half_up(cases["high"]["cost_to_charge"], UNIT)
+                      > (_wide(pl.col("reference")) + cases["high"]["fixed_loss"]) * UNIT, "high", "cases.outliers"))
+    else:  # G-DRG: at most the first deduction day is low, from the first surcharge day on high
+        days = _stay_days(cases)
+        steps += [((days <= pl.col("los_low")) & pl.col("los_low_micro").is_not_null(), "low", "cases.outliers"),
+                  ((days >= pl.col("los_high")) & pl.col("los_high_micro").is_not_null(), "high", "cases.outliers")]
+    steps.append((pl.lit(True), "normal", "normal"))
     return _decide(frame, steps)
+
+
+def _discharge_in(frame: pl.DataFrame, codes) -> pl.Expr:
+    """The case's 离院方式 is one of `codes` (as numbers when the column is numeric)."""
+    codes = list(codes)
+    if frame.schema["discharge"].is_integer():
+        codes = [int(d) for d in codes if str(d).strip().isdigit()]
+    return pl.col("discharge").is_in([str(d) for d in codes] if frame.schema["discharge"] == pl.String else codes)
+
+
+def _stay_days(cases: dict) -> pl.Expr:
+    """The stay's length for `cases.outliers = "los_limits"`: the `los` field, or the nights
+    between admission and discharge (the discharge day not counted)."""
+    if cases["los_limits"]["count"] == "nights":
+        return (pl.col("discharge_date") - pl.col("admission_date")).dt.total_days()
+    return pl.col("los")
 
 
 def _refuse_missing_thresholds(frame: pl.DataFrame, policy: Policy) -> None:
@@ -637,8 +692,38 @@ def _formula(name: str, case: str, policy: Policy) -> pl.Expr | None:
         "ratio": lambda: _div_half_up(bc * cost, ref),                                  # B·c·r
         "ratio_capped": lambda: pl.min_horizontal(_div_half_up(bc * cost, ref), B),     # min(B·c·r, B)
         "ratio_capped_no_coefficient": lambda: pl.min_horizontal(_div_half_up(B * cost, ref), B),  # min(B·r, B)
+        "ratio_no_coefficient": lambda: _div_half_up(B * cost, ref),                    # B·r
     }
     return formulas[name]().cast(pl.Int64, strict=False)
+
+
+def _outlier_points(case: str, policy: Policy) -> pl.Expr:
+    """Micro-points of a high or low case under `cases.outliers` = fixed_loss or los_limits.
+
+    fixed_loss (high): B·c + marginal × (cost × CCR − standard − fixed loss) ÷ P.
+    los_limits: low: (B − (first deduction day + 1 − days) × per-day deduction) × c, never below 0;
+    high: (B + (days − first surcharge day + 1) × per-day surcharge) × c; per-day = weight × scale.
+    Each rounded half up to the micro-point once."""
+    cases = policy["cases"]
+    bc, B, coef = _wide(pl.col("bc_micro")), _wide(pl.col("base_micro")), _wide(pl.col("coef"))
+    if cases["outliers"] == "fixed_loss":
+        excess = (_wide(pl.col("cost")) * half_up(cases["high"]["cost_to_charge"], UNIT)
+                  - (_wide(pl.col("reference")) + cases["high"]["fixed_loss"]) * UNIT)
+        marginal = half_up(cases["high"]["marginal"], UNIT)
+        return (bc + _div_half_up(excess * (marginal * PRICE), _wide(pl.col("price_e4")) * UNIT)).cast(pl.Int64, strict=False)
+    days = _wide(_stay_days(cases))
+    if case == "low":
+        points = B - (_wide(pl.col("los_low")) + 1 - days) * _wide(pl.col("los_low_micro"))
+    else:
+        points = B + (days - _wide(pl.col("los_high")) + 1) * _wide(pl.col("los_high_micro"))
+    return _div_half_up(points.clip(lower_bound=0) * coef, COEF)
+
+
+def _transfer_points(policy: Policy) -> pl.Expr:
+    """Micro-points of a transfer: B·c ÷ mean LOS per day × (LOS + extra_days), capped at B·c, half up."""
+    bc = _wide(pl.col("bc_micro"))
+    days = _wide(pl.col("los").clip(lower_bound=0)) + policy["cases"]["transfer"]["extra_days"]
+    return pl.min_horizontal(_div_half_up(bc * days * UNIT, _wide(pl.col("group_los"))), pl.col("bc_micro"))
 
 
 def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
@@ -653,8 +738,11 @@ def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     chain = pl  # points of the cases not normal, by type
     table = {
         "per_diem": _standard_points(policy),
-        "high": _formula(cases["high"]["formula"], "high", policy),
-        "low": _formula(cases["low"]["formula"], "low", policy),
+        "high": (_formula(cases["high"]["formula"], "high", policy) if cases["outliers"] == "cost_ratio"
+                 else _outlier_points("high", policy)),
+        "low": (_formula(cases["low"]["formula"], "low", policy) if cases["outliers"] == "cost_ratio"
+                else _outlier_points("low", policy)),
+        "transfer": _transfer_points(policy),
         "incomplete": _formula(cases["incomplete"]["formula"], "incomplete", policy),
         "special_review": _formula(cases["special_review"]["pay"], "special_review", policy),
     }

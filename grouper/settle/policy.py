@@ -395,8 +395,17 @@ def _check_relations(v: dict, out: _Collector) -> None:
                 out.error("bad-value", ("cases", "per_diem", "per_day", code),
                           f"`cases.per_diem.per_day.{code}` = {amount}: under the rate method per_day is yuan per day, "
                           "at most two decimals")
-    if v["cases"]["high"]["formula"] != "excess_cost" and v["cases"]["high"]["marginal"] != Decimal(1):
-        out.error("bad-value", ("cases", "high", "marginal"), "`cases.high.marginal` applies only to formula = \"excess_cost\"")
+    outliers = v["cases"]["outliers"]
+    if outliers == "fixed_loss":
+        if v["cases"]["high"]["fixed_loss"] is None:
+            out.error("missing-key", ("cases", "high", "fixed_loss"), "`cases.outliers = \"fixed_loss\"` needs `cases.high.fixed_loss` (yuan)")
+        if v["ratio"]["reference"] != "standard":
+            out.error("bad-value", ("ratio", "reference"), "`cases.outliers = \"fixed_loss\"` compares the cost with the payment "
+                                                           "standard: set `ratio.reference = \"standard\"`")
+    elif v["cases"]["high"]["fixed_loss"] is not None:
+        out.error("bad-value", ("cases", "high", "fixed_loss"), "`cases.high.fixed_loss` applies only to cases.outliers = \"fixed_loss\"")
+    if v["cases"]["high"]["formula"] != "excess_cost" and outliers != "fixed_loss" and v["cases"]["high"]["marginal"] != Decimal(1):
+        out.error("bad-value", ("cases", "high", "marginal"), "`cases.high.marginal` applies only to formula = \"excess_cost\" or outliers = \"fixed_loss\"")
     ex = v["cases"]["exclusions"]
     if ex["los_at_most"] is not None and ex["los_at_least"] is not None and ex["los_at_most"] >= ex["los_at_least"]:
         out.error("bad-value", ("cases", "exclusions", "los_at_least"),
