@@ -60,8 +60,8 @@ def _needs_levels(policy) -> list[str]:
     return [key for key, table in keys if table and "default" not in table]
 
 
-def check_inputs(prepared: pl.DataFrame, columns, policy, source) -> None:
-    """Refuse inputs that cannot be settled meaningfully (see the module doc)."""
+def check_inputs(columns, policy) -> None:
+    """Refuse a policy that the cases' columns cannot serve (see the module doc)."""
     columns = set(columns)
     annual = policy["budget"]["annual"] or {}
     if "insurance" not in columns and annual and "all" not in annual:
@@ -72,16 +72,18 @@ def check_inputs(prepared: pl.DataFrame, columns, policy, source) -> None:
         raise InputError(f"the cases have no hospital_level column, but {policy.path} sets "
                          f"{', '.join(_needs_levels(policy))} per hospital level without a `default`: "
                          "every case would be invalid. Group with --carry from a file with the level field")
-    codes = getattr(source, "codes", None)
-    if codes is None:
-        return
-    grouped = prepared.filter((pl.col("status") == "grouped") & pl.col("drg").is_not_null())
-    if grouped.height >= 10:
-        missing = grouped.filter(~pl.col("drg").is_in(list(codes)))
-        if missing.height * 10 >= grouped.height * 9:
-            examples = ", ".join(missing["drg"].unique().sort().head(5).to_list())
-            raise InputError(f"{missing.height:,} of {grouped.height:,} grouped cases have a group the weights table does "
-                             f"not list (e.g. {examples}): do the weights belong to the scheme the cases were grouped with?")
+
+
+def check_weights(frame: pl.DataFrame) -> None:
+    """Refuse weights that do not belong to the cases' scheme: 9 in 10 grouped cases or more (of at
+    least 10) whose group has no base points (`frame`: the cases with the source's columns attached)."""
+    grouped = (pl.col("status") == "grouped") & pl.col("group").is_not_null() & pl.col("_per_day").is_null()
+    missing = grouped & pl.col("base_micro").is_null()
+    n, m = frame.select(grouped.sum().alias("n"), missing.sum().alias("m")).row(0)
+    if n >= 10 and m * 10 >= n * 9:
+        examples = frame.filter(missing)["group"].unique().sort().head(5).to_list()
+        raise InputError(f"{m:,} of {n:,} grouped cases have a group the weights table does not list "
+                         f"(e.g. {', '.join(examples)}): do the weights belong to the scheme the cases were grouped with?")
 
 
 def _policy_codes(policy) -> dict[str, list[str]]:
@@ -97,12 +99,17 @@ def settlement_checks(frame: pl.DataFrame, pools: pl.DataFrame, policy, source, 
     from .engine import CASE_TYPES, PAY, RULE, TYPE
 
     warnings: list[str] = []
-    counts = dict(frame.group_by("case_type").len().iter_rows())
+    # one pass over the cases: everything below is read from this small table
+    summary = (frame.lazy().group_by("pool", "case_type", "rule", "paid_by")
+               .agg(pl.len().alias("n"), pl.col("payment").sum(), (pl.col("cost") < 0).sum().alias("negative"))
+               .collect())
+    counts = dict(summary.group_by("case_type").agg(pl.col("n").sum()).iter_rows())
+    rules = dict(summary.group_by("rule").agg(pl.col("n").sum()).iter_rows())
     by_type = {t: int(counts.get(TYPE[t], 0)) for t in CASE_TYPES}
     n = frame.height
     excluded = by_type["excluded"]
     # cases whose group the weights (or the DIP catalogue) do not list
-    no_weight = frame.filter(pl.col("rule") == RULE["weights"])
+    no_weight = frame.filter(pl.col("rule") == RULE["weights"]) if rules.get(RULE["weights"]) else frame.clear()
     unweighted = {"cases": no_weight.height,
                   "groups": no_weight["group"].drop_nulls().unique().sort().head(20).to_list()}
     if no_weight.height:
@@ -117,27 +124,28 @@ def settlement_checks(frame: pl.DataFrame, pools: pl.DataFrame, policy, source, 
                 unknown[key] = strangers
                 warnings.append(f"{policy.path}: `{key}` names groups the weights do not have: {', '.join(strangers[:5])}"
                                 f"{' …' if len(strangers) > 5 else ''} (they match no case)")
-    negative = frame.filter(pl.col("cost") < 0).height
+    negative = int(summary["negative"].sum())
     if negative:
         warnings.append(f"{negative:,} cases have a negative cost: invalid (rule cost), paid nothing")
-    outside = frame.filter(pl.col("rule") == RULE["budget.annual"]).height
+    outside = rules.get(RULE["budget.annual"], 0)
     if outside:
         warnings.append(f"{outside:,} cases belong to no budget pool (their insurance type is not in budget.annual): "
                         "paid by item outside the budget")
     for level_rule, key in ((RULE["coefficients.level"], "coefficients.level"), (RULE["rate.base_rate"], "rate.base_rate")):
-        missing = frame.filter(pl.col("rule") == level_rule).height
+        missing = rules.get(level_rule, 0)
         if missing:
             warnings.append(f"{missing:,} cases are invalid: `{key}` has no value for their hospital level")
-    pool_rows = _pool_checks(frame, pools, policy, PAY, warnings)
+    pool_rows = _pool_checks(summary, pools, policy, PAY, warnings)
     return Checks(pool_rows, by_type, n, round(excluded / n, 6) if n else 0.0, unweighted, unknown, 0, warnings)
 
 
-def _pool_checks(frame: pl.DataFrame, pools: pl.DataFrame, policy, PAY, warnings: list[str]) -> list[dict]:
-    """Per pool: budget, paid from it, undistributed by reason; warnings for what a payer must see."""
+def _pool_checks(summary: pl.DataFrame, pools: pl.DataFrame, policy, PAY, warnings: list[str]) -> list[dict]:
+    """Per pool: budget, paid from it, undistributed by reason; warnings for what a payer must see
+    (`summary`: cases and payments by pool, type, rule and how paid)."""
     group, ffs = pl.col("paid_by") == PAY["group"], pl.col("paid_by") == PAY["fee_for_service"]
-    sums = {r["pool"]: r for r in frame.lazy().group_by("pool").agg(
+    sums = {r["pool"]: r for r in summary.group_by("pool").agg(
         pl.when(group).then(pl.col("payment")).sum().alias("by_group"),
-        pl.when(ffs).then(pl.col("payment")).sum().alias("by_item")).collect().iter_rows(named=True)}
+        pl.when(ffs).then(pl.col("payment")).sum().alias("by_item")).iter_rows(named=True)}
     inside = policy["budget"]["fee_for_service_inside"]
     rows = []
     for p in pools.iter_rows(named=True):

@@ -173,7 +173,12 @@ class DrgWeights:
         return set(self.table()["group"].to_list())
 
     def table(self) -> pl.DataFrame:
-        """group, rw, base_micro, group_mean: one row per DRG (checked; see the class doc)."""
+        """group, rw, base_micro, group_mean and the LOS columns: one row per DRG (checked once; see the class doc)."""
+        if "_table" not in self.__dict__:
+            object.__setattr__(self, "_table", self._checked_table())  # frozen: the cache is set once
+        return self.__dict__["_table"]
+
+    def _checked_table(self) -> pl.DataFrame:
         w = self.weights
         if "drg" not in w.columns or "weight" not in w.columns:
             raise InputError(f"{self.origin}: a weights table needs columns drg and weight (it has {', '.join(w.columns)})")
@@ -232,7 +237,8 @@ class DrgWeights:
                 except (ValueError, ArithmeticError):
                     raise InputError(f"{self.origin}, line {line}: {column} {text!r} is not a positive number") from None
                 values.append(None if number is None else half_up(number, unit))
-            out.append(pl.Series(name, values, dtype=pl.Int64))
+            if any(v is not None for v in values):  # only the columns the table has (10⁷ cases: 80 MB each)
+                out.append(pl.Series(name, values, dtype=pl.Int64))
         return out
 
     def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -330,6 +336,42 @@ def _shown(integers: pl.Expr, unit: int) -> pl.Expr:
     return (integers / unit).round(len(str(unit)) - 1)
 
 
+def _ints(frame: pl.DataFrame, value) -> np.ndarray:
+    """A column (name or Series) or a constant as an Int64 array for the kernel, null as −1."""
+    if isinstance(value, int):  # a read-only view of one value (no array of 10⁷ copies)
+        return np.broadcast_to(np.int64(value), (frame.height,))
+    series = frame[value] if isinstance(value, str) else value
+    if series.dtype != pl.Int64:
+        series = series.cast(pl.Int64)
+    if series.null_count():
+        series = series.fill_null(-1)
+    return np.ascontiguousarray(series.to_numpy())
+
+
+def _mul_div(frame: pl.DataFrame, a, b, d, name: str) -> pl.Series:
+    """a × b ÷ d per row, half up, exactly (the kernel's 128-bit loop); null where an input is null
+    or negative, d ≤ 0, or the result does not fit."""
+    out = np.empty(frame.height, np.int64)
+    KERNEL.mul_div_half_up(_ints(frame, a), _ints(frame, b), _ints(frame, d), out)
+    result = pl.Series(name, out)
+    return pl.select(pl.when(result >= 0).then(result).alias(name)).to_series()
+
+
+def _compare(frame: pl.DataFrame, a, b, c, d, name: str) -> pl.Series:
+    """The sign of a × b − c × d per row (Int8: −1, 0, 1), exactly; null where an input is null or negative."""
+    out = np.empty(frame.height, np.int8)
+    KERNEL.compare_products(_ints(frame, a), _ints(frame, b), _ints(frame, c), _ints(frame, d), out)
+    result = pl.Series(name, out)
+    return pl.select(pl.when(result != 2).then(result).alias(name)).to_series()
+
+
+def _on_rows(frame: pl.DataFrame, where: pl.Expr, expr: pl.Expr, base: pl.Series) -> pl.Series:
+    """`base` with `expr` worked out only on the rows where `where` holds (a formula for a few rows
+    is not computed for ten million)."""
+    rows = frame.lazy().filter(where.fill_null(False)).select("row", expr.alias("_value")).collect()
+    return base.scatter(rows["row"], rows["_value"]) if rows.height else base
+
+
 def _to_fen(value: Decimal) -> int:
     return half_up(value)
 
@@ -370,15 +412,23 @@ def prepare(cases: pl.DataFrame) -> pl.DataFrame:
     if "id" not in cases.columns:
         out = out.with_columns((pl.col("row") + 1).cast(pl.String).alias("id"))
     known = (*STATUSES, "ungrouped")  # "ungrouped": a DIP grouped file's case without a 病种
-    _refuse_rows(out, ~pl.col("status").is_in(known).fill_null(False), "status",
-                 f"is not a grouping status ({', '.join(known)})")
-    _refuse_rows(out, pl.col("hospital").is_null() | (pl.col("hospital").str.strip_chars() == ""), "hospital",
-                 "is blank: every case is paid to a hospital")
+    checks = {
+        "status": (~pl.col("status").is_in(known).fill_null(False), f"is not a grouping status ({', '.join(known)})"),
+        "hospital": (pl.col("hospital").is_null() | pl.col("hospital").str.contains(r"^\s*$"),
+                     "is blank: every case is paid to a hospital"),
+        "cost": (pl.col("cost") >= MAX_COST, f"is {fen_text(MAX_COST)} yuan or more: not a plausible case cost"),
+    }
     if cases.schema["cost"] not in (pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt32, pl.UInt16, pl.UInt8, pl.Null):
         unreadable = cases["cost"].is_not_null() & out["cost"].is_null()
-        _refuse_rows(out, pl.lit(unreadable), "cost", "is not an amount in fen (read the file with the project's reader)")
-    _refuse_rows(out, pl.col("cost") >= MAX_COST, "cost", f"is {fen_text(MAX_COST)} yuan or more: not a plausible case cost")
-    _refuse_rows(out, pl.col("id").is_duplicated(), "id", "is given to more than one case (each would be paid)")
+        checks["unreadable cost"] = (pl.lit(unreadable), "is not an amount in fen (read the file with the project's reader)")
+    # one pass to see whether anything is wrong; the rows are looked for only then
+    found = out.select(*(test.any().alias(key) for key, (test, _) in checks.items()),
+                       (pl.col("id").hash(0x1D).n_unique() < pl.len()).alias("id")).row(0, named=True)  # exact check below
+    for key, (test, problem) in checks.items():
+        if found[key]:
+            _refuse_rows(out, test, key.split()[-1], problem)
+    if found["id"]:  # two 64-bit hashes alike: look at the ids themselves
+        _refuse_rows(out, pl.col("id").is_duplicated(), "id", "is given to more than one case (each would be paid)")
     return out.with_columns(pl.col("special_review").fill_null(False))
 
 
@@ -416,9 +466,16 @@ def _policy_defaults(frame: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     per-diem points, not excluded (joined here if the source did not take `extra`)."""
     if "_basic" not in frame.columns:
         frame = join_groups(frame, table)
-    missing = [pl.lit(None, pl.Int64).alias(c) for c in LOS_COLUMNS if c not in frame.columns]  # a source without them
     return frame.with_columns(pl.col("_basic", "_excluded_group").fill_null(False),
-                              pl.col("_group_coefficient").fill_null(COEF), *missing)
+                              pl.col("_group_coefficient").fill_null(COEF))
+
+
+def _los_defaults(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """The LOS columns a transfer or G-DRG rule reads, null where the source has none."""
+    cases = policy["cases"]
+    if not cases["transfer"]["discharge"] and cases["outliers"] != "los_limits":
+        return frame
+    return frame.with_columns(pl.lit(None, pl.Int64).alias(c) for c in LOS_COLUMNS if c not in frame.columns)
 
 
 LOS_COLUMNS = ("group_los", "los_low", "los_high", "los_low_micro", "los_high_micro")
@@ -515,7 +572,7 @@ def classify_fixed(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
 
 
 def classify_by_ratio(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """Add `bc_micro` (B × c, micro-points, half up), `reference` (fen), the thresholds (in 10⁻⁶),
+    """Add `reference` (fen), the thresholds (in 10⁻⁶),
     `ratio_micro` (cost ÷ reference in 10⁻⁶, half up: shown, and the order of special review) and
     type the cases `classify_fixed` left open.
 
@@ -526,15 +583,15 @@ def classify_by_ratio(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     """
     v = policy.values
     cases = v["cases"]
-    bc = _div_half_up(_wide(pl.col("base_micro")) * _wide(pl.col("coef")), COEF)
-    frame = frame.with_columns(bc.alias("bc_micro"))
-    reference = (pl.col("group_mean") if v["ratio"]["reference"] == "group_mean"
-                 else _div_half_up(_wide(pl.col("bc_micro")) * _wide(pl.col("price_e4")), MICRO * PRICE))
+    reference = (frame["group_mean"] if v["ratio"]["reference"] == "group_mean"
+                 else _mul_div(frame, "bc_micro", "price_e4", MICRO * PRICE, "reference"))
     level = pl.col("hospital_level")
     frame = frame.with_columns(pl.when(reference > 0).then(reference).alias("reference"),
                                _level_expr(cases["high"]["threshold"], level, UNIT).alias("high_threshold"),
                                _level_expr(cases["low"]["threshold"], level, UNIT).alias("low_threshold"))
-    frame = frame.with_columns(_div_half_up(_wide(pl.col("cost")) * UNIT, pl.col("reference")).alias("ratio_micro"))
+    frame = frame.with_columns(_mul_div(frame, "cost", UNIT, "reference", "ratio_micro"),
+                               *(_compare(frame, "cost", UNIT, f"{case}_threshold", "reference", f"_{case}_sign")
+                                 for case in ("high", "low") if cases["outliers"] == "cost_ratio"))
     _refuse_missing_thresholds(frame, policy)
     frame = _special_review(frame, cases["special_review"])
     incomplete = cases["incomplete"]
@@ -558,7 +615,7 @@ def classify_by_ratio(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         steps += [((days <= pl.col("los_low")) & pl.col("los_low_micro").is_not_null(), "low", "cases.outliers"),
                   ((days >= pl.col("los_high")) & pl.col("los_high_micro").is_not_null(), "high", "cases.outliers")]
     steps.append((pl.lit(True), "normal", "normal"))
-    return _decide(frame, steps)
+    return _decide(frame, steps).drop("_high_sign", "_low_sign", strict=False)
 
 
 def _discharge_in(frame: pl.DataFrame, codes) -> pl.Expr:
@@ -579,12 +636,15 @@ def _stay_days(cases: dict) -> pl.Expr:
 
 def _refuse_missing_thresholds(frame: pl.DataFrame, policy: Policy) -> None:
     """A per-level threshold table without `default` must cover the level of every case it may type."""
-    open_ = frame.filter(pl.col("case_type").is_null() & pl.col("reference").is_not_null())
+    if policy["cases"]["outliers"] != "cost_ratio":
+        return
+    open_ = pl.col("case_type").is_null() & pl.col("reference").is_not_null()
     for case in ("high", "low"):
         table = policy["cases"][case]["threshold"]
         if "default" in table:
             continue
-        missing = open_.filter(pl.col(f"{case}_threshold").is_null()).group_by("hospital_level").len().sort("hospital_level")
+        missing = (frame.lazy().filter(open_ & pl.col(f"{case}_threshold").is_null()).group_by("hospital_level").len()
+                   .sort("hospital_level").collect())
         if missing.height:
             levels = ", ".join(f"{'no level' if lv is None else f'level {lv}'} ({n:,} cases)" for lv, n in missing.iter_rows())
             raise InputError(f"{policy.path}: `cases.{case}.threshold` has no value for {levels} and no `default`: "
@@ -592,12 +652,11 @@ def _refuse_missing_thresholds(frame: pl.DataFrame, policy: Policy) -> None:
 
 
 def _beyond(case: str, rule: dict) -> pl.Expr:
-    """The high (or low) test, exact: cost × 10⁶ against threshold (10⁻⁶) × reference."""
-    cost = _wide(pl.col("cost")) * UNIT
-    limit = _wide(pl.col(f"{case}_threshold")) * _wide(pl.col("reference"))
+    """The high (or low) test, exact: the sign of cost × 10⁶ − threshold (10⁻⁶) × reference."""
+    sign = pl.col(f"_{case}_sign")
     if case == "high":
-        return cost >= limit if rule["inclusive"] else cost > limit
-    return cost <= limit if rule["inclusive"] else cost < limit
+        return sign >= 0 if rule["inclusive"] else sign > 0
+    return sign <= 0 if rule["inclusive"] else sign < 0
 
 
 def _special_review(frame: pl.DataFrame, rule: dict) -> pl.DataFrame:
@@ -656,7 +715,7 @@ def _standard_points(policy: Policy) -> pl.Expr:
     itself is `per_day` yuan × days)."""
     per_diem = policy["cases"]["per_diem"]
     per_day = per_diem["per_day"] or {}
-    normal = _div_half_up(_wide(pl.col("base_micro")) * _wide(pl.col("coef")), COEF)
+    normal = pl.col("bc_micro")
     if not per_day:
         return normal
     if policy.method == "rate":
@@ -742,13 +801,15 @@ def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
                  else _outlier_points("high", policy)),
         "low": (_formula(cases["low"]["formula"], "low", policy) if cases["outliers"] == "cost_ratio"
                 else _outlier_points("low", policy)),
-        "transfer": _transfer_points(policy),
+        "transfer": _transfer_points(policy) if cases["transfer"]["discharge"] else None,
         "incomplete": _formula(cases["incomplete"]["formula"], "incomplete", policy),
         "special_review": _formula(cases["special_review"]["pay"], "special_review", policy),
     }
     group, ffs, none = (pl.lit(PAY[p], CODE) for p in PAID_BY)
     paid_by = pl.when(_is_type("excluded")).then(ffs)
     for case_type, expr in table.items():
+        if case_type == "transfer" and expr is None:
+            continue  # no transfer rule: no case has the type
         is_type = pl.col("case_type") == TYPE[case_type]
         if expr is None:
             paid_by = paid_by.when(is_type).then(ffs)
@@ -922,7 +983,7 @@ def _budget_point_values(frame: pl.DataFrame, policy: Policy) -> dict[str, dict]
     sums = (frame.lazy().group_by("pool")
             .agg(pl.when(ffs_known).then(pl.col("cost")).sum().alias("ffs"),
                  pl.when(by_cost).then(pl.col("cost")).sum().alias("by_cost"),
-                 pl.when(typed.is_null() | (typed == TYPE["per_diem"])).then(_standard_points(policy)).sum()
+                 pl.when(typed.is_null() | (typed == TYPE["per_diem"])).then(pl.col("standard_micro")).sum()
                  .alias("standard_points"), pl.len().alias("cases")).collect())
     found = {row["pool"]: row for row in sums.iter_rows(named=True)}
     pools = {}
@@ -1008,22 +1069,32 @@ def _first_in_order(tied: pl.DataFrame, count: int) -> np.ndarray:
     return taken
 
 
+def standard_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """Add `standard_micro`: the micro-points of each case at its group's standard (`_standard_points`),
+    the per-diem formula worked out on the per-diem cases only."""
+    base = frame["bc_micro"].alias("standard_micro")
+    if policy["cases"]["per_diem"]["per_day"]:
+        base = _on_rows(frame, pl.col("case_type") == TYPE["per_diem"], _standard_points(policy), base)
+    return frame.with_columns(base)
+
+
 def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Add `payment`, `standard` (fen) and `price` (yuan per point) per case; returns (cases, pools summary).
+    """Add `payment`, `standard` (fen), `price` (yuan per point) and `_prepay_milli` per case; returns
+    (cases, pools summary).
 
     Rate method: payment = micro-points × base rate, half up to the fen (a per-diem case: `per_day`
     yuan × days [× c], half up). Standard = the standard micro-points × price, half up to the fen.
     """
     group, ffs = _paid("group"), _paid("fee_for_service")
-    price = _wide(pl.col("price_e4"))
-    by_points = _div_half_up(_wide(pl.col("points_micro")) * price, MICRO * PRICE)
-    standard = _div_half_up(_wide(_standard_points(policy)) * price, MICRO * PRICE)
     per_diem = pl.col("case_type") == TYPE["per_diem"]
+    standard = _mul_div(frame, "standard_micro", "price_e4", MICRO * PRICE, "standard")
     if policy.method == "rate" and policy["cases"]["per_diem"]["per_day"]:
         amount, unit = _per_diem_e4(policy)
-        by_points = pl.when(per_diem).then(_div_half_up(amount, unit)).otherwise(by_points)
-        standard = pl.when(per_diem).then(_div_half_up(amount, unit)).otherwise(standard)
+        standard = _on_rows(frame, per_diem, _div_half_up(amount, unit), standard)
     if policy.method == "rate":
+        by_points = _mul_div(frame, "points_micro", "price_e4", MICRO * PRICE, "_by_points")
+        if policy["cases"]["per_diem"]["per_day"]:
+            by_points = _on_rows(frame, per_diem, _div_half_up(amount, unit), by_points)
         payment = pl.when(group).then(by_points).when(ffs).then(pl.col("cost")).otherwise(pl.lit(0, pl.Int64))
         frame = frame.with_columns(payment.alias("payment"))
         summary = _rate_pools(frame, policy)
@@ -1032,12 +1103,15 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
         payment, paid = _largest_remainder(frame, pools, policy["budget"]["fee_for_service_inside"])
         summary = _points_pools(pools, paid)
         payment = pl.lit(payment)
+    prepay = (_mul_div(frame, "points_micro", "price_e4", MICRO * PRICE // 1000, "_prepay_milli")
+              if policy.method == "points" and policy["prepayment"]["basis"] == "standard" else pl.lit(None, pl.Int64).alias("_prepay_milli"))
     # one with_columns: Polars works the columns out in parallel
     frame = frame.with_columns(
         payment.alias("payment"),
         _shown(pl.col("price_e4"), MICRO).alias("price"),
         pl.when(_is_type(*GROUP_PAID)).then(standard).otherwise(None).alias("standard"),
         (payment - pl.col("cost")).alias("surplus"),
+        prepay,
     )
     return frame, summary
 
@@ -1114,13 +1188,12 @@ def sharing_adjustment(payment: int, cost: int, surplus_bands: list[dict], defic
 def _prepayment_amount(policy: Policy) -> pl.Expr:
     """A case's part of its month's amount in integer milli-fen (so month sums are exact and do not
     depend on row order), before the prepayment ratio: its cost, or its points at the budget point
-    value (half up to the milli-fen), or its payment (rate method; cases not paid by points)."""
+    value (`_prepay_milli`, half up to the milli-fen), or its payment (rate method; cases not paid by points)."""
     if policy["prepayment"]["basis"] == "cost":
         return pl.col("cost").clip(lower_bound=0).fill_null(0) * 1000
     if policy.method == "rate":
         return pl.col("payment").fill_null(0) * 1000
-    by_points = _div_half_up(_wide(pl.col("points_micro")) * _wide(pl.col("price_e4")), MICRO * PRICE // 1000)
-    return pl.when(_paid("group")).then(by_points).otherwise(pl.col("payment") * 1000).fill_null(0)
+    return pl.when(_paid("group")).then(pl.col("_prepay_milli")).otherwise(pl.col("payment") * 1000).fill_null(0)
 
 
 def _prepaid(lazy: pl.LazyFrame, policy: Policy) -> pl.LazyFrame:
@@ -1219,6 +1292,25 @@ def case_table(frame: pl.DataFrame, column: str = "drg") -> pl.DataFrame:
                         for c in CASE_COLUMNS).rename({"group": column})
 
 
+def _base_times_coefficient(frame: pl.DataFrame, policy: Policy) -> pl.Series:
+    """`bc_micro` = B × c, half up to the micro-point. Without group coefficients every coefficient
+    has at most six decimals, so it is divided by 10⁶ first: the products then fit in 64 bits (the
+    kernel's fast path) and the result is the same."""
+    if policy["coefficients"]["drgs"]:
+        return _mul_div(frame, "base_micro", "coef", COEF, "bc_micro")
+    six = frame.select((pl.col("coef") // (COEF // UNIT)).alias("_c")).to_series()
+    return _mul_div(frame, "base_micro", six, UNIT, "bc_micro")
+
+
+def _drop_spent(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """Drop the working columns no later stage reads (10⁷ cases: 80 MB each), so that paying and
+    writing do not carry them."""
+    keep = {"_per_day", "los"} if policy.method == "rate" and policy["cases"]["per_diem"]["per_day"] else set()
+    spent = ["reference", "high_threshold", "low_threshold", "group_mean", "price_level", "_basic", "_group_coefficient",
+             "_excluded_group", "_per_day", "aux_factor", "fixed_coefficient", *LOS_COLUMNS]
+    return frame.drop([c for c in spent if c in frame.columns and c not in keep])
+
+
 def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: str = "drg") -> Settlement:
     """Settle a frame of grouped cases (the grouped-file columns) under `policy`, base points from `source`.
 
@@ -1228,26 +1320,27 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     The settlement ends with its checks (grouper.settle.checks): `Settlement.checks`, and the
     warnings among them.
     """
-    from .checks import check_inputs, settlement_checks
+    from .checks import check_inputs, check_weights, settlement_checks
 
     groups = policy_groups(policy)
-    prepared = prepare(cases)
-    check_inputs(prepared, cases.columns, policy, source)
-    frame = _policy_defaults(source.attach(prepared, groups), groups)
+    check_inputs(cases.columns, policy)
+    frame = _los_defaults(_policy_defaults(source.attach(prepare(cases), groups), groups), policy)
+    check_weights(frame)
     if not frame["row"].is_sorted():  # a source must keep the input order; be safe if one does not
         frame = frame.sort("row")
     with ThreadPoolExecutor(max_workers=1) as background:  # Polars releases the GIL: a second core
         stays = background.submit(stay_order, frame, policy)
         frame = _prices(frame, policy)
-        frame = classify_fixed(frame, policy)
+        frame = frame.with_columns(_base_times_coefficient(frame, policy))
+        frame = standard_points(classify_fixed(frame, policy), policy)
         pools = _budget_point_values(frame, policy) if policy.method == "points" else {}
         if policy.method == "points":
             frame = frame.with_columns(pl.col("pool").replace_strict(
                 {k: p["budget_price_e4"] for k, p in pools.items()}, default=None, return_dtype=pl.Int64)
                 .alias("price_e4"))
         frame = classify_by_ratio(frame, policy)
-        frame = case_points(frame, policy)
-        frame = reduced_points(readmissions(frame, policy, stays.result()), policy)
+        frame = _drop_spent(case_points(frame, policy), policy)
+        frame = reduced_points(readmissions(frame, policy, stays.result()), policy).drop("points")
     frame, pool_summary = _pay(frame, policy, pools)
     tables = ThreadPoolExecutor(max_workers=1)
     hospitals, groups = tables.submit(hospitals_frame, frame, policy), tables.submit(groups_frame, frame, column)
