@@ -1,8 +1,8 @@
 """Every key a settlement policy file may hold: its type, allowed values, default and meaning.
 
 The schema is data: the validator walks it (unknown keys, wrong types, impossible values), the
-README's key-by-key reference is generated from it (`python -m grouper.settle.schema`), and a
-test checks that the README lists every key. A key's `doc` names its source where one exists
+docs/settlement.md's key-by-key reference is generated from it (`python -m grouper.settle.schema`), and a
+test checks that it lists every key. A key's `doc` names its source where one exists
 (see `../shared/settlement.md`); a default marked "regional" is a choice, not a national rule.
 """
 from __future__ import annotations
@@ -109,7 +109,7 @@ SCHEMA = Section("a settlement policy", {
                                     "Jinhua); `standard`: case cost ÷ the case's payment standard at the budget point value or base rate",
                           "group_mean", choices=("group_mean", "standard")),
     }),
-    "cases": Section("case classification (病例分类), tried in the order documented in the README", {
+    "cases": Section("case classification (病例分类), tried in the order documented in docs/settlement.md", {
         "outliers": Spec("choice", "how high and low cases are found and paid: `cost_ratio` (the cost ratio against `cases.high` / "
                                    "`cases.low` thresholds and formulas; Chinese practice), `fixed_loss` (CMS IPPS cost outliers: high "
                                    "when cost × `cases.high.cost_to_charge` exceeds the payment standard + `cases.high.fixed_loss`, "
@@ -250,7 +250,7 @@ def _type_text(spec: Spec) -> str:
 
 
 def reference_markdown() -> str:
-    """The README's key reference: one row per key."""
+    """The key reference of docs/settlement.md: one row per key."""
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for path, spec in walk():
         rows.append(f"| `{dotted(path)}` | {_type_text(spec)} | {_default_text(spec)} | {spec.doc} |")
