@@ -1083,17 +1083,19 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
     (cases, pools summary).
 
     Rate method: payment = micro-points × base rate, half up to the fen (a per-diem case: `per_day`
-    yuan × days [× c], half up). Standard = the standard micro-points × price, half up to the fen.
+    yuan × days [× c], half up). `price` is the settlement point value (points method: the pool's
+    结算点值, to 10⁻⁶ yuan) or the base rate; standard = the standard micro-points × price, half up
+    to the fen (a per-diem case under the rate method: its per-diem payment).
     """
     group, ffs = _paid("group"), _paid("fee_for_service")
     per_diem = pl.col("case_type") == TYPE["per_diem"]
-    standard = _mul_div(frame, "standard_micro", "price_e4", MICRO * PRICE, "standard")
-    if policy.method == "rate" and policy["cases"]["per_diem"]["per_day"]:
+    rate_per_diem = policy.method == "rate" and policy["cases"]["per_diem"]["per_day"]
+    if rate_per_diem:
         amount, unit = _per_diem_e4(policy)
-        standard = _on_rows(frame, per_diem, _div_half_up(amount, unit), standard)
     if policy.method == "rate":
+        price = frame["price_e4"]
         by_points = _mul_div(frame, "points_micro", "price_e4", MICRO * PRICE, "_by_points")
-        if policy["cases"]["per_diem"]["per_day"]:
+        if rate_per_diem:
             by_points = _on_rows(frame, per_diem, _div_half_up(amount, unit), by_points)
         payment = pl.when(group).then(by_points).when(ffs).then(pl.col("cost")).otherwise(pl.lit(0, pl.Int64))
         frame = frame.with_columns(payment.alias("payment"))
@@ -1102,13 +1104,18 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
     else:
         payment, paid = _largest_remainder(frame, pools, policy["budget"]["fee_for_service_inside"])
         summary = _points_pools(pools, paid)
+        price = frame.select(pl.col("pool").replace_strict({k: p["settlement_price_e4"] for k, p in pools.items()},
+                                                           default=None, return_dtype=pl.Int64)).to_series()
         payment = pl.lit(payment)
+    standard = _mul_div(frame, "standard_micro", price, MICRO * PRICE, "standard")
+    if rate_per_diem:
+        standard = _on_rows(frame, per_diem, _div_half_up(amount, unit), standard)
     prepay = (_mul_div(frame, "points_micro", "price_e4", MICRO * PRICE // 1000, "_prepay_milli")
               if policy.method == "points" and policy["prepayment"]["basis"] == "standard" else pl.lit(None, pl.Int64).alias("_prepay_milli"))
     # one with_columns: Polars works the columns out in parallel
     frame = frame.with_columns(
         payment.alias("payment"),
-        _shown(pl.col("price_e4"), MICRO).alias("price"),
+        _shown(pl.lit(price), MICRO).alias("price"),
         pl.when(_is_type(*GROUP_PAID)).then(standard).otherwise(None).alias("standard"),
         (payment - pl.col("cost")).alias("surplus"),
         prepay,
