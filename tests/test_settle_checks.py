@@ -151,3 +151,15 @@ def test_a_dip_group_listed_twice_is_refused_at_settle(tmp_path):
         DipScores.from_pack(_Pack(_Row("D1", 100.5), _Row("D1", 90)), dip)
     scores = DipScores.from_pack(_Pack(_Row("D1", "100.5")), dip)
     assert scores.catalogue["_score_micro"].to_list() == [100_500_000]
+
+
+def test_a_refusal_is_a_clean_error_naming_the_file_line_and_field(tmp_path, capsys):
+    grouped = tmp_path / "grouped.parquet"
+    cases({"cost": 100_000}).write_parquet(grouped)
+    (tmp_path / "w.csv").write_text("drg,weight,mean\nA11,1.0,1000\nB11,NaN,2000\n", encoding="utf-8")
+    code = main(["settle", str(grouped), "--policy", str(write_policy(tmp_path, base_points_policy())),
+                 "--weights", str(tmp_path / "w.csv"), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err
+    assert f"{tmp_path / 'w.csv'}, line 3, drg B11: weight 'NaN' is not a positive number" in err.replace("\n", "")
+    assert not (tmp_path / "out").exists()
