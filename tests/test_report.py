@@ -57,6 +57,11 @@ def test_report_shows_the_settlement_warnings(settlement_folder, tmp_path):
     folder = tmp_path / "warned"
     shutil.copytree(settlement_folder / "change", folder)
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    # this rate policy pays more than its budget: the settlement says so, and the report shows it
+    assert any("the rate method paid" in w for w in summary["warnings"])
+    assert '<p class="warning">Warning: pool employee: the rate method paid' in render_report(folder)
+    summary["warnings"] = []
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
     assert "<p class=\"warning\">" not in render_report(folder)
     summary["warnings"] = ["pool all: nothing is left to share by points <test>"]
     (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
