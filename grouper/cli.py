@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--weights2", help="weights table for the --compare side (default: --weights)")
     st.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case table format (default parquet)")
     st.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    st.add_argument("--strict", action="store_true",
+                    help="exit 4 when the settlement has warnings (the outputs are written all the same)")
 
     r = sub.add_parser("report", help="write a self-contained HTML report of a settlement folder")
     r.add_argument("settlement", help="a folder written by `grouper settle`")

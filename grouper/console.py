@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-STATUSES = ("grouped", "qy", "no_drg", "no_adrg", "ungroupable", "invalid")
+from .reasons import STATUSES  # noqa: F401  (re-exported: the summary tables list them in this order)
 
 
 class GrouperConsole(Console):

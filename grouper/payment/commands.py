@@ -191,7 +191,9 @@ def cmd_metrics(args) -> int:
         grouped = load_grouped(args.grouped, args.scheme, encoding=args.encoding, fields=list(NEEDED))
     metrics = hospital_metrics(grouped, weights, benchmark=args.benchmark, by_dept=not args.no_dept,
                                min_cost=round(args.min_cost * 100), max_los=args.max_los or None)
-    io.write_results(metrics, args.output)
+    from .metrics import rounded
+
+    io.write_results(rounded(metrics), args.output)
     if not args.quiet:
         render_metrics(metrics, console)
         console.print(f"{counted(metrics.filter(pl.col('dept').is_null()).height, 'hospital')} → {args.output}")

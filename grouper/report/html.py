@@ -30,6 +30,7 @@ CASE_TYPE_LABELS = {"normal": "正常病例", "high": "高倍率病例", "low": 
                     "ungrouped": "未入组", "invalid": "无效病例"}
 RATIO_BINS = 60
 RATIO_MAX = 6.0  # the histogram's last bin collects every ratio above
+METHOD_NAMES = {"points": "points (DRG 点数法)", "rate": "rate (DRG 费率法)", "dip": "DIP (按病种分值付费)"}
 
 
 def _read_settlement(folder: Path) -> dict:
@@ -113,13 +114,23 @@ def _bar(plt, labels, values, *, xlabel, color="#4c78a8", horizontal=False, sign
     return _svg(fig)
 
 
+def _words(data: dict) -> dict[str, str]:
+    """What the charts call a group, its weight and the case mix: DRG, RW, CMI — or, for a DIP
+    settlement, 病种, score (÷ points.scale) and mean score per case."""
+    if data["summary"].get("method") == "dip" or "dip" in data["groups"].columns:
+        return {"group": "DIP group", "groups": "DIP groups (病种)", "weight": "score ÷ points.scale",
+                "mix": "mean score per case (÷ points.scale)", "mix_zh": "次均分值"}
+    return {"group": "DRG", "groups": "DRGs", "weight": "relative weight (RW)", "mix": "CMI", "mix_zh": "病例组合指数"}
+
+
 def _charts(data: dict) -> list[tuple[str, str, str]]:
     """(id, heading, svg) per chart; the heading is the chart's only title."""
     plt = _pyplot()
+    words = _words(data)
     charts = []
     h = data["hospitals"].sort("cmi", descending=True, nulls_last=True)
-    charts.append(("cmi", "各医院病例组合指数 (CMI by hospital)", _bar(
-        plt, [str(x) for x in h["hospital"]], h["cmi"].fill_null(0).to_list(), xlabel="病例组合指数 CMI")))
+    charts.append(("cmi", f"各医院{words['mix_zh']} ({words['mix']} by hospital)", _bar(
+        plt, [str(x) for x in h["hospital"]], h["cmi"].fill_null(0).to_list(), xlabel=f"{words['mix_zh']} ({words['mix']})")))
 
     bins = dict(data["ratio_bins"].iter_rows())
     width = RATIO_MAX / RATIO_BINS
@@ -137,30 +148,56 @@ def _charts(data: dict) -> list[tuple[str, str, str]]:
         plt, [CASE_TYPE_LABELS.get(t, t) for t in shown], [100 * types[t] / total for t in shown], xlabel="占病例 %",
         horizontal=True, height=2.6)))
 
+    key = data["groups"].columns[0]
     g = data["groups"].filter(pl.col("surplus") < 0).sort("surplus").head(15)
-    charts.append(("deficit", "亏损最多的病组 (支付 − 费用; top DRGs by deficit)", _bar(
-        plt, [str(x) for x in g["drg" if "drg" in g.columns else g.columns[0]]], [v / WAN for v in g["surplus"]],
+    charts.append(("deficit", f"亏损最多的{'病种' if key == 'dip' else '病组'} (支付 − 费用; top {words['groups']} by deficit)", _bar(
+        plt, [str(x) for x in g[key]], [v / WAN for v in g["surplus"]],
         xlabel=f"结余 ({WAN_LABEL})", horizontal=True, signed=True, height=3.6)))
 
     g = data["groups"].filter(pl.col("rw").is_not_null() & pl.col("mean_cost").is_not_null())
     fig, ax = plt.subplots(figsize=(7.2, 3.6))
     sizes = [max(4.0, min(200.0, c / max(1, g["cases"].max() or 1) * 200)) for c in g["cases"]]
     ax.scatter(g["rw"].to_list(), [v / 100 for v in g["mean_cost"]], s=sizes, alpha=0.6, color="#4c78a8")
-    ax.set_xlabel("相对权重 (RW)")
+    ax.set_xlabel("分值 (score ÷ points.scale)" if key == "dip" else "相对权重 (RW)")
     ax.set_ylabel("本年次均费用 (元)")
-    charts.append(("weight", "权重与次均费用, 每点一个病组, 点的大小为病例数 (weight vs mean cost)", _svg(fig)))
+    charts.append(("weight", f"{'分值' if key == 'dip' else '权重'}与次均费用, 每点一个{'病种' if key == 'dip' else '病组'}, "
+                             f"点的大小为病例数 ({words['weight'].split(' (')[0]} vs mean cost)", _svg(fig)))
 
     if "compare" in data:
-        c = data["compare"]["hospitals"].sort("payment_delta")
+        c = data["compare"]["hospitals"].sort("payment_change")
         charts.append(("impact", "政策调整对各医院支付的影响 (分担后; impact per hospital)", _bar(
-            plt, [str(x) for x in c["hospital"]], [v / WAN for v in c["payment_delta"].fill_null(0)],
+            plt, [str(x) for x in c["hospital"]], [v / WAN for v in c["payment_change"].fill_null(0)],
             xlabel=f"支付变化 ({WAN_LABEL})", signed=True)))
-        d = data["compare"]["groups"].sort("payment_delta").head(15)
+        # only the groups that lose: a group whose payment rises is no loss, however few losers there are
+        d = data["compare"]["groups"].filter(pl.col("payment_change") < 0).sort("payment_change").head(15)
         key = d.columns[0]
-        charts.append(("impact-drg", "支付减少最多的 15 个病组 (DRGs losing most under the change)", _bar(
-            plt, [str(x) for x in d[key]], [v / WAN for v in d["payment_delta"].fill_null(0)],
+        charts.append(("impact-drg", f"支付减少最多的 15 个{'病种' if key == 'dip' else '病组'} "
+                                     f"({words['groups']} losing most under the change)", _bar(
+            plt, [str(x) for x in d[key]], [v / WAN for v in d["payment_change"]],
             xlabel=f"支付变化 ({WAN_LABEL})", horizontal=True, signed=True, height=3.6)))
     return charts
+
+
+def _money_panel(summary: dict) -> str:
+    """Budget, paid and undistributed per pool, each undistributed amount with its reason (summary.json checks)."""
+    checks = summary.get("checks") or {}
+    pools, reasons = checks.get("pools") or [], checks.get("undistributed_reasons") or {}
+    if not pools:
+        return ""
+    rows = []
+    for p in pools:
+        undistributed = p.get("undistributed") or {}
+        why = "; ".join(f"{fen_text(v)}: {reasons.get(k, k)}" for k, v in undistributed.items()) or "—"
+        cells = [html.escape(str(p["pool"])),
+                 *[_cell(p.get(k), True) for k in ("budget", "paid", "paid_outside")],
+                 _cell(sum(undistributed.values()) if p.get("budget") is not None else None, True)]
+        rows.append("<tr><td>" + cells[0] + "</td>" + "".join(cells[1:]) + f"<td>{html.escape(why)}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("pool", "budget", "paid from it", "paid outside the budget",
+                                              "undistributed", "why"))
+    return (f'<h2>Budget, paid, undistributed (预算、支付、未分配)</h2><div class="scroll"><table id="money">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+            f'<p class="meta">{checks.get("cases", 0):,} cases; {100 * (checks.get("excluded_share") or 0):.1f}% excluded '
+            f'(paid by item); {(checks.get("cases_without_weight") or {}).get("cases", 0):,} without a weight.</p>')
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -243,7 +280,7 @@ def _generated() -> str:
     from ..writers import source_date_epoch
 
     when = source_date_epoch()
-    return "" if when is None else f"{when:%Y-%m-%d %H:%M} UTC "
+    return "" if when is None else f"generated {when:%Y-%m-%d %H:%M} UTC "
 
 
 def render_report(folder: str | Path) -> str:
@@ -259,29 +296,30 @@ def render_report(folder: str | Path) -> str:
             ("surplus after sharing (yuan)", fen_text(int(hospitals["surplus_after_sharing"].sum() or 0)))]
     for row in pools.iter_rows(named=True):
         if row["settlement_point_value"] is not None:
-            kpis.append((f"结算点值 {row['pool']}", f"{row['settlement_point_value']:.4f}"))
+            kpis.append((f"结算点值 {row['pool']}", f"{row['settlement_point_value']:.6f}"))
     parts = [
         "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">",
         f"<title>{html.escape(summary['policy'])}: settlement report</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(summary['policy'])} — settlement report (结算报告)</h1>",
-        f"<p class=\"meta\">method: {html.escape(summary['method'])} · policy files: "
+        f"<p class=\"meta\">method: {html.escape(METHOD_NAMES.get(summary['method'], summary['method']))} · policy files: "
         f"{html.escape(', '.join(Path(p).name for p in summary.get('policy_files', [])))} · "
-        f"generated {_generated()}by grouper from {html.escape(folder.name)}</p>",
+        f"{_generated()}by grouper from {html.escape(folder.name)}</p>",
         '<div class="kpi">' + "".join(f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis) + "</div>",
         *[f'<p class="warning">Warning: {html.escape(w)}</p>' for w in summary.get("warnings", [])],
+        _money_panel(summary),
         "<h2>Charts</h2><div class=\"grid\">",
         *[f'<figure class="chart" id="chart-{cid}"><figcaption>{html.escape(title)}</figcaption>{svg}</figure>'
           for cid, title, svg in charts],
         "</div>",
         "<h2>Pools and point values (预算点值 / 结算点值)</h2>", _table(pools, MONEY["pools"], "pools"),
         "<h2>Hospitals (清算)</h2>", _table(hospitals, MONEY["hospitals"], "hospitals"),
-        "<h2>DRGs</h2>", _table(data["groups"], MONEY["groups"], "drgs"),
+        f"<h2>{_words(data)['groups']}</h2>", _table(data["groups"], MONEY["groups"], "drgs"),
     ]
     if "compare" in data:
         change = summary.get("compare", {}).get("policy", "the change")
         parts += [f"<h2>Impact of {html.escape(change)}: hospitals</h2>",
                   _table(data["compare"]["hospitals"], COMPARE_MONEY, "impact-hospitals"),
-                  "<h2>Impact: DRGs</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
+                  f"<h2>Impact: {_words(data)['groups']}</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
     parts += _migration_section(folder)
     parts.append(f"<script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts)

@@ -17,7 +17,8 @@ def run_settle(args) -> int:
         from .console import render_settlement
 
         render_settlement(settlement, comparison, out)
-    return 0
+    warnings = [*settlement.warnings, *(comparison.change.warnings if comparison is not None else ())]
+    return EXIT_WARNINGS if getattr(args, "strict", False) and warnings else 0
 
 
 def _settle(args):
@@ -51,3 +52,6 @@ def _settle(args):
         else:
             write_comparison(comparison, folder, case_format=args.format, weights2=args.weights2)
     return settlement, comparison, out
+
+
+EXIT_WARNINGS = 4  # --strict: the settlement was written, and it has warnings (see summary.json "warnings")

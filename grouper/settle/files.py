@@ -47,15 +47,18 @@ def write_settlement(settlement, folder: str | Path, *, case_format: str = "parq
     write_table(settlement.hospitals, folder / "hospitals.csv", MONEY["hospitals"])
     write_table(settlement.groups, folder / "drgs.csv", MONEY["groups"])   # per group: DRG, or 病种 (column dip)
     write_table(settlement.pools, folder / "pools.csv", MONEY["pools"])
-    summary = {"policy": settlement.policy.name, "method": settlement.policy.method,
-               "policy_files": [str(p) for p in settlement.policy.files],
+    policy = settlement.policy
+    summary = {"policy": policy.name, "method": policy.values["policy"]["method"],  # points, rate or dip
+               "payment": policy.method,  # how money is computed: points (a shared budget) or rate
+               "policy_files": [str(p) for p in policy.files],
                "cases": settlement.cases.height, "pools": settlement.pools.to_dicts(),
+               "checks": None if settlement.checks is None else settlement.checks.as_dict(),
                "warnings": list(settlement.warnings), **(extra or {})}
     (folder / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return folder
 
 
-COMPARE_MONEY = tuple(f"{m}_{s}" for m in ("payment", "surplus") for s in ("base", "change", "delta"))
+COMPARE_MONEY = tuple(f"{m}_{s}" for m in ("payment", "surplus") for s in ("before", "after", "change"))
 
 
 def write_comparison(comparison, folder: str | Path, *, case_format: str = "parquet", weights2=None) -> Path:
