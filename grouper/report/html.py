@@ -130,7 +130,7 @@ def _charts(data: dict) -> list[tuple[str, str, str]]:
     charts = []
     h = data["hospitals"].sort("cmi", descending=True, nulls_last=True)
     charts.append(("cmi", f"各医院{words['mix_zh']} ({words['mix']} by hospital)", _bar(
-        plt, [str(x) for x in h["hospital"]], h["cmi"].fill_null(0).to_list(), xlabel=f"{words['mix_zh']} ({words['mix']})")))
+        plt, [str(x) for x in h["hospital"]], h["cmi"].fill_null(0).to_list(), xlabel=f"{words['mix_zh']} {words['mix']}")))
 
     bins = dict(data["ratio_bins"].iter_rows())
     width = RATIO_MAX / RATIO_BINS
