@@ -67,11 +67,15 @@ def explain_command(args, case, scenarios) -> int:
                "aux_subtypes": [{"aux": s.code, "factor": s.factor, "holds": holds, "source": str(s.span)}
                                 for s, holds in decision.aux_verdicts],
                "reason": decision.reason, "category": decision.category, "qualifying": list(decision.qualifying),
-               "decided_by": decision.decided_by,
+               "cost_fen": decision.case_cost, "decided_by": decision.decided_by,
                "candidates": {level: [{"dip": c.row.code, "procs": c.row.procs, "matches": c.matches,
-                                       "plus": c.plus, "matched": list(c.matched), "rank": c.rank, "why": c.why,
-                                       "source": str(c.row.span)} for c in found]
-                              for level, found in decision.candidates.items()}}
+                                       "plus": c.plus, "matched": list(c.matched), "class": c.kind, "gap_fen": c.gap,
+                                       "why": c.why, "source": str(c.row.span)} for c in found]
+                              for level, found in decision.candidates.items()},
+               "tie_breaks": {level: {"dip": c.row.code, "decided_by": why} for level, (c, why) in decision.leads.items()},
+               "comprehensive": decision.comp_category,
+               "precedence": [{"position": p + 1, "dip": c.row.code, "level": c.row.level, "class": c.kind}
+                              for p, c in sorted(decision.contenders, key=lambda pc: pc[0])]}
         if whatifs:
             out["what_if"] = [dataclasses.asdict(w) for w in whatifs]
         print(json.dumps(out, ensure_ascii=False, indent=2))

@@ -14,6 +14,7 @@ from ..engine import kernel as drg_kernel
 from ..engine.encode import _code_lists
 from ..engine.run import MIN_ROWS_PER_THREAD
 from . import _kernel_py
+from ..fields import money_fen
 from ..io import READ_PROBLEM
 from .plan import EXCLUDED_DX, LEVELS, MALFORMED_LINE, MISSING_DX, REASON_NAMES, STATUS_NAMES, DipPlan
 
@@ -24,13 +25,15 @@ KERNEL = drg_kernel.companion("_dip_kernel", _kernel_py)  # the same rules as th
 @dataclass
 class DipBatch:
     case_cat: np.ndarray      # int32[n]: core/primary category id, 0 none
-    case_comp: np.ndarray     # int32[n_lengths, n]: comprehensive category id per prefix length (longest first), 0 none
+    case_comp: np.ndarray     # int32[n_keys, n]: comprehensive key id per key to try (prefix lengths longest
+                              # first, then the chapter ranges in file order), 0 none
+    case_cost: np.ndarray     # int64[n]: the case's total cost in fen, -1 missing
     px_offsets: np.ndarray
     px_codes: np.ndarray
     skip: np.ndarray          # uint8[n]: reason code of an invalid case, 0 otherwise
 
     def kernel_args(self) -> tuple:
-        return (self.case_cat, self.case_comp, self.px_offsets, self.px_codes, self.skip)
+        return (self.case_cat, self.case_comp, self.case_cost, self.px_offsets, self.px_codes, self.skip)
 
 
 def _category_ids(pdx: pl.Series, categories: list[str], lengths: list[int]) -> np.ndarray:
@@ -58,10 +61,37 @@ def encode_dip(plan: DipPlan, cases: pl.DataFrame) -> DipBatch:
     if READ_PROBLEM in cases.columns:  # a CSV line read against the wrong columns (grouper.io)
         skip = pl.select(pl.when(cases[READ_PROBLEM].is_not_null()).then(MALFORMED_LINE).otherwise(skip)).to_series()
     case_cat = _category_ids(pdx, plan.categories, [plan.dx_length])[0]
-    case_comp = _category_ids(pdx, plan.comp_categories, sorted({len(c) for c in plan.comp_categories}, reverse=True))
+    ranges = {key for key, _, _ in plan.comp_ranges}
+    prefixes = [c for c in plan.comp_categories if c not in ranges]
+    case_comp = _category_ids(pdx, prefixes, sorted({len(c) for c in prefixes}, reverse=True))
+    if prefixes and len(prefixes) != len(plan.comp_categories):   # prefix ids → ids in comp_categories
+        ids = {c: i + 1 for i, c in enumerate(plan.comp_categories)}
+        case_comp = np.ascontiguousarray(np.array([0] + [ids[c] for c in prefixes], np.int32)[case_comp])
+    if plan.comp_ranges:
+        case_comp = np.ascontiguousarray(np.vstack([case_comp, _range_ids(pdx, plan)]))
     px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), plan.proc_enum())
-    return DipBatch(case_cat, case_comp, px_offsets, px_codes,
+    return DipBatch(case_cat, case_comp, case_cost(cases), px_offsets, px_codes,
                     np.ascontiguousarray(skip.to_numpy().astype(np.uint8, copy=False)))
+
+
+def _range_ids(pdx: pl.Series, plan: DipPlan) -> np.ndarray:
+    """int32[n_ranges, n]: the key id of each chapter range (file order) holding pdx, 0 otherwise."""
+    ids = {c: i + 1 for i, c in enumerate(plan.comp_categories)}
+    frame = pdx.to_frame("pdx").select(
+        pl.when(pl.col("pdx").str.slice(0, len(lo)).is_between(pl.lit(lo), pl.lit(hi)) & (pl.col("pdx").str.len_chars() >= len(lo)))
+        .then(ids[key]).otherwise(0).fill_null(0).cast(pl.Int32).alias(key)
+        for key, lo, hi in plan.comp_ranges)
+    return frame.to_numpy().T.astype(np.int32, copy=False)
+
+
+def case_cost(cases: pl.DataFrame) -> np.ndarray:
+    """int64[n]: each case's total cost (the `cost` column, read as money: grouper.fields) in fen;
+    -1 where it is missing, unreadable or negative, and for every case when there is no column."""
+    if "cost" not in cases.columns:
+        return np.full(cases.height, -1, np.int64)
+    fen = cases.select(money_fen(pl.col("cost"), cases.schema["cost"]).alias("fen"))["fen"]
+    fen = pl.select(pl.when(fen >= 0).then(fen).otherwise(-1).fill_null(-1)).to_series()
+    return np.ascontiguousarray(fen.to_numpy().astype(np.int64, copy=False))
 
 
 def run_dip_kernel(plan: DipPlan, batch: DipBatch, *, threads: int | None = None, kernel=None) -> tuple[np.ndarray, ...]:
