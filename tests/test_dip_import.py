@@ -25,7 +25,7 @@ def _example_cases(pack) -> tuple[pl.DataFrame, list[str]]:
         if r.level == "comprehensive":
             px.append([] if r.treatment == "保守治疗" else [by_type[r.treatment]])
         else:
-            px.append(list(parse_procs(r.procs)[0]) if r.procs else [])
+            px.append([term[0] for term in parse_procs(r.procs)[0]] if r.procs else [])
     cases = pl.DataFrame({"id": [r.code for r in rows], "dx": dx, "proc": px},
                          schema={"id": pl.String, "dx": pl.List(pl.String), "proc": pl.List(pl.String)})
     return cases, [r.code for r in rows]

@@ -56,6 +56,7 @@ def explain_command(args, case, scenarios) -> int:
     from .console import render_dip_explanation, render_dip_what_if
 
     scheme = load_dip_scheme(args.scheme)
+    case = _with_cost(args, case) if scheme.plan.cost_step else case
     decision = explain_dip(scheme, case)
     whatifs = dip_what_if(scheme, case, scenarios) if scenarios else []
     case_id = str(case["id"][0])
@@ -85,6 +86,19 @@ def explain_command(args, case, scenarios) -> int:
     if whatifs:
         render_dip_what_if(whatifs, console)
     return EXIT_OK
+
+
+def _with_cost(args, case):
+    """The case with its `cost` column (the cost step's input) when it comes from a file: the shared
+    case reader of `explain` reads only the grouping fields."""
+    if not getattr(args, "cases", None) or "cost" in case.columns:
+        return case
+    import polars as pl
+
+    from .. import io
+
+    costs = io.read_cases(args.cases, encoding=args.encoding, settlement=True).filter(pl.col("id") == args.id)
+    return case.with_columns(costs["cost"].head(1).alias("cost")) if costs.height else case
 
 
 def import_command(args) -> int:
