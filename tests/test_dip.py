@@ -1,6 +1,7 @@
 """DIP grouping: the language and its checks, the fallback order and every tie-break (hand-chosen
 cases on the mini pack), the batch kernels against the reference interpreter, the CLI."""
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +215,8 @@ def test_cli_check_group_explain(tmp_path, capsys):
 
 
 def test_kernels_agree_with_reference_on_a_synthetic_catalogue(tmp_path):
-    """A generated 3,000-row catalogue (overlapping rows: every tie-break occurs) and 40,000 cases."""
+    """A generated 3,000-row catalogue (overlapping rows: every tie-break occurs; bracketed choices,
+    chapter ranges, reference costs) and 40,000 cases with costs and repeated procedures."""
     from grouper.dip.synth import synthetic_cases, write_synthetic_pack
 
     pack = load_dip_scheme(write_synthetic_pack(tmp_path / "synthetic", rows=3_000, seed=3))
@@ -225,6 +227,10 @@ def test_kernels_agree_with_reference_on_a_synthetic_catalogue(tmp_path):
     assert group_dip_frame(pack.plan, cases.head(8_000), kernel=_kernel_py).equals(expected.head(8_000))
     levels = expected["dip_level"].value_counts()
     assert set(levels["dip_level"].drop_nulls()) == {"core", "primary", "comprehensive"}
+    assert expected["dip"].str.starts_with("A00-B99").sum() > 0 and expected["dip"].str.starts_with("C00-D48").sum() > 0
+    assert any("(" in r.procs for r in pack.rows["core"])
+    assert group_dip_frame(pack.plan.with_point_value(Decimal("3.5")), cases.head(8_000)).equals(
+        reference_group(pack, cases.head(8_000), point_value="3.5"))
 
 
 # ---- auxiliary catalogue (辅助目录) ----------------------------------------------------------------
