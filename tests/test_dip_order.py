@@ -196,12 +196,17 @@ def test_bracketed_choices_need_every_term(pack):
 
 # ---- step 3: comprehensive keys: prefixes, then chapter ranges ------------------------------------
 def test_chapter_ranges(pack):
+    """A range holds a diagnosis whose first 3 characters are an ICD-10 category (letter, digit,
+    digit or capital) between its ends; a listed prefix of any length is tried first."""
     out = all_engines(pack, cases([(["E10.100"], [], None), (["E20.000"], [], None), (["E10.100"], ["NS"], None),
                                    (["E50.000"], [], None), (["E4"], [], None), (["J45.000"], ["NT"], None),
-                                   (["E49.900"], [], None), (["E00.000"], [], None)]))
-    assert out["dip"].to_list() == ["e-range", "e-prefix", None, None, None, "j-range", "e-range", "e-range"]
+                                   (["E49.900"], [], None), (["E00.000"], [], None), (["E1x.100"], [], None),
+                                   (["E4A.000"], [], None)]))
+    assert out["dip"].to_list() == ["e-range", "e-prefix", None, None, None, "j-range", "e-range", "e-range", None,
+                                    "e-range"]
     assert out["reason"].to_list() == [None, None, "no_comprehensive_treatment", "no_comprehensive_category",
-                                       "no_comprehensive_category", None, None, None]
+                                       "no_comprehensive_category", None, None, None, "no_comprehensive_category",
+                                       None]
 
 
 # ---- the kernels agree with the reference on many generated cases --------------------------------

@@ -115,15 +115,33 @@ def format_procs(alternatives: tuple[Alternative, ...]) -> str:
     return "/".join("+".join(format_term(t) for t in alt) for alt in alternatives)
 
 
+CATEGORY = re.compile(r"[A-Z][0-9][0-9A-Z]")     # an ICD-10 类目: the ends of a chapter range
+
+
 def chapter_range(dx: str) -> tuple[str, str] | None:
     """`A00-B99` → ("A00", "B99"); None when `dx` is a prefix key. Raises ValueError on a malformed
-    range (an empty end, ends of different lengths, more than one '-')."""
+    range: its ends must be two ICD-10 categories (letter, digit, digit or capital letter)."""
     if "-" not in dx:
         return None
     parts = dx.split("-")
-    if len(parts) != 2 or not all(parts) or len(parts[0]) != len(parts[1]):
-        raise ValueError(f"chapter range {dx!r} is not LO-HI with two ends of the same length (e.g. A00-B99)")
+    if len(parts) != 2 or not all(CATEGORY.fullmatch(p) for p in parts):
+        raise ValueError(f"chapter range {dx!r} is not two ICD-10 categories LO-HI (e.g. A00-B99)")
     return parts[0], parts[1]
+
+
+def in_range(pdx: str, span: tuple[str, str]) -> bool:
+    """Whether a chapter range holds the diagnosis: its first 3 characters are an ICD-10 category
+    between the two ends (inclusive)."""
+    head = pdx[:3]
+    return bool(CATEGORY.fullmatch(head)) and span[0] <= head <= span[1]
+
+
+def range_categories(span: tuple[str, str]) -> list[str]:
+    """Every category a chapter range holds, in order."""
+    lo, hi = span
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return [c for c in (a + b + d for a in alphabet[10:] if lo[0] <= a <= hi[0]
+                        for b in alphabet[:10] for d in alphabet) if lo <= c <= hi]
 
 
 # A prefix of an ICD-10 code as the case files write it: letter, digit, digit or letter, then an

@@ -22,7 +22,7 @@ import numpy as np
 from ..lang.tables import TableStore
 from .ast import LEVELS, DipScheme
 from .auxiliary import Auxiliary, load_auxiliary
-from .catalogue import Row, row_reference_cost
+from .catalogue import Row, chapter_range, range_categories, row_reference_cost
 
 GROUPED, UNGROUPED, INVALID = range(3)
 STATUS_NAMES = ("grouped", "ungrouped", "invalid")
@@ -53,7 +53,9 @@ class DipPlan:
     row_proc: np.ndarray         # uint32
     comp_categories: list[str]   # comprehensive keys (id = index + 1): prefixes of any length, ranges
     comp_table: np.ndarray       # int32[n_comp_cat * n_treat]: row, or -1
-    comp_ranges: list[tuple[str, str, str]]   # (key, lo, hi) of the chapter-range keys, file order
+    range_categories: list[str]  # every 3-character category a chapter-range key holds
+    range_table: np.ndarray      # int32[n_range_cat + 1, depth]: key ids of the ranges holding each (file
+                                 # order, 0-padded; the last row: none)
     precedence: np.ndarray       # int32[3 * n_treat]
     tie_break: np.ndarray        # uint8[3]
     row_cost_column: np.ndarray  # int64[n_rows]: the catalogue's reference cost (fen), -1 none
@@ -158,8 +160,15 @@ def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, l
         slot = comp_ids[r.dx] * len(treatments) + rank_of[r.treatment]
         if comp_table[slot] < 0:          # the first row of a key wins (check warns on the others)
             comp_table[slot] = k
-    comp_ranges = [(r.dx, *r.chapter_range) for _, r in comp_rows if r.chapter_range]
-    comp_ranges = list({key: (key, lo, hi) for key, lo, hi in comp_ranges}.values())
+    holding: dict[str, list[int]] = {}            # category → ids of the range keys holding it, file order
+    for key in dict.fromkeys(r.dx for _, r in comp_rows if r.chapter_range):
+        for category in range_categories(chapter_range(key)):
+            holding.setdefault(category, []).append(comp_ids[key] + 1)
+    range_cats = sorted(holding)
+    depth = max((len(v) for v in holding.values()), default=0)
+    range_table = np.zeros((len(range_cats) + 1, depth), np.int32)
+    for i, category in enumerate(range_cats):
+        range_table[i, :len(holding[category])] = holding[category]
 
     precedence = np.zeros(len(LEVELS) * len(treatments), np.int32)
     for position, (level, kind) in enumerate(scheme.precedence(treatments)):
@@ -181,7 +190,7 @@ def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, l
         row_alt_start=i32(row_alt_start), alt_term_start=i32(alt_term_start),
         term_opt_start=i32(term_opt_start), opt_proc=np.ascontiguousarray(np.array(opt_proc, np.uint32)),
         row_proc_start=i32(row_proc_start), row_proc=np.ascontiguousarray(np.array(row_proc, np.uint32)),
-        comp_categories=comp_categories, comp_table=comp_table, comp_ranges=comp_ranges,
+        comp_categories=comp_categories, comp_table=comp_table, range_categories=range_cats, range_table=range_table,
         precedence=precedence, tie_break=tie_break, row_cost_column=cost_column, point_value=point_value,
         excluded_dx=list(excluded),
         rows=rows, row_level=np.array([LEVEL_IDS[r.level] for r in rows], np.uint8),

@@ -27,7 +27,7 @@ import polars as pl
 from ..explain import Change, apply_changes, parse_change, removal_scenarios  # noqa: F401 - re-exported
 from .ast import LEVELS
 from .auxiliary import FIELD_NAMES, case_fields, load_auxiliary, reference_subtype
-from .catalogue import Row, row_reference_cost
+from .catalogue import Row, in_range, row_reference_cost
 
 TIE_BREAKS = ("most '+' terms", "most matched procedures", "smallest cost gap", "file order")
 UNKNOWN_GAP = 1 << 62
@@ -172,8 +172,7 @@ class Reference:
             decision.contenders += [(self._position(level, c.kind), c) for c in matching]
         # step 3: the comprehensive candidate
         keys = [c for c in self.comp_prefixes if pdx.startswith(c)]
-        keys += [r.dx for r in self.ranges if len(pdx) >= len(r.chapter_range[0])
-                 and r.chapter_range[0] <= pdx[:len(r.chapter_range[0])] <= r.chapter_range[1]]
+        keys += [r.dx for r in self.ranges if in_range(pdx, r.chapter_range)]
         comp = next((k for k in keys if (k, treatment) in self.comprehensive), None)
         if comp is not None:
             decision.comp_category = comp

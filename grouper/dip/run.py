@@ -26,7 +26,7 @@ KERNEL = drg_kernel.companion("_dip_kernel", _kernel_py)  # the same rules as th
 class DipBatch:
     case_cat: np.ndarray      # int32[n]: core/primary category id, 0 none
     case_comp: np.ndarray     # int32[n_keys, n]: comprehensive key id per key to try (prefix lengths longest
-                              # first, then the chapter ranges in file order), 0 none
+                              # first, then the chapter ranges holding pdx in file order), 0 none
     case_cost: np.ndarray     # int64[n]: the case's total cost in fen, -1 missing
     px_offsets: np.ndarray
     px_codes: np.ndarray
@@ -61,13 +61,12 @@ def encode_dip(plan: DipPlan, cases: pl.DataFrame) -> DipBatch:
     if READ_PROBLEM in cases.columns:  # a CSV line read against the wrong columns (grouper.io)
         skip = pl.select(pl.when(cases[READ_PROBLEM].is_not_null()).then(MALFORMED_LINE).otherwise(skip)).to_series()
     case_cat = _category_ids(pdx, plan.categories, [plan.dx_length])[0]
-    ranges = {key for key, _, _ in plan.comp_ranges}
-    prefixes = [c for c in plan.comp_categories if c not in ranges]
+    prefixes = [c for c in plan.comp_categories if "-" not in c]
     case_comp = _category_ids(pdx, prefixes, sorted({len(c) for c in prefixes}, reverse=True))
     if prefixes and len(prefixes) != len(plan.comp_categories):   # prefix ids → ids in comp_categories
         ids = {c: i + 1 for i, c in enumerate(plan.comp_categories)}
         case_comp = np.ascontiguousarray(np.array([0] + [ids[c] for c in prefixes], np.int32)[case_comp])
-    if plan.comp_ranges:
+    if plan.range_table.shape[1]:
         case_comp = np.ascontiguousarray(np.vstack([case_comp, _range_ids(pdx, plan)]))
     px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), plan.proc_enum())
     return DipBatch(case_cat, case_comp, case_cost(cases), px_offsets, px_codes,
@@ -75,13 +74,12 @@ def encode_dip(plan: DipPlan, cases: pl.DataFrame) -> DipBatch:
 
 
 def _range_ids(pdx: pl.Series, plan: DipPlan) -> np.ndarray:
-    """int32[n_ranges, n]: the key id of each chapter range (file order) holding pdx, 0 otherwise."""
-    ids = {c: i + 1 for i, c in enumerate(plan.comp_categories)}
-    frame = pdx.to_frame("pdx").select(
-        pl.when(pl.col("pdx").str.slice(0, len(lo)).is_between(pl.lit(lo), pl.lit(hi)) & (pl.col("pdx").str.len_chars() >= len(lo)))
-        .then(ids[key]).otherwise(0).fill_null(0).cast(pl.Int32).alias(key)
-        for key, lo, hi in plan.comp_ranges)
-    return frame.to_numpy().T.astype(np.int32, copy=False)
+    """int32[depth, n]: the key ids of the chapter ranges holding pdx (file order), 0 after them:
+    one Enum cast of the first 3 characters against the categories the ranges hold."""
+    n_cat = len(plan.range_categories)
+    head = pl.select(pl.when(pdx.str.len_chars() >= 3).then(pdx.str.slice(0, 3))).to_series()
+    index = head.cast(pl.Enum(plan.range_categories), strict=False).to_physical().fill_null(n_cat)
+    return np.ascontiguousarray(plan.range_table[index.to_numpy()].T)
 
 
 def case_cost(cases: pl.DataFrame) -> np.ndarray:
