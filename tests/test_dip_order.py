@@ -201,7 +201,7 @@ def test_chapter_ranges(pack):
     out = all_engines(pack, cases([(["E10.100"], [], None), (["E20.000"], [], None), (["E10.100"], ["NS"], None),
                                    (["E50.000"], [], None), (["E4"], [], None), (["J45.000"], ["NT"], None),
                                    (["E49.900"], [], None), (["E00.000"], [], None), (["E1x.100"], [], None),
-                                   (["E4A.000"], [], None)]))
+                                   (["E0A.000"], [], None)]))
     assert out["dip"].to_list() == ["e-range", "e-prefix", None, None, None, "j-range", "e-range", "e-range", None,
                                     "e-range"]
     assert out["reason"].to_list() == [None, None, "no_comprehensive_treatment", "no_comprehensive_category",
