@@ -258,3 +258,15 @@ def test_explain_cli_prints_each_step(pack, capsys, tmp_path):
     assert data["dip"] == "b4-dear" and data["cost_fen"] == 1_800_000
     assert data["tie_breaks"]["core"]["decided_by"].startswith("smallest cost gap")
     assert [c["gap_fen"] for c in data["candidates"]["core"]] == [800_000, 200_000]
+
+
+def test_plan_cache_keeps_the_order_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("GROUPER_CACHE_DIR", str(tmp_path / "cache"))
+    folder = write_pack(tmp_path / "p", "  tie breaks core primary\n")
+    built = load_dip_scheme(folder, cache=True)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1            # the entry was written
+    again = load_dip_scheme(folder, cache=True)
+    assert again.plan.point_value == "100" and list(again.plan.tie_break) == [1, 1, 0]
+    assert (again.plan.row_cost == built.plan.row_cost).all() and (again.plan.range_table == built.plan.range_table).all()
+    frame = cases([(["C01.100"], ["S1", "T1", "D1"], None), (["B01.400"], ["S1"], "18000"), (["E10.100"], [], None)])
+    assert group_dip_frame(again.plan, frame)["dip"].to_list() == ["c1-TD", "b4-dear", "e-range"]

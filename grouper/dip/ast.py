@@ -3,6 +3,7 @@ scheme language's own nodes (`grouper.lang.ast`); only the `dip { ... }` setting
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from ..errors import Span
 from ..lang.ast import Header, SetRef, TableDef, TableFilter
@@ -35,7 +36,7 @@ class Setting:
 
     name: str
     value: object          # int, SetRef/TableFilter, (table, column), tuple of treatment names,
-                           # tuple of (level, treatment), tuple of levels, column name, Decimal
+                           # tuple of (level, treatment), tuple of levels, column name, decimal text
     span: Span | None = _span()
 
 
@@ -67,6 +68,12 @@ class DipScheme:
         (default: core only, as Node-DIP's chooseCoreGroupByMatchQuantity / ByAbsoluteFee)."""
         s = self.setting("tie_break_levels")
         return s.value if s else DEFAULT_TIE_BREAK_LEVELS
+
+    @property
+    def point_value(self) -> Decimal | None:
+        """Yuan per point (`point value`), the reference cost of a row without a cost column."""
+        s = self.setting("point_value")
+        return Decimal(s.value) if s else None
 
     def precedence(self, treatments: list[str]) -> tuple[tuple[str, str], ...]:
         """Every (level, treatment type) class, best first: the `precedence` line, then the classes

@@ -111,7 +111,7 @@ def _order_settings(scheme: DipScheme) -> list[Diagnostic]:
         twice = [f"{level} {kind!r}" for (level, kind), n in Counter(s.value).items() if n > 1]
         if twice:
             found.append(Diagnostic("bad-value", "error", f"the precedence lists {', '.join(twice)} twice", s.span))
-    if (s := scheme.setting("point_value")) is not None and s.value <= 0:
+    if (s := scheme.setting("point_value")) is not None and scheme.point_value <= 0:
         found.append(Diagnostic("bad-value", "error", f"the point value must be above 0, not {s.value}", s.span,
                                 "yuan per point, e.g. `point value 12.5`"))
     return found

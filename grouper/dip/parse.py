@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-from decimal import Decimal
 from pathlib import Path
 
 import lark
@@ -83,7 +82,7 @@ class _Builder(SchemeBuilder):
         return Setting("reference_cost", str(c[0]), self._s(meta))
 
     def point_value(self, meta, c):
-        return Setting("point_value", Decimal(str(c[0])), self._s(meta))
+        return Setting("point_value", str(c[0]), self._s(meta))   # text: Decimal(...) when used
 
     def level(self, meta, c):
         return Setting(str(c[0]), c[1], self._s(meta))

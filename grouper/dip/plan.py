@@ -59,7 +59,7 @@ class DipPlan:
     precedence: np.ndarray       # int32[3 * n_treat]
     tie_break: np.ndarray        # uint8[3]
     row_cost_column: np.ndarray  # int64[n_rows]: the catalogue's reference cost (fen), -1 none
-    point_value: Decimal | None  # yuan per point: reference cost = score × point value where no column
+    point_value: str | None      # yuan per point (decimal text): reference cost = score × it where no column
     excluded_dx: list[str]
     rows: list[Row]              # every row, by global number
     row_level: np.ndarray        # uint8[n_rows]
@@ -75,7 +75,7 @@ class DipPlan:
 
     def with_point_value(self, point_value: Decimal | None) -> "DipPlan":
         """The plan with another point value (a run's parameter); the catalogue's column still wins."""
-        return dataclasses.replace(self, point_value=point_value,
+        return dataclasses.replace(self, point_value=None if point_value is None else str(point_value),
                                    row_cost=reference_costs(self.rows, self.row_cost_column, point_value))
 
     @property
@@ -175,7 +175,7 @@ def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, l
         precedence[LEVEL_IDS[level] * len(treatments) + rank_of[kind]] = position
     tie_break = np.array([level in scheme.tie_break_levels for level in LEVELS], np.uint8)
     cost_column = np.array([-1 if r.cost is None else r.cost for r in rows], np.int64)
-    point_value = scheme.setting("point_value").value if scheme.setting("point_value") else None
+    point_value = scheme.point_value
 
     excluded = store.codes(scheme.setting("exclude").value) if scheme.setting("exclude") else []
     auxiliary = None
@@ -191,7 +191,8 @@ def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, l
         term_opt_start=i32(term_opt_start), opt_proc=np.ascontiguousarray(np.array(opt_proc, np.uint32)),
         row_proc_start=i32(row_proc_start), row_proc=np.ascontiguousarray(np.array(row_proc, np.uint32)),
         comp_categories=comp_categories, comp_table=comp_table, range_categories=range_cats, range_table=range_table,
-        precedence=precedence, tie_break=tie_break, row_cost_column=cost_column, point_value=point_value,
+        precedence=precedence, tie_break=tie_break, row_cost_column=cost_column,
+        point_value=None if point_value is None else str(point_value),
         excluded_dx=list(excluded),
         rows=rows, row_level=np.array([LEVEL_IDS[r.level] for r in rows], np.uint8),
         row_code=[r.code for r in rows], row_score=np.array([r.score for r in rows], np.float64),

@@ -93,9 +93,7 @@ class Reference:
                     self.rank.setdefault(code, self.treatments.index(kind))
         self.precedence = scheme.precedence(self.treatments)
         self.tie_break_levels = scheme.tie_break_levels
-        if point_value is None and scheme.setting("point_value"):
-            point_value = scheme.setting("point_value").value
-        self.point_value = None if point_value is None else Decimal(str(point_value))
+        self.point_value = scheme.point_value if point_value is None else Decimal(str(point_value))
         self.by_category: dict[tuple[str, str], list[Row]] = {}
         for level in ("core", "primary"):
             for row in rows.get(level, ()):
