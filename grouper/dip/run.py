@@ -60,17 +60,35 @@ def encode_dip(plan: DipPlan, cases: pl.DataFrame) -> DipBatch:
         skip = pl.select(pl.when(excluded).then(EXCLUDED_DX).otherwise(skip)).to_series()
     if READ_PROBLEM in cases.columns:  # a CSV line read against the wrong columns (grouper.io)
         skip = pl.select(pl.when(cases[READ_PROBLEM].is_not_null()).then(MALFORMED_LINE).otherwise(skip)).to_series()
-    case_cat = _category_ids(pdx, plan.categories, [plan.dx_length])[0]
-    prefixes = [c for c in plan.comp_categories if "-" not in c]
-    case_comp = _category_ids(pdx, prefixes, sorted({len(c) for c in prefixes}, reverse=True))
-    if prefixes and len(prefixes) != len(plan.comp_categories):   # prefix ids → ids in comp_categories
-        ids = {c: i + 1 for i, c in enumerate(plan.comp_categories)}
-        case_comp = np.ascontiguousarray(np.array([0] + [ids[c] for c in prefixes], np.int32)[case_comp])
-    if plan.range_table.shape[1]:
-        case_comp = np.ascontiguousarray(np.vstack([case_comp, _range_ids(pdx, plan)]))
+    case_cat, case_comp = _diagnosis_keys(pdx, plan)
     px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), plan.proc_enum())
     return DipBatch(case_cat, case_comp, case_cost(cases), px_offsets, px_codes,
                     np.ascontiguousarray(skip.to_numpy().astype(np.uint8, copy=False)))
+
+
+def _diagnosis_keys(pdx: pl.Series, plan: DipPlan) -> tuple[np.ndarray, np.ndarray]:
+    """(case_cat, case_comp) of the batch. A batch repeats its principal diagnoses, so the keys are
+    computed once per distinct diagnosis, found by one Categorical cast, and spread to the cases."""
+    codes = pdx.cast(pl.Categorical)
+    distinct = codes.drop_nulls().unique()
+    strings = distinct.cast(pl.String)
+    cat = _category_ids(strings, plan.categories, [plan.dx_length])
+    prefixes = [c for c in plan.comp_categories if "-" not in c]
+    comp = _category_ids(strings, prefixes, sorted({len(c) for c in prefixes}, reverse=True))
+    if prefixes and len(prefixes) != len(plan.comp_categories):   # prefix ids → ids in comp_categories
+        ids = {c: i + 1 for i, c in enumerate(plan.comp_categories)}
+        comp = np.array([0] + [ids[c] for c in prefixes], np.int32)[comp]
+    if plan.range_table.shape[1]:
+        comp = np.vstack([comp, _range_ids(strings, plan)])
+    # the Categorical's physical ids → positions in `distinct`; a null diagnosis → the last column (no key)
+    physical = distinct.to_physical().to_numpy().astype(np.int64)
+    size = int(physical.max()) + 2 if len(physical) else 1
+    position = np.full(size, len(physical), np.int64)
+    position[physical] = np.arange(len(physical))
+    index = position[codes.to_physical().fill_null(size - 1).to_numpy()]
+    spread = lambda table: np.ascontiguousarray(  # noqa: E731
+        np.hstack([table, np.zeros((table.shape[0], 1), np.int32)])[:, index])
+    return spread(cat)[0], spread(comp)
 
 
 def _range_ids(pdx: pl.Series, plan: DipPlan) -> np.ndarray:
