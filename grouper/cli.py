@@ -122,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     from .versions.commands import add_versions_parsers
 
     add_payment_parsers(sub)
+    from .screen.commands import add_screen_parser
+
+    add_screen_parser(sub)
     add_versions_parsers(sub)
     cal = sub.add_parser("calibrate", help="build weights or a DIP catalogue from a cost history")
     calibrate_kinds = cal.add_subparsers(dest="kind", required=True)   # each wing adds its kind

@@ -447,9 +447,11 @@ def synth_history(scheme=None, *, hospitals: int = 40, years: int = 3, cases: in
     return gen.frame(0, cases)
 
 
-def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS, on_chunk=None, **options) -> int:
+def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS, on_chunk=None, transform=None,
+                  **options) -> int:
     """Write a synthetic history to .parquet (types kept, file metadata says it is synthetic) or .csv
-    (money as yuan with two decimals) chunk by chunk; returns the row count."""
+    (money as yuan with two decimals) chunk by chunk; returns the row count. `transform(chunk, number)`,
+    when given, changes each chunk before it is written (e.g. grouper.screen.plant's anomalies)."""
     from ..fields import for_text_output
 
     path = Path(path)
@@ -466,7 +468,8 @@ def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS
 
             writer = None
             try:
-                for chunk in gen.batches(chunk_rows):
+                for number, chunk in enumerate(gen.batches(chunk_rows)):
+                    chunk = transform(chunk, number) if transform else chunk
                     table = chunk.to_arrow()
                     if writer is None:
                         table = table.replace_schema_metadata({"grouper.synthetic": SYNTHETIC_NOTE})
@@ -481,6 +484,7 @@ def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS
         else:
             with tmp.open("wb") as fh:
                 for i, chunk in enumerate(gen.batches(chunk_rows)):
+                    chunk = transform(chunk, i) if transform else chunk
                     for_text_output(chunk).write_csv(fh, include_header=i == 0)
                     rows += chunk.height
                     if on_chunk:

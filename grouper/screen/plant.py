@@ -17,17 +17,22 @@ them), in a share of their eligible cases, on clean rows only (no row gets two k
   group (weight ≤ 0.6 by the history's own costs) costing 10–35 % of that group's median, discharged home.
 - ``cost_shift`` (转嫁费用): the fund pays 30–60 % of what it paid; the patient pays the rest.
 
+A case the generator itself made inconsistent (its template's random sex or age trips one of the
+scheme's `warn` rules, e.g. a female-only diagnosis on a man) is labelled ``coded_inconsistent``: it
+is a real finding for the sex and age screens, so it is not counted as clean.
+
 Nothing here is real data; the planting is seeded (same history and seed: same result).
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 KINDS = ("upcoded_mcc", "split_stay", "shared_phone", "low_weight_admission", "cost_shift")
-LABELS = (*KINDS, "split_stay_first")
+LABELS = (*KINDS, "split_stay_first", "coded_inconsistent")
 
 
 @dataclass(frozen=True)
@@ -47,29 +52,37 @@ def _dense(expr: pl.Expr) -> pl.Expr:
 
 
 def plant_anomalies(history: pl.DataFrame, scheme=None, *, seed: int = 0, options: PlantOptions | None = None,
-                    drg: pl.Series | None = None) -> pl.DataFrame:
-    """The history with doctor, phone, address and planted columns (see the module doc)."""
+                    drg: pl.Series | None = None, chunk: int = 0) -> pl.DataFrame:
+    """The history with doctor, phone, address and planted columns (see the module doc). `drg`: the rows'
+    groups when known (else they are grouped here); `chunk`: the chunk's number when a history is planted
+    chunk by chunk (each chunk draws its own rows; the planting hospitals are the same in every chunk)."""
     from ..payment._common import group_cases, loaded_scheme
 
     o = options or PlantOptions()
     scheme = loaded_scheme(scheme)
-    rng = np.random.default_rng([seed, 0x5C4EE])
+    rng = np.random.default_rng([seed, 0x5C4EE, chunk])
     n = history.height
     if drg is None:
         drg = group_cases(history, scheme)["drg"]
     frame = history.with_columns(drg.alias("_drg"), pl.int_range(n, dtype=pl.Int64).alias("_row"))
-    # personal fields: phone and address one per patient (a bijection of the patient's number), doctors per department
-    patient = _dense(pl.col("patient_id"))
+    # Personal fields from the patient's number (a bijection: one phone and one address per patient) and
+    # doctors per department: the same in every chunk of a history written chunk by chunk.
+    patient = pl.coalesce(pl.col("patient_id").cast(pl.String).str.extract(r"(\d+)$").cast(pl.Int64, strict=False),
+                          _dense(pl.col("patient_id")) + 10**12)
+    depts = frame["dept"].cast(pl.String).fill_null("").unique().to_list()
+    dept_no = {d: zlib.crc32(d.encode()) % 1000 for d in depts}
     doctor_k = pl.Series(rng.integers(1, o.doctors_per_dept + 1, n))
     frame = frame.with_columns(
-        pl.format("{}-D{}-{}", pl.col("hospital"), _dense(pl.col("dept").fill_null("")), pl.lit(doctor_k)).alias("doctor"),
+        pl.format("{}-D{}-{}", pl.col("hospital"), pl.col("dept").cast(pl.String).fill_null("").replace_strict(
+            dept_no, return_dtype=pl.Int64), pl.lit(doctor_k)).alias("doctor"),
         pl.format("13{}", ((patient * 7919 + seed) % 1_000_000_000 + 1_000_000_000).cast(pl.String).str.slice(1)).alias("phone"),
         pl.format("{}路{}号", ((patient * 104729 + seed) % 997).cast(pl.String), (patient % 100_003).cast(pl.String))
         .alias("address"))
     hospitals = frame["hospital"].cast(pl.String).to_numpy()
     unique_h = np.unique(hospitals)
     n_plant = max(1, round(o.hospital_share * len(unique_h)))
-    sites = {kind: set(rng.choice(unique_h, n_plant, replace=False)) for kind in KINDS}
+    # each kind's hospitals: the first n by a hash of (seed, kind, hospital), so every chunk picks the same ones
+    sites = {kind: set(sorted(unique_h, key=lambda h: zlib.crc32(f"{seed}:{kind}:{h}".encode()))[:n_plant]) for kind in KINDS}
     at_site = {kind: np.isin(hospitals, list(sites[kind])) for kind in KINDS}
     drgs = frame["_drg"].fill_null("").to_numpy().astype(str)
     costs = frame["cost"].to_numpy().astype(float)
@@ -202,7 +215,7 @@ def plant_anomalies(history: pl.DataFrame, scheme=None, *, seed: int = 0, option
             group = [r for r in members[i:i + size]]
             if len({patients[r] for r in group}) == len(group):
                 chosen += group
-                phones += [f"17{seed % 10}{group_no:08d}"] * len(group)
+                phones += [f"17{chunk % 100:02d}{group_no:07d}"] * len(group)
                 group_no += 1
             i += size
     if chosen:
@@ -224,5 +237,21 @@ def plant_anomalies(history: pl.DataFrame, scheme=None, *, seed: int = 0, option
         values = pl.Series(list(changes.values()), dtype=series.dtype, strict=False)
         columns.append(series.scatter(at, values))
     frame = frame.with_columns(columns)
+    # Records the generator itself made inconsistent (random sex and age on pack-built templates trip the
+    # scheme's `warn` rules, e.g. female_dx_on_male) are not clean: they are labelled so, not counted as clean.
+    warned = group_cases(frame.drop("_drg", "_row"), scheme)["warnings"].list.len().fill_null(0).to_numpy() > 0
+    planted_codes[warned & (planted_codes == 0)] = LABELS.index("coded_inconsistent") + 1
     labels = pl.Series("planted", [None, *LABELS], dtype=pl.String).gather(pl.Series(planted_codes.astype(np.int64)))
     return frame.with_columns(labels).drop("_drg", "_row")
+
+
+def planter(scheme=None, *, seed: int = 0, options: PlantOptions | None = None):
+    """A `transform(chunk, number)` for grouper.payment.history.write_history that plants anomalies chunk by chunk."""
+    from ..payment._common import loaded_scheme
+
+    scheme = loaded_scheme(scheme)
+
+    def transform(chunk: pl.DataFrame, number: int) -> pl.DataFrame:
+        return plant_anomalies(chunk, scheme, seed=seed, options=options, chunk=number)
+
+    return transform

@@ -107,7 +107,8 @@ def cost_outlier(ctx: Context, p: dict) -> pl.DataFrame:
 
 def mcc_upcoding(ctx: Context, p: dict) -> pl.DataFrame:
     suffix = p["mcc_suffix"]
-    frame = ctx.cases.lazy().filter(pl.col("drg").str.ends_with(suffix)).select(
+    modes = [int(m) for m in p["discharge"]]
+    frame = ctx.cases.lazy().filter(pl.col("drg").str.ends_with(suffix) & pl.col("discharge").is_in(modes)).select(
         "row", "drg", "hospital_level", "cost", "los", pl.col("drg").str.slice(0, pl.col("drg").str.len_chars() - len(suffix))
         .alias("_adrg"))
     stats = ctx.group_stats()

@@ -82,6 +82,21 @@ def load_cases(source, *, cases: str | Path | None = None, scheme=None, encoding
     return pl.concat([frame, extras], how="horizontal") if extras.width else frame
 
 
+def read_weights(path: str | Path) -> pl.DataFrame:
+    """A weights table (CSV/Parquet/Excel with columns drg, weight) as drg String, weight Float64."""
+    from .. import io
+
+    frame = io._read_raw(Path(path), encoding=None, sheet=None)
+    missing = [c for c in ("drg", "weight") if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path} has no {' or '.join(missing)} column (a weights table has drg, weight)")
+    weights = frame.select(pl.col("drg").cast(pl.String), pl.col("weight").cast(pl.Float64, strict=False))
+    bad = weights.filter(pl.col("weight").is_null() | (pl.col("weight") <= 0))
+    if bad.height:
+        raise InputError(f"{path}: the weight of {bad['drg'][0]} is not a positive number")
+    return weights
+
+
 def data_weights(cases: pl.DataFrame) -> pl.DataFrame:
     """Weights from the year itself: a DRG's mean cost ÷ the mean cost of every grouped case."""
     costed = cases.lazy().filter(pl.col("drg").is_not_null() & pl.col("cost").is_not_null())
@@ -208,7 +223,7 @@ def screen(cases: pl.DataFrame, screens: Screens, *, key: bytes, weights: pl.Dat
                     "peer_level", pl.col("cases").cast(pl.Int64),
                     (pl.col("target_cases") if "target_cases" in found.columns else pl.lit(None)).cast(pl.Int64).alias("target_cases"),
                     pl.col("rate").round(6), pl.col("limit").round(6), "flagged"))
-            ran.append({"rule": rule.code, "kind": "providers", "units": found.height,
+            ran.append({"rule": rule.code, "kind": "providers", "level": rule.level, "units": found.height,
                         "flagged_units": int(found["flagged"].sum()) if found.height else 0})
             continue
         unscreened = (cases.lazy().filter(pl.any_horizontal([pl.col(f).is_null() for f in needed]))
@@ -217,7 +232,7 @@ def screen(cases: pl.DataFrame, screens: Screens, *, key: bytes, weights: pl.Dat
                                             separator=", ", ignore_nulls=True).alias("_m")).collect())
         unscreened_parts.append(unscreened)
         flag_parts.append(_case_findings(found, cases, rule, ctx, paid, key))
-        ran.append({"rule": rule.code, "kind": rule.spec.kind, "findings": found.height,
+        ran.append({"rule": rule.code, "kind": rule.spec.kind, "level": rule.level, "findings": found.height,
                     "screened": cases.height - unscreened.height, "not_screened": unscreened.height})
     flags = (pl.concat(flag_parts) if flag_parts else pl.DataFrame(schema={"row": pl.UInt32, **FLAG_SCHEMA}))
     order = {r.code: i for i, r in enumerate(screens.rules)}
@@ -232,7 +247,7 @@ def screen(cases: pl.DataFrame, screens: Screens, *, key: bytes, weights: pl.Dat
     unscreened = unscreened.sort("row", maintain_order=True).select(
         cases["id"].gather(unscreened["row"]).alias("id"), "rule",
         (pl.lit("missing ") + pl.col("_m")).alias("reason"))
-    money = _money_table(flags, screens)
+    money = _money_table(flags, screens, [r["rule"] for r in ran if r["kind"] != "providers"])
     units = {by: _ranking(cases, flags, providers, by) for by in ("hospital", "dept", "doctor")}
     scores = _scores(cases, flags, screens)
     summary = {
@@ -248,14 +263,15 @@ def screen(cases: pl.DataFrame, screens: Screens, *, key: bytes, weights: pl.Dat
                      unscreened, summary, warnings)
 
 
-def _money_table(flags: pl.DataFrame, screens: Screens) -> pl.DataFrame:
-    codes = [r.code for r in screens.rules]
+def _money_table(flags: pl.DataFrame, screens: Screens, codes: list[str]) -> pl.DataFrame:
+    """Per case rule that ran (in file order): findings, cases, and paid, alternative and at_stake summed (fen)."""
     table = flags.group_by("rule").agg(pl.len().alias("findings"), pl.col("row").n_unique().alias("cases"),
                                        pl.col("paid").sum(), pl.col("alternative").sum(), pl.col("at_stake").sum())
-    meta = pl.DataFrame({"rule": codes, "name": [r.name for r in screens.rules], "level": [r.level for r in screens.rules],
-                         "money": [r.spec.money for r in screens.rules], "_o": list(range(len(codes)))})
-    return (meta.join(table, on="rule", how="inner").sort("_o").drop("_o")
-            .with_columns(pl.col("findings", "cases").cast(pl.Int64), pl.col("paid", "alternative", "at_stake").cast(pl.Int64)))
+    rules = [screens.rule(code) for code in codes]
+    meta = pl.DataFrame({"rule": codes, "name": [r.name for r in rules], "level": [r.level for r in rules],
+                         "money": [r.spec.money for r in rules]}, schema={c: pl.String for c in ("rule", "name", "level", "money")})
+    return (meta.join(table, on="rule", how="left", maintain_order="left")
+            .with_columns(pl.col("findings", "cases", "paid", "alternative", "at_stake").cast(pl.Int64).fill_null(0)))
 
 
 def _ranking(cases: pl.DataFrame, flags: pl.DataFrame, providers: pl.DataFrame, by: str) -> pl.DataFrame:

@@ -66,13 +66,15 @@ LOGICS: dict[str, Logic] = {
         ("cost", "group_median_cost", "cost_ratio")),
     "mcc_upcoding": Logic(
         "case", "a case in an MCC group whose cost and stay both look like the same ADRG's group without complications "
-                "(高套分组)", ("drg", "cost", "los", "hospital_level"),
+                "(高套分组)", ("drg", "cost", "los", "hospital_level", "discharge"),
         {"mcc_suffix": Spec("str", "last character of an MCC group's code (CHS-DRG: 1)", "1"),
          "alternative_suffixes": Spec("list", "the group it is compared with: the first of these suffixes the ADRG has "
                                               "(CHS-DRG: 5 no CC/MCC, then 3 CC)", ["5", "3"]),
          "cost_ratio": Spec("number", "flag when cost <= this × the alternative group's median cost (same hospital level)",
                             1.0, low=0.0, low_open=True),
          "los_ratio": Spec("number", "... and LOS <= this × the alternative group's median LOS", 1.0, low=0.0, low_open=True),
+         "discharge": Spec("list", "discharge modes judged (1 医嘱离院: a transfer, a death or a stay left against advice "
+                                   "is short and cheap for its own reasons)", ["1"]),
          "min_group_cases": Spec("int", "alternative groups with fewer cases are not used", 20, low=1)},
         ("drg", "alternative_drg", "cost", "alternative_median_cost", "los", "alternative_median_los"), "alternative_group"),
     "low_weight_admission": Logic(
