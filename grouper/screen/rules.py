@@ -141,7 +141,7 @@ def low_weight_admission(ctx: Context, p: dict) -> pl.DataFrame:
 
 def self_pay_share(ctx: Context, p: dict) -> pl.DataFrame:
     share = (1 - pl.col("fund_paid") / pl.col("cost")).alias("self_pay_share")
-    frame = (ctx.cases.lazy().filter(pl.col("cost") >= max(p["min_cost"], 1) & pl.col("fund_paid").is_not_null())
+    frame = (ctx.cases.lazy().filter((pl.col("cost") >= max(p["min_cost"], 1)) & pl.col("fund_paid").is_not_null())
              .select("row", "insurance", "hospital_level", "cost", share))
     medians = frame.group_by("insurance", "hospital_level").agg(pl.col("self_pay_share").median().alias("median_self_pay_share"))
     frame = frame.join(medians, on=["insurance", "hospital_level"], how="left", nulls_equal=True)
