@@ -20,5 +20,3 @@ def render_screening(result, console) -> None:
             row = money.get(item["rule"])
             table.add_row(item["rule"], item["level"], f"{item['findings']:,}", fen_text(row["at_stake"]) if row else "0.00")
     console.print(table)
-    for skipped in summary["skipped"]:
-        console.print(f"skipped: {skipped['reason']}", style="yellow", markup=False)

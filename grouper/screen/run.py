@@ -62,22 +62,25 @@ def read_extras(path: str | Path, names=EXTRA_FIELDS, *, encoding: str | None = 
 
 def load_cases(source, *, cases: str | Path | None = None, scheme=None, encoding: str | None = None) -> pl.DataFrame:
     """The grouped year (a grouped file, or raw cases grouped here with `scheme`) with the extra fields
-    (doctor, phone, address) from the same file, or else from `cases` (the file that was grouped, row for row)."""
-    from ..grouped import is_grouped_file
+    (doctor, phone, address) from the same file, and those it lacks from `cases` (the file that was grouped,
+    row for row: refused when its rows do not line up)."""
     from ..payment.api import load_grouped
 
     frame = load_grouped(source, scheme, encoding=encoding)
     if isinstance(source, pl.DataFrame):
         extras = source.select([c for c in EXTRA_FIELDS if c in source.columns])
+    elif isinstance(source, (list, tuple)):
+        extras = pl.DataFrame()
     else:
-        extras = read_extras(source, encoding=encoding) if not isinstance(source, (list, tuple)) else pl.DataFrame()
-        if cases is not None and not [c for c in EXTRA_FIELDS if c in extras.columns]:
-            extras = read_extras(cases, encoding=encoding)
-            if extras.height != frame.height or ("id" in extras.columns and not extras["id"].cast(pl.String).equals(frame["id"])):
-                raise InputError(f"{cases} does not line up with {source}: the case file must be the one that was "
-                                 "grouped (the same rows in the same order)")
-        elif not isinstance(source, (list, tuple)) and not is_grouped_file(source, encoding=encoding):
-            pass  # raw cases grouped here: the extras come from the same rows
+        extras = read_extras(source, encoding=encoding)
+    if cases is not None:
+        beside = read_extras(cases, encoding=encoding)
+        if beside.height != frame.height or ("id" in beside.columns and not beside["id"].cast(pl.String).equals(frame["id"])):
+            raise InputError(f"{cases} does not line up with {source}: the case file must be the one that was "
+                             "grouped (the same rows in the same order)")
+        extras = pl.concat([extras.select([c for c in extras.columns if c != "id"]),
+                            beside.select([c for c in EXTRA_FIELDS if c in beside.columns and c not in extras.columns])],
+                           how="horizontal")
     extras = extras.select([pl.col(c).cast(pl.String) for c in EXTRA_FIELDS if c in extras.columns])
     return pl.concat([frame, extras], how="horizontal") if extras.width else frame
 

@@ -94,13 +94,14 @@ def load_screens(path: str | Path | None = None) -> Screens:
         out.error("missing-key", ("rule",), "the screens file has no [[rule]]")
     seen: dict[str, int] = {}
     for i, raw in enumerate(raw_rules):
+        code = raw.get("code")
+        if isinstance(code, str) and code in seen:
+            out.error("bad-value", ("rule", i, "code"), f"rule code {code!r} is used twice (first in rule {seen[code] + 1})")
+        elif isinstance(code, str):
+            seen[code] = i
         rule = _check_rule(raw, i, out)
-        if rule is None:
-            continue
-        if rule.code in seen:
-            out.error("bad-value", ("rule", i, "code"), f"rule code {rule.code!r} is used twice (first in rule {seen[rule.code] + 1})")
-        seen.setdefault(rule.code, i)
-        rules.append(rule)
+        if rule is not None:
+            rules.append(rule)
     scores = values["scores"] if "scores" in data else None
     if scores and not out.found and not scores["warn_at"] <= scores["pause_at"] <= scores["stop_at"]:
         out.error("bad-value", ("scores",), "the score thresholds must grow: warn_at <= pause_at <= stop_at")
