@@ -121,10 +121,19 @@ def mcc_upcoding(ctx: Context, p: dict) -> pl.DataFrame:
         f"_alt{i}" if name == "drg" else f"_a{i}_median_{name}")) for i in alternatives])  # noqa: E731
     frame = frame.with_columns(pick("drg").alias("alternative_drg"), pick("cost").alias("alternative_median_cost"),
                                pick("los").alias("alternative_median_los"))
-    return (frame.filter((pl.col("cost") <= float(p["cost_ratio"]) * pl.col("alternative_median_cost"))
+    frame = frame.filter((pl.col("cost") <= float(p["cost_ratio"]) * pl.col("alternative_median_cost"))
                          & (pl.col("los") <= float(p["los_ratio"]) * pl.col("alternative_median_los")))
-            .select("row", "drg", "alternative_drg", "cost", pl.col("alternative_median_cost").round().cast(FEN), "los",
-                    "alternative_median_los").collect())
+    shown = ["row", "drg", "alternative_drg", "cost", pl.col("alternative_median_cost").round().cast(FEN), "los",
+             "alternative_median_los"]
+    if p["within"] != "none":
+        keys = UNIT_KEYS[p["within"]]
+        units = provider_share(ctx, {"area": "mcc", "mcc_suffix": suffix, "by": p["within"], "percentile": p["percentile"],
+                                     "min_cases": p["min_cases"], "peers": "hospital_level"}).filter("flagged")
+        units = units.select(*keys, pl.col("rate").round(4).alias("unit_mcc_share"), pl.col("limit").round(4).alias("unit_limit"))
+        frame = (frame.join(ctx.cases.lazy().select("row", *keys), on="row", how="left")
+                 .join(units.lazy(), on=keys, how="inner").sort("row"))
+        shown += ["unit_mcc_share", "unit_limit"]
+    return frame.select(shown).collect()
 
 
 def low_weight_admission(ctx: Context, p: dict) -> pl.DataFrame:

@@ -75,8 +75,14 @@ LOGICS: dict[str, Logic] = {
          "los_ratio": Spec("number", "... and LOS <= this × the alternative group's median LOS", 1.0, low=0.0, low_open=True),
          "discharge": Spec("list", "discharge modes judged (1 医嘱离院: a transfer, a death or a stay left against advice "
                                    "is short and cheap for its own reasons)", ["1"]),
+         "within": Spec("choice", "judge only the cases of units whose MCC share is above the percentile control limit of "
+                                  "their peers (the PEPPER way: a target area first, then its cases), or every case (none)",
+                        "none", choices=("none", *UNITS)),
+         "percentile": Spec("number", "the control limit for `within`", 80, low=0.0, high=100.0, high_open=True),
+         "min_cases": Spec("int", "units with fewer cases are not flagged (for `within`)", 30, low=1),
          "min_group_cases": Spec("int", "alternative groups with fewer cases are not used", 20, low=1)},
-        ("drg", "alternative_drg", "cost", "alternative_median_cost", "los", "alternative_median_los"), "alternative_group"),
+        ("drg", "alternative_drg", "cost", "alternative_median_cost", "los", "alternative_median_los", "unit_mcc_share",
+         "unit_limit"), "alternative_group"),
     "low_weight_admission": Logic(
         "case", "a stay of at most `max_los` days, ordinary discharge, in a low-weight group, costing at most `cost_ratio` of "
                 "the group's median (低标入院)", ("drg", "cost", "los", "discharge", "hospital_level"),
