@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write a self-contained HTML report of a settlement folder")
     r.add_argument("settlement", help="a folder written by `grouper settle`")
     r.add_argument("-o", "--output", required=True, help="the .html file to write")
+    r.add_argument("--screens", metavar="DIR", help="a folder written by `grouper screen`: adds the supervision section")
 
     from .payment.commands import add_calibrate_weights, add_payment_parsers
     from .versions.commands import add_versions_parsers
@@ -144,7 +145,7 @@ def cmd_settle(args) -> int:
 def cmd_report(args) -> int:
     from .report.html import write_report
 
-    write_report(args.settlement, args.output)
+    write_report(args.settlement, args.output, screens=args.screens)
     return EXIT_OK
 
 

@@ -97,3 +97,43 @@ def test_findings_attribute_to_department_and_doctor(year):
     assert result.departments.height and result.doctors.height and result.scores is not None
     top = result.hospitals.row(0, named=True)
     assert top["rank"] == 1 and top["at_stake"] == result.hospitals["at_stake"].max()
+
+
+def test_planting_is_seeded_labelled_and_the_same_hospitals_in_every_chunk():
+    scheme = load_scheme(None)
+    history = synth_history(scheme, hospitals=20, years=1, cases=20_000, seed=4)
+    first = plant_anomalies(history, scheme, seed=4)
+    assert first.equals(plant_anomalies(history, scheme, seed=4))
+    assert first.height == history.height and first["id"].equals(history["id"])
+    labels = first["planted"].value_counts()
+    assert set(labels["planted"].drop_nulls()) >= {"upcoded_mcc", "split_stay", "split_stay_first", "shared_phone",
+                                                   "low_weight_admission", "cost_shift"}
+    # chunk by chunk (as `synth history --plant-anomalies` writes): each kind at the same hospitals
+    halves = [plant_anomalies(history.slice(0, 10_000), scheme, seed=4, chunk=0),
+              plant_anomalies(history.slice(10_000), scheme, seed=4, chunk=1)]
+    for kind in ("upcoded_mcc", "cost_shift", "shared_phone"):
+        sites = [set(h.filter(pl.col("planted") == kind)["hospital"].cast(pl.String)) for h in halves]
+        whole = set(first.filter(pl.col("planted") == kind)["hospital"].cast(pl.String))
+        assert whole and sites[0] <= whole and sites[1] <= whole   # a half may hold too few cases for a phone group
+        assert kind == "shared_phone" or sites[0] == sites[1] == whole
+    # one phone per clean patient; the second part of a split stay is the first part's patient, same hospital
+    clean = first.filter(pl.col("planted").is_null())
+    assert clean.group_by("phone").agg(pl.col("patient_id").n_unique()).filter(pl.col("patient_id") > 1).height == 0
+    second = first.filter(pl.col("planted") == "split_stay").select("patient_id", "hospital", "admission_date")
+    firsts = first.filter(pl.col("planted") == "split_stay_first").select("patient_id", "hospital", "discharge_date")
+    pairs = second.join(firsts, on=["patient_id", "hospital"])
+    assert pairs.height >= second.height
+    gap = (pairs["admission_date"] - pairs["discharge_date"]).dt.total_days()
+    assert gap.min() >= 0 and gap.max() <= 3
+
+
+def test_synth_history_plants_when_asked_only(tmp_path):
+    from grouper.cli import main
+
+    plain, planted = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(["synth", "history", "--hospitals", "5", "--years", "1", "--cases", "2000", "-o", str(plain), "-q"]) == 0
+    assert main(["synth", "history", "--hospitals", "5", "--years", "1", "--cases", "2000", "-o", str(planted), "-q",
+                 "--plant-anomalies"]) == 0
+    a, b = pl.read_csv(plain, infer_schema=False), pl.read_csv(planted, infer_schema=False)
+    assert "planted" not in a.columns and {"doctor", "phone", "address", "planted"} <= set(b.columns)
+    assert a.height == b.height == 2000

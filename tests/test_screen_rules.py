@@ -180,3 +180,17 @@ def test_cmi_jump(tmp_path):
     weights = pl.DataFrame({"drg": ["HV1", "LT1"], "weight": [3.0, 1.0]})
     result = run(tmp_path, cases(*rows), rule("R", "cmi_jump", "min_cases = 50"), weights=weights)
     assert result.providers.filter("flagged")["hospital"].to_list() == ["H4"]
+
+
+def test_mcc_upcoding_within_hospitals_above_their_mcc_capture_limit(tmp_path):
+    rows = []
+    for hospital, mcc in (("H1", 10), ("H2", 11), ("H3", 12), ("H4", 13), ("H5", 40)):
+        rows += [{"hospital": hospital, "drg": "XA15", "cost": 100_000, "los": 5} for _ in range(100 - mcc)]
+        rows += [{"hospital": hospital, "drg": "XA11", "cost": 300_000, "los": 9} for _ in range(mcc - 1)]
+        rows += [{"hospital": hospital, "drg": "XA11", "cost": 90_000, "los": 4}]    # one cheap MCC case each
+    frame = cases(*rows)
+    every = run(tmp_path, frame, rule("R", "mcc_upcoding", "min_group_cases = 3"))
+    assert every.flags.height == 5
+    within = run(tmp_path, frame, rule("R", "mcc_upcoding", 'min_group_cases = 3, within = "hospital", min_cases = 50'))
+    assert within.flags["hospital"].to_list() == ["H5"]
+    assert "unit_mcc_share=0.4" in within.flags["evidence"][0]

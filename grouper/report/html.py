@@ -204,8 +204,9 @@ th[data-dir=down]::after { content: " ▼"; } th[data-dir=up]::after { content: 
 """
 
 
-def render_report(folder: str | Path) -> str:
-    """The report of a settlement folder as one HTML string."""
+def render_report(folder: str | Path, screens: str | Path | None = None) -> str:
+    """The report of a settlement folder as one HTML string; with `screens` (a `grouper screen` folder),
+    a supervision section too (grouper.report.supervision)."""
     folder = Path(folder)
     data = _read_settlement(folder)
     summary, hospitals, pools = data["summary"], data["hospitals"], data["pools"]
@@ -240,18 +241,22 @@ def render_report(folder: str | Path) -> str:
         parts += [f"<h2>Impact of {html.escape(change)}: hospitals</h2>",
                   _table(data["compare"]["hospitals"], COMPARE_MONEY, "impact-hospitals"),
                   "<h2>Impact: DRGs</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
+    if screens is not None:
+        from .supervision import supervision_section
+
+        parts.append(supervision_section(screens, _table))
     parts.append(f"<script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts)
 
 
-def write_report(folder: str | Path, output: str | Path) -> Path:
-    """Write the report of a settlement folder to `output` (.html), atomically."""
+def write_report(folder: str | Path, output: str | Path, screens: str | Path | None = None) -> Path:
+    """Write the report of a settlement folder (and of a screens folder, if given) to `output` (.html), atomically."""
     from ..outputs import atomic_output
 
     output = Path(output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"cannot write {output}: the report is an .html file")
-    text = render_report(folder)
+    text = render_report(folder, screens)
     with atomic_output(output) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return output
