@@ -36,36 +36,59 @@ class Context:
         return self._cache["stats"]
 
     def stays(self) -> pl.DataFrame:
-        """The stays of patients with more than one stay, sorted by patient and admission (the across-stays view)."""
+        """The stays of patients with more than one stay, sorted by patient and admission (the across-stays view).
+
+        Keys are 64-bit hashes of the codes (``_p`` patient, ``_h`` hospital, ``_a`` ADRG, ``_d`` DRG): sorting and
+        comparing integers instead of 10 M strings. A logic confirms what it finds on the codes themselves
+        (`same_codes`), so a hash collision can never make two patients one.
+        """
         if "stays" not in self._cache:
-            columns = [c for c in ("row", "patient_id", "hospital", "adrg", "drg", "admission_date", "discharge_date",
-                                   "discharge") if c in self.cases.columns]
             self._cache["stays"] = (
-                self.cases.lazy().select(columns)
+                self.cases.lazy()
                 .filter(pl.col("patient_id").is_not_null() & pl.col("admission_date").is_not_null()
                         & pl.col("discharge_date").is_not_null())
-                .filter(pl.col("patient_id").is_duplicated())
-                .sort("patient_id", "admission_date", "discharge_date", "row")
+                .select("row", hashed("patient_id", "_p"), hashed("hospital", "_h"), hashed("adrg", "_a"), hashed("drg", "_d"),
+                        "admission_date", "discharge_date")
+                .filter(pl.col("_p").is_duplicated())
+                .sort("_p", "admission_date", "discharge_date", "row")
                 .collect())
         return self._cache["stays"]
+
+    def same_codes(self, rows: pl.Series, other: pl.Series, columns: list[str]) -> pl.Series:
+        """Whether each pair of rows has equal (non-null) values in every column: the exact check behind a hash."""
+        if not len(rows):
+            return pl.Series([], dtype=pl.Boolean)
+        checks = [(self.cases[c].gather(rows) == self.cases[c].gather(other)).fill_null(False) for c in columns]
+        out = checks[0]
+        for check in checks[1:]:
+            out = out & check
+        return out
 
     def readmitted(self, days: int, *, same_hospital: bool, same: str) -> pl.DataFrame:
         """Stays that follow an earlier stay of the same patient (same hospital / ADRG / DRG as asked) within `days`."""
         key = (days, same_hospital, same)
         if key not in self._cache:
-            keys = ["patient_id", *(["hospital"] if same_hospital else []), *([same] if same != "any" else [])]
+            exact = ["patient_id", *(["hospital"] if same_hospital else []), *([same] if same != "any" else [])]
+            keys = [HASHED[c] for c in exact]
             stays = self.stays()
-            if keys != ["patient_id"]:
+            if keys != ["_p"]:
                 stays = stays.sort(*keys, "admission_date", "discharge_date", "row")
-            previous = [pl.col(k).shift(1) for k in keys]
-            same_key = pl.all_horizontal([pl.col(k) == p for k, p in zip(keys, previous)]).fill_null(False)
+            same_key = pl.all_horizontal([pl.col(k) == pl.col(k).shift(1) for k in keys]).fill_null(False)
             gap = (pl.col("admission_date") - pl.col("discharge_date").shift(1)).dt.total_days()
-            self._cache[key] = (
-                stays.lazy().with_columns(gap.alias("days_between"), pl.col("row").shift(1).alias("previous_row"),
-                                          pl.col("hospital").shift(1).alias("previous_hospital"))
-                .filter(same_key & (pl.col("days_between") >= 0) & (pl.col("days_between") <= days))
-                .select("row", "previous_row", "previous_hospital", "days_between").collect())
+            found = (stays.lazy().with_columns(gap.alias("days_between"), pl.col("row").shift(1).alias("previous_row"))
+                     .filter(same_key & (pl.col("days_between") >= 0) & (pl.col("days_between") <= days))
+                     .select("row", "previous_row", "days_between").collect())
+            found = found.filter(self.same_codes(found["row"], found["previous_row"], exact))
+            self._cache[key] = found.with_columns(self.cases["hospital"].gather(found["previous_row"]).alias("previous_hospital"))
         return self._cache[key]
+
+
+HASHED = {"patient_id": "_p", "hospital": "_h", "adrg": "_a", "drg": "_d"}
+
+
+def hashed(column: str, name: str) -> pl.Expr:
+    """A 64-bit hash of a code column (fixed seed): a sort and group key far cheaper than the text."""
+    return pl.col(column).hash(seed=20240601).alias(name)
 
 
 def weight_of(drg: pl.Expr, weights: pl.DataFrame) -> pl.Expr:
@@ -172,39 +195,54 @@ def readmission(ctx: Context, p: dict) -> pl.DataFrame:
 def continuous_stay(ctx: Context, p: dict) -> pl.DataFrame:
     window, min_days = p["window"], p["min_days"]
     days = (pl.col("discharge_date") - pl.col("admission_date")).dt.total_days().clip(lower_bound=1)
-    lazy = (ctx.cases.lazy().select("row", "patient_id", "admission_date", "discharge_date")
-            .filter(pl.col("patient_id").is_not_null() & pl.col("admission_date").is_not_null()
-                    & pl.col("discharge_date").is_not_null())
-            .with_columns(days.alias("_days")))
-    heavy = lazy.group_by("patient_id").agg(pl.col("_days").sum().alias("_total")).filter(pl.col("_total") >= min_days)
-    lazy = lazy.join(heavy.select("patient_id"), on="patient_id", how="semi").sort("patient_id", "discharge_date", "row")
-    # days in hospital in the `window` days up to this stay's discharge (this stay and the earlier ones in it)
+    lazy = (ctx.cases.lazy().filter(pl.col("patient_id").is_not_null() & pl.col("admission_date").is_not_null()
+                                    & pl.col("discharge_date").is_not_null())
+            .select("row", hashed("patient_id", "_p"), days.alias("_days")))
+    # candidates: patients whose stays add up to min_days in all (by hash), then exactly, on their few rows
+    heavy = lazy.group_by("_p").agg(pl.col("_days").sum()).filter(pl.col("_days") >= min_days).select("_p")
+    rows = lazy.join(heavy, on="_p", how="semi").select("row").collect()["row"]
+    subset = ctx.cases.select("row", "patient_id", "admission_date", "discharge_date").gather(rows)
     rolling = lambda column: pl.col(column).rolling_sum_by("discharge_date", window_size=f"{window}d").over("patient_id")  # noqa: E731
-    lazy = lazy.with_columns(pl.lit(1).alias("_one")).with_columns(rolling("_days").alias("days_in_hospital"),
-                                                                   rolling("_one").alias("stays"))
-    return (lazy.filter(pl.col("days_in_hospital") >= min_days)
-            .select("row", pl.col("days_in_hospital").clip(upper_bound=window), "stays").collect())
+    return (subset.lazy().with_columns(days.alias("_days"), pl.lit(1).alias("_one"))
+            .sort("patient_id", "discharge_date", "row")
+            .with_columns(rolling("_days").alias("days_in_hospital"), rolling("_one").alias("stays"))
+            .filter(pl.col("days_in_hospital") >= min_days)
+            .select("row", pl.col("days_in_hospital").clip(upper_bound=window), "stays").sort("row").collect())
 
 
 def transfer_chain(ctx: Context, p: dict) -> pl.DataFrame:
     stays = ctx.stays()
     gap = (pl.col("admission_date") - pl.col("discharge_date").shift(1)).dt.total_days()
-    link = ((pl.col("patient_id") == pl.col("patient_id").shift(1)) & (pl.col("hospital") != pl.col("hospital").shift(1))
+    link = ((pl.col("_p") == pl.col("_p").shift(1)) & (pl.col("_h") != pl.col("_h").shift(1))
             & (gap >= 0) & (gap <= p["days"])).fill_null(False)
-    chains = stays.lazy().with_columns(link.alias("_link")).with_columns((~pl.col("_link")).cum_sum().alias("_chain"))
-    chains = chains.with_columns(pl.len().over("_chain").alias("chain_stays"),
-                                 pl.col("hospital").n_unique().over("_chain").alias("chain_hospitals"))
-    return (chains.filter(pl.col("_link") & (pl.col("chain_stays") >= p["min_stays"]))
-            .select("row", pl.col("chain_stays").cast(pl.Int64), pl.col("chain_hospitals").cast(pl.Int64)).collect())
+    linked = stays.select("row", pl.col("row").shift(1).alias("previous_row"), link.alias("_link"))
+    # the exact check of each link: the same patient, another hospital
+    candidates = linked.filter("_link")
+    confirmed = candidates.filter(ctx.same_codes(candidates["row"], candidates["previous_row"], ["patient_id"])
+                                  & ~ctx.same_codes(candidates["row"], candidates["previous_row"], ["hospital"]))
+    linked = linked.with_columns(pl.col("row").is_in(confirmed["row"].implode()).alias("_link"))
+    chains = linked.with_columns((~pl.col("_link")).cum_sum().alias("_chain"))
+    long = (chains.lazy().filter("_link").group_by("_chain").agg((pl.len() + 1).alias("chain_stays"))
+            .filter(pl.col("chain_stays") >= p["min_stays"]))
+    members = chains.lazy().join(long, on="_chain", how="inner").collect()
+    hospitals = ctx.cases["hospital"].gather(members["row"])
+    members = members.with_columns(hospitals.alias("_hospital")).with_columns(
+        pl.col("_hospital").n_unique().over("_chain").alias("chain_hospitals"))
+    return (members.filter("_link").select("row", pl.col("chain_stays").cast(pl.Int64), pl.col("chain_hospitals").cast(pl.Int64))
+            .sort("row"))
 
 
 def shared_contact(ctx: Context, p: dict) -> pl.DataFrame:
-    column = p["field"]
-    lazy = ctx.cases.lazy().select("row", "patient_id", pl.col(column).alias("contact")).filter(
-        pl.col("contact").is_not_null() & (pl.col("contact") != "") & pl.col("patient_id").is_not_null())
-    shared = (lazy.group_by("contact").agg(pl.col("patient_id").n_unique().alias("patients_sharing"))
-              .filter(pl.col("patients_sharing") >= p["min_patients"]))
-    return lazy.join(shared, on="contact", how="inner").sort("row").select("row", "contact", "patients_sharing").collect()
+    column, least = p["field"], p["min_patients"]
+    present = pl.col(column).is_not_null() & (pl.col(column) != "") & pl.col("patient_id").is_not_null()
+    lazy = ctx.cases.lazy().filter(present).select("row", hashed(column, "_c"), hashed("patient_id", "_p"))
+    # candidates by hash, then counted exactly on their rows (a collision can add a candidate, never a finding)
+    shared = lazy.group_by("_c").agg(pl.col("_p").n_unique().alias("_n")).filter(pl.col("_n") >= least).select("_c")
+    rows = lazy.join(shared, on="_c", how="semi").select("row").collect()["row"]
+    subset = ctx.cases.select("row", "patient_id", pl.col(column).alias("contact")).gather(rows)
+    counted = subset.group_by("contact").agg(pl.col("patient_id").n_unique().alias("patients_sharing"))
+    return (subset.join(counted.filter(pl.col("patients_sharing") >= least), on="contact", how="inner")
+            .sort("row").select("row", "contact", "patients_sharing"))
 
 
 # ---- across providers ----------------------------------------------------------------------------
@@ -222,20 +260,23 @@ def _limits(units: pl.LazyFrame, p: dict) -> pl.DataFrame:
     return units.with_columns((eligible & (pl.col("rate") > pl.col("limit"))).fill_null(False).alias("flagged")).collect()
 
 
-def _units(lazy: pl.LazyFrame, by: str) -> tuple[list[str], pl.LazyFrame]:
+def _units(lazy: pl.LazyFrame, by: str) -> tuple[list[str], list[str], pl.LazyFrame]:
+    """The unit's code columns, their hashes (the group keys: grouping 10 M texts by a few thousand units costs
+    seconds, by integers a fraction; the odds of two units' hashes colliding are below 1e-9), and the cases with a unit."""
     keys = UNIT_KEYS[by]
-    return keys, lazy.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys]))
+    hashes = [f"_k{i}" for i in range(len(keys))]
+    lazy = lazy.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys]))
+    return keys, hashes, lazy.with_columns(hashed(k, h) for k, h in zip(keys, hashes))
 
 
 def provider_share(ctx: Context, p: dict) -> pl.DataFrame:
     area = p["area"]
-    keys, lazy = _units(ctx.cases.lazy().filter(pl.col("status").is_in(["grouped", "qy"]) | pl.col("drg").is_not_null()),
-                        p["by"])
+    keys, hashes, lazy = _units(ctx.cases.lazy().filter(pl.col("drg").is_not_null()), p["by"])
     if area == "mcc":
         suffix = p["mcc_suffix"]
         mcc = pl.col("drg").str.ends_with(suffix)
-        split = ctx.cases.lazy().filter(pl.col("drg").str.ends_with(suffix)).select("adrg").unique()
-        lazy = lazy.join(split, on="adrg", how="semi").with_columns(mcc.fill_null(False).alias("_target"))
+        split = ctx.cases.lazy().filter(pl.col("drg").str.ends_with(suffix)).select("adrg").unique().collect()["adrg"]
+        lazy = lazy.filter(pl.col("adrg").is_in(split.implode())).with_columns(mcc.fill_null(False).alias("_target"))
     elif area == "one_day":
         lazy = lazy.filter(pl.col("los").is_not_null() & ~pl.col("discharge").is_in([2, 5]).fill_null(False)
                            ).with_columns((pl.col("los") <= 1).alias("_target"))
@@ -245,22 +286,23 @@ def provider_share(ctx: Context, p: dict) -> pl.DataFrame:
     else:  # low_weight
         lazy = lazy.with_columns((weight_of(pl.col("drg"), ctx.weights) <= float(p["max_weight"])).fill_null(False)
                                  .alias("_target"))
-    units = lazy.group_by(keys).agg(pl.col("hospital_level").first().alias("peer_level"), pl.len().alias("cases"),
-                                    pl.col("_target").sum().alias("target_cases"))
+    units = lazy.group_by(hashes).agg(*[pl.col(k).first() for k in keys], pl.col("hospital_level").first().alias("peer_level"),
+                                      pl.len().alias("cases"), pl.col("_target").sum().alias("target_cases")).drop(hashes)
     units = units.with_columns((pl.col("target_cases") / pl.col("cases")).alias("rate"))
     return _limits(units, p).sort(keys)
 
 
 def cmi_jump(ctx: Context, p: dict) -> pl.DataFrame:
-    keys, lazy = _units(ctx.cases.lazy().filter(pl.col("discharge_date").is_not_null()), p["by"])
+    keys, hashes, lazy = _units(ctx.cases.lazy().filter(pl.col("discharge_date").is_not_null()), p["by"])
     lazy = lazy.with_columns(pl.col("discharge_date").dt.year().alias("_year"),
                              weight_of(pl.col("drg"), ctx.weights).alias("_w")).filter(pl.col("_w").is_not_null())
     years = ctx.cases.select(pl.col("discharge_date").dt.year().unique().sort()).to_series().drop_nulls().to_list()
     if len(years) < 2:
         return pl.DataFrame()
     last, before = years[-1], years[-2]
-    per_year = lazy.filter(pl.col("_year").is_in([before, last])).group_by([*keys, "_year"]).agg(
-        pl.col("hospital_level").first().alias("peer_level"), pl.len().alias("n"), pl.col("_w").mean().alias("cmi"))
+    per_year = lazy.filter(pl.col("_year").is_in([before, last])).group_by([*hashes, "_year"]).agg(
+        *[pl.col(k).first() for k in keys], pl.col("hospital_level").first().alias("peer_level"), pl.len().alias("n"),
+        pl.col("_w").mean().alias("cmi")).drop(hashes)
     now = per_year.filter(pl.col("_year") == last).drop("_year")
     then = per_year.filter(pl.col("_year") == before).select(*keys, pl.col("n").alias("n0"), pl.col("cmi").alias("cmi0"))
     units = now.join(then, on=keys, how="inner").with_columns(

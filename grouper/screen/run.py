@@ -176,7 +176,7 @@ def _case_findings(found: pl.DataFrame, cases: pl.DataFrame, rule: Rule, ctx: R.
         "row": rows, "id": take("id"), "rule": [rule.code] * len(rows), "name": [rule.name] * len(rows),
         "level": [rule.level] * len(rows), "stage": [rule.stage] * len(rows), "hospital": take("hospital"),
         "hospital_level": take("hospital_level"), "dept": take("dept"), "doctor": take("doctor"),
-        "patient": keyed_hash(take("patient_id").cast(pl.String), key), "drg": base["drg"],
+        "patient": take("patient_id").cast(pl.String), "drg": base["drg"],
         "evidence": _evidence(found, cases, rule, key), "paid": base["paid"], "alternative": base["alternative"],
         "at_stake": base["at_stake"]}, schema={"row": pl.UInt32, **FLAG_SCHEMA})
 
@@ -241,6 +241,7 @@ def screen(cases: pl.DataFrame, screens: Screens, *, key: bytes, weights: pl.Dat
     order = {r.code: i for i, r in enumerate(screens.rules)}
     flags = (flags.with_columns(pl.col("rule").replace_strict(order, return_dtype=pl.Int32).alias("_o"))
              .sort("row", "_o").drop("_o"))
+    flags = flags.with_columns(keyed_hash(flags["patient"], key))   # once, over every finding: no patient id leaves in clear
     providers = pl.concat(provider_parts, how="vertical_relaxed") if provider_parts else pl.DataFrame(
         schema={"rule": pl.String, "name": pl.String, "level": pl.String, "by": pl.String, "hospital": pl.String,
                 "dept": pl.String, "doctor": pl.String, "peer_level": pl.Int8, "cases": pl.Int64, "target_cases": pl.Int64,
@@ -281,8 +282,11 @@ def _ranking(cases: pl.DataFrame, flags: pl.DataFrame, providers: pl.DataFrame, 
     keys = R.UNIT_KEYS[by]
     if any(k not in cases.columns or cases[k].null_count() == cases.height for k in keys):
         return pl.DataFrame(schema={k: pl.String for k in keys})
-    totals = cases.lazy().filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys])).group_by(keys).agg(
-        pl.len().alias("cases"), pl.col("fund_paid").sum().alias("fund_paid"))
+    hashes = [f"_k{i}" for i in range(len(keys))]
+    totals = (cases.lazy().filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys]))
+              .with_columns(R.hashed(k, h) for k, h in zip(keys, hashes))   # integer group keys (see rules._units)
+              .group_by(hashes).agg(*[pl.col(k).first() for k in keys], pl.len().alias("cases"),
+                                    pl.col("fund_paid").sum().alias("fund_paid")).drop(hashes))
     found = flags.lazy().filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys])).group_by(keys).agg(
         pl.col("row").n_unique().alias("flagged_cases"), pl.len().alias("findings"),
         (pl.col("level") == "违规").sum().alias("violations"), (pl.col("level") == "疑似").sum().alias("suspected"),
