@@ -213,3 +213,23 @@ def test_identical_input_gives_identical_outputs(tmp_path):
     for name in ("flags.csv", "money.csv", "hospitals.csv", "providers.csv", "summary.json"):
         a, b = (tmp_path / "a" / name).read_bytes(), (tmp_path / "b" / name).read_bytes()
         assert a.replace(b"/a/", b"/b/") == b.replace(b"/a/", b"/b/") or name == "summary.json"
+
+
+def test_docs_document_every_shipped_rule_with_its_source_and_parameters():
+    import tomllib
+
+    from conftest import ROOT
+    from grouper.screen.schema import LOGICS
+
+    text = (ROOT / "docs" / "screens.md").read_text(encoding="utf-8")
+    raw = tomllib.loads(default_screens_path().read_text(encoding="utf-8"))
+    for item in raw["rule"]:
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{item['code']}` |")), None)
+        assert row is not None, f"{item['code']} is not in docs/screens.md"
+        assert item["source"] in row and f"`{item['logic']}`" in row
+        for name, value in item.get("params", {}).items():
+            assert f"`{name} = " in row, (item["code"], name)
+    for name, logic in LOGICS.items():
+        assert f"- **`{name}`**" in text
+        for param in logic.params:
+            assert f"  - `{param}` (" in text, (name, param)

@@ -292,13 +292,12 @@ def _ranking(cases: pl.DataFrame, flags: pl.DataFrame, providers: pl.DataFrame, 
         (pl.col("level") == "违规").sum().alias("violations"), (pl.col("level") == "疑似").sum().alias("suspected"),
         pl.col("at_stake").sum().alias("at_stake"))
     units = providers.lazy().filter(pl.col("flagged") & (pl.col("by") == by)).group_by(keys).agg(
-        pl.col("rule").sort().str.join("|").alias("provider_flags"))
+        pl.col("rule").sort().str.join("|").alias("provider_flags"), pl.len().alias("_flags"))
     table = (totals.join(found, on=keys, how="left").join(units, on=keys, how="left")
-             .with_columns(pl.col("flagged_cases", "findings", "violations", "suspected", "at_stake").fill_null(0))
+             .with_columns(pl.col("flagged_cases", "findings", "violations", "suspected", "at_stake", "_flags").fill_null(0))
              .with_columns((pl.col("flagged_cases") / pl.col("cases")).round(6).alias("flagged_share"))
-             .sort([pl.col("at_stake"), pl.col("findings"), pl.col("provider_flags").str.len_chars().fill_null(0), *keys],
-                   descending=[True, True, True, *[False] * len(keys)])
-             .with_row_index("rank", offset=1).collect())
+             .sort(["at_stake", "findings", "_flags", *keys], descending=[True, True, True, *[False] * len(keys)])
+             .drop("_flags").with_row_index("rank", offset=1).collect())
     return table.with_columns(pl.col("flagged_cases", "findings", "violations", "suspected").cast(pl.Int64),
                               pl.col("at_stake").cast(pl.Int64))
 
