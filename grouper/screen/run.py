@@ -17,7 +17,7 @@ from ..fields import yuan_text
 from ..grouped import GROUPED_SCHEMA
 from . import rules as R
 from .privacy import keyed_hash
-from .schema import EXTRA_FIELDS, LOGICS
+from .schema import EXTRA_FIELDS
 from .screens import Rule, Screens
 
 MONEY_EVIDENCE = ("cost", "group_median_cost", "alternative_median_cost")
@@ -145,7 +145,7 @@ def _evidence(found: pl.DataFrame, cases: pl.DataFrame, rule: Rule, key: bytes) 
     return pl.select(pl.concat_str(parts, separator="; ").alias("evidence")).to_series()
 
 
-def _money(found: pl.DataFrame, paid: pl.Series, weights: pl.DataFrame, mode: str) -> tuple[pl.Expr, pl.Expr]:
+def _money(weights: pl.DataFrame, mode: str) -> tuple[pl.Expr, pl.Expr]:
     """(alternative, at_stake) in fen. alternative_group: paid × weight(alternative) ÷ weight(drg), rounded half up;
     whole: nothing would be paid; shifted: the fund would also have paid the shifted amount; none: no estimate."""
     paid_expr = pl.col("paid")
@@ -169,7 +169,7 @@ def _case_findings(found: pl.DataFrame, cases: pl.DataFrame, rule: Rule, ctx: R.
             base = base.with_columns(found[name])
         elif name == "drg":
             base = base.with_columns(cases["drg"].gather(rows))
-    alternative, at_stake = _money(found, paid, ctx.weights, rule.spec.money)
+    alternative, at_stake = _money(ctx.weights, rule.spec.money)
     base = base.with_columns(alternative.alias("alternative"), at_stake.alias("at_stake"))
     take = lambda c: cases[c].gather(rows) if c in cases.columns else pl.Series(c, [None] * len(rows), dtype=FLAG_SCHEMA[c])  # noqa: E731
     return pl.DataFrame({
