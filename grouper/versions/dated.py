@@ -112,11 +112,13 @@ def _group_dated(schedule: Schedule, cases: pl.DataFrame, threads: int | None) -
 
 def group_by_date(source: pl.DataFrame | str | Path, schedule: Schedule, *, batch_size: int = DEFAULT_BATCH_SIZE,
                   columns: Mapping[str, str] | None = None, encoding: str | None = None,
-                  threads: int | None = None) -> Iterator[pl.DataFrame]:
+                  threads: int | None = None, sheet: str | int | None = None,
+                  skip_rows: int = 0, on_unused=None) -> Iterator[pl.DataFrame]:
     """Result batches (input order, one row per case) of a file or frame grouped by discharge date:
     id, status, mdc, adrg, drg, reason, warnings, scheme, scheme_version."""
     first = True
-    for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=True):
+    for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=True,
+                              sheet=sheet, skip_rows=skip_rows, on_unused=on_unused):
         if first and cases.height and cases["discharge_date"].null_count() == cases.height:
             raise InputError("grouping by date needs the discharge date of the cases (a 出院日期 / discharge_date column)")
         first = False
@@ -125,14 +127,16 @@ def group_by_date(source: pl.DataFrame | str | Path, schedule: Schedule, *, batc
 
 def group_file_by_date(input_path: str | Path, output_path: str | Path, schedule: Schedule, *,
                        batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
-                       encoding: str | None = None, threads: int | None = None, on_batch=None) -> int:
+                       encoding: str | None = None, threads: int | None = None, on_batch=None,
+                       sheet: str | int | None = None, skip_rows: int = 0, on_unused=None) -> int:
     """Stream a file grouped by discharge date into an output file (written atomically); row count."""
     from .. import io
 
     rows = 0
     with io.ResultSink(output_path) as sink:
         for results in group_by_date(input_path, schedule, batch_size=batch_size, columns=columns,
-                                     encoding=encoding, threads=threads):
+                                     encoding=encoding, threads=threads, sheet=sheet, skip_rows=skip_rows,
+                                     on_unused=on_unused):
             sink.write(results)
             rows += results.height
             if on_batch is not None:
