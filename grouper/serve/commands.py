@@ -32,7 +32,7 @@ def _decimal(text: str) -> Decimal:
 
 
 def add_serve_parser(sub) -> None:
-    from ..cli import _at_least
+    from ..options import at_least as _at_least  # noqa: N813
 
     s = sub.add_parser("serve", help="serve pre-grouping (预分组), explain, what-if and 预结算 over HTTP, with a page")
     s.add_argument("--scheme", action="append", type=_pack, default=[], metavar="[FROM=]PACK",
