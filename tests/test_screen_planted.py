@@ -11,9 +11,9 @@ The per-case MCC screen is the exception, stated here with its figures: an upcod
 and stay of its simpler group, and the synthetic costs of a group and of its MCC group overlap (log-sd
 0.38-0.50 against a log-distance of 0.64), so no cost-and-stay threshold separates them case by case:
 at the shipped setting (cost and stay at most the simpler group's median, judged in the hospitals above
-the 80th percentile of MCC capture, the PEPPER way) it finds 42 % of the upcoded cases while flagging
-0.66 % of the clean ones (every case at 1.0/1.0: 42 % and 3.3 %; at 1.5/1.5 within hospitals: 73 % and
-1.7 %). Upcoding is found where it is found in practice, at the provider: MCC_SHARE flags every
+the 80th percentile of MCC capture, the PEPPER way) it finds 40.5 % of the upcoded cases while flagging
+0.39 % of the clean ones (every case at 1.0/1.0: 40.5 % and 2.0 %; at 1.5/1.5 within hospitals: 74 % and
+1.05 %). Upcoding is found where it is found in practice, at the provider: MCC_SHARE flags every
 upcoding hospital.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ CASE_SCREENS = {"SPLIT_STAY": "split_stay", "SHARED_PHONE": "shared_phone", "LOW
                 "COST_SHIFT": "cost_shift"}
 PROVIDER_SCREENS = {"MCC_SHARE": "upcoded_mcc", "READMIT_SHARE": "split_stay", "LOW_WEIGHT_SHARE": "low_weight_admission",
                     "ONE_DAY_SHARE": "low_weight_admission"}
-UPCODE_RECALL_FLOOR = 0.40   # measured 0.42 at this seed (clean 0.66 %); see the module doc
+UPCODE_RECALL_FLOOR = 0.38   # measured 0.405 at this seed (clean 0.39 %); see the module doc
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ them), in a share of their eligible cases, on clean rows only (no row gets two k
   group (weight ≤ 0.6 by the history's own costs) costing 10–35 % of that group's median, discharged home.
 - ``cost_shift`` (转嫁费用): the fund pays 30–60 % of what it paid; the patient pays the rest.
 
-A case the generator itself made inconsistent (its template's random sex or age trips one of the
-scheme's `warn` rules, e.g. a female-only diagnosis on a man) is labelled ``coded_inconsistent``: it
-is a real finding for the sex and age screens, so it is not counted as clean.
+A record that already trips one of the scheme's `warn` rules (e.g. a female-only diagnosis on a man:
+possible in a history resampled from a case source) is labelled ``coded_inconsistent``: it is a real
+finding for the sex and age screens, so it is not counted as clean.
 
 Nothing here is real data; the planting is seeded (same history and seed: same result).
 """
@@ -237,8 +237,7 @@ def plant_anomalies(history: pl.DataFrame, scheme=None, *, seed: int = 0, option
         values = pl.Series(list(changes.values()), dtype=series.dtype, strict=False)
         columns.append(series.scatter(at, values))
     frame = frame.with_columns(columns)
-    # Records the generator itself made inconsistent (random sex and age on pack-built templates trip the
-    # scheme's `warn` rules, e.g. female_dx_on_male) are not clean: they are labelled so, not counted as clean.
+    # Records that trip the scheme's `warn` rules (e.g. female_dx_on_male) are real findings, not clean cases.
     warned = group_cases(frame.drop("_drg", "_row"), scheme)["warnings"].list.len().fill_null(0).to_numpy() > 0
     planted_codes[warned & (planted_codes == 0)] = LABELS.index("coded_inconsistent") + 1
     labels = pl.Series("planted", [None, *LABELS], dtype=pl.String).gather(pl.Series(planted_codes.astype(np.int64)))
