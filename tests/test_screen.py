@@ -234,3 +234,16 @@ def test_docs_document_every_shipped_rule_with_its_source_and_parameters():
         assert f"- **`{name}`**" in text
         for param in logic.params:
             assert f"  - `{param}` (" in text, (name, param)
+
+
+def test_raw_cases_are_grouped_here_with_their_own_extra_fields(tmp_path):
+    history = tmp_path / "h.csv"
+    assert main(["synth", "history", "--hospitals", "6", "--years", "1", "--cases", "3000", "--plant-anomalies",
+                 "-o", str(history), "-q"]) == 0
+    assert main(["screen", str(history), "-o", str(tmp_path / "out"), "-q", "--format", "csv"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["cases"] == 3000 and summary["skipped"] == []   # doctor, phone, address: from the same file
+    assert {"SHARED_PHONE", "DOCTOR_MCC_SHARE"} <= {r["rule"] for r in summary["rules"]}
+    flags = pl.read_csv(tmp_path / "out" / "flags.csv", infer_schema=False)
+    planted = pl.read_csv(history, infer_schema=False).filter(pl.col("planted") == "cost_shift")["id"]
+    assert len(planted) and set(planted) <= set(flags.filter(pl.col("rule") == "COST_SHIFT")["id"])
