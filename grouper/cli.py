@@ -100,11 +100,15 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write a self-contained HTML report of a settlement folder")
     r.add_argument("settlement", help="a folder written by `grouper settle`")
     r.add_argument("-o", "--output", required=True, help="the .html file to write")
+    r.add_argument("--screens", metavar="DIR", help="a folder written by `grouper screen`: adds the supervision section")
 
     from .payment.commands import add_calibrate_weights, add_payment_parsers
     from .versions.commands import add_versions_parsers
 
     add_payment_parsers(sub)
+    from .screen.commands import add_screen_parser
+
+    add_screen_parser(sub)
     add_versions_parsers(sub)
     from .serve.commands import add_serve_parser
 
@@ -168,7 +172,7 @@ def cmd_report(args) -> int:
     from .report.html import write_report
 
     with stage(f"writing the report of {args.settlement}"):
-        written = write_report(args.settlement, args.output)
+        written = write_report(args.settlement, args.output, screens=args.screens)
     stderr_console().print(f"report of {args.settlement} → {written} ({written.stat().st_size:,} bytes)", markup=False)
     return EXIT_OK
 

@@ -22,6 +22,9 @@ def add_payment_parsers(sub) -> None:
     h.add_argument("--source", help="case file whose code combinations are resampled (default: build cases "
                                     "from the pack's tables)")
     h.add_argument("-o", "--output", required=True, help=".parquet (types kept) or .csv (money in yuan)")
+    h.add_argument("--plant-anomalies", action="store_true",
+                   help="add doctor, phone and address columns and plant labelled anomalies for the supervision screens "
+                        "(column `planted`; see docs/screens.md)")
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     h.set_defaults(run=cmd_synth_history)
 
@@ -99,9 +102,15 @@ def cmd_synth_history(args) -> int:
     console = stderr_console()
     scheme = load_scheme(args.scheme)
     show = not args.quiet and console.is_terminal
+    transform = None
+    if getattr(args, "plant_anomalies", False):
+        from ..screen.plant import planter
+
+        transform = planter(scheme, seed=args.seed)
     with progress(args.cases, "synthetic history", enabled=show) as bar:
         rows = write_history(args.output, scheme, hospitals=args.hospitals, years=args.years, cases=args.cases,
-                             seed=args.seed, end_year=args.end_year, source=args.source, on_chunk=bar.advance)
+                             seed=args.seed, end_year=args.end_year, source=args.source, on_chunk=bar.advance,
+                             transform=transform)
     if not args.quiet:
         console.print(f"{counted(rows, 'synthetic case')} ({counted(args.hospitals, 'hospital')}, "
                       f"{counted(args.years, 'year')} to {args.end_year}, seed {args.seed}) → {args.output}")

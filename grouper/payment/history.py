@@ -527,10 +527,12 @@ def synth_history(scheme=None, *, hospitals: int = 40, years: int = 3, cases: in
     return gen.frame(0, cases)
 
 
-def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS, on_chunk=None, **options) -> int:
+def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS, on_chunk=None, transform=None,
+                  **options) -> int:
     """Write a synthetic history to .parquet (types kept, money as Decimal yuan with two decimals,
     file metadata says it is synthetic) or .csv (money as yuan with two decimals) chunk by chunk;
-    returns the row count."""
+    returns the row count. `transform(chunk, number)`, when given, changes each chunk (money still in
+    integer fen) before it is written (e.g. grouper.screen.plant's anomalies)."""
     from ..fields import MONEY_COLUMNS, for_text_output, yuan_decimal
 
     path = Path(path)
@@ -547,7 +549,8 @@ def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS
 
             writer = None
             try:
-                for chunk in gen.batches(chunk_rows):
+                for number, chunk in enumerate(gen.batches(chunk_rows)):
+                    chunk = transform(chunk, number) if transform else chunk
                     # money as Decimal yuan: an integer column in a raw file is read as whole yuan
                     table = chunk.with_columns(yuan_decimal(pl.col(c)) for c in MONEY_COLUMNS if c in chunk.columns).to_arrow()
                     if writer is None:
@@ -564,7 +567,8 @@ def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS
             from ..writers import ResultSink
 
             with ResultSink(tmp) as sink:
-                for chunk in gen.batches(chunk_rows):
+                for number, chunk in enumerate(gen.batches(chunk_rows)):
+                    chunk = transform(chunk, number) if transform else chunk
                     sink.write(for_text_output(chunk))
                     rows += chunk.height
                     if on_chunk:

@@ -283,8 +283,9 @@ def _generated() -> str:
     return "" if when is None else f"generated {when:%Y-%m-%d %H:%M} UTC "
 
 
-def render_report(folder: str | Path) -> str:
-    """The report of a settlement folder as one HTML string."""
+def render_report(folder: str | Path, screens: str | Path | None = None) -> str:
+    """The report of a settlement folder as one HTML string; with `screens` (a `grouper screen` folder),
+    a supervision section too (grouper.report.supervision)."""
     folder = Path(folder)
     data = _read_settlement(folder)
     summary, hospitals, pools = data["summary"], data["hospitals"], data["pools"]
@@ -321,6 +322,10 @@ def render_report(folder: str | Path) -> str:
                   _table(data["compare"]["hospitals"], COMPARE_MONEY, "impact-hospitals"),
                   f"<h2>Impact: {_words(data)['groups']}</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
     parts += _migration_section(folder)
+    if screens is not None:
+        from .supervision import supervision_section
+
+        parts.append(supervision_section(screens, _table))
     parts.append(f"<script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts)
 
@@ -342,14 +347,14 @@ def _migration_section(folder: Path) -> list[str]:
             _table(groups, COMPARE_MONEY, "migration-groups")]
 
 
-def write_report(folder: str | Path, output: str | Path) -> Path:
-    """Write the report of a settlement folder to `output` (.html), atomically."""
+def write_report(folder: str | Path, output: str | Path, screens: str | Path | None = None) -> Path:
+    """Write the report of a settlement folder (and of a screens folder, if given) to `output` (.html), atomically."""
     from ..outputs import atomic_output
 
     output = Path(output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"cannot write {output}: the report is an .html file")
-    text = render_report(folder)
+    text = render_report(folder, screens)
     with atomic_output(output) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return output

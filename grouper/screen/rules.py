@@ -1,0 +1,313 @@
+"""The screen logics: each turns the year's cases into findings, with Polars expressions only.
+
+A case logic returns one row per finding: ``row`` (the case's position in the input), the logic's
+evidence columns, and for the money estimate ``alternative_drg`` or ``shifted`` where it has one. A
+provider logic returns one row per unit (hospital, department or doctor) with its rate, its peers'
+control limit and whether it is flagged. `Context` holds what several logics share, computed once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .schema import LOGICS
+
+FEN = pl.Int64
+
+
+@dataclass
+class Context:
+    """The cases (with ``row``), the group weights, and lazily built shared tables."""
+
+    cases: pl.DataFrame
+    weights: pl.DataFrame          # drg, weight
+    _cache: dict = field(default_factory=dict)
+
+    def group_stats(self) -> pl.DataFrame:
+        """Per (drg, hospital_level): cases, median cost (fen) and median LOS of the grouped cases."""
+        if "stats" not in self._cache:
+            self._cache["stats"] = (
+                self.cases.lazy().filter(pl.col("drg").is_not_null() & pl.col("cost").is_not_null())
+                .group_by("drg", "hospital_level")
+                .agg(pl.len().alias("group_cases"), pl.col("cost").median().alias("group_median_cost"),
+                     pl.col("los").median().alias("group_median_los"))
+                .collect())
+        return self._cache["stats"]
+
+    def stays(self) -> pl.DataFrame:
+        """The stays of patients with more than one stay, sorted by patient and admission (the across-stays view).
+
+        Keys are 64-bit hashes of the codes (``_p`` patient, ``_h`` hospital, ``_a`` ADRG, ``_d`` DRG): sorting and
+        comparing integers instead of 10 M strings. A logic confirms what it finds on the codes themselves
+        (`same_codes`), so a hash collision can never make two patients one.
+        """
+        if "stays" not in self._cache:
+            self._cache["stays"] = (
+                self.cases.lazy()
+                .filter(pl.col("patient_id").is_not_null() & pl.col("admission_date").is_not_null()
+                        & pl.col("discharge_date").is_not_null())
+                .select("row", hashed("patient_id", "_p"), hashed("hospital", "_h"), hashed("adrg", "_a"), hashed("drg", "_d"),
+                        "admission_date", "discharge_date")
+                .filter(pl.col("_p").is_duplicated())
+                .sort("_p", "admission_date", "discharge_date", "row")
+                .collect())
+        return self._cache["stays"]
+
+    def same_codes(self, rows: pl.Series, other: pl.Series, columns: list[str]) -> pl.Series:
+        """Whether each pair of rows has equal (non-null) values in every column: the exact check behind a hash."""
+        if not len(rows):
+            return pl.Series([], dtype=pl.Boolean)
+        checks = [(self.cases[c].gather(rows) == self.cases[c].gather(other)).fill_null(False) for c in columns]
+        out = checks[0]
+        for check in checks[1:]:
+            out = out & check
+        return out
+
+    def readmitted(self, days: int, *, same_hospital: bool, same: str) -> pl.DataFrame:
+        """Stays that follow an earlier stay of the same patient (same hospital / ADRG / DRG as asked) within `days`."""
+        key = (days, same_hospital, same)
+        if key not in self._cache:
+            exact = ["patient_id", *(["hospital"] if same_hospital else []), *([same] if same != "any" else [])]
+            keys = [HASHED[c] for c in exact]
+            stays = self.stays()
+            if keys != ["_p"]:
+                stays = stays.sort(*keys, "admission_date", "discharge_date", "row")
+            same_key = pl.all_horizontal([pl.col(k) == pl.col(k).shift(1) for k in keys]).fill_null(False)
+            gap = (pl.col("admission_date") - pl.col("discharge_date").shift(1)).dt.total_days()
+            found = (stays.lazy().with_columns(gap.alias("days_between"), pl.col("row").shift(1).alias("previous_row"))
+                     .filter(same_key & (pl.col("days_between") >= 0) & (pl.col("days_between") <= days))
+                     .select("row", "previous_row", "days_between").collect())
+            found = found.filter(self.same_codes(found["row"], found["previous_row"], exact))
+            self._cache[key] = found.with_columns(self.cases["hospital"].gather(found["previous_row"]).alias("previous_hospital"))
+        return self._cache[key]
+
+
+HASHED = {"patient_id": "_p", "hospital": "_h", "adrg": "_a", "drg": "_d"}
+
+
+def hashed(column: str, name: str) -> pl.Expr:
+    """A 64-bit hash of a code column (fixed seed): a sort and group key far cheaper than the text."""
+    return pl.col(column).hash(seed=20240601).alias(name)
+
+
+def weight_of(drg: pl.Expr, weights: pl.DataFrame) -> pl.Expr:
+    return drg.replace_strict(weights["drg"], weights["weight"], default=None, return_dtype=pl.Float64)
+
+
+def _with_stats(frame: pl.LazyFrame, stats: pl.DataFrame, min_cases: int, on: str = "drg",
+                prefix: str = "group") -> pl.LazyFrame:
+    """Join a group's stats (median cost and LOS at the case's hospital level) when the group has enough cases."""
+    table = stats.lazy().filter(pl.col("group_cases") >= min_cases).rename(
+        {"drg": on, "group_median_cost": f"{prefix}_median_cost", "group_median_los": f"{prefix}_median_los",
+         "group_cases": f"{prefix}_cases"})
+    return frame.join(table, on=[on, "hospital_level"], how="left")
+
+
+# ---- per case ------------------------------------------------------------------------------------
+
+def validation_warning(ctx: Context, p: dict) -> pl.DataFrame:
+    names = list(p["warnings"])
+    hit = pl.col("warnings").list.eval(pl.element().is_in(names)).list.any().fill_null(False)
+    if "reason" in ctx.cases.columns:
+        hit = hit | pl.col("reason").is_in(names).fill_null(False)
+    return ctx.cases.lazy().filter(hit).select(
+        "row", pl.col("warnings").list.join("|"), *[c for c in ("reason", "sex", "age") if c in ctx.cases.columns]).collect()
+
+
+def long_stay(ctx: Context, p: dict) -> pl.DataFrame:
+    return ctx.cases.lazy().filter(pl.col("los") >= p["min_los"]).select("row", "los").collect()
+
+
+def cost_outlier(ctx: Context, p: dict) -> pl.DataFrame:
+    ratio = float(p["ratio"])
+    frame = _with_stats(ctx.cases.lazy().select("row", "drg", "hospital_level", "cost"), ctx.group_stats(),
+                        p["min_group_cases"])
+    return (frame.filter(pl.col("cost") >= ratio * pl.col("group_median_cost"))
+            .select("row", "cost", pl.col("group_median_cost").round().cast(FEN),
+                    (pl.col("cost") / pl.col("group_median_cost")).round(2).alias("cost_ratio")).collect())
+
+
+def mcc_upcoding(ctx: Context, p: dict) -> pl.DataFrame:
+    suffix = p["mcc_suffix"]
+    modes = [int(m) for m in p["discharge"]]
+    frame = ctx.cases.lazy().filter(pl.col("drg").str.ends_with(suffix) & pl.col("discharge").is_in(modes)).select(
+        "row", "drg", "hospital_level", "cost", "los", pl.col("drg").str.slice(0, pl.col("drg").str.len_chars() - len(suffix))
+        .alias("_adrg"))
+    stats = ctx.group_stats()
+    alternatives = []
+    for i, alt in enumerate(p["alternative_suffixes"]):
+        frame = _with_stats(frame.with_columns((pl.col("_adrg") + alt).alias(f"_alt{i}")), stats,
+                            p["min_group_cases"], on=f"_alt{i}", prefix=f"_a{i}")
+        alternatives.append(i)
+    pick = lambda name: pl.coalesce([pl.when(pl.col(f"_a{i}_cases").is_not_null()).then(pl.col(
+        f"_alt{i}" if name == "drg" else f"_a{i}_median_{name}")) for i in alternatives])  # noqa: E731
+    frame = frame.with_columns(pick("drg").alias("alternative_drg"), pick("cost").alias("alternative_median_cost"),
+                               pick("los").alias("alternative_median_los"))
+    frame = frame.filter((pl.col("cost") <= float(p["cost_ratio"]) * pl.col("alternative_median_cost"))
+                         & (pl.col("los") <= float(p["los_ratio"]) * pl.col("alternative_median_los")))
+    shown = ["row", "drg", "alternative_drg", "cost", pl.col("alternative_median_cost").round().cast(FEN), "los",
+             "alternative_median_los"]
+    if p["within"] != "none":
+        keys = UNIT_KEYS[p["within"]]
+        units = provider_share(ctx, {"area": "mcc", "mcc_suffix": suffix, "by": p["within"], "percentile": p["percentile"],
+                                     "min_cases": p["min_cases"], "peers": "hospital_level"}).filter("flagged")
+        units = units.select(*keys, pl.col("rate").round(4).alias("unit_mcc_share"), pl.col("limit").round(4).alias("unit_limit"))
+        frame = (frame.join(ctx.cases.lazy().select("row", *keys), on="row", how="left")
+                 .join(units.lazy(), on=keys, how="inner").sort("row"))
+        shown += ["unit_mcc_share", "unit_limit"]
+    return frame.select(shown).collect()
+
+
+def low_weight_admission(ctx: Context, p: dict) -> pl.DataFrame:
+    modes = [int(m) for m in p["discharge"]]
+    frame = ctx.cases.lazy().select("row", "drg", "hospital_level", "cost", "los", "discharge",
+                                    weight_of(pl.col("drg"), ctx.weights).alias("weight"))
+    frame = frame.filter((pl.col("weight") <= float(p["max_weight"])) & (pl.col("los") <= p["max_los"])
+                         & pl.col("discharge").is_in(modes))
+    frame = _with_stats(frame, ctx.group_stats(), p["min_group_cases"])
+    return (frame.filter(pl.col("cost") <= float(p["cost_ratio"]) * pl.col("group_median_cost"))
+            .select("row", "drg", pl.col("weight").round(4), "los", "cost", pl.col("group_median_cost").round().cast(FEN))
+            .collect())
+
+
+def self_pay_share(ctx: Context, p: dict) -> pl.DataFrame:
+    share = (1 - pl.col("fund_paid") / pl.col("cost")).alias("self_pay_share")
+    frame = (ctx.cases.lazy().filter((pl.col("cost") >= max(p["min_cost"], 1)) & pl.col("fund_paid").is_not_null())
+             .select("row", "insurance", "hospital_level", "cost", share))
+    medians = frame.group_by("insurance", "hospital_level").agg(pl.col("self_pay_share").median().alias("median_self_pay_share"))
+    frame = frame.join(medians, on=["insurance", "hospital_level"], how="left", nulls_equal=True)
+    excess = pl.col("self_pay_share") - pl.col("median_self_pay_share")
+    return (frame.filter(excess >= float(p["excess"]))
+            .select("row", pl.col("self_pay_share").round(4), pl.col("median_self_pay_share").round(4),
+                    (pl.col("cost") * excess + 0.5).floor().cast(FEN).alias("shifted")).collect())
+
+
+# ---- across stays --------------------------------------------------------------------------------
+
+def readmission(ctx: Context, p: dict) -> pl.DataFrame:
+    found = ctx.readmitted(p["days"], same_hospital=p["same_hospital"], same=p["same"])
+    ids = ctx.cases["id"]
+    return found.select("row", ids.gather(found["previous_row"]).alias("previous_id"), "previous_hospital",
+                        "days_between")
+
+
+def continuous_stay(ctx: Context, p: dict) -> pl.DataFrame:
+    window, min_days = p["window"], p["min_days"]
+    days = (pl.col("discharge_date") - pl.col("admission_date")).dt.total_days().clip(lower_bound=1)
+    lazy = (ctx.cases.lazy().filter(pl.col("patient_id").is_not_null() & pl.col("admission_date").is_not_null()
+                                    & pl.col("discharge_date").is_not_null())
+            .select("row", hashed("patient_id", "_p"), days.alias("_days")))
+    # candidates: patients whose stays add up to min_days in all (by hash), then exactly, on their few rows
+    heavy = lazy.group_by("_p").agg(pl.col("_days").sum()).filter(pl.col("_days") >= min_days).select("_p")
+    rows = lazy.join(heavy, on="_p", how="semi").select("row").collect()["row"]
+    subset = ctx.cases.select("row", "patient_id", "admission_date", "discharge_date").gather(rows)
+    rolling = lambda column: pl.col(column).rolling_sum_by("discharge_date", window_size=f"{window}d").over("patient_id")  # noqa: E731
+    return (subset.lazy().with_columns(days.alias("_days"), pl.lit(1).alias("_one"))
+            .sort("patient_id", "discharge_date", "row")
+            .with_columns(rolling("_days").alias("days_in_hospital"), rolling("_one").alias("stays"))
+            .filter(pl.col("days_in_hospital") >= min_days)
+            .select("row", pl.col("days_in_hospital").clip(upper_bound=window), "stays").sort("row").collect())
+
+
+def transfer_chain(ctx: Context, p: dict) -> pl.DataFrame:
+    stays = ctx.stays()
+    gap = (pl.col("admission_date") - pl.col("discharge_date").shift(1)).dt.total_days()
+    link = ((pl.col("_p") == pl.col("_p").shift(1)) & (pl.col("_h") != pl.col("_h").shift(1))
+            & (gap >= 0) & (gap <= p["days"])).fill_null(False)
+    linked = stays.select("row", pl.col("row").shift(1).alias("previous_row"), link.alias("_link"))
+    # the exact check of each link: the same patient, another hospital
+    candidates = linked.filter("_link")
+    confirmed = candidates.filter(ctx.same_codes(candidates["row"], candidates["previous_row"], ["patient_id"])
+                                  & ~ctx.same_codes(candidates["row"], candidates["previous_row"], ["hospital"]))
+    linked = linked.with_columns(pl.col("row").is_in(confirmed["row"].implode()).alias("_link"))
+    chains = linked.with_columns((~pl.col("_link")).cum_sum().alias("_chain"))
+    long = (chains.lazy().filter("_link").group_by("_chain").agg((pl.len() + 1).alias("chain_stays"))
+            .filter(pl.col("chain_stays") >= p["min_stays"]))
+    members = chains.lazy().join(long, on="_chain", how="inner").collect()
+    hospitals = ctx.cases["hospital"].gather(members["row"])
+    members = members.with_columns(hospitals.alias("_hospital")).with_columns(
+        pl.col("_hospital").n_unique().over("_chain").alias("chain_hospitals"))
+    return (members.filter("_link").select("row", pl.col("chain_stays").cast(pl.Int64), pl.col("chain_hospitals").cast(pl.Int64))
+            .sort("row"))
+
+
+def shared_contact(ctx: Context, p: dict) -> pl.DataFrame:
+    column, least = p["field"], p["min_patients"]
+    present = pl.col(column).is_not_null() & (pl.col(column) != "") & pl.col("patient_id").is_not_null()
+    lazy = ctx.cases.lazy().filter(present).select("row", hashed(column, "_c"), hashed("patient_id", "_p"))
+    # candidates by hash, then counted exactly on their rows (a collision can add a candidate, never a finding)
+    shared = lazy.group_by("_c").agg(pl.col("_p").n_unique().alias("_n")).filter(pl.col("_n") >= least).select("_c")
+    rows = lazy.join(shared, on="_c", how="semi").select("row").collect()["row"]
+    subset = ctx.cases.select("row", "patient_id", pl.col(column).alias("contact")).gather(rows)
+    counted = subset.group_by("contact").agg(pl.col("patient_id").n_unique().alias("patients_sharing"))
+    return (subset.join(counted.filter(pl.col("patients_sharing") >= least), on="contact", how="inner")
+            .sort("row").select("row", "contact", "patients_sharing"))
+
+
+# ---- across providers ----------------------------------------------------------------------------
+
+UNIT_KEYS = {"hospital": ["hospital"], "dept": ["hospital", "dept"], "doctor": ["hospital", "doctor"]}
+
+
+def _limits(units: pl.LazyFrame, p: dict) -> pl.DataFrame:
+    """Each unit's control limit (the percentile of its eligible peers' rates) and whether it is above it."""
+    peers = ["peer_level"] if p["peers"] == "hospital_level" else []
+    eligible = pl.col("cases") >= p["min_cases"]
+    q = float(p["percentile"]) / 100
+    limit = pl.col("rate").filter(eligible).quantile(q, interpolation="linear")
+    units = units.with_columns((limit.over(peers) if peers else limit).alias("limit"))
+    return units.with_columns((eligible & (pl.col("rate") > pl.col("limit"))).fill_null(False).alias("flagged")).collect()
+
+
+def _units(lazy: pl.LazyFrame, by: str) -> tuple[list[str], list[str], pl.LazyFrame]:
+    """The unit's code columns, their hashes (the group keys: grouping 10 M texts by a few thousand units costs
+    seconds, by integers a fraction; the odds of two units' hashes colliding are below 1e-9), and the cases with a unit."""
+    keys = UNIT_KEYS[by]
+    hashes = [f"_k{i}" for i in range(len(keys))]
+    lazy = lazy.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys]))
+    return keys, hashes, lazy.with_columns(hashed(k, h) for k, h in zip(keys, hashes))
+
+
+def provider_share(ctx: Context, p: dict) -> pl.DataFrame:
+    area = p["area"]
+    keys, hashes, lazy = _units(ctx.cases.lazy().filter(pl.col("drg").is_not_null()), p["by"])
+    if area == "mcc":
+        suffix = p["mcc_suffix"]
+        mcc = pl.col("drg").str.ends_with(suffix)
+        split = ctx.cases.lazy().filter(pl.col("drg").str.ends_with(suffix)).select("adrg").unique().collect()["adrg"]
+        lazy = lazy.filter(pl.col("adrg").is_in(split.implode())).with_columns(mcc.fill_null(False).alias("_target"))
+    elif area == "one_day":
+        lazy = lazy.filter(pl.col("los").is_not_null() & ~pl.col("discharge").is_in([2, 5]).fill_null(False)
+                           ).with_columns((pl.col("los") <= 1).alias("_target"))
+    elif area == "readmission":
+        again = ctx.readmitted(p["days"], same_hospital=False, same="any").select("row")
+        lazy = lazy.with_columns(pl.col("row").is_in(again["row"].implode()).alias("_target"))
+    else:  # low_weight
+        lazy = lazy.with_columns((weight_of(pl.col("drg"), ctx.weights) <= float(p["max_weight"])).fill_null(False)
+                                 .alias("_target"))
+    units = lazy.group_by(hashes).agg(*[pl.col(k).first() for k in keys], pl.col("hospital_level").first().alias("peer_level"),
+                                      pl.len().alias("cases"), pl.col("_target").sum().alias("target_cases")).drop(hashes)
+    units = units.with_columns((pl.col("target_cases") / pl.col("cases")).alias("rate"))
+    return _limits(units, p).sort(keys)
+
+
+def cmi_jump(ctx: Context, p: dict) -> pl.DataFrame:
+    keys, hashes, lazy = _units(ctx.cases.lazy().filter(pl.col("discharge_date").is_not_null()), p["by"])
+    lazy = lazy.with_columns(pl.col("discharge_date").dt.year().alias("_year"),
+                             weight_of(pl.col("drg"), ctx.weights).alias("_w")).filter(pl.col("_w").is_not_null())
+    years = ctx.cases.select(pl.col("discharge_date").dt.year().unique().sort()).to_series().drop_nulls().to_list()
+    if len(years) < 2:
+        return pl.DataFrame()
+    last, before = years[-1], years[-2]
+    per_year = lazy.filter(pl.col("_year").is_in([before, last])).group_by([*hashes, "_year"]).agg(
+        *[pl.col(k).first() for k in keys], pl.col("hospital_level").first().alias("peer_level"), pl.len().alias("n"),
+        pl.col("_w").mean().alias("cmi")).drop(hashes)
+    now = per_year.filter(pl.col("_year") == last).drop("_year")
+    then = per_year.filter(pl.col("_year") == before).select(*keys, pl.col("n").alias("n0"), pl.col("cmi").alias("cmi0"))
+    units = now.join(then, on=keys, how="inner").with_columns(
+        pl.min_horizontal("n", "n0").alias("cases"), (pl.col("cmi") / pl.col("cmi0") - 1).alias("rate"))
+    return _limits(units.select(*keys, "peer_level", "cases", "cmi0", "cmi", "rate"), p).sort(keys)
+
+
+FUNCTIONS = {name: globals()[name] for name in LOGICS}

@@ -1,0 +1,196 @@
+"""Each screen logic on hand-made cases: the cases that must fire and the cases that must not."""
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from grouper.screen.run import screen
+from grouper.screen.screens import load_screens
+from screen_helpers import cases, many, rule, screens_file
+
+KEY = b"k" * 32
+
+
+def run(tmp_path, frame, *rules, weights=None, **kw):
+    screens = load_screens(screens_file(tmp_path / "s.toml", *rules))
+    return screen(frame, screens, key=KEY, weights=weights, **kw)
+
+
+def fired(result, code="R") -> list[str]:
+    return sorted(result.flags.filter(pl.col("rule") == code)["id"].to_list(), key=lambda x: int(x[1:]))
+
+
+def test_validation_warning_fires_on_named_warnings_and_reasons(tmp_path):
+    frame = cases({"warnings": ["female_dx_on_male"]}, {"warnings": ["duplicate_dx"]}, {},
+                  {"status": "invalid", "drg": None, "reason": "sex_mismatch"}, {"warnings": ["x", "newborn_dx_on_adult"]})
+    result = run(tmp_path, frame, rule("R", "validation_warning", 'warnings = ["female_dx_on_male", "sex_mismatch"]'))
+    assert fired(result) == ["C1", "C4"]
+    assert "warnings=female_dx_on_male" in result.flags["evidence"][0]
+
+
+def test_long_stay_fires_from_min_los(tmp_path):
+    result = run(tmp_path, cases({"los": 60}, {"los": 59}, {"los": 200}), rule("R", "long_stay", "min_los = 60"))
+    assert fired(result) == ["C1", "C3"]
+
+
+def test_cost_outlier_against_the_groups_median_at_the_level(tmp_path):
+    group = many(5, cost=100_000)
+    frame = cases(*group, {"cost": 1_000_000}, {"cost": 999_999},
+                  {"cost": 1_000_000, "hospital_level": 2})   # alone at level 2: below min_group_cases
+    result = run(tmp_path, frame, rule("R", "cost_outlier", "ratio = 10, min_group_cases = 3"))
+    assert fired(result) == ["C6"]
+    assert "cost_ratio=10.0" in result.flags["evidence"][0]
+
+
+def test_mcc_upcoding_compares_with_the_group_without_complications(tmp_path):
+    plain = many(3, drg="XA15", cost=100_000, los=5)
+    frame = cases(*plain,
+                  {"drg": "XA11", "cost": 90_000, "los": 4, "fund_paid": 100_000},   # C4: fires
+                  {"drg": "XA11", "cost": 300_000, "los": 10},                      # C5: costly: a real MCC case
+                  {"drg": "XA11", "cost": 90_000, "los": 8},                        # C6: stay longer than the median
+                  {"drg": "XA11", "cost": 90_000, "los": 4, "discharge": 5},        # C7: a death is not judged
+                  {"drg": "XB11", "cost": 10, "los": 1})                            # C8: no alternative group
+    weights = pl.DataFrame({"drg": ["XA11", "XA15", "XB11"], "weight": [2.0, 1.0, 1.0]})
+    result = run(tmp_path, frame, rule("R", "mcc_upcoding", "min_group_cases = 3"), weights=weights)
+    assert fired(result) == ["C4"]
+    row = result.flags.row(0, named=True)
+    assert "alternative_drg=XA15" in row["evidence"]
+    # money at stake: paid 1,000.00 in XA11 (weight 2) against XA15 (weight 1): 500.00
+    assert (row["paid"], row["alternative"], row["at_stake"]) == (100_000, 50_000, 50_000)
+
+
+def test_mcc_upcoding_falls_back_to_the_next_alternative_suffix(tmp_path):
+    frame = cases(*many(3, drg="XA13", cost=100_000, los=5), {"drg": "XA15", "cost": 1, "los": 1},
+                  {"drg": "XA11", "cost": 90_000, "los": 5})
+    result = run(tmp_path, frame, rule("R", "mcc_upcoding", "min_group_cases = 3"))
+    assert fired(result) == ["C5"]
+    assert "alternative_drg=XA13" in result.flags["evidence"][0]
+
+
+def test_low_weight_admission(tmp_path):
+    group = many(4, drg="LW1", cost=100_000, los=4)
+    frame = cases(*group,
+                  {"drg": "LW1", "cost": 30_000, "los": 1},                   # C5 fires
+                  {"drg": "LW1", "cost": 50_000, "los": 1},                   # C6: not cheap enough (0.5 > 0.4)
+                  {"drg": "LW1", "cost": 30_000, "los": 3},                   # C7: too long
+                  {"drg": "LW1", "cost": 30_000, "los": 2, "discharge": 2},   # C8: a transfer
+                  *many(4, drg="HW1", cost=100_000, los=4),
+                  {"drg": "HW1", "cost": 30_000, "los": 1})                   # C13: not a low-weight group
+    weights = pl.DataFrame({"drg": ["LW1", "HW1"], "weight": [0.5, 0.7]})
+    result = run(tmp_path, frame, rule("R", "low_weight_admission", "min_group_cases = 3"), weights=weights)
+    assert fired(result) == ["C5"]
+    assert result.flags["at_stake"].to_list() == [80_000]   # the whole payment (fund_paid)
+
+
+def test_self_pay_share_above_the_median_of_its_insurance_and_level(tmp_path):
+    frame = cases(*many(5, cost=100_000, fund_paid=80_000),
+                  {"cost": 100_000, "fund_paid": 50_000},    # C6: self-pay 0.5 against 0.2: fires
+                  {"cost": 100_000, "fund_paid": 65_000},    # C7: 0.35, only 0.15 above
+                  {"cost": 5_000, "fund_paid": 0},           # C8: under min_cost
+                  *many(3, insurance="resident", cost=100_000, fund_paid=50_000))   # their own median: 0.5
+    result = run(tmp_path, frame, rule("R", "self_pay_share", "excess = 0.2, min_cost = 100"))
+    assert fired(result) == ["C6"]
+    assert result.flags.row(0, named=True)["at_stake"] == 30_000   # 1,000.00 × (0.5 − 0.2)
+
+
+def test_readmission_within_days_same_hospital_same_adrg(tmp_path):
+    frame = cases({"patient_id": "P", "admission_date": date(2024, 1, 1), "los": 9},          # C1 first stay
+                  {"patient_id": "P", "admission_date": date(2024, 1, 25), "los": 3},         # C2: 15 days after: fires
+                  {"patient_id": "P", "admission_date": date(2024, 3, 1), "los": 3},          # C3: 35 days after
+                  {"patient_id": "P", "admission_date": date(2024, 3, 5), "los": 2, "drg": "XB15"},   # other ADRG
+                  {"patient_id": "P", "admission_date": date(2024, 3, 10), "los": 2, "hospital": "H2"},  # other hospital
+                  {"patient_id": "Q", "admission_date": date(2024, 1, 12), "los": 3})         # someone else
+    result = run(tmp_path, frame, rule("R", "readmission", "days = 15"))
+    assert fired(result) == ["C2"]
+    assert "previous_id=C1" in result.flags["evidence"][0] and "days_between=15" in result.flags["evidence"][0]
+    anywhere = run(tmp_path, frame, rule("R", "readmission", 'days = 15, same_hospital = false, same = "any"'))
+    assert fired(anywhere) == ["C2", "C4", "C5"]
+
+
+def test_continuous_stay(tmp_path):
+    long_stays = [{"patient_id": "P", "admission_date": date(2024, 1, 1) + (date(2024, 2, 1) - date(2024, 1, 1)) * i,
+                   "los": 28} for i in range(11)]                        # 11 × 28 = 308 days in 11 months
+    short = [{"patient_id": "Q", "admission_date": date(2024, 1, 1) + (date(2024, 2, 1) - date(2024, 1, 1)) * i,
+              "los": 20} for i in range(11)]                             # 220 days
+    result = run(tmp_path, cases(*long_stays, *short), rule("R", "continuous_stay", "min_days = 300, window = 365"))
+    assert fired(result) == ["C11"]   # the stay that reaches 300 days
+
+
+def test_transfer_chain(tmp_path):
+    frame = cases({"patient_id": "P", "hospital": "H1", "admission_date": date(2024, 1, 1), "los": 3},
+                  {"patient_id": "P", "hospital": "H2", "admission_date": date(2024, 1, 5), "los": 3},   # next day
+                  {"patient_id": "P", "hospital": "H3", "admission_date": date(2024, 1, 8), "los": 3},   # same day
+                  {"patient_id": "Q", "hospital": "H1", "admission_date": date(2024, 1, 1), "los": 3},
+                  {"patient_id": "Q", "hospital": "H2", "admission_date": date(2024, 1, 4), "los": 3})   # a chain of 2
+    result = run(tmp_path, frame, rule("R", "transfer_chain", "min_stays = 3, days = 1"))
+    assert fired(result) == ["C2", "C3"]
+
+
+def test_shared_contact_counts_distinct_patients(tmp_path):
+    frame = cases(*many(5, phone="111"), *many(4, phone="222"), *many(6, phone="333", patient_id="SAME"))
+    result = run(tmp_path, frame, rule("R", "shared_contact", 'field = "phone", min_patients = 5'))
+    assert fired(result) == ["C1", "C2", "C3", "C4", "C5"]
+    evidence = result.flags["evidence"][0]
+    assert "patients_sharing=5" in evidence and "111" not in evidence   # the phone is shown hashed
+
+
+def _one_day_hospitals(rates: dict[str, float], n: int = 100, level: int = 3) -> list[dict]:
+    rows = []
+    for hospital, rate in rates.items():
+        short = round(rate * n)
+        rows += [{"hospital": hospital, "hospital_level": level, "los": 1 if i < short else 5} for i in range(n)]
+    return rows
+
+
+def test_provider_share_above_the_percentile_of_peers(tmp_path):
+    rates = {f"H{i:02d}": i / 10 for i in range(1, 11)}    # 0.1 .. 1.0: the 80th percentile is 0.82
+    small = [{"hospital": "TINY", "hospital_level": 3, "los": 1}] * 10        # rate 1.0 on 10 cases
+    other_level = _one_day_hospitals({"L1": 0.05, "L2": 0.06}, level=1)      # its own peers
+    result = run(tmp_path, cases(*_one_day_hospitals(rates), *small, *other_level),
+                 rule("R", "provider_share", 'area = "one_day", percentile = 80, min_cases = 50'))
+    table = result.providers.filter(pl.col("rule") == "R")
+    assert sorted(table.filter("flagged")["hospital"].to_list()) == ["H09", "H10", "L2"]
+    limit = table.filter(pl.col("hospital") == "H01")["limit"][0]
+    assert limit == pytest.approx(0.82)
+    everyone = run(tmp_path, cases(*_one_day_hospitals(rates), *small, *other_level),
+                   rule("R", "provider_share", 'area = "one_day", percentile = 80, min_cases = 50, peers = "all"'))
+    # 12 rates: the 80th percentile lies between 0.7 and 0.8 (0.79)
+    assert sorted(everyone.providers.filter("flagged")["hospital"].to_list()) == ["H08", "H09", "H10"]
+
+
+def test_provider_share_mcc_by_doctor(tmp_path):
+    rows = []
+    for doctor, mcc in (("A", 10), ("B", 12), ("C", 11), ("D", 40), ("E", 9)):
+        rows += [{"doctor": doctor, "drg": "XA11" if i < mcc else "XA15"} for i in range(100)]
+    rows += [{"doctor": "A", "drg": "ZZ15"}] * 50       # an ADRG without an MCC group is not counted
+    result = run(tmp_path, cases(*rows), rule("R", "provider_share", 'area = "mcc", by = "doctor", min_cases = 50'))
+    table = result.providers
+    assert table.filter("flagged")["doctor"].to_list() == ["D"]
+    assert table.filter(pl.col("doctor") == "A")["cases"][0] == 100
+
+
+def test_cmi_jump(tmp_path):
+    rows = []
+    for hospital, heavy_2023, heavy_2024 in (("H1", 10, 10), ("H2", 10, 12), ("H3", 10, 9), ("H4", 10, 60), ("H5", 10, 11)):
+        for year, heavy in ((2023, heavy_2023), (2024, heavy_2024)):
+            rows += [{"hospital": hospital, "admission_date": date(year, 6, 1), "drg": "HV1" if i < heavy else "LT1"}
+                     for i in range(100)]
+    weights = pl.DataFrame({"drg": ["HV1", "LT1"], "weight": [3.0, 1.0]})
+    result = run(tmp_path, cases(*rows), rule("R", "cmi_jump", "min_cases = 50"), weights=weights)
+    assert result.providers.filter("flagged")["hospital"].to_list() == ["H4"]
+
+
+def test_mcc_upcoding_within_hospitals_above_their_mcc_capture_limit(tmp_path):
+    rows = []
+    for hospital, mcc in (("H1", 10), ("H2", 11), ("H3", 12), ("H4", 13), ("H5", 40)):
+        rows += [{"hospital": hospital, "drg": "XA15", "cost": 100_000, "los": 5} for _ in range(100 - mcc)]
+        rows += [{"hospital": hospital, "drg": "XA11", "cost": 300_000, "los": 9} for _ in range(mcc - 1)]
+        rows += [{"hospital": hospital, "drg": "XA11", "cost": 90_000, "los": 4}]    # one cheap MCC case each
+    frame = cases(*rows)
+    every = run(tmp_path, frame, rule("R", "mcc_upcoding", "min_group_cases = 3"))
+    assert every.flags.height == 5
+    within = run(tmp_path, frame, rule("R", "mcc_upcoding", 'min_group_cases = 3, within = "hospital", min_cases = 50'))
+    assert within.flags["hospital"].to_list() == ["H5"]
+    assert "unit_mcc_share=0.4" in within.flags["evidence"][0]
