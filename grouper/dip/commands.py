@@ -126,11 +126,11 @@ def add_calibrate_dip(kinds) -> None:
 
 def calibrate_command(args) -> int:
     from ..errors import UsageError
-    from ..outputs import refuse_collisions
+    from ..outputs import check_outputs
     from .calibrate import CalibrationParams, calibrate_dip, read_history
 
-    refuse_collisions([("history", args.history), ("--procedures", args.procedures), ("--auxiliary", args.auxiliary),
-                       ("--auxiliary-lists", args.auxiliary_lists)], [("-o", args.output)])
+    check_outputs([("history", args.history), ("--procedures", args.procedures), ("--auxiliary", args.auxiliary),
+                   ("--auxiliary-lists", args.auxiliary_lists)], folders=[("-o", args.output, "DIP pack")])
     try:
         weights = tuple(float(w) for w in args.year_weights.split(":")) if args.year_weights else ()
     except ValueError:

@@ -6,13 +6,15 @@ from pathlib import Path
 
 def run_settle(args) -> int:
     from ..errors import UsageError
-    from ..outputs import atomic_output, refuse_collisions
+    from ..outputs import atomic_output, check_outputs
+    from ..scheme import pack_inputs
     from .files import load_cases, write_comparison, write_settlement
     from .policy import load_policy
     from .run import compare_policies, settle_cases
 
-    refuse_collisions([("CASES", args.cases), ("--policy", args.policy), ("--weights", args.weights),
-                       ("--compare", args.compare), ("--weights2", args.weights2)], [("-o", args.output)])
+    check_outputs([("CASES", args.cases), ("--policy", args.policy), ("--weights", args.weights),
+                   ("--compare", args.compare), ("--weights2", args.weights2), *pack_inputs("--scheme", args.scheme)],
+                  folders=[("-o", args.output, "settlement")])
     policy = load_policy(args.policy)
     policy2 = load_policy(args.compare) if args.compare else None
     out = Path(args.output)
@@ -30,7 +32,7 @@ def run_settle(args) -> int:
         cases = load_cases(args.cases, args.scheme)  # the scheme is loaded only if the cases are raw
         comparison = compare_policies(cases, policy, policy2, args.weights, args.weights2)
         settlement = comparison.base
-    with atomic_output(out, directory=True) as folder:  # the folder appears whole or not at all
+    with atomic_output(out, directory=True, kind="settlement") as folder:  # the folder appears whole or not at all
         if comparison is None:
             write_settlement(settlement, folder, case_format=args.format)
         else:

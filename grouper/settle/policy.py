@@ -100,6 +100,14 @@ def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[_Layer]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:  # e.g. saved as GBK: located like any other policy error
+        data = path.read_bytes()
+        line = data[:exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise PolicyError([with_source(Diagnostic(
+            "encoding", "error", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); a policy file is UTF-8",
+            Span(str(path), line, column, line, column + 1), "save it as UTF-8 (e.g. in Notepad: 另存为 → 编码 UTF-8)"),
+            data.decode("utf-8", errors="replace"))]) from None
     except OSError as exc:
         raise PolicyError([Diagnostic("unreadable-policy", "error", f"cannot read policy file {path}: {exc.strerror or exc}",
                                       Span(str(path), 1, 1))]) from None
@@ -223,6 +231,13 @@ def _normalise_default(spec: S.Spec):
     return value
 
 
+# The largest values a policy may hold where its schema sets no bound: far beyond any real policy,
+# and small enough that every product the engine forms stays exact in 64-bit integers.
+MAX_YUAN = 10**12       # money: one trillion yuan
+MAX_INT = 100_000       # days, levels, lengths of stay
+MAX_NUMBER = 10**9      # scales, coefficients, point values, yuan per day
+
+
 def _scalar(spec: S.Spec, value, path: tuple, out: _Collector):
     """Check one scalar against its spec; returns the normalised value (None after an error)."""
     name = f"`{S.dotted(path)}`"
@@ -250,6 +265,11 @@ def _scalar(spec: S.Spec, value, path: tuple, out: _Collector):
         number = Decimal(value)
         if not number.is_finite():
             out.error("bad-value", path, f"{name} must be finite, not {value}")
+            return None
+        limit = {"money": MAX_YUAN, "int": MAX_INT, "number": MAX_NUMBER}[kind] if spec.high is None else None
+        if limit is not None and abs(number) > limit:  # beyond any real policy, and beyond 64-bit fen
+            out.error("bad-value", path, f"{name} = {value} is out of range: it must be at most {limit:,}"
+                                         + (" yuan" if kind == "money" else ""))
             return None
         if kind == "money":
             if number < 0:

@@ -1,7 +1,6 @@
 """CLI of the versions wing: `grouper crosswalk` and `grouper group --by-date` (thin: parse, call, print)."""
 from __future__ import annotations
 
-import argparse
 
 
 def add_versions_parsers(sub) -> None:
@@ -18,16 +17,17 @@ def add_versions_parsers(sub) -> None:
 
 def cmd_crosswalk(args) -> int:
     from .. import io
-    from ..outputs import refuse_collisions, refuse_unwritable
-    from ..scheme import load_scheme
+    from ..errors import UsageError
+    from ..outputs import check_outputs
+    from ..scheme import load_scheme, pack_inputs
     from .console import render_crosswalk, stderr_console
     from .crosswalk import crosswalk
 
     if args.top < 0 or args.batch_size < 1:
-        raise argparse.ArgumentTypeError("--top must be >= 0 and --batch-size >= 1")
+        raise UsageError("--top must be >= 0 and --batch-size >= 1")
     if args.output:
-        refuse_collisions([("cases", args.cases)], [("-o", args.output)])
-        refuse_unwritable("-o", args.output)
+        check_outputs([("cases", args.cases), *pack_inputs("--from", args.from_pack), *pack_inputs("--to", args.to_pack)],
+                      [("-o", args.output)])
         io.output_format(args.output)
     before, after = load_scheme(args.from_pack), load_scheme(args.to_pack)
     table = crosswalk(args.cases, before, after, batch_size=args.batch_size, encoding=args.encoding)
@@ -39,13 +39,26 @@ def cmd_crosswalk(args) -> int:
 
 def group_by_date_command(args, columns) -> int:
     """`grouper group INPUT -o OUTPUT --by-date SCHEDULE`: each case with the scheme in force at its discharge date."""
+    from ..errors import UsageError
+    from ..outputs import check_outputs
+    from ..scheme import pack_inputs
     from .console import render_schedule_summary, stderr_console
     from .dated import group_file_by_date, load_schedule
 
+    refused = [flag for flag, given in (("--scheme", args.scheme), ("--report", args.report), ("--trace", args.trace),
+                                        ("--trace-status", args.trace_status)) if given]
+    if refused:   # never silently ignored
+        raise UsageError(f"{', '.join(refused)}: not available with --by-date (the schedule names the schemes; "
+                         "group each period with --scheme PACK for a quality report or traces)")
     schedule = load_schedule(args.by_date)
+    # the packs the schedule names are inputs too (known only now, before anything is written)
+    check_outputs([("--by-date", args.by_date), *(pair for period in schedule.periods
+                                                  for pair in pack_inputs(f"--by-date pack {period.pack}", period.pack))],
+                  [("-o", args.output)])
     counts = []
     rows = group_file_by_date(args.input, args.output, schedule, batch_size=args.batch_size, columns=columns,
-                              encoding=args.encoding, threads=args.threads,
+                              encoding=args.encoding, threads=args.threads, carry=args.carry, sheet=args.sheet,
+                              skip_rows=args.skip_rows,
                               on_batch=lambda r: counts.append(r.group_by("scheme", "scheme_version", "status").len()))
     if not args.quiet:
         render_schedule_summary(schedule, counts, rows, args.output, stderr_console())
