@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def run_settle(args) -> int:
-    from ..errors import UsageError
+    from ..errors import InputError, UsageError
     from ..outputs import atomic_output, check_outputs
     from ..scheme import pack_inputs
     from .files import load_cases, write_comparison, write_settlement
@@ -15,6 +15,9 @@ def run_settle(args) -> int:
     check_outputs([("CASES", args.cases), ("--policy", args.policy), ("--weights", args.weights),
                    ("--compare", args.compare), ("--weights2", args.weights2), *pack_inputs("--scheme", args.scheme)],
                   folders=[("-o", args.output, "settlement")])
+    for option, path in (("--policy", args.policy), ("--compare", args.compare)):
+        if path is not None and not Path(path).is_file():   # a path naming nothing: exit 3, like any missing file
+            raise InputError(f"{option} {path}: no such policy file")
     policy = load_policy(args.policy)
     policy2 = load_policy(args.compare) if args.compare else None
     out = Path(args.output)
