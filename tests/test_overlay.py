@@ -291,7 +291,7 @@ def test_check_of_an_overlay_summarises_the_base_in_one_line(chs_pack, tmp_path,
 
 
 def test_the_readme_worked_example_on_the_national_pack(chs_pack, tmp_path):
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[1] / "docs" / "scheme-language.md").read_text(encoding="utf-8")
     text = readme[readme.index('scheme "某市 DRG"'):]
     text = text[:text.index("```")].replace('extends "../chs-drg-1.1"', f'extends "{chs_pack}"')
     region = tmp_path / "region"

@@ -72,13 +72,12 @@ def test_missing_columns_exit_3(tmp_path, capsys):
     assert code == 3 and "hospital" in capsys.readouterr().err
 
 
-def test_readme_quick_start_runs_at_a_small_scale(tmp_path, monkeypatch):
-    """The Settlement quick start of the README, command by command, with fewer cases."""
+def test_settlement_quick_start_runs_at_a_small_scale(tmp_path, monkeypatch):
+    """The Settlement quick start of docs/settlement.md, command by command, with fewer cases."""
     import re
     import shlex
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Settlement (`grouper settle`)"):]
+    section = (ROOT / "docs" / "settlement.md").read_text(encoding="utf-8")
     block = section[section.index("```bash", section.index("Quick start")) + 7:]
     block = block[:block.index("```")].replace("\\\n", " ")
     commands = [line.strip() for line in block.splitlines() if line.strip()]

@@ -18,7 +18,7 @@ must hold (an empty cell is no criterion; a criterion on a missing field does no
 | `cci_min`, `cci_max` | Charlson index within the bounds: Σ `weight` over the distinct `category` of the secondary diagnoses in list `cci` |
 | `groups` | the case's 病种 code starts with one of these `/`-separated prefixes (empty: every group) |
 
-Examples (the README has a full table): 疾病严重程度 I-B `los_min = 4`; III `secondary_dx = mcc`;
+Examples (docs/dip.md has a full table): 疾病严重程度 I-B `los_min = 4`; III `secondary_dx = mcc`;
 IV-B `death = 1, los_min = 4`; 肿瘤 IV `secondary_dx = metastasis`; V-A `proc = radiotherapy`;
 年龄 0–28 天 `age_days_max = 28, age_max = 0`; CCI ≥ 5 `cci_min = 5`.
 

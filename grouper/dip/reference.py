@@ -2,7 +2,7 @@
 plan arrays): the reference the batch kernel is tested against, and the engine of `explain`,
 which shows every candidate row and why the winner won.
 
-Rules (README "DIP"): key = principal diagnosis at `diagnosis length` × the case's distinct
+Rules (docs/dip.md): key = principal diagnosis at `diagnosis length` × the case's distinct
 qualifying procedures; try core rows of that category, then primary rows; a row matches when one
 of its alternatives (`/`) has all its codes (`+`) among the qualifying procedures, a conservative
 row (no codes) when the case has no qualifying procedure; the best matching row of the first level

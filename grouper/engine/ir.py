@@ -122,7 +122,7 @@ class Plan:
     qy_drg: np.ndarray | None = None        # int32[n_qy]
     adrg_qy: np.ndarray | None = None       # int32[n_adrg]
     qy_codes: list[str] = field(default_factory=list)  # qy code of each rule (explain)
-    # How input values are read (`read` statements; see README "Reading the input").
+    # How input values are read (`read` statements; see docs/scheme-language.md).
     sex_spellings: dict[str, int] | None = None   # text → 1/2; None: digits and the usual words
     empty_numbers: dict[str, int] = field(default_factory=dict)  # field → value of an empty field
     empty_lists: tuple[str, ...] = ()             # "dx"/"proc": an empty field is no item (else [""])

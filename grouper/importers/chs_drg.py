@@ -1,4 +1,4 @@
-"""Import a CHS-DRG table set (the official appendix layout, see README "Importing CHS-DRG")
+"""Import a CHS-DRG table set (the official appendix layout, see docs/chs-drg.md)
 into a scheme pack: `scheme.grp` plus copies of the CSV tables it references.
 
 The generated scheme is built as an AST and written by the printer, so it always parses back.

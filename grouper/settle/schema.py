@@ -1,8 +1,8 @@
 """Every key a settlement policy file may hold: its type, allowed values, default and meaning.
 
 The schema is data: the validator walks it (unknown keys, wrong types, impossible values), the
-README's key-by-key reference is generated from it (`python -m grouper.settle.schema`), and a
-test checks that the README lists every key. A key's `doc` names its source where one exists
+docs/settlement.md's key-by-key reference is generated from it (`python -m grouper.settle.schema`), and a
+test checks that it lists every key. A key's `doc` names its source where one exists
 (see `../shared/settlement.md`); a default marked "regional" is a choice, not a national rule.
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ SCHEMA = Section("a settlement policy", {
                                     "Jinhua); `standard`: case cost ÷ the case's payment standard at the budget point value or base rate",
                           "group_mean", choices=("group_mean", "standard")),
     }),
-    "cases": Section("case classification (病例分类), tried in the order documented in the README", {
+    "cases": Section("case classification (病例分类), tried in the order documented in docs/settlement.md", {
         "high": Section("高倍率: cost ratio above a threshold", {
             "threshold": Spec("number", "ratio threshold per hospital level (national default 3× for tertiary, 2× for secondary; regions set their own)",
                               {3: Decimal(3), 2: Decimal(2), 1: Decimal(2)}, low=1.0, by="level"),
@@ -227,7 +227,7 @@ def _type_text(spec: Spec) -> str:
 
 
 def reference_markdown() -> str:
-    """The README's key reference: one row per key."""
+    """The key reference of docs/settlement.md: one row per key."""
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for path, spec in walk():
         rows.append(f"| `{dotted(path)}` | {_type_text(spec)} | {_default_text(spec)} | {spec.doc} |")
