@@ -166,6 +166,10 @@ def load_policy(path: str | Path) -> Policy:
 
 # -- key by key -----------------------------------------------------------------------------
 
+MAX_MONEY = 10**13   # yuan: no budget or amount is that large (and fen stay far inside Int64)
+MAX_NUMBER = 10**9   # any other number (scale, rates, days): larger is a typing slip, refused
+
+
 def _type_name(value) -> str:
     if isinstance(value, bool):
         return "a boolean"
@@ -231,13 +235,6 @@ def _normalise_default(spec: S.Spec):
     return value
 
 
-# The largest values a policy may hold where its schema sets no bound: far beyond any real policy,
-# and small enough that every product the engine forms stays exact in 64-bit integers.
-MAX_YUAN = 10**12       # money: one trillion yuan
-MAX_INT = 100_000       # days, levels, lengths of stay
-MAX_NUMBER = 10**9      # scales, coefficients, point values, yuan per day
-
-
 def _scalar(spec: S.Spec, value, path: tuple, out: _Collector):
     """Check one scalar against its spec; returns the normalised value (None after an error)."""
     name = f"`{S.dotted(path)}`"
@@ -266,19 +263,20 @@ def _scalar(spec: S.Spec, value, path: tuple, out: _Collector):
         if not number.is_finite():
             out.error("bad-value", path, f"{name} must be finite, not {value}")
             return None
-        limit = {"money": MAX_YUAN, "int": MAX_INT, "number": MAX_NUMBER}[kind] if spec.high is None else None
-        if limit is not None and abs(number) > limit:  # beyond any real policy, and beyond 64-bit fen
-            out.error("bad-value", path, f"{name} = {value} is out of range: it must be at most {limit:,}"
-                                         + (" yuan" if kind == "money" else ""))
-            return None
         if kind == "money":
             if number < 0:
                 out.error("bad-value", path, f"{name} = {value} yuan cannot be negative")
+                return None
+            if number >= MAX_MONEY:
+                out.error("bad-value", path, f"{name} = {value} yuan is not a plausible amount (it must be below {MAX_MONEY:,} yuan)")
                 return None
             if number != number.quantize(Decimal("0.01")):
                 out.error("bad-value", path, f"{name} = {value} has more than two decimals (money is yuan to the fen)")
                 return None
             return int(number * 100)  # fen, exactly
+        if abs(number) >= MAX_NUMBER:
+            out.error("bad-value", path, f"{name} = {value} is not a plausible value (it must be below {MAX_NUMBER:,})")
+            return None
         low_ok = spec.low is None or (number > Decimal(str(spec.low)) if spec.low_open else number >= Decimal(str(spec.low)))
         high_ok = spec.high is None or (number < Decimal(str(spec.high)) if spec.high_open else number <= Decimal(str(spec.high)))
         if not (low_ok and high_ok):
