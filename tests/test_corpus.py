@@ -232,6 +232,12 @@ CASES = [
          output=None),
     Case("metrics with a missing weights table", "metrics {c}/grouped.parquet --weights {c}/nope.csv -o {o}/m.csv -q",
          3, output="{o}/m.csv"),
+    Case("synth history of no hospitals", "synth history --hospitals 0 --cases 10 -o {o}/h.parquet -q", 2,
+         output="{o}/h.parquet"),
+    Case("calibrate weights --decimals -1", "calibrate weights {c}/grouped.parquet -o {o}/w.csv --decimals -1 -q", 2,
+         output="{o}/w.csv"),
+    Case("calibrate dip --dx-length 0", "calibrate dip {dip}/discharges.csv --procedures {dip}/proc_types.csv "
+         "-o {o}/pack --dx-length 0 -q", 2, output="{o}/pack"),
     Case("synth history into a missing folder", "synth history --cases 10 -o {o}/missing/h.parquet -q", 2,
          output="{o}/missing"),
     # ---- crosswalk -------------------------------------------------------------------------------

@@ -142,8 +142,11 @@ def calibrate_command(args) -> int:
         except ValueError:
             raise UsageError(f"--years looks like 2022:2024, not {args.years!r}") from None
         years = (first, last)
-    if args.min_cases < 1:
-        raise UsageError("--min-cases must be at least 1")
+    for option, value in (("--min-cases", args.min_cases), ("--dx-length", args.dx_length),
+                          ("--comprehensive-length", args.comprehensive_length),
+                          ("--auxiliary-min-cases", args.auxiliary_min_cases)):
+        if value < 1:
+            raise UsageError(f"{option} must be at least 1, not {value}")
     params = CalibrationParams(min_cases=args.min_cases, scale=args.scale, dx_length=args.dx_length,
                                comprehensive_length=args.comprehensive_length, year_weights=weights, years=years,
                                name=args.name, version=args.scheme_version, auxiliary=args.auxiliary,

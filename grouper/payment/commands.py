@@ -93,6 +93,8 @@ def cmd_synth_history(args) -> int:
     from ..scheme import load_scheme
     from .history import write_history
 
+    if args.hospitals < 1 or args.years < 1 or args.cases < 0:
+        raise UsageError("synth history needs --hospitals and --years of at least 1 and --cases of 0 or more")
     _refuse(args, [("--source", args.source)], [("-o", args.output)])
     if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
         raise InputError(f"cannot write {args.output}: use .parquet or .csv")
@@ -112,6 +114,8 @@ def _weight_options(args):
     """WeightOptions from the command line; a bad option value is a usage error (exit 2)."""
     from .weights import WeightOptions, parse_year_weights
 
+    if args.decimals < 0:
+        raise UsageError(f"--decimals must be 0 or more, not {args.decimals}")
     iqr_low, iqr_high = _pair(args.iqr, "--iqr")
     pct_low, pct_high = _pair(args.percentiles, "--percentiles")
     try:
