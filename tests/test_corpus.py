@@ -81,6 +81,10 @@ CASES = [
          records=5, output="{o}/r.parquet"),
     Case("group malformed lines with a DIP pack", "group {c}/malformed.csv -o {o}/r.csv --scheme {dip} -q", 0,
          records=5),
+    Case("group with a DIP pack, the title skipped",
+         "group {c}/title.csv -o {o}/r.csv --scheme {dip} -q --skip-rows 1", 0, records=3),
+    Case("group with a DIP pack, one sheet", "group {c}/two_sheets.xlsx -o {o}/r.csv --scheme {dip} -q --sheet 二月", 0,
+         records=1),
     Case("group to Excel", "group {c}/good.csv -o {o}/r.xlsx --scheme {mini} -q", 0, records=3, output="{o}/r.xlsx"),
     # ---- grouping: options -----------------------------------------------------------------------
     Case("--batch-size 0", "group {c}/good.csv -o {o}/r.csv --scheme {mini} --batch-size 0", 2),

@@ -41,8 +41,10 @@ def group_dip(cases: pl.DataFrame | str | Path, scheme: LoadedDip | str | Path |
 def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: LoadedDip | str | Path | None = None, *,
                    batch_size: int = BATCH_SIZE, columns: Mapping[str, str] | None = None,
                    encoding: str | None = None, threads: int | None = None,
-                   on_batch: Callable[[pl.DataFrame], None] | None = None, carry: bool = False) -> int:
+                   on_batch: Callable[[pl.DataFrame], None] | None = None, carry: bool = False,
+                   sheet: str | int | None = None, skip_rows: int = 0) -> int:
     """Group a file into an output file batch by batch (bounded memory); returns the row count.
+    `sheet` and `skip_rows` read the input as grouper.io.read_cases does.
 
     `carry=True` writes a DIP grouped file: the results followed by the typed settlement fields
     (CSV/Excel: money as yuan with two decimals), the input of `grouper settle` under a DIP policy."""
@@ -55,7 +57,7 @@ def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: Load
     rows = 0
     with io.ResultSink(output_path) as sink:
         for cases in case_batches(input_path, batch_size=batch_size, encoding=encoding, columns=columns,
-                                  settlement=carry):
+                                  settlement=carry, sheet=sheet, skip_rows=skip_rows):
             results = group_dip_frame(plan, cases, threads=threads)
             if carry:
                 results = dip_grouped(results, cases)

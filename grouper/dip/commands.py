@@ -42,6 +42,7 @@ def group_command(args, columns) -> int:
     batches = []
     rows = group_dip_file(args.input, args.output, scheme, batch_size=args.batch_size, columns=columns,
                           encoding=args.encoding, threads=args.threads, carry=getattr(args, "carry", False),
+                          sheet=args.sheet, skip_rows=args.skip_rows,
                           on_batch=lambda r: batches.append(r.select("status", "dip_level")))
     if not args.quiet:
         render_dip_summary(pl.concat(batches), console)
