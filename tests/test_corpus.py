@@ -127,6 +127,9 @@ CASES = [
     Case("check a scheme saved with a BOM", "check {c}/bom_scheme", 0, output=None),
     Case("check a GBK DIP scheme", "check {c}/gbk_dip", 1, output=None),
     Case("group with a GBK DIP scheme", "group {c}/good.csv -o {o}/r.csv --scheme {c}/gbk_dip -q", 1),
+    Case("check a DIP pack reading a table outside it", "check {c}/dip_outside", 1, output=None),
+    Case("group with a DIP pack reading a table outside it", "group {c}/good.csv -o {o}/r.csv --scheme {c}/dip_outside -q",
+         1),
     Case("group with a corrupt plan cache", "group {c}/good.csv -o {o}/r.csv --scheme {c}/cached -q", 0, records=3),
     Case("check with a corrupt plan cache", "check {c}/cached", 0, output=None),
     Case("group with a FIFO in the plan cache", "group {c}/good.csv -o {o}/r.csv --scheme {c}/fifo_cached -q", 0,
@@ -355,6 +358,9 @@ def corpus(tmp_path_factory) -> Path:
     dip = Path(shutil.copytree(DIP_DEMO, c / "gbk_dip"))
     dip_text = (dip / "scheme.dip").read_text(encoding="utf-8")
     (dip / "scheme.dip").write_bytes((dip_text + "\n# 注释\n").encode("gbk"))
+    outside = Path(shutil.copytree(DIP_DEMO, c / "dip_outside"))
+    shutil.copy(DIP_DEMO / "catalogue.csv", c / "dip_catalogue.csv")
+    (outside / "scheme.dip").write_text(dip_text.replace('"catalogue.csv"', '"../dip_catalogue.csv"'), encoding="utf-8")
     # a plan cache entry for this pack holding garbage (the cache folder is set per test below)
     broken_pack(c, "cached", lambda p: None)
     broken_pack(c, "fifo_cached", lambda p: None)
