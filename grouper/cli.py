@@ -150,7 +150,7 @@ def cmd_report(args) -> int:
     check_outputs([("SETTLEMENT", p) for p in read], [("-o", args.output)])
     try:
         write_report(args.settlement, args.output)
-    except (GrouperError, OSError, KeyboardInterrupt):
+    except (GrouperError, OSError):
         raise
     except Exception as exc:  # noqa: BLE001 - the folder's files do not hold what `grouper settle` writes
         raise InputError(f"{folder} does not hold a settlement as `grouper settle` writes it "
