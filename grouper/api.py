@@ -21,12 +21,14 @@ def _plan(scheme: LoadedScheme | str | Path | None):
 
 def group(cases: pl.DataFrame | str | Path, scheme: LoadedScheme | str | Path | None = None, *,
           columns: Mapping[str, str] | None = None, encoding: str | None = None,
-          threads: int | None = None, problems: bool = False,
-          carry: bool = False) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
+          threads: int | None = None, problems: bool = False, carry: bool = False,
+          sheet: str | int | None = None, skip_rows: int = 0) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
     """Group every case; returns id, status, mdc, adrg, drg, reason, warnings — one row per input row, in order.
 
     `cases` is a file path (CSV/Parquet/Excel) or a frame in either input shape; `scheme` is a
-    pack folder, a .grp file, a loaded scheme, or None for the shipped demo scheme. With
+    pack folder, a .grp file, a loaded scheme, or None for the shipped demo scheme. A file is read
+    as `grouper group` reads it: `encoding`, `columns`, `sheet` and `skip_rows` as in
+    grouper.io.read_cases. With
     `problems=True`, returns (results, problems): every validation problem, one per row
     (row, id, dept, reason, level, detail; see grouper.validate). With `carry=True` the results
     are a *grouped frame*: the settlement fields and the grouping fields payment needs follow the
@@ -36,7 +38,7 @@ def group(cases: pl.DataFrame | str | Path, scheme: LoadedScheme | str | Path | 
     # never the whole input with its intermediate frames (10 M cases: 2.4 GiB peak, not 5.5).
     results, found = [], []
     for g in grouped_batches(cases, _plan(scheme), columns=columns, encoding=encoding, threads=threads,
-                             problems=problems, carry=carry):
+                             problems=problems, carry=carry, sheet=sheet, skip_rows=skip_rows):
         results.append(g.results)
         found.append(g.problems)
     results = pl.concat(results, rechunk=True)
@@ -45,13 +47,15 @@ def group(cases: pl.DataFrame | str | Path, scheme: LoadedScheme | str | Path | 
 
 def group_batches(path: str | Path, scheme: LoadedScheme | str | Path | None = None, *,
                   batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
-                  encoding: str | None = None, threads: int | None = None,
-                  problems: bool = False) -> Iterator[pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]]:
+                  encoding: str | None = None, threads: int | None = None, problems: bool = False,
+                  sheet: str | int | None = None,
+                  skip_rows: int = 0) -> Iterator[pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]]:
     """Stream a case file in batches of `batch_size` rows; yields result frames in input order
-    (with `problems=True`: (results, problems) pairs; problem `row`s are 0-based file positions)."""
+    (with `problems=True`: (results, problems) pairs; problem `row`s are 0-based file positions).
+    Reading options as for `group`."""
     plan = _plan(scheme)
     for g in grouped_batches(path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
-                             threads=threads, problems=problems):
+                             threads=threads, problems=problems, sheet=sheet, skip_rows=skip_rows):
         yield (g.results, g.problems) if problems else g.results
 
 
@@ -67,7 +71,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     grouper.fields; CSV/Excel write money as yuan with two decimals, Parquet as Int64 fen),
     which `grouper.grouped.read_grouped` reads back with the same types.
 
-    `report` (a `grouper.validate.QualityReport`) accumulates the validation problems batch by batch.
+    `report` (a `grouper.validate.QualityReport`) accumulates the validation problems batch by batch,
+    the rejected values and the input columns that fed nothing.
     `trace` (a `grouper.explain.TraceRequest`) adds a `trace` column: the rules that held,
     for the chosen rows only. `sheet` picks Excel input sheets, `skip_rows` skips title lines above
     the header (see grouper.io.read_cases).
@@ -85,7 +90,7 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     with io.ResultSink(output_path, metadata=metadata) as sink:
         for g in grouped_batches(input_path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
                                  threads=threads, problems=report is not None, carry=carry, sheet=sheet,
-                                 skip_rows=skip_rows):
+                                 skip_rows=skip_rows, on_unused=report.note_unused if report is not None else None):
             results = g.results
             if trace is not None:
                 from .explain import attach_trace

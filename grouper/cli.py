@@ -12,51 +12,22 @@ EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug, never an expected outcome (t
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT / SIGTERM, as shells report them
 
 
-def _columns(pairs: list[str]) -> dict[str, str]:
-    mapping = {}
-    for pair in pairs or ():
-        name, sep, header = pair.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"--column expects NAME=HEADER, got {pair!r}")
-        mapping[name.strip()] = header.strip()
-    return mapping
-
-
-def _at_least(minimum: int):
-    """An argparse type: a whole number >= minimum (a usage error otherwise, exit 2)."""
-    def whole_number(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
-        return value
-    return whole_number
-
-
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .engine.kernel import KERNEL_NAME
+    from .engine.kernel import kernel_description
+    from .options import add_reading_arguments, at_least
 
     parser = argparse.ArgumentParser(prog="grouper", description="CHS-DRG and DIP grouper driven by scheme packs, with payment and settlement.")
-    parser.add_argument("--version", action="version", version=f"grouper {__version__} ({KERNEL_NAME} kernel)")
+    parser.add_argument("--version", action="version", version=f"grouper {__version__} ({kernel_description()})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("group", help="group a file of discharge records")
     g.add_argument("input", help="cases: .csv/.tsv/.txt (UTF-8 or GBK/GB18030), .parquet or .xlsx")
     g.add_argument("-o", "--output", required=True, help="results: .csv, .parquet or .xlsx")
     g.add_argument("--scheme", help="scheme pack folder, .grp file, or DIP pack (scheme.dip) (default: the shipped demo scheme)")
-    g.add_argument("--encoding", help="CSV encoding (default: detect UTF-8, else GB18030)")
-    g.add_argument("--column", action="append", metavar="NAME=HEADER",
-                   help="map a field to an input header, e.g. --column dx=诊断编码 (repeatable)")
-    g.add_argument("--batch-size", type=_at_least(1), default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
-    g.add_argument("--threads", type=_at_least(1), help="kernel threads (default: all cores)")
-    g.add_argument("--skip-rows", type=_at_least(0), default=0, metavar="N",
-                   help="title lines (CSV) or rows (Excel) above the header to leave out")
-    g.add_argument("--sheet", metavar="NAME|all",
-                   help="Excel input: the sheet to group (name or number), or `all` (default: the first; "
-                        "a note says when the workbook has others)")
+    add_reading_arguments(g)
+    g.add_argument("--batch-size", type=at_least(1), default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
+    g.add_argument("--threads", type=at_least(1), help="kernel threads (default: all cores)")
     g.add_argument("--report", metavar="FILE",
                    help="write the quality report (validation problems by reason and by department): .csv, .parquet or .xlsx")
     g.add_argument("--trace", action="append", metavar="ID",
@@ -80,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--scheme", help="scheme pack folder or .grp file (default: the shipped demo scheme)")
     e.add_argument("--cases", help="file to pick the case from (with --id)")
     e.add_argument("--id", help="id of the case in --cases")
-    e.add_argument("--encoding", help="CSV encoding of --cases")
+    add_reading_arguments(e, what="--cases")
     e.add_argument("--dx", help="diagnoses, principal first, |-separated (instead of --cases)")
     e.add_argument("--proc", default="", help="procedures, principal first, |-separated")
     for name in ("sex", "age", "age-days", "weight", "dept", "los", "discharge"):
@@ -103,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="chs-drg: import even when some table rows would not be used (each is reported as a warning)")
     i.add_argument("--with-maps", action="store_true",
                    help="convert codes through dx_map.csv / proc_map.csv before grouping (the reference does not)")
+    i.add_argument("--force", action="store_true",
+                   help="replace an existing pack folder at -o, edits included (without it, an existing non-empty "
+                        "folder is refused: put local changes in an overlay that `extends` the pack instead)")
     i.add_argument("--base", metavar="PACK",
                    help="chs-drg: write an overlay of this pack holding only the differences (a regional table set)")
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
@@ -125,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_payment_parsers(sub)
     add_versions_parsers(sub)
+    from .serve.commands import add_serve_parser
+
+    add_serve_parser(sub)
     cal = sub.add_parser("calibrate", help="build weights or a DIP catalogue from a cost history")
     calibrate_kinds = cal.add_subparsers(dest="kind", required=True)   # each wing adds its kind
     from .dip.commands import add_calibrate_dip
@@ -159,17 +136,19 @@ def cmd_report(args) -> int:
 
 
 def cmd_group(args) -> int:
+    from .options import reading_arguments
+
     _refuse_group_outputs(args)
     if args.by_date:
         from .versions.commands import group_by_date_command
 
-        return group_by_date_command(args, _columns(args.column))
+        return group_by_date_command(args, reading_arguments(args))
     from .dip import is_dip_pack
 
     if is_dip_pack(args.scheme):
         from .dip.commands import group_command
 
-        return group_command(args, _columns(args.column))
+        return group_command(args, reading_arguments(args))
     return _group_with_scheme(args)
 
 
@@ -245,6 +224,7 @@ def _write_group_outputs(args, scheme, report, console):
     report frame or None). Both appear together, whole, or not at all (Ctrl-C and SIGTERM included)."""
     from . import api, io
     from .console import progress
+    from .options import reading_arguments
     from .outputs import atomic_outputs
 
     header = scheme.ast.header
@@ -254,10 +234,9 @@ def _write_group_outputs(args, scheme, report, console):
                       enabled=show) as bar:
             batches = _GroupProgress(bar, args.output)
             rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
-                                  columns=_columns(args.column), encoding=args.encoding, threads=args.threads,
+                                  **reading_arguments(args), threads=args.threads,
                                   on_batch=batches.on_batch, report=report, trace=_trace_request(args),
-                                  carry=args.carry, sheet=args.sheet, skip_rows=args.skip_rows,
-                                  on_stage=batches.on_stage)
+                                  carry=args.carry, on_stage=batches.on_stage)
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
@@ -268,12 +247,16 @@ def _render_group_summary(args, rows: int, batches: _GroupProgress, summary, rep
                           console) -> None:
     import polars as pl
 
-    from .console import render_done, render_quality_report, render_summary, render_unreadable_lines
+    from .console import (render_done, render_quality_report, render_rejected_values, render_summary,
+                          render_unreadable_lines, render_unused_columns)
+    from .engine.kernel import kernel_description
 
     render_summary(pl.concat(batches.counts), console)
     render_quality_report(summary, console)
+    render_rejected_values(summary, console)
     render_unreadable_lines(summary, report.unreadable_lines, console)
-    render_done(rows, args.output, args.report, seconds, console)
+    render_unused_columns(report.unused_columns, console)
+    render_done(rows, args.output, args.report, seconds, console, kernel=kernel_description())
 
 
 def _trace_request(args):
@@ -331,11 +314,12 @@ def _explain_case(args):
 
     from . import io
     from .errors import InputError, UsageError
+    from .options import reading_arguments
 
     if args.cases:
         if args.id is None:
             raise UsageError("--cases needs --id to pick the case")
-        cases = io.read_cases(args.cases, encoding=args.encoding)
+        cases = io.read_cases(args.cases, **reading_arguments(args))
         rows = cases.with_row_index("_row", offset=1).filter(pl.col("id") == args.id)
         if rows.height == 0:
             raise InputError(f"no case with id {args.id!r} in {args.cases}")
@@ -346,6 +330,10 @@ def _explain_case(args):
                                    f"{', '.join(map(str, rows['_row'].head(10)))}); explaining the first", style="yellow",
                                    markup=False)
         return rows.head(1).drop("_row")
+    given = [flag for flag, value in (("--skip-rows", args.skip_rows), ("--sheet", args.sheet),
+                                      ("--column", args.column), ("--encoding", args.encoding)) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)}: options for reading --cases FILE, which is not given")
     if args.dx is None:
         raise UsageError("give a case with --dx/--proc/--sex/--age ..., or pick one with --cases FILE --id ID")
     fields = {"id": args.id or "case", "sex": args.sex, "age": args.age, "age_days": args.age_days,
@@ -412,6 +400,7 @@ def cmd_import(args) -> int:
     kind = "DIP pack" if args.format == "dip" else "DRG pack"
     check_outputs([("TABLE_DIR", args.table_dir), *pack_inputs("--base", args.base), ("--procedures", args.procedures)],
                   folders=[("-o", args.output, kind)])
+    _refuse_existing_pack(args.output, args.force)   # its own earlier pack: replaced only with --force (edits)
     if args.format == "dip":
         from .dip.commands import import_command
 
@@ -431,6 +420,19 @@ def cmd_import(args) -> int:
         console.print(f"warning: unused table rows: {problem}", style="yellow", markup=False)
     console.print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
+
+
+def _refuse_existing_pack(output: str, force: bool) -> None:
+    """Importing replaces the pack folder whole: a re-import would silently drop the user's edits to
+    it, so an existing non-empty folder needs --force."""
+    from .errors import UsageError
+
+    path = Path(output)
+    if force or not path.is_dir() or not any(path.iterdir()):
+        return
+    raise UsageError(f"-o {output} exists: importing replaces the whole folder, and any edit made to it would be lost. "
+                     "Import into a new folder, or pass --force to replace it; local changes belong in an overlay "
+                     "(a scheme.grp that `extends` the pack, e.g. `replace read sex ...`), which a re-import leaves alone")
 
 
 def main(argv: list[str] | None = None) -> int:

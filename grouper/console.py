@@ -258,6 +258,22 @@ def render_unreadable_lines(counts: pl.DataFrame, shown: list[str], console: Con
         console.print(f"  ... and {total - len(shown):,} more: the rows with reason malformed_line in the output")
 
 
+def render_rejected_values(counts: pl.DataFrame, console: Console) -> None:
+    """The values a scheme rejected (scope "value" of the quality-report summary), most frequent
+    first, e.g. `malformed_sex: "男" 2,000 cases, "女" 1,500` — what a `read` line must accept."""
+    values = counts.filter(pl.col("scope") == "value")
+    for (reason,), rows in values.group_by("reason", maintain_order=True):
+        shown = ", ".join(f"{row['value']!r} {row['cases']:,}" for row in rows.iter_rows(named=True))
+        console.print(Text(f"rejected values, {reason} (value cases): {shown}", style="yellow"), soft_wrap=True)
+
+
+def render_unused_columns(unused, console: Console) -> None:
+    """The input columns that fed nothing (grouper.io's on_unused; the quality report's scope "input")."""
+    unused = list(unused)
+    if unused:
+        console.print(Text(f"input columns not used ({len(unused)}): {', '.join(unused)}"), soft_wrap=True)
+
+
 EXCEL_SLOW_ROWS = 200_000  # above this an Excel sheet takes tens of seconds to write (about a minute per million rows)
 
 
@@ -276,12 +292,12 @@ def output_stage_text(stage: str, output, rows: int) -> str:
     return text
 
 
-def render_done(rows: int, output, report, seconds: float, console: Console) -> None:
-    """The last summary line: cases, outputs, elapsed time and throughput; a hint when Excel is the
-    wrong choice for the size."""
+def render_done(rows: int, output, report, seconds: float, console: Console, *, kernel: str | None = None) -> None:
+    """The last summary line: cases, outputs, elapsed time and throughput (and which `kernel` ran:
+    grouper.engine.kernel.kernel_description); a hint when Excel is the wrong choice for the size."""
     rate = f", {rows / seconds:,.0f} cases/s" if seconds > 0 else ""
     console.print(f"{rows:,} cases → {output}" + (f"; quality report → {report}" if report else "")
-                  + f" in {seconds:.1f} s{rate}", markup=False)
+                  + f" in {seconds:.1f} s{rate}" + (f" ({kernel})" if kernel else ""), markup=False)
     if str(output).lower().endswith(".xlsx") and rows >= EXCEL_SLOW_ROWS:
         console.print(f"note: Excel is slow to write and to open at {rows:,} rows (a sheet holds at most 1,048,575); "
                       ".parquet or .csv suit this size", style="yellow", markup=False)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from .engine import ir
+from .io import as_case_frame
 from .engine._kernel_py import Case, compare, eval_condition, in_set
 from .lang import ast
 from .lang.check import Names
@@ -272,7 +273,9 @@ def _second_attempts(scheme, case: Case, codes: dict, raw: dict, dx: list, px: l
 
 
 def explain_case(scheme, case_row: pl.DataFrame) -> Explanation:
-    """Explain one canonical case (a one-row frame as read by grouper.io)."""
+    """Explain one case: a one-row frame as read by grouper.io, or any one-row frame in an input
+    shape (e.g. from pl.read_csv), read as `grouper group` reads it."""
+    case_row = as_case_frame(case_row)
     if case_row.height != 1:
         raise ValueError(f"explain takes one case, got {case_row.height} rows")
     plan: ir.Plan = scheme.plan
@@ -439,6 +442,7 @@ class WhatIf:
 def what_if(scheme, case_row: pl.DataFrame, scenarios: list[list[Change]]) -> list[WhatIf]:
     """The group (and weight) of the case under each scenario; the first row is the case as recorded."""
     plan = scheme.plan
+    case_row = as_case_frame(case_row)
     rows = [case_row] + [apply_changes(case_row, changes) for changes in scenarios]
     results = group_frame(plan, pl.concat(rows), threads=1)
     out = []

@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +27,14 @@ import polars as pl
 
 # Shared with the rest of the package (a GrouperError); re-exported here as grouper.io.InputError.
 from grouper.errors import InputError
+from grouper.headers import (DX_FAMILIES, PROC_FAMILIES, SPELLINGS, WideFamily, header_key, known_spelling,
+                             looks_like_code_column, split_number)
 from grouper.outputs import atomic_output
 
 __all__ = [
     "CANONICAL_COLUMNS",
     "InputError",
+    "as_case_frame",
     "cases_from_frame",
     "iter_case_batches",
     "read_cases",
@@ -53,55 +56,13 @@ SETTLEMENT_COLUMNS = (
     "admission_date", "discharge_date", "patient_id", "special_review",
 )
 
-# Default header aliases, best first: when several are present the first listed wins.
-COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "id": ("id", "病案号", "住院号", "病案首页号", "结算清单号", "清单流水号", "mdtrt_id", "setl_id"),
-    "sex": ("sex", "gender", "性别"),
-    "age": ("age", "年龄", "年龄(岁)"),
-    "age_days": (
-        "age_days", "ageday", "年龄(天)", "年龄不足1周岁的年龄(天)",
-        "年龄不足1周岁年龄(天)", "新生儿年龄(天)",
-    ),
-    "weight": ("weight", "新生儿出生体重", "新生儿出生体重(克)", "出生体重"),
-    "dept": ("dept", "科室", "出院科别", "出院科室"),
-    "los": ("los", "住院天数", "实际住院天数"),
-    "discharge": ("discharge", "离院方式"),
-    "dx": ("dx", "diagnoses", "诊断编码", "诊断"),
-    "proc": ("proc", "procedures", "手术编码", "手术操作编码", "手术"),
-    # 医疗保障基金结算清单 and the usual HIS / 医保 exports (English names of the 医保 interface too)
-    "hospital": ("hospital", "定点医疗机构编码", "医疗机构编码", "定点医药机构编号", "机构编码", "fixmedins_code"),
-    "hospital_level": ("hospital_level", "医疗机构等级", "医院等级", "机构等级", "hosp_lv"),
-    "insurance": ("insurance", "险种类型", "险种", "医保类型", "insutype"),
-    "cost": ("cost", "医疗总费用", "住院总费用", "总费用", "medfee_sumamt"),
-    "fund_paid": ("fund_paid", "统筹基金支付", "基金支付", "hifp_pay"),
-    "admission_date": ("admission_date", "入院日期", "入院时间", "adm_time", "begndate"),
-    "discharge_date": ("discharge_date", "出院日期", "出院时间", "dscg_time", "enddate"),
-    "patient_id": ("patient_id", "个人编码", "证件号码", "身份证号", "psn_no", "certno"),
-    "special_review": ("special_review", "特例单议", "特病单议"),
-}
-
-
-@dataclass(frozen=True)
-class _WideFamily:
-    """One naming scheme for wide code columns: an optional principal header plus numbered ones."""
-
-    principal_headers: tuple[str, ...]
-    numbered: re.Pattern[str]
-
-
-# Tried in order; the first family with a matching header is used.  Headers are
-# compared after _header_key(), so these are lower case with ASCII parentheses.
-_DX_FAMILIES = (
-    _WideFamily(("主要诊断编码", "主要诊断代码"), re.compile(r"其他诊断(?:编码|代码)(\d+)")),
-    _WideFamily((), re.compile(r"(?:诊断(?:编码|代码)?|dx|diag)(\d+)")),
-)
-_PROC_FAMILIES = (
-    _WideFamily(
-        ("主要手术操作编码", "主要手术操作代码", "主要手术编码"),
-        re.compile(r"其他手术(?:操作)?(?:编码|代码)(\d+)"),
-    ),
-    _WideFamily((), re.compile(r"(?:手术操作(?:编码|代码)?|手术(?:编码|代码)?|proc)(\d+)")),
-)
+# The spellings of every field, and the wide code column families: one table, grouper.headers.
+COLUMN_ALIASES = SPELLINGS
+# `columns` (--column) names besides the canonical ones: `other_dx` / `other_proc` name the other
+# diagnosis / procedure columns of a wide export whose spelling grouper.headers lacks (a header, or
+# the stem of numbered headers: other_dx=附加诊断 takes 附加诊断1..N); `ignore` lists headers
+# (comma-separated) that look like code columns but are none.
+EXTRA_MAPPINGS = ("other_dx", "other_proc", "ignore")
 
 _CSV_EXTENSIONS = (".csv", ".txt", ".tsv")
 _PARQUET_EXTENSIONS = (".parquet", ".pq")
@@ -121,6 +82,7 @@ def read_cases(
     sheet: str | int | None = None,
     settlement: bool = False,
     skip_rows: int = 0,
+    on_unused: Callable[[tuple[str, ...]], None] | None = None,
 ) -> pl.DataFrame:
     """Read a CSV/TSV, Parquet or Excel file into the canonical case frame.
 
@@ -139,17 +101,38 @@ def read_cases(
 
     ``settlement=True`` appends the SETTLEMENT_COLUMNS, unparsed (the input's dtype; null
     columns for fields the input lacks): see grouper.fields.
+
+    Headers are recognised by the table of grouper.headers; ``columns`` may also name
+    ``other_dx``/``other_proc`` (other code columns of an unknown spelling) and ``ignore``. A column
+    that looks like a diagnosis or procedure code column but has no known spelling is an
+    InputError (never silently left out); ``on_unused(headers)`` is called once with the columns
+    that feed nothing.
     """
     path = Path(path)
     raw = _read_raw(path, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
-    layout = _file_layout(path, raw.columns, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
+    layout = _file_layout(path, raw.columns, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows,
+                          settlement=settlement, on_unused=on_unused)
     return _canonicalise(raw, layout, row_offset=0, settlement=settlement)
 
 
 def cases_from_frame(df: pl.DataFrame, *, columns: Mapping[str, str] | None = None,
-                     settlement: bool = False) -> pl.DataFrame:
+                     settlement: bool = False,
+                     on_unused: Callable[[tuple[str, ...]], None] | None = None) -> pl.DataFrame:
     """Normalise an in-memory frame exactly like ``read_cases`` (all rows kept)."""
-    return _canonicalise(df, _detect_layout(df.columns, columns), row_offset=0, settlement=settlement)
+    layout = _detect_layout(df.columns, columns, settlement=settlement)
+    if on_unused is not None:
+        on_unused(layout.unused)
+    return _canonicalise(df, layout, row_offset=0, settlement=settlement)
+
+
+def as_case_frame(df: pl.DataFrame, *, columns: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """`df` itself when it is a canonical case frame already (as read_cases gives), else
+    cases_from_frame(df): e.g. a row of `pl.read_csv(...)`, with |-separated codes and numbers."""
+    list_of_text = pl.List(pl.String)
+    canonical = (tuple(df.columns[:len(CANONICAL_COLUMNS)]) == CANONICAL_COLUMNS and columns is None
+                 and all(df.schema[name] == pl.String for name in SCALAR_COLUMNS)
+                 and df.schema["dx"] == list_of_text and df.schema["proc"] == list_of_text)
+    return df if canonical else cases_from_frame(df, columns=columns)
 
 
 def iter_case_batches(
@@ -161,6 +144,7 @@ def iter_case_batches(
     settlement: bool = False,
     sheet: str | int | None = None,
     skip_rows: int = 0,
+    on_unused: Callable[[tuple[str, ...]], None] | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Yield the canonical case frame of ``path`` in consecutive batches (``sheet``: see read_cases).
 
@@ -184,7 +168,8 @@ def iter_case_batches(
         drop_blank = True
     else:
         raw = _read_raw(path, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
-        layout = _file_layout(path, raw.columns, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
+        layout = _file_layout(path, raw.columns, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows,
+                              settlement=settlement, on_unused=on_unused)
         if raw.height == 0:
             yield _canonicalise(raw, layout, row_offset=0, settlement=settlement)
         for offset in range(0, raw.height, batch_size):
@@ -195,7 +180,8 @@ def iter_case_batches(
         schema = lazy.collect_schema()
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
-    layout = _file_layout(path, list(schema), columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
+    layout = _file_layout(path, list(schema), columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows,
+                          settlement=settlement, on_unused=on_unused)
     rows_done = 0
     try:
         for batch in lazy.collect_batches(chunk_size=batch_size):
@@ -520,23 +506,28 @@ class _Layout:
     proc_principal: str | None  # wide shape: principal cell
     proc_others: tuple[str, ...]  # wide shape, in order
     settlement_sources: dict[str, str | None]  # settlement field -> input header
+    list_cells: frozenset[str] = frozenset()  # wide "others" columns holding several codes in one cell
+    unused: tuple[str, ...] = ()  # input columns that feed nothing, in input order
 
 
-def _header_key(header: str) -> str:
-    return header.strip().replace("（", "(").replace("）", ")").lower()
+_header_key = header_key
 
 
 def _file_layout(path: Path, headers: list[str], columns: Mapping[str, str] | None, *, encoding: str | None,
-                 sheet: str | int | None, skip_rows: int) -> _Layout:
-    """_detect_layout, naming the header line when title rows sit above it."""
+                 sheet: str | int | None, skip_rows: int, settlement: bool = False,
+                 on_unused: Callable[[tuple[str, ...]], None] | None = None) -> _Layout:
+    """_detect_layout, naming the header line when title rows sit above it; tells `on_unused`."""
     try:
-        return _detect_layout(headers, columns)
+        layout = _detect_layout(headers, columns, settlement=settlement)
     except InputError as exc:
         header_at = _header_line(path, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
         if header_at is None:
             raise
         raise InputError(f"{exc}; line {header_at + 1} of {path.name} looks like the header: the lines above it "
                          f"seem to be a title, skip them with --skip-rows {header_at}") from None
+    if on_unused is not None:
+        on_unused(layout.unused)
+    return layout
 
 
 def _header_line(path: Path, columns: Mapping[str, str] | None, *, encoding: str | None,
@@ -565,80 +556,136 @@ def _header_line(path: Path, columns: Mapping[str, str] | None, *, encoding: str
     return None
 
 
-def _detect_layout(headers: list[str], columns: Mapping[str, str] | None) -> _Layout:
+def _detect_layout(headers: list[str], columns: Mapping[str, str] | None, *,
+                   settlement: bool = True) -> _Layout:
     columns = dict(columns or {})
-    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS) - set(SETTLEMENT_COLUMNS))
+    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS) - set(SETTLEMENT_COLUMNS) - set(EXTRA_MAPPINGS))
     if unknown:
         raise InputError(
             f"unknown canonical column(s) {unknown} in the column mapping; "
-            f"valid names are {', '.join(CANONICAL_COLUMNS + SETTLEMENT_COLUMNS)}"
+            f"valid names are {', '.join(CANONICAL_COLUMNS + SETTLEMENT_COLUMNS + EXTRA_MAPPINGS)}"
         )
     headers = [h for h in headers if h != _READ_PROBLEM_RAW]
     by_key: dict[str, str] = {}
     for header in headers:
-        by_key.setdefault(_header_key(header), header)
+        by_key.setdefault(header_key(header), header)
+
+    def given(name: str, wanted: str) -> str:
+        found = wanted if wanted in headers else by_key.get(header_key(wanted))
+        if found is None:
+            raise InputError(f"column {wanted!r} (given for {name!r}) is not in the input; "
+                             f"its columns are: {', '.join(headers)}")
+        return found
 
     def find(name: str) -> str | None:
         if name in columns:
-            wanted = columns[name]
-            found = wanted if wanted in headers else by_key.get(_header_key(wanted))
-            if found is None:
-                raise InputError(
-                    f"column {wanted!r} (given for {name!r}) is not in the input; "
-                    f"its columns are: {', '.join(headers)}"
-                )
-            return found
-        return next((by_key[alias] for alias in COLUMN_ALIASES[name] if alias in by_key), None)
+            return given(name, columns[name])
+        return next((by_key[alias] for alias in SPELLINGS[name] if alias in by_key), None)
 
+    ignored = [given("ignore", h.strip()) for h in columns.get("ignore", "").split(",") if h.strip()]
     scalar_sources = {name: find(name) for name in SCALAR_COLUMNS}
+    list_cells: set[str] = set()
 
-    dx_list = find("dx")
-    dx_principal, dx_others = (None, ()) if dx_list else _find_wide(headers, _DX_FAMILIES)
+    dx_list, dx_principal, dx_others = _code_columns("dx", find("dx"), columns, headers, list_cells)
     if dx_list is None and dx_principal is None:
         if dx_others:
             raise InputError(
                 f"found other-diagnosis columns ({dx_others[0]}, ...) but no principal "
-                "diagnosis column; add 主要诊断编码 or map it with columns={'dx': ...}"
+                "diagnosis column; add 主要诊断编码 or map it with --column dx=HEADER"
             )
         raise InputError(
             "no diagnosis column found: expected a 'dx' column of |-separated codes "
-            f"(or one of {', '.join(COLUMN_ALIASES['dx'][1:])}), or numbered columns "
+            f"(or one of {', '.join(SPELLINGS['dx'][1:])}), or numbered columns "
             "such as 主要诊断编码 + 其他诊断编码1..N, 诊断1..N or dx1..N; "
             f"the input has: {', '.join(headers) or '(no columns)'}"
         )
 
-    proc_list = find("proc")
-    proc_principal, proc_others = (None, ()) if proc_list else _find_wide(headers, _PROC_FAMILIES)
+    proc_list, proc_principal, proc_others = _code_columns("proc", find("proc"), columns, headers, list_cells)
     if proc_others and proc_principal is None:
         raise InputError(
             f"found other-procedure columns ({proc_others[0]}, ...) but no principal procedure "
-            "column; add 主要手术操作编码 or map it with columns={'proc': ...}"
+            "column; add 主要手术操作编码 or map it with --column proc=HEADER"
         )
 
     settlement_sources = {name: find(name) for name in SETTLEMENT_COLUMNS}
-    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_principal, proc_others,
-                   settlement_sources)
-
-
-def _find_wide(headers: list[str], families: tuple[_WideFamily, ...]) -> tuple[str | None, tuple[str, ...]]:
-    """Return (principal header, other headers in numeric order) of the first matching family.
-
-    For a family without a principal header, the lowest-numbered column is the principal.
-    """
-    for family in families:
-        principal = next(
-            (h for h in headers if _header_key(h) in family.principal_headers), None
+    used = {*scalar_sources.values(), dx_list, dx_principal, *dx_others, proc_list, proc_principal, *proc_others,
+            *(settlement_sources.values() if settlement else ())}
+    unused = tuple(h for h in headers if h not in used)
+    unknown_codes = [h for h in unused if h not in ignored and looks_like_code_column(h) and not known_spelling(h)]
+    if unknown_codes:
+        raise InputError(
+            f"column(s) {', '.join(unknown_codes)} look like diagnosis or procedure codes, but grouper does not "
+            "know the spelling, so they would be left out: map them with --column other_dx=HEADER (other diagnoses: "
+            "a header, or the stem of numbered headers), --column other_proc=HEADER, --column dx=/proc=HEADER "
+            "(principal), or leave them out with --column ignore=HEADER[,HEADER...]"
         )
-        numbered = []
-        for header in headers:
-            match = family.numbered.fullmatch(_header_key(header))
-            if match:
-                numbered.append((int(match.group(1)), header))
-        others = tuple(header for _, header in sorted(numbered))  # 2 before 10
-        if principal is None and not family.principal_headers and others:
-            principal, others = others[0], others[1:]
-        if principal is not None or others:
-            return principal, others
+    return _Layout(scalar_sources, dx_list, dx_principal, dx_others, proc_list, proc_principal, proc_others,
+                   settlement_sources, frozenset(list_cells), unused)
+
+
+def _code_columns(kind: str, listed: str | None, columns: Mapping[str, str], headers: list[str],
+                  list_cells: set[str]) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """(list column, wide principal column, wide other columns) of the diagnoses (`kind` "dx") or
+    procedures ("proc"): `listed` is the list column found; a mapped other_dx/other_proc makes the
+    shape wide, `listed` (or the principal column of a known family) being the principal one."""
+    families = DX_FAMILIES if kind == "dx" else PROC_FAMILIES
+    other = f"other_{kind}"
+    if other in columns:
+        others = _mapped_others(columns[other], headers, other, list_cells)
+        principal = listed if listed is not None else _find_wide(headers, families, set())[0]
+        return None, principal, others
+    if listed is not None:
+        return listed, None, ()
+    return None, *_find_wide(headers, families, list_cells)
+
+
+def _mapped_others(wanted: str, headers: list[str], name: str, list_cells: set[str]) -> tuple[str, ...]:
+    """The headers --column other_dx/other_proc=WANTED names: the header itself (a cell of several
+    codes) and/or the numbered headers of that stem, in number order."""
+    key = header_key(wanted)
+    exact = [h for h in headers if header_key(h) == key]
+    numbered = sorted((number, h) for h in headers
+                      for stem, number in [split_number(header_key(h))] if number is not None and stem == key)
+    if not exact and not numbered:
+        raise InputError(f"column {wanted!r} (given for {name!r}) is not in the input, nor numbered columns "
+                         f"{wanted}1..N; its columns are: {', '.join(headers)}")
+    list_cells.update(exact)
+    return (*exact, *(h for _, h in numbered))
+
+
+def _find_wide(headers: list[str], families: tuple[WideFamily, ...],
+               list_cells: set[str]) -> tuple[str | None, tuple[str, ...]]:
+    """Return (principal header, other headers in numeric order) of the first family with a column
+    in `headers`; an unnumbered other header (a cell of several codes) goes into `list_cells`.
+
+    For a family without a principal header, the lowest-numbered column is the principal. Within
+    a family the first spelling with a column wins (its others of other spellings stay unused).
+    """
+    keyed = [(header_key(h), h) for h in headers]
+    for family in families:
+        principal = next((h for name in family.principal_headers for key, h in keyed if key == name), None)
+        for stems in (family.other_stems, family.numbered_stems):
+            for stem in stems:
+                numbered, whole = [], []
+                for key, header in keyed:
+                    if header == principal:
+                        continue
+                    base, number = split_number(key)
+                    if base == stem and number is not None:
+                        numbered.append((number, header))
+                    elif key == stem and stems is family.other_stems:
+                        whole.append(header)
+                if not numbered and not whole:
+                    continue
+                others = tuple(header for _, header in sorted(numbered))  # 2 before 10
+                if stems is family.numbered_stems:
+                    if principal is None:
+                        return others[0], others[1:]
+                    continue
+                list_cells.update(whole if not numbered else ())
+                return principal, (others or tuple(whole))
+        if principal is not None:
+            return principal, ()
     return None, ()
 
 
@@ -652,6 +699,10 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     def text(header: str) -> pl.Expr:
         return _as_text(pl.col(header), schema[header])
 
+    def other(header: str) -> pl.Expr:
+        # a cell of several other codes: split like a list cell, then like separate cells
+        return text(header).str.replace_all(r"[|,;，；、]", _CELL_SEPARATOR) if header in layout.list_cells else text(header)
+
     def scalar(name: str) -> pl.Expr:
         header = layout.scalar_sources[name]
         if header is not None:
@@ -664,12 +715,12 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     if layout.dx_list is not None:
         dx = _dx_from_list(text(layout.dx_list), schema[layout.dx_list])
     else:
-        dx = _wide_joined(text(layout.dx_principal), [text(h) for h in layout.dx_others])
+        dx = _wide_joined(text(layout.dx_principal), [other(h) for h in layout.dx_others])
     if layout.proc_list is not None:
         proc = _proc_from_list(text(layout.proc_list), schema[layout.proc_list])
     else:
         principal = text(layout.proc_principal) if layout.proc_principal else None
-        proc = _wide_joined(principal, [text(h) for h in layout.proc_others])
+        proc = _wide_joined(principal, [other(h) for h in layout.proc_others])
 
     def raw(name: str) -> pl.Expr:
         header = layout.settlement_sources[name]

@@ -77,16 +77,17 @@ def group_frame(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = Non
 def case_batches(source: pl.DataFrame | str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  columns: Mapping[str, str] | None = None, encoding: str | None = None,
                  settlement: bool = False, sheet: str | int | None = None,
-                 skip_rows: int = 0) -> Iterator[pl.DataFrame]:
+                 skip_rows: int = 0, on_unused=None) -> Iterator[pl.DataFrame]:
     """Read + canonicalise: the canonical case frames of a file (streamed) or of a frame, in order
-    (with `settlement`, plus the raw settlement columns: see grouper.io)."""
+    (with `settlement`, plus the raw settlement columns; `on_unused(headers)`: see grouper.io)."""
     if isinstance(source, pl.DataFrame):
-        frame = io.cases_from_frame(source, columns=columns, settlement=settlement)
+        frame = io.cases_from_frame(source, columns=columns, settlement=settlement, on_unused=on_unused)
         for start in range(0, max(frame.height, 1), batch_size):
             yield frame.slice(start, batch_size)
     else:
         yield from io.iter_case_batches(source, batch_size=batch_size, encoding=encoding, columns=columns,
-                                        settlement=settlement, sheet=sheet, skip_rows=skip_rows)
+                                        settlement=settlement, sheet=sheet, skip_rows=skip_rows,
+                                        on_unused=on_unused)
 
 
 @dataclass
@@ -102,12 +103,12 @@ class Grouped:
 def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                     columns: Mapping[str, str] | None = None, encoding: str | None = None,
                     threads: int | None = None, problems: bool = False, carry: bool = False,
-                    sheet: str | int | None = None, skip_rows: int = 0) -> Iterator[Grouped]:
+                    sheet: str | int | None = None, skip_rows: int = 0, on_unused=None) -> Iterator[Grouped]:
     """The whole line, batch by batch: read → code maps → encode → validate → kernel → results
     (→ with `carry`, the typed settlement fields after the results: grouper.fields)."""
     done = 0
     for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry,
-                              sheet=sheet, skip_rows=skip_rows):
+                              sheet=sheet, skip_rows=skip_rows, on_unused=on_unused):
         if problems:
             results, found = group_frame(plan, cases, threads=threads, problems=True)
         else:

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from importlib import resources
+from .package_data import data_dir
 from pathlib import Path
 
 from .engine.compile import compile_scheme
@@ -40,7 +40,7 @@ class LoadedScheme:
 def scheme_path(pack: str | Path | None) -> Path:
     """A pack folder (its scheme.grp), a .grp file, or None for the shipped demo pack."""
     if pack is None:
-        return Path(str(resources.files("grouper.tables").joinpath(DEMO_PACK, SCHEME_FILE)))
+        return data_dir("tables") / DEMO_PACK / SCHEME_FILE
     path = Path(pack)
     if path.is_dir():
         path = path / SCHEME_FILE
@@ -142,7 +142,7 @@ def engine_fingerprint() -> str:
 
     digest = hashlib.blake2b(f"{__version__}/{CACHE_FORMAT}".encode(), digest_size=20)
     root = Path(__file__).parent
-    grammars = Path(str(resources.files("grouper.grammars")))
+    grammars = data_dir("grammars")
     for file in sorted(root.rglob("*.py")) + sorted(grammars.glob("*.lark")):
         digest.update(file.read_bytes())
     return digest.hexdigest()

@@ -438,9 +438,11 @@ def messages(plan: ir.Plan) -> dict[str, tuple[str, str]]:
     return out
 
 
-REPORT_SCHEMA = {"scope": pl.String, "dept": pl.String, "reason": pl.String, "level": pl.String,
+REPORT_SCHEMA = {"scope": pl.String, "dept": pl.String, "reason": pl.String, "level": pl.String, "value": pl.String,
                  "cases": pl.Int64, "total": pl.Int64, "percent": pl.Float64,
                  "message_zh": pl.String, "message_en": pl.String}
+UNUSED_COLUMN = "unused_column"  # a quality-report row (scope "input") naming an input column that fed nothing
+_UNUSED_MESSAGES = ("输入列未使用", "input column not used")
 
 
 class QualityReport:
@@ -449,11 +451,15 @@ class QualityReport:
     `add(cases, problems)` takes a batch's case frame and its problems (with `dept`, see
     `grouper.pipeline.group_frame(..., problems=True)`); `frame()` gives the summary:
 
-        scope       "all" (every case) or "dept" (the cases of one department)
+        scope       "all" (every case), "dept" (the cases of one department), "value" (one
+                    rejected value of a field: the VALUES_SHOWN most frequent of each malformed_*
+                    reason, e.g. sex 男 under a scheme that reads only 1/2) or "input" (an input
+                    column that fed nothing: reason unused_column, cases null)
         dept        the department (null for scope all, and for cases without a department)
         reason      reason code, or "(any)": cases with at least one problem (one such row per
                     scope, also when it is 0, so `total` gives every department's case count)
         level       error / warning (null for "(any)")
+        value       the rejected value (scope value) or the column's header (scope input); else null
         cases       cases with this problem (a case counts once per reason)
         total       cases in the scope; percent = 100 * cases / total
         message_zh, message_en
@@ -470,8 +476,16 @@ class QualityReport:
                                                "cases": pl.Int64})
         self._depts = pl.DataFrame(schema={"dept": pl.String, "total": pl.Int64})
         self.unreadable_lines: list[str] = []  # the first SHOWN malformed lines: "line N: why (id X)"
+        self._values = pl.DataFrame(schema={"reason": pl.String, "level": pl.String, "value": pl.String,
+                                            "cases": pl.Int64})
+        self.unused_columns: tuple[str, ...] = ()
 
     SHOWN = 10
+    VALUES_SHOWN = 20
+
+    def note_unused(self, headers: tuple[str, ...]) -> None:
+        """The input columns that fed nothing (grouper.io's on_unused)."""
+        self.unused_columns = tuple(headers)
 
     def add(self, cases: pl.DataFrame, problems: pl.DataFrame) -> None:
         if len(self.unreadable_lines) < self.SHOWN:
@@ -491,6 +505,12 @@ class QualityReport:
         self._by_reason = (pl.concat([self._by_reason, counts])
                            .group_by("dept", "reason", "level").agg(pl.col("cases").sum()))
         self._depts = pl.concat([self._depts, totals]).group_by("dept").agg(pl.col("total").sum())
+        rejected = problems.filter(pl.col("reason").str.starts_with("malformed_") & (pl.col("reason") != "malformed_line"))
+        if rejected.height:
+            values = rejected.group_by("reason", "level", pl.col("detail").alias("value")).agg(
+                pl.col("row").n_unique().cast(pl.Int64).alias("cases"))
+            self._values = (pl.concat([self._values, values.select(self._values.columns)])
+                            .group_by("reason", "level", "value").agg(pl.col("cases").sum()))
 
     @property
     def total(self) -> int:
@@ -513,19 +533,31 @@ class QualityReport:
             counts.filter(pl.col("reason") != self.ANY).group_by("reason", "level").agg(pl.col("cases").sum()),
         ], how="vertical_relaxed").with_columns(
             pl.lit("all").alias("scope"), pl.lit(None, pl.String).alias("dept"), pl.lit(self.total, pl.Int64).alias("total"))
-        columns = ["scope", "dept", "reason", "level", "cases", "total"]
-        frame = pl.concat([all_depts.select(columns), per_dept.select(columns)], how="vertical_relaxed")
-        zh = {k: v[0] for k, v in self.messages.items()}
-        en = {k: v[1] for k, v in self.messages.items()}
+        values = (self._values.sort(["reason", "cases", "value"], descending=[False, True, False])
+                  .group_by("reason", maintain_order=True).head(self.VALUES_SHOWN)
+                  .with_columns(pl.lit("value").alias("scope"), pl.lit(None, pl.String).alias("dept"),
+                                pl.lit(self.total, pl.Int64).alias("total")))
+        unused = pl.DataFrame({"value": list(self.unused_columns)}, schema={"value": pl.String}).with_columns(
+            pl.lit("input").alias("scope"), pl.lit(None, pl.String).alias("dept"), pl.lit(UNUSED_COLUMN).alias("reason"),
+            pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.Int64).alias("cases"),
+            pl.lit(self.total, pl.Int64).alias("total"))
+        columns = ["scope", "dept", "reason", "level", "value", "cases", "total"]
+        frame = pl.concat([part.with_columns(pl.lit(None, pl.String).alias("value")).select(columns)
+                           for part in (all_depts, per_dept)]
+                          + [values.select(columns), unused.select(columns)], how="vertical_relaxed")
+        zh = {k: v[0] for k, v in self.messages.items()} | {UNUSED_COLUMN: _UNUSED_MESSAGES[0]}
+        en = {k: v[1] for k, v in self.messages.items()} | {UNUSED_COLUMN: _UNUSED_MESSAGES[1]}
         frame = frame.with_columns(
             pl.when(pl.col("total") > 0).then((100.0 * pl.col("cases") / pl.col("total")).round(2)).alias("percent"),
             pl.col("reason").replace_strict(zh, default=None, return_dtype=pl.String).alias("message_zh"),
             pl.col("reason").replace_strict(en, default=None, return_dtype=pl.String).alias("message_en"),
             pl.col("reason").replace_strict({self.ANY: -1, **self.order}, default=len(self.order),
                                             return_dtype=pl.Int64).alias("_order"),
-            (pl.col("scope") == "dept").alias("_by_dept"),
+            pl.col("scope").replace_strict({"all": 0, "dept": 1, "value": 2, "input": 3}, return_dtype=pl.Int8)
+            .alias("_by_dept"),
+            pl.int_range(pl.len()).alias("_given"),
         )
-        return (frame.sort(["_by_dept", "dept", "_order", "reason"], nulls_last=False)
+        return (frame.sort(["_by_dept", "dept", "_order", "reason", "_given"], nulls_last=False)
                 .select(REPORT_SCHEMA.keys()).cast(REPORT_SCHEMA))
 
 

@@ -72,7 +72,14 @@ CASES = [
           ("a corrupt Parquet file", "corrupt.parquet", 3, None),
           ("a corrupt Excel file", "corrupt.xlsx", 3, None),
           ("a two-sheet workbook (first sheet)", "two_sheets.xlsx", 0, 2),
+          ("a wide export spelled 其它, _N, （N）", "wide_spellings.csv", 0, 2),
+          ("a wide export with a code column of an unknown spelling", "wide_unknown.csv", 3, None),
       ]],
+    Case("group an unknown code column, mapped", "group {c}/wide_unknown.csv -o {o}/r.csv --scheme {mini} -q "
+         "--column other_dx=附加诊断编码", 0, records=2),
+    Case("group an unknown code column, ignored", "group {c}/wide_unknown.csv -o {o}/r.csv --scheme {mini} -q "
+         "--column ignore=附加诊断编码1,附加诊断编码2", 0, records=2),
+    Case("import onto an existing pack", "import chs-drg {c}/tiny_tables -o {c}/tiny_base", 2, output=None),
     Case("group every sheet", "group {c}/two_sheets.xlsx -o {o}/r.csv --scheme {mini} -q --sheet all", 0, records=3),
     Case("group an unknown sheet", "group {c}/two_sheets.xlsx -o {o}/r.csv --scheme {mini} -q --sheet nope", 3),
     Case("group with the title skipped", "group {c}/title.csv -o {o}/r.csv --scheme {mini} -q --skip-rows 1", 0,
@@ -160,6 +167,23 @@ CASES = [
     Case("explain from a malformed file", "explain --scheme {mini} --cases {c}/malformed.csv --id 2", 0, output=None),
     Case("explain a bad --try", "explain --scheme {mini} --dx K35.800 --try=bogus", 2, output=None),
     Case("explain a bad age", "explain --scheme {mini} --dx K35.800 --age abc", 0, output=None),
+    # explain reads --cases exactly as group reads its input (one reader: issue 17)
+    Case("explain from a file with a title row", "explain --scheme {mini} --cases {c}/title.csv --id 2", 3, output=None),
+    Case("explain with the title skipped", "explain --scheme {mini} --cases {c}/title.csv --id 2 --skip-rows 1", 0,
+         output=None),
+    Case("explain from the second sheet", "explain --scheme {mini} --cases {c}/two_sheets.xlsx --id 3 --sheet 二月", 0,
+         output=None),
+    Case("explain from every sheet", "explain --scheme {mini} --cases {c}/two_sheets.xlsx --id 3 --sheet all", 0,
+         output=None),
+    Case("explain from a GBK file with --column", "explain --scheme {mini} --cases {c}/renamed.csv --id 2 "
+         "--column dx=出院诊断 --encoding gbk", 0, output=None),
+    Case("explain --skip-rows without --cases", "explain --scheme {mini} --dx K35.800 --skip-rows 1", 2, output=None),
+    Case("group with a DIP pack, the title skipped",
+         "group {c}/title.csv -o {o}/r.csv --scheme {dip} -q --skip-rows 1", 0, records=3),
+    Case("group a sheet with a DIP pack", "group {c}/two_sheets.xlsx -o {o}/r.csv --scheme {dip} -q --sheet all", 0,
+         records=3),
+    Case("crosswalk with the title skipped", "crosswalk {c}/title.csv --from {mini} --to {mini} --skip-rows 1", 0,
+         output=None),
     # ---- import ----------------------------------------------------------------------------------
     Case("import from an empty folder", "import chs-drg {c}/empty_folder -o {o}/pack", 3, output="{o}/pack"),
     Case("import from a missing folder", "import chs-drg {c}/nowhere -o {o}/pack", 3, output="{o}/pack"),
@@ -285,6 +309,11 @@ def corpus(tmp_path_factory) -> Path:
     write(c / "wide.csv", "病案号,性别,年龄,主要诊断编码,其他诊断编码1,主要手术操作编码,其他手术操作编码1\n"
                           "1,1,40,K35.800,,,47.0100\n2,1,40,K35.800,J18.900,47.0100,\n")
     write(c / "dup.csv", HEADER + "1,1,40,5,K35.800,47.0100\n1,2,30,5,K35.800,\n")
+    write(c / "wide_spellings.csv", "病案号,性别,年龄,主要诊断编码,其它诊断编码_1,其它诊断编码（2）,主要手术及操作编码,"
+                                    "其他手术及操作编码1\n1,1,40,K35.800,J18.900,,47.0100,\n2,1,40,K35.800,,J18.900,,\n")
+    write(c / "wide_unknown.csv", "病案号,性别,年龄,主要诊断编码,附加诊断编码1,附加诊断编码2,主要手术操作编码\n"
+                                  "1,1,40,K35.800,J18.900,,47.0100\n2,1,40,K35.800,,J18.900,\n")
+    write(c / "renamed.csv", "id,sex,age,los,出院诊断,proc\n" + GOOD, "gbk")
     (c / "folder.csv").mkdir()
     write(c / "cases.json", "{}")
     (c / "corrupt.parquet").write_bytes(b"PAR1" + bytes(100))

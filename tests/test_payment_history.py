@@ -128,3 +128,30 @@ def test_readmissions_stay_inside_the_history_years():
     years = frame["discharge_date"].dt.year()
     assert years.min() == 2022 and years.max() == 2024
     assert frame["patient_id"].n_unique() < frame.height      # readmissions are still there
+
+
+@pytest.mark.parametrize("pack", ["demo", "national 2.0"])
+def test_the_history_looks_like_a_hospitals_year(pack, demo, request):
+    """Issue 17: no diagnosis of the other sex (12 % female_dx_on_male before), no 23 % 新生儿科, and
+    sex, age and department agree with each case's MDC."""
+    scheme = demo if pack == "demo" else load_scheme(request.getfixturevalue("chs20_pack"))
+    history = synth_history(scheme, hospitals=10, years=1, cases=20_000, seed=0)
+    results, problems = grouper.group(history, scheme, problems=True)
+    assert problems.height == 0                                   # not one validation finding
+    assert results["status"].unique().to_list() == ["grouped"]
+    cases = pl.concat([history.select(pl.col("sex", "dept").cast(pl.String), pl.col("age").cast(pl.String)
+                                      .cast(pl.Int64)), results.select("mdc", "adrg")], how="horizontal")
+    depts = cases["dept"].value_counts(normalize=True)
+    share = dict(depts.rows())
+    assert share.get("新生儿科", 0) < 0.07
+    assert max(share.values()) < (0.35 if pack == "demo" else 0.15)   # the demo has 6 MDCs, the nation 26
+    mdc = pl.col("mdc").str.slice(3, 1)
+    assert cases.filter(mdc.is_in(["O", "N"]))["sex"].unique().to_list() in ([], ["2"])
+    assert cases.filter(mdc == "M")["sex"].unique().to_list() in ([], ["1"])
+    assert cases.filter(mdc == "O")["age"].is_between(15, 50).all()
+    assert (cases.filter(mdc == "P")["age"] == 0).all() and (cases.filter(mdc != "P")["dept"] != "新生儿科").all()
+    children = cases.filter(pl.col("age").is_between(1, 14) & (pl.col("adrg").str.slice(1, 1) > "J"))
+    assert (children["dept"] == "儿科").all()
+    if pack != "demo":
+        assert depts.height >= 20 and 0.4 < (cases["sex"] == "1").mean() < 0.6
+        assert 0.2 < (cases["age"] >= 65).mean() < 0.45

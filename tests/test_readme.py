@@ -119,6 +119,13 @@ def test_readme_blocks_run(tmp_path):
             f"{where}:{line}: block failed (exit {done.returncode}):\n{body}\n--- output ---\n{output[-3000:]}"
         ran += 1
     assert ran >= 12
+    # Run in the checkout itself, the examples must leave nothing git would pick up (issue 17).
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir() if p.name not in ("tables", "tests"))
+    if shutil.which("git") and (ROOT / ".git").exists():
+        check = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "--no-index", "--verbose", "--non-matching",
+                                "--stdin"], input="\n".join(written) + "\n", capture_output=True, text=True)
+        unignored = [line.split("\t")[-1] for line in check.stdout.splitlines() if line.startswith("::")]
+        assert not unignored, f"the examples write files .gitignore does not cover: {unignored}"
 
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")

@@ -165,7 +165,7 @@ def test_a_failed_overlay_import_leaves_no_partial_pack(tiny_region, tmp_path, m
 
     monkeypatch.setattr(regional, "scheme_text", disk_full)   # fails after the tables were written
     for out in (tmp_path / "new-overlay", tmp_path / "overlay"):
-        assert main([*argv[:-1], str(out)]) == 3
+        assert main([*argv[:-1], str(out), "--force"]) == 3   # --force: replacing the existing overlay
         assert "No space left on device" in capsys.readouterr().err
     assert not (tmp_path / "new-overlay").exists()
     assert {p.name: p.read_bytes() for p in (tmp_path / "overlay").iterdir()} == before

@@ -266,7 +266,7 @@ def test_quality_report_counts_by_dept(plain):
     frame = cases(*rows)
     _, problems = group_frame(plain, frame, problems=True)
     report = quality_report(plain, frame, problems)
-    assert report.columns == ["scope", "dept", "reason", "level", "cases", "total", "percent", "message_zh",
+    assert report.columns == ["scope", "dept", "reason", "level", "value", "cases", "total", "percent", "message_zh",
                               "message_en"]
     table = {(r["scope"], r["dept"], r["reason"]): (r["cases"], r["total"]) for r in report.iter_rows(named=True)}
     assert table[("all", None, "(any)")] == (4, 5)

@@ -28,13 +28,15 @@ def _loaded(scheme) -> LoadedDip:
 
 def group_dip(cases: pl.DataFrame | str | Path, scheme: LoadedDip | str | Path | None = None, *,
               columns: Mapping[str, str] | None = None, encoding: str | None = None,
-              threads: int | None = None) -> pl.DataFrame:
+              threads: int | None = None, sheet: str | int | None = None, skip_rows: int = 0) -> pl.DataFrame:
     """Group every case with a DIP pack: id, status, dip, dip_level, treatment, score, reason —
-    one row per input row, in order. `cases` is a file or a frame in either input shape."""
+    one row per input row, in order. `cases` is a file or a frame in either input shape (reading
+    options: see grouper.io.read_cases)."""
     from ..pipeline import case_batches
 
     plan = _loaded(scheme).plan
-    batches = case_batches(cases, batch_size=BATCH_SIZE, columns=columns, encoding=encoding)
+    batches = case_batches(cases, batch_size=BATCH_SIZE, columns=columns, encoding=encoding, sheet=sheet,
+                           skip_rows=skip_rows)
     return pl.concat([group_dip_frame(plan, b, threads=threads) for b in batches], rechunk=True)
 
 
@@ -42,12 +44,13 @@ def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: Load
                    batch_size: int = BATCH_SIZE, columns: Mapping[str, str] | None = None,
                    encoding: str | None = None, threads: int | None = None,
                    on_batch: Callable[[pl.DataFrame], None] | None = None, carry: bool = False,
-                   sheet: str | int | None = None, skip_rows: int = 0) -> int:
+                   sheet: str | int | None = None, skip_rows: int = 0, on_unused=None) -> int:
     """Group a file into an output file batch by batch (bounded memory); returns the row count.
     `sheet` and `skip_rows` read the input as grouper.io.read_cases does.
 
     `carry=True` writes a DIP grouped file: the results followed by the typed settlement fields
-    (CSV/Excel: money as yuan with two decimals), the input of `grouper settle` under a DIP policy."""
+    (CSV/Excel: money as yuan with two decimals), the input of `grouper settle` under a DIP policy.
+    `on_unused(headers)` is told the input columns that feed nothing (see grouper.io)."""
     from .. import io
     from ..fields import for_text_output
     from ..pipeline import case_batches
@@ -57,7 +60,7 @@ def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: Load
     rows = 0
     with io.ResultSink(output_path) as sink:
         for cases in case_batches(input_path, batch_size=batch_size, encoding=encoding, columns=columns,
-                                  settlement=carry, sheet=sheet, skip_rows=skip_rows):
+                                  settlement=carry, sheet=sheet, skip_rows=skip_rows, on_unused=on_unused):
             results = group_dip_frame(plan, cases, threads=threads)
             if carry:
                 results = dip_grouped(results, cases)

@@ -24,7 +24,7 @@ def check_command(pack, strict: bool) -> int:
     return EXIT_SCHEME if errors or (strict and warnings) else EXIT_OK
 
 
-def group_command(args, columns) -> int:
+def group_command(args, reading) -> int:
     import polars as pl
 
     from . import group_dip_file, load_dip_scheme
@@ -39,13 +39,15 @@ def group_command(args, columns) -> int:
                          "for one case)")
     console = stderr_console()
     scheme = load_dip_scheme(args.scheme)
-    batches = []
-    rows = group_dip_file(args.input, args.output, scheme, batch_size=args.batch_size, columns=columns,
-                          encoding=args.encoding, threads=args.threads, carry=getattr(args, "carry", False),
-                          sheet=args.sheet, skip_rows=args.skip_rows,
+    batches, unused = [], []
+    rows = group_dip_file(args.input, args.output, scheme, batch_size=args.batch_size, **reading,
+                          threads=args.threads, carry=getattr(args, "carry", False), on_unused=unused.extend,
                           on_batch=lambda r: batches.append(r.select("status", "dip_level")))
     if not args.quiet:
+        from ..console import render_unused_columns
+
         render_dip_summary(pl.concat(batches), console)
+        render_unused_columns(unused, console)
         console.print(f"{rows:,} cases → {args.output}")
     return EXIT_OK
 

@@ -11,13 +11,15 @@ from ..errors import SchemeError, with_source
 from ..lang import ast as lang_ast
 from ..lang.parse import _Builder as SchemeBuilder
 from ..lang.parse import _string, _syntax_diagnostic, read_source
+from ..package_data import data_dir
 from .ast import DipScheme, Setting
 
 
 @functools.cache
 def grammar() -> lark.Lark:
-    return lark.Lark.open_from_package("grouper.grammars", "dip.lark", parser="lalr",
-                                       propagate_positions=True, maybe_placeholders=True)
+    grammars = data_dir("grammars")   # dip.lark imports rules of scheme.lark beside it
+    return lark.Lark((grammars / "dip.lark").read_text(encoding="utf-8"), parser="lalr", import_paths=[str(grammars)],
+                     propagate_positions=True, maybe_placeholders=True)
 
 
 def parse_file(path: str | Path) -> DipScheme:

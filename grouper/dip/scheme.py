@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib import resources
+from ..package_data import data_dir
 from pathlib import Path
 
 from ..errors import Diagnostic, InputError, SchemeError
@@ -43,7 +43,7 @@ def is_dip_pack(pack: str | Path | None) -> bool:
 
 def dip_scheme_path(pack: str | Path | None) -> Path:
     if pack is None:
-        return Path(str(resources.files("grouper.tables").joinpath(DEMO_PACK, DIP_FILE)))
+        return data_dir("tables") / DEMO_PACK / DIP_FILE
     path = Path(pack)
     if path.is_dir():
         path = path / DIP_FILE

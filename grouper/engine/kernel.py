@@ -18,13 +18,14 @@ the GIL while grouping, so threads can group disjoint row ranges of one batch in
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import platform
 from types import ModuleType
 
 from . import _kernel_py
 
-__all__ = ["KERNEL", "KERNEL_NAME", "KERNEL_NAMES", "get_kernel", "group_cases"]
+__all__ = ["KERNEL", "KERNEL_NAME", "KERNEL_NAMES", "get_kernel", "group_cases", "kernel_description"]
 
 KERNEL_NAMES = ("cython", "python")
 
@@ -87,3 +88,22 @@ def companion(name: str, fallback: ModuleType) -> ModuleType:
             raise ImportError(_BUILD_HINT.format(detail=f" ({exc})")) from exc
         return fallback
 group_cases = KERNEL.group_cases
+
+
+COMPILED_MODULES = ("_kernel", "_dip_kernel", "_settle_kernel")  # ext/*.pyx (setup.py)
+
+
+def kernel_description() -> str:
+    """Which kernels run, and why not the compiled ones, for `grouper --version` and the run
+    summary: "cython kernel", or e.g. "python kernel: the compiled kernels are not built (...)"."""
+    if KERNEL_NAME == "python":
+        if os.environ.get("GROUPER_NO_EXTENSIONS"):
+            return "python kernel: GROUPER_NO_EXTENSIONS is set"
+        if platform.python_implementation() != "CPython":
+            return f"python kernel: {platform.python_implementation()} runs no compiled kernel"
+        return "python kernel: the compiled kernels are not built (slower; `pip install .` with a C compiler builds them)"
+    missing = [name for name in COMPILED_MODULES[1:] if importlib.util.find_spec(f"grouper.{name}") is None]
+    if missing:
+        return f"cython kernel; python twins for {', '.join(f'grouper.{m}' for m in missing)} (not built)"
+    return "cython kernel"
+

@@ -419,7 +419,7 @@ class Position:
 class ReplaceDef:
     """replace set/define/table: a new definition under a base name."""
 
-    definition: "SetDef | DefineDef | TableDef | InvalidDef | WarnDef"
+    definition: "SetDef | DefineDef | TableDef | InvalidDef | WarnDef | ReadSex | ReadEmptyNumber | ReadEmptyList"
     span: Span | None = _span()
 
 

@@ -12,6 +12,7 @@ import polars as pl
 from .. import reasons
 from ..errors import Diagnostic
 from . import ast
+from .overlay import READS, read_keys
 from .printer import statement_lines
 from .settings import SETTINGS, resolved
 from .tables import TableStore
@@ -186,12 +187,11 @@ class _Checker:
                 self.error("duplicate-group", f"qy code {qy.code} is already a group code (at {groups[qy.code].span})", qy.span)
         reads: dict[tuple[str, str], ast.Statement] = {}
         for st in self.scheme.statements:
-            keys = ([("read", "sex")] if isinstance(st, ast.ReadSex)
-                    else [("read empty", f) for f in st.fields] if isinstance(st, ast.ReadEmptyNumber)
-                    else [("read empty", st.scope)] if isinstance(st, ast.ReadEmptyList) else [])
-            for key in keys:
+            for key in read_keys(st) if isinstance(st, READS) else ():
                 if key in reads:
-                    self.error("duplicate-name", f"`{' '.join(key)}` is set twice (first at {reads[key].span})", st.span)
+                    overlay = self.scheme.header.extends is not None
+                    self.error("duplicate-name", f"`{' '.join(key)}` is set twice (first at {reads[key].span})", st.span,
+                               f"an overlay changes its base's with `replace {' '.join(key)} ...`" if overlay else None)
                 reads[key] = st
 
     def all_qys(self) -> list[ast.QyDef]:

@@ -10,6 +10,9 @@ file order, each to a named target that must exist (else an error at the operati
 - `remove`, `move ... POSITION`, `rename mdc|adrg|drg CODE to NEW ["name"]`
 - `replace set|define|table NAME ...`          a new definition under the same name: every base
                                                rule that names it follows
+- `replace read sex ... | read empty F, ... as N | read empty dx as none`: how the base reads a
+                                               field (each field named is taken from the base's
+                                               `read` statement that had it)
 - `patch table NAME with "patch.csv"`          rows removed (`-`) and added (`+`), see tables.py
 - `setting NAME = VALUE`                       overrides the base's setting of that name
 - qy rules (歧义组), named `qy CODE` (top level) or `qy CODE in MDC` (inside it): `replace qy CODE
@@ -31,6 +34,22 @@ from ..errors import Diagnostic
 from . import ast
 
 KINDS = ("mdc", "adrg", "drg")
+READS = (ast.ReadSex, ast.ReadEmptyNumber, ast.ReadEmptyList)
+
+
+def read_keys(st) -> list[tuple[str, str]]:
+    """What a `read` statement sets: ("read", "sex"), ("read empty", FIELD) for each field it names."""
+    if isinstance(st, ast.ReadSex):
+        return [("read", "sex")]
+    if isinstance(st, ast.ReadEmptyNumber):
+        return [("read empty", f) for f in st.fields]
+    return [("read empty", st.scope)]
+
+
+def statement_text(st) -> str:
+    from .printer import statement_lines
+
+    return " ".join(statement_lines(st))
 CHECKS = {ast.InvalidDef: "invalid", ast.WarnDef: "warn"}   # input checks, tried in order among their kind
 PARENT = {"adrg": "mdc", "drg": "adrg"}
 
@@ -232,6 +251,8 @@ class _Merger:
                 group = where[0].children[where[1]]
                 changes = {"code": st.new_code, **({"name": st.name} if st.name is not None else {})}
                 group.node = _changed(dataclasses.replace(group.node, **changes), st.span)
+        elif isinstance(st, ast.ReplaceDef) and isinstance(st.definition, READS):
+            self.replace_read(st)
         elif isinstance(st, ast.ReplaceDef):
             definition = st.definition
             i = self.definition_index(definition)
@@ -252,6 +273,26 @@ class _Merger:
                                                  changes=table.changes + ((st.span,) if st.span else ()))
         else:
             raise TypeError(f"not an overlay operation: {st!r}")
+
+    def replace_read(self, st: ast.ReplaceDef) -> None:
+        """`replace read ...`: the base's reading of each field named is dropped (a base statement
+        left without fields goes), the new statement takes the place of the first one it replaces."""
+        new = st.definition
+        keys = read_keys(new)
+        places = [i for i, other in enumerate(self.others) if isinstance(other, READS) and set(read_keys(other)) & set(keys)]
+        missing = [key for key in keys if not any(key in read_keys(self.others[i]) for i in places)]
+        if missing:
+            text = " ".join(missing[0])
+            self.error("unknown-read", f"the base has no `{text} ...` to replace (it reads that field the default way)",
+                       st.span, f"state it without `replace`: `{statement_text(new)}`")
+            return
+        for i in reversed(places):  # all at or after places[0], where the new statement goes
+            other = self.others[i]
+            if isinstance(other, ast.ReadEmptyNumber) and set(other.fields) - set(new.fields):
+                self.others[i] = dataclasses.replace(other, fields=tuple(f for f in other.fields if f not in new.fields))
+            else:
+                del self.others[i]
+        self.others.insert(places[0], new)
 
     def check_index(self, kind: str, name: str) -> int | None:
         rule_type = next(t for t, k in CHECKS.items() if k == kind)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from importlib import resources
+from ..package_data import data_dir
 from pathlib import Path
 
 import lark
@@ -23,7 +23,7 @@ _TERMINAL_NAMES = {
 
 @functools.cache
 def grammar() -> lark.Lark:
-    text = resources.files("grouper.grammars").joinpath("scheme.lark").read_text(encoding="utf-8")
+    text = (data_dir("grammars") / "scheme.lark").read_text(encoding="utf-8")
     return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 

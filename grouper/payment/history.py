@@ -9,8 +9,15 @@ realistic to find:
    are drawn with grouper.synth's seeded resampling (real code combinations, real case mix). Without
    one, they are built from the pack itself: `trials` random cases whose codes are drawn from the
    plan's code sets (a random set, then a random member: so every ADRG's diagnosis and procedure lists
-   are reachable), grouped once by the real kernel; the grouped ones (at most `templates_per_drg` per
-   DRG) are the templates. DRG popularity then follows a seeded Zipf law (exponent `zipf`).
+   are reachable), with ages of a hospital's year (`_trial_ages`), grouped once by the real kernel
+   with the scheme's validation. Only *plausible* cases become templates (at most `templates_per_drg`
+   per DRG): grouped, without a single validation problem (so no diagnosis of the other sex, no
+   newborn code on an adult, no duplicate code: whatever the scheme checks), and with the sex and age
+   their MDC implies (`_plausible`: pregnancy 15–50 and female, female / male reproductive organs,
+   newborns only in MDCP). Each template gets the department that treats it (`department_for`: by
+   MDC, surgical or medical ADRG, 儿科 for children). DRG popularity follows the MDC mix of a
+   general hospital's year (`MDC_SHARES`, illustrative), and a seeded Zipf law (exponent `zipf`)
+   among the DRGs of each MDC.
 2. **Costs** per DRG are log-normal. The DRG mean is `base_cost` × an ADRG effect (log-normal,
    `adrg_sd`, seeded by the ADRG code, so stable across runs) × a severity factor from the CHS-DRG
    code's last digit (1 MCC, 3 CC, 5 none, 9 no split, other digits; `severity`) × a surgery factor
@@ -151,9 +158,7 @@ def pack_templates(scheme, params: HistoryParams, seed: int) -> Templates:
     px_idx = _draw(proc_pools, rng, int(n_proc.sum())) if proc_pools else np.zeros(0, np.int64)
     dx_text = _join(codes, dx_idx, n_sec + 1)
     px_text = _join(codes, px_idx, n_proc)
-    kind = rng.random(n)
-    newborn, child = kind < 0.04, (kind >= 0.04) & (kind < 0.12)
-    age = np.where(newborn, 0, np.where(child, rng.integers(1, 15, n), rng.integers(15, 91, n)))
+    age, newborn = _trial_ages(rng, n)
     depts = list(plan.depts)
     dept = (np.where(rng.random(n) < 0.2, np.array(depts, dtype=object)[rng.integers(0, len(depts), n)], None)
             if depts else np.full(n, None, dtype=object))
@@ -168,30 +173,90 @@ def pack_templates(scheme, params: HistoryParams, seed: int) -> Templates:
         "dx": dx_text,
         "proc": px_text,
     })
-    results = group_cases(trials, scheme)
-    keep = (results["status"] == "grouped").to_numpy()
-    kept = trials.filter(pl.Series(keep)).with_columns(results.filter(pl.Series(keep)).select("mdc", "adrg", "drg"))
+    keep = _plausible(trials, plan)
+    kept = trials.filter(pl.Series(keep[0])).with_columns(keep[1].filter(pl.Series(keep[0])).select("mdc", "adrg", "drg"))
     kept = (kept.with_columns(pl.int_range(pl.len()).over("drg").alias("_k"))
             .filter(pl.col("_k") < params.templates_per_drg).drop("_k"))
     if kept.height == 0:
-        raise InputError("no random case built from the pack's tables was grouped; give a case source (--source)")
+        raise InputError("no random case built from the pack's tables was grouped without a validation problem; "
+                         "give a case source (--source)")
     return Templates(_with_departments(kept, plan).drop("mdc", "adrg", "drg", "los", "discharge"),
                      kept["drg"].to_numpy(), kept["adrg"].to_numpy(), kept["mdc"].to_numpy())
 
 
-# A department for templates without one, by MDC (names outside the plan's departments group exactly
-# like a missing department, so this never changes a case's group).
-MDC_DEPARTMENTS = {"A": "重症医学科", "B": "神经内科", "C": "眼科", "D": "耳鼻喉科", "E": "呼吸内科", "F": "心血管内科",
-                   "G": "消化内科", "H": "肝胆外科", "I": "骨科", "J": "皮肤科", "K": "内分泌科", "L": "肾内科",
-                   "M": "泌尿外科", "N": "妇科", "O": "产科", "P": "新生儿科", "Q": "血液科", "R": "肿瘤科",
-                   "S": "感染科", "T": "精神科", "U": "精神科", "V": "急诊科", "W": "烧伤科", "X": "康复科",
-                   "Y": "感染科", "Z": "创伤外科"}
+# Age bands of a general hospital's inpatients (illustrative): newborns, children, then adults
+# weighted towards the old, as inpatient years are.
+AGE_BANDS = ((0, 0, 0.03), (1, 14, 0.07), (15, 44, 0.27), (45, 64, 0.30), (65, 79, 0.23), (80, 95, 0.10))
+
+# Share of a general hospital's discharges by MDC letter (illustrative, of the order of Chinese
+# tertiary-hospital case mixes: circulatory, respiratory, digestive and musculoskeletal first).
+MDC_SHARES = {"A": 0.005, "B": 0.08, "C": 0.03, "D": 0.03, "E": 0.12, "F": 0.13, "G": 0.11, "H": 0.05, "I": 0.09,
+              "J": 0.025, "K": 0.04, "L": 0.05, "M": 0.015, "N": 0.04, "O": 0.06, "P": 0.02, "Q": 0.01, "R": 0.06,
+              "S": 0.01, "T": 0.005, "U": 0.002, "V": 0.01, "W": 0.002, "X": 0.01, "Y": 0.001, "Z": 0.003}
+MDC_SHARE_OTHER = 0.005
+
+# The department that treats a case, by MDC letter: (medical, surgical). An ADRG is surgical when
+# its second letter is A–J (the CHS-DRG naming rule); children (1–14) on a medical ADRG go to 儿科.
+MDC_DEPARTMENTS = {"A": ("重症医学科", "重症医学科"), "B": ("神经内科", "神经外科"), "C": ("眼科", "眼科"),
+                   "D": ("耳鼻喉科", "耳鼻喉科"), "E": ("呼吸内科", "胸外科"), "F": ("心血管内科", "心脏大血管外科"),
+                   "G": ("消化内科", "胃肠外科"), "H": ("消化内科", "肝胆外科"), "I": ("风湿免疫科", "骨科"),
+                   "J": ("皮肤科", "乳腺甲状腺外科"), "K": ("内分泌科", "乳腺甲状腺外科"), "L": ("肾内科", "泌尿外科"),
+                   "M": ("泌尿外科", "泌尿外科"), "N": ("妇科", "妇科"), "O": ("产科", "产科"), "P": ("新生儿科", "新生儿科"),
+                   "Q": ("血液科", "血液科"), "R": ("肿瘤科", "肿瘤外科"), "S": ("感染科", "感染科"),
+                   "T": ("精神科", "精神科"), "U": ("精神科", "精神科"), "V": ("急诊科", "急诊外科"),
+                   "W": ("烧伤科", "烧伤科"), "X": ("康复医学科", "康复医学科"), "Y": ("感染科", "感染科"),
+                   "Z": ("创伤外科", "创伤外科")}
+
+
+def _trial_ages(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(age in years, newborn flag) of n trial cases, by AGE_BANDS."""
+    band = rng.choice(len(AGE_BANDS), n, p=[share for _, _, share in AGE_BANDS])
+    low = np.array([lo for lo, _, _ in AGE_BANDS])[band]
+    high = np.array([hi for _, hi, _ in AGE_BANDS])[band]
+    return low + (rng.random(n) * (high - low + 1)).astype(np.int64), band == 0
+
+
+def _plausible(trials: pl.DataFrame, plan) -> tuple[np.ndarray, pl.DataFrame]:
+    """(which trials may become templates, their results): grouped, without any validation problem
+    of the scheme, and with the sex and age their MDC implies."""
+    from .. import io
+    from ..pipeline import group_frame
+
+    results, problems = group_frame(plan, io.cases_from_frame(trials), problems=True)
+    clean = np.ones(trials.height, dtype=bool)
+    clean[problems["row"].unique().to_numpy()] = False
+    letter = results["mdc"].str.slice(3, 1).fill_null("")
+    sex, age = trials["sex"], trials["age"].cast(pl.Int64)
+    newborn = trials["age_days"].is_not_null()
+    fits = pl.select(
+        pl.when(letter == "O").then((sex == "2") & age.is_between(15, 50))
+        .when(letter == "N").then((sex == "2") & (age >= 12))
+        .when(letter == "M").then(sex == "1")
+        .when(letter == "P").then(newborn)
+        .otherwise(~newborn)
+    ).to_series().fill_null(False).to_numpy()
+    return (results["status"] == "grouped").to_numpy() & clean & fits, results
+
+
+def department_for(mdc: pl.Expr, adrg: pl.Expr, age: pl.Expr) -> pl.Expr:
+    """The department of a case (see MDC_DEPARTMENTS), as an expression over its MDC, ADRG and age."""
+    letter = mdc.str.slice(3, 1)
+    medical = letter.replace_strict({k: v[0] for k, v in MDC_DEPARTMENTS.items()}, default="综合内科",
+                                    return_dtype=pl.String)
+    surgical = letter.replace_strict({k: v[1] for k, v in MDC_DEPARTMENTS.items()}, default="普通外科",
+                                     return_dtype=pl.String)
+    second = adrg.str.slice(1, 1)
+    is_surgical = (second >= "A") & (second <= "J")
+    child = age.cast(pl.Int64, strict=False).is_between(1, 14) & (letter != "P")
+    return pl.when(is_surgical).then(surgical).when(child).then(pl.lit("儿科")).otherwise(medical)
 
 
 def _with_departments(kept: pl.DataFrame, plan) -> pl.DataFrame:
-    names = {letter: name for letter, name in MDC_DEPARTMENTS.items() if name not in set(plan.depts)}
-    by_mdc = pl.col("mdc").str.slice(3, 1).replace_strict(names, default="综合科", return_dtype=pl.String)
-    return kept.with_columns(pl.coalesce(pl.col("dept"), by_mdc).alias("dept"))
+    # A name among the plan's departments could change the group (a rule may test dept): such a
+    # case keeps a neutral name, which groups like a missing department.
+    treating = department_for(pl.col("mdc"), pl.col("adrg"), pl.col("age"))
+    neutral = pl.when(treating.is_in(list(plan.depts))).then(pl.lit("综合科")).otherwise(treating)
+    return kept.with_columns(pl.coalesce(pl.col("dept"), neutral).alias("dept"))
 
 
 def _join(codes: np.ndarray, idx: np.ndarray, lengths: np.ndarray) -> pl.Series:
@@ -298,6 +363,28 @@ def hospitals(n: int, params: HistoryParams, seed: int) -> Hospitals:
                      rng.lognormal(0, params.efficiency_sd, n))
 
 
+def _drg_popularity(templates: Templates, zipf: float, seed: int) -> np.ndarray:
+    """The draw weight of each template: its MDC's share of a hospital's year (MDC_SHARES) × a
+    seeded Zipf weight of its DRG among the DRGs of that MDC, shared by the DRG's templates."""
+    drgs = sorted(set(templates.drg))
+    mdc_of = dict(zip(templates.drg, templates.mdc))
+    rng = np.random.default_rng([seed, 0x21F])
+    order = rng.permutation(len(drgs))
+    rank_in_mdc: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for i in order:  # a seeded order; each MDC's DRGs ranked 1, 2, ... in it
+        mdc = mdc_of[drgs[i]]
+        seen[mdc] = seen.get(mdc, 0) + 1
+        rank_in_mdc[drgs[i]] = seen[mdc]
+    weight = {d: 1.0 / rank_in_mdc[d] ** zipf for d in drgs}
+    mdc_total: dict[str, float] = {}
+    for d in drgs:
+        mdc_total[mdc_of[d]] = mdc_total.get(mdc_of[d], 0.0) + weight[d]
+    count = dict(pl.Series(templates.drg, dtype=pl.String).value_counts().rows())
+    share = {m: MDC_SHARES.get(str(m)[3:4], MDC_SHARE_OTHER) for m in mdc_total}
+    return np.array([share[mdc_of[d]] * weight[d] / mdc_total[mdc_of[d]] / count[d] for d in templates.drg])
+
+
 # ---- generation ----------------------------------------------------------------------------------
 
 class HistoryGenerator:
@@ -324,14 +411,7 @@ class HistoryGenerator:
         if self.source:
             return None
         p = self.params
-        drgs = pl.Series(self.templates.drg, dtype=pl.String)
-        unique = sorted(set(self.templates.drg))
-        rng = np.random.default_rng([self.seed, 0x21F])
-        rank = rng.permutation(len(unique)) + 1
-        popularity = dict(zip(unique, 1.0 / rank ** p.zipf))
-        per_drg = drgs.value_counts().rows()
-        count = dict(per_drg)
-        base = np.array([popularity[d] / count[d] for d in self.templates.drg])
+        base = _drg_popularity(self.templates, p.zipf, self.seed)
         rel = self.model.mean / np.exp(np.mean(np.log(self.model.mean)))
         return {level: _inverse_cdf(base * rel ** tilt) for level, tilt in p.casemix_tilt.items()}
 

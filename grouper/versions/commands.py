@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+from ..options import add_reading_arguments, reading_arguments
+
 
 def add_versions_parsers(sub) -> None:
     x = sub.add_parser("crosswalk", help="group the same cases under two schemes: where each source DRG's cases land")
@@ -10,7 +12,7 @@ def add_versions_parsers(sub) -> None:
     x.add_argument("--to", dest="to_pack", required=True, help="the scheme they go to (pack or .grp)")
     x.add_argument("-o", "--output", help="write the whole crosswalk table (.csv, .parquet or .xlsx)")
     x.add_argument("--top", type=int, default=15, help="source groups shown on the terminal (most cases first); default 15")
-    x.add_argument("--encoding", help="CSV encoding of the cases")
+    add_reading_arguments(x)
     x.add_argument("--batch-size", type=int, default=1_000_000, help="rows per batch; default 1,000,000")
     x.set_defaults(run=cmd_crosswalk)
 
@@ -30,14 +32,14 @@ def cmd_crosswalk(args) -> int:
                       [("-o", args.output)])
         io.output_format(args.output)
     before, after = load_scheme(args.from_pack), load_scheme(args.to_pack)
-    table = crosswalk(args.cases, before, after, batch_size=args.batch_size, encoding=args.encoding)
+    table = crosswalk(args.cases, before, after, batch_size=args.batch_size, **reading_arguments(args))
     if args.output:
         io.write_results(table, args.output)
     render_crosswalk(table, before, after, stderr_console() if args.output else None, top=args.top)
     return 0
 
 
-def group_by_date_command(args, columns) -> int:
+def group_by_date_command(args, reading) -> int:
     """`grouper group INPUT -o OUTPUT --by-date SCHEDULE`: each case with the scheme in force at its discharge date."""
     from ..errors import UsageError
     from ..outputs import check_outputs
@@ -55,11 +57,13 @@ def group_by_date_command(args, columns) -> int:
     check_outputs([("--by-date", args.by_date), *(pair for period in schedule.periods
                                                   for pair in pack_inputs(f"--by-date pack {period.pack}", period.pack))],
                   [("-o", args.output)])
-    counts = []
-    rows = group_file_by_date(args.input, args.output, schedule, batch_size=args.batch_size, columns=columns,
-                              encoding=args.encoding, threads=args.threads, carry=args.carry, sheet=args.sheet,
-                              skip_rows=args.skip_rows,
+    counts, unused = [], []
+    rows = group_file_by_date(args.input, args.output, schedule, batch_size=args.batch_size, **reading,
+                              threads=args.threads, carry=args.carry, on_unused=unused.extend,
                               on_batch=lambda r: counts.append(r.group_by("scheme", "scheme_version", "status").len()))
     if not args.quiet:
+        from ..console import render_unused_columns
+
         render_schedule_summary(schedule, counts, rows, args.output, stderr_console())
+        render_unused_columns(unused, stderr_console())
     return 0

@@ -37,10 +37,12 @@ def _weights(scheme: LoadedScheme) -> pl.DataFrame:
 
 def crosswalk(source: pl.DataFrame | str | Path, from_scheme: LoadedScheme, to_scheme: LoadedScheme, *,
               batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
-              encoding: str | None = None, threads: int | None = None) -> pl.DataFrame:
+              encoding: str | None = None, threads: int | None = None, sheet: str | int | None = None,
+              skip_rows: int = 0) -> pl.DataFrame:
     """Group the cases of a file or frame under both schemes; the pair counts described above."""
     counts = []
-    for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding):
+    for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, sheet=sheet,
+                              skip_rows=skip_rows):
         before = group_frame(from_scheme.plan, cases, threads=threads)
         after = group_frame(to_scheme.plan, cases, threads=threads)
         pairs = pl.DataFrame({"from_group": before.select(_group_label(before)).to_series(),

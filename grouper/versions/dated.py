@@ -124,7 +124,7 @@ def _group_dated(schedule: Schedule, cases: pl.DataFrame, threads: int | None, c
 def group_by_date(source: pl.DataFrame | str | Path, schedule: Schedule, *, batch_size: int = DEFAULT_BATCH_SIZE,
                   columns: Mapping[str, str] | None = None, encoding: str | None = None,
                   threads: int | None = None, carry: bool = False, sheet: str | int | None = None,
-                  skip_rows: int = 0) -> Iterator[pl.DataFrame]:
+                  skip_rows: int = 0, on_unused=None) -> Iterator[pl.DataFrame]:
     """Result batches (input order, one row per case) of a file or frame grouped by discharge date:
     id, status, mdc, adrg, drg, reason, warnings, scheme, scheme_version (with `carry`, then the
     settlement fields, as `grouper group --carry` writes them). `sheet` and `skip_rows` read the
@@ -132,7 +132,7 @@ def group_by_date(source: pl.DataFrame | str | Path, schedule: Schedule, *, batc
     (no_scheme_in_force); when no case of the whole input has one, the input is refused."""
     dated = rows = 0
     for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=True,
-                              sheet=sheet, skip_rows=skip_rows):
+                              sheet=sheet, skip_rows=skip_rows, on_unused=on_unused):
         rows += cases.height
         dated += cases.height - cases["discharge_date"].null_count()
         yield _group_dated(schedule, cases, threads, carry)
@@ -144,7 +144,7 @@ def group_by_date(source: pl.DataFrame | str | Path, schedule: Schedule, *, batc
 def group_file_by_date(input_path: str | Path, output_path: str | Path, schedule: Schedule, *,
                        batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
                        encoding: str | None = None, threads: int | None = None, on_batch=None, carry: bool = False,
-                       sheet: str | int | None = None, skip_rows: int = 0) -> int:
+                       sheet: str | int | None = None, skip_rows: int = 0, on_unused=None) -> int:
     """Stream a file grouped by discharge date into an output file (written atomically); row count."""
     from .. import io
     from ..fields import for_text_output
@@ -153,7 +153,7 @@ def group_file_by_date(input_path: str | Path, output_path: str | Path, schedule
     with io.ResultSink(output_path) as sink:
         for results in group_by_date(input_path, schedule, batch_size=batch_size, columns=columns,
                                      encoding=encoding, threads=threads, carry=carry, sheet=sheet,
-                                     skip_rows=skip_rows):
+                                     skip_rows=skip_rows, on_unused=on_unused):
             sink.write(for_text_output(results) if carry and sink.suffix in (".csv", ".xlsx") else results)
             rows += results.height
             if on_batch is not None:

@@ -1,0 +1,165 @@
+"""The JSON shape of a case, and the one step from JSON to the project's reader.
+
+A JSON case is a flat object: the grouping fields of a discharge record (`id`, `sex`, `age`, `age_days`,
+`weight`, `dept`, `los`, `discharge`, `dx`, `proc`) and, optionally, its settlement fields (`hospital`,
+`hospital_level`, `insurance`, `cost`, `fund_paid`, `admission_date`, `discharge_date`, `patient_id`,
+`special_review`) — the canonical names of grouper.io, so a JSON case and a CSV row are the same record.
+
+Only the *shape* is checked here (unknown fields, JSON types that no CSV cell could hold: objects,
+arrays where a single value belongs, a code list holding a number). The values themselves — an age of
+"abc", a code outside the dictionaries, a cost with three decimals — are the reader's and the
+validation's business, exactly as for a CSV row: the case comes back with a status and a reason, never
+a 4xx. Every JSON value becomes the text a CSV cell would hold (an integral number prints without
+".0"), and the frame goes through `grouper.pipeline` like a file's batch.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..io import CANONICAL_COLUMNS, SCALAR_COLUMNS, SETTLEMENT_COLUMNS
+
+CODE_LISTS = ("dx", "proc")
+FIELDS = (*SCALAR_COLUMNS, *CODE_LISTS, *SETTLEMENT_COLUMNS)
+assert set(CANONICAL_COLUMNS) <= set(FIELDS)
+
+# What each field holds (the OpenAPI document shows these).
+FIELD_DOCS = {
+    "id": "病案号 / case id (default: the case's position, from 1)",
+    "sex": "性别: 1 男, 2 女 (or 男/女, M/F)",
+    "age": "年龄 (岁)",
+    "age_days": "年龄不足1周岁的年龄 (天)",
+    "weight": "新生儿出生体重 (克)",
+    "dept": "出院科别",
+    "los": "住院天数",
+    "discharge": "离院方式 (1 医嘱离院 … 5 死亡)",
+    "dx": "诊断编码, 主要诊断 first: an array of codes, or one text separated by | or ,",
+    "proc": "手术操作编码, 主要手术 first: an array of codes, or one text separated by | or ,",
+    "hospital": "定点医疗机构编码",
+    "hospital_level": "医疗机构等级: 3 / 2 / 1 (or 三级, 三级甲等 …)",
+    "insurance": "险种: 310 / employee (职工), 390 / resident (居民), other codes as given",
+    "cost": "医疗总费用, yuan (at most two decimals)",
+    "fund_paid": "统筹基金支付, yuan",
+    "admission_date": "入院日期 (2025-01-05, 20250105, …)",
+    "discharge_date": "出院日期; selects the pack in force (absent: today's pack)",
+    "patient_id": "个人编码",
+    "special_review": "特例单议 flag (true/false, 1/0, 是/否)",
+}
+assert set(FIELD_DOCS) == set(FIELDS)
+
+_MAX_TEXT = 200  # longer than any code, name or date a record holds; a longer value is not a field
+
+
+@dataclass
+class ShapeError(Exception):
+    """A request that is not the documented shape: which field (a JSON path), and why."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+def _text(value, where: str) -> str | None:
+    """A scalar JSON value as the text a CSV cell would hold."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if len(value) > _MAX_TEXT:
+            raise ShapeError(where, f"text longer than {_MAX_TEXT} characters")
+        return value
+    if isinstance(value, bool):  # before int: bool is an int in Python
+        return "true" if value else "false"
+    if isinstance(value, int):
+        if abs(value) >= 1 << 63:
+            raise ShapeError(where, "number out of range")
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ShapeError(where, "not a finite number")
+        return str(int(value)) if value.is_integer() and abs(value) < 2.0**63 else repr(value)
+    raise ShapeError(where, f"expected text or a number, got {_json_type(value)}")
+
+
+def _codes(value, where: str) -> str | None:
+    """A code list as the reader's list-shape text: codes joined with '|'."""
+    if value is None or isinstance(value, str):
+        if isinstance(value, str) and len(value) > 100 * _MAX_TEXT:
+            raise ShapeError(where, "code list too long")
+        return value
+    if not isinstance(value, list):
+        raise ShapeError(where, f"expected an array of codes or a text, got {_json_type(value)}")
+    if len(value) > 100:
+        raise ShapeError(where, f"{len(value)} codes; at most 100")
+    for i, code in enumerate(value):
+        if not isinstance(code, str):
+            raise ShapeError(f"{where}[{i}]", f"a code is text, got {_json_type(code)}")
+        if "|" in code or "," in code:
+            raise ShapeError(f"{where}[{i}]", "a code cannot contain '|' or ','")
+        if len(code) > _MAX_TEXT:
+            raise ShapeError(f"{where}[{i}]", f"text longer than {_MAX_TEXT} characters")
+    return "|".join(value)
+
+
+def _json_type(value) -> str:
+    return {dict: "an object", list: "an array", bool: "true/false", str: "text", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def unknown_field(name: str, where: str) -> ShapeError:
+    close = difflib.get_close_matches(name, FIELDS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ShapeError(f"{where}.{name}", f"unknown field{hint}; a case has {', '.join(FIELDS)}")
+
+
+def case_columns(cases: list, where: str = "cases") -> dict[str, list]:
+    """Check the shape of JSON cases; their fields as text columns (every field, null where absent)."""
+    columns: dict[str, list] = {name: [None] * len(cases) for name in FIELDS}
+    for i, case in enumerate(cases):
+        _case_into(columns, i, case, f"{where}[{i}]")
+    return columns
+
+
+def check_case(case, where: str = "case") -> None:
+    """Check the shape of one JSON case (a ShapeError names the field, e.g. case.age)."""
+    _case_into({name: [None] for name in FIELDS}, 0, case, where)
+
+
+def _case_into(columns: dict[str, list], i: int, case, at: str) -> None:
+    if type(case) is not dict:
+        raise ShapeError(at, f"a case is a JSON object, got {_json_type(case)}")
+    for name, value in case.items():
+        column = columns.get(name)
+        if column is None:
+            raise unknown_field(name, at)
+        kind = type(value)
+        # the common shapes inline (a batch of 10,000 cases has ~100,000 values); the rest, and every
+        # error, through _text / _codes
+        if kind is str and len(value) <= _MAX_TEXT and name not in CODE_LISTS:
+            column[i] = value
+        elif kind is int and -_INT_LIMIT < value < _INT_LIMIT:
+            column[i] = str(value)
+        elif kind is list and name in CODE_LISTS and len(value) <= 100 and all(type(c) is str for c in value):
+            joined = "|".join(value)
+            if "," in joined or joined.count("|") != max(len(value) - 1, 0) or any(len(c) > _MAX_TEXT for c in value):
+                column[i] = _codes(value, f"{at}.{name}")   # raises, naming the code
+            else:
+                column[i] = joined
+        else:
+            column[i] = _codes(value, f"{at}.{name}") if name in CODE_LISTS else _text(value, f"{at}.{name}")
+
+
+_INT_LIMIT = 1 << 63
+
+
+def case_frame(cases: list, where: str = "cases") -> pl.DataFrame:
+    """JSON cases → the raw frame the project's reader canonicalises (grouper.pipeline.case_batches)."""
+    columns = case_columns(cases, where)
+    ids = columns["id"]
+    for i, value in enumerate(ids):
+        if value is None:   # a case without an id: its position in the request, from 1
+            ids[i] = str(i + 1)
+    return pl.DataFrame(columns, schema={name: pl.String for name in FIELDS})
