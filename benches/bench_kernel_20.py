@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SEED, record
+from conftest import golden_batch, national_plan, record
 from grouper.engine.run import run_kernel
 
 N = 1_000_000
@@ -20,22 +20,13 @@ SHARED_20 = Path(__file__).resolve().parents[1].parent / "shared" / "chs-drg-2.0
 def plan20(workdir):
     if not (SHARED_20 / "golden" / "cases.csv").is_file():
         pytest.skip(f"CHS-DRG 2.0 tables not found at {SHARED_20}")
-    from grouper.importers.chs_drg import import_chs_drg
-    from grouper.scheme import load_scheme
-
-    import_chs_drg(SHARED_20, workdir / "chs-drg-2.0")
-    return load_scheme(workdir / "chs-drg-2.0").plan
+    return national_plan(SHARED_20, workdir / "chs-drg-2.0")
 
 
 @pytest.fixture(scope="session")
 def batch20_own(plan20):
     """The 2.0 golden set resampled to 1 M cases, encoded for the 2.0 plan (validation applied)."""
-    from grouper.io import cases_from_frame
-    from grouper.pipeline import prepare
-    from grouper.synth import read_source, resample_cases
-
-    cases = cases_from_frame(resample_cases(read_source(SHARED_20 / "golden" / "cases.csv"), N, seed=SEED))
-    return prepare(plan20, cases).batch
+    return golden_batch(plan20, SHARED_20, N)
 
 
 @pytest.fixture(scope="session")

@@ -266,3 +266,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 def pytest_configure(config):
     config._grouper_started = time.perf_counter()
+
+
+def national_plan(tables: Path, folder: Path):
+    """Import a national table set (../shared/chs-drg-*) into `folder` and load its plan."""
+    from grouper.importers.chs_drg import import_chs_drg
+    from grouper.scheme import load_scheme
+
+    import_chs_drg(tables, folder)
+    return load_scheme(folder).plan
+
+
+def golden_batch(plan, tables: Path, n: int):
+    """The table set's golden cases resampled to n, encoded for `plan` (validation applied)."""
+    from grouper.io import cases_from_frame
+    from grouper.pipeline import prepare
+    from grouper.synth import read_source, resample_cases
+
+    cases = cases_from_frame(resample_cases(read_source(tables / "golden" / "cases.csv"), n, seed=SEED))
+    return prepare(plan, cases).batch

@@ -71,6 +71,8 @@ cdef enum:
 cdef enum:
     B_NO_DRG_STATUS = 1
     B_SECOND_ATTEMPT = 2
+    B_ATTEMPT_ALONE = 4
+    B_LAST_ENTERED = 8
 
 cdef enum:
     MAX_STACK = 64
@@ -92,7 +94,8 @@ def _check_ir_constants():
         "OP_GATE": K_GATE, "OP_COUNT_ITEMS": K_COUNT_ITEMS, "OP_GATE_FIELD": K_GATE_FIELD,
         "GROUPED": ST_GROUPED, "NO_ADRG": ST_NO_ADRG, "UNGROUPABLE": ST_UNGROUPABLE,
         "INVALID": ST_INVALID, "NO_DRG": ST_NO_DRG, "QY": ST_QY, "NO_DRG_STATUS": B_NO_DRG_STATUS,
-        "SECOND_ATTEMPT": B_SECOND_ATTEMPT, "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
+        "SECOND_ATTEMPT": B_SECOND_ATTEMPT, "ATTEMPT_ALONE": B_ATTEMPT_ALONE,
+        "LAST_ENTERED": B_LAST_ENTERED, "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
         "NO_CONDITION": NO_CONDITION, "NOT_QY": NOT_QY, "MISSING": MISSING,
     }
     wrong = [name for name, value in expected.items() if int(getattr(_ir, name)) != value]
@@ -631,8 +634,8 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     cdef PlanC p
     cdef CaseC cs, moved
     cdef uint32_t* reordered = NULL
-    cdef uint8_t retry_status
-    cdef int32_t retry_mdc, retry_adrg, retry_drg, retry_reason
+    cdef uint8_t retry_status, first_status
+    cdef int32_t retry_mdc, retry_adrg, retry_drg, retry_reason, last_mdc
 
     # ---- shapes of the batch
     if stop < 0:
@@ -757,15 +760,21 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 group_one(&p, &cs, st + i, o_mdc + i, o_adrg + i, o_drg + i, o_reason + i, behaviour)
                 if not behaviour & B_SECOND_ATTEMPT or st[i] == ST_GROUPED or st[i] == ST_INVALID or st[i] == ST_QY:
                     continue
-                # Second attempt: procedure j moved to the front, the others in order; first grouped wins.
+                # Second attempt: procedure j moved to the front, the others in order (ATTEMPT_ALONE:
+                # procedure j alone); first grouped wins. LAST_ENTERED: else the last no_adrg MDC.
+                first_status = st[i]
+                last_mdc = o_mdc[i] if first_status == ST_NO_ADRG else -1
                 moved = cs
                 moved.px = reordered
+                if behaviour & B_ATTEMPT_ALONE:
+                    moved.n_px = 1
                 for j in range(1, cs.n_px):
                     reordered[0] = cs.px[j]
-                    for q in range(j):
-                        reordered[q + 1] = cs.px[q]
-                    for q in range(j + 1, cs.n_px):
-                        reordered[q] = cs.px[q]
+                    if not behaviour & B_ATTEMPT_ALONE:
+                        for q in range(j):
+                            reordered[q + 1] = cs.px[q]
+                        for q in range(j + 1, cs.n_px):
+                            reordered[q] = cs.px[q]
                     group_one(&p, &moved, &retry_status, &retry_mdc, &retry_adrg, &retry_drg, &retry_reason, behaviour)
                     if retry_status == ST_GROUPED:
                         st[i] = retry_status
@@ -774,6 +783,16 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                         o_drg[i] = retry_drg
                         o_reason[i] = retry_reason
                         break
+                    if retry_status == ST_NO_ADRG:
+                        last_mdc = retry_mdc
+                else:
+                    if (behaviour & B_LAST_ENTERED and last_mdc >= 0
+                            and (first_status == ST_NO_ADRG or first_status == ST_UNGROUPABLE)):
+                        st[i] = ST_NO_ADRG
+                        o_mdc[i] = last_mdc
+                        o_adrg[i] = -1
+                        o_drg[i] = -1
+                        o_reason[i] = -1
     finally:
         free(reordered)
 

@@ -406,18 +406,22 @@ def cmd_import(args) -> int:
 
         return import_command(args)
     unused: list[str] = []
+    warnings: list[str] = []
     if args.base:
         from .importers.regional import import_overlay
 
         path = import_overlay(args.table_dir, args.base, args.output, name=args.name or "CHS-DRG",
                               version=args.scheme_version, with_maps=args.with_maps, allow_unused=args.allow_unused,
-                              unused=unused)
+                              unused=unused, warnings=warnings)
     else:
         path = import_chs_drg(args.table_dir, args.output, name=args.name or "CHS-DRG", version=args.scheme_version,
-                              with_maps=args.with_maps, allow_unused=args.allow_unused, unused=unused)
+                              with_maps=args.with_maps, allow_unused=args.allow_unused, unused=unused,
+                              warnings=warnings)
     console = stderr_console()
     for problem in unused:
         console.print(f"warning: unused table rows: {problem}", style="yellow", markup=False)
+    for problem in warnings:
+        console.print(f"warning: {problem}", style="yellow", markup=False)
     console.print(f"wrote {path} (check it with: grouper check {args.output})")
     return EXIT_OK
 

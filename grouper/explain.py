@@ -247,13 +247,15 @@ def _setting_step(scheme, name: str, detail: str) -> Step:
 
 
 def _second_attempts(scheme, case: Case, codes: dict, raw: dict, dx: list, px: list) -> list[Step]:
-    """setting second_attempt = later_procedures: each later procedure in turn as the principal one."""
+    """setting second_attempt (later_procedures, later_procedure_alone): each later procedure in turn as the principal one."""
     plan_arrays = scheme.plan.kernel_args()
     steps = [_setting_step(scheme, "second_attempt", "no group on the first attempt: each later procedure "
-                                                     "in turn becomes the principal procedure")]
+                                                     "in turn becomes the principal procedure"
+                           + (" (and the only one)" if scheme.plan.behaviour & ir.ATTEMPT_ALONE else ""))]
+    alone = scheme.plan.behaviour & ir.ATTEMPT_ALONE
     for j in range(1, len(px)):
-        moved_px = [px[j]] + px[:j] + px[j + 1:]
-        moved = Case(case.dx, [case.px[j]] + case.px[:j] + case.px[j + 1:], case.fields)
+        moved_px = [px[j]] if alone else [px[j]] + px[:j] + px[j + 1:]
+        moved = Case(case.dx, [case.px[j]] if alone else [case.px[j]] + case.px[:j] + case.px[j + 1:], case.fields)
         moved_codes = {**codes, "pproc": moved_px[:1], "proc": moved_px, "secondary proc": moved_px[1:]}
         ev = _Evaluator(scheme, moved, moved_codes, raw)
 

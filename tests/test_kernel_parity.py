@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from grouper.engine import _kernel_py, ir
 from grouper.engine.ir import (
     DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MAX_STACK, MISSING, NE, NO_ADRG, NO_CONDITION, NO_DRG, NO_DRG_STATUS, SECOND_ATTEMPT,
+    ATTEMPT_ALONE, LAST_ENTERED,
     OP_AND, OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_GATE_FIELD, OP_HAS_TAG, OP_IN, OP_IN_UNLESS,
     OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
 )
@@ -485,6 +486,39 @@ def test_behaviour_flags(kernel, px, age, behaviour, expected):
     assert tuple(int(o[0]) for o in out) == expected
 
 
+def retry_plan():
+    """MDC 0 entered by pdx 10: ADRG 0 needs principal procedure 5 and procedure 9 anywhere (DRG 0).
+    MDC 1 entered by principal procedure 6: ADRG 1 needs pdx 20 (DRG 1)."""
+    pb = PlanBuilder(n_codes=40)
+    pb.mdc(pb.cond(I(OP_IN, PDX, pb.set([10]))),
+           [(pb.cond(I(OP_IN, PPROC, pb.set([5])), I(OP_IN, PROC, pb.set([9])), I(OP_AND)), [NO_CONDITION])])
+    pb.mdc(pb.cond(I(OP_IN, PPROC, pb.set([6]))), [(pb.cond(I(OP_IN, PDX, pb.set([20]))), [NO_CONDITION])])
+    return pb.build()
+
+
+ALONE = SECOND_ATTEMPT | ATTEMPT_ALONE
+
+
+@pytest.mark.parametrize("pdx, px, behaviour, expected", [
+    (10, [7, 5, 9], SECOND_ATTEMPT, (GROUPED, 0, 0, 0, -1)),      # [5, 7, 9]: procedure 9 is still there
+    (10, [7, 5, 9], ALONE, (NO_ADRG, 0, -1, -1, -1)),              # [5] alone, then [9] alone: neither groups
+    (10, [7, 9, 5], ALONE, (NO_ADRG, 0, -1, -1, -1)),
+    (10, [5, 9], ALONE, (GROUPED, 0, 0, 0, -1)),                   # the first attempt groups: no retry
+    (11, [7, 6], SECOND_ATTEMPT, (UNGROUPABLE, -1, -1, -1, -1)),    # no attempt groups: the first result
+    (11, [7, 6], SECOND_ATTEMPT | LAST_ENTERED, (NO_ADRG, 1, -1, -1, -1)),   # the retry entered MDC 1
+    (11, [7, 6], ALONE | LAST_ENTERED, (NO_ADRG, 1, -1, -1, -1)),
+    (10, [7, 6], ALONE, (NO_ADRG, 0, -1, -1, -1)),
+    (10, [7, 6], ALONE | LAST_ENTERED, (NO_ADRG, 1, -1, -1, -1)),  # MDC 0, then MDC 0 and 1 in the retry
+    (10, [7, 6, 8], ALONE | LAST_ENTERED, (NO_ADRG, 0, -1, -1, -1)),  # [8], the last attempt, enters MDC 0 only
+    (11, [7, 8], ALONE | LAST_ENTERED, (UNGROUPABLE, -1, -1, -1, -1)),  # no attempt entered an MDC
+    (11, [6, 8], LAST_ENTERED, (NO_ADRG, 1, -1, -1, -1)),           # without retries: as before
+])
+def test_second_attempt_alone_and_last_entered(kernel, pdx, px, behaviour, expected):
+    out = new_outputs(1)
+    kernel.group_cases(*retry_plan(), *make_batch([([pdx], px, {AGE: 40})]), *out, 0, -1, None, behaviour)
+    assert tuple(int(o[0]) for o in out) == expected
+
+
 def test_skip_rows(kernel):
     batch = list(make_batch([([10, 11], [], {AGE: 70}), ([10, 11], [], {AGE: 70}), ([], [], None)],
                             skip=[0, 1, 1]))
@@ -606,14 +640,17 @@ def test_random_parity(cy, seed):
     assert len(set(expected[:, 0].tolist())) >= 3
 
 
-@pytest.mark.parametrize("behaviour", [NO_DRG_STATUS, SECOND_ATTEMPT, NO_DRG_STATUS | SECOND_ATTEMPT])
+@pytest.mark.parametrize("behaviour", [NO_DRG_STATUS, SECOND_ATTEMPT, NO_DRG_STATUS | SECOND_ATTEMPT, ALONE,
+                                       ALONE | LAST_ENTERED, SECOND_ATTEMPT | LAST_ENTERED | NO_DRG_STATUS])
 def test_random_parity_with_settings(cy, behaviour):
     changed = 0
     for seed in range(4):
         plan, batch = random_plan(200 + seed), random_cases(300 + seed, 1000)
         expected = run(_kernel_py, plan, batch, behaviour=behaviour)
         assert (expected == run(cy, plan, batch, behaviour=behaviour)).all()
-        changed += int((expected != run(_kernel_py, plan, batch)).any(axis=1).sum())
+        # against the same settings without the refinements of the retry (or without any setting)
+        baseline = behaviour & ~(ATTEMPT_ALONE | LAST_ENTERED) if behaviour & (ATTEMPT_ALONE | LAST_ENTERED) else 0
+        changed += int((expected != run(_kernel_py, plan, batch, behaviour=baseline)).any(axis=1).sum())
     assert changed > 0    # the settings changed some results, so the comparison covered them
 
 
@@ -640,7 +677,7 @@ def test_hypothesis_parity(plan_seed, cases, skip):
     plan = random_plan(plan_seed, n_conditions=12)
     batch = make_batch(cases, skip=skip[:len(cases)])
     assert (run(_kernel_py, plan, batch) == run(cy, plan, batch)).all()
-    behaviour = plan_seed % 4
+    behaviour = plan_seed % 16
     assert (run(_kernel_py, plan, batch, behaviour=behaviour) == run(cy, plan, batch, behaviour=behaviour)).all()
 
 

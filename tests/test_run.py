@@ -101,3 +101,18 @@ def test_codes_are_compared_exactly(mini):
     cases = frame([("lower", "1", "40", None, None, None, "5", "1", "k35.800", "47.0100"),
                    ("space", "1", "40", None, None, None, "5", "1", " K35.800", "47.0100")])
     assert group_frame(mini, cases)["status"].to_list() == ["ungroupable", "ungroupable"]
+
+
+def test_a_scheme_naming_no_code_groups(tmp_path):
+    """Regression (issue 18): a scheme that names no code at all (every condition on fields) passed
+    `check` but `group` raised a Polars SchemaError while interning codes (str joined with null)."""
+    (tmp_path / "scheme.grp").write_text('scheme "fields only" version "1"\n'
+                                         'mdc MDCA when age >= 0 { adrg A1 when true { drg A19 "all" } }\n',
+                                         encoding="utf-8")
+    plan = load_scheme(tmp_path).plan
+    assert plan.codes == []
+    cases = frame([("a", "1", "40", None, None, None, "5", "1", "K35.800", "47.0100"),
+                   ("b", "1", None, None, None, None, "5", "1", "", "")])
+    for name in KERNELS:
+        got = group_frame(plan, cases, kernel=kernel(name)).select("status", "drg").rows()
+        assert got == [("grouped", "A19"), ("ungroupable", None)]   # a missing age enters no MDC

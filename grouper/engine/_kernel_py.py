@@ -6,9 +6,10 @@ Slow (a Python loop per case): use it for tests and explanations, not for batche
 from __future__ import annotations
 
 from .ir import (
-    DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MISSING, NE, NO_ADRG, NO_CONDITION, NO_DRG, NO_DRG_STATUS, NOT_QY,
-    OP_AND, OP_CONST, OP_COUNT, OP_COUNT_ITEMS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_GATE_FIELD, OP_HAS_TAG, OP_IN,
-    OP_IN_UNLESS, OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, QY, SDX, SECOND_ATTEMPT, SPROC, UNGROUPABLE,
+    ATTEMPT_ALONE, DX, EQ, GE, GROUPED, GT, INVALID, LAST_ENTERED, LE, LT, MISSING, NE, NOT_QY, NO_ADRG, NO_CONDITION,
+    NO_DRG, NO_DRG_STATUS, OP_AND, OP_CONST, OP_COUNT, OP_COUNT_ITEMS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE,
+    OP_GATE_FIELD, OP_HAS_TAG, OP_IN, OP_IN_UNLESS, OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, QY, SDX,
+    SECOND_ATTEMPT, SPROC, UNGROUPABLE,
 )
 
 
@@ -183,16 +184,23 @@ def group_with_attempts(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: i
                         qy=None, adrg_gate=None) -> tuple[int, int, int, int, int]:
     """`group_one`, then, with SECOND_ATTEMPT, for a case left without a group (no_adrg, no_drg,
     ungroupable): group it again with procedure j (j = 2, 3, ...) moved to the front as the principal
-    procedure, the others keeping their order; the first grouped result wins, else the first result.
+    procedure, the others keeping their order (with ATTEMPT_ALONE: procedure j alone); the first
+    grouped result wins, else the first result (with LAST_ENTERED, when that is no_adrg or
+    ungroupable: the last no_adrg result over all attempts, i.e. the last MDC entered).
     A qy result is final, like a grouped one."""
     result = group_one(plan_arrays, case, pdx_mdc_mask, behaviour, qy, adrg_gate)
     if not behaviour & SECOND_ATTEMPT or result[0] in (GROUPED, INVALID, QY):
         return result
+    last_entered = result
     for j in range(1, len(case.px)):
-        moved = Case(case.dx, [case.px[j]] + case.px[:j] + case.px[j + 1:], case.fields)
-        retry = group_one(plan_arrays, moved, pdx_mdc_mask, behaviour, qy, adrg_gate)
+        procs = [case.px[j]] if behaviour & ATTEMPT_ALONE else [case.px[j]] + case.px[:j] + case.px[j + 1:]
+        retry = group_one(plan_arrays, Case(case.dx, procs, case.fields), pdx_mdc_mask, behaviour, qy, adrg_gate)
         if retry[0] == GROUPED:
             return retry
+        if retry[0] == NO_ADRG:
+            last_entered = retry
+    if behaviour & LAST_ENTERED and result[0] in (NO_ADRG, UNGROUPABLE):
+        return last_entered
     return result
 
 
@@ -207,7 +215,7 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
     dx_offsets/px_offsets: int64[n+1]; dx_codes/px_codes: uint32 code ids; fields: int32[7, n];
     skip: uint8[n], nonzero for rows already rejected while reading (they get status INVALID,
     reason -1). Outputs: status uint8[n], mdc/adrg/drg/reason int32[n]. behaviour: ir.NO_DRG_STATUS |
-    ir.SECOND_ATTEMPT (the scheme's settings). The qy arrays (all or none) are those of
+    ir.SECOND_ATTEMPT | ir.ATTEMPT_ALONE | ir.LAST_ENTERED (the scheme's settings). The qy arrays (all or none) are those of
     ir.Plan.qy_args(). adrg_gate_mask / adrg_gate_free: ir.Plan's (optional; only skip work).
     """
     plan_arrays = (set_bits, label_maps, program, cond_start, invalid_cond, mdc_cond, mdc_adrg_start,

@@ -313,7 +313,9 @@ class _Compiler:
             map_sources=[f"{t}[{', '.join(f'{c} {o} {v!r}' for c, o, v in f)}].{col}" for t, f, col in self.maps],
             settings=settings,
             behaviour=(ir.NO_DRG_STATUS if settings["adrg_without_drg"] == "no_drg" else 0)
-            | (ir.SECOND_ATTEMPT if settings["second_attempt"] == "later_procedures" else 0),
+            | (ir.SECOND_ATTEMPT if settings["second_attempt"] != "off" else 0)
+            | (ir.ATTEMPT_ALONE if settings["second_attempt"] == "later_procedure_alone" else 0)
+            | (ir.LAST_ENTERED if settings["ungrouped_mdc"] == "last_entered" else 0),
         )
 
     def pdx_mdc_mask(self, mdcs: list[ast.MdcDef], set_bits: np.ndarray, n_codes: int) -> np.ndarray | None:
@@ -379,7 +381,8 @@ class _Compiler:
         dictionaries = [pl.Series("code", self.store.codes(ast.SetRef(d.table)), dtype=pl.String)
                         for d in self.names.dictionaries.values()]
         codes = pl.concat([members["code"], labelled["code"], *dictionaries]).unique().sort().to_list()
-        ids = pl.DataFrame({"code": codes, "id": np.arange(1, len(codes) + 1, dtype=np.int64)})
+        # typed explicitly: a scheme naming no code at all would otherwise get a Null column (and joins fail)
+        ids = pl.DataFrame({"code": pl.Series(codes, dtype=pl.String), "id": np.arange(1, len(codes) + 1, dtype=np.int64)})
         self.prefixes = sorted({p for _, expr in prefix_sets for p in expr.prefixes})
         for s, expr in prefix_sets:
             known = ids.filter(pl.any_horizontal(pl.col("code").str.starts_with(p) for p in expr.prefixes))["id"]

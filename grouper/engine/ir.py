@@ -60,6 +60,10 @@ NO_DRG_STATUS = 1   # setting adrg_without_drg = no_drg: an ADRG none of whose D
                     # status no_drg (without it the ADRG counts as not matched: the next ADRG is tried)
 SECOND_ATTEMPT = 2  # setting second_attempt = later_procedures: regroup an ungrouped case with each later
                     # procedure in turn as the principal one (moved to the front, the others in order)
+ATTEMPT_ALONE = 4   # with SECOND_ATTEMPT, setting second_attempt = later_procedure_alone: the retry's procedure
+                    # list is that later procedure alone (the others are gone)
+LAST_ENTERED = 8    # setting ungrouped_mdc = last_entered: a case no attempt groups (no_adrg/ungroupable) is
+                    # no_adrg with the last MDC entered over all attempts (ungroupable when none entered one)
 
 
 @dataclass
@@ -130,7 +134,7 @@ class Plan:
     # longest matching prefix), so prefix sets match codes the scheme never lists.
     prefixes: list[str] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)        # every setting's value (defaults included)
-    behaviour: int = 0                                             # NO_DRG_STATUS | SECOND_ATTEMPT flags
+    behaviour: int = 0                                             # NO_DRG_STATUS | SECOND_ATTEMPT | ... flags
 
     def code_enum(self):
         """The Polars Enum over the plan's codes (built once: it is costly for ~50,000 codes)."""

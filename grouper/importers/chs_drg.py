@@ -14,18 +14,24 @@ from ..outputs import atomic_output
 from ..lang import ast
 from ..lang.parse import parse_text
 from ..lang.printer import scheme_text
+from . import regional_layout
 from .regional import with_regional_columns
 
 GROUPING_TABLES = ("mdc.csv", "mdc_dx.csv", "adrg.csv", "adrg_dx.csv", "adrg_proc.csv", "drg.csv",
                    "cc.csv", "cc_exclusion.csv", "or_proc.csv")
-# CHS-DRG 2.0 layout (README §2 of the 2.0 pack): QY lists and the DRG table with weights.
-OPTIONAL_GROUPING_TABLES = ("mdc_qy_dx.csv",)
+# CHS-DRG 2.0 layout (README §2 of the 2.0 pack): QY lists and the DRG table with weights;
+# 3.0 draft (README §2 of the 3.0 pack): the procedure lists of the `other_proc` DRGs.
+OPTIONAL_GROUPING_TABLES = ("mdc_qy_dx.csv", "drg_proc.csv")
 REFERENCE_TABLES = ("dx_dict.csv", "proc_dict.csv", "dx_map.csv", "proc_map.csv", "drg_name.csv")
 # Generated at import time from the MDC lists (see `_sex_specific_dx`).
 SEX_SPECIFIC_TABLE = "sex_specific_dx.csv"
 
 _OR = ast.SetRef("OR")
 _NEONATE = "age_days"
+# DRG-level splits written `kind:value` (CHS-DRG 3.0 draft, README §3.6): (age comparison, severity
+# define the split also needs, or None). The severity defines are generated in `scheme`.
+_AGE_SPLITS = {"age_ge": (">=", None), "age_lt": ("<", None), "mcc_age_ge": (">=", "mcc"),
+               "cc_age_ge": (">=", "has_cc"), "cc_or_mcc_age_ge": (">=", "cc_or_mcc")}
 
 
 class ImportError_(GrouperError):
@@ -72,12 +78,33 @@ def _tag_expr(text: str) -> ast.TagExpr:
 class _Importer:
     def __init__(self, table_dir: Path):
         self.dir = table_dir
+        # The regional layout (scheme.csv, shared/regional-layouts.md): 1.1 plus regional kinds.
+        self.layout = regional_layout.read_scheme_table(table_dir)
+        self.regional = self.layout is not None
+        self.mdc_proc: dict[str, int] = {}                # MDC → rows in mdc_proc.csv
+        if (table_dir / regional_layout.MDC_PROC_TABLE).is_file():
+            for row in _rows(table_dir / regional_layout.MDC_PROC_TABLE):
+                self.mdc_proc[row["mdc"]] = self.mdc_proc.get(row["mdc"], 0) + 1
+        self.used_mdc_proc: set[str] = set()
+        self.layout_problems: list[str] = []              # unused cells and rows (the unused-row report)
+        self.warnings: list[str] = []                     # accepted as written, but worth a look
         self.mdcs = sorted(_rows(table_dir / "mdc.csv"), key=lambda r: int(r["seq"]))
         self.adrgs = _rows(table_dir / "adrg.csv")
         self.drgs = _rows(table_dir / "drg.csv")
         # The 2.0 layout: QY rules in mdc.csv (active), alternative rule rows (`part`), JavaScript
         # number semantics in the reference (README §3.1 of the 2.0 pack).
         self.v2 = bool(self.mdcs) and "qy" in self.mdcs[0]
+        # The 3.0 draft layout: the 2.0 layout plus DRG-level tests (`kind:value` splits, drg_proc.csv).
+        self.v3 = self.v2 and ((table_dir / "drg_proc.csv").is_file() or any(":" in r["split"] for r in self.drgs))
+        # procedure lists of the `other_proc` DRGs: (drg, list) → rows; which of them a split reads
+        self.drg_lists: dict[tuple[str, str], int] = {}
+        if (table_dir / "drg_proc.csv").is_file():
+            for row in _rows(table_dir / "drg_proc.csv"):
+                key = (row["drg"], row["list"])
+                self.drg_lists[key] = self.drg_lists.get(key, 0) + 1
+        self.used_drg_lists: set[tuple[str, str]] = set()
+        self.needs_has_cc = False
+        self.cc_rows = _rows(table_dir / "cc.csv")
         # lists of each rule row: (table, adrg, part) → list names present; what the rules use
         self.lists: dict[tuple[str, str, str], set[str]] = {}
         for table in ("adrg_dx", "adrg_proc"):
@@ -101,6 +128,12 @@ class _Importer:
         entry = row["entry"]
         if entry == "main_or_proc":
             return ast.OneIn("pproc", _OR)
+        if entry == "main_or_proc_plus" and self.regional:
+            # the MDC's extra procedures (mdc_proc.csv) only open the MDC; they do not join OR
+            if row["mdc"] not in self.mdc_proc:
+                return ast.OneIn("pproc", _OR)
+            self.used_mdc_proc.add(row["mdc"])
+            return _any(ast.OneIn("pproc", _OR), ast.OneIn("pproc", _table("mdc_proc", mdc=row["mdc"])))
         if entry == "always":
             return ast.Always()
         if entry == "pdx":
@@ -124,6 +157,10 @@ class _Importer:
         """The list `name` of one rule row, filtered as narrowly as the table needs."""
         self.used_lists.add((table, adrg, part, name))
         lists = self.lists.get((table, adrg, part), set())
+        if name not in lists:
+            where = f"ADRG {adrg}" + (f" part {part}" if part else "")
+            self.warnings.append(f"{table}.csv: list {name!r} of {where} has no rows: read as an empty list "
+                                 "(membership never holds)")
         filters = {"adrg": adrg}
         if part:
             filters["part"] = part
@@ -146,11 +183,48 @@ class _Importer:
         pdx = lambda: ast.OneIn("pdx", dx())                                  # noqa: E731
         pproc = lambda: ast.OneIn("pproc", proc())                            # noqa: E731
         secdx = lambda: ast.ManyIn("any", "secondary dx", dx("dx1"))          # noqa: E731
-        neonate = lambda: ast.FieldCmp(_NEONATE, "<=", int(row["max_age_days"] or 28))  # noqa: E731
+        neonate = lambda: ast.FieldCmp(_NEONATE, "<=", _integer(row, "max_age_days"))  # noqa: E731
+        other_proc = lambda: ast.ManyIn("any", "secondary proc", proc("proc1"))  # a repeat of the pproc counts  # noqa: E731
+        medical = lambda: ast.Negation(ast.OneIn("pproc", _OR))               # no OR principal procedure  # noqa: E731
         if rule == "pdx":
             return pdx()
         if rule == "pproc":
             return pproc()
+        # CHS-DRG 3.0 draft kinds (README §3.5 of the 3.0 pack). "Other procedure" reads the items
+        # after the first, so it also implies at least two procedures.
+        if rule == "anyproc":
+            return _all(*any_proc("proc"))
+        if rule == "anyproc_triple":
+            return _all(*any_proc("proc", "proc1", "proc2"))
+        if rule == "pproc_otherproc":
+            return _all(pproc(), other_proc())
+        if rule == "secdx_pproc_otherproc":
+            return _all(secdx(), pproc(), other_proc())
+        if rule == "pdx_secdx_anyproc":
+            return _all(pdx(), secdx(), *any_proc("proc"))
+        if rule == "pdx_secdx_anyproc_pair":
+            return _all(pdx(), secdx(), *any_proc("proc", "proc1"))
+        if rule == "pdx_secdx2_anyproc":
+            return _all(pdx(), secdx(), ast.ManyIn("any", "secondary dx", dx("dx2")), *any_proc("proc"))
+        if rule == "anydx_neonate_weight_lt" and row.get("max_age_days") and row.get("weight_max_g"):
+            # no weight > 0 test and no lower bound: an empty weight (read as 0) is the lightest band
+            return _all(ast.ManyIn("any", "dx", dx()), ast.FieldCmp("weight", "<", _integer(row, "weight_max_g")),
+                        neonate())
+        if rule == "anydx_neonate" and row.get("max_age_days"):
+            return _all(ast.ManyIn("any", "dx", dx()), neonate())
+        # regional kinds (shared/regional-layouts.md §4)
+        if rule == "anydx_pproc":
+            return _all(ast.ManyIn("any", "dx", dx()), pproc())
+        if rule == "pdx_anyproc":
+            return _all(pdx(), *any_proc("proc"))
+        if rule == "notpdx_pproc":
+            return _all(ast.Negation(pdx()), pproc())
+        if rule == "pdx_medical":
+            return _all(pdx(), medical())
+        if rule == "pdx_neonate_medical" and row.get("max_age_days"):
+            return _all(pdx(), neonate(), medical())
+        if rule == "pdx_neonate_weight_medical" and row.get("max_age_days"):
+            return _all(pdx(), *self.birth_weight(row, v2=False), neonate(), medical())
         if rule == "pdx_pproc":
             return _all(pdx(), pproc())
         if rule == "anyproc_pair":
@@ -174,19 +248,9 @@ class _Importer:
         if rule == "pdx_neonate" and row.get("max_age_days"):
             return _all(pdx(), neonate())
         if rule == "pdx_not_neonate" and row.get("max_age_days"):
-            return _all(pdx(), ast.FieldCmp(_NEONATE, ">", int(row["max_age_days"])))
+            return _all(pdx(), ast.FieldCmp(_NEONATE, ">", _integer(row, "max_age_days")))
         if rule == "anydx_neonate_weight" and row.get("max_age_days"):
-            low, high = row["weight_min_g"], row["weight_max_g"]
-            weight: list[ast.Cond] = []
-            if self.v2:
-                weight.append(ast.FieldCmp("weight", ">", 0))   # 2.0: weight > 0 (an empty weight reads as 0)
-            elif not low or int(low) <= 0:
-                weight.append(ast.FieldCmp("weight", "!=", 0))  # 1.1: weight 0 never counts as a birth weight
-            if low:
-                weight.append(ast.FieldCmp("weight", ">=", int(low)))
-            if high:
-                weight.append(ast.FieldCmp("weight", "<", int(high)))
-            return _all(ast.ManyIn("any", "dx", dx()), *weight, neonate())
+            return _all(ast.ManyIn("any", "dx", dx()), *self.birth_weight(row, v2=self.v2), neonate())
         if rule == "pproc_or":
             return ast.OneIn("pproc", _OR)
         if rule == "not_pproc_or":
@@ -199,14 +263,49 @@ class _Importer:
             return ast.ManyIn("no", "proc", _OR)
         if rule == "always":
             return ast.Always()
-        raise ImportError_(f"adrg.csv: ADRG {code} has an unknown rule kind {rule!r}")
+        where = f"ADRG {code}" + (f" part {part}" if part else "") + f" ({row['mdc']} seq {row['seq']})"
+        if rule in _NEEDS_PARAMETER:
+            raise ImportError_(f"adrg.csv: {where} has rule kind {rule!r} but not its parameter "
+                               f"({', '.join(_NEEDS_PARAMETER[rule])})")
+        raise ImportError_(f"adrg.csv: {where} has an unknown rule kind {rule!r}")
+
+    @staticmethod
+    def birth_weight(row: dict[str, str], *, v2: bool) -> list[ast.Cond]:
+        """The birth-weight band of a rule row: weight_min_g inclusive, weight_max_g exclusive, an
+        empty cell no bound; 2.0 also needs weight > 0 (an empty weight reads as 0 there), 1.1 and
+        the regional layout weight != 0 (a missing weight fails every comparison)."""
+        low, high = row["weight_min_g"], row["weight_max_g"]
+        weight: list[ast.Cond] = []
+        if v2:
+            weight.append(ast.FieldCmp("weight", ">", 0))
+        elif not low or int(low) <= 0:
+            weight.append(ast.FieldCmp("weight", "!=", 0))  # weight 0 never counts as a birth weight
+        if low:
+            weight.append(ast.FieldCmp("weight", ">=", _integer(row, "weight_min_g")))
+        if high:
+            weight.append(ast.FieldCmp("weight", "<", _integer(row, "weight_max_g")))
+        return weight
 
     def drg_split(self, row: dict[str, str]) -> ast.Cond | None:
+        if self.regional:
+            return regional_layout.split_condition(row, self.layout_problems)
         split = row["split"]
         if split == "none":
             return None
         if split in ("mcc", "cc_or_mcc"):
             return ast.DefineRef(split)
+        if split == "other_proc":   # 3.0: some procedure after the first in the DRG's drg_proc.csv list
+            self.used_drg_lists.add((row["drg"], "proc"))
+            return ast.ManyIn("any", "secondary proc", _table("drg_proc", drg=row["drg"], list="proc"))
+        kind, _, value = split.partition(":")
+        if kind in _AGE_SPLITS:     # 3.0: `age_ge:70` ... (a missing age reads as 0)
+            if not value.isdigit():
+                raise ImportError_(f"drg.csv: DRG {row['drg']} has split {split!r}: the age after ':' must be a whole number")
+            op, severity = _AGE_SPLITS[kind]
+            if severity == "has_cc":
+                self.needs_has_cc = True
+            age = ast.FieldCmp("age", op, int(value))
+            return age if severity is None else _all(ast.DefineRef(severity), age)
         raise ImportError_(f"drg.csv: DRG {row['drg']} has an unknown split {split!r}")
 
     # ---- QY (歧义组), CHS-DRG 2.0 -------------------------------------------------------------
@@ -307,6 +406,10 @@ class _Importer:
         ]
         if self.v2 and (self.dir / "mdc_qy_dx.csv").is_file():
             st.append(ast.TableDef("mdc_qy_dx", "mdc_qy_dx.csv"))
+        if (self.dir / "drg_proc.csv").is_file():
+            st.append(ast.TableDef("drg_proc", "drg_proc.csv"))
+        if self.regional and self.mdc_proc:
+            st.append(ast.TableDef("mdc_proc", regional_layout.MDC_PROC_TABLE))
         for file in reference_tables:
             if file in ("dx_dict.csv", "proc_dict.csv"):
                 st.append(ast.TableDef(file[:-4], file))
@@ -325,11 +428,16 @@ class _Importer:
         if "drg_name.csv" in reference_tables:
             st.append(ast.WeightsDef("drg_weights"))
         st.append(ast.SetDef("OR", ast.SetRef("or_proc")))
-        unless = ast.Unless("cc", "exclusion_table", "cc_exclusion", "exclusion_table")
-        st.append(ast.DefineDef("mcc", ast.ManyIn("any", "secondary dx", _table("cc", level="MCC"), unless)))
-        st.append(ast.DefineDef("cc_or_mcc", ast.AnyOf((
-            ast.DefineRef("mcc"), ast.ManyIn("any", "secondary dx", _table("cc", level="CC"), unless)))))
+        hierarchy = self.hierarchy()   # first: it finds which defines the DRG splits need
+        st.append(ast.DefineDef("mcc", self.has_level("MCC")))
+        if self.needs_has_cc:       # 3.0's cc_age_ge: the CC list alone (an MCC does not count)
+            st.append(ast.DefineDef("has_cc", self.has_level("CC")))
+            st.append(ast.DefineDef("cc_or_mcc", ast.AnyOf((ast.DefineRef("mcc"), ast.DefineRef("has_cc")))))
+        else:
+            st.append(ast.DefineDef("cc_or_mcc", ast.AnyOf((ast.DefineRef("mcc"), self.has_level("CC")))))
         st += self.input_rules()
+        if self.regional:
+            st += regional_layout.settings_statements(self.layout)
         # Plausibility warnings (病案质控): reported with the result, never change it.
         if sex_table:
             sex_dx = ast.SetRef(SEX_SPECIFIC_TABLE[:-4])
@@ -345,8 +453,21 @@ class _Importer:
             st.append(ast.WarnDef(
                 "newborn_dx_on_adult", "1岁及以上患者的主要诊断为新生儿疾病 / a newborn principal diagnosis on a patient aged 1 or more",
                 _all(ast.FieldCmp("age", ">=", 1), ast.OneIn("pdx", _table("mdc_dx", mdc="MDCP")))))
-        st += self.hierarchy()
+        st += hierarchy
         return ast.Scheme(ast.Header(name, version), tuple(st))
+
+    def has_level(self, level: str) -> ast.Cond:
+        """Some secondary diagnosis is a CC (MCC) code not excluded by the principal diagnosis:
+        excluded when its exclusion_table equals the pdx's table in cc_exclusion.csv. A pdx without
+        a row has table "" (3.0 README §3.6), so a code with an empty exclusion_table counts only
+        when the pdx has a row; tables without such codes (1.1, 2.0) get the plain test."""
+        unless = ast.Unless("cc", "exclusion_table", "cc_exclusion", "exclusion_table")
+        if not any(r["level"] == level and not r["exclusion_table"] for r in self.cc_rows):
+            return ast.ManyIn("any", "secondary dx", _table("cc", level=level), unless)
+        with_table = ast.TableFilter("cc", (ast.Filter("level", "=", level), ast.Filter("exclusion_table", "!=", "")))
+        return _any(ast.ManyIn("any", "secondary dx", with_table, unless),
+                    _all(ast.OneIn("pdx", ast.SetRef("cc_exclusion")),
+                         ast.ManyIn("any", "secondary dx", _table("cc", level=level, exclusion_table=""))))
 
     def input_rules(self) -> list[ast.Statement]:
         """How the reference reads a record and which records it refuses (README §3.1–3.2 of each pack)."""
@@ -401,6 +522,9 @@ class _Importer:
             adrgs: list[ast.AdrgDef] = []
             for rows in _consecutive(rows_of.get(mdc["mdc"], []), mdc["mdc"]):
                 first = rows[0]
+                if self.regional:
+                    unused += regional_layout.reachable_problems(drgs_of.get(first["adrg"], []))
+                    unused += [p for r in rows for p in regional_layout.rule_parameter_problems(r)]
                 drgs = tuple(ast.DrgDef(d["drg"], d["name"], self.drg_split(d)) for d in drgs_of.get(first["adrg"], []))
                 if not drgs:
                     raise ImportError_(f"drg.csv: ADRG {first['adrg']} has no DRG")
@@ -413,7 +537,7 @@ class _Importer:
                 items = adrgs
             out.append(ast.MdcDef(mdc["mdc"], mdc["name"], self.mdc_entry(mdc), tuple(items)))
         unused += self.unused_list_rows(set(mdc_codes), known_adrgs)
-        self.unused = unused
+        self.unused = unused + self.layout_problems
         return out
 
     def unused_list_rows(self, mdcs: set[str], adrgs: set[str]) -> list[str]:
@@ -429,11 +553,44 @@ class _Importer:
                 where = f"ADRG {adrg}" + (f" part {part}" if part else "")
                 why = "which adrg.csv does not list" if adrg not in adrgs else "whose rule does not use this list"
                 problems.append(f"{table}.csv: list {name!r} of {where}, {why}")
+        entries = {m["mdc"]: m["entry"] for m in self.mdcs}
+        for mdc, count in sorted(self.mdc_proc.items()):
+            if mdc not in self.used_mdc_proc:
+                why = ("which mdc.csv does not list" if mdc not in entries else
+                       f"whose entry {entries[mdc]!r} does not read it (only main_or_proc_plus does)")
+                problems.append(f"mdc_proc.csv: {count} row(s) of MDC {mdc}, {why}")
+        if self.regional:   # a tag is read only by pdx_tags rules
+            rules = {(r["adrg"], r.get("part") or ""): r["rule"] for r in self.adrgs}
+            tagged = _count([{"adrg": r["adrg"], "part": r.get("part") or ""}
+                             for r in _rows(self.dir / "adrg_proc.csv") if r.get("tag")], "adrg", "part")
+            for (adrg, part), count in sorted(tagged.items()):
+                if rules.get((adrg, part or "")) not in (None, "pdx_tags"):
+                    problems.append(f"adrg_proc.csv: {count} row(s) of ADRG {adrg}" + (f" part {part}" if part else "")
+                                    + f" have a tag, which its rule {rules[(adrg, part or '')]!r} does not read")
+        drgs = {r["drg"] for r in self.drgs}
+        for (drg, name), count in sorted(self.drg_lists.items()):
+            if (drg, name) not in self.used_drg_lists:
+                why = ("which drg.csv does not list" if drg not in drgs else
+                       "whose split does not use this list" if name == "proc" else "a list no split uses")
+                problems.append(f"drg_proc.csv: {count} row(s) of list {name!r} of DRG {drg}, {why}")
         if self.v2 and (self.dir / "mdc_qy_dx.csv").is_file():
             for key, count in _count(_rows(self.dir / "mdc_qy_dx.csv"), "mdc", "list").items():
                 if key not in self.used_qy_lists:
                     problems.append(f"mdc_qy_dx.csv: {count} row(s) of list {key[1]!r} of MDC {key[0]}, which no QY rule uses")
         return problems
+
+
+_NEEDS_PARAMETER = {**{k: ("max_age_days",) for k in ("pproc_neonate", "pdx_neonate", "pdx_not_neonate", "anydx_neonate_weight",
+                                                       "anydx_neonate", "pdx_neonate_medical", "pdx_neonate_weight_medical")},
+                    "anydx_neonate_weight_lt": ("max_age_days", "weight_max_g")}
+
+
+def _integer(row: dict[str, str], column: str) -> int:
+    text = row[column].strip()
+    if not text.lstrip("-").isdigit():
+        raise ImportError_(f"adrg.csv: ADRG {row['adrg']} (MDC {row['mdc']} seq {row['seq']}) has {column} {row[column]!r}, "
+                           "not a whole number")
+    return int(text)
 
 
 def _count(rows: list[dict[str, str]], *columns: str) -> dict:
@@ -473,7 +630,7 @@ QY_ON = """\
 
 def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "CHS-DRG",
                    version: str | None = None, with_maps: bool = False, allow_unused: bool = False,
-                   unused: list[str] | None = None) -> Path:
+                   unused: list[str] | None = None, warnings: list[str] | None = None) -> Path:
     """Write `pack_dir/scheme.grp` and copy the tables it uses; return the scheme path.
 
     The scheme also gets plausibility `warn` rules (sex-specific diagnoses, from a generated
@@ -485,11 +642,15 @@ def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "
     an MDC that mdc.csv does not list, a DRG of an unknown ADRG, list rows of an unknown ADRG or of
     a list its rule does not use, ...) raise UnusedRowsError before anything is written, unless
     `allow_unused`; then they are appended to `unused` (when given). `version` defaults to "2.0"
-    for a table set in the 2.0 layout (QY rules in mdc.csv), else "1.1".
+    for a table set in the 2.0 layout (QY rules in mdc.csv), "3.0" for one that also has DRG-level
+    tests (drg_proc.csv, `kind:value` splits: the 3.0 draft), the `variant` of a regional-layout set
+    (scheme.csv, see regional_layout.py), else "1.1". Lists a rule reads that have no rows are read
+    as empty lists and reported in `warnings` (when given).
     """
     table_dir, pack_dir = Path(table_dir), Path(pack_dir)
     importer = _Importer(table_dir)
-    version = version or ("2.0" if importer.v2 else "1.1")
+    version = version or (importer.layout["variant"] if importer.regional else
+                          "3.0" if importer.v3 else "2.0" if importer.v2 else "1.1")
     reference = [f for f in REFERENCE_TABLES if (table_dir / f).is_file()]
     if with_maps and not any(f in reference for f in ("dx_map.csv", "proc_map.csv")):
         raise ImportError_(f"--with-maps: {table_dir} has neither dx_map.csv nor proc_map.csv")
@@ -498,12 +659,17 @@ def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "
         dictionary = {row["code"] for row in _rows(table_dir / "dx_dict.csv")}
     sex_rows = importer.sex_specific_dx(dictionary)
     scheme = importer.scheme(name, version, reference, sex_table=bool(sex_rows), with_maps=with_maps)
-    scheme = with_regional_columns(table_dir, scheme)   # a regional set's extra columns and settings.csv
+    if not importer.regional:   # the older regional columns and settings.csv (regional.py), not this layout's
+        scheme = with_regional_columns(table_dir, scheme)
     if importer.unused and not allow_unused:
         raise UnusedRowsError(importer.unused)
     if unused is not None:
         unused.extend(importer.unused)
-    optional = [f for f in OPTIONAL_GROUPING_TABLES if importer.v2 and (table_dir / f).is_file()]
+    if warnings is not None:
+        warnings.extend(importer.warnings)
+    optional = [f for f in OPTIONAL_GROUPING_TABLES if (importer.v2 or f == "drg_proc.csv") and (table_dir / f).is_file()]
+    if importer.regional and importer.mdc_proc:
+        optional.append(regional_layout.MDC_PROC_TABLE)
     comments: dict = {m["mdc"]: f"{m['mdc']} {m['name']} (entry rule: {m['entry']}"
                       + (f"; QY rules: {m['qy']})" if m.get("qy") else ")") for m in importer.mdcs}
     comments.update(importer.qy_comments)

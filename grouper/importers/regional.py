@@ -29,6 +29,7 @@ from ..lang import ast
 from ..lang.parse import parse_file
 from ..lang.printer import cond_text, scheme_text
 from ..lang.settings import SETTINGS
+from ..lang.tables import TableStore
 from ..outputs import atomic_output
 
 DRG_COLUMNS = ("los_min", "los_max", "age_min", "age_max", "dept", "procs_all")
@@ -151,9 +152,19 @@ def _replace(kind: str, old, new) -> list[ast.Statement]:
 class _Differ:
     """Operations that turn the base scheme's hierarchy into the region's."""
 
-    def __init__(self, base: ast.Scheme, region: ast.Scheme):
+    def __init__(self, base: ast.Scheme, region: ast.Scheme, base_store: TableStore | None = None,
+                 region_store: TableStore | None = None):
         self.base, self.region = base, region
+        self.base_store, self.region_store = base_store, region_store
         self.ops: list[ast.Statement] = []
+
+    def same_lists(self, old: str, old_node: ast.AdrgDef, new: str, node: ast.AdrgDef) -> bool:
+        """Whether the table rows the two ADRGs' conditions select are the same but for the ADRG's
+        own code: a renumbering keeps its lists; a removed and an added ADRG with other codes in
+        them are two changes (the old content may have moved to another ADRG), not a rename."""
+        if self.base_store is None or self.region_store is None:
+            return True
+        return _selected_rows(self.base_store, old_node.cond, old) == _selected_rows(self.region_store, node.cond, new)
 
     def drgs(self, adrg: str, old: tuple[ast.DrgDef, ...], new: tuple[ast.DrgDef, ...]) -> list[ast.Statement]:
         if old == new:
@@ -200,7 +211,8 @@ class _Differ:
                 continue
             for old, (old_mdc, old_node) in base_adrgs.items():
                 if (old not in region_adrgs and old not in renames and old_mdc == mdc
-                        and cond_text(old_node.cond).replace(f'"{old}"', f'"{code}"') == cond_text(node.cond)):
+                        and cond_text(old_node.cond).replace(f'"{old}"', f'"{code}"') == cond_text(node.cond)
+                        and self.same_lists(old, old_node, code, node)):
                     renames[old] = code
                     break
         ops: list[ast.Statement] = []
@@ -301,6 +313,27 @@ class _Differ:
         return out
 
 
+def _table_filters(cond) -> list[ast.TableFilter]:
+    """The table filters a condition reads, in order (defines are compared by name elsewhere)."""
+    if isinstance(cond, ast.TableFilter):
+        return [cond]
+    if isinstance(cond, (ast.AnyOf, ast.AllOf)):
+        return [f for item in cond.items for f in _table_filters(item)]
+    if isinstance(cond, ast.Negation):
+        return _table_filters(cond.item)
+    return _table_filters(cond.set) if hasattr(cond, "set") else []
+
+
+def _selected_rows(store: TableStore, cond: ast.Cond, code: str) -> list:
+    """Per table filter of an ADRG's condition: its rows, the ADRG's own code blanked, sorted."""
+    out = []
+    for f in _table_filters(cond):
+        frame = store.filtered(f)
+        frame = frame.with_columns(pl.col(c).replace(code, "") for c in frame.columns)
+        out.append((f.table, sorted(frame.rows(), key=lambda row: tuple(v or "" for v in row))))
+    return out
+
+
 def _table_rows(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False, encoding="utf8")
 
@@ -324,7 +357,7 @@ def _patch(base: pl.DataFrame, region: pl.DataFrame) -> pl.DataFrame | None:
 
 def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str | Path, *, name: str,
                    version: str | None = None, with_maps: bool = False, allow_unused: bool = False,
-                   unused: list[str] | None = None) -> Path:
+                   unused: list[str] | None = None, warnings: list[str] | None = None) -> Path:
     """Import the regional table set and write `out_dir/scheme.grp`, an overlay of `base_pack`
     holding only what differs, plus the patch and table files it names. Returns the scheme path.
     The other arguments are those of `import_chs_drg` (which imports the set standalone first)."""
@@ -338,7 +371,8 @@ def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str |
     with tempfile.TemporaryDirectory() as tmp, atomic_output(out_dir, directory=True, kind="DRG pack") as pack:
         pack.chmod(0o755)                                  # mkdtemp makes it private
         standalone = import_chs_drg(region_dir, Path(tmp) / "standalone", name=name, version=version,
-                                    with_maps=with_maps, allow_unused=allow_unused, unused=unused)
+                                    with_maps=with_maps, allow_unused=allow_unused, unused=unused,
+                                    warnings=warnings)
         region = parse_file(standalone)
         version = region.header.version
         statements: list[ast.Statement] = []
@@ -368,7 +402,9 @@ def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str |
                      ast.ValidateDef, ast.MapDef, ast.WeightsDef, ast.SettingDef):
             statements += _definitions(kind, base, region, ImportError_)
         statements += check_operations(base, region)
-        statements += _Differ(base, region).hierarchy()
+        base_store = TableStore(base_path.parent, base.tables)
+        region_store = TableStore(standalone.parent, region.tables)
+        statements += _Differ(base, region, base_store, region_store).hierarchy()
         base_ref = base_path.parent if base_path.name == "scheme.grp" else base_path
         header = ast.Header(name, version, os.path.relpath(base_ref.resolve(), out_dir.resolve()))
         overlay = ast.Scheme(header, tuple(statements))

@@ -484,7 +484,9 @@ class _Checker:
             for drg in adrg.drgs:
                 if drg.cond is not None:
                     self.check_cond(drg.cond)
-            if adrg.drgs[-1].cond is not None and not isinstance(adrg.drgs[-1].cond, ast.Always):
+            # Only when no DRG of the ADRG is unconditional: an unconditional one earlier than the last
+            # (reported as unreachable siblings) already gives every case a DRG.
+            if not any(d.cond is None or isinstance(d.cond, ast.Always) for d in adrg.drgs):
                 outcome = ("goes on to the next ADRG (setting adrg_without_drg = next_adrg, the default)"
                            if self.adrg_without_drg == "next_adrg" else "gets status no_drg (setting adrg_without_drg = no_drg)")
                 self.warning("no-default-drg", f"the last DRG of ADRG {adrg.code} has a condition: a case matching the "

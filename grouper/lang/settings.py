@@ -25,9 +25,15 @@ SETTINGS: dict[str, Setting] = {
         "a case whose ADRG condition holds but none of whose DRGs does: `next_adrg` counts the ADRG as not "
         "matched and tries the next one; `no_drg` ends grouping with status no_drg (MDC and ADRG filled, no DRG)"),
     "second_attempt": Setting(
-        ("off", "later_procedures"), "off",
+        ("off", "later_procedures", "later_procedure_alone"), "off",
         "a case left without a group (no_adrg, no_drg, ungroupable): `later_procedures` groups it again with "
-        "each later procedure in turn as the principal procedure, the first grouped result wins"),
+        "each later procedure in turn as the principal procedure (moved to the front, the others kept), "
+        "`later_procedure_alone` with each later procedure as the only procedure; the first grouped result wins"),
+    "ungrouped_mdc": Setting(
+        ("first_attempt", "last_entered"), "first_attempt",
+        "a case no attempt groups: `first_attempt` reports the first attempt's result; `last_entered` reports "
+        "no_adrg with the last MDC entered over all attempts (first, then each second attempt in order), "
+        "ungroupable when no attempt entered one (a no_drg first result is kept)"),
 }
 
 

@@ -247,8 +247,26 @@ def render_report(folder: str | Path) -> str:
         parts += [f"<h2>Impact of {html.escape(change)}: hospitals</h2>",
                   _table(data["compare"]["hospitals"], COMPARE_MONEY, "impact-hospitals"),
                   "<h2>Impact: DRGs</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
+    parts += _migration_section(folder)
     parts.append(f"<script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts)
+
+
+def _migration_section(folder: Path) -> list[str]:
+    """A version switch (`grouper migration`): its key figures and the per-source-group table.
+    The hospital and group impact tables above already hold the comparison (CMI and outcome columns included)."""
+    if not (folder / "migration.json").is_file():
+        return []
+    m = json.loads((folder / "migration.json").read_text(encoding="utf-8"))
+    cmi = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
+    kpis = [("versions", f"{m['from']} → {m['to']}"), ("CMI", f"{cmi(m['cmi_from'])} → {cmi(m['cmi_to'])}"),
+            ("payment (yuan)", f"{fen_text(m['payment_from'])} → {fen_text(m['payment_to'])}"),
+            ("hospitals winning / losing", f"{m['winners']} / {m['losers']}")]
+    groups = read_table(folder / "source_groups.csv", COMPARE_MONEY)
+    return [f"<h2>Version switch {html.escape(m['from'])} → {html.escape(m['to'])} (版本切换测算)</h2>",
+            '<div class="kpi">' + "".join(f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis) + "</div>",
+            "<h2>Per group of the old version: payment under each version, where its cases went</h2>",
+            _table(groups, COMPARE_MONEY, "migration-groups")]
 
 
 def write_report(folder: str | Path, output: str | Path) -> Path:

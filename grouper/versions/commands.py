@@ -16,6 +16,23 @@ def add_versions_parsers(sub) -> None:
     x.add_argument("--batch-size", type=int, default=1_000_000, help="rows per batch; default 1,000,000")
     x.set_defaults(run=cmd_crosswalk)
 
+    m = sub.add_parser("migration", help="what switching scheme version costs (测算): a year of cases grouped under both "
+                                         "versions, weights calibrated for each, settled under one policy, compared")
+    m.add_argument("cases", help="one year of raw cases with the settlement fields (hospital, cost, ...), as for "
+                                 "`grouper group`")
+    m.add_argument("--from", dest="from_pack", required=True, help="the version in force (pack or .grp)")
+    m.add_argument("--to", dest="to_pack", required=True, help="the version to switch to (pack or .grp)")
+    m.add_argument("--policy", required=True, help="the settlement policy (.toml) both versions are settled under")
+    m.add_argument("-o", "--output", required=True, help="folder to write (the layout of `grouper settle --compare`)")
+    m.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case tables; default parquet")
+    m.add_argument("--year-weights", help="weight calibration: year weights, e.g. 1:2:7 (default: every year 1)")
+    m.add_argument("--min-cases", type=int, default=5, help="weight calibration: fewest kept cases for a DRG's own "
+                                                            "weight (else its ADRG's); default 5")
+    m.add_argument("--encoding", help="CSV encoding of the cases")
+    m.add_argument("--top", type=int, default=10, help="hospitals shown on the terminal (largest losses and gains); default 10")
+    m.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    m.set_defaults(run=cmd_migration)
+
 
 def cmd_crosswalk(args) -> int:
     from .. import io
@@ -66,4 +83,31 @@ def group_by_date_command(args, reading) -> int:
 
         render_schedule_summary(schedule, counts, rows, args.output, stderr_console())
         render_unused_columns(unused, stderr_console())
+    return 0
+
+
+def cmd_migration(args) -> int:
+    from ..errors import UsageError
+    from ..outputs import atomic_output, refuse_collisions, refuse_unwritable
+    from ..payment.weights import WeightOptions, parse_year_weights
+    from ..settle.policy import load_policy
+    from .console import render_migration, stderr_console
+    from .migration import migration_impact, write_migration
+
+    refuse_collisions([("cases", args.cases), ("--from", args.from_pack), ("--to", args.to_pack),
+                       ("--policy", args.policy)], [("-o", args.output)])
+    refuse_unwritable("-o", args.output, folder=True)
+    if args.top < 0:
+        raise argparse.ArgumentTypeError("--top must be >= 0")
+    policy = load_policy(args.policy)
+    if policy.is_dip:
+        raise UsageError("migration compares DRG scheme versions: use a DRG policy (method points or rate), not DIP")
+    options = WeightOptions(min_cases=args.min_cases,
+                            year_weights=parse_year_weights(args.year_weights) if args.year_weights else None)
+    migration = migration_impact(args.cases, args.from_pack, args.to_pack, policy, weight_options=options,
+                                 encoding=args.encoding)
+    with atomic_output(args.output, directory=True) as folder:   # the folder appears whole or not at all
+        write_migration(migration, folder, case_format=args.format)
+    if not args.quiet:
+        render_migration(migration, args.output, stderr_console(), top=args.top)
     return 0

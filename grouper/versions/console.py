@@ -7,7 +7,7 @@ from rich.table import Table
 
 from ..console import stderr_console
 
-__all__ = ["render_crosswalk", "render_schedule_summary", "stderr_console"]
+__all__ = ["render_crosswalk", "render_migration", "render_schedule_summary", "stderr_console"]
 
 
 def _num(value, digits: int = 4) -> str:
@@ -46,3 +46,24 @@ def render_schedule_summary(schedule, counts: list[pl.DataFrame], rows: int, out
         out.add_row(name, r["status"], f"{r['len']:,}")
     console.print(out)
     console.print(f"{rows:,} cases → {output}")
+
+
+def render_migration(migration, output, console: Console, *, top: int = 10) -> None:
+    """Key figures of a version switch and the hospitals losing and gaining most."""
+    from ..fields import fen_text
+
+    s = migration.summary()
+    cmi = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
+    console.print(f"{s['from']} → {s['to']}: {s['cases']:,} cases (grouped {s['grouped_from']:,} → {s['grouped_to']:,}); "
+                  f"CMI {cmi(s['cmi_from'])} → {cmi(s['cmi_to'])}; payment {fen_text(s['payment_from'])} → "
+                  f"{fen_text(s['payment_to'])} yuan; hospitals: {s['winners']} win, {s['losers']} lose, "
+                  f"{s['unchanged']} unchanged", markup=False, highlight=False)
+    h = migration.hospitals.sort(["payment_delta", "hospital"])
+    shown = pl.concat([h.head(top), h.tail(top)]).unique("hospital", maintain_order=True) if top else h.clear()
+    out = Table(title=f"largest losses and gains per hospital (after sharing); all in {output}/compare_hospitals.csv")
+    for column in ("hospital", "cases", "payment change (yuan)", "CMI", "CMI change", "outcome"):
+        out.add_column(column, justify="left" if column in ("hospital", "outcome") else "right")
+    for r in shown.iter_rows(named=True):
+        out.add_row(str(r["hospital"]), f"{r['cases'] or 0:,}", fen_text(int(r["payment_delta"] or 0)),
+                    f"{_num(r['cmi_base'])} → {_num(r['cmi_change'])}", _num(r["cmi_delta"]), r["outcome"])
+    console.print(out)

@@ -1,0 +1,146 @@
+"""What a switch of scheme version costs (版本切换测算): one year of cases grouped under two versions,
+relative weights calibrated from that year for each, both settled under the same policy, and the
+two settlements compared per hospital and per group.
+
+Built on the other wings' entry functions: grouping (`grouper.api.group` with the settlement
+fields carried), weights (`grouper.payment.weights.calibrate_weights`), settlement
+(`grouper.settle.run.settle_cases`) and comparison (`grouper.settle.compare.compare`). The result
+is a policy comparison like `grouper settle --compare` (the same folder layout, so `grouper report`
+shows it), plus what only a version switch has:
+
+- per hospital: CMI under each version and its change, and `outcome` (winner: payment after
+  sharing rises, loser: falls, unchanged);
+- per source group: where the cases of each group of the old version went and what they are paid
+  under each (`source_groups`), since the group codes of the two versions differ;
+- the weights calibrated for each version.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import polars as pl
+
+from ..scheme import LoadedScheme, load_scheme
+
+# the grouped columns kept: what settlement and weight calibration read
+_KEEP = ("id", "status", "mdc", "adrg", "drg", "los", "discharge", "age", "hospital", "hospital_level", "insurance",
+         "cost", "admission_date", "discharge_date", "patient_id", "special_review")
+
+
+@dataclass(frozen=True)
+class Migration:
+    from_version: str          # "name version" of each scheme
+    to_version: str
+    comparison: object         # grouper.settle.compare.Comparison (base = old version, change = new)
+    source_groups: pl.DataFrame
+    weights_from: pl.DataFrame  # calibrated weights, one row per DRG (grouper.payment.weights)
+    weights_to: pl.DataFrame
+
+    @property
+    def hospitals(self) -> pl.DataFrame:
+        return self.comparison.hospitals
+
+    def summary(self) -> dict:
+        """The key figures: cases, CMI under each version (grouped cases with a weight), payment and
+        winners/losers among hospitals."""
+        h = self.hospitals
+        base, change = self.comparison.base.cases, self.comparison.change.cases
+        return {
+            "from": self.from_version, "to": self.to_version, "cases": base.height,
+            "grouped_from": int((base["status"] == "grouped").sum()),
+            "grouped_to": int((change["status"] == "grouped").sum()),
+            "cmi_from": _cmi(base), "cmi_to": _cmi(change),
+            "payment_from": int(h["payment_base"].sum() or 0), "payment_to": int(h["payment_change"].sum() or 0),
+            "winners": int((h["outcome"] == "winner").sum()), "losers": int((h["outcome"] == "loser").sum()),
+            "unchanged": int((h["outcome"] == "unchanged").sum()),
+        }
+
+
+def _cmi(cases: pl.DataFrame) -> float | None:
+    """Case-mix index: the mean RW over grouped cases with a weight (as the settlement's hospital CMI)."""
+    rw = cases.filter((pl.col("status") == "grouped") & pl.col("rw").is_not_null())["rw"]
+    return None if rw.is_empty() else round(float(rw.mean()), 4)
+
+
+def _grouped(cases, scheme: LoadedScheme, *, columns=None, encoding=None, threads=None) -> pl.DataFrame:
+    from ..api import group
+
+    frame = group(cases, scheme, carry=True, columns=columns, encoding=encoding, threads=threads)
+    return frame.select([c for c in _KEEP if c in frame.columns])
+
+
+def _with_hospital_changes(comparison) -> pl.DataFrame:
+    """The comparison's hospital table with CMI per version, its change and the outcome."""
+    cmi = (comparison.base.hospitals.select("hospital", pl.col("cmi").alias("cmi_base"))
+           .join(comparison.change.hospitals.select("hospital", pl.col("cmi").alias("cmi_change")),
+                 on="hospital", how="full", coalesce=True, nulls_equal=True))
+    delta = pl.col("payment_delta")
+    return (comparison.hospitals.join(cmi, on="hospital", how="left", nulls_equal=True, maintain_order="left")
+            .with_columns((pl.col("cmi_change") - pl.col("cmi_base")).alias("cmi_delta"),
+                          pl.when(delta > 0).then(pl.lit("winner")).when(delta < 0).then(pl.lit("loser"))
+                          .otherwise(pl.lit("unchanged")).alias("outcome")))
+
+
+def _source_groups(comparison) -> pl.DataFrame:
+    """Per group of the old version (ungrouped cases as `(status)`): cases, the payment under each
+    version, its change, and the group most of its cases land in under the new version."""
+    label = pl.when(pl.col("drg").is_not_null()).then(pl.col("drg")).otherwise(pl.format("({})", pl.col("status")))
+    base, change = comparison.base.cases, comparison.change.cases
+    pairs = pl.DataFrame({"from_group": base.select(label).to_series(), "to_group": change.select(label).to_series(),
+                          "payment_base": base["payment"], "payment_change": change["payment"]})
+    main = (pairs.group_by("from_group", "to_group").len()
+            .sort(["from_group", "len", "to_group"], descending=[False, True, False])
+            .group_by("from_group", maintain_order=True).agg(pl.col("to_group").first().alias("main_to_group"),
+                                                            (pl.col("len").first()).alias("main_to_cases"),
+                                                            pl.len().alias("to_groups")))
+    totals = pairs.group_by("from_group").agg(pl.len().alias("cases"), pl.col("payment_base").sum(),
+                                              pl.col("payment_change").sum())
+    return (totals.join(main, on="from_group", how="left")
+            .with_columns((pl.col("payment_change") - pl.col("payment_base")).alias("payment_delta"))
+            .select("from_group", "cases", "payment_base", "payment_change", "payment_delta", "main_to_group",
+                    "main_to_cases", "to_groups")
+            .sort(["payment_delta", "from_group"]))
+
+
+def migration_impact(cases: pl.DataFrame | str | Path, from_scheme: LoadedScheme | str | Path,
+                     to_scheme: LoadedScheme | str | Path, policy, *, weight_options=None, columns=None,
+                     encoding: str | None = None, threads: int | None = None) -> Migration:
+    """Group `cases` (raw cases carrying the settlement fields: hospital, cost, ...) under both
+    schemes, calibrate weights from them for each (`weight_options`: grouper.payment.weights.
+    WeightOptions, default its defaults), settle both under `policy` (a Policy or a policy file)
+    and compare (base = `from_scheme`). Every case is settled under both versions: rows in = rows out."""
+    from ..payment.weights import calibrate_weights
+    from ..settle.compare import compare
+    from ..settle.run import settle_cases
+
+    before = from_scheme if isinstance(from_scheme, LoadedScheme) else load_scheme(from_scheme)
+    after = to_scheme if isinstance(to_scheme, LoadedScheme) else load_scheme(to_scheme)
+    sides = []
+    for scheme in (before, after):
+        grouped = _grouped(cases, scheme, columns=columns, encoding=encoding, threads=threads)
+        weights = calibrate_weights(grouped, weight_options).weights
+        settlement = settle_cases(grouped, policy, weights.select("drg", "weight", "mean"))
+        sides.append((settlement, weights))
+    (base, weights_from), (change, weights_to) = sides
+    comparison = compare(base, change)
+    comparison = replace(comparison, hospitals=_with_hospital_changes(comparison))
+    name = lambda s: f"{s.ast.header.name} {s.ast.header.version}"  # noqa: E731
+    return Migration(name(before), name(after), comparison, _source_groups(comparison), weights_from, weights_to)
+
+
+def write_migration(migration: Migration, folder: str | Path, *, case_format: str = "parquet") -> Path:
+    """The comparison folder of `grouper settle --compare` (base = old version, `change/` = new),
+    plus migration.json (the key figures), source_groups.csv and the two weight tables."""
+    import json
+
+    from ..settle.files import COMPARE_MONEY, write_comparison, write_table
+
+    folder = Path(folder)
+    write_comparison(migration.comparison, folder, case_format=case_format)
+    write_table(migration.source_groups, folder / "source_groups.csv", COMPARE_MONEY)
+    migration.weights_from.write_csv(folder / "weights_from.csv")
+    migration.weights_to.write_csv(folder / "weights_to.csv")
+    (folder / "migration.json").write_text(json.dumps(migration.summary(), ensure_ascii=False, indent=2),
+                                           encoding="utf-8")
+    return folder
