@@ -263,6 +263,10 @@ CASES = [
          output=None),
     Case("metrics with a missing weights table", "metrics {c}/grouped.parquet --weights {c}/nope.csv -o {o}/m.csv -q",
          3, output="{o}/m.csv"),
+    Case("migration into a folder of other files", "migration {c}/hist.parquet --from {demo} --to {demo} "
+         "--policy {policies}/zhejiang-points.toml -o {c}/keep -q", 2, output=None),
+    Case("migration into its --to pack", "migration {c}/hist.parquet --from {demo} --to {c}/mini_copy "
+         "--policy {policies}/zhejiang-points.toml -o {c}/mini_copy/impact -q", 2, output=None),
     Case("synth history of no hospitals", "synth history --hospitals 0 --cases 10 -o {o}/h.parquet -q", 2,
          output="{o}/h.parquet"),
     Case("calibrate weights --decimals -1", "calibrate weights {c}/grouped.parquet -o {o}/w.csv --decimals -1 -q", 2,

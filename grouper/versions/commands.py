@@ -1,7 +1,6 @@
 """CLI of the versions wing: `grouper crosswalk` and `grouper group --by-date` (thin: parse, call, print)."""
 from __future__ import annotations
 
-
 from ..options import add_reading_arguments, reading_arguments
 
 
@@ -88,17 +87,17 @@ def group_by_date_command(args, reading) -> int:
 
 def cmd_migration(args) -> int:
     from ..errors import UsageError
-    from ..outputs import atomic_output, refuse_collisions, refuse_unwritable
+    from ..outputs import atomic_output, check_outputs
     from ..payment.weights import WeightOptions, parse_year_weights
+    from ..scheme import pack_inputs
     from ..settle.policy import load_policy
     from .console import render_migration, stderr_console
     from .migration import migration_impact, write_migration
 
-    refuse_collisions([("cases", args.cases), ("--from", args.from_pack), ("--to", args.to_pack),
-                       ("--policy", args.policy)], [("-o", args.output)])
-    refuse_unwritable("-o", args.output, folder=True)
+    check_outputs([("cases", args.cases), *pack_inputs("--from", args.from_pack), *pack_inputs("--to", args.to_pack),
+                   ("--policy", args.policy)], folders=[("-o", args.output, "migration impact")])
     if args.top < 0:
-        raise argparse.ArgumentTypeError("--top must be >= 0")
+        raise UsageError("--top must be >= 0")
     policy = load_policy(args.policy)
     if policy.is_dip:
         raise UsageError("migration compares DRG scheme versions: use a DRG policy (method points or rate), not DIP")
@@ -106,7 +105,7 @@ def cmd_migration(args) -> int:
                             year_weights=parse_year_weights(args.year_weights) if args.year_weights else None)
     migration = migration_impact(args.cases, args.from_pack, args.to_pack, policy, weight_options=options,
                                  encoding=args.encoding)
-    with atomic_output(args.output, directory=True) as folder:   # the folder appears whole or not at all
+    with atomic_output(args.output, directory=True, kind="migration impact") as folder:   # the folder appears whole or not at all
         write_migration(migration, folder, case_format=args.format)
     if not args.quiet:
         render_migration(migration, args.output, stderr_console(), top=args.top)
