@@ -1,7 +1,7 @@
 # cython: language_level=3
 """The settle engine's compiled inner loops: pool sums and largest-remainder shares in 128-bit integers.
 Mirrors grouper/settle/_kernel_py.py, which states the contract."""
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 
 cdef extern from *:
@@ -22,6 +22,50 @@ cdef inline int64_t _floor_share(int64_t points, int64_t distributable, u128 tot
         estimate += 1
     remainder[0] = <int64_t>(product - <u128>estimate * total)
     return estimate
+
+
+def mul_div_half_up(const int64_t[:] a, const int64_t[:] b, const int64_t[:] d, int64_t[::1] out):
+    """out[i] = a[i] × b[i] ÷ d[i] rounded half up, exactly (128-bit); −1 (null) when an input is
+    negative (null), d[i] ≤ 0 or the result does not fit in 63 bits."""
+    cdef Py_ssize_t i, n = a.shape[0]
+    cdef u128 product, quotient, rest
+    cdef uint64_t small, q, r
+    if b.shape[0] != n or d.shape[0] != n or out.shape[0] != n:
+        raise ValueError("mul_div_half_up: arrays of different lengths")
+    with nogil:
+        for i in range(n):
+            if a[i] < 0 or b[i] < 0 or d[i] <= 0:
+                out[i] = -1
+                continue
+            product = <u128>a[i] * <u128>b[i]
+            if product >> 63 == 0:  # the common case: 64-bit division (128-bit division is a slow library call)
+                small = <uint64_t>product
+                q = small // <uint64_t>d[i]
+                r = small - q * <uint64_t>d[i]
+                out[i] = <int64_t>(q + (1 if 2 * r >= <uint64_t>d[i] else 0))
+                continue
+            quotient = product // <u128>d[i]
+            rest = product - quotient * <u128>d[i]
+            if 2 * rest >= <u128>d[i]:
+                quotient += 1
+            out[i] = <int64_t>quotient if quotient < (<u128>1 << 63) else -1
+
+
+def compare_products(const int64_t[:] a, const int64_t[:] b, const int64_t[:] c, const int64_t[:] d,
+                     int8_t[::1] out):
+    """out[i] = the sign of a[i] × b[i] − c[i] × d[i] (−1, 0, 1), exactly; 2 (null) when an input is negative (null)."""
+    cdef Py_ssize_t i, n = a.shape[0]
+    cdef u128 left, right
+    if b.shape[0] != n or c.shape[0] != n or d.shape[0] != n or out.shape[0] != n:
+        raise ValueError("compare_products: arrays of different lengths")
+    with nogil:
+        for i in range(n):
+            if a[i] < 0 or b[i] < 0 or c[i] < 0 or d[i] < 0:
+                out[i] = 2
+                continue
+            left = <u128>a[i] * <u128>b[i]
+            right = <u128>c[i] * <u128>d[i]
+            out[i] = 1 if left > right else (-1 if left < right else 0)
 
 
 def pool_sums(const uint8_t[::1] pool, const uint8_t[::1] paid_by, const int64_t[::1] points, const int64_t[::1] cost,

@@ -64,7 +64,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
                encoding: str | None = None, threads: int | None = None,
                on_batch: Callable[[pl.DataFrame], None] | None = None, report=None, trace=None,
                carry: bool = False, sheet: str | int | None = None, skip_rows: int = 0,
-               on_stage: Callable[[str], None] | None = None) -> int:
+               on_stage: Callable[[str], None] | None = None, names: bool = False,
+               weights: pl.DataFrame | None = None) -> int:
     """Group a file into an output file (format from its extension) in bounded memory; returns the row count.
 
     `carry=True` writes a *grouped file*: the results followed by the settlement fields (see
@@ -78,6 +79,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     the header (see grouper.io.read_cases).
     `on_stage("writing")` is called when the output is being finished (an Excel sheet is written
     only then; `output_path` may be a temporary file, so the caller names what it writes).
+    `names=True` adds the group's name and weight beside its code (`drg_name`, `rw`), `weights`
+    (drg, weight) the weight from a weights table (see grouper.engine.results.with_group_labels).
     The output file appears whole or not at all; a Parquet output records the scheme (name,
     version, pack path, content hash) in its metadata under `grouper.scheme`.
     """
@@ -92,6 +95,10 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
                                  threads=threads, problems=report is not None, carry=carry, sheet=sheet,
                                  skip_rows=skip_rows, on_unused=report.note_unused if report is not None else None):
             results = g.results
+            if names or weights is not None:
+                from .engine.results import with_group_labels
+
+                results = with_group_labels(plan, results, names=names, weights=weights)
             if trace is not None:
                 from .explain import attach_trace
 
@@ -110,3 +117,99 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
         if on_stage is not None:
             on_stage("writing")
     return rows
+
+
+def group_arrow(batches, scheme=None, *, columns: Mapping[str, str] | None = None, carry: bool = False,
+                threads: int | None = None, keep_input: bool = True, prefix: str = ""):
+    """Group an iterator of `pyarrow.RecordBatch` (either input shape, raw or typed fields); yields
+    one result batch per input batch, same rows, same order. The scheme (DRG or DIP pack, a loaded
+    scheme, or None for the demo) is loaded once, so any engine that hands over Arrow batches (Spark's
+    `mapInArrow`, DuckDB, Arrow Flight) calls this once per worker.
+
+    Every batch goes through the same reader as a file (`grouper.io.cases_from_frame`): the same
+    column names (Chinese and national field names, `columns=` mapping), the same statuses and
+    reasons for bad values. With `keep_input` (default) a result batch is the input's columns
+    followed by the result columns (`prefix` + status, mdc, adrg, drg, reason, warnings; DIP: dip,
+    dip_level, ...), else the results alone (with id). With `carry`, the typed settlement fields
+    follow the results (the grouped-file columns, unprefixed: money in fen) and replace the raw
+    input columns of the same names.
+    A result column whose name is already an input column is refused (ValueError): pass a `prefix`.
+    Batches are independent: an input without an id column gets ids numbered within each batch,
+    so give one when batches come from many places.
+    """
+    runner = arrow_grouper(scheme, columns=columns, carry=carry, threads=threads, keep_input=keep_input,
+                           prefix=prefix)
+    for batch in batches:
+        yield runner(batch)
+
+
+def arrow_grouper(scheme=None, *, columns: Mapping[str, str] | None = None, carry: bool = False,
+                  threads: int | None = None, keep_input: bool = True, prefix: str = ""):
+    """The function behind `group_arrow`: RecordBatch → result RecordBatch, the scheme loaded once.
+    Its `.schema(input_schema)` gives the output schema without grouping anything."""
+    import pyarrow as pa
+
+    loaded = _any_scheme(scheme)
+
+    def results(frame: pl.DataFrame) -> pl.DataFrame:
+        if _is_dip(loaded):
+            from .dip.run import group_dip_frame
+            from .dip.settle import dip_grouped
+
+            out = []
+            for cases in _canonical_batches(frame, columns, carry):
+                grouped = group_dip_frame(loaded.plan, cases, threads=threads)
+                out.append(dip_grouped(grouped, cases) if carry else grouped)
+        else:
+            out = [g.results for g in grouped_batches(frame, loaded.plan, batch_size=max(frame.height, 1),
+                                                      columns=columns, threads=threads, carry=carry)]
+        return pl.concat(out, rechunk=True)
+
+    def combine(frame: pl.DataFrame, found: pl.DataFrame) -> pl.DataFrame:
+        from .fields import CARRIED_COLUMNS
+
+        carried = [c for c in found.columns if carry and c in CARRIED_COLUMNS]
+        found = found.rename({c: prefix + c for c in found.columns if c != "id" and c not in carried})
+        if not keep_input:
+            return found
+        # the carried settlement fields are the input's own, typed: they replace the raw columns
+        frame = frame.drop([c for c in carried if c in frame.columns])
+        found = found.drop("id")
+        clash = sorted(set(found.columns) & set(frame.columns))
+        if clash:
+            raise ValueError(f"result columns {clash} are already input columns: pass prefix= (e.g. 'grouper_')")
+        return pl.concat([frame, found], how="horizontal")
+
+    def run(batch: pa.RecordBatch) -> pa.RecordBatch:
+        frame = pl.from_arrow(pa.Table.from_batches([batch]))
+        table = combine(frame, results(frame)).to_arrow()
+        return table.combine_chunks().to_batches()[0] if table.num_rows else \
+            pa.RecordBatch.from_pylist([], schema=table.schema)
+
+    def output_schema(schema: pa.Schema) -> pa.Schema:
+        frame = pl.from_arrow(schema.empty_table())
+        return combine(frame, results(frame)).to_arrow().schema
+
+    run.schema = output_schema
+    return run
+
+
+def _any_scheme(scheme):
+    """A loaded DRG or DIP scheme from a loaded one, a pack path, or None (the DRG demo)."""
+    if scheme is not None and not isinstance(scheme, (str, Path)):
+        return scheme
+    from .dip import is_dip_pack, load_dip_scheme
+
+    return load_dip_scheme(scheme) if scheme is not None and is_dip_pack(scheme) else _scheme(scheme)
+
+
+def _is_dip(loaded) -> bool:
+    from .dip import LoadedDip
+
+    return isinstance(loaded, LoadedDip)
+
+
+def _canonical_batches(frame: pl.DataFrame, columns, settlement: bool):
+    from .pipeline import case_batches
+
+    return case_batches(frame, batch_size=max(frame.height, 1), columns=columns, settlement=settlement)

@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--carry", action="store_true",
                    help="write a grouped file: the settlement fields (hospital, level, insurance, cost, dates, ...) "
                         "after the results, input for calibrate/metrics/settle")
+    g.add_argument("--names", action="store_true",
+                   help="add the group's name and weight beside its code: drg_name (the pack's DRG names) and rw "
+                        "(the pack's weights, when it has them)")
+    g.add_argument("--weights", metavar="FILE",
+                   help="add the group's weight (rw) from this weights table (drg, weight), e.g. from "
+                        "`grouper calibrate weights`")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     c = sub.add_parser("check", help="check a scheme pack and print its diagnostics")
@@ -81,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="chs-drg: write an overlay of this pack holding only the differences (a regional table set)")
     st = sub.add_parser("settle", help="settle grouped (or raw) cases under a regional payment policy")
     st.add_argument("cases", help="a grouped file (.parquet/.csv/.xlsx with status, drg and the settlement fields) or raw cases")
-    st.add_argument("--policy", required=True, help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml")
+    st.add_argument("--policy", help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml "
+                                    "(default: GROUPER_POLICY, else `policy` in the config file)")
     st.add_argument("--weights", help="weights table (CSV: drg, weight[, mean]); not with a DIP policy (scores come from the pack)")
     st.add_argument("--scheme", help="scheme pack for raw cases (default: the shipped demo scheme); the DIP pack for a DIP policy")
     st.add_argument("-o", "--output", required=True, help="folder for cases.parquet (or cases.csv), hospitals.csv, drgs.csv, pools.csv, summary.json")
@@ -89,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--weights2", help="weights table for the --compare side (default: --weights)")
     st.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case table format (default parquet)")
     st.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    st.add_argument("--strict", action="store_true",
+                    help="exit 4 when the settlement has warnings (the outputs are written all the same)")
 
     r = sub.add_parser("report", help="write a self-contained HTML report of a settlement folder")
     r.add_argument("settlement", help="a folder written by `grouper settle`")
@@ -108,7 +117,46 @@ def _parser() -> argparse.ArgumentParser:
 
     add_calibrate_weights(calibrate_kinds)
     add_calibrate_dip(calibrate_kinds)
+    for path in TABLE_COMMANDS:
+        _add_output_options(_subparser(sub, path), headers=path in HEADER_COMMANDS)
     return parser
+
+
+# The commands that write tables (CSV/Excel/Parquet), all through grouper.writers.
+TABLE_COMMANDS = (("group",), ("settle",), ("metrics",), ("crosswalk",), ("calibrate", "weights"),
+                  ("synth", "history"))
+# Those whose tables are for people only (nothing reads them back), so their headers may be Chinese.
+HEADER_COMMANDS = (("group",), ("crosswalk",))
+
+
+def _subparser(sub, path: tuple[str, ...]) -> argparse.ArgumentParser:
+    parser = sub.choices[path[0]]
+    for name in path[1:]:
+        nested = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = nested.choices[name]
+    return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser, *, headers: bool) -> None:
+    from .writers import DEFAULT_ENCODING, OUTPUT_ENCODINGS
+
+    parser.add_argument("--output-encoding", metavar="ENCODING", type=_output_encoding,
+                        help=f"encoding of CSV outputs: {', '.join(OUTPUT_ENCODINGS)} (default {DEFAULT_ENCODING}: "
+                             "UTF-8 with a byte-order mark, which Excel on Chinese Windows opens correctly)")
+    if headers:
+        parser.add_argument("--headers", choices=["en", "zh"], default=None,
+                            help="column headers: en = field names (default), zh = the Chinese names of the "
+                                 "结算清单 and of the results (for people; grouper reads back field names)")
+
+
+def _output_encoding(text: str) -> str:
+    from .errors import UsageError
+    from .writers import output_encoding
+
+    try:
+        return output_encoding(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_settle(args) -> int:
@@ -118,6 +166,7 @@ def cmd_settle(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .console import stage, stderr_console
     from .errors import GrouperError, InputError
     from .outputs import check_outputs
     from .report.html import write_report
@@ -126,25 +175,29 @@ def cmd_report(args) -> int:
     read = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
     check_outputs([("SETTLEMENT", p) for p in read], [("-o", args.output)])
     try:
-        write_report(args.settlement, args.output)
+        with stage(f"writing the report of {args.settlement}"):
+            written = write_report(args.settlement, args.output)
     except (GrouperError, OSError):
         raise
     except Exception as exc:  # noqa: BLE001 - the folder's files do not hold what `grouper settle` writes
         raise InputError(f"{folder} does not hold a settlement as `grouper settle` writes it "
                          f"({type(exc).__name__}: {exc}); write it again with `grouper settle ... -o {folder}`") from None
+    stderr_console().print(f"report of {args.settlement} → {written} ({written.stat().st_size:,} bytes)", markup=False)
     return EXIT_OK
 
 
 def cmd_group(args) -> int:
+    from .dip import is_dip_pack
+    from .errors import UsageError
     from .options import reading_arguments
 
     _refuse_group_outputs(args)
+    if (args.names or args.weights) and (args.by_date or is_dip_pack(args.scheme)):
+        raise UsageError("--names and --weights label DRG results; they do not apply to --by-date or a DIP pack")
     if args.by_date:
         from .versions.commands import group_by_date_command
 
         return group_by_date_command(args, reading_arguments(args))
-    from .dip import is_dip_pack
-
     if is_dip_pack(args.scheme):
         from .dip.commands import group_command
 
@@ -159,7 +212,8 @@ def _refuse_group_outputs(args) -> None:
     from .outputs import check_outputs
     from .scheme import pack_inputs
 
-    check_outputs([("input", args.input), ("--by-date", args.by_date), *pack_inputs("--scheme", args.scheme)],
+    check_outputs([("input", args.input), ("--by-date", args.by_date), ("--weights", args.weights),
+                   *pack_inputs("--scheme", args.scheme)],
                   [("-o", args.output), ("--report", args.report)])
     for path in (args.output, args.report):
         if path:
@@ -198,8 +252,8 @@ class _GroupProgress:
     """Follows grouping batch by batch: moves the progress bar, names the output stage on it, and
     keeps each batch's status counts and the ids of the cases it traced (for the summary)."""
 
-    def __init__(self, bar, output) -> None:
-        self.bar, self.output = bar, output
+    def __init__(self, bar, output, grouping: str) -> None:
+        self.bar, self.output, self.grouping = bar, output, grouping
         self.counts: list = []
         self.traced: list[str] = []
 
@@ -208,6 +262,8 @@ class _GroupProgress:
 
         from .console import summary_counts
 
+        if not self.counts:
+            self.bar.describe(self.grouping)   # the input is being read: say so no longer
         self.counts.append(summary_counts(results))
         self.bar.advance(results.height)
         if "trace" in results.columns:
@@ -229,18 +285,39 @@ def _write_group_outputs(args, scheme, report, console):
 
     header = scheme.ast.header
     show = not args.quiet and console.is_terminal
+    expected, estimated = _expected_rows(Path(args.input), args.sheet, args.skip_rows)
+    grouping = f"grouping with {header.name} {header.version}"
+    first = grouping
+    if Path(args.input).suffix.lower() in (".xlsx", ".xls"):   # read whole before the first batch
+        first = f"reading {Path(args.input).name} (an Excel file is read whole first)"
     with atomic_outputs(args.output, args.report) as (output, report_path):
-        with progress(_row_count(Path(args.input)), f"grouping with {header.name} {header.version}",
-                      enabled=show) as bar:
-            batches = _GroupProgress(bar, args.output)
-            rows = api.group_file(args.input, output, scheme, batch_size=args.batch_size,
+        with progress(expected, first, enabled=show, estimated=estimated) as bar:
+            batches = _GroupProgress(bar, args.output, grouping)
+            rows = api.group_file(args.input, output, scheme,
+                                  batch_size=_progress_batch_size(args.batch_size, expected),
                                   **reading_arguments(args), threads=args.threads,
                                   on_batch=batches.on_batch, report=report, trace=_trace_request(args),
-                                  carry=args.carry, on_stage=batches.on_stage)
+                                  carry=args.carry, on_stage=batches.on_stage, names=args.names,
+                                  weights=_weights_table(args.weights))
+            bar.finish()
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
     return rows, batches, summary
+
+
+def _weights_table(path):
+    """A weights table (drg, weight) for `group --weights`, read like any input table."""
+    if path is None:
+        return None
+    from . import io
+    from .errors import InputError
+
+    table = io._read_raw(Path(path), encoding=None, sheet=None)
+    missing = [c for c in ("drg", "weight") if c not in table.columns]
+    if missing:
+        raise InputError(f"--weights {path} has no {' or '.join(missing)} column (it has {', '.join(table.columns)})")
+    return table
 
 
 def _render_group_summary(args, rows: int, batches: _GroupProgress, summary, report, seconds: float,
@@ -267,16 +344,76 @@ def _trace_request(args):
     return TraceRequest(frozenset(args.trace or ()), frozenset(args.trace_status or ()))
 
 
-def _row_count(path: Path) -> int | None:
-    """Rows of a Parquet file from its metadata (for the progress bar); None when unknown cheaply."""
-    if path.suffix.lower() in (".parquet", ".pq"):
-        try:
+def _expected_rows(path: Path, sheet=None, skip_rows: int = 0) -> tuple[int | None, bool]:
+    """(rows of the input, whether that is an estimate) for the progress bar, found cheaply: Parquet
+    from its metadata, Excel from the sheets' dimensions, CSV estimated from the file size and the
+    length of its first lines. (None, False) when unknown."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            return pq.ParquetFile(path).metadata.num_rows
-        except Exception:
-            return None
-    return None
+            return pq.ParquetFile(path).metadata.num_rows, False
+        if suffix in (".xlsx",):
+            rows = _excel_rows(path, sheet)
+            return (None, False) if rows is None else (max(0, rows - 1 - skip_rows), True)
+        if suffix in (".csv", ".tsv", ".txt"):
+            size = path.stat().st_size
+            with path.open("rb") as file:
+                head = file.read(1 << 20)
+            lines = head.split(b"\n")[skip_rows:]
+            if len(head) == size:
+                return max(0, sum(1 for line in lines[1:] if line.strip())), True
+            header = len(lines[0]) + 1
+            body = lines[1:-1]                      # the last line of the sample may be cut
+            if not body:
+                return None, False
+            per_row = sum(len(line) + 1 for line in body) / len(body)
+            return max(1, round((size - header) / per_row)), True
+    except Exception:   # an unreadable input is reported by the reader, not here
+        return None, False
+    return None, False
+
+
+def _excel_rows(path: Path, sheet) -> int | None:
+    """Rows (header included) of the sheet(s) `sheet` picks (see grouper.io.read_cases), from the
+    `<dimension>` each worksheet starts with; None when a sheet has none."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as book:
+        workbook = book.read("xl/workbook.xml").decode("utf-8", "replace")
+        rels = book.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+        targets = dict(re.findall(r'<Relationship[^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"', rels))
+        targets.update({k: v for v, k in re.findall(r'<Relationship[^>]*?Target="([^"]+)"[^>]*?Id="([^"]+)"', rels)})
+        sheets = re.findall(r'<sheet\b[^>]*?name="([^"]*)"[^>]*?r:id="([^"]+)"', workbook)
+        if sheet == "all":
+            chosen = sheets
+        elif sheet is None:
+            chosen = sheets[:1]
+        elif str(sheet).isdigit():
+            chosen = sheets[int(sheet) - 1:int(sheet)]
+        else:
+            chosen = [s for s in sheets if s[0] == str(sheet)]
+        total = 0
+        for _, rel in chosen:
+            target = targets.get(rel, "")
+            name = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            with book.open(name) as xml:
+                head = xml.read(4096).decode("utf-8", "replace")
+            found = re.search(r'<dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"', head)
+            if not found:
+                return None
+            total += int(found.group(1) or 1)
+        return total if chosen else None
+
+
+def _progress_batch_size(batch_size: int, rows: int | None) -> int:
+    """A smaller batch for an input that would be one batch or a few, so that the bar moves (about
+    ten steps); never above `batch_size`, never below 10,000 rows (batches cost a little each)."""
+    if rows is None or rows >= 10 * batch_size:
+        return batch_size
+    return max(10_000, min(batch_size, -(-rows // 10)))
 
 
 def cmd_check(args) -> int:
@@ -381,9 +518,9 @@ def cmd_explain(args) -> int:
             out["what_if"] = [dataclasses.asdict(w) for w in whatifs]
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
-        from rich.console import Console
+        from .console import stdout_console
 
-        console = Console(highlight=False, soft_wrap=False)
+        console = stdout_console()
         render_explanation(explanation, console)
         if whatifs:
             render_what_if(whatifs, console)
@@ -445,13 +582,23 @@ def main(argv: list[str] | None = None) -> int:
     from .outputs import Terminated, os_error_in, os_error_text, raise_on_termination
 
     args = _parser().parse_args(argv)
+    import warnings
+
+    from .errors import DemoSchemeWarning
+    from .writers import output_options
+
     raise_on_termination()  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed
     try:
         commands = {"group": cmd_group, "check": cmd_check, "import": cmd_import, "explain": cmd_explain,
                     "settle": cmd_settle, "report": cmd_report}
-        if args.command not in commands:  # the wings' commands (synth, calibrate, metrics): set_defaults(run=...)
-            return args.run(args)
-        return commands[args.command](args)
+        _apply_user_defaults(args)
+        with warnings.catch_warnings(), \
+                output_options(encoding=getattr(args, "output_encoding", None), headers=getattr(args, "headers", None)):
+            warnings.simplefilter("once", DemoSchemeWarning)
+            warnings.showwarning = _show_warning
+            if args.command not in commands:  # the wings' commands (synth, calibrate, metrics): set_defaults(run=...)
+                return args.run(args)
+            return commands[args.command](args)
     except SchemeError as exc:
         from .console import print_diagnostics, stderr_console
 
@@ -473,6 +620,36 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _error(f"internal error (a bug in grouper, please report it): {type(exc).__name__}: {exc}; "
                       "set GROUPER_TRACEBACK=1 to see where", EXIT_INTERNAL)
+
+
+def _apply_user_defaults(args) -> None:
+    """Fill an omitted scheme (`--scheme`, `check PACK`) and policy (`--policy`) from GROUPER_SCHEME /
+    GROUPER_POLICY or the config file (grouper.config); say on stderr where they came from."""
+    from .config import user_default
+    from .errors import UsageError
+
+    notes = []
+    for attribute, setting in (("scheme", "scheme"), ("pack", "scheme"), ("policy", "policy")):
+        if getattr(args, attribute, "absent") is None:
+            found = user_default(setting)
+            if found.value is not None:
+                setattr(args, attribute, found.value)
+                notes.append(f"{setting}: {found.value} (from {found.source})")
+    if args.command == "settle" and args.policy is None:
+        raise UsageError("settle needs a policy: --policy FILE.toml, or set GROUPER_POLICY or `policy = ...` in the "
+                         "config file (see docs/commands.md)")
+    if notes:
+        from .console import stderr_console
+
+        for note in notes:
+            stderr_console().print(f"note: {note}", style="yellow", markup=False)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on stderr as one line, `warning: ...` (the demo-scheme notice is the one we expect)."""
+    from .console import stderr_console
+
+    stderr_console().print(f"warning: {message}", style="bold yellow", markup=False)
 
 
 def _error(message, code: int) -> int:

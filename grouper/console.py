@@ -10,7 +10,6 @@ import polars as pl
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
@@ -20,17 +19,125 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-STATUSES = ("grouped", "qy", "no_drg", "no_adrg", "ungroupable", "invalid")
+from .reasons import STATUSES  # noqa: F401  (re-exported: the summary tables list them in this order)
+
+
+class GrouperConsole(Console):
+    """A Rich console whose tables never cut a number or a header: a table is printed as it is when
+    every column fits at full width (only columns made to shorten, `no_wrap=True,
+    overflow="ellipsis"`, may be shortened), and otherwise one record at a time, `header: value` lines (e.g. at 80 columns)."""
+
+    def print(self, *objects, **kwargs) -> None:
+        super().print(*(fit_table(o, self.width) if isinstance(o, Table) else o for o in objects), **kwargs)
+
+
+ELLIPSIS_MIN = 12  # the narrowest a shortening column (e.g. a message) is made
+
+
+def _cell_width(cell) -> int:
+    from rich.cells import cell_len
+    from rich.errors import MarkupError
+
+    if isinstance(cell, str):
+        try:
+            cell = Text.from_markup(cell)
+        except MarkupError:
+            cell = Text(cell)
+    if not isinstance(cell, Text):
+        return 0
+    return max((cell_len(line) for line in cell.plain.splitlines()), default=0)
+
+
+def fit_table(table: Table, width: int):
+    """`table` with its columns unwrapped when it fits in `width` (long headers broken after `_` or
+    a space onto more lines if need be), else the same rows as records."""
+    import copy
+    import re
+
+    table = copy.copy(table)   # the caller's table is left as it was
+    table.columns = [copy.copy(column) for column in table.columns]
+    needed, headers = 0, []   # (column, its header on several lines)
+    for column in table.columns:
+        if column.no_wrap and column.overflow == "ellipsis":   # made to shorten (e.g. a message)
+            needed += ELLIPSIS_MIN
+        else:
+            column.no_wrap, column.overflow = True, "fold"
+            cells = max([0, *(_cell_width(c) for c in column._cells)])
+            header = column.header if isinstance(column.header, str) else None
+            words = re.findall(r"[^_\s]+[_\s]*", header) if header else []
+            fitted = max(cells, *(_cell_width(w.rstrip()) for w in words)) if words else \
+                max(cells, _cell_width(column.header))
+            if header and _cell_width(header) > fitted:
+                headers.append((column, _wrapped(words, fitted)))
+            needed += fitted
+        needed += table.padding[1] + table.padding[3]
+    needed += (len(table.columns) + 1) if table.box and table.show_edge else max(len(table.columns) - 1, 0)
+    if needed > width:
+        return _records(table)
+    if needed + sum(_cell_width(c.header) - _cell_width(h) for c, h in headers) > width:
+        for column, header in headers:
+            column.header = header
+    return table
+
+
+def _wrapped(words: list[str], width: int) -> str:
+    """Header words (each with its `_` or space) greedily on lines of at most `width` cells."""
+    lines = [""]
+    for word in words:
+        if lines[-1] and _cell_width((lines[-1] + word).rstrip()) > width:
+            lines.append("")
+        lines[-1] += word
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _records(table: Table):
+    """The rows of `table` as blocks of `header: value` lines under its title (values fold, never cut)."""
+    from rich.console import Group
+
+    columns = table.columns
+    rows = len(columns[0]._cells) if columns else 0
+    parts = [Text(str(table.title), style="bold")] if table.title else []
+    for i in range(rows):
+        record = Table.grid(padding=(0, 1))
+        record.add_column(no_wrap=True, style="dim")
+        record.add_column(overflow="fold")
+        for column in columns:
+            cell = column._cells[i]
+            if cell == "" or (isinstance(cell, Text) and not cell.plain):
+                continue
+            record.add_row(f"{column.header}:" if isinstance(column.header, str) else column.header, cell)
+        parts += [Text("─" * 3), record] if i else [record]
+    return Group(*parts)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return GrouperConsole(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    return GrouperConsole(highlight=False, soft_wrap=False)
 
 
 class _CasesPerSecondColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         return Text("-- cases/s" if speed is None else f"{speed:,.0f} cases/s")
+
+
+class _CountColumn(ProgressColumn):
+    """`12,345/100,000`, or `12,345/~100,000` while the total is an estimate, or `12,345` when unknown."""
+
+    def render(self, task: Task) -> Text:
+        done = f"{int(task.completed):,}"
+        if task.total is None:
+            return Text(done)
+        about = "~" if task.fields.get("estimated") else ""
+        return Text(f"{done}/{about}{int(task.total):,}")
+
+
+class _PercentColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text("" if task.total is None else f"{min(task.percentage, 100):>3.0f}%")
 
 
 class _ProgressTask:
@@ -40,6 +147,19 @@ class _ProgressTask:
 
     def advance(self, n: int = 1) -> None:
         self._bar.advance(self._task_id, n)
+        task = self._task()
+        if task.fields.get("estimated") and task.total is not None \
+                and task.completed >= task.total:
+            # an estimate (from the file size) that was too low: keep the bar short of the end
+            self._bar.update(self._task_id, total=int(task.completed * 1.05) + 1)
+
+    def _task(self) -> Task:
+        return next(task for task in self._bar.tasks if task.id == self._task_id)
+
+    def finish(self) -> None:
+        """The count is final: the total is what was done (no longer an estimate)."""
+        task = self._task()
+        self._bar.update(self._task_id, total=task.completed, estimated=False)
 
     def describe(self, text: str) -> None:
         self._bar.update(self._task_id, description=text)
@@ -49,25 +169,53 @@ class _NoProgress:
     def advance(self, n: int = 1) -> None:
         pass
 
+    def finish(self) -> None:
+        pass
+
     def describe(self, text: str) -> None:
         pass
 
 
 @contextmanager
-def progress(total: int, description: str, *, enabled: bool) -> Iterator[_ProgressTask | _NoProgress]:
-    """A progress bar on stderr; yields an object with ``advance(n)`` (a no-op when disabled)."""
+def progress(total: int | None, description: str, *, enabled: bool,
+             estimated: bool = False) -> Iterator[_ProgressTask | _NoProgress]:
+    """A progress bar on stderr: description, bar, percentage, `done/total` (with thousands separators;
+    `~total` when `estimated`, e.g. from a CSV's size), cases/s, elapsed time. Yields an object with
+    ``advance(n)``, ``describe(text)`` and ``finish()`` (no-ops when disabled)."""
     if not enabled:
         yield _NoProgress()
         return
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        _PercentColumn(),
+        _CountColumn(),
         _CasesPerSecondColumn(),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=stderr_console()) as bar:
-        yield _ProgressTask(bar, bar.add_task(description, total=total))
+        yield _ProgressTask(bar, bar.add_task(description, total=total, estimated=estimated and total is not None))
+
+
+@contextmanager
+def stage(text: str, *, enabled: bool = True) -> Iterator[None]:
+    """While a long stage without a count runs (reading a whole file, settling, drawing charts): a
+    spinner, the stage's name and the elapsed time on stderr, gone when it ends; only on a terminal."""
+    console = stderr_console()
+    if not enabled or not console.is_terminal:
+        yield
+        return
+    from rich.progress import SpinnerColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        bar.add_task(text, total=None)
+        yield
+
+
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """`1 year`, `3 years`, `12,000 cases`: a count with thousands separators and its noun."""
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
 
 
 def _percent(count: int, total: int) -> str:
@@ -109,7 +257,7 @@ def render_summary(results: pl.DataFrame, console: Console, *, top: int = 10) ->
         .sort(["len", "drg"], descending=[True, False])
         .head(top)
     )
-    by_drg = Table(title=f"Top {top} DRGs")
+    by_drg = Table(title=f"Top {counted(top, 'DRG')}")
     by_drg.add_column("DRG")
     by_drg.add_column("Cases", justify="right")
     by_drg.add_column("%", justify="right")
@@ -284,12 +432,10 @@ def scheme_line(scheme: dict[str, str]) -> str:
 
 
 def output_stage_text(stage: str, output, rows: int) -> str:
-    """The progress bar's text while the output is finished (an Excel sheet is written only then),
-    e.g. `writing results.xlsx`: the name the user gave, not the temporary file written first."""
-    text = f"{stage} {Path(output).name}"
-    if str(output).lower().endswith(".xlsx") and rows >= EXCEL_SLOW_ROWS:
-        return f"{text}: an Excel sheet of {rows:,} rows takes about {max(1, round(rows / 1_000_000))} min"
-    return text
+    """The progress bar's text while the output is finished, e.g. `writing results.xlsx`: the name
+    the user gave, not the temporary file written first (every format is written batch by batch,
+    so this last step is short)."""
+    return f"{stage} {Path(output).name}"
 
 
 def render_done(rows: int, output, report, seconds: float, console: Console, *, kernel: str | None = None) -> None:

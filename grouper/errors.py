@@ -103,3 +103,18 @@ class PolicyError(SchemeError):
     """A settlement policy file failed validation; `diagnostics` point at file:line:column.
 
     A SchemeError subclass so that every front end reports it the same way (exit code 1)."""
+
+
+class DemoSchemeWarning(UserWarning):
+    """No scheme was given, so the shipped demo pack (33 DRGs, for trying grouper out) is used."""
+
+
+DEMO_SCHEME_NOTICE = ("no scheme given: using the shipped DEMO pack (33 DRGs, for trying grouper out, not a real "
+                      "payment scheme). Give --scheme PACK, or set a default once: GROUPER_SCHEME or `scheme = ...` "
+                      "in the config file (see docs/commands.md)")
+
+
+def warn_demo_scheme() -> None:
+    import warnings
+
+    warnings.warn(DEMO_SCHEME_NOTICE, DemoSchemeWarning, stacklevel=3)

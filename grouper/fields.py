@@ -6,11 +6,14 @@ turns them into the canonical types of the pay1/pay2/dip contract:
     hospital          String   定点医疗机构编码, stripped
     hospital_level    Int8     3 / 2 / 1 from 三级/二级/一级 (三级甲等, 三甲, 3级 ...) or 3/2/1
     insurance         String   "employee" (310, 职工...), "resident" (390, 居民...), other codes as given
-    cost, fund_paid   Int64    fen. Text is yuan: ``¥``/``￥``, thousands separators, blanks and a trailing
-                               元 are tolerated; at most two decimals (more only when they are zeros),
-                               anything else is malformed (money is never rounded from text). Integer
-                               columns (Parquet, as `grouper group` writes them) are already fen; float or
-                               decimal columns are yuan, rounded half away from zero to the fen.
+    cost, fund_paid   Int64    fen. Text is yuan: ``¥``/``￥``, blanks and a trailing 元 are tolerated,
+                               thousands separators only in groups of three (``1,234.50``); one comma
+                               before one or two final digits is a decimal comma (``1234,50`` = 1,234.50);
+                               at most two decimals (more only when they are zeros); anything else is
+                               malformed (money is never rounded from text). Integer columns are whole
+                               yuan in a raw export; in a grouped file (as `grouper group` writes it)
+                               they are fen. Float or decimal columns are yuan, read from their decimal
+                               form and rounded half away from zero to the fen.
     admission_date,
     discharge_date    Date     2024-01-05, 2024/1/5, 2024.1.5, 2024年1月5日, 20240105 (a time after
                                the date, ``20240105143000`` included, is dropped), Excel serial day
@@ -70,19 +73,45 @@ def _text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.when(value != "").then(value)
 
 
-def money_fen(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Money in fen (Int64): integers are fen, floats/decimals yuan, text yuan (see module doc)."""
+def money_fen(expr: pl.Expr, dtype: pl.DataType, integers: str = "yuan") -> pl.Expr:
+    """Money in fen (Int64), see the module doc: text and decimals are yuan read exactly; floats are
+    yuan read from their shortest decimal form, half up (away from zero) to the fen; integers are
+    yuan, or fen when `integers = "fen"` (a grouped file written by grouper, whose money is Int64 fen)."""
     if dtype.is_integer():
-        return expr.cast(pl.Int64)
+        return expr.cast(pl.Int64) if integers == "fen" else expr.cast(pl.Int64) * 100
     if dtype.is_float() or dtype.is_decimal():
-        yuan = expr.cast(pl.Float64)
-        return (yuan.abs() * 100 + 0.5).floor().cast(pl.Int64, strict=False) * yuan.sign().cast(pl.Int64)
-    text = _text(expr, dtype).str.replace_all(r"[¥￥,，\s]", "").str.strip_suffix("元")
+        return _decimal_text_fen(expr.cast(pl.String))
+    text = _text(expr, dtype).str.replace_all(r"[¥￥\s]", "").str.strip_suffix("元").str.replace_all("，", ",")
+    # thousands separators only in groups of three ("1,234.50"); "1234,50" is a decimal comma
+    grouped = text.str.contains(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
+    decimal_comma = text.str.contains(r"^[-+]?\d+,\d{1,2}$")
+    text = (pl.when(grouped).then(text.str.replace_all(",", ""))
+            .when(decimal_comma).then(text.str.replace(",", ".", literal=True))
+            .otherwise(text))
     parts = text.str.extract_groups(r"^([-+]?)(\d{1,15})(?:\.(\d{0,2})0*)?$")
     whole = parts.struct.field("2").cast(pl.Int64, strict=False)
     cents = parts.struct.field("3").fill_null("").str.pad_end(2, "0").cast(pl.Int64, strict=False)
     sign = pl.when(parts.struct.field("1") == "-").then(-1).otherwise(1)
     return (whole * 100 + cents) * sign
+
+
+def _decimal_text_fen(text: pl.Expr) -> pl.Expr:
+    """A number written in decimal ("1234.565", as Polars writes a float: its shortest round-trip
+    form) → fen, half up (away from zero) on the third decimal; exponent forms and more than 15
+    whole digits → null (no plausible amount)."""
+    parts = text.str.extract_groups(r"^(-?)(\d{1,15})(?:\.(\d*))?$")
+    whole = parts.struct.field("2").cast(pl.Int64, strict=False)
+    decimals = parts.struct.field("3").fill_null("").str.pad_end(3, "0")
+    cents = decimals.str.slice(0, 2).cast(pl.Int64, strict=False)
+    up = (decimals.str.slice(2, 1).cast(pl.Int64, strict=False) >= 5).cast(pl.Int64)
+    sign = pl.when(parts.struct.field("1") == "-").then(-1).otherwise(1)
+    return (whole * 100 + cents + up) * sign
+
+
+def yuan_decimal(expr: pl.Expr) -> pl.Expr:
+    """Fen (Int64) → yuan as Decimal(38, 2), exactly: how a raw file that grouper writes (a synthetic
+    history) stores money in Parquet, so that a reader cannot take it for fen or for whole yuan."""
+    return expr.cast(pl.Decimal(38, 2)).truediv(100).cast(pl.Decimal(38, 2))
 
 
 def fen_text(fen: int) -> str:
@@ -156,9 +185,10 @@ def _sex(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
                        text.replace_strict(SEX_WORDS, default=None, return_dtype=pl.Int8))
 
 
-def typed_fields(frame: pl.DataFrame) -> pl.DataFrame:
+def typed_fields(frame: pl.DataFrame, integer_money: str = "yuan") -> pl.DataFrame:
     """The CARRIED_COLUMNS of `frame`, parsed to CARRIED_SCHEMA (absent columns: null; special_review false),
-    plus one Boolean ``_bad_<field>`` column per readable-or-not field (value written but unreadable)."""
+    plus one Boolean ``_bad_<field>`` column per readable-or-not field (value written but unreadable).
+    `integer_money`: what an integer money column holds — "yuan" (a raw export) or "fen" (a grouped file)."""
     schema = frame.schema
     exprs, bad = [], []
     for name in CARRIED_COLUMNS:
@@ -166,7 +196,7 @@ def typed_fields(frame: pl.DataFrame) -> pl.DataFrame:
         col = pl.col(name) if name in schema else pl.lit(None, dtype=pl.String)
         dtype = dtype if name in schema else pl.String
         if name in MONEY_COLUMNS:
-            value = money_fen(col, dtype)
+            value = money_fen(col, dtype, integer_money)
         elif name in DATE_COLUMNS:
             value = parse_date(col, dtype)
         elif name == "hospital_level":

@@ -84,7 +84,7 @@ def _typed(raw: pl.DataFrame, wanted: list[str]) -> pl.DataFrame:
     # 10 M values that are already typed would cost seconds for nothing.
     ready = [c for c in carried if c in raw.columns and raw.schema[c] == CARRIED_SCHEMA[c]]
     to_parse = [c for c in carried if c not in ready]
-    typed = typed_fields(raw.select([c for c in to_parse if c in raw.columns])).select(to_parse)
+    typed = typed_fields(raw.select([c for c in to_parse if c in raw.columns]), integer_money="fen").select(to_parse)
     as_is = raw.select(pl.col(c).fill_null(False) if c == "special_review" else pl.col(c) for c in ready)
     return pl.concat([results, typed, as_is], how="horizontal").select(wanted)
 

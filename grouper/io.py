@@ -29,14 +29,17 @@ import polars as pl
 from grouper.errors import InputError
 from grouper.headers import (DX_FAMILIES, PROC_FAMILIES, SPELLINGS, WideFamily, header_key, known_spelling,
                              looks_like_code_column, split_number)
-from grouper.outputs import atomic_output
+# The writers live in grouper.writers; re-exported here for existing callers.
+from grouper.writers import ResultSink, output_format, write_results  # noqa: F401
 
 __all__ = [
     "CANONICAL_COLUMNS",
     "InputError",
+    "ResultSink",
     "as_case_frame",
     "cases_from_frame",
     "iter_case_batches",
+    "output_format",
     "read_cases",
     "write_results",
 ]
@@ -67,7 +70,6 @@ EXTRA_MAPPINGS = ("other_dx", "other_proc", "ignore")
 _CSV_EXTENSIONS = (".csv", ".txt", ".tsv")
 _PARQUET_EXTENSIONS = (".parquet", ".pq")
 _EXCEL_EXTENSIONS = (".xlsx", ".xls")
-_EXCEL_MAX_ROWS = 1_048_576  # including the header row
 
 
 # ---------------------------------------------------------------------------
@@ -201,16 +203,6 @@ def iter_case_batches(
                 rows_done += batch.height
     if rows_done == 0:
         yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement)
-
-
-def write_results(df: pl.DataFrame, path: str | Path) -> None:
-    """Write a result frame; the format comes from the extension (.csv, .parquet/.pq, .xlsx).
-
-    CSV is UTF-8 without BOM.  For CSV and Excel, list columns are joined with ``|``.  The file
-    appears whole or not at all (see grouper.outputs).
-    """
-    with ResultSink(path) as sink:
-        sink.write(df)
 
 
 # ---------------------------------------------------------------------------
@@ -816,107 +808,3 @@ def _split_wide(joined: pl.Series, *, kind: str) -> pl.Series:
     if kind == "proc":
         codes = pl.select(pl.when(joined == "").then(pl.lit([], dtype=pl.List(pl.String))).otherwise(codes)).to_series()
     return codes
-
-
-def _join_list_columns(df: pl.DataFrame) -> pl.DataFrame:
-    list_columns = [name for name, dtype in df.schema.items() if isinstance(dtype, pl.List)]
-    if not list_columns:
-        return df
-    # An empty list becomes an empty cell, not a quoted "" (which reads back as text).
-    return df.with_columns(
-        pl.when(pl.col(name).list.len() > 0).then(_as_text(pl.col(name), df.schema[name]).list.join("|")).alias(name)
-        for name in list_columns
-    )
-
-
-def output_format(path: str | Path) -> str:
-    """The suffix of a results file (.csv, .parquet/.pq, .xlsx); InputError for any other."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".xlsx", *_PARQUET_EXTENSIONS):
-        raise InputError(f"cannot write {path}: unknown extension {path.suffix!r}; use .csv, .parquet or .xlsx")
-    return suffix
-
-
-class ResultSink:
-    """Writes result batches to one file as they come, so a run never holds all results.
-
-    CSV and Parquet are written incrementally; Excel needs the whole sheet, so its batches are
-    collected and written on close.  Batches go to a temporary file beside the target, which
-    replaces it on a clean close; leaving the `with` block by an exception (Ctrl-C and SIGTERM
-    included) removes it (grouper.outputs.atomic_output).
-    """
-
-    def __init__(self, path: str | Path, *, metadata: Mapping[str, str] | None = None):
-        self.path = Path(path)
-        self.suffix = output_format(self.path)
-        self.metadata = dict(metadata or {})  # Parquet: key-value metadata of the file (e.g. which scheme)
-        self._parquet = None
-        self._csv = None
-        self._excel: list[pl.DataFrame] = []
-        self._excel_rows = 0
-        self._atomic = atomic_output(self.path)
-        self._tmp = self._atomic.__enter__()
-
-    def write(self, batch: pl.DataFrame) -> None:
-        if self.suffix == ".csv":
-            if self._csv is None:
-                self._csv = self._tmp.open("wb")
-                _join_list_columns(batch).write_csv(self._csv)
-            else:
-                _join_list_columns(batch).write_csv(self._csv, include_header=False)
-        elif self.suffix == ".xlsx":
-            self._excel_rows += batch.height
-            if self._excel_rows >= _EXCEL_MAX_ROWS:
-                raise InputError(
-                    f"{self._excel_rows:,} rows or more do not fit in one Excel sheet "
-                    f"(max {_EXCEL_MAX_ROWS - 1:,}); write .csv or .parquet instead"
-                )
-            self._excel.append(batch)
-        else:
-            import pyarrow.parquet as pq
-
-            table = batch.to_arrow()
-            if self._parquet is None:
-                schema = table.schema.with_metadata({**(table.schema.metadata or {}), **{
-                    k.encode(): v.encode() for k, v in self.metadata.items()}})
-                self._parquet = pq.ParquetWriter(self._tmp, schema)
-            self._parquet.write_table(table.cast(self._parquet.schema))
-
-    def _close_writers(self) -> None:
-        if self._csv is not None:
-            self._csv.close()
-            self._csv = None
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
-
-    def close(self) -> None:
-        """Finish the file and put it in place."""
-        try:
-            self._close_writers()
-            if self.suffix == ".xlsx" and self._excel:
-                _join_list_columns(pl.concat(self._excel)).write_excel(self._tmp)
-        except BaseException as exc:
-            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        self._atomic.__exit__(None, None, None)
-
-    def abort(self, exc: BaseException | None = None) -> None:
-        """Drop the temporary file; the target is left as it was."""
-        self._close_writers()
-        exc = exc or RuntimeError("aborted")
-        try:
-            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
-        except BaseException as raised:
-            if raised is not exc:
-                raise
-
-    def __enter__(self) -> "ResultSink":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is None:
-            self.close()
-        else:
-            self.abort(exc)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LEVELS = ("error", "warning", "off")
+# every grouping status a case can end with (a grouped file's `status` column)
+STATUSES = ("grouped", "qy", "no_drg", "no_adrg", "ungroupable", "invalid")
 FIXED_LEVEL = frozenset({"malformed_line"})  # checks a scheme cannot lower
 
 

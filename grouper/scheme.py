@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .engine.compile import compile_scheme
 from .engine.ir import Plan
-from .errors import Diagnostic, InputError, SchemeError, with_source
+from .errors import Diagnostic, InputError, SchemeError, warn_demo_scheme, with_source
 from .lang import ast
 from .lang.check import check
 from .lang.overlay import merge
@@ -40,6 +40,7 @@ class LoadedScheme:
 def scheme_path(pack: str | Path | None) -> Path:
     """A pack folder (its scheme.grp), a .grp file, or None for the shipped demo pack."""
     if pack is None:
+        warn_demo_scheme()
         return data_dir("tables") / DEMO_PACK / SCHEME_FILE
     path = Path(pack)
     if path.is_dir():

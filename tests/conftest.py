@@ -28,6 +28,10 @@ def private_cache_dir(tmp_path_factory):
     """Tests never read or fill the user's plan cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("GROUPER_CACHE_DIR", str(tmp_path_factory.mktemp("plan-cache")))
+    # nor the user's default scheme and policy (grouper.config)
+    for name in ("GROUPER_SCHEME", "GROUPER_POLICY", "GROUPER_CONFIG", "SOURCE_DATE_EPOCH"):
+        mp.delenv(name, raising=False)
+    mp.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
     yield
     mp.undo()
 

@@ -331,10 +331,13 @@ RESULTS = pl.DataFrame(
 )
 
 
-def test_write_results_csv_joins_lists_without_bom(tmp_path):
+def test_write_results_csv_joins_lists_with_bom_by_default(tmp_path):
     path = tmp_path / "out.csv"
     write_results(RESULTS, path)
-    # polars quotes an empty string ("") to tell it apart from null (an empty field)
+    # UTF-8 with BOM (Excel on Chinese Windows reads it as UTF-8); polars quotes an empty string ("")
+    # to tell it apart from null (an empty field)
+    assert path.read_bytes() == b'\xef\xbb\xbfid,status,drg,dx\n1,grouped,AB11,A|B\n2,invalid,,""\n'
+    write_results(RESULTS, path, encoding="utf-8")
     assert path.read_bytes() == b'id,status,drg,dx\n1,grouped,AB11,A|B\n2,invalid,,""\n'
 
 

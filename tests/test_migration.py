@@ -66,8 +66,8 @@ def test_migration_1_1_to_2_0(year11, chs_pack, chs20_pack, tmp_path, capsys):
     hospitals = read_table(out / "compare_hospitals.csv", COMPARE_MONEY)
     assert hospitals.height == 12
     assert summary["winners"] + summary["losers"] + summary["unchanged"] == 12
-    assert summary["winners"] == (hospitals["payment_delta"] > 0).sum() and summary["losers"] > 0
-    assert {"cmi_base", "cmi_change", "cmi_delta", "outcome"} <= set(hospitals.columns)
+    assert summary["winners"] == (hospitals["payment_change"] > 0).sum() and summary["losers"] > 0
+    assert {"cmi_before", "cmi_after", "cmi_change", "outcome"} <= set(hospitals.columns)
     # each side is exactly a settlement of that version's grouping under the policy with its calibrated weights
     migration = migration_impact(year11, chs_pack, chs20_pack, POLICY)
     assert migration.summary() == summary
@@ -81,17 +81,17 @@ def test_migration_1_1_to_2_0(year11, chs_pack, chs20_pack, tmp_path, capsys):
         assert grouped["drg"].to_list() == side.cases["drg"].to_list()
     # money is conserved per hospital: the deltas are the differences of the two settlements
     h = migration.hospitals
-    assert (h["payment_change"] - h["payment_base"] == h["payment_delta"]).all()
-    assert h["cmi_delta"].round(6).to_list() == (h["cmi_change"] - h["cmi_base"]).round(6).to_list()
+    assert (h["payment_after"] - h["payment_before"] == h["payment_change"]).all()
+    assert h["cmi_change"].round(6).to_list() == (h["cmi_after"] - h["cmi_before"]).round(6).to_list()
     # per source group: every case counted once, the payments add up to the totals
     groups = read_table(out / "source_groups.csv", COMPARE_MONEY)
     assert groups["cases"].sum() == 20_000
-    assert groups["payment_base"].sum() == int(migration.comparison.base.cases["payment"].sum())
-    assert groups["payment_change"].sum() == int(migration.comparison.change.cases["payment"].sum())
+    assert groups["payment_before"].sum() == int(migration.comparison.base.cases["payment"].sum())
+    assert groups["payment_after"].sum() == int(migration.comparison.change.cases["payment"].sum())
     assert "(no_adrg)" in groups["from_group"].to_list()
     # the report shows it with the policy comparisons
     page = render_report(out)
-    assert "Version switch CHS-DRG 1.1 → CHS-DRG 2.0" in page and "Impact of" in page and "cmi_delta" in page
+    assert "Version switch CHS-DRG 1.1 → CHS-DRG 2.0" in page and "Impact of" in page and "cmi_change" in page
 
 
 def test_migration_refuses_a_dip_policy_and_writes_nothing(year11, chs_pack, chs20_pack, tmp_path, capsys):

@@ -21,8 +21,8 @@ HEADER = ("id,性别,年龄,住院天数,离院方式,诊断编码,手术操作�
 GOOD = '1,1,40,5,1,J18.900,,H001,三级甲等,310,"¥1,234.50",800,2024/1/5,2024年1月10日,P1,否\n'
 
 
-def money(values, dtype=pl.String):
-    return pl.select(money_fen(pl.Series(values, dtype=dtype), dtype)).to_series().to_list()
+def money(values, dtype=pl.String, integers="yuan"):
+    return pl.select(money_fen(pl.Series(values, dtype=dtype), dtype, integers)).to_series().to_list()
 
 
 def test_money_text_is_yuan_to_exact_fen():
@@ -35,8 +35,17 @@ def test_money_text_that_is_not_an_amount_is_null():
 
 
 def test_money_columns_by_dtype():
-    assert money([123450, None], pl.Int64) == [123450, None]            # integers are fen (grouped Parquet)
+    assert money([123450, None], pl.Int64, "fen") == [123450, None]     # integers in a grouped file are fen
+    assert money([1234, None], pl.Int64) == [123400, None]              # in a raw export, whole yuan (it was fen)
     assert money([1234.5, 0.1 + 0.2, -2.5], pl.Float64) == [123450, 30, -250]  # floats are yuan, to the fen
+    # half up from the decimal form: 1234.565 is 1234.5649999… in binary (×100 + 0.5 floored gave 123456)
+    assert money([1234.565, -5.005, 0.125], pl.Float64) == [123457, -501, 13]
+
+
+def test_a_decimal_comma_is_not_a_thousands_separator():
+    # "1234,50" was read as 123,450.00 yuan
+    assert money(["1234,50", "1234,5", "1,234", "1,234,567.8", "1，234.50", "12,34", "1,23,456"]) == [
+        123450, 123450, 123400, 123456780, 123450, 1234, None]
 
 
 def test_dates_in_the_common_spellings():

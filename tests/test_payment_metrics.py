@@ -123,3 +123,21 @@ def test_cli_metrics_with_the_scheme_weights(tmp_path):
     assert main(["metrics", str(history), "--weights", str(weights), "-o", str(out), "--benchmark", "weights",
                  "-q"]) == 0
     assert main(["metrics", str(history), "--weights", str(weights), "-o", str(history)]) != 0  # would overwrite input
+
+
+def test_written_files_round_money_and_ratios_to_their_stated_precision(tmp_path):
+    """metrics.csv, weights.csv and hospitals.csv showed floats such as 1429.3466999999998."""
+    import re
+
+    from grouper.cli import main as cli
+
+    root = Path(__file__).resolve().parents[1]
+    grouped = tmp_path / "g.parquet"
+    assert cli(["group", str(root / "tables" / "demo" / "history.csv"), "-o", str(grouped), "--carry", "-q"]) == 0
+    assert cli(["metrics", str(grouped), "-o", str(tmp_path / "metrics.csv"), "-q"]) == 0
+    assert cli(["calibrate", "weights", str(grouped), "-o", str(tmp_path / "weights.csv"), "-q"]) == 0
+    assert cli(["settle", str(grouped), "--policy", str(root / "tables" / "policies" / "zhejiang-points.toml"),
+                "--weights", str(tmp_path / "weights.csv"), "-o", str(tmp_path / "s"), "-q"]) == 0
+    for path, most in ((tmp_path / "metrics.csv", 4), (tmp_path / "weights.csv", 6), (tmp_path / "s" / "hospitals.csv", 6)):
+        decimals = [len(d) for d in re.findall(r"\d\.(\d+)", path.read_text(encoding="utf-8"))]
+        assert decimals and max(decimals) <= most, path.name

@@ -129,7 +129,7 @@ def test_cv_stability_flag():
                           min_cases=1, max_cv=1.0)
     w = {row["drg"]: row for row in c.weights.iter_rows(named=True)}
     # A1: mean 257.5, population SD = sqrt(3·247.5² + 742.5²) / 2 = 428.69… → CV 1.665 > 1
-    assert w["A1"]["cv"] == pytest.approx(math.sqrt((3 * 247.5 ** 2 + 742.5 ** 2) / 4) / 257.5)
+    assert w["A1"]["cv"] == round(math.sqrt((3 * 247.5 ** 2 + 742.5 ** 2) / 4) / 257.5, 4)
     assert (w["A1"]["stable"], w["B1"]["stable"], w["B1"]["cv"]) == (False, True, 0.0)
 
 
@@ -268,3 +268,30 @@ def test_cli_option_errors_are_usage_errors(tmp_path, capsys):
     assert main(base + ["-o", str(history)]) == 2                     # would overwrite its input
     assert main(base + ["--min-cases", "1"]) == 0
     assert "error" in capsys.readouterr().err
+
+
+def test_a_cost_exactly_on_the_lower_iqr_fence_is_kept():
+    # n = 2: Q1 = 4,489.46 + ¼ × 1,330.38 = 4,822.055, Q3 = 5,487.245, IQR = 665.19, lower fence =
+    # 4,822.055 − 0.5 × 665.19 = 4,489.46 exactly: the cheaper case is kept (floats lost it: n_kept 1)
+    c = calibrate_weights(cases({"A1": [4489.46, 5819.84]}), min_cases=1, decimals=None)
+    row = c.weights.row(0, named=True)
+    assert (row["n"], row["n_kept"], row["trimmed_mean"]) == (2, 2, 5154.65)
+
+
+def test_a_half_fen_median_is_rounded_half_up():
+    # (4,748.43 + 4,748.44) ÷ 2 = 4,748.435 → 4,748.44 (from a float it came out 4,748.43)
+    c = calibrate_weights(cases({"A1": [4748.43, 4748.44]}), min_cases=1)
+    assert c.weights["median"].to_list() == [4748.44]
+
+
+def test_percentile_fences_are_exact():
+    # 40 cases 1..40 yuan: the 2.5th percentile is 1 + 39 × 0.025 = 1.975 yuan, the 97.5th 39.025:
+    # 1 and 40 are trimmed, 2..39 kept
+    c = calibrate_weights(cases({"A1": list(range(1, 41))}), trim="percentile", min_cases=1, min_cost=0)
+    assert c.weights["n_kept"].to_list() == [38]
+
+
+def test_ratios_are_written_to_their_stated_precision():
+    c = calibrate_weights(cases(SKEWED), min_cases=3)
+    row = c.weights.row(0, named=True)
+    assert row["cv"] == round(math.sqrt(12500) / 250, 4) and row["rw_own"] == round(250 / (1180 / 7), 6)

@@ -58,8 +58,17 @@ def runnable_blocks(text: str, language: str = "bash") -> list[tuple[int, str]]:
         elif start is not None:
             body.append(line)
     if language == "python":
-        return [(n, body) for n, body in blocks if not re.search(r"^\s*\.\.\.", body, re.M)]
+        return [(n, body) for n, body in blocks if not re.search(r"^\s*\.\.\.", body, re.M) and _importable(body)]
     return [(n, body) for n, body in blocks if _runnable(body)]
+
+
+def _importable(body: str) -> bool:
+    """False for a block that needs an optional extra not installed here (PySpark: the `spark` extra,
+    which CI installs)."""
+    import importlib.util
+
+    needed = re.findall(r"^\s*(?:from|import)\s+(pyspark)\b", body, re.M)
+    return all(importlib.util.find_spec(name) is not None for name in needed)
 
 
 def _runnable(body: str) -> bool:

@@ -51,12 +51,17 @@ def test_report_without_comparison_has_no_impact_chart(settlement_folder):
 
 
 def test_report_shows_the_settlement_warnings(settlement_folder, tmp_path):
+    import html
     import json
     import shutil
 
     folder = tmp_path / "warned"
     shutil.copytree(settlement_folder / "change", folder)
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    page = render_report(folder)  # whatever the settlement warned of (e.g. a rate policy over its budget) is shown
+    assert all(f'<p class="warning">Warning: {html.escape(w)}</p>' in page for w in summary["warnings"])
+    summary["warnings"] = []
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
     assert "<p class=\"warning\">" not in render_report(folder)
     summary["warnings"] = ["pool all: nothing is left to share by points <test>"]
     (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")

@@ -346,12 +346,37 @@ def test_hospital_table_counts_and_cmi(tmp_path):
     assert s.hospitals["drg_payment"].sum() == 1_000_000
 
 
-def test_weights_that_are_not_positive_are_no_weights(tmp_path):
-    weights = pl.DataFrame({"drg": ["A11", "A13"], "weight": [0.0, 1.5], "mean": [1000.0, 0.0]})
-    s = settle_cases(cases({}, {"drg": "A13", "cost": 150_000}), policy(tmp_path, base_points_policy()), weights)
-    assert (row(s, "c1")["case_type"], row(s, "c1")["rule"]) == ("excluded", "weights")
-    # A13 has a weight but no usable mean: its ratio is unknown, so it is paid as a normal case
-    assert (row(s, "c2")["case_type"], row(s, "c2")["cost_ratio"]) == ("normal", None)
+@pytest.mark.parametrize("weight, mean, problem", [
+    ("0.0", "1000.0", "weight '0.0' is not a positive number"),
+    ("-1", "1000.0", "weight '-1' is not a positive number"),
+    ("", "1000.0", "weight blank is not a positive number"),
+    ("NaN", "1000.0", "weight 'NaN' is not a positive number"),
+    ("inf", "1000.0", "weight 'inf' is not a positive number"),
+    ("1e308", "1000.0", "weight '1e308' is not a positive number"),
+    ("1.5", "-5", "mean '-5' is not a positive amount"),
+    ("1.5", "0", "mean '0' is not a positive amount"),
+])
+def test_weights_that_are_not_positive_are_refused_with_their_line(tmp_path, weight, mean, problem):
+    from grouper.errors import InputError
+
+    weights = pl.DataFrame({"drg": ["A13", "A11"], "weight": ["1.5", weight], "mean": ["1500", mean]})
+    with pytest.raises(InputError, match=f"line 3, drg A11: {problem}"):
+        settle_cases(cases({}), policy(tmp_path, base_points_policy()), weights)
+
+
+def test_a_drg_listed_twice_in_the_weights_is_refused(tmp_path):
+    from grouper.errors import InputError
+
+    weights = pl.DataFrame({"drg": ["A11", "A11"], "weight": ["1.0", "2.0"], "mean": ["1000", "2000"]})
+    with pytest.raises(InputError, match="line 3: drg A11 is listed twice"):
+        settle_cases(cases({}), policy(tmp_path, base_points_policy()), weights)
+
+
+def test_a_weight_without_a_mean_leaves_the_ratio_unknown(tmp_path):
+    weights = pl.DataFrame({"drg": ["A13"], "weight": ["1.5"], "mean": [None]}, schema={"drg": pl.String, "weight": pl.String,
+                                                                                        "mean": pl.String})
+    s = settle_cases(cases({"drg": "A13", "cost": 150_000}), policy(tmp_path, base_points_policy()), weights)
+    assert (row(s, "c1")["case_type"], row(s, "c1")["cost_ratio"]) == ("normal", None)
 
 
 def test_a_budget_used_up_by_fee_for_service_warns(tmp_path):
@@ -360,6 +385,6 @@ def test_a_budget_used_up_by_fee_for_service_warns(tmp_path):
                               cases={"exclusions": {"drgs": ["B11"]}, "incomplete": {"discharge": []}})
     s = settled(tmp_path, tree, {"drg": "B11", "cost": 1_200_000}, {"cost": 100_000})
     assert s.cases["payment"].to_list() == [1_200_000, 0]
-    assert len(s.warnings) == 1 and "pool all" in s.warnings[0] and "paid 0" in s.warnings[0]
+    assert len(s.warnings) == 1 and "pool all" in s.warnings[0] and "nothing is left to share" in s.warnings[0]
     assert "12,000.00" in s.warnings[0]
     assert not settled(tmp_path, base_points_policy(), {"cost": 100_000}).warnings

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from grouper.cli import main
 from grouper.outputs import OUTPUT_MARKER
@@ -52,7 +53,11 @@ def test_settle_compare_writes_the_change(tmp_path):
     assert code == 0
     hospitals = pl.read_csv(out / "compare_hospitals.csv")
     assert set(hospitals["hospital"]) == {"H1", "H2"}
-    assert {"payment_base", "payment_change", "payment_delta", "points_delta", "surplus_delta"} <= set(hospitals.columns)
+    assert {"payment_before", "payment_after", "payment_change", "surplus_change"} <= set(hospitals.columns)
+    # points under a points policy and under a rate policy measure different things: not compared
+    assert not any(c.startswith("points") for c in hospitals.columns)
+    first = hospitals.row(0, named=True)  # the change is after − before (it was the new payment)
+    assert first["payment_change"] == pytest.approx(first["payment_after"] - first["payment_before"])
     assert (out / "change" / "hospitals.csv").exists() and (out / "compare_drgs.csv").exists()
 
 
@@ -98,7 +103,7 @@ def test_settle_reads_a_grouped_excel_file_like_its_csv_twin(tmp_path):
     # An .xlsx grouped file (grouper group --carry -o X.xlsx) was taken for raw cases: its header was
     # never looked at, so settle asked for a diagnosis column (exit 3).
     history = ROOT / "tables" / "demo" / "history.csv"
-    WEIGHTS.write_csv(tmp_path / "w.csv")
+    (tmp_path / "w.csv").write_bytes((ROOT / "tables" / "demo" / "drg_weights.csv").read_bytes())
     tables = {}
     for kind in ("csv", "xlsx"):
         grouped = tmp_path / f"grouped.{kind}"

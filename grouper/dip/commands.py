@@ -53,7 +53,7 @@ def group_command(args, reading) -> int:
 
 
 def explain_command(args, case, scenarios) -> int:
-    from rich.console import Console
+    from ..console import stdout_console
 
     from . import dip_what_if, explain_dip, load_dip_scheme
     from .console import render_dip_explanation, render_dip_what_if
@@ -79,7 +79,7 @@ def explain_command(args, case, scenarios) -> int:
             out["what_if"] = [dataclasses.asdict(w) for w in whatifs]
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return EXIT_OK
-    console = Console(highlight=False, soft_wrap=False)
+    console = stdout_console()
     render_dip_explanation(case_id, decision, console)
     if whatifs:
         render_dip_what_if(whatifs, console)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..package_data import data_dir
 from pathlib import Path
 
-from ..errors import Diagnostic, InputError, SchemeError
+from ..errors import Diagnostic, InputError, SchemeError, warn_demo_scheme
 from ..lang.tables import TableStore
 from ..plancache import Classes, cache_enabled, cached
 from ..scheme import _with_sources, pack_fingerprint
@@ -43,6 +43,7 @@ def is_dip_pack(pack: str | Path | None) -> bool:
 
 def dip_scheme_path(pack: str | Path | None) -> Path:
     if pack is None:
+        warn_demo_scheme()
         return data_dir("tables") / DEMO_PACK / DIP_FILE
     path = Path(pack)
     if path.is_dir():

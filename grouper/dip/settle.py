@@ -23,8 +23,10 @@ from pathlib import Path
 
 import polars as pl
 
+from decimal import Decimal
+
 from ..errors import InputError
-from ..settle.engine import join_groups
+from ..settle.engine import COEF, MAX_COST, MAX_POINTS, MICRO, UNIT, _div_half_up, _wide, decimal_of, half_up, join_groups
 from .plan import LEVELS
 
 DIP_SETTLE_COLUMNS = ("id", "status", "dip", "dip_level", "score", "aux", "aux_factor", "los", "discharge", "hospital",
@@ -34,18 +36,25 @@ DIP_SETTLE_COLUMNS = ("id", "status", "dip", "dip_level", "score", "aux", "aux_f
 
 @dataclass(frozen=True)
 class DipScores:
-    """Base points of DIP cases (see the module doc); `catalogue` has code, level, score[, mean]."""
+    """Base points of DIP cases (see the module doc); `catalogue` has group, _level, _score_micro,
+    group_mean (fen). Scores and means are checked when the source is made (`from_pack`): a score
+    that is not a positive finite number of at most 10⁹ points, a mean that is not a positive
+    amount, or a group listed twice is refused, naming the group."""
 
     catalogue: pl.DataFrame
     scale: float
-    primary_coefficient: float | None = None
-    extreme: float | None = None
+    primary_coefficient: Decimal | None = None
+    extreme: Decimal | None = None
     auxiliary: bool = True
+
+    @property
+    def codes(self) -> set[str]:
+        return set(self.catalogue["group"].to_list())
 
     @classmethod
     def from_pack(cls, loaded, policy) -> "DipScores":
         rows = [r for level in LEVELS for r in loaded.rows.get(level, ())]
-        means: dict[str, float | None] = {}
+        means: dict[str, int | None] = {}
         for level in LEVELS:
             expr = loaded.ast.level(level)
             if expr is None:
@@ -53,31 +62,50 @@ class DipScores:
             table = loaded.store.frame(getattr(expr, "table", None) or expr.name)
             if "mean" in table.columns:
                 for code, mean in table.select("code", "mean").iter_rows():
-                    try:   # yuan with two decimals, as `grouper calibrate dip` writes it
-                        means.setdefault(code, round(float(mean.replace(",", "")) * 100) if mean else None)
-                    except ValueError:
-                        means.setdefault(code, None)
+                    try:   # yuan, as `grouper calibrate dip` writes it: half up to the fen
+                        fen = decimal_of(mean)
+                        if fen is not None and not (0 < fen * 100 < MAX_COST):
+                            raise ValueError
+                    except (ValueError, ArithmeticError):
+                        raise InputError(f"DIP catalogue, group {code}: mean {mean!r} is not a positive amount in yuan") from None
+                    means.setdefault(code, None if fen is None else half_up(fen, 100))
+        seen, scores = set(), []
+        for r in rows:
+            if r.code in seen:
+                raise InputError(f"DIP catalogue: group {r.code} is listed twice: one score per group")
+            seen.add(r.code)
+            try:
+                score = Decimal(str(r.score))
+                if not score.is_finite() or not 0 < score <= MAX_POINTS:
+                    raise ValueError
+            except (ValueError, ArithmeticError):
+                raise InputError(f"DIP catalogue, group {r.code}: score {r.score!r} is not a positive number of "
+                                 f"at most {MAX_POINTS:,} points; it cannot be settled") from None
+            scores.append(half_up(score, MICRO))
         frame = pl.DataFrame({"group": [r.code for r in rows], "_level": [r.level for r in rows],
-                              "_score": [r.score for r in rows], "group_mean": [means.get(r.code) for r in rows]},
-                             schema={"group": pl.String, "_level": pl.String, "_score": pl.Float64,
-                                     "group_mean": pl.Float64})
+                              "_score_micro": scores, "group_mean": [means.get(r.code) for r in rows]},
+                             schema={"group": pl.String, "_level": pl.String, "_score_micro": pl.Int64,
+                                     "group_mean": pl.Int64})
         dip = policy["dip"]
-        return cls(frame, float(policy["points"]["scale"]),
-                   None if dip["primary_coefficient"] is None else float(dip["primary_coefficient"]),
-                   None if dip["extreme"] is None else float(dip["extreme"]), bool(dip["auxiliary"]))
+        return cls(frame, float(policy["points"]["scale"]), dip["primary_coefficient"], dip["extreme"], bool(dip["auxiliary"]))
 
     def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
-        factor = pl.col("aux_factor").fill_null(1.0) if self.auxiliary else pl.lit(1.0)
-        out = (join_groups(cases.with_columns(pl.col("drg").alias("group")), self.catalogue, extra)
-               .with_columns((pl.col("_score") * factor).alias("base_points"),
-                             (pl.col("_score") / self.scale).alias("rw")))
+        """Base points = score × the auxiliary factor (given to six decimals), half up to the micro-point."""
+        out = join_groups(cases.with_columns(pl.col("drg").alias("group")), self.catalogue, extra)
+        score = pl.col("_score_micro")
+        if self.auxiliary:
+            factor = (pl.col("aux_factor").fill_null(1.0) * UNIT).round(0).cast(pl.Int64)
+            base = _div_half_up(_wide(score) * _wide(factor), UNIT)
+        else:
+            base = score
+        out = out.with_columns(base.alias("base_micro"), (score / MICRO / self.scale).alias("rw"))
         if self.primary_coefficient is not None:
-            out = out.with_columns(pl.when(pl.col("_level") == "primary").then(pl.lit(self.primary_coefficient))
+            out = out.with_columns(pl.when(pl.col("_level") == "primary").then(pl.lit(half_up(self.primary_coefficient, COEF)))
                                    .alias("fixed_coefficient"))
-        if self.extreme is not None:
-            extreme = (pl.col("cost") > self.extreme * pl.col("group_mean")).fill_null(False)
+        if self.extreme is not None:  # cost > extreme × mean, exactly (extreme has at most six decimals)
+            extreme = (_wide(pl.col("cost")) * UNIT > _wide(pl.col("group_mean")) * half_up(self.extreme, UNIT)).fill_null(False)
             out = out.with_columns((pl.col("special_review") | extreme).alias("special_review"))
-        return out.drop("_score", "_level")
+        return out.drop("_score_micro", "_level")
 
 
 def dip_grouped(results: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
@@ -103,7 +131,7 @@ def load_dip_cases(source: str | Path | pl.DataFrame, loaded) -> pl.DataFrame:
         raw = io._read_raw(path, encoding=None, sheet=None)
         if {"status", "dip"} <= set(raw.columns):
             carried = [c for c in CARRIED_COLUMNS if c in raw.columns]
-            typed = typed_fields(raw.select(carried)).select(CARRIED_COLUMNS) if carried else None
+            typed = typed_fields(raw.select(carried), integer_money="fen").select(CARRIED_COLUMNS) if carried else None
             results = raw.select(pl.col(c).cast(pl.String) if c not in ("score", "aux_factor") else
                                  pl.col(c).cast(pl.Float64, strict=False)
                                  for c in ("id", "status", "dip", "dip_level", "score", "aux", "aux_factor"))

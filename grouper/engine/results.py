@@ -49,3 +49,28 @@ def rule_problems(plan: ir.Plan, out: tuple[np.ndarray, ...]) -> pl.DataFrame:
         "level": pl.Series(["error"] * len(rows), dtype=pl.String),
         "detail": pl.Series([None] * len(rows), dtype=pl.String),
     })
+
+
+def with_group_labels(plan: ir.Plan, results: pl.DataFrame, *, names: bool = True,
+                      weights: pl.DataFrame | None = None) -> pl.DataFrame:
+    """`results` with the group's name (`drg_name`, from the pack's DRG names) and weight (`rw`)
+    beside its code: `rw` from `weights` (columns drg, weight) when given, else from the pack's own
+    weights table when it has one. A group without a name or weight gets null."""
+    added = []
+    if names:
+        lookup = pl.DataFrame({"drg": plan.drg_codes, "drg_name": plan.drg_names}, schema={
+            "drg": pl.String, "drg_name": pl.String}).with_columns(pl.col("drg_name").replace("", None))
+        added.append(lookup.unique("drg", keep="first", maintain_order=True))
+    if weights is not None:
+        table = weights.select(pl.col("drg").cast(pl.String), pl.col("weight").cast(pl.Float64, strict=False).alias("rw"))
+        added.append(table.unique("drg", keep="first", maintain_order=True))
+    elif names and any(w is not None for w in plan.drg_weights or []):
+        added.append(pl.DataFrame({"drg": plan.drg_codes[:len(plan.drg_weights)], "rw": plan.drg_weights},
+                                  schema={"drg": pl.String, "rw": pl.Float64}).unique("drg", keep="first",
+                                                                                      maintain_order=True))
+    labelled = results
+    for table in added:
+        labelled = labelled.join(table, on="drg", how="left", maintain_order="left")
+    new = [c for c in labelled.columns if c not in results.columns]
+    at = results.columns.index("drg") + 1
+    return labelled.select(*results.columns[:at], *new, *results.columns[at:])

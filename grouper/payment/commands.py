@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..console import progress, stderr_console
+from ..console import counted, progress, stage, stderr_console
 from ..errors import InputError, UsageError
 
 EXIT_OK = 0
@@ -105,8 +105,8 @@ def cmd_synth_history(args) -> int:
         rows = write_history(args.output, scheme, hospitals=args.hospitals, years=args.years, cases=args.cases,
                              seed=args.seed, end_year=args.end_year, source=args.source, on_chunk=bar.advance)
     if not args.quiet:
-        console.print(f"{rows:,} synthetic cases ({args.hospitals} hospitals, {args.years} years to "
-                      f"{args.end_year}, seed {args.seed}) → {args.output}")
+        console.print(f"{counted(rows, 'synthetic case')} ({counted(args.hospitals, 'hospital')}, "
+                      f"{counted(args.years, 'year')} to {args.end_year}, seed {args.seed}) → {args.output}")
     return EXIT_OK
 
 
@@ -145,8 +145,9 @@ def cmd_calibrate_weights(args) -> int:
     io.output_format(output)
     options = _weight_options(args)
     console = stderr_console()
-    grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED))
-    prepared = prepare(grouped, options)  # computed once for the weights and the report
+    with stage(f"reading {', '.join(Path(p).name for p in args.history)}", enabled=not args.quiet):
+        grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED))
+        prepared = prepare(grouped, options)  # computed once for the weights and the report
     calibration = calibrate_weights(prepared)
     del grouped  # bounded memory: the prepared rows are all that is needed from here
     report = None
@@ -170,7 +171,7 @@ def cmd_calibrate_weights(args) -> int:
     if args.report:
         with atomic_output(args.report, directory=True, kind="homogeneity report") as folder:
             for name in ("summary", "riv", "drgs", "merges", "splits"):
-                getattr(report, name).write_csv(folder / f"{name}.csv")
+                io.write_results(getattr(report, name), folder / f"{name}.csv")
         written.append(f"{Path(args.report)}/")   # `--report rep/` is shown as rep/, not rep//
     if not args.quiet:
         render_calibration(calibration, report, console)
@@ -195,11 +196,14 @@ def cmd_metrics(args) -> int:
                                        for c in ("weight", "mean", "los_mean") if c in weights.columns)
     else:
         weights = scheme_weights(args.scheme)
-    grouped = load_grouped(args.grouped, args.scheme, encoding=args.encoding, fields=list(NEEDED))
+    with stage(f"reading {', '.join(Path(p).name for p in args.grouped)}", enabled=not args.quiet):
+        grouped = load_grouped(args.grouped, args.scheme, encoding=args.encoding, fields=list(NEEDED))
     metrics = hospital_metrics(grouped, weights, benchmark=args.benchmark, by_dept=not args.no_dept,
                                min_cost=round(args.min_cost * 100), max_los=args.max_los or None)
-    io.write_results(metrics, args.output)
+    from .metrics import rounded
+
+    io.write_results(rounded(metrics), args.output)
     if not args.quiet:
         render_metrics(metrics, console)
-        console.print(f"{metrics.filter(pl.col('dept').is_null()).height} hospitals → {args.output}")
+        console.print(f"{counted(metrics.filter(pl.col('dept').is_null()).height, 'hospital')} → {args.output}")
     return EXIT_OK

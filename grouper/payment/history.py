@@ -528,9 +528,10 @@ def synth_history(scheme=None, *, hospitals: int = 40, years: int = 3, cases: in
 
 
 def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS, on_chunk=None, **options) -> int:
-    """Write a synthetic history to .parquet (types kept, file metadata says it is synthetic) or .csv
-    (money as yuan with two decimals) chunk by chunk; returns the row count."""
-    from ..fields import for_text_output
+    """Write a synthetic history to .parquet (types kept, money as Decimal yuan with two decimals,
+    file metadata says it is synthetic) or .csv (money as yuan with two decimals) chunk by chunk;
+    returns the row count."""
+    from ..fields import MONEY_COLUMNS, for_text_output, yuan_decimal
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -547,7 +548,8 @@ def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS
             writer = None
             try:
                 for chunk in gen.batches(chunk_rows):
-                    table = chunk.to_arrow()
+                    # money as Decimal yuan: an integer column in a raw file is read as whole yuan
+                    table = chunk.with_columns(yuan_decimal(pl.col(c)) for c in MONEY_COLUMNS if c in chunk.columns).to_arrow()
                     if writer is None:
                         table = table.replace_schema_metadata({"grouper.synthetic": SYNTHETIC_NOTE})
                         writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
@@ -559,9 +561,11 @@ def write_history(path: str | Path, scheme=None, *, chunk_rows: int = BLOCK_ROWS
                 if writer is not None:
                     writer.close()
         else:
-            with tmp.open("wb") as fh:
-                for i, chunk in enumerate(gen.batches(chunk_rows)):
-                    for_text_output(chunk).write_csv(fh, include_header=i == 0)
+            from ..writers import ResultSink
+
+            with ResultSink(tmp) as sink:
+                for chunk in gen.batches(chunk_rows):
+                    sink.write(for_text_output(chunk))
                     rows += chunk.height
                     if on_chunk:
                         on_chunk(chunk.height)

@@ -20,6 +20,10 @@ weights table):
 | `cost_per_weight` (每权重费用, yuan) | Σ cost ÷ total_weight over weighted cases | domain.md §2.8 |
 | `los_per_weight` (每权重住院日) | Σ LOS ÷ total_weight over weighted cases | domain.md §2.8 |
 
+`grouper metrics` writes the values rounded (`rounded`, `DECIMALS`): shares and indices (grouping_rate, cmi, cost_index,
+time_index, low_risk_mortality, rw2_share) and total_weight to 4 decimals, cost_per_weight to the
+fen (yuan, 2 decimals), los_per_weight to 2 decimals.
+
 Benchmarks b_g (the region's per-DRG mean cost and LOS) are, by default, the means over every
 weighted case of all the inputs together (`benchmark="data"`): the region is the data given. With
 `benchmark="weights"` they come from the weights table's `mean` and `los_mean` columns (the
@@ -180,6 +184,17 @@ def hospital_metrics(grouped: pl.DataFrame | pl.LazyFrame, weights: pl.DataFrame
     out = pl.concat([f.select("hospital", "dept", *INDICATORS) for f in parts], how="vertical_relaxed")
     return (out.with_columns(pl.col(counts).cast(pl.Int64))
             .sort("hospital", "dept", nulls_last=False))
+
+
+def rounded(metrics: pl.DataFrame) -> pl.DataFrame:
+    """The indicators at their written precision (`DECIMALS`), as `grouper metrics` writes them."""
+    return metrics.with_columns(pl.col(c).round(d) for c, d in DECIMALS.items() if c in metrics.columns)
+
+
+# Written precision (half away from zero, from the float quotient): shares and indices to 4 decimals,
+# the total weight to 4 (RWs have 4), money per weight to the fen, days per weight to 2.
+DECIMALS = {"grouping_rate": 4, "total_weight": 4, "cmi": 4, "cost_index": 4, "time_index": 4, "low_risk_mortality": 4,
+            "rw2_share": 4, "cost_per_weight": 2, "los_per_weight": 2}
 
 
 def _floats(series: pl.Series) -> np.ndarray:

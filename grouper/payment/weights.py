@@ -45,15 +45,19 @@ trimmed history is 1.
 
 Output (`Calibration.weights`), one row per DRG: ``[insurance,] drg, adrg, mdc, weight, points, n,
 n_trimmed, n_kept, mean, median, trimmed_mean, cv, los_mean, basis, stable, rw_own, deaths,
-mortality, risk``. Money (`mean`, `median`, `trimmed_mean`) is yuan rounded to the fen; `mean` is the
-year-weighted mean of the included cases before trimming, `median` their plain median. `weight` and
-`points` are rounded to `decimals` (default 4; None keeps every digit). The first two columns are
+mortality, risk``. Money (`mean`, `median`, `trimmed_mean`) is yuan to the fen: `median` (the plain
+median of the included cases) exactly, a half fen rounded half up; `mean` (the year-weighted mean
+before trimming) and `trimmed_mean` rounded to the fen from their quotient. `weight` and `points`
+are rounded to `decimals` (default 4), and then `rw_own` to 6 decimals, `cv` and `mortality` to 4,
+`los_mean` to 2 (days); `decimals = None` keeps every digit of these. The IQR and percentile fences are compared exactly in fen. The first two columns are
 what a scheme's `weights = TABLE` reads.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import polars as pl
@@ -180,7 +184,7 @@ def prepare(grouped: pl.DataFrame | pl.LazyFrame | Prepared, options: WeightOpti
     keys = _keys(options)
     included = frame.filter(pl.col("exclusion").is_null()).select(
         *keys, *(c for c in ("adrg", "mdc") if c not in keys), (pl.col("cost") / 100).alias("yuan"), "w", "los",
-        "age", "discharge")
+        "age", "discharge", pl.col("cost").cast(pl.Int64).alias("_fen"))
     excluded = (frame.filter(pl.col("exclusion").is_not_null()).group_by("exclusion")
                 .agg(pl.len().cast(pl.Int64).alias("cases")).rename({"exclusion": "reason"}).sort("reason"))
     rows, excluded, total = pl.collect_all([included, excluded, frame.select(pl.len())])
@@ -192,13 +196,16 @@ def prepare(grouped: pl.DataFrame | pl.LazyFrame | Prepared, options: WeightOpti
               .sort("_gid"))
     gid = rows["_gid"].to_numpy()
     y = rows["yuan"].to_numpy()
+    exact = _ExactQuantiles(rows["_fen"].to_numpy(), gid, bounds.height)
     median = bounds["_median"].to_numpy()[gid]
     if options.trim == "none":
         kept = np.ones(len(y), dtype=bool)
+    elif options.trim in ("iqr", "percentile"):
+        kept = exact.kept(options)
     else:
-        value = np.log(y) if options.trim == "logsd" else y
         lo, hi = bounds["_lo"].to_numpy()[gid], bounds["_hi"].to_numpy()[gid]
         with np.errstate(invalid="ignore"):
+            value = np.log(y)
             kept = np.isnan(lo) | ((value >= lo) & (value <= hi))   # a group of one has no SD (logsd): kept
     d = y - median
     w = rows["w"].to_numpy()
@@ -210,8 +217,8 @@ def prepare(grouped: pl.DataFrame | pl.LazyFrame | Prepared, options: WeightOpti
         return np.bincount(gid, weights=values, minlength=groups_n)
 
     kw = w * kept
-    groups = bounds.select(*keys, *(c for c in ("adrg", "mdc") if c not in keys), pl.col("_median").alias("median")
-                           ).with_columns(
+    groups = bounds.select(*keys, *(c for c in ("adrg", "mdc") if c not in keys)).with_columns(
+        pl.Series("median", exact.median_fen() / 100),
         pl.Series("n", np.bincount(gid, minlength=groups_n).astype(np.int64)),
         pl.Series("n_kept", np.bincount(gid, weights=kept, minlength=groups_n).astype(np.int64)),
         pl.Series("deaths", total_of((rows["discharge"] == 5).fill_null(False).to_numpy()).astype(np.int64)),
@@ -221,21 +228,64 @@ def prepare(grouped: pl.DataFrame | pl.LazyFrame | Prepared, options: WeightOpti
         pl.Series("W_all", total_of(w)), pl.Series("S_all", total_of(w * y)), pl.Series("D_all", total_of(w * d)),
         pl.Series("Q_all", total_of(w * d * d)),
     )
-    rows = rows.drop("_gid").with_columns(pl.Series("kept", kept))
+    rows = rows.drop("_gid", "_fen").with_columns(pl.Series("kept", kept))
     return Prepared(options, rows, groups, excluded, int(total.item()))
 
 
+class _ExactQuantiles:
+    """Per-group quantiles of integer fen, exactly: linear interpolation (numpy's default) at p = a/b
+    gives x[i] + f/b × (x[i+1] − x[i]) with i, f = divmod((n − 1) × a, b), so b × the quantile is an
+    integer. The trimming fences and the median are worked out in those integers: a cost exactly on
+    a fence is kept (it was lost in floating point), and a half-fen median is rounded half up."""
+
+    def __init__(self, fen: np.ndarray, gid: np.ndarray, groups: int):
+        order = np.lexsort((fen, gid))
+        self.sorted, self.gid = fen[order].astype(np.int64), gid
+        self.n = np.bincount(gid, minlength=groups).astype(np.int64)
+        self.start = np.cumsum(self.n) - self.n
+        self.fen = fen.astype(np.int64)
+
+    def scaled(self, p: Fraction) -> tuple[np.ndarray, int]:
+        """(b × the p-quantile of each group, b), exact."""
+        a, b = p.numerator, p.denominator
+        i, f = np.divmod((self.n - 1) * a, b)
+        low = self.sorted[self.start + i]
+        high = self.sorted[self.start + np.minimum(i + 1, self.n - 1)]
+        return low * b + f * (high - low), b
+
+    def median_fen(self) -> np.ndarray:
+        """Each group's median in fen, a half fen rounded half up."""
+        twice, _ = self.scaled(Fraction(1, 2))
+        return (twice + 1) // 2
+
+    def kept(self, options: "WeightOptions") -> np.ndarray:
+        if options.trim == "iqr":
+            q1, b = self.scaled(Fraction(1, 4))
+            q3, _ = self.scaled(Fraction(3, 4))
+            low_k, high_k = _fraction(options.iqr_low), _fraction(options.iqr_high)
+            # lo = Q1 − k·IQR ≤ cost ≤ Q3 + k'·IQR, multiplied through by b and the k denominators
+            d = low_k.denominator * high_k.denominator
+            iqr = q3 - q1
+            lo = (q1 * d - low_k.numerator * high_k.denominator * iqr)[self.gid]
+            hi = (q3 * d + high_k.numerator * low_k.denominator * iqr)[self.gid]
+            value = self.fen * (b * d)
+            return (value >= lo) & (value <= hi)
+        lo, b_lo = self.scaled(_fraction(options.pct_low) / 100)
+        hi, b_hi = self.scaled(_fraction(options.pct_high) / 100)
+        return (self.fen * b_lo >= lo[self.gid]) & (self.fen * b_hi <= hi[self.gid])
+
+
+def _fraction(value: float) -> Fraction:
+    """An option as the decimal it was written as (0.5, 2.5, 1.5), exactly."""
+    return Fraction(Decimal(str(value)))
+
+
 def _fences(options: WeightOptions) -> list[pl.Expr]:
-    """Per-group trimming bounds (as `_lo`/`_hi`, on cost or on ln cost for logsd) and the median."""
+    """Per-group median (a float: only the shift of the sums of squares) and, for logsd, the
+    trimming bounds on ln cost (`_lo`/`_hi`); iqr and percentile bounds are exact (`_ExactQuantiles`)."""
     c = pl.col("yuan")
     out = [c.median().alias("_median")]
-    if options.trim == "iqr":
-        q1, q3 = c.quantile(0.25, "linear"), c.quantile(0.75, "linear")
-        out += [(q1 - options.iqr_low * (q3 - q1)).alias("_lo"), (q3 + options.iqr_high * (q3 - q1)).alias("_hi")]
-    elif options.trim == "percentile":
-        out += [c.quantile(options.pct_low / 100, "linear").alias("_lo"),
-                c.quantile(options.pct_high / 100, "linear").alias("_hi")]
-    elif options.trim == "logsd":
+    if options.trim == "logsd":
         log = c.log()
         out += [(log.mean() - options.sd_k * log.std(ddof=1)).alias("_lo"),
                 (log.mean() + options.sd_k * log.std(ddof=1)).alias("_hi")]
@@ -287,10 +337,11 @@ def calibrate_weights(grouped: pl.DataFrame | pl.LazyFrame | Prepared, options: 
     )
     result = _risk(result, options, scope)
     if options.decimals is not None:
-        result = result.with_columns(pl.col("weight", "points").round(options.decimals))
+        result = result.with_columns(pl.col("weight", "points").round(options.decimals), pl.col("cv", "mortality").round(4),
+                                     pl.col("los_mean").round(2), pl.col("rw_own").round(6))
     columns = [*keys, "adrg", "mdc", "weight", "points", "n", "n_trimmed", "n_kept", "mean", "median",
                "trimmed_mean", "cv", "los_mean", "basis", "stable", "rw_own", "deaths", "mortality", "risk"]
-    result = result.with_columns(pl.col("mean", "median", "trimmed_mean").round(2),
+    result = result.with_columns(pl.col("mean", "trimmed_mean").round(2),
                                  pl.col("n", "n_trimmed", "n_kept", "deaths").cast(pl.Int64))
     weights, overall_df = pl.collect_all([result.select(columns).sort(keys, nulls_last=True), overall])
     mean_by_scope = ({row[0]: row[1] for row in overall_df.iter_rows()} if scope

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import io
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
@@ -22,9 +21,16 @@ from ..fields import fen_text
 from ..settle.engine import CASE_TYPES
 from ..settle.files import COMPARE_MONEY, MONEY, read_table
 
-WAN, WAN_LABEL = 1_000_000, "10,000 yuan"  # money charts in 万元 (fen ÷ 1,000,000); ASCII labels: matplotlib's font has no CJK
+WAN, WAN_LABEL = 1_000_000, "万元"  # money charts in 万元 (fen ÷ 1,000,000)
+CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei",
+             "PingFang SC")
+# Case types as the charts show them (settlement's names: grouper.settle.engine.CASE_TYPES).
+CASE_TYPE_LABELS = {"normal": "正常病例", "high": "高倍率病例", "low": "低倍率病例", "incomplete": "未完成治疗",
+                    "per_diem": "按床日", "special_review": "特例单议", "excluded": "除外病例",
+                    "ungrouped": "未入组", "invalid": "无效病例"}
 RATIO_BINS = 60
 RATIO_MAX = 6.0  # the histogram's last bin collects every ratio above
+METHOD_NAMES = {"points": "points (DRG 点数法)", "rate": "rate (DRG 费率法)", "dip": "DIP (按病种分值付费)"}
 
 
 def _read_settlement(folder: Path) -> dict:
@@ -44,7 +50,13 @@ def _read_settlement(folder: Path) -> dict:
     cases = next((p for p in (folder / "cases.parquet", folder / "cases.csv") if p.is_file()), None)
     if cases is None:
         raise InputError(f"{folder} has no cases.parquet or cases.csv")
-    lazy = pl.scan_parquet(cases) if cases.suffix == ".parquet" else pl.scan_csv(cases, schema_overrides={"cost_ratio": pl.Float64})
+    if cases.suffix == ".parquet":
+        lazy = pl.scan_parquet(cases)
+    else:   # written in UTF-8 (with or without BOM) or GBK: see grouper.writers
+        from ..io import _as_utf8
+
+        lazy = pl.read_csv(_as_utf8(cases.read_bytes(), None, cases), columns=["case_type", "cost_ratio"],
+                           schema_overrides={"cost_ratio": pl.Float64}).lazy()
     data["types"] = lazy.group_by("case_type").agg(pl.len().alias("cases")).collect()
     ratio = pl.col("cost_ratio")
     width = RATIO_MAX / RATIO_BINS
@@ -65,9 +77,19 @@ def _pyplot():
     matplotlib.use("svg")
     import matplotlib.pyplot as plt
 
+    import warnings
+
+    # Chart text is Chinese. It stays text in the SVG (fonttype none) and the page's stylesheet
+    # gives it the browser's CJK fonts; matplotlib only measures it, with a CJK font when the
+    # machine has one, else DejaVu (bundled; its missing-glyph warnings are noise here).
+    warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
     plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "font.family": "DejaVu Sans",  # bundled with matplotlib; browsers substitute their own
+                         "font.family": "sans-serif", "font.sans-serif": [*CJK_FONTS, "DejaVu Sans"],
+                         "axes.unicode_minus": False,   # a plain '-' (CJK fonts often lack U+2212)
                          "svg.hashsalt": "grouper"})  # stable ids: the same data gives the same file
+    import logging
+
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # "font family not found" is expected
     return plt
 
 
@@ -82,7 +104,8 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
-def _bar(plt, labels, values, *, title, xlabel, color="#4c78a8", horizontal=False, signed=False, height=3.2):
+def _bar(plt, labels, values, *, xlabel, color="#4c78a8", horizontal=False, signed=False, height=3.2):
+    """A bar chart without a title of its own: the figure's caption names it (shown once)."""
     fig, ax = plt.subplots(figsize=(7.2, height))
     colors = [("#e45756" if v < 0 else "#54a24b") for v in values] if signed else color
     if horizontal:
@@ -95,60 +118,93 @@ def _bar(plt, labels, values, *, title, xlabel, color="#4c78a8", horizontal=Fals
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
     if signed:
         (ax.axvline if horizontal else ax.axhline)(0, color="#333", linewidth=0.8)
-    ax.set_title(title, loc="left")
     return _svg(fig)
 
 
+def _words(data: dict) -> dict[str, str]:
+    """What the charts call a group, its weight and the case mix: DRG, RW, CMI — or, for a DIP
+    settlement, 病种, score (÷ points.scale) and mean score per case."""
+    if data["summary"].get("method") == "dip" or "dip" in data["groups"].columns:
+        return {"group": "DIP group", "groups": "DIP groups (病种)", "weight": "score ÷ points.scale",
+                "mix": "mean score per case (÷ points.scale)", "mix_zh": "次均分值"}
+    return {"group": "DRG", "groups": "DRGs", "weight": "relative weight (RW)", "mix": "CMI", "mix_zh": "病例组合指数"}
+
+
 def _charts(data: dict) -> list[tuple[str, str, str]]:
-    """(id, heading, svg) per chart."""
+    """(id, heading, svg) per chart; the heading is the chart's only title."""
     plt = _pyplot()
+    words = _words(data)
     charts = []
     h = data["hospitals"].sort("cmi", descending=True, nulls_last=True)
-    charts.append(("cmi", "CMI by hospital (病例组合指数)", _bar(
-        plt, [str(x) for x in h["hospital"]], h["cmi"].fill_null(0).to_list(), title="CMI by hospital", xlabel="CMI")))
+    charts.append(("cmi", f"各医院{words['mix_zh']} ({words['mix']} by hospital)", _bar(
+        plt, [str(x) for x in h["hospital"]], h["cmi"].fill_null(0).to_list(), xlabel=f"{words['mix_zh']} {words['mix']}")))
 
     bins = dict(data["ratio_bins"].iter_rows())
     width = RATIO_MAX / RATIO_BINS
     fig, ax = plt.subplots(figsize=(7.2, 3.2))
     ax.bar([i * width for i in range(RATIO_BINS)], [bins.get(i, 0) for i in range(RATIO_BINS)], width=width, align="edge",
            color="#4c78a8")
-    ax.set_xlabel(f"cost ratio (cost ÷ reference; the last bin holds every ratio ≥ {RATIO_MAX - width:g})")
-    ax.set_ylabel("cases")
-    ax.set_title("Cost-ratio distribution", loc="left")
-    charts.append(("ratio", "Cost-ratio distribution (费用倍率)", _svg(fig)))
+    ax.set_xlabel(f"费用倍率 (费用 ÷ 标准费用; 最后一栏含所有 ≥ {RATIO_MAX - width:g} 的病例)")
+    ax.set_ylabel("病例数")
+    charts.append(("ratio", "费用倍率分布 (cost-ratio distribution)", _svg(fig)))
 
     types = dict(data["types"].iter_rows())
     total = sum(types.values()) or 1
     shown = [t for t in CASE_TYPES if types.get(t)]
-    charts.append(("types", "Case types (病例类型)", _bar(
-        plt, shown, [100 * types[t] / total for t in shown], title="Case-type shares", xlabel="% of cases", horizontal=True,
-        height=2.6)))
+    charts.append(("types", "病例类型占比 (case types)", _bar(
+        plt, [CASE_TYPE_LABELS.get(t, t) for t in shown], [100 * types[t] / total for t in shown], xlabel="占病例 %",
+        horizontal=True, height=2.6)))
 
+    key = data["groups"].columns[0]
     g = data["groups"].filter(pl.col("surplus") < 0).sort("surplus").head(15)
-    charts.append(("deficit", "Top DRGs by deficit (亏损病组)", _bar(
-        plt, [str(x) for x in g["drg" if "drg" in g.columns else g.columns[0]]], [v / WAN for v in g["surplus"]],
-        title="Top DRGs by deficit (payment − cost)", xlabel=WAN_LABEL, horizontal=True, signed=True, height=3.6)))
+    charts.append(("deficit", f"亏损最多的{'病种' if key == 'dip' else '病组'} (支付 − 费用; top {words['groups']} by deficit)", _bar(
+        plt, [str(x) for x in g[key]], [v / WAN for v in g["surplus"]],
+        xlabel=f"结余 ({WAN_LABEL})", horizontal=True, signed=True, height=3.6)))
 
     g = data["groups"].filter(pl.col("rw").is_not_null() & pl.col("mean_cost").is_not_null())
     fig, ax = plt.subplots(figsize=(7.2, 3.6))
     sizes = [max(4.0, min(200.0, c / max(1, g["cases"].max() or 1) * 200)) for c in g["cases"]]
     ax.scatter(g["rw"].to_list(), [v / 100 for v in g["mean_cost"]], s=sizes, alpha=0.6, color="#4c78a8")
-    ax.set_xlabel("relative weight (RW)")
-    ax.set_ylabel("mean cost this year (yuan)")
-    ax.set_title("Weight vs mean cost, per DRG (dot size: cases)", loc="left")
-    charts.append(("weight", "Weight vs mean cost (权重与次均费用)", _svg(fig)))
+    ax.set_xlabel("分值 (score ÷ points.scale)" if key == "dip" else "相对权重 (RW)")
+    ax.set_ylabel("本年次均费用 (元)")
+    charts.append(("weight", f"{'分值' if key == 'dip' else '权重'}与次均费用, 每点一个{'病种' if key == 'dip' else '病组'}, "
+                             f"点的大小为病例数 ({words['weight'].split(' (')[0]} vs mean cost)", _svg(fig)))
 
     if "compare" in data:
-        c = data["compare"]["hospitals"].sort("payment_delta")
-        charts.append(("impact", "Impact of the change per hospital (测算)", _bar(
-            plt, [str(x) for x in c["hospital"]], [v / WAN for v in c["payment_delta"].fill_null(0)],
-            title="Payment change per hospital (after sharing)", xlabel=WAN_LABEL, signed=True)))
-        d = data["compare"]["groups"].sort("payment_delta").head(15)
+        c = data["compare"]["hospitals"].sort("payment_change")
+        charts.append(("impact", "政策调整对各医院支付的影响 (分担后; impact per hospital)", _bar(
+            plt, [str(x) for x in c["hospital"]], [v / WAN for v in c["payment_change"].fill_null(0)],
+            xlabel=f"支付变化 ({WAN_LABEL})", signed=True)))
+        # only the groups that lose: a group whose payment rises is no loss, however few losers there are
+        d = data["compare"]["groups"].filter(pl.col("payment_change") < 0).sort("payment_change").head(15)
         key = d.columns[0]
-        charts.append(("impact-drg", "DRGs losing most under the change", _bar(
-            plt, [str(x) for x in d[key]], [v / WAN for v in d["payment_delta"].fill_null(0)],
-            title="Payment change per DRG, 15 largest losses", xlabel=WAN_LABEL, horizontal=True, signed=True, height=3.6)))
+        charts.append(("impact-drg", f"支付减少最多的 15 个{'病种' if key == 'dip' else '病组'} "
+                                     f"({words['groups']} losing most under the change)", _bar(
+            plt, [str(x) for x in d[key]], [v / WAN for v in d["payment_change"]],
+            xlabel=f"支付变化 ({WAN_LABEL})", horizontal=True, signed=True, height=3.6)))
     return charts
+
+
+def _money_panel(summary: dict) -> str:
+    """Budget, paid and undistributed per pool, each undistributed amount with its reason (summary.json checks)."""
+    checks = summary.get("checks") or {}
+    pools, reasons = checks.get("pools") or [], checks.get("undistributed_reasons") or {}
+    if not pools:
+        return ""
+    rows = []
+    for p in pools:
+        undistributed = p.get("undistributed") or {}
+        why = "; ".join(f"{fen_text(v)}: {reasons.get(k, k)}" for k, v in undistributed.items()) or "—"
+        cells = [html.escape(str(p["pool"])),
+                 *[_cell(p.get(k), True) for k in ("budget", "paid", "paid_outside")],
+                 _cell(sum(undistributed.values()) if p.get("budget") is not None else None, True)]
+        rows.append("<tr><td>" + cells[0] + "</td>" + "".join(cells[1:]) + f"<td>{html.escape(why)}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("pool", "budget", "paid from it", "paid outside the budget",
+                                              "undistributed", "why"))
+    return (f'<h2>Budget, paid, undistributed (预算、支付、未分配)</h2><div class="scroll"><table id="money">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+            f'<p class="meta">{checks.get("cases", 0):,} cases; {100 * (checks.get("excluded_share") or 0):.1f}% excluded '
+            f'(paid by item); {(checks.get("cases_without_weight") or {}).get("cases", 0):,} without a weight.</p>')
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -208,7 +264,30 @@ th { position: sticky; top: 0; background: #f7f7f7; cursor: pointer; text-align:
 th[data-dir=down]::after { content: " ▼"; } th[data-dir=up]::after { content: " ▲"; } td.n { text-align: right; }
 .kpi { display: flex; gap: 24px; flex-wrap: wrap; } .kpi div { background: #f7f7f7; padding: 8px 12px; }
 .kpi b { display: block; font-size: 18px; }
+figure svg text { font-family: system-ui, "Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif !important; }
+/* Printing (or saving as PDF) shows every row and every column: no scrolling boxes, a landscape
+   page, small type, headers that wrap and repeat on each page, rows not split across pages. */
+@page { size: A4 landscape; margin: 10mm; }
+@media print {
+  body { max-width: none; margin: 0; }
+  .scroll { max-height: none; overflow: visible; border: none; }
+  table { font-size: 7px; width: auto; table-layout: auto; }
+  th { position: static; white-space: normal; overflow-wrap: anywhere; cursor: auto; }   /* headers wrap to fit the page */
+  th, td { padding: 1px 3px; }
+  thead { display: table-header-group; }
+  tr, figure { break-inside: avoid; }
+  .grid { display: block; } figure { margin-bottom: 8px; }
+  th[data-dir]::after { content: none; }
+}
 """
+
+
+def _generated() -> str:
+    """When the report was made, only if SOURCE_DATE_EPOCH says so: the same folder gives the same bytes."""
+    from ..writers import source_date_epoch
+
+    when = source_date_epoch()
+    return "" if when is None else f"generated {when:%Y-%m-%d %H:%M} UTC "
 
 
 def render_report(folder: str | Path) -> str:
@@ -224,29 +303,30 @@ def render_report(folder: str | Path) -> str:
             ("surplus after sharing (yuan)", fen_text(int(hospitals["surplus_after_sharing"].sum() or 0)))]
     for row in pools.iter_rows(named=True):
         if row["settlement_point_value"] is not None:
-            kpis.append((f"结算点值 {row['pool']}", f"{row['settlement_point_value']:.4f}"))
+            kpis.append((f"结算点值 {row['pool']}", f"{row['settlement_point_value']:.6f}"))
     parts = [
         "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">",
         f"<title>{html.escape(summary['policy'])}: settlement report</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(summary['policy'])} — settlement report (结算报告)</h1>",
-        f"<p class=\"meta\">method: {html.escape(summary['method'])} · policy files: "
+        f"<p class=\"meta\">method: {html.escape(METHOD_NAMES.get(summary['method'], summary['method']))} · policy files: "
         f"{html.escape(', '.join(Path(p).name for p in summary.get('policy_files', [])))} · "
-        f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by grouper from {html.escape(folder.name)}</p>",
+        f"{_generated()}by grouper from {html.escape(folder.name)}</p>",
         '<div class="kpi">' + "".join(f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis) + "</div>",
         *[f'<p class="warning">Warning: {html.escape(w)}</p>' for w in summary.get("warnings", [])],
+        _money_panel(summary),
         "<h2>Charts</h2><div class=\"grid\">",
         *[f'<figure class="chart" id="chart-{cid}"><figcaption>{html.escape(title)}</figcaption>{svg}</figure>'
           for cid, title, svg in charts],
         "</div>",
         "<h2>Pools and point values (预算点值 / 结算点值)</h2>", _table(pools, MONEY["pools"], "pools"),
         "<h2>Hospitals (清算)</h2>", _table(hospitals, MONEY["hospitals"], "hospitals"),
-        "<h2>DRGs</h2>", _table(data["groups"], MONEY["groups"], "drgs"),
+        f"<h2>{_words(data)['groups']}</h2>", _table(data["groups"], MONEY["groups"], "drgs"),
     ]
     if "compare" in data:
         change = summary.get("compare", {}).get("policy", "the change")
         parts += [f"<h2>Impact of {html.escape(change)}: hospitals</h2>",
                   _table(data["compare"]["hospitals"], COMPARE_MONEY, "impact-hospitals"),
-                  "<h2>Impact: DRGs</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
+                  f"<h2>Impact: {_words(data)['groups']}</h2>", _table(data["compare"]["groups"], COMPARE_MONEY, "impact-drgs")]
     parts += _migration_section(folder)
     parts.append(f"<script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts)

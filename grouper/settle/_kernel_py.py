@@ -1,6 +1,6 @@
 """The settle engine's inner loops in Python (Polars and NumPy): the readable twin of
 ext/_settle_kernel.pyx, used when the extension is not built (GROUPER_NO_EXTENSIONS).
-`pool_sums`, `pool_shares` and `next_stays` take the same arguments and give the same results as
+`mul_div_half_up`, `compare_products`, `pool_sums`, `pool_shares` and `next_stays` take the same arguments and give the same results as
 the compiled ones; `shares` (exact 128-bit division with Polars Int128) is the twin's own building block."""
 from __future__ import annotations
 
@@ -20,6 +20,28 @@ def shares(points: np.ndarray, distributable: int, total: int, floor: np.ndarray
     frame = pl.select((product // total).cast(pl.Int64).alias("floor"), (product % total).cast(pl.Int64).alias("rem"))
     floor[:] = frame["floor"].to_numpy()
     remainder[:] = frame["rem"].to_numpy()
+
+
+def mul_div_half_up(a: np.ndarray, b: np.ndarray, d: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = a[i] × b[i] ÷ d[i] rounded half up, exactly (128-bit); −1 (null) when an input is
+    negative (null), d[i] ≤ 0 or the result does not fit in 63 bits."""
+    if not (len(a) == len(b) == len(d) == len(out)):
+        raise ValueError("mul_div_half_up: arrays of different lengths")
+    frame = pl.DataFrame({"a": a, "b": b, "d": d}, schema={"a": pl.Int128, "b": pl.Int128, "d": pl.Int128})
+    valid = (pl.col("a") >= 0) & (pl.col("b") >= 0) & (pl.col("d") > 0)
+    quotient = (pl.col("a") * pl.col("b") * 2 + pl.col("d")) // (pl.when(valid).then(pl.col("d")).otherwise(1) * 2)
+    result = pl.when(valid & (quotient < 1 << 63)).then(quotient).otherwise(-1).cast(pl.Int64)
+    out[:] = frame.select(result).to_series().to_numpy()
+
+
+def compare_products(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = the sign of a[i] × b[i] − c[i] × d[i] (−1, 0, 1), exactly; 2 (null) when an input is negative (null)."""
+    if not (len(a) == len(b) == len(c) == len(d) == len(out)):
+        raise ValueError("compare_products: arrays of different lengths")
+    frame = pl.DataFrame({"a": a, "b": b, "c": c, "d": d}, schema=dict.fromkeys("abcd", pl.Int128))
+    valid = (pl.col("a") >= 0) & (pl.col("b") >= 0) & (pl.col("c") >= 0) & (pl.col("d") >= 0)
+    difference = pl.col("a") * pl.col("b") - pl.col("c") * pl.col("d")
+    out[:] = frame.select(pl.when(valid).then(difference.sign()).otherwise(2).cast(pl.Int8)).to_series().to_numpy()
 
 
 def pool_sums(pool: np.ndarray, paid_by: np.ndarray, points: np.ndarray, cost: np.ndarray, group: int, fee: int,

@@ -5,12 +5,9 @@ from pathlib import Path
 
 
 def run_settle(args) -> int:
-    from ..errors import InputError, UsageError
-    from ..outputs import atomic_output, check_outputs
+    from ..errors import InputError
+    from ..outputs import check_outputs
     from ..scheme import pack_inputs
-    from .files import load_cases, write_comparison, write_settlement
-    from .policy import load_policy
-    from .run import compare_policies, settle_cases
 
     check_outputs([("CASES", args.cases), ("--policy", args.policy), ("--weights", args.weights),
                    ("--compare", args.compare), ("--weights2", args.weights2), *pack_inputs("--scheme", args.scheme)],
@@ -18,6 +15,26 @@ def run_settle(args) -> int:
     for option, path in (("--policy", args.policy), ("--compare", args.compare)):
         if path is not None and not Path(path).is_file():   # a path naming nothing: exit 3, like any missing file
             raise InputError(f"{option} {path}: no such policy file")
+    from ..console import stage
+
+    with stage(f"settling {Path(args.cases).name}", enabled=not args.quiet):
+        settlement, comparison, out = _settle(args)
+    if not args.quiet:
+        from .console import render_settlement
+
+        render_settlement(settlement, comparison, out)
+    warnings = [*settlement.warnings, *(comparison.change.warnings if comparison is not None else ())]
+    return EXIT_WARNINGS if getattr(args, "strict", False) and warnings else 0
+
+
+def _settle(args):
+    """Settle and write the folder: (settlement, comparison or None, the folder)."""
+    from ..errors import UsageError
+    from ..outputs import atomic_output
+    from .files import load_cases, write_comparison, write_settlement
+    from .policy import load_policy
+    from .run import compare_policies, settle_cases
+
     policy = load_policy(args.policy)
     policy2 = load_policy(args.compare) if args.compare else None
     out = Path(args.output)
@@ -40,8 +57,7 @@ def run_settle(args) -> int:
             write_settlement(settlement, folder, case_format=args.format)
         else:
             write_comparison(comparison, folder, case_format=args.format, weights2=args.weights2)
-    if not args.quiet:
-        from .console import render_settlement
+    return settlement, comparison, out
 
-        render_settlement(settlement, comparison, out)
-    return 0
+
+EXIT_WARNINGS = 4  # --strict: the settlement was written, and it has warnings (see summary.json "warnings")

@@ -13,19 +13,40 @@ readmission search are in the compiled kernel (ext/_settle_kernel.pyx; twin: _ke
 
 **The seam for other payment methods.** Only `BaseSource.attach` knows what a group is.
 `DrgWeights` reads a weights table (`drg, weight[, mean]`): base points = RW × scale. A DIP
-source (grouper/dip) gives each case its DIP group, its score as `base_points` and the group's
+source (grouper/dip) gives each case its DIP group, its score as base points (`base_micro`) and the group's
 mean cost; case classification, coefficients, point values, sharing bands, clearing and the
 report are shared, and a policy file selects the source by `policy.method` ("points"/"rate"
 use DRG weights; a DIP policy passes its own source to `settle`).
 
-Exactness: money is integer fen (Int64). Case points are rounded half up to 1e-6 and kept as
-integer micro-points, so totals are exact and independent of order. Under the points method a
-pool's distributable budget D is shared in proportion to points by the largest-remainder method
-in exact integer arithmetic (128-bit): each case gets ⌊points × D ÷ T⌋ fen, and the fen left over
-go one each to the cases with the largest remainders (ties: hospital, then id, then row content),
-so Σ payments = D to the fen. Rate-method payments, standards, sharing adjustments and monthly
-prepayments are rounded half up to the fen, each on its own (a month's amount is summed from the
-cases' parts in integer milli-fen).
+Exactness: no number that decides money is ever a binary float. Money is integer fen (Int64);
+points are integer micro-points (10⁻⁶ point); policy numbers are read from the TOML as decimals
+and kept as integers in fixed units (coefficients in 10⁻¹² — a product of two six-decimal
+coefficients is exact —, thresholds, shares and factors in 10⁻⁶, prices in 10⁻⁴ fen per point);
+products and quotients are worked out in 128-bit integers (Polars Int128) and rounded once. The
+rounding rules, each stated where it is made:
+
+- base points B = RW × scale (or a DIP score × its auxiliary factor): half up to the micro-point;
+- a case's points = its formula (module `case_points`) on B, c = the coefficient, the cost ratio
+  r = cost ÷ reference and the thresholds, worked out exactly, rounded half up to the micro-point
+  once; B × c is itself rounded half up to the micro-point first wherever it appears (it is the
+  normal case's points); the readmission factor multiplies the rounded points, half up again;
+- the reference of the cost ratio: the group's mean cost (fen, from the weights table's yuan,
+  half up to the fen), or the case's payment standard = B × c (micro-points) × the budget point
+  value or base rate, half up to the fen; thresholds are compared exactly (cost × 10⁶ against
+  threshold × 10⁶ × reference, in integers);
+- 预算点值 (budget point value) = planned ÷ Σ standard micro-points, half up to 10⁻⁴ fen per point
+  (10⁻⁶ yuan), the value every case uses, published as such (deterministic: integer sums);
+- 结算点值 (settlement point value) = distributable ÷ points, published half up to 10⁻⁶ yuan (it
+  is shown only: payments share the distributable budget by the largest remainder below);
+- rate method: payment = micro-points × base rate, half up to the fen; a per-diem case is paid
+  `per_day` yuan × days (× the coefficient when `cases.per_diem.coefficient`), half up to the fen.
+
+Under the points method a pool's distributable budget D is shared in proportion to points by the
+largest-remainder method in exact integer arithmetic (128-bit): each case gets ⌊points × D ÷ T⌋
+fen, and the fen left over go one each to the cases with the largest remainders (ties: hospital,
+then id, then row content), so Σ payments = D to the fen. Standards, sharing adjustments and
+monthly prepayments are rounded half up to the fen, each on its own (a month's amount is summed
+from the cases' parts in integer milli-fen, each half up).
 """
 from __future__ import annotations
 
@@ -42,6 +63,7 @@ import polars as pl
 
 from ..errors import InputError
 from ..fields import fen_text
+from ..reasons import STATUSES
 from ..engine.kernel import companion
 from . import _kernel_py
 from .policy import Policy
@@ -49,9 +71,15 @@ from .policy import Policy
 KERNEL = companion("_settle_kernel", _kernel_py)  # 128-bit shares, compiled when built
 
 MICRO = 1_000_000  # points are kept as integer micro-points
+COEF = 10**12      # a coefficient's unit: the product of two six-decimal coefficients stays exact
+UNIT = 10**6       # thresholds, shares, factors (policy numbers have at most six decimals)
+PRICE = 10**4      # a price (budget point value, base rate) is kept in 10⁻⁴ fen per point
+MAX_COST = 10**12  # fen (10¹⁰ yuan): a larger case cost is refused (it would take its pool)
+MAX_POINTS = 10**9  # base points of a group above this are refused (a weight or score gone wrong)
 
-CASE_TYPES = ("normal", "high", "low", "incomplete", "per_diem", "special_review", "excluded", "ungrouped", "invalid")
-GROUP_PAID = ("normal", "high", "low", "incomplete", "per_diem", "special_review")
+CASE_TYPES = ("normal", "high", "low", "incomplete", "transfer", "per_diem", "special_review", "excluded", "ungrouped",
+              "invalid")
+GROUP_PAID = ("normal", "high", "low", "incomplete", "transfer", "per_diem", "special_review")
 
 # Columns the engine reads; the optional ones are filled with nulls (a rule needing them then never fires).
 REQUIRED_COLUMNS = ("status", "drg", "hospital", "cost")
@@ -73,21 +101,25 @@ class BaseSource(Protocol):
 
         group        String   the payment group (DRG code, DIP code), null when the case has none
         rw           Float64  relative weight, shown per case and used for CMI (null when unknown)
-        base_points  Float64  base points B: RW × scale (points method), RW (rate method), or a
-                              DIP score; null makes the case `excluded` (rule `weights`)
-        group_mean   Float64  the group's mean cost in fen, for ratio.reference = group_mean
+        base_micro   Int64    base points B in micro-points: RW × scale (points method), RW (rate
+                              method), or a DIP score, half up; null makes the case `excluded`
+                              (rule `weights`)
+        group_mean   Int64    the group's mean cost in fen, for ratio.reference = group_mean
+
+        A source may also have `codes` (the groups it knows), for the check of policy lists.
         """
         ...
 
 
 def join_groups(cases: pl.DataFrame, table: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
-    """`cases` with the columns of `table` (one row per `group`; later duplicates ignored), and of
-    `extra` if given, added as by left joins on `group`, in input order: each case's group becomes
-    a position in one table (one pass over the group codes), and every column is gathered there."""
-    table = table.unique("group", keep="first", maintain_order=True)
+    """`cases` with the columns of `table` (one row per `group`) and of `extra` if given, added as
+    by left joins on `group`, in input order: each case's group becomes a position in one table
+    (one pass over the group codes), and every column is gathered there."""
+    duplicated = table.filter(pl.col("group").is_duplicated())["group"].unique().sort()
+    if duplicated.len():
+        raise InputError(f"the group table lists {', '.join(duplicated.head(5).to_list())} more than once: one row per group")
     if extra is not None:
-        table = table.join(extra.unique("group", keep="first", maintain_order=True), on="group", how="full",
-                           coalesce=True, maintain_order="left_right")
+        table = table.join(extra, on="group", how="full", coalesce=True, maintain_order="left_right")
     # a group not in the table points at a last row of nulls (a gather without null positions is faster)
     padded = pl.concat([table, pl.DataFrame([[None]] * table.width, schema=table.schema)])
     position = pl.col("group").replace_strict(table["group"], pl.int_range(table.height, eager=True),
@@ -97,48 +129,143 @@ def join_groups(cases: pl.DataFrame, table: pl.DataFrame, extra: pl.DataFrame | 
             .drop("_position"))
 
 
+def half_up(value: Decimal, unit: int = 1) -> int:
+    """`value` × `unit` rounded half up (away from zero at .5) to an integer."""
+    return int((Decimal(value) * unit).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def decimal_of(text) -> Decimal | None:
+    """A number written in a table cell as an exact Decimal (None: blank); raises ValueError when unreadable."""
+    if text is None or str(text).strip() == "":
+        return None
+    number = Decimal(str(text).strip().replace(",", ""))
+    if not number.is_finite():
+        raise ValueError
+    return number
+
+
 @dataclass(frozen=True)
 class DrgWeights:
-    """Base points from a weights table: `drg, weight` (RW), optionally `mean` (yuan per case)."""
+    """Base points from a weights table: `drg, weight` (RW), optionally `mean` (yuan per case).
+
+    The table is checked row by row (`origin` names it in errors): a blank DRG, a DRG listed
+    twice, a weight that is blank, not a number, ≤ 0, not finite or making more than 10⁹ base
+    points, and a mean that is not a positive number are refused with the row named. B = RW ×
+    scale, half up to the micro-point; the mean is yuan, half up to the fen. Read from the
+    table's text (a float column is taken as Polars writes it, shortest round-trip digits).
+    """
 
     weights: pl.DataFrame
-    scale: float = 100.0
+    scale: Decimal = Decimal(100)
+    origin: str = "the weights table"
+    los_column: str = "los_mean"
 
     @classmethod
-    def from_csv(cls, path, scale: float) -> "DrgWeights":
+    def from_csv(cls, path, scale, los_column: str = "los_mean") -> "DrgWeights":
         try:
-            frame = pl.read_csv(path, infer_schema=False)
+            from pathlib import Path
+
+            from ..io import _as_utf8   # weights.csv may be written in UTF-8 (with or without BOM) or GBK
+
+            frame = pl.read_csv(_as_utf8(Path(path).read_bytes(), None, Path(path)), infer_schema=False)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise InputError(f"cannot read weights table {path}: {exc}") from None
-        return cls(frame, scale)
+        return cls(frame, Decimal(scale), str(path), los_column)
 
-    def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
+    @property
+    def codes(self) -> set[str]:
+        return set(self.table()["group"].to_list())
+
+    def table(self) -> pl.DataFrame:
+        """group, rw, base_micro, group_mean and the LOS columns: one row per DRG (checked once; see the class doc)."""
+        if "_table" not in self.__dict__:
+            object.__setattr__(self, "_table", self._checked_table())  # frozen: the cache is set once
+        return self.__dict__["_table"]
+
+    def _checked_table(self) -> pl.DataFrame:
         w = self.weights
         if "drg" not in w.columns or "weight" not in w.columns:
-            raise InputError(f"a weights table needs columns drg and weight (it has {', '.join(w.columns)})")
-        mean = pl.col("mean").cast(pl.Float64, strict=False) * 100 if "mean" in w.columns else pl.lit(None, pl.Float64)
-        weight = pl.col("weight").cast(pl.Float64, strict=False)
-        # a weight or mean that is not a positive number is no weight (the case is excluded, rule `weights`)
-        table = (w.select(pl.col("drg").cast(pl.String).alias("group"),
-                          pl.when(weight > 0).then(weight).alias("rw"),
-                          pl.when(mean > 0).then(mean).alias("group_mean"))
-                 .filter(pl.col("group").is_not_null())
-                 .unique("group", keep="first", maintain_order=True)
-                 .with_columns((pl.col("rw") * self.scale).alias("base_points")))
-        return join_groups(cases.with_columns(pl.col("drg").alias("group")), table, extra)
+            raise InputError(f"{self.origin}: a weights table needs columns drg and weight (it has {', '.join(w.columns)})")
+        has_mean = "mean" in w.columns
+        text = w.select(pl.col("drg").cast(pl.String), pl.col("weight").cast(pl.String),
+                        (pl.col("mean") if has_mean else pl.lit(None)).cast(pl.String).alias("mean"))
+        groups, rws, bases, means, seen = [], [], [], [], {}
+        scale = Decimal(self.scale)
+        for line, (drg, weight, mean) in enumerate(text.iter_rows(), 2):
+            where = f"{self.origin}, line {line}"
+            code = (drg or "").strip()
+            if not code:
+                raise InputError(f"{where}: the drg is blank")
+            if code in seen:
+                raise InputError(f"{where}: drg {code} is listed twice (first on line {seen[code]}); "
+                                 "one weight per DRG")
+            seen[code] = line
+            try:
+                rw = decimal_of(weight)
+                if rw is None or rw <= 0 or rw * scale > MAX_POINTS:
+                    raise ValueError
+            except (ValueError, ArithmeticError):
+                shown = "blank" if weight is None or not weight.strip() else repr(weight)
+                raise InputError(f"{where}, drg {code}: weight {shown} is not a positive number "
+                                 f"(at most {MAX_POINTS:,} base points)") from None
+            try:
+                fen = decimal_of(mean)
+                if fen is not None and (fen <= 0 or fen * 100 >= MAX_COST):
+                    raise ValueError
+            except (ValueError, ArithmeticError):
+                raise InputError(f"{where}, drg {code}: mean {mean!r} is not a positive amount in yuan") from None
+            groups.append(code)
+            rws.append(float(rw))
+            bases.append(half_up(rw * scale, MICRO))
+            means.append(None if fen is None else half_up(fen, 100))
+        table = pl.DataFrame({"group": groups, "rw": rws, "base_micro": bases, "group_mean": means},
+                             schema={"group": pl.String, "rw": pl.Float64, "base_micro": pl.Int64, "group_mean": pl.Int64})
+        return table.with_columns(self._los_columns(w))
+
+    def _los_columns(self, w: pl.DataFrame) -> list[pl.Series]:
+        """The optional length-of-stay columns: `group_los` (the mean LOS of `los_column`, in 10⁻⁶
+        day) for transfers; G-DRG limits `los_low`, `los_high` (days) and their per-day weights as
+        micro-points per day (weight × scale, half up) for cases.outliers = "los_limits"."""
+        wanted = {"group_los": (self.los_column, UNIT), "los_low": ("los_low", 1), "los_high": ("los_high", 1),
+                  "los_low_micro": ("los_low_weight", MICRO * Decimal(self.scale)),
+                  "los_high_micro": ("los_high_weight", MICRO * Decimal(self.scale))}
+        out = []
+        for name, (column, unit) in wanted.items():
+            values = []
+            texts = w[column].cast(pl.String).to_list() if column in w.columns else [None] * w.height
+            for line, text in enumerate(texts, 2):
+                try:
+                    number = decimal_of(text)
+                    if number is not None and not 0 < number < MAX_POINTS:
+                        raise ValueError
+                except (ValueError, ArithmeticError):
+                    raise InputError(f"{self.origin}, line {line}: {column} {text!r} is not a positive number") from None
+                values.append(None if number is None else half_up(number, unit))
+            if any(v is not None for v in values):  # only the columns the table has (10⁷ cases: 80 MB each)
+                out.append(pl.Series(name, values, dtype=pl.Int64))
+        return out
+
+    def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
+        return join_groups(cases.with_columns(pl.col("drg").alias("group")), self.table(), extra)
 
 
 class Settlement:
-    """The results of `settle`: `cases` (input order), `hospitals`, `groups`, `pools`, `policy`.
+    """The results of `settle`: `cases` (input order), `hospitals`, `groups`, `pools`, `policy`, and
+    `checks` (grouper.settle.checks.Checks: the settlement's own end-of-run checks; `warnings`
+    are the messages of those a payer should look at).
 
     The hospital and group tables may still be in the making in a background thread when
     `settle` returns (so that writing the case table overlaps with them); reading them waits.
     """
 
     def __init__(self, cases: pl.DataFrame, hospitals: pl.DataFrame | Future, groups: pl.DataFrame | Future,
-                 pools: pl.DataFrame, policy: Policy, warnings: tuple[str, ...] = ()):
-        self.cases, self.pools, self.policy, self.warnings = cases, pools, policy, tuple(warnings)
+                 pools: pl.DataFrame, policy: Policy, checks=None):
+        self.cases, self.pools, self.policy, self.checks = cases, pools, policy, checks
         self._hospitals, self._groups = hospitals, groups
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return () if self.checks is None else tuple(self.checks.warnings)
 
     @property
     def hospitals(self) -> pl.DataFrame:
@@ -161,7 +288,8 @@ class Settlement:
 RULES = ("status", "cost", "coefficients.level", "rate.base_rate", "weights", "budget.annual",
          "cases.exclusions.los_at_most", "cases.exclusions.los_at_least", "cases.exclusions.cost_below",
          "cases.exclusions.drgs", "los", "cases.per_diem.per_day", "cases.special_review",
-         "cases.special_review.over_cap", "cases.incomplete", "cases.high", "cases.low", "normal")
+         "cases.special_review.over_cap", "cases.incomplete", "cases.transfer", "cases.high", "cases.low",
+         "cases.outliers", "normal")
 PAID_BY = ("group", "fee_for_service", "none")
 TYPE = {name: code for code, name in enumerate(CASE_TYPES)}
 RULE = {name: code for code, name in enumerate(RULES)}
@@ -184,28 +312,72 @@ def _named(column: str, names: tuple[str, ...]) -> pl.Expr:
 
 # -- helpers --------------------------------------------------------------------------------
 
-def _level_expr(table: dict, level: pl.Expr) -> pl.Expr:
-    """Per-level lookup: the level's own value, else the `default` entry, else null."""
+def _level_expr(table: dict, level: pl.Expr, unit: int) -> pl.Expr:
+    """Per-level lookup as an exact integer (the value × `unit`): the level's own value, else the
+    `default` entry, else null."""
     default = table.get("default")
     chain = pl
     for key, value in table.items():
         if key != "default":
-            chain = chain.when(level == int(key)).then(pl.lit(float(value)))
-    otherwise = pl.lit(None if default is None else float(default), pl.Float64)
+            chain = chain.when(level == int(key)).then(pl.lit(half_up(value, unit), pl.Int64))
+    otherwise = pl.lit(None if default is None else half_up(default, unit), pl.Int64)
     return otherwise if chain is pl else chain.otherwise(otherwise)
 
 
-def _round_micro(expr: pl.Expr) -> pl.Expr:
-    """Non-negative points → integer micro-points, half up."""
-    return (expr.clip(lower_bound=0.0) * MICRO + 0.5).floor().cast(pl.Int64, strict=False)  # NaN → null
+def _wide(expr) -> pl.Expr:
+    return (expr if isinstance(expr, pl.Expr) else pl.lit(expr)).cast(pl.Int128)
 
 
-def _half_up_fen(expr: pl.Expr) -> pl.Expr:
-    return (expr + 0.5).floor().cast(pl.Int64, strict=False)  # NaN / infinity → null
+def _div_half_up(numerator: pl.Expr, denominator: pl.Expr | int) -> pl.Expr:
+    """numerator ÷ denominator (Int128, denominator > 0) rounded half up, as Int64 (null when it does not fit)."""
+    d = _wide(denominator)
+    return ((numerator * 2 + d) // (d * 2)).cast(pl.Int64, strict=False)
+
+
+def _shown(integers: pl.Expr, unit: int) -> pl.Expr:
+    """Exact integers in 1/unit as Float64 for the outputs: the double nearest the decimal (a plain
+    division can land one bit off, which CSV then prints as 321.25309999999996)."""
+    return (integers / unit).round(len(str(unit)) - 1)
+
+
+def _ints(frame: pl.DataFrame, value) -> np.ndarray:
+    """A column (name or Series) or a constant as an Int64 array for the kernel, null as −1."""
+    if isinstance(value, int):  # a read-only view of one value (no array of 10⁷ copies)
+        return np.broadcast_to(np.int64(value), (frame.height,))
+    series = frame[value] if isinstance(value, str) else value
+    if series.dtype != pl.Int64:
+        series = series.cast(pl.Int64)
+    if series.null_count():
+        series = series.fill_null(-1)
+    return np.ascontiguousarray(series.to_numpy())
+
+
+def _mul_div(frame: pl.DataFrame, a, b, d, name: str) -> pl.Series:
+    """a × b ÷ d per row, half up, exactly (the kernel's 128-bit loop); null where an input is null
+    or negative, d ≤ 0, or the result does not fit."""
+    out = np.empty(frame.height, np.int64)
+    KERNEL.mul_div_half_up(_ints(frame, a), _ints(frame, b), _ints(frame, d), out)
+    result = pl.Series(name, out)
+    return pl.select(pl.when(result >= 0).then(result).alias(name)).to_series()
+
+
+def _compare(frame: pl.DataFrame, a, b, c, d, name: str) -> pl.Series:
+    """The sign of a × b − c × d per row (Int8: −1, 0, 1), exactly; null where an input is null or negative."""
+    out = np.empty(frame.height, np.int8)
+    KERNEL.compare_products(_ints(frame, a), _ints(frame, b), _ints(frame, c), _ints(frame, d), out)
+    result = pl.Series(name, out)
+    return pl.select(pl.when(result != 2).then(result).alias(name)).to_series()
+
+
+def _on_rows(frame: pl.DataFrame, where: pl.Expr, expr: pl.Expr, base: pl.Series) -> pl.Series:
+    """`base` with `expr` worked out only on the rows where `where` holds (a formula for a few rows
+    is not computed for ten million)."""
+    rows = frame.lazy().filter(where.fill_null(False)).select("row", expr.alias("_value")).collect()
+    return base.scatter(rows["row"], rows["_value"]) if rows.height else base
 
 
 def _to_fen(value: Decimal) -> int:
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return half_up(value)
 
 
 def _scatter(height: int, rows: pl.Series, values, dtype, default) -> pl.Series:
@@ -218,7 +390,13 @@ def _scatter(height: int, rows: pl.Series, values, dtype, default) -> pl.Series:
 # -- stages ---------------------------------------------------------------------------------
 
 def prepare(cases: pl.DataFrame) -> pl.DataFrame:
-    """Check and cast the columns the engine reads; add `row` (input position)."""
+    """Check and cast the columns the engine reads; add `row` (input position).
+
+    Refused (InputError naming the row, its id and the field): a status that is not a grouping
+    status (blank, "GROUPED", "grouped "), a blank hospital, a cost that is not an integer
+    number of fen or is 10¹⁰ yuan or more, and a case id given twice (it would be paid twice).
+    A negative cost is not refused: the case is invalid (rule `cost`) and paid nothing.
+    """
     missing = [c for c in REQUIRED_COLUMNS if c not in cases.columns]
     if missing:
         raise InputError(f"cases to settle need columns {', '.join(missing)} (a grouped file with the settlement fields)")
@@ -237,25 +415,53 @@ def prepare(cases: pl.DataFrame) -> pl.DataFrame:
     out = cases.select(exprs).with_row_index("row")
     if "id" not in cases.columns:
         out = out.with_columns((pl.col("row") + 1).cast(pl.String).alias("id"))
+    known = (*STATUSES, "ungrouped")  # "ungrouped": a DIP grouped file's case without a 病种
+    checks = {
+        "status": (~pl.col("status").is_in(known).fill_null(False), f"is not a grouping status ({', '.join(known)})"),
+        "hospital": (pl.col("hospital").is_null() | pl.col("hospital").str.contains(r"^\s*$"),
+                     "is blank: every case is paid to a hospital"),
+        "cost": (pl.col("cost") >= MAX_COST, f"is {fen_text(MAX_COST)} yuan or more: not a plausible case cost"),
+    }
+    if cases.schema["cost"] not in (pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt32, pl.UInt16, pl.UInt8, pl.Null):
+        unreadable = cases["cost"].is_not_null() & out["cost"].is_null()
+        checks["unreadable cost"] = (pl.lit(unreadable), "is not an amount in fen (read the file with the project's reader)")
+    # one pass to see whether anything is wrong; the rows are looked for only then
+    found = out.select(*(test.any().alias(key) for key, (test, _) in checks.items()),
+                       (pl.col("id").hash(0x1D).n_unique() < pl.len()).alias("id")).row(0, named=True)  # exact check below
+    for key, (test, problem) in checks.items():
+        if found[key]:
+            _refuse_rows(out, test, key.split()[-1], problem)
+    if found["id"]:  # two 64-bit hashes alike: look at the ids themselves
+        _refuse_rows(out, pl.col("id").is_duplicated(), "id", "is given to more than one case (each would be paid)")
     return out.with_columns(pl.col("special_review").fill_null(False))
+
+
+def _refuse_rows(frame: pl.DataFrame, bad: pl.Expr, field: str, problem: str) -> None:
+    """Raise an InputError naming the first rows where `bad` holds (row = 1-based data row)."""
+    found = frame.filter(bad.fill_null(False)).select("row", "id", pl.col(field).alias("_value"))
+    if found.height:
+        shown = "; ".join(f"row {r + 1} (id {i}): {field} {v!r}" for r, i, v in found.head(3).iter_rows())
+        more = f" (and {found.height - 3:,} more)" if found.height > 3 else ""
+        raise InputError(f"cannot settle: {shown}{more} {problem}")
 
 
 def policy_groups(policy: Policy) -> pl.DataFrame:
     """What the policy says of the groups it lists, one row per group, so that each case needs one
     lookup (made with the base points, see `BaseSource.attach`) instead of one string test per
-    rule: `_basic` (基础病组), `_group_coefficient` (DRG 差异系数), `_per_day` (床日 points) and
-    `_excluded_group` (listed in cases.exclusions.drgs). `_policy_defaults` fills the others."""
+    rule: `_basic` (基础病组), `_group_coefficient` (DRG 差异系数, in 10⁻¹²), `_per_day` (床日: the
+    policy's number × 10⁶, i.e. micro-points per day, or under the rate method 10⁻⁴ fen per day)
+    and `_excluded_group` (listed in cases.exclusions.drgs). `_policy_defaults` fills the others."""
     v = policy.values
     basic = set(v["basic_groups"]["drgs"] or ())
-    coefficients = {k: float(x) for k, x in (v["coefficients"]["drgs"] or {}).items()}
-    per_day = {k: float(x) for k, x in (v["cases"]["per_diem"]["per_day"] or {}).items()}
+    coefficients = {k: half_up(x, COEF) for k, x in (v["coefficients"]["drgs"] or {}).items()}
+    per_day = {k: half_up(x, UNIT) for k, x in (v["cases"]["per_diem"]["per_day"] or {}).items()}
     excluded = set(v["cases"]["exclusions"]["drgs"] or ())
     codes = sorted(basic | set(coefficients) | set(per_day) | excluded)
     return pl.DataFrame({
         "group": codes, "_basic": [c in basic for c in codes],
         "_group_coefficient": [coefficients.get(c) for c in codes], "_per_day": [per_day.get(c) for c in codes],
         "_excluded_group": [c in excluded for c in codes],
-    }, schema={"group": pl.String, "_basic": pl.Boolean, "_group_coefficient": pl.Float64, "_per_day": pl.Float64,
+    }, schema={"group": pl.String, "_basic": pl.Boolean, "_group_coefficient": pl.Int64, "_per_day": pl.Int64,
                "_excluded_group": pl.Boolean})
 
 
@@ -265,23 +471,36 @@ def _policy_defaults(frame: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     if "_basic" not in frame.columns:
         frame = join_groups(frame, table)
     return frame.with_columns(pl.col("_basic", "_excluded_group").fill_null(False),
-                              pl.col("_group_coefficient").fill_null(1.0))
+                              pl.col("_group_coefficient").fill_null(COEF))
+
+
+def _los_defaults(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """The LOS columns a transfer or G-DRG rule reads, null where the source has none."""
+    cases = policy["cases"]
+    if not cases["transfer"]["discharge"] and cases["outliers"] != "los_limits":
+        return frame
+    return frame.with_columns(pl.lit(None, pl.Int64).alias(c) for c in LOS_COLUMNS if c not in frame.columns)
+
+
+LOS_COLUMNS = ("group_los", "los_low", "los_high", "los_low_micro", "los_high_micro")
 
 
 def _prices(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """Coefficient, pool and (rate method) base rate per case."""
+    """Coefficient (`coef`, Int64 in 10⁻¹²), pool and (rate method) `price_e4`, the base rate in
+    10⁻⁴ fen per unit of RW (= yuan × 10⁶), per case."""
     v = policy.values
     basic = pl.col("_basic")
     level = pl.when(basic).then(pl.lit(v["basic_groups"]["level"], pl.Int8)).otherwise(pl.col("hospital_level"))
-    coef = _level_expr(v["coefficients"]["level"], level)
+    coef = _level_expr(v["coefficients"]["level"], level, COEF)
     hospitals = v["coefficients"]["hospitals"]
     if hospitals:
-        own = pl.col("hospital").replace_strict({k: float(x) for k, x in hospitals.items()}, default=None, return_dtype=pl.Float64)
+        own = pl.col("hospital").replace_strict({k: half_up(x, COEF) for k, x in hospitals.items()}, default=None,
+                                                return_dtype=pl.Int64)
         coef = pl.when(basic | own.is_null()).then(coef).otherwise(own)
     if "fixed_coefficient" in frame.columns:  # a source's own coefficient (DIP 基层病种) wins
         coef = pl.coalesce(pl.col("fixed_coefficient"), coef)
-    if v["coefficients"]["drgs"]:
-        coef = coef * pl.col("_group_coefficient")
+    if v["coefficients"]["drgs"]:  # two six-decimal factors: the product is exact in 10⁻¹²
+        coef = (_wide(coef) * _wide(pl.col("_group_coefficient")) // COEF).cast(pl.Int64)
     annual = v["budget"]["annual"] or {}
     if "all" in annual:
         pool = pl.lit("all")
@@ -289,14 +508,14 @@ def _prices(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         pool = pl.when(pl.col("insurance").is_in(list(annual))).then(pl.col("insurance"))
     else:
         pool = pl.col("insurance").fill_null("all")
-    exprs = [coef.alias("coefficient"), pool.cast(pl.String).alias("pool"), level.alias("price_level")]
+    exprs = [coef.alias("coef"), pool.cast(pl.String).alias("pool"), level.alias("price_level")]
     if policy.method == "rate":
         rates = v["rate"]["base_rate"]
-        rate = _level_expr(rates["all"], level) * 100 if "all" in rates else pl.lit(None, pl.Float64)
+        rate = _level_expr(rates["all"], level, UNIT) if "all" in rates else pl.lit(None, pl.Int64)
         for insurance, table in rates.items():  # a named insurance type wins over `all`
             if insurance != "all":
-                rate = pl.when(pl.col("insurance") == insurance).then(_level_expr(table, level) * 100).otherwise(rate)
-        exprs.append(rate.alias("rate_fen"))
+                rate = pl.when(pl.col("insurance") == insurance).then(_level_expr(table, level, UNIT)).otherwise(rate)
+        exprs.append(rate.alias("price_e4"))
     return frame.with_columns(exprs)
 
 
@@ -334,12 +553,12 @@ def classify_fixed(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         (pl.col("status") == "invalid", "invalid", "status"),
         (pl.col("cost").is_null() | (pl.col("cost") < 0), "invalid", "cost"),
         (pl.col("status") != "grouped", "ungrouped", "status"),
-        (pl.col("coefficient").is_null(), "invalid", "coefficients.level"),
+        (pl.col("coef").is_null(), "invalid", "coefficients.level"),
     ]
     if policy.method == "rate":
-        steps.append((pl.col("rate_fen").is_null(), "invalid", "rate.base_rate"))
+        steps.append((pl.col("price_e4").is_null(), "invalid", "rate.base_rate"))
     per_diem = pl.col("_per_day").is_not_null()
-    steps.append((pl.col("base_points").is_null() & ~per_diem, "excluded", "weights"))
+    steps.append((pl.col("base_micro").is_null() & ~per_diem, "excluded", "weights"))
     if policy.method == "points":
         steps.append((pl.col("pool").is_null(), "excluded", "budget.annual"))
     if ex["los_at_most"] is not None:
@@ -357,55 +576,104 @@ def classify_fixed(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
 
 
 def classify_by_ratio(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """Add `reference` (fen), `cost_ratio` and type the cases `classify_fixed` left open.
+    """Add `reference` (fen), the thresholds (in 10⁻⁶),
+    `ratio_micro` (cost ÷ reference in 10⁻⁶, half up: shown, and the order of special review) and
+    type the cases `classify_fixed` left open.
 
     In order: special_review (flagged, within the cap) → incomplete → high → low → normal.
-    The reference is the group's mean cost or the case's payment standard at the budget point
-    value (`budget_fen_per_point`) or base rate.
+    The reference is the group's mean cost, or the case's payment standard: B × c × the budget
+    point value or base rate, half up to the fen. High and low are decided exactly: a case is
+    high when cost × 10⁶ > threshold × 10⁶ × reference (≥ when inclusive), low likewise.
     """
     v = policy.values
     cases = v["cases"]
-    price = pl.col("rate_fen") if policy.method == "rate" else pl.col("budget_fen_per_point")
-    reference = (pl.col("group_mean") if v["ratio"]["reference"] == "group_mean"
-                 else pl.col("base_points") * pl.col("coefficient") * price)
-    frame = frame.with_columns(reference.alias("reference"), _level_expr(cases["high"]["threshold"], pl.col("hospital_level"))
-                               .alias("high_threshold"), _level_expr(cases["low"]["threshold"], pl.col("hospital_level"))
-                               .alias("low_threshold")).with_columns((pl.col("cost") / pl.col("reference")).alias("cost_ratio"))
+    reference = (frame["group_mean"] if v["ratio"]["reference"] == "group_mean"
+                 else _mul_div(frame, "bc_micro", "price_e4", MICRO * PRICE, "reference"))
+    level = pl.col("hospital_level")
+    frame = frame.with_columns(pl.when(reference > 0).then(reference).alias("reference"),
+                               _level_expr(cases["high"]["threshold"], level, UNIT).alias("high_threshold"),
+                               _level_expr(cases["low"]["threshold"], level, UNIT).alias("low_threshold"))
+    frame = frame.with_columns(_mul_div(frame, "cost", UNIT, "reference", "ratio_micro"),
+                               *(_compare(frame, "cost", UNIT, f"{case}_threshold", "reference", f"_{case}_sign")
+                                 for case in ("high", "low") if cases["outliers"] == "cost_ratio"))
+    _refuse_missing_thresholds(frame, policy)
     frame = _special_review(frame, cases["special_review"])
     incomplete = cases["incomplete"]
     steps: list[tuple[pl.Expr, str, str]] = []
     if incomplete["discharge"]:
-        codes = list(incomplete["discharge"])
-        if frame.schema["discharge"].is_integer():
-            codes = [int(d) for d in codes if str(d).strip().isdigit()]
-        test = pl.col("discharge").is_in([str(d) for d in codes] if frame.schema["discharge"] == pl.String else codes)
+        test = _discharge_in(frame, incomplete["discharge"])
         if incomplete["max_los"] is not None:
             test = test & (pl.col("los") <= incomplete["max_los"])
         steps.append((test, "incomplete", "cases.incomplete"))
-    steps += [(_beyond("high", cases["high"]), "high", "cases.high"), (_beyond("low", cases["low"]), "low", "cases.low"),
-              (pl.lit(True), "normal", "normal")]
-    return _decide(frame, steps)
+    if cases["transfer"]["discharge"]:
+        steps.append((_discharge_in(frame, cases["transfer"]["discharge"]) & (pl.col("group_los") > 0), "transfer",
+                      "cases.transfer"))
+    outliers = cases["outliers"]
+    if outliers == "cost_ratio":
+        steps += [(_beyond("high", cases["high"]), "high", "cases.high"), (_beyond("low", cases["low"]), "low", "cases.low")]
+    elif outliers == "fixed_loss":  # CMS: cost = charges × CCR above the standard + the fixed-loss amount
+        steps.append((_wide(pl.col("cost")) * half_up(cases["high"]["cost_to_charge"], UNIT)
+                      > (_wide(pl.col("reference")) + cases["high"]["fixed_loss"]) * UNIT, "high", "cases.outliers"))
+    else:  # G-DRG: at most the first deduction day is low, from the first surcharge day on high
+        days = _stay_days(cases)
+        steps += [((days <= pl.col("los_low")) & pl.col("los_low_micro").is_not_null(), "low", "cases.outliers"),
+                  ((days >= pl.col("los_high")) & pl.col("los_high_micro").is_not_null(), "high", "cases.outliers")]
+    steps.append((pl.lit(True), "normal", "normal"))
+    return _decide(frame, steps).drop("_high_sign", "_low_sign", strict=False)
+
+
+def _discharge_in(frame: pl.DataFrame, codes) -> pl.Expr:
+    """The case's 离院方式 is one of `codes` (as numbers when the column is numeric)."""
+    codes = list(codes)
+    if frame.schema["discharge"].is_integer():
+        codes = [int(d) for d in codes if str(d).strip().isdigit()]
+    return pl.col("discharge").is_in([str(d) for d in codes] if frame.schema["discharge"] == pl.String else codes)
+
+
+def _stay_days(cases: dict) -> pl.Expr:
+    """The stay's length for `cases.outliers = "los_limits"`: the `los` field, or the nights
+    between admission and discharge (the discharge day not counted)."""
+    if cases["los_limits"]["count"] == "nights":
+        return (pl.col("discharge_date") - pl.col("admission_date")).dt.total_days()
+    return pl.col("los")
+
+
+def _refuse_missing_thresholds(frame: pl.DataFrame, policy: Policy) -> None:
+    """A per-level threshold table without `default` must cover the level of every case it may type."""
+    if policy["cases"]["outliers"] != "cost_ratio":
+        return
+    open_ = pl.col("case_type").is_null() & pl.col("reference").is_not_null()
+    for case in ("high", "low"):
+        table = policy["cases"][case]["threshold"]
+        if "default" in table:
+            continue
+        missing = (frame.lazy().filter(open_ & pl.col(f"{case}_threshold").is_null()).group_by("hospital_level").len()
+                   .sort("hospital_level").collect())
+        if missing.height:
+            levels = ", ".join(f"{'no level' if lv is None else f'level {lv}'} ({n:,} cases)" for lv, n in missing.iter_rows())
+            raise InputError(f"{policy.path}: `cases.{case}.threshold` has no value for {levels} and no `default`: "
+                             "those cases could never be typed " + case)
 
 
 def _beyond(case: str, rule: dict) -> pl.Expr:
-    """The high (or low) test: the cost ratio past the case's threshold column."""
-    r, threshold = pl.col("cost_ratio"), pl.col(f"{case}_threshold")
+    """The high (or low) test, exact: the sign of cost × 10⁶ − threshold (10⁻⁶) × reference."""
+    sign = pl.col(f"_{case}_sign")
     if case == "high":
-        return r >= threshold if rule["inclusive"] else r > threshold
-    return r <= threshold if rule["inclusive"] else r < threshold
+        return sign >= 0 if rule["inclusive"] else sign > 0
+    return sign <= 0 if rule["inclusive"] else sign < 0
 
 
 def _special_review(frame: pl.DataFrame, rule: dict) -> pl.DataFrame:
     """Accept flagged cases not yet typed (so paid by group) up to the cap, highest cost ratio first.
 
     The cap is ⌊cap × n⌋ cases, n = the cases not yet typed, per hospital or over the region.
-    Ties in cost ratio are broken by hospital, then id (then cost and input position).
+    The cost ratio ranked is `ratio_micro` (10⁻⁶, half up); ties are broken by hospital, then id (then cost and input position).
     Only the flagged cases are ranked; the decisions go back to their rows by position.
     """
     scope = ["hospital"] if rule["cap_scope"] == "hospital" else []
     open_ = pl.col("case_type").is_null()
     flagged = (frame.lazy().filter(open_ & pl.col("special_review"))
-               .select("row", "hospital", "id", "cost", pl.col("cost_ratio").fill_null(0.0).alias("_r")).collect())
+               .select("row", "hospital", "id", "cost", pl.col("ratio_micro").fill_null(0).alias("_r")).collect())
     if flagged.height == 0:
         return frame
     counts = frame.lazy().filter(open_).group_by(scope or pl.lit(1).alias("_all")).len("_n").collect()
@@ -435,59 +703,117 @@ def _special_review(frame: pl.DataFrame, rule: dict) -> pl.DataFrame:
 
 # -- points ---------------------------------------------------------------------------------
 
+def _per_diem_e4(policy: Policy) -> pl.Expr:
+    """Rate method: a per-diem case's payment in 10⁻⁴ fen: `per_day` yuan × days (× c), exact."""
+    days = _wide(pl.col("los").clip(lower_bound=1))  # a same-day stay counts one day
+    amount = _wide(pl.col("_per_day")) * days
+    if policy["cases"]["per_diem"]["coefficient"]:
+        return amount * _wide(pl.col("coef")), PRICE * COEF
+    return amount, PRICE
+
+
 def _standard_points(policy: Policy) -> pl.Expr:
-    """Points of a case paid at its group's standard: B × c; per-diem: per-day points × days (× c)."""
+    """Micro-points of a case paid at its group's standard: B × c (`bc_micro`, or worked out here
+    before `classify_by_ratio`); per-diem: per-day points × days (× c), half up. Under the rate
+    method a per-diem case's points are its payment ÷ the base rate, half up (shown; the payment
+    itself is `per_day` yuan × days)."""
     per_diem = policy["cases"]["per_diem"]
     per_day = per_diem["per_day"] or {}
-    normal = pl.col("base_points") * pl.col("coefficient")
+    normal = pl.col("bc_micro")
     if not per_day:
         return normal
-    days = pl.col("los").clip(lower_bound=1).cast(pl.Float64)  # a same-day stay counts one day
-    daily = pl.col("_per_day") * days
-    if per_diem["coefficient"]:
-        daily = daily * pl.col("coefficient")
+    if policy.method == "rate":
+        amount, unit = _per_diem_e4(policy)  # amount ÷ unit = fen × 10⁴ … in 10⁻⁴ fen: points = that ÷ price
+        daily = _div_half_up(amount * MICRO * PRICE, _wide(pl.col("price_e4")) * unit)
+    else:
+        days = _wide(pl.col("los").clip(lower_bound=1))  # a same-day stay counts one day
+        daily = _wide(pl.col("_per_day")) * days
+        daily = (_div_half_up(daily * _wide(pl.col("coef")), COEF) if per_diem["coefficient"]
+                 else daily.cast(pl.Int64, strict=False))
     return pl.when(pl.col("case_type") == TYPE["per_diem"]).then(daily).otherwise(normal)
 
 
-def _formula(name: str, case: str, policy: Policy, price: pl.Expr) -> pl.Expr | None:
-    """Points of one case type under a named formula; None means fee-for-service (the actual cost)."""
-    B, c, r, cost = pl.col("base_points"), pl.col("coefficient"), pl.col("cost_ratio"), pl.col("cost")
-    t = pl.col(f"{case}_threshold") if case in ("high", "low") else None
+def _formula(name: str, case: str, policy: Policy) -> pl.Expr | None:
+    """Micro-points of one case type under a named formula (exact, half up once); None means
+    fee-for-service (the actual cost). B = base points, c = coefficient, r = cost ÷ reference,
+    t = the type's threshold, P = the budget point value or base rate (fen per point)."""
     if name == "fee_for_service":
         return None
-    return {
-        "standard": lambda: B * c,
-        "cost": lambda: cost / price,
-        "excess_ratio": lambda: B * c + B * (r - t),
-        "excess_ratio_coefficient": lambda: B * c * (1 + r - t),
-        "excess_ratio_plus_coefficient": lambda: B * (r - t + c),
-        "excess_cost": lambda: B * c + float(policy["cases"]["high"]["marginal"]) * (cost - t * pl.col("reference")) / price,
-        "ratio": lambda: B * c * r,
-        "ratio_capped": lambda: pl.min_horizontal(B * c * r, B),
-        "ratio_capped_no_coefficient": lambda: pl.min_horizontal(B * r, B),
-    }[name]()
+    B, bc, c = _wide(pl.col("base_micro")), _wide(pl.col("bc_micro")), _wide(pl.col("coef"))
+    cost, ref, price = _wide(pl.col("cost")), _wide(pl.col("reference")), _wide(pl.col("price_e4"))
+    t = _wide(pl.col(f"{case}_threshold")) if case in ("high", "low") else None
+    over = (lambda: cost * UNIT - t * ref)  # noqa: E731  (cost − t × reference) × 10⁶
+    marginal = half_up(policy["cases"]["high"]["marginal"], UNIT)
+    formulas = {
+        "standard": lambda: bc,                                                        # B·c
+        "cost": lambda: _div_half_up(cost * (MICRO * PRICE), price),                   # cost ÷ P
+        "excess_ratio": lambda: bc + _div_half_up(B * over(), ref * UNIT),             # B·c + B·(r − t)
+        "excess_ratio_coefficient": lambda: _div_half_up(bc * (ref * UNIT + over()), ref * UNIT),  # B·c·(1 + r − t)
+        "excess_ratio_plus_coefficient": lambda: _div_half_up(                         # B·(r − t + c)
+            B * (over() * (COEF // UNIT) + c * ref), ref * COEF),
+        "excess_cost": lambda: bc + _div_half_up(over() * (marginal * PRICE), price * UNIT),  # B·c + m·(cost − t·ref) ÷ P
+        "ratio": lambda: _div_half_up(bc * cost, ref),                                  # B·c·r
+        "ratio_capped": lambda: pl.min_horizontal(_div_half_up(bc * cost, ref), B),     # min(B·c·r, B)
+        "ratio_capped_no_coefficient": lambda: pl.min_horizontal(_div_half_up(B * cost, ref), B),  # min(B·r, B)
+        "ratio_no_coefficient": lambda: _div_half_up(B * cost, ref),                    # B·r
+    }
+    return formulas[name]().cast(pl.Int64, strict=False)
+
+
+def _outlier_points(case: str, policy: Policy) -> pl.Expr:
+    """Micro-points of a high or low case under `cases.outliers` = fixed_loss or los_limits.
+
+    fixed_loss (high): B·c + marginal × (cost × CCR − standard − fixed loss) ÷ P.
+    los_limits: low: (B − (first deduction day + 1 − days) × per-day deduction) × c, never below 0;
+    high: (B + (days − first surcharge day + 1) × per-day surcharge) × c; per-day = weight × scale.
+    Each rounded half up to the micro-point once."""
+    cases = policy["cases"]
+    bc, B, coef = _wide(pl.col("bc_micro")), _wide(pl.col("base_micro")), _wide(pl.col("coef"))
+    if cases["outliers"] == "fixed_loss":
+        excess = (_wide(pl.col("cost")) * half_up(cases["high"]["cost_to_charge"], UNIT)
+                  - (_wide(pl.col("reference")) + cases["high"]["fixed_loss"]) * UNIT)
+        marginal = half_up(cases["high"]["marginal"], UNIT)
+        return (bc + _div_half_up(excess * (marginal * PRICE), _wide(pl.col("price_e4")) * UNIT)).cast(pl.Int64, strict=False)
+    days = _wide(_stay_days(cases))
+    if case == "low":
+        points = B - (_wide(pl.col("los_low")) + 1 - days) * _wide(pl.col("los_low_micro"))
+    else:
+        points = B + (days - _wide(pl.col("los_high")) + 1) * _wide(pl.col("los_high_micro"))
+    return _div_half_up(points.clip(lower_bound=0) * coef, COEF)
+
+
+def _transfer_points(policy: Policy) -> pl.Expr:
+    """Micro-points of a transfer: B·c ÷ mean LOS per day × (LOS + extra_days), capped at B·c, half up."""
+    bc = _wide(pl.col("bc_micro"))
+    days = _wide(pl.col("los").clip(lower_bound=0)) + policy["cases"]["transfer"]["extra_days"]
+    return pl.min_horizontal(_div_half_up(bc * days * UNIT, _wide(pl.col("group_los"))), pl.col("bc_micro"))
 
 
 def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """Add `paid_by` (code: group / fee_for_service / none) and `points` (Float64, before readmission).
+    """Add `paid_by` (code: group / fee_for_service / none) and `points` (Int64 micro-points,
+    before readmission; never negative).
 
-    `price` is fen per point (budget point value) or fen per unit of RW (base rate): a cost-based
-    formula turns the actual cost into points at that price.
+    A cost-based formula turns the actual cost into points at `price_e4` (the budget point value
+    or the base rate). A case whose cost is unknown or negative is paid nothing (`none`).
     """
     cases = policy["cases"]
-    price = pl.col("rate_fen") if policy.method == "rate" else pl.col("budget_fen_per_point")
-    cost_points = pl.col("cost") / price
+    cost_points = _formula("cost", "normal", policy)
     chain = pl  # points of the cases not normal, by type
     table = {
         "per_diem": _standard_points(policy),
-        "high": _formula(cases["high"]["formula"], "high", policy, price),
-        "low": _formula(cases["low"]["formula"], "low", policy, price),
-        "incomplete": _formula(cases["incomplete"]["formula"], "incomplete", policy, price),
-        "special_review": _formula(cases["special_review"]["pay"], "special_review", policy, price),
+        "high": (_formula(cases["high"]["formula"], "high", policy) if cases["outliers"] == "cost_ratio"
+                 else _outlier_points("high", policy)),
+        "low": (_formula(cases["low"]["formula"], "low", policy) if cases["outliers"] == "cost_ratio"
+                else _outlier_points("low", policy)),
+        "transfer": _transfer_points(policy) if cases["transfer"]["discharge"] else None,
+        "incomplete": _formula(cases["incomplete"]["formula"], "incomplete", policy),
+        "special_review": _formula(cases["special_review"]["pay"], "special_review", policy),
     }
     group, ffs, none = (pl.lit(PAY[p], CODE) for p in PAID_BY)
     paid_by = pl.when(_is_type("excluded")).then(ffs)
     for case_type, expr in table.items():
+        if case_type == "transfer" and expr is None:
+            continue  # no transfer rule: no case has the type
         is_type = pl.col("case_type") == TYPE[case_type]
         if expr is None:
             paid_by = paid_by.when(is_type).then(ffs)
@@ -496,23 +822,23 @@ def case_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     unpaid = _is_type("ungrouped", "invalid")
     ungrouped = cases["ungrouped"]["pay"]
     if ungrouped == "cost":
-        cost_known = pl.col("cost").is_not_null() & price.is_not_null() & pl.col("pool").is_not_null()
+        cost_known = pl.col("cost").is_not_null() & pl.col("price_e4").is_not_null() & pl.col("pool").is_not_null()
         chain = chain.when(unpaid & cost_known).then(cost_points)
         paid_by = paid_by.when(unpaid & cost_known).then(group).when(unpaid).then(ffs)
     else:
         paid_by = paid_by.when(unpaid).then(pl.lit(PAY[ungrouped], CODE))
     paid_by = paid_by.otherwise(group)
-    # a cost that is unknown cannot be paid by item
-    paid_by = pl.when((paid_by == PAY["fee_for_service"]) & pl.col("cost").is_null()).then(none).otherwise(paid_by)
+    # a cost that is unknown (or negative: an invalid case) cannot be paid by item nor valued
+    paid_by = pl.when(pl.col("cost").is_null() | (pl.col("cost") < 0)).then(none).otherwise(paid_by)
     frame = frame.with_columns(paid_by.alias("paid_by"))
     # Most cases are normal: B × c for them over the whole frame, every other formula only on the
     # few rows of its type (a when/then chain would work out every formula for every row).
     by_group = _paid("group")
     points = frame.select(pl.when(by_group & (pl.col("case_type") == TYPE["normal"]))
-                          .then(pl.col("base_points") * pl.col("coefficient")).alias("points")).to_series()
+                          .then(pl.col("bc_micro")).alias("points")).to_series()
     if chain is not pl:
         others = (frame.lazy().filter(by_group & (pl.col("case_type") != TYPE["normal"]))
-                  .select("row", chain.otherwise(pl.lit(None, pl.Float64)).alias("points")).collect())
+                  .select("row", chain.otherwise(pl.lit(None, pl.Int64)).clip(lower_bound=0).alias("points")).collect())
         if others.height:
             points = points.scatter(others["row"], others["points"])
     return frame.with_columns(points)
@@ -602,6 +928,16 @@ def readmissions(frame: pl.DataFrame, policy: Policy, order: StayOrder | None = 
                               .alias("readmission_factor"))
 
 
+def reduced_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """Add `points_micro`: the case's points after `readmissions` — the rounded points × the
+    factor (exact: the policy's decimal), half up to the micro-point."""
+    if policy["readmission"]["days"] is None:
+        return frame.with_columns(pl.col("points").alias("points_micro"))
+    reduced = _div_half_up(_wide(pl.col("points")) * half_up(policy["readmission"]["factor"], UNIT), UNIT)
+    return frame.with_columns(
+        pl.when(pl.col("readmission_factor") != 1.0).then(reduced).otherwise(pl.col("points")).alias("points_micro"))
+
+
 _PREFIX_MASK = 0xFFFF_FFFF_FFFF_0000  # the hash bits above the admission day (tests narrow it to force collisions)
 
 
@@ -628,12 +964,14 @@ def _readmissions_exact(stays: pl.LazyFrame, partition: list[str], days: int, ex
 # -- money ----------------------------------------------------------------------------------
 
 def _budget_point_values(frame: pl.DataFrame, policy: Policy) -> dict[str, dict]:
-    """Per pool: budget, reserve, fee-for-service inside, distributable before the year, 预算点值 (fen per point).
+    """Per pool: budget, reserve, planned (distributable before the year), 预算点值.
 
-    预算点值 = (budget − reserve − the cost of cases paid from the pool by cost outside the
-    points: fee-for-service exclusions and ungrouped cases when fee_for_service_inside, and
-    ungrouped cases valued by cost) ÷ the standard points of the cases paid by group.
-    Computed after `classify_fixed`; a value in the policy replaces it.
+    planned = budget − reserve − the cost of cases paid from the pool by cost outside the points
+    (fee-for-service exclusions and ungrouped cases when fee_for_service_inside, and ungrouped
+    cases valued by cost); 预算点值 = planned ÷ the standard micro-points (an integer sum) of the
+    cases paid by group, half up to 10⁻⁴ fen per point (`budget_price_e4`). Computed after
+    `classify_fixed`; a value in the policy (yuan per point, at most six decimals) replaces it.
+    A pool whose planned amount is not positive, or which has no standard points, has none.
     """
     v = policy.values
     annual = v["budget"]["annual"] or {}
@@ -643,25 +981,28 @@ def _budget_point_values(frame: pl.DataFrame, policy: Policy) -> dict[str, dict]
     ungrouped_by_cost = v["cases"]["ungrouped"]["pay"] == "cost"
     typed = pl.col("case_type")
     unpaid = _is_type("ungrouped", "invalid")
-    ffs_known = _is_type("excluded") | (unpaid & pl.lit(v["cases"]["ungrouped"]["pay"] == "fee_for_service"))
-    by_cost = unpaid & pl.lit(ungrouped_by_cost)
+    valid_cost = pl.col("cost") >= 0
+    ffs_known = (_is_type("excluded") | (unpaid & pl.lit(v["cases"]["ungrouped"]["pay"] == "fee_for_service"))) & valid_cost
+    by_cost = unpaid & pl.lit(ungrouped_by_cost) & valid_cost
     sums = (frame.lazy().group_by("pool")
             .agg(pl.when(ffs_known).then(pl.col("cost")).sum().alias("ffs"),
                  pl.when(by_cost).then(pl.col("cost")).sum().alias("by_cost"),
-                 pl.when(typed.is_null() | (typed == TYPE["per_diem"])).then(_standard_points(policy)).sum()
-                 .alias("standard_points")).collect())
+                 pl.when(typed.is_null() | (typed == TYPE["per_diem"])).then(pl.col("standard_micro")).sum()
+                 .alias("standard_points"), pl.len().alias("cases")).collect())
     found = {row["pool"]: row for row in sums.iter_rows(named=True)}
     pools = {}
     for pool, budget in annual.items():
-        row = found.get(pool, {"ffs": 0, "by_cost": 0, "standard_points": 0.0})
+        row = found.get(pool, {"ffs": 0, "by_cost": 0, "standard_points": 0, "cases": 0})
         reserve = _to_fen(Decimal(budget) * share)
         ffs = int(row["ffs"] or 0) if inside else 0
         planned = budget - reserve - ffs - int(row["by_cost"] or 0)
+        standard = int(row["standard_points"] or 0)
         if fixed_value is not None:
-            value = float(Decimal(fixed_value) * 100)
+            price = half_up(fixed_value, UNIT)  # yuan per point × 10⁶ = fen per point × 10⁴
         else:
-            value = planned / row["standard_points"] if row["standard_points"] and planned > 0 else None
-        pools[pool] = {"pool": pool, "budget": budget, "reserve": reserve, "budget_fen_per_point": value}
+            price = (planned * MICRO * PRICE * 2 + standard) // (2 * standard) if standard > 0 and planned > 0 else None
+        pools[pool] = {"pool": pool, "budget": budget, "reserve": reserve, "planned": planned, "cases": int(row["cases"]),
+                       "budget_price_e4": price}
     return pools
 
 
@@ -691,13 +1032,10 @@ def _largest_remainder(frame: pl.DataFrame, pools: dict[str, dict], fee_for_serv
         p["fee_for_service_inside"] = int(fee_cost[code]) if fee_for_service_inside else 0
         d = p["distributable"] = max(p["budget"] - p["reserve"] - p["fee_for_service_inside"], 0)
         total = int(group_points[code])
-        p["points"] = total / MICRO
-        p["settlement_fen_per_point"] = d * MICRO / total if total else None
+        p["points_micro"] = total
+        # shown only (payments share d by the largest remainder): yuan per point, half up to 10⁻⁶
+        p["settlement_price_e4"] = (d * MICRO * PRICE * 2 + total) // (2 * total) if total else None
         paid_by_pool[name] = d if total > 0 else 0
-        if d == 0 and total > 0:
-            p["warning"] = (f"pool {name}: nothing is left to share by points (budget {fen_text(p['budget'])} − reserve "
-                            f"{fen_text(p['reserve'])} − fee-for-service {fen_text(p['fee_for_service_inside'])} yuan), "
-                            "so every case paid by points in it is paid 0")
         if total <= 0:
             continue
         # 128-bit products; a remainder is below the pool's total micro-points, which fits Int64
@@ -735,47 +1073,73 @@ def _first_in_order(tied: pl.DataFrame, count: int) -> np.ndarray:
     return taken
 
 
+def standard_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """Add `standard_micro`: the micro-points of each case at its group's standard (`_standard_points`),
+    the per-diem formula worked out on the per-diem cases only."""
+    base = frame["bc_micro"].alias("standard_micro")
+    if policy["cases"]["per_diem"]["per_day"]:
+        base = _on_rows(frame, pl.col("case_type") == TYPE["per_diem"], _standard_points(policy), base)
+    return frame.with_columns(base)
+
+
 def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Add `payment`, `price` and `standard` (fen) per case; returns (cases, pools summary)."""
-    v = policy.values
+    """Add `payment`, `standard` (fen), `price` (yuan per point) and `_prepay_milli` per case; returns
+    (cases, pools summary).
+
+    Rate method: payment = micro-points × base rate, half up to the fen (a per-diem case: `per_day`
+    yuan × days [× c], half up). `price` is the settlement point value (points method: the pool's
+    结算点值, to 10⁻⁶ yuan) or the base rate; standard = the standard micro-points × price, half up
+    to the fen (a per-diem case under the rate method: its per-diem payment).
+    """
     group, ffs = _paid("group"), _paid("fee_for_service")
-    frame = frame.with_columns(
-        _round_micro(pl.col("points") * pl.col("readmission_factor")).alias("points_micro"))
+    per_diem = pl.col("case_type") == TYPE["per_diem"]
+    rate_per_diem = policy.method == "rate" and policy["cases"]["per_diem"]["per_day"]
+    if rate_per_diem:
+        amount, unit = _per_diem_e4(policy)
     if policy.method == "rate":
-        rate = pl.col("rate_fen").round(0).cast(pl.Int64)
-        payment = (pl.when(group).then((pl.col("points_micro") * rate + MICRO // 2) // MICRO)
-                   .when(ffs).then(pl.col("cost")).otherwise(pl.lit(0, pl.Int64)))
+        price = frame["price_e4"]
+        by_points = _mul_div(frame, "points_micro", "price_e4", MICRO * PRICE, "_by_points")
+        if rate_per_diem:
+            by_points = _on_rows(frame, per_diem, _div_half_up(amount, unit), by_points)
+        payment = pl.when(group).then(by_points).when(ffs).then(pl.col("cost")).otherwise(pl.lit(0, pl.Int64))
         frame = frame.with_columns(payment.alias("payment"))
         summary = _rate_pools(frame, policy)
-        price, payment = pl.col("rate_fen"), pl.col("payment")
+        payment = pl.col("payment")
     else:
-        payment, paid = _largest_remainder(frame, pools, v["budget"]["fee_for_service_inside"])
-        price = pl
-        for pool, p in pools.items():
-            price = price.when(pl.col("pool") == pool).then(pl.lit(p["settlement_fen_per_point"], pl.Float64))
-        price = price.otherwise(pl.lit(None, pl.Float64)) if pools else pl.lit(None, pl.Float64)
+        payment, paid = _largest_remainder(frame, pools, policy["budget"]["fee_for_service_inside"])
         summary = _points_pools(pools, paid)
+        price = frame.select(pl.col("pool").replace_strict({k: p["settlement_price_e4"] for k, p in pools.items()},
+                                                           default=None, return_dtype=pl.Int64)).to_series()
         payment = pl.lit(payment)
+    standard = _mul_div(frame, "standard_micro", price, MICRO * PRICE, "standard")
+    if rate_per_diem:
+        standard = _on_rows(frame, per_diem, _div_half_up(amount, unit), standard)
+    prepay = (_mul_div(frame, "points_micro", "price_e4", MICRO * PRICE // 1000, "_prepay_milli")
+              if policy.method == "points" and policy["prepayment"]["basis"] == "standard" else pl.lit(None, pl.Int64).alias("_prepay_milli"))
     # one with_columns: Polars works the columns out in parallel
     frame = frame.with_columns(
         payment.alias("payment"),
-        (price / 100).alias("price"),
-        pl.when(_is_type(*GROUP_PAID)).then(_half_up_fen(_standard_points(policy) * price)).otherwise(None)
-        .alias("standard"),
+        _shown(pl.lit(price), MICRO).alias("price"),
+        pl.when(_is_type(*GROUP_PAID)).then(standard).otherwise(None).alias("standard"),
         (payment - pl.col("cost")).alias("surplus"),
-        (pl.col("points_micro") / MICRO).alias("points"),
+        prepay,
     )
     return frame, summary
+
+
+def _yuan_per_point(price_e4: int | None) -> float | None:
+    """A price kept in 10⁻⁴ fen per point as yuan per point (six decimals, exact as written)."""
+    return None if price_e4 is None else float(Decimal(price_e4) / MICRO)
 
 
 def _points_pools(pools: dict[str, dict], paid: dict[str, int]) -> pl.DataFrame:
     rows = []
     for pool, p in pools.items():
         rows.append({
-            "pool": pool, "budget": p["budget"], "reserve": p["reserve"], "fee_for_service_inside": p["fee_for_service_inside"],
-            "distributable": p["distributable"], "points": p["points"],
-            "budget_point_value": None if p["budget_fen_per_point"] is None else p["budget_fen_per_point"] / 100,
-            "settlement_point_value": None if p["settlement_fen_per_point"] is None else p["settlement_fen_per_point"] / 100,
+            "pool": pool, "cases": p["cases"], "budget": p["budget"], "reserve": p["reserve"],
+            "fee_for_service_inside": p["fee_for_service_inside"], "distributable": p["distributable"],
+            "points": p["points_micro"] / MICRO, "budget_point_value": _yuan_per_point(p["budget_price_e4"]),
+            "settlement_point_value": _yuan_per_point(p["settlement_price_e4"]),
             "paid_by_points": int(paid.get(pool) or 0),
         })
     return pl.DataFrame(rows, schema=_POOL_SCHEMA)
@@ -786,22 +1150,24 @@ def _rate_pools(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     share = Decimal(policy["budget"]["reserve_share"])
     group = _paid("group")
     sums = {r["pool"]: r for r in frame.lazy().group_by("pool").agg(
+        pl.len().alias("cases"),
         pl.when(group).then(pl.col("points_micro")).sum().alias("points"),
         pl.when(group).then(pl.col("payment")).sum().alias("paid")).collect().iter_rows(named=True)}
     rows = []
     for pool in sorted({*annual, *(k for k in sums if k is not None)}):
         budget = annual.get(pool)
         reserve = None if budget is None else _to_fen(Decimal(budget) * share)
-        s = sums.get(pool, {"points": 0, "paid": 0})
-        rows.append({"pool": pool, "budget": budget, "reserve": reserve, "fee_for_service_inside": 0,
-                     "distributable": None if budget is None else budget - reserve, "points": (s["points"] or 0) / MICRO,
-                     "budget_point_value": None, "settlement_point_value": None, "paid_by_points": int(s["paid"] or 0)})
+        s = sums.get(pool, {"points": 0, "paid": 0, "cases": 0})
+        rows.append({"pool": pool, "cases": int(s["cases"] or 0), "budget": budget, "reserve": reserve,
+                     "fee_for_service_inside": 0, "distributable": None if budget is None else budget - reserve,
+                     "points": (s["points"] or 0) / MICRO, "budget_point_value": None, "settlement_point_value": None,
+                     "paid_by_points": int(s["paid"] or 0)})
     return pl.DataFrame(rows, schema=_POOL_SCHEMA)
 
 
-_POOL_SCHEMA = {"pool": pl.String, "budget": pl.Int64, "reserve": pl.Int64, "fee_for_service_inside": pl.Int64,
-                "distributable": pl.Int64, "points": pl.Float64, "budget_point_value": pl.Float64,
-                "settlement_point_value": pl.Float64, "paid_by_points": pl.Int64}
+_POOL_SCHEMA = {"pool": pl.String, "cases": pl.Int64, "budget": pl.Int64, "reserve": pl.Int64,
+                "fee_for_service_inside": pl.Int64, "distributable": pl.Int64, "points": pl.Float64,
+                "budget_point_value": pl.Float64, "settlement_point_value": pl.Float64, "paid_by_points": pl.Int64}
 
 
 # -- per hospital ---------------------------------------------------------------------------
@@ -832,15 +1198,13 @@ def sharing_adjustment(payment: int, cost: int, surplus_bands: list[dict], defic
 
 def _prepayment_amount(policy: Policy) -> pl.Expr:
     """A case's part of its month's amount in integer milli-fen (so month sums are exact and do not
-    depend on row order), before the prepayment ratio."""
+    depend on row order), before the prepayment ratio: its cost, or its points at the budget point
+    value (`_prepay_milli`, half up to the milli-fen), or its payment (rate method; cases not paid by points)."""
     if policy["prepayment"]["basis"] == "cost":
-        fen = pl.col("cost").fill_null(0).cast(pl.Float64)
-    elif policy.method == "rate":
-        fen = pl.col("payment").cast(pl.Float64)
-    else:
-        by_points = pl.col("points_micro") / MICRO * pl.col("budget_fen_per_point")
-        fen = pl.when(_paid("group")).then(by_points).otherwise(pl.col("payment"))
-    return (fen * 1000).round(0).cast(pl.Int64, strict=False).fill_null(0)
+        return pl.col("cost").clip(lower_bound=0).fill_null(0) * 1000
+    if policy.method == "rate":
+        return pl.col("payment").fill_null(0) * 1000
+    return pl.when(_paid("group")).then(pl.col("_prepay_milli")).otherwise(pl.col("payment") * 1000).fill_null(0)
 
 
 def _prepaid(lazy: pl.LazyFrame, policy: Policy) -> pl.LazyFrame:
@@ -873,7 +1237,7 @@ def hospitals_frame(cases: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         pl.len().alias("cases"), *typed,
         _is_type(*GROUP_PAID).sum().alias("drg_cases"),
         pl.col("special_review").sum().alias("special_review_flagged"),
-        pl.when(grouped).then((pl.col("rw") * MICRO).round(0).cast(pl.Int64)).sum().alias("_rw_micro"),
+        pl.when(grouped).then((pl.col("rw") * MICRO).round(0).cast(pl.Int64)).sum().alias("_rw_micro"),  # RW has ≤ 6 decimals
         (grouped & pl.col("rw").is_not_null()).sum().alias("_rw_n"),
         where(group, "points_micro").sum().alias("_points"),
         where(group, "payment").sum().alias("drg_payment"),
@@ -882,8 +1246,8 @@ def hospitals_frame(cases: pl.DataFrame, policy: Policy) -> pl.DataFrame:
         where(group, "cost").sum().alias("drg_cost"),
         pl.col("cost").sum().alias("cost"))
     totals, level, monthly = pl.collect_all([totals, level, monthly])
-    out = (totals.with_columns((pl.col("_rw_micro") / MICRO).alias("rw_sum"))
-           .with_columns((pl.col("rw_sum") / pl.col("_rw_n")).alias("cmi"))
+    out = (totals.with_columns(_shown(pl.col("_rw_micro"), MICRO).alias("rw_sum"))
+           .with_columns((pl.col("_rw_micro") / pl.col("_rw_n") / MICRO).round(4).alias("cmi"))  # shown to 4 decimals
            .join(level, on="hospital", how="left", nulls_equal=True)
            .join(monthly, on="hospital", how="left", nulls_equal=True)
            .sort("hospital", nulls_last=True))
@@ -891,8 +1255,8 @@ def hospitals_frame(cases: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     adjustments = [sharing_adjustment(int(p or 0), int(c or 0), s["surplus"], s["deficit"])
                    for p, c in out.select("drg_payment", "drg_cost").iter_rows()]
     out = out.with_columns(
-        (pl.col("_points") / MICRO).alias("points"),
-        (pl.col("n_special_review") / pl.col("drg_cases")).alias("special_review_share"),
+        _shown(pl.col("_points"), MICRO).alias("points"),
+        (pl.col("n_special_review") / pl.col("drg_cases")).round(6).alias("special_review_share"),
         (pl.col("drg_payment") - pl.col("drg_cost")).alias("drg_surplus"),
         pl.Series("sharing_adjustment", adjustments, dtype=pl.Int64),
     ).with_columns((pl.col("payment") + pl.col("sharing_adjustment")).alias("final_payment")).with_columns(
@@ -906,16 +1270,17 @@ def hospitals_frame(cases: pl.DataFrame, policy: Policy) -> pl.DataFrame:
 
 
 def groups_frame(cases: pl.DataFrame, column: str = "group") -> pl.DataFrame:
-    """One row per group: cases, RW, mean cost, cases by ratio type, points, payment, cost, surplus."""
+    """One row per group: cases, RW, mean cost (fen, half up), cases by ratio type, points, payment, cost, surplus."""
     return (cases.lazy().filter(pl.col("group").is_not_null() & (pl.col("status") == "grouped"))
             .group_by(pl.col("group").alias(column)).agg(
                 pl.len().alias("cases"), pl.col("rw").first().alias("rw"),
-                pl.when(pl.col("cost").count() > 0).then(pl.col("cost").sum() / pl.col("cost").count()).alias("mean_cost"),
+                # the mean cost in fen, half up, in integers
+                pl.when(pl.col("cost").count() > 0).then((pl.col("cost").sum() * 2 + pl.col("cost").count())
+                                                         // (pl.col("cost").count() * 2)).alias("mean_cost"),
                 (pl.col("case_type") == TYPE["high"]).sum().alias("n_high"),
                 (pl.col("case_type") == TYPE["low"]).sum().alias("n_low"),
-                (pl.col("points_micro").sum() / MICRO).alias("points"), pl.col("payment").sum().alias("payment"),
+                _shown(pl.col("points_micro").sum(), MICRO).alias("points"), pl.col("payment").sum().alias("payment"),
                 pl.col("cost").sum().alias("cost"), pl.col("surplus").sum().alias("surplus"))
-            .with_columns(_half_up_fen(pl.col("mean_cost")))
             .sort(column).collect())
 
 
@@ -928,9 +1293,33 @@ CASE_COLUMNS = ("id", "hospital", "pool", "status", "group", "rw", "case_type", 
 
 
 def case_table(frame: pl.DataFrame, column: str = "drg") -> pl.DataFrame:
-    """The per-case output: CASE_COLUMNS, the codes as Enums of their names, the group column named `column`."""
+    """The per-case output: CASE_COLUMNS, the codes as Enums of their names, the group column named
+    `column`; the exact integers shown as numbers (points, base points: micro-points ÷ 10⁶,
+    coefficient ÷ 10¹², cost ratio: 10⁻⁶ ÷ 10⁶), each exact to its stated decimals."""
     named = {"case_type": CASE_TYPES, "rule": RULES, "paid_by": PAID_BY}
-    return frame.select(_named(c, named[c]) if c in named else pl.col(c) for c in CASE_COLUMNS).rename({"group": column})
+    shown = {"points": _shown(pl.col("points_micro"), MICRO), "base_points": _shown(pl.col("base_micro"), MICRO),
+             "coefficient": _shown(pl.col("coef"), COEF), "cost_ratio": _shown(pl.col("ratio_micro"), UNIT)}
+    return frame.select(_named(c, named[c]) if c in named else shown[c].alias(c) if c in shown else pl.col(c)
+                        for c in CASE_COLUMNS).rename({"group": column})
+
+
+def _base_times_coefficient(frame: pl.DataFrame, policy: Policy) -> pl.Series:
+    """`bc_micro` = B × c, half up to the micro-point. Without group coefficients every coefficient
+    has at most six decimals, so it is divided by 10⁶ first: the products then fit in 64 bits (the
+    kernel's fast path) and the result is the same."""
+    if policy["coefficients"]["drgs"]:
+        return _mul_div(frame, "base_micro", "coef", COEF, "bc_micro")
+    six = frame.select((pl.col("coef") // (COEF // UNIT)).alias("_c")).to_series()
+    return _mul_div(frame, "base_micro", six, UNIT, "bc_micro")
+
+
+def _drop_spent(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """Drop the working columns no later stage reads (10⁷ cases: 80 MB each), so that paying and
+    writing do not carry them."""
+    keep = {"_per_day", "los"} if policy.method == "rate" and policy["cases"]["per_diem"]["per_day"] else set()
+    spent = ["reference", "high_threshold", "low_threshold", "group_mean", "price_level", "_basic", "_group_coefficient",
+             "_excluded_group", "_per_day", "aux_factor", "fixed_coefficient", *LOS_COLUMNS]
+    return frame.drop([c for c in spent if c in frame.columns and c not in keep])
 
 
 def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: str = "drg") -> Settlement:
@@ -939,25 +1328,33 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     `column` names the group column in the outputs ("drg"; a DIP source passes "dip").
     The frame stays in input order throughout: stages add columns, and decisions made on a
     subset (special review, readmissions, largest remainder) go back to their rows by position.
+    The settlement ends with its checks (grouper.settle.checks): `Settlement.checks`, and the
+    warnings among them.
     """
+    from .checks import check_inputs, check_weights, settlement_checks
+
     groups = policy_groups(policy)
-    frame = _policy_defaults(source.attach(prepare(cases), groups), groups)
+    check_inputs(cases.columns, policy)
+    frame = _los_defaults(_policy_defaults(source.attach(prepare(cases), groups), groups), policy)
+    check_weights(frame)
     if not frame["row"].is_sorted():  # a source must keep the input order; be safe if one does not
         frame = frame.sort("row")
     with ThreadPoolExecutor(max_workers=1) as background:  # Polars releases the GIL: a second core
         stays = background.submit(stay_order, frame, policy)
         frame = _prices(frame, policy)
-        frame = classify_fixed(frame, policy)
+        frame = frame.with_columns(_base_times_coefficient(frame, policy))
+        frame = standard_points(classify_fixed(frame, policy), policy)
         pools = _budget_point_values(frame, policy) if policy.method == "points" else {}
-        frame = frame.with_columns(pl.col("pool").replace_strict(
-            {k: p["budget_fen_per_point"] for k, p in pools.items()}, default=None, return_dtype=pl.Float64)
-            .alias("budget_fen_per_point"))
+        if policy.method == "points":
+            frame = frame.with_columns(pl.col("pool").replace_strict(
+                {k: p["budget_price_e4"] for k, p in pools.items()}, default=None, return_dtype=pl.Int64)
+                .alias("price_e4"))
         frame = classify_by_ratio(frame, policy)
-        frame = case_points(frame, policy)
-        frame = readmissions(frame, policy, stays.result())
+        frame = _drop_spent(case_points(frame, policy), policy)
+        frame = reduced_points(readmissions(frame, policy, stays.result()), policy).drop("points")
     frame, pool_summary = _pay(frame, policy, pools)
     tables = ThreadPoolExecutor(max_workers=1)
     hospitals, groups = tables.submit(hospitals_frame, frame, policy), tables.submit(groups_frame, frame, column)
     tables.shutdown(wait=False)  # the thread ends when both tables are made
-    warnings = tuple(p["warning"] for p in pools.values() if p.get("warning"))
-    return Settlement(case_table(frame, column), hospitals, groups, pool_summary, policy, warnings)
+    checks = settlement_checks(frame, pool_summary, policy, source, column)
+    return Settlement(case_table(frame, column), hospitals, groups, pool_summary, policy, checks)

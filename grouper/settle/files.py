@@ -32,8 +32,9 @@ def write_table(frame: pl.DataFrame, path: Path, money: tuple[str, ...]) -> None
         frame.write_parquet(path, compression="lz4")
         return
     frame = frame.with_columns([yuan_text(pl.col(c)).alias(c) for c in money if c in frame.columns])
-    frame = frame.with_columns([pl.col(c).list.join("|") for c, t in frame.schema.items() if isinstance(t, pl.List)])
-    frame.write_csv(path)
+    from ..writers import write_results   # the one table writer (CSV encoding, list columns joined with |)
+
+    write_results(frame, path)
 
 
 def write_settlement(settlement, folder: str | Path, *, case_format: str = "parquet", extra: dict | None = None) -> Path:
@@ -46,15 +47,18 @@ def write_settlement(settlement, folder: str | Path, *, case_format: str = "parq
     write_table(settlement.hospitals, folder / "hospitals.csv", MONEY["hospitals"])
     write_table(settlement.groups, folder / "drgs.csv", MONEY["groups"])   # per group: DRG, or 病种 (column dip)
     write_table(settlement.pools, folder / "pools.csv", MONEY["pools"])
-    summary = {"policy": settlement.policy.name, "method": settlement.policy.method,
-               "policy_files": [str(p) for p in settlement.policy.files],
+    policy = settlement.policy
+    summary = {"policy": policy.name, "method": policy.values["policy"]["method"],  # points, rate or dip
+               "payment": policy.method,  # how money is computed: points (a shared budget) or rate
+               "policy_files": [str(p) for p in policy.files],
                "cases": settlement.cases.height, "pools": settlement.pools.to_dicts(),
+               "checks": None if settlement.checks is None else settlement.checks.as_dict(),
                "warnings": list(settlement.warnings), **(extra or {})}
     (folder / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return folder
 
 
-COMPARE_MONEY = tuple(f"{m}_{s}" for m in ("payment", "surplus") for s in ("base", "change", "delta"))
+COMPARE_MONEY = tuple(f"{m}_{s}" for m in ("payment", "surplus") for s in ("before", "after", "change"))
 
 
 def write_comparison(comparison, folder: str | Path, *, case_format: str = "parquet", weights2=None) -> Path:
@@ -74,7 +78,10 @@ def read_table(path: Path, money: tuple[str, ...]) -> pl.DataFrame:
     """Read a table written by `write_table` back (CSV money → fen)."""
     if path.suffix.lower() in (".parquet", ".pq"):
         return pl.read_parquet(path)
-    frame = pl.read_csv(path, infer_schema_length=10_000, schema_overrides={c: pl.String for c in money})
+    from ..io import _as_utf8   # a CSV output may be written in UTF-8 (with or without BOM) or GBK
+
+    text = _as_utf8(path.read_bytes(), None, path)
+    frame = pl.read_csv(text, infer_schema_length=10_000, schema_overrides={c: pl.String for c in money})
     return frame.with_columns([money_fen(pl.col(c), pl.String).alias(c) for c in money if c in frame.columns])
 
 

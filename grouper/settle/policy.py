@@ -170,6 +170,15 @@ MAX_MONEY = 10**13   # yuan: no budget or amount is that large (and fen stay far
 MAX_NUMBER = 10**9   # any other number (scale, rates, days): larger is a typing slip, refused
 
 
+def _decimals(number: Decimal) -> int:
+    return max(0, -number.normalize().as_tuple().exponent)
+
+
+def spec_decimals(spec: S.Spec) -> int:
+    """How many decimals a number key may have: its `decimals`, or six (the engine's unit)."""
+    return spec.decimals if spec.decimals is not None else 6
+
+
 def _type_name(value) -> str:
     if isinstance(value, bool):
         return "a boolean"
@@ -270,12 +279,16 @@ def _scalar(spec: S.Spec, value, path: tuple, out: _Collector):
             if number >= MAX_MONEY:
                 out.error("bad-value", path, f"{name} = {value} yuan is not a plausible amount (it must be below {MAX_MONEY:,} yuan)")
                 return None
-            if number != number.quantize(Decimal("0.01")):
+            if _decimals(number) > 2:
                 out.error("bad-value", path, f"{name} = {value} has more than two decimals (money is yuan to the fen)")
                 return None
             return int(number * 100)  # fen, exactly
         if abs(number) >= MAX_NUMBER:
             out.error("bad-value", path, f"{name} = {value} is not a plausible value (it must be below {MAX_NUMBER:,})")
+            return None
+        if kind == "number" and _decimals(number) > spec_decimals(spec):
+            out.error("bad-value", path, f"{name} = {value} has more than {spec_decimals(spec)} decimals "
+                                         "(settlement works with exact decimals to that precision)")
             return None
         low_ok = spec.low is None or (number > Decimal(str(spec.low)) if spec.low_open else number >= Decimal(str(spec.low)))
         high_ok = spec.high is None or (number < Decimal(str(spec.high)) if spec.high_open else number <= Decimal(str(spec.high)))
@@ -348,7 +361,8 @@ def _check_value(spec: S.Spec, value, path: tuple, out: _Collector):
         return {str(key): _scalar(spec, item, (*path, key), out) for key, item in value.items()
                 if _insurance_key(str(key), path, out)}
     if spec.by == "insurance/level":
-        by_level = S.Spec(spec.kind, spec.doc, low=spec.low, high=spec.high, low_open=spec.low_open, by="level")
+        by_level = S.Spec(spec.kind, spec.doc, low=spec.low, high=spec.high, low_open=spec.low_open, by="level",
+                          decimals=spec.decimals)
         if not isinstance(value, dict):
             return {"all": _check_value(by_level, value, path, out)}
         if all(k.isdigit() or k == "default" for k in value):  # levels only: every insurance type
@@ -382,8 +396,24 @@ def _check_relations(v: dict, out: _Collector) -> None:
             key = level if level in low else "default"
             out.error("bad-value", ("cases", "low", "threshold", *( () if key == "default" and "default" not in low else (str(key),))),
                       f"the low threshold {lo} is not below the high threshold {h} for level {level}")
-    if v["cases"]["high"]["formula"] != "excess_cost" and v["cases"]["high"]["marginal"] != Decimal(1):
-        out.error("bad-value", ("cases", "high", "marginal"), "`cases.high.marginal` applies only to formula = \"excess_cost\"")
+    per_day = v["cases"]["per_diem"]["per_day"]
+    if method == "rate" and isinstance(per_day, dict):
+        for code, amount in per_day.items():
+            if _decimals(amount) > 2:
+                out.error("bad-value", ("cases", "per_diem", "per_day", code),
+                          f"`cases.per_diem.per_day.{code}` = {amount}: under the rate method per_day is yuan per day, "
+                          "at most two decimals")
+    outliers = v["cases"]["outliers"]
+    if outliers == "fixed_loss":
+        if v["cases"]["high"]["fixed_loss"] is None:
+            out.error("missing-key", ("cases", "high", "fixed_loss"), "`cases.outliers = \"fixed_loss\"` needs `cases.high.fixed_loss` (yuan)")
+        if v["ratio"]["reference"] != "standard":
+            out.error("bad-value", ("ratio", "reference"), "`cases.outliers = \"fixed_loss\"` compares the cost with the payment "
+                                                           "standard: set `ratio.reference = \"standard\"`")
+    elif v["cases"]["high"]["fixed_loss"] is not None:
+        out.error("bad-value", ("cases", "high", "fixed_loss"), "`cases.high.fixed_loss` applies only to cases.outliers = \"fixed_loss\"")
+    if v["cases"]["high"]["formula"] != "excess_cost" and outliers != "fixed_loss" and v["cases"]["high"]["marginal"] != Decimal(1):
+        out.error("bad-value", ("cases", "high", "marginal"), "`cases.high.marginal` applies only to formula = \"excess_cost\" or outliers = \"fixed_loss\"")
     ex = v["cases"]["exclusions"]
     if ex["los_at_most"] is not None and ex["los_at_least"] is not None and ex["los_at_most"] >= ex["los_at_least"]:
         out.error("bad-value", ("cases", "exclusions", "los_at_least"),
@@ -423,10 +453,14 @@ def _numbers(out: _Collector, path: tuple, frame: pl.DataFrame, key: str, column
     for code, text in frame.select(key, column).iter_rows():
         try:
             number = Decimal(str(text).strip())
-            if not number.is_finite() or number <= 0:
+            if not number.is_finite() or number <= 0 or number >= MAX_NUMBER or _decimals(number) > 6:
                 raise ValueError
         except (ValueError, ArithmeticError):
-            out.error("bad-value", path, f"`{S.dotted(path)}`: {key} {code}: {column} {text!r} is not a positive number")
+            out.error("bad-value", path, f"`{S.dotted(path)}`: {key} {code}: {column} {text!r} is not a positive number "
+                                            "of at most six decimals")
+            return None
+        if str(code) in table:
+            out.error("bad-value", path, f"`{S.dotted(path)}`: {key} {code} is listed twice in the file: one row per {key}")
             return None
         table[str(code)] = number
     return table

@@ -22,10 +22,11 @@ def weights_source(weights: BaseSource | pl.DataFrame | str | Path, policy: Poli
     """
     if not isinstance(weights, (pl.DataFrame, str, Path)):
         return weights
-    scale = float(policy["points"]["scale"]) if policy.method == "points" else 1.0
+    scale = policy["points"]["scale"] if policy.method == "points" else 1
+    los_column = policy["cases"]["transfer"]["mean_los"]
     if isinstance(weights, pl.DataFrame):
-        return DrgWeights(weights, scale)
-    return DrgWeights.from_csv(weights, scale)
+        return DrgWeights(weights, scale, los_column=los_column)
+    return DrgWeights.from_csv(weights, scale, los_column)
 
 
 def settle_cases(cases: pl.DataFrame | str | Path, policy: Policy | str | Path,

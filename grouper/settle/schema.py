@@ -15,7 +15,8 @@ REQUIRED = object()
 
 HIGH_FORMULAS = ("excess_ratio", "excess_ratio_coefficient", "excess_ratio_plus_coefficient", "excess_cost",
                  "cost", "standard", "fee_for_service")
-LOW_FORMULAS = ("ratio", "ratio_capped", "cost", "standard", "fee_for_service")
+LOW_FORMULAS = ("ratio", "ratio_capped", "ratio_no_coefficient", "ratio_capped_no_coefficient", "cost", "standard",
+                "fee_for_service")
 INCOMPLETE_FORMULAS = ("ratio_capped", "ratio_capped_no_coefficient", "ratio", "cost", "standard", "fee_for_service")
 
 
@@ -32,6 +33,7 @@ class Spec:
     low_open: bool = False
     high_open: bool = False
     by: str | None = None  # "level" or "insurance": a single value, or a table keyed by level / insurance type
+    decimals: int | None = None  # at most this many decimals (numbers: six unless set)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ SCHEMA = Section("a settlement policy", {
     "rate": Section("费率法 settings (method = rate)", {
         "base_rate": Spec("number", "base rate in yuan per unit of RW, per insurance type (`employee`, `resident`, other codes, or `all`) "
                                     "and hospital level (`1`, `2`, `3`, `default`); a single number applies everywhere",
-                          low=0.0, low_open=True, by="insurance/level"),
+                          low=0.0, low_open=True, by="insurance/level", decimals=2),
     }),
     "budget": Section("the annual budget (总额预算)", {
         "annual": Spec("money", "annual budget in yuan per insurance type (`employee`, `resident`, …); one key `all` pools every type. "
@@ -108,13 +110,23 @@ SCHEMA = Section("a settlement policy", {
                           "group_mean", choices=("group_mean", "standard")),
     }),
     "cases": Section("case classification (病例分类), tried in the order documented in docs/settlement.md", {
+        "outliers": Spec("choice", "how high and low cases are found and paid: `cost_ratio` (the cost ratio against `cases.high` / "
+                                   "`cases.low` thresholds and formulas; Chinese practice), `fixed_loss` (CMS IPPS cost outliers: high "
+                                   "when cost × `cases.high.cost_to_charge` exceeds the payment standard + `cases.high.fixed_loss`, "
+                                   "paid the standard + `marginal` × the excess; no low cases) or `los_limits` (G-DRG: length-of-stay "
+                                   "deductions and surcharges from the weights table's `los_low`, `los_low_weight`, `los_high`, "
+                                   "`los_high_weight` columns)", "cost_ratio", choices=("cost_ratio", "fixed_loss", "los_limits")),
         "high": Section("高倍率: cost ratio above a threshold", {
             "threshold": Spec("number", "ratio threshold per hospital level (national default 3× for tertiary, 2× for secondary; regions set their own)",
                               {3: Decimal(3), 2: Decimal(2), 1: Decimal(2)}, low=1.0, by="level"),
             "inclusive": Spec("bool", "true: ratio ≥ threshold is high; false: ratio > threshold (boundaries differ by region)", False),
             "formula": Spec("choice", "how a high case is paid (see the formula table)", "excess_ratio", choices=HIGH_FORMULAS),
-            "marginal": _share("excess_cost only: the share of the cost above the threshold that is paid (CMS pays 80%)", Decimal(1),
-                               low_open=True),
+            "marginal": _share("excess_cost and outliers = fixed_loss: the share of the cost above the threshold that is paid "
+                               "(CMS pays 80%)", Decimal(1), low_open=True),
+            "fixed_loss": Spec("money", "outliers = fixed_loss: the fixed-loss amount in yuan added to the payment standard to make the "
+                                        "outlier threshold (CMS FY2005: 25,800 dollars)"),
+            "cost_to_charge": _share("outliers = fixed_loss: the cost-to-charge ratio turning the case's charges (`cost`) into cost",
+                                     Decimal(1), low_open=True),
         }),
         "low": Section("低倍率: cost ratio below a threshold", {
             "threshold": Spec("number", "ratio threshold per hospital level (0.4× in an explainer; 0.3–0.5 usual)", Decimal("0.4"),
@@ -127,6 +139,17 @@ SCHEMA = Section("a settlement policy", {
             "max_los": Spec("int", "only stays of at most this many days (absent: any length)", low=0),
             "formula": Spec("choice", "how an incomplete stay is paid (Hangzhou: ratio_capped; Jinhua: ratio_capped_no_coefficient)",
                             "ratio_capped", choices=INCOMPLETE_FORMULAS),
+        }),
+        "transfer": Section("transfers (转院) paid per diem: the standard ÷ the group's mean LOS per day, capped at the standard "
+                            "(CMS-style; settlement.md §3.2)", {
+            "discharge": Spec("list", "离院方式 codes of a transfer (2 医嘱转院 is usual); empty: no transfer rule", []),
+            "mean_los": Spec("str", "the weights table column with the group's mean LOS: `los_mean` (arithmetic, as calibrate writes "
+                                    "it) or another, e.g. a geometric mean column `gmlos`", "los_mean"),
+            "extra_days": Spec("int", "days added to the stay: 1 pays the first day twice (Washington), 0 none (Oregon)", 1, low=0),
+        }),
+        "los_limits": Section("outliers = los_limits (G-DRG): how the stay is counted", {
+            "count": Spec("choice", "`los`: the `los` field as given; `nights`: discharge date − admission date (the discharge day is "
+                                    "not counted, as in G-DRG)", "los", choices=("los", "nights")),
         }),
         "per_diem": Section("床日付费: groups paid per bed-day", {
             "per_day": Spec("per_day", "points per day (points method) or yuan per day (rate method) per group: a table `DRG = value` "

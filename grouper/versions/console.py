@@ -16,7 +16,10 @@ def _num(value, digits: int = 4) -> str:
 
 def render_crosswalk(table: pl.DataFrame, before, after, console: Console | None, *, top: int = 15) -> None:
     """The largest source groups and where their cases land (to stdout unless a console is given)."""
-    console = console or Console(highlight=False)
+    if console is None:
+        from ..console import stdout_console
+
+        console = stdout_console()
     a, b = before.ast.header, after.ast.header
     sources = (table.group_by("from_group").agg(pl.col("from_cases").first())
                .sort(["from_cases", "from_group"], descending=[True, False]).head(top)["from_group"].to_list())
@@ -58,12 +61,12 @@ def render_migration(migration, output, console: Console, *, top: int = 10) -> N
                   f"CMI {cmi(s['cmi_from'])} → {cmi(s['cmi_to'])}; payment {fen_text(s['payment_from'])} → "
                   f"{fen_text(s['payment_to'])} yuan; hospitals: {s['winners']} win, {s['losers']} lose, "
                   f"{s['unchanged']} unchanged", markup=False, highlight=False)
-    h = migration.hospitals.sort(["payment_delta", "hospital"])
+    h = migration.hospitals.sort(["payment_change", "hospital"])
     shown = pl.concat([h.head(top), h.tail(top)]).unique("hospital", maintain_order=True) if top else h.clear()
     out = Table(title=f"largest losses and gains per hospital (after sharing); all in {output}/compare_hospitals.csv")
     for column in ("hospital", "cases", "payment change (yuan)", "CMI", "CMI change", "outcome"):
         out.add_column(column, justify="left" if column in ("hospital", "outcome") else "right")
     for r in shown.iter_rows(named=True):
-        out.add_row(str(r["hospital"]), f"{r['cases'] or 0:,}", fen_text(int(r["payment_delta"] or 0)),
-                    f"{_num(r['cmi_base'])} → {_num(r['cmi_change'])}", _num(r["cmi_delta"]), r["outcome"])
+        out.add_row(str(r["hospital"]), f"{r['cases'] or 0:,}", fen_text(int(r["payment_change"] or 0)),
+                    f"{_num(r['cmi_before'])} → {_num(r['cmi_after'])}", _num(r["cmi_change"]), r["outcome"])
     console.print(out)

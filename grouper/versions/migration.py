@@ -51,7 +51,7 @@ class Migration:
             "grouped_from": int((base["status"] == "grouped").sum()),
             "grouped_to": int((change["status"] == "grouped").sum()),
             "cmi_from": _cmi(base), "cmi_to": _cmi(change),
-            "payment_from": int(h["payment_base"].sum() or 0), "payment_to": int(h["payment_change"].sum() or 0),
+            "payment_from": int(h["payment_before"].sum() or 0), "payment_to": int(h["payment_after"].sum() or 0),
             "winners": int((h["outcome"] == "winner").sum()), "losers": int((h["outcome"] == "loser").sum()),
             "unchanged": int((h["outcome"] == "unchanged").sum()),
         }
@@ -72,12 +72,12 @@ def _grouped(cases, scheme: LoadedScheme, *, columns=None, encoding=None, thread
 
 def _with_hospital_changes(comparison) -> pl.DataFrame:
     """The comparison's hospital table with CMI per version, its change and the outcome."""
-    cmi = (comparison.base.hospitals.select("hospital", pl.col("cmi").alias("cmi_base"))
-           .join(comparison.change.hospitals.select("hospital", pl.col("cmi").alias("cmi_change")),
+    cmi = (comparison.base.hospitals.select("hospital", pl.col("cmi").alias("cmi_before"))
+           .join(comparison.change.hospitals.select("hospital", pl.col("cmi").alias("cmi_after")),
                  on="hospital", how="full", coalesce=True, nulls_equal=True))
-    delta = pl.col("payment_delta")
+    delta = pl.col("payment_change")
     return (comparison.hospitals.join(cmi, on="hospital", how="left", nulls_equal=True, maintain_order="left")
-            .with_columns((pl.col("cmi_change") - pl.col("cmi_base")).alias("cmi_delta"),
+            .with_columns((pl.col("cmi_after") - pl.col("cmi_before")).alias("cmi_change"),
                           pl.when(delta > 0).then(pl.lit("winner")).when(delta < 0).then(pl.lit("loser"))
                           .otherwise(pl.lit("unchanged")).alias("outcome")))
 
@@ -88,19 +88,19 @@ def _source_groups(comparison) -> pl.DataFrame:
     label = pl.when(pl.col("drg").is_not_null()).then(pl.col("drg")).otherwise(pl.format("({})", pl.col("status")))
     base, change = comparison.base.cases, comparison.change.cases
     pairs = pl.DataFrame({"from_group": base.select(label).to_series(), "to_group": change.select(label).to_series(),
-                          "payment_base": base["payment"], "payment_change": change["payment"]})
+                          "payment_before": base["payment"], "payment_after": change["payment"]})
     main = (pairs.group_by("from_group", "to_group").len()
             .sort(["from_group", "len", "to_group"], descending=[False, True, False])
             .group_by("from_group", maintain_order=True).agg(pl.col("to_group").first().alias("main_to_group"),
                                                             (pl.col("len").first()).alias("main_to_cases"),
                                                             pl.len().alias("to_groups")))
-    totals = pairs.group_by("from_group").agg(pl.len().alias("cases"), pl.col("payment_base").sum(),
-                                              pl.col("payment_change").sum())
+    totals = pairs.group_by("from_group").agg(pl.len().alias("cases"), pl.col("payment_before").sum(),
+                                              pl.col("payment_after").sum())
     return (totals.join(main, on="from_group", how="left")
-            .with_columns((pl.col("payment_change") - pl.col("payment_base")).alias("payment_delta"))
-            .select("from_group", "cases", "payment_base", "payment_change", "payment_delta", "main_to_group",
+            .with_columns((pl.col("payment_after") - pl.col("payment_before")).alias("payment_change"))
+            .select("from_group", "cases", "payment_before", "payment_after", "payment_change", "main_to_group",
                     "main_to_cases", "to_groups")
-            .sort(["payment_delta", "from_group"]))
+            .sort(["payment_change", "from_group"]))
 
 
 def migration_impact(cases: pl.DataFrame | str | Path, from_scheme: LoadedScheme | str | Path,
