@@ -229,6 +229,8 @@ CASES = [
     Case("settle with a missing weights table", SETTLE.format(policy="{policies}/zhejiang-points.toml",
                                                               out="{o}/settled").replace("weights.csv", "nope.csv"),
          3, output="{o}/settled"),
+    *[Case(f"settle with a weight of {value}", SETTLE.format(policy="{policies}/zhejiang-points.toml", out="{o}/settled")
+           .replace("weights.csv", f"weights_{value}.csv"), 3, output="{o}/settled") for value in ("NaN", "inf", "1e308")],
     Case("settle into a folder of other files", SETTLE.format(policy="{policies}/zhejiang-points.toml", out="{c}/keep"),
          2, output=None),
     Case("settle into a missing folder", SETTLE.format(policy="{policies}/zhejiang-points.toml",
@@ -352,6 +354,12 @@ def corpus(tmp_path_factory) -> Path:
     assert run("synth", "history", "--hospitals", 3, "--years", 1, "--cases", 400, "-o", c / "hist.parquet", "-q") == 0
     assert run("group", c / "hist.parquet", "-o", c / "grouped.parquet", "--carry", "-q") == 0
     assert run("calibrate", "weights", c / "grouped.parquet", "-o", c / "weights.csv", "-q") == 0
+    header, first, *rest = (c / "weights.csv").read_text(encoding="utf-8-sig").splitlines()
+    column = header.split(",").index("weight")
+    for value in ("NaN", "inf", "1e308"):  # the first DRG's weight damaged: settle refuses, naming the line
+        fields = first.split(",")
+        fields[column] = value
+        write(c / f"weights_{value}.csv", "\n".join([header, ",".join(fields), *rest]) + "\n")
     policies = Path(shutil.copytree(POLICIES, c / "policies"))
     zhejiang = (policies / "zhejiang-points.toml").read_text(encoding="utf-8")
     (policies / "gbk.toml").write_bytes(zhejiang.encode("gbk", errors="replace"))  # as a Windows editor saves it
