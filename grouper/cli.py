@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--name", help="scheme name (default: CHS-DRG / DIP)")
     i.add_argument("--version", dest="scheme_version",
                    help="scheme version (default: chs-drg 2.0 for the 2.0 layout, else 1.1; dip: imported)")
-    i.add_argument("--procedures", help="dip: procedure table (code, treatment[, qualifying]) giving treatment types")
+    i.add_argument("--procedures", help="dip: procedure table (code, type[, qualifying], as the 医保 2.0 dictionary; 介入治疗 counts as 相关手术) giving treatment types")
     i.add_argument("--allow-unused", action="store_true",
                    help="chs-drg: import even when some table rows would not be used (each is reported as a warning)")
     i.add_argument("--with-maps", action="store_true",

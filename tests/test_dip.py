@@ -1,6 +1,7 @@
 """DIP grouping: the language and its checks, the fallback order and every tie-break (hand-chosen
 cases on the mini pack), the batch kernels against the reference interpreter, the CLI."""
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,13 @@ def _cases(rows, fields=None) -> pl.DataFrame:
 # ---- procedure expressions -------------------------------------------------------------------
 def test_procedure_expressions():
     assert parse_procs("") == ()
-    assert parse_procs("51.2300") == (("51.2300",),)
-    assert parse_procs("a+b/c") == (("a", "b"), ("c",))          # + binds tighter than /
-    assert parse_procs(" a / b + c ") == (("a",), ("b", "c"))
-    assert format_procs(parse_procs("a+b/c")) == "a+b/c"
-    for bad in ("a++b", "/a", "a/", "+a"):
+    assert parse_procs("51.2300") == ((("51.2300",),),)
+    assert parse_procs("a+b/c") == ((("a",), ("b",)), (("c",),))          # + binds tighter than /
+    assert parse_procs(" a / b + c ") == ((("a",),), (("b",), ("c",)))
+    assert parse_procs("a+(c/d)+e") == ((("a",), ("c", "d"), ("e",)),)    # a bracket holds one term's choices
+    for text in ("a+b/c", "a+(c/d)+e", "(a/b)+c", "a/b", "a+(c/d)+e/f"):
+        assert format_procs(parse_procs(text)) == text
+    for bad in ("a++b", "/a", "a/", "+a", "(a", "a)", "((a))", "a(b)", "()", "a+(b/)"):
         with pytest.raises(ValueError):
             parse_procs(bad)
 
@@ -48,10 +51,10 @@ CASES = [
     # (dx, procs, expected group, why)
     (["K80.100"], ["51.1000", "51.8800"], "K80.1-3", "most + terms: ERCP+取石 beats ERCP alone"),
     (["K63.500"], ["45.2300", "45.4200"], "K63.5-3", "most matched procedures: 45.2300/45.4200 names both"),
-    (["K80.100"], ["51.1000", "51.2300"], "K80.1-1", "highest treatment type: 相关手术 over 诊断性操作"),
+    (["K80.100"], ["51.1000", "51.2300"], "K80.1-1", "equal + terms and matches, no cost: file order"),
     (["I21.000"], ["00.6600", "36.0700"], "I21.0-1", "file order: both rows tie on every key"),
     (["K80.100"], [], "K80.1-0", "conservative core row: no procedure"),
-    (["K80.100"], ["88.0100"], "K80.1-0", "a non-qualifying procedure does not count toward the key"),
+    (["K80.100"], ["88.0100"], "K80-C1", "comprehensive 诊断性操作 (a non-qualifying CT) outranks core 保守"),
     (["K35.800"], ["47.0100"], "K35.8-1", "any of: 47.0100/47.0900"),
     (["K35.800"], ["47.0900"], "K35.8-1", "core before primary, though the primary row K35.8-9 matches too"),
     (["J18.900"], [], "J18.9-0", "primary when no core row of the category exists"),
@@ -86,12 +89,15 @@ def test_statuses(mini):
 
 
 def test_explain_names_the_tie_break(mini):
+    d = Reference(mini).decide(["K80.100"], ["51.1000", "51.8800"])
+    assert d.decided_by == ("precedence: core 治疗性操作 is class 3 of 12, before comprehensive 治疗性操作 (K-C2, "
+                            "class 8); within core: most '+' terms (1 vs 0 for K80.1-4)")
     d = Reference(mini).decide(["K80.100"], ["51.1000", "51.2300"])
-    assert d.decided_by.startswith("highest treatment type (3 vs 1 for K80.1-4)")
     assert [c.matches for c in d.candidates["core"]] == [True, False, False, True, False]
     assert d.candidates["core"][2].why == "missing 51.8800"
+    assert d.decided_by.endswith("within core: file order (line 4 before K80.1-4 on line 7)")
     d = Reference(mini).decide(["I21.000"], ["00.6600", "36.0700"])
-    assert d.decided_by.startswith("file order (line 12 before I21.0-2 on line 13)")
+    assert d.decided_by.endswith("file order (line 12 before I21.0-2 on line 13)")
 
 
 # ---- batch kernels agree with the reference --------------------------------------------------
@@ -197,19 +203,20 @@ def test_cli_check_group_explain(tmp_path, capsys):
     assert main(["group", str(src), "-o", str(tmp_path / "t.csv"), "--scheme", str(MINI), "--trace", "1"]) == 2
     assert main(["explain", "--scheme", str(MINI), "--cases", str(src), "--id", "1", "--try=-proc:51.2300"]) == 0
     text = capsys.readouterr().out
-    assert "highest treatment type" in text and "K80.1-4" in text and "changed" in text
+    assert "file order (line 4 before K80.1-4" in text and "changed" in text
     assert main(["explain", "--scheme", str(MINI), "--dx", "K80.100", "--proc", "51.1000|51.8800", "--json"]) == 0
     import json
 
     data = json.loads(capsys.readouterr().out)
-    assert data["dip"] == "K80.1-3" and data["decided_by"].startswith("most '+' terms")
+    assert data["dip"] == "K80.1-3" and data["tie_breaks"]["core"]["decided_by"].startswith("most '+' terms")
     broken = _pack(tmp_path, catalogue_lines=["core,BAD-1,坏行,K80.1,/,,800"])
     assert main(["check", str(broken)]) == 1
     assert "catalogue.csv:22" in capsys.readouterr().err
 
 
 def test_kernels_agree_with_reference_on_a_synthetic_catalogue(tmp_path):
-    """A generated 3,000-row catalogue (overlapping rows: every tie-break occurs) and 40,000 cases."""
+    """A generated 3,000-row catalogue (overlapping rows: every tie-break occurs; bracketed choices,
+    chapter ranges, reference costs) and 40,000 cases with costs and repeated procedures."""
     from grouper.dip.synth import synthetic_cases, write_synthetic_pack
 
     pack = load_dip_scheme(write_synthetic_pack(tmp_path / "synthetic", rows=3_000, seed=3))
@@ -220,6 +227,10 @@ def test_kernels_agree_with_reference_on_a_synthetic_catalogue(tmp_path):
     assert group_dip_frame(pack.plan, cases.head(8_000), kernel=_kernel_py).equals(expected.head(8_000))
     levels = expected["dip_level"].value_counts()
     assert set(levels["dip_level"].drop_nulls()) == {"core", "primary", "comprehensive"}
+    assert expected["dip"].str.starts_with("A00-B99").sum() > 0 and expected["dip"].str.starts_with("C00-D48").sum() > 0
+    assert any("(" in r.procs for r in pack.rows["core"])
+    assert group_dip_frame(pack.plan.with_point_value(Decimal("3.5")), cases.head(8_000)).equals(
+        reference_group(pack, cases.head(8_000), point_value="3.5"))
 
 
 # ---- auxiliary catalogue (辅助目录) ----------------------------------------------------------------
@@ -266,3 +277,42 @@ def test_auxiliary_errors(tmp_path):
         fh.write("BAD,未知目录,1.2,,,,,,,,,nolist,,,,\nBAD2,坏系数,x,,,,,,,,,,,,,\n")
     _, _, found = check_dip_scheme(pack)
     assert [(d.code, d.span.line) for d in found] == [("unknown-list", 11), ("bad-value", 12)]
+
+
+# ---- scores and keys: refused or warned by `check`, with the row ---------------------------------
+@pytest.mark.parametrize("score", ["0", "-5", "nan", "NaN", "inf", "-inf", "1e12", "1000001"])
+def test_check_refuses_bad_scores(tmp_path, score):
+    pack = _pack(tmp_path, catalogue_lines=[f"core,BAD-1,坏分值,K80.1,51.2200+51.8800,,{score}"])
+    _, _, found = check_dip_scheme(pack)
+    assert [(d.code, d.severity, d.span.line) for d in found] == [("bad-score", "error", 22)]
+    assert "BAD-1" in found[0].message and score in found[0].message
+    with pytest.raises(SchemeError):
+        load_dip_scheme(pack, cache=False)
+
+
+def test_check_warns_about_keys_no_code_reaches(tmp_path):
+    pack = _pack(tmp_path, catalogue_lines=["comprehensive,R-1,传染病,A00-B99,,保守治疗,300",
+                                            "comprehensive,R-2,倒序,B99-A00,,保守治疗,300",
+                                            "comprehensive,R-3,小写,k80,,相关手术,300",
+                                            "comprehensive,R-4,空格,K 8,,相关手术,300",
+                                            "core,R-5,小写亚目,k80.1,51.2200+51.8800,,300",
+                                            "comprehensive,R-6,半截,A00-B9,,保守治疗,300"])
+    _, _, found = check_dip_scheme(pack)
+    assert sorted((d.code, d.severity, d.span.line) for d in found) == [
+        ("bad-range", "error", 27),
+        ("unreachable-key", "warning", 23), ("unreachable-key", "warning", 24), ("unreachable-key", "warning", 25),
+        ("unreachable-key", "warning", 26)]
+    assert "runs backwards" in next(d.message for d in found if d.span.line == 23)
+
+
+def test_same_key_rows_are_told_apart_by_the_cost_step(tmp_path):
+    text = (MINI / "scheme.dip").read_text(encoding="utf-8").replace("  exclude = excluded\n",
+                                                                     "  exclude = excluded\n  point value 10\n")
+    pack = _pack(tmp_path, text, catalogue_lines=["core,K80.1-9,同键,K80.1,51.2300,,900"])
+    _, _, found = check_dip_scheme(pack)
+    assert [(d.code, d.span.line) for d in found] == [("same-key", 22)]
+    loaded = load_dip_scheme(pack, cache=False)
+    frame = _cases([(["K80.100"], ["51.2300"]), (["K80.100"], ["51.2300"])]).with_columns(
+        pl.Series("cost", ["8000", "12000"]))
+    assert group_dip_frame(loaded.plan, frame)["dip"].to_list() == ["K80.1-9", "K80.1-1"]   # 9,000 vs 11,500
+    assert reference_group(loaded, frame).equals(group_dip_frame(loaded.plan, frame))

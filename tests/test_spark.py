@@ -172,12 +172,13 @@ def test_spark_settles_each_region_under_its_own_policy(spark, year):
     policies = {"杭州": POLICIES / "zhejiang-points.toml", "金华": POLICIES / "rate-region.toml"}
     df = spark.createDataFrame(frame.to_arrow()).repartition(3)
     result = gs.settle(df, policies, weights, region="region")
+    cases, hospitals_by_region = result.cases, result.hospitals
     for name, policy in policies.items():
         part = frame.filter(pl.col("region") == name).drop("region")
         single = settle_cases(part, policy, weights)
-        got = _collect(result.cases.filter(result.cases.region == name)).drop("region").sort("id")
+        got = _collect(cases.filter(cases.region == name)).drop("region").sort("id")
         assert got.equals(_plain(single.cases).sort("id"))
-        hospitals = _collect(result.hospitals.filter(result.hospitals.region == name)).drop("region")
+        hospitals = _collect(hospitals_by_region.filter(hospitals_by_region.region == name)).drop("region")
         assert hospitals.sort("hospital").equals(_plain(single.hospitals).sort("hospital"))
     with pytest.raises(ValueError, match="region"):
         gs.settle(df, policies, weights)

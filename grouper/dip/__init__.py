@@ -8,6 +8,7 @@ calibration. One entry function per stage:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -26,17 +27,26 @@ def _loaded(scheme) -> LoadedDip:
     return scheme if isinstance(scheme, LoadedDip) else load_dip_scheme(scheme)
 
 
+def _plan(scheme, point_value: Decimal | str | None):
+    """The pack's plan; with `point_value` (yuan per point, a run's parameter), the reference costs
+    of the cost step computed with it instead of the pack's `point value`."""
+    plan = _loaded(scheme).plan
+    return plan if point_value is None else plan.with_point_value(Decimal(str(point_value)))
+
+
 def group_dip(cases: pl.DataFrame | str | Path, scheme: LoadedDip | str | Path | None = None, *,
               columns: Mapping[str, str] | None = None, encoding: str | None = None,
-              threads: int | None = None, sheet: str | int | None = None, skip_rows: int = 0) -> pl.DataFrame:
+              threads: int | None = None, sheet: str | int | None = None, skip_rows: int = 0,
+              point_value: Decimal | str | None = None) -> pl.DataFrame:
     """Group every case with a DIP pack: id, status, dip, dip_level, treatment, score, reason —
     one row per input row, in order. `cases` is a file or a frame in either input shape (reading
-    options: see grouper.io.read_cases)."""
+    options: see grouper.io.read_cases); its `cost` column (when the pack has reference costs)
+    feeds the cost step."""
     from ..pipeline import case_batches
 
-    plan = _loaded(scheme).plan
+    plan = _plan(scheme, point_value)
     batches = case_batches(cases, batch_size=BATCH_SIZE, columns=columns, encoding=encoding, sheet=sheet,
-                           skip_rows=skip_rows)
+                           skip_rows=skip_rows, settlement=plan.cost_step)
     return pl.concat([group_dip_frame(plan, b, threads=threads) for b in batches], rechunk=True)
 
 
@@ -44,7 +54,8 @@ def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: Load
                    batch_size: int = BATCH_SIZE, columns: Mapping[str, str] | None = None,
                    encoding: str | None = None, threads: int | None = None,
                    on_batch: Callable[[pl.DataFrame], None] | None = None, carry: bool = False,
-                   sheet: str | int | None = None, skip_rows: int = 0, on_unused=None) -> int:
+                   sheet: str | int | None = None, skip_rows: int = 0, on_unused=None,
+                   point_value: Decimal | str | None = None) -> int:
     """Group a file into an output file batch by batch (bounded memory); returns the row count.
     `sheet` and `skip_rows` read the input as grouper.io.read_cases does.
 
@@ -56,11 +67,12 @@ def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: Load
     from ..pipeline import case_batches
     from .settle import dip_grouped
 
-    plan = _loaded(scheme).plan
+    plan = _plan(scheme, point_value)
     rows = 0
     with io.ResultSink(output_path) as sink:
         for cases in case_batches(input_path, batch_size=batch_size, encoding=encoding, columns=columns,
-                                  settlement=carry, sheet=sheet, skip_rows=skip_rows, on_unused=on_unused):
+                                  settlement=carry or plan.cost_step, sheet=sheet, skip_rows=skip_rows,
+                                  on_unused=on_unused):
             results = group_dip_frame(plan, cases, threads=threads)
             if carry:
                 results = dip_grouped(results, cases)

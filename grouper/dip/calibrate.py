@@ -10,8 +10,8 @@
    `comprehensive_length` characters of its diagnosis, its treatment type).
 4. The history is then **regrouped** with the new catalogue by the batch engine, and every statistic
    comes from the cases each group actually receives (a case whose own combination is too rare may
-   land in a core group whose codes it contains: that is how it will be paid). A comprehensive
-   row that receives no case is dropped (no case changes group by that).
+   land in a core group whose codes it contains: that is how it will be paid). A row that receives
+   no case is dropped: it has no cost to score, and a 病种分值 must be above 0.
 5. **Scores:** score_g = m_g ÷ M × scale, where m_g is the group's mean cost and M the mean cost of
    all grouped cases, both weighted by discharge year: a case of the k-th most recent year counts
    `year_weights[-k]` times (e.g. 1:2:7 oldest → latest); without weights every case counts once.
@@ -223,11 +223,11 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
     output = Path(output)
     with atomic_output(output, directory=True, kind="DIP pack") as tmp:
         # First pass: the pack without scores, to regroup the history with it.
-        _write_pack(tmp, rows.with_columns(pl.lit("0").alias("score")), procedures, params)
+        _write_pack(tmp, rows.with_columns(pl.lit("1").alias("score")), procedures, params)  # placeholder > 0
         grouped = group_dip_frame(load_dip_scheme(tmp).plan, history).with_columns(history["cost"])
         stats, overall = group_stats(grouped, weights, params.scale)
         scored = rows.join(stats, left_on="code", right_on="dip", how="left")
-        scored = scored.filter(pl.col("n").is_not_null() | (pl.col("level") == "core"))
+        scored = scored.filter(pl.col("n").is_not_null())   # a row no case regroups into has no score
         catalogue = scored.select(
             "level", "code", "name", "dx", "procs", "treatment",
             pl.col("score").fill_null(0.0), pl.col("n").fill_null(0).cast(pl.Int64),

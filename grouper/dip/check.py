@@ -2,14 +2,14 @@
 line, or the catalogue CSV line of a bad row)."""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from ..errors import Diagnostic
 from ..lang import ast as lang_ast
 from ..lang.tables import TableStore
 from .ast import LEVELS, DipScheme
 from .auxiliary import load_auxiliary
-from .catalogue import Row, load_rows
+from .catalogue import Row, load_rows, reachable_key
 
 
 
@@ -61,6 +61,7 @@ def check(scheme: DipScheme, store: TableStore) -> tuple[dict[str, list[Row]], l
     order = scheme.treatments
     if len(set(order)) != len(order):
         found.append(Diagnostic("bad-value", "error", "a treatment type is listed twice", scheme.setting("treatment_order").span))
+    found += _order_settings(scheme)
     if any(d.severity == "error" for d in found):
         return {}, found
     for s in scheme.settings:
@@ -96,10 +97,32 @@ def check(scheme: DipScheme, store: TableStore) -> tuple[dict[str, list[Row]], l
     return rows, found
 
 
+def _order_settings(scheme: DipScheme) -> list[Diagnostic]:
+    """The `precedence`, `tie breaks` and `point value` lines."""
+    found = []
+    types = list(scheme.treatments) or ["保守治疗"]
+    if (s := scheme.setting("precedence")) is not None:
+        unknown = [kind for _, kind in s.value if kind not in types]
+        if unknown:
+            found.append(Diagnostic("unknown-treatment", "error",
+                                    f"the precedence names treatment type(s) {', '.join(map(repr, unknown))} "
+                                    "that the `treatments` order does not list", s.span,
+                                    "treatments are " + " < ".join(types)))
+        twice = [f"{level} {kind!r}" for (level, kind), n in Counter(s.value).items() if n > 1]
+        if twice:
+            found.append(Diagnostic("bad-value", "error", f"the precedence lists {', '.join(twice)} twice", s.span))
+    if (s := scheme.setting("point_value")) is not None and scheme.point_value <= 0:
+        found.append(Diagnostic("bad-value", "error", f"the point value must be above 0, not {s.value}", s.span,
+                                "yuan per point, e.g. `point value 12.5`"))
+    return found
+
+
 def _row_checks(scheme: DipScheme, store: TableStore, rows: dict[str, list[Row]]) -> list[Diagnostic]:
     found = []
     codes: dict[str, Row] = {}
     qualifying = set(store.codes(scheme.setting("qualifying").value))
+    cost_step = scheme.setting("point_value") is not None or any(
+        r.cost is not None for level in LEVELS for r in rows.get(level, ()))
     for level in LEVELS:
         keys: dict[tuple, Row] = {}
         unqualified = []
@@ -114,14 +137,25 @@ def _row_checks(scheme: DipScheme, store: TableStore, rows: dict[str, list[Row]]
                                         f"{level} group {row.code} has diagnosis {row.dx!r} ({len(row.dx)} characters); "
                                         f"the scheme keys on {scheme.dx_length}", row.span,
                                         "core and primary rows name the principal diagnosis at the `diagnosis length`"))
+            why = reachable_key(row.dx)
+            if why is not None:
+                found.append(Diagnostic("unreachable-key", "warning",
+                                        f"{level} group {row.code} can never be chosen: no valid diagnosis code reaches "
+                                        f"its key ({why})", row.span,
+                                        "keys are the start of an ICD-10 code (K80.1, K80, K) or a chapter range (A00-B99)"))
             if level == "comprehensive":
                 key = (row.dx, row.treatment)
             else:
-                key = (row.dx, frozenset(frozenset(a) for a in row.alternatives))
-            if key in keys:
+                key = (row.dx, frozenset(frozenset(frozenset(t) for t in a) for a in row.alternatives))
+            if key in keys and not (cost_step and level in scheme.tie_break_levels):
                 found.append(Diagnostic("unreachable", "warning",
                                         f"{level} group {row.code} has the same key as {keys[key].code} "
-                                        f"(line {keys[key].span.line}), which is tried first: it can never be chosen",
+                                        f"(line {keys[key].span.line}), which comes first: it can never be chosen",
+                                        row.span))
+            elif key in keys:
+                found.append(Diagnostic("same-key", "warning",
+                                        f"{level} group {row.code} has the same key as {keys[key].code} "
+                                        f"(line {keys[key].span.line}): only the cost step tells them apart",
                                         row.span))
             keys.setdefault(key, row)
             if any(c not in qualifying for c in row.codes):

@@ -59,6 +59,7 @@ def explain_command(args, case, scenarios) -> int:
     from .console import render_dip_explanation, render_dip_what_if
 
     scheme = load_dip_scheme(args.scheme)
+    case = _with_cost(args, case) if scheme.plan.cost_step else case
     decision = explain_dip(scheme, case)
     whatifs = dip_what_if(scheme, case, scenarios) if scenarios else []
     case_id = str(case["id"][0])
@@ -70,11 +71,15 @@ def explain_command(args, case, scenarios) -> int:
                "aux_subtypes": [{"aux": s.code, "factor": s.factor, "holds": holds, "source": str(s.span)}
                                 for s, holds in decision.aux_verdicts],
                "reason": decision.reason, "category": decision.category, "qualifying": list(decision.qualifying),
-               "decided_by": decision.decided_by,
+               "cost_fen": decision.case_cost, "decided_by": decision.decided_by,
                "candidates": {level: [{"dip": c.row.code, "procs": c.row.procs, "matches": c.matches,
-                                       "plus": c.plus, "matched": list(c.matched), "rank": c.rank, "why": c.why,
-                                       "source": str(c.row.span)} for c in found]
-                              for level, found in decision.candidates.items()}}
+                                       "plus": c.plus, "matched": list(c.matched), "class": c.kind, "gap_fen": c.gap,
+                                       "why": c.why, "source": str(c.row.span)} for c in found]
+                              for level, found in decision.candidates.items()},
+               "tie_breaks": {level: {"dip": c.row.code, "decided_by": why} for level, (c, why) in decision.leads.items()},
+               "comprehensive": decision.comp_category,
+               "precedence": [{"position": p + 1, "dip": c.row.code, "level": c.row.level, "class": c.kind}
+                              for p, c in sorted(decision.contenders, key=lambda pc: pc[0])]}
         if whatifs:
             out["what_if"] = [dataclasses.asdict(w) for w in whatifs]
         print(json.dumps(out, ensure_ascii=False, indent=2))
@@ -84,6 +89,21 @@ def explain_command(args, case, scenarios) -> int:
     if whatifs:
         render_dip_what_if(whatifs, console)
     return EXIT_OK
+
+
+def _with_cost(args, case):
+    """The case with its `cost` column (the cost step's input) when it comes from a file: the shared
+    case reader of `explain` reads only the grouping fields."""
+    if not getattr(args, "cases", None) or "cost" in case.columns:
+        return case
+    import polars as pl
+
+    from .. import io
+
+    from ..options import reading_arguments
+
+    costs = io.read_cases(args.cases, settlement=True, **reading_arguments(args)).filter(pl.col("id") == args.id)
+    return case.with_columns(costs["cost"].head(1).alias("cost")) if costs.height else case
 
 
 def import_command(args) -> int:

@@ -10,9 +10,15 @@ from rich.tree import Tree
 from .reference import LEVEL_NAMES, Decision
 
 
+def _gap(fen: int | None) -> str:
+    return "unknown" if fen is None else f"{fen / 100:,.2f}"
+
+
 def render_dip_explanation(case_id: str, d: Decision, console: Console) -> None:
-    """The case's key, every candidate row of its category per level (✓/✗ and why), the winner
-    and the tie-break that chose it; then the comprehensive fallback when it was reached."""
+    """The grouping order step by step (docs/dip.md): the case's key; every candidate row of its
+    category per level (✓/✗ and why; class, `+` terms, matched procedures, cost gap); the
+    tie-break winner of each tie-break level; the comprehensive candidate; the precedence between
+    the candidates and what decided."""
     title = Text(f"case {case_id}: ", style="bold")
     title.append(d.status, style="bold green" if d.status == "grouped" else "bold red")
     if d.row is not None:
@@ -23,23 +29,34 @@ def render_dip_explanation(case_id: str, d: Decision, console: Console) -> None:
         title.append(f"  reason {d.reason}")
     tree = Tree(title)
     if d.category is not None:
+        cost = "" if d.case_cost is None else f"; cost {_gap(d.case_cost)} yuan"
         tree.add(Text(f"key: diagnosis category {d.category} × qualifying procedures "
-                      f"{'+'.join(d.qualifying) or '(none)'}; treatment type {d.treatment}"))
-    for level, found in d.candidates.items():
-        node = tree.add(Text(f"{level} ({LEVEL_NAMES[level]}): {len(found)} row(s) of {d.category}",
-                             style="bold"))
+                      f"{'+'.join(d.qualifying) or '(none)'}; treatment type {d.treatment}{cost}"))
+    for step, (level, found) in enumerate(d.candidates.items(), start=1):
+        node = tree.add(Text(f"{step}. {level} ({LEVEL_NAMES[level]}) candidates: {sum(c.matches for c in found)} "
+                             f"of {len(found)} row(s) of {d.category} match", style="bold"))
         for c in found:
             won = d.row is not None and c.row is d.row
             mark = "★" if won else ("✓" if c.matches else "✗")
             line = Text(f"{mark} {c.row.code} {c.row.name}  [{c.row.procs or '保守'}]",
                         style="bold green" if won else ("green" if c.matches else "red"))
-            detail = c.why + (f"; + terms {c.plus}, matched {len(c.matched)}, treatment rank {c.rank}" if c.matches else "")
+            detail = c.why + (f"; class {level} {c.kind}, + terms {c.plus}, matched {len(c.matched)}, "
+                              f"cost gap {_gap(c.gap)}" if c.matches else "")
             line.append(f"  — {detail}  ({c.row.span})", style="dim")
             node.add(line)
-    if d.status != "invalid" and (d.row is None or d.row.level == "comprehensive"):
-        where = d.comp_category or "(no listed prefix)"
-        tree.add(Text(f"comprehensive ({LEVEL_NAMES['comprehensive']}): category {where} × {d.treatment}",
-                      style="bold"))
+    if d.status != "invalid":
+        comp = next((c for _, c in d.contenders if c.row.level == "comprehensive"), None)
+        tree.add(Text(f"3. comprehensive ({LEVEL_NAMES['comprehensive']}) candidate: "
+                      + (f"{comp.row.code} {comp.row.name} (key {d.comp_category} × {d.treatment}, {comp.row.span})"
+                         if comp else f"none (no listed key of the diagnosis has a {d.treatment} row)"), style="bold"))
+    for level, (lead, why) in d.leads.items():
+        tree.add(Text(f"5. tie-breaks within {level}: {lead.row.code} — {why}", style="bold"))
+    if d.contenders:
+        node = tree.add(Text("6. precedence between the candidates (class position, best first)", style="bold"))
+        for position, c in sorted(d.contenders, key=lambda pc: pc[0]):
+            won = d.row is not None and c.row is d.row
+            node.add(Text(f"{'★' if won else '·'} {position + 1}. {c.row.level} {c.kind}: {c.row.code}",
+                          style="bold green" if won else None))
     if d.decided_by:
         tree.add(Text(f"chosen by: {d.decided_by}", style="bold"))
     if d.aux_verdicts:

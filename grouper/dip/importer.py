@@ -17,21 +17,35 @@ Accepted headers (case-insensitive; full-width brackets alike), first match wins
 | treatment | 治疗方式, 手术操作类型, 操作类型, treatment |
 
 Values: `level` 核心/核心病种/1/core → core, 综合/综合病种/2/comprehensive → comprehensive, 基层/基层病种/3/
-primary → primary (absent: core); `primary` 是/1/Y makes a row primary. Procedure cells use `/`
-(also `／`, `;`, `；`, `、`) between alternatives and `+` (also `＋`) within one; `related` codes are
-required on top of every alternative of `procs` (`a/b` with related `c` → `a+c/b+c`). The core and
-primary `dx` length is the most common one among those rows (e.g. 5 for `K80.1`); rows of another
-length are dropped and listed. A comprehensive row needs a treatment type: its `treatment` cell, or
-a type named in its name (`K80 综合病种(相关手术)`).
+primary → primary (absent: core); `primary` 是/1/Y makes a row primary.
+
+Procedure cells are read as the published layout means them (Node-DIP region.base.service.ts):
+`+` (also `＋`) separates the terms that must all be present and `/` (also `／`, `;`, `；`, `、`)
+separates the choices within one term, so `/` binds tighter: `c/d+e` is (c or d) and e. The
+`related` cell adds its terms to those of `procs`: procs `a`, related `c/d+e` → `a+(c/d)+e` in
+the pack's notation; procs `a/b`, related `c` → `(a/b)+c`; procs `a/b` alone → `a/b`.
+
+Diagnosis keys: core and primary rows keep the most common length among them (5 for a 亚目 such as
+`K80.1`); a row of another length is dropped and listed. A 3-character core or primary key (a 类目
+such as `K35`) is the documented exception: DIP core keys are 亚目 × procedures (domain.md §3.2;
+Node-DIP looks core rows up by the first 5 characters of the diagnosis), so such a row could never
+be reached; it is listed as dropped with that reason (a 类目 × treatment type is a comprehensive
+row). Comprehensive keys are prefixes (`K80`, `K8`, `K`) or ICD-10 chapter ranges (`A00-B99`;
+`－`, `–`, `—`, `~`, `～` read as `-`). Scores must be numbers > 0 and at most 1,000,000; a
+duplicate 病种编码 stops the import (both lines named). A comprehensive row needs a treatment type:
+its `treatment` cell, or a type named in its name (`K80 综合病种(相关手术)`).
 
 Procedure types: every code a row names becomes a qualifying procedure. Its treatment type comes from
-`--procedures TABLE` (columns code, treatment[, qualifying]; its other rows are kept too) when given,
-else from the treatment cell of the first row naming it, else 相关手术 (documented default: a
-catalogue names the operations that define a group).
+`--procedures TABLE` when given, else from the treatment cell of the first row naming it, else 相关手术
+(documented default: a catalogue names the operations that define a group). The procedure table is
+CSV or Excel with a code column (code, 手术操作编码, 手术操作代码, 编码) and a type column (type — the
+医保 2.0 dictionary's header —, treatment, 手术操作类型, 操作类型, 类别), optionally qualifying (1/0).
+Its types are 保守治疗, 诊断性操作, 治疗性操作, 相关手术 and 介入治疗, which counts as 相关手术
+(domain.md §3.2, Node-DIP getOprnSort); any other value stops the import, naming each row; an
+empty one leaves the code without a type. proc_types.csv keeps the published value in `type`.
 """
 from __future__ import annotations
 
-import itertools
 import re
 from collections import Counter
 from pathlib import Path
@@ -42,7 +56,7 @@ from .. import io
 from ..errors import InputError
 from ..outputs import atomic_output
 from .calibrate import TREATMENTS
-from .catalogue import format_procs, parse_procs
+from .catalogue import format_procs, parse_procs, reachable_key, score_problem
 from .scheme import DIP_FILE
 
 HEADERS = {
@@ -62,11 +76,18 @@ LEVEL_WORDS = {"核心": "core", "核心病种": "core", "1": "core", "core": "c
                "primary": "primary"}
 YES = ("是", "1", "y", "yes", "true")
 DEFAULT_TREATMENT = "相关手术"
+TYPE_ALIASES = {"介入治疗": "相关手术"}     # domain.md §3.2: 介入治疗 is counted as 相关手术
+PROCEDURE_HEADERS = {
+    "code": ("code", "手术操作编码", "手术操作代码", "编码"),
+    "type": ("type", "treatment", "手术操作类型", "操作类型", "类别"),
+    "qualifying": ("qualifying",),
+}
+DASHES = str.maketrans({"－": "-", "–": "-", "—": "-", "~": "-", "～": "-"})
 
 SCHEME_TEMPLATE = '''# {name} {version}: imported by `grouper import dip` from {source}
 scheme "{name}" version "{version}"
 
-table proc_types = "proc_types.csv"              # code, treatment, qualifying
+table proc_types = "proc_types.csv"              # code, treatment, qualifying, type (as published)
 table catalogue  = "catalogue.csv"               # level, code, name, dx, procs, treatment, score
 
 dip {{
@@ -95,19 +116,26 @@ def _find_columns(headers: list[str]) -> dict[str, str]:
     return found
 
 
-def _expression(cell: str) -> str:
+def published_terms(cell: str) -> tuple[tuple[str, ...], ...]:
+    """A published procedure cell → its terms (all needed), each a tuple of choices (any one):
+    `c/d+e` → (("c", "d"), ("e",)). Raises ValueError on an empty code."""
     text = cell.replace("＋", "+").replace("／", "/")
-    return re.sub(r"\s*[;；、]\s*", "/", text).strip().strip("/")
+    text = re.sub(r"[()（）]", "", re.sub(r"\s*[;；、]\s*", "/", text)).strip().strip("/")
+    if not text:
+        return ()
+    terms = []
+    for term in text.split("+"):
+        choices = tuple(dict.fromkeys(c.strip() for c in term.split("/")))
+        if any(not c for c in choices):
+            raise ValueError(f"empty procedure code in {cell!r} (a stray '/' or '+')")
+        terms.append(choices)
+    return tuple(dict.fromkeys(terms))
 
 
 def _combine(main: str, related: str) -> str:
-    """`a/b` + related `c` → `a+c/b+c` (every alternative of main with every alternative of related)."""
-    m, r = parse_procs(_expression(main)), parse_procs(_expression(related))
-    if not r:
-        return format_procs(m)
-    if not m:
-        return format_procs(r)
-    return format_procs(tuple(tuple(dict.fromkeys(a + b)) for a, b in itertools.product(m, r)))
+    """procs `a`, related `c/d+e` → `a+(c/d)+e`: the terms of both cells, all needed."""
+    terms = tuple(dict.fromkeys(published_terms(main) + published_terms(related)))
+    return format_procs((terms,)) if terms else ""
 
 
 def import_dip(catalogue: str | Path, output: str | Path, *, procedures: str | Path | None = None,
@@ -135,37 +163,49 @@ def import_dip(catalogue: str | Path, output: str | Path, *, procedures: str | P
         except ValueError as exc:
             dropped.append((line, code, str(exc)))
             continue
-        try:
-            score = float(get("score").replace(",", ""))
-        except ValueError:
-            dropped.append((line, code, f"score {get('score')!r} is not a number"))
+        score, why = score_problem(get("score"))
+        if why is not None:
+            dropped.append((line, code, why))
             continue
-        treatment = get("treatment")
+        treatment = _treatment(get("treatment"))
         if level == "comprehensive" and treatment not in TREATMENTS:
-            treatment = next((t for t in TREATMENTS if t in get("name") or t in treatment), "")
+            treatment = next((t for t in (*TREATMENTS, *TYPE_ALIASES) if t in get("name") or t in get("treatment")), "")
+            treatment = _treatment(treatment)
             if not treatment:
                 dropped.append((line, code, "comprehensive row without a treatment type (治疗方式)"))
                 continue
-        dx = get("dx")
+        dx = get("dx").translate(DASHES)
         if not code or not dx:
             dropped.append((line, code, "no 病种编码" if not code else "no 主要诊断编码"))
             continue
-        if "/" in _expression(dx) or "+" in dx:
+        if re.search(r"[/／;；、+＋]", dx):
             dropped.append((line, code, f"several principal diagnoses in one row ({dx!r}): one row per diagnosis"))
+            continue
+        if level != "comprehensive" and "-" in dx:
+            dropped.append((line, code, f"a {level} key names one 亚目, not a range ({dx!r}): a chapter range is "
+                                        "a comprehensive (综合病种) key"))
+            continue
+        if level == "comprehensive" and (why := reachable_key(dx)) is not None:
+            dropped.append((line, code, f"no diagnosis code can reach the key: {why}"))
             continue
         rows.append({"line": line, "level": level, "code": code, "name": get("name"), "dx": dx, "procs": procs,
                      "treatment": treatment if treatment in TREATMENTS else "", "score": score})
+    _refuse_duplicates(source, rows)
     keyed = [r for r in rows if r["level"] != "comprehensive"]
     if not keyed:
         raise InputError(f"{source}: no core or primary row could be imported")
     dx_length = Counter(len(r["dx"]) for r in keyed).most_common(1)[0][0]
     kept = []
     for r in rows:
-        if r["level"] != "comprehensive" and len(r["dx"]) != dx_length:
+        if r["level"] == "comprehensive" or len(r["dx"]) == dx_length:
+            kept.append(r)
+        elif len(r["dx"]) == 3 and dx_length > 3:
+            dropped.append((r["line"], r["code"], f"core key {r['dx']!r} is a 类目 (3 characters): DIP core keys are "
+                                                  "亚目 × procedures (domain.md §3.2), so no case could reach it; "
+                                                  "a 类目 × treatment type is a comprehensive row"))
+        else:
             dropped.append((r["line"], r["code"], f"diagnosis {r['dx']!r} is not {dx_length} characters long "
                                                   "like the other core rows"))
-        else:
-            kept.append(r)
     catalogue_frame = pl.DataFrame(kept, schema={"line": pl.Int64, "level": pl.String, "code": pl.String,
                                                  "name": pl.String, "dx": pl.String, "procs": pl.String,
                                                  "treatment": pl.String, "score": pl.Float64}).drop("line")
@@ -185,28 +225,72 @@ def import_dip(catalogue: str | Path, output: str | Path, *, procedures: str | P
     return output / DIP_FILE, dropped_frame
 
 
+def _treatment(value: str) -> str:
+    """A published treatment type → one of TREATMENTS (介入治疗 → 相关手术); other values unchanged."""
+    return TYPE_ALIASES.get(value, value)
+
+
+def _refuse_duplicates(source: Path, rows: list[dict]) -> None:
+    """A 病种编码 on two rows is an error: the group's score would depend on which row is read."""
+    lines: dict[str, list[int]] = {}
+    for r in rows:
+        lines.setdefault(r["code"], []).append(r["line"])
+    twice = [f"{source}:{', '.join(map(str, at))}: 病种编码 {code} is listed {len(at)} times"
+             for code, at in lines.items() if len(at) > 1]
+    if twice:
+        raise InputError("duplicate group codes (one row per 病种编码):\n" + "\n".join(twice))
+
+
+def _find_procedure_columns(path: Path, headers: list[str]) -> dict[str, str]:
+    by_key = {h.strip().lower(): h for h in reversed(headers)}
+    found = {f: next((by_key[n.lower()] for n in names if n.lower() in by_key), None)
+             for f, names in PROCEDURE_HEADERS.items()}
+    if found["code"] is None or found["type"] is None:
+        raise InputError(f"{path}: the procedure table needs a code column ({', '.join(PROCEDURE_HEADERS['code'])}) "
+                         f"and a type column ({', '.join(PROCEDURE_HEADERS['type'])}); it has {', '.join(headers)}")
+    return found
+
+
+def read_procedure_types(path: str | Path) -> list[dict]:
+    """The procedure-type table (CSV or Excel): code, treatment (介入治疗 → 相关手术), qualifying,
+    type (as published). Any unknown type stops the import, each named with its line."""
+    path = Path(path)
+    raw = io._read_raw(path, encoding=None, sheet=None)
+    cols = _find_procedure_columns(path, raw.columns)
+    text = raw.select(io._as_text(pl.col(c), raw.schema[c]).alias(c) for c in raw.columns)
+    out, unknown = [], []
+    for i, rec in enumerate(text.iter_rows(named=True)):
+        code = (rec[cols["code"]] or "").strip()
+        published = (rec[cols["type"]] or "").strip()
+        if not code:
+            continue
+        treatment = _treatment(published)
+        if treatment and treatment not in TREATMENTS:
+            unknown.append(f"{path}:{i + 2}: {code}: unknown type {published!r}")
+            continue
+        qualifying = (rec[cols["qualifying"]] or "").strip() if cols["qualifying"] else ""
+        out.append({"code": code, "treatment": treatment, "qualifying": qualifying or "1", "type": published})
+    if unknown:
+        raise InputError(f"{len(unknown)} procedure type(s) are not one of {' / '.join((*TREATMENTS, *TYPE_ALIASES))}:\n"
+                         + "\n".join(unknown[:20]) + (f"\n… and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
+    return out
+
+
 def _proc_types(rows: list[dict], procedures: str | Path | None) -> pl.DataFrame:
-    given = {}
-    table_rows = []
-    if procedures is not None:
-        table = pl.read_csv(procedures, infer_schema=False, encoding="utf8")
-        if not {"code", "treatment"} <= set(table.columns):
-            raise InputError(f"{procedures}: the procedure table needs columns code, treatment[, qualifying]")
-        for rec in table.iter_rows(named=True):
-            treatment = rec["treatment"] or ""
-            if treatment and treatment not in TREATMENTS:
-                raise InputError(f"{procedures}: unknown treatment type {treatment!r}; use {' / '.join(TREATMENTS)}")
-            given[rec["code"]] = treatment
-            table_rows.append({"code": rec["code"], "treatment": treatment, "qualifying": rec.get("qualifying") or "1"})
+    table_rows = read_procedure_types(procedures) if procedures is not None else []
+    given = {t["code"]: t["treatment"] for t in table_rows}
     named = {}
     for r in rows:
         for alt in parse_procs(r["procs"]):
-            for c in alt:
-                named.setdefault(c, r["treatment"] if r["level"] != "comprehensive" and r["treatment"] else "")
+            for term in alt:
+                for c in term:
+                    named.setdefault(c, r["treatment"] if r["level"] != "comprehensive" and r["treatment"] else "")
     out = {t["code"]: t for t in table_rows}
     for c, treatment in named.items():
         if c in out:
             out[c]["qualifying"] = "1"      # a code the catalogue names always forms the key
         else:
-            out[c] = {"code": c, "treatment": given.get(c) or treatment or DEFAULT_TREATMENT, "qualifying": "1"}
-    return pl.DataFrame(list(out.values()), schema={"code": pl.String, "treatment": pl.String, "qualifying": pl.String})
+            out[c] = {"code": c, "treatment": given.get(c) or treatment or DEFAULT_TREATMENT, "qualifying": "1",
+                      "type": ""}
+    return pl.DataFrame(list(out.values()), schema={"code": pl.String, "treatment": pl.String, "qualifying": pl.String,
+                                                    "type": pl.String})

@@ -71,5 +71,20 @@ class _Builder(SchemeBuilder):
     def treatment_order(self, meta, c):
         return Setting("treatment_order", tuple(_string(t) for t in c), self._s(meta))
 
+    def precedence(self, meta, c):
+        return Setting("precedence", tuple(c), self._s(meta))
+
+    def prec_item(self, meta, c):
+        return (str(c[0]), _string(c[1]))
+
+    def tie_break_levels(self, meta, c):
+        return Setting("tie_break_levels", tuple(str(t) for t in c if t is not None), self._s(meta))
+
+    def reference_cost(self, meta, c):
+        return Setting("reference_cost", str(c[0]), self._s(meta))
+
+    def point_value(self, meta, c):
+        return Setting("point_value", str(c[0]), self._s(meta))   # text: Decimal(...) when used
+
     def level(self, meta, c):
         return Setting(str(c[0]), c[1], self._s(meta))

@@ -4,19 +4,25 @@ Procedure codes are interned (id i+1 for `proc_codes[i]`, 0 for codes the scheme
 Rows of all levels are numbered globally (core, then primary, then comprehensive, each in file
 order). Core and primary rows are bucketed by diagnosis category: bucket `level * n_cat + cat - 1`
 holds rows `bucket_rows[bucket_start[b]:bucket_start[b + 1]]`. A row's expression is a list of
-alternatives (`row_alt_start`), each a list of procedure ids that must all be present
-(`alt_term_start`, `term_proc`). Comprehensive rows are a table (category × treatment) → row.
+alternatives (`row_alt_start`), each a list of terms that must all hold (`alt_term_start`), each
+a list of procedure ids of which one will do (`term_opt_start`, `opt_proc`). Comprehensive rows
+are a table (key × treatment) → row; keys are prefixes and chapter ranges (`comp_categories`).
+`precedence[level * n_treat + type]` is the position of the class (level, treatment type) in the
+final precedence (0 = best); `tie_break[level]` says whether the level's matching rows are first
+narrowed to one by the tie-breaks; `row_cost` is each row's reference cost in fen (-1 unknown).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 
 from ..lang.tables import TableStore
 from .ast import LEVELS, DipScheme
 from .auxiliary import Auxiliary, load_auxiliary
-from .catalogue import Row
+from .catalogue import Row, chapter_range, range_categories, row_reference_cost
 
 GROUPED, UNGROUPED, INVALID = range(3)
 STATUS_NAMES = ("grouped", "ungrouped", "invalid")
@@ -41,18 +47,36 @@ class DipPlan:
     bucket_rows: np.ndarray      # int32
     row_alt_start: np.ndarray    # int32[n_rows + 1]
     alt_term_start: np.ndarray   # int32[n_alts + 1]
-    term_proc: np.ndarray        # uint32[n_terms]
+    term_opt_start: np.ndarray   # int32[n_terms + 1]
+    opt_proc: np.ndarray         # uint32[n_opts]
     row_proc_start: np.ndarray   # int32[n_rows + 1]: the row's distinct codes (for "matched procedures")
     row_proc: np.ndarray         # uint32
-    row_rank: np.ndarray         # int8[n_rows]: highest treatment rank of the row's codes (0 when none)
-    comp_categories: list[str]   # comprehensive categories (id = index + 1), any length
+    comp_categories: list[str]   # comprehensive keys (id = index + 1): prefixes of any length, ranges
     comp_table: np.ndarray       # int32[n_comp_cat * n_treat]: row, or -1
+    range_categories: list[str]  # every 3-character category a chapter-range key holds
+    range_table: np.ndarray      # int32[n_range_cat + 1, depth]: key ids of the ranges holding each (file
+                                 # order, 0-padded; the last row: none)
+    precedence: np.ndarray       # int32[3 * n_treat]
+    tie_break: np.ndarray        # uint8[3]
+    row_cost_column: np.ndarray  # int64[n_rows]: the catalogue's reference cost (fen), -1 none
+    point_value: str | None      # yuan per point (decimal text): reference cost = score × it where no column
     excluded_dx: list[str]
     rows: list[Row]              # every row, by global number
     row_level: np.ndarray        # uint8[n_rows]
     row_code: list[str] = field(default_factory=list)
     row_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
     auxiliary: Auxiliary | None = None   # severity subtypes (辅助目录), evaluated after grouping
+    row_cost: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64: reference cost (fen), -1
+
+    @property
+    def cost_step(self) -> bool:
+        """Whether any row has a reference cost (else the cost step never decides)."""
+        return bool((self.row_cost >= 0).any())
+
+    def with_point_value(self, point_value: Decimal | None) -> "DipPlan":
+        """The plan with another point value (a run's parameter); the catalogue's column still wins."""
+        return dataclasses.replace(self, point_value=None if point_value is None else str(point_value),
+                                   row_cost=reference_costs(self.rows, self.row_cost_column, point_value))
 
     @property
     def n_categories(self) -> int:
@@ -72,8 +96,18 @@ class DipPlan:
 
     def kernel_args(self) -> tuple:
         return (self.proc_rank, self.proc_qualifying, self.bucket_start, self.bucket_rows, self.row_alt_start,
-                self.alt_term_start, self.term_proc, self.row_proc_start, self.row_proc, self.row_rank,
-                self.comp_table, self.n_categories, len(self.treatments))
+                self.alt_term_start, self.term_opt_start, self.opt_proc, self.row_proc_start, self.row_proc,
+                self.row_cost, self.precedence, self.tie_break, self.comp_table, self.n_categories,
+                len(self.treatments))
+
+
+def reference_costs(rows: list[Row], column: np.ndarray, point_value: Decimal | None) -> np.ndarray:
+    """Each row's reference cost in fen: its catalogue column, else score × point value (yuan per
+    point) rounded half-up to the fen, else -1."""
+    if point_value is None:
+        return np.ascontiguousarray(np.array(column, np.int64, copy=True))
+    costs = [row_reference_cost(row, point_value) for row in rows]
+    return np.ascontiguousarray(np.array([-1 if c is None else c for c in costs], np.int64))
 
 
 def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, list[Row]]) -> DipPlan:
@@ -97,16 +131,16 @@ def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, l
     for code in qualifying:
         proc_qualifying[ids[code]] = 1
 
-    row_alt_start, alt_term_start, term_proc, row_proc_start, row_proc = [0], [0], [], [0], []
-    row_rank = np.zeros(len(rows), np.int8)
-    for k, row in enumerate(rows):
+    row_alt_start, alt_term_start, term_opt_start, opt_proc, row_proc_start, row_proc = [0], [0], [0], [], [0], []
+    for row in rows:
         for alt in row.alternatives:
-            term_proc.extend(ids[c] for c in alt)
-            alt_term_start.append(len(term_proc))
+            for term in alt:
+                opt_proc.extend(ids[c] for c in term)
+                term_opt_start.append(len(opt_proc))
+            alt_term_start.append(len(term_opt_start) - 1)
         row_alt_start.append(len(alt_term_start) - 1)
         row_proc.extend(ids[c] for c in row.codes)
         row_proc_start.append(len(row_proc))
-        row_rank[k] = max((proc_treatment.get(c, 0) for c in row.codes), default=0)
 
     categories = list(dict.fromkeys(r.dx for level in ("core", "primary") for r in rows_by_level.get(level, ())))
     cat_ids = {c: i for i, c in enumerate(categories)}
@@ -126,6 +160,22 @@ def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, l
         slot = comp_ids[r.dx] * len(treatments) + rank_of[r.treatment]
         if comp_table[slot] < 0:          # the first row of a key wins (check warns on the others)
             comp_table[slot] = k
+    holding: dict[str, list[int]] = {}            # category → ids of the range keys holding it, file order
+    for key in dict.fromkeys(r.dx for _, r in comp_rows if r.chapter_range):
+        for category in range_categories(chapter_range(key)):
+            holding.setdefault(category, []).append(comp_ids[key] + 1)
+    range_cats = sorted(holding)
+    depth = max((len(v) for v in holding.values()), default=0)
+    range_table = np.zeros((len(range_cats) + 1, depth), np.int32)
+    for i, category in enumerate(range_cats):
+        range_table[i, :len(holding[category])] = holding[category]
+
+    precedence = np.zeros(len(LEVELS) * len(treatments), np.int32)
+    for position, (level, kind) in enumerate(scheme.precedence(treatments)):
+        precedence[LEVEL_IDS[level] * len(treatments) + rank_of[kind]] = position
+    tie_break = np.array([level in scheme.tie_break_levels for level in LEVELS], np.uint8)
+    cost_column = np.array([-1 if r.cost is None else r.cost for r in rows], np.int64)
+    point_value = scheme.point_value
 
     excluded = store.codes(scheme.setting("exclude").value) if scheme.setting("exclude") else []
     auxiliary = None
@@ -138,9 +188,12 @@ def compile_dip(scheme: DipScheme, store: TableStore, rows_by_level: dict[str, l
         treatments=treatments, proc_codes=codes, proc_rank=proc_rank, proc_qualifying=proc_qualifying,
         categories=categories, bucket_start=bucket_start, bucket_rows=bucket_rows,
         row_alt_start=i32(row_alt_start), alt_term_start=i32(alt_term_start),
-        term_proc=np.ascontiguousarray(np.array(term_proc, np.uint32)),
+        term_opt_start=i32(term_opt_start), opt_proc=np.ascontiguousarray(np.array(opt_proc, np.uint32)),
         row_proc_start=i32(row_proc_start), row_proc=np.ascontiguousarray(np.array(row_proc, np.uint32)),
-        row_rank=row_rank, comp_categories=comp_categories, comp_table=comp_table, excluded_dx=list(excluded),
+        comp_categories=comp_categories, comp_table=comp_table, range_categories=range_cats, range_table=range_table,
+        precedence=precedence, tie_break=tie_break, row_cost_column=cost_column,
+        point_value=None if point_value is None else str(point_value),
+        excluded_dx=list(excluded),
         rows=rows, row_level=np.array([LEVEL_IDS[r.level] for r in rows], np.uint8),
         row_code=[r.code for r in rows], row_score=np.array([r.score for r in rows], np.float64),
-        auxiliary=auxiliary)
+        auxiliary=auxiliary, row_cost=reference_costs(rows, cost_column, point_value))

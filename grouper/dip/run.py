@@ -14,6 +14,7 @@ from ..engine import kernel as drg_kernel
 from ..engine.encode import _code_lists
 from ..engine.run import MIN_ROWS_PER_THREAD
 from . import _kernel_py
+from ..fields import money_fen
 from ..io import READ_PROBLEM
 from .plan import EXCLUDED_DX, LEVELS, MALFORMED_LINE, MISSING_DX, REASON_NAMES, STATUS_NAMES, DipPlan
 
@@ -24,13 +25,15 @@ KERNEL = drg_kernel.companion("_dip_kernel", _kernel_py)  # the same rules as th
 @dataclass
 class DipBatch:
     case_cat: np.ndarray      # int32[n]: core/primary category id, 0 none
-    case_comp: np.ndarray     # int32[n_lengths, n]: comprehensive category id per prefix length (longest first), 0 none
+    case_comp: np.ndarray     # int32[n_keys, n]: comprehensive key id per key to try (prefix lengths longest
+                              # first, then the chapter ranges holding pdx in file order), 0 none
+    case_cost: np.ndarray     # int64[n]: the case's total cost in fen, -1 missing
     px_offsets: np.ndarray
     px_codes: np.ndarray
     skip: np.ndarray          # uint8[n]: reason code of an invalid case, 0 otherwise
 
     def kernel_args(self) -> tuple:
-        return (self.case_cat, self.case_comp, self.px_offsets, self.px_codes, self.skip)
+        return (self.case_cat, self.case_comp, self.case_cost, self.px_offsets, self.px_codes, self.skip)
 
 
 def _category_ids(pdx: pl.Series, categories: list[str], lengths: list[int]) -> np.ndarray:
@@ -57,11 +60,54 @@ def encode_dip(plan: DipPlan, cases: pl.DataFrame) -> DipBatch:
         skip = pl.select(pl.when(excluded).then(EXCLUDED_DX).otherwise(skip)).to_series()
     if READ_PROBLEM in cases.columns:  # a CSV line read against the wrong columns (grouper.io)
         skip = pl.select(pl.when(cases[READ_PROBLEM].is_not_null()).then(MALFORMED_LINE).otherwise(skip)).to_series()
-    case_cat = _category_ids(pdx, plan.categories, [plan.dx_length])[0]
-    case_comp = _category_ids(pdx, plan.comp_categories, sorted({len(c) for c in plan.comp_categories}, reverse=True))
+    case_cat, case_comp = _diagnosis_keys(pdx, plan)
     px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), plan.proc_enum())
-    return DipBatch(case_cat, case_comp, px_offsets, px_codes,
+    return DipBatch(case_cat, case_comp, case_cost(cases), px_offsets, px_codes,
                     np.ascontiguousarray(skip.to_numpy().astype(np.uint8, copy=False)))
+
+
+def _diagnosis_keys(pdx: pl.Series, plan: DipPlan) -> tuple[np.ndarray, np.ndarray]:
+    """(case_cat, case_comp) of the batch. A batch repeats its principal diagnoses, so the keys are
+    computed once per distinct diagnosis, found by one Categorical cast, and spread to the cases."""
+    codes = pdx.cast(pl.Categorical)
+    distinct = codes.drop_nulls().unique()
+    strings = distinct.cast(pl.String)
+    cat = _category_ids(strings, plan.categories, [plan.dx_length])
+    prefixes = [c for c in plan.comp_categories if "-" not in c]
+    comp = _category_ids(strings, prefixes, sorted({len(c) for c in prefixes}, reverse=True))
+    if prefixes and len(prefixes) != len(plan.comp_categories):   # prefix ids → ids in comp_categories
+        ids = {c: i + 1 for i, c in enumerate(plan.comp_categories)}
+        comp = np.array([0] + [ids[c] for c in prefixes], np.int32)[comp]
+    if plan.range_table.shape[1]:
+        comp = np.vstack([comp, _range_ids(strings, plan)])
+    # the Categorical's physical ids → positions in `distinct`; a null diagnosis → the last column (no key)
+    physical = distinct.to_physical().to_numpy().astype(np.int64)
+    size = int(physical.max()) + 2 if len(physical) else 1
+    position = np.full(size, len(physical), np.int64)
+    position[physical] = np.arange(len(physical))
+    index = position[codes.to_physical().fill_null(size - 1).to_numpy()]
+    spread = lambda table: np.ascontiguousarray(  # noqa: E731
+        np.hstack([table, np.zeros((table.shape[0], 1), np.int32)])[:, index])
+    return spread(cat)[0], spread(comp)
+
+
+def _range_ids(pdx: pl.Series, plan: DipPlan) -> np.ndarray:
+    """int32[depth, n]: the key ids of the chapter ranges holding pdx (file order), 0 after them:
+    one Enum cast of the first 3 characters against the categories the ranges hold."""
+    n_cat = len(plan.range_categories)
+    head = pl.select(pl.when(pdx.str.len_chars() >= 3).then(pdx.str.slice(0, 3))).to_series()
+    index = head.cast(pl.Enum(plan.range_categories), strict=False).to_physical().fill_null(n_cat)
+    return np.ascontiguousarray(plan.range_table[index.to_numpy()].T)
+
+
+def case_cost(cases: pl.DataFrame) -> np.ndarray:
+    """int64[n]: each case's total cost (the `cost` column, read as money: grouper.fields) in fen;
+    -1 where it is missing, unreadable or negative, and for every case when there is no column."""
+    if "cost" not in cases.columns:
+        return np.full(cases.height, -1, np.int64)
+    fen = cases.select(money_fen(pl.col("cost"), cases.schema["cost"]).alias("fen"))["fen"]
+    fen = pl.select(pl.when(fen >= 0).then(fen).otherwise(-1).fill_null(-1)).to_series()
+    return np.ascontiguousarray(fen.to_numpy().astype(np.int64, copy=False))
 
 
 def run_dip_kernel(plan: DipPlan, batch: DipBatch, *, threads: int | None = None, kernel=None) -> tuple[np.ndarray, ...]:

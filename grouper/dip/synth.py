@@ -2,11 +2,14 @@
 catalogue and the large generated set on which the batch kernel is checked against the reference.
 
 The catalogue has `rows` rows (80 % core/primary) over categories `A00.0`..`Z99.9`: per category a
-conservative row and a few procedure rows (one code, `a+b` all of, or `a/b` any of) drawn from a
-small per-category pool, so rows overlap and every tie-break occurs; 5 % of categories also have
-primary rows; comprehensive rows for every 3-character prefix and every chapter letter × treatment.
-Cases are drawn from the rows (the codes of one alternative, sometimes an extra or an unknown
-procedure), plus diagnoses no row lists and empty ones.
+conservative row and a few procedure rows (one code, `a+b` all of, `a/b` any of, or `a+(b/c)`)
+drawn from a small per-category pool, so rows overlap and every tie-break occurs; 5 % of
+categories also have primary rows; comprehensive rows for some 3-character prefixes × treatment,
+every chapter letter from E on × treatment, and the chapter ranges A00-B99 and C00-D48 ×
+treatment. Half the rows carry a reference cost (`mean`); the others get score × the point value
+(10). Cases are drawn from the rows (the codes of one alternative, sometimes an extra, a repeated
+or an unknown procedure), plus diagnoses no row lists and empty ones; their `cost` (Int64 fen) is
+drawn around the group's reference cost, sometimes missing.
 """
 from __future__ import annotations
 
@@ -32,8 +35,11 @@ dip {{
   core = catalogue[level = "core"]
   primary = catalogue[level = "primary"]
   comprehensive = catalogue[level = "comprehensive"]
+  reference cost = mean
+  point value 10
 }}
 '''
+RANGES = ("A00-B99", "C00-D48")
 
 
 def write_synthetic_pack(folder: str | Path, *, rows: int = 10_000, procedures: int = 3_000, seed: int = 0) -> Path:
@@ -62,15 +68,19 @@ def write_synthetic_pack(folder: str | Path, *, rows: int = 10_000, procedures: 
                 r = rng.random()
                 if r < 0.6:
                     expr = pool[int(rng.integers(0, 6))]
-                else:
+                elif r < 0.9:
                     a, b = sorted(rng.choice(pool, size=2, replace=False))
                     expr = f"{a}+{b}" if r < 0.8 else f"{a}/{b}"
+                else:
+                    a, *choices = rng.choice(pool, size=3, replace=False)
+                    b, c = sorted(choices)
+                    expr = f"{a}+({b}/{c})"
                 out.append((level, f"{cat}-{level[0]}{k + 1:02d}", cat, expr))
     frame = pl.DataFrame(out, schema=["level", "code", "dx", "procs"], orient="row").unique(
         ["level", "dx", "procs"], keep="first", maintain_order=True)
     cats = frame["dx"].unique().to_list()
     prefixes = sorted({c[:3] for c in cats}) + sorted({c[:1] for c in cats})
-    chapters = [p for p in prefixes if len(p) == 1]
+    chapters = [p for p in prefixes if len(p) == 1 and p > "D"] + list(RANGES)   # A-D: only by range
     candidates = [(p, t) for p in prefixes if len(p) == 3 for t in range(4)]
     keep = max(rows - frame.height - 4 * len(chapters), 0)
     chosen = [candidates[i] for i in sorted(rng.choice(len(candidates), size=min(keep, len(candidates)), replace=False))]
@@ -78,9 +88,11 @@ def write_synthetic_pack(folder: str | Path, *, rows: int = 10_000, procedures: 
                          for p, t in chosen + [(c, t) for c in chapters for t in range(4)]],
                         schema=["level", "code", "dx", "procs", "treatment"], orient="row")
     catalogue = pl.concat([frame.with_columns(pl.lit(None, dtype=pl.String).alias("treatment")), comp])
+    score = np.round(rng.lognormal(6.5, 0.8, catalogue.height), 2)
+    mean = np.where(rng.random(catalogue.height) < 0.5, np.round(score * rng.uniform(8, 12, catalogue.height), 2), np.nan)
     catalogue = catalogue.with_columns(
-        pl.col("code").alias("name"),
-        pl.Series("score", np.round(rng.lognormal(6.5, 0.8, catalogue.height), 2)))
+        pl.col("code").alias("name"), pl.Series("score", score),
+        pl.Series("mean", mean).fill_nan(None).map_elements(lambda m: f"{m:.2f}", return_dtype=pl.String))
     catalogue.with_columns(pl.col("procs").replace("", None)).write_csv(folder / "catalogue.csv")
     (folder / DIP_FILE).write_text(SCHEME.format(seed=seed, treatments=" < ".join(f'"{t}"' for t in TREATMENTS)),
                                    encoding="utf-8")
@@ -93,7 +105,9 @@ def synthetic_cases(folder: str | Path, n: int, *, seed: int = 1) -> pl.DataFram
     folder = Path(folder)
     cat = pl.read_csv(folder / "catalogue.csv", infer_schema=False).filter(pl.col("level") != "comprehensive")
     procs = pl.read_csv(folder / "proc_types.csv", infer_schema=False)["code"].to_list()
-    first_alt = cat["procs"].fill_null("").str.split("/").list.first().str.split("+")
+    # the first choice of every term of the first alternative: a+(b/c)/d → a+b
+    first_alt = cat["procs"].fill_null("").str.replace_all(r"\(([^/)]+)[^)]*\)", "$1").str.split("/").list.first()
+    first_alt = first_alt.str.split("+")
     first_alt = first_alt.list.eval(pl.element().filter(pl.element() != ""))
     row = pl.Series(rng.integers(0, cat.height, n))
     pdx = (cat["dx"].gather(row) + pl.Series(rng.choice(["00", "01", "00x001"], n)))
@@ -103,8 +117,13 @@ def synthetic_cases(folder: str | Path, n: int, *, seed: int = 1) -> pl.DataFram
                     .otherwise(pdx)).to_series()
     extra = pl.Series("e", rng.choice(procs + ["99.9999", "00.0000x000"], n)).to_frame().select(
         pl.concat_list("e")).to_series()
-    with_extra = pl.Series(rng.random(n) < 0.3)
-    proc = pl.select(pl.when(with_extra).then(first_alt.gather(row).list.concat(extra))
-                     .otherwise(first_alt.gather(row))).to_series()
-    return pl.DataFrame({"id": pl.int_range(0, n, eager=True).cast(pl.String), "pdx": pdx, "proc": proc}).select(
-        "id", pl.concat_list("pdx").alias("dx"), "proc")
+    draw = rng.random(n)
+    alt = first_alt.gather(row)
+    proc = pl.select(pl.when(pl.Series(draw < 0.3)).then(alt.list.concat(extra))
+                     .when(pl.Series(draw < 0.4)).then(alt.list.concat(alt.list.head(1)))     # a repeated procedure
+                     .otherwise(alt)).to_series()
+    score = cat["score"].cast(pl.Float64).gather(row).to_numpy()
+    cost = np.round(score * 10 * rng.lognormal(0, 0.5, n) * 100).astype(np.int64)
+    cost = pl.Series("cost", cost).set(pl.Series(rng.random(n) < 0.05), None)
+    return pl.DataFrame({"id": pl.int_range(0, n, eager=True).cast(pl.String), "pdx": pdx, "proc": proc,
+                         "cost": cost}).select("id", pl.concat_list("pdx").alias("dx"), "proc", "cost")
