@@ -1,12 +1,14 @@
-"""The `grouper` command. Exit codes: 0 ok, 1 scheme errors, 2 usage, 3 input/data errors, 130 interrupted,
-143 terminated."""
+"""The `grouper` command. Exit codes: 0 ok, 1 scheme errors, 2 usage, 3 input/data errors, 70 internal error
+(a bug), 130 interrupted, 143 terminated."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_SCHEME, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug, never an expected outcome (tests treat it as a failure)
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT / SIGTERM, as shells report them
 
 
@@ -169,10 +171,24 @@ def cmd_settle(args) -> int:
 
 def cmd_report(args) -> int:
     from .console import stage, stderr_console
+    from .errors import GrouperError, InputError
+    from .outputs import check_outputs
     from .report.html import write_report
 
-    with stage(f"writing the report of {args.settlement}"):
-        written = write_report(args.settlement, args.output, screens=args.screens)
+    folder = Path(args.settlement)
+    read = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
+    if args.screens is not None:
+        screens = Path(args.screens)
+        read += sorted(p for p in screens.rglob("*") if p.is_file()) if screens.is_dir() else [screens]
+    check_outputs([("SETTLEMENT", p) for p in read], [("-o", args.output)])
+    try:
+        with stage(f"writing the report of {args.settlement}"):
+            written = write_report(args.settlement, args.output, screens=args.screens)
+    except (GrouperError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the folder's files do not hold what `grouper settle` writes
+        raise InputError(f"{folder} does not hold a settlement as `grouper settle` writes it "
+                         f"({type(exc).__name__}: {exc}); write it again with `grouper settle ... -o {folder}`") from None
     stderr_console().print(f"report of {args.settlement} → {written} ({written.stat().st_size:,} bytes)", markup=False)
     return EXIT_OK
 
@@ -200,12 +216,13 @@ def _refuse_group_outputs(args) -> None:
     """Before reading anything: outputs that would destroy an input or each other, outputs that
     cannot be written, output formats that are not known."""
     from . import io
-    from .outputs import refuse_collisions, refuse_unwritable
+    from .outputs import check_outputs
+    from .scheme import pack_inputs
 
-    refuse_collisions([("input", args.input), ("--weights", args.weights)],
-                      [("-o", args.output), ("--report", args.report)])
-    for name, path in (("-o", args.output), ("--report", args.report)):
-        refuse_unwritable(name, path)
+    check_outputs([("input", args.input), ("--by-date", args.by_date), ("--weights", args.weights),
+                   *pack_inputs("--scheme", args.scheme)],
+                  [("-o", args.output), ("--report", args.report)])
+    for path in (args.output, args.report):
         if path:
             io.output_format(path)
 
@@ -445,7 +462,7 @@ def _explain_case(args):
 
     if args.cases:
         if args.id is None:
-            raise InputError("--cases needs --id to pick the case")
+            raise UsageError("--cases needs --id to pick the case")
         cases = io.read_cases(args.cases, **reading_arguments(args))
         rows = cases.with_row_index("_row", offset=1).filter(pl.col("id") == args.id)
         if rows.height == 0:
@@ -462,7 +479,7 @@ def _explain_case(args):
     if given:
         raise UsageError(f"{', '.join(given)}: options for reading --cases FILE, which is not given")
     if args.dx is None:
-        raise InputError("give a case with --dx/--proc/--sex/--age ..., or pick one with --cases FILE --id ID")
+        raise UsageError("give a case with --dx/--proc/--sex/--age ..., or pick one with --cases FILE --id ID")
     fields = {"id": args.id or "case", "sex": args.sex, "age": args.age, "age_days": args.age_days,
               "weight": args.weight, "dept": args.dept, "los": args.los, "discharge": args.discharge,
               "dx": args.dx, "proc": args.proc}
@@ -520,13 +537,14 @@ def cmd_explain(args) -> int:
 def cmd_import(args) -> int:
     from .console import stderr_console
     from .importers.chs_drg import import_chs_drg
-    from .outputs import refuse_collisions, refuse_unwritable
+    from .outputs import check_outputs
+    from .scheme import pack_inputs
 
     # Before reading anything: the pack folder is replaced whole, so it must hold no input.
-    refuse_collisions([("TABLE_DIR", args.table_dir), ("--base", args.base), ("--procedures", args.procedures)],
-                      [("-o", args.output)])
-    refuse_unwritable("-o", args.output, folder=True)
-    _refuse_existing_pack(args.output, args.force)
+    kind = "DIP pack" if args.format == "dip" else "DRG pack"
+    check_outputs([("TABLE_DIR", args.table_dir), *pack_inputs("--base", args.base), ("--procedures", args.procedures)],
+                  folders=[("-o", args.output, kind)])
+    _refuse_existing_pack(args.output, args.force)   # its own earlier pack: replaced only with --force (edits)
     if args.format == "dip":
         from .dip.commands import import_command
 
@@ -568,7 +586,7 @@ def _refuse_existing_pack(output: str, force: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     from .errors import InputError, SchemeError, UsageError
     from .importers.chs_drg import ImportError_
-    from .outputs import Terminated, raise_on_termination
+    from .outputs import Terminated, os_error_in, os_error_text, raise_on_termination
 
     args = _parser().parse_args(argv)
     import warnings
@@ -593,14 +611,22 @@ def main(argv: list[str] | None = None) -> int:
 
         print_diagnostics(exc.diagnostics, stderr_console())
         return EXIT_SCHEME
-    except UsageError as exc:
+    except (UsageError, argparse.ArgumentTypeError) as exc:
         return _error(exc, EXIT_USAGE)
-    except (InputError, ImportError_, argparse.ArgumentTypeError, OSError) as exc:
+    except (InputError, ImportError_) as exc:
         return _error(exc, EXIT_INPUT)
     except KeyboardInterrupt:
         return _error("interrupted; no partial output was left", EXIT_INTERRUPTED)
     except Terminated:
         return _error("terminated (SIGTERM); no partial output was left", EXIT_TERMINATED)
+    except Exception as exc:  # noqa: BLE001 - never a traceback: a file system error, or a bug said plainly
+        error = os_error_in(exc)
+        if error is not None:  # a full disk, a missing or unreadable file, also when a writer wraps it
+            return _error(os_error_text(error), EXIT_INPUT)
+        if os.environ.get("GROUPER_TRACEBACK"):
+            raise
+        return _error(f"internal error (a bug in grouper, please report it): {type(exc).__name__}: {exc}; "
+                      "set GROUPER_TRACEBACK=1 to see where", EXIT_INTERNAL)
 
 
 def _apply_user_defaults(args) -> None:

@@ -9,7 +9,8 @@ a malformed value) makes it damaged, and a damaged entry is rebuilt. Unlike a pi
 written by someone else can therefore not run code as the user.
 
 It could still give other grouping results, so an entry is also used only when it is a regular
-file owned by the current user and not writable by group or others (as ssh treats its files), and
+file (not a link, a FIFO or a device: such an entry is never even read, so it cannot hang a command)
+owned by the current user and not writable by group or others (as ssh treats its files), and
 when the key recorded inside it is the key it is looked up under (a renamed or linked entry of
 another pack is not used). Entries are written with mode 0600, whole (temporary file, then rename).
 """
@@ -154,7 +155,10 @@ def read_entry(path: Path, key: str, classes: Classes):
     """The value cached at `path` for `key`, or None when there is none or it may not be used
     (damaged, foreign, writable by others, or recorded for another key)."""
     try:
-        with path.open("rb") as fh:
+        # Opened without following a link and without blocking (a FIFO or a device planted in the
+        # cache folder would otherwise hang here), then checked on the open file itself (no race).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
             if not _trusted(os.fstat(fh.fileno())):
                 return None
             with np.load(fh, allow_pickle=False) as arrays:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .engine.compile import compile_scheme
 from .engine.ir import Plan
-from .errors import Diagnostic, SchemeError, warn_demo_scheme, with_source
+from .errors import Diagnostic, InputError, SchemeError, warn_demo_scheme, with_source
 from .lang import ast
 from .lang.check import check
 from .lang.overlay import merge
@@ -45,9 +45,8 @@ def scheme_path(pack: str | Path | None) -> Path:
     path = Path(pack)
     if path.is_dir():
         path = path / SCHEME_FILE
-    if not path.is_file():
-        raise SchemeError([Diagnostic("missing-scheme", "error", f"no scheme file at {path}", None,
-                                      "give a pack folder holding scheme.grp, or the .grp file itself")])
+    if not path.is_file():  # a path that names nothing is an input error (exit 3), like a missing case file
+        raise InputError(f"no scheme file at {path}: give a pack folder holding {SCHEME_FILE}, or the .grp file itself")
     return path
 
 
@@ -57,7 +56,7 @@ EXTENDS = re.compile(r'^\s*scheme\s+"(?:[^"\\]|\\.)*"\s+version\s+"(?:[^"\\]|\\.
 def _base_path(path: Path, extends: str, span) -> Path:
     try:
         return scheme_path(path.parent / extends)
-    except SchemeError:
+    except InputError:
         raise SchemeError([Diagnostic("missing-base", "error", f"the base scheme {extends!r} was not found", span,
                                       f"`extends` names a pack folder or .grp file relative to {path.parent}")]) from None
 
@@ -118,7 +117,7 @@ def split_base_diagnostics(pack: str | Path | None, found: list[Diagnostic]) -> 
         return found, None
     try:
         base = scheme_path(path.parent / match.group(1))
-    except SchemeError:
+    except InputError:
         return found, None
     _, base_found = check_scheme(base)
     inherited = [d for d in found if d in base_found]
@@ -158,9 +157,23 @@ def _pack_chain(path: Path) -> list[Path]:
         match = EXTENDS.search(path.read_text(encoding="utf-8-sig", errors="replace"))
         try:
             path = scheme_path(path.parent / match.group(1)) if match else None
-        except SchemeError:
+        except InputError:
             path = None  # reported when the pack is parsed
     return chain
+
+
+def pack_inputs(option: str, pack: str | Path | None) -> list[tuple[str, Path]]:
+    """(option, folder) for each folder a pack reads whole (its own and its bases'; every file in
+    them is part of its content hash): a command writes nothing inside them. [] for the demo pack."""
+    if pack is None:
+        return []
+    path = Path(pack)
+    if not path.exists():
+        return [(option, path)]   # reported when it is loaded
+    scheme_file = path / SCHEME_FILE if path.is_dir() else path
+    if scheme_file.suffix == ".grp" and scheme_file.is_file():
+        return [(option, file.parent) for file in _pack_chain(scheme_file)]
+    return [(option, path if path.is_dir() else path.parent)]   # a DIP pack
 
 
 def content_hash(path: Path) -> str:

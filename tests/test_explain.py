@@ -127,8 +127,8 @@ def test_cli_explain_tree_and_errors(capsys):
     assert main(["explain", "--scheme", str(MINI), "--dx", "K35.800", "--proc", "47.0100", "--sex", "2", "--age", "30"]) == 0
     out = capsys.readouterr().out
     assert "GD15" in out and "✓ adrg GD1" in out and "scheme.grp:24" in out
-    assert main(["explain", "--scheme", str(MINI)]) == 3
-    assert main(["explain", "--scheme", str(MINI), "--dx", "K35.800", "--try=-dx:X"]) == 3
+    assert main(["explain", "--scheme", str(MINI)]) == 2   # no case: a usage error
+    assert main(["explain", "--scheme", str(MINI), "--dx", "K35.800", "--try=-dx:X"]) == 2   # a --try that cannot apply
 
 
 def test_what_if_shows_weights_of_the_demo_scheme():

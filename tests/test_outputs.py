@@ -1,4 +1,6 @@
 """Outputs appear whole or not at all; an output never overwrites an input (issue 7, defects 3 and 4)."""
+import errno
+import json
 import os
 import signal
 from pathlib import Path
@@ -9,8 +11,8 @@ import pytest
 from grouper import io
 from grouper.cli import main
 from grouper.errors import UsageError
-from grouper.outputs import (PARTIAL_MARK, Terminated, atomic_output, atomic_outputs, raise_on_termination,
-                             refuse_collisions)
+from grouper.outputs import (OUTPUT_MARKER, PARTIAL_MARK, Terminated, atomic_output, atomic_outputs,
+                             check_outputs, foreign_entries, raise_on_termination, refuse_collisions)
 
 MINI = Path(__file__).parent / "fixtures" / "packs" / "mini"
 ROW = "1,40,,,,5,1,K35.800|J18.900,47.0100\n"
@@ -46,10 +48,12 @@ def test_atomic_output_replaces_on_success_and_keeps_the_old_file_on_failure(tmp
 def test_atomic_output_folder_and_several_files(tmp_path):
     pack = tmp_path / "pack"
     pack.mkdir()
-    (pack / "stale.csv").write_text("x")
-    with atomic_output(pack, directory=True) as tmp:
+    with atomic_output(pack, directory=True, kind="DRG pack") as tmp:
         (tmp / "scheme.grp").write_text("scheme")
-    assert sorted(p.name for p in pack.iterdir()) == ["scheme.grp"]
+        (tmp / "stale.csv").write_text("x")
+    with atomic_output(pack, directory=True, kind="DRG pack") as tmp:   # its own earlier output: replaced
+        (tmp / "scheme.grp").write_text("scheme")
+    assert sorted(p.name for p in pack.iterdir()) == [OUTPUT_MARKER, "scheme.grp"]
     with pytest.raises(KeyboardInterrupt):
         with atomic_outputs(tmp_path / "a.csv", None, tmp_path / "b.csv") as (a, none, b):
             assert none is None
@@ -169,3 +173,137 @@ def test_the_progress_bar_names_the_output_not_its_temporary_file(tmp_path, monk
     assert main(["group", str(src), "-o", str(tmp_path / "r.xlsx"), "--scheme", str(MINI)]) == 0
     text = shown.getvalue()
     assert "writing r.xlsx" in text and PARTIAL_MARK not in text
+
+
+# ---- folder outputs never delete what grouper did not write (issue 16) ------------------------------
+
+def test_a_folder_output_replaces_only_its_own_kind(tmp_path):
+    """A folder output is written over an empty folder or an earlier output of the same kind (its
+    marker lists every file); a file someone added, another kind's folder or an unmarked folder is
+    refused, before and at the moment of replacing, and nothing in it is touched."""
+    out = tmp_path / "settled"
+    out.mkdir()
+    with atomic_output(out, directory=True, kind="settlement") as tmp:     # an empty folder is fine
+        (tmp / "summary.json").write_text("{}")
+        (tmp / "change").mkdir()
+        (tmp / "change" / "summary.json").write_text("{}")
+    marker = json.loads((out / OUTPUT_MARKER).read_text(encoding="utf-8"))
+    assert marker == {"written_by": "grouper", "kind": "settlement", "files": ["change", "change/summary.json",
+                                                                               "summary.json"]}
+    assert foreign_entries(out, "settlement") == [] and foreign_entries(out, "DIP pack") == ["change", "change/summary.json",
+                                                                                            "summary.json"]
+    (out / "change" / "notes.txt").write_text("mine")
+    assert foreign_entries(out, "settlement") == ["change/notes.txt"]
+    for kind in ("settlement", "DIP pack"):
+        with pytest.raises(UsageError, match="change/notes.txt"):
+            with atomic_output(out, directory=True, kind=kind) as tmp:
+                (tmp / "summary.json").write_text("new")
+    assert (out / "change" / "notes.txt").read_text() == "mine" and (out / "summary.json").read_text() == "{}"
+    unmarked = tmp_path / "mine"
+    unmarked.mkdir()
+    (unmarked / "a.csv").write_text("a")
+    with pytest.raises(UsageError, match=r"did not write there as a settlement \(a.csv\)"):
+        check_outputs([], folders=[("-o", unmarked, "settlement")])
+    assert leftovers(tmp_path) == []
+
+
+def test_settle_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
+    """`settle -o EXISTING_FOLDER` deleted the folder's other files (issue 16)."""
+    from settle_helpers import WEIGHTS
+    from test_settle_cli import _grouped_csv
+
+    WEIGHTS.write_csv(tmp_path / "w.csv")
+    policy = Path(__file__).resolve().parents[1] / "tables" / "policies" / "zhejiang-points.toml"
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "minutes.docx").write_bytes(b"board minutes")
+    argv = ["settle", str(_grouped_csv(tmp_path)), "--policy", str(policy), "--weights", str(tmp_path / "w.csv"), "-q"]
+    assert main([*argv, "-o", str(folder)]) == 2
+    assert "minutes.docx" in capsys.readouterr().err
+    assert [p.name for p in folder.iterdir()] == ["minutes.docx"]
+    assert main([*argv, "-o", str(tmp_path / "settled")]) == 0
+    assert main([*argv, "-o", str(tmp_path / "settled"), "--format", "csv"]) == 0   # its own output: replaced
+    assert (tmp_path / "settled" / "cases.csv").is_file() and not (tmp_path / "settled" / "cases.parquet").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["group", "{src}", "-o", "{missing}/r.csv", "--scheme", str(MINI), "-q"],
+    ["group", "{src}", "-o", "{tmp}/r.csv", "--report", "{missing}/q.csv", "--scheme", str(MINI), "-q"],
+    ["import", "dip", str(Path(__file__).parent / "fixtures" / "dip" / "published.csv"), "-o", "{missing}/pack"],
+    ["synth", "history", "--cases", "10", "-o", "{missing}/h.parquet", "-q"],
+])
+def test_an_output_in_a_missing_folder_is_refused_and_creates_no_folder(tmp_path, argv, capsys):
+    """`-o /nonexistent/dir/x.csv` created the folders and exited 0 (issue 17)."""
+    src = cases_file(tmp_path)
+    missing = tmp_path / "no" / "such"
+    assert main([a.format(src=src, missing=missing, tmp=tmp_path) for a in argv]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists() and not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("output", ["{pack}/drg_weights.csv", "{pack}/cc.csv", "{base}/r.csv"])
+def test_group_writes_nothing_inside_its_scheme_pack(tmp_path, output, capsys):
+    """`group ... --scheme PACK -o PACK/drg_weights.csv` overwrote a table of the pack (issue 16);
+    the pack's folder and its base's are read whole (every file is in the content hash)."""
+    import shutil
+
+    pack = Path(shutil.copytree(MINI, tmp_path / "pack"))
+    base = Path(shutil.copytree(MINI, tmp_path / "base"))
+    (pack / "scheme.grp").write_text('scheme "r" version "1" extends "../base"\n', encoding="utf-8")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    src = cases_file(tmp_path / "base")
+    before[src] = src.read_bytes()
+    out = output.format(pack=pack, base=base)
+    assert main(["group", str(src), "-o", out, "--scheme", str(pack), "-q"]) == 2
+    assert "lies inside the input folder (--scheme" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_disk_full_while_settling_is_a_message(tmp_path, monkeypatch, capsys):
+    """ENOSPC while the settlement folder is written: exit 3, one line, no folder, no temporary."""
+    from grouper.settle import files
+    from settle_helpers import WEIGHTS
+    from test_settle_cli import _grouped_csv
+
+    WEIGHTS.write_csv(tmp_path / "w.csv")
+    policy = Path(__file__).resolve().parents[1] / "tables" / "policies" / "zhejiang-points.toml"
+    monkeypatch.setattr(files, "write_table", _full)
+    argv = ["settle", str(_grouped_csv(tmp_path)), "--policy", str(policy), "--weights", str(tmp_path / "w.csv"),
+            "-o", str(tmp_path / "settled"), "-q"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err and "internal error" not in err
+    assert not (tmp_path / "settled").exists() and leftovers(tmp_path) == []
+
+
+def test_disk_full_while_writing_excel_is_a_message(tmp_path, monkeypatch, capsys):
+    """xlsxwriter wraps the OSError in its own FileCreateError: still a full disk, exit 3."""
+    import xlsxwriter.workbook
+
+    monkeypatch.setattr(xlsxwriter.workbook.Workbook, "_store_workbook", _full)
+    src = cases_file(tmp_path)
+    assert main(["group", str(src), "-o", str(tmp_path / "r.xlsx"), "--scheme", str(MINI), "-q"]) == 3
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert not (tmp_path / "r.xlsx").exists() and leftovers(tmp_path) == []
+
+
+def test_an_unexpected_error_is_one_line_with_its_own_exit_code(tmp_path, monkeypatch, capsys):
+    """A bug is never a traceback either: exit 70 with a line saying so (GROUPER_TRACEBACK=1 shows it)."""
+    from grouper import api
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(api, "group_file", bug)
+    src = cases_file(tmp_path)
+    assert main(["group", str(src), "-o", str(tmp_path / "r.csv"), "--scheme", str(MINI), "-q"]) == 70
+    err = capsys.readouterr().err
+    assert "internal error" in err and "ZeroDivisionError" in err and "Traceback" not in err
+    monkeypatch.setenv("GROUPER_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["group", str(src), "-o", str(tmp_path / "r.csv"), "--scheme", str(MINI), "-q"])

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from grouper.cli import main
+from grouper.outputs import OUTPUT_MARKER
 from grouper.settle.files import MONEY, read_table
 from settle_helpers import WEIGHTS, cases
 
@@ -30,7 +31,7 @@ def test_settle_writes_every_table(tmp_path, capsys):
     code = main(["settle", str(_grouped_csv(tmp_path)), "--policy", str(POLICIES / "zhejiang-points.toml"),
                  "--weights", str(tmp_path / "w.csv"), "-o", str(out), "--format", "csv"])
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["cases.csv", "drgs.csv", "hospitals.csv", "pools.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir() if p.name != OUTPUT_MARKER) == ["cases.csv", "drgs.csv", "hospitals.csv", "pools.csv", "summary.json"]
     per_case = read_table(out / "cases.csv", MONEY["cases"])
     assert per_case.height == 4 and per_case["cost"].to_list() == [123_450, 260_001, 100_000, 100_000]
     assert (out / "hospitals.csv").read_text().count(".") > 0

@@ -57,6 +57,7 @@ def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: Load
                    sheet: str | int | None = None, skip_rows: int = 0, on_unused=None,
                    point_value: Decimal | str | None = None) -> int:
     """Group a file into an output file batch by batch (bounded memory); returns the row count.
+    `sheet` and `skip_rows` read the input as grouper.io.read_cases does.
 
     `carry=True` writes a DIP grouped file: the results followed by the typed settlement fields
     (CSV/Excel: money as yuan with two decimals), the input of `grouper settle` under a DIP policy.

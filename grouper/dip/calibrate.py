@@ -221,7 +221,7 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
     rows = build_rows(history, procs, params)
     weights = year_weight_column(years, params.year_weights)
     output = Path(output)
-    with atomic_output(output, directory=True) as tmp:
+    with atomic_output(output, directory=True, kind="DIP pack") as tmp:
         # First pass: the pack without scores, to regroup the history with it.
         _write_pack(tmp, rows.with_columns(pl.lit("1").alias("score")), procedures, params)  # placeholder > 0
         grouped = group_dip_frame(load_dip_scheme(tmp).plan, history).with_columns(history["cost"])

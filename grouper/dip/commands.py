@@ -149,11 +149,11 @@ def add_calibrate_dip(kinds) -> None:
 
 def calibrate_command(args) -> int:
     from ..errors import UsageError
-    from ..outputs import refuse_collisions
+    from ..outputs import check_outputs
     from .calibrate import CalibrationParams, calibrate_dip, read_history
 
-    refuse_collisions([("history", args.history), ("--procedures", args.procedures), ("--auxiliary", args.auxiliary),
-                       ("--auxiliary-lists", args.auxiliary_lists)], [("-o", args.output)])
+    check_outputs([("history", args.history), ("--procedures", args.procedures), ("--auxiliary", args.auxiliary),
+                   ("--auxiliary-lists", args.auxiliary_lists)], folders=[("-o", args.output, "DIP pack")])
     try:
         weights = tuple(float(w) for w in args.year_weights.split(":")) if args.year_weights else ()
     except ValueError:
@@ -165,8 +165,11 @@ def calibrate_command(args) -> int:
         except ValueError:
             raise UsageError(f"--years looks like 2022:2024, not {args.years!r}") from None
         years = (first, last)
-    if args.min_cases < 1:
-        raise UsageError("--min-cases must be at least 1")
+    for option, value in (("--min-cases", args.min_cases), ("--dx-length", args.dx_length),
+                          ("--comprehensive-length", args.comprehensive_length),
+                          ("--auxiliary-min-cases", args.auxiliary_min_cases)):
+        if value < 1:
+            raise UsageError(f"{option} must be at least 1, not {value}")
     params = CalibrationParams(min_cases=args.min_cases, scale=args.scale, dx_length=args.dx_length,
                                comprehensive_length=args.comprehensive_length, year_weights=weights, years=years,
                                name=args.name, version=args.scheme_version, auxiliary=args.auxiliary,

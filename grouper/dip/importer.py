@@ -215,7 +215,7 @@ def import_dip(catalogue: str | Path, output: str | Path, *, procedures: str | P
     levels = "".join(f'  {lvl} = catalogue[level = "{lvl}"]\n' for lvl in ("core", "primary", "comprehensive")
                      if any(r["level"] == lvl for r in kept))
     output = Path(output)
-    with atomic_output(output, directory=True) as tmp:
+    with atomic_output(output, directory=True, kind="DIP pack") as tmp:
         (tmp / DIP_FILE).write_text(SCHEME_TEMPLATE.format(
             name=name, version=version, source=source.name, dx_length=dx_length, levels=levels,
             treatments=" < ".join(f'"{t}"' for t in TREATMENTS)), encoding="utf-8")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..package_data import data_dir
 from pathlib import Path
 
-from ..errors import Diagnostic, SchemeError, warn_demo_scheme
+from ..errors import Diagnostic, InputError, SchemeError, warn_demo_scheme
 from ..lang.tables import TableStore
 from ..plancache import Classes, cache_enabled, cached
 from ..scheme import _with_sources, pack_fingerprint
@@ -48,9 +48,8 @@ def dip_scheme_path(pack: str | Path | None) -> Path:
     path = Path(pack)
     if path.is_dir():
         path = path / DIP_FILE
-    if not path.is_file():
-        raise SchemeError([Diagnostic("missing-scheme", "error", f"no DIP scheme file at {path}", None,
-                                      f"give a pack folder holding {DIP_FILE}, or the .dip file itself")])
+    if not path.is_file():  # exit 3, like a missing case file
+        raise InputError(f"no DIP scheme file at {path}: give a pack folder holding {DIP_FILE}, or the .dip file itself")
     return path
 
 

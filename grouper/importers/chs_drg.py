@@ -675,7 +675,7 @@ def import_chs_drg(table_dir: str | Path, pack_dir: str | Path, *, name: str = "
     comments.update(importer.qy_comments)
     header = HEADER_COMMENT.format(name=name, version=version, source=table_dir.name) + (QY_ON if importer.v2 else QY_OFF)
     text = header + "\n" + scheme_text(scheme, comments)
-    with atomic_output(pack_dir, directory=True) as tmp:  # the pack appears whole or not at all
+    with atomic_output(pack_dir, directory=True, kind="DRG pack") as tmp:  # the pack appears whole or not at all
         tmp.chmod(0o755)                                  # mkdtemp makes it private
         if sex_rows:
             with (tmp / SEX_SPECIFIC_TABLE).open("w", encoding="utf-8", newline="") as fh:

@@ -368,7 +368,7 @@ def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str |
     base_path = scheme_path(base_pack)
     base, _ = parse_pack(base_path)
     # the standalone import in a scratch folder; the overlay pack appears whole or not at all
-    with tempfile.TemporaryDirectory() as tmp, atomic_output(out_dir, directory=True) as pack:
+    with tempfile.TemporaryDirectory() as tmp, atomic_output(out_dir, directory=True, kind="DRG pack") as pack:
         pack.chmod(0o755)                                  # mkdtemp makes it private
         standalone = import_chs_drg(region_dir, Path(tmp) / "standalone", name=name, version=version,
                                     with_maps=with_maps, allow_unused=allow_unused, unused=unused,

@@ -59,6 +59,48 @@ def walk_cond(cond: ast.Cond):
         yield from walk_cond(cond.item)
 
 
+# Levels a condition may nest once the defines it names are written out in place (grouping,
+# explain and compile follow them level by level; real schemes use about a dozen).
+MAX_CONDITION_DEPTH = 200
+
+
+def _cond_depth(cond: ast.Cond, define_depth: dict[str, int]) -> int:
+    """How deep `cond` nests with each define it names counted at its own depth (no recursion)."""
+    deepest, stack = 0, [(cond, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, ast.DefineRef):
+            depth += define_depth.get(node.name, 0)
+        deepest = max(deepest, depth)
+        if isinstance(node, (ast.AnyOf, ast.AllOf)):
+            stack.extend((item, depth + 1) for item in node.items)
+        elif isinstance(node, ast.Negation):
+            stack.append((node.item, depth + 1))
+    return deepest
+
+
+def define_depths(defines: dict[str, ast.DefineDef]) -> dict[str, int]:
+    """Each define's depth written out in place, defines first that name only computed ones (a
+    define in a cycle gets none: the cycle is reported on its own)."""
+    refs = {name: {node.name for node in walk_cond(d.cond) if isinstance(node, ast.DefineRef) and node.name in defines}
+            for name, d in defines.items()}
+    depth: dict[str, int] = {}
+    ready = [name for name, r in refs.items() if not r]
+    users: dict[str, list[str]] = {}
+    for name, r in refs.items():
+        for used in r:
+            users.setdefault(used, []).append(name)
+    waiting = {name: len(r) for name, r in refs.items()}
+    while ready:
+        name = ready.pop()
+        depth[name] = _cond_depth(defines[name].cond, depth)
+        for user in users.get(name, ()):
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                ready.append(user)
+    return depth
+
+
 def _tags(expr: ast.TagExpr):
     if isinstance(expr, ast.Tag):
         yield expr
@@ -88,6 +130,7 @@ class _Checker:
     # ---- driver --------------------------------------------------------------------------
     def run(self) -> list[Diagnostic]:
         self.check_duplicates()
+        self.check_depth()
         if self.store is not None:
             errors = self.store.load_errors()
             self.found.extend(errors)
@@ -308,12 +351,38 @@ class _Checker:
                 seen.append(expr.name)
                 expr = self.names.sets[expr.name].expr
 
+    def check_depth(self):
+        """Defines and conditions nested deeper than MAX_CONDITION_DEPTH once written out: an error
+        each, and such a define is never followed (like one in a cycle)."""
+        depth = define_depths(self.names.defines)
+        too_deep = {name for name in self.names.defines if depth.get(name, 0) > MAX_CONDITION_DEPTH}
+        self.cyclic |= too_deep
+        for name, define in self.names.defines.items():
+            if name in too_deep and not any(isinstance(node, ast.DefineRef) and node.name in too_deep for node in walk_cond(define.cond)):
+                self.error("too-deep", f"define {name} nests {depth[name]} levels deep with the defines it names "
+                           f"written out (the limit is {MAX_CONDITION_DEPTH})", define.span,
+                           "a chain of defines each naming the previous one: name fewer levels")
+
+        def with_conditions(nodes):
+            for node in nodes:
+                if not isinstance(node, ast.DefineDef) and getattr(node, "cond", None) is not None:
+                    yield node
+                yield from with_conditions(getattr(node, "items", None) or getattr(node, "drgs", None) or ())
+
+        for statement in with_conditions(self.scheme.statements):
+            cond = statement.cond
+            levels = _cond_depth(cond, depth)
+            if levels > MAX_CONDITION_DEPTH and not any(isinstance(node, ast.DefineRef) and node.name in self.cyclic
+                                                        for node in walk_cond(cond)):
+                self.error("too-deep", f"this condition nests {levels} levels deep with its defines written out "
+                           f"(the limit is {MAX_CONDITION_DEPTH})", statement.span)
+
     def check_define_cycles(self):
         def visit(name, path):
             if name in path:
                 return path + [name]
             define = self.names.defines.get(name)
-            if define is None:
+            if define is None or name in self.cyclic:   # too deep: reported, not followed
                 return None
             for node in walk_cond(define.cond):
                 if isinstance(node, ast.DefineRef):

@@ -58,6 +58,9 @@ def parse_text(text: str, path: str = "<string>") -> ast.Scheme:
         tree = grammar().parse(text)
     except lark.UnexpectedInput as exc:
         raise SchemeError([with_source(_syntax_diagnostic(exc, path), text)]) from None
+    too_deep = _too_deep(tree, path)
+    if too_deep is not None:   # the transformer below recurses once per level
+        raise SchemeError([with_source(too_deep, text)])
     builder = _Builder(path)
     try:
         header, *statements = builder.transform(tree).children
@@ -67,6 +70,26 @@ def parse_text(text: str, path: str = "<string>") -> ast.Scheme:
             raise SchemeError([with_source(d, text) for d in orig.diagnostics]) from None
         raise
     return ast.Scheme(header, tuple(statements), path=path, text=text)
+
+
+# Levels of the parse tree a scheme may nest (real schemes use about a dozen; each pair of
+# parentheses adds two): deeper text is an error at the place it goes too deep, never a RecursionError.
+MAX_PARSE_DEPTH = 200
+
+
+def _too_deep(tree: lark.Tree, path: str) -> Diagnostic | None:
+    """A `too-deep` error at the first node nested deeper than MAX_PARSE_DEPTH (walked without recursion)."""
+    stack = [(tree, 1, None)]
+    while stack:
+        node, depth, meta = stack.pop()
+        meta = node.meta if not getattr(node.meta, "empty", True) else meta
+        if depth > MAX_PARSE_DEPTH:
+            line, column = (meta.line, meta.column) if meta is not None else (1, 1)
+            return Diagnostic("too-deep", "error", f"this condition is nested too deeply (more than {MAX_PARSE_DEPTH} levels)",
+                              Span(path, line, column, line, column + 1),
+                              "name the inner part with `define NAME = condition` and use NAME instead")
+        stack.extend((child, depth + 1, meta) for child in node.children if isinstance(child, lark.Tree))
+    return None
 
 
 def _syntax_diagnostic(exc: lark.UnexpectedInput, path: str) -> Diagnostic:

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import polars as pl
 
-from ..errors import Diagnostic
+from ..errors import Diagnostic, SchemeError
 from . import ast
+
+# A pack reads its tables from its own folder; a table path leaving it ("/etc/passwd",
+# "../../secret.csv", a link pointing out) is an error unless the user sets this variable.
+ALLOW_OUTSIDE = "GROUPER_ALLOW_TABLES_OUTSIDE_PACK"
 
 
 class TableStore:
@@ -21,11 +26,30 @@ class TableStore:
         self._partitions: dict[tuple[str, str], dict[str, pl.DataFrame]] = {}
         self._codes: dict[ast.TableFilter | ast.SetRef, list[str]] = {}
 
-    def _relative(self, node, file: str) -> Path:
+    def _folder(self, node) -> Path:
         # A file is relative to the scheme file that names it (an overlay's base tables live in
         # the base pack, its own tables and patches beside the overlay).
-        folder = Path(node.span.file).parent if node.span and node.span.file != "<string>" else self.base_dir
-        return folder / file
+        return Path(node.span.file).parent if node.span and node.span.file != "<string>" else self.base_dir
+
+    def _relative(self, node, file: str) -> Path:
+        return self._folder(node) / file
+
+    def outside_error(self, node, file: str, what: str = "table") -> Diagnostic | None:
+        """An error when `file` (as `node` names it) lies outside the folder of the scheme file naming
+        it, after following links; None when it is inside, or the user allowed it (ALLOW_OUTSIDE)."""
+        folder = self._folder(node)
+        path = folder / file
+        if os.environ.get(ALLOW_OUTSIDE) or path.resolve().is_relative_to(folder.resolve()):
+            return None
+        return Diagnostic("table-outside-pack", "error", f"{what} file {file!r} lies outside the pack folder {folder}; "
+                          "it was not read", node.span,
+                          f"put the file in the pack folder, or allow tables outside packs with {ALLOW_OUTSIDE}=1")
+
+    def _read(self, node, file: str, what: str = "table") -> pl.DataFrame:
+        problem = self.outside_error(node, file, what)
+        if problem is not None:    # never read, whoever asks (check reports it first)
+            raise SchemeError([problem])
+        return pl.read_csv(self._relative(node, file), infer_schema=False, encoding="utf8")
 
     def path(self, name: str) -> Path:
         return self._relative(self.defs[name], self.defs[name].file)
@@ -34,13 +58,13 @@ class TableStore:
         return self._relative(patch, patch.file)
 
     def _unpatched(self, name: str) -> pl.DataFrame:
-        return pl.read_csv(self.path(name), infer_schema=False, encoding="utf8")
+        return self._read(self.defs[name], self.defs[name].file)
 
     def frame(self, name: str) -> pl.DataFrame:
         if name not in self._frames:
             frame = self._unpatched(name)
             for patch in self.defs[name].patches:
-                frame, _ = apply_patch(frame, pl.read_csv(self.patch_path(patch), infer_schema=False, encoding="utf8"))
+                frame, _ = apply_patch(frame, self._read(patch, patch.file, "patch"))
             self._frames[name] = frame
         return self._frames[name]
 
@@ -55,6 +79,10 @@ class TableStore:
         found = []
         for name, table in self.defs.items():
             path = self.path(name)
+            outside = self.outside_error(table, table.file)
+            if outside is not None:
+                found.append(outside)
+                continue
             if not path.is_file():
                 found.append(Diagnostic("missing-table-file", "error", f"table file {table.file!r} not found",
                                         table.span, f"looked for {path}"))
@@ -80,6 +108,10 @@ class TableStore:
         frame = self._unpatched(name) if self.defs[name].patches else None
         for patch in self.defs[name].patches:
             path = self.patch_path(patch)
+            outside = self.outside_error(patch, patch.file, "patch")
+            if outside is not None:
+                found.append(outside)
+                continue
             try:
                 rows = pl.read_csv(path, infer_schema=False, encoding="utf8")
             except Exception as exc:  # polars raises several error types for a missing or bad CSV

@@ -83,20 +83,22 @@ def _pair(text: str, option: str) -> tuple[float, float]:
     return low, high
 
 
-def _refuse(inputs, outputs) -> None:
-    from ..outputs import refuse_collisions, refuse_unwritable
+def _refuse(args, inputs, files, folders=()) -> None:
+    """Before reading anything: the output paths against the inputs and the --scheme pack
+    (grouper.outputs.check_outputs)."""
+    from ..outputs import check_outputs
+    from ..scheme import pack_inputs
 
-    refuse_collisions([("input", p) for p in inputs], outputs)
-    for name, path in outputs:
-        if name != "--report":
-            refuse_unwritable(name, path)
+    check_outputs([*inputs, *pack_inputs("--scheme", args.scheme)], files, folders)
 
 
 def cmd_synth_history(args) -> int:
     from ..scheme import load_scheme
     from .history import write_history
 
-    _refuse([args.source] if args.source else [], [("-o", args.output)])
+    if args.hospitals < 1 or args.years < 1 or args.cases < 0:
+        raise UsageError("synth history needs --hospitals and --years of at least 1 and --cases of 0 or more")
+    _refuse(args, [("--source", args.source)], [("-o", args.output)])
     if Path(args.output).suffix.lower() not in (".parquet", ".csv"):
         raise InputError(f"cannot write {args.output}: use .parquet or .csv")
     console = stderr_console()
@@ -121,6 +123,8 @@ def _weight_options(args):
     """WeightOptions from the command line; a bad option value is a usage error (exit 2)."""
     from .weights import WeightOptions, parse_year_weights
 
+    if args.decimals < 0:
+        raise UsageError(f"--decimals must be 0 or more, not {args.decimals}")
     iqr_low, iqr_high = _pair(args.iqr, "--iqr")
     pct_low, pct_high = _pair(args.percentiles, "--percentiles")
     try:
@@ -145,7 +149,8 @@ def cmd_calibrate_weights(args) -> int:
     from .weights import NEEDED, prepare
 
     output = Path(args.output)
-    _refuse(args.history, [("-o", args.output), ("--report", args.report)])
+    _refuse(args, [("HISTORY", path) for path in args.history], [("-o", args.output)],
+            [("--report", args.report, "homogeneity report")])
     io.output_format(output)
     options = _weight_options(args)
     console = stderr_console()
@@ -160,7 +165,11 @@ def cmd_calibrate_weights(args) -> int:
                              load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED)),
                              options)
     written = []
-    if options.by_insurance:
+    if options.by_insurance:  # the file names are known now: checked like -o before anything is written
+        parts = calibration.weights.group_by("insurance", maintain_order=True)
+        _refuse(args, [("HISTORY", path) for path in args.history],
+                [(f"-o ({insurance or 'unknown'})", _insurance_path(output, insurance)) for (insurance,), _ in parts],
+                [("--report", args.report, "homogeneity report")])
         for (insurance,), part in calibration.weights.group_by("insurance", maintain_order=True):
             path = _insurance_path(output, insurance)
             io.write_results(part.drop("insurance"), path)
@@ -169,7 +178,7 @@ def cmd_calibrate_weights(args) -> int:
         io.write_results(calibration.weights, output)
         written.append(str(output))
     if args.report:
-        with atomic_output(args.report, directory=True) as folder:
+        with atomic_output(args.report, directory=True, kind="homogeneity report") as folder:
             for name in ("summary", "riv", "drgs", "merges", "splits"):
                 io.write_results(getattr(report, name), folder / f"{name}.csv")
         written.append(f"{Path(args.report)}/")   # `--report rep/` is shown as rep/, not rep//
@@ -187,7 +196,7 @@ def cmd_metrics(args) -> int:
     from .console import render_metrics
     from .metrics import NEEDED
 
-    _refuse([*args.grouped, *([args.weights] if args.weights else [])], [("-o", args.output)])
+    _refuse(args, [*(("GROUPED", path) for path in args.grouped), ("--weights", args.weights)], [("-o", args.output)])
     io.output_format(args.output)
     console = stderr_console()
     if args.weights:

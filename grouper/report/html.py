@@ -36,7 +36,14 @@ METHOD_NAMES = {"points": "points (DRG 点数法)", "rate": "rate (DRG 费率法
 def _read_settlement(folder: Path) -> dict:
     if not (folder / "summary.json").is_file():
         raise InputError(f"{folder} is not a settlement folder (no summary.json): write one with `grouper settle ... -o {folder}`")
-    data = {"summary": json.loads((folder / "summary.json").read_text(encoding="utf-8")),
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:  # not JSON, not UTF-8 (ValueError both), unreadable
+        raise InputError(f"{folder / 'summary.json'} cannot be read as a settlement summary ({exc}): "
+                         f"write the folder again with `grouper settle ... -o {folder}`") from None
+    if not isinstance(summary, dict):
+        raise InputError(f"{folder / 'summary.json'} is not a settlement summary (a JSON object)")
+    data = {"summary": summary,
             "hospitals": read_table(folder / "hospitals.csv", MONEY["hospitals"]),
             "groups": read_table(folder / "drgs.csv", MONEY["groups"]),
             "pools": read_table(folder / "pools.csv", MONEY["pools"])}

@@ -5,10 +5,16 @@ from pathlib import Path
 
 
 def run_settle(args) -> int:
-    from ..outputs import refuse_collisions
+    from ..errors import InputError
+    from ..outputs import check_outputs
+    from ..scheme import pack_inputs
 
-    refuse_collisions([("CASES", args.cases), ("--policy", args.policy), ("--weights", args.weights),
-                       ("--compare", args.compare), ("--weights2", args.weights2)], [("-o", args.output)])
+    check_outputs([("CASES", args.cases), ("--policy", args.policy), ("--weights", args.weights),
+                   ("--compare", args.compare), ("--weights2", args.weights2), *pack_inputs("--scheme", args.scheme)],
+                  folders=[("-o", args.output, "settlement")])
+    for option, path in (("--policy", args.policy), ("--compare", args.compare)):
+        if path is not None and not Path(path).is_file():   # a path naming nothing: exit 3, like any missing file
+            raise InputError(f"{option} {path}: no such policy file")
     from ..console import stage
 
     with stage(f"settling {Path(args.cases).name}", enabled=not args.quiet):
@@ -46,7 +52,7 @@ def _settle(args):
         cases = load_cases(args.cases, args.scheme)  # the scheme is loaded only if the cases are raw
         comparison = compare_policies(cases, policy, policy2, args.weights, args.weights2)
         settlement = comparison.base
-    with atomic_output(out, directory=True) as folder:  # the folder appears whole or not at all
+    with atomic_output(out, directory=True, kind="settlement") as folder:  # the folder appears whole or not at all
         if comparison is None:
             write_settlement(settlement, folder, case_format=args.format)
         else:

@@ -100,6 +100,14 @@ def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[_Layer]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:  # e.g. saved as GBK: located like any other policy error
+        data = path.read_bytes()
+        line = data[:exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise PolicyError([with_source(Diagnostic(
+            "encoding", "error", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); a policy file is UTF-8",
+            Span(str(path), line, column, line, column + 1), "save it as UTF-8 (e.g. in Notepad: 另存为 → 编码 UTF-8)"),
+            data.decode("utf-8", errors="replace"))]) from None
     except OSError as exc:
         raise PolicyError([Diagnostic("unreadable-policy", "error", f"cannot read policy file {path}: {exc.strerror or exc}",
                                       Span(str(path), 1, 1))]) from None

@@ -1,8 +1,6 @@
 """CLI of the versions wing: `grouper crosswalk` and `grouper group --by-date` (thin: parse, call, print)."""
 from __future__ import annotations
 
-import argparse
-
 from ..options import add_reading_arguments, reading_arguments
 
 
@@ -37,16 +35,17 @@ def add_versions_parsers(sub) -> None:
 
 def cmd_crosswalk(args) -> int:
     from .. import io
-    from ..outputs import refuse_collisions, refuse_unwritable
-    from ..scheme import load_scheme
+    from ..errors import UsageError
+    from ..outputs import check_outputs
+    from ..scheme import load_scheme, pack_inputs
     from .console import render_crosswalk, stderr_console
     from .crosswalk import crosswalk
 
     if args.top < 0 or args.batch_size < 1:
-        raise argparse.ArgumentTypeError("--top must be >= 0 and --batch-size >= 1")
+        raise UsageError("--top must be >= 0 and --batch-size >= 1")
     if args.output:
-        refuse_collisions([("cases", args.cases)], [("-o", args.output)])
-        refuse_unwritable("-o", args.output)
+        check_outputs([("cases", args.cases), *pack_inputs("--from", args.from_pack), *pack_inputs("--to", args.to_pack)],
+                      [("-o", args.output)])
         io.output_format(args.output)
     before, after = load_scheme(args.from_pack), load_scheme(args.to_pack)
     table = crosswalk(args.cases, before, after, batch_size=args.batch_size, **reading_arguments(args))
@@ -58,13 +57,25 @@ def cmd_crosswalk(args) -> int:
 
 def group_by_date_command(args, reading) -> int:
     """`grouper group INPUT -o OUTPUT --by-date SCHEDULE`: each case with the scheme in force at its discharge date."""
+    from ..errors import UsageError
+    from ..outputs import check_outputs
+    from ..scheme import pack_inputs
     from .console import render_schedule_summary, stderr_console
     from .dated import group_file_by_date, load_schedule
 
+    refused = [flag for flag, given in (("--scheme", args.scheme), ("--report", args.report), ("--trace", args.trace),
+                                        ("--trace-status", args.trace_status)) if given]
+    if refused:   # never silently ignored
+        raise UsageError(f"{', '.join(refused)}: not available with --by-date (the schedule names the schemes; "
+                         "group each period with --scheme PACK for a quality report or traces)")
     schedule = load_schedule(args.by_date)
+    # the packs the schedule names are inputs too (known only now, before anything is written)
+    check_outputs([("--by-date", args.by_date), *(pair for period in schedule.periods
+                                                  for pair in pack_inputs(f"--by-date pack {period.pack}", period.pack))],
+                  [("-o", args.output)])
     counts, unused = [], []
     rows = group_file_by_date(args.input, args.output, schedule, batch_size=args.batch_size, **reading,
-                              threads=args.threads, on_unused=unused.extend,
+                              threads=args.threads, carry=args.carry, on_unused=unused.extend,
                               on_batch=lambda r: counts.append(r.group_by("scheme", "scheme_version", "status").len()))
     if not args.quiet:
         from ..console import render_unused_columns
@@ -76,17 +87,17 @@ def group_by_date_command(args, reading) -> int:
 
 def cmd_migration(args) -> int:
     from ..errors import UsageError
-    from ..outputs import atomic_output, refuse_collisions, refuse_unwritable
+    from ..outputs import atomic_output, check_outputs
     from ..payment.weights import WeightOptions, parse_year_weights
+    from ..scheme import pack_inputs
     from ..settle.policy import load_policy
     from .console import render_migration, stderr_console
     from .migration import migration_impact, write_migration
 
-    refuse_collisions([("cases", args.cases), ("--from", args.from_pack), ("--to", args.to_pack),
-                       ("--policy", args.policy)], [("-o", args.output)])
-    refuse_unwritable("-o", args.output, folder=True)
+    check_outputs([("cases", args.cases), *pack_inputs("--from", args.from_pack), *pack_inputs("--to", args.to_pack),
+                   ("--policy", args.policy)], folders=[("-o", args.output, "migration impact")])
     if args.top < 0:
-        raise argparse.ArgumentTypeError("--top must be >= 0")
+        raise UsageError("--top must be >= 0")
     policy = load_policy(args.policy)
     if policy.is_dip:
         raise UsageError("migration compares DRG scheme versions: use a DRG policy (method points or rate), not DIP")
@@ -94,7 +105,7 @@ def cmd_migration(args) -> int:
                             year_weights=parse_year_weights(args.year_weights) if args.year_weights else None)
     migration = migration_impact(args.cases, args.from_pack, args.to_pack, policy, weight_options=options,
                                  encoding=args.encoding)
-    with atomic_output(args.output, directory=True) as folder:   # the folder appears whole or not at all
+    with atomic_output(args.output, directory=True, kind="migration impact") as folder:   # the folder appears whole or not at all
         write_migration(migration, folder, case_format=args.format)
     if not args.quiet:
         render_migration(migration, args.output, stderr_console(), top=args.top)

@@ -82,8 +82,11 @@ def load_schedule(path: str | Path) -> Schedule:
     return Schedule(tuple(sorted(periods, key=lambda p: p.start)))
 
 
-def _group_dated(schedule: Schedule, cases: pl.DataFrame, threads: int | None) -> pl.DataFrame:
-    """One canonical batch (with the raw settlement columns) → results with scheme and version."""
+def _group_dated(schedule: Schedule, cases: pl.DataFrame, threads: int | None, carry: bool = False) -> pl.DataFrame:
+    """One canonical batch (with the raw settlement columns) → results with scheme and version
+    (with `carry`, followed by the typed settlement fields, each period's with its own scheme's levels)."""
+    from ..fields import CARRIED_COLUMNS, carry_fields, typed_fields
+
     dates = cases.select(parse_date(pl.col("discharge_date"), cases.schema["discharge_date"]).alias("d"))["d"]
     row = pl.int_range(0, cases.height, dtype=pl.UInt32, eager=True).alias("_row")
     parts = []
@@ -94,7 +97,10 @@ def _group_dated(schedule: Schedule, cases: pl.DataFrame, threads: int | None) -
         in_force = in_force.fill_null(False)
         if not in_force.any():
             continue
-        results = group_frame(period.scheme.plan, cases.filter(in_force), threads=threads)
+        these = cases.filter(in_force)
+        results = group_frame(period.scheme.plan, these, threads=threads)
+        if carry:
+            results, _ = carry_fields(period.scheme.plan, these, results)
         parts.append(results.with_columns(row.filter(in_force),
                                           pl.lit(period.name).alias("scheme"), pl.lit(period.version).alias("scheme_version")))
     first = schedule.periods[0].start
@@ -102,42 +108,53 @@ def _group_dated(schedule: Schedule, cases: pl.DataFrame, threads: int | None) -
     if outside.any():
         n = int(outside.sum())
         ids = cases["id"].filter(outside) if "id" in cases.columns else (row.filter(outside) + 1).cast(pl.String)
-        parts.append(pl.DataFrame({
+        unscheduled = pl.DataFrame({
             "id": ids.cast(pl.String), "status": ["invalid"] * n, "mdc": [None] * n, "adrg": [None] * n,
             "drg": [None] * n, "reason": [NO_SCHEME] * n, "warnings": [[]] * n, "_row": row.filter(outside),
             "scheme": [None] * n, "scheme_version": [None] * n,
-        }, schema=RESULT_SCHEMA))
-    return pl.concat([p.cast(RESULT_SCHEMA) for p in parts]).sort("_row").drop("_row")
+        }, schema=RESULT_SCHEMA)
+        if carry:
+            unscheduled = pl.concat([unscheduled, typed_fields(cases.filter(outside)).select(CARRIED_COLUMNS)],
+                                    how="horizontal")
+        parts.append(unscheduled)
+    order = [*RESULT_SCHEMA, *(CARRIED_COLUMNS if carry else ())]
+    return pl.concat([p.cast(RESULT_SCHEMA).select(order) for p in parts]).sort("_row").drop("_row")
 
 
 def group_by_date(source: pl.DataFrame | str | Path, schedule: Schedule, *, batch_size: int = DEFAULT_BATCH_SIZE,
                   columns: Mapping[str, str] | None = None, encoding: str | None = None,
-                  threads: int | None = None, sheet: str | int | None = None,
+                  threads: int | None = None, carry: bool = False, sheet: str | int | None = None,
                   skip_rows: int = 0, on_unused=None) -> Iterator[pl.DataFrame]:
     """Result batches (input order, one row per case) of a file or frame grouped by discharge date:
-    id, status, mdc, adrg, drg, reason, warnings, scheme, scheme_version."""
-    first = True
+    id, status, mdc, adrg, drg, reason, warnings, scheme, scheme_version (with `carry`, then the
+    settlement fields, as `grouper group --carry` writes them). `sheet` and `skip_rows` read the
+    input as grouper.io.read_cases does. A case without a discharge date is `invalid`
+    (no_scheme_in_force); when no case of the whole input has one, the input is refused."""
+    dated = rows = 0
     for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=True,
                               sheet=sheet, skip_rows=skip_rows, on_unused=on_unused):
-        if first and cases.height and cases["discharge_date"].null_count() == cases.height:
-            raise InputError("grouping by date needs the discharge date of the cases (a 出院日期 / discharge_date column)")
-        first = False
-        yield _group_dated(schedule, cases, threads)
+        rows += cases.height
+        dated += cases.height - cases["discharge_date"].null_count()
+        yield _group_dated(schedule, cases, threads, carry)
+    if rows and not dated:  # raised after the last batch: the caller's output is not kept
+        raise InputError("grouping by date needs the discharge date of the cases (a 出院日期 / discharge_date column); "
+                         "no case has one")
 
 
 def group_file_by_date(input_path: str | Path, output_path: str | Path, schedule: Schedule, *,
                        batch_size: int = DEFAULT_BATCH_SIZE, columns: Mapping[str, str] | None = None,
-                       encoding: str | None = None, threads: int | None = None, on_batch=None,
+                       encoding: str | None = None, threads: int | None = None, on_batch=None, carry: bool = False,
                        sheet: str | int | None = None, skip_rows: int = 0, on_unused=None) -> int:
     """Stream a file grouped by discharge date into an output file (written atomically); row count."""
     from .. import io
+    from ..fields import for_text_output
 
     rows = 0
     with io.ResultSink(output_path) as sink:
         for results in group_by_date(input_path, schedule, batch_size=batch_size, columns=columns,
-                                     encoding=encoding, threads=threads, sheet=sheet, skip_rows=skip_rows,
-                                     on_unused=on_unused):
-            sink.write(results)
+                                     encoding=encoding, threads=threads, carry=carry, sheet=sheet,
+                                     skip_rows=skip_rows, on_unused=on_unused):
+            sink.write(for_text_output(results) if carry and sink.suffix in (".csv", ".xlsx") else results)
             rows += results.height
             if on_batch is not None:
                 on_batch(results)
