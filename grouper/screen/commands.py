@@ -29,15 +29,15 @@ def add_screen_parser(sub) -> None:
 def cmd_screen(args) -> int:
     from ..console import stderr_console
     from ..errors import UsageError
-    from ..outputs import atomic_output, refuse_collisions, refuse_unwritable
+    from ..outputs import atomic_output, check_outputs
+    from ..scheme import pack_inputs
     from .privacy import KEY_FILE, new_key, read_key, write_key
     from .run import load_cases, read_weights, screen, write_screening
     from .screens import load_screens
 
     inputs = [("GROUPED", args.grouped), ("--screens", args.screens), ("--cases", args.cases),
               ("--weights", args.weights), ("--policy", args.policy), ("--key", args.key)]
-    refuse_collisions(inputs, [("-o", args.output)])
-    refuse_unwritable("-o", args.output, folder=True)
+    check_outputs([*inputs, *pack_inputs("--scheme", args.scheme)], folders=[("-o", args.output, "screening")])
     if args.policy and not args.weights:
         raise UsageError("--policy needs --weights (the DRG weights the policy pays by)")
     screens = load_screens(args.screens)   # a bad screens file stops here, before any data is read
@@ -52,7 +52,7 @@ def cmd_screen(args) -> int:
 
         payment = settle_cases(cases.select(list(GROUPED_SCHEMA)), args.policy, args.weights).cases["payment"]
     result = screen(cases, screens, key=key, weights=weights, payment=payment, console=console)
-    with atomic_output(args.output, directory=True) as folder:
+    with atomic_output(args.output, directory=True, kind="screening") as folder:
         write_screening(result, folder, case_format=args.format)
         if not args.key:
             write_key(key, folder)
