@@ -3,6 +3,11 @@ from pathlib import Path
 
 import pytest
 
+# Child Pythons the tests start (`python -m grouper serve`, Spark's Python workers) run with the
+# checkout as their working directory; without this the source tree, which holds no compiled
+# kernel in a fresh clone, would shadow the installed package (Python >= 3.11).
+os.environ.setdefault("PYTHONSAFEPATH", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 # The national tables: GROUPER_SHARED_DIR names the folder holding chs-drg-1.1/, chs-drg-2.0/, ...;
 # by default ../shared beside the checkout.
