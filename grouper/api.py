@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 
 import polars as pl
 
 from . import io
-from .pipeline import DEFAULT_BATCH_SIZE, grouped_batches
+from .overlap import behind
+from .pipeline import DEFAULT_BATCH_SIZE, READ_AHEAD, grouped_batches, overlapping
 from .scheme import LoadedScheme, load_scheme
+
+
+class _InLine:
+    """`behind`'s interface, consuming each item at once in the caller's thread (one thread)."""
+
+    def __init__(self, consume: Callable) -> None:
+        self.put = consume
 
 
 def _scheme(scheme: LoadedScheme | str | Path | None) -> LoadedScheme:
@@ -90,7 +99,9 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     plan = loaded.plan
     rows = 0
     metadata = {"grouper.scheme": json.dumps(loaded.describe(), ensure_ascii=False)}
-    with io.ResultSink(output_path, metadata=metadata) as sink:
+    with io.ResultSink(output_path, metadata=metadata) as sink, \
+            (behind(sink.write, READ_AHEAD) if overlapping(threads) else nullcontext(_InLine(sink.write))) as writer:
+        # with more than one thread, a batch is written while the next one is grouped (grouper.overlap)
         for g in grouped_batches(input_path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
                                  threads=threads, problems=report is not None, carry=carry, sheet=sheet,
                                  skip_rows=skip_rows, on_unused=report.note_unused if report is not None else None):
@@ -106,9 +117,9 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
             if carry and sink.suffix in (".csv", ".xlsx"):
                 from .fields import for_text_output
 
-                sink.write(for_text_output(results))
+                writer.put(for_text_output(results))
             else:
-                sink.write(results)
+                writer.put(results)
             rows += results.height
             if report is not None:
                 report.add(g.cases, g.problems)

@@ -12,6 +12,7 @@ point down only (pipeline → validate → engine).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,19 @@ from .engine.encode import Batch, encode_cases, read_lists
 from .engine.results import results_frame, rule_problems
 from .engine.run import run_kernel
 from .fields import carry_fields, typed_problem_rows
+from .overlap import ahead
 from .validate import ORDER, block, check_cases, convert_codes
 
 DEFAULT_BATCH_SIZE = 1_000_000
+# Batches read ahead of the one being grouped (and, in grouper.api.group_file, results waiting to
+# be written): one is enough to keep both cores busy, and bounds memory to about three batches.
+READ_AHEAD = 1
+
+
+def overlapping(threads: int | None) -> bool:
+    """Whether the stages run in threads of their own (read ahead, write behind): with more than one
+    thread (None: all cores); with one, everything runs in line, on one core."""
+    return (threads or os.cpu_count() or 1) > 1
 
 
 @dataclass
@@ -105,10 +116,15 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
                     threads: int | None = None, problems: bool = False, carry: bool = False,
                     sheet: str | int | None = None, skip_rows: int = 0, on_unused=None) -> Iterator[Grouped]:
     """The whole line, batch by batch: read → code maps → encode → validate → kernel → results
-    (→ with `carry`, the typed settlement fields after the results: grouper.fields)."""
+    (→ with `carry`, the typed settlement fields after the results: grouper.fields). With more than
+    one thread the next batch is read and canonicalised in a thread of its own meanwhile
+    (grouper.overlap); the batches and their results are the same either way."""
     done = 0
-    for cases in case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry,
-                              sheet=sheet, skip_rows=skip_rows, on_unused=on_unused):
+    batches = case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry,
+                           sheet=sheet, skip_rows=skip_rows, on_unused=on_unused)
+    if overlapping(threads):
+        batches = ahead(batches, READ_AHEAD)   # the next batch is read while this one is grouped
+    for cases in batches:
         if problems:
             results, found = group_frame(plan, cases, threads=threads, problems=True)
         else:

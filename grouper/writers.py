@@ -37,6 +37,10 @@ __all__ = ["CHINESE_HEADERS", "OUTPUT_ENCODINGS", "ResultSink", "output_format",
            "write_results"]
 
 _PARQUET_EXTENSIONS = (".parquet", ".pq")
+# Rows per Parquet row group, whatever the batches written: the file's bytes do not depend on the
+# batch size or the thread count (batches are gathered or cut into groups of exactly this many rows,
+# the last group holding the rest).
+PARQUET_ROW_GROUP_ROWS = 100_000
 _EXCEL_MAX_ROWS = 1_048_576  # including the header row
 
 # name → Python codec; the first is the default for .csv
@@ -260,6 +264,8 @@ class ResultSink:
         self.headers = headers or options.headers
         self.on_rows = on_rows
         self._parquet = None
+        self._pending: list = []   # Parquet: arrow tables not yet written (less than a row group)
+        self._pending_rows = 0
         self._csv = None
         self._excel: _ExcelStream | None = None
         self._excel_rows = 0
@@ -293,16 +299,38 @@ class ResultSink:
                     self.on_rows(part.height)
             return
         else:
-            import pyarrow.parquet as pq
-
-            table = batch.to_arrow()
-            if self._parquet is None:
-                schema = table.schema.with_metadata({**(table.schema.metadata or {}), **{
-                    k.encode(): v.encode() for k, v in self.metadata.items()}})
-                self._parquet = pq.ParquetWriter(self._tmp, schema)
-            self._parquet.write_table(table.cast(self._parquet.schema))
+            self._write_parquet(batch)
         if self.on_rows is not None:
             self.on_rows(batch.height)
+
+    def _write_parquet(self, batch: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        table = batch.to_arrow()
+        if self._parquet is None:
+            schema = table.schema.with_metadata({**(table.schema.metadata or {}), **{
+                k.encode(): v.encode() for k, v in self.metadata.items()}})
+            self._parquet = pq.ParquetWriter(self._tmp, schema)
+        self._pending.append(table.cast(self._parquet.schema))
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= PARQUET_ROW_GROUP_ROWS:
+            self._flush_parquet(final=False)
+
+    def _flush_parquet(self, *, final: bool) -> None:
+        """Write the gathered rows as whole row groups (with `final`, the rest too), each group one
+        contiguous chunk: how batches were cut leaves no trace in the file."""
+        import pyarrow as pa
+
+        pending = pa.concat_tables(self._pending) if len(self._pending) != 1 else self._pending[0]
+        if final and pending.num_rows == 0:
+            self._parquet.write_table(pending)   # no rows at all: the schema alone, as ever
+        whole = pending.num_rows if final else pending.num_rows - pending.num_rows % PARQUET_ROW_GROUP_ROWS
+        for start in range(0, whole, PARQUET_ROW_GROUP_ROWS):
+            group = pending.slice(start, min(PARQUET_ROW_GROUP_ROWS, whole - start)).combine_chunks()
+            self._parquet.write_table(group, row_group_size=PARQUET_ROW_GROUP_ROWS)
+        rest = pending.slice(whole)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
 
     def _close_writers(self) -> None:
         if self._csv is not None:
@@ -315,6 +343,8 @@ class ResultSink:
     def close(self) -> None:
         """Finish the file and put it in place."""
         try:
+            if self._pending:
+                self._flush_parquet(final=True)
             self._close_writers()
             if self._excel is not None:
                 self._excel.close()

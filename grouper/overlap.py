@@ -1,0 +1,153 @@
+"""Overlapping the stages of a batch stream: the next batch is read while this one is grouped, the
+previous one written.
+
+`ahead(items, depth)` runs an iterator in a background thread, at most `depth` items ahead of its
+consumer; `behind(consume, depth)` hands items to a background consumer, at most `depth` waiting.
+Both keep the order, pass an exception on to the caller's thread (where the item would have been
+taken, or at the next hand-over / at `close()`), and stop their thread when the caller stops early
+(an error, Ctrl-C): nothing is lost silently and nothing runs on after the caller has gone.
+
+The overlap pays because the stages spend their time in code that releases the GIL: Polars (reading
+Parquet and CSV, every expression), pyarrow's Parquet writer and the Cython kernel. With one thread
+(`threads=1`) callers run the stages in line instead.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_POLL = 0.1  # seconds a blocked hand-over waits before looking whether the other side has stopped
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_DONE = object()
+
+
+def _put(slots: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put `item`, waiting while the queue is full; False when `stop` was set meanwhile."""
+    while not stop.is_set():
+        try:
+            slots.put(item, timeout=_POLL)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def ahead(items: Iterable[T], depth: int = 1, *, name: str = "grouper-read") -> Iterator[T]:
+    """The items of `items`, produced in a background thread at most `depth` items ahead (counting
+    the one being produced), in order.
+
+    An exception raised by `items` is raised here, after the items produced before it. Closing this
+    generator (leaving a loop over it early) stops the producer after the item it is making.
+    """
+    slots: queue.Queue = queue.Queue()
+    room = threading.Semaphore(max(1, depth))   # items made and not yet taken, the one being made included
+    stop = threading.Event()
+    source = iter(items)
+
+    def produce() -> None:
+        while True:
+            while not room.acquire(timeout=_POLL):
+                if stop.is_set():
+                    return
+            if stop.is_set():
+                return
+            try:
+                item = next(source)
+            except StopIteration:
+                slots.put(_DONE)
+                return
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                slots.put(_Failed(exc))
+                return
+            slots.put(item)
+
+    worker = threading.Thread(target=produce, name=name, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            room.release()
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+        close = getattr(source, "close", None)
+        if close is not None:   # the producer's generator: run its finally blocks (open files)
+            close()
+
+
+class behind:  # noqa: N801 - used like a function, as a context manager
+    """`consume(item)` for each item put, in order, in a background thread with at most `depth` items
+    waiting. `put` raises the consumer's exception if it has failed; `close()` waits for every item
+    to be consumed and raises it too. As a context manager, leaving the block by an exception stops
+    the consumer without waiting for the items still queued.
+    """
+
+    def __init__(self, consume: Callable[[T], None], depth: int = 1, *, name: str = "grouper-write"):
+        self._slots: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._consume = consume
+        self._worker = threading.Thread(target=self._run, name=name, daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._slots.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                return
+            try:
+                self._consume(item)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                self._error = exc
+                self._stop.set()
+                return
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def put(self, item: T) -> None:
+        self._raise()
+        if not _put(self._slots, item, self._stop):
+            self._worker.join()
+            self._raise()
+
+    def close(self) -> None:
+        """Wait until every item put has been consumed; raise the consumer's exception, if any."""
+        if self._worker.is_alive():
+            _put(self._slots, _DONE, self._stop)
+            self._worker.join()
+        self._raise()
+
+    def abort(self) -> None:
+        """Stop after the item being consumed; the items still waiting are dropped."""
+        self._stop.set()
+        self._worker.join()
+
+    def __enter__(self) -> "behind":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,166 @@
+"""Streaming: the stages of a batch stream overlap (grouper.overlap), and the output does not depend
+on how the input is cut into batches or on the thread count."""
+from __future__ import annotations
+
+import threading
+import time
+
+import polars as pl
+import pytest
+
+from grouper.api import group_file
+from grouper.cli import main
+from grouper.overlap import ahead, behind
+from grouper.validate import QualityReport
+from grouper.writers import PARQUET_ROW_GROUP_ROWS, ResultSink
+
+
+# --------------------------------------------------------------------------------------------
+# grouper.overlap
+
+def test_ahead_keeps_order_and_every_item():
+    assert list(ahead(iter(range(1000)), 1)) == list(range(1000))
+    assert list(ahead([], 1)) == []
+
+
+def test_ahead_raises_the_producers_error_after_the_items_before_it():
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("bad line 3")
+
+    got = []
+    with pytest.raises(ValueError, match="bad line 3"):
+        for item in ahead(items(), 1):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_ahead_stays_within_its_depth_and_stops_when_left():
+    made = []
+    closed = threading.Event()
+
+    def items():
+        try:
+            for i in range(100):
+                made.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    stream = ahead(items(), 1)
+    assert next(stream) == 0
+    time.sleep(0.3)
+    assert made == [0, 1]          # one item ready ahead of the consumer, no more
+    stream.close()                 # the consumer leaves: the producer stops, its finally runs
+    assert closed.is_set()
+    assert len(made) <= 3
+    assert not any(t.name == "grouper-read" and t.is_alive() for t in threading.enumerate())
+
+
+def test_behind_consumes_in_order_and_raises_the_consumers_error():
+    seen = []
+    with behind(seen.append, 1) as writer:
+        for i in range(500):
+            writer.put(i)
+    assert seen == list(range(500))
+
+    def fails(item):
+        if item == 3:
+            raise OSError("disk full")
+        seen.append(item)
+
+    seen.clear()
+    writer = behind(fails, 1)
+    with pytest.raises(OSError, match="disk full"):
+        for i in range(100):
+            writer.put(i)
+        writer.close()
+    assert seen == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------------------------
+# identical output at any batch size and thread count
+
+@pytest.fixture(scope="module")
+def mixed_cases(chs_tables, tmp_path_factory):
+    """300 golden cases with bad rows among them (a missing sex, a bad code, a duplicate, no dx)."""
+    cases = pl.read_csv(chs_tables / "golden" / "cases.csv", infer_schema=False).head(300)
+    bad = pl.DataFrame({"id": ["B1", "B2", "B3", "B4"], "sex": [None, "1", "2", "9"], "age": ["40", "-3", "50", "x"],
+                        "dx": ["K35.800", "ZZZ.999", "K35.800|K35.800", None]}, schema_overrides={"sex": pl.String})
+    mixed = pl.concat([cases.head(150), bad, cases.tail(150)], how="diagonal")
+    path = tmp_path_factory.mktemp("stream") / "mixed.csv"
+    mixed.write_csv(path)
+    return path
+
+
+def _run(source, out, scheme, **options):
+    report = QualityReport(scheme.plan)
+    rows = group_file(source, out, scheme, report=report, **options)
+    return rows, out.read_bytes(), report.frame()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".xlsx"])
+def test_output_bytes_do_not_depend_on_batch_size_or_threads(chs_scheme, mixed_cases, tmp_path, suffix):
+    rows, expected, report = _run(mixed_cases, tmp_path / f"default{suffix}", chs_scheme, threads=1)
+    assert rows == 304
+    for threads in (1, 2):
+        for batch_size in (1, 7, 1_000_000):
+            got_rows, got, got_report = _run(mixed_cases, tmp_path / f"t{threads}-b{batch_size}{suffix}", chs_scheme,
+                                             threads=threads, batch_size=batch_size)
+            assert got_rows == rows
+            assert got == expected, f"threads={threads}, batch_size={batch_size}"
+            assert got_report.equals(report)
+
+
+def test_parquet_row_groups_are_fixed_whatever_the_batches(tmp_path):
+    import pyarrow.parquet as pq
+
+    rows = PARQUET_ROW_GROUP_ROWS * 2 + 5
+    frame = pl.DataFrame({"id": [str(i) for i in range(rows)], "n": list(range(rows))})
+    files = []
+    for cut in (rows, 7_777, PARQUET_ROW_GROUP_ROWS):
+        path = tmp_path / f"cut{cut}.parquet"
+        with ResultSink(path) as sink:
+            for start in range(0, rows, cut):
+                sink.write(frame.slice(start, cut))
+        files.append(path.read_bytes())
+        meta = pq.ParquetFile(path).metadata
+        assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == \
+            [PARQUET_ROW_GROUP_ROWS, PARQUET_ROW_GROUP_ROWS, 5]
+    assert files[0] == files[1] == files[2]
+    assert pl.read_parquet(tmp_path / "cut7777.parquet").equals(frame)
+
+
+def test_cli_threads_give_the_same_bytes(chs_pack, mixed_cases, tmp_path):
+    outputs = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}.parquet"
+        assert main(["group", str(mixed_cases), "-o", str(out), "--scheme", str(chs_pack), "-q",
+                     "--threads", threads, "--batch-size", "50"]) == 0
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_a_read_error_midway_leaves_no_output(chs_scheme, tmp_path):
+    """An error in the read-ahead thread reaches the caller; the output is not left half written."""
+    source = tmp_path / "cases.parquet"
+    pl.DataFrame({"id": ["1", "2"], "sex": ["1", "2"], "age": ["40", "30"], "dx": ["K35.800", "J18.900"]}) \
+        .write_parquet(source)
+    out = tmp_path / "out.parquet"
+
+    import grouper.pipeline as pipeline
+
+    real = pipeline.case_batches
+
+    def failing(*args, **kwargs):
+        for i, batch in enumerate(real(*args, **kwargs)):
+            if i == 1:
+                raise OSError("the disk went away")
+            yield batch
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "case_batches", failing)
+        with pytest.raises(OSError, match="went away"):
+            group_file(source, out, chs_scheme, batch_size=1, threads=2)
+    assert not out.exists()
