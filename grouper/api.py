@@ -11,6 +11,7 @@ from . import io
 from .overlap import behind
 from .pipeline import DEFAULT_BATCH_SIZE, READ_AHEAD, grouped_batches, overlapping
 from .scheme import LoadedScheme, load_scheme
+from .writers import parquet_row_group_rows
 
 
 class _InLine:
@@ -99,7 +100,8 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     plan = loaded.plan
     rows = 0
     metadata = {"grouper.scheme": json.dumps(loaded.describe(), ensure_ascii=False)}
-    with io.ResultSink(output_path, metadata=metadata) as sink, \
+    expected, _ = io.expected_rows(Path(input_path), sheet, skip_rows)
+    with io.ResultSink(output_path, metadata=metadata, row_group_rows=parquet_row_group_rows(expected)) as sink, \
             (behind(sink.write, READ_AHEAD) if overlapping(threads) else nullcontext(_InLine(sink.write))) as writer:
         # with more than one thread, a batch is written while the next one is grouped (grouper.overlap)
         for g in grouped_batches(input_path, plan, batch_size=batch_size, columns=columns, encoding=encoding,

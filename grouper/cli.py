@@ -292,7 +292,7 @@ def _write_group_outputs(args, scheme, report, console):
 
     header = scheme.ast.header
     show = not args.quiet and console.is_terminal
-    expected, estimated = _expected_rows(Path(args.input), args.sheet, args.skip_rows)
+    expected, estimated = io.expected_rows(Path(args.input), args.sheet, args.skip_rows)
     grouping = f"grouping with {header.name} {header.version}"
     first = grouping
     if Path(args.input).suffix.lower() in (".xlsx", ".xls"):   # read whole before the first batch
@@ -349,70 +349,6 @@ def _trace_request(args):
     from .explain import TraceRequest
 
     return TraceRequest(frozenset(args.trace or ()), frozenset(args.trace_status or ()))
-
-
-def _expected_rows(path: Path, sheet=None, skip_rows: int = 0) -> tuple[int | None, bool]:
-    """(rows of the input, whether that is an estimate) for the progress bar, found cheaply: Parquet
-    from its metadata, Excel from the sheets' dimensions, CSV estimated from the file size and the
-    length of its first lines. (None, False) when unknown."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(path).metadata.num_rows, False
-        if suffix in (".xlsx",):
-            rows = _excel_rows(path, sheet)
-            return (None, False) if rows is None else (max(0, rows - 1 - skip_rows), True)
-        if suffix in (".csv", ".tsv", ".txt"):
-            size = path.stat().st_size
-            with path.open("rb") as file:
-                head = file.read(1 << 20)
-            lines = head.split(b"\n")[skip_rows:]
-            if len(head) == size:
-                return max(0, sum(1 for line in lines[1:] if line.strip())), True
-            header = len(lines[0]) + 1
-            body = lines[1:-1]                      # the last line of the sample may be cut
-            if not body:
-                return None, False
-            per_row = sum(len(line) + 1 for line in body) / len(body)
-            return max(1, round((size - header) / per_row)), True
-    except Exception:   # an unreadable input is reported by the reader, not here
-        return None, False
-    return None, False
-
-
-def _excel_rows(path: Path, sheet) -> int | None:
-    """Rows (header included) of the sheet(s) `sheet` picks (see grouper.io.read_cases), from the
-    `<dimension>` each worksheet starts with; None when a sheet has none."""
-    import re
-    import zipfile
-
-    with zipfile.ZipFile(path) as book:
-        workbook = book.read("xl/workbook.xml").decode("utf-8", "replace")
-        rels = book.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
-        targets = dict(re.findall(r'<Relationship[^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"', rels))
-        targets.update({k: v for v, k in re.findall(r'<Relationship[^>]*?Target="([^"]+)"[^>]*?Id="([^"]+)"', rels)})
-        sheets = re.findall(r'<sheet\b[^>]*?name="([^"]*)"[^>]*?r:id="([^"]+)"', workbook)
-        if sheet == "all":
-            chosen = sheets
-        elif sheet is None:
-            chosen = sheets[:1]
-        elif str(sheet).isdigit():
-            chosen = sheets[int(sheet) - 1:int(sheet)]
-        else:
-            chosen = [s for s in sheets if s[0] == str(sheet)]
-        total = 0
-        for _, rel in chosen:
-            target = targets.get(rel, "")
-            name = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-            with book.open(name) as xml:
-                head = xml.read(4096).decode("utf-8", "replace")
-            found = re.search(r'<dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"', head)
-            if not found:
-                return None
-            total += int(found.group(1) or 1)
-        return total if chosen else None
 
 
 def _progress_batch_size(batch_size: int, rows: int | None) -> int:

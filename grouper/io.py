@@ -205,6 +205,70 @@ def iter_case_batches(
         yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement)
 
 
+def expected_rows(path: Path, sheet=None, skip_rows: int = 0) -> tuple[int | None, bool]:
+    """(rows of the input, whether that is an estimate), found cheaply (the progress bar, the row groups
+    of grouper.api.group_file's Parquet output): Parquet
+    from its metadata, Excel from the sheets' dimensions, CSV estimated from the file size and the
+    length of its first lines. (None, False) when unknown."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows, False
+        if suffix in (".xlsx",):
+            rows = _excel_sheet_rows(path, sheet)
+            return (None, False) if rows is None else (max(0, rows - 1 - skip_rows), True)
+        if suffix in (".csv", ".tsv", ".txt"):
+            size = path.stat().st_size
+            with path.open("rb") as file:
+                head = file.read(1 << 20)
+            lines = head.split(b"\n")[skip_rows:]
+            if len(head) == size:
+                return max(0, sum(1 for line in lines[1:] if line.strip())), True
+            header = len(lines[0]) + 1
+            body = lines[1:-1]                      # the last line of the sample may be cut
+            if not body:
+                return None, False
+            per_row = sum(len(line) + 1 for line in body) / len(body)
+            return max(1, round((size - header) / per_row)), True
+    except Exception:   # an unreadable input is reported by the reader, not here
+        return None, False
+    return None, False
+
+
+def _excel_sheet_rows(path: Path, sheet) -> int | None:
+    """Rows (header included) of the sheet(s) `sheet` picks (see grouper.io.read_cases), from the
+    `<dimension>` each worksheet starts with; None when a sheet has none."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as book:
+        workbook = book.read("xl/workbook.xml").decode("utf-8", "replace")
+        rels = book.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+        targets = dict(re.findall(r'<Relationship[^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"', rels))
+        targets.update({k: v for v, k in re.findall(r'<Relationship[^>]*?Target="([^"]+)"[^>]*?Id="([^"]+)"', rels)})
+        sheets = re.findall(r'<sheet\b[^>]*?name="([^"]*)"[^>]*?r:id="([^"]+)"', workbook)
+        if sheet == "all":
+            chosen = sheets
+        elif sheet is None:
+            chosen = sheets[:1]
+        elif str(sheet).isdigit():
+            chosen = sheets[int(sheet) - 1:int(sheet)]
+        else:
+            chosen = [s for s in sheets if s[0] == str(sheet)]
+        total = 0
+        for _, rel in chosen:
+            target = targets.get(rel, "")
+            name = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            with book.open(name) as xml:
+                head = xml.read(4096).decode("utf-8", "replace")
+            found = re.search(r'<dimension ref="[A-Z]+\d+(?::[A-Z]+(\d+))?"', head)
+            if not found:
+                return None
+            total += int(found.group(1) or 1)
+        return total if chosen else None
+
+
 # ---------------------------------------------------------------------------
 # Reading raw files (every column as text where the format allows it)
 

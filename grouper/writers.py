@@ -37,10 +37,16 @@ __all__ = ["CHINESE_HEADERS", "OUTPUT_ENCODINGS", "ResultSink", "output_format",
            "write_results"]
 
 _PARQUET_EXTENSIONS = (".parquet", ".pq")
-# Rows per Parquet row group, whatever the batches written: the file's bytes do not depend on the
-# batch size or the thread count (batches are gathered or cut into groups of exactly this many rows,
-# the last group holding the rest).
-PARQUET_ROW_GROUP_ROWS = 100_000
+
+
+def parquet_row_group_rows(rows: int | None) -> int:
+    """Rows per Parquet row group of `grouper group`'s results for an input of about `rows` rows
+    (None: unknown): a tenth of the input, at least 10,000 and at most 1,000,000 rows. It depends on
+    the input alone, never on the batch size or the thread count, so neither changes the file's bytes;
+    it is how earlier versions happened to cut them (one group per batch of their progress bar)."""
+    if rows is None or rows >= 10_000_000:
+        return 1_000_000
+    return max(10_000, -(-rows // 10))
 _EXCEL_MAX_ROWS = 1_048_576  # including the header row
 
 # name → Python codec; the first is the default for .csv
@@ -250,12 +256,14 @@ class ResultSink:
     the target, which replaces it on a clean close; leaving the `with` block by an exception
     (Ctrl-C and SIGTERM included) removes it (grouper.outputs.atomic_output).  `encoding` and
     `headers`: see the module doc (None: the command's `output_options`).  `on_rows(n)` is called
-    after each n rows written (progress).
+    after each n rows written (progress). Parquet: with `row_group_rows`, the batches are gathered or
+    cut into row groups of exactly that many rows (the last one holding the rest), so the file does
+    not depend on how its rows came in batches; without it each batch is written as it comes.
     """
 
     def __init__(self, path: str | Path, *, metadata: Mapping[str, str] | None = None,
                  encoding: str | None = None, headers: str | None = None,
-                 on_rows: Callable[[int], None] | None = None):
+                 on_rows: Callable[[int], None] | None = None, row_group_rows: int | None = None):
         self.path = Path(path)
         self.suffix = output_format(self.path)
         self.metadata = dict(metadata or {})  # Parquet: key-value metadata of the file (e.g. which scheme)
@@ -264,7 +272,8 @@ class ResultSink:
         self.headers = headers or options.headers
         self.on_rows = on_rows
         self._parquet = None
-        self._pending: list = []   # Parquet: arrow tables not yet written (less than a row group)
+        self._row_group_rows = row_group_rows
+        self._pending: list = []   # Parquet with row_group_rows: arrow tables not yet written (less than a group)
         self._pending_rows = 0
         self._csv = None
         self._excel: _ExcelStream | None = None
@@ -311,9 +320,14 @@ class ResultSink:
             schema = table.schema.with_metadata({**(table.schema.metadata or {}), **{
                 k.encode(): v.encode() for k, v in self.metadata.items()}})
             self._parquet = pq.ParquetWriter(self._tmp, schema)
-        self._pending.append(table.cast(self._parquet.schema))
+        if not table.schema.equals(self._parquet.schema):   # (cast imports pyarrow.compute: 0.1 s at start-up)
+            table = table.cast(self._parquet.schema)
+        if self._row_group_rows is None:
+            self._parquet.write_table(table)
+            return
+        self._pending.append(table)
         self._pending_rows += table.num_rows
-        if self._pending_rows >= PARQUET_ROW_GROUP_ROWS:
+        if self._pending_rows >= self._row_group_rows:
             self._flush_parquet(final=False)
 
     def _flush_parquet(self, *, final: bool) -> None:
@@ -324,10 +338,10 @@ class ResultSink:
         pending = pa.concat_tables(self._pending) if len(self._pending) != 1 else self._pending[0]
         if final and pending.num_rows == 0:
             self._parquet.write_table(pending)   # no rows at all: the schema alone, as ever
-        whole = pending.num_rows if final else pending.num_rows - pending.num_rows % PARQUET_ROW_GROUP_ROWS
-        for start in range(0, whole, PARQUET_ROW_GROUP_ROWS):
-            group = pending.slice(start, min(PARQUET_ROW_GROUP_ROWS, whole - start)).combine_chunks()
-            self._parquet.write_table(group, row_group_size=PARQUET_ROW_GROUP_ROWS)
+        size = self._row_group_rows
+        whole = pending.num_rows if final else pending.num_rows - pending.num_rows % size
+        for start in range(0, whole, size):
+            self._parquet.write_table(pending.slice(start, min(size, whole - start)).combine_chunks(), row_group_size=size)
         rest = pending.slice(whole)
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows

@@ -12,7 +12,7 @@ from grouper.api import group_file
 from grouper.cli import main
 from grouper.overlap import ahead, behind
 from grouper.validate import QualityReport
-from grouper.writers import PARQUET_ROW_GROUP_ROWS, ResultSink
+from grouper.writers import ResultSink, parquet_row_group_rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,20 +116,29 @@ def test_output_bytes_do_not_depend_on_batch_size_or_threads(chs_scheme, mixed_c
 def test_parquet_row_groups_are_fixed_whatever_the_batches(tmp_path):
     import pyarrow.parquet as pq
 
-    rows = PARQUET_ROW_GROUP_ROWS * 2 + 5
+    size = 10_000
+    rows = size * 2 + 5
     frame = pl.DataFrame({"id": [str(i) for i in range(rows)], "n": list(range(rows))})
     files = []
-    for cut in (rows, 7_777, PARQUET_ROW_GROUP_ROWS):
+    for cut in (rows, 777, size, 1):
         path = tmp_path / f"cut{cut}.parquet"
-        with ResultSink(path) as sink:
+        with ResultSink(path, row_group_rows=size) as sink:
             for start in range(0, rows, cut):
                 sink.write(frame.slice(start, cut))
         files.append(path.read_bytes())
         meta = pq.ParquetFile(path).metadata
-        assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == \
-            [PARQUET_ROW_GROUP_ROWS, PARQUET_ROW_GROUP_ROWS, 5]
-    assert files[0] == files[1] == files[2]
-    assert pl.read_parquet(tmp_path / "cut7777.parquet").equals(frame)
+        assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [size, size, 5]
+    assert all(f == files[0] for f in files)
+    assert pl.read_parquet(tmp_path / "cut777.parquet").equals(frame)
+
+
+def test_parquet_row_groups_follow_the_input_size():
+    """A tenth of the input, 10,000 to 1,000,000 rows: what the progress batches cut before, so the
+    files of `grouper group` without --batch-size keep their bytes."""
+    assert parquet_row_group_rows(20_000) == 10_000
+    assert parquet_row_group_rows(1_000_000) == 100_000
+    assert parquet_row_group_rows(1_234_567) == 123_457
+    assert parquet_row_group_rows(50_000_000) == parquet_row_group_rows(None) == 1_000_000
 
 
 def test_cli_threads_give_the_same_bytes(chs_pack, mixed_cases, tmp_path):

@@ -306,18 +306,18 @@ def _write_cases(path: Path, n: int) -> None:
 
 
 def test_expected_rows_of_csv_from_its_size_and_of_excel_from_its_dimension(tmp_path):
-    from grouper.cli import _expected_rows
+    from grouper.io import expected_rows
 
     big = tmp_path / "big.csv"
     _write_cases(big, 120_000)   # larger than the 1 MiB sample: estimated from the size
-    rows, estimated = _expected_rows(big)
+    rows, estimated = expected_rows(big)
     assert estimated and abs(rows - 120_000) < 3_600   # within 3%
     small = tmp_path / "small.csv"
     _write_cases(small, 321)
-    assert _expected_rows(small) == (321, True)
+    assert expected_rows(small) == (321, True)
     write_results(pl.read_csv(small, infer_schema=False), tmp_path / "s.xlsx")
-    assert _expected_rows(tmp_path / "s.xlsx") == (321, True)
-    assert _expected_rows(tmp_path / "s.xlsx", "all") == (321, True)
+    assert expected_rows(tmp_path / "s.xlsx") == (321, True)
+    assert expected_rows(tmp_path / "s.xlsx", "all") == (321, True)
 
 
 def test_a_file_of_one_batch_still_shows_intermediate_progress(tmp_path, monkeypatch):
