@@ -521,7 +521,6 @@ def _refuse_existing_pack(output: str, force: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from .errors import InputError, SchemeError, UsageError
-    from .importers.chs_drg import ImportError_
     from .outputs import Terminated, os_error_in, os_error_text, raise_on_termination
 
     args = _parser().parse_args(argv)
@@ -549,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SCHEME
     except (UsageError, argparse.ArgumentTypeError) as exc:
         return _error(exc, EXIT_USAGE)
-    except (InputError, ImportError_) as exc:
+    except (InputError, *_import_errors()) as exc:
         return _error(exc, EXIT_INPUT)
     except KeyboardInterrupt:
         return _error("interrupted; no partial output was left", EXIT_INTERRUPTED)
@@ -563,6 +562,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _error(f"internal error (a bug in grouper, please report it): {type(exc).__name__}: {exc}; "
                       "set GROUPER_TRACEBACK=1 to see where", EXIT_INTERNAL)
+
+
+def _import_errors() -> tuple[type, ...]:
+    """The importer's error class, once the importer is loaded (only then can one be raised): not
+    imported for the other commands, whose start-up it would slow."""
+    importer = sys.modules.get("grouper.importers.chs_drg")
+    return (importer.ImportError_,) if importer is not None else ()
 
 
 def _apply_user_defaults(args) -> None:

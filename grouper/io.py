@@ -760,20 +760,24 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         return text(header).str.replace_all(r"[|,;，；、]", _CELL_SEPARATOR) if header in layout.list_cells else text(header)
 
     def scalar(name: str) -> pl.Expr:
+        # stripped here; a value left empty becomes null below, once stripped (not stripped twice)
         header = layout.scalar_sources[name]
         if header is not None:
-            value = text(header).str.strip_chars()
-            return pl.when(value != "").then(value)
+            return text(header).str.strip_chars()
         if name == "id":
             return pl.int_range(row_offset + 1, row_offset + pl.len() + 1).cast(pl.String)
         return pl.lit(None, dtype=pl.String)
 
+    def commas(header: str) -> bool:
+        # ',' separates codes like '|': replacing it costs a pass, so only where a cell has one
+        return schema[header] != pl.String or bool(df[header].str.contains(",", literal=True).any())
+
     if layout.dx_list is not None:
-        dx = _dx_from_list(text(layout.dx_list), schema[layout.dx_list])
+        dx = _dx_from_list(text(layout.dx_list), schema[layout.dx_list], commas=commas(layout.dx_list))
     else:
         dx = _wide_joined(text(layout.dx_principal), [other(h) for h in layout.dx_others])
     if layout.proc_list is not None:
-        proc = _proc_from_list(text(layout.proc_list), schema[layout.proc_list])
+        proc = _proc_from_list(text(layout.proc_list), schema[layout.proc_list], commas=commas(layout.proc_list))
     else:
         principal = text(layout.proc_principal) if layout.proc_principal else None
         proc = _wide_joined(principal, [other(h) for h in layout.proc_others])
@@ -796,7 +800,10 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     )
     wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
             (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None}
-    return cases.with_columns(**wide) if wide else cases
+    blank = [name for name in SCALAR_COLUMNS if layout.scalar_sources[name] is not None
+             and (cases[name].str.len_bytes() == 0).any()]
+    blanks = {name: pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)) for name in blank}
+    return cases.with_columns(**wide, **blanks) if wide or blanks else cases
 
 
 def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -824,23 +831,23 @@ def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 # Items are neither stripped nor case-folded.
 
 
-def _split_codes(cell: pl.Expr) -> pl.Expr:
-    return cell.str.replace_all(",", "|", literal=True).str.split("|")
+def _split_codes(cell: pl.Expr, commas: bool = True) -> pl.Expr:
+    return (cell.str.replace_all(",", "|", literal=True) if commas else cell).str.split("|")
 
 
-def _dx_from_list(cell: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def _dx_from_list(cell: pl.Expr, dtype: pl.DataType, *, commas: bool = True) -> pl.Expr:
     if isinstance(dtype, pl.List):
         # Keep the principal slot: a missing or empty list becomes [''] like an empty cell.
         codes = cell.list.eval(pl.element().fill_null(""))
         return pl.when(codes.list.len() > 0).then(codes).otherwise(pl.lit([""]))
-    return _split_codes(cell.fill_null(""))
+    return _split_codes(cell.fill_null(""), commas)
 
 
-def _proc_from_list(cell: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def _proc_from_list(cell: pl.Expr, dtype: pl.DataType, *, commas: bool = True) -> pl.Expr:
     if isinstance(dtype, pl.List):
         return cell.list.eval(pl.element().fill_null("")).fill_null(pl.lit([], dtype=pl.List(pl.String)))
-    no_procedures = cell.is_null() | (cell == "")
-    return pl.when(no_procedures).then(pl.lit([], dtype=pl.List(pl.String))).otherwise(_split_codes(cell))
+    # an empty cell (or none) means no procedures: made null, split (null stays null), then []
+    return _split_codes(pl.when(cell != "").then(cell), commas).fill_null(pl.lit([], dtype=pl.List(pl.String)))
 
 
 # Wide shape. A row's cells (principal first) are joined with a character no code cell holds and

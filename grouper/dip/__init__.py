@@ -14,13 +14,21 @@ from pathlib import Path
 import polars as pl
 
 from ..pipeline import DEFAULT_BATCH_SIZE as BATCH_SIZE
-from .reference import dip_what_if, explain_dip
-from .run import group_dip_frame
 from .scheme import LoadedDip, check_dip_scheme, is_dip_pack, load_dip_scheme
 
 __all__ = ["LoadedDip", "check_dip_scheme", "dip_what_if", "explain_dip", "group_dip", "group_dip_file",
            "is_dip_pack", "load_dip_scheme"]
 
+# Imported on first use: `grouper group` with a DRG pack asks `is_dip_pack` and needs none of them.
+_LAZY = {"dip_what_if": ".reference", "explain_dip": ".reference", "group_dip_frame": ".run"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _loaded(scheme) -> LoadedDip:
@@ -43,6 +51,7 @@ def group_dip(cases: pl.DataFrame | str | Path, scheme: LoadedDip | str | Path |
     options: see grouper.io.read_cases); its `cost` column (when the pack has reference costs)
     feeds the cost step."""
     from ..pipeline import case_batches
+    from .run import group_dip_frame
 
     plan = _plan(scheme, point_value)
     batches = case_batches(cases, batch_size=BATCH_SIZE, columns=columns, encoding=encoding, sheet=sheet,
@@ -65,6 +74,7 @@ def group_dip_file(input_path: str | Path, output_path: str | Path, scheme: Load
     from .. import io
     from ..fields import for_text_output
     from ..pipeline import case_batches
+    from .run import group_dip_frame
     from .settle import dip_grouped
 
     plan = _plan(scheme, point_value)
