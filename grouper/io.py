@@ -151,7 +151,7 @@ def iter_case_batches(
     """Yield the canonical case frame of ``path`` in consecutive batches (``sheet``: see read_cases).
 
     Concatenating the batches gives ``read_cases(path)``: same rows, same order,
-    and generated ids are global row numbers.  Parquet and UTF-8 CSV are
+    and generated ids are global row numbers.  Parquet, UTF-8 and GB (GBK, GB18030) CSV are
     streamed; other encodings and Excel are read whole, then sliced.  An input
     without rows yields one empty frame, so consumers always see the schema.
     """
@@ -161,12 +161,18 @@ def iter_case_batches(
     kind = _file_kind(path)
     _require_file(path)
 
+    text_codec = "utf-8-sig"   # CSV: how the tolerant reader decodes the file (see below)
     if kind == "parquet":
-        lazy = pl.scan_parquet(path)
+        frames = pl.scan_parquet(path)
         drop_blank = False
     elif kind == "csv" and _is_utf8_csv(path, encoding):
         separator = _csv_separator(path, _first_line(path, skip_rows))
-        lazy = pl.scan_csv(path, infer_schema=False, separator=separator, skip_lines=skip_rows)
+        frames = pl.scan_csv(path, infer_schema=False, separator=separator, skip_lines=skip_rows)
+        drop_blank = True
+    elif kind == "csv" and (gb_codec := _streamed_gb_codec(path, encoding)):
+        separator = _csv_separator(path, _first_line(path, skip_rows))
+        frames = _GbCsv(path, gb_codec, separator, skip_rows, detected=encoding is None)
+        text_codec = gb_codec
         drop_blank = True
     else:
         raw = _read_raw(path, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
@@ -179,14 +185,14 @@ def iter_case_batches(
         return
 
     try:
-        schema = lazy.collect_schema()
+        schema = frames.collect_schema()
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
     layout = _file_layout(path, list(schema), columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows,
                           settlement=settlement, on_unused=on_unused)
     rows_done = 0
     try:
-        for batch in lazy.collect_batches(chunk_size=batch_size):
+        for batch in frames.collect_batches(chunk_size=batch_size):
             if drop_blank:
                 batch = _drop_blank_rows(batch)
             if batch.height:
@@ -196,11 +202,14 @@ def iter_case_batches(
         if kind != "csv":
             raise InputError(f"cannot read {path} (after {rows_done} rows): {_first_line_of(exc)}") from exc
         # A line Polars rejects: read on from the first record not yet given, line by line.
-        with path.open(encoding="utf-8-sig", newline="") as text:
-            for batch in _tolerant_csv(text, list(schema), separator, batch_size=batch_size, skip=rows_done,
-                                       skip_lines=skip_rows):
-                yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
-                rows_done += batch.height
+        with path.open(encoding=text_codec, newline="") as text:
+            try:
+                for batch in _tolerant_csv(text, list(schema), separator, batch_size=batch_size, skip=rows_done,
+                                           skip_lines=skip_rows):
+                    yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
+                    rows_done += batch.height
+            except UnicodeDecodeError as error:
+                raise _decode_error(path, None if text_codec == "utf-8-sig" else encoding, None) from error
     if rows_done == 0:
         yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement)
 
@@ -492,19 +501,95 @@ def _as_utf8(data: bytes, encoding: str | None, path: Path) -> bytes:
         try:
             return data.decode("gb18030").encode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(
-                f"cannot decode {path}: it is neither UTF-8 nor GB18030/GBK "
-                f"(bad byte at offset {exc.start}); save it as UTF-8 or pass its encoding"
-            ) from exc
+            raise _decode_error(path, None, exc.start) from exc
     codec = _canonical_encoding(encoding, path)
     try:
         text = data.decode(codec)
     except UnicodeDecodeError as exc:
-        raise InputError(
-            f"cannot decode {path} as {encoding} (bad byte at offset {exc.start}); "
-            "pass the file's real encoding, or omit it to detect UTF-8/GBK"
-        ) from exc
+        raise _decode_error(path, encoding, exc.start) from exc
     return data if codec == "utf-8" else text.encode("utf-8")
+
+
+def _decode_error(path: Path, encoding: str | None, offset: int | None) -> InputError:
+    """The error for a byte the encoding cannot decode (`encoding` None: detected, UTF-8 or GB18030)."""
+    where = f"bad byte at offset {offset}" if offset is not None else "a bad byte"
+    if encoding is None:
+        return InputError(f"cannot decode {path}: it is neither UTF-8 nor GB18030/GBK ({where}); "
+                          "save it as UTF-8 or pass its encoding")
+    return InputError(f"cannot decode {path} as {encoding} ({where}); "
+                      "pass the file's real encoding, or omit it to detect UTF-8/GBK")
+
+
+# GB encodings never use the bytes of '"' or of a line break inside a character (GBK's second
+# bytes are 0x40-0xFE, GB18030's four-byte forms add 0x30-0x39), so a GB file can be cut into
+# pieces of whole records by looking at bytes alone, each piece decoded and parsed on its own.
+_STREAMED_GB_CODECS = ("gb18030", "gbk", "gb2312")
+_GB_PIECE_BYTES = 1 << 25   # 32 MiB of the file per piece (about 250,000 wide records)
+
+
+def _streamed_gb_codec(path: Path, encoding: str | None) -> str | None:
+    """The codec of a CSV read piece by piece in a GB encoding (not UTF-8, no UTF-16 byte-order
+    mark: detected as GB18030; or given as GBK, GB18030, GB2312), else None (read whole)."""
+    if encoding is not None:
+        codec = _canonical_encoding(encoding, path)
+        return codec if codec in _STREAMED_GB_CODECS else None
+    with path.open("rb") as file:
+        start = file.read(2)
+    return None if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "gb18030"
+
+
+class _GbCsv:
+    """A GB-encoded CSV as raw text frames, piece by piece (see _STREAMED_GB_CODECS): the scan_csv
+    interface that iter_case_batches uses (collect_schema, collect_batches), in bounded memory."""
+
+    def __init__(self, path: Path, codec: str, separator: str, skip_rows: int, *, detected: bool):
+        self.path, self.codec, self.separator, self.skip_rows = path, codec, separator, skip_rows
+        self.encoding = None if detected else codec   # for the error message
+
+    def _utf8(self, data: bytes, offset: int) -> bytes:
+        try:
+            return data.decode(self.codec).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _decode_error(self.path, self.encoding, offset + exc.start) from exc
+
+    def _header(self, file) -> tuple[bytes, int]:
+        skipped = sum(len(file.readline()) for _ in range(self.skip_rows))
+        header = file.readline()
+        return self._utf8(header, skipped), skipped + len(header)
+
+    def collect_schema(self) -> pl.Schema:
+        with self.path.open("rb") as file:
+            header, _ = self._header(file)
+        try:
+            return pl.read_csv(header, infer_schema=False, separator=self.separator).schema
+        except pl.exceptions.NoDataError as exc:
+            raise InputError(f"{self.path} is empty: it needs a header line and one line per case") from exc
+
+    def collect_batches(self, *, chunk_size: int) -> Iterator[pl.DataFrame]:
+        with self.path.open("rb") as file:
+            header, offset = self._header(file)
+            rest = b""
+            while True:
+                block = file.read(_GB_PIECE_BYTES)
+                data = rest + block
+                cut = len(data) if not block else _records_end(data)
+                piece, rest = data[:cut], data[cut:]
+                if piece:
+                    frame = pl.read_csv(header + self._utf8(piece, offset), infer_schema=False,
+                                        separator=self.separator)
+                    offset += len(piece)
+                    for start in range(0, frame.height, chunk_size):
+                        yield frame.slice(start, chunk_size)
+                if not block:
+                    return
+
+
+def _records_end(data: bytes) -> int:
+    """Where the last whole record of `data` ends: after its last line break outside quotes (0: none)."""
+    end = data.rfind(b"\n")
+    while end >= 0 and data.count(b'"', 0, end) % 2:
+        end = data.rfind(b"\n", 0, end)
+    return end + 1
 
 
 def _is_utf8_csv(path: Path, encoding: str | None) -> bool:

@@ -173,3 +173,45 @@ def test_a_read_error_midway_leaves_no_output(chs_scheme, tmp_path):
         with pytest.raises(OSError, match="went away"):
             group_file(source, out, chs_scheme, batch_size=1, threads=2)
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# GB-encoded CSV, read piece by piece
+
+GB_CSV = ("病案号,性别,年龄,住院天数,主要诊断编码,其他诊断编码1,其他诊断编码2,主要手术操作编码,备注\n"
+          + "".join(f"{i},1,{20 + i % 50},5,K35.800,J18.900,,47.0100,阑尾{i}\n" for i in range(1, 120))
+          + '120,2,30,3,K35.800,,,,"引号里的\n换行, 和逗号"\n'
+          + "\n"
+          + "121,2,31,3,K35.800,I10.x00,,,多余,字段,太多\n"
+          + "".join(f"{i},2,40,6,J18.900,,,,术后{i}\n" for i in range(122, 200)))
+
+
+@pytest.mark.parametrize("piece_bytes", [64, 1000, 1 << 25])
+def test_gb_csv_read_in_pieces_equals_the_whole_file(tmp_path, monkeypatch, piece_bytes):
+    """A GBK file cut into pieces of whole records (a quoted line break, a blank line and a malformed
+    line among them) gives the rows the whole file gives, in order, at any batch size."""
+    import grouper.io as io
+
+    path = tmp_path / "gbk.csv"
+    path.write_bytes(GB_CSV.encode("gbk"))
+    whole = io.read_cases(path)            # decoded whole, then parsed
+    assert whole.height == 199
+    monkeypatch.setattr(io, "_GB_PIECE_BYTES", piece_bytes)
+    for encoding in (None, "gbk"):
+        for batch_size in (1, 7, 1_000_000):
+            pieces = pl.concat(list(io.iter_case_batches(path, batch_size=batch_size, encoding=encoding)),
+                               how="diagonal")   # a malformed line adds read_problem from its batch on
+            assert pieces.equals(whole), (encoding, batch_size)
+
+
+def test_gb_csv_bad_byte_after_the_first_piece_is_an_input_error(tmp_path, monkeypatch):
+    import grouper.io as io
+    from grouper.errors import InputError
+
+    path = tmp_path / "bad.csv"
+    good = GB_CSV.replace("多余,字段,太多", "多余").encode("gbk")
+    path.write_bytes(good + b"300,1,40,5,K35.800,,,,\xff\xff\n")
+    for piece_bytes in (256, 1 << 25):   # the offset in the file, as when it is decoded whole
+        monkeypatch.setattr(io, "_GB_PIECE_BYTES", piece_bytes)
+        with pytest.raises(InputError, match=rf"neither UTF-8 nor GB18030/GBK \(bad byte at offset {len(good) + 22}\)"):
+            list(io.iter_case_batches(path))
