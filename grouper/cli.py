@@ -235,11 +235,15 @@ def _group_with_scheme(args) -> int:
     from .console import scheme_line, stderr_console, trace_notes
     from .scheme import load_scheme
     from .validate import QualityReport
+    from .writers import excel_cost_note
 
     started = time.monotonic()
     console = stderr_console()
     scheme = load_scheme(args.scheme)
     _print_notes(io.input_notes(args.input, sheet=args.sheet), console)
+    if io.output_format(args.output) == ".xlsx":
+        _print_notes(filter(None, [excel_cost_note(io.expected_rows(Path(args.input), args.sheet, args.skip_rows)[0])]),
+                     console)
     if not args.quiet:
         console.print(scheme_line(scheme.describe()), markup=False)
     report = QualityReport(scheme.plan) if args.report or not args.quiet else None

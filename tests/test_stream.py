@@ -215,3 +215,18 @@ def test_gb_csv_bad_byte_after_the_first_piece_is_an_input_error(tmp_path, monke
         monkeypatch.setattr(io, "_GB_PIECE_BYTES", piece_bytes)
         with pytest.raises(InputError, match=rf"neither UTF-8 nor GB18030/GBK \(bad byte at offset {len(good) + 22}\)"):
             list(io.iter_case_batches(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Excel: its cost is said before a big sheet is written
+
+def test_a_big_excel_output_says_what_it_costs(chs_pack, mixed_cases, tmp_path, monkeypatch, capsys):
+    import grouper.writers as writers
+
+    assert writers.excel_cost_note(99_999) is None and writers.excel_cost_note(None) is None
+    assert "1,000,000 rows to an Excel sheet takes about 50 s" in writers.excel_cost_note(1_000_000)
+    monkeypatch.setattr(writers, "EXCEL_NOTE_ROWS", 100)   # the 304 cases count as big here
+    assert main(["group", str(mixed_cases), "-o", str(tmp_path / "r.xlsx"), "--scheme", str(chs_pack), "-q"]) == 0
+    assert "304 rows to an Excel sheet" in capsys.readouterr().err
+    assert main(["group", str(mixed_cases), "-o", str(tmp_path / "r.csv"), "--scheme", str(chs_pack), "-q"]) == 0
+    assert "Excel" not in capsys.readouterr().err
