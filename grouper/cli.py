@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--scheme", help="scheme pack folder, .grp file, or DIP pack (scheme.dip) (default: the shipped demo scheme)")
     add_reading_arguments(g)
     g.add_argument("--batch-size", type=at_least(1), default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
-    g.add_argument("--threads", type=at_least(1), help="kernel threads (default: all cores)")
+    g.add_argument("--threads", type=at_least(1),
+                   help="threads (default: all cores): the kernel's; with more than one, reading and writing "
+                        "overlap grouping")
     g.add_argument("--report", metavar="FILE",
                    help="write the quality report (validation problems by reason and by department): .csv, .parquet or .xlsx")
     g.add_argument("--trace", action="append", metavar="ID",

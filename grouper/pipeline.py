@@ -122,7 +122,7 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
     done = 0
     batches = case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry,
                            sheet=sheet, skip_rows=skip_rows, on_unused=on_unused)
-    if overlapping(threads):
+    if overlapping(threads) and not isinstance(source, pl.DataFrame):   # (a frame is canonicalised whole)
         batches = ahead(batches, READ_AHEAD)   # the next batch is read while this one is grouped
     for cases in batches:
         if problems:
