@@ -116,6 +116,28 @@ class CaseFiles:
         return path
 
 
+    def wide_gbk(self, n: int) -> Path:
+        """The `n`-case file as a GBK CSV in the wide shape hospital exports have: 结算清单 headers,
+        主要诊断编码 + 其他诊断编码1..15, 主要手术操作编码 + 其他手术操作编码1..7, a hospital, a
+        cost and a patient name (Chinese text in every row), every field as text."""
+        path = self.folder / f"cases-{n}-seed{SEED}-wide-gbk.csv"
+        if not path.exists():
+            cases = pl.read_parquet(self.get(n, ".parquet"))
+            dx, proc = cases["dx"].str.split("|"), cases["proc"].str.split("|")
+            names = {"id": "清单流水号", "sex": "性别", "age": "年龄", "age_days": "年龄不足1周岁的年龄(天)",
+                     "weight": "新生儿出生体重(克)", "dept": "出院科别", "los": "实际住院天数", "discharge": "离院方式"}
+            wide = cases.select([pl.col(k).alias(v) for k, v in names.items()]).with_columns(
+                pl.lit("H330100001").alias("定点医疗机构编码"), pl.lit("12345.67").alias("医疗总费用"),
+                pl.lit("张三").alias("患者姓名"), dx.list.get(0, null_on_oob=True).alias("主要诊断编码"),
+                *(dx.list.get(i, null_on_oob=True).alias(f"其他诊断编码{i}") for i in range(1, 16)),
+                proc.list.get(0, null_on_oob=True).alias("主要手术操作编码"),
+                *(proc.list.get(i, null_on_oob=True).alias(f"其他手术操作编码{i}") for i in range(1, 8)))
+            partial = path.with_name(path.name + ".partial")
+            partial.write_bytes(wide.write_csv().encode("gbk"))
+            partial.replace(path)
+        return path
+
+
 @pytest.fixture(scope="session")
 def case_files(golden_source, workdir) -> CaseFiles:
     return CaseFiles(golden_source, workdir / "data")
