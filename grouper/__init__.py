@@ -1,4 +1,4 @@
-"""grouper: a DRG (CHS-DRG) and DIP grouper for China's medical-insurance payment reform, with settlement (grouper.dip, grouper.settle).
+"""grouper: a DRG (CHS-DRG) and DIP grouper for China's medical-insurance payment reform, with settlement (grouper.dip, grouper.payment).
 
     import grouper
     scheme = grouper.load_scheme("packs/chs-drg-1.1")     # parse → check → compile

@@ -164,7 +164,7 @@ def _output_encoding(text: str) -> str:
 
 
 def cmd_settle(args) -> int:
-    from .settle.cli import run_settle
+    from .payment.commands import run_settle
 
     return run_settle(args)
 

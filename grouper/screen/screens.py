@@ -1,7 +1,7 @@
 """Read and validate a screens file (TOML): `load_screens(path)` → `Screens`.
 
-The checks are the settlement policy's (grouper.settle.policy: the same collector, key walker and
-messages, positions from grouper.settle.tomlpos), so a mistake is reported at file:line:column
+The checks are the settlement policy's (grouper.payment.policy: the same collector, key walker and
+messages, positions from grouper.tomlpos), so a mistake is reported at file:line:column
 with the line, a caret and a hint. Every problem is collected and raised once as a `ScreensError`.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from ..errors import Diagnostic, SchemeError, Span, with_source
-from ..settle.policy import _check_section, _Collector, _Layer, _suggest
-from ..settle.schema import Section
-from ..settle.tomlpos import key_positions
+from ..payment.policy import _check_section, _Collector, _Layer, _suggest
+from ..payment.policy_schema import Section
+from ..tomlpos import key_positions
 from .schema import LOGICS, RULE_KEYS, SCHEMA, Logic
 
 

@@ -1,7 +1,7 @@
 """Read and validate a settlement policy file (TOML).
 
 `load_policy(path)` parses the file (and the base files it `extends`), checks every key against
-`grouper.settle.schema.SCHEMA` and the rules between keys, and returns a `Policy`: the merged
+`grouper.payment.policy_schema.SCHEMA` and the rules between keys, and returns a `Policy`: the merged
 values with every default filled in, normalised (numbers as Decimal, money as integer fen,
 per-level tables as {level: value}). Every problem is collected and raised once as a
 `PolicyError` whose diagnostics point at the file, line and column of the offending key.
@@ -17,8 +17,8 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import Diagnostic, PolicyError, Span, with_source
-from . import schema as S
-from .tomlpos import key_positions, position_of
+from . import policy_schema as S
+from ..tomlpos import key_positions, position_of
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ from ..errors import InputError
 from ..fields import fen_text
 from ..reasons import STATUSES
 from ..engine.kernel import companion
-from . import _kernel_py
+from . import _settle_kernel_py as _kernel_py
 from .policy import Policy
 
 KERNEL = companion("_settle_kernel", _kernel_py)  # 128-bit shares, compiled when built
@@ -251,7 +251,7 @@ class DrgWeights:
 
 class Settlement:
     """The results of `settle`: `cases` (input order), `hospitals`, `groups`, `pools`, `policy`, and
-    `checks` (grouper.settle.checks.Checks: the settlement's own end-of-run checks; `warnings`
+    `checks` (grouper.payment.settle_checks.Checks: the settlement's own end-of-run checks; `warnings`
     are the messages of those a payer should look at).
 
     The hospital and group tables may still be in the making in a background thread when
@@ -1328,10 +1328,10 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     `column` names the group column in the outputs ("drg"; a DIP source passes "dip").
     The frame stays in input order throughout: stages add columns, and decisions made on a
     subset (special review, readmissions, largest remainder) go back to their rows by position.
-    The settlement ends with its checks (grouper.settle.checks): `Settlement.checks`, and the
+    The settlement ends with its checks (grouper.payment.settle_checks): `Settlement.checks`, and the
     warnings among them.
     """
-    from .checks import check_inputs, check_weights, settlement_checks
+    from .settle_checks import check_inputs, check_weights, settlement_checks
 
     groups = policy_groups(policy)
     check_inputs(cases.columns, policy)

@@ -1,7 +1,7 @@
 """Every key a settlement policy file may hold: its type, allowed values, default and meaning.
 
 The schema is data: the validator walks it (unknown keys, wrong types, impossible values), the
-docs/settlement.md's key-by-key reference is generated from it (`python -m grouper.settle.schema`), and a
+docs/settlement.md's key-by-key reference is generated from it (`python -m grouper.payment.policy_schema`), and a
 test checks that it lists every key. A key's `doc` names its source where one exists
 (see `../shared/settlement.md`); a default marked "regional" is a choice, not a national rule.
 """
