@@ -8,7 +8,7 @@ from .api import group, group_batches, group_file
 from .errors import Diagnostic, GrouperError, InputError, SchemeError
 from .io import read_cases, write_results
 from .scheme import check_scheme, load_scheme
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Diagnostic", "GrouperError", "InputError", "SchemeError", "check_scheme", "group", "group_batches",
            "group_file", "load_scheme", "read_cases", "write_results", "__version__"]

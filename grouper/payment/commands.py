@@ -1,12 +1,17 @@
 """The payment wing's commands: argument parsers and thin command functions (the CLI calls these)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from ..console import counted, progress, stage, stderr_console
 from ..errors import InputError, UsageError
 
 EXIT_OK = 0
+
+# settle(cases, policy, scheme, *, policy2=None) -> a Settlement, or with policy2 a Comparison
+SettleBySource = Callable[..., object]
 
 
 def add_payment_parsers(sub) -> None:
@@ -219,7 +224,11 @@ def cmd_metrics(args) -> int:
 
 
 # `grouper settle` (its parser lives in grouper/cli.py)
-def run_settle(args) -> int:
+def run_settle(args, base_sources: Mapping[str, SettleBySource] = MappingProxyType({})) -> int:
+    """`grouper settle`. `base_sources` maps a policy's `policy.method` (as written, e.g. "dip") to
+    the function that settles under it with base points from elsewhere than a weights table; the
+    face that runs the command chooses them (grouper/cli.py gives DIP's), so this wing imports no
+    other wing to dispatch."""
     from ..errors import InputError
     from ..outputs import check_outputs
     from ..scheme import pack_inputs
@@ -233,7 +242,7 @@ def run_settle(args) -> int:
     from ..console import stage
 
     with stage(f"settling {Path(args.cases).name}", enabled=not args.quiet):
-        settlement, comparison, out = _settle(args)
+        settlement, comparison, out = _settle(args, base_sources)
     if not args.quiet:
         from .console import render_settlement
 
@@ -242,7 +251,7 @@ def run_settle(args) -> int:
     return EXIT_WARNINGS if getattr(args, "strict", False) and warnings else 0
 
 
-def _settle(args):
+def _settle(args, base_sources: Mapping[str, SettleBySource]):
     """Settle and write the folder: (settlement, comparison or None, the folder)."""
     from ..errors import UsageError
     from ..outputs import atomic_output
@@ -254,10 +263,9 @@ def _settle(args):
     policy2 = load_policy(args.compare) if args.compare else None
     out = Path(args.output)
     comparison = None
-    if policy.is_dip:  # base points from the DIP pack's scores (grouper/dip/settle.py)
-        from ..dip.settle import settle_dip
-
-        result = settle_dip(args.cases, policy, args.scheme, policy2=policy2)
+    settle_by_source = base_sources.get(policy["policy"]["method"])
+    if settle_by_source is not None:  # e.g. DIP: base points from the pack's scores (grouper/dip/settle.py)
+        result = settle_by_source(args.cases, policy, args.scheme, policy2=policy2)
         comparison, settlement = (None, result) if policy2 is None else (result, result.base)
     elif args.weights is None:
         raise UsageError("--weights is required (a DRG weights table) unless the policy has method = \"dip\"")

@@ -2,7 +2,7 @@
 relative weights calibrated from that year for each, both settled under the same policy, and the
 two settlements compared per hospital and per group.
 
-Built on the other wings' entry functions: grouping (`grouper.api.group` with the settlement
+Built on the other wings' entry functions: grouping (`grouper.pipeline.grouped_batches` with the settlement
 fields carried), weights (`grouper.payment.weights.calibrate_weights`), settlement
 (`grouper.payment.api.settle_cases`) and comparison (`grouper.payment.impact.compare`). The result
 is a policy comparison like `grouper settle --compare` (the same folder layout, so `grouper report`
@@ -64,9 +64,10 @@ def _cmi(cases: pl.DataFrame) -> float | None:
 
 
 def _grouped(cases, scheme: LoadedScheme, *, columns=None, encoding=None, threads=None) -> pl.DataFrame:
-    from ..api import group
+    from ..pipeline import grouped_batches
 
-    frame = group(cases, scheme, carry=True, columns=columns, encoding=encoding, threads=threads)
+    frame = pl.concat([g.results for g in grouped_batches(cases, scheme.plan, carry=True, columns=columns,
+                                                          encoding=encoding, threads=threads)], rechunk=True)
     return frame.select([c for c in _KEEP if c in frame.columns])
 
 
