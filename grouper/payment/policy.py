@@ -8,7 +8,6 @@ per-level tables as {level: value}). Every problem is collected and raised once 
 """
 from __future__ import annotations
 
-import difflib
 import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,7 +17,8 @@ import polars as pl
 
 from ..errors import Diagnostic, PolicyError, Span, with_source
 from . import policy_schema as S
-from ..tomlpos import key_positions, position_of
+from ..tomlcheck import MAX_NUMBER, Collector, Layer, check_section, decimal_places
+from ..tomlpos import key_positions
 
 
 @dataclass(frozen=True)
@@ -51,52 +51,7 @@ class Policy:
         return self.files[-1]
 
 
-@dataclass
-class _Layer:
-    path: Path
-    text: str
-    data: dict
-    positions: dict
-
-
-class _Collector:
-    """Diagnostics with positions: a key path is located in the layer that wrote it (the last one)."""
-
-    def __init__(self, layers: list[_Layer]):
-        self.layers = layers
-        self.found: list[Diagnostic] = []
-
-    def layer_of(self, path: tuple) -> _Layer:
-        for layer in reversed(self.layers):
-            if _has(layer.data, path):
-                return layer
-        # a default or a missing key: report it where its nearest written ancestor is, in the last file
-        for layer in reversed(self.layers):
-            for cut in range(len(path) - 1, 0, -1):
-                if _has(layer.data, path[:cut]):
-                    return layer
-        return self.layers[-1]
-
-    def error(self, code: str, path: tuple, message: str, hint: str | None = None) -> None:
-        layer = self.layer_of(path)
-        line, column = position_of(layer.positions, path)
-        name = str(path[-1]) if path else ""
-        span = Span(str(layer.path), line, column, line, column + max(len(name), 1))
-        self.found.append(with_source(Diagnostic(code, "error", message, span, hint), layer.text))
-
-
-def _has(data, path: tuple) -> bool:
-    for part in path:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
-            data = data[part]
-        else:
-            return False
-    return True
-
-
-def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[_Layer]:
+def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Layer]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -123,17 +78,17 @@ def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[_Layer]:
         message = str(getattr(exc, "msg", exc)).split(" (at line")[0]
         raise PolicyError([with_source(Diagnostic("syntax", "error", f"not valid TOML: {message}",
                                                   Span(str(path), line, column, line, column + 1)), text)]) from None
-    layer = _Layer(path, text, data, key_positions(text))
+    layer = Layer(path, text, data, key_positions(text))
     base = data.get("policy", {}).get("extends") if isinstance(data.get("policy"), dict) else None
     if not isinstance(base, str):
         return [layer]
     base_path = (path.parent / base).resolve()
     if base_path in seen or base_path == path.resolve():
-        collector = _Collector([layer])
+        collector = Collector([layer])
         collector.error("cycle", ("policy", "extends"), f"`policy.extends` = {base!r} makes the policy extend itself")
         raise PolicyError(collector.found)
     if not base_path.exists():
-        collector = _Collector([layer])
+        collector = Collector([layer])
         collector.error("bad-value", ("policy", "extends"), f"`policy.extends`: no policy file {base_path}")
         raise PolicyError(collector.found)
     return [*_read_layers(base_path, (*seen, path.resolve())), layer]
@@ -153,8 +108,8 @@ def load_policy(path: str | Path) -> Policy:
     for layer in layers:
         merged = _merge(merged, layer.data)
     merged.get("policy", {}).pop("extends", None) if isinstance(merged.get("policy"), dict) else None
-    collector = _Collector(layers)
-    values = _check_section(S.SCHEMA, merged, (), collector)
+    collector = Collector(layers)
+    values = check_section(S.SCHEMA, merged, (), collector)
     if not collector.found:
         _check_relations(values, collector)
     if not collector.found:
@@ -166,212 +121,6 @@ def load_policy(path: str | Path) -> Policy:
 
 # -- key by key -----------------------------------------------------------------------------
 
-MAX_MONEY = 10**13   # yuan: no budget or amount is that large (and fen stay far inside Int64)
-MAX_NUMBER = 10**9   # any other number (scale, rates, days): larger is a typing slip, refused
-
-
-def _decimals(number: Decimal) -> int:
-    return max(0, -number.normalize().as_tuple().exponent)
-
-
-def spec_decimals(spec: S.Spec) -> int:
-    """How many decimals a number key may have: its `decimals`, or six (the engine's unit)."""
-    return spec.decimals if spec.decimals is not None else 6
-
-
-def _type_name(value) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, Decimal):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return f"a {type(value).__name__}"
-
-
-def _suggest(name: str, known) -> str | None:
-    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
-
-
-def _check_section(section: S.Section, data, path: tuple, out: _Collector) -> dict:
-    if not isinstance(data, dict):
-        out.error("wrong-type", path, f"`{S.dotted(path)}` must be a table, not {_type_name(data)}")
-        data = {}
-    for key in data:
-        if key not in section.keys:
-            where = f"in [{S.dotted(path)}]" if path else "at the top level"
-            out.error("unknown-key", (*path, key), f"unknown key `{S.dotted((*path, key))}` {where}",
-                      _suggest(key, section.keys) or f"known keys: {', '.join(section.keys)}")
-    values = {}
-    for name, node in section.keys.items():
-        sub = (*path, name)
-        if isinstance(node, S.Section):
-            if node.required and name not in data:
-                out.error("missing-key", sub, f"missing table [{S.dotted(sub)}]")
-            values[name] = _check_section(node, data.get(name, {}), sub, out)
-        elif isinstance(node, S.Bands):
-            values[name] = _check_bands(node, data.get(name, []), sub, out)
-        elif name in data:
-            values[name] = _check_value(node, data[name], sub, out)
-        elif node.default is S.REQUIRED:
-            out.error("missing-key", sub, f"missing key `{S.dotted(sub)}`: {node.doc}")
-            values[name] = None
-        else:
-            values[name] = _normalise_default(node)
-    return values
-
-
-def _check_bands(bands: S.Bands, data, path: tuple, out: _Collector) -> list[dict]:
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        out.error("wrong-type", path, f"`{S.dotted(path)}` must be an array of tables ([[{S.dotted(path)}]])")
-        return []
-    return [_check_section(S.Section(bands.doc, bands.keys), item, (*path, i), out) for i, item in enumerate(data)]
-
-
-def _normalise_default(spec: S.Spec):
-    value = spec.default
-    if spec.by == "level" and value is not None:
-        return dict(value) if isinstance(value, dict) else {"default": value}
-    if spec.kind in ("codes", "list") and value is not None:
-        return list(value)
-    return value
-
-
-def _scalar(spec: S.Spec, value, path: tuple, out: _Collector):
-    """Check one scalar against its spec; returns the normalised value (None after an error)."""
-    name = f"`{S.dotted(path)}`"
-    kind = spec.kind
-    if kind in ("str", "path", "choice"):
-        if not isinstance(value, str):
-            out.error("wrong-type", path, f"{name} must be a string, not {_type_name(value)}")
-            return None
-        if kind == "choice" and value not in spec.choices:
-            out.error("bad-value", path, f"{name} = {value!r} is not one of: {', '.join(spec.choices)}", _suggest(value, spec.choices))
-            return None
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            out.error("wrong-type", path, f"{name} must be true or false, not {_type_name(value)}")
-            return None
-        return value
-    if kind in ("number", "int", "money"):
-        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-            out.error("wrong-type", path, f"{name} must be {'an integer' if kind == 'int' else 'a number'}, not {_type_name(value)}")
-            return None
-        if kind == "int" and not isinstance(value, int):
-            out.error("wrong-type", path, f"{name} must be an integer, not {value}")
-            return None
-        number = Decimal(value)
-        if not number.is_finite():
-            out.error("bad-value", path, f"{name} must be finite, not {value}")
-            return None
-        if kind == "money":
-            if number < 0:
-                out.error("bad-value", path, f"{name} = {value} yuan cannot be negative")
-                return None
-            if number >= MAX_MONEY:
-                out.error("bad-value", path, f"{name} = {value} yuan is not a plausible amount (it must be below {MAX_MONEY:,} yuan)")
-                return None
-            if _decimals(number) > 2:
-                out.error("bad-value", path, f"{name} = {value} has more than two decimals (money is yuan to the fen)")
-                return None
-            return int(number * 100)  # fen, exactly
-        if abs(number) >= MAX_NUMBER:
-            out.error("bad-value", path, f"{name} = {value} is not a plausible value (it must be below {MAX_NUMBER:,})")
-            return None
-        if kind == "number" and _decimals(number) > spec_decimals(spec):
-            out.error("bad-value", path, f"{name} = {value} has more than {spec_decimals(spec)} decimals "
-                                         "(settlement works with exact decimals to that precision)")
-            return None
-        low_ok = spec.low is None or (number > Decimal(str(spec.low)) if spec.low_open else number >= Decimal(str(spec.low)))
-        high_ok = spec.high is None or (number < Decimal(str(spec.high)) if spec.high_open else number <= Decimal(str(spec.high)))
-        if not (low_ok and high_ok):
-            out.error("bad-value", path, f"{name} = {value} is out of range: it must be {S.range_text(spec)}")
-            return None
-        return value if kind == "int" else number
-    if kind in ("codes", "list"):
-        if kind == "codes" and isinstance(value, str):
-            return value  # a CSV path, read in _resolve_files
-        if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-            wanted = "a list of codes or a CSV path" if kind == "codes" else "a list of codes"
-            out.error("wrong-type", path, f"{name} must be {wanted}, not {_type_name(value)}")
-            return None
-        return [str(v) for v in value]
-    if kind == "per_day":
-        if isinstance(value, str):
-            return value
-        if not isinstance(value, dict):
-            out.error("wrong-type", path, f"{name} must be a table of group = value, or a CSV path, not {_type_name(value)}")
-            return None
-        table = {}
-        for code, per_day in value.items():
-            number = _scalar(S.Spec("number", "", low=0.0, low_open=True), per_day, (*path, code), out)
-            if number is not None:
-                table[str(code)] = number
-        return table
-    raise AssertionError(kind)
-
-
-def _level_key(key: str, path: tuple, out: _Collector):
-    if key == "default":
-        return key
-    if key.isdigit():
-        return int(key)
-    out.error("unknown-key", (*path, key), f"`{S.dotted((*path, key))}`: a hospital level is 1, 2, 3 (or another integer) or `default`")
-    return None
-
-
-INSURANCE_WORDS = ("employee", "resident", "all")
-
-
-def _insurance_key(key: str, path: tuple, out: _Collector) -> bool:
-    """Insurance keys: employee, resident, all, or a code of digits as the input gives it (e.g. 320)."""
-    if key in INSURANCE_WORDS or key.isdigit():
-        return True
-    out.error("unknown-key", (*path, key), f"`{S.dotted((*path, key))}`: an insurance type is employee, resident, "
-              "all, or a numeric code as written in the input", _suggest(key, INSURANCE_WORDS))
-    return False
-
-
-def _check_value(spec: S.Spec, value, path: tuple, out: _Collector):
-    if spec.by is None:
-        return _scalar(spec, value, path, out)
-    if spec.by == "level":
-        if not isinstance(value, dict):
-            number = _scalar(spec, value, path, out)
-            return None if number is None else {"default": number}
-        table = {}
-        for key, item in value.items():
-            level = _level_key(key, path, out)
-            number = _scalar(spec, item, (*path, key), out)
-            if level is not None and number is not None:
-                table[level] = number
-        return table
-    if spec.by == "insurance":
-        if not isinstance(value, dict):
-            number = _scalar(spec, value, path, out)
-            return None if number is None else {"all": number}
-        return {str(key): _scalar(spec, item, (*path, key), out) for key, item in value.items()
-                if _insurance_key(str(key), path, out)}
-    if spec.by == "insurance/level":
-        by_level = S.Spec(spec.kind, spec.doc, low=spec.low, high=spec.high, low_open=spec.low_open, by="level",
-                          decimals=spec.decimals)
-        if not isinstance(value, dict):
-            return {"all": _check_value(by_level, value, path, out)}
-        if all(k.isdigit() or k == "default" for k in value):  # levels only: every insurance type
-            return {"all": _check_value(by_level, value, path, out)}
-        return {str(key): _check_value(by_level, item, (*path, key), out) for key, item in value.items()
-                if _insurance_key(str(key), path, out)}
-    raise AssertionError(spec.by)
-
-
 # -- between keys ---------------------------------------------------------------------------
 
 def level_value(table: dict, level):
@@ -379,7 +128,7 @@ def level_value(table: dict, level):
     return table.get(level, table.get("default"))
 
 
-def _check_relations(v: dict, out: _Collector) -> None:
+def _check_relations(v: dict, out: Collector) -> None:
     method = v["policy"]["method"]
     if method in ("points", "dip") and not v["budget"]["annual"]:
         out.error("missing-key", ("budget", "annual"), "the points method needs `budget.annual` (the budget that the point value shares out)")
@@ -399,7 +148,7 @@ def _check_relations(v: dict, out: _Collector) -> None:
     per_day = v["cases"]["per_diem"]["per_day"]
     if method == "rate" and isinstance(per_day, dict):
         for code, amount in per_day.items():
-            if _decimals(amount) > 2:
+            if decimal_places(amount) > 2:
                 out.error("bad-value", ("cases", "per_diem", "per_day", code),
                           f"`cases.per_diem.per_day.{code}` = {amount}: under the rate method per_day is yuan per day, "
                           "at most two decimals")
@@ -430,11 +179,11 @@ def _check_relations(v: dict, out: _Collector) -> None:
             previous = upto if upto is not None else previous
 
 
-def _policy_dir(out: _Collector, path: tuple) -> Path:
+def _policy_dir(out: Collector, path: tuple) -> Path:
     return out.layer_of(path).path.parent
 
 
-def _read_csv(out: _Collector, path: tuple, file: str, columns: tuple[str, ...]) -> pl.DataFrame | None:
+def _read_csv(out: Collector, path: tuple, file: str, columns: tuple[str, ...]) -> pl.DataFrame | None:
     where = _policy_dir(out, path) / file
     try:
         frame = pl.read_csv(where, infer_schema=False)
@@ -448,12 +197,12 @@ def _read_csv(out: _Collector, path: tuple, file: str, columns: tuple[str, ...])
     return frame
 
 
-def _numbers(out: _Collector, path: tuple, frame: pl.DataFrame, key: str, column: str) -> dict[str, Decimal] | None:
+def _numbers(out: Collector, path: tuple, frame: pl.DataFrame, key: str, column: str) -> dict[str, Decimal] | None:
     table = {}
     for code, text in frame.select(key, column).iter_rows():
         try:
             number = Decimal(str(text).strip())
-            if not number.is_finite() or number <= 0 or number >= MAX_NUMBER or _decimals(number) > 6:
+            if not number.is_finite() or number <= 0 or number >= MAX_NUMBER or decimal_places(number) > 6:
                 raise ValueError
         except (ValueError, ArithmeticError):
             out.error("bad-value", path, f"`{S.dotted(path)}`: {key} {code}: {column} {text!r} is not a positive number "
@@ -466,7 +215,7 @@ def _numbers(out: _Collector, path: tuple, frame: pl.DataFrame, key: str, column
     return table
 
 
-def _resolve_files(v: dict, out: _Collector) -> None:
+def _resolve_files(v: dict, out: Collector) -> None:
     """Read the CSV files the policy names, relative to the file that names them."""
     coef = v["coefficients"]
     for key, column in (("hospitals", "hospital"), ("drgs", "drg")):

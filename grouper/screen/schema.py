@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..payment.policy_schema import REQUIRED, Bands, Section, Spec
+from ..tomlcheck import REQUIRED, Bands, Section, Spec
 
 LEVELS = ("疑似", "违规")            # suspected / violation (两库 判断等级)
 STAGES = ("事前", "事中", "事后")     # before, during, after the stay (监管环节)
