@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     from .payment.commands import add_calibrate_weights, add_payment_parsers
     from .versions.commands import add_versions_parsers
 
-    add_payment_parsers(sub)
+    add_payment_parsers(sub, anomaly_planter=_anomaly_planter)
     from .screen.commands import add_screen_parser
 
     add_screen_parser(sub)
@@ -160,6 +160,14 @@ def _output_encoding(text: str) -> str:
         return output_encoding(text)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _anomaly_planter(scheme, *, seed: int):
+    """`grouper synth history --plant-anomalies`: the supervision screens' planter, chosen here so
+    that the payment wing does not import the screen wing."""
+    from .screen.plant import planter
+
+    return planter(scheme, seed=seed)
 
 
 def cmd_settle(args) -> int:

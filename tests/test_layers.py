@@ -38,7 +38,6 @@ WING_EDGES: dict[tuple[str, str], str] = {
                            "the case types of payment.settle)",
     ("screen", "payment"): "screens read grouped years with payment's load_grouped, price the alternative group "
                            "by settling under a policy, and plant anomalies in payment's synthetic history",
-    ("payment", "screen"): "`grouper synth history --plant-anomalies` writes the history through screen's planter",
     ("versions", "payment"): "a version switch's money effect is weights calibrated and settled by payment's "
                              "entry functions",
 }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 
@@ -14,7 +15,10 @@ EXIT_OK = 0
 SettleBySource = Callable[..., object]
 
 
-def add_payment_parsers(sub) -> None:
+def add_payment_parsers(sub, *, anomaly_planter: Callable[..., object] | None = None) -> None:
+    """`grouper synth history` and `grouper metrics`. `anomaly_planter(scheme, seed=)` gives the
+    `transform` of `--plant-anomalies` (the supervision screens' planter); the face that builds the
+    parser passes it, so this wing does not import the screen wing."""
     s = sub.add_parser("synth", help="synthetic data (seeded; documented as synthetic)")
     kinds = s.add_subparsers(dest="kind", required=True)
     h = kinds.add_parser("history", help="a synthetic cost history: cases with settlement fields")
@@ -31,7 +35,7 @@ def add_payment_parsers(sub) -> None:
                    help="add doctor, phone and address columns and plant labelled anomalies for the supervision screens "
                         "(column `planted`; see docs/screens.md)")
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    h.set_defaults(run=cmd_synth_history)
+    h.set_defaults(run=partial(cmd_synth_history, anomaly_planter=anomaly_planter))
 
     m = sub.add_parser("metrics", help="hospital indicators: CMI, cost and time indices, low-risk mortality ...")
     m.add_argument("grouped", nargs="+", help="grouped file(s) or raw case files (grouped here with --scheme)")
@@ -97,7 +101,7 @@ def _refuse(args, inputs, files, folders=()) -> None:
     check_outputs([*inputs, *pack_inputs("--scheme", args.scheme)], files, folders)
 
 
-def cmd_synth_history(args) -> int:
+def cmd_synth_history(args, anomaly_planter: Callable[..., object] | None = None) -> int:
     from ..scheme import load_scheme
     from .history import write_history
 
@@ -111,9 +115,9 @@ def cmd_synth_history(args) -> int:
     show = not args.quiet and console.is_terminal
     transform = None
     if getattr(args, "plant_anomalies", False):
-        from ..screen.plant import planter
-
-        transform = planter(scheme, seed=args.seed)
+        if anomaly_planter is None:
+            raise UsageError("--plant-anomalies is not available here (no anomaly planter was given)")
+        transform = anomaly_planter(scheme, seed=args.seed)
     with progress(args.cases, "synthetic history", enabled=show) as bar:
         rows = write_history(args.output, scheme, hospitals=args.hospitals, years=args.years, cases=args.cases,
                              seed=args.seed, end_year=args.end_year, source=args.source, on_chunk=bar.advance,
