@@ -449,13 +449,19 @@ def _is_utf8_csv(path: Path, encoding: str | None) -> bool:
     if encoding is not None:
         return _canonical_encoding(encoding, path) in ("utf-8", "utf-8-sig")
     decoder = codecs.getincrementaldecoder("utf-8")()
+    chinese_utf8 = two_byte_only = False
     with path.open("rb") as file:
         try:
             while chunk := file.read(1 << 24):
                 decoder.decode(chunk)
+                if not chinese_utf8 and not chunk.isascii():
+                    chinese_utf8 = bool(_UTF8_THREE_BYTE_LEAD.search(chunk))
+                    two_byte_only = not chinese_utf8
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             return False
+    if chinese_utf8 or not two_byte_only:   # the common cases: no second look
+        return True
     with path.open("rb") as file:
         return not _gbk_that_reads_as_utf8(iter(lambda: file.read(1 << 24), b""))
 
