@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("wings", ("payment", "dip", "report", "screen", "versions", "importers")),
     ("explain", ("explain",)),
     ("pipeline", ("pipeline", "fields", "grouped", "scheme", "synth")),
-    ("io", ("io", "validate", "writers", "headers", "outputs", "console", "options", "config")),
+    ("io", ("io", "validate", "writers", "headers", "outputs", "console", "options", "config", "overlap")),
     ("engine", ("engine", "plancache", *COMPILED)),
     ("lang", ("lang", "package_data")),
     ("errors", ("errors", "reasons", "version", "tomlpos", "tomlcheck")),
