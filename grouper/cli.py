@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, help="results: .csv, .parquet or .xlsx")
     g.add_argument("--scheme", help="scheme pack folder, .grp file, or DIP pack (scheme.dip) (default: the shipped demo scheme)")
     add_reading_arguments(g)
-    g.add_argument("--batch-size", type=at_least(1), default=1_000_000, help="rows per batch (memory bound); default 1,000,000")
+    g.add_argument("--batch-size", type=at_least(1), default=1_000_000, help="rows per batch (memory bound); default 1,000,000 (with more than one thread, "
+                        "batches of half that, two in flight)")
     g.add_argument("--threads", type=at_least(1),
                    help="threads (default: all cores): the kernel's; with more than one, reading and writing "
                         "overlap grouping")
