@@ -527,6 +527,7 @@ def _decode_error(path: Path, encoding: str | None, offset: int | None) -> Input
 # pieces of whole records by looking at bytes alone, each piece decoded and parsed on its own.
 _STREAMED_GB_CODECS = ("gb18030", "gbk", "gb2312")
 _GB_PIECE_BYTES = 1 << 25   # 32 MiB of the file per piece (about 250,000 wide records)
+_GB_DECODE_BYTES = 1 << 20  # decoded in slices of about this much (see _GbCsv._utf8)
 
 
 def _streamed_gb_codec(path: Path, encoding: str | None) -> str | None:
@@ -549,10 +550,17 @@ class _GbCsv:
         self.encoding = None if detected else codec   # for the error message
 
     def _utf8(self, data: bytes, offset: int) -> bytes:
-        try:
-            return data.decode(self.codec).encode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _decode_error(self.path, self.encoding, offset + exc.start) from exc
+        # Python's codecs hold the GIL while they run: slices of about 1 MiB (cut after a line break,
+        # which no GB character contains) let the grouping thread run its Python parts in between.
+        parts, start = [], 0
+        while start < len(data):
+            end = data.find(b"\n", start + _GB_DECODE_BYTES) + 1 or len(data)
+            try:
+                parts.append(data[start:end].decode(self.codec).encode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise _decode_error(self.path, self.encoding, offset + start + exc.start) from exc
+            start = end
+        return b"".join(parts)
 
     def _header(self, file) -> tuple[bytes, int]:
         skipped = sum(len(file.readline()) for _ in range(self.skip_rows))

@@ -197,6 +197,7 @@ def test_gb_csv_read_in_pieces_equals_the_whole_file(tmp_path, monkeypatch, piec
     whole = io.read_cases(path)            # decoded whole, then parsed
     assert whole.height == 199
     monkeypatch.setattr(io, "_GB_PIECE_BYTES", piece_bytes)
+    monkeypatch.setattr(io, "_GB_DECODE_BYTES", 50)
     for encoding in (None, "gbk"):
         for batch_size in (1, 7, 1_000_000):
             pieces = pl.concat(list(io.iter_case_batches(path, batch_size=batch_size, encoding=encoding)),
@@ -211,8 +212,10 @@ def test_gb_csv_bad_byte_after_the_first_piece_is_an_input_error(tmp_path, monke
     path = tmp_path / "bad.csv"
     good = GB_CSV.replace("多余,字段,太多", "多余").encode("gbk")
     path.write_bytes(good + b"300,1,40,5,K35.800,,,,\xff\xff\n")
-    for piece_bytes in (256, 1 << 25):   # the offset in the file, as when it is decoded whole
+    for piece_bytes, slice_bytes in ((256, 1 << 20), (1 << 25, 16), (1 << 25, 1 << 20)):
+        # the offset in the file, as when it is decoded whole, whatever the pieces and slices
         monkeypatch.setattr(io, "_GB_PIECE_BYTES", piece_bytes)
+        monkeypatch.setattr(io, "_GB_DECODE_BYTES", slice_bytes)
         with pytest.raises(InputError, match=rf"neither UTF-8 nor GB18030/GBK \(bad byte at offset {len(good) + 22}\)"):
             list(io.iter_case_batches(path))
 
