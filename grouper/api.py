@@ -21,6 +21,11 @@ class _InLine:
         self.put = consume
 
 
+def _in_flight(batch_size: int, threads: int | None) -> int:
+    """The batch size that keeps the memory of `batch_size` when batches overlap (two in flight)."""
+    return max(1, batch_size // 2) if overlapping(threads) else batch_size
+
+
 def _scheme(scheme: LoadedScheme | str | Path | None) -> LoadedScheme:
     return scheme if isinstance(scheme, LoadedScheme) else load_scheme(scheme)
 
@@ -78,6 +83,11 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
                weights: pl.DataFrame | None = None) -> int:
     """Group a file into an output file (format from its extension) in bounded memory; returns the row count.
 
+    With more than one thread (`threads`, None: all cores) reading, grouping and writing overlap,
+    in batches of half `batch_size` (two in flight; `on_batch` sees each); the file is the same
+    byte for byte at any `threads` and `batch_size` (a Parquet output's row groups follow the
+    input's size: grouper.writers.parquet_row_group_rows).
+
     `carry=True` writes a *grouped file*: the results followed by the settlement fields (see
     grouper.fields; CSV/Excel write money as yuan with two decimals, Parquet as Int64 fen),
     which `grouper.grouped.read_grouped` reads back with the same types.
@@ -103,8 +113,10 @@ def group_file(input_path: str | Path, output_path: str | Path, scheme: LoadedSc
     expected, _ = io.expected_rows(Path(input_path), sheet, skip_rows)
     with io.ResultSink(output_path, metadata=metadata, row_group_rows=parquet_row_group_rows(expected)) as sink, \
             (behind(sink.write, READ_AHEAD) if overlapping(threads) else nullcontext(_InLine(sink.write))) as writer:
-        # with more than one thread, a batch is written while the next one is grouped (grouper.overlap)
-        for g in grouped_batches(input_path, plan, batch_size=batch_size, columns=columns, encoding=encoding,
+        # With more than one thread, a batch is written while the next one is grouped and the one after
+        # it read (grouper.overlap), in batches of half batch_size: the two in flight hold what one did.
+        for g in grouped_batches(input_path, plan, batch_size=_in_flight(batch_size, threads), columns=columns,
+                                 encoding=encoding,
                                  threads=threads, problems=report is not None, carry=carry, sheet=sheet,
                                  skip_rows=skip_rows, on_unused=report.note_unused if report is not None else None):
             results = g.results

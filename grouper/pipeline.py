@@ -30,8 +30,7 @@ from .validate import ORDER, block, check_cases, convert_codes
 
 DEFAULT_BATCH_SIZE = 1_000_000
 # Batches read ahead of the one being grouped (and, in grouper.api.group_file, results waiting to
-# be written): one is enough to keep both cores busy; with batches of half the size asked for, the
-# batches in flight hold about what one batch did.
+# be written): one is enough to keep both cores busy.
 READ_AHEAD = 1
 
 
@@ -119,15 +118,11 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
     """The whole line, batch by batch: read → code maps → encode → validate → kernel → results
     (→ with `carry`, the typed settlement fields after the results: grouper.fields). With more than
     one thread the next batch is read and canonicalised in a thread of its own meanwhile
-    (grouper.overlap), and batches are half `batch_size`, so that memory stays where one batch put
-    it; the results are the same either way."""
+    (grouper.overlap): two batches are in flight; the results are the same either way."""
     done = 0
-    overlap = overlapping(threads) and not isinstance(source, pl.DataFrame)   # (a frame is canonicalised whole)
-    if overlap:   # two batches in flight (one read, one grouped) hold about what one batch of batch_size did
-        batch_size = max(1, batch_size // 2)
     batches = case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry,
                            sheet=sheet, skip_rows=skip_rows, on_unused=on_unused)
-    if overlap:
+    if overlapping(threads) and not isinstance(source, pl.DataFrame):   # (a frame is canonicalised whole)
         batches = ahead(batches, READ_AHEAD)   # the next batch is read while this one is grouped
     for cases in batches:
         if problems:
