@@ -210,7 +210,7 @@ def iter_case_batches(
                     yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
                     rows_done += batch.height
             except UnicodeDecodeError as error:
-                raise _decode_error(path, None if text_codec == "utf-8-sig" else encoding, None) from error
+                raise _decode_error(path, encoding, None) from error
     if rows_done == 0:
         yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement)
 
