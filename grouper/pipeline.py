@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,16 +125,18 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
                            sheet=sheet, skip_rows=skip_rows, on_unused=on_unused)
     if overlapping(threads) and not isinstance(source, pl.DataFrame):   # (a frame is canonicalised whole)
         batches = ahead(batches, READ_AHEAD)   # the next batch is read while this one is grouped
-    for cases in batches:
-        if problems:
-            results, found = group_frame(plan, cases, threads=threads, problems=True)
-        else:
-            results, found = group_frame(plan, cases, threads=threads), None
-        if carry:
-            results, extra = carry_fields(plan, cases, results)
-            if problems and extra.height:
-                found = pl.concat([found, typed_problem_rows(extra, results, cases)]).sort("row", maintain_order=True)
-        if found is not None:
-            found = found.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row"))
-        done += cases.height
-        yield Grouped(cases, results, found)
+    with closing(batches):   # an error here, or a caller that stops early, stops the reading thread now
+        for cases in batches:
+            if problems:
+                results, found = group_frame(plan, cases, threads=threads, problems=True)
+            else:
+                results, found = group_frame(plan, cases, threads=threads), None
+            if carry:
+                results, extra = carry_fields(plan, cases, results)
+                if problems and extra.height:
+                    found = pl.concat([found, typed_problem_rows(extra, results, cases)]) \
+                        .sort("row", maintain_order=True)
+            if found is not None:
+                found = found.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row"))
+            done += cases.height
+            yield Grouped(cases, results, found)
