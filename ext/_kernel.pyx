@@ -903,50 +903,102 @@ cdef inline uint64_t fnv1a(const uint8_t* s, int32_t n) noexcept nogil:
     return h
 
 
+cdef inline void view_key(const uint8_t* s, int32_t n, uint64_t* a, uint64_t* b) noexcept nogil:
+    """The 16-byte string_view image of a string, as two words: length and the first 4 bytes
+    (a); for strings of up to 12 bytes the other 8, zero-padded (b; 0 for longer strings)."""
+    cdef uint8_t image[16]
+    cdef int32_t k
+    for k in range(16):
+        image[k] = 0
+    memcpy(image, &n, 4)
+    memcpy(image + 4, s, n if n <= 12 else 4)
+    memcpy(a, image, 8)
+    memcpy(b, image + 8, 8)
+
+
+cdef inline uint64_t key_hash(uint64_t a, uint64_t b) noexcept nogil:
+    cdef uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL)
+    h ^= h >> 33                # murmur3's finaliser: every input bit reaches the low bits
+    h *= 0xFF51AFD7ED558CCDULL
+    h ^= h >> 33
+    h *= 0xC4CEB9FE1A85EC53ULL
+    return h ^ (h >> 33)
+
+
+cdef inline uint64_t string_hash(const uint8_t* s, int32_t n) noexcept nogil:
+    cdef uint64_t a, b
+    view_key(s, n, &a, &b)
+    if n > 12:
+        b = fnv1a(s, n)
+    return key_hash(a, b)
+
+
+# A slot of the code table: the key words of view_key, then the code id (0: empty slot).
+cdef enum:
+    SLOT_A = 0
+    SLOT_B = 1
+    SLOT_ID = 2
+    SLOT_WIDTH = 3
+
+
 def code_table(const uint8_t[::1] data not None, const int64_t[::1] offsets not None):
     """Open-addressing hash table over the plan's codes (code id - 1 = index into offsets):
-    uint32[power of two >= 2 * codes], each slot a code id or 0 (empty). See `intern_codes`."""
+    uint64[power of two >= 2 * codes, 3], each slot the code's key words (its string_view image,
+    so a code of up to 12 bytes is compared without reading its bytes) and its id (0: empty).
+    See `intern_codes`."""
     import numpy as np
     cdef Py_ssize_t n = offsets.shape[0] - 1, size = 16, i
     while size < 2 * n + 2:
         size *= 2
-    table = np.zeros(size, dtype=np.uint32)
-    cdef uint32_t[::1] t = table
-    cdef uint64_t slot, mask = size - 1
+    table = np.zeros((size, SLOT_WIDTH), dtype=np.uint64)
+    cdef uint64_t[:, ::1] t = table
+    cdef uint64_t slot, mask = size - 1, a, b
+    cdef const uint8_t* s
+    cdef int32_t length
     for i in range(n):
-        slot = fnv1a(&data[offsets[i]] if offsets[i + 1] > offsets[i] else <const uint8_t*>_NO_CODES,
-                     <int32_t>(offsets[i + 1] - offsets[i])) & mask
-        while t[slot] != 0:
+        s = &data[offsets[i]] if offsets[i + 1] > offsets[i] else <const uint8_t*>_NO_CODES
+        length = <int32_t>(offsets[i + 1] - offsets[i])
+        view_key(s, length, &a, &b)
+        slot = string_hash(s, length) & mask
+        while t[slot, SLOT_ID] != 0:
             slot = (slot + 1) & mask
-        t[slot] = <uint32_t>(i + 1)
+        t[slot, SLOT_A] = a
+        t[slot, SLOT_B] = b
+        t[slot, SLOT_ID] = i + 1
     return table
 
 
-def intern_codes(const uint32_t[::1] table not None, const uint8_t[::1] data not None,
+def intern_codes(const uint64_t[:, ::1] table not None, const uint8_t[::1] data not None,
                  const int64_t[::1] offsets not None,
                  views, buffers, validity, Py_ssize_t bit_offset, uint32_t[::1] out not None):
     """out[j] = the code id of string j (0: not a code of the plan), looked up in `code_table`."""
     cdef Py_ssize_t n = out.shape[0], j
     cdef _Text text = _Text(views, buffers, validity, bit_offset, n)
-    cdef uint64_t mask = table.shape[0] - 1, slot
+    cdef uint64_t mask = table.shape[0] - 1, slot, a, b
     cdef const uint8_t* s
     cdef int32_t length
-    cdef uint32_t code
+    cdef uint64_t code
+    cdef const uint64_t* t = &table[0, 0] if table.shape[0] > 0 else _NO_WORDS
     cdef const uint8_t* data_p = &data[0] if data.shape[0] > 0 else <const uint8_t*>_NO_CODES
-    if table.shape[0] == 0 or table.shape[0] & mask:
-        raise ValueError("table size must be a power of two")
+    if table.shape[0] == 0 or table.shape[0] & mask or table.shape[1] != SLOT_WIDTH:
+        raise ValueError("the table must have a power-of-two number of slots of 3 words")
+    for j in range(table.shape[0]):
+        if table[j, SLOT_ID] > <uint64_t>(offsets.shape[0] - 1):
+            raise ValueError(f"table slot {j} holds code id {table[j, SLOT_ID]}, beyond the codes")
     with nogil:
         for j in range(n):
             s = text_at(&text.c, j, &length)
-            slot = fnv1a(s, length) & mask
+            view_key(s, length, &a, &b)
+            slot = (key_hash(a, fnv1a(s, length)) if length > 12 else key_hash(a, b)) & mask
             out[j] = 0
             while True:
-                code = table[slot]
+                code = t[slot * SLOT_WIDTH + SLOT_ID]
                 if code == 0:
                     break
-                if (offsets[code] - offsets[code - 1] == length
-                        and memcmp(data_p + offsets[code - 1], s, length) == 0):
-                    out[j] = code
+                if t[slot * SLOT_WIDTH + SLOT_A] == a and (
+                        t[slot * SLOT_WIDTH + SLOT_B] == b if length <= 12
+                        else memcmp(data_p + offsets[code - 1], s, length) == 0):
+                    out[j] = <uint32_t>code
                     break
                 slot = (slot + 1) & mask
 
