@@ -797,32 +797,6 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         free(reordered)
 
 
-def duplicate_items(const int64_t[::1] offsets not None, const uint32_t[::1] codes not None,
-                    uint8_t[::1] out not None):
-    """out[j] = 1 when item j repeats an earlier item of the same row (code id 0, unknown, never counts).
-
-    Rows are offsets[i]:offsets[i+1] into codes; a row's items are compared pairwise (rows are short).
-    """
-    cdef Py_ssize_t n = offsets.shape[0] - 1, i, j, k
-    cdef int64_t lo, hi
-    if out.shape[0] != codes.shape[0]:
-        raise ValueError(f"out has length {out.shape[0]}, codes {codes.shape[0]}")
-    if n >= 0 and (offsets[0] < 0 or offsets[n] > codes.shape[0]):
-        raise ValueError("offsets do not fit the codes")
-    with nogil:
-        for i in range(n):
-            lo = offsets[i]
-            hi = offsets[i + 1]
-            for j in range(lo, hi):
-                out[j] = 0
-                if codes[j] == 0:
-                    continue
-                for k in range(lo, j):
-                    if codes[k] == codes[j]:
-                        out[j] = 1
-                        break
-
-
 # =============================================================================================
 # One pass over a batch's text: codes interned, fields parsed, every case checked.
 #

@@ -15,8 +15,11 @@ catalogue order (so `malformed_*` first). Built-in errors take precedence over t
 `invalid` rules, which the kernel tests only on the cases validation let through. A check whose
 level is "off" is not run.
 
-Everything is vectorised over the batch (Polars expressions, NumPy over the kernel's code ids);
-there is no Python loop per case, and no input raises or drops a row.
+The checks run in one walk of the kernel over the encoded batch (`check_cases` of ext/_kernel.pyx,
+twin of grouper/engine/_kernel_py.py): the code ids it interned while encoding, per-code flags
+computed once per plan, the fields it parsed, the warn rules as condition programs; only the
+details of the problems found are gathered afterwards. There is no Python loop per case in the
+compiled path, and no input raises or drops a row.
 
 Choices worth knowing:
 - An empty principal diagnosis (or an empty diagnosis list) is `missing_dx` only. An empty

@@ -241,16 +241,6 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
         out_status[i], out_mdc[i], out_adrg[i], out_drg[i], out_reason[i] = result
 
 
-def duplicate_items(offsets, codes, out) -> None:
-    """out[j] = 1 when item j repeats an earlier item of the same row (code id 0, unknown, never counts)."""
-    for i in range(len(offsets) - 1):
-        seen = set()
-        for j in range(offsets[i], offsets[i + 1]):
-            code = int(codes[j])
-            out[j] = code != 0 and code in seen
-            seen.add(code)
-
-
 # ---- one pass over a batch's text: codes interned, fields parsed, every case checked ----------
 #
 # Text arrives as Arrow string_view arrays (see grouper.engine.encode.Text.kernel_args): 16 bytes

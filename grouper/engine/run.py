@@ -1,7 +1,6 @@
 """Kernel stage: an encoded batch → (status, mdc, adrg, drg, reason) arrays, rows split over threads."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,23 +37,3 @@ def over_rows(n: int, threads: int | None, kernel, call) -> list:
     bounds = np.linspace(0, n, threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(lambda r: call(int(bounds[r]), int(bounds[r + 1])), range(threads)))
-
-
-def eval_conditions(plan: ir.Plan, batch: Batch, conds, *, threads: int | None = None, kernel=None) -> np.ndarray:
-    """Truth of each condition in `conds` for every case: bool[len(conds), n].
-
-    Runs the grouping kernel on a one-rule plan per condition (the condition as the entry of a
-    single MDC/ADRG): `grouped` means it holds. Rows rejected while reading count as false.
-    """
-    n = len(batch.skip)
-    truth = np.zeros((len(conds), n), dtype=bool)
-    one = np.array([0, 1], dtype=np.int32)
-    for i, k in enumerate(conds):
-        cond = np.array([k], dtype=np.int32)
-        sub = dataclasses.replace(plan, pdx_mdc_mask=None, adrg_gate_mask=None, behaviour=0, qy_cond=None, invalid_cond=np.zeros(0, np.int32), mdc_cond=cond,
-                                  mdc_adrg_start=one,
-                                  adrg_cond=cond, adrg_drg_start=one,
-                                  drg_cond=np.array([ir.NO_CONDITION], dtype=np.int32))
-        status = run_kernel(sub, batch, threads=threads, kernel=kernel)[0]
-        truth[i] = status == ir.GROUPED
-    return truth
