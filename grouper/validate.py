@@ -230,14 +230,20 @@ def _enabled(plan: ir.Plan) -> np.ndarray:
 
 def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
                 kernel=None) -> pl.DataFrame:
-    """Every problem of every case of an encoded batch (see the module docstring for the frame).
-
-    One walk of the kernel (`check_cases`) over the batch: the codes it interned, the fields it
-    parsed, the scheme's warn rules; rows split over threads like the grouping itself.
-    """
+    """Every problem of every case of an encoded batch (see the module docstring for the frame)."""
     kernel = kernel or KERNEL
     if batch.field_state is None or batch.dx_text is None or batch.px_text is None:
         batch = encode_cases(plan, cases, kernel=kernel)    # a Batch made elsewhere: read the text again
+    return _problem_frame(plan, cases, batch, *find_problems(plan, cases, batch, threads=threads, kernel=kernel))
+
+
+def find_problems(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
+                  kernel=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's walk over an encoded batch (`check_cases`: the codes it interned, the fields it
+    parsed, the scheme's warn rules), rows split over threads like the grouping itself:
+    (row, check, ref) arrays in problem order (check: an index of ir.CHECKS, or len(ir.CHECKS) + w
+    for warn rule w; ref: the item a code problem is about)."""
+    kernel = kernel or KERNEL
     n = len(batch.skip)
     read_problem = (cases[READ_PROBLEM].is_not_null().to_numpy().astype(np.uint8) if READ_PROBLEM in cases.columns
                     else np.zeros(n, np.uint8))
@@ -248,8 +254,7 @@ def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: in
             batch.px_offsets, batch.px_codes, batch.px_text.kernel_args(),
             batch.fields, batch.field_state, read_problem, _code_flag_bits(plan), plan.n_codes, _enabled(plan))
     parts = over_rows(n, threads, kernel, lambda start, stop: kernel.check_cases(*args, start, stop))
-    rows, checks, refs = (np.concatenate(column) for column in zip(*parts))
-    return _problem_frame(plan, cases, batch, rows, checks, refs)
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def _problem_frame(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, rows: np.ndarray, checks: np.ndarray,
