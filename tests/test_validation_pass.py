@@ -171,3 +171,22 @@ def test_a_batch_without_its_text_is_checked_all_the_same(chs_scheme):
     batch = encode_cases(plan, cases)
     bare = replace(batch, field_state=None, dx_text=None, px_text=None)
     assert check_cases(plan, cases, bare).equals(check_cases(plan, cases, batch))
+
+
+def test_fields_read_as_the_full_rules_read_them(kernel, chs20_scheme):
+    """Kernel parsing (plain integers; `read sex` spellings looked up like codes) + the full rules
+    for the rest give what the full rules give on every value."""
+    from grouper.engine.encode import _encode_field, _slow_field
+
+    plan = chs20_scheme.plan
+    assert plan.sex_spellings                       # the national 2.0 pack reads sex as 1/2 only
+    text = pl.Series(["1", "2", " 1", "1 ", "男", "3", "", None, "12.0", "-0", "01", "abc", "2147483648"], dtype=pl.String)
+    for name in ("sex", "age"):
+        values, state = _encode_field(name, text, {}, plan, kernel)
+        value, present = _slow_field(name, text, plan.sex_spellings if name == "sex" else None)
+        ok = value.is_between(-2**31 + 1, 2**31 - 1).fill_null(False).to_list()
+        empty = plan.empty_numbers.get(name)
+        for i, (v, p, good) in enumerate(zip(value.to_list(), present.to_list(), ok)):
+            want_state = ir.FIELD_OK if good else ir.FIELD_BAD if p else ir.FIELD_ABSENT
+            want_value = v if good else (empty if empty is not None and not p else ir.MISSING)
+            assert (state[i], values[i]) == (want_state, want_value), (name, text[i])

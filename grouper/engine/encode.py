@@ -55,11 +55,16 @@ class Text:
 def code_table(plan: ir.Plan, kernel=None):
     """The plan's codes as (table, bytes, offsets) for the kernel's `intern_codes` (built once per
     plan and kernel; code id i + 1 is bytes[offsets[i]:offsets[i + 1]])."""
+    return _string_table(plan, "codes", plan.codes, kernel)
+
+
+def _string_table(plan: ir.Plan, name: str, strings, kernel=None):
+    """`strings` as the kernel's lookup table (string i gets id i + 1), kept on the plan by name."""
     kernel = kernel or KERNEL
     tables = plan.__dict__.setdefault("_code_tables", {})
-    key = getattr(kernel, "__name__", "")
+    key = (getattr(kernel, "__name__", ""), name)
     if key not in tables:
-        encoded = [code.encode() for code in plan.codes]
+        encoded = [text.encode() for text in strings]
         offsets = np.zeros(len(encoded) + 1, np.int64)
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
         data = np.frombuffer(b"".join(encoded), np.uint8) if encoded else np.zeros(0, np.uint8)
@@ -198,7 +203,7 @@ def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir
     The kernel parses plain integers straight from the text (`parse_ints`). Only the rows it
     leaves to the full rules (blanks around a number, "12.0", sex words, garbage) go through
     `_slow_field`, so the result is the same as applying those rules to every row. The plan's
-    `read` statements apply: sex spellings (then every sex value takes the slow path), and the
+    `read` statements apply: sex spellings (looked up by the kernel like codes), and the
     value of an empty number field.
     """
     n = len(text)
@@ -209,9 +214,17 @@ def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir
     values = np.empty(n, np.int32)
     state = np.empty(n, np.uint8)
     if plan is not None and name == "sex" and plan.sex_spellings is not None:
+        # `read sex ...`: a value written exactly as one of the spellings is looked up like a code;
+        # the rest (blanks around it, other text) goes through the full rules
         sex_spellings = plan.sex_spellings
-        values.fill(ir.MISSING)
-        state[:] = np.where(text.is_not_null().to_numpy(), ir.FIELD_SLOW, ir.FIELD_ABSENT)
+        spellings = [k for k in sex_spellings if k and k == k.strip()]
+        table = _string_table(plan, "sex", spellings, kernel)
+        ids = np.empty(n, np.uint32)
+        kernel.intern_codes(*table, *Text.of(text).kernel_args(), ids)
+        by_id = np.array([ir.MISSING] + [sex_spellings[k] for k in spellings], np.int64)[ids]
+        found = (ids > 0) & (by_id > ir.MISSING) & (by_id <= np.iinfo(np.int32).max)
+        values[:] = np.where(found, by_id, ir.MISSING)
+        state[:] = np.where(found, ir.FIELD_OK, np.where(text.is_not_null().to_numpy(), ir.FIELD_SLOW, ir.FIELD_ABSENT))
     else:
         sex_spellings = None
         kernel.parse_ints(*Text.of(text).kernel_args(), values, state)
