@@ -20,6 +20,8 @@ from .kernel import KERNEL
 
 # Input spellings of sex besides the digits (OpenDRG accepts 男/女 as well).
 SEX_WORDS = {**ir.SEX_VALUES, "男": 1, "女": 2, "M": 1, "F": 2, "m": 1, "f": 2}
+
+
 @dataclass(frozen=True)
 class Text:
     """A string column as the kernel reads it: an Arrow string_view array (Polars' own buffers)."""
