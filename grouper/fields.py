@@ -185,13 +185,15 @@ def _sex(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
                        text.replace_strict(SEX_WORDS, default=None, return_dtype=pl.Int8))
 
 
-def typed_fields(frame: pl.DataFrame, integer_money: str = "yuan") -> pl.DataFrame:
-    """The CARRIED_COLUMNS of `frame`, parsed to CARRIED_SCHEMA (absent columns: null; special_review false),
-    plus one Boolean ``_bad_<field>`` column per readable-or-not field (value written but unreadable).
-    `integer_money`: what an integer money column holds — "yuan" (a raw export) or "fen" (a grouped file)."""
+def typed_fields(frame: pl.DataFrame, integer_money: str = "yuan",
+                 columns: tuple[str, ...] = CARRIED_COLUMNS) -> pl.DataFrame:
+    """The CARRIED_COLUMNS of `frame` (or the `columns` among them), parsed to CARRIED_SCHEMA (absent
+    columns: null; special_review false), plus one Boolean ``_bad_<field>`` column per readable-or-not
+    field (value written but unreadable). `integer_money`: what an integer money column holds — "yuan"
+    (a raw export) or "fen" (a grouped file)."""
     schema = frame.schema
     exprs, bad = [], []
-    for name in CARRIED_COLUMNS:
+    for name in columns:
         dtype = schema.get(name, pl.Null)
         col = pl.col(name) if name in schema else pl.lit(None, dtype=pl.String)
         dtype = dtype if name in schema else pl.String
@@ -241,10 +243,11 @@ def field_problems(frame: pl.DataFrame, typed: pl.DataFrame, levels: dict[str, s
                       .filter(pl.col("_hit")).drop("_hit"))
 
     for name in MALFORMED:
-        if name in schema:
+        if name in schema and f"_bad_{name}" in typed.columns:
             add(f"malformed_{name}", pl.col(f"_bad_{name}"), _text(pl.col(f"_raw_{name}"), schema[name]))
     for name in MONEY_COLUMNS:
-        add("implausible_cost", pl.col(name) < 0, yuan_text(pl.col(name)))
+        if name in typed.columns:
+            add("implausible_cost", pl.col(name) < 0, yuan_text(pl.col(name)))
     add("implausible_dates", pl.col("discharge_date") < pl.col("admission_date"),
         pl.format("{} < {}", pl.col("discharge_date"), pl.col("admission_date")))
     if not chunks:
@@ -258,17 +261,30 @@ def field_problems(frame: pl.DataFrame, typed: pl.DataFrame, levels: dict[str, s
 SETTLEMENT_REASONS = (*(f"malformed_{name}" for name in MALFORMED), "implausible_cost", "implausible_dates")
 
 
-def carry_fields(plan: ir.Plan, cases: pl.DataFrame, results: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def settlement_fields(cases: pl.DataFrame, columns: tuple[str, ...] = CARRIED_COLUMNS
+                      ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What carry_fields computes that does not depend on the scheme: (the typed `columns` of `cases`,
+    their problems, every one at level "warning"). Work out once, carry under several schemes
+    (grouper.versions.migration groups one year under two versions)."""
+    typed_all = typed_fields(cases, columns=columns)
+    return typed_all, field_problems(cases, typed_all, {})
+
+
+def carry_fields(plan: ir.Plan, cases: pl.DataFrame, results: pl.DataFrame,
+                 fields: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Results (id, status, mdc, adrg, drg, reason, warnings) followed by the typed CARRIED_COLUMNS of
     `cases` (read with ``settlement=True``): a grouped batch. Returns (grouped, settlement problems).
+    `fields`: `settlement_fields(cases, ...)` worked out before (then its columns are the ones carried).
 
     The settlement problems join the case's `warnings` (warning level) or, raised to error by the
     scheme, make a not-yet-invalid case invalid with that reason. Row count and order never change.
     """
+    typed_all, found = fields if fields is not None else settlement_fields(cases)
+    typed = typed_all.select(c for c in CARRIED_COLUMNS if c in typed_all.columns)
+    # the scheme's level of each reason ("off": not reported)
     levels = {code: level_of(plan, code) for code in SETTLEMENT_REASONS}
-    typed_all = typed_fields(cases)
-    typed = typed_all.select(CARRIED_COLUMNS)
-    problems = field_problems(cases, typed_all, levels)
+    problems = (found.with_columns(pl.col("reason").replace_strict(levels, return_dtype=pl.String).alias("level"))
+                .filter(pl.col("level") != "off"))
     if problems.height:
         warns = (problems.filter(pl.col("level") == "warning").group_by("row", maintain_order=True)
                  .agg(pl.col("reason").unique(maintain_order=True).alias("_new")))
@@ -303,4 +319,4 @@ def typed_problem_rows(problems: pl.DataFrame, results: pl.DataFrame, cases: pl.
 
 
 __all__ = ["CARRIED_COLUMNS", "CARRIED_SCHEMA", "GROUPED_COLUMNS", "carry_fields", "for_text_output",
-           "money_fen", "parse_date", "typed_fields", "yuan_text"]
+           "money_fen", "parse_date", "settlement_fields", "typed_fields", "yuan_text"]
