@@ -75,16 +75,20 @@ def _parse_ints(column: pl.Expr) -> pl.Expr:
     return whole.cast(pl.Int64, strict=False)
 
 
-def _slow_field(name: str, text: pl.Series, sex_spellings: dict[str, int] | None = None) -> tuple[pl.Series, pl.Series]:
+def _slow_field(name: str, text: pl.Series, sex_spellings: dict[str, int] | None = None,
+                sex_digits: bool = False) -> tuple[pl.Series, pl.Series]:
     """The full parsing rules for one field: (value Int64 or null, raw present Boolean).
 
     raw = the stripped text, empty → missing; ints may be written "12.0"; sex may be a word, or,
-    when the scheme says `read sex ...`, only one of its spellings.
+    when the scheme says `read sex ...`, only one of its spellings (`read sex digits, ...`: or a
+    string of digits 0-9, as its number).
     """
     raw = pl.col(name).str.strip_chars()
     raw = pl.when(raw == "").then(None).otherwise(raw)
     if name == "sex" and sex_spellings is not None:
         value = raw.replace_strict(sex_spellings, default=None, return_dtype=pl.Int64)
+        if sex_digits:
+            value = pl.coalesce(pl.when(raw.str.contains(r"^[0-9]+$")).then(raw.cast(pl.Int64, strict=False)), value)
     elif name == "sex":
         value = pl.coalesce(_parse_ints(raw), raw.replace_strict(SEX_WORDS, default=None, return_dtype=pl.Int64))
     else:
@@ -119,7 +123,8 @@ def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir
     unresolved = fast.is_null() & text.is_not_null()
     present = text.is_not_null()
     if unresolved.any():
-        value, slow_present = _slow_field(name, text.filter(unresolved), sex_spellings)
+        value, slow_present = _slow_field(name, text.filter(unresolved), sex_spellings,
+                                          plan is not None and plan.sex_digits)
         fast = fast.scatter(unresolved.arg_true(), value)
         present = present.scatter(unresolved.arg_true(), slow_present)
     low, high = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max
