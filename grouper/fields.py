@@ -244,7 +244,7 @@ def typed_fields(frame: pl.DataFrame, integer_money: str = "yuan",
     parsed, exprs = [], []
     for name in columns:
         dtype = schema.get(name, pl.String)
-        col = pl.col(name) if name in schema else pl.lit(None, dtype=pl.String)
+        col = pl.col(name) if name in schema else pl.repeat(None, pl.len(), dtype=pl.String)  # frame's height
         value, bad = _field_exprs(name, col, dtype, integer_money)
         pair = [value] if bad is None else [value, bad]
         worth = name in schema and frame.height >= 1024 and (
@@ -254,8 +254,7 @@ def typed_fields(frame: pl.DataFrame, integer_money: str = "yuan",
             exprs += pair
         else:
             parsed.append(done)
-    # with_columns, not select: an absent field is a literal, broadcast to the frame's height
-    rest = frame.with_columns(exprs).select(e.meta.output_name() for e in exprs)
+    rest = frame.with_columns(exprs).select(e.meta.output_name() for e in exprs)   # the frame's height, even with none
     return pl.concat([rest, *parsed], how="horizontal").select(
         *columns, *(f"_bad_{name}" for name in columns if name in MALFORMED))
 

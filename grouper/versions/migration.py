@@ -2,9 +2,9 @@
 relative weights calibrated from that year for each, both settled under the same policy, and the
 two settlements compared per hospital and per group.
 
-Built on the other wings' entry functions: grouping (`grouper.api.group` with the settlement
-fields carried), weights (`grouper.payment.weights.calibrate_weights`), settlement
-(`grouper.settle.run.settle_cases`) and comparison (`grouper.settle.compare.compare`). The result
+Built on the other wings' entry functions: grouping (the pipeline's batch function
+`grouper.pipeline.group_frame`, the settlement fields carried by `grouper.fields.carry_fields`),
+weights (`grouper.payment.weights.calibrate_weights`), settlement (`grouper.payment.api.settle_cases`) and comparison (`grouper.payment.impact.compare`). The result
 is a policy comparison like `grouper settle --compare` (the same folder layout, so `grouper report`
 shows it), plus what only a version switch has:
 
@@ -36,7 +36,7 @@ _TYPED = tuple(c for c in _CASE_COLUMNS if c != "id")
 class Migration:
     from_version: str          # "name version" of each scheme
     to_version: str
-    comparison: object         # grouper.settle.compare.Comparison (base = old version, change = new)
+    comparison: object         # grouper.payment.impact.Comparison (base = old version, change = new)
     source_groups: pl.DataFrame
     weights_from: pl.DataFrame  # calibrated weights, one row per DRG (grouper.payment.weights)
     weights_to: pl.DataFrame
@@ -138,8 +138,8 @@ def migration_impact(cases: pl.DataFrame | str | Path, from_scheme: LoadedScheme
     `on_stage(name)` is called as each stage starts ("group", "calibrate from", "settle from",
     "calibrate to", "settle to", "compare"): benches/bench_migration.py times them."""
     from ..payment.weights import calibrate_weights
-    from ..settle.compare import compare
-    from ..settle.run import settle_cases
+    from ..payment.impact import compare
+    from ..payment.api import settle_cases
 
     stage = on_stage or (lambda name: None)
     before = from_scheme if isinstance(from_scheme, LoadedScheme) else load_scheme(from_scheme)
@@ -166,7 +166,7 @@ def write_migration(migration: Migration, folder: str | Path, *, case_format: st
     plus migration.json (the key figures), source_groups.csv and the two weight tables."""
     import json
 
-    from ..settle.files import COMPARE_MONEY, write_comparison, write_table
+    from ..payment.settle_files import COMPARE_MONEY, write_comparison, write_table
 
     folder = Path(folder)
     write_comparison(migration.comparison, folder, case_format=case_format)
