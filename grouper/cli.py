@@ -314,17 +314,12 @@ def _write_group_outputs(args, scheme, report, console):
 
 
 def _weights_table(path):
-    """A weights table (drg, weight) for `group --weights`, read like any input table."""
+    """A weights table (drg, weight) for `group --weights`, read and checked as every command reads one."""
     if path is None:
         return None
-    from . import io
-    from .errors import InputError
+    from .settle.engine import checked_weights, read_weights
 
-    table = io._read_raw(Path(path), encoding=None, sheet=None)
-    missing = [c for c in ("drg", "weight") if c not in table.columns]
-    if missing:
-        raise InputError(f"--weights {path} has no {' or '.join(missing)} column (it has {', '.join(table.columns)})")
-    return table
+    return checked_weights(read_weights(path), f"--weights {path}")
 
 
 def _render_group_summary(args, rows: int, batches: _GroupProgress, summary, report, seconds: float,

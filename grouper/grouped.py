@@ -83,10 +83,13 @@ def _typed(raw: pl.DataFrame, wanted: list[str]) -> pl.DataFrame:
     # Columns already of their type (Parquet written by grouper) are taken as they are: parsing
     # 10 M values that are already typed would cost seconds for nothing.
     ready = [c for c in carried if c in raw.columns and raw.schema[c] == CARRIED_SCHEMA[c]]
-    to_parse = [c for c in carried if c not in ready]
-    typed = typed_fields(raw.select([c for c in to_parse if c in raw.columns]), integer_money="fen").select(to_parse)
+    to_parse = [c for c in carried if c not in ready and c in raw.columns]
+    typed = typed_fields(raw.select(to_parse), integer_money="fen").select(to_parse)
     as_is = raw.select(pl.col(c).fill_null(False) if c == "special_review" else pl.col(c) for c in ready)
-    return pl.concat([results, typed, as_is], how="horizontal").select(wanted)
+    # a carried column the file lacks: null (special_review false), one per row
+    absent = raw.select(pl.repeat(False if c == "special_review" else None, pl.len(), dtype=CARRIED_SCHEMA[c]).alias(c)
+                        for c in carried if c not in raw.columns)
+    return pl.concat([results, typed, as_is, absent], how="horizontal").select(wanted)
 
 
 def is_grouped_file(path: str | Path, *, encoding: str | None = None) -> bool:

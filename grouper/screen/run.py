@@ -86,18 +86,12 @@ def load_cases(source, *, cases: str | Path | None = None, scheme=None, encoding
 
 
 def read_weights(path: str | Path) -> pl.DataFrame:
-    """A weights table (CSV/Parquet/Excel with columns drg, weight) as drg String, weight Float64."""
-    from .. import io
+    """A weights table (CSV/Parquet/Excel with columns drg, weight), read and checked as every
+    command reads one (grouper.settle.engine.read_weights), as drg String, weight Float64."""
+    from ..settle.engine import checked_weights, read_weights as read_table
 
-    frame = io._read_raw(Path(path), encoding=None, sheet=None)
-    missing = [c for c in ("drg", "weight") if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path} has no {' or '.join(missing)} column (a weights table has drg, weight)")
-    weights = frame.select(pl.col("drg").cast(pl.String), pl.col("weight").cast(pl.Float64, strict=False))
-    bad = weights.filter(pl.col("weight").is_null() | (pl.col("weight") <= 0))
-    if bad.height:
-        raise InputError(f"{path}: the weight of {bad['drg'][0]} is not a positive number")
-    return weights
+    frame = checked_weights(read_table(path), str(path))
+    return frame.select(pl.col("drg").cast(pl.String).str.strip_chars(), pl.col("weight").cast(pl.Float64))
 
 
 def data_weights(cases: pl.DataFrame) -> pl.DataFrame:

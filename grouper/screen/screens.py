@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from ..errors import Diagnostic, SchemeError, Span, with_source
+from ..errors import Diagnostic, InputError, SchemeError, Span, with_source
 from ..settle.policy import _check_section, _Collector, _Layer, _suggest
 from ..settle.schema import Section
 from ..settle.tomlpos import key_positions
@@ -62,9 +62,9 @@ class Screens:
 def _read(path: Path) -> _Layer:
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ScreensError([Diagnostic("unreadable-screens", "error", f"cannot read screens file {path}: "
-                                       f"{exc.strerror or exc}", Span(str(path), 1, 1))]) from None
+    except OSError as exc:  # a missing or unreadable input file: exit 3, like any other (not a screens error, 1)
+        problem = "no such screens file" if not path.exists() else f"cannot read the screens file ({exc.strerror or exc})"
+        raise InputError(f"{path}: {problem}") from None
     try:
         data = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:

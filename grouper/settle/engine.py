@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import datetime
 import operator
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -136,11 +137,21 @@ def half_up(value: Decimal, unit: int = 1) -> int:
     return int((Decimal(value) * unit).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?")
+
+
 def decimal_of(text) -> Decimal | None:
-    """A number written in a table cell as an exact Decimal (None: blank); raises ValueError when unreadable."""
+    """A number written in a table cell as an exact Decimal (None: blank); raises ValueError when
+    unreadable. A comma is read only as a thousands separator in groups of three (`12,345.67`):
+    `0,85` (a decimal comma) or `1,2345` is refused, never read as 85 or 12345."""
     if text is None or str(text).strip() == "":
         return None
-    number = Decimal(str(text).strip().replace(",", ""))
+    text = str(text).strip()
+    if "," in text:
+        if not _THOUSANDS.fullmatch(text):
+            raise ValueError(text)
+        text = text.replace(",", "")
+    number = Decimal(text)
     if not number.is_finite():
         raise ValueError
     return number
@@ -164,15 +175,8 @@ class DrgWeights:
 
     @classmethod
     def from_csv(cls, path, scale, los_column: str = "los_mean") -> "DrgWeights":
-        try:
-            from pathlib import Path
-
-            from ..io import _as_utf8   # weights.csv may be written in UTF-8 (with or without BOM) or GBK
-
-            frame = pl.read_csv(_as_utf8(Path(path).read_bytes(), None, Path(path)), infer_schema=False)
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise InputError(f"cannot read weights table {path}: {exc}") from None
-        return cls(frame, Decimal(scale), str(path), los_column)
+        """The weights table in file `path` (see `read_weights`)."""
+        return cls(read_weights(path), Decimal(scale), str(path), los_column)
 
     @property
     def codes(self) -> set[str]:
@@ -249,6 +253,28 @@ class DrgWeights:
 
     def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
         return join_groups(cases.with_columns(pl.col("drg").alias("group")), self.table(), extra)
+
+
+def read_weights(path) -> pl.DataFrame:
+    """A weights table file as read by every command that takes one (`settle`, `group`, `metrics`,
+    `screen`, `serve`): the project's one table reader (CSV in UTF-8 or GBK, Parquet, Excel),
+    every column as written; check it with `checked_weights`."""
+    from pathlib import Path
+
+    from ..io import _read_raw
+
+    try:
+        return _read_raw(Path(path), encoding=None, sheet=None)
+    except OSError as exc:
+        raise InputError(f"cannot read the weights table {path}: {exc.strerror or exc}") from None
+
+
+def checked_weights(weights: pl.DataFrame, origin: str = "the weights table") -> pl.DataFrame:
+    """`weights` once it has passed the checks of `DrgWeights` (a blank or repeated DRG, a weight
+    that is not a positive finite number, a mean or LOS column that is not positive: InputError
+    naming `origin` and the line); the one check of a weights table, whatever reads it."""
+    DrgWeights(weights, Decimal(1), origin).table()
+    return weights
 
 
 class Settlement:
