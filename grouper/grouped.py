@@ -83,13 +83,12 @@ def _typed(raw: pl.DataFrame, wanted: list[str]) -> pl.DataFrame:
     # Columns already of their type (Parquet written by grouper) are taken as they are: parsing
     # 10 M values that are already typed would cost seconds for nothing.
     ready = [c for c in carried if c in raw.columns and raw.schema[c] == CARRIED_SCHEMA[c]]
-    to_parse = [c for c in carried if c not in ready and c in raw.columns]
-    typed = typed_fields(raw.select(to_parse), integer_money="fen").select(to_parse)
+    to_parse = [c for c in carried if c not in ready]
+    # at least one column keeps the frame's height when every field to parse is absent
+    present = [c for c in to_parse if c in raw.columns] or [pl.first()]
+    typed = typed_fields(raw.select(present), integer_money="fen").select(to_parse)
     as_is = raw.select(pl.col(c).fill_null(False) if c == "special_review" else pl.col(c) for c in ready)
-    # a carried column the file lacks: null (special_review false), one per row
-    absent = raw.select(pl.repeat(False if c == "special_review" else None, pl.len(), dtype=CARRIED_SCHEMA[c]).alias(c)
-                        for c in carried if c not in raw.columns)
-    return pl.concat([results, typed, as_is, absent], how="horizontal").select(wanted)
+    return pl.concat([results, typed, as_is], how="horizontal").select(wanted)
 
 
 def is_grouped_file(path: str | Path, *, encoding: str | None = None) -> bool:

@@ -16,7 +16,7 @@ import pytest
 from grouper.errors import InputError
 from grouper.payment.api import hospital_metrics, load_grouped
 from grouper.payment.weights import WeightOptions
-from grouper.settle.engine import DrgWeights, checked_weights, read_weights
+from grouper.payment.settle import DrgWeights, checked_weights, read_weights
 
 GROUPED = pl.DataFrame({"hospital": ["H1", "H1"], "dept": [None, None], "status": ["grouped", "grouped"],
                         "drg": ["X1", "Y1"], "cost": [100_000, 200_000], "los": [3, 5], "discharge": [1, 1]})
@@ -89,7 +89,7 @@ def test_a_history_without_costs_is_refused_naming_the_file_and_field(tmp_path):
 def test_a_missing_policy_or_screens_file_is_an_input_error_not_a_policy_error(tmp_path):
     """A missing --policy was exit 1 (a policy error at line 1) in `serve`, 3 in `settle`."""
     from grouper.screen.screens import load_screens
-    from grouper.settle.policy import load_policy
+    from grouper.payment.policy import load_policy
 
     for load, name in ((load_policy, "policy"), (load_screens, "screens")):
         with pytest.raises(InputError, match=f"nope.toml: no such {name} file"):

@@ -63,9 +63,9 @@ class MetricOptions:
 
 def weights_table(weights: pl.DataFrame | dict | None) -> pl.DataFrame:
     """drg, weight (+ mean, los_mean, risk when present) from a frame, a {drg: weight} dict or a
-    file's frame, checked as settle checks a weights table (grouper.settle.engine.checked_weights:
+    file's frame, checked as settle checks a weights table (grouper.payment.settle.checked_weights:
     a weight that is blank, NaN, infinite or not positive, a DRG listed twice, is refused)."""
-    from ..settle.engine import checked_weights
+    from .settle import checked_weights
 
     if weights is None:
         raise InputError("hospital metrics need relative weights: give a weights table (--weights) "

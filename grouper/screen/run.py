@@ -87,8 +87,8 @@ def load_cases(source, *, cases: str | Path | None = None, scheme=None, encoding
 
 def read_weights(path: str | Path) -> pl.DataFrame:
     """A weights table (CSV/Parquet/Excel with columns drg, weight), read and checked as every
-    command reads one (grouper.settle.engine.read_weights), as drg String, weight Float64."""
-    from ..settle.engine import checked_weights, read_weights as read_table
+    command reads one (grouper.payment.settle.read_weights), as drg String, weight Float64."""
+    from ..payment.settle import checked_weights, read_weights as read_table
 
     frame = checked_weights(read_table(path), str(path))
     return frame.select(pl.col("drg").cast(pl.String).str.strip_chars(), pl.col("weight").cast(pl.Float64))

@@ -34,7 +34,7 @@ def add_serve_parser(sub) -> None:
     s.add_argument("--by-date", action="append", type=Path, default=[], metavar="SCHEDULE",
                    help="DRG packs by discharge date: a CSV with columns from,pack, as `grouper group --by-date` takes")
     s.add_argument("--policy", type=Path, help="settlement policy (.toml) for 预结算 estimates")
-    s.add_argument("--weights", type=Path, help="weights table (CSV: drg, weight[, mean]) for estimates (default: the pack's)")
+    s.add_argument("--weights", type=Path, help="weights table (drg, weight[, mean]; CSV, Parquet or Excel) for estimates (default: the pack's)")
     s.add_argument("--point-value", type=positive_decimal, metavar="YUAN",
                    help="the latest point value in yuan per point for estimates (default: the policy's budget_point_value)")
     s.add_argument("--warn-at", type=positive_decimal, default=Decimal("0.8"), metavar="SHARE",
@@ -81,7 +81,7 @@ def serve_command(args) -> int:
     server = uvicorn.Server(config)
     # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the requests in flight finish, then
     # raises the signal again for the CLI's own handler; a graceful stop is reported as such.
-    from ..cli import EXIT_INTERRUPTED, EXIT_TERMINATED
+    from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED
     from ..console import stderr_console
     from ..outputs import Terminated
 

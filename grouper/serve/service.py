@@ -110,7 +110,7 @@ def load_state(settings: Settings, generation: int = 1) -> State:
 
     policy = None
     if settings.policy is not None:
-        from ..settle.policy import load_policy
+        from ..payment.policy import load_policy
 
         policy = load_policy(settings.policy)
     weights = _weights_table(settings.weights) if settings.weights is not None else None
@@ -149,7 +149,7 @@ def _dates(starts) -> str:
 
 def _weights_table(path: Path) -> pl.DataFrame:
     """The --weights table, read and checked as every command reads one (a bad row stops the start, exit 3)."""
-    from ..settle.engine import checked_weights, read_weights
+    from ..payment.settle import checked_weights, read_weights
 
     return checked_weights(read_weights(path), str(path))
 
