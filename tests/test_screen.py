@@ -150,7 +150,7 @@ def test_money_rankings_and_scores(tmp_path):
                   *many(2, drg="XA11", cost=90_000, los=4, fund_paid=100_000, doctor="D2", hospital="H2"),
                   {"los": 70, "doctor": "D2", "hospital": "H2"})
     screens = load_screens(screens_file(
-        tmp_path / "s.toml", rule("UP", "mcc_upcoding", "min_group_cases = 3"), rule("LONG", "long_stay", level="违规"),
+        tmp_path / "s.toml", rule("UP", "mcc_upcoding", 'min_group_cases = 3, within = "none"'), rule("LONG", "long_stay", level="违规"),
         scores="[scores]\nviolation_points = 3\nsuspect_points = 1\nwarn_at = 2\npause_at = 4\nstop_at = 6\n"))
     weights = pl.DataFrame({"drg": ["XA11", "XA15"], "weight": [2.0, 1.0]})
     result = screen(frame, screens, key=KEY, weights=weights)
@@ -163,7 +163,7 @@ def test_money_rankings_and_scores(tmp_path):
 
 def test_settled_payment_is_what_a_case_was_paid(tmp_path):
     frame = cases(*many(3, drg="XA15", cost=100_000, los=5), {"drg": "XA11", "cost": 90_000, "los": 4})
-    screens = load_screens(screens_file(tmp_path / "s.toml", rule("UP", "mcc_upcoding", "min_group_cases = 3")))
+    screens = load_screens(screens_file(tmp_path / "s.toml", rule("UP", "mcc_upcoding", 'min_group_cases = 3, within = "none"')))
     payment = pl.Series([1, 2, 3, 400_000])
     result = screen(frame, screens, key=KEY, weights=pl.DataFrame({"drg": ["XA11", "XA15"], "weight": [2.0, 1.0]}),
                     payment=payment)

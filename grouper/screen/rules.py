@@ -35,6 +35,19 @@ class Context:
                 .collect())
         return self._cache["stats"]
 
+    def group_ranges(self, suffixes: tuple[str, ...]) -> pl.DataFrame:
+        """Per (drg, hospital_level) of the groups whose code ends with one of `suffixes`: cases, and the first and third
+        quartiles of log cost and log LOS (each at least 1 fen / 1 day; linear interpolation)."""
+        key = ("ranges", suffixes)
+        if key not in self._cache:
+            quartiles = [_log_at_least_1(c).quantile(q, interpolation="linear").alias(f"{c}_q{int(q * 4)}")
+                         for c in ("cost", "los") for q in (0.25, 0.75)]
+            self._cache[key] = (
+                self.cases.lazy().filter(pl.any_horizontal([pl.col("drg").str.ends_with(x) for x in suffixes])
+                                         & pl.col("cost").is_not_null() & pl.col("los").is_not_null())
+                .group_by("drg", "hospital_level").agg(pl.len().alias("cases"), *quartiles).collect())
+        return self._cache[key]
+
     def stays(self) -> pl.DataFrame:
         """The stays of patients with more than one stay, sorted by patient and admission (the across-stays view).
 
@@ -91,6 +104,10 @@ def hashed(column: str, name: str) -> pl.Expr:
     return pl.col(column).hash(seed=20240601).alias(name)
 
 
+def _log_at_least_1(column: str) -> pl.Expr:
+    return pl.col(column).cast(pl.Float64).clip(lower_bound=1).log()
+
+
 def weight_of(drg: pl.Expr, weights: pl.DataFrame) -> pl.Expr:
     return drg.replace_strict(weights["drg"], weights["weight"], default=None, return_dtype=pl.Float64)
 
@@ -129,34 +146,41 @@ def cost_outlier(ctx: Context, p: dict) -> pl.DataFrame:
 
 
 def mcc_upcoding(ctx: Context, p: dict) -> pl.DataFrame:
-    suffix = p["mcc_suffix"]
+    """高套分组, judged the way a reviewer would: first the units whose MCC share stands above their peers' control
+    limit (`within`), then, there, the MCC cases whose cost and stay both lie within the normal range of the group the
+    ADRG has without complications (Tukey's fence Q3 + `normal_range` × IQR on the log scale, at the level: costs
+    and stays are skewed): cases where nothing but the coded MCC diagnosis points to an MCC. Cost and stay alone cannot
+    tell an upcoded case from a genuine MCC case (the two groups' costs overlap); the unit's excess MCC share is
+    what makes the list worth reviewing."""
+    suffix, k = p["mcc_suffix"], float(p["normal_range"])
     modes = [int(m) for m in p["discharge"]]
     frame = ctx.cases.lazy().filter(pl.col("drg").str.ends_with(suffix) & pl.col("discharge").is_in(modes)).select(
         "row", "drg", "hospital_level", "cost", "los", pl.col("drg").str.slice(0, pl.col("drg").str.len_chars() - len(suffix))
         .alias("_adrg"))
-    stats = ctx.group_stats()
-    alternatives = []
-    for i, alt in enumerate(p["alternative_suffixes"]):
-        frame = _with_stats(frame.with_columns((pl.col("_adrg") + alt).alias(f"_alt{i}")), stats,
-                            p["min_group_cases"], on=f"_alt{i}", prefix=f"_a{i}")
-        alternatives.append(i)
-    pick = lambda name: pl.coalesce([pl.when(pl.col(f"_a{i}_cases").is_not_null()).then(pl.col(
-        f"_alt{i}" if name == "drg" else f"_a{i}_median_{name}")) for i in alternatives])  # noqa: E731
-    frame = frame.with_columns(pick("drg").alias("alternative_drg"), pick("cost").alias("alternative_median_cost"),
-                               pick("los").alias("alternative_median_los"))
-    frame = frame.filter((pl.col("cost") <= float(p["cost_ratio"]) * pl.col("alternative_median_cost"))
-                         & (pl.col("los") <= float(p["los_ratio"]) * pl.col("alternative_median_los")))
-    shown = ["row", "drg", "alternative_drg", "cost", pl.col("alternative_median_cost").round().cast(FEN), "los",
-             "alternative_median_los"]
+    # each (ADRG, level)'s alternative: the first suffix whose group has enough cases there, with its normal range
+    ranges = ctx.group_ranges(tuple(p["alternative_suffixes"])).filter(pl.col("cases") >= p["min_group_cases"])
+    fence = lambda c: (pl.col(f"{c}_q3") + k * (pl.col(f"{c}_q3") - pl.col(f"{c}_q1"))).alias(f"_{c}_fence")  # noqa: E731
+    alternatives = pl.concat([
+        ranges.filter(pl.col("drg").str.ends_with(alt)).select(
+            pl.col("drg").str.slice(0, pl.col("drg").str.len_chars() - len(alt)).alias("_adrg"), "hospital_level",
+            pl.lit(order).alias("_order"), pl.col("drg").alias("alternative_drg"), fence("cost"), fence("los"))
+        for order, alt in enumerate(p["alternative_suffixes"])])
+    alternatives = alternatives.sort("_order").unique(["_adrg", "hospital_level"], keep="first").drop("_order")
+    frame = frame.join(alternatives.lazy(), on=["_adrg", "hospital_level"], how="inner")
+    # compared on the log scale, as the quartiles were taken (a case exactly at the fence is inside)
+    frame = frame.filter((_log_at_least_1("cost") <= pl.col("_cost_fence")) & (_log_at_least_1("los") <= pl.col("_los_fence")))
+    shown = ["row", "drg", "alternative_drg", "cost", pl.col("_cost_fence").exp().round().cast(FEN).alias("alternative_cost_limit"),
+             "los", pl.col("_los_fence").exp().round(1).alias("alternative_los_limit")]
     if p["within"] != "none":
         keys = UNIT_KEYS[p["within"]]
-        units = provider_share(ctx, {"area": "mcc", "mcc_suffix": suffix, "by": p["within"], "percentile": p["percentile"],
-                                     "min_cases": p["min_cases"], "peers": "hospital_level"}).filter("flagged")
+        units = provider_share(ctx, {"area": "mcc", "mcc_suffix": suffix, "by": p["within"], "control": p["control"],
+                                     "fence": p["fence"], "percentile": p["percentile"], "min_cases": p["min_cases"],
+                                     "peers": p["peers"]}).filter("flagged")
         units = units.select(*keys, pl.col("rate").round(4).alias("unit_mcc_share"), pl.col("limit").round(4).alias("unit_limit"))
         frame = (frame.join(ctx.cases.lazy().select("row", *keys), on="row", how="left")
                  .join(units.lazy(), on=keys, how="inner").sort("row"))
         shown += ["unit_mcc_share", "unit_limit"]
-    return frame.select(shown).collect()
+    return frame.select(shown).sort("row").collect()
 
 
 def low_weight_admission(ctx: Context, p: dict) -> pl.DataFrame:
@@ -251,11 +275,15 @@ UNIT_KEYS = {"hospital": ["hospital"], "dept": ["hospital", "dept"], "doctor": [
 
 
 def _limits(units: pl.LazyFrame, p: dict) -> pl.DataFrame:
-    """Each unit's control limit (the percentile of its eligible peers' rates) and whether it is above it."""
+    """Each unit's control limit (a percentile of its eligible peers' rates, or their outlier fence) and whether it is above it."""
     peers = ["peer_level"] if p["peers"] == "hospital_level" else []
     eligible = pl.col("cases") >= p["min_cases"]
-    q = float(p["percentile"]) / 100
-    limit = pl.col("rate").filter(eligible).quantile(q, interpolation="linear")
+    rates = pl.col("rate").filter(eligible)
+    if p["control"] == "fence":   # Tukey's outlier fence: Q3 + k × IQR of the peers' rates
+        q1, q3 = rates.quantile(0.25, interpolation="linear"), rates.quantile(0.75, interpolation="linear")
+        limit = q3 + float(p["fence"]) * (q3 - q1)
+    else:
+        limit = rates.quantile(float(p["percentile"]) / 100, interpolation="linear")
     units = units.with_columns((limit.over(peers) if peers else limit).alias("limit"))
     return units.with_columns((eligible & (pl.col("rate") > pl.col("limit"))).fill_null(False).alias("flagged")).collect()
 
@@ -296,7 +324,10 @@ def cmi_jump(ctx: Context, p: dict) -> pl.DataFrame:
     keys, hashes, lazy = _units(ctx.cases.lazy().filter(pl.col("discharge_date").is_not_null()), p["by"])
     lazy = lazy.with_columns(pl.col("discharge_date").dt.year().alias("_year"),
                              weight_of(pl.col("drg"), ctx.weights).alias("_w")).filter(pl.col("_w").is_not_null())
-    years = ctx.cases.select(pl.col("discharge_date").dt.year().unique().sort()).to_series().drop_nulls().to_list()
+    # the last two discharge years that hold a real year of cases: a few stray discharges (a late record, a stay
+    # moved over new year) do not make a year (at least a tenth of the largest year's cases)
+    counts = ctx.cases.group_by(pl.col("discharge_date").dt.year().alias("year")).len().drop_nulls().sort("year")
+    years = counts.filter(pl.col("len") >= pl.col("len").max() / 10)["year"].to_list()
     if len(years) < 2:
         return pl.DataFrame()
     last, before = years[-1], years[-2]

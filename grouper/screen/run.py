@@ -20,7 +20,7 @@ from .privacy import keyed_hash
 from .schema import EXTRA_FIELDS
 from .screens import Rule, Screens
 
-MONEY_EVIDENCE = ("cost", "group_median_cost", "alternative_median_cost")
+MONEY_EVIDENCE = ("cost", "group_median_cost", "alternative_cost_limit")
 UNIT_FILES = {"hospital": "hospitals", "dept": "departments", "doctor": "doctors"}
 FLAG_SCHEMA = {"id": pl.String, "rule": pl.String, "name": pl.String, "level": pl.String, "stage": pl.String,
                "hospital": pl.String, "hospital_level": pl.Int8, "dept": pl.String, "doctor": pl.String,
@@ -118,6 +118,8 @@ def needed_fields(rule: Rule) -> tuple[str, ...]:
         extra.append(rule.params["field"])
     if spec.kind == "providers" and rule.params["by"] != "hospital":
         extra.append(rule.params["by"])
+    if rule.logic == "mcc_upcoding" and rule.params["within"] != "none":
+        extra += [k for k in R.UNIT_KEYS[rule.params["within"]] if k not in spec.fields]
     return (*spec.fields, *extra)
 
 
