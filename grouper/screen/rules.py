@@ -49,23 +49,33 @@ class Context:
         return self._cache[key]
 
     def stays(self) -> pl.DataFrame:
-        """The stays of patients with more than one stay, sorted by patient and admission (the across-stays view).
+        """Every dated stay of a known patient, sorted by patient, admission, discharge and row: the one sort every
+        across-stays logic shares.
 
         Keys are 64-bit hashes of the codes (``_p`` patient, ``_h`` hospital, ``_a`` ADRG, ``_d`` DRG): sorting and
         comparing integers instead of 10 M strings. A logic confirms what it finds on the codes themselves
-        (`same_codes`), so a hash collision can never make two patients one.
+        (`same_codes`), so a hash collision can never make two patients one. The sort runs on two integer keys, the
+        patient's hash and the stay's time packed into one (admission day, LOS, row), whenever they fit 64 bits exactly.
         """
         if "stays" not in self._cache:
-            self._cache["stays"] = (
-                self.cases.lazy()
-                .filter(pl.col("patient_id").is_not_null() & pl.col("admission_date").is_not_null()
-                        & pl.col("discharge_date").is_not_null())
-                .select("row", hashed("patient_id", "_p"), hashed("hospital", "_h"), hashed("adrg", "_a"), hashed("drg", "_d"),
-                        "admission_date", "discharge_date")
-                .filter(pl.col("_p").is_duplicated())
-                .sort("_p", "admission_date", "discharge_date", "row")
-                .collect())
+            frame = (self.cases.lazy()
+                     .filter(pl.col("patient_id").is_not_null() & pl.col("admission_date").is_not_null()
+                             & pl.col("discharge_date").is_not_null())
+                     .select("row", hashed("patient_id", "_p"), hashed("hospital", "_h"), hashed("adrg", "_a"),
+                             hashed("drg", "_d"), "admission_date", "discharge_date")
+                     .collect())
+            self._cache["stays"] = frame.gather(frame.select(_time_order(frame)).to_series())
         return self._cache["stays"]
+
+    def stays_by(self, keys: tuple[str, ...]) -> pl.DataFrame:
+        """`stays` grouped by the hashed `keys` (patient first), each group's stays still in time order: a stable sort
+        on one combined hash, cheaper than sorting again by every key and the time."""
+        if keys == ("_p",):
+            return self.stays()
+        if ("stays", keys) not in self._cache:
+            stays = self.stays().with_columns(pl.struct(*keys).hash(seed=20240601).alias("_g"))
+            self._cache[("stays", keys)] = stays.gather(stays.select(pl.arg_sort_by("_g", maintain_order=True)).to_series())
+        return self._cache[("stays", keys)]
 
     def same_codes(self, rows: pl.Series, other: pl.Series, columns: list[str]) -> pl.Series:
         """Whether each pair of rows has equal (non-null) values in every column: the exact check behind a hash."""
@@ -82,11 +92,10 @@ class Context:
         key = (days, same_hospital, same)
         if key not in self._cache:
             exact = ["patient_id", *(["hospital"] if same_hospital else []), *([same] if same != "any" else [])]
-            keys = [HASHED[c] for c in exact]
-            stays = self.stays()
-            if keys != ["_p"]:
-                stays = stays.sort(*keys, "admission_date", "discharge_date", "row")
-            same_key = pl.all_horizontal([pl.col(k) == pl.col(k).shift(1) for k in keys]).fill_null(False)
+            keys = tuple(HASHED[c] for c in exact)
+            stays = self.stays_by(keys)
+            group = "_p" if keys == ("_p",) else "_g"
+            same_key = (pl.col(group) == pl.col(group).shift(1)).fill_null(False)
             gap = (pl.col("admission_date") - pl.col("discharge_date").shift(1)).dt.total_days()
             found = (stays.lazy().with_columns(gap.alias("days_between"), pl.col("row").shift(1).alias("previous_row"))
                      .filter(same_key & (pl.col("days_between") >= 0) & (pl.col("days_between") <= days))
@@ -102,6 +111,20 @@ HASHED = {"patient_id": "_p", "hospital": "_h", "adrg": "_a", "drg": "_d"}
 def hashed(column: str, name: str) -> pl.Expr:
     """A 64-bit hash of a code column (fixed seed): a sort and group key far cheaper than the text."""
     return pl.col(column).hash(seed=20240601).alias(name)
+
+
+def _time_order(frame: pl.DataFrame) -> pl.Expr:
+    """The order by patient hash, admission, discharge and row; on two integer keys when (admission day from the
+    first, LOS, row) pack exactly into 20 + 12 + 32 bits, else on all four."""
+    if frame.height:
+        first, last = frame["admission_date"].min(), frame["admission_date"].max()
+        los = (frame["discharge_date"] - frame["admission_date"]).dt.total_days()
+        if (last - first).days < 1 << 19 and 0 <= los.min() and los.max() < 1 << 12 and frame.height < 1 << 32:
+            time = ((pl.col("admission_date") - pl.lit(first)).dt.total_days() * (1 << 44)
+                    + (pl.col("discharge_date") - pl.col("admission_date")).dt.total_days() * (1 << 32)
+                    + pl.col("row").cast(pl.Int64))
+            return pl.arg_sort_by(pl.col("_p"), time)
+    return pl.arg_sort_by("_p", "admission_date", "discharge_date", "row")
 
 
 def _log_at_least_1(column: str) -> pl.Expr:
