@@ -8,12 +8,14 @@ control limit and whether it is flagged. `Context` holds what several logics sha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 import polars as pl
 
 from .schema import LOGICS
 
 FEN = pl.Int64
+EPOCH = date(1970, 1, 1)
 
 
 @dataclass
@@ -48,34 +50,65 @@ class Context:
                 .group_by("drg", "hospital_level").agg(pl.len().alias("cases"), *quartiles).collect())
         return self._cache[key]
 
-    def stays(self) -> pl.DataFrame:
-        """Every dated stay of a known patient, sorted by patient, admission, discharge and row: the one sort every
-        across-stays logic shares.
+    def case_weight(self) -> pl.Series:
+        """Each case's group weight (null outside the weights table), looked up once."""
+        if "weight" not in self._cache:
+            self._cache["weight"] = self.cases.select(weight_of(pl.col("drg"), self.weights)).to_series()
+        return self._cache["weight"]
 
-        Keys are 64-bit hashes of the codes (``_p`` patient, ``_h`` hospital, ``_a`` ADRG, ``_d`` DRG): sorting and
-        comparing integers instead of 10 M strings. A logic confirms what it finds on the codes themselves
-        (`same_codes`), so a hash collision can never make two patients one. The sort runs on two integer keys, the
-        patient's hash and the stay's time packed into one (admission day, LOS, row), whenever they fit 64 bits exactly.
+    def mcc_cases(self, suffix: str) -> tuple[pl.Series, pl.Series]:
+        """Per case: whether its ADRG has an MCC group (a group code ending in `suffix`), and whether it is in one."""
+        if ("mcc", suffix) not in self._cache:
+            mcc = self.cases["drg"].str.ends_with(suffix).fill_null(False)
+            split = self.cases["adrg"].filter(mcc).unique()
+            self._cache[("mcc", suffix)] = (self.cases["adrg"].is_in(split.implode()).fill_null(False), mcc)
+        return self._cache[("mcc", suffix)]
+
+    def unit_key(self, by: str) -> pl.Series:
+        """One 64-bit hash per case of its unit's codes (null when one is missing): see `units_of`."""
+        if ("unit", by) not in self._cache:
+            keys = UNIT_KEYS[by]
+            present = pl.all_horizontal([pl.col(k).is_not_null() for k in keys])
+            key = (self.hash_of(keys[0]) if len(keys) == 1
+                   else pl.struct([self.hash_of(k) for k in keys]).hash(seed=HASH_SEED))
+            self._cache[("unit", by)] = self.cases.select(pl.when(present).then(key)).to_series().rename("_u")
+        return self._cache[("unit", by)]
+
+    def hash_of(self, column: str) -> pl.Series:
+        """The 64-bit hash of a code column, one per case (see `hashed`), computed once."""
+        if ("hash", column) not in self._cache:
+            self._cache[("hash", column)] = self.cases[column].hash(seed=HASH_SEED)
+        return self._cache[("hash", column)]
+
+    def stays(self) -> pl.DataFrame:
+        """Every dated stay of a known patient (``row``, ``_p`` the patient's hash, admission and discharge dates), sorted
+        by patient, admission, discharge and row: the one sort every across-stays logic shares.
+
+        Keys are 64-bit hashes of the codes: sorting and comparing integers instead of 10 M strings. A logic confirms
+        what it finds on the codes themselves (`same_codes`), so a hash collision can never make two patients one.
         """
         if "stays" not in self._cache:
-            frame = (self.cases.lazy()
+            dated = (self.cases.lazy()
                      .filter(pl.col("patient_id").is_not_null() & pl.col("admission_date").is_not_null()
                              & pl.col("discharge_date").is_not_null())
-                     .select("row", hashed("patient_id", "_p"), hashed("hospital", "_h"), hashed("adrg", "_a"),
-                             hashed("drg", "_d"), "admission_date", "discharge_date")
-                     .collect())
-            self._cache["stays"] = frame.gather(frame.select(_time_order(frame)).to_series())
+                     .select("row", "admission_date", "discharge_date").collect())
+            self._cache["stays"] = _sorted_stays(dated.with_columns(self.hash_of("patient_id").gather(dated["row"]).alias("_p")))
         return self._cache["stays"]
 
-    def stays_by(self, keys: tuple[str, ...]) -> pl.DataFrame:
-        """`stays` grouped by the hashed `keys` (patient first), each group's stays still in time order: a stable sort
-        on one combined hash, cheaper than sorting again by every key and the time."""
-        if keys == ("_p",):
-            return self.stays()
-        if ("stays", keys) not in self._cache:
-            stays = self.stays().with_columns(pl.struct(*keys).hash(seed=20240601).alias("_g"))
-            self._cache[("stays", keys)] = stays.gather(stays.select(pl.arg_sort_by("_g", maintain_order=True)).to_series())
-        return self._cache[("stays", keys)]
+    def stays_with(self, columns: tuple[str, ...]) -> pl.DataFrame:
+        """`stays` with the hashes of these code columns beside (named as in `HASHED`)."""
+        stays = self.stays()
+        return stays.with_columns(self.hash_of(c).gather(stays["row"]).alias(HASHED[c]) for c in columns)
+
+    def stays_by(self, columns: tuple[str, ...]) -> pl.DataFrame:
+        """`stays` grouped by the patient and these code columns (``_g``, one combined hash), each group's stays still in
+        time order: a stable sort on one integer, cheaper than sorting again by every key and the time."""
+        if ("stays", columns) not in self._cache:
+            stays = self.stays_with(columns)
+            stays = stays.select("row", "admission_date", "discharge_date",
+                                 pl.struct("_p", *[HASHED[c] for c in columns]).hash(seed=HASH_SEED).alias("_g"))
+            self._cache[("stays", columns)] = stays.sort("_g", maintain_order=True)
+        return self._cache[("stays", columns)]
 
     def same_codes(self, rows: pl.Series, other: pl.Series, columns: list[str]) -> pl.Series:
         """Whether each pair of rows has equal (non-null) values in every column: the exact check behind a hash."""
@@ -92,9 +125,8 @@ class Context:
         key = (days, same_hospital, same)
         if key not in self._cache:
             exact = ["patient_id", *(["hospital"] if same_hospital else []), *([same] if same != "any" else [])]
-            keys = tuple(HASHED[c] for c in exact)
-            stays = self.stays_by(keys)
-            group = "_p" if keys == ("_p",) else "_g"
+            stays = self.stays_by(tuple(exact[1:])) if exact[1:] else self.stays()
+            group = "_g" if exact[1:] else "_p"
             same_key = (pl.col(group) == pl.col(group).shift(1)).fill_null(False)
             gap = (pl.col("admission_date") - pl.col("discharge_date").shift(1)).dt.total_days()
             found = (stays.lazy().with_columns(gap.alias("days_between"), pl.col("row").shift(1).alias("previous_row"))
@@ -106,25 +138,32 @@ class Context:
 
 
 HASHED = {"patient_id": "_p", "hospital": "_h", "adrg": "_a", "drg": "_d"}
+HASH_SEED = 20240601
 
 
 def hashed(column: str, name: str) -> pl.Expr:
     """A 64-bit hash of a code column (fixed seed): a sort and group key far cheaper than the text."""
-    return pl.col(column).hash(seed=20240601).alias(name)
+    return pl.col(column).hash(seed=HASH_SEED).alias(name)
 
 
-def _time_order(frame: pl.DataFrame) -> pl.Expr:
-    """The order by patient hash, admission, discharge and row; on two integer keys when (admission day from the
-    first, LOS, row) pack exactly into 20 + 12 + 32 bits, else on all four."""
+def _sorted_stays(frame: pl.DataFrame) -> pl.DataFrame:
+    """row, _p, admission_date, discharge_date sorted by (_p, admission, discharge, row). When the time packs exactly
+    into one integer (admission day from the first: 20 bits, LOS: 12, row: 32) only two integer columns are sorted
+    and the rest is read back from the packed time; else the four columns are sorted as they are."""
     if frame.height:
-        first, last = frame["admission_date"].min(), frame["admission_date"].max()
+        first = frame["admission_date"].min()
+        span = (frame["admission_date"].max() - first).days
         los = (frame["discharge_date"] - frame["admission_date"]).dt.total_days()
-        if (last - first).days < 1 << 19 and 0 <= los.min() and los.max() < 1 << 12 and frame.height < 1 << 32:
-            time = ((pl.col("admission_date") - pl.lit(first)).dt.total_days() * (1 << 44)
-                    + (pl.col("discharge_date") - pl.col("admission_date")).dt.total_days() * (1 << 32)
-                    + pl.col("row").cast(pl.Int64))
-            return pl.arg_sort_by(pl.col("_p"), time)
-    return pl.arg_sort_by("_p", "admission_date", "discharge_date", "row")
+        if span < 1 << 19 and los.min() >= 0 and los.max() < 1 << 12 and frame.height < 1 << 32:
+            first_day = (first - EPOCH).days
+            day = pl.col("_t") // (1 << 44) + first_day
+            keyed = frame.select("_p", ((pl.col("admission_date").cast(pl.Int64) - first_day) * (1 << 44)
+                                        + los.alias("los") * (1 << 32) + pl.col("row").cast(pl.Int64)).alias("_t"))
+            return keyed.sort("_p", "_t").select(
+                (pl.col("_t") % (1 << 32)).cast(frame["row"].dtype).alias("row"), "_p",
+                day.cast(pl.Int32).cast(pl.Date).alias("admission_date"),
+                (day + pl.col("_t") // (1 << 32) % (1 << 12)).cast(pl.Int32).cast(pl.Date).alias("discharge_date"))
+    return frame.select("row", "_p", "admission_date", "discharge_date").sort("_p", "admission_date", "discharge_date", "row")
 
 
 def _log_at_least_1(column: str) -> pl.Expr:
@@ -209,7 +248,7 @@ def mcc_upcoding(ctx: Context, p: dict) -> pl.DataFrame:
 def low_weight_admission(ctx: Context, p: dict) -> pl.DataFrame:
     modes = [int(m) for m in p["discharge"]]
     frame = ctx.cases.lazy().select("row", "drg", "hospital_level", "cost", "los", "discharge",
-                                    weight_of(pl.col("drg"), ctx.weights).alias("weight"))
+                                    ctx.case_weight().alias("weight"))
     frame = frame.filter((pl.col("weight") <= float(p["max_weight"])) & (pl.col("los") <= p["max_los"])
                          & pl.col("discharge").is_in(modes))
     frame = _with_stats(frame, ctx.group_stats(), p["min_group_cases"])
@@ -258,7 +297,7 @@ def continuous_stay(ctx: Context, p: dict) -> pl.DataFrame:
 
 
 def transfer_chain(ctx: Context, p: dict) -> pl.DataFrame:
-    stays = ctx.stays()
+    stays = ctx.stays_with(("hospital",))
     gap = (pl.col("admission_date") - pl.col("discharge_date").shift(1)).dt.total_days()
     link = ((pl.col("_p") == pl.col("_p").shift(1)) & (pl.col("_h") != pl.col("_h").shift(1))
             & (gap >= 0) & (gap <= p["days"])).fill_null(False)
@@ -311,42 +350,42 @@ def _limits(units: pl.LazyFrame, p: dict) -> pl.DataFrame:
     return units.with_columns((eligible & (pl.col("rate") > pl.col("limit"))).fill_null(False).alias("flagged")).collect()
 
 
-def _units(lazy: pl.LazyFrame, by: str) -> tuple[list[str], list[str], pl.LazyFrame]:
-    """The unit's code columns, their hashes (the group keys: grouping 10 M texts by a few thousand units costs
-    seconds, by integers a fraction; the odds of two units' hashes colliding are below 1e-9), and the cases with a unit."""
-    keys = UNIT_KEYS[by]
-    hashes = [f"_k{i}" for i in range(len(keys))]
-    lazy = lazy.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys]))
-    return keys, hashes, lazy.with_columns(hashed(k, h) for k, h in zip(keys, hashes))
+def units_of(ctx: Context, by: str, lazy: pl.LazyFrame | None = None) -> tuple[list[str], pl.LazyFrame]:
+    """The unit's code columns, and the cases that have a unit (`lazy`: the cases, all of them in row order, maybe with
+    more columns) with ``_u``: the unit's key, one 64-bit hash of its codes (grouping 10 M texts by a few thousand units
+    costs seconds, one integer a fraction; the odds of two units' hashes colliding are below 1e-9)."""
+    lazy = ctx.cases.lazy() if lazy is None else lazy
+    return UNIT_KEYS[by], lazy.with_columns(ctx.unit_key(by).alias("_u")).filter(pl.col("_u").is_not_null())
 
 
 def provider_share(ctx: Context, p: dict) -> pl.DataFrame:
     area = p["area"]
-    keys, hashes, lazy = _units(ctx.cases.lazy().filter(pl.col("drg").is_not_null()), p["by"])
+    lazy = ctx.cases.lazy()
     if area == "mcc":
-        suffix = p["mcc_suffix"]
-        mcc = pl.col("drg").str.ends_with(suffix)
-        split = ctx.cases.lazy().filter(pl.col("drg").str.ends_with(suffix)).select("adrg").unique().collect()["adrg"]
-        lazy = lazy.filter(pl.col("adrg").is_in(split.implode())).with_columns(mcc.fill_null(False).alias("_target"))
+        in_area, mcc = ctx.mcc_cases(p["mcc_suffix"])
+        lazy = lazy.with_columns(in_area.alias("_in"), mcc.alias("_target"))
+    elif area == "low_weight":
+        lazy = lazy.with_columns((ctx.case_weight() <= float(p["max_weight"])).fill_null(False).alias("_target"))
+    keys, lazy = units_of(ctx, p["by"], lazy)
+    lazy = lazy.filter(pl.col("drg").is_not_null())
+    if area == "mcc":
+        lazy = lazy.filter("_in")
     elif area == "one_day":
         lazy = lazy.filter(pl.col("los").is_not_null() & ~pl.col("discharge").is_in([2, 5]).fill_null(False)
                            ).with_columns((pl.col("los") <= 1).alias("_target"))
     elif area == "readmission":
         again = ctx.readmitted(p["days"], same_hospital=False, same="any").select("row")
         lazy = lazy.with_columns(pl.col("row").is_in(again["row"].implode()).alias("_target"))
-    else:  # low_weight
-        lazy = lazy.with_columns((weight_of(pl.col("drg"), ctx.weights) <= float(p["max_weight"])).fill_null(False)
-                                 .alias("_target"))
-    units = lazy.group_by(hashes).agg(*[pl.col(k).first() for k in keys], pl.col("hospital_level").first().alias("peer_level"),
-                                      pl.len().alias("cases"), pl.col("_target").sum().alias("target_cases")).drop(hashes)
+    units = lazy.group_by("_u").agg(*[pl.col(k).first() for k in keys], pl.col("hospital_level").first().alias("peer_level"),
+                                    pl.len().alias("cases"), pl.col("_target").sum().alias("target_cases")).drop("_u")
     units = units.with_columns((pl.col("target_cases") / pl.col("cases")).alias("rate"))
     return _limits(units, p).sort(keys)
 
 
 def cmi_jump(ctx: Context, p: dict) -> pl.DataFrame:
-    keys, hashes, lazy = _units(ctx.cases.lazy().filter(pl.col("discharge_date").is_not_null()), p["by"])
-    lazy = lazy.with_columns(pl.col("discharge_date").dt.year().alias("_year"),
-                             weight_of(pl.col("drg"), ctx.weights).alias("_w")).filter(pl.col("_w").is_not_null())
+    keys, lazy = units_of(ctx, p["by"], ctx.cases.lazy().with_columns(ctx.case_weight().alias("_w")))
+    lazy = lazy.with_columns(pl.col("discharge_date").dt.year().alias("_year")).filter(
+        pl.col("_w").is_not_null() & pl.col("_year").is_not_null())
     # the last two discharge years that hold a real year of cases: a few stray discharges (a late record, a stay
     # moved over new year) do not make a year (at least a tenth of the largest year's cases)
     counts = ctx.cases.group_by(pl.col("discharge_date").dt.year().alias("year")).len().drop_nulls().sort("year")
@@ -354,9 +393,9 @@ def cmi_jump(ctx: Context, p: dict) -> pl.DataFrame:
     if len(years) < 2:
         return pl.DataFrame()
     last, before = years[-1], years[-2]
-    per_year = lazy.filter(pl.col("_year").is_in([before, last])).group_by([*hashes, "_year"]).agg(
+    per_year = lazy.filter(pl.col("_year").is_in([before, last])).group_by("_u", "_year").agg(
         *[pl.col(k).first() for k in keys], pl.col("hospital_level").first().alias("peer_level"), pl.len().alias("n"),
-        pl.col("_w").mean().alias("cmi")).drop(hashes)
+        pl.col("_w").mean().alias("cmi")).drop("_u")
     now = per_year.filter(pl.col("_year") == last).drop("_year")
     then = per_year.filter(pl.col("_year") == before).select(*keys, pl.col("n").alias("n0"), pl.col("cmi").alias("cmi0"))
     units = now.join(then, on=keys, how="inner").with_columns(

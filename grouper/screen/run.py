@@ -254,7 +254,7 @@ def screen(cases: pl.DataFrame, screens: Screens, *, key: bytes, weights: pl.Dat
         cases["id"].gather(unscreened["row"]).alias("id"), "rule",
         (pl.lit("missing ") + pl.col("_m")).alias("reason"))
     money = _money_table(flags, screens, [r["rule"] for r in ran if r["kind"] != "providers"])
-    units = {by: _ranking(cases, flags, providers, by) for by in ("hospital", "dept", "doctor")}
+    units = {by: _ranking(ctx, flags, providers, by) for by in ("hospital", "dept", "doctor")}
     scores = _scores(cases, flags, screens)
     summary = {
         "screens": screens.name, "screens_file": str(screens.path), "cases": cases.height,
@@ -280,15 +280,14 @@ def _money_table(flags: pl.DataFrame, screens: Screens, codes: list[str]) -> pl.
             .with_columns(pl.col("findings", "cases", "paid", "alternative", "at_stake").cast(pl.Int64).fill_null(0)))
 
 
-def _ranking(cases: pl.DataFrame, flags: pl.DataFrame, providers: pl.DataFrame, by: str) -> pl.DataFrame:
+def _ranking(ctx: R.Context, flags: pl.DataFrame, providers: pl.DataFrame, by: str) -> pl.DataFrame:
+    cases = ctx.cases
     keys = R.UNIT_KEYS[by]
     if any(k not in cases.columns or cases[k].null_count() == cases.height for k in keys):
         return pl.DataFrame(schema={k: pl.String for k in keys})
-    hashes = [f"_k{i}" for i in range(len(keys))]
-    totals = (cases.lazy().filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys]))
-              .with_columns(R.hashed(k, h) for k, h in zip(keys, hashes))   # integer group keys (see rules._units)
-              .group_by(hashes).agg(*[pl.col(k).first() for k in keys], pl.len().alias("cases"),
-                                    pl.col("fund_paid").sum().alias("fund_paid")).drop(hashes))
+    _, units = R.units_of(ctx, by)   # integer group keys
+    totals = units.group_by("_u").agg(*[pl.col(k).first() for k in keys], pl.len().alias("cases"),
+                                      pl.col("fund_paid").sum().alias("fund_paid")).drop("_u")
     found = flags.lazy().filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys])).group_by(keys).agg(
         pl.col("row").n_unique().alias("flagged_cases"), pl.len().alias("findings"),
         (pl.col("level") == "违规").sum().alias("violations"), (pl.col("level") == "疑似").sum().alias("suspected"),
