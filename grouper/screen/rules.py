@@ -321,10 +321,14 @@ def transfer_chain(ctx: Context, p: dict) -> pl.DataFrame:
 def shared_contact(ctx: Context, p: dict) -> pl.DataFrame:
     column, least = p["field"], p["min_patients"]
     present = pl.col(column).is_not_null() & (pl.col(column) != "") & pl.col("patient_id").is_not_null()
-    lazy = ctx.cases.lazy().filter(present).select("row", hashed(column, "_c"), hashed("patient_id", "_p"))
-    # candidates by hash, then counted exactly on their rows (a collision can add a candidate, never a finding)
-    shared = lazy.group_by("_c").agg(pl.col("_p").n_unique().alias("_n")).filter(pl.col("_n") >= least).select("_c")
-    rows = lazy.join(shared, on="_c", how="semi").select("row").collect()["row"]
+    keyed = (ctx.cases.lazy().with_columns(ctx.hash_of("patient_id").alias("_p")).filter(present)
+             .select("row", hashed(column, "_c"), "_p").collect())
+    # candidates by hash, then counted exactly on their rows (a collision can add a candidate, never a finding); a
+    # contact on fewer than `least` stays cannot have `least` patients, and counting rows is cheaper than patients
+    busy = keyed.lazy().group_by("_c").len().filter(pl.col("len") >= least).select("_c")
+    keyed = keyed.lazy().join(busy, on="_c", how="semi")
+    shared = keyed.group_by("_c").agg(pl.col("_p").n_unique().alias("_n")).filter(pl.col("_n") >= least).select("_c")
+    rows = keyed.join(shared, on="_c", how="semi").select("row").collect()["row"].sort()
     subset = ctx.cases.select("row", "patient_id", pl.col(column).alias("contact")).gather(rows)
     counted = subset.group_by("contact").agg(pl.col("patient_id").n_unique().alias("patients_sharing"))
     return (subset.join(counted.filter(pl.col("patients_sharing") >= least), on="contact", how="inner")

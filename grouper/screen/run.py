@@ -48,16 +48,16 @@ class Screening:
 
 # ---- input ---------------------------------------------------------------------------------------
 
-def read_extras(path: str | Path, names=EXTRA_FIELDS, *, encoding: str | None = None) -> pl.DataFrame:
-    """The columns of `names` that a case or grouped file has (id too, to check the rows line up)."""
+def read_extras(path: str | Path, names=EXTRA_FIELDS, *, encoding: str | None = None, with_id: bool = True) -> pl.DataFrame:
+    """The columns of `names` that a case or grouped file has (and id, to check the rows line up, unless not `with_id`)."""
     from .. import io
 
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
-        present = [c for c in ("id", *names) if c in pl.read_parquet_schema(path)]
+        present = [c for c in (*(["id"] if with_id else []), *names) if c in pl.read_parquet_schema(path)]
         return pl.read_parquet(path, columns=present) if present else pl.DataFrame()
     raw = io._read_raw(path, encoding=encoding, sheet=None)
-    return raw.select([pl.col(c).cast(pl.String) for c in ("id", *names) if c in raw.columns])
+    return raw.select([pl.col(c).cast(pl.String) for c in (*(["id"] if with_id else []), *names) if c in raw.columns])
 
 
 def load_cases(source, *, cases: str | Path | None = None, scheme=None, encoding: str | None = None) -> pl.DataFrame:
@@ -72,7 +72,7 @@ def load_cases(source, *, cases: str | Path | None = None, scheme=None, encoding
     elif isinstance(source, (list, tuple)):
         extras = pl.DataFrame()
     else:
-        extras = read_extras(source, encoding=encoding)
+        extras = read_extras(source, encoding=encoding, with_id=False)   # the same rows as `frame`
     if cases is not None:
         beside = read_extras(cases, encoding=encoding)
         if beside.height != frame.height or ("id" in beside.columns and not beside["id"].cast(pl.String).equals(frame["id"])):
