@@ -233,3 +233,21 @@ def test_provider_share_with_the_outlier_fence(tmp_path):
     wider = run(tmp_path, _mcc_hospitals((10, 11, 12, 13, 17)),
                 rule("R", "provider_share", 'area = "mcc", min_cases = 50, control = "fence"'))
     assert wider.providers.filter("flagged")["hospital"].to_list() == ["H5"]
+
+
+def test_the_shared_sort_of_stays_packs_time_only_when_it_is_exact():
+    from datetime import timedelta
+
+    from grouper.screen.rules import _sorted_stays
+
+    def stays(extra=()):
+        rows = [(7, date(2024, 3, 1), 5), (3, date(2024, 3, 1), 2), (7, date(2023, 12, 30), 40), (3, date(2024, 3, 1), 1),
+                (7, date(2024, 3, 1), 5), (1, date(2025, 1, 2), 0), *extra]
+        return pl.DataFrame({"row": pl.Series(range(len(rows)), dtype=pl.UInt32), "_p": pl.Series([r[0] for r in rows], dtype=pl.UInt64),
+                             "admission_date": [r[1] for r in rows],
+                             "discharge_date": [r[1] + timedelta(days=r[2]) for r in rows]})
+
+    for frame in (stays(), stays([(3, date(2024, 3, 1), 5000)]), stays([(3, date(2024, 3, 1), -1)]),
+                  stays([(5, date(1024, 1, 1), 1)])):
+        expected = frame.sort("_p", "admission_date", "discharge_date", "row")
+        assert _sorted_stays(frame).select(expected.columns).equals(expected)
