@@ -75,10 +75,13 @@ class Context:
         return self._cache[("unit", by)]
 
     def hash_of(self, column: str) -> pl.Series:
-        """The 64-bit hash of a code column, one per case (see `hashed`), computed once."""
-        if ("hash", column) not in self._cache:
-            self._cache[("hash", column)] = self.cases[column].hash(seed=HASH_SEED)
-        return self._cache[("hash", column)]
+        """The 64-bit hash of a code column, one per case (see `hashed`); the patient's is kept (several logics use it),
+        the others are cheaper to compute again than to hold."""
+        if column != "patient_id":
+            return self.cases[column].hash(seed=HASH_SEED)
+        if "patient_hash" not in self._cache:
+            self._cache["patient_hash"] = self.cases[column].hash(seed=HASH_SEED)
+        return self._cache["patient_hash"]
 
     def stays(self) -> pl.DataFrame:
         """Every dated stay of a known patient (``row``, ``_p`` the patient's hash, admission and discharge dates), sorted
@@ -102,13 +105,12 @@ class Context:
 
     def stays_by(self, columns: tuple[str, ...]) -> pl.DataFrame:
         """`stays` grouped by the patient and these code columns (``_g``, one combined hash), each group's stays still in
-        time order: a stable sort on one integer, cheaper than sorting again by every key and the time."""
-        if ("stays", columns) not in self._cache:
-            stays = self.stays_with(columns)
-            stays = stays.select("row", "admission_date", "discharge_date",
-                                 pl.struct("_p", *[HASHED[c] for c in columns]).hash(seed=HASH_SEED).alias("_g"))
-            self._cache[("stays", columns)] = stays.sort("_g", maintain_order=True)
-        return self._cache[("stays", columns)]
+        time order: a stable sort on one integer, cheaper than sorting again by every key and the time (not kept:
+        `readmitted` keeps what it finds)."""
+        stays = self.stays_with(columns)
+        stays = stays.select("row", "admission_date", "discharge_date",
+                             pl.struct("_p", *[HASHED[c] for c in columns]).hash(seed=HASH_SEED).alias("_g"))
+        return stays.sort("_g", maintain_order=True)
 
     def same_codes(self, rows: pl.Series, other: pl.Series, columns: list[str]) -> pl.Series:
         """Whether each pair of rows has equal (non-null) values in every column: the exact check behind a hash."""
@@ -354,23 +356,26 @@ def _limits(units: pl.LazyFrame, p: dict) -> pl.DataFrame:
     return units.with_columns((eligible & (pl.col("rate") > pl.col("limit"))).fill_null(False).alias("flagged")).collect()
 
 
-def units_of(ctx: Context, by: str, lazy: pl.LazyFrame | None = None) -> tuple[list[str], pl.LazyFrame]:
-    """The unit's code columns, and the cases that have a unit (`lazy`: the cases, all of them in row order, maybe with
-    more columns) with ``_u``: the unit's key, one 64-bit hash of its codes (grouping 10 M texts by a few thousand units
-    costs seconds, one integer a fraction; the odds of two units' hashes colliding are below 1e-9)."""
-    lazy = ctx.cases.lazy() if lazy is None else lazy
-    return UNIT_KEYS[by], lazy.with_columns(ctx.unit_key(by).alias("_u")).filter(pl.col("_u").is_not_null())
+def units_of(ctx: Context, by: str, columns=(), **series: pl.Series) -> tuple[list[str], pl.LazyFrame]:
+    """The unit's code columns, and the cases that have a unit: those codes, the case columns named, the `series`
+    given (one value per case) and ``_u``: the unit's key, one 64-bit hash of its codes (grouping 10 M texts by a few
+    thousand units costs seconds, one integer a fraction; the odds of two units' hashes colliding are below 1e-9)."""
+    keys = UNIT_KEYS[by]
+    named = list(dict.fromkeys([*keys, *columns]))
+    frame = ctx.cases.select(named).with_columns(ctx.unit_key(by).alias("_u"), *[v.alias(k) for k, v in series.items()])
+    return keys, frame.lazy().filter(pl.col("_u").is_not_null())
 
 
 def provider_share(ctx: Context, p: dict) -> pl.DataFrame:
     area = p["area"]
-    lazy = ctx.cases.lazy()
+    series, columns = {}, ["row", "drg", "hospital_level"]
     if area == "mcc":
-        in_area, mcc = ctx.mcc_cases(p["mcc_suffix"])
-        lazy = lazy.with_columns(in_area.alias("_in"), mcc.alias("_target"))
+        series["_in"], series["_target"] = ctx.mcc_cases(p["mcc_suffix"])
     elif area == "low_weight":
-        lazy = lazy.with_columns((ctx.case_weight() <= float(p["max_weight"])).fill_null(False).alias("_target"))
-    keys, lazy = units_of(ctx, p["by"], lazy)
+        series["_target"] = (ctx.case_weight() <= float(p["max_weight"])).fill_null(False)
+    elif area == "one_day":
+        columns += ["los", "discharge"]
+    keys, lazy = units_of(ctx, p["by"], columns, **series)
     lazy = lazy.filter(pl.col("drg").is_not_null())
     if area == "mcc":
         lazy = lazy.filter("_in")
@@ -387,12 +392,13 @@ def provider_share(ctx: Context, p: dict) -> pl.DataFrame:
 
 
 def cmi_jump(ctx: Context, p: dict) -> pl.DataFrame:
-    keys, lazy = units_of(ctx, p["by"], ctx.cases.lazy().with_columns(ctx.case_weight().alias("_w")))
+    keys, lazy = units_of(ctx, p["by"], ["hospital_level", "discharge_date"], _w=ctx.case_weight())
     lazy = lazy.with_columns(pl.col("discharge_date").dt.year().alias("_year")).filter(
         pl.col("_w").is_not_null() & pl.col("_year").is_not_null())
     # the last two discharge years that hold a real year of cases: a few stray discharges (a late record, a stay
     # moved over new year) do not make a year (at least a tenth of the largest year's cases)
-    counts = ctx.cases.group_by(pl.col("discharge_date").dt.year().alias("year")).len().drop_nulls().sort("year")
+    counts = (ctx.cases.lazy().group_by(pl.col("discharge_date").dt.year().alias("year")).len().drop_nulls().sort("year")
+              .collect())
     years = counts.filter(pl.col("len") >= pl.col("len").max() / 10)["year"].to_list()
     if len(years) < 2:
         return pl.DataFrame()

@@ -285,7 +285,7 @@ def _ranking(ctx: R.Context, flags: pl.DataFrame, providers: pl.DataFrame, by: s
     keys = R.UNIT_KEYS[by]
     if any(k not in cases.columns or cases[k].null_count() == cases.height for k in keys):
         return pl.DataFrame(schema={k: pl.String for k in keys})
-    _, units = R.units_of(ctx, by)   # integer group keys
+    _, units = R.units_of(ctx, by, ["fund_paid"])   # integer group keys
     totals = units.group_by("_u").agg(*[pl.col(k).first() for k in keys], pl.len().alias("cases"),
                                       pl.col("fund_paid").sum().alias("fund_paid")).drop("_u")
     found = flags.lazy().filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys])).group_by(keys).agg(
