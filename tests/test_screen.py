@@ -68,6 +68,10 @@ def test_threshold_out_of_range_and_score_thresholds_out_of_order(tmp_path):
     assert any("out of range" in d.message for d in _errors(path))
     path = screens_file(tmp_path / "t.toml", rule("A", "long_stay"), scores="[scores]\npause_at = 14\n")
     assert any("warn_at <= pause_at <= stop_at" in d.message for d in _errors(path))
+    path = screens_file(tmp_path / "u.toml", rule("A", "mcc_upcoding", "alternative_suffixes = []"))
+    assert any("`alternative_suffixes` names no group" in d.message for d in _errors(path))
+    path = screens_file(tmp_path / "v.toml", rule("A", "mcc_upcoding", "fence = -1, normal_range = -0.5"))
+    assert sum("out of range" in d.message for d in _errors(path)) == 2
 
 
 def test_cli_refuses_a_bad_screens_file_before_reading_data(tmp_path, capsys):

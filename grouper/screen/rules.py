@@ -155,12 +155,13 @@ def _sorted_stays(frame: pl.DataFrame) -> pl.DataFrame:
     if frame.height:
         first = frame["admission_date"].min()
         span = (frame["admission_date"].max() - first).days
-        los = (frame["discharge_date"] - frame["admission_date"]).dt.total_days()
-        if span < 1 << 19 and los.min() >= 0 and los.max() < 1 << 12 and frame.height < 1 << 32:
+        los = (pl.col("discharge_date") - pl.col("admission_date")).dt.total_days()
+        shortest, longest = frame.select(los.min(), los.max()).row(0)
+        if span < 1 << 19 and shortest >= 0 and longest < 1 << 12 and frame.height < 1 << 32:
             first_day = (first - EPOCH).days
             day = pl.col("_t") // (1 << 44) + first_day
             keyed = frame.select("_p", ((pl.col("admission_date").cast(pl.Int64) - first_day) * (1 << 44)
-                                        + los.alias("los") * (1 << 32) + pl.col("row").cast(pl.Int64)).alias("_t"))
+                                        + los * (1 << 32) + pl.col("row").cast(pl.Int64)).alias("_t"))
             return keyed.sort("_p", "_t").select(
                 (pl.col("_t") % (1 << 32)).cast(frame["row"].dtype).alias("row"), "_p",
                 day.cast(pl.Int32).cast(pl.Date).alias("admission_date"),
@@ -228,7 +229,7 @@ def mcc_upcoding(ctx: Context, p: dict) -> pl.DataFrame:
         ranges.filter(pl.col("drg").str.ends_with(alt)).select(
             pl.col("drg").str.slice(0, pl.col("drg").str.len_chars() - len(alt)).alias("_adrg"), "hospital_level",
             pl.lit(order).alias("_order"), pl.col("drg").alias("alternative_drg"), fence("cost"), fence("los"))
-        for order, alt in enumerate(p["alternative_suffixes"])])
+        for order, alt in enumerate(p["alternative_suffixes"])])   # not empty: the screens file is checked
     alternatives = alternatives.sort("_order").unique(["_adrg", "hospital_level"], keep="first").drop("_order")
     frame = frame.join(alternatives.lazy(), on=["_adrg", "hospital_level"], how="inner")
     # compared on the log scale, as the quartiles were taken (a case exactly at the fence is inside)
@@ -242,7 +243,7 @@ def mcc_upcoding(ctx: Context, p: dict) -> pl.DataFrame:
                                      "peers": p["peers"]}).filter("flagged")
         units = units.select(*keys, pl.col("rate").round(4).alias("unit_mcc_share"), pl.col("limit").round(4).alias("unit_limit"))
         frame = (frame.join(ctx.cases.lazy().select("row", *keys), on="row", how="left")
-                 .join(units.lazy(), on=keys, how="inner").sort("row"))
+                 .join(units.lazy(), on=keys, how="inner"))
         shown += ["unit_mcc_share", "unit_limit"]
     return frame.select(shown).sort("row").collect()
 
