@@ -156,7 +156,7 @@ def _sorted_stays(frame: pl.DataFrame) -> pl.DataFrame:
         first = frame["admission_date"].min()
         span = (frame["admission_date"].max() - first).days
         los = (pl.col("discharge_date") - pl.col("admission_date")).dt.total_days()
-        shortest, longest = frame.select(los.min(), los.max()).row(0)
+        shortest, longest = frame.select(los.min().alias("shortest"), los.max().alias("longest")).row(0)
         if span < 1 << 19 and shortest >= 0 and longest < 1 << 12 and frame.height < 1 << 32:
             first_day = (first - EPOCH).days
             day = pl.col("_t") // (1 << 44) + first_day
