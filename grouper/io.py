@@ -31,6 +31,7 @@ from grouper.headers import (DX_FAMILIES, PROC_FAMILIES, SPELLINGS, WideFamily, 
                              looks_like_code_column, split_number)
 # The writers live in grouper.writers; re-exported here for existing callers.
 from grouper.writers import ResultSink, output_format, write_results  # noqa: F401
+from grouper.writers import _as_text  # one rule for numbers as text, reading and writing ("12", not "12.0")
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -771,25 +772,6 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
             (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None}
     return cases.with_columns(**wide) if wide else cases
-
-
-def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Cast to String (or List(String)); integral floats print as ints ("12", not "12.0")."""
-    if dtype == pl.String:
-        return expr
-    if isinstance(dtype, pl.List):
-        if dtype.inner == pl.String:
-            return expr
-        return expr.list.eval(_as_text(pl.element(), dtype.inner))
-    if dtype.is_float() or dtype.is_decimal():
-        number = expr.cast(pl.Float64)
-        integral = number.is_finite() & (number == number.round(0)) & (number.abs() < 2.0**63)
-        return (
-            pl.when(integral)
-            .then(number.cast(pl.Int64, strict=False).cast(pl.String))
-            .otherwise(number.cast(pl.String))
-        )
-    return expr.cast(pl.String)
 
 
 # The list-shape split rules below reproduce the reference grouper exactly:

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from grouper.serve.estimate import Pricing, estimate
-from grouper.settle.policy import load_policy
+from grouper.payment.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "tables" / "policies"

@@ -1,6 +1,6 @@
 """预结算: what one case is expected to be paid, before the year is settled.
 
-The year's settlement (grouper.settle) shares a budget among a year of cases; during the stay there is
+The year's settlement (grouper.payment) shares a budget among a year of cases; during the stay there is
 one case and the *latest* point value. This module prices that one case under the same policy file,
 with the same rules, in exact Decimal arithmetic:
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from ..settle.policy import Policy, level_value
+from ..payment.policy import Policy, level_value
 
 WARNING_TEXT = {
     "unknown": "未提供费用, 无法比较",
@@ -242,7 +242,7 @@ def _beyond(ratio: Decimal, threshold: Decimal, inclusive: bool, *, high: bool) 
 
 def _points(formula: str, B: Decimal, c: Decimal, r: Decimal | None, t: Decimal | None, cost: int | None,
             price: Decimal | None, reference: Decimal | None, marginal: Decimal) -> Decimal | None:
-    """Points under a policy formula (grouper.settle's table, in Decimal); None when an input is missing."""
+    """Points under a policy formula (grouper.payment.settle's table, in Decimal); None when an input is missing."""
     if formula == "standard":
         return B * c
     if formula == "cost":

@@ -110,7 +110,7 @@ def load_state(settings: Settings, generation: int = 1) -> State:
 
     policy = None
     if settings.policy is not None:
-        from ..settle.policy import load_policy
+        from ..payment.policy import load_policy
 
         policy = load_policy(settings.policy)
     weights = _weights_table(settings.weights) if settings.weights is not None else None
