@@ -19,6 +19,10 @@ them), in a share of their eligible cases, on clean rows only (no row gets two k
   group (weight ≤ 0.6 by the history's own costs) costing 10–35 % of that group's median, discharged home
   on the case's own discharge day.
 - ``cost_shift`` (转嫁费用): the fund pays 30–60 % of what it paid; the patient pays the rest.
+- ``shared_address`` (多人共用地址): groups of 11–16 patients at one hospital get one address.
+- ``transfer_chain`` (转院链): a stay (``transfer_chain_first``, kept) is followed by two more of the same
+  patient and record at two other hospitals, each admitted on the day of the previous discharge or the
+  next, each billing the first stay's stay and cost (the rows of two clean cases elsewhere become them).
 
 A record that already trips one of the scheme's `warn` rules (e.g. a female-only diagnosis on a man:
 possible in a history resampled from a case source) is labelled ``coded_inconsistent``: it is a real
@@ -34,8 +38,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-KINDS = ("upcoded_mcc", "split_stay", "shared_phone", "low_weight_admission", "cost_shift")
-LABELS = (*KINDS, "split_stay_first", "coded_inconsistent")
+KINDS = ("upcoded_mcc", "split_stay", "shared_phone", "low_weight_admission", "cost_shift", "shared_address",
+         "transfer_chain")
+LABELS = (*KINDS, "split_stay_first", "transfer_chain_first", "coded_inconsistent")
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class PlantOptions:
     shared_phone: float = 0.02        # share of a planting hospital's cases in a shared-phone group
     low_weight_admission: float = 0.08
     cost_shift: float = 0.05
+    shared_address: float = 0.03      # share of a planting hospital's cases in a shared-address group
+    transfer_chain: float = 0.01      # share of a planting hospital's cases that start a transfer chain
     low_weight: float = 0.6           # weight at most this: a low-weight group
     doctors_per_dept: int = 4
 
@@ -58,6 +65,23 @@ def _added_diagnoses(own: str, donor: str) -> str:
     """The case's own diagnoses (principal first), then the donor's secondary diagnoses it does not already have."""
     codes = [c for c in own.split("|") if c]
     return "|".join(codes + [c for c in donor.split("|")[1:] if c and c not in codes])
+
+
+def _contact_groups(rows: np.ndarray, hospitals: np.ndarray, patients: np.ndarray, rng, low: int, high: int) -> list[np.ndarray]:
+    """Groups of `low`-`high` of `rows` at one hospital (hospitals in order, rows in order), of distinct patients."""
+    by_h: dict[str, list[int]] = {}
+    for r in rows.tolist():
+        by_h.setdefault(hospitals[r], []).append(r)
+    groups = []
+    for h in sorted(by_h):
+        members, i = by_h[h], 0
+        while len(members) - i >= low:
+            size = min(int(rng.integers(low, high + 1)), len(members) - i)
+            group = members[i:i + size]
+            if len({patients[r] for r in group}) == len(group):
+                groups.append(np.array(group, dtype=np.int64))
+            i += size
+    return groups
 
 
 def plant_anomalies(history: pl.DataFrame, scheme=None, *, seed: int = 0, options: PlantOptions | None = None,
@@ -224,26 +248,10 @@ def plant_anomalies(history: pl.DataFrame, scheme=None, *, seed: int = 0, option
     # shared phones: groups of 6-12 clean cases of one hospital, distinct patients
     rows = np.flatnonzero(clean(at_site["shared_phone"]) & (rng.random(n) < o.shared_phone))
     patients = frame["patient_id"].to_numpy()
-    phones, group_no = [], 0
-    by_h = {}
-    for r in rows.tolist():
-        by_h.setdefault(hospitals[r], []).append(r)
-    chosen = []
-    for h in sorted(by_h):
-        members = by_h[h]
-        i = 0
-        while len(members) - i >= 6:
-            size = min(int(rng.integers(6, 13)), len(members) - i)
-            group = [r for r in members[i:i + size]]
-            if len({patients[r] for r in group}) == len(group):
-                chosen += group
-                phones += [f"17{chunk % 100:02d}{group_no:07d}"] * len(group)
-                group_no += 1
-            i += size
-    if chosen:
-        chosen_rows = np.array(chosen, dtype=np.int64)
-        mark(chosen_rows, "shared_phone")
-        set_values("phone", chosen_rows, phones)
+    groups = _contact_groups(rows, hospitals, patients, rng, 6, 12)
+    if groups:
+        mark(np.concatenate(groups), "shared_phone")
+        set_values("phone", np.concatenate(groups), [f"17{chunk % 100:02d}{g:07d}" for g, group in enumerate(groups) for _ in group])
 
     # cost shifting: the fund pays 30-60 % of what it paid
     rows = np.flatnonzero(clean(at_site["cost_shift"]) & (rng.random(n) < o.cost_shift))
@@ -251,6 +259,57 @@ def plant_anomalies(history: pl.DataFrame, scheme=None, *, seed: int = 0, option
         mark(rows, "cost_shift")
         fund = frame["fund_paid"].to_numpy()[rows]
         set_values("fund_paid", rows, np.floor(fund * rng.uniform(0.3, 0.6, len(rows))).astype(np.int64))
+
+    # shared addresses: groups of 11-16 clean cases of one hospital, distinct patients, given one address
+    rows = np.flatnonzero(clean(at_site["shared_address"]) & (rng.random(n) < o.shared_address))
+    groups = _contact_groups(rows, hospitals, patients, rng, 11, 16)
+    if groups:
+        mark(np.concatenate(groups), "shared_address")
+        set_values("address", np.concatenate(groups), [f"共用{chunk}巷{g}号" for g, group in enumerate(groups) for _ in group])
+
+    # transfer chains: a stay (the first, kept) is followed by two more of the same patient and record at two other
+    # hospitals, each admitted on the day of the previous discharge or the next, with the first's stay, cost and fund
+    # payment (each hospital bills the whole stay again); the rows of two clean cases elsewhere become them. A chain
+    # that would end after its first stay's year is not planted.
+    firsts = np.flatnonzero(clean(at_site["transfer_chain"]) & (rng.random(n) < o.transfer_chain))
+    pool = np.flatnonzero(clean(np.ones(n, dtype=bool)))
+    pool = pool[~np.isin(pool, firsts)]
+    rng.shuffle(pool)
+    admission_all, discharge_all = frame["admission_date"].to_numpy(), frame["discharge_date"].to_numpy()
+    taken, chains = 0, []
+    for first in firsts.tolist():
+        chain, seen = [first], {hospitals[first]}
+        while len(chain) < 3 and taken < len(pool):
+            candidate = int(pool[taken])
+            taken += 1
+            if hospitals[candidate] not in seen and planted_codes[candidate] == 0:
+                chain.append(candidate)
+                seen.add(hospitals[candidate])
+        if len(chain) == 3:
+            chains.append(chain)
+    kept = []
+    for first, *after in chains:
+        gaps = rng.integers(0, 2, 2)
+        los = int(los_all[first])
+        start = discharge_all[first] + np.timedelta64(int(gaps[0]), "D")
+        second_end = start + np.timedelta64(los, "D")
+        third_start = second_end + np.timedelta64(int(gaps[1]), "D")
+        if (third_start + np.timedelta64(los, "D")).astype("datetime64[Y]") == discharge_all[first].astype("datetime64[Y]"):
+            kept.append((first, after, [start, third_start]))
+    if kept:
+        firsts_kept = np.array([k[0] for k in kept], dtype=np.int64)
+        after_rows = np.array([r for k in kept for r in k[1]], dtype=np.int64)
+        source = np.repeat(firsts_kept, 2)
+        mark(firsts_kept, "transfer_chain_first")
+        mark(after_rows, "transfer_chain")
+        for column in ("patient_id", "insurance", "dx", "proc", "sex", "age", "age_days", "weight", "dept", "discharge",
+                       "phone", "address", "los", "cost", "fund_paid"):
+            current = frame[column].gather(source).to_list()
+            changed = updates.get(column, {})
+            set_values(column, after_rows, [changed.get(int(r), v) for r, v in zip(source.tolist(), current)])
+        starts = np.array([d for k in kept for d in k[2]], dtype=admission_all.dtype)
+        set_values("admission_date", after_rows, starts)
+        set_values("discharge_date", after_rows, starts + los_all[source].astype("timedelta64[D]"))
 
     columns = []
     for column, changes in updates.items():
