@@ -2,8 +2,8 @@
 
 A screens file states each rule the way the national rule framework (两库, 国家医保局《医疗保障基金
 智能审核和监控知识库、规则库管理办法(试行)》2022) defines one: a logic, its parameters and
-thresholds, and a judgment level. The schema is data, walked by the settlement policy's validator
-(grouper.payment.policy), so a screens file is checked exactly like a policy file: unknown keys,
+thresholds, and a judgment level. The schema is data, walked by the validator the settlement policy uses
+(grouper.tomlcheck), so a screens file is checked exactly like a policy file: unknown keys,
 wrong types and impossible values are reported at file:line:column with a hint.
 
 A logic is the code a rule runs; `LOGICS` lists each one with its kind (case, stays, providers),
