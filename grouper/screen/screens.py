@@ -130,6 +130,9 @@ def _check_rule(raw: dict, i: int, out: Collector) -> Rule | None:
                 out.error("unknown-field", (*path, "evidence", j), f"rule {values['code']!r}: `{name}` is not evidence that "
                           f"logic {logic!r} can show", suggest(name, known) or f"known: {', '.join(known)}")
         evidence = tuple(evidence)
+    if logic == "mcc_upcoding" and len(out.found) == before and not values["params"]["alternative_suffixes"]:
+        out.error("bad-value", (*path, "params", "alternative_suffixes"), f"rule {values['code']!r}: "
+                  "`alternative_suffixes` names no group to compare the MCC cases with", 'e.g. ["5", "3"]')
     if len(out.found) > before:
         return None
     return Rule(values["code"], values["name"], logic, values["level"], values["stage"], values["source"],
