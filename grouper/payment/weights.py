@@ -54,6 +54,7 @@ what a scheme's `weights = TABLE` reads.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -98,6 +99,15 @@ class WeightOptions:
             raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.pct_low}, {self.pct_high}")
         if self.min_cases < 1:
             raise InputError("min_cases must be at least 1")
+        # a NaN or an infinity fails every test below (no comparison with NaN holds)
+        for name, value, least, exclusive in (("iqr_low", self.iqr_low, 0, False), ("iqr_high", self.iqr_high, 0, False),
+                                              ("sd_k", self.sd_k, 0, True), ("max_cv", self.max_cv, 0, False),
+                                              ("scale", self.scale, 0, True), ("min_cost", self.min_cost, 0, False),
+                                              ("min_los", self.min_los, 0, False), ("max_los", self.max_los, 0, False),
+                                              ("decimals", self.decimals, 0, False)):
+            if value is not None and not (math.isfinite(value) and (value > least if exclusive else value >= least)):
+                raise InputError(f"{name} must be a finite number {'above' if exclusive else 'of at least'} {least}, "
+                                 f"not {value}")
 
 
 @dataclass
@@ -239,8 +249,7 @@ class _ExactQuantiles:
     a fence is kept (it was lost in floating point), and a half-fen median is rounded half up."""
 
     def __init__(self, fen: np.ndarray, gid: np.ndarray, groups: int):
-        order = np.lexsort((fen, gid))
-        self.sorted, self.gid = fen[order].astype(np.int64), gid
+        self.sorted, self.gid = _sorted_within_groups(fen.astype(np.int64), gid, groups), gid
         self.n = np.bincount(gid, minlength=groups).astype(np.int64)
         self.start = np.cumsum(self.n) - self.n
         self.fen = fen.astype(np.int64)
@@ -273,6 +282,19 @@ class _ExactQuantiles:
         lo, b_lo = self.scaled(_fraction(options.pct_low) / 100)
         hi, b_hi = self.scaled(_fraction(options.pct_high) / 100)
         return (self.fen * b_lo >= lo[self.gid]) & (self.fen * b_hi <= hi[self.gid])
+
+
+def _sorted_within_groups(values: np.ndarray, gid: np.ndarray, groups: int) -> np.ndarray:
+    """The values ordered by (group id, value): one sort of a combined integer key (group × span +
+    value) when it fits in int64 — a tenth of the time of a two-key lexsort of 10^7 rows."""
+    if not len(values):
+        return values
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    if groups * span >= 2**62:
+        return values[np.lexsort((values, gid))]
+    key = np.sort(gid.astype(np.int64) * span + (values - low))
+    return key % span + low
 
 
 def _fraction(value: float) -> Fraction:
