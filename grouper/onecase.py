@@ -44,9 +44,11 @@ from .validate import (DISCHARGE_MODES, DX_FORMAT, MAX_AGE, NOT_PRINCIPAL, ORDER
 _UNLIKE = re.compile("[\x1c-\x1f]")
 _DIGIT = re.compile(r"\d")                       # Unicode digits, as the regex crate's \d
 _INTEGER = re.compile(r"(-?[0-9]+)(?:\.0*)?")    # "12", "-3", "12.0": read alike by both libraries
+_FRACTION = re.compile(r"-?[0-9]+\.[0-9]*[1-9][0-9]*")   # "6.5": not a whole number to either
 _MONEY = re.compile(r"([-+]?)([0-9]{1,15})(?:\.([0-9]{0,2})0*)?")
 _DATE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})|([0-9]{4})([0-9]{2})([0-9]{2})")
-_INT32 = (np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max)   # MISSING is int32's minimum
+_INT32 = (np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max)   # for the kernel: MISSING is int32's minimum
+_INT32_TYPED = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)  # grouper.fields' Int32 columns
 _INT8 = (-128, 127)
 _NUMBER_FIELDS = ("sex", "age", "age_days", "weight", "los", "discharge")
 
@@ -133,13 +135,14 @@ def _stripped(text: str | None) -> str | None:
 
 def _integer(text: str | None) -> tuple[int | None, bool]:
     """(value, readable) of a stripped number text by grouper.engine.encode's rules: digits, or
-    digits then ".0"; text without any digit is unreadable; any other text is declined."""
+    digits then ".0"; text without any digit, with a character outside ASCII (neither library
+    reads "1岁" or "４０") or with a fraction ("6.5") is unreadable; any other text is declined."""
     if text is None:
         return None, True
     match = _INTEGER.fullmatch(text)
     if match:
         return int(match.group(1)), True
-    if _DIGIT.search(text) is None:
+    if _DIGIT.search(text) is None or not text.isascii() or _FRACTION.fullmatch(text):
         return None, False
     raise Declined(text)
 
@@ -332,8 +335,8 @@ def _carry(plan: ir.Plan, case: dict, text: dict, result: OneCase) -> None:
     raw = {name: _stripped(case.get(name)) for name in SETTLEMENT_COLUMNS}
     typed = {"hospital": raw["hospital"], "hospital_level": _level(raw["hospital_level"]),
              "insurance": _insurance(raw["insurance"]), "cost": _money(raw["cost"]),
-             "fund_paid": _money(raw["fund_paid"]), "admission_date": _date(raw["admission_date"]),
-             "discharge_date": _date(raw["discharge_date"]), "patient_id": raw["patient_id"],
+             "fund_paid": _money(raw["fund_paid"]), "admission_date": parse_date(raw["admission_date"]),
+             "discharge_date": parse_date(raw["discharge_date"]), "patient_id": raw["patient_id"],
              "special_review": _flag(raw["special_review"])}
     sex, readable = _integer(text["sex"])
     sex = _in(sex, _INT8)
@@ -341,7 +344,7 @@ def _carry(plan: ir.Plan, case: dict, text: dict, result: OneCase) -> None:
         sex = SEX_WORDS.get(text["sex"])
     typed["sex"] = sex
     for name in ("age", "age_days", "los", "discharge"):
-        typed[name] = _in(_integer(text[name])[0], _INT32)
+        typed[name] = _in(_integer(text[name])[0], _INT32_TYPED)
     typed["dept"] = text["dept"]
     found: list[tuple[str, str | None]] = []
     for name in MALFORMED:
@@ -398,7 +401,7 @@ def _money(text: str | None) -> int | None:
     return (int(whole) * 100 + int((cents or "").ljust(2, "0"))) * (-1 if sign == "-" else 1)
 
 
-def _date(text: str | None) -> date | None:
+def parse_date(text: str | None) -> date | None:
     """2024-01-05 (or 2024-1-5) and 20240105 by grouper.fields.parse_date; text without a digit is
     unreadable; other spellings are declined."""
     if text is None:
@@ -429,4 +432,4 @@ def _yuan(fen: int) -> str:
     return f"{'-' if fen < 0 else ''}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
-__all__ = ["OneCase", "group_one"]
+__all__ = ["Declined", "OneCase", "group_one", "parse_date"]
