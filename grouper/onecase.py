@@ -9,7 +9,7 @@ through the same stages in plain Python, on the same definitions:
     encode                the plan's code ids (and `prefix` ids), `read` statements, malformed fields
     validate              grouper.validate's catalogue, levels, formats and per-plan code facts; the
                           scheme's `warn` rules and duplicate codes through the kernel
-                          (grouper.engine.run.eval_conditions, KERNEL.duplicate_items)
+                          (grouper.engine.run.conditions_holding, KERNEL.duplicate_items)
     kernel                the same compiled kernel (grouper.engine.run.run_kernel), on one row
     results, carry        status, mdc, adrg, drg, reason, warnings; the typed settlement fields and
                           their problems (grouper.fields)
@@ -33,7 +33,7 @@ from . import reasons
 from .engine import ir
 from .engine.encode import SEX_WORDS, Batch
 from .engine.kernel import KERNEL
-from .engine.run import eval_conditions, run_kernel
+from .engine.run import conditions_holding, run_kernel
 from .fields import FALSE_WORDS, INSURANCE_CODES, MALFORMED, SETTLEMENT_REASONS, TRUE_WORDS
 from .io import SCALAR_COLUMNS, SETTLEMENT_COLUMNS
 from .validate import (DISCHARGE_MODES, DX_FORMAT, MAX_AGE, NOT_PRINCIPAL, ORDER, PROC_FORMAT, WEIGHT_RANGE,
@@ -83,6 +83,7 @@ class _PlanFacts:
     dept_ids: dict[str, int]
     accepted: dict[str, frozenset]      # kind → codes accepted without a map entry
     formats: dict[str, re.Pattern]
+    levels: dict[str, str]              # catalogue reason → level (grouper.validate.level_of)
 
 
 _FACTS: dict[int, tuple[weakref.ref, _PlanFacts]] = {}
@@ -107,7 +108,8 @@ def _facts(plan: ir.Plan) -> _PlanFacts:
     formats = {name: re.compile(pattern.replace("$", r"\Z"))
                for name, pattern in (("dx", DX_FORMAT), ("proc", PROC_FORMAT), ("not_principal", NOT_PRINCIPAL))}
     facts = _PlanFacts({code: i + 1 for i, code in enumerate(plan.codes)}, prefixes,
-                       {d: i for d, i in dept_ids.items() if d != ""}, accepted, formats)
+                       {d: i for d, i in dept_ids.items() if d != ""}, accepted, formats,
+                       {code: level_of(plan, code) for code in reasons.CATALOGUE})
     key = id(plan)
     _FACTS[key] = (weakref.ref(plan, lambda _ref, key=key: _FACTS.pop(key, None)), facts)
     return facts
@@ -154,20 +156,20 @@ def _in(value: int | None, bounds: tuple[int, int]) -> int | None:
 class _Problems:
     """(order, reason, level, detail), each (reason, detail) once, as grouper.validate lists them."""
 
-    def __init__(self, plan: ir.Plan):
-        self.plan = plan
+    def __init__(self, plan: ir.Plan, facts: _PlanFacts):
+        self.levels = facts.levels
         self.found: list[tuple[int, str, str, str | None]] = []
         self.seen: set[tuple[str, str | None]] = set()
 
     def enabled(self, code: str) -> bool:
-        return level_of(self.plan, code) != "off"
+        return self.levels[code] != "off"
 
     def add(self, code: str, detail: str | None = None, *, level: str | None = None, order: int | None = None) -> None:
         if (code, detail) in self.seen:
             return
         self.seen.add((code, detail))
         self.found.append((ORDER.get(code, len(ORDER)) if order is None else order, code,
-                           level or level_of(self.plan, code), detail))
+                           level or self.levels[code], detail))
 
     def sorted(self) -> list[tuple[str, str, str | None]]:
         return [(code, level, detail) for _, code, level, detail in sorted(self.found, key=lambda p: p[0])]
@@ -198,7 +200,7 @@ def _group_one(plan: ir.Plan, case: dict, settlement: bool) -> OneCase:
             codes[scope] = []
 
     # code maps (grouper.validate.convert_codes)
-    mapped = _Problems(plan)
+    mapped = _Problems(plan, facts)
     for kind, mapping in (getattr(plan, "code_maps", None) or {}).items():
         if not mapping:
             continue
@@ -239,7 +241,7 @@ def _group_one(plan: ir.Plan, case: dict, settlement: bool) -> OneCase:
                   np.array([[values[name]] for name in ir.FIELDS], np.int32), np.zeros(1, np.uint8), None)
 
     # validate (grouper.validate.check_cases)
-    found = _Problems(plan)
+    found = _Problems(plan, facts)
     present = {name: values[name] != ir.MISSING for name in ir.FIELDS}
     for name in plan.empty_numbers:   # `read empty F as N`: judge what was written
         if name in present:
@@ -270,10 +272,8 @@ def _group_one(plan: ir.Plan, case: dict, settlement: bool) -> OneCase:
         _check_codes(found, facts, flags, kind, items, [0 if i > n_codes else i for i in ids])
     warn_cond = getattr(plan, "warn_cond", ())
     if len(warn_cond):
-        truth = eval_conditions(plan, batch, warn_cond)
-        for i, name in enumerate(plan.warn_names):
-            if truth[i, 0]:
-                found.add(name, level="warning", order=len(ORDER) + i)
+        for i in conditions_holding(plan, batch, warn_cond):
+            found.add(plan.warn_names[i], level="warning", order=len(ORDER) + i)
     for order, code, level, detail in mapped.found:
         found.found.append((order, code, level, detail))
     problems = found.sorted()
@@ -360,7 +360,7 @@ def _carry(plan: ir.Plan, case: dict, text: dict, result: OneCase) -> None:
     order = {code: i for i, code in enumerate(SETTLEMENT_REASONS)}
     problems = []
     for code, detail in sorted(found, key=lambda p: order[p[0]]):
-        level = level_of(plan, code)
+        level = _facts(plan).levels[code]
         if level != "off":
             problems.append((code, level, detail))
     result.warnings += list(dict.fromkeys(code for code, level, _ in problems if level == "warning"))

@@ -70,21 +70,46 @@ def eval_conditions(plan: ir.Plan, batch: Batch, conds, *, threads: int | None =
     return truth
 
 
+def conditions_holding(plan: ir.Plan, batch: Batch, conds, *, kernel=None) -> list[int]:
+    """eval_conditions for a batch of one case, in fewer kernel calls: the indexes into `conds` of
+    the conditions that hold. The conditions are the `invalid` rules of a plan without MDCs, so the
+    kernel names the first that holds; the search goes on after it (one call when none holds)."""
+    assert len(batch.skip) == 1 and not batch.skip[0], "one case, not skipped"
+    held: list[int] = []
+    start = 0
+    while start < len(conds):
+        status, *_, reason = run_kernel(_condition_plan(plan, tuple(int(k) for k in conds[start:])), batch,
+                                        threads=1, kernel=kernel)
+        if status[0] != ir.INVALID:
+            break
+        held.append(start + int(reason[0]))
+        start = held[-1] + 1
+    return held
+
+
 # The one-rule plans of eval_conditions, per plan: building one copies the plan (~50 µs), which a
 # single case (grouper.onecase) would pay on every call.
 _CONDITION_PLANS: dict[int, tuple[weakref.ref, dict[int, ir.Plan]]] = {}
 
 
-def _condition_plan(plan: ir.Plan, k: int) -> ir.Plan:
+def _condition_plan(plan: ir.Plan, k: int | tuple[int, ...]) -> ir.Plan:
+    """Condition k as the entry of a single MDC/ADRG (eval_conditions), or conditions (k, ...) as the
+    `invalid` rules of a plan without MDCs (conditions_holding)."""
     cached = _CONDITION_PLANS.get(id(plan))
     if cached is None or cached[0]() is not plan:
         key = id(plan)
         cached = _CONDITION_PLANS[key] = (weakref.ref(plan, lambda _ref, key=key: _CONDITION_PLANS.pop(key, None)), {})
     sub = cached[1].get(k)
     if sub is None:
-        cond, one = np.array([k], dtype=np.int32), np.array([0, 1], dtype=np.int32)
-        sub = cached[1][k] = dataclasses.replace(
-            plan, pdx_mdc_mask=None, adrg_gate_mask=None, behaviour=0, qy_cond=None, invalid_cond=np.zeros(0, np.int32),
-            mdc_cond=cond, mdc_adrg_start=one, adrg_cond=cond, adrg_drg_start=one,
-            drg_cond=np.array([ir.NO_CONDITION], dtype=np.int32))
+        bare = dict(pdx_mdc_mask=None, adrg_gate_mask=None, behaviour=0, qy_cond=None)
+        if isinstance(k, tuple):
+            none, zero = np.zeros(0, np.int32), np.zeros(1, np.int32)
+            sub = dataclasses.replace(plan, **bare, invalid_cond=np.array(k, np.int32), mdc_cond=none,
+                                      mdc_adrg_start=zero, adrg_cond=none, adrg_drg_start=zero, drg_cond=none)
+        else:
+            cond, one = np.array([k], dtype=np.int32), np.array([0, 1], dtype=np.int32)
+            sub = dataclasses.replace(plan, **bare, invalid_cond=np.zeros(0, np.int32), mdc_cond=cond,
+                                      mdc_adrg_start=one, adrg_cond=cond, adrg_drg_start=one,
+                                      drg_cond=np.array([ir.NO_CONDITION], dtype=np.int32))
+        cached[1][k] = sub
     return sub
