@@ -14,11 +14,11 @@ from pathlib import Path
 import polars as pl
 
 from ..pipeline import DEFAULT_BATCH_SIZE as BATCH_SIZE
-from .reference import dip_what_if, explain_dip
+from .reference import dip_what_if, explain_dip, explain_dip_json
 from .run import group_dip_frame
 from .scheme import LoadedDip, check_dip_scheme, is_dip_pack, load_dip_scheme
 
-__all__ = ["LoadedDip", "check_dip_scheme", "dip_what_if", "explain_dip", "group_dip", "group_dip_file",
+__all__ = ["LoadedDip", "check_dip_scheme", "dip_what_if", "explain_dip", "explain_dip_json", "group_dip", "group_dip_file",
            "is_dip_pack", "load_dip_scheme"]
 
 

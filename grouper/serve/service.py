@@ -249,7 +249,8 @@ def _pack_rows(state: State, kind: str, raw: pl.DataFrame, today: date) -> list[
     packs = state.packs[kind]
     if len(packs) == 1 and packs[0].start is None:
         return [0] * raw.height
-    parsed = raw.select(parse_date(pl.col("discharge_date"), pl.String).alias("d"),
+    written = parse_date(pl.col("discharge_date"), pl.String)
+    parsed = raw.select(pl.when(written.dt.year() >= 1).then(written).alias("d"),   # year 0 is no Python date
                         pl.col("discharge_date").str.strip_chars().alias("raw"))
     out = []
     for written, raw_text in parsed.iter_rows():
@@ -450,12 +451,17 @@ def one_case(state: State, case, kind: str | None, where: str) -> tuple[Pack, pl
 
 
 def explain(state: State, case, kind: str | None = None) -> dict:
+    """`grouper explain --json` of one JSON case under the pack in force (DRG or DIP), with its estimate
+    when a policy is served."""
     pack, raw, canonical = one_case(state, case, kind, "case")
-    if pack.kind != "drg":
-        raise UnsupportedError("explain serves DRG packs; for a DIP pack use `grouper explain --scheme PACK --json`")
-    out = explain_case(pack.loaded, canonical.select(
-        c for c in canonical.columns if c in ("id", "sex", "age", "age_days", "weight", "dept", "los", "discharge",
-                                              "dx", "proc"))).to_dict()
+    if pack.kind == "dip":   # the case's cost feeds the cost step, as `grouper explain --cases` gives it
+        from ..dip import explain_dip_json
+
+        out = explain_dip_json(pack.loaded, canonical)
+    else:
+        out = explain_case(pack.loaded, canonical.select(
+            c for c in canonical.columns if c in ("id", "sex", "age", "age_days", "weight", "dept", "los", "discharge",
+                                                  "dx", "proc"))).to_dict()
     out["scheme"], out["scheme_version"] = pack.name, pack.version
     if state.pricing is not None:
         grouped = group_raw(state, raw, pack.kind, settlement=True)
