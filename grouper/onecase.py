@@ -186,9 +186,8 @@ def group_one(plan: ir.Plan, case: dict, *, settlement: bool = False) -> OneCase
 
 
 def _group_one(plan: ir.Plan, case: dict, settlement: bool) -> OneCase:
-    for value in case.values():
-        if value is not None and _UNLIKE.search(value):
-            raise Declined(value)
+    if _UNLIKE.search("".join(value for value in case.values() if value)):
+        raise Declined("a character from \\x1c to \\x1f")
     facts = _facts(plan)
     text = {name: _stripped(case.get(name)) for name in SCALAR_COLUMNS}
     dx = (case.get("dx") or "").replace(",", "|").split("|")
