@@ -185,7 +185,8 @@ def test_serve_answers_one_case_like_a_batch_of_one():
     for case in records:
         for estimate in (False, True):
             for problems in (False, True):
-                one = service.group_one_fast(state, case, estimate=estimate, problems=problems)
+                one = service.group_one_fast(state, case, problems=problems) if not estimate else \
+                    service.group_many(state, [case], estimate=True, problems=problems)[0]
                 batch = service.result_dicts(state, service.group_cases(state, [case], problems=problems,
                                                                         settlement=estimate, where="case"),
                                              with_estimate=estimate)[0]
