@@ -135,6 +135,27 @@ def test_one_case_in_process(benchmark, pack, records):
            cases=len(times), median_ms=sorted(times)[len(times) // 2] * 1000)
 
 
+def test_one_case_in_process_group_only(benchmark, pack, records):
+    """The grouping part of the above (grouper.onecase, what POST /v1/group runs without a policy)."""
+    from grouper.serve import service
+
+    state = service.load_state(service.Settings(packs=(service.PackSpec(pack),)))
+    cases = records[:2000]
+    for case in cases[:50]:   # warm-up
+        service.group_one(state, case)
+    times = []
+
+    def run():
+        for case in cases:
+            started = time.perf_counter()
+            service.group_one(state, case)
+            times.append(time.perf_counter() - started)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    record(benchmark, value=_p99(times) * 1000, unit="ms", cases=len(times),
+           median_ms=sorted(times)[len(times) // 2] * 1000)
+
+
 def test_http_one_case_32_clients(benchmark, server, records):
     _, port = server
     bodies = [json.dumps(r).encode() for r in records[:5000]]
