@@ -386,16 +386,21 @@ def _insurance(text: str | None) -> str | None:
     return text
 
 
+def _plain(pattern: re.Pattern, text: str) -> re.Match | None:
+    """The match of a plain spelling; None for text without any digit (unreadable to both libraries);
+    any other text is declined."""
+    match = pattern.fullmatch(text)
+    if match is None and _DIGIT.search(text) is not None:
+        raise Declined(text)
+    return match
+
+
 def _money(text: str | None) -> int | None:
     """Yuan text → fen by grouper.fields.money_fen, for the plain spellings (digits, a point, at
     most two decimals, a sign); text without a digit is unreadable; anything else is declined."""
-    if text is None:
-        return None
-    match = _MONEY.fullmatch(text)
+    match = None if text is None else _plain(_MONEY, text)
     if match is None:
-        if _DIGIT.search(text) is None:
-            return None
-        raise Declined(text)
+        return None
     sign, whole, cents = match.groups()
     return (int(whole) * 100 + int((cents or "").ljust(2, "0"))) * (-1 if sign == "-" else 1)
 
@@ -403,13 +408,9 @@ def _money(text: str | None) -> int | None:
 def parse_date(text: str | None) -> date | None:
     """2024-01-05 (or 2024-1-5) and 20240105 by grouper.fields.parse_date; text without a digit is
     unreadable; other spellings are declined."""
-    if text is None:
-        return None
-    match = _DATE.fullmatch(text)
+    match = None if text is None else _plain(_DATE, text)
     if match is None:
-        if _DIGIT.search(text) is None:
-            return None
-        raise Declined(text)
+        return None
     y, m, d = (int(g) for g in (match.groups()[:3] if match.group(1) else match.groups()[3:]))
     if y < 1:
         raise Declined(text)
