@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -59,11 +60,11 @@ class Pack:
     groups: dict        # group code → {"name", "rw" or "score", "mean" (fen), "level"}
     source: object = None   # the settle engine's base points for estimates (None: the policy does not price it)
 
-    @property
+    @cached_property   # the scheme's AST is loaded on first use: not on every request
     def name(self) -> str:
         return self.loaded.ast.header.name if self.kind == "drg" else self.loaded.plan.name
 
-    @property
+    @cached_property
     def version(self) -> str:
         return self.loaded.ast.header.version if self.kind == "drg" else self.loaded.plan.version
 
