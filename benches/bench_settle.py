@@ -29,8 +29,8 @@ HOSPITALS = 200
 
 SETTLE = """
 import sys
-from grouper.settle.files import load_cases, write_settlement
-from grouper.settle.run import settle_cases
+from grouper.payment.settle_files import load_cases, write_settlement
+from grouper.payment.api import settle_cases
 cases = load_cases(sys.argv[1])
 settlement = settle_cases(cases, sys.argv[2], sys.argv[3])
 assert settlement.cases.height == int(sys.argv[5])

@@ -1,6 +1,6 @@
 # cython: language_level=3
 """The settle engine's compiled inner loops: pool sums and largest-remainder shares in 128-bit integers.
-Mirrors grouper/settle/_kernel_py.py, which states the contract."""
+Mirrors grouper/payment/_settle_kernel_py.py, which states the contract."""
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 
@@ -144,7 +144,7 @@ cdef int _stay_order(const void* a, const void* b) noexcept nogil:
 def next_stays(const uint64_t[::1] key, const uint64_t[::1] check, const int32_t[::1] discharge,
                const uint8_t[::1] excepted, const int64_t[::1] row, uint64_t prefix_mask, int32_t first_day,
                int32_t days, int64_t[::1] candidates, int64_t[::1] exact):
-    """The readmission search over stays sorted by key (see grouper/settle/_kernel_py.py, which
+    """The readmission search over stays sorted by key (see grouper/payment/_settle_kernel_py.py, which
     states the contract). Returns (number of candidates, number of exact rows) written."""
     cdef Py_ssize_t n = key.shape[0], i, j, t, start, size, d, position
     cdef Py_ssize_t buckets = 1 << TOP_BITS

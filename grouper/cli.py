@@ -7,13 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_SCHEME, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
-EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug, never an expected outcome (tests treat it as a failure)
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT / SIGTERM, as shells report them
+from .errors import (EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SCHEME,  # noqa: F401
+                     EXIT_TERMINATED, EXIT_USAGE)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
     from .engine.kernel import kernel_description
     from .options import add_reading_arguments, at_least
 
@@ -107,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     from .payment.commands import add_calibrate_weights, add_payment_parsers
     from .versions.commands import add_versions_parsers
 
-    add_payment_parsers(sub)
+    add_payment_parsers(sub, anomaly_planter=_anomaly_planter)
     from .screen.commands import add_screen_parser
 
     add_screen_parser(sub)
@@ -163,10 +162,26 @@ def _output_encoding(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def cmd_settle(args) -> int:
-    from .settle.cli import run_settle
+def _anomaly_planter(scheme, *, seed: int):
+    """`grouper synth history --plant-anomalies`: the supervision screens' planter, chosen here so
+    that the payment wing does not import the screen wing."""
+    from .screen.plant import planter
 
-    return run_settle(args)
+    return planter(scheme, seed=seed)
+
+
+def cmd_settle(args) -> int:
+    from .payment.commands import run_settle
+
+    return run_settle(args, base_sources={"dip": _settle_dip})
+
+
+def _settle_dip(cases, policy, scheme, *, policy2=None):
+    """A `method = "dip"` policy: base points from the DIP pack's scores (DipScores, the settle
+    engine's base source for DIP), chosen here so that the payment wing does not import DIP."""
+    from .dip.settle import settle_dip
+
+    return settle_dip(cases, policy, scheme, policy2=policy2)
 
 
 def cmd_report(args) -> int:

@@ -7,6 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The exit codes of every command line (grouper/cli.py, `grouper serve`): 0 ok, 1 scheme or policy
+# errors, 2 usage, 3 input/data errors, 70 internal error (a bug), 130 interrupted, 143 terminated.
+EXIT_OK, EXIT_SCHEME, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug, never an expected outcome (tests treat it as a failure)
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT / SIGTERM, as shells report them
+
 
 @dataclass(frozen=True, slots=True)
 class Span:

@@ -193,7 +193,7 @@ def typed_fields(frame: pl.DataFrame, integer_money: str = "yuan") -> pl.DataFra
     exprs, bad = [], []
     for name in CARRIED_COLUMNS:
         dtype = schema.get(name, pl.Null)
-        col = pl.col(name) if name in schema else pl.lit(None, dtype=pl.String)
+        col = pl.col(name) if name in schema else pl.repeat(None, pl.len(), dtype=pl.String)  # frame's height
         dtype = dtype if name in schema else pl.String
         if name in MONEY_COLUMNS:
             value = money_fen(col, dtype, integer_money)

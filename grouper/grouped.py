@@ -84,7 +84,9 @@ def _typed(raw: pl.DataFrame, wanted: list[str]) -> pl.DataFrame:
     # 10 M values that are already typed would cost seconds for nothing.
     ready = [c for c in carried if c in raw.columns and raw.schema[c] == CARRIED_SCHEMA[c]]
     to_parse = [c for c in carried if c not in ready]
-    typed = typed_fields(raw.select([c for c in to_parse if c in raw.columns]), integer_money="fen").select(to_parse)
+    # at least one column keeps the frame's height when every field to parse is absent
+    present = [c for c in to_parse if c in raw.columns] or [pl.first()]
+    typed = typed_fields(raw.select(present), integer_money="fen").select(to_parse)
     as_is = raw.select(pl.col(c).fill_null(False) if c == "special_review" else pl.col(c) for c in ready)
     return pl.concat([results, typed, as_is], how="horizontal").select(wanted)
 

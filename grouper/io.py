@@ -31,6 +31,7 @@ from grouper.headers import (DX_FAMILIES, PROC_FAMILIES, SPELLINGS, WideFamily, 
                              looks_like_code_column, split_number)
 # The writers live in grouper.writers; re-exported here for existing callers.
 from grouper.writers import ResultSink, output_format, write_results  # noqa: F401
+from grouper.writers import _as_text  # one rule for numbers as text, reading and writing ("12", not "12.0")
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -422,7 +423,8 @@ def _as_utf8(data: bytes, encoding: str | None, path: Path) -> bytes:
     if encoding is None:
         try:
             data.decode("utf-8")
-            return data
+            if not _gbk_that_reads_as_utf8([data]):
+                return data
         except UnicodeDecodeError:
             pass
         try:
@@ -448,14 +450,50 @@ def _is_utf8_csv(path: Path, encoding: str | None) -> bool:
     if encoding is not None:
         return _canonical_encoding(encoding, path) in ("utf-8", "utf-8-sig")
     decoder = codecs.getincrementaldecoder("utf-8")()
+    chinese_utf8 = two_byte_only = False
     with path.open("rb") as file:
         try:
             while chunk := file.read(1 << 24):
                 decoder.decode(chunk)
+                if not chinese_utf8 and not chunk.isascii():
+                    chinese_utf8 = bool(_UTF8_THREE_BYTE_LEAD.search(chunk))
+                    two_byte_only = not chinese_utf8
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             return False
-    return True
+    if chinese_utf8 or not two_byte_only:   # the common cases: no second look
+        return True
+    with path.open("rb") as file:
+        return not _gbk_that_reads_as_utf8(iter(lambda: file.read(1 << 24), b""))
+
+
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_UTF8_THREE_BYTE_LEAD = re.compile(rb"[\xe0-\xff]")   # every CJK character in UTF-8 starts so; a BOM too
+_NOT_CHINESE = re.compile(r"[^\x00-\x7f\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+
+
+def _gbk_that_reads_as_utf8(chunks: Iterable[bytes]) -> bool:
+    """Whether bytes that decode as UTF-8 are really GBK/GB18030 text.
+
+    A short GBK text can be valid UTF-8: 住院 is D7 A1 D4 BA in GBK, which UTF-8 reads as two
+    Hebrew/Armenian letters. Chinese UTF-8 text always holds three-byte sequences (lead byte ≥ E0);
+    so bytes whose non-ASCII sequences are all two-byte ones (U+0080–U+07FF: Latin accents, Greek,
+    Cyrillic, Hebrew…) and which GB18030 decodes into Chinese characters only (CJK ideographs,
+    CJK and full-width punctuation) are GBK. A UTF-8 file holding only such two-byte letters and
+    no Chinese at all is the one case this misreads: pass `--encoding utf-8` for it."""
+    decoder = codecs.getincrementaldecoder("gb18030")()
+    non_ascii = False
+    try:
+        for chunk in chunks:
+            if _UTF8_THREE_BYTE_LEAD.search(chunk):
+                return False
+            non_ascii = non_ascii or bool(_NON_ASCII.search(chunk))
+            if _NOT_CHINESE.search(decoder.decode(chunk)):
+                return False
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return non_ascii
 
 
 def _first_line(path: Path, skip_rows: int = 0) -> bytes:
@@ -533,6 +571,7 @@ def _header_line(path: Path, columns: Mapping[str, str] | None, *, encoding: str
         elif _file_kind(path) == "csv":
             with path.open("rb") as file:
                 head = file.read(1 << 16)
+            head = head[:head.rfind(b"\n") + 1] or head   # whole lines: a character cut in two decodes as neither
             text = _as_utf8(head, encoding, path).decode("utf-8-sig", errors="replace").splitlines()[skip_rows:]
             lines = list(csv.reader(text[:look], delimiter=_csv_separator(path, text[0].encode() if text else b"")))
         else:
@@ -733,25 +772,6 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
             (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None}
     return cases.with_columns(**wide) if wide else cases
-
-
-def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Cast to String (or List(String)); integral floats print as ints ("12", not "12.0")."""
-    if dtype == pl.String:
-        return expr
-    if isinstance(dtype, pl.List):
-        if dtype.inner == pl.String:
-            return expr
-        return expr.list.eval(_as_text(pl.element(), dtype.inner))
-    if dtype.is_float() or dtype.is_decimal():
-        number = expr.cast(pl.Float64)
-        integral = number.is_finite() & (number == number.round(0)) & (number.abs() < 2.0**63)
-        return (
-            pl.when(integral)
-            .then(number.cast(pl.Int64, strict=False).cast(pl.String))
-            .otherwise(number.cast(pl.String))
-        )
-    return expr.cast(pl.String)
 
 
 # The list-shape split rules below reproduce the reference grouper exactly:

@@ -139,7 +139,7 @@ CACHE_FORMAT = 4   # 4: .npz + JSON entries (grouper.plancache) instead of pickl
 @functools.cache
 def engine_fingerprint() -> str:
     """Hash of the package's own source (Python modules and the grammars): a new engine, a new key."""
-    from . import __version__
+    from .version import __version__
 
     digest = hashlib.blake2b(f"{__version__}/{CACHE_FORMAT}".encode(), digest_size=20)
     root = Path(__file__).parent

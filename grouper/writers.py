@@ -126,8 +126,6 @@ def write_results(df: pl.DataFrame, path: str | Path, *, encoding: str | None = 
 
 
 def _join_list_columns(df: pl.DataFrame) -> pl.DataFrame:
-    from .io import _as_text   # the reader's rule for numbers as text ("12", not "12.0")
-
     list_columns = [name for name, dtype in df.schema.items() if isinstance(dtype, pl.List)]
     if not list_columns:
         return df
@@ -346,3 +344,22 @@ class ResultSink:
             self.close()
         else:
             self.abort(exc)
+
+
+def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Cast to String (or List(String)); integral floats print as ints ("12", not "12.0")."""
+    if dtype == pl.String:
+        return expr
+    if isinstance(dtype, pl.List):
+        if dtype.inner == pl.String:
+            return expr
+        return expr.list.eval(_as_text(pl.element(), dtype.inner))
+    if dtype.is_float() or dtype.is_decimal():
+        number = expr.cast(pl.Float64)
+        integral = number.is_finite() & (number == number.round(0)) & (number.abs() < 2.0**63)
+        return (
+            pl.when(integral)
+            .then(number.cast(pl.Int64, strict=False).cast(pl.String))
+            .otherwise(number.cast(pl.String))
+        )
+    return expr.cast(pl.String)

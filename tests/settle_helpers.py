@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from grouper.settle.policy import load_policy
+from grouper.payment.policy import load_policy
 
 WEIGHTS = pl.DataFrame({
     "drg": ["A11", "A13", "B11", "GZ14"],

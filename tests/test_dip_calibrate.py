@@ -146,3 +146,27 @@ def test_auxiliary_factors_from_history(tmp_path, min_cases, factor, source):
     assert aux.filter(pl.col("code") == "III")["factor_source"].to_list() == ["table"]   # no case: table factor
     pack = load_dip_scheme(tmp_path / "p")
     assert group_dip(frame, pack)["aux_factor"].to_list() == [1.0] * 4 + [factor] * 4
+
+
+def test_the_procedure_table_is_read_as_published(tmp_path):
+    """The same reader as `import dip --procedures`: GBK, Chinese headers, 介入治疗 counted as 相关手术
+    (domain.md §3.2); the pack keeps the table in UTF-8 with its canonical columns."""
+    published = pl.read_csv(PROCS, infer_schema=False).rename(
+        {"code": "手术操作编码", "treatment": "手术操作类型"}).with_columns(
+        pl.col("手术操作类型").replace("相关手术", "介入治疗"))
+    table = tmp_path / "手术操作类型.csv"
+    table.write_bytes(published.write_csv().encode("gbk"))
+    catalogue, _ = calibrate_dip(history(SMALL), table, tmp_path / "pack", CalibrationParams(min_cases=3))
+    expected, _ = calibrate_dip(history(SMALL), PROCS, tmp_path / "expected", CalibrationParams(min_cases=3))
+    assert catalogue.equals(expected)
+    written = pl.read_csv(tmp_path / "pack" / "proc_types.csv", infer_schema=False)
+    assert written.columns == ["code", "name", "treatment", "qualifying", "type"]
+    assert set(written["treatment"].drop_nulls()) <= {"保守治疗", "诊断性操作", "治疗性操作", "相关手术"}
+    assert "介入治疗" in written["type"].to_list()
+
+
+def test_an_unknown_treatment_type_is_refused_with_its_line(tmp_path):
+    table = tmp_path / "types.csv"
+    table.write_text("code,treatment,qualifying\n51.2300,手术,1\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"types.csv:2: 51.2300: unknown type '手术'"):
+        calibrate_dip(history(SMALL), table, tmp_path / "pack", CalibrationParams(min_cases=3))

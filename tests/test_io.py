@@ -441,3 +441,15 @@ def test_render_summary_lists_every_status_and_top_drgs():
 
     with progress(10, "x", enabled=False) as bar:
         bar.advance(10)
+
+
+def test_short_gbk_text_that_is_also_valid_utf8_is_read_as_gbk(tmp_path):
+    # 住院 in GBK (D7 A1 D4 BA) is valid UTF-8 for two Hebrew/Armenian letters; Chinese UTF-8 text
+    # always holds three-byte sequences, so these bytes are GBK.
+    path = write_text(tmp_path / "gbk.csv", "id,dept,dx\n1,住院,A\n", "gbk")
+    path.read_bytes().decode("utf-8")            # the fixture really is valid UTF-8
+    assert column(read_cases(path), "dept") == ["住院"]
+    assert column(pl.concat(list(iter_case_batches(path, batch_size=1))), "dept") == ["住院"]
+    assert column(read_cases(path, encoding="utf-8"), "dept") == ["ס\u053a"]   # forced: read as told
+    utf8 = write_text(tmp_path / "utf8.csv", "id,dept,dx\n1,住院,A\n")
+    assert column(read_cases(utf8), "dept") == ["住院"]

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from grouper.cli import main
-from grouper.settle.files import COMPARE_MONEY, read_table
+from grouper.payment.settle_files import COMPARE_MONEY, read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "tables" / "policies" / "zhejiang-points.toml"
@@ -50,7 +50,7 @@ def year11(chs_tables, tmp_path_factory):
 
 def test_migration_1_1_to_2_0(year11, chs_pack, chs20_pack, tmp_path, capsys):
     from grouper.report.html import render_report
-    from grouper.settle.run import settle_cases
+    from grouper.payment.api import settle_cases
     from grouper.versions.migration import migration_impact
 
     out = tmp_path / "switch"

@@ -265,7 +265,7 @@ def _full(*args, **kwargs):
 
 def test_disk_full_while_settling_is_a_message(tmp_path, monkeypatch, capsys):
     """ENOSPC while the settlement folder is written: exit 3, one line, no folder, no temporary."""
-    from grouper.settle import files
+    from grouper.payment import settle_files as files
     from settle_helpers import WEIGHTS
     from test_settle_cli import _grouped_csv
 

@@ -167,3 +167,16 @@ def test_read_grouped_selects_columns_and_several_files(tmp_path):
 def test_read_grouped_refuses_a_file_that_is_not_grouped(tmp_path):
     with pytest.raises(InputError, match="not a grouped file"):
         read_grouped(DEMO / "discharges.csv")
+
+
+def test_a_grouped_parquet_missing_every_field_left_to_parse_keeps_its_rows(tmp_path):
+    # hospital is already typed (taken as is); cost and special_review are absent: they come back
+    # null and false on every row, not a one-row frame that cannot sit beside the others.
+    path = tmp_path / "grouped.parquet"
+    pl.DataFrame({"id": ["1", "2", "3"], "status": ["grouped"] * 3, "drg": ["A", "B", "C"],
+                  "hospital": ["H1", "H1", "H2"]}).write_parquet(path)
+    frame = read_grouped(path, columns=["id", "status", "drg", "hospital", "cost", "special_review"])
+    assert frame.height == 3
+    assert frame["hospital"].to_list() == ["H1", "H1", "H2"]
+    assert frame["cost"].null_count() == 3 and frame["special_review"].to_list() == [False] * 3
+    assert typed_fields(pl.DataFrame({"other": ["x", "y"]})).height == 2

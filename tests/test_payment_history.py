@@ -155,3 +155,12 @@ def test_the_history_looks_like_a_hospitals_year(pack, demo, request):
     if pack != "demo":
         assert depts.height >= 20 and 0.4 < (cases["sex"] == "1").mean() < 0.6
         assert 0.2 < (cases["age"] >= 65).mean() < 0.45
+
+
+def test_a_pack_with_one_department_builds_its_history():
+    # tests/fixtures/packs/mini names one department: most trial cases have none, and a column whose
+    # first values are missing was read as Python objects and refused (internal error, exit 70).
+    mini = load_scheme(ROOT / "tests" / "fixtures" / "packs" / "mini")
+    history = synth_history(mini, hospitals=3, years=1, cases=2_000, seed=1)
+    assert history.height == 2_000
+    assert history["dept"].null_count() < history.height

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from grouper.errors import PolicyError
-from grouper.settle import schema
-from grouper.settle.policy import load_policy
-from grouper.settle.tomlpos import key_positions
+from grouper.payment import policy_schema as schema
+from grouper.payment.policy import load_policy
+from grouper.tomlpos import key_positions
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "tables" / "policies").glob("*.toml"))

@@ -9,8 +9,8 @@ import pytest
 
 from grouper.cli import main
 from grouper.report.html import render_report
-from grouper.settle.files import write_comparison
-from grouper.settle.run import compare_policies
+from grouper.payment.settle_files import write_comparison
+from grouper.payment.api import compare_policies
 from headless import Page, chromium_path
 from test_policy import ROOT
 

@@ -13,9 +13,8 @@ import polars as pl
 import pytest
 
 from grouper.serve import service
-from grouper.settle.files import load_cases
-from grouper.settle.policy import load_policy
-from grouper.settle.run import settle_cases
+from grouper.payment.api import load_cases, settle_cases
+from grouper.payment.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "tables" / "policies"

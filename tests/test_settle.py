@@ -10,8 +10,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from grouper.settle.engine import sharing_adjustment
-from grouper.settle.run import settle_cases
+from grouper.payment.settle import sharing_adjustment
+from grouper.payment.api import settle_cases
 from settle_helpers import WEIGHTS, base_points_policy, base_rate_policy, cases, policy
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from grouper.cli import main
 from grouper.report.html import render_report
-from grouper.settle.files import write_comparison, write_settlement
-from grouper.settle.run import compare_policies, settle_cases
+from grouper.payment.settle_files import write_comparison, write_settlement
+from grouper.payment.api import compare_policies, settle_cases
 from settle_helpers import WEIGHTS, base_points_policy, cases, policy, write_policy
 
 

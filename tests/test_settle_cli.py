@@ -9,7 +9,7 @@ import pytest
 
 from grouper.cli import main
 from grouper.outputs import OUTPUT_MARKER
-from grouper.settle.files import MONEY, read_table
+from grouper.payment.settle_files import MONEY, read_table
 from settle_helpers import WEIGHTS, cases
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """Issue 16, "Exactness" and "Silently wrong money": each defect reproduced by hand, computed exactly.
 
-Every expected figure below is worked out by hand from the stated rounding rules (grouper/settle/
-engine.py's module doc): points are integer micro-points rounded half up once per formula,
+Every expected figure below is worked out by hand from the stated rounding rules (grouper/payment/
+settle.py's module doc): points are integer micro-points rounded half up once per formula,
 thresholds are compared exactly, money is half up to the fen.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from grouper.errors import InputError
-from grouper.settle.run import settle_cases
+from grouper.payment.api import settle_cases
 from settle_helpers import base_points_policy, base_rate_policy, cases, policy
 
 
@@ -200,7 +200,7 @@ def test_implausible_policy_numbers_are_refused(tmp_path, key, value, problem):
     from settle_helpers import toml_text
 
     path.write_text(toml_text(tree).replace(f'"{value}"', value), encoding="utf-8")
-    from grouper.settle.policy import load_policy
+    from grouper.payment.policy import load_policy
 
     with pytest.raises(PolicyError, match=problem):
         load_policy(path)

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from grouper.errors import PolicyError
-from grouper.settle.run import settle_cases
+from grouper.payment.api import settle_cases
 from settle_helpers import base_points_policy, base_rate_policy, cases, policy
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grouper.settle import _kernel_py
+from grouper.payment import _settle_kernel_py as _kernel_py
 
 try:
     from grouper import _settle_kernel as compiled

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grouper.settle import schema
-from grouper.settle.run import settle_cases
+from grouper.payment import policy_schema as schema
+from grouper.payment.api import settle_cases
 from settle_helpers import WEIGHTS, base_points_policy, base_rate_policy, cases, policy
 
 DRGS = ["A11", "A13", "B11", "GZ14", "ZZ99"]
@@ -154,7 +154,7 @@ def rate_policies(draw):
 @given(histories(), st.one_of(points_policies(), rate_policies()))
 def test_every_pool_closes_to_the_fen_with_a_reason_for_each_undistributed_fen(frame, tree):
     """Σ paid + Σ undistributed = budget in every pool, to the fen; every undistributed amount has a reason."""
-    from grouper.settle.checks import REASONS
+    from grouper.payment.settle_checks import REASONS
 
     s = _settle(frame, tree)
     assert s.checks.pools

@@ -1,4 +1,4 @@
-"""The fast readmission search (hash-prefix sort, grouper/settle/engine.py `readmissions`) agrees with
+"""The fast readmission search (hash-prefix sort, grouper/payment/settle.py `readmissions`) agrees with
 the exact one (sorting the strings) on random stays full of ties, shared patients and, with a
 narrowed hash prefix, colliding partitions."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from grouper.settle import engine as E
+from grouper.payment import settle as E
 from settle_helpers import base_points_policy, policy
 
 
@@ -70,7 +70,7 @@ def test_admissions_spanning_more_than_the_day_field_use_the_exact_search(tmp_pa
 
 
 def test_compiled_and_python_stay_search_agree():
-    from grouper.settle import _kernel_py
+    from grouper.payment import _settle_kernel_py as _kernel_py
 
     try:
         from grouper import _settle_kernel

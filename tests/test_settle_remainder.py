@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from grouper.engine.kernel import get_kernel
-from grouper.settle import _kernel_py
-from grouper.settle import engine as E
+from grouper.payment import _settle_kernel_py as _kernel_py
+from grouper.payment import settle as E
 
 
 @pytest.mark.parametrize("seed", range(5))

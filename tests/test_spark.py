@@ -151,7 +151,7 @@ def _same_settlement(spark_result, single, region=None):
 @pytest.mark.parametrize("policy", ["zhejiang-points.toml", "rate-region.toml"])
 def test_spark_settles_a_year_exactly(spark, year, policy):
     import grouper.spark as gs
-    from grouper.settle.run import settle_cases
+    from grouper.payment.api import settle_cases
 
     frame, weights = year
     single = settle_cases(frame, POLICIES / policy, weights)
@@ -164,7 +164,7 @@ def test_spark_settles_a_year_exactly(spark, year, policy):
 
 def test_spark_settles_each_region_under_its_own_policy(spark, year):
     import grouper.spark as gs
-    from grouper.settle.run import settle_cases
+    from grouper.payment.api import settle_cases
 
     frame, weights = year
     frame = frame.with_columns(pl.when(pl.col("hospital") < "H005").then(pl.lit("杭州")).otherwise(pl.lit("金华"))

@@ -123,8 +123,8 @@ def settlement_40(tmp_path_factory):
     """A settlement of 40 hospitals (the report used to print 21 of them)."""
     import grouper
     from grouper.payment.history import synth_history
-    from grouper.settle.files import write_settlement
-    from grouper.settle.run import settle_cases
+    from grouper.payment.settle_files import write_settlement
+    from grouper.payment.api import settle_cases
 
     folder = tmp_path_factory.mktemp("report40") / "settlement"
     grouped = grouper.group(synth_history(hospitals=40, years=1, cases=4000, seed=5), carry=True)
@@ -177,7 +177,7 @@ def test_report_prints_every_hospital_row_and_column(settlement_40, tmp_path):
             pytest.fail("CI=true but chromium or pdftotext is not installed (.ci/run installs them)")
         pytest.skip("chromium or pdftotext (poppler-utils) not installed")
     from grouper.fields import fen_text
-    from grouper.settle.files import MONEY, read_table
+    from grouper.payment.settle_files import MONEY, read_table
 
     report, pdf = tmp_path / "report.html", tmp_path / "report.pdf"
     assert main(["report", str(settlement_40), "-o", str(report)]) == 0

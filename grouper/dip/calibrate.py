@@ -39,9 +39,9 @@ import polars as pl
 from ..errors import InputError
 from ..fields import yuan_text
 from ..outputs import atomic_output
+from .procedures import TREATMENTS, procedure_table
 from .scheme import DIP_FILE, load_dip_scheme
 
-TREATMENTS = ("保守治疗", "诊断性操作", "治疗性操作", "相关手术")
 CATALOGUE_COLUMNS = ("level", "code", "name", "dx", "procs", "treatment", "score", "n", "mean", "cv")
 
 
@@ -59,19 +59,6 @@ class CalibrationParams:
     auxiliary_min_cases: int = 30                # fewer cases: the table's factor is kept
     name: str = "DIP"
     version: str = "calibrated"
-
-
-def _procedure_table(path: str | Path) -> pl.DataFrame:
-    """code, treatment, qualifying (1/0) — the regional procedure dictionary with treatment types."""
-    frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
-    missing = {"code", "treatment", "qualifying"} - set(frame.columns)
-    if missing:
-        raise InputError(f"{path}: the procedure table needs columns code, treatment, qualifying "
-                         f"(missing {', '.join(sorted(missing))})")
-    unknown = set(frame["treatment"].drop_nulls()) - set(TREATMENTS) - {""}
-    if unknown:
-        raise InputError(f"{path}: unknown treatment type(s) {sorted(unknown)}; use {' / '.join(TREATMENTS)}")
-    return frame
 
 
 def year_weight_column(years: pl.Series, weights: tuple[float, ...]) -> pl.Series:
@@ -134,7 +121,7 @@ SCHEME_TEMPLATE = '''# {name} {version}: built by `grouper calibrate dip` from a
 # (core groups: combinations with at least {min_cases} cases; scores: group mean / overall mean x {scale}).
 scheme "{name}" version "{version}"
 
-table proc_types = "proc_types.csv"              # code, treatment, qualifying
+table proc_types = "proc_types.csv"              # code, name, treatment, qualifying, type (as published)
 table catalogue  = "catalogue.csv"               # level, code, name, dx, procs, treatment, score, n, mean, cv
 {aux_tables}
 dip {{
@@ -152,7 +139,7 @@ def _round4(x: float) -> float:
     return float(Decimal(repr(x)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN))
 
 
-def _write_pack(folder: Path, rows: pl.DataFrame, procedures: str | Path, params: CalibrationParams,
+def _write_pack(folder: Path, rows: pl.DataFrame, procs: pl.DataFrame, params: CalibrationParams,
                 aux: pl.DataFrame | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     aux_tables = aux_settings = ""
@@ -171,8 +158,8 @@ def _write_pack(folder: Path, rows: pl.DataFrame, procedures: str | Path, params
         name=params.name, version=params.version, min_cases=params.min_cases, scale=params.scale,
         dx_length=params.dx_length, treatments=" < ".join(f'"{t}"' for t in TREATMENTS),
         aux_tables=aux_tables, aux_settings=aux_settings), encoding="utf-8")
-    shutil.copyfile(procedures, folder / "proc_types.csv")
-    # An empty procs/treatment cell is written empty, not as a quoted "".
+    # As read (UTF-8, English headers, types canonical). An empty cell is written empty, not as a quoted "".
+    procs.with_columns(pl.col(pl.String).replace("", None)).write_csv(folder / "proc_types.csv")
     rows.with_columns(pl.col(pl.String).replace("", None)).write_csv(folder / "catalogue.csv")
 
 
@@ -206,7 +193,7 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
         raise InputError(f"the score scale is 100 or 1000, not {params.scale}")
     if "cost" not in history.columns:
         raise InputError("the history has no cost column (医疗总费用)")
-    procs = _procedure_table(procedures)
+    procs = procedure_table(procedures)
     if "year" in history.columns:
         years = history["year"]
     elif "discharge_date" in history.columns:
@@ -223,7 +210,7 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
     output = Path(output)
     with atomic_output(output, directory=True, kind="DIP pack") as tmp:
         # First pass: the pack without scores, to regroup the history with it.
-        _write_pack(tmp, rows.with_columns(pl.lit("1").alias("score")), procedures, params)  # placeholder > 0
+        _write_pack(tmp, rows.with_columns(pl.lit("1").alias("score")), procs, params)  # placeholder > 0
         grouped = group_dip_frame(load_dip_scheme(tmp).plan, history).with_columns(history["cost"])
         stats, overall = group_stats(grouped, weights, params.scale)
         scored = rows.join(stats, left_on="code", right_on="dip", how="left")
@@ -237,7 +224,7 @@ def calibrate_dip(history: pl.DataFrame, procedures: str | Path, output: str | P
         if params.auxiliary and params.calibrate_auxiliary:
             aux = _calibrated_auxiliary(load_dip_scheme(tmp).plan.auxiliary, params, history, grouped, stats, weights)
         _write_pack(tmp, catalogue.with_columns(yuan_text(pl.col("mean_fen")).alias("mean")).select(CATALOGUE_COLUMNS),
-                    procedures, params, aux)
+                    procs, params, aux)
     n_grouped = int(grouped["dip"].is_not_null().sum())
     n_core = int(catalogue.filter(pl.col("level") == "core")["n"].sum())
     summary = {"cases": history.height, "grouped": n_grouped, "core_groups": int((catalogue["level"] == "core").sum()),

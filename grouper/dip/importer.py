@@ -55,7 +55,7 @@ import polars as pl
 from .. import io
 from ..errors import InputError
 from ..outputs import atomic_output
-from .calibrate import TREATMENTS
+from .procedures import TREATMENTS, TYPE_ALIASES, canonical_treatment, read_procedure_types
 from .catalogue import format_procs, parse_procs, reachable_key, score_problem
 from .scheme import DIP_FILE
 
@@ -76,12 +76,6 @@ LEVEL_WORDS = {"核心": "core", "核心病种": "core", "1": "core", "core": "c
                "primary": "primary"}
 YES = ("是", "1", "y", "yes", "true")
 DEFAULT_TREATMENT = "相关手术"
-TYPE_ALIASES = {"介入治疗": "相关手术"}     # domain.md §3.2: 介入治疗 is counted as 相关手术
-PROCEDURE_HEADERS = {
-    "code": ("code", "手术操作编码", "手术操作代码", "编码"),
-    "type": ("type", "treatment", "手术操作类型", "操作类型", "类别"),
-    "qualifying": ("qualifying",),
-}
 DASHES = str.maketrans({"－": "-", "–": "-", "—": "-", "~": "-", "～": "-"})
 
 SCHEME_TEMPLATE = '''# {name} {version}: imported by `grouper import dip` from {source}
@@ -167,10 +161,10 @@ def import_dip(catalogue: str | Path, output: str | Path, *, procedures: str | P
         if why is not None:
             dropped.append((line, code, why))
             continue
-        treatment = _treatment(get("treatment"))
+        treatment = canonical_treatment(get("treatment"))
         if level == "comprehensive" and treatment not in TREATMENTS:
             treatment = next((t for t in (*TREATMENTS, *TYPE_ALIASES) if t in get("name") or t in get("treatment")), "")
-            treatment = _treatment(treatment)
+            treatment = canonical_treatment(treatment)
             if not treatment:
                 dropped.append((line, code, "comprehensive row without a treatment type (治疗方式)"))
                 continue
@@ -225,11 +219,6 @@ def import_dip(catalogue: str | Path, output: str | Path, *, procedures: str | P
     return output / DIP_FILE, dropped_frame
 
 
-def _treatment(value: str) -> str:
-    """A published treatment type → one of TREATMENTS (介入治疗 → 相关手术); other values unchanged."""
-    return TYPE_ALIASES.get(value, value)
-
-
 def _refuse_duplicates(source: Path, rows: list[dict]) -> None:
     """A 病种编码 on two rows is an error: the group's score would depend on which row is read."""
     lines: dict[str, list[int]] = {}
@@ -239,41 +228,6 @@ def _refuse_duplicates(source: Path, rows: list[dict]) -> None:
              for code, at in lines.items() if len(at) > 1]
     if twice:
         raise InputError("duplicate group codes (one row per 病种编码):\n" + "\n".join(twice))
-
-
-def _find_procedure_columns(path: Path, headers: list[str]) -> dict[str, str]:
-    by_key = {h.strip().lower(): h for h in reversed(headers)}
-    found = {f: next((by_key[n.lower()] for n in names if n.lower() in by_key), None)
-             for f, names in PROCEDURE_HEADERS.items()}
-    if found["code"] is None or found["type"] is None:
-        raise InputError(f"{path}: the procedure table needs a code column ({', '.join(PROCEDURE_HEADERS['code'])}) "
-                         f"and a type column ({', '.join(PROCEDURE_HEADERS['type'])}); it has {', '.join(headers)}")
-    return found
-
-
-def read_procedure_types(path: str | Path) -> list[dict]:
-    """The procedure-type table (CSV or Excel): code, treatment (介入治疗 → 相关手术), qualifying,
-    type (as published). Any unknown type stops the import, each named with its line."""
-    path = Path(path)
-    raw = io._read_raw(path, encoding=None, sheet=None)
-    cols = _find_procedure_columns(path, raw.columns)
-    text = raw.select(io._as_text(pl.col(c), raw.schema[c]).alias(c) for c in raw.columns)
-    out, unknown = [], []
-    for i, rec in enumerate(text.iter_rows(named=True)):
-        code = (rec[cols["code"]] or "").strip()
-        published = (rec[cols["type"]] or "").strip()
-        if not code:
-            continue
-        treatment = _treatment(published)
-        if treatment and treatment not in TREATMENTS:
-            unknown.append(f"{path}:{i + 2}: {code}: unknown type {published!r}")
-            continue
-        qualifying = (rec[cols["qualifying"]] or "").strip() if cols["qualifying"] else ""
-        out.append({"code": code, "treatment": treatment, "qualifying": qualifying or "1", "type": published})
-    if unknown:
-        raise InputError(f"{len(unknown)} procedure type(s) are not one of {' / '.join((*TREATMENTS, *TYPE_ALIASES))}:\n"
-                         + "\n".join(unknown[:20]) + (f"\n… and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
-    return out
 
 
 def _proc_types(rows: list[dict], procedures: str | Path | None) -> pl.DataFrame:

@@ -1,7 +1,7 @@
-"""DIP settlement through the project's one settlement engine (grouper/settle): a policy with
+"""DIP settlement through the project's one settlement engine (grouper/payment/settle.py): a policy with
 `method = "dip"` takes a case's base points from the DIP pack instead of a weights table.
 
-`DipScores` is the engine's base-points source (grouper.settle.engine.BaseSource):
+`DipScores` is the engine's base-points source (grouper.payment.settle.BaseSource):
 
 - group = the case's 病种 (`dip`); base points = 病种分值 × the auxiliary factor (`dip.auxiliary`,
   default on); rw = score ÷ `points.scale` (for CMI-style totals);
@@ -26,7 +26,7 @@ import polars as pl
 from decimal import Decimal
 
 from ..errors import InputError
-from ..settle.engine import COEF, MAX_COST, MAX_POINTS, MICRO, UNIT, _div_half_up, _wide, decimal_of, half_up, join_groups
+from ..payment.settle import COEF, MAX_COST, MAX_POINTS, MICRO, UNIT, _div_half_up, _wide, decimal_of, half_up, join_groups
 from .plan import LEVELS
 
 DIP_SETTLE_COLUMNS = ("id", "status", "dip", "dip_level", "score", "aux", "aux_factor", "los", "discharge", "hospital",
@@ -145,8 +145,8 @@ def load_dip_cases(source: str | Path | pl.DataFrame, loaded) -> pl.DataFrame:
 def settle_dip(cases, policy, scheme, *, policy2=None):
     """Settle DIP cases (a file or frame: raw or DIP-grouped) under a `method = "dip"` policy;
     with `policy2`, also under it and compared. Returns a Settlement, or a Comparison."""
-    from ..settle.policy import Policy, load_policy
-    from ..settle.run import compare_policies, settle_cases
+    from ..payment.policy import Policy, load_policy
+    from ..payment.api import compare_policies, settle_cases
     from .scheme import load_dip_scheme
 
     policy = policy if isinstance(policy, Policy) else load_policy(policy)

@@ -9,16 +9,13 @@ import csv
 import shutil
 from pathlib import Path
 
-from ..errors import GrouperError
 from ..outputs import atomic_output
 from ..lang import ast
 from ..lang.parse import parse_text
 from ..lang.printer import scheme_text
 from . import regional_layout
-from .regional import with_regional_columns
+from .tables import GROUPING_TABLES, ImportError_, UnusedRowsError, _rows, with_regional_columns  # noqa: F401
 
-GROUPING_TABLES = ("mdc.csv", "mdc_dx.csv", "adrg.csv", "adrg_dx.csv", "adrg_proc.csv", "drg.csv",
-                   "cc.csv", "cc_exclusion.csv", "or_proc.csv")
 # CHS-DRG 2.0 layout (README §2 of the 2.0 pack): QY lists and the DRG table with weights;
 # 3.0 draft (README §2 of the 3.0 pack): the procedure lists of the `other_proc` DRGs.
 OPTIONAL_GROUPING_TABLES = ("mdc_qy_dx.csv", "drg_proc.csv")
@@ -32,27 +29,6 @@ _NEONATE = "age_days"
 # define the split also needs, or None). The severity defines are generated in `scheme`.
 _AGE_SPLITS = {"age_ge": (">=", None), "age_lt": ("<", None), "mcc_age_ge": (">=", "mcc"),
                "cc_age_ge": (">=", "has_cc"), "cc_or_mcc_age_ge": (">=", "cc_or_mcc")}
-
-
-class ImportError_(GrouperError):
-    """The table set does not have the expected layout."""
-
-
-class UnusedRowsError(ImportError_):
-    """Table rows that would not land in the pack (each one reported; see `import_chs_drg(allow_unused=)`)."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        shown = "\n  ".join(problems[:50]) + ("\n  ..." if len(problems) > 50 else "")
-        super().__init__(f"{len(problems)} table row group(s) would not be used by the pack (nothing written):\n  {shown}\n"
-                         "fix the tables, or import anyway with --allow-unused (the rows are then reported as warnings)")
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise ImportError_(f"{path} not found: a CHS-DRG table set needs {', '.join(GROUPING_TABLES)}")
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _table(name: str, **filters: str) -> ast.TableFilter | ast.SetRef:

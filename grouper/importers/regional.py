@@ -15,7 +15,6 @@ grouping with the overlay gives exactly what grouping with the standalone import
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections import Counter
 import os
@@ -31,78 +30,7 @@ from ..lang.printer import cond_text, scheme_text
 from ..lang.settings import SETTINGS
 from ..lang.tables import TableStore
 from ..outputs import atomic_output
-
-DRG_COLUMNS = ("los_min", "los_max", "age_min", "age_max", "dept", "procs_all")
-SETTINGS_TABLE = "settings.csv"
-
-
-def _codes(text: str) -> list[str]:
-    return [c.strip() for c in text.split(";") if c.strip()]
-
-
-def _band(field: str, low: str, high: str) -> list[ast.Cond]:
-    if low and low == high:
-        return [ast.FieldCmp(field, "=", int(low))]
-    if low and high:
-        return [ast.FieldRange(field, int(low), int(high))]
-    if low:
-        return [ast.FieldCmp(field, ">=", int(low))]
-    if high:
-        return [ast.FieldCmp(field, "<=", int(high))]
-    return []
-
-
-def drg_extra_condition(row: dict[str, str]) -> list[ast.Cond]:
-    """The conditions of a drg.csv row's regional columns (empty when none is filled)."""
-    get = lambda column: (row.get(column) or "").strip()  # noqa: E731
-    conds = _band("los", get("los_min"), get("los_max")) + _band("age", get("age_min"), get("age_max"))
-    depts = _codes(get("dept"))
-    if depts:
-        conds.append(ast.FieldCmp("dept", "=", depts[0]) if len(depts) == 1 else ast.FieldIn("dept", tuple(depts)))
-    conds += [ast.ManyIn("any", "proc", ast.InlineSet((code,))) for code in _codes(get("procs_all"))]
-    return conds
-
-
-def with_regional_columns(table_dir: Path, scheme: ast.Scheme) -> ast.Scheme:
-    """The imported scheme with the DRG conditions of the regional columns and the settings of settings.csv."""
-    from .chs_drg import ImportError_, _rows
-
-    extra: dict[str, list[ast.Cond]] = {}
-    for row in _rows(table_dir / "drg.csv"):
-        conds = drg_extra_condition(row)
-        if conds:
-            extra[row["drg"]] = conds
-
-    def drg(node: ast.DrgDef) -> ast.DrgDef:
-        if node.code not in extra:
-            return node
-        items = ([node.cond] if node.cond is not None else []) + extra[node.code]
-        return dataclasses.replace(node, cond=items[0] if len(items) == 1 else ast.AllOf(tuple(items)))
-
-    settings: list[ast.Statement] = []
-    if (table_dir / SETTINGS_TABLE).is_file():
-        for row in _rows(table_dir / SETTINGS_TABLE):
-            if row["setting"] == "read_sex":
-                spellings = tuple(tuple(item.split(":", 1)) for item in _codes(row["value"]))
-                if not spellings or any(len(s) != 2 or s[1] not in ("male", "female") for s in spellings):
-                    raise ImportError_(f"{SETTINGS_TABLE}: read_sex is written like 1:male;2:female, not {row['value']!r}")
-                settings.append(ast.ReadSex(spellings))
-                continue
-            known = SETTINGS.get(row["setting"])
-            if known is None or row["value"] not in known.values:
-                choices = ", ".join(f"{k} ({'/'.join(s.values)})" for k, s in SETTINGS.items())
-                raise ImportError_(f"{SETTINGS_TABLE}: {row['setting']} = {row['value']} is not a setting ({choices})")
-            settings.append(ast.SettingDef(row["setting"], row["value"]))
-    statements = []
-    for st in scheme.statements:
-        if isinstance(st, ast.MdcDef):
-            st = dataclasses.replace(st, items=tuple(dataclasses.replace(a, drgs=tuple(drg(d) for d in a.drgs))
-                                                     if isinstance(a, ast.AdrgDef) else a for a in st.items))
-        statements.append(st)
-    first_mdc = next((i for i, st in enumerate(statements) if isinstance(st, ast.MdcDef)), len(statements))
-    statements[first_mdc:first_mdc] = settings
-    return dataclasses.replace(scheme, statements=tuple(statements))
-
+from .tables import DRG_COLUMNS, SETTINGS_TABLE, ImportError_, drg_extra_condition, with_regional_columns  # noqa: F401
 
 # ---- import as an overlay: differences only ----------------------------------------------------
 def _lcs(a: list[str], b: list[str]) -> set[str]:
@@ -198,8 +126,6 @@ class _Differ:
         return ops
 
     def hierarchy(self) -> list[ast.Statement]:
-        from .chs_drg import ImportError_
-
         base_mdcs = {m.code: m for m in self.base.mdcs}
         region_mdcs = {m.code: m for m in self.region.mdcs}
         base_adrgs = {a.code: (m.code, a) for m in self.base.mdcs for a in m.adrgs}
@@ -362,7 +288,7 @@ def import_overlay(region_dir: str | Path, base_pack: str | Path, out_dir: str |
     holding only what differs, plus the patch and table files it names. Returns the scheme path.
     The other arguments are those of `import_chs_drg` (which imports the set standalone first)."""
     from ..scheme import parse_pack, scheme_path
-    from .chs_drg import ImportError_, import_chs_drg
+    from .chs_drg import import_chs_drg
 
     region_dir, out_dir = Path(region_dir), Path(out_dir)
     base_path = scheme_path(base_pack)

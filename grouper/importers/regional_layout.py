@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..lang import ast
+from .tables import ImportError_, _rows
 
 SCHEME_TABLE = "scheme.csv"
 MDC_PROC_TABLE = "mdc_proc.csv"
@@ -41,15 +42,11 @@ RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
 
 
 def _error(message: str) -> Exception:
-    from .chs_drg import ImportError_
-
     return ImportError_(message)
 
 
 def read_scheme_table(table_dir: Path) -> dict[str, str] | None:
     """The settings of `scheme.csv` (None when the set has none), every key and value checked."""
-    from .chs_drg import _rows
-
     path = table_dir / SCHEME_TABLE
     if not path.is_file():
         return None

@@ -1,6 +1,4 @@
-"""Payment wing: settlement fields, synthetic cost history, relative weights, homogeneity, hospital metrics.
-
-One entry function per stage (all return Polars frames):
+"""Payment wing: money, stage by stage (fields → history → weights → metrics → policy → settle → impact).
 
 It builds on two core modules that settlement and DIP share: `grouper.fields` (the settlement
 fields of the input, typed, carried into grouped results) and `grouper.grouped.read_grouped` (the
@@ -10,4 +8,11 @@ one reader of grouped files).
 - `weights.calibrate_weights`  relative weights (RW) per DRG from a grouped history
 - `homogeneity.homogeneity`    RIV, CV and merge/split candidates of a grouped history
 - `metrics.hospital_metrics`   CMI, cost/time indices, low-risk mortality ... per hospital and department
+- `policy.load_policy`         a regional policy file (TOML) → a validated `Policy`
+- `settle.settle`              grouped cases + a base-points source (a weights table, or DIP's scores)
+                               → per-case, per-hospital, per-group and per-pool frames, with checks
+- `impact.compare`             two settlements → the change per hospital and group
+
+`api.py` holds every stage's entry function (Polars frames in and out), `commands.py` the
+commands (`synth history`, `metrics`, `calibrate weights`, `settle`), `console.py` their summaries.
 """

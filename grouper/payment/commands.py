@@ -1,15 +1,24 @@
 """The payment wing's commands: argument parsers and thin command functions (the CLI calls these)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
+from types import MappingProxyType
 
 from ..console import counted, progress, stage, stderr_console
 from ..errors import InputError, UsageError
 
 EXIT_OK = 0
 
+# settle(cases, policy, scheme, *, policy2=None) -> a Settlement, or with policy2 a Comparison
+SettleBySource = Callable[..., object]
 
-def add_payment_parsers(sub) -> None:
+
+def add_payment_parsers(sub, *, anomaly_planter: Callable[..., object] | None = None) -> None:
+    """`grouper synth history` and `grouper metrics`. `anomaly_planter(scheme, seed=)` gives the
+    `transform` of `--plant-anomalies` (the supervision screens' planter); the face that builds the
+    parser passes it, so this wing does not import the screen wing."""
     s = sub.add_parser("synth", help="synthetic data (seeded; documented as synthetic)")
     kinds = s.add_subparsers(dest="kind", required=True)
     h = kinds.add_parser("history", help="a synthetic cost history: cases with settlement fields")
@@ -26,7 +35,7 @@ def add_payment_parsers(sub) -> None:
                    help="add doctor, phone and address columns and plant labelled anomalies for the supervision screens "
                         "(column `planted`; see docs/screens.md)")
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    h.set_defaults(run=cmd_synth_history)
+    h.set_defaults(run=partial(cmd_synth_history, anomaly_planter=anomaly_planter))
 
     m = sub.add_parser("metrics", help="hospital indicators: CMI, cost and time indices, low-risk mortality ...")
     m.add_argument("grouped", nargs="+", help="grouped file(s) or raw case files (grouped here with --scheme)")
@@ -92,7 +101,7 @@ def _refuse(args, inputs, files, folders=()) -> None:
     check_outputs([*inputs, *pack_inputs("--scheme", args.scheme)], files, folders)
 
 
-def cmd_synth_history(args) -> int:
+def cmd_synth_history(args, anomaly_planter: Callable[..., object] | None = None) -> int:
     from ..scheme import load_scheme
     from .history import write_history
 
@@ -106,9 +115,9 @@ def cmd_synth_history(args) -> int:
     show = not args.quiet and console.is_terminal
     transform = None
     if getattr(args, "plant_anomalies", False):
-        from ..screen.plant import planter
-
-        transform = planter(scheme, seed=args.seed)
+        if anomaly_planter is None:
+            raise UsageError("--plant-anomalies is not available here (no anomaly planter was given)")
+        transform = anomaly_planter(scheme, seed=args.seed)
     with progress(args.cases, "synthetic history", enabled=show) as bar:
         rows = write_history(args.output, scheme, hospitals=args.hospitals, years=args.years, cases=args.cases,
                              seed=args.seed, end_year=args.end_year, source=args.source, on_chunk=bar.advance,
@@ -216,3 +225,66 @@ def cmd_metrics(args) -> int:
         render_metrics(metrics, console)
         console.print(f"{counted(metrics.filter(pl.col('dept').is_null()).height, 'hospital')} → {args.output}")
     return EXIT_OK
+
+
+# `grouper settle` (its parser lives in grouper/cli.py)
+def run_settle(args, base_sources: Mapping[str, SettleBySource] = MappingProxyType({})) -> int:
+    """`grouper settle`. `base_sources` maps a policy's `policy.method` (as written, e.g. "dip") to
+    the function that settles under it with base points from elsewhere than a weights table; the
+    face that runs the command chooses them (grouper/cli.py gives DIP's), so this wing imports no
+    other wing to dispatch."""
+    from ..errors import InputError
+    from ..outputs import check_outputs
+    from ..scheme import pack_inputs
+
+    check_outputs([("CASES", args.cases), ("--policy", args.policy), ("--weights", args.weights),
+                   ("--compare", args.compare), ("--weights2", args.weights2), *pack_inputs("--scheme", args.scheme)],
+                  folders=[("-o", args.output, "settlement")])
+    for option, path in (("--policy", args.policy), ("--compare", args.compare)):
+        if path is not None and not Path(path).is_file():   # a path naming nothing: exit 3, like any missing file
+            raise InputError(f"{option} {path}: no such policy file")
+    from ..console import stage
+
+    with stage(f"settling {Path(args.cases).name}", enabled=not args.quiet):
+        settlement, comparison, out = _settle(args, base_sources)
+    if not args.quiet:
+        from .console import render_settlement
+
+        render_settlement(settlement, comparison, out)
+    warnings = [*settlement.warnings, *(comparison.change.warnings if comparison is not None else ())]
+    return EXIT_WARNINGS if getattr(args, "strict", False) and warnings else 0
+
+
+def _settle(args, base_sources: Mapping[str, SettleBySource]):
+    """Settle and write the folder: (settlement, comparison or None, the folder)."""
+    from ..errors import UsageError
+    from ..outputs import atomic_output
+    from .settle_files import load_cases, write_comparison, write_settlement
+    from .policy import load_policy
+    from .api import compare_policies, settle_cases
+
+    policy = load_policy(args.policy)
+    policy2 = load_policy(args.compare) if args.compare else None
+    out = Path(args.output)
+    comparison = None
+    settle_by_source = base_sources.get(policy["policy"]["method"])
+    if settle_by_source is not None:  # e.g. DIP: base points from the pack's scores (grouper/dip/settle.py)
+        result = settle_by_source(args.cases, policy, args.scheme, policy2=policy2)
+        comparison, settlement = (None, result) if policy2 is None else (result, result.base)
+    elif args.weights is None:
+        raise UsageError("--weights is required (a DRG weights table) unless the policy has method = \"dip\"")
+    elif policy2 is None:
+        settlement = settle_cases(load_cases(args.cases, args.scheme), policy, args.weights)
+    else:
+        cases = load_cases(args.cases, args.scheme)  # the scheme is loaded only if the cases are raw
+        comparison = compare_policies(cases, policy, policy2, args.weights, args.weights2)
+        settlement = comparison.base
+    with atomic_output(out, directory=True, kind="settlement") as folder:  # the folder appears whole or not at all
+        if comparison is None:
+            write_settlement(settlement, folder, case_format=args.format)
+        else:
+            write_comparison(comparison, folder, case_format=args.format, weights2=args.weights2)
+    return settlement, comparison, out
+
+
+EXIT_WARNINGS = 4  # --strict: the settlement was written, and it has warnings (see summary.json "warnings")

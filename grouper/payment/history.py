@@ -167,7 +167,7 @@ def pack_templates(scheme, params: HistoryParams, seed: int) -> Templates:
         "age": age.astype(str),
         "age_days": pl.Series(np.where(newborn, rng.integers(0, 29, n), -1)).cast(pl.String).replace("-1", None),
         "weight": pl.Series(np.where(newborn, rng.integers(700, 4600, n), -1)).cast(pl.String).replace("-1", None),
-        "dept": pl.Series(dept, dtype=pl.String),
+        "dept": pl.Series(dept.tolist(), dtype=pl.String),  # from a list: an object array starting with None is not read as text
         "los": rng.integers(1, 15, n).astype(str),
         "discharge": np.full(n, "1"),
         "dx": dx_text,

@@ -18,13 +18,13 @@ import polars as pl
 
 from ..errors import InputError
 from ..fields import fen_text
-from ..settle.engine import CASE_TYPES
-from ..settle.files import COMPARE_MONEY, MONEY, read_table
+from ..payment.settle import CASE_TYPES
+from ..payment.settle_files import COMPARE_MONEY, MONEY, read_table
 
 WAN, WAN_LABEL = 1_000_000, "万元"  # money charts in 万元 (fen ÷ 1,000,000)
 CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei",
              "PingFang SC")
-# Case types as the charts show them (settlement's names: grouper.settle.engine.CASE_TYPES).
+# Case types as the charts show them (settlement's names: grouper.payment.settle.CASE_TYPES).
 CASE_TYPE_LABELS = {"normal": "正常病例", "high": "高倍率病例", "low": "低倍率病例", "incomplete": "未完成治疗",
                     "per_diem": "按床日", "special_review": "特例单议", "excluded": "除外病例",
                     "ungrouped": "未入组", "invalid": "无效病例"}

@@ -15,7 +15,7 @@ import polars as pl
 
 from ..errors import InputError
 from ..fields import fen_text
-from ..settle.files import read_table
+from ..payment.settle_files import read_table
 
 TOP = 20
 MONEY = ("paid", "alternative", "at_stake", "fund_paid")

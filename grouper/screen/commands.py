@@ -48,7 +48,7 @@ def cmd_screen(args) -> int:
     payment = None
     if args.policy:
         from ..grouped import GROUPED_SCHEMA
-        from ..settle.run import settle_cases
+        from ..payment.api import settle_cases
 
         payment = settle_cases(cases.select(list(GROUPED_SCHEMA)), args.policy, args.weights).cases["payment"]
     result = screen(cases, screens, key=key, weights=weights, payment=payment, console=console)

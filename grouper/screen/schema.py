@@ -3,7 +3,7 @@
 A screens file states each rule the way the national rule framework (两库, 国家医保局《医疗保障基金
 智能审核和监控知识库、规则库管理办法(试行)》2022) defines one: a logic, its parameters and
 thresholds, and a judgment level. The schema is data, walked by the settlement policy's validator
-(grouper.settle.policy), so a screens file is checked exactly like a policy file: unknown keys,
+(grouper.payment.policy), so a screens file is checked exactly like a policy file: unknown keys,
 wrong types and impossible values are reported at file:line:column with a hint.
 
 A logic is the code a rule runs; `LOGICS` lists each one with its kind (case, stays, providers),
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..settle.schema import REQUIRED, Bands, Section, Spec
+from ..tomlcheck import REQUIRED, Bands, Section, Spec
 
 LEVELS = ("疑似", "违规")            # suspected / violation (两库 判断等级)
 STAGES = ("事前", "事中", "事后")     # before, during, after the stay (监管环节)

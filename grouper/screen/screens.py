@@ -1,7 +1,7 @@
 """Read and validate a screens file (TOML): `load_screens(path)` → `Screens`.
 
-The checks are the settlement policy's (grouper.settle.policy: the same collector, key walker and
-messages, positions from grouper.settle.tomlpos), so a mistake is reported at file:line:column
+The checks are the settlement policy's (grouper.tomlcheck: the same collector, key walker and
+messages, positions from grouper.tomlpos), so a mistake is reported at file:line:column
 with the line, a caret and a hint. Every problem is collected and raised once as a `ScreensError`.
 """
 from __future__ import annotations
@@ -12,9 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from ..errors import Diagnostic, SchemeError, Span, with_source
-from ..settle.policy import _check_section, _Collector, _Layer, _suggest
-from ..settle.schema import Section
-from ..settle.tomlpos import key_positions
+from ..tomlcheck import Collector, Layer, Section, check_section, suggest
+from ..tomlpos import key_positions
 from .schema import LOGICS, RULE_KEYS, SCHEMA, Logic
 
 
@@ -59,7 +58,7 @@ class Screens:
         return next(r for r in self.rules if r.code == code)
 
 
-def _read(path: Path) -> _Layer:
+def _read(path: Path) -> Layer:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -75,15 +74,15 @@ def _read(path: Path) -> _Layer:
         message = str(getattr(exc, "msg", exc)).split(" (at line")[0]
         raise ScreensError([with_source(Diagnostic("syntax", "error", f"not valid TOML: {message}",
                                                    Span(str(path), line, column, line, column + 1)), text)]) from None
-    return _Layer(path, text, data, key_positions(text))
+    return Layer(path, text, data, key_positions(text))
 
 
 def load_screens(path: str | Path | None = None) -> Screens:
     """Parse and validate a screens file (default: the shipped tables/screens/default.toml); raises ScreensError."""
     layer = _read(Path(path) if path is not None else default_screens_path())
     data = layer.data
-    out = _Collector([layer])
-    values = _check_section(Section(SCHEMA.doc, {k: v for k, v in SCHEMA.keys.items() if k != "rule"}),
+    out = Collector([layer])
+    values = check_section(Section(SCHEMA.doc, {k: v for k, v in SCHEMA.keys.items() if k != "rule"}),
                             {k: v for k, v in data.items() if k != "rule"}, (), out)
     raw_rules = data.get("rule", [])
     rules = []
@@ -110,7 +109,7 @@ def load_screens(path: str | Path | None = None) -> Screens:
     return Screens(values["screens"]["name"], tuple(rules), scores, layer.path, values)
 
 
-def _check_rule(raw: dict, i: int, out: _Collector) -> Rule | None:
+def _check_rule(raw: dict, i: int, out: Collector) -> Rule | None:
     path = ("rule", i)
     logic = raw.get("logic")
     spec = LOGICS.get(logic) if isinstance(logic, str) else None
@@ -120,7 +119,7 @@ def _check_rule(raw: dict, i: int, out: _Collector) -> Rule | None:
     given = dict(raw)
     if spec is None:
         given.pop("params", None)  # the logic is unknown (reported below): its parameters cannot be checked
-    values = _check_section(Section("a rule", keys), given, path, out)
+    values = check_section(Section("a rule", keys), given, path, out)
     if spec is None:
         return None
     evidence = values["evidence"]
@@ -129,7 +128,7 @@ def _check_rule(raw: dict, i: int, out: _Collector) -> Rule | None:
         for j, name in enumerate(evidence):
             if name not in known:
                 out.error("unknown-field", (*path, "evidence", j), f"rule {values['code']!r}: `{name}` is not evidence that "
-                          f"logic {logic!r} can show", _suggest(name, known) or f"known: {', '.join(known)}")
+                          f"logic {logic!r} can show", suggest(name, known) or f"known: {', '.join(known)}")
         evidence = tuple(evidence)
     if len(out.found) > before:
         return None

@@ -561,7 +561,7 @@ def _case_schema() -> dict:
 
 
 def openapi_document() -> dict:
-    from .. import __version__
+    from ..version import __version__
 
     case = {"$ref": "#/components/schemas/Case"}
     problem = {"description": "a problem (RFC 7807) naming the field",

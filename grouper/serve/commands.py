@@ -90,7 +90,7 @@ def serve_command(args) -> int:
     server = uvicorn.Server(config)
     # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the requests in flight finish, then
     # raises the signal again for the CLI's own handler; a graceful stop is reported as such.
-    from ..cli import EXIT_INTERRUPTED, EXIT_TERMINATED
+    from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED
     from ..console import stderr_console
     from ..outputs import Terminated
 

@@ -1,6 +1,6 @@
 """预结算: what a case is expected to be paid, before the year is settled.
 
-The money is the settlement engine's: `price_cases` of grouper.settle.engine prices each case by the
+The money is the settlement engine's: `price_cases` of grouper.payment.settle prices each case by the
 stages of `grouper settle` — base points from the same source (a DRG weights table: RW × scale, or a
 DIP pack's scores × the auxiliary factor), coefficient, price, case type, points and payment, each
 rounded where the engine rounds it. What needs the other cases of the year (the budget share,
@@ -22,8 +22,8 @@ from decimal import Decimal
 
 import polars as pl
 
-from ..settle.engine import COEF, MICRO, PRICE, UNIT, price_cases
-from ..settle.policy import Policy
+from ..payment.policy import Policy
+from ..payment.settle import COEF, MICRO, PRICE, UNIT, price_cases
 
 WARNING_TEXT = {
     "unknown": "未提供费用, 无法比较",

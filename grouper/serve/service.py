@@ -114,7 +114,7 @@ def load_state(settings: Settings, generation: int = 1) -> State:
 
     policy = None
     if settings.policy is not None:
-        from ..settle.policy import load_policy
+        from ..payment.policy import load_policy
 
         policy = load_policy(settings.policy)
     weights = _weights_table(settings.weights) if settings.weights is not None else None
@@ -158,7 +158,7 @@ def _base_points(kind: str, loaded, weights: Path | None, policy):
         from ..dip.settle import DipScores
 
         return DipScores.from_pack(loaded, policy)
-    from ..settle.run import weights_source
+    from ..payment.api import weights_source
 
     if weights is None:
         plan = loaded.plan

@@ -147,8 +147,8 @@ def _by_region(value, region: str | None, name: str):
 
 def _settler(policies: dict, weights: dict, scheme):
     """region → (policy, base-points source, group column), every file read once (on the driver)."""
-    from ..settle.policy import Policy, load_policy
-    from ..settle.run import weights_source
+    from ..payment.policy import Policy, load_policy
+    from ..payment.api import weights_source
 
     loaded = _any_scheme(scheme) if scheme is not None else None
     out = {}
@@ -172,7 +172,7 @@ def _settler(policies: dict, weights: dict, scheme):
 
 
 def _settlement_frames(frame: pl.DataFrame, policy, source, column: str) -> dict[str, pl.DataFrame]:
-    from ..settle.engine import settle as settle_engine
+    from ..payment.settle import settle as settle_engine
 
     if column == "dip":
         frame = frame.with_columns(pl.col("dip").alias("drg"))

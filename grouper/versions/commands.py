@@ -90,7 +90,7 @@ def cmd_migration(args) -> int:
     from ..outputs import atomic_output, check_outputs
     from ..payment.weights import WeightOptions, parse_year_weights
     from ..scheme import pack_inputs
-    from ..settle.policy import load_policy
+    from ..payment.policy import load_policy
     from .console import render_migration, stderr_console
     from .migration import migration_impact, write_migration
 

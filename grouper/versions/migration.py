@@ -2,9 +2,9 @@
 relative weights calibrated from that year for each, both settled under the same policy, and the
 two settlements compared per hospital and per group.
 
-Built on the other wings' entry functions: grouping (`grouper.api.group` with the settlement
+Built on the other wings' entry functions: grouping (`grouper.pipeline.grouped_batches` with the settlement
 fields carried), weights (`grouper.payment.weights.calibrate_weights`), settlement
-(`grouper.settle.run.settle_cases`) and comparison (`grouper.settle.compare.compare`). The result
+(`grouper.payment.api.settle_cases`) and comparison (`grouper.payment.impact.compare`). The result
 is a policy comparison like `grouper settle --compare` (the same folder layout, so `grouper report`
 shows it), plus what only a version switch has:
 
@@ -32,7 +32,7 @@ _KEEP = ("id", "status", "mdc", "adrg", "drg", "los", "discharge", "age", "hospi
 class Migration:
     from_version: str          # "name version" of each scheme
     to_version: str
-    comparison: object         # grouper.settle.compare.Comparison (base = old version, change = new)
+    comparison: object         # grouper.payment.impact.Comparison (base = old version, change = new)
     source_groups: pl.DataFrame
     weights_from: pl.DataFrame  # calibrated weights, one row per DRG (grouper.payment.weights)
     weights_to: pl.DataFrame
@@ -64,9 +64,10 @@ def _cmi(cases: pl.DataFrame) -> float | None:
 
 
 def _grouped(cases, scheme: LoadedScheme, *, columns=None, encoding=None, threads=None) -> pl.DataFrame:
-    from ..api import group
+    from ..pipeline import grouped_batches
 
-    frame = group(cases, scheme, carry=True, columns=columns, encoding=encoding, threads=threads)
+    frame = pl.concat([g.results for g in grouped_batches(cases, scheme.plan, carry=True, columns=columns,
+                                                          encoding=encoding, threads=threads)], rechunk=True)
     return frame.select([c for c in _KEEP if c in frame.columns])
 
 
@@ -111,8 +112,8 @@ def migration_impact(cases: pl.DataFrame | str | Path, from_scheme: LoadedScheme
     WeightOptions, default its defaults), settle both under `policy` (a Policy or a policy file)
     and compare (base = `from_scheme`). Every case is settled under both versions: rows in = rows out."""
     from ..payment.weights import calibrate_weights
-    from ..settle.compare import compare
-    from ..settle.run import settle_cases
+    from ..payment.impact import compare
+    from ..payment.api import settle_cases
 
     before = from_scheme if isinstance(from_scheme, LoadedScheme) else load_scheme(from_scheme)
     after = to_scheme if isinstance(to_scheme, LoadedScheme) else load_scheme(to_scheme)
@@ -134,7 +135,7 @@ def write_migration(migration: Migration, folder: str | Path, *, case_format: st
     plus migration.json (the key figures), source_groups.csv and the two weight tables."""
     import json
 
-    from ..settle.files import COMPARE_MONEY, write_comparison, write_table
+    from ..payment.settle_files import COMPARE_MONEY, write_comparison, write_table
 
     folder = Path(folder)
     write_comparison(migration.comparison, folder, case_format=case_format)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .engine import Settlement
+from .settle import Settlement
 
 # (output name, column of the hospital table, column of the group table)
 _MEASURES = (("points", "points", "points"), ("payment", "final_payment", "payment"),

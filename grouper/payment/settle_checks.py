@@ -96,7 +96,7 @@ def _policy_codes(policy) -> dict[str, list[str]]:
 
 def settlement_checks(frame: pl.DataFrame, pools: pl.DataFrame, policy, source, column: str) -> Checks:
     """The checks of a finished settlement (`frame`: the engine's working frame; see the module doc)."""
-    from .engine import CASE_TYPES, PAY, RULE, TYPE
+    from .settle_codes import CASE_TYPES, PAY, RULE, TYPE
 
     warnings: list[str] = []
     # one pass over the cases: everything below is read from this small table

@@ -65,8 +65,9 @@ from ..errors import InputError
 from ..fields import fen_text
 from ..reasons import STATUSES
 from ..engine.kernel import companion
-from . import _kernel_py
+from . import _settle_kernel_py as _kernel_py
 from .policy import Policy
+from .settle_codes import CASE_TYPES, PAID_BY, PAY, RULE, RULES, TYPE  # noqa: F401  (the outputs read them here too)
 
 KERNEL = companion("_settle_kernel", _kernel_py)  # 128-bit shares, compiled when built
 
@@ -77,8 +78,6 @@ PRICE = 10**4      # a price (budget point value, base rate) is kept in 10⁻⁴
 MAX_COST = 10**12  # fen (10¹⁰ yuan): a larger case cost is refused (it would take its pool)
 MAX_POINTS = 10**9  # base points of a group above this are refused (a weight or score gone wrong)
 
-CASE_TYPES = ("normal", "high", "low", "incomplete", "transfer", "per_diem", "special_review", "excluded", "ungrouped",
-              "invalid")
 GROUP_PAID = ("normal", "high", "low", "incomplete", "transfer", "per_diem", "special_review")
 
 # Columns the engine reads; the optional ones are filled with nulls (a rule needing them then never fires).
@@ -251,7 +250,7 @@ class DrgWeights:
 
 class Settlement:
     """The results of `settle`: `cases` (input order), `hospitals`, `groups`, `pools`, `policy`, and
-    `checks` (grouper.settle.checks.Checks: the settlement's own end-of-run checks; `warnings`
+    `checks` (grouper.payment.settle_checks.Checks: the settlement's own end-of-run checks; `warnings`
     are the messages of those a payer should look at).
 
     The hospital and group tables may still be in the making in a background thread when
@@ -281,20 +280,7 @@ class Settlement:
 
 
 # -- codes ----------------------------------------------------------------------------------
-# While settling, a case's type, the rule that decided it and how it is paid are small integer
-# codes (UInt8): 10,000,000 cases then carry three bytes each, not three strings. The outputs
-# turn them into Polars Enums with the names below (Parquet stores them as dictionaries).
-
-RULES = ("status", "cost", "coefficients.level", "rate.base_rate", "weights", "budget.annual",
-         "cases.exclusions.los_at_most", "cases.exclusions.los_at_least", "cases.exclusions.cost_below",
-         "cases.exclusions.drgs", "los", "cases.per_diem.per_day", "cases.special_review",
-         "cases.special_review.over_cap", "cases.incomplete", "cases.transfer", "cases.high", "cases.low",
-         "cases.outliers", "normal")
-PAID_BY = ("group", "fee_for_service", "none")
-TYPE = {name: code for code, name in enumerate(CASE_TYPES)}
-RULE = {name: code for code, name in enumerate(RULES)}
-PAY = {name: code for code, name in enumerate(PAID_BY)}
-CODE = pl.UInt8
+CODE = pl.UInt8   # the dtype of the case codes (grouper.payment.settle_codes) while settling
 
 
 def _is_type(*names: str) -> pl.Expr:
@@ -1335,7 +1321,7 @@ def _drop_spent(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
 
 def _attached(cases: pl.DataFrame, policy: Policy, source: BaseSource) -> pl.DataFrame:
     """prepare → base points from `source` → the policy's group columns; checked, in input order."""
-    from .checks import check_inputs, check_weights
+    from .settle_checks import check_inputs, check_weights
 
     groups = policy_groups(policy)
     check_inputs(cases.columns, policy)
@@ -1395,10 +1381,10 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     `column` names the group column in the outputs ("drg"; a DIP source passes "dip").
     The frame stays in input order throughout: stages add columns, and decisions made on a
     subset (special review, readmissions, largest remainder) go back to their rows by position.
-    The settlement ends with its checks (grouper.settle.checks): `Settlement.checks`, and the
+    The settlement ends with its checks (grouper.payment.settle_checks): `Settlement.checks`, and the
     warnings among them.
     """
-    from .checks import settlement_checks
+    from .settle_checks import settlement_checks
 
     frame = _attached(cases, policy, source)
     with ThreadPoolExecutor(max_workers=1) as background:  # Polars releases the GIL: a second core

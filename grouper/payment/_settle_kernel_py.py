@@ -81,7 +81,7 @@ def pool_shares(pool: np.ndarray, paid_by: np.ndarray, points: np.ndarray, code:
 
 def next_stays(key: np.ndarray, check: np.ndarray, discharge: np.ndarray, excepted: np.ndarray, row: np.ndarray,
                prefix_mask: int, first_day: int, days: int, candidates: np.ndarray, exact: np.ndarray) -> tuple[int, int]:
-    """The readmission search over stays (grouper/settle/engine.py `stay_order` builds the arrays).
+    """The readmission search over stays (grouper/payment/settle.py `stay_order` builds the arrays).
 
     Stays are ordered by `key` (a partition-hash prefix above 16 bits of admission day offset
     from `first_day`), then by `row`. A run of stays with one prefix (`key & prefix_mask`) is in

@@ -1,54 +1,22 @@
 """Every key a settlement policy file may hold: its type, allowed values, default and meaning.
 
 The schema is data: the validator walks it (unknown keys, wrong types, impossible values), the
-docs/settlement.md's key-by-key reference is generated from it (`python -m grouper.settle.schema`), and a
+docs/settlement.md's key-by-key reference is generated from it (`python -m grouper.payment.policy_schema`), and a
 test checks that it lists every key. A key's `doc` names its source where one exists
 (see `../shared/settlement.md`); a default marked "regional" is a choice, not a national rule.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
-REQUIRED = object()
+from ..tomlcheck import REQUIRED, Bands, Section, Spec, dotted, range_text  # noqa: F401  (the schema's building blocks)
+
 
 HIGH_FORMULAS = ("excess_ratio", "excess_ratio_coefficient", "excess_ratio_plus_coefficient", "excess_cost",
                  "cost", "standard", "fee_for_service")
 LOW_FORMULAS = ("ratio", "ratio_capped", "ratio_no_coefficient", "ratio_capped_no_coefficient", "cost", "standard",
                 "fee_for_service")
 INCOMPLETE_FORMULAS = ("ratio_capped", "ratio_capped_no_coefficient", "ratio", "cost", "standard", "fee_for_service")
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A leaf key. `kind` is one of: str, choice, number, int, bool, money, codes (a list or a CSV path), list, per_day, path."""
-
-    kind: str
-    doc: str
-    default: Any = None  # None: optional without a value; REQUIRED: must be given
-    choices: tuple = ()
-    low: float | None = None  # inclusive bounds unless *_open
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    by: str | None = None  # "level" or "insurance": a single value, or a table keyed by level / insurance type
-    decimals: int | None = None  # at most this many decimals (numbers: six unless set)
-
-
-@dataclass(frozen=True)
-class Section:
-    doc: str
-    keys: dict[str, "Spec | Section | Bands"]
-    required: bool = False
-
-
-@dataclass(frozen=True)
-class Bands:
-    """An array of tables (`[[sharing.surplus]]`), each with the same keys."""
-
-    doc: str
-    keys: dict[str, Spec] = field(default_factory=dict)
 
 
 def _share(doc: str, default=None, **kw) -> Spec:
@@ -214,10 +182,6 @@ def walk(section: Section = SCHEMA, prefix: tuple = ()):
             yield path, node
 
 
-def dotted(path: tuple) -> str:
-    return ".".join(str(p) for p in path).replace(".[].", "[].")
-
-
 def _default_text(spec: Spec) -> str:
     if spec.default is REQUIRED:
         return "required"
@@ -230,13 +194,6 @@ def _default_text(spec: Spec) -> str:
     if isinstance(spec.default, list):
         return "[" + ", ".join(spec.default) + "]"
     return str(spec.default)
-
-
-def range_text(spec: Spec) -> str:
-    """The allowed range of a number, e.g. `≥ 0, < 1`."""
-    low = "" if spec.low is None else f"{'>' if spec.low_open else '≥'} {spec.low:g}"
-    high = "" if spec.high is None else f"{'<' if spec.high_open else '≤'} {spec.high:g}"
-    return ", ".join(x for x in (low, high) if x)
 
 
 def _type_text(spec: Spec) -> str:

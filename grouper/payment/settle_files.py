@@ -123,6 +123,6 @@ def load_cases(path: str | Path, scheme=None) -> pl.DataFrame:
             raise InputError(f"{path} has no {' or '.join(missing)} column: settlement needs the settlement fields "
                              "(group with `grouper group INPUT -o GROUPED --carry`)")
         return read_grouped(path, columns=SETTLE_COLUMNS)
-    from ..api import group
+    from ._common import group_cases
 
-    return group(path, scheme, carry=True).select(SETTLE_COLUMNS)
+    return group_cases(path, scheme, carry=True).select(SETTLE_COLUMNS)

@@ -1,1 +1,0 @@
-"""Settlement under a regional policy: policy files, the settle engine, impact comparison."""
