@@ -135,17 +135,17 @@ def _stripped(text: str | None) -> str | None:
     return text or None
 
 
-def _integer(text: str | None) -> tuple[int | None, bool]:
-    """(value, readable) of a stripped number text by grouper.engine.encode's rules: digits, or
-    digits then ".0"; text without any digit, with a character outside ASCII (neither library
-    reads "1岁" or "４０") or with a fraction ("6.5") is unreadable; any other text is declined."""
+def _integer(text: str | None) -> int | None:
+    """A stripped number text by grouper.engine.encode's rules: digits, or digits then ".0"; None
+    when missing, or unreadable: without any digit, with a character outside ASCII (neither library
+    reads "1岁" or "４０") or with a fraction ("6.5"); any other text is declined."""
     if text is None:
-        return None, True
+        return None
     match = _INTEGER.fullmatch(text)
     if match:
-        return int(match.group(1)), True
+        return int(match.group(1))
     if _DIGIT.search(text) is None or not text.isascii() or _FRACTION.fullmatch(text):
-        return None, False
+        return None
     raise Declined(text)
 
 
@@ -213,22 +213,18 @@ def _group_one(plan: ir.Plan, case: dict, settlement: bool) -> OneCase:
 
     # encode (grouper.engine.encode.encode_cases)
     values: dict[str, int] = {}
-    malformed: list[str] = []
     for name in ir.FIELDS:
         given = text[name]
         if name == "dept":
             values[name] = facts.dept_ids.get(given, 0) if plan.depts and given is not None else 0
             continue
-        if name == "sex" and plan.sex_spellings is not None:
-            value, readable = (None, True) if given is None else (plan.sex_spellings.get(given), False)
-            readable = readable or value is not None
+        if name == "sex" and plan.sex_spellings is not None:   # `read sex ...`: only its spellings
+            value = None if given is None else plan.sex_spellings.get(given)
         else:
-            value, readable = _integer(given)
-            if value is None and not readable and name == "sex" and given in SEX_WORDS:
-                value, readable = SEX_WORDS[given], True
-        value = _in(value, _INT32)
-        if given is not None and value is None:
-            malformed.append(name)
+            value = _integer(given)
+            if value is None and name == "sex" and given in SEX_WORDS:
+                value = SEX_WORDS[given]
+        value = _in(value, _INT32)   # a value given but unread stays missing: validation reports it
         if value is None:
             empty = plan.empty_numbers.get(name)
             value = empty if empty is not None and given is None else ir.MISSING
@@ -337,13 +333,12 @@ def _carry(plan: ir.Plan, case: dict, text: dict, result: OneCase) -> None:
              "fund_paid": _money(raw["fund_paid"]), "admission_date": parse_date(raw["admission_date"]),
              "discharge_date": parse_date(raw["discharge_date"]), "patient_id": raw["patient_id"],
              "special_review": _flag(raw["special_review"])}
-    sex, readable = _integer(text["sex"])
-    sex = _in(sex, _INT8)
+    sex = _in(_integer(text["sex"]), _INT8)
     if sex is None and text["sex"] is not None:
         sex = SEX_WORDS.get(text["sex"])
     typed["sex"] = sex
     for name in ("age", "age_days", "los", "discharge"):
-        typed[name] = _in(_integer(text[name])[0], _INT32_TYPED)
+        typed[name] = _in(_integer(text[name]), _INT32_TYPED)
     typed["dept"] = text["dept"]
     found: list[tuple[str, str | None]] = []
     for name in MALFORMED:
