@@ -196,3 +196,28 @@ def test_serve_answers_one_case_like_a_batch_of_one():
                     assert one == batch, case
                     assert list(one) == list(batch)
     assert fast > len(records) * 2
+
+
+def test_the_kernel_checks_a_plan_once_and_a_changed_plan_again(plans):
+    """run_kernel skips the plan checks of a plan it has grouped with (they cost more than one case);
+    a plan made with dataclasses.replace is a new plan: checked again, and a broken one refused."""
+    import dataclasses
+
+    import numpy as np
+
+    from grouper.engine import run
+    from grouper.engine.encode import encode_cases
+    from grouper.io import cases_from_frame
+
+    plan = plans["demo"]
+    batch = encode_cases(plan, cases_from_frame(pl.DataFrame({"id": ["1"], "sex": ["1"], "age": ["67"],
+                                                              "dx": ["J80.x00|J96.000"], "proc": ["39.6500"]})))
+    first = run.run_kernel(plan, batch)
+    assert run._PLAN_CHECKED[id(plan)][0]() is plan
+    again = run.run_kernel(plan, batch)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    broken = dataclasses.replace(plan, cond_start=np.array([0, 10**6], dtype=np.int32))
+    if run.KERNEL.__name__.endswith("_kernel_py"):
+        pytest.skip("the Python kernel checks no plan up front")
+    with pytest.raises(ValueError, match="cond_start"):
+        run.run_kernel(broken, batch)
