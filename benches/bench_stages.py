@@ -1,9 +1,12 @@
 """Where the time goes for 1,000,000 cases, stage by stage (one thread, medians).
 
 read (Parquet or CSV → raw text frame) → canonicalise (columns found, code lists split) →
-encode (codes → ids, fields → int32) → validate (per-case checks, when the engine has them) →
-kernel → results frame → write (Parquet or CSV). `group_frame` = encode + validate + kernel +
-results. The end-to-end Parquet path sums read Parquet, canonicalise, group_frame, write Parquet.
+parse (encode: the kernel interns the codes and parses the fields from Polars' text buffers) →
+validate (the kernel's check pass over the parsed batch → problems frame) → kernel (grouping) →
+results frame → write (Parquet or CSV). "kernel with validation" is the two compiled walks
+together (check pass + grouping, arrays only, no frames; not summed again). `group_frame` = parse +
+validate + kernel + results. The end-to-end Parquet path sums read Parquet, canonicalise,
+group_frame, write Parquet.
 """
 import polars as pl
 import pytest
@@ -55,7 +58,7 @@ def test_canonicalise(benchmark, raw_1m):
 def test_encode(benchmark, plan, cases_1m):
     batch = benchmark.pedantic(encode_cases, args=(plan, cases_1m), **ROUNDS)
     assert len(batch.skip) == N
-    stage(benchmark, "encode (intern codes, parse fields)", 4)
+    stage(benchmark, "parse (encode: intern codes, parse fields → kernel arrays)", 4)
 
 
 def test_validate(benchmark, plan, cases_1m, batch_1m):
@@ -64,14 +67,27 @@ def test_validate(benchmark, plan, cases_1m, batch_1m):
     except ImportError:
         pytest.skip("this engine has no validation stage")
     found = benchmark.pedantic(check_cases, args=(plan, cases_1m, batch_1m), kwargs={"threads": 1}, **ROUNDS)
-    stage(benchmark, "validate (per-case checks → problems frame)", 5)
+    stage(benchmark, "validate (compiled check pass → problems frame)", 5)
     benchmark.extra_info["problems"] = found.height
 
 
 def test_kernel(benchmark, plan, batch_1m):
     out = benchmark.pedantic(run_kernel, args=(plan, batch_1m), kwargs={"threads": 1}, **ROUNDS)
     assert len(out[0]) == N
-    stage(benchmark, "kernel (1 thread)", 6)
+    stage(benchmark, "kernel (grouping, 1 thread)", 6)
+
+
+def test_kernel_with_validation(benchmark, plan, cases_1m, batch_1m):
+    """The check pass and the grouping, the kernel calls alone (what one walk over the batch costs)."""
+    from grouper.validate import find_problems
+
+    def both():
+        find_problems(plan, cases_1m, batch_1m, threads=1)
+        return run_kernel(plan, batch_1m, threads=1)
+
+    out = benchmark.pedantic(both, **ROUNDS)
+    assert len(out[0]) == N
+    stage(benchmark, "kernel with validation (check pass + grouping, 1 thread; not summed)", 6.5, in_total=False)
 
 
 def test_results(benchmark, plan, cases_1m, batch_1m):

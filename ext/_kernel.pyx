@@ -21,7 +21,7 @@ labels inline and falls back to scanning the TAGSET items when a scope has more 
 and COUNT counts any number of distinct labels, so results match the reference exactly.
 """
 from libc.stdint cimport INT32_MIN, int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 
 from grouper.engine import ir as _ir
 
@@ -801,27 +801,674 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         free(reordered)
 
 
-def duplicate_items(const int64_t[::1] offsets not None, const uint32_t[::1] codes not None,
-                    uint8_t[::1] out not None):
-    """out[j] = 1 when item j repeats an earlier item of the same row (code id 0, unknown, never counts).
+# =============================================================================================
+# One pass over a batch's text: codes interned, fields parsed, every case checked.
+#
+# Text arrives as Arrow string_view arrays (Polars' own layout, shared without a copy): 16 bytes
+# per string, the length first; up to 12 bytes sit inline, longer ones in a data buffer
+# (index at byte 8, offset at byte 12). `views` starts at the array's first string.
 
-    Rows are offsets[i]:offsets[i+1] into codes; a row's items are compared pairwise (rows are short).
-    """
-    cdef Py_ssize_t n = offsets.shape[0] - 1, i, j, k
-    cdef int64_t lo, hi
-    if out.shape[0] != codes.shape[0]:
-        raise ValueError(f"out has length {out.shape[0]}, codes {codes.shape[0]}")
-    if n >= 0 and (offsets[0] < 0 or offsets[n] > codes.shape[0]):
-        raise ValueError("offsets do not fit the codes")
+from libc.string cimport memcmp, memcpy
+
+
+cdef struct TextC:
+    const uint8_t* views
+    const uint8_t** buffers
+    const uint8_t* validity         # NULL: no nulls
+    Py_ssize_t bit_offset           # the array's offset into validity
+
+
+cdef inline const uint8_t* text_at(const TextC* t, Py_ssize_t i, int32_t* length) noexcept nogil:
+    """String i (a null string reads as empty)."""
+    cdef const uint8_t* v = t.views + 16 * i
+    cdef int32_t n, buf, off
+    cdef Py_ssize_t b
+    if t.validity != NULL:
+        b = t.bit_offset + i
+        if not (t.validity[b >> 3] >> (b & 7)) & 1:
+            length[0] = 0
+            return v
+    memcpy(&n, v, 4)
+    length[0] = n
+    if n <= 12:
+        return v + 4
+    memcpy(&buf, v + 8, 4)
+    memcpy(&off, v + 12, 4)
+    return t.buffers[buf] + off
+
+
+cdef class _Text:
+    """A string_view array's buffers held for one call (keeps the memoryviews alive)."""
+    cdef TextC c
+    cdef list held
+    cdef const uint8_t** ptrs
+
+    def __cinit__(self, views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n):
+        cdef const uint8_t[::1] mv
+        cdef Py_ssize_t k
+        self.held = []
+        self.ptrs = <const uint8_t**>malloc((len(buffers) + 1) * sizeof(uint8_t*))
+        if self.ptrs == NULL:
+            raise MemoryError()
+        mv = views
+        if mv.shape[0] < 16 * n:
+            raise ValueError(f"views hold {mv.shape[0] // 16} strings, expected {n}")
+        self.held.append(mv)
+        self.c.views = &mv[0] if mv.shape[0] > 0 else <const uint8_t*>_NO_CODES
+        for k, buf in enumerate(buffers):
+            mv = buf
+            self.held.append(mv)
+            self.ptrs[k] = &mv[0] if mv.shape[0] > 0 else <const uint8_t*>_NO_CODES
+        self.c.buffers = self.ptrs
+        self.c.validity = NULL
+        self.c.bit_offset = bit_offset
+        if validity is not None:
+            mv = validity
+            self.held.append(mv)
+            if (bit_offset + n + 7) // 8 > mv.shape[0]:
+                raise ValueError("validity bitmap too short")
+            self.c.validity = &mv[0] if mv.shape[0] > 0 else NULL
+
+    def __dealloc__(self):
+        free(self.ptrs)
+
+
+cdef inline uint64_t fnv1a(const uint8_t* s, int32_t n) noexcept nogil:
+    cdef uint64_t h = 14695981039346656037ULL
+    cdef int32_t i
+    for i in range(n):
+        h = (h ^ s[i]) * 1099511628211ULL
+    return h
+
+
+cdef inline void view_key(const uint8_t* s, int32_t n, uint64_t* a, uint64_t* b) noexcept nogil:
+    """The 16-byte string_view image of a string, as two words: length and the first 4 bytes
+    (a); for strings of up to 12 bytes the other 8, zero-padded (b; 0 for longer strings)."""
+    cdef uint8_t image[16]
+    cdef int32_t k
+    for k in range(16):
+        image[k] = 0
+    memcpy(image, &n, 4)
+    memcpy(image + 4, s, n if n <= 12 else 4)
+    memcpy(a, image, 8)
+    memcpy(b, image + 8, 8)
+
+
+cdef inline uint64_t key_hash(uint64_t a, uint64_t b) noexcept nogil:
+    cdef uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL)
+    h ^= h >> 33                # murmur3's finaliser: every input bit reaches the low bits
+    h *= 0xFF51AFD7ED558CCDULL
+    h ^= h >> 33
+    h *= 0xC4CEB9FE1A85EC53ULL
+    return h ^ (h >> 33)
+
+
+cdef inline uint64_t string_hash(const uint8_t* s, int32_t n) noexcept nogil:
+    cdef uint64_t a, b
+    view_key(s, n, &a, &b)
+    if n > 12:
+        b = fnv1a(s, n)
+    return key_hash(a, b)
+
+
+# A slot of the code table: the key words of view_key, then the code id (0: empty slot).
+cdef enum:
+    SLOT_A = 0
+    SLOT_B = 1
+    SLOT_ID = 2
+    SLOT_WIDTH = 3
+
+
+def code_table(const uint8_t[::1] data not None, const int64_t[::1] offsets not None):
+    """Open-addressing hash table over the plan's codes (code id - 1 = index into offsets):
+    uint64[power of two >= 2 * codes, 3], each slot the code's key words (its string_view image,
+    so a code of up to 12 bytes is compared without reading its bytes) and its id (0: empty).
+    See `intern_codes`."""
+    import numpy as np
+    cdef Py_ssize_t n = offsets.shape[0] - 1, size = 16, i
+    while size < 2 * n + 2:
+        size *= 2
+    table = np.zeros((size, SLOT_WIDTH), dtype=np.uint64)
+    cdef uint64_t[:, ::1] t = table
+    cdef uint64_t slot, mask = size - 1, a, b
+    cdef const uint8_t* s
+    cdef int32_t length
+    for i in range(n):
+        s = &data[offsets[i]] if offsets[i + 1] > offsets[i] else <const uint8_t*>_NO_CODES
+        length = <int32_t>(offsets[i + 1] - offsets[i])
+        view_key(s, length, &a, &b)
+        slot = string_hash(s, length) & mask
+        while t[slot, SLOT_ID] != 0:
+            slot = (slot + 1) & mask
+        t[slot, SLOT_A] = a
+        t[slot, SLOT_B] = b
+        t[slot, SLOT_ID] = i + 1
+    return table
+
+
+def intern_codes(const uint64_t[:, ::1] table not None, const uint8_t[::1] data not None,
+                 const int64_t[::1] offsets not None,
+                 views, buffers, validity, Py_ssize_t bit_offset, uint32_t[::1] out not None):
+    """out[j] = the code id of string j (0: not a code of the plan), looked up in `code_table`."""
+    cdef Py_ssize_t n = out.shape[0], j
+    cdef _Text text = _Text(views, buffers, validity, bit_offset, n)
+    cdef uint64_t mask = table.shape[0] - 1, slot, a, b
+    cdef const uint8_t* s
+    cdef int32_t length
+    cdef uint64_t code
+    cdef const uint64_t* t = &table[0, 0] if table.shape[0] > 0 else _NO_WORDS
+    cdef const uint8_t* data_p = &data[0] if data.shape[0] > 0 else <const uint8_t*>_NO_CODES
+    if table.shape[0] == 0 or table.shape[0] & mask or table.shape[1] != SLOT_WIDTH:
+        raise ValueError("the table must have a power-of-two number of slots of 3 words")
+    for j in range(table.shape[0]):
+        if table[j, SLOT_ID] > <uint64_t>(offsets.shape[0] - 1):
+            raise ValueError(f"table slot {j} holds code id {table[j, SLOT_ID]}, beyond the codes")
+    with nogil:
+        for j in range(n):
+            s = text_at(&text.c, j, &length)
+            view_key(s, length, &a, &b)
+            slot = (key_hash(a, fnv1a(s, length)) if length > 12 else key_hash(a, b)) & mask
+            out[j] = 0
+            while True:
+                code = t[slot * SLOT_WIDTH + SLOT_ID]
+                if code == 0:
+                    break
+                if t[slot * SLOT_WIDTH + SLOT_A] == a and (
+                        t[slot * SLOT_WIDTH + SLOT_B] == b if length <= 12
+                        else memcmp(data_p + offsets[code - 1], s, length) == 0):
+                    out[j] = <uint32_t>code
+                    break
+                slot = (slot + 1) & mask
+
+
+cdef enum:
+    FIELD_ABSENT = 0
+    FIELD_OK = 1
+    FIELD_BAD = 2        # text that is no usable number
+    FIELD_SLOW = 3       # not a plain integer: the full reading rules decide (grouper.engine.encode)
+
+
+def parse_ints(views, buffers, validity, Py_ssize_t bit_offset, int32_t[::1] out not None,
+               uint8_t[::1] state not None):
+    """Plain integers (`-?[0-9]{1,18}`) straight into out (FIELD_OK; FIELD_BAD outside int32,
+    INT32_MIN excluded); empty or null: FIELD_ABSENT; anything else FIELD_SLOW. out is MISSING
+    unless FIELD_OK."""
+    cdef Py_ssize_t n = out.shape[0], i
+    cdef _Text text = _Text(views, buffers, validity, bit_offset, n)
+    cdef const uint8_t* s
+    cdef int32_t length, k, start
+    cdef int64_t value
+    cdef bint negative
+    if state.shape[0] != n:
+        raise ValueError("state and out differ in length")
     with nogil:
         for i in range(n):
-            lo = offsets[i]
-            hi = offsets[i + 1]
-            for j in range(lo, hi):
-                out[j] = 0
-                if codes[j] == 0:
-                    continue
-                for k in range(lo, j):
-                    if codes[k] == codes[j]:
-                        out[j] = 1
+            s = text_at(&text.c, i, &length)
+            out[i] = MISSING
+            if length == 0:
+                state[i] = FIELD_ABSENT
+                continue
+            negative = s[0] == 45       # '-'
+            start = 1 if negative else 0
+            if length - start < 1 or length - start > 18:
+                state[i] = FIELD_SLOW
+                continue
+            value = 0
+            for k in range(start, length):
+                if s[k] < 48 or s[k] > 57:
+                    break
+                value = value * 10 + (s[k] - 48)
+            else:
+                if negative:
+                    value = -value
+                if value > INT32_MIN and value <= 2147483647:
+                    out[i] = <int32_t>value
+                    state[i] = FIELD_OK
+                else:
+                    state[i] = FIELD_BAD
+                continue
+            state[i] = FIELD_SLOW
+
+
+# ---- the checks of one case (grouper.validate; ir.CHECKS gives their order, mirrored here)
+
+cdef enum:
+    CH_MALFORMED_LINE = 0
+    CH_MALFORMED_FIELD = 1      # + field index 0..5 (sex, age, age_days, weight, los, discharge)
+    CH_MISSING_DX = 7
+    CH_IMPLAUSIBLE_AGE = 8
+    CH_IMPLAUSIBLE_AGE_DAYS = 9
+    CH_IMPLAUSIBLE_WEIGHT = 10
+    CH_IMPLAUSIBLE_LOS = 11
+    CH_UNKNOWN_DISCHARGE = 12
+    CH_BAD_DX_FORMAT = 13
+    CH_BAD_PROC_FORMAT = 14
+    CH_UNKNOWN_DX = 15
+    CH_UNKNOWN_PROC = 16
+    CH_NOT_PRINCIPAL_DX = 17
+    CH_DUPLICATE_DX = 18
+    CH_DUPLICATE_PROC = 19
+    N_CHECKS = 20
+
+cdef enum:
+    F_DX_FORMAT = 1
+    F_PROC_FORMAT = 2
+    F_NOT_PRINCIPAL = 4
+    F_DX_DICT = 8
+    F_PROC_DICT = 16
+
+cdef enum:
+    FLD_SEX = 0
+    FLD_AGE = 1
+    FLD_AGE_DAYS = 2
+    FLD_WEIGHT = 3
+    FLD_LOS = 4
+    FLD_DISCHARGE = 5
+
+
+def _check_check_constants():
+    names = _ir.CHECKS
+    expected = {"malformed_line": CH_MALFORMED_LINE, "missing_dx": CH_MISSING_DX,
+                "implausible_age": CH_IMPLAUSIBLE_AGE, "implausible_age_days": CH_IMPLAUSIBLE_AGE_DAYS,
+                "implausible_weight": CH_IMPLAUSIBLE_WEIGHT, "implausible_los": CH_IMPLAUSIBLE_LOS,
+                "unknown_discharge": CH_UNKNOWN_DISCHARGE, "bad_dx_format": CH_BAD_DX_FORMAT,
+                "bad_proc_format": CH_BAD_PROC_FORMAT, "unknown_dx": CH_UNKNOWN_DX, "unknown_proc": CH_UNKNOWN_PROC,
+                "not_principal_dx": CH_NOT_PRINCIPAL_DX, "duplicate_dx": CH_DUPLICATE_DX,
+                "duplicate_proc": CH_DUPLICATE_PROC}
+    expected.update({f"malformed_{_ir.FIELDS[f]}": CH_MALFORMED_FIELD + f for f in range(6)})
+    flags = {"DX_FORMAT": F_DX_FORMAT, "PROC_FORMAT": F_PROC_FORMAT, "NOT_PRINCIPAL": F_NOT_PRINCIPAL,
+             "DX_DICT": F_DX_DICT, "PROC_DICT": F_PROC_DICT}
+    if (len(names) != N_CHECKS or any(names.index(k) != v for k, v in expected.items())
+            or any(int(getattr(_ir, f"CODE_{k}")) != v for k, v in flags.items())
+            or _ir.FIELD_OK != FIELD_OK or _ir.FIELD_BAD != FIELD_BAD):
+        raise ImportError("grouper._kernel is out of date with grouper/engine/ir.py (CHECKS, CODE_* or FIELD_*); "
+                          "rebuild it with `pip install --no-build-isolation -e .`")
+
+
+_check_check_constants()
+
+
+cdef inline bint digit(uint8_t c) noexcept nogil:
+    return 48 <= c <= 57
+
+
+cdef inline bint shaped(const uint8_t* s, int32_t n, const char* shape) noexcept nogil:
+    """Whether s is exactly `shape`: 'd' a digit 0-9, 'U' a letter A-Z, any other character itself."""
+    cdef int32_t k
+    for k in range(n):
+        if shape[k] == 0:
+            return False
+        if shape[k] == b'd':
+            if not digit(s[k]):
+                return False
+        elif shape[k] == b'U':
+            if not 65 <= s[k] <= 90:
+                return False
+        elif s[k] != <uint8_t>shape[k]:
+            return False
+    return shape[n] == 0
+
+
+cdef inline bint dx_format(const uint8_t* s, int32_t n) noexcept nogil:
+    """ir.DX_FORMAT: Udd. then ddd or xdd, then optionally xddd, then optionally +Udd* or +Udd.d*."""
+    cdef int32_t p = 7
+    if n < 7 or not shaped(s, 4, b"Udd.") or not (shaped(s + 4, 3, b"ddd") or shaped(s + 4, 3, b"xdd")):
+        return False
+    if n - p >= 4 and shaped(s + p, 4, b"xddd"):
+        p += 4
+    return p == n or shaped(s + p, n - p, b"+Udd*") or shaped(s + p, n - p, b"+Udd.d*")
+
+
+cdef inline bint proc_format(const uint8_t* s, int32_t n) noexcept nogil:
+    """ir.PROC_FORMAT: dd. then one of dddd, ddddxddd, dxdd, dxddxddd, ddddd, dddUd, dddxdddd."""
+    if n < 3 or not shaped(s, 3, b"dd."):
+        return False
+    s += 3
+    n -= 3
+    return (shaped(s, n, b"dddd") or shaped(s, n, b"ddddxddd") or shaped(s, n, b"dxdd")
+            or shaped(s, n, b"dxddxddd") or shaped(s, n, b"ddddd") or shaped(s, n, b"dddUd")
+            or shaped(s, n, b"dddxdddd"))
+
+
+cdef inline bint not_principal(const uint8_t* s, int32_t n) noexcept nogil:
+    """ir.NOT_PRINCIPAL: an asterisk code on its own (ends in *, no +) or an external cause V01-Y98."""
+    cdef int32_t k
+    if n >= 1 and s[n - 1] == b'*':
+        for k in range(n):
+            if s[k] == b'+':
+                break
+        else:
+            return True
+    if n < 3 or not digit(s[2]):
+        return False
+    if s[0] == b'V':
+        return (s[1] == b'0' and s[2] != b'0') or (49 <= s[1] <= 57)
+    if s[0] == b'W' or s[0] == b'X':
+        return digit(s[1])
+    if s[0] == b'Y':
+        return (48 <= s[1] <= 56) or (s[1] == b'9' and s[2] != b'9')
+    return False
+
+
+def text_flags(views, buffers, validity, Py_ssize_t bit_offset, uint8_t[::1] out not None):
+    """out[j] = F_DX_FORMAT | F_PROC_FORMAT | F_NOT_PRINCIPAL as string j matches (the same
+    matchers `check_cases` applies to unknown codes; tests hold them to the regular expressions)."""
+    cdef Py_ssize_t n = out.shape[0], j
+    cdef _Text text = _Text(views, buffers, validity, bit_offset, n)
+    cdef const uint8_t* s
+    cdef int32_t length
+    with nogil:
+        for j in range(n):
+            s = text_at(&text.c, j, &length)
+            out[j] = ((F_DX_FORMAT if dx_format(s, length) else 0) | (F_PROC_FORMAT if proc_format(s, length) else 0)
+                      | (F_NOT_PRINCIPAL if not_principal(s, length) else 0))
+
+
+cdef struct ProblemC:
+    uint32_t row
+    int32_t check
+    int64_t ref
+
+
+cdef struct Found:
+    ProblemC* items
+    Py_ssize_t n
+    Py_ssize_t size
+    bint failed
+
+
+cdef inline void emit(Found* f, Py_ssize_t row, int32_t check, int64_t ref) noexcept nogil:
+    cdef ProblemC* grown
+    if f.n == f.size:
+        grown = <ProblemC*>realloc(f.items, (2 * f.size + 64) * sizeof(ProblemC))
+        if grown == NULL:
+            f.failed = True
+            return
+        f.items = grown
+        f.size = 2 * f.size + 64
+    f.items[f.n].row = <uint32_t>row
+    f.items[f.n].check = check
+    f.items[f.n].ref = ref
+    f.n += 1
+
+
+cdef struct ListC:                  # one case's diagnoses or procedures
+    const uint32_t* ids
+    int64_t first                   # index of its first item in the batch's items
+    Py_ssize_t n
+    const TextC* text
+    uint32_t n_known                # ids 1..n_known are the plan's codes (higher: prefix ids, unknown here)
+    const uint8_t* code_flags
+
+
+cdef inline bint known(const ListC* l, Py_ssize_t j) noexcept nogil:
+    return 1 <= l.ids[j] <= l.n_known
+
+
+cdef inline bint same_code(const ListC* l, Py_ssize_t j, Py_ssize_t k) noexcept nogil:
+    """Items j and k hold the same text (known codes by id, others byte by byte)."""
+    cdef int32_t nj, nk
+    cdef const uint8_t* sj
+    cdef const uint8_t* sk
+    if known(l, j) or known(l, k):
+        return l.ids[j] == l.ids[k]
+    sj = text_at(l.text, l.first + j, &nj)
+    sk = text_at(l.text, l.first + k, &nk)
+    return nj == nk and memcmp(sj, sk, nj) == 0
+
+
+cdef inline int32_t item_length(const ListC* l, Py_ssize_t j) noexcept nogil:
+    cdef int32_t n
+    text_at(l.text, l.first + j, &n)
+    return n
+
+
+cdef inline bint has_flag(const ListC* l, Py_ssize_t j, uint8_t flag) noexcept nogil:
+    """A code flag of item j: the plan's table for known codes, the text matchers for others
+    (dictionary flags of unknown codes: those of id 0)."""
+    cdef int32_t n
+    cdef const uint8_t* s
+    if known(l, j) or flag & (F_DX_DICT | F_PROC_DICT):
+        return l.code_flags[l.ids[j] if known(l, j) else 0] & flag
+    s = text_at(l.text, l.first + j, &n)
+    if flag == F_DX_FORMAT:
+        return dx_format(s, n)
+    if flag == F_PROC_FORMAT:
+        return proc_format(s, n)
+    return not_principal(s, n)
+
+
+cdef inline bint bad_format(const ListC* l, Py_ssize_t j, bint is_dx) noexcept nogil:
+    """An item in the wrong format; an empty item is a stray separator, except an empty principal
+    diagnosis (missing_dx)."""
+    if item_length(l, j) == 0:
+        return j > 0 or not is_dx
+    return not has_flag(l, j, F_DX_FORMAT if is_dx else F_PROC_FORMAT)
+
+
+cdef inline bint unknown_code(const ListC* l, Py_ssize_t j, bint is_dx) noexcept nogil:
+    return item_length(l, j) > 0 and not has_flag(l, j, F_DX_DICT if is_dx else F_PROC_DICT)
+
+
+cdef inline bint reported_before(const ListC* l, Py_ssize_t j, bint is_dx, int which) noexcept nogil:
+    """Whether an earlier item with the same text was already reported for this check (each
+    (case, check, code) is reported once). which: 0 format, 1 dictionary."""
+    cdef Py_ssize_t k
+    for k in range(j):
+        if same_code(l, j, k) and (bad_format(l, k, is_dx) if which == 0 else unknown_code(l, k, is_dx)):
+            return True
+    return False
+
+
+cdef void report_codes(Found* f, Py_ssize_t row, const ListC* l, int32_t check, bint is_dx, int which) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(l.n):
+        if (bad_format(l, j, is_dx) if which == 0 else unknown_code(l, j, is_dx)) and not reported_before(l, j, is_dx, which):
+            emit(f, row, check, l.first + j)
+
+
+cdef void report_duplicates(Found* f, Py_ssize_t row, const ListC* l, int32_t check) noexcept nogil:
+    """Codes listed more than once: known codes by ascending id, then other codes in order of
+    first appearance; each once. Empty items are not codes."""
+    cdef Py_ssize_t j, k, best
+    cdef uint32_t last = 0, lowest
+    while True:                         # known codes: the next higher repeated id
+        best = -1
+        lowest = 0
+        for j in range(l.n):
+            if not known(l, j) or l.ids[j] <= last or (best >= 0 and l.ids[j] >= lowest):
+                continue
+            for k in range(j):
+                if l.ids[k] == l.ids[j]:
+                    best = j
+                    lowest = l.ids[j]
+                    break
+            else:
+                for k in range(j + 1, l.n):
+                    if l.ids[k] == l.ids[j]:
+                        best = j
+                        lowest = l.ids[j]
                         break
+        if best < 0:
+            break
+        emit(f, row, check, l.first + best)
+        last = lowest
+    for j in range(l.n):
+        if known(l, j) or item_length(l, j) == 0:
+            continue
+        for k in range(j):
+            if not known(l, k) and same_code(l, j, k):
+                break
+        else:
+            for k in range(j + 1, l.n):
+                if not known(l, k) and same_code(l, j, k):
+                    emit(f, row, check, l.first + j)
+                    break
+
+
+cdef inline bint present(const uint8_t* state, Py_ssize_t n, int field, Py_ssize_t i) noexcept nogil:
+    return state[<Py_ssize_t>field * n + i] == FIELD_OK
+
+
+cdef void check_one(Found* f, Py_ssize_t i, const ListC* dx, const ListC* px, const int32_t* fields,
+                    const uint8_t* state, Py_ssize_t n, const uint8_t* on) noexcept nogil:
+    """The built-in checks of case i, in ir.CHECKS order (a malformed line: only that)."""
+    cdef int k
+    cdef int64_t age, days, value
+    cdef bint has_age, has_days
+    for k in range(6):
+        if on[CH_MALFORMED_FIELD + k] and state[<Py_ssize_t>k * n + i] == FIELD_BAD:
+            emit(f, i, CH_MALFORMED_FIELD + k, -1)
+    if on[CH_MISSING_DX] and (dx.n == 0 or item_length(dx, 0) == 0):
+        emit(f, i, CH_MISSING_DX, -1)
+    age = fields[FLD_AGE * n + i]
+    days = fields[FLD_AGE_DAYS * n + i]
+    has_age = present(state, n, FLD_AGE, i)
+    has_days = present(state, n, FLD_AGE_DAYS, i)
+    if on[CH_IMPLAUSIBLE_AGE] and has_age and (age < 0 or age > 150):
+        emit(f, i, CH_IMPLAUSIBLE_AGE, -1)
+    if on[CH_IMPLAUSIBLE_AGE_DAYS] and has_days and (
+            days < 0 or (has_age and age > 0 and (days < age * 365 or days > (age + 1) * 366))
+            or (has_age and age == 0 and days > 366)):
+        emit(f, i, CH_IMPLAUSIBLE_AGE_DAYS, -1)
+    value = fields[FLD_WEIGHT * n + i]
+    if on[CH_IMPLAUSIBLE_WEIGHT] and present(state, n, FLD_WEIGHT, i) and (value < 100 or value > 10000):
+        emit(f, i, CH_IMPLAUSIBLE_WEIGHT, -1)
+    value = fields[FLD_LOS * n + i]
+    if on[CH_IMPLAUSIBLE_LOS] and present(state, n, FLD_LOS, i) and value < 0:
+        emit(f, i, CH_IMPLAUSIBLE_LOS, -1)
+    value = fields[FLD_DISCHARGE * n + i]
+    if on[CH_UNKNOWN_DISCHARGE] and present(state, n, FLD_DISCHARGE, i) and not (1 <= value <= 5 or value == 9):
+        emit(f, i, CH_UNKNOWN_DISCHARGE, -1)
+    if on[CH_BAD_DX_FORMAT]:
+        report_codes(f, i, dx, CH_BAD_DX_FORMAT, True, 0)
+    if on[CH_BAD_PROC_FORMAT]:
+        report_codes(f, i, px, CH_BAD_PROC_FORMAT, False, 0)
+    if on[CH_UNKNOWN_DX]:
+        report_codes(f, i, dx, CH_UNKNOWN_DX, True, 1)
+    if on[CH_UNKNOWN_PROC]:
+        report_codes(f, i, px, CH_UNKNOWN_PROC, False, 1)
+    if on[CH_NOT_PRINCIPAL_DX] and dx.n > 0 and item_length(dx, 0) > 0 and has_flag(dx, 0, F_NOT_PRINCIPAL):
+        emit(f, i, CH_NOT_PRINCIPAL_DX, dx.first)
+    if on[CH_DUPLICATE_DX]:
+        report_duplicates(f, i, dx, CH_DUPLICATE_DX)
+    if on[CH_DUPLICATE_PROC]:
+        report_duplicates(f, i, px, CH_DUPLICATE_PROC)
+
+
+def check_cases(const uint64_t[:, ::1] set_bits not None,
+                const uint32_t[:, ::1] label_maps not None,
+                const int32_t[:, ::1] program not None,
+                const int32_t[::1] cond_start not None,
+                const int32_t[::1] warn_cond not None,
+                const int64_t[::1] dx_offsets not None, const uint32_t[::1] dx_codes not None, tuple dx_text not None,
+                const int64_t[::1] px_offsets not None, const uint32_t[::1] px_codes not None, tuple px_text not None,
+                const int32_t[:, ::1] fields not None, const uint8_t[:, ::1] field_state not None,
+                const uint8_t[::1] read_problem not None, const uint8_t[::1] code_flags not None,
+                Py_ssize_t n_known, const uint8_t[::1] enabled not None,
+                Py_ssize_t start=0, Py_ssize_t stop=-1):
+    """Every problem of cases start:stop, in order: (row uint32, check int32, ref int64) arrays.
+
+    check: an index of ir.CHECKS, or len(ir.CHECKS) + w for the scheme's warn rule w (warn_cond[w],
+    tested on every case); ref: the item (index into the batch's dx or px items) a code problem is
+    about, else -1. A case with read_problem set gets malformed_line only. Each (case, check, code)
+    once; `enabled[c]`: whether check c runs. dx_text / px_text: (views, buffers, validity,
+    bit_offset) of the items' strings (string_view). code_flags[id]: ir.CODE_* bits of code id
+    (index 0: what unknown codes get for the dictionaries). Runs without the GIL.
+    """
+    import numpy as np
+    cdef Py_ssize_t n = read_problem.shape[0], i, w, n_cond = cond_start.shape[0] - 1 if cond_start.shape[0] else 0
+    cdef Py_ssize_t n_warn = warn_cond.shape[0]
+    cdef _Text dx_t = _Text(*dx_text, dx_codes.shape[0])
+    cdef _Text px_t = _Text(*px_text, px_codes.shape[0])
+    cdef PlanC p
+    cdef CaseC cs
+    cdef ListC dx, px
+    cdef Found found
+    cdef int64_t code_bound = 1 << 62
+    cdef const uint8_t* on = &enabled[0]
+    cdef Py_ssize_t k
+    cdef uint32_t[::1] out_rows
+    cdef int32_t[::1] out_checks
+    cdef int64_t[::1] out_refs
+    if stop < 0:
+        stop = n
+    if start < 0 or stop > n or start > stop:
+        raise ValueError(f"rows {start}:{stop} are outside the batch of {n} rows")
+    if (dx_offsets.shape[0] != n + 1 or px_offsets.shape[0] != n + 1 or fields.shape[1] != n
+            or field_state.shape[1] != n or field_state.shape[0] < 6 or fields.shape[0] < 6):
+        raise ValueError("dx_offsets, px_offsets, fields and field_state do not fit read_problem's rows")
+    if enabled.shape[0] != N_CHECKS:
+        raise ValueError(f"enabled has {enabled.shape[0]} entries, expected {N_CHECKS}")
+    if code_flags.shape[0] < n_known + 1:
+        raise ValueError(f"code_flags has {code_flags.shape[0]} entries, expected {n_known + 1}")
+    check_cond_refs("warn_cond", warn_cond, n_cond, False)
+    for w in range(n_warn):
+        k = warn_cond[w]
+        check_condition(program, k, cond_start[k], cond_start[k + 1], set_bits.shape[0], label_maps.shape[0],
+                        fields.shape[0])
+    if set_bits.shape[0] > 0:
+        code_bound = min(code_bound, 64 * set_bits.shape[1])
+    if label_maps.shape[0] > 0:
+        code_bound = min(code_bound, label_maps.shape[1])
+    no_skip = np.zeros(n, np.uint8)
+    cdef const uint8_t[::1] none_skipped = no_skip
+    if n_warn:
+        check_rows_or_raise("dx", dx_offsets, dx_codes, &none_skipped[0] if n else NULL, start, stop, code_bound, "the plan")
+        check_rows_or_raise("px", px_offsets, px_codes, &none_skipped[0] if n else NULL, start, stop, code_bound, "the plan")
+    else:
+        check_rows_or_raise("dx", dx_offsets, dx_codes, &none_skipped[0] if n else NULL, start, stop, 1 << 62, "")
+        check_rows_or_raise("px", px_offsets, px_codes, &none_skipped[0] if n else NULL, start, stop, 1 << 62, "")
+    p.set_bits = &set_bits[0, 0] if set_bits.shape[0] * set_bits.shape[1] > 0 else _NO_WORDS
+    p.n_words = set_bits.shape[1]
+    p.label_maps = &label_maps[0, 0] if label_maps.shape[0] * label_maps.shape[1] > 0 else _NO_CODES
+    p.map_width = label_maps.shape[1]
+    p.program = &program[0, 0] if program.shape[0] * program.shape[1] > 0 else _NO_INT32
+    p.cond_start = &cond_start[0] if cond_start.shape[0] > 0 else _NO_INT32
+    dx.text = &dx_t.c
+    px.text = &px_t.c
+    dx.n_known = px.n_known = <uint32_t>n_known
+    dx.code_flags = px.code_flags = &code_flags[0]
+    cdef const uint32_t* dx_base = &dx_codes[0] if dx_codes.shape[0] > 0 else _NO_CODES
+    cdef const uint32_t* px_base = &px_codes[0] if px_codes.shape[0] > 0 else _NO_CODES
+    cdef const int32_t* field_base = &fields[0, 0] if n > 0 else _NO_INT32
+    cdef const uint8_t* state_base = &field_state[0, 0] if n > 0 else <const uint8_t*>_NO_CODES
+    found.items = NULL
+    found.n = found.size = 0
+    found.failed = False
+    cs.field_stride = n
+    try:
+        with nogil:
+            for i in range(start, stop):
+                if read_problem[i]:
+                    emit(&found, i, CH_MALFORMED_LINE, -1)
+                    continue
+                dx.first = dx_offsets[i]
+                dx.n = <Py_ssize_t>(dx_offsets[i + 1] - dx_offsets[i])
+                dx.ids = dx_base + dx.first
+                px.first = px_offsets[i]
+                px.n = <Py_ssize_t>(px_offsets[i + 1] - px_offsets[i])
+                px.ids = px_base + px.first
+                check_one(&found, i, &dx, &px, field_base, state_base, n, on)
+                if n_warn:
+                    cs.dx = dx.ids
+                    cs.n_dx = dx.n
+                    cs.px = px.ids
+                    cs.n_px = px.n
+                    cs.fields = field_base + i
+                    for w in range(n_warn):
+                        if eval_condition(&p, warn_cond[w], &cs):
+                            emit(&found, i, <int32_t>(N_CHECKS + w), -1)
+        if found.failed:
+            raise MemoryError()
+        rows = np.empty(found.n, np.uint32)
+        checks = np.empty(found.n, np.int32)
+        refs = np.empty(found.n, np.int64)
+        out_rows, out_checks, out_refs = rows, checks, refs
+        for i in range(found.n):
+            out_rows[i] = found.items[i].row
+            out_checks[i] = found.items[i].check
+            out_refs[i] = found.items[i].ref
+        return rows, checks, refs
+    finally:
+        free(found.items)

@@ -8,8 +8,7 @@ through the same stages in plain Python, on the same definitions:
     code maps             the plan's `map` tables; `unmapped_*` as grouper.validate.convert_codes
     encode                the plan's code ids (and `prefix` ids), `read` statements, malformed fields
     validate              grouper.validate's catalogue, levels, formats and per-plan code facts; the
-                          scheme's `warn` rules and duplicate codes through the kernel
-                          (grouper.engine.run.conditions_holding, KERNEL.duplicate_items)
+                          scheme's `warn` rules through the kernel (grouper.engine.run.conditions_holding)
     kernel                the same compiled kernel (grouper.engine.run.run_kernel), on one row
     results, carry        status, mdc, adrg, drg, reason, warnings; the typed settlement fields and
                           their problems (grouper.fields)
@@ -32,7 +31,6 @@ import numpy as np
 from . import reasons
 from .engine import ir
 from .engine.encode import SEX_WORDS, Batch
-from .engine.kernel import KERNEL
 from .engine.run import conditions_holding, run_kernel
 from .fields import FALSE_WORDS, INSURANCE_CODES, MALFORMED, SETTLEMENT_REASONS, TRUE_WORDS
 from .io import SCALAR_COLUMNS, SETTLEMENT_COLUMNS
@@ -313,10 +311,12 @@ def _check_codes(found: _Problems, facts: _PlanFacts, flags, kind: str, items: l
         if flags.not_principal[i] if i else facts.formats["not_principal"].search(items[0]) is not None:
             found.add("not_principal_dx", items[0])
     if found.enabled(dup_code):
-        repeats = np.zeros(len(ids), np.uint8)
-        KERNEL.duplicate_items(np.array([0, len(ids)], np.int64), np.array(ids, np.uint32), repeats)
-        known = sorted({i for i, r, code in zip(ids, repeats, items) if r and code != ""})   # by code id
-        for i in known:
+        seen: set[int] = set()
+        repeated: set[int] = set()
+        for i, code in zip(ids, items):   # a known code listed again (id 0, unknown, compared by text below)
+            if i and code != "":
+                (repeated if i in seen else seen).add(i)
+        for i in sorted(repeated):   # by code id
             found.add(dup_code, str(flags.codes[i]))
         unknown = [code for code, i in zip(items, ids) if i == 0 and code != ""]
         for code in dict.fromkeys(unknown):   # in the order of their first listing

@@ -41,7 +41,7 @@ class Prepared:
 def prepare(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None) -> Prepared:
     """Code maps → encode → validate one canonical case frame."""
     cases, unmapped = convert_codes(plan, read_lists(plan, cases))
-    batch = encode_cases(plan, cases)
+    batch = encode_cases(plan, cases, kernel=kernel)
     problems = check_cases(plan, cases, batch, threads=threads, kernel=kernel)
     if unmapped.height:
         problems = (pl.concat([problems, unmapped])

@@ -15,8 +15,11 @@ catalogue order (so `malformed_*` first). Built-in errors take precedence over t
 `invalid` rules, which the kernel tests only on the cases validation let through. A check whose
 level is "off" is not run.
 
-Everything is vectorised over the batch (Polars expressions, NumPy over the kernel's code ids);
-there is no Python loop per case, and no input raises or drops a row.
+The checks run in one walk of the kernel over the encoded batch (`check_cases` of ext/_kernel.pyx,
+twin of grouper/engine/_kernel_py.py): the code ids it interned while encoding, per-code flags
+computed once per plan, the fields it parsed, the warn rules as condition programs; only the
+details of the problems found are gathered afterwards. There is no Python loop per case in the
+compiled path, and no input raises or drops a row.
 
 Choices worth knowing:
 - An empty principal diagnosis (or an empty diagnosis list) is `missing_dx` only. An empty
@@ -39,27 +42,15 @@ import polars as pl
 
 from . import reasons
 from .engine import ir
-from .engine.encode import Batch
-from .engine.run import eval_conditions
+from .engine.encode import Batch, encode_cases
+from .engine.kernel import KERNEL
+from .engine.run import over_rows
 from .io import READ_PROBLEM
 
-# ICD-10 医保版 2.0 diagnosis codes: A00.000, A00.000x001, A33.x00, A33.x00x001, with an optional
-# asterisk code after a dagger code: A01.001+K77.0*, A17.000+G01*. Every code of the CHS-DRG 1.1
-# dictionary matches.
-DX_FORMAT = r"^[A-Z][0-9]{2}\.(?:[0-9]{3}|x[0-9]{2})(?:x[0-9]{3})?(?:\+[A-Z][0-9]{2}(?:\.[0-9])?\*)?$"
-# ICD-9-CM-3 医保版 2.0 procedure codes: 51.2300, 00.0200x001, 01.6x00, 01.6x00x001, 17.91100,
-# 17.912A0, and two dictionary codes of the form 86.700x0013. Every code of the dictionary matches.
-PROC_FORMAT = (r"^[0-9]{2}\.(?:[0-9]{4}(?:x[0-9]{3})?|[0-9]x[0-9]{2}(?:x[0-9]{3})?|[0-9]{5}|[0-9]{3}[A-Z][0-9]"
-               r"|[0-9]{3}x[0-9]{4})$")
-# May not be the principal diagnosis: an asterisk (manifestation) code on its own — ending in `*`
-# without the `+` of a dagger/asterisk pair — or an external cause of injury V01-Y98.
-ASTERISK_ONLY = r"^[^+]*\*$"
-EXTERNAL_CAUSE = r"^(?:V(?:0[1-9]|[1-9][0-9])|[WX][0-9]{2}|Y(?:[0-8][0-9]|9[0-8]))"
-NOT_PRINCIPAL = f"(?:{ASTERISK_ONLY})|(?:{EXTERNAL_CAUSE})"
-
-DISCHARGE_MODES = (1, 2, 3, 4, 5, 9)
-MAX_AGE = 150
-WEIGHT_RANGE = (100, 10_000)
+# The code formats and plausibility bounds are the engine's (the kernel's validation pass applies them).
+DX_FORMAT, PROC_FORMAT, NOT_PRINCIPAL = ir.DX_FORMAT, ir.PROC_FORMAT, ir.NOT_PRINCIPAL
+ASTERISK_ONLY, EXTERNAL_CAUSE = ir.ASTERISK_ONLY, ir.EXTERNAL_CAUSE
+DISCHARGE_MODES, MAX_AGE, WEIGHT_RANGE = ir.DISCHARGE_MODES, ir.MAX_AGE, ir.WEIGHT_RANGE
 
 ORDER = {code: i for i, code in enumerate(reasons.CATALOGUE)}
 PROBLEM_SCHEMA = {"row": pl.UInt32, "reason": pl.String, "level": pl.String, "detail": pl.String}
@@ -91,6 +82,7 @@ class _CodeFlags:
     dx_dict: np.ndarray | None  # in the dx dictionary (None: no dictionary declared)
     proc_dict: np.ndarray | None
     maps: dict = dataclasses.field(default_factory=dict)  # kind → (from, to, accepted) Series
+    bits: np.ndarray | None = None  # ir.CODE_* bits by code id (_code_flag_bits)
 
 
 _FLAGS: dict[int, tuple[weakref.ref, _CodeFlags]] = {}
@@ -212,200 +204,107 @@ def _map_series(plan: ir.Plan, kind: str) -> tuple[pl.Series, pl.Series, pl.Seri
     return flags.maps[kind]
 
 
-# ---- the checks --------------------------------------------------------------------------------
+# ---- the checks: one pass of the kernel over the batch -----------------------------------------
 
-@dataclass
-class _Items:
-    """The flat items of one code list of a batch: owner row, position in the list, id, text."""
-
-    row: np.ndarray
-    pos: np.ndarray
-    ids: np.ndarray
-    text: pl.Series
-    lengths: np.ndarray
+assert [ORDER[c] for c in ir.CHECKS] == sorted(ORDER[c] for c in ir.CHECKS), "ir.CHECKS is in catalogue order"
 
 
-def _flat_text(column: pl.Series) -> pl.Series:
-    """The items of a List(String) column, flattened like the kernel's Arrow values (empty lists
-    and null lists contribute nothing; null items stay, as "")."""
-    try:
-        flat = column.explode(empty_as_null=False, keep_nulls=False)  # zero-copy (Polars >= 1.35)
-    except TypeError:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        arr = column.rechunk().to_arrow()
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-        flat = pl.Series(pl.from_arrow(pc.list_flatten(arr)), dtype=pl.String)
-    return flat.fill_null("")
+def _code_flag_bits(plan: ir.Plan) -> np.ndarray:
+    """uint8[n_codes + 1]: the ir.CODE_* bits of each code id (id 0: no format; the dictionaries'
+    bits are what unknown codes get)."""
+    flags = _code_flags(plan)
+    if flags.bits is None:
+        bits = (flags.dx_format * ir.CODE_DX_FORMAT + flags.proc_format * ir.CODE_PROC_FORMAT
+                + flags.not_principal * ir.CODE_NOT_PRINCIPAL)
+        for dictionary, bit in ((flags.dx_dict, ir.CODE_DX_DICT), (flags.proc_dict, ir.CODE_PROC_DICT)):
+            if dictionary is not None:
+                bits = bits + dictionary * bit
+        flags.bits = np.ascontiguousarray(bits, dtype=np.uint8)
+    return flags.bits
 
 
-def _items(column: pl.Series, offsets: np.ndarray, ids: np.ndarray, n: int) -> _Items:
-    column = column.cast(pl.List(pl.String))
-    text = _flat_text(column)
-    lengths = np.diff(offsets).astype(np.int64)
-    if len(text) != len(ids) or len(lengths) != n:  # defensive: re-derive from the text alone
-        lengths = column.list.len().fill_null(0).to_numpy().astype(np.int64)
-        ids = np.zeros(len(text), np.uint32)
-    row = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    starts = np.cumsum(lengths) - lengths
-    pos = np.arange(len(row), dtype=np.int64) - starts[row]
-    return _Items(row, pos, np.asarray(ids), text, lengths)
-
-
-def _text_matches(items: _Items, known: np.ndarray, pattern: str, where: np.ndarray) -> np.ndarray:
-    """Whether each item matches `pattern`: from the per-plan table for known codes, by regex for the rest."""
-    out = known[items.ids]
-    unknown = where & (items.ids == 0)
-    if unknown.any():
-        out = out.copy()
-        out[unknown] = items.text.filter(pl.Series(unknown)).str.contains(pattern).fill_null(False).to_numpy()
-    return out
-
-
-def _duplicates(codes: pl.Series, items: _Items, where: np.ndarray) -> tuple[np.ndarray, pl.Series]:
-    """(row, code) of every code listed more than once in the same case, each pair once.
-
-    `codes` is the plan's code list indexed by id (index 0 unused)."""
-    from .engine.kernel import KERNEL
-
-    rows, details = [], []
-    # Known codes: the kernel compares each item with the earlier items of its row (rows are short).
-    offsets = np.zeros(len(items.lengths) + 1, np.int64)
-    np.cumsum(items.lengths, out=offsets[1:])
-    repeats = np.zeros(len(items.ids), np.uint8)
-    KERNEL.duplicate_items(offsets, np.ascontiguousarray(items.ids, dtype=np.uint32), repeats)
-    repeated = repeats.view(bool) & where
-    if repeated.any():
-        pairs = np.unique((items.row[repeated] << 32) | items.ids[repeated].astype(np.int64))  # each (row, code) once
-        rows.append(pairs >> 32)
-        details.append(codes.gather(pl.Series(pairs & 0xFFFFFFFF)))
-    unknown = where & (items.ids == 0)
-    if unknown.any():
-        frame = pl.DataFrame({"row": items.row[unknown], "code": items.text.filter(pl.Series(unknown))})
-        frame = frame.filter(frame.is_duplicated()).unique(maintain_order=True)
-        rows.append(frame["row"].to_numpy())
-        details.append(frame["code"])
-    if not rows:
-        return np.zeros(0, np.int64), pl.Series([], dtype=pl.String)
-    return np.concatenate(rows), pl.concat(details)
-
-
-def _check_codes(found: _Found, flags: _CodeFlags, items: _Items, kind: str) -> None:
-    if not len(items.row):
-        return
-    empty = (items.text.str.len_bytes() == 0).to_numpy()
-    coded = ~empty
-    fmt_code, unknown_code, dup_code = f"bad_{kind}_format", f"unknown_{kind}", f"duplicate_{kind}"
-    if found.enabled(fmt_code):
-        pattern, known = (DX_FORMAT, flags.dx_format) if kind == "dx" else (PROC_FORMAT, flags.proc_format)
-        bad = coded & ~_text_matches(items, known, pattern, coded)
-        # an empty item is a stray separator, except an empty principal diagnosis (missing_dx)
-        bad |= empty & (items.pos > 0) if kind == "dx" else empty
-        found.add(fmt_code, items.row[bad], items.text.filter(pl.Series(bad)))
-    dictionary = flags.dx_dict if kind == "dx" else flags.proc_dict
-    if dictionary is not None and found.enabled(unknown_code):
-        unknown = coded & ~dictionary[items.ids]
-        found.add(unknown_code, items.row[unknown], items.text.filter(pl.Series(unknown)))
-    if kind == "dx" and found.enabled("not_principal_dx"):
-        principal = coded & (items.pos == 0)
-        bad = principal & _text_matches(items, flags.not_principal, NOT_PRINCIPAL, principal)
-        found.add("not_principal_dx", items.row[bad], items.text.filter(pl.Series(bad)))
-    if found.enabled(dup_code):
-        found.add(dup_code, *_duplicates(flags.codes, items, coded))
-
-
-def _check_fields(found: _Found, cases: pl.DataFrame, fields: np.ndarray) -> None:
-    f = {name: fields[i].astype(np.int64) for i, name in enumerate(ir.FIELDS)}
-    present = {name: fields[i] != ir.MISSING for i, name in enumerate(ir.FIELDS)}
-    for name in getattr(found.plan, "empty_numbers", {}):  # `read empty F as N`: judge what was written
-        if name in cases.columns:
-            written = cases[name].cast(pl.String).str.strip_chars().str.len_bytes().fill_null(0).to_numpy() > 0
-            present[name] = present[name] & written
-
-    def report(code: str, bad: np.ndarray, values: np.ndarray) -> None:
-        if bad.any():
-            found.add(code, np.flatnonzero(bad), pl.Series(values[bad]).cast(pl.String))
-
-    # unreadable values: text present, no number (encode_cases makes them missing); one pass
-    malformed = [name for name in ("sex", "age", "age_days", "weight", "los", "discharge")
-                 if found.enabled(f"malformed_{name}") and name in cases.columns]
-    if malformed and cases.height:
-        # cheap test first (a value is there but no number came out), text work only on those rows
-        given = cases.select(pl.col(name).is_not_null().alias(name) for name in malformed).to_numpy()
-        for j, name in enumerate(malformed):
-            rows = np.flatnonzero(given[:, j] & ~present[name])
-            if len(rows):
-                raw = cases[name].cast(pl.String).gather(pl.Series(rows, dtype=pl.UInt32)).str.strip_chars()
-                written = (raw.str.len_bytes() > 0).fill_null(False).to_numpy()
-                found.add(f"malformed_{name}", rows[written], raw.filter(pl.Series(written)))
-
-    age, days = f["age"], f["age_days"]
-    if found.enabled("implausible_age"):
-        report("implausible_age", present["age"] & ((age < 0) | (age > MAX_AGE)), age)
-    if found.enabled("implausible_age_days"):
-        with_days = present["age_days"]
-        older = with_days & present["age"] & (age > 0) & ((days < age * 365) | (days > (age + 1) * 366))
-        infant = with_days & present["age"] & (age == 0) & (days > 366)
-        bad = older | infant | (with_days & (days < 0))
-        if bad.any():
-            detail = pl.DataFrame({"d": days[bad], "a": age[bad], "p": present["age"][bad]}).select(
-                pl.format("{} d", "d") + pl.when(pl.col("p")).then(pl.format(" / {} y", "a")).otherwise(pl.lit("")))
-            found.add("implausible_age_days", np.flatnonzero(bad), detail.to_series())
-    if found.enabled("implausible_weight"):
-        w = f["weight"]
-        report("implausible_weight", present["weight"] & ((w < WEIGHT_RANGE[0]) | (w > WEIGHT_RANGE[1])), w)
-    if found.enabled("implausible_los"):
-        report("implausible_los", present["los"] & (f["los"] < 0), f["los"])
-    if found.enabled("unknown_discharge"):
-        report("unknown_discharge", present["discharge"] & ~np.isin(f["discharge"], DISCHARGE_MODES), f["discharge"])
-
-
-def _scheme_ids(plan: ir.Plan, ids: np.ndarray) -> np.ndarray:
-    """Code ids with the ids of unknown codes that only matched a `prefix` set made 0 (unknown)."""
-    if not getattr(plan, "prefixes", None):
-        return ids
-    return np.where(ids > plan.n_codes, 0, ids).astype(ids.dtype, copy=False)
+def _enabled(plan: ir.Plan) -> np.ndarray:
+    """uint8 per ir.CHECKS: whether it runs (its level is not "off"; unknown_* need a dictionary)."""
+    dictionaries = getattr(plan, "dictionary_sets", None) or {}
+    on = [level_of(plan, code) != "off" for code in ir.CHECKS]
+    for kind in ("dx", "proc"):
+        if kind not in dictionaries:
+            on[ir.CHECKS.index(f"unknown_{kind}")] = False
+    return np.array(on, dtype=np.uint8)
 
 
 def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
                 kernel=None) -> pl.DataFrame:
     """Every problem of every case of an encoded batch (see the module docstring for the frame)."""
+    kernel = kernel or KERNEL
+    if batch.field_state is None or batch.dx_text is None or batch.px_text is None:
+        batch = encode_cases(plan, cases, kernel=kernel)    # a Batch made elsewhere: read the text again
+    return _problem_frame(plan, cases, batch, *find_problems(plan, cases, batch, threads=threads, kernel=kernel))
+
+
+def find_problems(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
+                  kernel=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's walk over an encoded batch (`check_cases`: the codes it interned, the fields it
+    parsed, the scheme's warn rules), rows split over threads like the grouping itself:
+    (row, check, ref) arrays in problem order (check: an index of ir.CHECKS, or len(ir.CHECKS) + w
+    for warn rule w; ref: the item a code problem is about)."""
+    kernel = kernel or KERNEL
     n = len(batch.skip)
-    found = _Found(plan)
-    flags = _code_flags(plan)
-    unreadable = _check_lines(found, cases)
-    _check_fields(found, cases, batch.fields)
-    dx = _items(cases["dx"], batch.dx_offsets, _scheme_ids(plan, batch.dx_codes), n)
-    if found.enabled("missing_dx"):
-        first_empty = np.zeros(n, dtype=bool)
-        heads = dx.pos == 0
-        first_empty[dx.row[heads]] = (dx.text.filter(pl.Series(heads)).str.len_bytes() == 0).to_numpy()
-        found.add("missing_dx", np.flatnonzero(first_empty | (dx.lengths == 0)))
-    _check_codes(found, flags, dx, "dx")
-    _check_codes(found, flags, _items(cases["proc"], batch.px_offsets, _scheme_ids(plan, batch.px_codes), n), "proc")
-    warn_cond = getattr(plan, "warn_cond", np.zeros(0, np.int32))
-    if len(warn_cond) and n:
-        everyone = dataclasses.replace(batch, skip=np.zeros(n, dtype=np.uint8))  # warnings for every case
-        truth = eval_conditions(plan, everyone, warn_cond, threads=threads, kernel=kernel)
-        for i, name in enumerate(plan.warn_names):
-            found.add(name, np.flatnonzero(truth[i]), level="warning", order=len(ORDER) + i)
-    problems = found.frame()
-    if unreadable is not None:  # a line read against the wrong columns: its other findings are noise
-        problems = problems.filter(~pl.col("row").is_in(unreadable.implode()) | (pl.col("reason") == "malformed_line"))
-    return problems
+    read_problem = (cases[READ_PROBLEM].is_not_null().to_numpy().astype(np.uint8) if READ_PROBLEM in cases.columns
+                    else np.zeros(n, np.uint8))
+    warn_cond = getattr(plan, "warn_cond", None)
+    warn_cond = np.ascontiguousarray(warn_cond if warn_cond is not None else np.zeros(0), dtype=np.int32)
+    args = (plan.set_bits, plan.label_maps, plan.program, plan.cond_start, warn_cond,
+            batch.dx_offsets, batch.dx_codes, batch.dx_text.kernel_args(),
+            batch.px_offsets, batch.px_codes, batch.px_text.kernel_args(),
+            batch.fields, batch.field_state, read_problem, _code_flag_bits(plan), plan.n_codes, _enabled(plan))
+    parts = over_rows(n, threads, kernel, lambda start, stop: kernel.check_cases(*args, start, stop))
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
-def _check_lines(found: _Found, cases: pl.DataFrame) -> pl.Series | None:
-    """`malformed_line` for the rows the reader could not read against the header (grouper.io
-    READ_PROBLEM); returns those rows, or None when there are none."""
-    if READ_PROBLEM not in cases.columns or cases[READ_PROBLEM].null_count() == cases.height:
-        return None
-    bad = cases[READ_PROBLEM].is_not_null()
-    rows = pl.Series(np.flatnonzero(bad.to_numpy()), dtype=pl.UInt32)
-    found.add("malformed_line", rows.to_numpy(), cases[READ_PROBLEM].filter(bad), level="error")
-    return rows
+def _problem_frame(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, rows: np.ndarray, checks: np.ndarray,
+                   refs: np.ndarray) -> pl.DataFrame:
+    """The kernel's (row, check, ref) problems as the problems frame: reason, level, detail (the
+    offending code, the value as written, or the value read)."""
+    if not len(rows):
+        return empty_problems()
+    warn_names = list(getattr(plan, "warn_names", []))
+    names = pl.Series([*ir.CHECKS, *warn_names], dtype=pl.String)
+    levels = pl.Series([level_of(plan, code) for code in ir.CHECKS] + ["warning"] * len(warn_names), dtype=pl.String)
+    check = pl.Series(checks)
+    detail = _nulls(len(rows))
+
+    def where(code: str) -> np.ndarray:
+        return np.flatnonzero(checks == ir.CHECKS.index(code))
+
+    for kind, text in (("dx", batch.dx_text), ("proc", batch.px_text)):
+        for code in (f"bad_{kind}_format", f"unknown_{kind}", "not_principal_dx", f"duplicate_{kind}"):
+            at = where(code) if code != "not_principal_dx" or kind == "dx" else ()
+            if len(at):
+                detail = detail.scatter(at, text.take(refs[at]))
+    for f, name in enumerate(ir.FIELDS[:6]):
+        at = where(f"malformed_{name}")
+        if len(at):
+            detail = detail.scatter(at, cases[name].cast(pl.String).gather(rows[at]).str.strip_chars())
+    for code, name in (("implausible_age", "age"), ("implausible_weight", "weight"), ("implausible_los", "los"),
+                       ("unknown_discharge", "discharge")):
+        at = where(code)
+        if len(at):
+            detail = detail.scatter(at, pl.Series(batch.fields[ir.FIELD_IDS[name]][rows[at]].astype(np.int64))
+                                    .cast(pl.String))
+    at = where("implausible_age_days")
+    if len(at):
+        r = rows[at]
+        with_age = batch.field_state[ir.FIELD_IDS["age"]][r] == ir.FIELD_OK
+        text = pl.DataFrame({"d": batch.fields[ir.FIELD_IDS["age_days"]][r].astype(np.int64),
+                             "a": batch.fields[ir.FIELD_IDS["age"]][r].astype(np.int64), "p": with_age}).select(
+            pl.format("{} d", "d") + pl.when(pl.col("p")).then(pl.format(" / {} y", "a")).otherwise(pl.lit("")))
+        detail = detail.scatter(at, text.to_series())
+    at = where("malformed_line")
+    if len(at):
+        detail = detail.scatter(at, cases[READ_PROBLEM].cast(pl.String).gather(rows[at]))
+    return pl.DataFrame({"row": pl.Series(rows, dtype=pl.UInt32), "reason": names.gather(check),
+                         "level": levels.gather(check), "detail": detail})
 
 
 def block(plan: ir.Plan, batch: Batch, problems: pl.DataFrame) -> Batch:

@@ -834,21 +834,3 @@ def test_selection_when_extension_missing():
 def test_selection_default(cy):
     proc = _selected({})
     assert proc.returncode == 0 and proc.stdout.split() == ["cython", "True"], proc.stderr
-
-
-def test_duplicate_items_parity(kernel):
-    rng = np.random.default_rng(7)
-    lengths = rng.integers(0, 12, size=2000)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    codes = rng.integers(0, 6, size=int(offsets[-1])).astype(np.uint32)
-    expected = np.zeros(len(codes), np.uint8)
-    _kernel_py.duplicate_items(offsets, codes, expected)
-    # hand check of one row: [3, 0, 3, 0, 5, 3] → the second and third 3 repeat; 0 never counts
-    row = np.array([3, 0, 3, 0, 5, 3], np.uint32)
-    one = np.zeros(6, np.uint8)
-    _kernel_py.duplicate_items(np.array([0, 6], np.int64), row, one)
-    assert one.tolist() == [0, 0, 1, 0, 0, 1]
-    got = np.zeros(len(codes), np.uint8)
-    kernel.duplicate_items(offsets, codes, got)
-    assert np.array_equal(got, expected)
-    assert expected.sum() > 0

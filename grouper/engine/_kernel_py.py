@@ -5,11 +5,17 @@ Slow (a Python loop per case): use it for tests and explanations, not for batche
 """
 from __future__ import annotations
 
+import re
+
 from .ir import (
     ATTEMPT_ALONE, DX, EQ, GE, GROUPED, GT, INVALID, LAST_ENTERED, LE, LT, MISSING, NE, NOT_QY, NO_ADRG, NO_CONDITION,
     NO_DRG, NO_DRG_STATUS, OP_AND, OP_CONST, OP_COUNT, OP_COUNT_ITEMS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE,
     OP_GATE_FIELD, OP_HAS_TAG, OP_IN, OP_IN_UNLESS, OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, QY, SDX,
     SECOND_ATTEMPT, SPROC, UNGROUPABLE,
+)
+from .ir import (
+    CHECKS, CODE_DX_DICT, CODE_DX_FORMAT, CODE_NOT_PRINCIPAL, CODE_PROC_DICT, CODE_PROC_FORMAT, DISCHARGE_MODES,
+    DX_FORMAT, FIELD_ABSENT, FIELD_BAD, FIELD_OK, FIELD_SLOW, MAX_AGE, NOT_PRINCIPAL, PROC_FORMAT, WEIGHT_RANGE,
 )
 
 
@@ -236,11 +242,190 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
         out_status[i], out_mdc[i], out_adrg[i], out_drg[i], out_reason[i] = result
 
 
-def duplicate_items(offsets, codes, out) -> None:
-    """out[j] = 1 when item j repeats an earlier item of the same row (code id 0, unknown, never counts)."""
-    for i in range(len(offsets) - 1):
-        seen = set()
-        for j in range(offsets[i], offsets[i + 1]):
-            code = int(codes[j])
-            out[j] = code != 0 and code in seen
-            seen.add(code)
+# ---- one pass over a batch's text: codes interned, fields parsed, every case checked ----------
+#
+# Text arrives as Arrow string_view arrays (see grouper.engine.encode.Text.kernel_args): 16 bytes
+# per string, its length first; up to 12 bytes inline, longer ones in data buffer (index at byte 8,
+# offset at byte 12).
+
+def text_at(text, i: int) -> bytes:
+    """String i of a (views, buffers, validity, bit_offset) text (a null string reads as b"")."""
+    views, buffers, validity, bit_offset = text
+    if validity is not None:
+        b = bit_offset + i
+        if not (int(validity[b >> 3]) >> (b & 7)) & 1:
+            return b""
+    view = bytes(views[16 * i:16 * i + 16])
+    n = int.from_bytes(view[:4], "little", signed=True)
+    if n <= 12:
+        return view[4:4 + n]
+    buf, off = int.from_bytes(view[8:12], "little"), int.from_bytes(view[12:16], "little")
+    return bytes(buffers[buf][off:off + n])
+
+
+def code_table(data, offsets) -> dict[bytes, int]:
+    """The plan's codes → code id (the compiled kernel builds a hash table; same lookups)."""
+    return {bytes(data[offsets[i]:offsets[i + 1]]): i + 1 for i in range(len(offsets) - 1)}
+
+
+def intern_codes(table, data, offsets, views, buffers, validity, bit_offset, out) -> None:
+    """out[j] = the code id of string j (0: not a code of the plan)."""
+    text = (views, buffers, validity, bit_offset)
+    for j in range(len(out)):
+        out[j] = table.get(text_at(text, j), 0)
+
+
+PLAIN_INTEGER = re.compile(rb"-?[0-9]{1,18}")
+
+
+def parse_ints(views, buffers, validity, bit_offset, out, state) -> None:
+    """Plain integers straight into out (FIELD_OK; FIELD_BAD outside int32, INT32_MIN excluded);
+    empty or null: FIELD_ABSENT; anything else FIELD_SLOW (the full reading rules decide)."""
+    text = (views, buffers, validity, bit_offset)
+    for i in range(len(out)):
+        s = text_at(text, i)
+        out[i] = MISSING
+        if not s:
+            state[i] = FIELD_ABSENT
+        elif PLAIN_INTEGER.fullmatch(s):
+            value = int(s)
+            state[i] = FIELD_OK if MISSING < value <= 2**31 - 1 else FIELD_BAD
+            if state[i] == FIELD_OK:
+                out[i] = value
+        else:
+            state[i] = FIELD_SLOW
+
+
+def _anchored(pattern: str) -> re.Pattern:
+    # Polars' (Rust) `$` is the end of the text; Python's also matches before a final newline.
+    return re.compile(pattern.replace("$", r"\Z").encode())
+
+
+TEXT_MATCHERS = ((CODE_DX_FORMAT, _anchored(DX_FORMAT)), (CODE_PROC_FORMAT, _anchored(PROC_FORMAT)),
+                 (CODE_NOT_PRINCIPAL, _anchored(NOT_PRINCIPAL)))
+
+
+def text_flags(views, buffers, validity, bit_offset, out) -> None:
+    """out[j] = CODE_DX_FORMAT | CODE_PROC_FORMAT | CODE_NOT_PRINCIPAL as string j matches."""
+    text = (views, buffers, validity, bit_offset)
+    for j in range(len(out)):
+        s = text_at(text, j)
+        out[j] = sum(flag for flag, pattern in TEXT_MATCHERS if pattern.search(s))
+
+
+class _Codes:
+    """One case's diagnoses or procedures, as the checks see them."""
+
+    def __init__(self, ids, first: int, text, n_known: int, code_flags):
+        self.ids, self.first = [int(x) for x in ids], first
+        self.texts = [text_at(text, first + j) for j in range(len(self.ids))]
+        self.n_known, self.code_flags = n_known, code_flags
+
+    def known(self, j: int) -> bool:
+        return 1 <= self.ids[j] <= self.n_known
+
+    def flag(self, j: int, flag: int) -> bool:
+        """A code flag: the plan's table for known codes (dictionary flags of others: id 0's),
+        the text matchers for other codes' formats."""
+        if self.known(j) or flag & (CODE_DX_DICT | CODE_PROC_DICT):
+            return bool(int(self.code_flags[self.ids[j] if self.known(j) else 0]) & flag)
+        return any(bool(pattern.search(self.texts[j])) for f, pattern in TEXT_MATCHERS if f == flag)
+
+    def bad_format(self, j: int, is_dx: bool) -> bool:
+        if not self.texts[j]:       # a stray separator; an empty principal diagnosis is missing_dx
+            return j > 0 or not is_dx
+        return not self.flag(j, CODE_DX_FORMAT if is_dx else CODE_PROC_FORMAT)
+
+    def unknown(self, j: int, is_dx: bool) -> bool:
+        return bool(self.texts[j]) and not self.flag(j, CODE_DX_DICT if is_dx else CODE_PROC_DICT)
+
+    def once(self, test) -> list[int]:
+        """The items for which test holds, each text once (its first such item)."""
+        seen, out = set(), []
+        for j in range(len(self.ids)):
+            if test(j) and self.texts[j] not in seen:
+                seen.add(self.texts[j])
+                out.append(j)
+        return out
+
+    def duplicates(self) -> list[int]:
+        """Codes listed more than once: known codes by ascending id, then the others in order of
+        first appearance; each once (its first item). Empty items are not codes."""
+        counts: dict[bytes, int] = {}
+        for s in self.texts:
+            counts[s] = counts.get(s, 0) + 1
+        repeated = [j for j in self.once(lambda j: counts[self.texts[j]] > 1 and self.texts[j] != b"")]
+        return (sorted((j for j in repeated if self.known(j)), key=lambda j: self.ids[j])
+                + [j for j in repeated if not self.known(j)])
+
+
+def check_one(i: int, dx: _Codes, px: _Codes, fields, state, on) -> list[tuple[int, int]]:
+    """(check, ref) of every problem of case i, in CHECKS order (ref: item index or -1)."""
+    out = []
+    check = CHECKS.index
+
+    def present(f: int) -> bool:
+        return int(state[f, i]) == FIELD_OK
+
+    for f in range(6):
+        if on[check("malformed_sex") + f] and int(state[f, i]) == FIELD_BAD:
+            out.append((check("malformed_sex") + f, -1))
+    if on[check("missing_dx")] and (not dx.ids or not dx.texts[0]):
+        out.append((check("missing_dx"), -1))
+    sex, age, days, weight, los, discharge = (int(fields[f, i]) for f in range(6))
+    if on[check("implausible_age")] and present(1) and not 0 <= age <= MAX_AGE:
+        out.append((check("implausible_age"), -1))
+    if on[check("implausible_age_days")] and present(2) and (
+            days < 0 or (present(1) and age > 0 and not age * 365 <= days <= (age + 1) * 366)
+            or (present(1) and age == 0 and days > 366)):
+        out.append((check("implausible_age_days"), -1))
+    if on[check("implausible_weight")] and present(3) and not WEIGHT_RANGE[0] <= weight <= WEIGHT_RANGE[1]:
+        out.append((check("implausible_weight"), -1))
+    if on[check("implausible_los")] and present(4) and los < 0:
+        out.append((check("implausible_los"), -1))
+    if on[check("unknown_discharge")] and present(5) and discharge not in DISCHARGE_MODES:
+        out.append((check("unknown_discharge"), -1))
+    for name, codes, test in (
+            ("bad_dx_format", dx, lambda j: dx.bad_format(j, True)),
+            ("bad_proc_format", px, lambda j: px.bad_format(j, False)),
+            ("unknown_dx", dx, lambda j: dx.unknown(j, True)),
+            ("unknown_proc", px, lambda j: px.unknown(j, False))):
+        if on[check(name)]:
+            out += [(check(name), codes.first + j) for j in codes.once(test)]
+    if on[check("not_principal_dx")] and dx.ids and dx.texts[0] and dx.flag(0, CODE_NOT_PRINCIPAL):
+        out.append((check("not_principal_dx"), dx.first))
+    for name, codes in (("duplicate_dx", dx), ("duplicate_proc", px)):
+        if on[check(name)]:
+            out += [(check(name), codes.first + j) for j in codes.duplicates()]
+    return out
+
+
+def check_cases(set_bits, label_maps, program, cond_start, warn_cond,
+                dx_offsets, dx_codes, dx_text, px_offsets, px_codes, px_text,
+                fields, field_state, read_problem, code_flags, n_known, enabled, start: int = 0, stop: int = -1):
+    """Every problem of cases start:stop, in order: (row uint32, check int32, ref int64) arrays.
+
+    check: an index of CHECKS, or len(CHECKS) + w for the scheme's warn rule w (warn_cond[w],
+    tested on every case); ref: the item (index into the batch's dx or px items) a code problem is
+    about, else -1. A case with read_problem set gets malformed_line only. Each (case, check,
+    code) once; enabled[c]: whether check c runs. code_flags[id]: CODE_* bits of code id (index 0:
+    what unknown codes get for the dictionaries).
+    """
+    import numpy as np
+
+    plan_arrays = (set_bits, label_maps, program, cond_start)
+    n = len(read_problem)
+    stop = n if stop < 0 else stop
+    found: list[tuple[int, int, int]] = []
+    for i in range(start, stop):
+        if read_problem[i]:
+            found.append((i, CHECKS.index("malformed_line"), -1))
+            continue
+        dx = _Codes(dx_codes[dx_offsets[i]:dx_offsets[i + 1]], int(dx_offsets[i]), dx_text, n_known, code_flags)
+        px = _Codes(px_codes[px_offsets[i]:px_offsets[i + 1]], int(px_offsets[i]), px_text, n_known, code_flags)
+        found += [(i, c, ref) for c, ref in check_one(i, dx, px, fields, field_state, enabled)]
+        case = Case(dx.ids, px.ids, fields[:, i].tolist())
+        found += [(i, len(CHECKS) + w, -1) for w, k in enumerate(warn_cond.tolist())
+                  if eval_condition(plan_arrays, k, case)]
+    rows, checks, refs = zip(*found) if found else ((), (), ())
+    return np.array(rows, np.uint32), np.array(checks, np.int32), np.array(refs, np.int64)

@@ -1,8 +1,11 @@
 """Encode stage: a canonical case frame → kernel arrays (`Batch`).
 
-Codes become integer ids once per batch (a Polars Enum cast over the plan's code list), the
-lists travel as Arrow offsets + values, and the case fields become an int32 matrix. Unreadable
-field values are marked (`skip`, `skip_reason`) for validation to report; no row is dropped.
+The kernel reads the frame's text where Polars keeps it (Arrow string_view buffers, no copy):
+codes become integer ids in one walk over the items (a hash table over the plan's codes, built
+once per plan), and plain integer fields are parsed straight into the int32 field matrix; only
+the values that are not plain integers ("12.0", 男, blanks around a number, garbage) go through
+the full reading rules here. Unreadable values are marked (`field_state`, `skip`, `skip_reason`)
+for validation to report; no row is dropped.
 """
 from __future__ import annotations
 
@@ -10,11 +13,105 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from . import ir
+from .kernel import KERNEL
 
 # Input spellings of sex besides the digits (OpenDRG accepts 男/女 as well).
 SEX_WORDS = {**ir.SEX_VALUES, "男": 1, "女": 2, "M": 1, "F": 2, "m": 1, "f": 2}
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string column as the kernel reads it: an Arrow string_view array (Polars' own buffers)."""
+
+    series: pl.Series       # String
+    array: pa.Array         # the same strings, string_view
+
+    @classmethod
+    def of(cls, column: pl.Series) -> "Text":
+        column = column.cast(pl.String).rechunk()
+        array = column.to_arrow(compat_level=pl.CompatLevel.newest())
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if array.type != pa.string_view():
+            array = array.cast(pa.string_view())
+        return cls(column, array)
+
+    def kernel_args(self) -> tuple:
+        """(views, buffers, validity, bit_offset) as every kernel's text functions take them."""
+        array = self.array
+        validity, views, *data = array.buffers()
+        views = np.frombuffer(views, np.uint8)[16 * array.offset:16 * (array.offset + len(array))] \
+            if views is not None else np.zeros(0, np.uint8)
+        data = tuple(np.frombuffer(b, np.uint8) if b is not None else np.zeros(0, np.uint8) for b in data)
+        bits = np.frombuffer(validity, np.uint8) if validity is not None and array.null_count else None
+        return views, data, bits, array.offset
+
+    def take(self, index: np.ndarray) -> pl.Series:
+        """The strings at `index` (a null string reads as "")."""
+        return self.series.gather(pl.Series(index, dtype=pl.Int64)).fill_null("")
+
+
+def code_table(plan: ir.Plan, kernel=None):
+    """The plan's codes as (table, bytes, offsets) for the kernel's `intern_codes` (built once per
+    plan and kernel; code id i + 1 is bytes[offsets[i]:offsets[i + 1]])."""
+    return _string_table(plan, "codes", plan.codes, kernel)
+
+
+def _string_table(plan: ir.Plan, name: str, strings, kernel=None):
+    """`strings` as the kernel's lookup table (string i gets id i + 1), kept on the plan by name."""
+    kernel = kernel or KERNEL
+    tables = plan.__dict__.setdefault("_code_tables", {})
+    key = (getattr(kernel, "__name__", ""), name)
+    if key not in tables:
+        encoded = [text.encode() for text in strings]
+        offsets = np.zeros(len(encoded) + 1, np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        data = np.frombuffer(b"".join(encoded), np.uint8) if encoded else np.zeros(0, np.uint8)
+        tables[key] = (kernel.code_table(data, offsets), data, offsets)
+    return tables[key]
+
+
+def _prefix_ids(texts: pl.Series, n_codes: int, prefixes: list[str]) -> np.ndarray:
+    """Ids of unknown codes by the plan's `prefix` sets: the longest matching prefix k gives
+    n_codes + 1 + k; no match gives 0."""
+    return texts.to_frame("code").select(_prefix_expr(pl.col("code"), n_codes, prefixes).fill_null(0))\
+        .to_series().to_numpy().astype(np.uint32)
+
+
+def _prefix_expr(code: pl.Expr, n_codes: int, prefixes) -> pl.Expr:
+    unknown = pl.lit(None, pl.UInt32)
+    for k, prefix in sorted(enumerate(prefixes), key=lambda kp: len(kp[1])):  # the longest prefix wins
+        unknown = pl.when(code.str.starts_with(prefix)).then(pl.lit(n_codes + 1 + k, pl.UInt32)).otherwise(unknown)
+    return unknown
+
+
+def intern_lists(plan: ir.Plan, column: pl.Series, kernel=None) -> tuple[np.ndarray, np.ndarray, Text]:
+    """List(String) → (int64 offsets from 0, uint32 code ids, the items' Text): ids as in
+    `_code_lists`, looked up by the kernel in one walk over the items."""
+    kernel = kernel or KERNEL
+    column = column.cast(pl.List(pl.String))
+    if column.null_count():
+        column = column.to_frame("c").select(pl.col("c").fill_null(pl.lit([], pl.List(pl.String)))).to_series()
+    array = column.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    offsets = np.asarray(array.offsets, dtype=np.int64)
+    items = Text.of(pl.from_arrow(array.values.slice(offsets[0], offsets[-1] - offsets[0])))
+    offsets = np.ascontiguousarray(offsets - offsets[0])
+    ids = np.empty(len(items.array), np.uint32)
+    table, data, code_offsets = code_table(plan, kernel)
+    kernel.intern_codes(table, data, code_offsets, *items.kernel_args(), ids)
+    prefixes = getattr(plan, "prefixes", [])
+    if prefixes:
+        unknown = np.flatnonzero(ids == 0)
+        if len(unknown):
+            ids[unknown] = _prefix_ids(items.take(unknown), len(plan.codes), prefixes)
+    return offsets, ids, items
+
+
 @dataclass
 class Batch:
     """One batch of cases as kernel arrays."""
@@ -26,6 +123,9 @@ class Batch:
     fields: np.ndarray          # int32[7, n]
     skip: np.ndarray            # uint8[n]: rejected while reading
     skip_reason: pl.Series      # String[n]: why (null where not skipped)
+    field_state: np.ndarray | None = None  # uint8[7, n]: ir.FIELD_ABSENT / FIELD_OK / FIELD_BAD
+    dx_text: Text | None = None            # the items' text, for the validation pass and its details
+    px_text: Text | None = None
 
     def kernel_args(self) -> tuple:
         return (self.dx_offsets, self.dx_codes, self.px_offsets, self.px_codes, self.fields, self.skip)
@@ -43,11 +143,7 @@ def _code_id_expr(enum: pl.Enum, prefixes: tuple[str, ...]) -> pl.Expr:
         return cached[1]
     known = pl.element().cast(enum, strict=False).to_physical().cast(pl.UInt32).add(1)
     if prefixes:
-        n_codes = len(enum.categories)
-        unknown = pl.lit(None, pl.UInt32)
-        for k, prefix in sorted(enumerate(prefixes), key=lambda kp: len(kp[1])):  # the longest prefix wins
-            unknown = pl.when(pl.element().str.starts_with(prefix)).then(pl.lit(n_codes + 1 + k, pl.UInt32)).otherwise(unknown)
-        known = pl.coalesce(known, unknown)
+        known = pl.coalesce(known, _prefix_expr(pl.element(), len(enum.categories), prefixes))
     known = known.fill_null(0)
     if len(_CODE_EXPRS) >= 32:  # a few plans per process; never grows without bound
         _CODE_EXPRS.pop(next(iter(_CODE_EXPRS)))
@@ -103,36 +199,48 @@ def _encode_dept(text: pl.Series, dept_ids: dict[str, int]) -> np.ndarray:
 
 
 def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir.Plan | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-    """One text field → (int32 values with MISSING, bool[n] malformed or None when none is).
+                  kernel=None) -> tuple[np.ndarray, np.ndarray]:
+    """One text field → (int32 values with MISSING, uint8 ir.FIELD_* state per row).
 
-    Fast path: a plain integer converts with one cast over the whole column. Only the rows it
-    leaves unresolved while holding text (blanks around a number, "12.0", sex words, garbage) go
-    through the full rules of `_slow_field`, so the result is the same as applying those rules to
-    every row. The plan's `read` statements apply: sex spellings (then every sex value takes the
-    slow path), and the value of an empty number field.
+    The kernel parses plain integers straight from the text (`parse_ints`). Only the rows it
+    leaves to the full rules (blanks around a number, "12.0", sex words, garbage) go through
+    `_slow_field`, so the result is the same as applying those rules to every row. The plan's
+    `read` statements apply: sex spellings (looked up by the kernel like codes), and the
+    value of an empty number field.
     """
+    n = len(text)
     if name == "dept":
-        return _encode_dept(text, dept_ids), None
-    sex_spellings = plan.sex_spellings if plan is not None and name == "sex" else None
-    fast = text.cast(pl.Int64, strict=False) if sex_spellings is None else pl.Series(name, [None] * len(text), pl.Int64)
-    unresolved = fast.is_null() & text.is_not_null()
-    present = text.is_not_null()
-    if unresolved.any():
-        value, slow_present = _slow_field(name, text.filter(unresolved), sex_spellings)
-        fast = fast.scatter(unresolved.arg_true(), value)
-        present = present.scatter(unresolved.arg_true(), slow_present)
-    low, high = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max
-    ok = fast.is_between(low, high)                             # null where the value is null
-    bad = present & ~ok.fill_null(False)                        # text present but no usable number
+        return _encode_dept(text, dept_ids), np.where(text.is_not_null().to_numpy(), ir.FIELD_OK,
+                                                      ir.FIELD_ABSENT).astype(np.uint8)
+    kernel = kernel or KERNEL
+    values = np.empty(n, np.int32)
+    state = np.empty(n, np.uint8)
+    if plan is not None and name == "sex" and plan.sex_spellings is not None:
+        # `read sex ...`: a value written exactly as one of the spellings is looked up like a code;
+        # the rest (blanks around it, other text) goes through the full rules
+        sex_spellings = plan.sex_spellings
+        spellings = [k for k in sex_spellings if k and k == k.strip()]
+        table = _string_table(plan, "sex", spellings, kernel)
+        ids = np.empty(n, np.uint32)
+        kernel.intern_codes(*table, *Text.of(text).kernel_args(), ids)
+        by_id = np.array([ir.MISSING] + [sex_spellings[k] for k in spellings], np.int64)[ids]
+        found = (ids > 0) & (by_id > ir.MISSING) & (by_id <= np.iinfo(np.int32).max)
+        values[:] = np.where(found, by_id, ir.MISSING)
+        state[:] = np.where(found, ir.FIELD_OK, np.where(text.is_not_null().to_numpy(), ir.FIELD_SLOW, ir.FIELD_ABSENT))
+    else:
+        sex_spellings = None
+        kernel.parse_ints(*Text.of(text).kernel_args(), values, state)
+    slow = np.flatnonzero(state == ir.FIELD_SLOW)
+    if len(slow):
+        value, present = _slow_field(name, text.gather(pl.Series(slow, dtype=pl.UInt32)), sex_spellings)
+        low, high = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max
+        ok = value.is_between(low, high).fill_null(False).to_numpy()
+        values[slow] = np.where(ok, value.fill_null(0).clip(low, high).to_numpy(), ir.MISSING)
+        state[slow] = np.where(ok, ir.FIELD_OK, np.where(present.to_numpy(), ir.FIELD_BAD, ir.FIELD_ABSENT))
     empty = plan.empty_numbers.get(name) if plan is not None else None
-    values = fast.fill_null(ir.MISSING).to_numpy()
     if empty is not None:       # `read empty FIELD as N`: an empty field is N; an unreadable one stays missing
-        values = np.where(present.not_().to_numpy(), empty, values)
-    malformed = bad.to_numpy() if bad.any() else None
-    if malformed is not None:
-        values = np.where(malformed, ir.MISSING, values)
-    return values.astype(np.int32, copy=False), malformed
+        values[state == ir.FIELD_ABSENT] = empty
+    return values, state
 
 
 def read_lists(plan: ir.Plan, cases: pl.DataFrame) -> pl.DataFrame:
@@ -147,27 +255,26 @@ def read_lists(plan: ir.Plan, cases: pl.DataFrame) -> pl.DataFrame:
     return cases.with_columns(**changed) if changed else cases
 
 
-def encode_cases(plan: ir.Plan, cases: pl.DataFrame) -> Batch:
+def encode_cases(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None) -> Batch:
     """Turn a canonical case frame into kernel arrays. Never drops or reorders rows."""
-    enum = plan.code_enum()
-    prefixes = getattr(plan, "prefixes", [])
-    dx_offsets, dx_codes = _code_lists(cases["dx"].cast(pl.List(pl.String)), enum, prefixes)
-    px_offsets, px_codes = _code_lists(cases["proc"].cast(pl.List(pl.String)), enum, prefixes)
+    kernel = kernel or KERNEL
+    dx_offsets, dx_codes, dx_text = intern_lists(plan, cases["dx"], kernel)
+    px_offsets, px_codes, px_text = intern_lists(plan, cases["proc"], kernel)
 
     n = cases.height
     dept_ids = {d: i + 1 for i, d in enumerate(plan.depts)}
     fields = np.empty((len(ir.FIELDS), n), dtype=np.int32)
-    first_bad = np.full(n, -1, dtype=np.int8)                  # index into ir.FIELDS of the first malformed field
-    for i, name in reversed(list(enumerate(ir.FIELDS))):       # reversed: the first field in FIELDS order wins
-        values, malformed = _encode_field(name, cases[name].cast(pl.String), dept_ids, plan)
-        fields[i] = values
-        if malformed is not None:
-            first_bad[malformed] = i
-    skip = np.ascontiguousarray((first_bad >= 0).astype(np.uint8))
+    state = np.empty((len(ir.FIELDS), n), dtype=np.uint8)
+    for i, name in enumerate(ir.FIELDS):
+        fields[i], state[i] = _encode_field(name, cases[name].cast(pl.String), dept_ids, plan, kernel)
+    bad = state == ir.FIELD_BAD
+    skip = np.ascontiguousarray(bad.any(axis=0).astype(np.uint8))
     if skip.any():
-        index = pl.Series(first_bad.astype(np.int32))
+        first_bad = np.where(skip.astype(bool), bad.argmax(axis=0), -1).astype(np.int32)  # the first field in FIELDS order
+        index = pl.Series(first_bad)
         index = pl.select(pl.when(index >= 0).then(index)).to_series()     # null where not skipped
         skip_reason = pl.Series([f"malformed_{name}" for name in ir.FIELDS], dtype=pl.String).gather(index)
     else:
         skip_reason = pl.repeat(None, n, dtype=pl.String, eager=True)
-    return Batch(dx_offsets, dx_codes, px_offsets, px_codes, fields, skip, skip_reason.alias("skip_reason"))
+    return Batch(dx_offsets, dx_codes, px_offsets, px_codes, fields, skip, skip_reason.alias("skip_reason"),
+                 state, dx_text, px_text)

@@ -24,6 +24,38 @@ FIELD_IDS = {name: i for i, name in enumerate(FIELDS)}
 MISSING = np.iinfo(np.int32).min
 SEX_VALUES = {"male": 1, "female": 2}  # `sex = male` in a scheme compares the field with 1
 
+# How a field's text was read (encode → the kernel's validation pass): absent (null or blank), a
+# usable number, or text that is none (malformed_<field>). FIELD_SLOW: the compiled parser's "not a
+# plain integer, apply the full reading rules" (grouper.engine.encode); never left in a Batch.
+FIELD_ABSENT, FIELD_OK, FIELD_BAD, FIELD_SLOW = range(4)
+
+# The built-in checks of the validation pass (kernel `check_cases`), in the order they are reported
+# for a case: the catalogue order of grouper.reasons (the code-map checks unmapped_* run before
+# encoding, in grouper.validate). The scheme's warn rule w is check len(CHECKS) + w.
+CHECKS = ("malformed_line", "malformed_sex", "malformed_age", "malformed_age_days", "malformed_weight",
+          "malformed_los", "malformed_discharge", "missing_dx", "implausible_age", "implausible_age_days",
+          "implausible_weight", "implausible_los", "unknown_discharge", "bad_dx_format", "bad_proc_format",
+          "unknown_dx", "unknown_proc", "not_principal_dx", "duplicate_dx", "duplicate_proc")
+MAX_AGE = 150
+WEIGHT_RANGE = (100, 10_000)
+DISCHARGE_MODES = (1, 2, 3, 4, 5, 9)
+
+# Code formats. ICD-10 医保版 2.0 diagnosis codes: A00.000, A00.000x001, A33.x00, A33.x00x001, with an
+# optional asterisk code after a dagger code: A01.001+K77.0*, A17.000+G01*. Every code of the CHS-DRG
+# 1.1 dictionary matches.
+DX_FORMAT = r"^[A-Z][0-9]{2}\.(?:[0-9]{3}|x[0-9]{2})(?:x[0-9]{3})?(?:\+[A-Z][0-9]{2}(?:\.[0-9])?\*)?$"
+# ICD-9-CM-3 医保版 2.0 procedure codes: 51.2300, 00.0200x001, 01.6x00, 01.6x00x001, 17.91100,
+# 17.912A0, and two dictionary codes of the form 86.700x0013. Every code of the dictionary matches.
+PROC_FORMAT = (r"^[0-9]{2}\.(?:[0-9]{4}(?:x[0-9]{3})?|[0-9]x[0-9]{2}(?:x[0-9]{3})?|[0-9]{5}|[0-9]{3}[A-Z][0-9]"
+               r"|[0-9]{3}x[0-9]{4})$")
+# May not be the principal diagnosis: an asterisk (manifestation) code on its own — ending in `*`
+# without the `+` of a dagger/asterisk pair — or an external cause of injury V01-Y98.
+ASTERISK_ONLY = r"^[^+]*\*$"
+EXTERNAL_CAUSE = r"^(?:V(?:0[1-9]|[1-9][0-9])|[WX][0-9]{2}|Y(?:[0-8][0-9]|9[0-8]))"
+NOT_PRINCIPAL = f"(?:{ASTERISK_ONLY})|(?:{EXTERNAL_CAUSE})"
+# Per-code flags of the validation pass (bits of `code_flags[id]`)
+CODE_DX_FORMAT, CODE_PROC_FORMAT, CODE_NOT_PRINCIPAL, CODE_DX_DICT, CODE_PROC_DICT = 1, 2, 4, 8, 16
+
 # Comparisons (FIELD_CMP b, COUNT c). A comparison with a missing value is false.
 EQ, NE, LT, LE, GT, GE = range(6)
 CMP_IDS = {"=": EQ, "!=": NE, "<": LT, "<=": LE, ">": GT, ">=": GE}
@@ -146,7 +178,7 @@ class Plan:
         return enum
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_code_enum"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_code_enum", "_code_tables")}
 
     @property
     def n_codes(self) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from . import ir
 from .encode import Batch
@@ -31,12 +32,22 @@ def results_frame(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, out: tuple[n
     })
     if problems is None:
         return results
-    per_row = (problems.filter(pl.col("level") == "warning")
-               .group_by("row", maintain_order=True).agg(pl.col("reason").unique(maintain_order=True)))
-    warnings = (pl.DataFrame({"row": pl.int_range(0, len(status), dtype=pl.UInt32, eager=True)})
-                .join(per_row, on="row", how="left", maintain_order="left")["reason"]
-                .fill_null(pl.lit([], dtype=pl.List(pl.String))))
-    return results.with_columns(warnings.cast(pl.List(pl.String)).alias("warnings"))
+    return results.with_columns(_warnings(problems, len(status)))
+
+
+def _warnings(problems: pl.DataFrame, n: int) -> pl.Series:
+    """List(String)[n]: each row's warning reasons, each once, in the order of `problems`."""
+    found = problems.filter(pl.col("level") == "warning").select("row", "reason")
+    found = found.filter(pl.struct("row", "reason").is_first_distinct())
+    rows = found["row"].to_numpy()
+    if len(rows) > 1 and (np.diff(rows.astype(np.int64)) < 0).any():   # not by row: put them in row order
+        order = np.argsort(rows, kind="stable")
+        rows, found = rows[order], found[order]
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n)[:n], out=offsets[1:])
+    values = found["reason"].cast(pl.String).rechunk().to_arrow()
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), values)
+    return pl.Series("warnings", lists, dtype=pl.List(pl.String))
 
 
 def rule_problems(plan: ir.Plan, out: tuple[np.ndarray, ...]) -> pl.DataFrame:
