@@ -116,6 +116,11 @@ def _code_flags(plan: ir.Plan) -> _CodeFlags:
     return flags
 
 
+def code_flags(plan: ir.Plan) -> _CodeFlags:
+    """Per-plan facts about the plan's own codes, by code id (format, principal, dictionaries)."""
+    return _code_flags(plan)
+
+
 # ---- building the problems frame ---------------------------------------------------------------
 
 class _Found:

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("__init__", "api", "spark")),            # the Python API (grouper.*) and its Spark face
     ("wings", ("payment", "dip", "report", "screen", "versions", "importers")),
     ("explain", ("explain",)),
-    ("pipeline", ("pipeline", "fields", "grouped", "scheme", "synth")),
+    ("pipeline", ("pipeline", "onecase", "fields", "grouped", "scheme", "synth")),
     ("io", ("io", "validate", "writers", "headers", "outputs", "console", "options", "config", "overlap")),
     ("engine", ("engine", "plancache", *COMPILED)),
     ("lang", ("lang", "package_data")),

@@ -185,6 +185,27 @@ def test_explain_equals_grouper_explain_json(demo_server):
     assert got["estimate"]["payment"] == "8678.25"
 
 
+def test_explain_of_a_dip_case_equals_grouper_explain_json(tmp_path):
+    """Explain on a DIP pack (was 501): the structured decision of `grouper explain --json`, one function
+    for both; the case's cost feeds the cost step, as `grouper explain --cases` gives it."""
+    pack = ROOT / "tables" / "dip-demo"
+    case = {"id": "D1", "sex": 2, "age": 54, "los": 12, "discharge": 1, "dx": ["C53.900", "P39.101"],
+            "proc": ["68.4900x006"], "cost": "23165.24"}
+    cases = tmp_path / "one.csv"
+    cases.write_text("id,sex,age,los,discharge,dx,proc,cost\nD1,2,54,12,1,C53.900|P39.101,68.4900x006,23165.24\n",
+                     encoding="utf-8")
+    cli = subprocess.run([sys.executable, "-m", "grouper", "explain", "--scheme", str(pack), "--cases", str(cases),
+                          "--id", "D1", "--json"], capture_output=True, text=True, cwd=ROOT, check=True)
+    expected = json.loads(cli.stdout)
+    with running_server(tmp_path, "--scheme", str(pack)) as s:
+        status, _, got = s.post("/v1/explain", case)
+        assert status == 200, got
+        assert {k: v for k, v in got.items() if k not in ("scheme", "scheme_version")} == expected
+        assert got["dip"] and got["candidates"] and got["scheme"]
+        status, _, problem = s.post("/v1/explain", {**case, "age": [1]})
+        assert status == 422 and problem["field"] == "case.age"
+
+
 def test_what_if_equals_grouper_explain_try(demo_server):
     status, _, body = demo_server.post("/v1/what-if", {"case": CASE, "try": ["each", "+dx:A41.900"]})
     assert status == 200
@@ -225,7 +246,8 @@ def test_estimate_levels(demo_server):
     near = demo_server.post("/v1/estimate", {**CASE, "cost": "7000.00"})[2]["estimate"]
     assert near["warning"] == "near_standard"
     unknown = demo_server.post("/v1/estimate", {k: v for k, v in CASE.items() if k != "cost"})[2]["estimate"]
-    assert unknown["warning"] == "unknown" and unknown["payment"] == "8678.25"
+    # no cost yet (in the ward): the standard and the lines; type and payment wait for the cost
+    assert unknown["warning"] == "unknown" and unknown["payment"] is None and unknown["standard"] == "8678.25"
 
 
 def test_packs_codes_probes_metrics_openapi_page(demo_server):
@@ -460,9 +482,12 @@ def test_packs_by_discharge_date(tmp_path):
         packs = s.get("/v1/packs")[2]["packs"]["drg"]
         assert [(p["version"], p["from"]) for p in packs] == [("2024", "2024-01-01"), ("2025", "2025-01-01")]
         cases = [{**CASE, "discharge_date": d} for d in ("2024-06-30", "2025-01-01", "2023-12-31", "2025/13/01")]
+        cases.append({**CASE, "discharge_date": "0000-01-01"})   # was a 500: year 0 is no Python date
         results = s.post("/v1/group/batch", {"cases": cases + [CASE]})[2]["results"]
-        assert [r["scheme_version"] for r in results] == ["2024", "2025", None, None, "2025"]
-        assert [r["reason"] for r in results[2:4]] == ["no_scheme_in_force", "no_scheme_in_force"]
+        assert [r["scheme_version"] for r in results] == ["2024", "2025", None, None, None, "2025"]
+        assert [r["reason"] for r in results[2:5]] == ["no_scheme_in_force"] * 3
+        for case, result in zip(cases + [CASE], results):   # one case alone: the same pack and result
+            assert s.post("/v1/group", case)[2] == result
     with running_server(tmp_path, "--scheme", f"2025-01-01={new}") as s:   # one dated pack: earlier cases have none
         results = s.post("/v1/group/batch", {"cases": [CASE, {**CASE, "discharge_date": "2024-12-31"}]})[2]["results"]
         assert [(r["status"], r["scheme_version"]) for r in results] == [("grouped", "2025"), ("invalid", None)]

@@ -1,80 +1,114 @@
-"""预结算 of one case (grouper.serve.estimate): each case type and formula in exact Decimal, both
-methods and DIP; and DIP packs served through the same service functions as DRG."""
+"""预结算 (grouper.serve.estimate): the money is the settle engine's. An estimate equals what `grouper
+settle` pays the same case under the same policy and point value — rate method: the payment itself;
+points and DIP methods: the case type and points, and points × the point value (the year's payment
+shares a budget) — over the demo history; and the warning levels, a case without a cost, a policy
+without a point value, DIP packs served like DRG packs."""
 from __future__ import annotations
 
-from decimal import Decimal
+import shutil
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from grouper.serve.estimate import Pricing, estimate
+from grouper.serve import service
+from grouper.payment.api import load_cases, settle_cases
 from grouper.payment.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "tables" / "policies"
+DEMO = ROOT / "tables" / "demo"
+HISTORY = DEMO / "history.csv"
+WEIGHTS = DEMO / "drg_weights.csv"
 
 
-@pytest.fixture(scope="module")
-def rate():
-    return Pricing(load_policy(POLICIES / "rate-region.toml"))
+def fixed_point_value(tmp_path: Path, value: str) -> Path:
+    """zhejiang-points.toml with its budget point value fixed (the year's value, known)."""
+    for file in POLICIES.iterdir():
+        shutil.copy(file, tmp_path / file.name)
+    policy = tmp_path / "zhejiang-points.toml"
+    policy.write_text(policy.read_text(encoding="utf-8").replace("scale = 100 ", f"scale = 100\nbudget_point_value = {value} "),
+                      encoding="utf-8")
+    return policy
 
 
-def case(**kw):
-    return {"status": "grouped", "group": "XX11", "rw": Decimal("1.2"), "group_mean": None, "hospital": "H1",
-            "hospital_level": 3, "insurance": "employee", "cost": 1_000_000, "los": 5, "discharge": 1, **kw}
+def served_and_settled(policy: Path, point_value: Decimal | None = None):
+    """(serve's results with estimates by id, settle's case table by id) for the demo history."""
+    state = service.load_state(service.Settings(packs=(service.PackSpec(DEMO),), policy=policy, weights=WEIGHTS,
+                                                point_value=point_value))
+    raw = pl.read_csv(HISTORY, infer_schema=False)
+    records = [{k: v for k, v in r.items() if v is not None} for r in raw.to_dicts()]
+    served = {r["id"]: r for r in service.result_dicts(state, service.group_cases(state, records, settlement=True),
+                                                       with_estimate=True)}
+    settled = settle_cases(load_cases(HISTORY, DEMO), load_policy(policy), WEIGHTS).cases
+    flagged = set(raw.filter(pl.col("special_review").str.to_lowercase().is_in(["true", "1"]))["id"])
+    # what needs the other cases of the year is not estimated: special review and readmissions
+    alone = settled.filter(~pl.col("id").is_in(list(flagged)) & (pl.col("readmission_factor") == 1.0))
+    assert alone.height > 1500
+    return served, {r["id"]: r for r in alone.iter_rows(named=True)}
 
 
-def test_rate_method_normal_high_low(rate):
-    # 1.2 RW × coefficient 1.0 × 17,500 yuan/RW (employee, level 3) = 21,000.00; cost 10,000.00: ok
-    e = estimate(rate, case())
-    assert (e["case_type"], e["standard"], e["payment"], e["warning"]) == ("normal", "21000.00", "21000.00", "ok")
-    assert (e["high_line"], e["low_line"], e["cost_ratio"]) == ("63000.00", "6300.00", "0.4762")
-    # high (ratio ≥ 3, inclusive), excess_cost with marginal 0.8: 1.2 + 0.8 × (70,000 − 63,000) / 17,500 = 1.52 RW
-    e = estimate(rate, case(cost=7_000_000))
-    assert (e["case_type"], e["payment"], e["warning"], e["points"]) == ("high", "26600.00", "high_outlier", "1.520000")
-    # low (ratio < 0.3), formula cost: paid the cost
-    e = estimate(rate, case(cost=500_000))
-    assert (e["case_type"], e["payment"], e["warning"]) == ("low", "5000.00", "low_outlier")
-    # near the standard and near the high line (warn_at 0.8)
-    assert estimate(rate, case(cost=1_700_000))["warning"] == "near_standard"
-    assert estimate(rate, case(cost=2_200_000))["warning"] == "over_standard"
-    assert estimate(rate, case(cost=5_100_000))["warning"] == "near_high"
+def test_rate_method_estimate_is_what_settle_pays():
+    served, settled = served_and_settled(POLICIES / "rate-region.toml")
+    for case_id, s in settled.items():
+        e = served[case_id]["estimate"]
+        assert (e["case_type"], e["rule"]) == (s["case_type"], s["rule"]), case_id
+        assert Decimal(e["payment"]) * 100 == s["payment"], case_id
+        if s["standard"] is not None:
+            assert Decimal(e["standard"]) * 100 == s["standard"], case_id
+    assert {e["estimate"]["case_type"] for e in served.values()} >= {"normal", "high", "low", "excluded"}
 
 
-def test_rate_method_exclusions_basic_groups_and_unknowns(rate):
-    e = estimate(rate, case(los=1))
-    assert (e["case_type"], e["rule"], e["payment"]) == ("excluded", "cases.exclusions.los_at_most", "10000.00")
-    e = estimate(rate, case(status="no_adrg", group=None))
-    assert (e["case_type"], e["payment"], e["warning"]) == ("ungrouped", "10000.00", "not_by_group")
-    # 基础病组 GD25: the level-2 base rate (15,000) at a level-3 hospital
-    assert estimate(rate, case(group="GD25"))["standard"] == "18000.00"
-    # resident rate; no weight → excluded; unknown level → no coefficient
-    assert estimate(rate, case(insurance="resident"))["standard"] == "19200.00"
-    assert estimate(rate, case(rw=None))["rule"] == "weights"
-    assert estimate(rate, case(hospital_level=None))["rule"] == "rate.base_rate"   # no base rate for the level
-    e = estimate(rate, case(cost=None))
-    assert (e["warning"], e["payment"]) == ("unknown", "21000.00")
+def test_points_method_estimate_is_settle_points_at_the_point_value(tmp_path):
+    policy = fixed_point_value(tmp_path, "9.5")
+    served, settled = served_and_settled(policy)
+    for case_id, s in settled.items():
+        e = served[case_id]["estimate"]
+        assert (e["case_type"], e["rule"]) == (s["case_type"], s["rule"]), case_id
+        if s["paid_by"] == "group":
+            points = Decimal(e["points"])
+            assert points == Decimal(repr(s["points"])), case_id
+            assert Decimal(e["payment"]) == (points * Decimal("9.5")).quantize(Decimal("0.01"), ROUND_HALF_UP), case_id
+        elif s["paid_by"] == "fee_for_service":
+            assert Decimal(e["payment"]) * 100 == s["payment"] == s["cost"], case_id
+    # --point-value overrides the policy's value, as it would the year's
+    served, _ = served_and_settled(policy, Decimal("10"))
+    paid = next(r["estimate"] for r in served.values() if r["estimate"]["case_type"] == "normal")
+    assert paid["price"] == "10 元/点"
+    assert Decimal(paid["payment"]) == (Decimal(paid["points"]) * 10).quantize(Decimal("0.01"), ROUND_HALF_UP)
 
 
-def test_points_method_needs_a_point_value():
-    policy = load_policy(POLICIES / "zhejiang-points.toml")
-    without = estimate(Pricing(policy), case(group="GB11", cost=None))
-    assert without["payment"] is None and without["points"] == "120.000000"
-    assert any("点值" in n for n in without["notes"])
-    e = estimate(Pricing(policy, Decimal("10.25")), case(group="GB11", cost=None, group_mean=800_000))
-    # 120 points × 10.25 yuan; group mean 8,000.00 → high line 24,000.00 (level 3: 3×), low line 3,200.00
-    assert (e["payment"], e["high_line"], e["low_line"]) == ("1230.00", "24000.00", "3200.00")
-    incomplete = estimate(Pricing(policy, Decimal("10")), case(group="GB11", discharge=5, group_mean=800_000))
-    # ratio_capped: min(B × c × ratio, B) = min(120 × 1.25, 120) = 120 points
-    assert (incomplete["case_type"], incomplete["points"], incomplete["payment"]) == ("incomplete", "120.000000", "1200.00")
-    per_diem = estimate(Pricing(policy, Decimal("10")), case(group="GZ14", los=10))
-    assert (per_diem["case_type"], per_diem["points"], per_diem["payment"]) == ("per_diem", "85.0", "850.00")
+def test_warning_levels_and_a_case_without_cost():
+    state = service.load_state(service.Settings(packs=(service.PackSpec(DEMO),), policy=POLICIES / "rate-region.toml",
+                                                weights=WEIGHTS))
+    case = {"sex": 1, "age": 67, "los": 21, "discharge": 1, "dx": ["J80.x00", "J96.000"], "proc": ["39.6500"],
+            "hospital": "H1", "hospital_level": 3, "insurance": "employee"}
+    without = service.estimate_one(state, case)["estimate"]
+    assert without["case_type"] is None and without["payment"] is None and without["warning"] == "unknown"
+    assert without["standard"] and without["high_line"] and without["low_line"]
+    standard, high = Decimal(without["standard"]), Decimal(without["high_line"])
+    levels = {}
+    for cost in (standard * Decimal("0.5"), standard * Decimal("0.9"), standard * Decimal("1.1"), high * Decimal("0.9"),
+                 high * 2, standard * Decimal("0.2")):
+        e = service.estimate_one(state, {**case, "cost": str(cost.quantize(Decimal("0.01")))})["estimate"]
+        levels[e["warning"]] = e["case_type"]
+    assert levels == {"ok": "normal", "near_standard": "normal", "over_standard": "normal", "near_high": "normal",
+                      "high_outlier": "high", "low_outlier": "low"}
+    excluded = service.estimate_one(state, {**case, "los": 1, "cost": "100"})["estimate"]
+    assert (excluded["case_type"], excluded["payment"], excluded["warning"]) == ("excluded", "100.00", "not_by_group")
+
+
+def test_points_method_without_a_point_value_gives_points_only():
+    state = service.load_state(service.Settings(packs=(service.PackSpec(DEMO),), policy=POLICIES / "zhejiang-points.toml",
+                                                weights=WEIGHTS))
+    e = service.estimate_one(state, {"dx": ["J80.x00", "J96.000"], "proc": ["39.6500"], "sex": 1, "age": 67,
+                                     "hospital_level": 3, "insurance": "employee", "cost": "20000", "los": 21})["estimate"]
+    assert e["points"] and e["payment"] is None and any("点值" in n for n in e["notes"])
 
 
 def test_dip_packs_are_served_like_drg_packs():
     from grouper.dip import group_dip
-    from grouper.serve import service
 
     state = service.load_state(service.Settings(packs=(service.PackSpec(ROOT / "tables" / "dip-demo"),),
                                                 policy=POLICIES / "dip-example.toml", point_value=Decimal("12")))
@@ -86,14 +120,19 @@ def test_dip_packs_are_served_like_drg_packs():
     columns = ["id", "status", "dip", "dip_level", "score", "aux", "aux_factor", "reason"]
     assert service.result_frame(grouped).select(columns).equals(expected.select(columns))
     rows = service.result_dicts(state, grouped, with_estimate=True)
-    paid = [r for r in rows if r["status"] == "grouped"]
-    assert paid and all(r["estimate"]["payment"] is not None for r in paid)
-    first = paid[0]
-    coefficient = Decimal(first["estimate"]["coefficient"])
-    base = Decimal(first["estimate"]["base_points"])
-    if first["estimate"]["case_type"] == "normal":
-        assert Decimal(first["estimate"]["payment"]) == (base * coefficient * 12).quantize(Decimal("0.01"))
+    paid = [r for r in rows if r["estimate"]["case_type"] == "normal"]
+    assert paid
+    for r in paid:   # the engine's rounding: B × c half up to the micro-point, × 12 yuan half up to the fen
+        e = r["estimate"]
+        assert Decimal(e["payment"]) == (Decimal(e["points"]) * 12).quantize(Decimal("0.01"), ROUND_HALF_UP)
     what_if = service.try_scenarios(state, records[0], ["each"])
     assert what_if[0]["changes"] == "(as recorded)" and what_if[0]["dip"] == expected["dip"][0]
-    with pytest.raises(service.UnsupportedError):
-        service.explain(state, records[0])
+    assert service.explain(state, records[0])["dip"] == expected["dip"][0]
+
+
+@pytest.mark.parametrize("policy", ["rate-region.toml", "zhejiang-points.toml"])
+def test_a_policy_the_weights_cannot_price_refuses_the_load(tmp_path, policy):
+    bad = tmp_path / "weights.csv"
+    bad.write_text("drg,weight\nAH11,-1\n", encoding="utf-8")
+    with pytest.raises(Exception, match="weight"):
+        service.load_state(service.Settings(packs=(service.PackSpec(DEMO),), policy=POLICIES / policy, weights=bad))

@@ -16,11 +16,12 @@ import polars as pl
 from ..pipeline import DEFAULT_BATCH_SIZE as BATCH_SIZE
 from .scheme import LoadedDip, check_dip_scheme, is_dip_pack, load_dip_scheme
 
-__all__ = ["LoadedDip", "check_dip_scheme", "dip_what_if", "explain_dip", "group_dip", "group_dip_file",
+__all__ = ["LoadedDip", "check_dip_scheme", "dip_what_if", "explain_dip", "explain_dip_json", "group_dip", "group_dip_file",
            "is_dip_pack", "load_dip_scheme"]
 
 # Imported on first use: `grouper group` with a DRG pack asks `is_dip_pack` and needs none of them.
-_LAZY = {"dip_what_if": ".reference", "explain_dip": ".reference", "group_dip_frame": ".run"}
+_LAZY = {"dip_what_if": ".reference", "explain_dip": ".reference", "explain_dip_json": ".reference",
+         "group_dip_frame": ".run"}
 
 
 def __getattr__(name: str):

@@ -1,7 +1,6 @@
 """The `grouper` subcommands on DIP packs (cli.py dispatches here when the pack is a DIP pack)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from ..console import print_diagnostics, stderr_console
@@ -57,35 +56,17 @@ def explain_command(args, case, scenarios) -> int:
 
     from . import dip_what_if, explain_dip, load_dip_scheme
     from .console import render_dip_explanation, render_dip_what_if
+    from .reference import explain_dip_json
 
     scheme = load_dip_scheme(args.scheme)
     case = _with_cost(args, case) if scheme.plan.cost_step else case
+    if args.json:
+        print(json.dumps(explain_dip_json(scheme, case, scenarios), ensure_ascii=False, indent=2))
+        return EXIT_OK
     decision = explain_dip(scheme, case)
     whatifs = dip_what_if(scheme, case, scenarios) if scenarios else []
-    case_id = str(case["id"][0])
-    if args.json:
-        out = {"id": case_id, "status": decision.status, "dip": decision.code,
-               "dip_level": decision.row.level if decision.row else None,
-               "score": decision.row.score if decision.row else None, "treatment": decision.treatment,
-               "aux": decision.aux.code if decision.aux is not None else None, "aux_factor": decision.aux_factor,
-               "aux_subtypes": [{"aux": s.code, "factor": s.factor, "holds": holds, "source": str(s.span)}
-                                for s, holds in decision.aux_verdicts],
-               "reason": decision.reason, "category": decision.category, "qualifying": list(decision.qualifying),
-               "cost_fen": decision.case_cost, "decided_by": decision.decided_by,
-               "candidates": {level: [{"dip": c.row.code, "procs": c.row.procs, "matches": c.matches,
-                                       "plus": c.plus, "matched": list(c.matched), "class": c.kind, "gap_fen": c.gap,
-                                       "why": c.why, "source": str(c.row.span)} for c in found]
-                              for level, found in decision.candidates.items()},
-               "tie_breaks": {level: {"dip": c.row.code, "decided_by": why} for level, (c, why) in decision.leads.items()},
-               "comprehensive": decision.comp_category,
-               "precedence": [{"position": p + 1, "dip": c.row.code, "level": c.row.level, "class": c.kind}
-                              for p, c in sorted(decision.contenders, key=lambda pc: pc[0])]}
-        if whatifs:
-            out["what_if"] = [dataclasses.asdict(w) for w in whatifs]
-        print(json.dumps(out, ensure_ascii=False, indent=2))
-        return EXIT_OK
     console = stdout_console()
-    render_dip_explanation(case_id, decision, console)
+    render_dip_explanation(str(case["id"][0]), decision, console)
     if whatifs:
         render_dip_what_if(whatifs, console)
     return EXIT_OK

@@ -287,4 +287,36 @@ def explain_dip(loaded, case_row: pl.DataFrame, point_value: Decimal | str | Non
                                                  _one_cost(case_cost(case_row)))
 
 
+def explain_dip_json(loaded, case_row: pl.DataFrame, scenarios: list[list[Change]] = ()) -> dict:
+    """The decision for one case as JSON (`grouper explain --json` on a DIP pack, and POST /v1/explain
+    of `grouper serve`): the group, its level, score, treatment and auxiliary subtype, every
+    candidate at each level with why it holds or not, the tie-breaks and the precedence; with
+    `scenarios`, the what-if of each. The case's `cost` feeds the decision (and shows as cost_fen) only
+    when the pack has a cost step."""
+    import dataclasses
+
+    if not loaded.plan.cost_step and "cost" in case_row.columns:
+        case_row = case_row.drop("cost")
+    decision = explain_dip(loaded, case_row)
+    out = {"id": str(case_row["id"][0]), "status": decision.status, "dip": decision.code,
+           "dip_level": decision.row.level if decision.row else None,
+           "score": decision.row.score if decision.row else None, "treatment": decision.treatment,
+           "aux": decision.aux.code if decision.aux is not None else None, "aux_factor": decision.aux_factor,
+           "aux_subtypes": [{"aux": s.code, "factor": s.factor, "holds": holds, "source": str(s.span)}
+                            for s, holds in decision.aux_verdicts],
+           "reason": decision.reason, "category": decision.category, "qualifying": list(decision.qualifying),
+           "cost_fen": decision.case_cost, "decided_by": decision.decided_by,
+           "candidates": {level: [{"dip": c.row.code, "procs": c.row.procs, "matches": c.matches,
+                                   "plus": c.plus, "matched": list(c.matched), "class": c.kind, "gap_fen": c.gap,
+                                   "why": c.why, "source": str(c.row.span)} for c in found]
+                          for level, found in decision.candidates.items()},
+           "tie_breaks": {level: {"dip": c.row.code, "decided_by": why} for level, (c, why) in decision.leads.items()},
+           "comprehensive": decision.comp_category,
+           "precedence": [{"position": p + 1, "dip": c.row.code, "level": c.row.level, "class": c.kind}
+                          for p, c in sorted(decision.contenders, key=lambda pc: pc[0])]}
+    if scenarios:
+        out["what_if"] = [dataclasses.asdict(w) for w in dip_what_if(loaded, case_row, scenarios)]
+    return out
+
+
 LEVEL_NAMES = dict(zip(LEVELS, ("核心病种", "基层病种", "综合病种")))

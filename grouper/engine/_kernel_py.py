@@ -215,7 +215,8 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
                 dx_offsets, dx_codes, px_offsets, px_codes, fields, skip,
                 out_status, out_mdc, out_adrg, out_drg, out_reason, start: int = 0, stop: int = -1,
                 pdx_mdc_mask=None, behaviour: int = 0, mdc_qy_start=None, qy_cond=None, qy_mdc=None,
-                qy_drg=None, adrg_qy=None, adrg_gate_mask=None, adrg_gate_free: int = 0) -> None:
+                qy_drg=None, adrg_qy=None, adrg_gate_mask=None, adrg_gate_free: int = 0,
+                plan_checked: bool = False) -> None:
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     dx_offsets/px_offsets: int64[n+1]; dx_codes/px_codes: uint32 code ids; fields: int32[7, n];

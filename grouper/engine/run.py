@@ -1,7 +1,9 @@
 """Kernel stage: an encoded batch → (status, mdc, adrg, drg, reason) arrays, rows split over threads."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,13 +25,19 @@ def run_kernel(plan: ir.Plan, batch: Batch, *, threads: int | None = None, kerne
     options = plan.qy_args()
     if plan.adrg_gate_mask is not None:
         options.update(adrg_gate_mask=plan.adrg_gate_mask, adrg_gate_free=plan.adrg_gate_free)
+    entry = _PLAN_CHECKED.get(id(plan))
+    if entry is not None and entry[0]() is plan and kernel in entry[1]:
+        options["plan_checked"] = True
     over_rows(n, threads, kernel, lambda start, stop: kernel.group_cases(*args, start, stop, mask, behaviour, **options))
+    _checked(plan, kernel)
     return out
 
 
 def over_rows(n: int, threads: int | None, kernel, call) -> list:
     """call(start, stop) over the rows of a batch, split over threads (the compiled kernel releases
     the GIL; at least MIN_ROWS_PER_THREAD rows a thread); the results in row order."""
+    if n < 2 * MIN_ROWS_PER_THREAD:   # one thread (and no cpu_count(), which costs more than one row)
+        return [call(0, n)]
     threads = threads or os.cpu_count() or 1
     threads = max(1, min(threads, n // MIN_ROWS_PER_THREAD))
     if threads == 1 or getattr(kernel, "__name__", "").endswith("_kernel_py"):
@@ -37,3 +45,54 @@ def over_rows(n: int, threads: int | None, kernel, call) -> list:
     bounds = np.linspace(0, n, threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(lambda r: call(int(bounds[r]), int(bounds[r + 1])), range(threads)))
+
+
+# The plans each kernel has grouped with, without an error: their arrays are not checked again
+# (plans are never changed in place; dataclasses.replace makes a new one).
+_PLAN_CHECKED: dict[int, tuple[weakref.ref, set]] = {}
+
+
+def _checked(plan: ir.Plan, kernel) -> None:
+    entry = _PLAN_CHECKED.get(id(plan))
+    if entry is None or entry[0]() is not plan:
+        key = id(plan)
+        entry = _PLAN_CHECKED[key] = (weakref.ref(plan, lambda _ref, key=key: _PLAN_CHECKED.pop(key, None)), set())
+    entry[1].add(kernel)
+
+
+def conditions_holding(plan: ir.Plan, batch: Batch, conds, *, kernel=None) -> list[int]:
+    """The indexes into `conds` of the conditions that hold for the one case of `batch` (the scheme's
+    warn rules of grouper.onecase). The conditions are the `invalid` rules of a plan without MDCs,
+    so the kernel names the first that holds; the search goes on after it (one call when none holds)."""
+    assert len(batch.skip) == 1 and not batch.skip[0], "one case, not skipped"
+    held: list[int] = []
+    start = 0
+    while start < len(conds):
+        status, *_, reason = run_kernel(_condition_plan(plan, tuple(int(k) for k in conds[start:])), batch,
+                                        threads=1, kernel=kernel)
+        if status[0] != ir.INVALID:
+            break
+        held.append(start + int(reason[0]))
+        start = held[-1] + 1
+    return held
+
+
+# The plans of conditions_holding, per plan: building one copies the plan (~50 µs), which a single
+# case would pay on every call.
+_CONDITION_PLANS: dict[int, tuple[weakref.ref, dict[tuple[int, ...], ir.Plan]]] = {}
+
+
+def _condition_plan(plan: ir.Plan, conds: tuple[int, ...]) -> ir.Plan:
+    """Conditions `conds` as the `invalid` rules of a plan without MDCs."""
+    cached = _CONDITION_PLANS.get(id(plan))
+    if cached is None or cached[0]() is not plan:
+        key = id(plan)
+        cached = _CONDITION_PLANS[key] = (weakref.ref(plan, lambda _ref, key=key: _CONDITION_PLANS.pop(key, None)), {})
+    sub = cached[1].get(conds)
+    if sub is None:
+        none, zero = np.zeros(0, np.int32), np.zeros(1, np.int32)
+        sub = cached[1][conds] = dataclasses.replace(
+            plan, pdx_mdc_mask=None, adrg_gate_mask=None, behaviour=0, qy_cond=None,
+            invalid_cond=np.array(conds, np.int32), mdc_cond=none, mdc_adrg_start=zero, adrg_cond=none,
+            adrg_drg_start=zero, drg_cond=none)
+    return sub

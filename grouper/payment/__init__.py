@@ -11,6 +11,8 @@ one reader of grouped files).
 - `policy.load_policy`         a regional policy file (TOML) → a validated `Policy`
 - `settle.settle`              grouped cases + a base-points source (a weights table, or DIP's scores)
                                → per-case, per-hospital, per-group and per-pool frames, with checks
+- `settle.price_cases`         each case priced on its own by the same stages (预结算: `grouper serve`'s
+                               estimates), without what needs the year's other cases
 - `impact.compare`             two settlements → the change per hospital and group
 
 `api.py` holds every stage's entry function (Polars frames in and out), `commands.py` the

@@ -1126,18 +1126,9 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
     结算点值, to 10⁻⁶ yuan) or the base rate; standard = the standard micro-points × price, half up
     to the fen (a per-diem case under the rate method: its per-diem payment).
     """
-    group, ffs = _paid("group"), _paid("fee_for_service")
-    per_diem = pl.col("case_type") == TYPE["per_diem"]
-    rate_per_diem = policy.method == "rate" and policy["cases"]["per_diem"]["per_day"]
-    if rate_per_diem:
-        amount, unit = _per_diem_e4(policy)
     if policy.method == "rate":
         price = frame["price_e4"]
-        by_points = _mul_div(frame, "points_micro", "price_e4", MICRO * PRICE, "_by_points")
-        if rate_per_diem:
-            by_points = _on_rows(frame, per_diem, _div_half_up(amount, unit), by_points)
-        payment = pl.when(group).then(by_points).when(ffs).then(pl.col("cost")).otherwise(pl.lit(0, pl.Int64))
-        frame = frame.with_columns(payment.alias("payment"))
+        frame = frame.with_columns(_paid_at_price(frame, policy).alias("payment"))
         summary = _rate_pools(frame, policy)
         payment = pl.col("payment")
     else:
@@ -1145,9 +1136,7 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
         summary = _points_pools(pools, paid)
         price = frame.select(_by_pool({k: p["settlement_price_e4"] for k, p in pools.items()})).to_series()
         payment = pl.lit(payment)
-    standard = _mul_div(frame, "standard_micro", price, MICRO * PRICE, "standard")
-    if rate_per_diem:
-        standard = _on_rows(frame, per_diem, _div_half_up(amount, unit), standard)
+    standard = _standard_at(frame, policy, price)
     prepay = (_mul_div(frame, "points_micro", "price_e4", MICRO * PRICE // 1000, "_prepay_milli")
               if policy.method == "points" and policy["prepayment"]["basis"] == "standard" else pl.lit(None, pl.Int64).alias("_prepay_milli"))
     # one with_columns: Polars works the columns out in parallel
@@ -1159,6 +1148,28 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
         prepay,
     )
     return frame, summary
+
+
+def _paid_at_price(frame: pl.DataFrame, policy: Policy) -> pl.Expr:
+    """Each case's payment at its own price (`price_e4`: the base rate, or a point value): a case
+    paid by group gets micro-points × price, half up to the fen (under the rate method a per-diem
+    case: `per_day` yuan × days [× c], half up); fee-for-service its cost; any other 0."""
+    by_points = _mul_div(frame, "points_micro", "price_e4", MICRO * PRICE, "_by_points")
+    if policy.method == "rate" and policy["cases"]["per_diem"]["per_day"]:
+        amount, unit = _per_diem_e4(policy)
+        by_points = _on_rows(frame, pl.col("case_type") == TYPE["per_diem"], _div_half_up(amount, unit), by_points)
+    return (pl.when(_paid("group")).then(by_points).when(_paid("fee_for_service")).then(pl.col("cost"))
+            .otherwise(pl.lit(0, pl.Int64)))
+
+
+def _standard_at(frame: pl.DataFrame, policy: Policy, price: pl.Series) -> pl.Series:
+    """The group's payment standard of each case: its standard micro-points × `price` (10⁻⁴ fen per
+    point), half up to the fen; under the rate method a per-diem case's per-diem payment."""
+    standard = _mul_div(frame, "standard_micro", price, MICRO * PRICE, "standard")
+    if policy.method == "rate" and policy["cases"]["per_diem"]["per_day"]:
+        amount, unit = _per_diem_e4(policy)
+        standard = _on_rows(frame, pl.col("case_type") == TYPE["per_diem"], _div_half_up(amount, unit), standard)
+    return standard
 
 
 def _yuan_per_point(price_e4: int | None) -> float | None:
@@ -1356,6 +1367,62 @@ def _drop_spent(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     return frame.drop([c for c in spent if c in frame.columns and c not in keep])
 
 
+def _attached(cases: pl.DataFrame, policy: Policy, source: BaseSource) -> pl.DataFrame:
+    """prepare → base points from `source` → the policy's group columns; checked, in input order."""
+    from .settle_checks import check_inputs, check_weights
+
+    groups = policy_groups(policy)
+    check_inputs(cases.columns, policy)
+    frame = _los_defaults(_policy_defaults(source.attach(prepare(cases), groups), groups), policy)
+    check_weights(frame)
+    if not frame["row"].is_sorted():  # a source must keep the input order; be safe if one does not
+        frame = frame.sort("row")
+    return frame
+
+
+def _typed_without_ratio(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """Coefficients and prices, B × c, the case types the cost ratio plays no part in, standard points."""
+    frame = _prices(frame, policy)
+    frame = frame.with_columns(_base_times_coefficient(frame, policy))
+    return standard_points(classify_fixed(frame, policy), policy)
+
+
+PRICED_COLUMNS = ("case_type", "rule", "paid_by", "base_micro", "coef", "price_e4", "reference", "high_line",
+                  "low_line", "ratio_micro", "points_micro", "standard", "payment")
+
+
+def price_cases(cases: pl.DataFrame, policy: Policy, source: BaseSource, *,
+                point_value: Decimal | None = None) -> pl.DataFrame:
+    """Each case priced on its own (预结算), by the stages of `settle`: base points, coefficient, price,
+    case type, points and payment, without what needs the other cases of the year — special review
+    (its cap counts cases; no case is taken as one here), readmissions (they need the other stays)
+    and the budget share.
+
+    The price under the points method is `point_value` (yuan per point), else the policy's
+    `points.budget_point_value`; a case paid by group gets its micro-points × that price, half up
+    to the fen: what `settle` pays it when the year's point value is that price. Under the rate
+    method the payment is the one `settle` makes. Returns PRICED_COLUMNS per case, in input order:
+    the codes (case_type, rule, paid_by) as their names; base_micro, points_micro (10⁻⁶ point), coef
+    (10⁻¹²), price_e4 (10⁻⁴ fen per point), ratio_micro (10⁻⁶); reference, the high and low lines
+    (threshold × reference, half up), the group's standard (for every case with standard points
+    and a price, whatever its type) and payment in fen.
+    """
+    frame = _attached(cases, policy, source).with_columns(pl.lit(False).alias("special_review"))
+    frame = _typed_without_ratio(frame, policy)
+    if policy.method == "points":
+        value = point_value if point_value is not None else policy["points"]["budget_point_value"]
+        price = None if value is None else half_up(Decimal(value), UNIT)  # yuan × 10⁶ = fen × 10⁴ per point
+        frame = frame.with_columns(pl.when(pl.col("pool").is_not_null()).then(pl.lit(price, pl.Int64)).alias("price_e4"))
+    frame = classify_by_ratio(frame, policy)
+    frame = frame.with_columns(*(_mul_div(frame, f"{case}_threshold", "reference", UNIT, f"{case}_line")
+                                 for case in ("high", "low")))
+    frame = case_points(frame, policy).rename({"points": "points_micro"})
+    frame = frame.with_columns(_paid_at_price(frame, policy).alias("payment"),
+                               _standard_at(frame, policy, frame["price_e4"]))
+    named = {"case_type": CASE_TYPES, "rule": RULES, "paid_by": PAID_BY}
+    return frame.select(_named(c, named[c]).cast(pl.String) if c in named else pl.col(c) for c in PRICED_COLUMNS)
+
+
 def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: str = "drg") -> Settlement:
     """Settle a frame of grouped cases (the grouped-file columns) under `policy`, base points from `source`.
 
@@ -1365,19 +1432,12 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
     The settlement ends with its checks (grouper.payment.settle_checks): `Settlement.checks`, and the
     warnings among them.
     """
-    from .settle_checks import check_inputs, check_weights, settlement_checks
+    from .settle_checks import settlement_checks
 
-    groups = policy_groups(policy)
-    check_inputs(cases.columns, policy)
-    frame = _los_defaults(_policy_defaults(source.attach(prepare(cases), groups), groups), policy)
-    check_weights(frame)
-    if not frame["row"].is_sorted():  # a source must keep the input order; be safe if one does not
-        frame = frame.sort("row")
+    frame = _attached(cases, policy, source)
     with ThreadPoolExecutor(max_workers=1) as background:  # Polars releases the GIL: a second core
         stays = background.submit(stay_order, frame, policy)
-        frame = _prices(frame, policy)
-        frame = frame.with_columns(_base_times_coefficient(frame, policy))
-        frame = standard_points(classify_fixed(frame, policy), policy)
+        frame = _typed_without_ratio(frame, policy)
         pools = _budget_point_values(frame, policy) if policy.method == "points" else {}
         if policy.method == "points":
             frame = frame.with_columns(_by_pool({k: p["budget_price_e4"] for k, p in pools.items()}).alias("price_e4"))

@@ -2,9 +2,10 @@
 
 Built on Starlette (an ASGI toolkit) and served by uvicorn (grouper.serve.commands). Every route is
 versioned under /v1 except the probes (/healthz, /readyz), /metrics, /openapi.json and the page (/).
-Grouping work runs in a thread pool (Polars and the kernels release the GIL) so the event loop keeps
-accepting requests; single-case group requests that arrive together are grouped together in one batch
-(`Batcher`), which is what makes many small requests cheap.
+A single case to group without an estimate is grouped on the event loop by grouper.onecase (~0.15 ms,
+no thread hop); other work runs in a thread pool (Polars and the kernels release the GIL) so the event
+loop keeps accepting requests, and single cases to estimate (priced by the settle engine) or that
+onecase leaves to the batch pipeline, arriving together, are handled together (`Batcher`).
 """
 from __future__ import annotations
 
@@ -171,8 +172,7 @@ class Batcher:
 
 
 def _group_many(state: State, cases: list, kind: str, estimate: bool, problems: bool) -> list[dict]:
-    grouped = service.group_cases(state, cases, kind, problems=problems, settlement=estimate, where="case")
-    return service.result_dicts(state, grouped, with_estimate=estimate)
+    return service.group_many(state, cases, kind, estimate=estimate, problems=problems)
 
 
 # ---- the runtime -----------------------------------------------------------------------------
@@ -331,7 +331,15 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
         if case.get("id") is None:   # alone in its request, whatever batch it is grouped in
             case = {**case, "id": 1}
         key = (kind, flag(params, "estimate", state.pricing is not None), flag(params, "problems", False))
-        return JSONResponse(await runtime.batcher.submit(key, case))
+        # ~0.15 ms in plain Python (grouper.onecase): answered here, without a hop to the pool. A case it
+        # declines, or one to estimate (the settle engine prices it), goes to the pool with the other such
+        # cases of the moment (Batcher)
+        result = None if key[1] and state.pricing is not None else service.group_one_fast(state, case, kind,
+                                                                                        problems=key[2])
+        if result is None:
+            return JSONResponse(await runtime.batcher.submit(key, case))
+        runtime.metrics.count_cases(kind, (result["status"],))
+        return JSONResponse(result)
 
     async def group_batch(request: Request) -> Response:
         params = query(request, {"kind", "estimate", "problems"})
@@ -357,6 +365,18 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
             case = object_body(await read_json(request, limits), "case")
             return JSONResponse(await runtime.work(function, state, case, kind_of(params, state)))
         return handler
+
+    async def estimate(request: Request) -> Response:
+        params = query(request, {"kind"})
+        state = runtime.state
+        case = object_body(await read_json(request, limits), "case")
+        kind = kind_of(params, state)
+        if state.pricing is None:
+            return JSONResponse(await runtime.work(service.estimate_one, state, case, kind))   # 501 with the reason
+        check_case(case, "case")
+        if case.get("id") is None:   # alone in its request, whatever batch it is priced in
+            case = {**case, "id": 1}
+        return JSONResponse(await runtime.batcher.submit((kind, True, False), case))
 
     async def what_if(request: Request) -> Response:
         params = query(request, {"kind"})
@@ -459,6 +479,7 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
         return Problem(status, title, f"{request.method} {request.url.path}: see /openapi.json for the endpoints").response()
 
     routes = [
+        Route("/v1/group", endpoint("group", group_one), methods=["POST"]),   # the busiest route first
         Route("/", endpoint("page", page), methods=["GET"]),
         Route("/healthz", endpoint("healthz", healthz), methods=["GET"]),
         Route("/readyz", endpoint("readyz", readyz), methods=["GET"]),
@@ -466,12 +487,11 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
         Route("/openapi.json", endpoint("openapi", openapi), methods=["GET"]),
         Route("/v1/packs", endpoint("packs", packs), methods=["GET"]),
         Route("/v1/codes", endpoint("codes", codes), methods=["GET"]),
-        Route("/v1/group", endpoint("group", group_one), methods=["POST"]),
         Route("/v1/group/batch", endpoint("group_batch", group_batch), methods=["POST"]),
         Route("/v1/explain", endpoint("explain", one_case(service.explain)), methods=["POST"]),
         Route("/v1/what-if", endpoint("what_if", what_if), methods=["POST"]),
         Route("/v1/recommend", endpoint("recommend", recommend), methods=["POST"]),
-        Route("/v1/estimate", endpoint("estimate", one_case(service.estimate_one)), methods=["POST"]),
+        Route("/v1/estimate", endpoint("estimate", estimate), methods=["POST"]),
         Route("/v1/hsa/{infno}", endpoint("hsa", hsa_envelope), methods=["POST"]),
         Route("/v1/admin/reload", endpoint("reload", reload, admin=True), methods=["POST"]),
     ]

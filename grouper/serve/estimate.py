@@ -1,37 +1,29 @@
-"""预结算: what one case is expected to be paid, before the year is settled.
+"""预结算: what a case is expected to be paid, before the year is settled.
 
-The year's settlement (grouper.payment) shares a budget among a year of cases; during the stay there is
-one case and the *latest* point value. This module prices that one case under the same policy file,
-with the same rules, in exact Decimal arithmetic:
+The money is the settlement engine's: `price_cases` of grouper.payment.settle prices each case by the
+stages of `grouper settle` — base points from the same source (a DRG weights table: RW × scale, or a
+DIP pack's scores × the auxiliary factor), coefficient, price, case type, points and payment, each
+rounded where the engine rounds it. What needs the other cases of the year (the budget share,
+special-review caps, readmissions) is not applied, and `notes` says so; under the points method the
+price is the point value given to `grouper serve --point-value` (else the policy's
+`points.budget_point_value`), so the payment is what `grouper settle` pays the case when the year's
+point value is that one.
 
-    base points B   DRG: RW × points.scale (points method) or RW (rate method), RW from the weights
-                    table (else the pack's `weights`); DIP: 病种分值 × the auxiliary factor
-    coefficient c   the hospital level's (or the hospital's own; 基础病组: basic_groups.level's),
-                    × the DRG's 差异系数; DIP 基层病种: dip.primary_coefficient
-    price           points: the point value given to `grouper serve --point-value` (yuan per point),
-                    else the policy's points.budget_point_value; rate: rate.base_rate (yuan per RW)
-    standard        B × c × price, rounded half up to the fen (the group's payment standard here)
-    reference       the group's mean cost (ratio.reference = group_mean) or the standard
-    high / low line threshold × reference (cases.high/low.threshold by hospital level), half up to the fen
-
-The case type follows the policy's order for a single open case: not grouped → `ungrouped`; no base
-points or an exclusion (los, cost, listed group) → `excluded` (paid its cost); per-diem group →
-`per_diem`; incomplete stay → `incomplete`; cost ratio past the high / low threshold → `high` / `low`;
-else `normal`. Points follow the policy's formula for the type; payment = points × price, half up to
-the fen; a fee-for-service formula pays the cost. Rules that need other cases (special-review caps,
-readmission within days, the year's budget share) are not applied: the estimate says so in `notes`.
-
-Warning levels (事中控费), from the cost against the standard and the lines:
-`unknown` (no cost given or nothing to compare), `ok`, `near_standard` (cost ≥ warn_at × standard),
-`over_standard` (cost > standard), `near_high` (cost ≥ warn_at × high line), `high_outlier`,
-`low_outlier`; `not_by_group` when the case is not paid by its group.
+This module only turns the engine's integers into the answer's text (yuan with two decimals, points
+to six decimals) and adds the warning level (事中控费), from the cost against the standard and the
+lines: `unknown` (no cost given or nothing to compare), `ok`, `near_standard` (cost ≥ warn_at ×
+standard), `over_standard` (cost > standard), `near_high` (cost ≥ warn_at × high line),
+`high_outlier`, `low_outlier`; `not_by_group` when the case is not paid by its group.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from ..payment.policy import Policy, level_value
+import polars as pl
+
+from ..payment.policy import Policy
+from ..payment.settle import COEF, MICRO, PRICE, UNIT, price_cases
 
 WARNING_TEXT = {
     "unknown": "未提供费用, 无法比较",
@@ -43,23 +35,8 @@ WARNING_TEXT = {
     "low_outlier": "费用低于低倍率线 (低倍率病例)",
     "not_by_group": "本病例不按病组付费",
 }
-HUNDRED = Decimal(100)
-
-
-def fen(value: Decimal) -> int:
-    """Half up to the fen (values are in fen already)."""
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def decimal(value) -> Decimal | None:
-    """A table number (float from a CSV read by Polars) as the decimal it was written as."""
-    if value is None:
-        return None
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, float) and value != value:
-        return None
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+BY_GROUP = ("normal", "high", "low", "incomplete", "transfer", "special_review")
+NOT_IN_ESTIMATE = "特例单议、再入院与年度清算不在预结算之内"
 
 
 def yuan(fen_value: int | None) -> str | None:
@@ -68,6 +45,14 @@ def yuan(fen_value: int | None) -> str | None:
         return None
     sign = "-" if fen_value < 0 else ""
     return f"{sign}{abs(fen_value) // 100}.{abs(fen_value) % 100:02d}"
+
+
+def _exact(value: int | None, unit: int, places: int | None = None) -> str | None:
+    """An engine integer in 1/unit as decimal text (to `places` decimals, else as short as exact)."""
+    if value is None:
+        return None
+    number = Decimal(value) / unit
+    return f"{number:.{places}f}" if places is not None else format(number.normalize(), "f")
 
 
 @dataclass(frozen=True)
@@ -80,201 +65,73 @@ class Pricing:
 
     def fen_per_point(self) -> Decimal | None:
         value = self.point_value if self.point_value is not None else self.policy["points"]["budget_point_value"]
-        return None if value is None else Decimal(value) * HUNDRED
+        return None if value is None else Decimal(value) * 100
 
 
-def estimate(pricing: Pricing, case: dict) -> dict:
-    """Estimate one grouped case. `case` holds: status, group, rw / score and aux_factor, group_mean (fen),
-    group_level (DIP row level), hospital, hospital_level, insurance, cost (fen), los, discharge."""
+ENGINE_SCHEMA = {"id": pl.String, "status": pl.String, "drg": pl.String, "hospital": pl.String, "cost": pl.Int64,
+                 "hospital_level": pl.Int8, "insurance": pl.String, "los": pl.Int32, "discharge": pl.Int32,
+                 "admission_date": pl.Date, "discharge_date": pl.Date, "aux_factor": pl.Float64}
+
+
+def estimates(pricing: Pricing, cases: list[dict], source) -> list[dict]:
+    """Estimate grouped cases under `pricing` with base points from `source` (the settle engine's
+    BaseSource: DrgWeights or DipScores). Each case holds: status, group, hospital, hospital_level,
+    insurance, cost (fen), los, discharge, admission_date, discharge_date, aux_factor (DIP)."""
+    if not cases:
+        return []
+    frame = pl.DataFrame({
+        "id": [str(i) for i in range(len(cases))],
+        **{name: [c.get(name) for c in cases] for name in ENGINE_SCHEMA if name not in ("id", "drg", "hospital")},
+        "drg": [c.get("group") for c in cases],
+        # the engine pays every case to a hospital; a case sent without one is priced as nobody's own
+        "hospital": [c.get("hospital") or "-" for c in cases],
+    }, schema=ENGINE_SCHEMA)
+    priced = price_cases(frame, pricing.policy, source, point_value=pricing.point_value)
+    return [_answer(pricing, case, row) for case, row in zip(cases, priced.iter_rows(named=True))]
+
+
+def _answer(pricing: Pricing, case: dict, row: dict) -> dict:
     policy = pricing.policy
-    v = policy.values
-    notes: list[str] = []
-    out = {"method": v["policy"]["method"], "policy": policy.name, "case_type": None, "rule": None,
-           "base_points": None, "coefficient": None, "points": None, "price": None, "standard": None,
-           "reference": None, "cost": yuan(case.get("cost")), "cost_ratio": None, "high_line": None,
-           "low_line": None, "payment": None, "warning": None, "warning_text": None, "notes": notes}
+    method = policy["policy"]["method"]
     cost = case.get("cost")
-    group = case.get("group")
-
-    def done(case_type: str, rule: str, payment: int | None = None) -> dict:
-        out["case_type"], out["rule"] = case_type, rule
-        if payment is not None:
-            out["payment"] = yuan(payment)
-        if out["warning"] is None:
-            out["warning"] = "not_by_group"
-        out["warning_text"] = WARNING_TEXT[out["warning"]]
-        return out
-
-    if case.get("status") != "grouped":
-        pay = v["cases"]["ungrouped"]["pay"]
-        if pay == "none":
-            return done("ungrouped", "cases.ungrouped", 0)
-        if cost is None:
-            notes.append("未提供费用: 未入组病例按费用结算, 无法估算")
-        return done("ungrouped", "cases.ungrouped", cost)
-
-    level = case.get("hospital_level")
-    basic = group in set(v["basic_groups"]["drgs"] or ())
-    price_level = v["basic_groups"]["level"] if basic else level
-    coefficient = level_value(v["coefficients"]["level"], price_level)
-    own = (v["coefficients"]["hospitals"] or {}).get(case.get("hospital"))
-    if own is not None and not basic:
-        coefficient = own
-    if policy.is_dip and case.get("group_level") == "primary" and v["dip"]["primary_coefficient"] is not None:
-        coefficient = v["dip"]["primary_coefficient"]
-    if coefficient is not None:
-        coefficient = Decimal(coefficient) * Decimal((v["coefficients"]["drgs"] or {}).get(group, 1))
-    out["coefficient"] = None if coefficient is None else str(coefficient)
-
-    if policy.method == "rate":
-        price = _base_rate(v["rate"]["base_rate"], case.get("insurance"), price_level)
-        price = None if price is None else Decimal(price) * HUNDRED
-        unit = "元/RW"
-    else:
-        price = pricing.fen_per_point()
-        unit = "元/点"
-    out["price"] = None if price is None else f"{price / HUNDRED} {unit}"
-
-    if policy.is_dip:
-        score = decimal(case.get("score"))
-        factor = decimal(case.get("aux_factor")) if v["dip"]["auxiliary"] else Decimal(1)
-        base = None if score is None else score * (factor if factor is not None else Decimal(1))
-    else:
-        rw = decimal(case.get("rw"))
-        scale = Decimal(v["points"]["scale"]) if policy.method == "points" else Decimal(1)
-        base = None if rw is None else rw * scale
-    out["base_points"] = None if base is None else str(base)
-
-    los, per_day = case.get("los"), (v["cases"]["per_diem"]["per_day"] or {}).get(group)
-    ex = v["cases"]["exclusions"]
-    if coefficient is None:
-        notes.append("医院等级未知或无对应系数 (coefficients.level)")
-        return done("invalid", "coefficients.level")
-    if price is None and policy.method == "rate":
-        notes.append("没有该险种与医院等级的费率 (rate.base_rate)")
-        return done("invalid", "rate.base_rate")
-    if base is None and per_day is None:
-        notes.append(f"{group} 无权重或分值: 按项目付费")
-        return done("excluded", "weights", cost)
-    for key, holds in (("los_at_most", los is not None and ex["los_at_most"] is not None and los <= ex["los_at_most"]),
-                       ("los_at_least", los is not None and ex["los_at_least"] is not None and los >= ex["los_at_least"]),
-                       ("cost_below", cost is not None and ex["cost_below"] is not None and cost < ex["cost_below"]),
-                       ("drgs", group in set(ex["drgs"] or ()))):
-        if holds:
-            return done("excluded", f"cases.exclusions.{key}", cost)
-    if price is None:
-        notes.append("没有点值 (--point-value 或 points.budget_point_value) 或费率: 只给出点数")
-
-    def priced(points: Decimal) -> int | None:
-        return None if price is None else fen(points * price)
-
-    if per_day is not None:
-        if los is None:
-            notes.append("床日付费病组需要住院天数")
-            return done("invalid", "los")
-        points = Decimal(per_day) * max(los, 1)
-        if v["cases"]["per_diem"]["coefficient"]:
-            points *= coefficient
-        out["points"] = str(points)
-        return done("per_diem", "cases.per_diem.per_day", priced(points))
-
-    standard_points = base * coefficient
-    standard = priced(standard_points)
-    out["standard"] = yuan(standard)
-    reference = decimal(case.get("group_mean")) if v["ratio"]["reference"] == "group_mean" else (
-        None if standard is None else Decimal(standard))
-    if v["ratio"]["reference"] == "group_mean" and reference is None:
-        notes.append(f"{group} 无均次费用 (weights 表的 mean 列): 无法判断高低倍率")
-    t_high = level_value(v["cases"]["high"]["threshold"], level)
-    t_low = level_value(v["cases"]["low"]["threshold"], level)
-    ratio = None
-    if reference is not None and reference > 0:
-        out["reference"] = yuan(fen(reference))
-        if t_high is not None:
-            out["high_line"] = yuan(fen(Decimal(t_high) * reference))
-        if t_low is not None:
-            out["low_line"] = yuan(fen(Decimal(t_low) * reference))
-        if cost is not None:
-            ratio = Decimal(cost) / reference
-            out["cost_ratio"] = str(ratio.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
-    notes.append("特例单议、再入院与年度清算不在预结算之内")
-
-    cases = v["cases"]
-    incomplete = cases["incomplete"]
-    discharge = case.get("discharge")
-    if incomplete["discharge"] and discharge is not None and str(discharge) in {str(d) for d in incomplete["discharge"]} \
-            and (incomplete["max_los"] is None or (los is not None and los <= incomplete["max_los"])):
-        case_type, rule = "incomplete", "cases.incomplete"
-    elif ratio is not None and t_high is not None and _beyond(ratio, Decimal(t_high), cases["high"]["inclusive"], high=True):
-        case_type, rule = "high", "cases.high"
-    elif ratio is not None and t_low is not None and _beyond(ratio, Decimal(t_low), cases["low"]["inclusive"], high=False):
-        case_type, rule = "low", "cases.low"
-    else:
-        case_type, rule = "normal", "normal"
-    formula = {"high": cases["high"]["formula"], "low": cases["low"]["formula"],
-               "incomplete": incomplete["formula"], "normal": "standard"}[case_type]
-    t = {"high": t_high, "low": t_low}.get(case_type)
-    if formula == "fee_for_service":
-        payment = cost
-    else:
-        points = _points(formula, base, coefficient, ratio, None if t is None else Decimal(t), cost, price, reference,
-                         Decimal(cases["high"]["marginal"]))
-        if points is None:
-            notes.append(f"公式 {formula} 需要费用与点值")
-            payment = None
-        else:
-            out["points"] = str(points.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP))
-            payment = priced(points)
-    out["warning"] = _warning(case_type, cost, standard, out["high_line"], pricing.warn_at, t_high, reference)
-    return done(case_type, rule, payment)
+    notes: list[str] = []
+    by_group = row["paid_by"] == "group"
+    price = row["price_e4"]
+    unit = "元/RW" if method == "rate" else "元/点"
+    out = {"method": method, "policy": policy.name, "case_type": row["case_type"], "rule": row["rule"],
+           "base_points": _exact(row["base_micro"], MICRO), "coefficient": _exact(row["coef"], COEF),
+           "points": _exact(row["points_micro"], MICRO, 6) if by_group else None,
+           "price": None if price is None else f"{_exact(price, PRICE * 100)} {unit}",
+           "standard": yuan(row["standard"]), "reference": yuan(row["reference"]), "cost": yuan(cost),
+           "cost_ratio": _exact(row["ratio_micro"], UNIT), "high_line": yuan(row["high_line"]),
+           "low_line": yuan(row["low_line"]), "payment": yuan(row["payment"]), "warning": None,
+           "warning_text": None, "notes": notes}
+    if cost is None:   # still in the ward: the standard and the lines, the type and payment wait for the cost
+        out.update(case_type=None, rule=None, points=None, payment=None)
+        notes.append("未提供费用: 给出病组标准与高低倍率线, 病例类型与支付待费用确定")
+    elif by_group and row["payment"] is not None and price is None:
+        out["payment"] = None
+    if price is None and method != "rate" and case.get("status") == "grouped":
+        notes.append("没有点值 (--point-value 或 points.budget_point_value): 只给出点数")
+    if row["base_micro"] is None and case.get("status") == "grouped":
+        notes.append(f"{case.get('group')} 无权重或分值: 按项目付费")
+    notes.append(NOT_IN_ESTIMATE)
+    out["warning"] = _warning(out["case_type"], cost, row, pricing.warn_at, paid_by_group=by_group or cost is None)
+    out["warning_text"] = WARNING_TEXT[out["warning"]]
+    return out
 
 
-def _base_rate(rates: dict, insurance, level):
-    table = rates.get(insurance) if insurance in rates and insurance != "all" else rates.get("all")
-    return None if table is None else level_value(table, level)
-
-
-def _beyond(ratio: Decimal, threshold: Decimal, inclusive: bool, *, high: bool) -> bool:
-    if high:
-        return ratio >= threshold if inclusive else ratio > threshold
-    return ratio <= threshold if inclusive else ratio < threshold
-
-
-def _points(formula: str, B: Decimal, c: Decimal, r: Decimal | None, t: Decimal | None, cost: int | None,
-            price: Decimal | None, reference: Decimal | None, marginal: Decimal) -> Decimal | None:
-    """Points under a policy formula (grouper.payment.settle's table, in Decimal); None when an input is missing."""
-    if formula == "standard":
-        return B * c
-    if formula == "cost":
-        return None if cost is None or not price else Decimal(cost) / price
-    if r is None:
-        return None
-    if formula == "excess_ratio":
-        return B * c + B * (r - t)
-    if formula == "excess_ratio_coefficient":
-        return B * c * (1 + r - t)
-    if formula == "excess_ratio_plus_coefficient":
-        return B * (r - t + c)
-    if formula == "excess_cost":
-        return None if not price else B * c + marginal * (Decimal(cost) - t * reference) / price
-    if formula == "ratio":
-        return B * c * r
-    if formula == "ratio_capped":
-        return min(B * c * r, B)
-    if formula == "ratio_capped_no_coefficient":
-        return min(B * r, B)
-    raise ValueError(f"unknown formula {formula!r}")
-
-
-def _warning(case_type: str, cost: int | None, standard: int | None, high_line: str | None, warn_at: Decimal,
-             t_high, reference: Decimal | None) -> str:
+def _warning(case_type: str | None, cost: int | None, row: dict, warn_at: Decimal, *, paid_by_group: bool) -> str:
     if case_type == "high":
         return "high_outlier"
     if case_type == "low":
         return "low_outlier"
+    if not paid_by_group or (case_type is not None and case_type not in BY_GROUP):
+        return "not_by_group"
     if cost is None:
         return "unknown"
-    if t_high is not None and reference is not None and reference > 0 and cost >= warn_at * Decimal(t_high) * reference:
+    high_line, standard = row["high_line"], row["standard"]
+    if high_line is not None and cost >= warn_at * high_line:
         return "near_high"
     if standard is None:
         return "unknown"

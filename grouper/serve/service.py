@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -22,8 +23,10 @@ from ..explain import Change, apply_changes, explain_case, parse_change, removal
 from ..fields import parse_date
 from ..pipeline import case_batches, group_frame, grouped_batches
 from ..versions.dated import NO_SCHEME
-from .cases import ShapeError, case_frame, check_case
-from .estimate import Pricing, estimate
+from ..onecase import Declined, group_one as group_one_case
+from ..onecase import parse_date as onecase_date
+from .cases import ShapeError, case_columns, case_frame, check_case
+from .estimate import Pricing, estimates
 
 KINDS = ("drg", "dip")
 
@@ -55,12 +58,13 @@ class Pack:
     path: Path
     loaded: object      # LoadedScheme | LoadedDip
     groups: dict        # group code → {"name", "rw" or "score", "mean" (fen), "level"}
+    source: object = None   # the settle engine's base points for estimates (None: the policy does not price it)
 
-    @property
+    @cached_property   # the scheme's AST is loaded on first use: not on every request
     def name(self) -> str:
         return self.loaded.ast.header.name if self.kind == "drg" else self.loaded.plan.name
 
-    @property
+    @cached_property
     def version(self) -> str:
         return self.loaded.ast.header.version if self.kind == "drg" else self.loaded.plan.version
 
@@ -133,7 +137,8 @@ def load_state(settings: Settings, generation: int = 1) -> State:
             raise InputError(f"two {kind.upper()} packs apply from the same date ({_dates(starts)}): "
                              "give each pack its own FROM date")
         if mine:
-            packs[kind] = tuple(Pack(kind, start, path, loaded, _groups(kind, loaded, weights, policy))
+            packs[kind] = tuple(Pack(kind, start, path, loaded, _groups(kind, loaded, weights, policy),
+                                     _base_points(kind, loaded, settings.weights, policy))
                                 for kind, start, path, loaded in mine)
     pricing = None
     if policy is not None:
@@ -141,6 +146,27 @@ def load_state(settings: Settings, generation: int = 1) -> State:
         if policy.is_dip and "dip" not in packs:
             raise InputError(f"the policy {settings.policy} is a DIP policy (method = \"dip\") but no DIP pack is served")
     return State(settings, packs, pricing, _code_index(packs), generation)
+
+
+def _base_points(kind: str, loaded, weights: Path | None, policy):
+    """The settle engine's base-points source of a pack under the policy, as `grouper settle` builds
+    it: a DRG weights table (--weights, else the pack's own weights) under a DRG policy, the DIP
+    pack's scores under a DIP policy; None when the policy does not price the pack's kind."""
+    if policy is None or policy.is_dip != (kind == "dip"):
+        return None
+    if kind == "dip":
+        from ..dip.settle import DipScores
+
+        return DipScores.from_pack(loaded, policy)
+    from ..payment.api import weights_source
+
+    if weights is None:
+        plan = loaded.plan
+        rows = [(code, str(w)) for code, w in zip(plan.drg_codes, plan.drg_weights or ()) if w is not None]
+        weights = pl.DataFrame(rows, schema={"drg": pl.String, "weight": pl.String}, orient="row")
+    source = weights_source(weights, policy)
+    source.table()   # checked now: a bad weights table refuses the (re)load, not a request
+    return source
 
 
 def _dates(starts) -> str:
@@ -243,7 +269,8 @@ def _pack_rows(state: State, kind: str, raw: pl.DataFrame, today: date) -> list[
     packs = state.packs[kind]
     if len(packs) == 1 and packs[0].start is None:
         return [0] * raw.height
-    parsed = raw.select(parse_date(pl.col("discharge_date"), pl.String).alias("d"),
+    written = parse_date(pl.col("discharge_date"), pl.String)
+    parsed = raw.select(pl.when(written.dt.year() >= 1).then(written).alias("d"),   # year 0 is no Python date
                         pl.col("discharge_date").str.strip_chars().alias("raw"))
     out = []
     for written, raw_text in parsed.iter_rows():
@@ -295,8 +322,9 @@ def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = Fa
                                    "_row": pl.Series(outside, dtype=pl.UInt32)}))
     results = pl.concat(parts, how="diagonal_relaxed").sort("_row").drop("_row") if len(parts) != 1 else parts[0].drop("_row")
     problem_frame = None
-    if problems:
-        problem_frame = pl.concat(found).sort("row", maintain_order=True) if found else None
+    if problems:   # every case gets its (maybe empty) list of problems, also when no case has one
+        problem_frame = pl.concat(found).sort("row", maintain_order=True) if found else pl.DataFrame(
+            schema={"row": pl.UInt32, "reason": pl.String, "level": pl.String, "detail": pl.String})
     return Grouped(kind, results, problem_frame, [packs[k] if k >= 0 else None for k in index])
 
 
@@ -343,25 +371,133 @@ def result_dicts(state: State, grouped: Grouped, *, with_estimate: bool) -> list
         for r in out:
             r.setdefault("problems", [])
     if with_estimate and state.pricing is not None:
-        for r, case in zip(out, estimate_inputs(grouped)):
-            r["estimate"] = estimate(state.pricing, case)
+        for r, priced in zip(out, priced_cases(state, grouped.kind, estimate_inputs(grouped), grouped.packs)):
+            r["estimate"] = priced
     return out
+
+
+def priced_cases(state: State, kind: str, inputs: list[dict], packs: list) -> list[dict]:
+    """The estimates of grouped cases (estimate_inputs), one settle-engine call per pack. A case
+    under no pack (no pack in force on its date) is priced with the kind's newest pack's source."""
+    out: list = [None] * len(inputs)
+    by_source: dict[int, tuple[object, list[int]]] = {}
+    fallback = state.packs[kind][-1].source
+    for i, pack in enumerate(packs):
+        source = pack.source if pack is not None else fallback
+        by_source.setdefault(id(source), (source, []))[1].append(i)
+    for source, rows in by_source.values():
+        if source is None:
+            for i in rows:
+                out[i] = {"method": state.pricing.policy["policy"]["method"], "policy": state.pricing.policy.name,
+                          "payment": None, "notes": [f"the policy does not price {kind.upper()} cases"]}
+            continue
+        for i, priced in zip(rows, estimates(state.pricing, [inputs[i] for i in rows], source)):
+            out[i] = priced
+    return out
+
+
+def group_one(state: State, case, kind: str | None = None, *, estimate: bool = False, problems: bool = False) -> dict:
+    """One JSON case → its result, exactly `result_dicts(state, group_cases(state, [case], ...))[0]`."""
+    return group_many(state, [case], kind, estimate=estimate, problems=problems)[0]
+
+
+def group_many(state: State, cases: list, kind: str | None = None, *, estimate: bool = False,
+               problems: bool = False) -> list[dict]:
+    """JSON cases (each with an id, or numbered by its place) → their results, exactly
+    `result_dicts(state, group_cases(state, cases, ...))`: each case through grouper.onecase when it
+    reads the case, the others through the batch pipeline together; the estimates (with a policy)
+    in one settle-engine call per pack."""
+    kind = kind or state.default_kind()
+    cases = [case if type(case) is not dict or case.get("id") is not None else {**case, "id": i + 1}
+             for i, case in enumerate(cases)]
+    out: list = [None] * len(cases)
+    inputs: list = [None] * len(cases)
+    packs: list = [None] * len(cases)
+    slow = []
+    for i, case in enumerate(cases):
+        found = _fast(state, case, kind, problems=problems, settlement=estimate)
+        if found is None:
+            slow.append(i)
+        else:
+            out[i], inputs[i], packs[i] = found
+    if slow:
+        grouped = group_cases(state, [cases[i] for i in slow], kind, problems=problems, settlement=estimate,
+                              where="case")
+        for i, result, typed, pack in zip(slow, result_dicts(state, grouped, with_estimate=False),
+                                          estimate_inputs(grouped) if estimate else [None] * len(slow), grouped.packs):
+            out[i], inputs[i], packs[i] = result, typed, pack
+    if estimate and state.pricing is not None:
+        for result, priced in zip(out, priced_cases(state, kind, inputs, packs)):
+            result["estimate"] = priced
+    return out
+
+
+def group_one_fast(state: State, case, kind: str | None = None, *, problems: bool = False) -> dict | None:
+    """`group_one` without an estimate by grouper.onecase (~0.15 ms); None when that declines the
+    case (a value not in a plain spelling, a DIP pack, a discharge date it cannot read): then the
+    batch pipeline answers. Raises ShapeError as group_cases does."""
+    found = _fast(state, case, kind or state.default_kind(), problems=problems, settlement=False)
+    return None if found is None else found[0]
+
+
+def _fast(state: State, case, kind: str, *, problems: bool, settlement: bool) -> tuple[dict, dict | None, Pack] | None:
+    """(result, estimate input or None, pack) of one case by grouper.onecase; None when it declines."""
+    columns = case_columns([case], "case")
+    one = {name: values[0] for name, values in columns.items()}
+    if one["id"] is None:
+        one["id"] = "1"
+    index = _pack_index(state, kind, one.get("discharge_date"))
+    pack = None if index is None else state.packs[kind][index]
+    if pack is None or pack.kind != "drg":
+        return None
+    r = group_one_case(pack.loaded.plan, one, settlement=settlement)
+    if r is None:
+        return None
+    entry = pack.groups.get(r.drg) if r.drg is not None else None
+    rw = None if entry is None else entry["rw"]
+    out = {"id": r.id, "status": r.status, "mdc": r.mdc, "adrg": r.adrg, "drg": r.drg,
+           "drg_name": None if entry is None else entry["name"], "weight": None if rw is None else float(rw),
+           "reason": r.reason, "warnings": r.warnings, "scheme": pack.name, "scheme_version": pack.version}
+    if problems:
+        out["problems"] = [{"reason": reason, "level": level, "detail": detail} for reason, level, detail in r.problems]
+    typed = {**{name: r.fields[name] for name in ESTIMATE_FIELDS}, "status": r.status, "group": r.drg} if settlement else None
+    return out, typed, pack
+
+
+def _pack_index(state: State, kind: str, written: str | None) -> int | None:
+    """`_pack_rows` for one case; None when its discharge date is not in a plain spelling."""
+    packs = state.packs[kind]
+    if len(packs) == 1 and packs[0].start is None:
+        return 0
+    try:
+        when = onecase_date(written.strip() if written else None)
+    except Declined:
+        return None
+    if when is None:
+        if written and written.strip():
+            return None   # unreadable: the batch pipeline answers with its reason
+        when = date.today()
+    index = None
+    for i, pack in enumerate(packs):
+        if pack.start is None or pack.start <= when:
+            index = i
+    return index
+
+
+ESTIMATE_FIELDS = ("hospital", "hospital_level", "insurance", "cost", "los", "discharge", "admission_date",
+                   "discharge_date")
 
 
 def estimate_inputs(grouped: Grouped) -> list[dict]:
-    """What `estimate` needs of each grouped case: its group's figures and the typed fields."""
+    """What an estimate needs of each grouped case: status, group (and DIP's auxiliary factor) and
+    the typed settlement fields."""
     group_column = "drg" if grouped.kind == "drg" else "dip"
-    wanted = ["status", group_column, "hospital", "hospital_level", "insurance", "cost", "los", "discharge",
-              *(["score", "aux_factor"] if grouped.kind == "dip" else [])]
+    wanted = ["status", group_column, *ESTIMATE_FIELDS, *(["aux_factor"] if grouped.kind == "dip" else [])]
     frame = grouped.results
     rows = frame.select(pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in wanted).to_dicts()
-    out = []
-    for r, pack in zip(rows, grouped.packs):
-        group = r.pop(group_column)
-        entry = pack.groups.get(group, {}) if pack is not None and group is not None else {}
-        out.append({**r, "group": group, "rw": entry.get("rw"), "group_mean": entry.get("mean"),
-                    "group_level": entry.get("level")})
-    return out
+    for r in rows:
+        r["group"] = r.pop(group_column)
+    return rows
 
 
 # ---- one case: explain, what-if, recommend ---------------------------------------------------
@@ -379,16 +515,21 @@ def one_case(state: State, case, kind: str | None, where: str) -> tuple[Pack, pl
 
 
 def explain(state: State, case, kind: str | None = None) -> dict:
+    """`grouper explain --json` of one JSON case under the pack in force (DRG or DIP), with its estimate
+    when a policy is served."""
     pack, raw, canonical = one_case(state, case, kind, "case")
-    if pack.kind != "drg":
-        raise UnsupportedError("explain serves DRG packs; for a DIP pack use `grouper explain --scheme PACK --json`")
-    out = explain_case(pack.loaded, canonical.select(
-        c for c in canonical.columns if c in ("id", "sex", "age", "age_days", "weight", "dept", "los", "discharge",
-                                              "dx", "proc"))).to_dict()
+    if pack.kind == "dip":   # the case's cost feeds the cost step, as `grouper explain --cases` gives it
+        from ..dip import explain_dip_json
+
+        out = explain_dip_json(pack.loaded, canonical)
+    else:
+        out = explain_case(pack.loaded, canonical.select(
+            c for c in canonical.columns if c in ("id", "sex", "age", "age_days", "weight", "dept", "los", "discharge",
+                                                  "dx", "proc"))).to_dict()
     out["scheme"], out["scheme_version"] = pack.name, pack.version
     if state.pricing is not None:
         grouped = group_raw(state, raw, pack.kind, settlement=True)
-        out["estimate"] = estimate(state.pricing, estimate_inputs(grouped)[0])
+        out["estimate"] = priced_cases(state, pack.kind, estimate_inputs(grouped), grouped.packs)[0]
     return out
 
 
@@ -410,12 +551,14 @@ def alternatives(state: State, case, kind: str | None, scenarios: list[tuple[str
 
         results = group_dip_frame(pack.loaded.plan, pl.concat([f.select(canonical.columns) for f in frames]))
         group_column = "dip"
-    typed = None
-    if state.pricing is not None:
-        base = group_raw(state, raw, pack.kind, settlement=True)
-        typed = estimate_inputs(base)[0]
+    payments = [None] * results.height
+    if state.pricing is not None:   # every variant priced in one settle-engine call
+        typed = estimate_inputs(group_raw(state, raw, pack.kind, settlement=True))[0]
+        variants = [{**typed, "status": r["status"], "group": r[group_column], "aux_factor": r.get("aux_factor")}
+                    for r in results.iter_rows(named=True)]
+        payments = [e["payment"] for e in priced_cases(state, pack.kind, variants, [pack] * len(variants))]
     out, first = [], None
-    for label, r in zip(labels, results.iter_rows(named=True)):
+    for label, r, payment in zip(labels, results.iter_rows(named=True), payments):
         group = r[group_column]
         entry = pack.groups.get(group, {}) if group else {}
         item = {"changes": label, "status": r["status"], group_column: group, "name": entry.get("name"),
@@ -423,11 +566,8 @@ def alternatives(state: State, case, kind: str | None, scenarios: list[tuple[str
                     (None if entry.get("rw") is None else float(entry["rw"])) if pack.kind == "drg" else r.get("score")}
         if pack.kind == "drg":
             item["mdc"], item["adrg"] = r["mdc"], r["adrg"]
-        if typed is not None:
-            est = estimate(state.pricing, {**typed, "status": r["status"], "group": group, "rw": entry.get("rw"),
-                                           "group_mean": entry.get("mean"), "group_level": entry.get("level"),
-                                           "score": r.get("score"), "aux_factor": r.get("aux_factor")})
-            item["payment"] = est["payment"]
+        if state.pricing is not None:
+            item["payment"] = payment
         first = first or item
         item["changed"] = (item["status"], group) != (first["status"], first[group_column])
         out.append(item)
@@ -493,9 +633,7 @@ def _with_codes(canonical: pl.DataFrame, dx: list[str], px: list[str]) -> pl.Dat
 def estimate_one(state: State, case, kind: str | None = None) -> dict:
     if state.pricing is None:
         raise UnsupportedError("no policy is served: start the server with --policy FILE to estimate payments")
-    grouped = group_cases(state, [case], kind, settlement=True, where="case")
-    result = result_dicts(state, grouped, with_estimate=True)[0]
-    return result
+    return group_one(state, case, kind, estimate=True)
 
 
 def diagnostics_json(exc: GrouperError) -> list[dict]:
@@ -514,5 +652,6 @@ def diagnostics_json(exc: GrouperError) -> list[dict]:
     return out
 
 
-__all__ = ["PackSpec", "Settings", "State", "UnsupportedError", "estimate_one", "explain", "group_cases", "load_state",
+__all__ = ["PackSpec", "Settings", "State", "UnsupportedError", "estimate_one", "explain", "group_cases", "group_one",
+           "group_many", "group_one_fast", "load_state",
            "recommend", "result_dicts", "result_frame", "search_codes", "try_scenarios"]
