@@ -77,6 +77,8 @@ cdef enum:
 cdef enum:
     MAX_STACK = 64
     MAX_TAGS = 64
+    MAX_GATED_ADRGS = 1024
+    ADRG_WORDS = MAX_GATED_ADRGS // 64
     N_OPERANDS = 5      # columns of program: opcode, a, b, c, d
     NO_CONDITION = -1
     NOT_QY = -1
@@ -96,6 +98,7 @@ def _check_ir_constants():
         "INVALID": ST_INVALID, "NO_DRG": ST_NO_DRG, "QY": ST_QY, "NO_DRG_STATUS": B_NO_DRG_STATUS,
         "SECOND_ATTEMPT": B_SECOND_ATTEMPT, "ATTEMPT_ALONE": B_ATTEMPT_ALONE,
         "LAST_ENTERED": B_LAST_ENTERED, "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
+        "MAX_GATED_ADRGS": MAX_GATED_ADRGS,
         "NO_CONDITION": NO_CONDITION, "NOT_QY": NOT_QY, "MISSING": MISSING,
     }
     wrong = [name for name, value in expected.items() if int(getattr(_ir, name)) != value]
@@ -128,6 +131,10 @@ cdef struct PlanC:
     const uint64_t* pdx_mdc_mask    # NULL, or per code id: bit m set unless MDC m's entry rejects that pdx
     const uint64_t* adrg_gate_mask  # NULL, or per code id: bit m set when the code is in an ADRG gate of MDC m
     uint64_t adrg_gate_free         # MDCs with an ADRG without a gate (see ir.Plan)
+    const int32_t* adrg_gate_start  # NULL, or per code id: its entries (adrg << 3 | scope) in adrg_gate_entries
+    const int32_t* adrg_gate_entries
+    const uint64_t* adrg_gate_none  # ADRGs without a gate (bitmap)
+    Py_ssize_t n_adrg_words
     # qy rules (see ir.Plan): all NULL when the plan has none
     const int32_t* mdc_qy_start     # n_mdc + 2
     const int32_t* qy_cond
@@ -369,6 +376,30 @@ cdef inline Py_ssize_t top_level_qy(const PlanC* p, Py_ssize_t m, const CaseC* c
     return -1
 
 
+cdef inline void gated_adrgs(const PlanC* p, const CaseC* cs, uint64_t* gated) noexcept nogil:
+    """gated[] = the ADRGs without a gate, and those whose gate (scope, set) holds one of the case's
+    codes in that scope (see ir.Plan.adrg_gate_start)."""
+    cdef Py_ssize_t r, e, w
+    cdef int32_t v, scope
+    cdef uint32_t x
+    for w in range(p.n_adrg_words):
+        gated[w] = p.adrg_gate_none[w]
+    for r in range(cs.n_dx):
+        x = cs.dx[r]
+        for e in range(p.adrg_gate_start[x], p.adrg_gate_start[x + 1]):
+            v = p.adrg_gate_entries[e]
+            scope = v & 7
+            if scope == S_DX or (scope == S_PDX if r == 0 else scope == S_SDX):
+                gated[v >> 9] |= (<uint64_t>1) << ((v >> 3) & 63)
+    for r in range(cs.n_px):
+        x = cs.px[r]
+        for e in range(p.adrg_gate_start[x], p.adrg_gate_start[x + 1]):
+            v = p.adrg_gate_entries[e]
+            scope = v & 7
+            if scope == S_PROC or (scope == S_PPROC if r == 0 else scope == S_SPROC):
+                gated[v >> 9] |= (<uint64_t>1) << ((v >> 3) & 63)
+
+
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
                            int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour) noexcept nogil:
     cdef Py_ssize_t r, m, ai, g, q, last_entered = -1
@@ -383,6 +414,9 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             reachable |= p.adrg_gate_mask[cs.dx[r]]
         for r in range(cs.n_px):
             reachable |= p.adrg_gate_mask[cs.px[r]]
+    cdef uint64_t gated[ADRG_WORDS]          # ADRGs whose gate can hold for the case's codes
+    if p.adrg_gate_start != NULL:
+        gated_adrgs(p, cs, gated)
     for r in range(p.n_invalid):
         if eval_condition(p, p.invalid_cond[r], cs):
             set_result(status, mdc, adrg, drg, reason, ST_INVALID, -1, -1, -1, <int32_t>r)
@@ -400,6 +434,8 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             last_entered = m
             continue
         for ai in range(p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]):
+            if p.adrg_gate_start != NULL and not (gated[ai >> 6] >> (ai & 63)) & 1:
+                continue    # its gate would fail: skip it unevaluated
             if not eval_condition(p, p.adrg_cond[ai], cs):
                 continue
             if p.adrg_qy != NULL and p.adrg_qy[ai] != NOT_QY:   # a qy rule among the ADRGs: ends grouping
@@ -589,6 +625,31 @@ cdef const uint64_t* _mdc_mask(str name, const uint64_t[::1] mask, Py_ssize_t n_
     return &mask[0]
 
 
+cdef int check_adrg_gate(const int32_t[::1] start, const int32_t[::1] entries, const uint64_t[::1] none,
+                         Py_ssize_t n_adrg, Py_ssize_t map_width) except -1:
+    """The ADRG-level gate (ir.Plan.adrg_gate_start) against the plan: every entry names an ADRG and
+    a scope, every code id's range lies in the entries."""
+    cdef Py_ssize_t x, e
+    cdef int32_t v
+    if entries is None or none is None:
+        raise ValueError("adrg_gate_start, adrg_gate_entries and adrg_gate_none go together: give all or none")
+    if n_adrg > MAX_GATED_ADRGS:
+        raise ValueError(f"the ADRG-level gate holds {MAX_GATED_ADRGS} ADRGs, the plan has {n_adrg}")
+    if none.shape[0] != (n_adrg + 63) // 64:
+        raise ValueError(f"adrg_gate_none has {none.shape[0]} words, expected {(n_adrg + 63) // 64}")
+    if start.shape[0] != map_width + 1 or map_width < 1:
+        raise ValueError(f"adrg_gate_start has {start.shape[0]} entries, expected one per code id + 1 ({map_width + 1})")
+    for x in range(map_width):
+        if not 0 <= start[x] <= start[x + 1] <= entries.shape[0]:
+            raise ValueError(f"adrg_gate_start[{x}:{x + 2}] = [{start[x]}, {start[x + 1]}] is not a range of "
+                             f"adrg_gate_entries (length {entries.shape[0]})")
+    for e in range(entries.shape[0]):
+        v = entries[e]
+        if v < 0 or (v >> 3) >= n_adrg or (v & 7) >= N_SCOPES:
+            raise ValueError(f"adrg_gate_entries[{e}] = {v} does not name an ADRG and a scope")
+    return 0
+
+
 def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const uint32_t[:, ::1] label_maps not None,
                 const int32_t[:, ::1] program not None,
@@ -615,7 +676,9 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const int32_t[::1] mdc_qy_start=None, const int32_t[::1] qy_cond=None,
                 const int32_t[::1] qy_mdc=None, const int32_t[::1] qy_drg=None,
                 const int32_t[::1] adrg_qy=None,
-                const uint64_t[::1] adrg_gate_mask=None, uint64_t adrg_gate_free=0):
+                const uint64_t[::1] adrg_gate_mask=None, uint64_t adrg_gate_free=0,
+                const int32_t[::1] adrg_gate_start=None, const int32_t[::1] adrg_gate_entries=None,
+                const uint64_t[::1] adrg_gate_none=None):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     Same arguments and results as `grouper.engine._kernel_py.group_cases`; the case loop runs
@@ -705,6 +768,16 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.pdx_mdc_mask = _mdc_mask("pdx_mdc_mask", pdx_mdc_mask, n_mdc, map_width)
     p.adrg_gate_mask = _mdc_mask("adrg_gate_mask", adrg_gate_mask, n_mdc, map_width)
     p.adrg_gate_free = adrg_gate_free
+    p.adrg_gate_start = NULL
+    p.adrg_gate_entries = NULL
+    p.adrg_gate_none = NULL
+    p.n_adrg_words = 0
+    if adrg_gate_start is not None:
+        check_adrg_gate(adrg_gate_start, adrg_gate_entries, adrg_gate_none, n_adrg, map_width)
+        p.adrg_gate_start = &adrg_gate_start[0]
+        p.adrg_gate_entries = &adrg_gate_entries[0] if adrg_gate_entries.shape[0] > 0 else _NO_INT32
+        p.adrg_gate_none = &adrg_gate_none[0] if adrg_gate_none.shape[0] > 0 else _NO_WORDS
+        p.n_adrg_words = adrg_gate_none.shape[0]
     p.mdc_qy_start = NULL
     p.qy_cond = NULL
     p.qy_mdc = NULL

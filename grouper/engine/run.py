@@ -23,6 +23,9 @@ def run_kernel(plan: ir.Plan, batch: Batch, *, threads: int | None = None, kerne
     options = plan.qy_args()
     if plan.adrg_gate_mask is not None:
         options.update(adrg_gate_mask=plan.adrg_gate_mask, adrg_gate_free=plan.adrg_gate_free)
+    if plan.adrg_gate_start is not None:
+        options.update(adrg_gate_start=plan.adrg_gate_start, adrg_gate_entries=plan.adrg_gate_entries,
+                       adrg_gate_none=plan.adrg_gate_none)
     over_rows(n, threads, kernel, lambda start, stop: kernel.group_cases(*args, start, stop, mask, behaviour, **options))
     return out
 
