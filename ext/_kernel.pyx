@@ -131,7 +131,7 @@ cdef struct PlanC:
     const uint64_t* pdx_mdc_mask    # NULL, or per code id: bit m set unless MDC m's entry rejects that pdx
     const uint64_t* adrg_gate_mask  # NULL, or per code id: bit m set when the code is in an ADRG gate of MDC m
     uint64_t adrg_gate_free         # MDCs with an ADRG without a gate (see ir.Plan)
-    const int32_t* adrg_gate_start  # NULL, or per code id: its entries (adrg << 3 | scope) in adrg_gate_entries
+    const int32_t* adrg_gate_start  # NULL, or per code id: its ADRG gate entries (see ir.Plan)
     const int32_t* adrg_gate_entries
     const uint64_t* adrg_gate_none  # ADRGs without a gate (bitmap)
     Py_ssize_t n_adrg_words
@@ -377,27 +377,25 @@ cdef inline Py_ssize_t top_level_qy(const PlanC* p, Py_ssize_t m, const CaseC* c
 
 
 cdef inline void gated_adrgs(const PlanC* p, const CaseC* cs, uint64_t* gated) noexcept nogil:
-    """gated[] = the ADRGs without a gate, and those whose gate (scope, set) holds one of the case's
-    codes in that scope (see ir.Plan.adrg_gate_start)."""
-    cdef Py_ssize_t r, e, w
-    cdef int32_t v, scope
+    """gated[] = the ADRGs without a principal-item gate, and those whose gate holds the case's
+    principal diagnosis (entries a << 1) or principal procedure (a << 1 | 1); see ir.Plan."""
+    cdef Py_ssize_t e, w
+    cdef int32_t v
     cdef uint32_t x
     for w in range(p.n_adrg_words):
         gated[w] = p.adrg_gate_none[w]
-    for r in range(cs.n_dx):
-        x = cs.dx[r]
+    if cs.n_dx > 0:
+        x = cs.dx[0]
         for e in range(p.adrg_gate_start[x], p.adrg_gate_start[x + 1]):
             v = p.adrg_gate_entries[e]
-            scope = v & 7
-            if scope == S_DX or (scope == S_PDX if r == 0 else scope == S_SDX):
-                gated[v >> 9] |= (<uint64_t>1) << ((v >> 3) & 63)
-    for r in range(cs.n_px):
-        x = cs.px[r]
+            if not v & 1:
+                gated[v >> 7] |= (<uint64_t>1) << ((v >> 1) & 63)
+    if cs.n_px > 0:
+        x = cs.px[0]
         for e in range(p.adrg_gate_start[x], p.adrg_gate_start[x + 1]):
             v = p.adrg_gate_entries[e]
-            scope = v & 7
-            if scope == S_PROC or (scope == S_PPROC if r == 0 else scope == S_SPROC):
-                gated[v >> 9] |= (<uint64_t>1) << ((v >> 3) & 63)
+            if v & 1:
+                gated[v >> 7] |= (<uint64_t>1) << ((v >> 1) & 63)
 
 
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
@@ -408,7 +406,7 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
     if p.pdx_mdc_mask != NULL:
         candidates = p.pdx_mdc_mask[cs.dx[0] if cs.n_dx > 0 else 0]
     cdef uint64_t reachable = <uint64_t>-1   # MDCs some ADRG of which can hold for the case's codes
-    if p.adrg_gate_mask != NULL:
+    if p.adrg_gate_mask != NULL and p.adrg_gate_start == NULL:
         reachable = p.adrg_gate_free
         for r in range(cs.n_dx):
             reachable |= p.adrg_gate_mask[cs.dx[r]]
@@ -628,7 +626,7 @@ cdef const uint64_t* _mdc_mask(str name, const uint64_t[::1] mask, Py_ssize_t n_
 cdef int check_adrg_gate(const int32_t[::1] start, const int32_t[::1] entries, const uint64_t[::1] none,
                          Py_ssize_t n_adrg, Py_ssize_t map_width) except -1:
     """The ADRG-level gate (ir.Plan.adrg_gate_start) against the plan: every entry names an ADRG and
-    a scope, every code id's range lies in the entries."""
+    principal item, every code id's range lies in the entries."""
     cdef Py_ssize_t x, e
     cdef int32_t v
     if entries is None or none is None:
@@ -645,8 +643,8 @@ cdef int check_adrg_gate(const int32_t[::1] start, const int32_t[::1] entries, c
                              f"adrg_gate_entries (length {entries.shape[0]})")
     for e in range(entries.shape[0]):
         v = entries[e]
-        if v < 0 or (v >> 3) >= n_adrg or (v & 7) >= N_SCOPES:
-            raise ValueError(f"adrg_gate_entries[{e}] = {v} does not name an ADRG and a scope")
+        if v < 0 or (v >> 1) >= n_adrg:
+            raise ValueError(f"adrg_gate_entries[{e}] = {v} does not name an ADRG")
     return 0
 
 

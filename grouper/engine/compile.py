@@ -463,20 +463,27 @@ def set_codes(set_bits: np.ndarray, s: int, n_codes: int) -> np.ndarray:
 
 def adrg_gate_lists(program: np.ndarray, cond_start, adrg_cond, set_bits: np.ndarray,
                     n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[None, None, None]:
-    """The ADRG-level gate (see ir.Plan.adrg_gate_start): per code id, the ADRGs whose chosen GATE
-    set holds the code, with the GATE's scope; and the bitmap of ADRGs without a GATE."""
+    """The ADRG-level gate (see ir.Plan.adrg_gate_start): per code id, the ADRGs whose GATE on the
+    principal diagnosis or procedure holds the code (of several such GATEs, the one with the fewest
+    codes); and the bitmap of ADRGs without such a GATE. Only principal-item gates: the kernel then
+    looks up two codes per case, not every code."""
     n_adrg = len(adrg_cond)
     if n_adrg > ir.MAX_GATED_ADRGS:
         return None, None, None
+    popcount = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
     free = np.zeros((n_adrg + 63) // 64, dtype=np.uint64)
     codes, entries = [], []
-    for a, gate in enumerate(chosen_gates(program, cond_start, adrg_cond, set_bits)):
-        if gate is None:
+    for a, k in enumerate(adrg_cond):
+        rows = program[cond_start[k]:cond_start[k + 1]]
+        gates = [(int(scope), int(s)) for scope, s in rows[rows[:, 0] == ir.OP_GATE, 1:3]
+                 if scope in (ir.PDX, ir.PPROC)]
+        if not gates:
             free[a // 64] |= np.uint64(1) << np.uint64(a % 64)
             continue
-        ids = set_codes(set_bits, gate[1], n_codes)
+        scope, s = min(gates, key=lambda g: popcount[g[1]])
+        ids = set_codes(set_bits, s, n_codes)
         codes.append(ids)
-        entries.append(np.full(len(ids), a << 3 | gate[0], dtype=np.int32))
+        entries.append(np.full(len(ids), a << 1 | (scope == ir.PPROC), dtype=np.int32))
     codes = np.concatenate(codes) if codes else np.zeros(0, np.int64)
     entries = np.concatenate(entries) if entries else np.zeros(0, np.int32)
     order = np.argsort(codes, kind="stable")

@@ -148,11 +148,12 @@ class Plan:
     # enters the MDC (so no_adrg results are unchanged) without testing its ADRGs. (None: > 64 MDCs.)
     adrg_gate_mask: np.ndarray | None = None
     adrg_gate_free: int = 0
-    # The same gate per ADRG: the ADRGs whose chosen GATE (scope, set) can hold for code id x are
-    # adrg_gate_entries[adrg_gate_start[x]:adrg_gate_start[x + 1]], each `adrg << 3 | scope`; bit a of
-    # adrg_gate_none (uint64 words) set when ADRG a has no GATE. The compiled kernel tests only the
-    # ADRGs some code of the case reaches in the GATE's scope (or without a GATE); the result is the
-    # same. (None: more than MAX_GATED_ADRGS ADRGs.)
+    # A gate per ADRG, on its principal item: the ADRGs with a GATE `pdx in S` (entry `a << 1`) or
+    # `pproc in S` (entry `a << 1 | 1`) whose S holds code id x are
+    # adrg_gate_entries[adrg_gate_start[x]:adrg_gate_start[x + 1]]; bit a of adrg_gate_none (uint64
+    # words) set when ADRG a has no such GATE. The compiled kernel tests only the ADRGs the case's
+    # principal diagnosis or procedure reaches (or without such a GATE); the result is the same.
+    # (None: more than MAX_GATED_ADRGS ADRGs.)
     adrg_gate_start: np.ndarray | None = None    # int32[n_ids + 1]
     adrg_gate_entries: np.ndarray | None = None  # int32[...]
     adrg_gate_none: np.ndarray | None = None     # uint64[ceil(n_adrg / 64)]
