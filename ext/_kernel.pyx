@@ -131,6 +131,7 @@ cdef struct PlanC:
     const uint64_t* pdx_mdc_mask    # NULL, or per code id: bit m set unless MDC m's entry rejects that pdx
     const uint64_t* adrg_gate_mask  # NULL, or per code id: bit m set when the code is in an ADRG gate of MDC m
     uint64_t adrg_gate_free         # MDCs with an ADRG without a gate (see ir.Plan)
+    uint64_t mdc_entry_exact        # MDCs whose entry is pdx_mdc_mask's bit when there is a pdx (see ir.Plan)
     const int32_t* adrg_gate_start  # NULL, or per code id: its ADRG gate entries (see ir.Plan)
     const int32_t* adrg_gate_entries
     const uint64_t* adrg_gate_none  # ADRGs without a gate (bitmap)
@@ -426,7 +427,7 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             return
         if not (candidates >> m) & 1:   # the entry's pdx gate would fail: skip it unevaluated
             continue
-        if not eval_condition(p, p.mdc_cond[m], cs):
+        if not ((p.mdc_entry_exact >> m) & 1 and cs.n_dx > 0) and not eval_condition(p, p.mdc_cond[m], cs):
             continue
         if not (reachable >> m) & 1:    # entered, but every ADRG's gate would fail
             last_entered = m
@@ -676,7 +677,7 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const int32_t[::1] adrg_qy=None,
                 const uint64_t[::1] adrg_gate_mask=None, uint64_t adrg_gate_free=0,
                 const int32_t[::1] adrg_gate_start=None, const int32_t[::1] adrg_gate_entries=None,
-                const uint64_t[::1] adrg_gate_none=None):
+                const uint64_t[::1] adrg_gate_none=None, uint64_t mdc_entry_exact=0):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     Same arguments and results as `grouper.engine._kernel_py.group_cases`; the case loop runs
@@ -766,6 +767,9 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.pdx_mdc_mask = _mdc_mask("pdx_mdc_mask", pdx_mdc_mask, n_mdc, map_width)
     p.adrg_gate_mask = _mdc_mask("adrg_gate_mask", adrg_gate_mask, n_mdc, map_width)
     p.adrg_gate_free = adrg_gate_free
+    if mdc_entry_exact and p.pdx_mdc_mask == NULL:
+        raise ValueError("mdc_entry_exact needs pdx_mdc_mask")
+    p.mdc_entry_exact = mdc_entry_exact
     p.adrg_gate_start = NULL
     p.adrg_gate_entries = NULL
     p.adrg_gate_none = NULL

@@ -278,6 +278,7 @@ class _Compiler:
         program = np.asarray(self.program, dtype=np.int32).reshape(-1, 5)
         adrg_gate_mask, adrg_gate_free = adrg_gates(program, self.cond_start, mdc_adrg_start, adrg_cond, set_bits,
                                                     len(codes) + len(self.prefixes))
+        mdc_entry_exact = exact_entries(program, self.cond_start, mdc_cond, set_bits, pdx_mdc_mask)
         adrg_gate_start, adrg_gate_entries, adrg_gate_none = adrg_gate_lists(
             program, self.cond_start, adrg_cond, set_bits, len(codes) + len(self.prefixes))
         return ir.Plan(
@@ -305,6 +306,7 @@ class _Compiler:
             drg_weights=self.drg_weights([d.code for d in drgs] + qy_codes),
             pdx_mdc_mask=pdx_mdc_mask, adrg_gate_mask=adrg_gate_mask, adrg_gate_free=adrg_gate_free,
             adrg_gate_start=adrg_gate_start, adrg_gate_entries=adrg_gate_entries, adrg_gate_none=adrg_gate_none,
+            mdc_entry_exact=mdc_entry_exact,
             mdc_qy_start=i32(mdc_qy_start), qy_cond=i32(qy_cond), qy_mdc=i32(qy_mdc), qy_drg=i32(qy_drg),
             adrg_qy=i32(adrg_qy), qy_codes=[q.code for q, _ in qys],
             sex_spellings=next(({text: ir.SEX_VALUES[sex] for text, sex in r.spellings}
@@ -443,6 +445,24 @@ def adrg_gates(program: np.ndarray, cond_start, mdc_adrg_start, adrg_cond, set_b
                 continue
             mask[set_codes(set_bits, gates[a][1], n_codes)] |= bit
     return mask, free
+
+
+def exact_entries(program: np.ndarray, cond_start, mdc_cond, set_bits: np.ndarray, pdx_mdc_mask) -> int:
+    """The MDCs whose entry is exactly `pdx in S` (program: GATE pdx S, then a true CONST) with
+    pdx_mdc_mask's bit equal to membership in S for every code id (see ir.Plan.mdc_entry_exact)."""
+    if pdx_mdc_mask is None:
+        return 0
+    exact = 0
+    for m, k in enumerate(mdc_cond):
+        rows = program[cond_start[k]:cond_start[k + 1]]
+        if (len(rows) != 2 or rows[0, 0] != ir.OP_GATE or rows[0, 1] != ir.PDX
+                or rows[1, 0] != ir.OP_CONST or rows[1, 1] == 0):
+            continue
+        members = np.zeros(len(pdx_mdc_mask), dtype=bool)
+        members[set_codes(set_bits, int(rows[0, 2]), len(pdx_mdc_mask) - 1)] = True
+        if np.array_equal((pdx_mdc_mask >> np.uint64(m)) & np.uint64(1) == 1, members):
+            exact |= 1 << m
+    return exact
 
 
 def chosen_gates(program: np.ndarray, cond_start, conds, set_bits: np.ndarray) -> list[tuple[int, int] | None]:

@@ -154,6 +154,10 @@ class Plan:
     # words) set when ADRG a has no such GATE. The compiled kernel tests only the ADRGs the case's
     # principal diagnosis or procedure reaches (or without such a GATE); the result is the same.
     # (None: more than MAX_GATED_ADRGS ADRGs.)
+    # Bit m set when MDC m's entry is exactly `pdx in S` and pdx_mdc_mask's bit m says, for every code
+    # id, whether it is in S: for a case with a principal diagnosis the compiled kernel takes that bit
+    # as the entry's value without evaluating it (the result is the same).
+    mdc_entry_exact: int = 0
     adrg_gate_start: np.ndarray | None = None    # int32[n_ids + 1]
     adrg_gate_entries: np.ndarray | None = None  # int32[...]
     adrg_gate_none: np.ndarray | None = None     # uint64[ceil(n_adrg / 64)]
