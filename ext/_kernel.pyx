@@ -136,6 +136,7 @@ cdef struct PlanC:
     const int32_t* adrg_gate_entries
     const uint64_t* adrg_gate_none  # ADRGs without a gate (bitmap)
     Py_ssize_t n_adrg_words
+    Py_ssize_t n_gate_entries
     # qy rules (see ir.Plan): all NULL when the plan has none
     const int32_t* mdc_qy_start     # n_mdc + 2
     const int32_t* qy_cond
@@ -379,24 +380,41 @@ cdef inline Py_ssize_t top_level_qy(const PlanC* p, Py_ssize_t m, const CaseC* c
 
 cdef inline void gated_adrgs(const PlanC* p, const CaseC* cs, uint64_t* gated) noexcept nogil:
     """gated[] = the ADRGs without a principal-item gate, and those whose gate holds the case's
-    principal diagnosis (entries a << 1) or principal procedure (a << 1 | 1); see ir.Plan."""
-    cdef Py_ssize_t e, w
+    principal diagnosis (entries a << 1) or principal procedure (a << 1 | 1); see ir.Plan.
+    The lists are bounds-checked here, not up front (that would cost a walk over every code id on
+    each call): a range or entry outside the arrays makes every ADRG a candidate, which only
+    forgoes the skipping."""
+    cdef Py_ssize_t e, w, k, lo, hi
     cdef int32_t v
     cdef uint32_t x
     for w in range(p.n_adrg_words):
         gated[w] = p.adrg_gate_none[w]
-    if cs.n_dx > 0:
-        x = cs.dx[0]
-        for e in range(p.adrg_gate_start[x], p.adrg_gate_start[x + 1]):
+    for k in range(2):
+        if k == 0:
+            if cs.n_dx == 0:
+                continue
+            x = cs.dx[0]
+        else:
+            if cs.n_px == 0:
+                continue
+            x = cs.px[0]
+        lo = p.adrg_gate_start[x]
+        hi = p.adrg_gate_start[x + 1]
+        if lo < 0 or hi < lo or hi > p.n_gate_entries:
+            break
+        for e in range(lo, hi):
             v = p.adrg_gate_entries[e]
-            if not v & 1:
+            if v < 0 or (v >> 7) >= p.n_adrg_words:
+                hi = -1
+                break
+            if (v & 1) == k:
                 gated[v >> 7] |= (<uint64_t>1) << ((v >> 1) & 63)
-    if cs.n_px > 0:
-        x = cs.px[0]
-        for e in range(p.adrg_gate_start[x], p.adrg_gate_start[x + 1]):
-            v = p.adrg_gate_entries[e]
-            if v & 1:
-                gated[v >> 7] |= (<uint64_t>1) << ((v >> 1) & 63)
+        if hi < 0:
+            break
+    else:
+        return
+    for w in range(p.n_adrg_words):     # a malformed list: test every ADRG
+        gated[w] = <uint64_t>-1
 
 
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
@@ -626,10 +644,8 @@ cdef const uint64_t* _mdc_mask(str name, const uint64_t[::1] mask, Py_ssize_t n_
 
 cdef int check_adrg_gate(const int32_t[::1] start, const int32_t[::1] entries, const uint64_t[::1] none,
                          Py_ssize_t n_adrg, Py_ssize_t map_width) except -1:
-    """The ADRG-level gate (ir.Plan.adrg_gate_start) against the plan: every entry names an ADRG and
-    principal item, every code id's range lies in the entries."""
-    cdef Py_ssize_t x, e
-    cdef int32_t v
+    """The shapes of the ADRG-level gate (ir.Plan.adrg_gate_start); its lists are bounds-checked
+    where they are read (gated_adrgs)."""
     if entries is None or none is None:
         raise ValueError("adrg_gate_start, adrg_gate_entries and adrg_gate_none go together: give all or none")
     if n_adrg > MAX_GATED_ADRGS:
@@ -638,14 +654,6 @@ cdef int check_adrg_gate(const int32_t[::1] start, const int32_t[::1] entries, c
         raise ValueError(f"adrg_gate_none has {none.shape[0]} words, expected {(n_adrg + 63) // 64}")
     if start.shape[0] != map_width + 1 or map_width < 1:
         raise ValueError(f"adrg_gate_start has {start.shape[0]} entries, expected one per code id + 1 ({map_width + 1})")
-    for x in range(map_width):
-        if not 0 <= start[x] <= start[x + 1] <= entries.shape[0]:
-            raise ValueError(f"adrg_gate_start[{x}:{x + 2}] = [{start[x]}, {start[x + 1]}] is not a range of "
-                             f"adrg_gate_entries (length {entries.shape[0]})")
-    for e in range(entries.shape[0]):
-        v = entries[e]
-        if v < 0 or (v >> 1) >= n_adrg:
-            raise ValueError(f"adrg_gate_entries[{e}] = {v} does not name an ADRG")
     return 0
 
 
@@ -774,12 +782,14 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.adrg_gate_entries = NULL
     p.adrg_gate_none = NULL
     p.n_adrg_words = 0
+    p.n_gate_entries = 0
     if adrg_gate_start is not None:
         check_adrg_gate(adrg_gate_start, adrg_gate_entries, adrg_gate_none, n_adrg, map_width)
         p.adrg_gate_start = &adrg_gate_start[0]
         p.adrg_gate_entries = &adrg_gate_entries[0] if adrg_gate_entries.shape[0] > 0 else _NO_INT32
         p.adrg_gate_none = &adrg_gate_none[0] if adrg_gate_none.shape[0] > 0 else _NO_WORDS
         p.n_adrg_words = adrg_gate_none.shape[0]
+        p.n_gate_entries = adrg_gate_entries.shape[0]
     p.mdc_qy_start = NULL
     p.qy_cond = NULL
     p.qy_mdc = NULL

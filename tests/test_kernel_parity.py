@@ -867,10 +867,7 @@ def test_rejects_bad_adrg_gate(cy):
     plan, batch = random_plan(7), random_cases(8, 10)
     good = adrg_gate_options(plan)
     out = new_outputs(10)
-    for change, match in ((dict(adrg_gate_entries=np.array([1 << 20], np.int32),
-                                adrg_gate_start=np.zeros_like(good["adrg_gate_start"]) + np.r_[0, np.ones(len(good["adrg_gate_start"]) - 1, np.int32)].astype(np.int32)),
-                           "does not name an ADRG"),
-                          (dict(adrg_gate_start=good["adrg_gate_start"][:-1].copy()), "adrg_gate_start has"),
+    for change, match in ((dict(adrg_gate_start=good["adrg_gate_start"][:-1].copy()), "adrg_gate_start has"),
                           (dict(adrg_gate_none=np.zeros(9, np.uint64)), "adrg_gate_none has"),
                           (dict(adrg_gate_entries=None), "go together")):
         with pytest.raises(ValueError, match=match):
@@ -878,3 +875,25 @@ def test_rejects_bad_adrg_gate(cy):
     assert (out[0] == SENTINEL_STATUS).all()
     with pytest.raises(ValueError, match="needs pdx_mdc_mask"):
         cy.group_cases(*plan, *batch, *out, 0, -1, None, 0, mdc_entry_exact=1)
+
+
+@pytest.mark.parametrize("damage", ["range past the entries", "negative range", "entry past the ADRGs",
+                                    "negative entry"])
+def test_malformed_adrg_gate_lists_only_stop_the_skipping(cy, damage):
+    """The gate's lists are bounds-checked where the kernel reads them (checking every code id's
+    list up front would cost more than grouping one case): a bad range or entry makes every ADRG a
+    candidate, so the results stay those of the reference."""
+    plan, batch = random_plan(402, n_conditions=40), random_cases(502, 1500)
+    options = adrg_gate_options(plan)
+    start, entries = options["adrg_gate_start"].copy(), options["adrg_gate_entries"].copy()
+    if damage == "range past the entries":
+        start[1:] += len(entries)
+    elif damage == "negative range":
+        start[1:] -= len(entries) + 5
+    else:
+        entries[:] = (1 << 20) if damage == "entry past the ADRGs" else -3
+    expected = run(_kernel_py, plan, batch)
+    out = new_outputs(len(batch[5]))
+    cy.group_cases(*plan, *batch, *out, 0, -1, None, 0,
+                   **{**options, "adrg_gate_start": start, "adrg_gate_entries": entries})
+    assert (np.stack([o.astype(np.int64) for o in out], axis=1) == expected).all()
