@@ -3,6 +3,7 @@
 Mirrors grouper/payment/_settle_kernel_py.py, which states the contract."""
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 
 cdef extern from *:
     ctypedef unsigned long long u128 "unsigned __int128"
@@ -128,7 +129,8 @@ ctypedef struct Stay:
     uint8_t excepted
 
 cdef enum:
-    TOP_BITS = 20       # next_stays' buckets: 2^20 by the key's top bits
+    TOP_BITS = 20       # next_stays' buckets: 2^20 by the key's top bits,
+    OUTER_BITS = 10     # made in two passes: 2^10 by the top 10 bits, then 2^10 in each
 
 
 cdef int _stay_order(const void* a, const void* b) noexcept nogil:
@@ -147,10 +149,14 @@ def next_stays(const uint64_t[::1] key, const uint64_t[::1] check, const int32_t
     """The readmission search over stays sorted by key (see grouper/payment/_settle_kernel_py.py, which
     states the contract). Returns (number of candidates, number of exact rows) written."""
     cdef Py_ssize_t n = key.shape[0], i, j, t, start, size, d, position
-    cdef Py_ssize_t buckets = 1 << TOP_BITS
-    cdef Py_ssize_t n_candidates = 0, n_exact = 0
+    cdef Py_ssize_t outer_buckets = 1 << OUTER_BITS, inner_buckets = 1 << (TOP_BITS - OUTER_BITS)
+    cdef Py_ssize_t n_candidates = 0, n_exact = 0, largest, first, last
     cdef Stay* sorted_stays
-    cdef Py_ssize_t* bounds
+    cdef Stay* buffer
+    cdef Py_ssize_t* outer
+    cdef Py_ssize_t* fill
+    cdef Py_ssize_t inner[(1 << (TOP_BITS - OUTER_BITS)) + 1]
+    cdef bint failed = False
     cdef Stay s
     cdef bint doubt
     cdef int64_t gap
@@ -158,39 +164,72 @@ def next_stays(const uint64_t[::1] key, const uint64_t[::1] check, const int32_t
             or candidates.shape[0] < n or exact.shape[0] < n:
         raise ValueError("next_stays: arrays of different lengths")
     sorted_stays = <Stay*>malloc(max(n, 1) * sizeof(Stay))
-    bounds = <Py_ssize_t*>calloc(buckets + 1, sizeof(Py_ssize_t))
-    if sorted_stays == NULL or bounds == NULL:
-        free(sorted_stays); free(bounds)
+    outer = <Py_ssize_t*>calloc(outer_buckets + 1, sizeof(Py_ssize_t))
+    fill = <Py_ssize_t*>malloc(outer_buckets * sizeof(Py_ssize_t))
+    if sorted_stays == NULL or outer == NULL or fill == NULL:
+        free(sorted_stays); free(outer); free(fill)
         raise MemoryError()
     with nogil:
-        # bucket by the key's top bits (one counting pass, one scatter), then sort each bucket
+        # bucket by the key's top 10 bits (1,024 write streams: the scatter stays in cache), then
+        # each bucket by the next 10 bits through a small buffer, then sort each of those
         for i in range(n):
-            bounds[(key[i] >> (64 - TOP_BITS)) + 1] += 1
-        for d in range(buckets):
-            bounds[d + 1] += bounds[d]
+            outer[(key[i] >> (64 - OUTER_BITS)) + 1] += 1
+        for d in range(outer_buckets):
+            outer[d + 1] += outer[d]
+        largest = 0
+        for d in range(outer_buckets):
+            fill[d] = outer[d]
+            if outer[d + 1] - outer[d] > largest:
+                largest = outer[d + 1] - outer[d]
         for i in range(n):
-            d = key[i] >> (64 - TOP_BITS)
-            position = bounds[d]
+            d = key[i] >> (64 - OUTER_BITS)
+            position = fill[d]
             sorted_stays[position].key = key[i]
             sorted_stays[position].check = check[i]
             sorted_stays[position].row = row[i]
             sorted_stays[position].discharge = discharge[i]
             sorted_stays[position].excepted = excepted[i]
-            bounds[d] = position + 1
-        start = 0
-        for d in range(buckets):
-            size = bounds[d] - start
-            if size > 16:
-                qsort(&sorted_stays[start], size, sizeof(Stay), _stay_order)
-            elif size > 1:
-                for i in range(start + 1, start + size):  # insertion sort
-                    s = sorted_stays[i]
-                    j = i - 1
-                    while j >= start and _stay_order(&s, &sorted_stays[j]) < 0:
-                        sorted_stays[j + 1] = sorted_stays[j]
-                        j -= 1
-                    sorted_stays[j + 1] = s
-            start = bounds[d]
+            fill[d] = position + 1
+        buffer = <Stay*>malloc(max(largest, 1) * sizeof(Stay))
+        if buffer == NULL:
+            failed = True
+        else:
+            for d in range(outer_buckets):
+                start = outer[d]
+                size = outer[d + 1] - start
+                if size == 0:
+                    continue
+                memcpy(buffer, &sorted_stays[start], size * sizeof(Stay))
+                for t in range(inner_buckets + 1):
+                    inner[t] = 0
+                for i in range(size):
+                    inner[((buffer[i].key >> (64 - TOP_BITS)) & (inner_buckets - 1)) + 1] += 1
+                for t in range(inner_buckets):
+                    inner[t + 1] += inner[t]
+                for i in range(size):
+                    t = (buffer[i].key >> (64 - TOP_BITS)) & (inner_buckets - 1)
+                    sorted_stays[start + inner[t]] = buffer[i]
+                    inner[t] += 1
+                first = start
+                for t in range(inner_buckets):
+                    last = start + inner[t]  # after the scatter inner[t] is the end of sub-bucket t
+                    size = last - first
+                    if size > 16:
+                        qsort(&sorted_stays[first], size, sizeof(Stay), _stay_order)
+                    elif size > 1:
+                        for i in range(first + 1, last):  # insertion sort
+                            s = sorted_stays[i]
+                            j = i - 1
+                            while j >= first and _stay_order(&s, &sorted_stays[j]) < 0:
+                                sorted_stays[j + 1] = sorted_stays[j]
+                                j -= 1
+                            sorted_stays[j + 1] = s
+                    first = last
+            free(buffer)
+    if failed:
+        free(sorted_stays); free(outer); free(fill)
+        raise MemoryError()
+    with nogil:
         # runs of one prefix: exact when in doubt, else each stay against the next
         i = 0
         while i < n:
@@ -211,5 +250,5 @@ def next_stays(const uint64_t[::1] key, const uint64_t[::1] check, const int32_t
                         candidates[n_candidates] = sorted_stays[t].row
                         n_candidates += 1
             i = j + 1
-    free(sorted_stays); free(bounds)
+    free(sorted_stays); free(outer); free(fill)
     return n_candidates, n_exact

@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("cases", help="a grouped file (.parquet/.csv/.xlsx with status, drg and the settlement fields) or raw cases")
     st.add_argument("--policy", help="policy file (.toml), e.g. tables/policies/zhejiang-points.toml "
                                     "(default: GROUPER_POLICY, else `policy` in the config file)")
-    st.add_argument("--weights", help="weights table (CSV: drg, weight[, mean]); not with a DIP policy (scores come from the pack)")
+    st.add_argument("--weights", help="weights table (drg, weight[, mean]; CSV, Parquet or Excel); not with a DIP policy (scores come from the pack)")
     st.add_argument("--scheme", help="scheme pack for raw cases (default: the shipped demo scheme); the DIP pack for a DIP policy")
     st.add_argument("-o", "--output", required=True, help="folder for cases.parquet (or cases.csv), hospitals.csv, drgs.csv, pools.csv, summary.json")
     st.add_argument("--compare", metavar="POLICY2", help="also settle under this policy and write the change per hospital and DRG")
@@ -329,17 +329,12 @@ def _write_group_outputs(args, scheme, report, console):
 
 
 def _weights_table(path):
-    """A weights table (drg, weight) for `group --weights`, read like any input table."""
+    """A weights table (drg, weight) for `group --weights`, read and checked as every command reads one."""
     if path is None:
         return None
-    from . import io
-    from .errors import InputError
+    from .payment.settle import checked_weights, read_weights
 
-    table = io._read_raw(Path(path), encoding=None, sheet=None)
-    missing = [c for c in ("drg", "weight") if c not in table.columns]
-    if missing:
-        raise InputError(f"--weights {path} has no {' or '.join(missing)} column (it has {', '.join(table.columns)})")
-    return table
+    return checked_weights(read_weights(path), f"--weights {path}")
 
 
 def _render_group_summary(args, rows: int, batches: _GroupProgress, summary, report, seconds: float,

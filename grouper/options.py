@@ -3,9 +3,11 @@ every command that reads cases: `group`, `explain --cases`, `crosswalk`, ...) an
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
 
-__all__ = ["add_reading_arguments", "at_least", "column_mapping", "reading_arguments"]
+__all__ = ["add_reading_arguments", "at_least", "column_mapping", "number_at_least", "reading_arguments"]
 
 
 def at_least(minimum: int):
@@ -19,6 +21,22 @@ def at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
         return value
     return whole_number
+
+
+def number_at_least(minimum: int, *, exclusive: bool = False, exact: bool = False):
+    """An argparse type: a finite number >= minimum (> minimum when `exclusive`), as a float (a
+    Decimal when `exact`); NaN, infinities and smaller numbers are usage errors (exit 2)."""
+    def number(text: str) -> float | Decimal:
+        try:
+            value = Decimal(text.strip())
+        except InvalidOperation:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value.is_finite() or not math.isfinite(float(value)):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if value < minimum or (exclusive and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {f'above {minimum}' if exclusive else f'{minimum} or more'}, got {text}")
+        return value if exact else float(value)
+    return number
 
 
 def column_mapping(pairs: Iterable[str] | None) -> dict[str, str]:

@@ -47,6 +47,7 @@ class Case:
 
 
 G = "group {c}/{file} -o {o}/r.csv --scheme {mini} -q"
+BAD_WEIGHTS = ("NaN", "inf", "1e308", "0", "-1")  # the first DRG's weight in a copy of weights.csv
 SETTLE = "settle {{c}}/grouped.parquet --policy {policy} --weights {{c}}/weights.csv -o {out} -q"
 CASES = [
     # ---- grouping: input files -----------------------------------------------------------------
@@ -287,6 +288,39 @@ CASES = [
          "-o {o}/pack --dx-length 0 -q", 2, output="{o}/pack"),
     Case("synth history into a missing folder", "synth history --cases 10 -o {o}/missing/h.parquet -q", 2,
          output="{o}/missing"),
+    # ---- weights tables, policy and screens files, scales: refused alike by every command --------
+    *[Case(f"{command} with a weight of {value}", argv.format(w=f"{{c}}/weights_{value}.csv"), 3, output=output)
+      for value in BAD_WEIGHTS
+      for command, argv, output in [
+          ("metrics", "metrics {{c}}/grouped.parquet --weights {w} -o {{o}}/m.csv -q", "{o}/m.csv"),
+          ("group --weights", "group {{c}}/good.csv -o {{o}}/r.csv --scheme {{mini}} -q --weights {w}", "{o}/r.csv"),
+          ("screen --weights", "screen {{c}}/grouped.parquet --weights {w} -o {{o}}/scr -q", "{o}/scr"),
+          ("serve --weights", "serve --weights {w}", None),
+      ]],
+    Case("calibrate weights of a history without costs", "calibrate weights {c}/grouped_nocost.parquet -o {o}/w.csv -q",
+         3, output="{o}/w.csv"),
+    *[Case(f"calibrate weights {option}", f"calibrate weights {{c}}/grouped.parquet -o {{o}}/w.csv -q {option}", 2,
+           output="{o}/w.csv")
+      for option in ("--scale=0", "--scale=-1", "--scale=nan", "--scale=inf", "--min-cost=nan", "--min-cost=-1",
+                     "--sd=0", "--max-cv=nan", "--iqr=nan,1", "--max-los=-1", "--min-cases=0")],
+    *[Case(f"metrics {option}", f"metrics {{c}}/grouped.parquet -o {{o}}/m.csv -q {option}", 2, output="{o}/m.csv")
+      for option in ("--min-cost=nan", "--min-cost=-1", "--max-los=-1")],
+    Case("migration --min-cases 0", "migration {c}/hist.parquet --from {demo} --to {demo} "
+         "--policy {policies}/zhejiang-points.toml -o {o}/impact -q --min-cases 0", 2, output="{o}/impact"),
+    *[Case(f"serve {option}", f"serve {option}", 2, output=None)
+      for option in ("--timeout=nan", "--timeout=0", "--point-value=0", "--point-value=-1", "--warn-at=inf")],
+    *[Case(f"{command} with a missing policy", argv, 3, output=output) for command, argv, output in [
+        ("serve", "serve --policy {c}/nope.toml", None),
+        ("serve (a folder as the policy)", "serve --policy {c}/keep", None),
+        ("migration", "migration {c}/hist.parquet --from {demo} --to {demo} --policy {c}/nope.toml -o {o}/impact -q",
+         "{o}/impact"),
+        ("screen", "screen {c}/grouped.parquet --weights {c}/weights.csv --policy {c}/nope.toml -o {o}/scr -q",
+         "{o}/scr"),
+        ("settle --compare", SETTLE.format(policy="{policies}/zhejiang-points.toml", out="{o}/settled")
+         + " --compare {c}/nope.toml", "{o}/settled"),
+    ]],
+    Case("screen with a missing screens file", "screen {c}/grouped.parquet --screens {c}/nope.toml -o {o}/scr -q", 3,
+         output="{o}/scr"),
     # ---- crosswalk -------------------------------------------------------------------------------
     Case("crosswalk with a broken pack", "crosswalk {c}/good.csv --from {mini} --to {c}/syntax_scheme -o {o}/x.csv",
          1, output="{o}/x.csv"),
@@ -356,10 +390,11 @@ def corpus(tmp_path_factory) -> Path:
     assert run("calibrate", "weights", c / "grouped.parquet", "-o", c / "weights.csv", "-q") == 0
     header, first, *rest = (c / "weights.csv").read_text(encoding="utf-8-sig").splitlines()
     column = header.split(",").index("weight")
-    for value in ("NaN", "inf", "1e308"):  # the first DRG's weight damaged: settle refuses, naming the line
+    for value in BAD_WEIGHTS:  # the first DRG's weight damaged: every command refuses, naming the line
         fields = first.split(",")
         fields[column] = value
         write(c / f"weights_{value}.csv", "\n".join([header, ",".join(fields), *rest]) + "\n")
+    pl.read_parquet(c / "grouped.parquet").drop("cost").write_parquet(c / "grouped_nocost.parquet")
     policies = Path(shutil.copytree(POLICIES, c / "policies"))
     zhejiang = (policies / "zhejiang-points.toml").read_text(encoding="utf-8")
     (policies / "gbk.toml").write_bytes(zhejiang.encode("gbk", errors="replace"))  # as a Windows editor saves it

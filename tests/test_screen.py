@@ -68,6 +68,10 @@ def test_threshold_out_of_range_and_score_thresholds_out_of_order(tmp_path):
     assert any("out of range" in d.message for d in _errors(path))
     path = screens_file(tmp_path / "t.toml", rule("A", "long_stay"), scores="[scores]\npause_at = 14\n")
     assert any("warn_at <= pause_at <= stop_at" in d.message for d in _errors(path))
+    path = screens_file(tmp_path / "u.toml", rule("A", "mcc_upcoding", "alternative_suffixes = []"))
+    assert any("`alternative_suffixes` names no group" in d.message for d in _errors(path))
+    path = screens_file(tmp_path / "v.toml", rule("A", "mcc_upcoding", "fence = -1, normal_range = -0.5"))
+    assert sum("out of range" in d.message for d in _errors(path)) == 2
 
 
 def test_cli_refuses_a_bad_screens_file_before_reading_data(tmp_path, capsys):
@@ -150,7 +154,7 @@ def test_money_rankings_and_scores(tmp_path):
                   *many(2, drg="XA11", cost=90_000, los=4, fund_paid=100_000, doctor="D2", hospital="H2"),
                   {"los": 70, "doctor": "D2", "hospital": "H2"})
     screens = load_screens(screens_file(
-        tmp_path / "s.toml", rule("UP", "mcc_upcoding", "min_group_cases = 3"), rule("LONG", "long_stay", level="违规"),
+        tmp_path / "s.toml", rule("UP", "mcc_upcoding", 'min_group_cases = 3, within = "none"'), rule("LONG", "long_stay", level="违规"),
         scores="[scores]\nviolation_points = 3\nsuspect_points = 1\nwarn_at = 2\npause_at = 4\nstop_at = 6\n"))
     weights = pl.DataFrame({"drg": ["XA11", "XA15"], "weight": [2.0, 1.0]})
     result = screen(frame, screens, key=KEY, weights=weights)
@@ -163,7 +167,7 @@ def test_money_rankings_and_scores(tmp_path):
 
 def test_settled_payment_is_what_a_case_was_paid(tmp_path):
     frame = cases(*many(3, drg="XA15", cost=100_000, los=5), {"drg": "XA11", "cost": 90_000, "los": 4})
-    screens = load_screens(screens_file(tmp_path / "s.toml", rule("UP", "mcc_upcoding", "min_group_cases = 3")))
+    screens = load_screens(screens_file(tmp_path / "s.toml", rule("UP", "mcc_upcoding", 'min_group_cases = 3, within = "none"')))
     payment = pl.Series([1, 2, 3, 400_000])
     result = screen(frame, screens, key=KEY, weights=pl.DataFrame({"drg": ["XA11", "XA15"], "weight": [2.0, 1.0]}),
                     payment=payment)

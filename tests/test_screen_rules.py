@@ -1,6 +1,7 @@
 """Each screen logic on hand-made cases: the cases that must fire and the cases that must not."""
 from __future__ import annotations
 
+import math
 from datetime import date
 
 import polars as pl
@@ -44,27 +45,37 @@ def test_cost_outlier_against_the_groups_median_at_the_level(tmp_path):
     assert "cost_ratio=10.0" in result.flags["evidence"][0]
 
 
-def test_mcc_upcoding_compares_with_the_group_without_complications(tmp_path):
-    plain = many(3, drg="XA15", cost=100_000, los=5)
+def test_mcc_upcoding_compares_with_the_normal_range_of_the_group_without_complications(tmp_path):
+    # XA15 at level 3: costs 800-1,600 yuan, stays 4-8 days. Its normal range (Tukey's fence on the log scale):
+    # log Q3 + 1.5 × (log Q3 − log Q1), at the level
+    plain = [{"drg": "XA15", "cost": c, "los": d} for c, d in ((80_000, 4), (100_000, 5), (120_000, 6), (160_000, 8))]
+    costs, stays = pl.Series([80_000, 100_000, 120_000, 160_000]).log(), pl.Series([4, 5, 6, 8]).log()
+    fence = lambda x: math.exp(x.quantile(0.75, "linear") + 1.5 * (x.quantile(0.75, "linear") - x.quantile(0.25, "linear")))  # noqa: E731
+    cost_limit, los_limit = fence(costs), fence(stays)
+    assert 205_000 < cost_limit < 206_000 and 10 < los_limit < 11
     frame = cases(*plain,
-                  {"drg": "XA11", "cost": 90_000, "los": 4, "fund_paid": 100_000},   # C4: fires
-                  {"drg": "XA11", "cost": 300_000, "los": 10},                      # C5: costly: a real MCC case
-                  {"drg": "XA11", "cost": 90_000, "los": 8},                        # C6: stay longer than the median
-                  {"drg": "XA11", "cost": 90_000, "los": 4, "discharge": 5},        # C7: a death is not judged
-                  {"drg": "XB11", "cost": 10, "los": 1})                            # C8: no alternative group
+                  {"drg": "XA11", "cost": 90_000, "los": 4, "fund_paid": 100_000},                  # C5: fires
+                  {"drg": "XA11", "cost": math.floor(cost_limit), "los": math.floor(los_limit)},   # C6: at the limits: fires
+                  {"drg": "XA11", "cost": math.floor(cost_limit) + 1, "los": 4},                   # C7: costlier than the range
+                  {"drg": "XA11", "cost": 90_000, "los": math.floor(los_limit) + 1},               # C8: longer than the range
+                  {"drg": "XA11", "cost": 90_000, "los": 2, "discharge": 5},                       # C9: a death: judged too
+                  {"drg": "XA11", "cost": 90_000, "los": 4, "hospital_level": 2},                  # C10: no XA15 at level 2
+                  {"drg": "XB11", "cost": 10, "los": 1})                                           # C11: no alternative group
     weights = pl.DataFrame({"drg": ["XA11", "XA15", "XB11"], "weight": [2.0, 1.0, 1.0]})
-    result = run(tmp_path, frame, rule("R", "mcc_upcoding", "min_group_cases = 3"), weights=weights)
-    assert fired(result) == ["C4"]
+    result = run(tmp_path, frame, rule("R", "mcc_upcoding", 'min_group_cases = 3, within = "none"'), weights=weights)
+    assert fired(result) == ["C5", "C6", "C9"]
     row = result.flags.row(0, named=True)
-    assert "alternative_drg=XA15" in row["evidence"]
+    assert "alternative_drg=XA15" in row["evidence"] and f"alternative_cost_limit={cost_limit / 100:.2f}" in row["evidence"]
     # money at stake: paid 1,000.00 in XA11 (weight 2) against XA15 (weight 1): 500.00
     assert (row["paid"], row["alternative"], row["at_stake"]) == (100_000, 50_000, 50_000)
+    ordinary = run(tmp_path, frame, rule("R", "mcc_upcoding", 'min_group_cases = 3, within = "none", discharge = ["1"]'))
+    assert fired(ordinary) == ["C5", "C6"]
 
 
 def test_mcc_upcoding_falls_back_to_the_next_alternative_suffix(tmp_path):
     frame = cases(*many(3, drg="XA13", cost=100_000, los=5), {"drg": "XA15", "cost": 1, "los": 1},
                   {"drg": "XA11", "cost": 90_000, "los": 5})
-    result = run(tmp_path, frame, rule("R", "mcc_upcoding", "min_group_cases = 3"))
+    result = run(tmp_path, frame, rule("R", "mcc_upcoding", 'min_group_cases = 3, within = "none"'))
     assert fired(result) == ["C5"]
     assert "alternative_drg=XA13" in result.flags["evidence"][0]
 
@@ -180,17 +191,63 @@ def test_cmi_jump(tmp_path):
     weights = pl.DataFrame({"drg": ["HV1", "LT1"], "weight": [3.0, 1.0]})
     result = run(tmp_path, cases(*rows), rule("R", "cmi_jump", "min_cases = 50"), weights=weights)
     assert result.providers.filter("flagged")["hospital"].to_list() == ["H4"]
+    # a stray discharge in the next year (a stay over new year) does not make 2025 the year compared
+    stray = cases(*rows, {"hospital": "H1", "admission_date": date(2024, 12, 30), "los": 5, "drg": "LT1"})
+    result = run(tmp_path, stray, rule("R", "cmi_jump", "min_cases = 50"), weights=weights)
+    assert result.providers.filter("flagged")["hospital"].to_list() == ["H4"] and result.providers.height == 5
 
 
-def test_mcc_upcoding_within_hospitals_above_their_mcc_capture_limit(tmp_path):
+def _mcc_hospitals(shares=(10, 11, 12, 13, 40)) -> pl.DataFrame:
+    """Five hospitals of 100 cases of ADRG XA1, `shares` % of them in XA11; one cheap MCC case each."""
     rows = []
-    for hospital, mcc in (("H1", 10), ("H2", 11), ("H3", 12), ("H4", 13), ("H5", 40)):
+    for number, mcc in enumerate(shares, start=1):
+        hospital = f"H{number}"
         rows += [{"hospital": hospital, "drg": "XA15", "cost": 100_000, "los": 5} for _ in range(100 - mcc)]
         rows += [{"hospital": hospital, "drg": "XA11", "cost": 300_000, "los": 9} for _ in range(mcc - 1)]
-        rows += [{"hospital": hospital, "drg": "XA11", "cost": 90_000, "los": 4}]    # one cheap MCC case each
-    frame = cases(*rows)
-    every = run(tmp_path, frame, rule("R", "mcc_upcoding", "min_group_cases = 3"))
+        rows += [{"hospital": hospital, "drg": "XA11", "cost": 90_000, "los": 4}]
+    return cases(*rows)
+
+
+def test_mcc_upcoding_within_hospitals_whose_mcc_share_stands_out(tmp_path):
+    frame = _mcc_hospitals()
+    every = run(tmp_path, frame, rule("R", "mcc_upcoding", 'min_group_cases = 3, within = "none"'))
     assert every.flags.height == 5
-    within = run(tmp_path, frame, rule("R", "mcc_upcoding", 'min_group_cases = 3, within = "hospital", min_cases = 50'))
+    # the default: hospitals above Tukey's fence of their peers' MCC shares: Q3 0.13 + 1.5 × IQR 0.02 = 0.16
+    within = run(tmp_path, frame, rule("R", "mcc_upcoding", "min_group_cases = 3, min_cases = 50"))
     assert within.flags["hospital"].to_list() == ["H5"]
-    assert "unit_mcc_share=0.4" in within.flags["evidence"][0]
+    assert "unit_mcc_share=0.4" in within.flags["evidence"][0] and "unit_limit=0.16" in within.flags["evidence"][0]
+    # no hospital stands out: nothing is listed (a percentile limit would flag the top fifth all the same)
+    even = _mcc_hospitals((10, 11, 12, 13, 14))
+    assert run(tmp_path, even, rule("R", "mcc_upcoding", "min_group_cases = 3, min_cases = 50")).flags.height == 0
+    top = run(tmp_path, even, rule("R", "mcc_upcoding", 'min_group_cases = 3, min_cases = 50, control = "percentile"'))
+    assert top.flags["hospital"].to_list() == ["H5"]
+    # units below min_cases are not judged
+    assert run(tmp_path, frame, rule("R", "mcc_upcoding", "min_group_cases = 3, min_cases = 101")).flags.height == 0
+
+
+def test_provider_share_with_the_outlier_fence(tmp_path):
+    frame = _mcc_hospitals((10, 11, 12, 13, 16))
+    fence = run(tmp_path, frame, rule("R", "provider_share", 'area = "mcc", min_cases = 50, control = "fence"'))
+    # Q1 0.11, Q3 0.13: the fence is 0.16, and a rate must be above it
+    assert fence.providers.filter("flagged").height == 0 and fence.providers["limit"][0] == pytest.approx(0.16)
+    wider = run(tmp_path, _mcc_hospitals((10, 11, 12, 13, 17)),
+                rule("R", "provider_share", 'area = "mcc", min_cases = 50, control = "fence"'))
+    assert wider.providers.filter("flagged")["hospital"].to_list() == ["H5"]
+
+
+def test_the_shared_sort_of_stays_packs_time_only_when_it_is_exact():
+    from datetime import timedelta
+
+    from grouper.screen.rules import _sorted_stays
+
+    def stays(extra=()):
+        rows = [(7, date(2024, 3, 1), 5), (3, date(2024, 3, 1), 2), (7, date(2023, 12, 30), 40), (3, date(2024, 3, 1), 1),
+                (7, date(2024, 3, 1), 5), (1, date(2025, 1, 2), 0), *extra]
+        return pl.DataFrame({"row": pl.Series(range(len(rows)), dtype=pl.UInt32), "_p": pl.Series([r[0] for r in rows], dtype=pl.UInt64),
+                             "admission_date": [r[1] for r in rows],
+                             "discharge_date": [r[1] + timedelta(days=r[2]) for r in rows]})
+
+    for frame in (stays(), stays([(3, date(2024, 3, 1), 5000)]), stays([(3, date(2024, 3, 1), -1)]),
+                  stays([(5, date(1024, 1, 1), 1)])):
+        expected = frame.sort("_p", "admission_date", "discharge_date", "row")
+        assert _sorted_stays(frame).select(expected.columns).equals(expected)

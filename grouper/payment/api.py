@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..errors import InputError
 from ..grouped import is_grouped_file, read_grouped
 from ._common import group_cases, loaded_scheme
 from .history import synth_history, write_history
@@ -33,26 +34,38 @@ __all__ = ["BaseSource", "Calibration", "Comparison", "DrgWeights", "Homogeneity
 
 
 def load_grouped(source: pl.DataFrame | str | Path | Sequence[str | Path], scheme=None, *,
-                 encoding: str | None = None, columns=None, fields=None) -> pl.DataFrame:
+                 encoding: str | None = None, columns=None, fields=None, required: dict[str, str] | None = None
+                 ) -> pl.DataFrame:
     """A grouped frame from grouped files (read as they are), raw case files or a raw frame (grouped
     here with `scheme`, carrying the settlement fields). Several files are concatenated in order.
     `columns` maps input headers of raw files (as for `group`); `fields` keeps only these grouped
-    columns (a grouped Parquet file then reads only them)."""
+    columns (a grouped Parquet file then reads only them). `required` maps fields to why they are
+    needed: a file (or frame) in which one has no value at all (no such column, or every value
+    blank) is refused, naming the file and the field."""
     if isinstance(source, pl.DataFrame):
         frame = source if {"status", "drg"} <= set(source.columns) else \
             group_cases(source, scheme, carry=True, columns=columns)
-        return frame.select(fields) if fields is not None else frame
+        return _require(frame.select(fields) if fields is not None else frame, required, "the cases")
     paths = [source] if isinstance(source, (str, Path)) else list(source)
     frames = []
     loaded = None
     for path in paths:
         if is_grouped_file(path, encoding=encoding):
-            frames.append(read_grouped(path, encoding=encoding, columns=fields))
+            frame = read_grouped(path, encoding=encoding, columns=fields)
         else:
             loaded = loaded or loaded_scheme(scheme)
             frame = group_cases(path, loaded, carry=True, encoding=encoding, columns=columns)
-            frames.append(frame.select(fields) if fields is not None else frame)
+            frame = frame.select(fields) if fields is not None else frame
+        frames.append(_require(frame, required, str(path)))
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def _require(frame: pl.DataFrame, required: dict[str, str] | None, origin: str) -> pl.DataFrame:
+    for field, why in (required or {}).items():
+        if frame.height and (field not in frame.columns or frame[field].null_count() == frame.height):
+            raise InputError(f"{origin} has no {field} column (or no case in it has a {field}): {why}; give cases "
+                             f"with the field, grouped with `grouper group INPUT -o GROUPED --carry`")
+    return frame
 
 
 def scheme_weights(scheme) -> pl.DataFrame | None:
@@ -80,7 +93,7 @@ def weights_source(weights: BaseSource | pl.DataFrame | str | Path, policy: Poli
     los_column = policy["cases"]["transfer"]["mean_los"]
     if isinstance(weights, pl.DataFrame):
         return DrgWeights(weights, scale, los_column=los_column)
-    return DrgWeights.from_csv(weights, scale, los_column)
+    return DrgWeights.read(weights, scale, los_column)
 
 
 def settle_cases(cases: pl.DataFrame | str | Path, policy: Policy | str | Path,

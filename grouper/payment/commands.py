@@ -1,6 +1,7 @@
 """The payment wing's commands: argument parsers and thin command functions (the CLI calls these)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -19,6 +20,8 @@ def add_payment_parsers(sub, *, anomaly_planter: Callable[..., object] | None = 
     """`grouper synth history` and `grouper metrics`. `anomaly_planter(scheme, seed=)` gives the
     `transform` of `--plant-anomalies` (the supervision screens' planter); the face that builds the
     parser passes it, so this wing does not import the screen wing."""
+    from ..options import at_least, number_at_least
+
     s = sub.add_parser("synth", help="synthetic data (seeded; documented as synthetic)")
     kinds = s.add_subparsers(dest="kind", required=True)
     h = kinds.add_parser("history", help="a synthetic cost history: cases with settlement fields")
@@ -45,8 +48,8 @@ def add_payment_parsers(sub, *, anomaly_planter: Callable[..., object] | None = 
     m.add_argument("--benchmark", choices=["data", "weights"], default="data",
                    help="per-DRG means for the cost/time indices: from the data given (default) or the weights table")
     m.add_argument("--no-dept", action="store_true", help="hospital rows only")
-    m.add_argument("--min-cost", type=float, default=5.0, help="exclude cases under this cost, yuan (default 5)")
-    m.add_argument("--max-los", type=int, default=60, help="exclude stays longer than this (default 60; 0: none)")
+    m.add_argument("--min-cost", type=number_at_least(0), default=5.0, help="exclude cases under this cost, yuan (default 5)")
+    m.add_argument("--max-los", type=at_least(0), default=60, help="exclude stays longer than this (default 60; 0: none)")
     m.add_argument("--encoding", help="CSV encoding of the inputs")
     m.add_argument("-q", "--quiet", action="store_true", help="no summary")
     m.set_defaults(run=cmd_metrics)
@@ -54,6 +57,8 @@ def add_payment_parsers(sub, *, anomaly_planter: Callable[..., object] | None = 
 
 def add_calibrate_weights(kinds) -> None:
     """`grouper calibrate weights HISTORY -o WEIGHTS ...` (kinds: the `calibrate` command's subparsers)."""
+    from ..options import at_least, number_at_least
+
     w = kinds.add_parser("weights", help="one row per DRG: n, mean, median, CV, trimmed n, RW, points, stable")
     w.add_argument("history", nargs="+", help="grouped file(s) (`grouper group --carry`) or raw case files "
                                               "(grouped here with --scheme)")
@@ -67,18 +72,18 @@ def add_calibrate_weights(kinds) -> None:
     w.add_argument("--iqr", default="0.5,1.5", metavar="LOW,HIGH",
                    help="IQR fence multipliers: keep Q1-LOW*IQR .. Q3+HIGH*IQR (default 0.5,1.5)")
     w.add_argument("--percentiles", default="2.5,97.5", metavar="LOW,HIGH", help="kept percentile range (default 2.5,97.5)")
-    w.add_argument("--sd", type=float, default=3.0, help="logsd: keep |ln cost - mean| <= K*SD (default 3)")
+    w.add_argument("--sd", type=number_at_least(0, exclusive=True), default=3.0, help="logsd: keep |ln cost - mean| <= K*SD (default 3)")
     w.add_argument("--year-weights", metavar="W", help="e.g. 1:2:7 (the most recent years, oldest first) or "
                                                        "2022=1,2023=2,2024=7 (default: every year 1)")
-    w.add_argument("--min-cases", type=int, default=5, help="fewer kept cases: the ADRG's pooled mean (default 5)")
-    w.add_argument("--max-cv", type=float, default=1.0, help="stable when CV <= this (default 1)")
-    w.add_argument("--min-cost", type=float, default=5.0, help="exclude cases under this cost, yuan (default 5)")
-    w.add_argument("--min-los", type=int, help="exclude stays shorter than this (default: none)")
-    w.add_argument("--max-los", type=int, default=60, help="exclude stays longer than this (default 60; 0: none)")
+    w.add_argument("--min-cases", type=at_least(1), default=5, help="fewer kept cases: the ADRG's pooled mean (default 5)")
+    w.add_argument("--max-cv", type=number_at_least(0), default=1.0, help="stable when CV <= this (default 1)")
+    w.add_argument("--min-cost", type=number_at_least(0), default=5.0, help="exclude cases under this cost, yuan (default 5)")
+    w.add_argument("--min-los", type=at_least(0), help="exclude stays shorter than this (default: none)")
+    w.add_argument("--max-los", type=at_least(0), default=60, help="exclude stays longer than this (default 60; 0: none)")
     w.add_argument("--by-insurance", action="store_true",
                    help="weights per insurance type: one output file per type (weights-employee.csv, ...)")
-    w.add_argument("--scale", type=float, default=100.0, help="points = RW x scale (default 100)")
-    w.add_argument("--decimals", type=int, default=4, help="decimals of weight and points (default 4)")
+    w.add_argument("--scale", type=number_at_least(0, exclusive=True), default=100.0, help="points = RW x scale (default 100)")
+    w.add_argument("--decimals", type=at_least(0), default=4, help="decimals of weight and points (default 4)")
     w.add_argument("--encoding", help="CSV encoding of the inputs")
     w.add_argument("-q", "--quiet", action="store_true", help="no summary")
     w.set_defaults(run=cmd_calibrate_weights)
@@ -89,6 +94,8 @@ def _pair(text: str, option: str) -> tuple[float, float]:
         low, high = (float(x) for x in text.split(","))
     except ValueError:
         raise UsageError(f"{option} expects LOW,HIGH, got {text!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UsageError(f"{option} expects two finite numbers LOW,HIGH, got {text!r}")
     return low, high
 
 
@@ -132,8 +139,6 @@ def _weight_options(args):
     """WeightOptions from the command line; a bad option value is a usage error (exit 2)."""
     from .weights import WeightOptions, parse_year_weights
 
-    if args.decimals < 0:
-        raise UsageError(f"--decimals must be 0 or more, not {args.decimals}")
     iqr_low, iqr_high = _pair(args.iqr, "--iqr")
     pct_low, pct_high = _pair(args.percentiles, "--percentiles")
     try:
@@ -164,7 +169,8 @@ def cmd_calibrate_weights(args) -> int:
     options = _weight_options(args)
     console = stderr_console()
     with stage(f"reading {', '.join(Path(p).name for p in args.history)}", enabled=not args.quiet):
-        grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED))
+        grouped = load_grouped(args.history, args.scheme, encoding=args.encoding, fields=list(NEEDED),
+                               required={"cost": "weights are calibrated from each case's cost"})
         prepared = prepare(grouped, options)  # computed once for the weights and the report
     calibration = calibrate_weights(prepared)
     del grouped  # bounded memory: the prepared rows are all that is needed from here
@@ -201,6 +207,7 @@ def cmd_metrics(args) -> int:
     import polars as pl
 
     from .. import io
+    from .settle import checked_weights, read_weights
     from .api import hospital_metrics, load_grouped, scheme_weights
     from .console import render_metrics
     from .metrics import NEEDED
@@ -209,9 +216,7 @@ def cmd_metrics(args) -> int:
     io.output_format(args.output)
     console = stderr_console()
     if args.weights:
-        weights = io._read_raw(Path(args.weights), encoding=None, sheet=None)
-        weights = weights.with_columns(pl.col(c).cast(pl.Float64, strict=False)
-                                       for c in ("weight", "mean", "los_mean") if c in weights.columns)
+        weights = checked_weights(read_weights(args.weights), f"--weights {args.weights}")
     else:
         weights = scheme_weights(args.scheme)
     with stage(f"reading {', '.join(Path(p).name for p in args.grouped)}", enabled=not args.quiet):
@@ -233,16 +238,12 @@ def run_settle(args, base_sources: Mapping[str, SettleBySource] = MappingProxyTy
     the function that settles under it with base points from elsewhere than a weights table; the
     face that runs the command chooses them (grouper/cli.py gives DIP's), so this wing imports no
     other wing to dispatch."""
-    from ..errors import InputError
     from ..outputs import check_outputs
     from ..scheme import pack_inputs
 
     check_outputs([("CASES", args.cases), ("--policy", args.policy), ("--weights", args.weights),
                    ("--compare", args.compare), ("--weights2", args.weights2), *pack_inputs("--scheme", args.scheme)],
                   folders=[("-o", args.output, "settlement")])
-    for option, path in (("--policy", args.policy), ("--compare", args.compare)):
-        if path is not None and not Path(path).is_file():   # a path naming nothing: exit 3, like any missing file
-            raise InputError(f"{option} {path}: no such policy file")
     from ..console import stage
 
     with stage(f"settling {Path(args.cases).name}", enabled=not args.quiet):

@@ -62,24 +62,24 @@ class MetricOptions:
 
 
 def weights_table(weights: pl.DataFrame | dict | None) -> pl.DataFrame:
-    """drg, weight (+ mean, los_mean, risk when present) from a frame, a {drg: weight} dict or a CSV's frame."""
+    """drg, weight (+ mean, los_mean, risk when present) from a frame, a {drg: weight} dict or a
+    file's frame, checked as settle checks a weights table (grouper.payment.settle.checked_weights:
+    a weight that is blank, NaN, infinite or not positive, a DRG listed twice, is refused)."""
+    from .settle import checked_weights
+
     if weights is None:
         raise InputError("hospital metrics need relative weights: give a weights table (--weights) "
                          "or a scheme with `weights = TABLE`")
     if isinstance(weights, dict):
         weights = pl.DataFrame({"drg": list(weights), "weight": list(weights.values())},
                                schema={"drg": pl.String, "weight": pl.Float64})
-    missing = {"drg", "weight"} - set(weights.columns)
-    if missing:
-        raise InputError(f"the weights table lacks {sorted(missing)}; it needs at least drg and weight")
-    keep = [c for c in ("drg", "weight", "mean", "los_mean", "risk") if c in weights.columns]
-    table = weights.select(keep).with_columns(pl.col("drg").cast(pl.String), pl.col("weight").cast(pl.Float64, strict=False))
     if "insurance" in weights.columns:
         raise InputError("hospital metrics need one weight per DRG: give the weights of one insurance type")
-    duplicated = table.filter(pl.col("drg").is_duplicated())["drg"].unique().to_list()
-    if duplicated:
-        raise InputError(f"the weights table lists DRG(s) twice: {', '.join(map(str, duplicated[:5]))}")
-    return table
+    checked_weights(weights)
+    keep = [c for c in ("drg", "weight", "mean", "los_mean", "risk") if c in weights.columns]
+    return weights.select(keep).with_columns(pl.col("drg").cast(pl.String),
+                                             *(pl.col(c).cast(pl.String).str.replace_all(",", "").cast(pl.Float64)
+                                               for c in ("weight", "mean", "los_mean") if c in keep))
 
 
 def hospital_metrics(grouped: pl.DataFrame | pl.LazyFrame, weights: pl.DataFrame | dict,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..errors import Diagnostic, PolicyError, Span, with_source
+from ..errors import Diagnostic, InputError, PolicyError, Span, with_source
 from . import policy_schema as S
 from ..tomlcheck import MAX_NUMBER, Collector, Layer, check_section, decimal_places
 from ..tomlpos import key_positions
@@ -64,6 +64,9 @@ def _read_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Layer]:
             Span(str(path), line, column, line, column + 1), "save it as UTF-8 (e.g. in Notepad: 另存为 → 编码 UTF-8)"),
             data.decode("utf-8", errors="replace"))]) from None
     except OSError as exc:
+        if not seen:  # the file named on the command line: a missing input, exit 3 like any other
+            problem = "no such policy file" if not path.exists() else f"cannot read the policy file ({exc.strerror or exc})"
+            raise InputError(f"{path}: {problem}") from None
         raise PolicyError([Diagnostic("unreadable-policy", "error", f"cannot read policy file {path}: {exc.strerror or exc}",
                                       Span(str(path), 1, 1))]) from None
     try:

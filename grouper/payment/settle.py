@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import datetime
 import operator
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -119,10 +120,12 @@ def join_groups(cases: pl.DataFrame, table: pl.DataFrame, extra: pl.DataFrame | 
         raise InputError(f"the group table lists {', '.join(duplicated.head(5).to_list())} more than once: one row per group")
     if extra is not None:
         table = table.join(extra, on="group", how="full", coalesce=True, maintain_order="left_right")
-    # a group not in the table points at a last row of nulls (a gather without null positions is faster)
+    table = table.filter(pl.col("group").is_not_null())  # a blank group matches no case
+    # a group not in the table points at a last row of nulls (a gather without null positions is faster);
+    # the position is the code's index among the table's groups: an Enum cast (a third of a string join's time)
     padded = pl.concat([table, pl.DataFrame([[None]] * table.width, schema=table.schema)])
-    position = pl.col("group").replace_strict(table["group"], pl.int_range(table.height, eager=True),
-                                              default=table.height, return_dtype=pl.UInt32)
+    position = (pl.col("group").cast(pl.Enum(table["group"].to_list()), strict=False).to_physical()
+                .cast(pl.UInt32).fill_null(table.height))
     return (cases.with_columns(position.alias("_position"))
             .with_columns(pl.lit(padded[c]).gather(pl.col("_position")).alias(c) for c in table.columns if c != "group")
             .drop("_position"))
@@ -133,11 +136,21 @@ def half_up(value: Decimal, unit: int = 1) -> int:
     return int((Decimal(value) * unit).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?")
+
+
 def decimal_of(text) -> Decimal | None:
-    """A number written in a table cell as an exact Decimal (None: blank); raises ValueError when unreadable."""
+    """A number written in a table cell as an exact Decimal (None: blank); raises ValueError when
+    unreadable. A comma is read only as a thousands separator in groups of three (`12,345.67`):
+    `0,85` (a decimal comma) or `1,2345` is refused, never read as 85 or 12345."""
     if text is None or str(text).strip() == "":
         return None
-    number = Decimal(str(text).strip().replace(",", ""))
+    text = str(text).strip()
+    if "," in text:
+        if not _THOUSANDS.fullmatch(text):
+            raise ValueError(text)
+        text = text.replace(",", "")
+    number = Decimal(text)
     if not number.is_finite():
         raise ValueError
     return number
@@ -160,16 +173,9 @@ class DrgWeights:
     los_column: str = "los_mean"
 
     @classmethod
-    def from_csv(cls, path, scale, los_column: str = "los_mean") -> "DrgWeights":
-        try:
-            from pathlib import Path
-
-            from ..io import _as_utf8   # weights.csv may be written in UTF-8 (with or without BOM) or GBK
-
-            frame = pl.read_csv(_as_utf8(Path(path).read_bytes(), None, Path(path)), infer_schema=False)
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise InputError(f"cannot read weights table {path}: {exc}") from None
-        return cls(frame, Decimal(scale), str(path), los_column)
+    def read(cls, path, scale, los_column: str = "los_mean") -> "DrgWeights":
+        """The weights table in file `path`: CSV, Parquet or Excel (see `read_weights`)."""
+        return cls(read_weights(path), Decimal(scale), str(path), los_column)
 
     @property
     def codes(self) -> set[str]:
@@ -248,6 +254,28 @@ class DrgWeights:
         return join_groups(cases.with_columns(pl.col("drg").alias("group")), self.table(), extra)
 
 
+def read_weights(path) -> pl.DataFrame:
+    """A weights table file as read by every command that takes one (`settle`, `group`, `metrics`,
+    `screen`, `serve`): the project's one table reader (CSV in UTF-8 or GBK, Parquet, Excel),
+    every column as written; check it with `checked_weights`."""
+    from pathlib import Path
+
+    from ..io import _read_raw
+
+    try:
+        return _read_raw(Path(path), encoding=None, sheet=None)
+    except OSError as exc:
+        raise InputError(f"cannot read the weights table {path}: {exc.strerror or exc}") from None
+
+
+def checked_weights(weights: pl.DataFrame, origin: str = "the weights table") -> pl.DataFrame:
+    """`weights` once it has passed the checks of `DrgWeights` (a blank or repeated DRG, a weight
+    that is not a positive finite number, a mean or LOS column that is not positive: InputError
+    naming `origin` and the line); the one check of a weights table, whatever reads it."""
+    DrgWeights(weights, Decimal(1), origin).table()
+    return weights
+
+
 class Settlement:
     """The results of `settle`: `cases` (input order), `hospitals`, `groups`, `pools`, `policy`, and
     `checks` (grouper.payment.settle_checks.Checks: the settlement's own end-of-run checks; `warnings`
@@ -324,6 +352,22 @@ def _shown(integers: pl.Expr, unit: int) -> pl.Expr:
     """Exact integers in 1/unit as Float64 for the outputs: the double nearest the decimal (a plain
     division can land one bit off, which CSV then prints as 321.25309999999996)."""
     return (integers / unit).round(len(str(unit)) - 1)
+
+
+def _one_of(column: str, values) -> pl.Expr:
+    """`column` is one of `values` (strings): a few equality tests are a third of `is_in`'s time (no hashing)."""
+    values = list(values)
+    if len(values) > 8:
+        return pl.col(column).is_in(values)
+    return reduce(operator.or_, (pl.col(column) == v for v in values), pl.lit(False))
+
+
+def _by_pool(values: dict[str, int | None]) -> pl.Expr:
+    """Int64 per case: the value of its pool (null: none); a when-chain over the few pools, not a string join."""
+    chain = pl
+    for pool, value in values.items():
+        chain = chain.when(pl.col("pool") == pool).then(pl.lit(value, pl.Int64))
+    return pl.lit(None, pl.Int64) if chain is pl else chain.otherwise(pl.lit(None, pl.Int64))
 
 
 def _ints(frame: pl.DataFrame, value) -> np.ndarray:
@@ -436,19 +480,23 @@ def policy_groups(policy: Policy) -> pl.DataFrame:
     lookup (made with the base points, see `BaseSource.attach`) instead of one string test per
     rule: `_basic` (基础病组), `_group_coefficient` (DRG 差异系数, in 10⁻¹²), `_per_day` (床日: the
     policy's number × 10⁶, i.e. micro-points per day, or under the rate method 10⁻⁴ fen per day)
-    and `_excluded_group` (listed in cases.exclusions.drgs). `_policy_defaults` fills the others."""
+    and `_excluded_group` (listed in cases.exclusions.drgs). `_policy_defaults` fills the others.
+    `_group_coefficient` and `_excluded_group` are left out when the policy has no such list (only
+    the rules that read them ask for them: 10⁷ cases would carry two columns of defaults)."""
     v = policy.values
     basic = set(v["basic_groups"]["drgs"] or ())
     coefficients = {k: half_up(x, COEF) for k, x in (v["coefficients"]["drgs"] or {}).items()}
     per_day = {k: half_up(x, UNIT) for k, x in (v["cases"]["per_diem"]["per_day"] or {}).items()}
     excluded = set(v["cases"]["exclusions"]["drgs"] or ())
     codes = sorted(basic | set(coefficients) | set(per_day) | excluded)
-    return pl.DataFrame({
-        "group": codes, "_basic": [c in basic for c in codes],
-        "_group_coefficient": [coefficients.get(c) for c in codes], "_per_day": [per_day.get(c) for c in codes],
-        "_excluded_group": [c in excluded for c in codes],
-    }, schema={"group": pl.String, "_basic": pl.Boolean, "_group_coefficient": pl.Int64, "_per_day": pl.Int64,
-               "_excluded_group": pl.Boolean})
+    columns = {"group": (codes, pl.String), "_basic": ([c in basic for c in codes], pl.Boolean),
+               "_per_day": ([per_day.get(c) for c in codes], pl.Int64)}
+    if coefficients:
+        columns["_group_coefficient"] = ([coefficients.get(c) for c in codes], pl.Int64)
+    if excluded:
+        columns["_excluded_group"] = ([c in excluded for c in codes], pl.Boolean)
+    return pl.DataFrame({name: values for name, (values, _) in columns.items()},
+                        schema={name: dtype for name, (_, dtype) in columns.items()})
 
 
 def _policy_defaults(frame: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
@@ -456,8 +504,8 @@ def _policy_defaults(frame: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     per-diem points, not excluded (joined here if the source did not take `extra`)."""
     if "_basic" not in frame.columns:
         frame = join_groups(frame, table)
-    return frame.with_columns(pl.col("_basic", "_excluded_group").fill_null(False),
-                              pl.col("_group_coefficient").fill_null(COEF))
+    defaults = {"_basic": False, "_excluded_group": False, "_group_coefficient": COEF}
+    return frame.with_columns(pl.col(c).fill_null(value) for c, value in defaults.items() if c in frame.columns)
 
 
 def _los_defaults(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
@@ -491,7 +539,7 @@ def _prices(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     if "all" in annual:
         pool = pl.lit("all")
     elif annual:
-        pool = pl.when(pl.col("insurance").is_in(list(annual))).then(pl.col("insurance"))
+        pool = pl.when(_one_of("insurance", annual)).then(pl.col("insurance"))
     else:
         pool = pl.col("insurance").fill_null("all")
     exprs = [coef.alias("coef"), pool.cast(pl.String).alias("pool"), level.alias("price_level")]
@@ -875,7 +923,7 @@ def stay_order(frame: pl.DataFrame, policy: Policy) -> StayOrder | None:
 
 def _readmission_excepted(rule: dict) -> pl.Expr:
     exceptions = list(rule["exceptions"] or ())
-    return pl.col("group").is_in(exceptions) | pl.col("adrg").is_in(exceptions) if exceptions else pl.lit(False)
+    return _one_of("group", exceptions) | _one_of("adrg", exceptions) if exceptions else pl.lit(False)
 
 
 def readmissions(frame: pl.DataFrame, policy: Policy, order: StayOrder | None = None) -> pl.DataFrame:
@@ -920,8 +968,9 @@ def reduced_points(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
     if policy["readmission"]["days"] is None:
         return frame.with_columns(pl.col("points").alias("points_micro"))
     reduced = _div_half_up(_wide(pl.col("points")) * half_up(policy["readmission"]["factor"], UNIT), UNIT)
-    return frame.with_columns(
-        pl.when(pl.col("readmission_factor") != 1.0).then(reduced).otherwise(pl.col("points")).alias("points_micro"))
+    # worked out on the few reduced stays only (128-bit arithmetic over 10⁷ rows for 1 % of them is waste)
+    return frame.with_columns(_on_rows(frame, pl.col("readmission_factor") != 1.0, reduced,
+                                       frame["points"].alias("points_micro")))
 
 
 _PREFIX_MASK = 0xFFFF_FFFF_FFFF_0000  # the hash bits above the admission day (tests narrow it to force collisions)
@@ -1094,8 +1143,7 @@ def _pay(frame: pl.DataFrame, policy: Policy, pools: dict[str, dict]) -> tuple[p
     else:
         payment, paid = _largest_remainder(frame, pools, policy["budget"]["fee_for_service_inside"])
         summary = _points_pools(pools, paid)
-        price = frame.select(pl.col("pool").replace_strict({k: p["settlement_price_e4"] for k, p in pools.items()},
-                                                           default=None, return_dtype=pl.Int64)).to_series()
+        price = frame.select(_by_pool({k: p["settlement_price_e4"] for k, p in pools.items()})).to_series()
         payment = pl.lit(payment)
     standard = _mul_div(frame, "standard_micro", price, MICRO * PRICE, "standard")
     if rate_per_diem:
@@ -1332,9 +1380,7 @@ def settle(cases: pl.DataFrame, policy: Policy, source: BaseSource, *, column: s
         frame = standard_points(classify_fixed(frame, policy), policy)
         pools = _budget_point_values(frame, policy) if policy.method == "points" else {}
         if policy.method == "points":
-            frame = frame.with_columns(pl.col("pool").replace_strict(
-                {k: p["budget_price_e4"] for k, p in pools.items()}, default=None, return_dtype=pl.Int64)
-                .alias("price_e4"))
+            frame = frame.with_columns(_by_pool({k: p["budget_price_e4"] for k, p in pools.items()}).alias("price_e4"))
         frame = classify_by_ratio(frame, policy)
         frame = _drop_spent(case_points(frame, policy), policy)
         frame = reduced_points(readmissions(frame, policy, stays.result()), policy).drop("points")

@@ -54,6 +54,7 @@ what a scheme's `weights = TABLE` reads.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -98,6 +99,15 @@ class WeightOptions:
             raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.pct_low}, {self.pct_high}")
         if self.min_cases < 1:
             raise InputError("min_cases must be at least 1")
+        # a NaN or an infinity fails every test below (no comparison with NaN holds)
+        for name, value, least, exclusive in (("iqr_low", self.iqr_low, 0, False), ("iqr_high", self.iqr_high, 0, False),
+                                              ("sd_k", self.sd_k, 0, True), ("max_cv", self.max_cv, 0, False),
+                                              ("scale", self.scale, 0, True), ("min_cost", self.min_cost, 0, False),
+                                              ("min_los", self.min_los, 0, False), ("max_los", self.max_los, 0, False),
+                                              ("decimals", self.decimals, 0, False)):
+            if value is not None and not (math.isfinite(value) and (value > least if exclusive else value >= least)):
+                raise InputError(f"{name} must be a finite number {'above' if exclusive else 'of at least'} {least}, "
+                                 f"not {value}")
 
 
 @dataclass

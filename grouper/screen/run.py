@@ -20,7 +20,7 @@ from .privacy import keyed_hash
 from .schema import EXTRA_FIELDS
 from .screens import Rule, Screens
 
-MONEY_EVIDENCE = ("cost", "group_median_cost", "alternative_median_cost")
+MONEY_EVIDENCE = ("cost", "group_median_cost", "alternative_cost_limit")
 UNIT_FILES = {"hospital": "hospitals", "dept": "departments", "doctor": "doctors"}
 FLAG_SCHEMA = {"id": pl.String, "rule": pl.String, "name": pl.String, "level": pl.String, "stage": pl.String,
                "hospital": pl.String, "hospital_level": pl.Int8, "dept": pl.String, "doctor": pl.String,
@@ -48,16 +48,16 @@ class Screening:
 
 # ---- input ---------------------------------------------------------------------------------------
 
-def read_extras(path: str | Path, names=EXTRA_FIELDS, *, encoding: str | None = None) -> pl.DataFrame:
-    """The columns of `names` that a case or grouped file has (id too, to check the rows line up)."""
+def read_extras(path: str | Path, names=EXTRA_FIELDS, *, encoding: str | None = None, with_id: bool = True) -> pl.DataFrame:
+    """The columns of `names` that a case or grouped file has (and id, to check the rows line up, unless not `with_id`)."""
     from .. import io
 
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
-        present = [c for c in ("id", *names) if c in pl.read_parquet_schema(path)]
+        present = [c for c in (*(["id"] if with_id else []), *names) if c in pl.read_parquet_schema(path)]
         return pl.read_parquet(path, columns=present) if present else pl.DataFrame()
     raw = io._read_raw(path, encoding=encoding, sheet=None)
-    return raw.select([pl.col(c).cast(pl.String) for c in ("id", *names) if c in raw.columns])
+    return raw.select([pl.col(c).cast(pl.String) for c in (*(["id"] if with_id else []), *names) if c in raw.columns])
 
 
 def load_cases(source, *, cases: str | Path | None = None, scheme=None, encoding: str | None = None) -> pl.DataFrame:
@@ -72,7 +72,7 @@ def load_cases(source, *, cases: str | Path | None = None, scheme=None, encoding
     elif isinstance(source, (list, tuple)):
         extras = pl.DataFrame()
     else:
-        extras = read_extras(source, encoding=encoding)
+        extras = read_extras(source, encoding=encoding, with_id=False)   # the same rows as `frame`
     if cases is not None:
         beside = read_extras(cases, encoding=encoding)
         if beside.height != frame.height or ("id" in beside.columns and not beside["id"].cast(pl.String).equals(frame["id"])):
@@ -86,18 +86,12 @@ def load_cases(source, *, cases: str | Path | None = None, scheme=None, encoding
 
 
 def read_weights(path: str | Path) -> pl.DataFrame:
-    """A weights table (CSV/Parquet/Excel with columns drg, weight) as drg String, weight Float64."""
-    from .. import io
+    """A weights table (CSV/Parquet/Excel with columns drg, weight), read and checked as every
+    command reads one (grouper.payment.settle.read_weights), as drg String, weight Float64."""
+    from ..payment.settle import checked_weights, read_weights as read_table
 
-    frame = io._read_raw(Path(path), encoding=None, sheet=None)
-    missing = [c for c in ("drg", "weight") if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path} has no {' or '.join(missing)} column (a weights table has drg, weight)")
-    weights = frame.select(pl.col("drg").cast(pl.String), pl.col("weight").cast(pl.Float64, strict=False))
-    bad = weights.filter(pl.col("weight").is_null() | (pl.col("weight") <= 0))
-    if bad.height:
-        raise InputError(f"{path}: the weight of {bad['drg'][0]} is not a positive number")
-    return weights
+    frame = checked_weights(read_table(path), str(path))
+    return frame.select(pl.col("drg").cast(pl.String).str.strip_chars(), pl.col("weight").cast(pl.Float64))
 
 
 def data_weights(cases: pl.DataFrame) -> pl.DataFrame:
@@ -118,6 +112,8 @@ def needed_fields(rule: Rule) -> tuple[str, ...]:
         extra.append(rule.params["field"])
     if spec.kind == "providers" and rule.params["by"] != "hospital":
         extra.append(rule.params["by"])
+    if rule.logic == "mcc_upcoding" and rule.params["within"] != "none":
+        extra += [k for k in R.UNIT_KEYS[rule.params["within"]] if k not in spec.fields]
     return (*spec.fields, *extra)
 
 
@@ -252,7 +248,7 @@ def screen(cases: pl.DataFrame, screens: Screens, *, key: bytes, weights: pl.Dat
         cases["id"].gather(unscreened["row"]).alias("id"), "rule",
         (pl.lit("missing ") + pl.col("_m")).alias("reason"))
     money = _money_table(flags, screens, [r["rule"] for r in ran if r["kind"] != "providers"])
-    units = {by: _ranking(cases, flags, providers, by) for by in ("hospital", "dept", "doctor")}
+    units = {by: _ranking(ctx, flags, providers, by) for by in ("hospital", "dept", "doctor")}
     scores = _scores(cases, flags, screens)
     summary = {
         "screens": screens.name, "screens_file": str(screens.path), "cases": cases.height,
@@ -278,15 +274,14 @@ def _money_table(flags: pl.DataFrame, screens: Screens, codes: list[str]) -> pl.
             .with_columns(pl.col("findings", "cases", "paid", "alternative", "at_stake").cast(pl.Int64).fill_null(0)))
 
 
-def _ranking(cases: pl.DataFrame, flags: pl.DataFrame, providers: pl.DataFrame, by: str) -> pl.DataFrame:
+def _ranking(ctx: R.Context, flags: pl.DataFrame, providers: pl.DataFrame, by: str) -> pl.DataFrame:
+    cases = ctx.cases
     keys = R.UNIT_KEYS[by]
     if any(k not in cases.columns or cases[k].null_count() == cases.height for k in keys):
         return pl.DataFrame(schema={k: pl.String for k in keys})
-    hashes = [f"_k{i}" for i in range(len(keys))]
-    totals = (cases.lazy().filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys]))
-              .with_columns(R.hashed(k, h) for k, h in zip(keys, hashes))   # integer group keys (see rules._units)
-              .group_by(hashes).agg(*[pl.col(k).first() for k in keys], pl.len().alias("cases"),
-                                    pl.col("fund_paid").sum().alias("fund_paid")).drop(hashes))
+    _, units = R.units_of(ctx, by, ["fund_paid"])   # integer group keys
+    totals = units.group_by("_u").agg(*[pl.col(k).first() for k in keys], pl.len().alias("cases"),
+                                      pl.col("fund_paid").sum().alias("fund_paid")).drop("_u")
     found = flags.lazy().filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys])).group_by(keys).agg(
         pl.col("row").n_unique().alias("flagged_cases"), pl.len().alias("findings"),
         (pl.col("level") == "违规").sum().alias("violations"), (pl.col("level") == "疑似").sum().alias("suspected"),

@@ -2,8 +2,8 @@
 
 A screens file states each rule the way the national rule framework (两库, 国家医保局《医疗保障基金
 智能审核和监控知识库、规则库管理办法(试行)》2022) defines one: a logic, its parameters and
-thresholds, and a judgment level. The schema is data, walked by the settlement policy's validator
-(grouper.payment.policy), so a screens file is checked exactly like a policy file: unknown keys,
+thresholds, and a judgment level. The schema is data, walked by the validator the settlement policy uses
+(grouper.tomlcheck), so a screens file is checked exactly like a policy file: unknown keys,
 wrong types and impossible values are reported at file:line:column with a hint.
 
 A logic is the code a rule runs; `LOGICS` lists each one with its kind (case, stays, providers),
@@ -21,6 +21,8 @@ UNITS = ("hospital", "dept", "doctor")
 PERSONAL_FIELDS = ("patient_id", "phone", "address")
 EXTRA_FIELDS = ("doctor", "phone", "address")   # not in the grouped-file contract: read beside it
 MONEY = ("none", "whole", "alternative_group", "shifted")
+CONTROLS = ("percentile", "fence")
+DISCHARGE_MODES = ("1", "2", "3", "4", "5", "9")   # 离院方式: 医嘱离院, 转院, 转社区, 非医嘱离院, 死亡, 其他
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,14 @@ def _share(doc: str, default) -> Spec:
 _PROVIDER_PARAMS = {
     "by": Spec("choice", "the unit compared with its peers: hospital, dept (a department of a hospital) or doctor",
                "hospital", choices=UNITS),
-    "percentile": Spec("number", "control limit: a unit is flagged above this percentile of its peers' rates "
-                                 "(PEPPER uses the 80th)", 80, low=0.0, high=100.0, high_open=True),
+    "control": Spec("choice", "the control limit: `percentile` (a unit is flagged above that percentile of its peers' rates: "
+                              "PEPPER's way, which flags a fixed share of the units) or `fence` (above Q3 + `fence` × IQR of its "
+                              "peers' rates: Tukey's outlier fence, which flags only the units that stand apart)",
+                    "percentile", choices=CONTROLS),
+    "percentile": Spec("number", "control = percentile: the percentile of the peers' rates (PEPPER uses the 80th)", 80,
+                       low=0.0, high=100.0, high_open=True),
+    "fence": Spec("number", "control = fence: the multiple of the peers' interquartile range above their Q3 (Tukey: 1.5)",
+                  1.5, low=0.0),
     "min_cases": Spec("int", "units with fewer cases (in the denominator) are neither flagged nor used for the limit", 30, low=1),
     "peers": Spec("choice", "who a unit is compared with: units of the same hospital level, or all units",
                   "hospital_level", choices=("hospital_level", "all")),
@@ -65,23 +73,30 @@ LOGICS: dict[str, Logic] = {
          "min_group_cases": Spec("int", "groups with fewer cases are not judged", 20, low=1)},
         ("cost", "group_median_cost", "cost_ratio")),
     "mcc_upcoding": Logic(
-        "case", "a case in an MCC group whose cost and stay both look like the same ADRG's group without complications "
-                "(高套分组)", ("drg", "cost", "los", "hospital_level", "discharge"),
+        "case", "a case in an MCC group, at a unit (hospital, department or doctor) whose MCC share is above its peers' "
+                "control limit, whose cost and stay are both within the normal range of the same ADRG's group without "
+                "complications (高套分组: the MCC diagnosis came without the care an MCC brings)",
+        ("drg", "adrg", "cost", "los", "hospital_level", "discharge"),
         {"mcc_suffix": Spec("str", "last character of an MCC group's code (CHS-DRG: 1)", "1"),
          "alternative_suffixes": Spec("list", "the group it is compared with: the first of these suffixes the ADRG has "
                                               "(CHS-DRG: 5 no CC/MCC, then 3 CC)", ["5", "3"]),
-         "cost_ratio": Spec("number", "flag when cost <= this × the alternative group's median cost (same hospital level)",
-                            1.0, low=0.0, low_open=True),
-         "los_ratio": Spec("number", "... and LOS <= this × the alternative group's median LOS", 1.0, low=0.0, low_open=True),
-         "discharge": Spec("list", "discharge modes judged (1 医嘱离院: a transfer, a death or a stay left against advice "
-                                   "is short and cheap for its own reasons)", ["1"]),
-         "within": Spec("choice", "judge only the cases of units whose MCC share is above the percentile control limit of "
-                                  "their peers (the PEPPER way: a target area first, then its cases), or every case (none)",
-                        "none", choices=("none", *UNITS)),
-         "percentile": Spec("number", "the control limit for `within`", 80, low=0.0, high=100.0, high_open=True),
-         "min_cases": Spec("int", "units with fewer cases are not flagged (for `within`)", 30, low=1),
-         "min_group_cases": Spec("int", "alternative groups with fewer cases are not used", 20, low=1)},
-        ("drg", "alternative_drg", "cost", "alternative_median_cost", "los", "alternative_median_los", "unit_mcc_share",
+         "normal_range": Spec("number", "the alternative group's normal range: log cost and log LOS at most Q3 + this × IQR "
+                                        "of its cases at the same hospital level (Tukey's fence: 1.5; on the log scale, as costs "
+                                        "and stays are skewed)", 1.5, low=0.0),
+         "discharge": Spec("list", "discharge modes judged (default: every mode: the test asks for MCC-level care, so a "
+                                   "stay short for its own reasons explains nothing)", list(DISCHARGE_MODES)),
+         "within": Spec("choice", "the unit whose MCC share is judged first (only its cases are listed), or none: every MCC "
+                                  "case within the normal range (most genuine MCC cases too: a list, not a screen)",
+                        "hospital", choices=("none", *UNITS)),
+         "control": Spec("choice", "the unit's control limit: fence (Q3 + `fence` × IQR of its peers' MCC shares) or "
+                                   "percentile", "fence", choices=CONTROLS),
+         "fence": Spec("number", "control = fence: the multiple of the peers' IQR (Tukey: 1.5)", 1.5, low=0.0),
+         "percentile": Spec("number", "control = percentile: the percentile of the peers' MCC shares", 80, low=0.0,
+                            high=100.0, high_open=True),
+         "peers": _PROVIDER_PARAMS["peers"],
+         "min_cases": Spec("int", "units with fewer cases (of ADRGs with an MCC group) are not judged", 100, low=1),
+         "min_group_cases": Spec("int", "alternative groups with fewer cases (at the level) are not used", 20, low=1)},
+        ("drg", "alternative_drg", "cost", "alternative_cost_limit", "los", "alternative_los_limit", "unit_mcc_share",
          "unit_limit"), "alternative_group"),
     "low_weight_admission": Logic(
         "case", "a stay of at most `max_los` days, ordinary discharge, in a low-weight group, costing at most `cost_ratio` of "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from ..errors import Diagnostic, SchemeError, Span, with_source
+from ..errors import Diagnostic, InputError, SchemeError, Span, with_source
 from ..tomlcheck import Collector, Layer, Section, check_section, suggest
 from ..tomlpos import key_positions
 from .schema import LOGICS, RULE_KEYS, SCHEMA, Logic
@@ -61,9 +61,9 @@ class Screens:
 def _read(path: Path) -> Layer:
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ScreensError([Diagnostic("unreadable-screens", "error", f"cannot read screens file {path}: "
-                                       f"{exc.strerror or exc}", Span(str(path), 1, 1))]) from None
+    except OSError as exc:  # a missing or unreadable input file: exit 3, like any other (not a screens error, 1)
+        problem = "no such screens file" if not path.exists() else f"cannot read the screens file ({exc.strerror or exc})"
+        raise InputError(f"{path}: {problem}") from None
     try:
         data = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
@@ -130,6 +130,9 @@ def _check_rule(raw: dict, i: int, out: Collector) -> Rule | None:
                 out.error("unknown-field", (*path, "evidence", j), f"rule {values['code']!r}: `{name}` is not evidence that "
                           f"logic {logic!r} can show", suggest(name, known) or f"known: {', '.join(known)}")
         evidence = tuple(evidence)
+    if logic == "mcc_upcoding" and len(out.found) == before and not values["params"]["alternative_suffixes"]:
+        out.error("bad-value", (*path, "params", "alternative_suffixes"), f"rule {values['code']!r}: "
+                  "`alternative_suffixes` names no group to compare the MCC cases with", 'e.g. ["5", "3"]')
     if len(out.found) > before:
         return None
     return Rule(values["code"], values["name"], logic, values["level"], values["stage"], values["source"],

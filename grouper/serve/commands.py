@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 
@@ -21,18 +21,11 @@ def _pack(text: str):
     return PackSpec(Path(text))
 
 
-def _decimal(text: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value.is_finite() or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def add_serve_parser(sub) -> None:
     from ..options import at_least as _at_least  # noqa: N813
+    from ..options import number_at_least
+
+    positive_decimal = number_at_least(0, exclusive=True, exact=True)
 
     s = sub.add_parser("serve", help="serve pre-grouping (预分组), explain, what-if and 预结算 over HTTP, with a page")
     s.add_argument("--scheme", action="append", type=_pack, default=[], metavar="[FROM=]PACK",
@@ -41,17 +34,17 @@ def add_serve_parser(sub) -> None:
     s.add_argument("--by-date", action="append", type=Path, default=[], metavar="SCHEDULE",
                    help="DRG packs by discharge date: a CSV with columns from,pack, as `grouper group --by-date` takes")
     s.add_argument("--policy", type=Path, help="settlement policy (.toml) for 预结算 estimates")
-    s.add_argument("--weights", type=Path, help="weights table (CSV: drg, weight[, mean]) for estimates (default: the pack's)")
-    s.add_argument("--point-value", type=_decimal, metavar="YUAN",
+    s.add_argument("--weights", type=Path, help="weights table (drg, weight[, mean]; CSV, Parquet or Excel) for estimates (default: the pack's)")
+    s.add_argument("--point-value", type=positive_decimal, metavar="YUAN",
                    help="the latest point value in yuan per point for estimates (default: the policy's budget_point_value)")
-    s.add_argument("--warn-at", type=_decimal, default=Decimal("0.8"), metavar="SHARE",
+    s.add_argument("--warn-at", type=positive_decimal, default=Decimal("0.8"), metavar="SHARE",
                    help="warn when the cost reaches this share of the standard or of the high line (default 0.8)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=_at_least(1), default=8000, help="port (default 8000)")
     s.add_argument("--max-body", type=_at_least(1024), default=16 << 20, metavar="BYTES",
                    help="largest request body (default 16 MiB)")
     s.add_argument("--max-cases", type=_at_least(1), default=10_000, help="most cases in one batch request (default 10,000)")
-    s.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="work time allowed per request (default 30)")
+    s.add_argument("--timeout", type=number_at_least(0, exclusive=True), default=30.0, metavar="SECONDS", help="work time allowed per request (default 30)")
     s.add_argument("--threads", type=_at_least(1), default=4, help="worker threads for grouping (default 4)")
     s.add_argument("--token-file", type=Path,
                    help="file holding the bearer token of /v1/admin/reload (or set GROUPER_SERVE_TOKEN); "
@@ -77,8 +70,6 @@ def serve_command(args) -> int:
             token = args.token_file.read_text(encoding="utf-8").strip() or None
         except OSError as exc:
             raise InputError(f"cannot read the token file {args.token_file}: {exc.strerror or exc}") from None
-    if args.timeout <= 0:
-        raise InputError("--timeout must be positive")
     settings = Settings(tuple(args.scheme), tuple(args.by_date), args.policy, args.weights, args.point_value, args.warn_at)
     state = load_state(settings)   # a bad pack or policy stops here with its diagnostics (exit 1 / 3)
     limits = Limits(args.max_body, args.max_cases, args.timeout, token, tuple(args.cors_origin))

@@ -148,13 +148,10 @@ def _dates(starts) -> str:
 
 
 def _weights_table(path: Path) -> pl.DataFrame:
-    try:
-        frame = pl.read_csv(path, infer_schema=False)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InputError(f"cannot read the weights table {path}: {exc}") from None
-    if not {"drg", "weight"} <= set(frame.columns):
-        raise InputError(f"the weights table {path} needs columns drg, weight[, mean] (it has {', '.join(frame.columns)})")
-    return frame
+    """The --weights table, read and checked as every command reads one (a bad row stops the start, exit 3)."""
+    from ..payment.settle import checked_weights, read_weights
+
+    return checked_weights(read_weights(path), str(path))
 
 
 def _groups(kind: str, loaded, weights: pl.DataFrame | None, policy) -> dict:

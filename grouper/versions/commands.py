@@ -1,7 +1,7 @@
 """CLI of the versions wing: `grouper crosswalk` and `grouper group --by-date` (thin: parse, call, print)."""
 from __future__ import annotations
 
-from ..options import add_reading_arguments, reading_arguments
+from ..options import add_reading_arguments, at_least, reading_arguments
 
 
 def add_versions_parsers(sub) -> None:
@@ -25,10 +25,10 @@ def add_versions_parsers(sub) -> None:
     m.add_argument("-o", "--output", required=True, help="folder to write (the layout of `grouper settle --compare`)")
     m.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="per-case tables; default parquet")
     m.add_argument("--year-weights", help="weight calibration: year weights, e.g. 1:2:7 (default: every year 1)")
-    m.add_argument("--min-cases", type=int, default=5, help="weight calibration: fewest kept cases for a DRG's own "
+    m.add_argument("--min-cases", type=at_least(1), default=5, help="weight calibration: fewest kept cases for a DRG's own "
                                                             "weight (else its ADRG's); default 5")
     m.add_argument("--encoding", help="CSV encoding of the cases")
-    m.add_argument("--top", type=int, default=10, help="hospitals shown on the terminal (largest losses and gains); default 10")
+    m.add_argument("--top", type=at_least(0), default=10, help="hospitals shown on the terminal (largest losses and gains); default 10")
     m.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     m.set_defaults(run=cmd_migration)
 
