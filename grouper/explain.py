@@ -166,7 +166,7 @@ class _Evaluator:
         if name == "dept":
             return self.plan.depts.index(value) + 1 if value in self.plan.depts else -1
         if name == "sex":
-            return ir.SEX_VALUES.get(value, value)
+            return ir.SEX_NAMES.get(value, value)
         return value
 
     def many_in(self, cond: ast.ManyIn, text: str) -> Check:

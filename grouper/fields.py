@@ -185,39 +185,78 @@ def _sex(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
                        text.replace_strict(SEX_WORDS, default=None, return_dtype=pl.Int8))
 
 
-def typed_fields(frame: pl.DataFrame, integer_money: str = "yuan") -> pl.DataFrame:
-    """The CARRIED_COLUMNS of `frame`, parsed to CARRIED_SCHEMA (absent columns: null; special_review false),
-    plus one Boolean ``_bad_<field>`` column per readable-or-not field (value written but unreadable).
-    `integer_money`: what an integer money column holds — "yuan" (a raw export) or "fen" (a grouped file)."""
+def _field_exprs(name: str, col: pl.Expr, dtype: pl.DataType, integer_money: str) -> tuple[pl.Expr, pl.Expr | None]:
+    """(the typed value of one carried field, its ``_bad_<field>`` flag or None): functions of that column alone."""
+    if name in MONEY_COLUMNS:
+        value = money_fen(col, dtype, integer_money)
+    elif name in DATE_COLUMNS:
+        value = parse_date(col, dtype)
+    elif name == "hospital_level":
+        value = parse_level(col, dtype)
+    elif name == "insurance":
+        value = parse_insurance(col, dtype)
+    elif name == "special_review":
+        value = parse_flag(col, dtype)
+    elif name == "sex":
+        value = _sex(col, dtype)
+    elif name in ("age", "age_days", "los", "discharge"):
+        value = _int(col, dtype, pl.Int32)
+    else:
+        value = _text(col, dtype)
+    bad = None
+    if name in MALFORMED:
+        # a value is written unless null or blank text (only text can be blank)
+        written = (pl.lit(False) if dtype == pl.Boolean else _text(col, dtype).is_not_null() if dtype == pl.String
+                   else col.is_not_null())
+        bad = (written & value.is_null()).alias(f"_bad_{name}")
+    if name == "special_review":
+        value = value.fill_null(False)  # unreadable: reported, and not a special-review case
+    return value.cast(CARRIED_SCHEMA[name]).alias(name), bad
+
+
+# Parsed through their distinct values when they have few (the usual case for text exports: a few
+# hundred dates, levels, ages): the parsing rules are regexes, the lookup is one hash pass.
+_PARSED_AS_TEXT = ("hospital_level", "insurance", "special_review", "sex")
+
+
+def _by_distinct(series: pl.Series, exprs: list[pl.Expr]) -> pl.DataFrame | None:
+    """`series.to_frame().select(exprs)`, worked out once per distinct value and gathered back to
+    the rows (the same frame: each expression is a function of the value alone); None when the
+    values are too varied for that to pay."""
+    distinct = series.unique().drop_nulls()
+    if len(distinct) * 4 > len(series):
+        return None
+    if series.dtype == pl.String:
+        codes = series.cast(pl.Enum(distinct)).to_physical()
+    else:
+        codes = series.replace_strict(distinct, pl.int_range(0, len(distinct), eager=True, dtype=pl.UInt32))
+    values = pl.concat([distinct, pl.Series([None], dtype=series.dtype)]).to_frame(series.name).select(exprs)
+    return values.select(pl.all().gather(codes.fill_null(len(distinct))))
+
+
+def typed_fields(frame: pl.DataFrame, integer_money: str = "yuan",
+                 columns: tuple[str, ...] = CARRIED_COLUMNS) -> pl.DataFrame:
+    """The CARRIED_COLUMNS of `frame` (or the `columns` among them), parsed to CARRIED_SCHEMA (absent
+    columns: null; special_review false), plus one Boolean ``_bad_<field>`` column per readable-or-not
+    field (value written but unreadable). `integer_money`: what an integer money column holds — "yuan"
+    (a raw export) or "fen" (a grouped file)."""
     schema = frame.schema
-    exprs, bad = [], []
-    for name in CARRIED_COLUMNS:
-        dtype = schema.get(name, pl.Null)
+    parsed, exprs = [], []
+    for name in columns:
+        dtype = schema.get(name, pl.String)
         col = pl.col(name) if name in schema else pl.repeat(None, pl.len(), dtype=pl.String)  # frame's height
-        dtype = dtype if name in schema else pl.String
-        if name in MONEY_COLUMNS:
-            value = money_fen(col, dtype, integer_money)
-        elif name in DATE_COLUMNS:
-            value = parse_date(col, dtype)
-        elif name == "hospital_level":
-            value = parse_level(col, dtype)
-        elif name == "insurance":
-            value = parse_insurance(col, dtype)
-        elif name == "special_review":
-            value = parse_flag(col, dtype)
-        elif name == "sex":
-            value = _sex(col, dtype)
-        elif name in ("age", "age_days", "los", "discharge"):
-            value = _int(col, dtype, pl.Int32)
+        value, bad = _field_exprs(name, col, dtype, integer_money)
+        pair = [value] if bad is None else [value, bad]
+        worth = name in schema and frame.height >= 1024 and (
+            dtype == pl.String or (dtype.is_integer() and name in _PARSED_AS_TEXT))
+        done = _by_distinct(frame[name], pair) if worth else None
+        if done is None:
+            exprs += pair
         else:
-            value = _text(col, dtype)
-        if name in MALFORMED:
-            written = _text(col, dtype).is_not_null() if dtype != pl.Boolean else pl.lit(False)
-            bad.append((written & value.is_null()).alias(f"_bad_{name}"))
-        if name == "special_review":
-            value = value.fill_null(False)  # unreadable: reported, and not a special-review case
-        exprs.append(value.cast(CARRIED_SCHEMA[name]).alias(name))
-    return frame.select(*exprs, *bad)
+            parsed.append(done)
+    rest = frame.with_columns(exprs).select(e.meta.output_name() for e in exprs)   # the frame's height, even with none
+    return pl.concat([rest, *parsed], how="horizontal").select(
+        *columns, *(f"_bad_{name}" for name in columns if name in MALFORMED))
 
 
 # fields whose unreadable values are reported here (the grouping fields are reported by validation)
@@ -228,23 +267,23 @@ def field_problems(frame: pl.DataFrame, typed: pl.DataFrame, levels: dict[str, s
     """Problems (row, reason, level, detail) of the settlement fields; `levels`: reason → level ("off" skips)."""
     schema = frame.schema
     raw = frame.select(pl.col(name).alias(f"_raw_{name}") for name in MALFORMED if name in schema)
-    both = pl.concat([raw, typed], how="horizontal").lazy()
+    both = pl.concat([raw, typed], how="horizontal").lazy().with_row_index("row")
     chunks = []
-    row = pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("row")
 
     def add(reason: str, condition: pl.Expr, detail: pl.Expr) -> None:
         level = levels.get(reason, "warning")
         if level == "off":
             return
-        chunks.append(both.select(row, pl.lit(reason).alias("reason"), pl.lit(level).alias("level"),
-                                  detail.cast(pl.String).alias("detail"), condition.alias("_hit"))
-                      .filter(pl.col("_hit")).drop("_hit"))
+        # the rows first: the detail text is made for the few rows reported, not for every row
+        chunks.append(both.filter(condition.fill_null(False)).select(
+            "row", pl.lit(reason).alias("reason"), pl.lit(level).alias("level"), detail.cast(pl.String).alias("detail")))
 
     for name in MALFORMED:
-        if name in schema:
+        if name in schema and f"_bad_{name}" in typed.columns:
             add(f"malformed_{name}", pl.col(f"_bad_{name}"), _text(pl.col(f"_raw_{name}"), schema[name]))
     for name in MONEY_COLUMNS:
-        add("implausible_cost", pl.col(name) < 0, yuan_text(pl.col(name)))
+        if name in typed.columns:
+            add("implausible_cost", pl.col(name) < 0, yuan_text(pl.col(name)))
     add("implausible_dates", pl.col("discharge_date") < pl.col("admission_date"),
         pl.format("{} < {}", pl.col("discharge_date"), pl.col("admission_date")))
     if not chunks:
@@ -258,17 +297,30 @@ def field_problems(frame: pl.DataFrame, typed: pl.DataFrame, levels: dict[str, s
 SETTLEMENT_REASONS = (*(f"malformed_{name}" for name in MALFORMED), "implausible_cost", "implausible_dates")
 
 
-def carry_fields(plan: ir.Plan, cases: pl.DataFrame, results: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def settlement_fields(cases: pl.DataFrame, columns: tuple[str, ...] = CARRIED_COLUMNS
+                      ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What carry_fields computes that does not depend on the scheme: (the typed `columns` of `cases`,
+    their problems, every one at level "warning"). Work out once, carry under several schemes
+    (grouper.versions.migration groups one year under two versions)."""
+    typed_all = typed_fields(cases, columns=columns)
+    return typed_all, field_problems(cases, typed_all, {})
+
+
+def carry_fields(plan: ir.Plan, cases: pl.DataFrame, results: pl.DataFrame,
+                 fields: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Results (id, status, mdc, adrg, drg, reason, warnings) followed by the typed CARRIED_COLUMNS of
     `cases` (read with ``settlement=True``): a grouped batch. Returns (grouped, settlement problems).
+    `fields`: `settlement_fields(cases, ...)` worked out before (then its columns are the ones carried).
 
     The settlement problems join the case's `warnings` (warning level) or, raised to error by the
     scheme, make a not-yet-invalid case invalid with that reason. Row count and order never change.
     """
+    typed_all, found = fields if fields is not None else settlement_fields(cases)
+    typed = typed_all.select(c for c in CARRIED_COLUMNS if c in typed_all.columns)
+    # the scheme's level of each reason ("off": not reported)
     levels = {code: level_of(plan, code) for code in SETTLEMENT_REASONS}
-    typed_all = typed_fields(cases)
-    typed = typed_all.select(CARRIED_COLUMNS)
-    problems = field_problems(cases, typed_all, levels)
+    problems = (found.with_columns(pl.col("reason").replace_strict(levels, return_dtype=pl.String).alias("level"))
+                .filter(pl.col("level") != "off"))
     if problems.height:
         warns = (problems.filter(pl.col("level") == "warning").group_by("row", maintain_order=True)
                  .agg(pl.col("reason").unique(maintain_order=True).alias("_new")))
@@ -303,4 +355,4 @@ def typed_problem_rows(problems: pl.DataFrame, results: pl.DataFrame, cases: pl.
 
 
 __all__ = ["CARRIED_COLUMNS", "CARRIED_SCHEMA", "GROUPED_COLUMNS", "carry_fields", "for_text_output",
-           "money_fen", "parse_date", "typed_fields", "yuan_text"]
+           "money_fen", "parse_date", "settlement_fields", "typed_fields", "yuan_text"]

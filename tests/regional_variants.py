@@ -746,7 +746,8 @@ class LayoutReference:
 def layout_cases(national: Path, name: str, n: int, seed: int = 5) -> list[dict[str, str]]:
     """Cases for a regional-layout variant: `variant_cases` plus what its kinds read — extra MDCA entry
     procedures as principal, several procedures (retries), departments, ages at the split bounds,
-    length of stay 0 and the band edges, sex spellings (`01`, and `男` under str_1_2)."""
+    length of stay 0 and the band edges, sex spellings (`01`; `男`/`女`: invalid under str_1_2,
+    accepted but neither male nor female under int_or_cn)."""
     rng = random.Random(seed + 1)
     extra = extra_procedures(national)
     out = []
@@ -763,11 +764,7 @@ def layout_cases(national: Path, name: str, n: int, seed: int = 5) -> list[dict[
         if rng.random() < 0.03:
             procs = ["39.6500", "96.7201"] + procs          # ECMO with ventilation: procs_all (zhejiang AH10)
         case["proc"] = "|".join(procs)
-        if name != "zhejiang" and case["sex"] in ("男", "女"):
-            # int_or_cn: 男/女 pass the check but enter neither MDCM nor MDCN, while the grouper
-            # reads them as male/female (test_regional_import: the known difference, xfail)
-            case["sex"] = {"男": "1", "女": "2"}[case["sex"]]
-        spellings = ["01", "1", "2"] + (["男", "女", "0"] if name == "zhejiang" else [])
+        spellings = ["01", "1", "2", "男", "女"] + (["0"] if name == "zhejiang" else [])
         if rng.random() < 0.05:
             case["sex"] = rng.choice(spellings)
         out.append(case)

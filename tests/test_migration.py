@@ -117,3 +117,30 @@ def test_migration_2_0_to_3_0(chs20_tables, chs20_pack, tmp_path):
     sources = migration.source_groups["from_group"].to_list()
     assert "(invalid)" in sources and any(g.endswith("QY") for g in sources)   # a qy case keeps its QY code
     assert migration.weights_to.height > 700            # 3.0 has 815 DRGs; the year reaches most of them
+
+
+def test_migration_carries_each_versions_settlement_levels(year11, chs_pack, tmp_path):
+    """The year is read and its settlement fields typed once for both versions, but each version
+    applies its own levels: a scheme raising malformed_cost to error makes those cases invalid under
+    that version only, exactly as grouping the year with that scheme (`group(..., carry=True)`) does."""
+    import shutil
+
+    from grouper.api import group
+    from grouper.versions.migration import migration_impact
+
+    year = pl.read_csv(year11, infer_schema=False).with_columns(
+        pl.when(pl.int_range(pl.len()) % 97 == 0).then(pl.lit("abc")).otherwise(pl.col("cost")).alias("cost"))
+    path = tmp_path / "year.csv"
+    year.write_csv(path)
+    strict = tmp_path / "strict"
+    shutil.copytree(chs_pack, strict)
+    with (strict / "scheme.grp").open("a", encoding="utf-8") as fh:
+        fh.write("\nvalidate malformed_cost = error\n")
+    migration = migration_impact(path, chs_pack, strict, POLICY)
+    for side, pack in ((migration.comparison.base, chs_pack), (migration.comparison.change, strict)):
+        grouped = group(path, pack, carry=True)
+        assert side.cases.height == grouped.height == 20_000
+        assert side.cases["status"].to_list() == grouped["status"].to_list()
+        assert side.cases["drg"].to_list() == grouped["drg"].to_list()
+    invalid = [(side.cases["status"] == "invalid").sum() for side in (migration.comparison.base, migration.comparison.change)]
+    assert invalid[1] - invalid[0] >= 200        # the 207 bad costs, minus those invalid already

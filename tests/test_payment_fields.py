@@ -180,3 +180,22 @@ def test_a_grouped_parquet_missing_every_field_left_to_parse_keeps_its_rows(tmp_
     assert frame["hospital"].to_list() == ["H1", "H1", "H2"]
     assert frame["cost"].null_count() == 3 and frame["special_review"].to_list() == [False] * 3
     assert typed_fields(pl.DataFrame({"other": ["x", "y"]})).height == 2
+
+
+def test_fields_parsed_through_distinct_values_as_row_by_row():
+    """A large frame's settlement fields are parsed once per distinct value and gathered back; the
+    result must be what the row-by-row rules give (frames under 1024 rows take that path)."""
+    import random
+
+    from grouper.fields import CARRIED_COLUMNS, typed_fields
+
+    rng = random.Random(4)
+    spellings = ["", " ", "3", "三级", "二级甲等", "1", "30", "x", None, "2024-01-05", "2024/1/5", "20240105", "45000",
+                 "12.0", " 7 ", "-3", "+4", "男", "女", "M", "310", "390", "职工", "居民", "是", "否", "true", "1,234.50",
+                 "1234,5", "¥12", "12.345", "99999999999"]
+    frame = pl.DataFrame({c: [rng.choice(spellings) for _ in range(3000)] for c in CARRIED_COLUMNS},
+                         schema={c: pl.String for c in CARRIED_COLUMNS})
+    frame = frame.with_columns(pl.Series("hospital_level", [rng.choice([1, 2, 3, 30, 0, None]) for _ in range(3000)]))
+    whole = typed_fields(frame)
+    by_rows = pl.concat([typed_fields(frame.slice(start, 1000)) for start in range(0, 3000, 1000)])
+    assert whole.equals(by_rows) and whole.height == 3000

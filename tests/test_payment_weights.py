@@ -295,3 +295,21 @@ def test_ratios_are_written_to_their_stated_precision():
     c = calibrate_weights(cases(SKEWED), min_cases=3)
     row = c.weights.row(0, named=True)
     assert row["cv"] == round(math.sqrt(12500) / 250, 4) and row["rw_own"] == round(250 / (1180 / 7), 6)
+
+
+def test_values_sorted_within_groups_as_a_two_key_sort():
+    """The exact quantiles sort costs by (group, cost) with one sort of a combined key; it must be the
+    lexsort's order, for any values (negative, wide) and when the combined key would overflow."""
+    import numpy as np
+
+    from grouper.payment.weights import _sorted_within_groups
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(0, 60))
+        gid = rng.integers(0, 7, n)
+        values = rng.integers(-10**12, 10**12, n) if rng.random() < 0.5 else rng.integers(-5, 5, n)
+        assert np.array_equal(_sorted_within_groups(values, gid, 7), values[np.lexsort((values, gid))])
+    wide = np.array([2**62, -2**62, 5, 5])
+    gid = np.array([1, 0, 1, 0])
+    assert np.array_equal(_sorted_within_groups(wide, gid, 2), wide[np.lexsort((wide, gid))])

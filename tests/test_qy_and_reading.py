@@ -95,6 +95,8 @@ def test_round_trip_and_text(scheme):
     ('qy GD19 when true', "duplicate-group"),
     ('define x = count distinct site of dx in prefix "P" >= 2', "labels-need-table"),
     ('set p = prefix ""', "bad-value"),
+    ('read sex digits, "01" as female', "bad-read"),          # digits already read "01" as 1
+    ('invalid x when sex = other', "bad-value"),             # no spelling is read as other
 ])
 def test_check_reports_misuse(snippet, code):
     text = f'scheme "t" version "1"\n{snippet}\nmdc MDCG when true {{ adrg GD1 when true {{ drg GD19 }} }}\n'
@@ -122,3 +124,43 @@ def test_compiled_kernel_rejects_inconsistent_qy_arrays(scheme):
     args = (*scheme.plan.kernel_args(), *batch.kernel_args(), np.empty(1, np.uint8), *(np.empty(1, np.int32) for _ in range(4)))
     with pytest.raises(ValueError, match="give all or none"):
         cy.group_cases(*args, qy_cond=scheme.plan.qy_cond)
+
+
+DIGITS_AND_WORDS = """scheme "t" version "1"
+read sex digits, "男" as other, "女" as other
+invalid sex_invalid when not sex in (1, 2, other)
+mdc MDCM when pdx in {"N40.000"} and sex = male { adrg MR1 when true { drg MR19 } }
+mdc MDCG when true { adrg GD1 when true { drg GD19 } }
+"""
+
+
+@pytest.mark.parametrize("kname", ["python", "cython"])
+def test_read_sex_digits_and_words_read_as_other(tmp_path, kname):
+    """`read sex digits, "男" as other, ...` (CHS-DRG 1.1's reference: sex compared as an integer, 男/女
+    accepted as text): a string of digits is its number ("01" is male), 男/女 are accepted but equal
+    neither male nor female, anything else — a sign, "M", "male" — is malformed_sex."""
+    pack = tmp_path / "scheme.grp"
+    pack.write_text(DIGITS_AND_WORDS, encoding="utf-8")
+    plan = load_scheme(pack).plan
+    assert (plan.sex_digits, plan.sex_spellings) == (True, {"男": -1, "女": -1})
+    sexes = ["1", "01", " 1 ", "男", "女", "2", "0", "M", "male", "-1", "+1", "1.0", "99999999999", ""]
+    results = group_frame(plan, frame([(f"c{i}", s, "50", "", "", "", "", "", "N40.000", "") for i, s in enumerate(sexes)]),
+                          kernel=kernel(kname))
+    got = dict(zip(sexes, zip(results["status"], results["mdc"], results["reason"])))
+    assert got["1"] == got["01"] == got[" 1 "] == ("grouped", "MDCM", None)
+    assert got["男"] == got["女"] == ("grouped", "MDCG", None)      # accepted, neither male nor female
+    assert got["2"] == ("grouped", "MDCG", None)
+    assert got["0"] == ("invalid", None, "sex_invalid")
+    for unreadable in ("M", "male", "-1", "+1", "1.0", "99999999999"):
+        assert got[unreadable] == ("invalid", None, "malformed_sex"), unreadable
+    assert got[""][0] == "invalid"
+
+
+def test_read_sex_digits_round_trip_and_check():
+    ast = parse_text(DIGITS_AND_WORDS)
+    text = scheme_text(ast)
+    assert 'read sex digits, "男" as other, "女" as other' in text and "not sex in (1, 2, other)" in text
+    assert parse_text(text) == ast
+    assert [d for d in check(ast, None) if d.level == "error"] == []
+    with pytest.raises(SchemeError, match="written once, first"):
+        parse_text('scheme "t" version "1"\nread sex "男" as other, digits\n')

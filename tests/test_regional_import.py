@@ -383,7 +383,9 @@ def test_the_layout_variants_use_every_kind_of_the_note(built_variants):
 def test_the_layout_settings_become_engine_settings(built_variants):
     text = {name: (built_variants(name)[2] / "standalone" / "scheme.grp").read_text(encoding="utf-8")
             for name in ("beijing", "zhejiang")}
-    assert "setting adrg_without_drg = no_drg" in text["beijing"] and "read sex" not in text["beijing"]
+    assert "setting adrg_without_drg = no_drg" in text["beijing"]
+    assert 'read sex digits, "男" as other, "女" as other' in text["beijing"]      # int_or_cn
+    assert "when not sex in (1, 2, other)" in text["beijing"]
     assert "second_attempt" not in text["beijing"]
     for line in ('read sex "1" as male, "2" as female', "setting second_attempt = later_procedure_alone",
                  "setting ungrouped_mdc = last_entered", 'pproc in OR or pproc in mdc_proc[mdc = "MDCA"]',
@@ -439,12 +441,19 @@ def test_ungrouped_cases_report_the_last_mdc_entered(built_variants):
     assert got == [("no_adrg", "MDCA", None, None), ("ungroupable", None, None, None)]
 
 
-@pytest.mark.xfail(strict=True, reason="the grouper reads sex 男/女 as male/female: under sex_check = int_or_cn "
-                                      "they pass the check but must enter neither MDCM nor MDCN (note §2.1)")
 def test_int_or_cn_words_enter_neither_sex_mdc(built_variants):
+    """sex_check = int_or_cn (regional-layouts.md §2.1): 男/女 pass the check but enter neither MDCM
+    nor MDCN (`read sex digits, "男" as other, "女" as other`); digits are numbers ("01" is male);
+    other words (M, male) fail the check."""
     name, tables, root = built_variants("beijing")
-    case = _case(sex="男", dx="N40.x00")            # a male-MDC principal diagnosis
-    assert outcomes(root / "standalone", [case]) == [LayoutReference(tables).group(case)]
+    reference = LayoutReference(tables)
+    cases = [_case(id=f"{sex}-{dx}", sex=sex, dx=dx) for sex in ("男", "女", "01", "1", "2", "M", "male", "0", "9")
+             for dx in ("N40.x00", "N80.000")]          # a male-MDC and a female-MDC principal diagnosis
+    got = outcomes(root / "standalone", cases)
+    assert got == [reference.group(c) for c in cases]
+    by_sex = dict(zip((c["sex"] for c in cases[::2]), got[::2]))
+    assert by_sex["男"][0] != "invalid" and by_sex["男"][1] != "MDCM" and by_sex["01"][1] == "MDCM"
+    assert by_sex["M"][0] == by_sex["0"][0] == "invalid"
 
 
 def _layout_tables(built_variants, folder: Path, edits: dict[str, tuple[str, str]]) -> Path:

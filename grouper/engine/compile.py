@@ -217,7 +217,7 @@ class _Compiler:
         if field == "dept":
             return self.dept_id(value)
         if field == "sex":
-            return ir.SEX_VALUES.get(value, value)
+            return ir.SEX_NAMES.get(value, value)
         return value
 
     # ---- driver ----------------------------------------------------------------------------
@@ -309,8 +309,9 @@ class _Compiler:
             mdc_entry_exact=mdc_entry_exact,
             mdc_qy_start=i32(mdc_qy_start), qy_cond=i32(qy_cond), qy_mdc=i32(qy_mdc), qy_drg=i32(qy_drg),
             adrg_qy=i32(adrg_qy), qy_codes=[q.code for q, _ in qys],
-            sex_spellings=next(({text: ir.SEX_VALUES[sex] for text, sex in r.spellings}
+            sex_spellings=next(({text: ir.SEX_NAMES[sex] for text, sex in r.spellings}
                                 for r in s.of_type(ast.ReadSex)), None),
+            sex_digits=any(r.digits for r in s.of_type(ast.ReadSex)),
             empty_numbers={f: r.value for r in s.of_type(ast.ReadEmptyNumber) for f in r.fields},
             empty_lists=tuple(r.scope for r in s.of_type(ast.ReadEmptyList)),
             prefixes=self.prefixes,

@@ -171,16 +171,20 @@ def _parse_ints(column: pl.Expr) -> pl.Expr:
     return whole.cast(pl.Int64, strict=False)
 
 
-def _slow_field(name: str, text: pl.Series, sex_spellings: dict[str, int] | None = None) -> tuple[pl.Series, pl.Series]:
+def _slow_field(name: str, text: pl.Series, sex_spellings: dict[str, int] | None = None,
+                sex_digits: bool = False) -> tuple[pl.Series, pl.Series]:
     """The full parsing rules for one field: (value Int64 or null, raw present Boolean).
 
     raw = the stripped text, empty → missing; ints may be written "12.0"; sex may be a word, or,
-    when the scheme says `read sex ...`, only one of its spellings.
+    when the scheme says `read sex ...`, only one of its spellings (`read sex digits, ...`: or a
+    string of digits 0-9, as its number).
     """
     raw = pl.col(name).str.strip_chars()
     raw = pl.when(raw == "").then(None).otherwise(raw)
     if name == "sex" and sex_spellings is not None:
         value = raw.replace_strict(sex_spellings, default=None, return_dtype=pl.Int64)
+        if sex_digits:
+            value = pl.coalesce(pl.when(raw.str.contains(r"^[0-9]+$")).then(raw.cast(pl.Int64, strict=False)), value)
     elif name == "sex":
         value = pl.coalesce(_parse_ints(raw), raw.replace_strict(SEX_WORDS, default=None, return_dtype=pl.Int64))
     else:
@@ -232,7 +236,8 @@ def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir
         kernel.parse_ints(*Text.of(text).kernel_args(), values, state)
     slow = np.flatnonzero(state == ir.FIELD_SLOW)
     if len(slow):
-        value, present = _slow_field(name, text.gather(pl.Series(slow, dtype=pl.UInt32)), sex_spellings)
+        value, present = _slow_field(name, text.gather(pl.Series(slow, dtype=pl.UInt32)), sex_spellings,
+                                     sex_spellings is not None and plan.sex_digits)
         low, high = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max
         ok = value.is_between(low, high).fill_null(False).to_numpy()
         values[slow] = np.where(ok, value.fill_null(0).clip(low, high).to_numpy(), ir.MISSING)

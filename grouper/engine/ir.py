@@ -23,6 +23,11 @@ FIELDS = ("sex", "age", "age_days", "weight", "los", "discharge", "dept")
 FIELD_IDS = {name: i for i, name in enumerate(FIELDS)}
 MISSING = np.iinfo(np.int32).min
 SEX_VALUES = {"male": 1, "female": 2}  # `sex = male` in a scheme compares the field with 1
+# `read sex ... "男" as other`: a spelling accepted as given, equal to neither male nor female (CHS-DRG
+# 1.1's reference compares sex as an integer, and keeps 男/女 as text). Negative: no spelling read by
+# `digits` gives it, and a scheme compares with it only when it reads a spelling so (grouper.lang.check).
+SEX_OTHER = -1
+SEX_NAMES = {**SEX_VALUES, "other": SEX_OTHER}  # the sex words of a scheme's conditions and `read sex`
 
 # How a field's text was read (encode → the kernel's validation pass): absent (null or blank), a
 # usable number, or text that is none (malformed_<field>). FIELD_SLOW: the compiled parser's "not a
@@ -173,7 +178,8 @@ class Plan:
     adrg_qy: np.ndarray | None = None       # int32[n_adrg]
     qy_codes: list[str] = field(default_factory=list)  # qy code of each rule (explain)
     # How input values are read (`read` statements; see docs/scheme-language.md).
-    sex_spellings: dict[str, int] | None = None   # text → 1/2; None: digits and the usual words
+    sex_spellings: dict[str, int] | None = None   # text → 1/2/SEX_OTHER; None: digits and the usual words
+    sex_digits: bool = False                       # `read sex digits, ...`: digits 0-9 read as their number too
     empty_numbers: dict[str, int] = field(default_factory=dict)  # field → value of an empty field
     empty_lists: tuple[str, ...] = ()             # "dx"/"proc": an empty field is no item (else [""])
     # `prefix` sets: an unknown code starting with prefixes[k] gets code id len(codes) + 1 + k (the

@@ -448,10 +448,13 @@ class _Importer:
     def input_rules(self) -> list[ast.Statement]:
         """How the reference reads a record and which records it refuses (README §3.1–3.2 of each pack)."""
         if not self.v2:
+            # a regional layout's int_or_cn reads 男/女 as `other` (regional_layout.settings_statements):
+            # they pass this check but enter neither MDCM nor MDCN, as in the reference
+            words = ("other",) if self.regional and self.layout["sex_check"] == "int_or_cn" else ()
             return [
                 ast.InvalidDef("sex_missing", "性别缺失 / sex is missing", ast.FieldPresence("sex", False)),
                 ast.InvalidDef("sex_invalid", "性别不是1(男)或2(女) / sex is not 1 (male) or 2 (female)",
-                               ast.Negation(ast.FieldIn("sex", (1, 2)))),
+                               ast.Negation(ast.FieldIn("sex", (1, 2, *words)))),
                 ast.InvalidDef("age_missing", "年龄缺失 / age is missing", ast.FieldPresence("age", False)),
                 ast.InvalidDef("age_days_missing", "不足1周岁但缺年龄(天) / age 0 without age in days",
                                _all(ast.FieldCmp("age", "=", 0), ast.FieldPresence("age_days", False))),

@@ -77,6 +77,8 @@ def settings_statements(values: dict[str, str]) -> list[ast.Statement]:
     out: list[ast.Statement] = []
     if values["sex_check"] == "str_1_2":          # the raw string: only "1" and "2" pass
         out.append(ast.ReadSex((("1", "male"), ("2", "female"))))
+    else:   # int_or_cn: digits as a number; 男/女 pass the check (chs_drg input_rules) but equal neither 1 nor 2
+        out.append(ast.ReadSex((("男", "other"), ("女", "other")), digits=True))
     if values["adrg_without_drg"] == "adrg_code":  # a matched ADRG without a DRG ends grouping: no_drg
         out.append(ast.SettingDef("adrg_without_drg", "no_drg"))
     if values["retry"] == "secondary_procs":       # each later procedure alone; no_adrg names the last MDC entered

@@ -370,10 +370,12 @@ class MdcDef:
 
 @dataclass(frozen=True, slots=True)
 class ReadSex:
-    """read sex "1" as male, ...: the only accepted spellings of sex (code → 1 male / 2 female)."""
+    """read sex [digits,] "1" as male, ...: the only accepted spellings of sex (code → 1 male / 2 female,
+    or "other": accepted, equal to neither); with `digits`, a string of digits 0-9 is read as its number too."""
 
-    spellings: tuple[tuple[str, str], ...]  # (text, "male" | "female")
+    spellings: tuple[tuple[str, str], ...]  # (text, "male" | "female" | "other")
     span: Span | None = _span()
+    digits: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,6 +208,9 @@ class _Checker:
                 texts = [text for text, _ in st.spellings]
                 if len(set(texts)) != len(texts):
                     self.error("bad-read", "a sex spelling is given twice", st.span)
+                if st.digits and any(text.isascii() and text.isdigit() for text in texts):
+                    self.error("bad-read", "`digits` already reads every string of digits as its number: "
+                               "a spelling of digits would say otherwise", st.span)
                 if any(text.strip() != text or not text for text in texts):
                     self.error("bad-read", "sex spellings are compared after trimming blanks: write them without "
                                "blanks, and never empty (an empty field is missing)", st.span)
@@ -436,7 +439,11 @@ class _Checker:
             if not isinstance(value, str) or value in ("male", "female"):
                 self.error("bad-value", "dept values are quoted strings, e.g. dept = \"ICU\"", node.span)
         elif node.field == "sex":
-            if value not in (1, 2, "male", "female"):
+            if value == "other":
+                if not any(sex == "other" for r in self.scheme.of_type(ast.ReadSex) for _, sex in r.spellings):
+                    self.error("bad-value", "sex is `other` only when a spelling is read as other", node.span,
+                               'e.g. read sex digits, "男" as other, "女" as other')
+            elif value not in (1, 2, "male", "female"):
                 self.error("bad-value", f"sex is compared with male/female (or 1/2), not {value!r}", node.span)
         elif not isinstance(value, int):
             self.error("bad-value", f"{node.field} is a whole number; {value!r} is not", node.span)

@@ -16,7 +16,7 @@ _TERMINAL_NAMES = {
     "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "EQUAL": "'='",
     "COMMA": "','", "CMP": "a comparison (=, !=, <, <=, >, >=)", "FIELD": "a case field",
     "WHEN": "'when'", "IN": "'in'", "$END": "end of file", "ONE": "'pdx'/'pproc'", "QUANT": "'any'/'no'",
-    "MANY_SCOPE": "'dx'/'proc'", "PRESENCE": "'missing'/'present'", "SEX_WORD": "'male'/'female'",
+    "MANY_SCOPE": "'dx'/'proc'", "PRESENCE": "'missing'/'present'", "SEX_WORD": "'male'/'female'/'other'", "READ_DIGITS": "'digits'",
     "FILTER_OP": "'='/'!='", "DOT": "'.'", "VBAR": "'|'", "AMPERSAND": "'&'",
 }
 
@@ -248,11 +248,15 @@ class _Builder(Transformer):
                          str(mdc) if mdc is not None else None, cond, self._s(meta))
 
     def read_sex(self, meta, c):
-        field, *spellings = c
+        field, *items = c
         if str(field) != "sex":
             raise SchemeError([Diagnostic("syntax", "error", f"`read {field} ...` spellings are only for sex",
                                           _span_of(self.path, meta), 'write e.g. read sex "1" as male, "2" as female')])
-        return ast.ReadSex(tuple(spellings), self._s(meta))
+        digits = [item for item in items if isinstance(item, lark.Token) and item.type == "READ_DIGITS"]
+        if len(digits) > 1 or (digits and items[0] is not digits[0]):
+            raise SchemeError([Diagnostic("syntax", "error", "`digits` is written once, first: read sex digits, ...",
+                                          _span_of(self.path, meta), 'e.g. read sex digits, "男" as other, "女" as other')])
+        return ast.ReadSex(tuple(i for i in items if not isinstance(i, lark.Token)), self._s(meta), digits=bool(digits))
 
     def read_spelling(self, meta, c):
         return (_string(c[0]), str(c[1]))

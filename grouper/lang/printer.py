@@ -24,10 +24,10 @@ def set_text(expr: ast.SetExpr) -> str:
     return "{" + ", ".join(quote(c) for c in expr.codes) + "}"
 
 
-def _value(value) -> str:
+def _value(value, field: str) -> str:
     if isinstance(value, int):
         return str(value)
-    return value if value in ("male", "female") else quote(value)
+    return value if value in ("male", "female") or (field == "sex" and value == "other") else quote(value)
 
 
 def _tag_text(expr: ast.TagExpr, parent: str | None = None) -> str:
@@ -69,11 +69,11 @@ def cond_text(cond: ast.Cond, parent: str | None = None) -> str:
     if isinstance(cond, ast.TagsMatch):
         return f"{cond.column} of {cond.scope} in {set_text(cond.set)} matches {_tag_text(cond.expr)}"
     if isinstance(cond, ast.FieldCmp):
-        return f"{cond.field} {cond.op} {_value(cond.value)}"
+        return f"{cond.field} {cond.op} {_value(cond.value, cond.field)}"
     if isinstance(cond, ast.FieldRange):
         return f"{cond.field} in {cond.low}..{cond.high}"
     if isinstance(cond, ast.FieldIn):
-        return f"{cond.field} in (" + ", ".join(_value(v) for v in cond.values) + ")"
+        return f"{cond.field} in (" + ", ".join(_value(v, cond.field) for v in cond.values) + ")"
     if isinstance(cond, ast.FieldPresence):
         return f"{cond.field} is {'present' if cond.present else 'missing'}"
     raise TypeError(f"not a condition: {cond!r}")
@@ -162,7 +162,8 @@ def statement_lines(st: ast.Statement, comments: dict | None = None) -> list[str
     if isinstance(st, ast.RefineDef):
         return [f"refine adrg {st.adrg} {{", *_drg_lines(st.drgs, INDENT), "}"]
     if isinstance(st, ast.ReadSex):
-        return ["read sex " + ", ".join(f"{quote(text)} as {sex}" for text, sex in st.spellings)]
+        return ["read sex " + ", ".join([*(["digits"] if st.digits else []),
+                                          *(f"{quote(text)} as {sex}" for text, sex in st.spellings)])]
     if isinstance(st, ast.ReadEmptyNumber):
         return [f"read empty {', '.join(st.fields)} as {st.value}"]
     if isinstance(st, ast.ReadEmptyList):

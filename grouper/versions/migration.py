@@ -2,9 +2,9 @@
 relative weights calibrated from that year for each, both settled under the same policy, and the
 two settlements compared per hospital and per group.
 
-Built on the other wings' entry functions: grouping (`grouper.pipeline.grouped_batches` with the settlement
-fields carried), weights (`grouper.payment.weights.calibrate_weights`), settlement
-(`grouper.payment.api.settle_cases`) and comparison (`grouper.payment.impact.compare`). The result
+Built on the other wings' entry functions: grouping (the pipeline's batch function
+`grouper.pipeline.group_frame`, the settlement fields carried by `grouper.fields.carry_fields`),
+weights (`grouper.payment.weights.calibrate_weights`), settlement (`grouper.payment.api.settle_cases`) and comparison (`grouper.payment.impact.compare`). The result
 is a policy comparison like `grouper settle --compare` (the same folder layout, so `grouper report`
 shows it), plus what only a version switch has:
 
@@ -16,6 +16,7 @@ shows it), plus what only a version switch has:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,9 +24,12 @@ import polars as pl
 
 from ..scheme import LoadedScheme, load_scheme
 
-# the grouped columns kept: what settlement and weight calibration read
-_KEEP = ("id", "status", "mdc", "adrg", "drg", "los", "discharge", "age", "hospital", "hospital_level", "insurance",
-         "cost", "admission_date", "discharge_date", "patient_id", "special_review")
+# What settlement and weight calibration read of a grouped year: the columns each version's grouping
+# gives, and the settlement fields of the cases, the same under both versions (typed once).
+_VERSION_COLUMNS = ("status", "mdc", "adrg", "drg")
+_CASE_COLUMNS = ("id", "los", "discharge", "age", "hospital", "hospital_level", "insurance", "cost", "admission_date",
+                 "discharge_date", "patient_id", "special_review")
+_TYPED = tuple(c for c in _CASE_COLUMNS if c != "id")
 
 
 @dataclass(frozen=True)
@@ -59,16 +63,35 @@ class Migration:
 
 def _cmi(cases: pl.DataFrame) -> float | None:
     """Case-mix index: the mean RW over grouped cases with a weight (as the settlement's hospital CMI)."""
-    rw = cases.filter((pl.col("status") == "grouped") & pl.col("rw").is_not_null())["rw"]
-    return None if rw.is_empty() else round(float(rw.mean()), 4)
+    # one column filtered, not the whole case table (10^7 rows of a dozen columns)
+    mean = cases.select(pl.col("rw").filter((pl.col("status") == "grouped") & pl.col("rw").is_not_null()).mean()).item()
+    return None if mean is None else round(float(mean), 4)
 
 
-def _grouped(cases, scheme: LoadedScheme, *, columns=None, encoding=None, threads=None) -> pl.DataFrame:
-    from ..pipeline import grouped_batches
+def _grouped_year(cases, schemes: tuple[LoadedScheme, ...], *, columns=None, encoding=None,
+                  threads=None) -> list[pl.DataFrame]:
+    """The year grouped under each scheme (grouped frames of `_CASE_COLUMNS` + `_VERSION_COLUMNS`).
 
-    frame = pl.concat([g.results for g in grouped_batches(cases, scheme.plan, carry=True, columns=columns,
-                                                          encoding=encoding, threads=threads)], rechunk=True)
-    return frame.select([c for c in _KEEP if c in frame.columns])
+    Read once, batch by batch: each batch is canonicalised and its settlement fields typed once
+    (they do not depend on the version), then grouped by the pipeline's batch function under each
+    scheme and carried as `grouped_batches(carry=True)` carries them (a scheme may raise a settlement
+    problem to error: the case is then invalid under that version only).
+    """
+    from ..fields import carry_fields, settlement_fields
+    from ..pipeline import case_batches, group_frame
+
+    shared, sides = [], [[] for _ in schemes]
+    for batch in case_batches(cases, columns=columns, encoding=encoding, settlement=True):
+        fields = settlement_fields(batch, _TYPED)
+        for scheme, side in zip(schemes, sides):
+            grouped, _ = carry_fields(scheme.plan, batch, group_frame(scheme.plan, batch, threads=threads), fields)
+            side.append(grouped.select(_VERSION_COLUMNS))
+        shared.append(grouped.select(_CASE_COLUMNS))
+    year = pl.concat(shared, rechunk=True)
+    return [pl.concat([year, pl.concat(side, rechunk=True)], how="horizontal").select(*_CASE_COLUMNS[:1],
+                                                                                       *_VERSION_COLUMNS,
+                                                                                       *_CASE_COLUMNS[1:])
+            for side in sides]
 
 
 def _with_hospital_changes(comparison) -> pl.DataFrame:
@@ -106,24 +129,32 @@ def _source_groups(comparison) -> pl.DataFrame:
 
 def migration_impact(cases: pl.DataFrame | str | Path, from_scheme: LoadedScheme | str | Path,
                      to_scheme: LoadedScheme | str | Path, policy, *, weight_options=None, columns=None,
-                     encoding: str | None = None, threads: int | None = None) -> Migration:
+                     encoding: str | None = None, threads: int | None = None,
+                     on_stage: Callable[[str], None] | None = None) -> Migration:
     """Group `cases` (raw cases carrying the settlement fields: hospital, cost, ...) under both
     schemes, calibrate weights from them for each (`weight_options`: grouper.payment.weights.
     WeightOptions, default its defaults), settle both under `policy` (a Policy or a policy file)
-    and compare (base = `from_scheme`). Every case is settled under both versions: rows in = rows out."""
+    and compare (base = `from_scheme`). Every case is settled under both versions: rows in = rows out.
+    `on_stage(name)` is called as each stage starts ("group", "calibrate from", "settle from",
+    "calibrate to", "settle to", "compare"): benches/bench_migration.py times them."""
     from ..payment.weights import calibrate_weights
     from ..payment.impact import compare
     from ..payment.api import settle_cases
 
+    stage = on_stage or (lambda name: None)
     before = from_scheme if isinstance(from_scheme, LoadedScheme) else load_scheme(from_scheme)
     after = to_scheme if isinstance(to_scheme, LoadedScheme) else load_scheme(to_scheme)
+    stage("group")
+    years = _grouped_year(cases, (before, after), columns=columns, encoding=encoding, threads=threads)
     sides = []
-    for scheme in (before, after):
-        grouped = _grouped(cases, scheme, columns=columns, encoding=encoding, threads=threads)
+    for version, grouped in zip(("from", "to"), years):
+        stage(f"calibrate {version}")
         weights = calibrate_weights(grouped, weight_options).weights
-        settlement = settle_cases(grouped, policy, weights.select("drg", "weight", "mean"))
-        sides.append((settlement, weights))
+        stage(f"settle {version}")
+        sides.append((settle_cases(grouped, policy, weights.select("drg", "weight", "mean")), weights))
+    del years
     (base, weights_from), (change, weights_to) = sides
+    stage("compare")
     comparison = compare(base, change)
     comparison = replace(comparison, hospitals=_with_hospital_changes(comparison))
     name = lambda s: f"{s.ast.header.name} {s.ast.header.version}"  # noqa: E731
