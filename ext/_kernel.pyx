@@ -77,6 +77,8 @@ cdef enum:
 cdef enum:
     MAX_STACK = 64
     MAX_TAGS = 64
+    MAX_GATED_ADRGS = 1024
+    ADRG_WORDS = MAX_GATED_ADRGS // 64
     N_OPERANDS = 5      # columns of program: opcode, a, b, c, d
     NO_CONDITION = -1
     NOT_QY = -1
@@ -96,6 +98,7 @@ def _check_ir_constants():
         "INVALID": ST_INVALID, "NO_DRG": ST_NO_DRG, "QY": ST_QY, "NO_DRG_STATUS": B_NO_DRG_STATUS,
         "SECOND_ATTEMPT": B_SECOND_ATTEMPT, "ATTEMPT_ALONE": B_ATTEMPT_ALONE,
         "LAST_ENTERED": B_LAST_ENTERED, "MAX_STACK": MAX_STACK, "MAX_TAGS": MAX_TAGS,
+        "MAX_GATED_ADRGS": MAX_GATED_ADRGS,
         "NO_CONDITION": NO_CONDITION, "NOT_QY": NOT_QY, "MISSING": MISSING,
     }
     wrong = [name for name, value in expected.items() if int(getattr(_ir, name)) != value]
@@ -128,6 +131,12 @@ cdef struct PlanC:
     const uint64_t* pdx_mdc_mask    # NULL, or per code id: bit m set unless MDC m's entry rejects that pdx
     const uint64_t* adrg_gate_mask  # NULL, or per code id: bit m set when the code is in an ADRG gate of MDC m
     uint64_t adrg_gate_free         # MDCs with an ADRG without a gate (see ir.Plan)
+    uint64_t mdc_entry_exact        # MDCs whose entry is pdx_mdc_mask's bit when there is a pdx (see ir.Plan)
+    const int32_t* adrg_gate_start  # NULL, or per code id: its ADRG gate entries (see ir.Plan)
+    const int32_t* adrg_gate_entries
+    const uint64_t* adrg_gate_none  # ADRGs without a gate (bitmap)
+    Py_ssize_t n_adrg_words
+    Py_ssize_t n_gate_entries
     # qy rules (see ir.Plan): all NULL when the plan has none
     const int32_t* mdc_qy_start     # n_mdc + 2
     const int32_t* qy_cond
@@ -369,6 +378,45 @@ cdef inline Py_ssize_t top_level_qy(const PlanC* p, Py_ssize_t m, const CaseC* c
     return -1
 
 
+cdef inline void gated_adrgs(const PlanC* p, const CaseC* cs, uint64_t* gated) noexcept nogil:
+    """gated[] = the ADRGs without a principal-item gate, and those whose gate holds the case's
+    principal diagnosis (entries a << 1) or principal procedure (a << 1 | 1); see ir.Plan.
+    The lists are bounds-checked here, not up front (that would cost a walk over every code id on
+    each call): a range or entry outside the arrays makes every ADRG a candidate, which only
+    forgoes the skipping."""
+    cdef Py_ssize_t e, w, k, lo, hi
+    cdef int32_t v
+    cdef uint32_t x
+    for w in range(p.n_adrg_words):
+        gated[w] = p.adrg_gate_none[w]
+    for k in range(2):
+        if k == 0:
+            if cs.n_dx == 0:
+                continue
+            x = cs.dx[0]
+        else:
+            if cs.n_px == 0:
+                continue
+            x = cs.px[0]
+        lo = p.adrg_gate_start[x]
+        hi = p.adrg_gate_start[x + 1]
+        if lo < 0 or hi < lo or hi > p.n_gate_entries:
+            break
+        for e in range(lo, hi):
+            v = p.adrg_gate_entries[e]
+            if v < 0 or (v >> 7) >= p.n_adrg_words:
+                hi = -1
+                break
+            if (v & 1) == k:
+                gated[v >> 7] |= (<uint64_t>1) << ((v >> 1) & 63)
+        if hi < 0:
+            break
+    else:
+        return
+    for w in range(p.n_adrg_words):     # a malformed list: test every ADRG
+        gated[w] = <uint64_t>-1
+
+
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
                            int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour) noexcept nogil:
     cdef Py_ssize_t r, m, ai, g, q, last_entered = -1
@@ -377,12 +425,15 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
     if p.pdx_mdc_mask != NULL:
         candidates = p.pdx_mdc_mask[cs.dx[0] if cs.n_dx > 0 else 0]
     cdef uint64_t reachable = <uint64_t>-1   # MDCs some ADRG of which can hold for the case's codes
-    if p.adrg_gate_mask != NULL:
+    if p.adrg_gate_mask != NULL and p.adrg_gate_start == NULL:
         reachable = p.adrg_gate_free
         for r in range(cs.n_dx):
             reachable |= p.adrg_gate_mask[cs.dx[r]]
         for r in range(cs.n_px):
             reachable |= p.adrg_gate_mask[cs.px[r]]
+    cdef uint64_t gated[ADRG_WORDS]          # ADRGs whose gate can hold for the case's codes
+    if p.adrg_gate_start != NULL:
+        gated_adrgs(p, cs, gated)
     for r in range(p.n_invalid):
         if eval_condition(p, p.invalid_cond[r], cs):
             set_result(status, mdc, adrg, drg, reason, ST_INVALID, -1, -1, -1, <int32_t>r)
@@ -394,12 +445,14 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             return
         if not (candidates >> m) & 1:   # the entry's pdx gate would fail: skip it unevaluated
             continue
-        if not eval_condition(p, p.mdc_cond[m], cs):
+        if not ((p.mdc_entry_exact >> m) & 1 and cs.n_dx > 0) and not eval_condition(p, p.mdc_cond[m], cs):
             continue
         if not (reachable >> m) & 1:    # entered, but every ADRG's gate would fail
             last_entered = m
             continue
         for ai in range(p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]):
+            if p.adrg_gate_start != NULL and not (gated[ai >> 6] >> (ai & 63)) & 1:
+                continue    # its gate would fail: skip it unevaluated
             if not eval_condition(p, p.adrg_cond[ai], cs):
                 continue
             if p.adrg_qy != NULL and p.adrg_qy[ai] != NOT_QY:   # a qy rule among the ADRGs: ends grouping
@@ -589,6 +642,21 @@ cdef const uint64_t* _mdc_mask(str name, const uint64_t[::1] mask, Py_ssize_t n_
     return &mask[0]
 
 
+cdef int check_adrg_gate(const int32_t[::1] start, const int32_t[::1] entries, const uint64_t[::1] none,
+                         Py_ssize_t n_adrg, Py_ssize_t map_width) except -1:
+    """The shapes of the ADRG-level gate (ir.Plan.adrg_gate_start); its lists are bounds-checked
+    where they are read (gated_adrgs)."""
+    if entries is None or none is None:
+        raise ValueError("adrg_gate_start, adrg_gate_entries and adrg_gate_none go together: give all or none")
+    if n_adrg > MAX_GATED_ADRGS:
+        raise ValueError(f"the ADRG-level gate holds {MAX_GATED_ADRGS} ADRGs, the plan has {n_adrg}")
+    if none.shape[0] != (n_adrg + 63) // 64:
+        raise ValueError(f"adrg_gate_none has {none.shape[0]} words, expected {(n_adrg + 63) // 64}")
+    if start.shape[0] != map_width + 1 or map_width < 1:
+        raise ValueError(f"adrg_gate_start has {start.shape[0]} entries, expected one per code id + 1 ({map_width + 1})")
+    return 0
+
+
 def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const uint32_t[:, ::1] label_maps not None,
                 const int32_t[:, ::1] program not None,
@@ -615,7 +683,10 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const int32_t[::1] mdc_qy_start=None, const int32_t[::1] qy_cond=None,
                 const int32_t[::1] qy_mdc=None, const int32_t[::1] qy_drg=None,
                 const int32_t[::1] adrg_qy=None,
-                const uint64_t[::1] adrg_gate_mask=None, uint64_t adrg_gate_free=0, bint plan_checked=False):
+                const uint64_t[::1] adrg_gate_mask=None, uint64_t adrg_gate_free=0,
+                const int32_t[::1] adrg_gate_start=None, const int32_t[::1] adrg_gate_entries=None,
+                const uint64_t[::1] adrg_gate_none=None, uint64_t mdc_entry_exact=0,
+                bint plan_checked=False):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
     Same arguments and results as `grouper.engine._kernel_py.group_cases`; the case loop runs
@@ -708,6 +779,21 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.pdx_mdc_mask = _mdc_mask("pdx_mdc_mask", pdx_mdc_mask, n_mdc, map_width)
     p.adrg_gate_mask = _mdc_mask("adrg_gate_mask", adrg_gate_mask, n_mdc, map_width)
     p.adrg_gate_free = adrg_gate_free
+    if mdc_entry_exact and p.pdx_mdc_mask == NULL:
+        raise ValueError("mdc_entry_exact needs pdx_mdc_mask")
+    p.mdc_entry_exact = mdc_entry_exact
+    p.adrg_gate_start = NULL
+    p.adrg_gate_entries = NULL
+    p.adrg_gate_none = NULL
+    p.n_adrg_words = 0
+    p.n_gate_entries = 0
+    if adrg_gate_start is not None:
+        check_adrg_gate(adrg_gate_start, adrg_gate_entries, adrg_gate_none, n_adrg, map_width)
+        p.adrg_gate_start = &adrg_gate_start[0]
+        p.adrg_gate_entries = &adrg_gate_entries[0] if adrg_gate_entries.shape[0] > 0 else _NO_INT32
+        p.adrg_gate_none = &adrg_gate_none[0] if adrg_gate_none.shape[0] > 0 else _NO_WORDS
+        p.n_adrg_words = adrg_gate_none.shape[0]
+        p.n_gate_entries = adrg_gate_entries.shape[0]
     p.mdc_qy_start = NULL
     p.qy_cond = NULL
     p.qy_mdc = NULL

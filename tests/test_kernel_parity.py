@@ -834,3 +834,66 @@ def test_selection_when_extension_missing():
 def test_selection_default(cy):
     proc = _selected({})
     assert proc.returncode == 0 and proc.stdout.split() == ["cython", "True"], proc.stderr
+
+
+# --------------------------------------------------------------------------- the ADRG-level gate
+
+def adrg_gate_options(plan) -> dict:
+    """The compiler's ADRG-level gate (ir.Plan.adrg_gate_start) for a hand-built plan."""
+    from grouper.engine.compile import adrg_gate_lists
+
+    set_bits, label_maps, program, cond_start, _, _, _, adrg_cond = plan[:8]
+    start, entries, none = adrg_gate_lists(program, cond_start, adrg_cond, set_bits, label_maps.shape[1] - 1)
+    return {"adrg_gate_start": start, "adrg_gate_entries": entries, "adrg_gate_none": none}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_parity_with_adrg_gate(cy, seed):
+    """The compiled kernel skips the ADRGs whose principal-item gate fails; the reference tests all:
+    same results, also in second attempts (where the principal procedure changes)."""
+    plan, batch = random_plan(400 + seed, n_conditions=40), random_cases(500 + seed, 1500)
+    options = adrg_gate_options(plan)
+    assert len(options["adrg_gate_entries"]) > 0           # some ADRGs are gated, so something is skipped
+    for behaviour in (0, SECOND_ATTEMPT | NO_DRG_STATUS):
+        expected = run(_kernel_py, plan, batch, behaviour=behaviour)
+        out = new_outputs(len(batch[5]))
+        cy.group_cases(*plan, *batch, *out, 0, -1, None, behaviour, **options)
+        got = np.stack([o.astype(np.int64) for o in out], axis=1)
+        mismatch = np.flatnonzero((expected != got).any(axis=1))
+        assert mismatch.size == 0, f"row {mismatch[0]}: python {expected[mismatch[0]]}, cython {got[mismatch[0]]}"
+
+
+def test_rejects_bad_adrg_gate(cy):
+    plan, batch = random_plan(7), random_cases(8, 10)
+    good = adrg_gate_options(plan)
+    out = new_outputs(10)
+    for change, match in ((dict(adrg_gate_start=good["adrg_gate_start"][:-1].copy()), "adrg_gate_start has"),
+                          (dict(adrg_gate_none=np.zeros(9, np.uint64)), "adrg_gate_none has"),
+                          (dict(adrg_gate_entries=None), "go together")):
+        with pytest.raises(ValueError, match=match):
+            cy.group_cases(*plan, *batch, *out, 0, -1, None, 0, **{**good, **change})
+    assert (out[0] == SENTINEL_STATUS).all()
+    with pytest.raises(ValueError, match="needs pdx_mdc_mask"):
+        cy.group_cases(*plan, *batch, *out, 0, -1, None, 0, mdc_entry_exact=1)
+
+
+@pytest.mark.parametrize("damage", ["range past the entries", "negative range", "entry past the ADRGs",
+                                    "negative entry"])
+def test_malformed_adrg_gate_lists_only_stop_the_skipping(cy, damage):
+    """The gate's lists are bounds-checked where the kernel reads them (checking every code id's
+    list up front would cost more than grouping one case): a bad range or entry makes every ADRG a
+    candidate, so the results stay those of the reference."""
+    plan, batch = random_plan(402, n_conditions=40), random_cases(502, 1500)
+    options = adrg_gate_options(plan)
+    start, entries = options["adrg_gate_start"].copy(), options["adrg_gate_entries"].copy()
+    if damage == "range past the entries":
+        start[1:] += len(entries)
+    elif damage == "negative range":
+        start[1:] -= len(entries) + 5
+    else:
+        entries[:] = (1 << 20) if damage == "entry past the ADRGs" else -3
+    expected = run(_kernel_py, plan, batch)
+    out = new_outputs(len(batch[5]))
+    cy.group_cases(*plan, *batch, *out, 0, -1, None, 0,
+                   **{**options, "adrg_gate_start": start, "adrg_gate_entries": entries})
+    assert (np.stack([o.astype(np.int64) for o in out], axis=1) == expected).all()

@@ -278,6 +278,9 @@ class _Compiler:
         program = np.asarray(self.program, dtype=np.int32).reshape(-1, 5)
         adrg_gate_mask, adrg_gate_free = adrg_gates(program, self.cond_start, mdc_adrg_start, adrg_cond, set_bits,
                                                     len(codes) + len(self.prefixes))
+        mdc_entry_exact = exact_entries(program, self.cond_start, mdc_cond, set_bits, pdx_mdc_mask)
+        adrg_gate_start, adrg_gate_entries, adrg_gate_none = adrg_gate_lists(
+            program, self.cond_start, adrg_cond, set_bits, len(codes) + len(self.prefixes))
         return ir.Plan(
             name=s.header.name, version=s.header.version, codes=codes,
             depts=list(self.depts), labels=list(self.labels),
@@ -302,6 +305,8 @@ class _Compiler:
             code_names=self.code_names(),
             drg_weights=self.drg_weights([d.code for d in drgs] + qy_codes),
             pdx_mdc_mask=pdx_mdc_mask, adrg_gate_mask=adrg_gate_mask, adrg_gate_free=adrg_gate_free,
+            adrg_gate_start=adrg_gate_start, adrg_gate_entries=adrg_gate_entries, adrg_gate_none=adrg_gate_none,
+            mdc_entry_exact=mdc_entry_exact,
             mdc_qy_start=i32(mdc_qy_start), qy_cond=i32(qy_cond), qy_mdc=i32(qy_mdc), qy_drg=i32(qy_drg),
             adrg_qy=i32(adrg_qy), qy_codes=[q.code for q, _ in qys],
             sex_spellings=next(({text: ir.SEX_NAMES[sex] for text, sex in r.spellings}
@@ -430,19 +435,79 @@ def adrg_gates(program: np.ndarray, cond_start, mdc_adrg_start, adrg_cond, set_b
     n_mdc = len(mdc_adrg_start) - 1
     if n_mdc > 64:
         return None, 0
-    popcount = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
+    gates = chosen_gates(program, cond_start, adrg_cond, set_bits)
     mask = np.zeros(n_codes + 1, dtype=np.uint64)
     free = 0
     for m in range(n_mdc):
         bit = np.uint64(1) << np.uint64(m)
         for a in range(mdc_adrg_start[m], mdc_adrg_start[m + 1]):
-            k = adrg_cond[a]
-            rows = program[cond_start[k]:cond_start[k + 1]]
-            gate_sets = [int(s) for s in rows[rows[:, 0] == ir.OP_GATE, 2]]
-            if not gate_sets:
+            if gates[a] is None:
                 free |= 1 << m
                 continue
-            s = min(gate_sets, key=lambda s: popcount[s])
-            bits = np.unpackbits(set_bits[s].view(np.uint8), bitorder="little")[:n_codes + 1].astype(bool)
-            mask[bits] |= bit
+            mask[set_codes(set_bits, gates[a][1], n_codes)] |= bit
     return mask, free
+
+
+def exact_entries(program: np.ndarray, cond_start, mdc_cond, set_bits: np.ndarray, pdx_mdc_mask) -> int:
+    """The MDCs whose entry is exactly `pdx in S` (program: GATE pdx S, then a true CONST) with
+    pdx_mdc_mask's bit equal to membership in S for every code id (see ir.Plan.mdc_entry_exact)."""
+    if pdx_mdc_mask is None:
+        return 0
+    exact = 0
+    for m, k in enumerate(mdc_cond):
+        rows = program[cond_start[k]:cond_start[k + 1]]
+        if (len(rows) != 2 or rows[0, 0] != ir.OP_GATE or rows[0, 1] != ir.PDX
+                or rows[1, 0] != ir.OP_CONST or rows[1, 1] == 0):
+            continue
+        members = np.zeros(len(pdx_mdc_mask), dtype=bool)
+        members[set_codes(set_bits, int(rows[0, 2]), len(pdx_mdc_mask) - 1)] = True
+        if np.array_equal((pdx_mdc_mask >> np.uint64(m)) & np.uint64(1) == 1, members):
+            exact |= 1 << m
+    return exact
+
+
+def chosen_gates(program: np.ndarray, cond_start, conds, set_bits: np.ndarray) -> list[tuple[int, int] | None]:
+    """Per condition: the (scope, set) of its GATE with the fewest codes, or None (no GATE)."""
+    popcount = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
+    chosen = []
+    for k in conds:
+        rows = program[cond_start[k]:cond_start[k + 1]]
+        gates = [(int(scope), int(s)) for scope, s in rows[rows[:, 0] == ir.OP_GATE, 1:3]]
+        chosen.append(min(gates, key=lambda g: popcount[g[1]]) if gates else None)
+    return chosen
+
+
+def set_codes(set_bits: np.ndarray, s: int, n_codes: int) -> np.ndarray:
+    """The code ids (0..n_codes) in set s."""
+    return np.flatnonzero(np.unpackbits(set_bits[s].view(np.uint8), bitorder="little")[:n_codes + 1])
+
+
+def adrg_gate_lists(program: np.ndarray, cond_start, adrg_cond, set_bits: np.ndarray,
+                    n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[None, None, None]:
+    """The ADRG-level gate (see ir.Plan.adrg_gate_start): per code id, the ADRGs whose GATE on the
+    principal diagnosis or procedure holds the code (of several such GATEs, the one with the fewest
+    codes); and the bitmap of ADRGs without such a GATE. Only principal-item gates: the kernel then
+    looks up two codes per case, not every code."""
+    n_adrg = len(adrg_cond)
+    if n_adrg > ir.MAX_GATED_ADRGS:
+        return None, None, None
+    popcount = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
+    free = np.zeros((n_adrg + 63) // 64, dtype=np.uint64)
+    codes, entries = [], []
+    for a, k in enumerate(adrg_cond):
+        rows = program[cond_start[k]:cond_start[k + 1]]
+        gates = [(int(scope), int(s)) for scope, s in rows[rows[:, 0] == ir.OP_GATE, 1:3]
+                 if scope in (ir.PDX, ir.PPROC)]
+        if not gates:
+            free[a // 64] |= np.uint64(1) << np.uint64(a % 64)
+            continue
+        scope, s = min(gates, key=lambda g: popcount[g[1]])
+        ids = set_codes(set_bits, s, n_codes)
+        codes.append(ids)
+        entries.append(np.full(len(ids), a << 1 | (scope == ir.PPROC), dtype=np.int32))
+    codes = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+    entries = np.concatenate(entries) if entries else np.zeros(0, np.int32)
+    order = np.argsort(codes, kind="stable")
+    start = np.zeros(n_codes + 2, dtype=np.int32)
+    np.cumsum(np.bincount(codes, minlength=n_codes + 1), out=start[1:])
+    return start, np.ascontiguousarray(entries[order]), free

@@ -85,6 +85,7 @@ OPCODE_NAMES = ("CONST", "IN", "IN_UNLESS", "COUNT", "TAGSET", "HAS_TAG", "FIELD
 
 MAX_STACK = 64
 MAX_TAGS = 64  # distinct labels held by the tag register
+MAX_GATED_ADRGS = 1024  # the ADRG-level gate (Plan.adrg_gate_start) holds a bitmap of this many ADRGs per case
 
 # Result status codes (kernel output) and their names (result frame values)
 GROUPED, NO_ADRG, UNGROUPABLE, INVALID, NO_DRG, QY = range(6)
@@ -152,6 +153,19 @@ class Plan:
     # enters the MDC (so no_adrg results are unchanged) without testing its ADRGs. (None: > 64 MDCs.)
     adrg_gate_mask: np.ndarray | None = None
     adrg_gate_free: int = 0
+    # A gate per ADRG, on its principal item: the ADRGs with a GATE `pdx in S` (entry `a << 1`) or
+    # `pproc in S` (entry `a << 1 | 1`) whose S holds code id x are
+    # adrg_gate_entries[adrg_gate_start[x]:adrg_gate_start[x + 1]]; bit a of adrg_gate_none (uint64
+    # words) set when ADRG a has no such GATE. The compiled kernel tests only the ADRGs the case's
+    # principal diagnosis or procedure reaches (or without such a GATE); the result is the same.
+    # (None: more than MAX_GATED_ADRGS ADRGs.)
+    # Bit m set when MDC m's entry is exactly `pdx in S` and pdx_mdc_mask's bit m says, for every code
+    # id, whether it is in S: for a case with a principal diagnosis the compiled kernel takes that bit
+    # as the entry's value without evaluating it (the result is the same).
+    mdc_entry_exact: int = 0
+    adrg_gate_start: np.ndarray | None = None    # int32[n_ids + 1]
+    adrg_gate_entries: np.ndarray | None = None  # int32[...]
+    adrg_gate_none: np.ndarray | None = None     # uint64[ceil(n_adrg / 64)]
     # Ambiguous groups (qy rules). Rule q holds on condition qy_cond[q] and gives status QY with MDC
     # qy_mdc[q] (-1: none) and drg_codes[qy_drg[q]] (QY codes follow the DRGs in drg_codes). Top-level
     # rules come first: those tried before MDC m are mdc_qy_start[m]:mdc_qy_start[m+1] (the last

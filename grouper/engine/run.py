@@ -23,8 +23,13 @@ def run_kernel(plan: ir.Plan, batch: Batch, *, threads: int | None = None, kerne
     args = (*plan.kernel_args(), *batch.kernel_args(), *out)
     mask, behaviour = plan.pdx_mdc_mask, plan.behaviour
     options = plan.qy_args()
+    if mask is not None and plan.mdc_entry_exact:
+        options.update(mdc_entry_exact=plan.mdc_entry_exact)
     if plan.adrg_gate_mask is not None:
         options.update(adrg_gate_mask=plan.adrg_gate_mask, adrg_gate_free=plan.adrg_gate_free)
+    if plan.adrg_gate_start is not None:
+        options.update(adrg_gate_start=plan.adrg_gate_start, adrg_gate_entries=plan.adrg_gate_entries,
+                       adrg_gate_none=plan.adrg_gate_none)
     entry = _PLAN_CHECKED.get(id(plan))
     if entry is not None and entry[0]() is plan and kernel in entry[1]:
         options["plan_checked"] = True
