@@ -97,7 +97,8 @@ def _condition_plan(plan: ir.Plan, conds: tuple[int, ...]) -> ir.Plan:
     if sub is None:
         none, zero = np.zeros(0, np.int32), np.zeros(1, np.int32)
         sub = cached[1][conds] = dataclasses.replace(
-            plan, pdx_mdc_mask=None, adrg_gate_mask=None, behaviour=0, qy_cond=None,
+            plan, pdx_mdc_mask=None, adrg_gate_mask=None, adrg_gate_start=None, adrg_gate_entries=None,
+            adrg_gate_none=None, mdc_entry_exact=0, behaviour=0, qy_cond=None,
             invalid_cond=np.array(conds, np.int32), mdc_cond=none, mdc_adrg_start=zero, adrg_cond=none,
             adrg_drg_start=zero, drg_cond=none)
     return sub
