@@ -111,19 +111,15 @@ def spec_decimals(spec: Spec) -> int:
     return spec.decimals if spec.decimals is not None else 6
 
 
+# bool before int: a TOML boolean is a Python int too
+_TYPE_NAMES = ((bool, "a boolean"), (int, "an integer"), (Decimal, "a number"), (str, "a string"),
+               (list, "an array"), (dict, "a table"))
+
+
 def _type_name(value) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, Decimal):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
+    for kind, name in _TYPE_NAMES:
+        if isinstance(value, kind):
+            return name
     return f"a {type(value).__name__}"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .calibrate import TREATMENTS
+from .procedures import TREATMENTS
 from .scheme import DIP_FILE
 
 SCHEME = '''# synthetic DIP scheme (grouper.dip.synth): not a real catalogue
