@@ -59,6 +59,8 @@ cdef enum:
     K_GATE = 11
     K_COUNT_ITEMS = 12
     K_GATE_FIELD = 13
+    K_JUMP_IF_FALSE = 14
+    K_JUMP_IF_TRUE = 15
 
 cdef enum:
     ST_GROUPED = 0
@@ -79,6 +81,8 @@ cdef enum:
     MAX_TAGS = 64
     MAX_GATED_ADRGS = 1024
     ADRG_WORDS = MAX_GATED_ADRGS // 64
+    ROWS = 128          # rows a block of the bulk `invalid` checks (rows_hold) covers
+    ROWS_STACK = 8      # stack depth of a condition rows_hold evaluates
     N_OPERANDS = 5      # columns of program: opcode, a, b, c, d
     NO_CONDITION = -1
     NOT_QY = -1
@@ -94,6 +98,7 @@ def _check_ir_constants():
         "OP_TAGSET": K_TAGSET, "OP_HAS_TAG": K_HAS_TAG, "OP_FIELD_CMP": K_FIELD_CMP,
         "OP_FIELD_PRESENT": K_FIELD_PRESENT, "OP_AND": K_AND, "OP_OR": K_OR, "OP_NOT": K_NOT,
         "OP_GATE": K_GATE, "OP_COUNT_ITEMS": K_COUNT_ITEMS, "OP_GATE_FIELD": K_GATE_FIELD,
+        "OP_JUMP_IF_FALSE": K_JUMP_IF_FALSE, "OP_JUMP_IF_TRUE": K_JUMP_IF_TRUE,
         "GROUPED": ST_GROUPED, "NO_ADRG": ST_NO_ADRG, "UNGROUPABLE": ST_UNGROUPABLE,
         "INVALID": ST_INVALID, "NO_DRG": ST_NO_DRG, "QY": ST_QY, "NO_DRG_STATUS": B_NO_DRG_STATUS,
         "SECOND_ATTEMPT": B_SECOND_ATTEMPT, "ATTEMPT_ALONE": B_ATTEMPT_ALONE,
@@ -102,7 +107,7 @@ def _check_ir_constants():
         "NO_CONDITION": NO_CONDITION, "NOT_QY": NOT_QY, "MISSING": MISSING,
     }
     wrong = [name for name, value in expected.items() if int(getattr(_ir, name)) != value]
-    if len(_ir.OPCODE_NAMES) != K_GATE_FIELD + 1 or len(_ir.CMP_IDS) != N_CMPS or len(_ir.SCOPE_IDS) != N_SCOPES:
+    if len(_ir.OPCODE_NAMES) != K_JUMP_IF_TRUE + 1 or len(_ir.CMP_IDS) != N_CMPS or len(_ir.SCOPE_IDS) != N_SCOPES:
         wrong.append("OPCODE_NAMES/CMP_IDS/SCOPE_IDS")
     if wrong:
         raise ImportError(
@@ -300,6 +305,16 @@ cdef bint eval_condition(const PlanC* p, Py_ssize_t k, const CaseC* cs) noexcept
             items = scope_items(cs, a, &n)
             stack[sp] = any_in_set(p.set_bits + <Py_ssize_t>b * p.n_words, items, n)
             sp += 1
+        elif op == K_JUMP_IF_FALSE:
+            if stack[sp - 1]:
+                sp -= 1
+            else:
+                ins += <Py_ssize_t>a * N_OPERANDS      # in range: checked up front
+        elif op == K_JUMP_IF_TRUE:
+            if stack[sp - 1]:
+                ins += <Py_ssize_t>a * N_OPERANDS
+            else:
+                sp -= 1
         elif op == K_AND:
             sp -= 1
             stack[sp - 1] = stack[sp - 1] & stack[sp]
@@ -417,8 +432,116 @@ cdef inline void gated_adrgs(const PlanC* p, const CaseC* cs, uint64_t* gated) n
         gated[w] = <uint64_t>-1
 
 
+cdef bint rows_evaluable(const int32_t* program, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Whether rows_hold can evaluate program rows lo:hi: field tests and item counts only, no
+    jumps, a stack of at most ROWS_STACK (a checked program)."""
+    cdef Py_ssize_t pc
+    cdef int op, depth = 0
+    for pc in range(lo, hi):
+        op = program[pc * N_OPERANDS]
+        if op == K_CONST or op == K_FIELD_CMP or op == K_FIELD_PRESENT or op == K_COUNT_ITEMS:
+            depth += 1
+            if depth > ROWS_STACK:
+                return False
+        elif op == K_AND or op == K_OR:
+            depth -= 1
+        elif op != K_NOT and op != K_GATE_FIELD:
+            return False
+    return True
+
+
+cdef inline void compare_rows(const int32_t* values, int cmp, int32_t c, uint8_t* out, Py_ssize_t m) noexcept nogil:
+    """out[j] = values[j] is present and values[j] cmp c (one loop per comparison: vectorised)."""
+    cdef Py_ssize_t j
+    if cmp == C_EQ:
+        for j in range(m):
+            out[j] = (values[j] != MISSING) & (values[j] == c)
+    elif cmp == C_NE:
+        for j in range(m):
+            out[j] = (values[j] != MISSING) & (values[j] != c)
+    elif cmp == C_LT:
+        for j in range(m):
+            out[j] = (values[j] != MISSING) & (values[j] < c)
+    elif cmp == C_LE:
+        for j in range(m):
+            out[j] = (values[j] != MISSING) & (values[j] <= c)
+    elif cmp == C_GT:
+        for j in range(m):
+            out[j] = (values[j] != MISSING) & (values[j] > c)
+    else:
+        for j in range(m):
+            out[j] = (values[j] != MISSING) & (values[j] >= c)
+
+
+cdef void rows_hold(const PlanC* p, Py_ssize_t k, const int32_t* fields, Py_ssize_t field_stride,
+                    const int64_t* dx_off, const int64_t* px_off, Py_ssize_t m, uint8_t* out) noexcept nogil:
+    """out[j] = condition k (rows_evaluable) holds for row j of m rows (fields of row j at fields + j,
+    field a at a * field_stride; its items at dx_off[j]:dx_off[j + 1], px_off[j]:px_off[j + 1]):
+    eval_condition for a block of rows at once, each instruction a loop over the rows."""
+    cdef uint8_t stack[ROWS_STACK][ROWS]
+    cdef uint8_t alive[ROWS]
+    cdef const int32_t* ins = p.program + <Py_ssize_t>p.cond_start[k] * N_OPERANDS
+    cdef const int32_t* end = p.program + <Py_ssize_t>p.cond_start[k + 1] * N_OPERANDS
+    cdef int op, sp = 0
+    cdef int32_t a, b, c
+    cdef Py_ssize_t j
+    cdef int64_t count
+    cdef const int32_t* values
+    for j in range(m):
+        alive[j] = 1
+    while ins < end:
+        op = ins[0]
+        a = ins[1]
+        b = ins[2]
+        c = ins[3]
+        ins += N_OPERANDS
+        if op == K_GATE_FIELD:
+            compare_rows(fields + <Py_ssize_t>a * field_stride, b, c, out, m)
+            for j in range(m):
+                alive[j] &= out[j]
+        elif op == K_FIELD_CMP:
+            compare_rows(fields + <Py_ssize_t>a * field_stride, b, c, stack[sp], m)
+            sp += 1
+        elif op == K_FIELD_PRESENT:
+            values = fields + <Py_ssize_t>a * field_stride
+            for j in range(m):
+                stack[sp][j] = values[j] != MISSING
+            sp += 1
+        elif op == K_COUNT_ITEMS:
+            for j in range(m):
+                if a == S_PDX or a == S_DX or a == S_SDX:
+                    count = dx_off[j + 1] - dx_off[j]
+                else:
+                    count = px_off[j + 1] - px_off[j]
+                if a == S_PDX or a == S_PPROC:
+                    count = 1 if count > 0 else 0
+                elif a == S_SDX or a == S_SPROC:
+                    count = count - 1 if count > 0 else 0
+                stack[sp][j] = compare(count, b, c)
+            sp += 1
+        elif op == K_AND:
+            sp -= 1
+            for j in range(m):
+                stack[sp - 1][j] &= stack[sp][j]
+        elif op == K_OR:
+            sp -= 1
+            for j in range(m):
+                stack[sp - 1][j] |= stack[sp][j]
+        elif op == K_NOT:
+            for j in range(m):
+                stack[sp - 1][j] ^= 1
+        else:   # K_CONST
+            for j in range(m):
+                stack[sp][j] = a != 0
+            sp += 1
+    for j in range(m):
+        out[j] = alive[j] & stack[sp - 1][j]
+
+
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
-                           int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour) noexcept nogil:
+                           int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour,
+                           Py_ssize_t first_invalid) noexcept nogil:
+    """first_invalid: the `invalid` rules before it are known not to hold (checked in bulk, rows_hold)."""
     cdef Py_ssize_t r, m, ai, g, q, last_entered = -1
     cdef int32_t cond
     cdef uint64_t candidates = <uint64_t>-1
@@ -434,7 +557,7 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
     cdef uint64_t gated[ADRG_WORDS]          # ADRGs whose gate can hold for the case's codes
     if p.adrg_gate_start != NULL:
         gated_adrgs(p, cs, gated)
-    for r in range(p.n_invalid):
+    for r in range(first_invalid, p.n_invalid):
         if eval_condition(p, p.invalid_cond[r], cs):
             set_result(status, mdc, adrg, drg, reason, ST_INVALID, -1, -1, -1, <int32_t>r)
             return
@@ -485,6 +608,17 @@ cdef Py_ssize_t check_rows(const int64_t* offsets, Py_ssize_t n_codes, const uin
     of range, or -1."""
     cdef Py_ssize_t i
     cdef int64_t lo, hi, q
+    cdef uint32_t worst = 0
+    cdef bint ordered = 0 <= offsets[start] and offsets[stop] <= n_codes
+    # Fast path: offsets non-decreasing and every code id of the range in bounds (skipped rows
+    # included); else the row-by-row check below finds the first bad row.
+    for i in range(start, stop):
+        ordered &= offsets[i] <= offsets[i + 1]
+    if ordered:
+        for q in range(offsets[start], offsets[stop]):
+            worst = max(worst, codes[q])
+        if worst < code_bound:
+            return -1
     for i in range(start, stop):
         if skip[i]:
             continue
@@ -529,10 +663,24 @@ cdef int check_condition(const int32_t[:, ::1] program, Py_ssize_t k, Py_ssize_t
     cdef Py_ssize_t pc
     cdef int depth = 0
     cdef int32_t op, a, b, c, d
-    for pc in range(lo, hi):
+    landing = {}    # pc a jump lands on → the stack depth it lands with
+    for pc in range(lo, hi + 1):
+        if pc in landing and landing.pop(pc) != depth:
+            raise ValueError(f"condition {k}: a jump lands on instruction {pc} with another stack depth "
+                             f"than the instructions before it leave")
+        if pc == hi:
+            break
         op, a, b, c, d = program[pc, 0], program[pc, 1], program[pc, 2], program[pc, 3], program[pc, 4]
         problem = None
-        if op == K_CONST or op == K_HAS_TAG or op == K_FIELD_PRESENT:
+        if op == K_JUMP_IF_FALSE or op == K_JUMP_IF_TRUE:
+            if depth < 1:
+                problem = "stack underflow"
+            elif not 0 <= a <= hi - pc - 1:
+                problem = f"jump over {a} instructions leaves the condition"
+            elif landing.setdefault(pc + 1 + a, depth) != depth:
+                problem = "jumps landing on one instruction with different stack depths"
+            depth -= 1
+        elif op == K_CONST or op == K_HAS_TAG or op == K_FIELD_PRESENT:
             if op == K_FIELD_PRESENT and not 0 <= a < n_fields:
                 problem = f"field {a} is not a row of fields (which has {n_fields})"
             depth += 1
@@ -709,6 +857,9 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     cdef uint32_t* reordered = NULL
     cdef uint8_t retry_status, first_status
     cdef int32_t retry_mdc, retry_adrg, retry_drg, retry_reason, last_mdc
+    cdef Py_ssize_t n_bulk = 0, block, r
+    cdef int32_t first_invalid[ROWS]    # per row of the block: the first bulk-checked `invalid` rule that holds, or -1
+    cdef uint8_t holds[ROWS]
 
     # ---- shapes of the batch
     if stop < 0:
@@ -832,9 +983,23 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         if reordered == NULL:
             raise MemoryError()
 
+    # The leading `invalid` rules that test fields and item counts only are checked in bulk, ROWS rows
+    # at a time (rows_hold); group_one starts at the first other one.
+    while n_bulk < p.n_invalid and rows_evaluable(p.program, p.cond_start[p.invalid_cond[n_bulk]],
+                                                  p.cond_start[p.invalid_cond[n_bulk] + 1]):
+        n_bulk += 1
     try:
         with nogil:
             for i in range(start, stop):
+                if n_bulk > 0 and (i - start) % ROWS == 0:
+                    block = min(<Py_ssize_t>ROWS, stop - i)
+                    for j in range(block):
+                        first_invalid[j] = -1
+                    for r in range(n_bulk):
+                        rows_hold(&p, p.invalid_cond[r], field_base + i, n, dx_off + i, px_off + i, block, holds)
+                        for j in range(block):
+                            if first_invalid[j] < 0 and holds[j]:
+                                first_invalid[j] = <int32_t>r
                 if skip_p[i]:
                     st[i] = ST_INVALID
                     o_mdc[i] = -1
@@ -842,12 +1007,16 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                     o_drg[i] = -1
                     o_reason[i] = -1
                     continue
+                if n_bulk > 0 and first_invalid[(i - start) % ROWS] >= 0:
+                    set_result(st + i, o_mdc + i, o_adrg + i, o_drg + i, o_reason + i, ST_INVALID, -1, -1, -1,
+                               first_invalid[(i - start) % ROWS])
+                    continue
                 cs.dx = dx_base + dx_off[i]
                 cs.n_dx = <Py_ssize_t>(dx_off[i + 1] - dx_off[i])
                 cs.px = px_base + px_off[i]
                 cs.n_px = <Py_ssize_t>(px_off[i + 1] - px_off[i])
                 cs.fields = field_base + i
-                group_one(&p, &cs, st + i, o_mdc + i, o_adrg + i, o_drg + i, o_reason + i, behaviour)
+                group_one(&p, &cs, st + i, o_mdc + i, o_adrg + i, o_drg + i, o_reason + i, behaviour, n_bulk)
                 if not behaviour & B_SECOND_ATTEMPT or st[i] == ST_GROUPED or st[i] == ST_INVALID or st[i] == ST_QY:
                     continue
                 # Second attempt: procedure j moved to the front, the others in order (ATTEMPT_ALONE:
@@ -865,7 +1034,7 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                             reordered[q + 1] = cs.px[q]
                         for q in range(j + 1, cs.n_px):
                             reordered[q] = cs.px[q]
-                    group_one(&p, &moved, &retry_status, &retry_mdc, &retry_adrg, &retry_drg, &retry_reason, behaviour)
+                    group_one(&p, &moved, &retry_status, &retry_mdc, &retry_adrg, &retry_drg, &retry_reason, behaviour, 0)
                     if retry_status == ST_GROUPED:
                         st[i] = retry_status
                         o_mdc[i] = retry_mdc

@@ -10,7 +10,7 @@ import re
 from .ir import (
     ATTEMPT_ALONE, DX, EQ, GE, GROUPED, GT, INVALID, LAST_ENTERED, LE, LT, MISSING, NE, NOT_QY, NO_ADRG, NO_CONDITION,
     NO_DRG, NO_DRG_STATUS, OP_AND, OP_CONST, OP_COUNT, OP_COUNT_ITEMS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE,
-    OP_GATE_FIELD, OP_HAS_TAG, OP_IN, OP_IN_UNLESS, OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, QY, SDX,
+    OP_GATE_FIELD, OP_HAS_TAG, OP_IN, OP_IN_UNLESS, OP_JUMP_IF_FALSE, OP_JUMP_IF_TRUE, OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, QY, SDX,
     SECOND_ATTEMPT, SPROC, UNGROUPABLE,
 )
 from .ir import (
@@ -82,8 +82,16 @@ def eval_condition(plan_arrays, k: int, case: Case) -> bool:
     set_bits, label_maps, program, cond_start = plan_arrays[:4]
     stack: list[bool] = []
     tags: list[int] = []
+    skip = 0
     for op, a, b, c, d in program[cond_start[k]:cond_start[k + 1]].tolist():
-        if op == OP_CONST:
+        if skip:        # jumped over by JUMP_IF_FALSE / JUMP_IF_TRUE
+            skip -= 1
+        elif op in (OP_JUMP_IF_FALSE, OP_JUMP_IF_TRUE):
+            if stack[-1] == (op == OP_JUMP_IF_TRUE):
+                skip = a    # the value decides the `and` / `or`: it stays, the right side is skipped
+            else:
+                stack.pop()
+        elif op == OP_CONST:
             stack.append(bool(a))
         elif op == OP_GATE_FIELD:
             value = case.fields[a]

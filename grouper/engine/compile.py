@@ -94,6 +94,7 @@ class _Compiler:
                 gates.append(union)
         for atom in field_gates:  # one comparison: cheaper than any list scan (`age = 0 and ...` stops here)
             self.op(ir.OP_GATE_FIELD, ir.FIELD_IDS[atom.field], ir.CMP_IDS[atom.op], self.field_value(atom.field, atom.value))
+        gates.sort(key=lambda atom: atom.scope not in ("pdx", "pproc"))  # one bit test before a list scan
         for atom in gates:
             self.op(ir.OP_GATE, ir.SCOPE_IDS[atom.scope], self.set_index(atom.set))
         if not rest:
@@ -145,11 +146,26 @@ class _Compiler:
         if isinstance(cond, ast.DefineRef):
             return self.emit(self.names.define_cond(cond.name), depth)
         if isinstance(cond, (ast.AnyOf, ast.AllOf)):
-            joiner = ir.OP_OR if isinstance(cond, ast.AnyOf) else ir.OP_AND
-            peak = self.emit(cond.items[0], depth)
-            for item in cond.items[1:]:
-                peak = max(peak, self.emit(item, depth + 1))
-                self.op(joiner)
+            # Short-circuit: after each operand, a jump to the end when it decides the result (its value
+            # stays on the stack), else the value is popped and the next operand decides. Cheap operands
+            # first (the order of `and` / `or` operands cannot change their value).
+            items = sorted(cond.items, key=self.cost)
+            if self.cost(cond) == 0:  # field tests only: nothing worth a jump (and the kernel checks these rows in bulk)
+                joiner = ir.OP_OR if isinstance(cond, ast.AnyOf) else ir.OP_AND
+                peak = self.emit(items[0], depth)
+                for item in items[1:]:
+                    peak = max(peak, self.emit(item, depth + 1))
+                    self.op(joiner)
+                return peak
+            jump = ir.OP_JUMP_IF_TRUE if isinstance(cond, ast.AnyOf) else ir.OP_JUMP_IF_FALSE
+            peak = self.emit(items[0], depth)
+            jumps = []
+            for item in items[1:]:
+                jumps.append(len(self.program))
+                self.op(jump)
+                peak = max(peak, self.emit(item, depth))
+            for at in jumps:
+                self.program[at] = (jump, len(self.program) - at - 1, 0, 0, 0)
             return peak
         if isinstance(cond, ast.Negation):
             peak = self.emit(cond.item, depth)
@@ -201,6 +217,20 @@ class _Compiler:
                 self.op(ir.OP_NOT)
             return depth + 1
         raise TypeError(f"cannot compile {cond!r}")
+
+    def cost(self, cond: ast.Cond) -> int:
+        """A rough rank of what evaluating `cond` costs: a field comparison, one item's bit, a list scan."""
+        if isinstance(cond, ast.DefineRef):
+            return self.cost(self.names.define_cond(cond.name))
+        if isinstance(cond, (ast.Always, ast.FieldCmp, ast.FieldRange, ast.FieldIn, ast.FieldPresence, ast.CountItems)):
+            return 0
+        if isinstance(cond, ast.OneIn):
+            return 1
+        if isinstance(cond, (ast.AnyOf, ast.AllOf)):
+            return max(self.cost(item) for item in cond.items)
+        if isinstance(cond, ast.Negation):
+            return self.cost(cond.item)
+        return 2
 
     def emit_tags(self, expr: ast.TagExpr, depth: int) -> int:
         if isinstance(expr, ast.Tag):

@@ -80,8 +80,12 @@ OP_NOT = 10
 OP_GATE = 11        # if no item of scope a is in set b, the whole condition is false: stop now (pushes nothing)
 OP_COUNT_ITEMS = 12  # push: (number of items of scope a, any code) cmp b value c
 OP_GATE_FIELD = 13  # unless field a is present and field a cmp b value c, the whole condition is false: stop now
+# Short-circuit `and` / `or` (the compiler emits `A and B` as A, JUMP_IF_FALSE len(B), B): when the value on
+# top of the stack decides the result, skip the next a instructions and leave it there; else pop it.
+OP_JUMP_IF_FALSE = 14
+OP_JUMP_IF_TRUE = 15
 OPCODE_NAMES = ("CONST", "IN", "IN_UNLESS", "COUNT", "TAGSET", "HAS_TAG", "FIELD_CMP", "FIELD_PRESENT", "AND", "OR",
-                "NOT", "GATE", "COUNT_ITEMS", "GATE_FIELD")
+                "NOT", "GATE", "COUNT_ITEMS", "GATE_FIELD", "JUMP_IF_FALSE", "JUMP_IF_TRUE")
 
 MAX_STACK = 64
 MAX_TAGS = 64  # distinct labels held by the tag register
