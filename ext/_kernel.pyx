@@ -20,7 +20,7 @@ this kernel rejects a bad plan or batch before writing anything; it also rejects
 labels inline and falls back to scanning the TAGSET items when a scope has more distinct labels,
 and COUNT counts any number of distinct labels, so results match the reference exactly.
 """
-from libc.stdint cimport INT32_MIN, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport INT32_MIN, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 
 from grouper.engine import ir as _ir
@@ -137,11 +137,12 @@ cdef struct PlanC:
     const uint64_t* adrg_gate_mask  # NULL, or per code id: bit m set when the code is in an ADRG gate of MDC m
     uint64_t adrg_gate_free         # MDCs with an ADRG without a gate (see ir.Plan)
     uint64_t mdc_entry_exact        # MDCs whose entry is pdx_mdc_mask's bit when there is a pdx (see ir.Plan)
-    const int32_t* adrg_gate_start  # NULL, or per code id: its ADRG gate entries (see ir.Plan)
-    const int32_t* adrg_gate_entries
-    const uint64_t* adrg_gate_none  # ADRGs without a gate (bitmap)
-    Py_ssize_t n_adrg_words
-    Py_ssize_t n_gate_entries
+    const uint16_t* adrg_gate_class # NULL, or per code id and role: its row of adrg_gate_rows (see ir.Plan)
+    const uint64_t* adrg_gate_rows  # row r at adrg_gate_rows + r * (n_slot_words + 1); row 0: slots without a gate
+    Py_ssize_t n_gate_rows
+    Py_ssize_t n_slot_words
+    Py_ssize_t n_adrg
+    Py_ssize_t mdc_slot             # the gate's slot of MDC 0's entry (then MDC 1's, ...)
     # qy rules (see ir.Plan): all NULL when the plan has none
     const int32_t* mdc_qy_start     # n_mdc + 2
     const int32_t* qy_cond
@@ -382,54 +383,49 @@ cdef inline void set_result(uint8_t* status, int32_t* mdc, int32_t* adrg, int32_
     reason[0] = r
 
 
-cdef inline Py_ssize_t top_level_qy(const PlanC* p, Py_ssize_t m, const CaseC* cs) noexcept nogil:
-    """The first top-level qy rule tried before MDC m (m = n_mdc: after the last MDC) that holds, or -1."""
-    cdef Py_ssize_t q
+cdef inline Py_ssize_t top_level_qy(const PlanC* p, Py_ssize_t m, const CaseC* cs, const uint64_t* gated) noexcept nogil:
+    """The first top-level qy rule tried before MDC m (m = n_mdc: after the last MDC) that holds, or -1.
+    gated: the slots of the ADRG-level gate (rule q is slot n_adrg + q), or NULL."""
+    cdef Py_ssize_t q, t
     if p.mdc_qy_start == NULL:
         return -1
     for q in range(p.mdc_qy_start[m], p.mdc_qy_start[m + 1]):
+        t = p.n_adrg + q
+        if gated != NULL and not (gated[t >> 6] >> (t & 63)) & 1:
+            continue    # its gate would fail
         if eval_condition(p, p.qy_cond[q], cs):
             return q
     return -1
 
 
-cdef inline void gated_adrgs(const PlanC* p, const CaseC* cs, uint64_t* gated) noexcept nogil:
-    """gated[] = the ADRGs without a principal-item gate, and those whose gate holds the case's
-    principal diagnosis (entries a << 1) or principal procedure (a << 1 | 1); see ir.Plan.
-    The lists are bounds-checked here, not up front (that would cost a walk over every code id on
-    each call): a range or entry outside the arrays makes every ADRG a candidate, which only
-    forgoes the skipping."""
-    cdef Py_ssize_t e, w, k, lo, hi
-    cdef int32_t v
-    cdef uint32_t x
-    for w in range(p.n_adrg_words):
-        gated[w] = p.adrg_gate_none[w]
-    for k in range(2):
-        if k == 0:
-            if cs.n_dx == 0:
-                continue
-            x = cs.dx[0]
+cdef inline bint gated_slots(const PlanC* p, const CaseC* cs, uint64_t* gated, uint64_t* candidates) noexcept nogil:
+    """gated[] = the slots (ADRGs, then top-level qy rules) whose GATE some item of the case passes in
+    its role (principal diagnosis, other diagnosis, principal procedure, other procedure), and those
+    without a GATE; *candidates = the principal diagnosis's pdx_mdc_mask word of its row (returns
+    whether it was set); see ir.Plan.adrg_gate_class. The classes are bounds-checked here, not up
+    front (that would cost a walk over every code id on each call): one out of range makes every
+    slot a candidate, which only forgoes the skipping."""
+    cdef Py_ssize_t j, w
+    cdef uint16_t c
+    cdef const uint64_t* row
+    cdef Py_ssize_t n_words = p.n_slot_words, width = p.n_slot_words + 1
+    for w in range(n_words):
+        gated[w] = p.adrg_gate_rows[w]
+    for j in range(cs.n_dx + cs.n_px):
+        if j < cs.n_dx:
+            c = p.adrg_gate_class[<Py_ssize_t>cs.dx[j] * 4 + (0 if j == 0 else 1)]
         else:
-            if cs.n_px == 0:
-                continue
-            x = cs.px[0]
-        lo = p.adrg_gate_start[x]
-        hi = p.adrg_gate_start[x + 1]
-        if lo < 0 or hi < lo or hi > p.n_gate_entries:
-            break
-        for e in range(lo, hi):
-            v = p.adrg_gate_entries[e]
-            if v < 0 or (v >> 7) >= p.n_adrg_words:
-                hi = -1
-                break
-            if (v & 1) == k:
-                gated[v >> 7] |= (<uint64_t>1) << ((v >> 1) & 63)
-        if hi < 0:
-            break
-    else:
-        return
-    for w in range(p.n_adrg_words):     # a malformed list: test every ADRG
-        gated[w] = <uint64_t>-1
+            c = p.adrg_gate_class[<Py_ssize_t>cs.px[j - cs.n_dx] * 4 + (2 if j == cs.n_dx else 3)]
+        if c >= p.n_gate_rows:
+            for w in range(n_words):
+                gated[w] = <uint64_t>-1
+            return False
+        row = p.adrg_gate_rows + <Py_ssize_t>c * width
+        for w in range(n_words):
+            gated[w] |= row[w]
+        if j == 0 and cs.n_dx > 0:
+            candidates[0] = row[n_words]
+    return cs.n_dx > 0
 
 
 cdef bint rows_evaluable(const int32_t* program, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
@@ -545,36 +541,43 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
     cdef Py_ssize_t r, m, ai, g, q, last_entered = -1
     cdef int32_t cond
     cdef uint64_t candidates = <uint64_t>-1
-    if p.pdx_mdc_mask != NULL:
+    cdef uint64_t gated_words[ADRG_WORDS]    # slots whose gate can hold for the case's codes
+    cdef const uint64_t* gated = NULL
+    if p.adrg_gate_class != NULL:    # also reads the pdx's pdx_mdc_mask, from its row
+        gated = gated_words
+        if not gated_slots(p, cs, gated_words, &candidates) and p.pdx_mdc_mask != NULL:
+            candidates = p.pdx_mdc_mask[cs.dx[0] if cs.n_dx > 0 else 0]
+    elif p.pdx_mdc_mask != NULL:
         candidates = p.pdx_mdc_mask[cs.dx[0] if cs.n_dx > 0 else 0]
     cdef uint64_t reachable = <uint64_t>-1   # MDCs some ADRG of which can hold for the case's codes
-    if p.adrg_gate_mask != NULL and p.adrg_gate_start == NULL:
+    if p.adrg_gate_mask != NULL and p.adrg_gate_class == NULL:
         reachable = p.adrg_gate_free
         for r in range(cs.n_dx):
             reachable |= p.adrg_gate_mask[cs.dx[r]]
         for r in range(cs.n_px):
             reachable |= p.adrg_gate_mask[cs.px[r]]
-    cdef uint64_t gated[ADRG_WORDS]          # ADRGs whose gate can hold for the case's codes
-    if p.adrg_gate_start != NULL:
-        gated_adrgs(p, cs, gated)
     for r in range(first_invalid, p.n_invalid):
         if eval_condition(p, p.invalid_cond[r], cs):
             set_result(status, mdc, adrg, drg, reason, ST_INVALID, -1, -1, -1, <int32_t>r)
             return
     for m in range(p.n_mdc):
-        q = top_level_qy(p, m, cs)
+        q = top_level_qy(p, m, cs, gated)
         if q >= 0:
             set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
             return
         if not (candidates >> m) & 1:   # the entry's pdx gate would fail: skip it unevaluated
             continue
-        if not ((p.mdc_entry_exact >> m) & 1 and cs.n_dx > 0) and not eval_condition(p, p.mdc_cond[m], cs):
-            continue
+        if not ((p.mdc_entry_exact >> m) & 1 and cs.n_dx > 0):
+            ai = p.mdc_slot + m
+            if gated != NULL and not (gated[ai >> 6] >> (ai & 63)) & 1:
+                continue    # the entry's gate would fail
+            if not eval_condition(p, p.mdc_cond[m], cs):
+                continue
         if not (reachable >> m) & 1:    # entered, but every ADRG's gate would fail
             last_entered = m
             continue
         for ai in range(p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]):
-            if p.adrg_gate_start != NULL and not (gated[ai >> 6] >> (ai & 63)) & 1:
+            if gated != NULL and not (gated[ai >> 6] >> (ai & 63)) & 1:
                 continue    # its gate would fail: skip it unevaluated
             if not eval_condition(p, p.adrg_cond[ai], cs):
                 continue
@@ -593,7 +596,7 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
                 return
         # Entered but no ADRG matched: CHS-DRG goes on with the next MDC.
         last_entered = m
-    q = top_level_qy(p, p.n_mdc, cs)
+    q = top_level_qy(p, p.n_mdc, cs, gated)
     if q >= 0:
         set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
         return
@@ -790,18 +793,21 @@ cdef const uint64_t* _mdc_mask(str name, const uint64_t[::1] mask, Py_ssize_t n_
     return &mask[0]
 
 
-cdef int check_adrg_gate(const int32_t[::1] start, const int32_t[::1] entries, const uint64_t[::1] none,
-                         Py_ssize_t n_adrg, Py_ssize_t map_width) except -1:
-    """The shapes of the ADRG-level gate (ir.Plan.adrg_gate_start); its lists are bounds-checked
-    where they are read (gated_adrgs)."""
-    if entries is None or none is None:
-        raise ValueError("adrg_gate_start, adrg_gate_entries and adrg_gate_none go together: give all or none")
-    if n_adrg > MAX_GATED_ADRGS:
-        raise ValueError(f"the ADRG-level gate holds {MAX_GATED_ADRGS} ADRGs, the plan has {n_adrg}")
-    if none.shape[0] != (n_adrg + 63) // 64:
-        raise ValueError(f"adrg_gate_none has {none.shape[0]} words, expected {(n_adrg + 63) // 64}")
-    if start.shape[0] != map_width + 1 or map_width < 1:
-        raise ValueError(f"adrg_gate_start has {start.shape[0]} entries, expected one per code id + 1 ({map_width + 1})")
+cdef int check_adrg_gate(const uint16_t[:, ::1] classes, const uint64_t[:, ::1] rows, Py_ssize_t n_slots,
+                         Py_ssize_t map_width) except -1:
+    """The shapes of the ADRG-level gate (ir.Plan.adrg_gate_class); the classes are bounds-checked
+    where they are read (gated_slots)."""
+    if rows is None:
+        raise ValueError("adrg_gate_class and adrg_gate_rows go together: give both or none")
+    if n_slots > MAX_GATED_ADRGS:
+        raise ValueError(f"the ADRG-level gate holds {MAX_GATED_ADRGS} ADRGs, qy rules and MDCs, the plan has {n_slots}")
+    if rows.shape[1] != max(1, (n_slots + 63) // 64) + 1 or rows.shape[0] < 1:
+        raise ValueError(f"adrg_gate_rows has shape ({rows.shape[0]}, {rows.shape[1]}), expected "
+                         f"(at least 1, {max(1, (n_slots + 63) // 64) + 1}): one bit per ADRG, top-level "
+                         f"qy rule and MDC, then an MDC word")
+    if classes.shape[0] != map_width or classes.shape[1] != 4 or map_width < 1:
+        raise ValueError(f"adrg_gate_class has shape ({classes.shape[0]}, {classes.shape[1]}), "
+                         f"expected one row of 4 per code id ({map_width}, 4)")
     return 0
 
 
@@ -832,8 +838,8 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const int32_t[::1] qy_mdc=None, const int32_t[::1] qy_drg=None,
                 const int32_t[::1] adrg_qy=None,
                 const uint64_t[::1] adrg_gate_mask=None, uint64_t adrg_gate_free=0,
-                const int32_t[::1] adrg_gate_start=None, const int32_t[::1] adrg_gate_entries=None,
-                const uint64_t[::1] adrg_gate_none=None, uint64_t mdc_entry_exact=0,
+                const uint16_t[:, ::1] adrg_gate_class=None, const uint64_t[:, ::1] adrg_gate_rows=None,
+                uint64_t mdc_entry_exact=0,
                 bint plan_checked=False):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
@@ -933,18 +939,12 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     if mdc_entry_exact and p.pdx_mdc_mask == NULL:
         raise ValueError("mdc_entry_exact needs pdx_mdc_mask")
     p.mdc_entry_exact = mdc_entry_exact
-    p.adrg_gate_start = NULL
-    p.adrg_gate_entries = NULL
-    p.adrg_gate_none = NULL
-    p.n_adrg_words = 0
-    p.n_gate_entries = 0
-    if adrg_gate_start is not None:
-        check_adrg_gate(adrg_gate_start, adrg_gate_entries, adrg_gate_none, n_adrg, map_width)
-        p.adrg_gate_start = &adrg_gate_start[0]
-        p.adrg_gate_entries = &adrg_gate_entries[0] if adrg_gate_entries.shape[0] > 0 else _NO_INT32
-        p.adrg_gate_none = &adrg_gate_none[0] if adrg_gate_none.shape[0] > 0 else _NO_WORDS
-        p.n_adrg_words = adrg_gate_none.shape[0]
-        p.n_gate_entries = adrg_gate_entries.shape[0]
+    p.adrg_gate_class = NULL
+    p.adrg_gate_rows = NULL
+    p.n_gate_rows = 0
+    p.n_slot_words = 0
+    p.n_adrg = n_adrg
+    p.mdc_slot = 0
     p.mdc_qy_start = NULL
     p.qy_cond = NULL
     p.qy_mdc = NULL
@@ -962,6 +962,17 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         p.qy_drg = &qy_drg[0] if qy_drg.shape[0] > 0 else _NO_INT32
         p.mdc_qy_start = &mdc_qy_start[0]
         p.adrg_qy = &adrg_qy[0] if n_adrg > 0 else _NO_INT32
+
+    if adrg_gate_class is not None:
+        # slots: the ADRGs, the top-level qy rules (those before the MDCs' pseudo-ADRGs), the MDC entries
+        p.mdc_slot = n_adrg + (mdc_qy_start[n_mdc + 1] if p.mdc_qy_start != NULL else 0)
+        check_adrg_gate(adrg_gate_class, adrg_gate_rows, p.mdc_slot + n_mdc, map_width)
+        p.adrg_gate_class = &adrg_gate_class[0, 0]
+        p.adrg_gate_rows = &adrg_gate_rows[0, 0]
+        p.n_gate_rows = adrg_gate_rows.shape[0]
+        p.n_slot_words = adrg_gate_rows.shape[1] - 1
+    elif adrg_gate_rows is not None:
+        raise ValueError("adrg_gate_class and adrg_gate_rows go together: give both or none")
 
     cdef const int64_t* dx_off = &dx_offsets[0]
     cdef const int64_t* px_off = &px_offsets[0]

@@ -24,8 +24,8 @@ from grouper.engine import _kernel_py, ir
 from grouper.engine.ir import (
     DX, EQ, GE, GROUPED, GT, INVALID, LE, LT, MAX_STACK, MISSING, NE, NO_ADRG, NO_CONDITION, NO_DRG, NO_DRG_STATUS, SECOND_ATTEMPT,
     ATTEMPT_ALONE, LAST_ENTERED,
-    OP_AND, OP_CONST, OP_COUNT, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_GATE_FIELD, OP_HAS_TAG, OP_IN, OP_IN_UNLESS,
-    OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
+    OP_AND, OP_CONST, OP_COUNT, OP_COUNT_ITEMS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_GATE, OP_GATE_FIELD, OP_HAS_TAG,
+    OP_IN, OP_IN_UNLESS, OP_JUMP_IF_FALSE, OP_JUMP_IF_TRUE, OP_NOT, OP_OR, OP_TAGSET, PDX, PPROC, PROC, SDX, SPROC, UNGROUPABLE,
 )
 
 try:
@@ -558,14 +558,18 @@ def test_start_stop(kernel):
 N_CODES = 150
 
 
-def random_condition(rng, n_sets, n_maps, depth=0) -> list[tuple]:
-    """A random well-formed postfix program (stack depth <= 2 * 4 + 2)."""
+def random_condition(rng, n_sets, n_maps, depth=0, jumps=False) -> list[tuple]:
+    """A random well-formed postfix program (stack depth <= 2 * 4 + 2). jumps: about half the `and` /
+    `or` short-circuit (`A, JUMP_IF_FALSE len(B), B`), as the compiler emits them."""
     if depth < 4 and rng.random() < 0.55:
         kind = rng.integers(3)
-        left = random_condition(rng, n_sets, n_maps, depth + 1)
+        left = random_condition(rng, n_sets, n_maps, depth + 1, jumps)
         if kind == 2:
             return left + [I(OP_NOT)]
-        return left + random_condition(rng, n_sets, n_maps, depth + 1) + [I(OP_AND if kind == 0 else OP_OR)]
+        right = random_condition(rng, n_sets, n_maps, depth + 1, jumps)
+        if jumps and rng.random() < 0.5:
+            return left + [I(OP_JUMP_IF_FALSE if kind == 0 else OP_JUMP_IF_TRUE, len(right))] + right
+        return left + right + [I(OP_AND if kind == 0 else OP_OR)]
     scope = int(rng.integers(6))
     op = int(rng.choice([OP_CONST, OP_IN, OP_IN, OP_IN, OP_IN_UNLESS, OP_COUNT, OP_TAGSET, OP_HAS_TAG,
                          OP_FIELD_CMP, OP_FIELD_PRESENT]))
@@ -586,7 +590,32 @@ def random_condition(rng, n_sets, n_maps, depth=0) -> list[tuple]:
     return [I(op, int(rng.integers(N_FIELDS)))]
 
 
-def random_plan(seed: int, n_conditions: int = 30) -> tuple:
+def random_field_condition(rng, depth=0) -> list[tuple]:
+    """A random program of field tests and item counts only (what the compiled kernel checks in bulk
+    when it is a leading `invalid` rule), maybe behind GATE_FIELDs."""
+    if depth == 0:   # an equality first, so the rule holds for some cases only
+        return ([I(OP_GATE_FIELD, int(rng.integers(N_FIELDS)), EQ, int(rng.integers(-1, 4)))]
+                + [I(OP_GATE_FIELD, int(rng.integers(N_FIELDS)), int(rng.integers(6)), int(rng.integers(-1, 4)))
+                   for _ in range(int(rng.integers(0, 2)))] + random_field_condition(rng, 1))
+    if depth < 4 and rng.random() < 0.5:
+        kind = rng.integers(3)
+        left = random_field_condition(rng, depth + 1)
+        if kind == 2:
+            return left + [I(OP_NOT)]
+        return left + random_field_condition(rng, depth + 1) + [I(OP_AND if kind == 0 else OP_OR)]
+    op = int(rng.choice([OP_CONST, OP_FIELD_CMP, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_COUNT_ITEMS]))
+    if op == OP_CONST:
+        return [I(op, int(rng.random() < 0.3))]
+    if op == OP_FIELD_CMP:
+        return [I(op, int(rng.integers(N_FIELDS)), int(rng.integers(6)), int(rng.integers(-1, 4)))]
+    if op == OP_COUNT_ITEMS:
+        return [I(op, int(rng.integers(6)), int(rng.integers(6)), int(rng.integers(0, 4)))]
+    return [I(op, int(rng.integers(N_FIELDS)))]
+
+
+def random_plan(seed: int, n_conditions: int = 30, jumps: bool = False, field_invalids: int = 0) -> tuple:
+    """jumps: short-circuit jumps in the conditions; field_invalids: that many `invalid` rules of field
+    tests and item counts first (the compiled kernel's bulk check)."""
     rng = np.random.default_rng(seed)
     pb = PlanBuilder(n_codes=N_CODES)
     n_sets, n_maps = 12, 5
@@ -600,8 +629,10 @@ def random_plan(seed: int, n_conditions: int = 30) -> tuple:
     gates = lambda: ([I(OP_GATE_FIELD, int(rng.integers(N_FIELDS)), int(rng.integers(6)), int(rng.integers(-1, 4)))
                       for _ in range(int(rng.integers(0, 2)))]   # noqa: E731 - `age = 0 and ...`
                      + [I(OP_GATE, int(rng.integers(6)), int(rng.integers(n_sets))) for _ in range(int(rng.integers(0, 3)))])
-    conds = [pb.cond(*(gates() + random_condition(rng, n_sets, n_maps))) for _ in range(n_conditions)]
+    conds = [pb.cond(*(gates() + random_condition(rng, n_sets, n_maps, jumps=jumps))) for _ in range(n_conditions)]
     pick = lambda: int(rng.choice(conds))  # noqa: E731 - conditions are shared, as a compiler may do
+    for _ in range(field_invalids):
+        pb.invalid_rule(pb.cond(*random_field_condition(rng)))
     for _ in range(2):
         pb.invalid_rule(pb.cond(*(random_condition(rng, n_sets, n_maps, 2) + random_condition(rng, n_sets, n_maps, 2)
                                   + [I(OP_AND)])))
@@ -839,37 +870,71 @@ def test_selection_default(cy):
 # --------------------------------------------------------------------------- the ADRG-level gate
 
 def adrg_gate_options(plan) -> dict:
-    """The compiler's ADRG-level gate (ir.Plan.adrg_gate_start) for a hand-built plan."""
-    from grouper.engine.compile import adrg_gate_lists
+    """The compiler's ADRG-level gate (ir.Plan.adrg_gate_class) for a hand-built plan (no qy rules:
+    its slots are the ADRGs, then the MDC entries)."""
+    from grouper.engine.compile import adrg_gate_classes
 
-    set_bits, label_maps, program, cond_start, _, _, _, adrg_cond = plan[:8]
-    start, entries, none = adrg_gate_lists(program, cond_start, adrg_cond, set_bits, label_maps.shape[1] - 1)
-    return {"adrg_gate_start": start, "adrg_gate_entries": entries, "adrg_gate_none": none}
+    set_bits, label_maps, program, cond_start, _, mdc_cond, _, adrg_cond = plan[:8]
+    classes, rows = adrg_gate_classes(program, cond_start, list(adrg_cond) + list(mdc_cond), set_bits,
+                                      label_maps.shape[1] - 1, None)
+    return {"adrg_gate_class": classes, "adrg_gate_rows": rows}
+
+
+def parity_with(cy, plan, batch, options: dict, behaviour: int = 0, pdx_mdc_mask=None):
+    expected = run(_kernel_py, plan, batch, behaviour=behaviour)
+    out = new_outputs(len(batch[5]))
+    cy.group_cases(*plan, *batch, *out, 0, -1, pdx_mdc_mask, behaviour, **options)
+    got = np.stack([o.astype(np.int64) for o in out], axis=1)
+    mismatch = np.flatnonzero((expected != got).any(axis=1))
+    assert mismatch.size == 0, f"row {mismatch[0]}: python {expected[mismatch[0]]}, cython {got[mismatch[0]]}"
+    return expected
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_parity_with_adrg_gate(cy, seed):
-    """The compiled kernel skips the ADRGs whose principal-item gate fails; the reference tests all:
-    same results, also in second attempts (where the principal procedure changes)."""
+    """The compiled kernel skips the ADRGs and MDC entries whose gate no item of the case passes in
+    its role; the reference tests all: same results, also in second attempts (where the procedures
+    change)."""
     plan, batch = random_plan(400 + seed, n_conditions=40), random_cases(500 + seed, 1500)
     options = adrg_gate_options(plan)
-    assert len(options["adrg_gate_entries"]) > 0           # some ADRGs are gated, so something is skipped
-    for behaviour in (0, SECOND_ATTEMPT | NO_DRG_STATUS):
-        expected = run(_kernel_py, plan, batch, behaviour=behaviour)
-        out = new_outputs(len(batch[5]))
-        cy.group_cases(*plan, *batch, *out, 0, -1, None, behaviour, **options)
-        got = np.stack([o.astype(np.int64) for o in out], axis=1)
-        mismatch = np.flatnonzero((expected != got).any(axis=1))
-        assert mismatch.size == 0, f"row {mismatch[0]}: python {expected[mismatch[0]]}, cython {got[mismatch[0]]}"
+    rows = options["adrg_gate_rows"]
+    assert len(rows) > 2 and (rows[1:, :-1] != 0).any()       # some slots are gated, so something is skipped
+    for behaviour in (0, SECOND_ATTEMPT | NO_DRG_STATUS, SECOND_ATTEMPT | ATTEMPT_ALONE):
+        parity_with(cy, plan, batch, options, behaviour)
+
+
+def test_adrg_gate_rows_carry_the_pdx_mdc_mask(cy):
+    """A principal diagnosis's row ends with its pdx_mdc_mask word, which the kernel uses (with the
+    exact entries) instead of reading pdx_mdc_mask: same results as the reference."""
+    from grouper.engine.compile import adrg_gate_classes
+
+    for seed in range(3):
+        plan, batch = random_plan(420 + seed, n_conditions=40), random_cases(520 + seed, 1500)
+        set_bits, label_maps, program, cond_start, _, mdc_cond, _, adrg_cond = plan[:8]
+        width = label_maps.shape[1]
+        # per code, the MDCs whose entry can hold with it as principal diagnosis (no GATE pdx S of the
+        # entry excludes it), as the compiler's pdx_mdc_mask
+        mask = np.full(width, (1 << len(mdc_cond)) - 1, np.uint64)
+        for m, k in enumerate(mdc_cond):
+            rows = program[cond_start[k]:cond_start[k + 1]]
+            for op, a, b, *_ in rows:
+                if op == OP_GATE and a == PDX:
+                    inside = (set_bits[b, np.arange(width) >> 6] >> (np.arange(width) & 63).astype(np.uint64)) & np.uint64(1)
+                    mask[inside == 0] &= ~np.uint64(1 << m)
+        classes, gate_rows = adrg_gate_classes(program, cond_start, list(adrg_cond) + list(mdc_cond), set_bits,
+                                               width - 1, mask)
+        assert (gate_rows[classes[:, 0], -1] == mask).all()
+        parity_with(cy, plan, batch, {"adrg_gate_class": classes, "adrg_gate_rows": gate_rows}, pdx_mdc_mask=mask)
 
 
 def test_rejects_bad_adrg_gate(cy):
     plan, batch = random_plan(7), random_cases(8, 10)
     good = adrg_gate_options(plan)
     out = new_outputs(10)
-    for change, match in ((dict(adrg_gate_start=good["adrg_gate_start"][:-1].copy()), "adrg_gate_start has"),
-                          (dict(adrg_gate_none=np.zeros(9, np.uint64)), "adrg_gate_none has"),
-                          (dict(adrg_gate_entries=None), "go together")):
+    for change, match in ((dict(adrg_gate_class=good["adrg_gate_class"][:-1].copy()), "adrg_gate_class has"),
+                          (dict(adrg_gate_rows=np.zeros((3, 9), np.uint64)), "adrg_gate_rows has"),
+                          (dict(adrg_gate_rows=None), "go together"),
+                          (dict(adrg_gate_class=None), "go together")):
         with pytest.raises(ValueError, match=match):
             cy.group_cases(*plan, *batch, *out, 0, -1, None, 0, **{**good, **change})
     assert (out[0] == SENTINEL_STATUS).all()
@@ -877,23 +942,66 @@ def test_rejects_bad_adrg_gate(cy):
         cy.group_cases(*plan, *batch, *out, 0, -1, None, 0, mdc_entry_exact=1)
 
 
-@pytest.mark.parametrize("damage", ["range past the entries", "negative range", "entry past the ADRGs",
-                                    "negative entry"])
-def test_malformed_adrg_gate_lists_only_stop_the_skipping(cy, damage):
-    """The gate's lists are bounds-checked where the kernel reads them (checking every code id's
-    list up front would cost more than grouping one case): a bad range or entry makes every ADRG a
-    candidate, so the results stay those of the reference."""
+@pytest.mark.parametrize("damage", ["class past the rows", "every class past the rows"])
+def test_malformed_adrg_gate_classes_only_stop_the_skipping(cy, damage):
+    """The classes are bounds-checked where the kernel reads them (checking every code id's up front
+    would cost more than grouping one case): one out of range makes every ADRG and MDC a candidate,
+    so the results stay those of the reference."""
     plan, batch = random_plan(402, n_conditions=40), random_cases(502, 1500)
     options = adrg_gate_options(plan)
-    start, entries = options["adrg_gate_start"].copy(), options["adrg_gate_entries"].copy()
-    if damage == "range past the entries":
-        start[1:] += len(entries)
-    elif damage == "negative range":
-        start[1:] -= len(entries) + 5
+    classes = options["adrg_gate_class"].copy()
+    if damage == "class past the rows":
+        classes[::3, :] = len(options["adrg_gate_rows"])
     else:
-        entries[:] = (1 << 20) if damage == "entry past the ADRGs" else -3
-    expected = run(_kernel_py, plan, batch)
-    out = new_outputs(len(batch[5]))
-    cy.group_cases(*plan, *batch, *out, 0, -1, None, 0,
-                   **{**options, "adrg_gate_start": start, "adrg_gate_entries": entries})
-    assert (np.stack([o.astype(np.int64) for o in out], axis=1) == expected).all()
+        classes[:] = 60_000
+    parity_with(cy, plan, batch, {**options, "adrg_gate_class": classes})
+
+
+# --------------------------------------------------------------------------- short-circuit jumps, bulk invalid checks
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_parity_with_jumps_and_field_invalids(cy, seed):
+    """Short-circuit `and` / `or` (JUMP_IF_FALSE / JUMP_IF_TRUE) and leading field-only `invalid`
+    rules (checked in bulk, a block of rows at a time, by the compiled kernel) give the reference's
+    results, with and without the ADRG-level gate and second attempts."""
+    plan = random_plan(600 + seed, n_conditions=40, jumps=True, field_invalids=4)
+    batch = random_cases(700 + seed, 1500)   # more than one block of rows (ROWS = 128), a partial last one
+    program = plan[2]
+    assert (program[:, 0] == OP_JUMP_IF_FALSE).any() and (program[:, 0] == OP_JUMP_IF_TRUE).any()
+    expected = parity_with(cy, plan, batch, {})
+    bulk = (expected[:, 0] == INVALID) & (expected[:, 4] >= 0) & (expected[:, 4] < 4)
+    assert bulk.sum() > 50 and (expected[:, 0] != INVALID).sum() > 50   # both the bulk rules and grouping matter
+    for behaviour in (SECOND_ATTEMPT | NO_DRG_STATUS, SECOND_ATTEMPT | ATTEMPT_ALONE | LAST_ENTERED):
+        parity_with(cy, plan, batch, adrg_gate_options(plan), behaviour)
+    for start, stop in ((5, 700), (129, 131), (1499, 1500)):      # blocks counted from `start`
+        full = run(_kernel_py, plan, batch)
+        part = run(cy, plan, batch, start, stop)
+        assert (part[start:stop] == full[start:stop]).all()
+
+
+def test_jumps_by_hand(kernel):
+    """`A and B` as A, JUMP_IF_FALSE 1, B and `A or B` as A, JUMP_IF_TRUE 1, B: the truth tables, and
+    a jumped-over right side that would fail (a stack underflow) is never run."""
+    for a in (0, 1):
+        for b in (0, 1):
+            assert truth(kernel, [I(OP_CONST, a), I(OP_JUMP_IF_FALSE, 1), I(OP_CONST, b)]) == bool(a and b)
+            assert truth(kernel, [I(OP_CONST, a), I(OP_JUMP_IF_TRUE, 1), I(OP_CONST, b)]) == bool(a or b)
+            # (a or b) and not a, with both jumps landing on the same instruction count
+            assert truth(kernel, [I(OP_CONST, a), I(OP_JUMP_IF_TRUE, 1), I(OP_CONST, b), I(OP_JUMP_IF_FALSE, 2),
+                                  I(OP_CONST, a), I(OP_NOT)]) == bool((a or b) and not a)
+
+
+@pytest.mark.parametrize("program, match", [
+    ([I(OP_JUMP_IF_FALSE, 0), I(OP_CONST, 1)], "underflow"),
+    ([I(OP_CONST, 1), I(OP_JUMP_IF_FALSE, 2), I(OP_CONST, 1)], "leaves the condition"),
+    ([I(OP_CONST, 1), I(OP_JUMP_IF_TRUE, -1), I(OP_CONST, 1)], "leaves the condition"),
+    ([I(OP_CONST, 1), I(OP_JUMP_IF_TRUE, 0), I(OP_CONST, 1)], "stack depth"),
+    ([I(OP_CONST, 1), I(OP_JUMP_IF_TRUE, 2), I(OP_CONST, 1), I(OP_CONST, 1)], "stack depth"),
+])
+def test_rejects_bad_jumps(cy, program, match):
+    pb = PlanBuilder()
+    k = pb.cond(*program)
+    pb.mdc(k, [])
+    plan, batch = pb.build(), make_batch([([1], [], None)])
+    with pytest.raises(ValueError, match=match):
+        run(cy, plan, batch)

@@ -309,8 +309,9 @@ class _Compiler:
         adrg_gate_mask, adrg_gate_free = adrg_gates(program, self.cond_start, mdc_adrg_start, adrg_cond, set_bits,
                                                     len(codes) + len(self.prefixes))
         mdc_entry_exact = exact_entries(program, self.cond_start, mdc_cond, set_bits, pdx_mdc_mask)
-        adrg_gate_start, adrg_gate_entries, adrg_gate_none = adrg_gate_lists(
-            program, self.cond_start, adrg_cond, set_bits, len(codes) + len(self.prefixes))
+        adrg_gate_class, adrg_gate_rows = adrg_gate_classes(
+            program, self.cond_start, adrg_cond + qy_cond[:len(top_qys)] + mdc_cond, set_bits,
+            len(codes) + len(self.prefixes), pdx_mdc_mask)
         return ir.Plan(
             name=s.header.name, version=s.header.version, codes=codes,
             depts=list(self.depts), labels=list(self.labels),
@@ -335,7 +336,7 @@ class _Compiler:
             code_names=self.code_names(),
             drg_weights=self.drg_weights([d.code for d in drgs] + qy_codes),
             pdx_mdc_mask=pdx_mdc_mask, adrg_gate_mask=adrg_gate_mask, adrg_gate_free=adrg_gate_free,
-            adrg_gate_start=adrg_gate_start, adrg_gate_entries=adrg_gate_entries, adrg_gate_none=adrg_gate_none,
+            adrg_gate_class=adrg_gate_class, adrg_gate_rows=adrg_gate_rows,
             mdc_entry_exact=mdc_entry_exact,
             mdc_qy_start=i32(mdc_qy_start), qy_cond=i32(qy_cond), qy_mdc=i32(qy_mdc), qy_drg=i32(qy_drg),
             adrg_qy=i32(adrg_qy), qy_codes=[q.code for q, _ in qys],
@@ -480,17 +481,22 @@ def adrg_gates(program: np.ndarray, cond_start, mdc_adrg_start, adrg_cond, set_b
 
 def exact_entries(program: np.ndarray, cond_start, mdc_cond, set_bits: np.ndarray, pdx_mdc_mask) -> int:
     """The MDCs whose entry is exactly `pdx in S` (program: GATE pdx S, then a true CONST) with
-    pdx_mdc_mask's bit equal to membership in S for every code id (see ir.Plan.mdc_entry_exact)."""
+    pdx_mdc_mask's bit equal to membership in S for every code id, or `true` (a true CONST) with the
+    bit set for every code id (see ir.Plan.mdc_entry_exact)."""
     if pdx_mdc_mask is None:
         return 0
     exact = 0
     for m, k in enumerate(mdc_cond):
         rows = program[cond_start[k]:cond_start[k + 1]]
-        if (len(rows) != 2 or rows[0, 0] != ir.OP_GATE or rows[0, 1] != ir.PDX
+        members = np.ones(len(pdx_mdc_mask), dtype=bool)
+        if len(rows) == 1 and rows[0, 0] == ir.OP_CONST and rows[0, 1] != 0:
+            pass
+        elif (len(rows) != 2 or rows[0, 0] != ir.OP_GATE or rows[0, 1] != ir.PDX
                 or rows[1, 0] != ir.OP_CONST or rows[1, 1] == 0):
             continue
-        members = np.zeros(len(pdx_mdc_mask), dtype=bool)
-        members[set_codes(set_bits, int(rows[0, 2]), len(pdx_mdc_mask) - 1)] = True
+        else:
+            members[:] = False
+            members[set_codes(set_bits, int(rows[0, 2]), len(pdx_mdc_mask) - 1)] = True
         if np.array_equal((pdx_mdc_mask >> np.uint64(m)) & np.uint64(1) == 1, members):
             exact |= 1 << m
     return exact
@@ -512,32 +518,41 @@ def set_codes(set_bits: np.ndarray, s: int, n_codes: int) -> np.ndarray:
     return np.flatnonzero(np.unpackbits(set_bits[s].view(np.uint8), bitorder="little")[:n_codes + 1])
 
 
-def adrg_gate_lists(program: np.ndarray, cond_start, adrg_cond, set_bits: np.ndarray,
-                    n_codes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[None, None, None]:
-    """The ADRG-level gate (see ir.Plan.adrg_gate_start): per code id, the ADRGs whose GATE on the
-    principal diagnosis or procedure holds the code (of several such GATEs, the one with the fewest
-    codes); and the bitmap of ADRGs without such a GATE. Only principal-item gates: the kernel then
-    looks up two codes per case, not every code."""
-    n_adrg = len(adrg_cond)
-    if n_adrg > ir.MAX_GATED_ADRGS:
-        return None, None, None
+# Item roles of the ADRG-level gate (ir.Plan.adrg_gate_class columns) and the roles a GATE's scope needs.
+GATE_ROLES = {ir.PDX: (0,), ir.DX: (0, 1), ir.SDX: (1,), ir.PPROC: (2,), ir.PROC: (2, 3), ir.SPROC: (3,)}
+
+
+def adrg_gate_classes(program: np.ndarray, cond_start, slot_conds, set_bits: np.ndarray, n_codes: int,
+                      pdx_mdc_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """The ADRG-level gate (see ir.Plan.adrg_gate_class): slot t is condition slot_conds[t] (the
+    ADRGs, then the top-level qy rules, then the MDC entries). Each slot's condition gives one GATE (a principal-item one
+    if it has one, of those the set with the fewest codes): its codes get the slot in the roles its
+    scope needs. Per code id and role, the slots form a bitmap (a principal diagnosis's also has
+    its pdx_mdc_mask word after them); equal bitmaps share one row of adrg_gate_rows, whose row 0
+    holds the slots without a GATE."""
+    n_slots = len(slot_conds)
+    if n_slots > ir.MAX_GATED_ADRGS:
+        return None, None
+    n_words = max(1, (n_slots + 63) // 64)
     popcount = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
-    free = np.zeros((n_adrg + 63) // 64, dtype=np.uint64)
-    codes, entries = [], []
-    for a, k in enumerate(adrg_cond):
+    ungated = np.zeros(n_words + 1, dtype=np.uint64)
+    bits = np.zeros((4, n_codes + 1, n_words + 1), dtype=np.uint64)
+    bits[0, :, n_words] = np.uint64(2**64 - 1) if pdx_mdc_mask is None else pdx_mdc_mask
+    for slot, k in enumerate(slot_conds):
         rows = program[cond_start[k]:cond_start[k + 1]]
-        gates = [(int(scope), int(s)) for scope, s in rows[rows[:, 0] == ir.OP_GATE, 1:3]
-                 if scope in (ir.PDX, ir.PPROC)]
+        gates = [(int(scope), int(s)) for scope, s in rows[rows[:, 0] == ir.OP_GATE, 1:3]]
         if not gates:
-            free[a // 64] |= np.uint64(1) << np.uint64(a % 64)
+            ungated[slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
             continue
-        scope, s = min(gates, key=lambda g: popcount[g[1]])
+        principal = [g for g in gates if g[0] in (ir.PDX, ir.PPROC)]
+        scope, s = min(principal or gates, key=lambda g: popcount[g[1]])
         ids = set_codes(set_bits, s, n_codes)
-        codes.append(ids)
-        entries.append(np.full(len(ids), a << 1 | (scope == ir.PPROC), dtype=np.int32))
-    codes = np.concatenate(codes) if codes else np.zeros(0, np.int64)
-    entries = np.concatenate(entries) if entries else np.zeros(0, np.int32)
-    order = np.argsort(codes, kind="stable")
-    start = np.zeros(n_codes + 2, dtype=np.int32)
-    np.cumsum(np.bincount(codes, minlength=n_codes + 1), out=start[1:])
-    return start, np.ascontiguousarray(entries[order]), free
+        for role in GATE_ROLES[scope]:
+            bits[role, ids, slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
+    flat = np.ascontiguousarray(bits.reshape(-1, n_words + 1))
+    rows, inverse = np.unique(flat.view(np.dtype((np.void, 8 * (n_words + 1)))).ravel(), return_inverse=True)
+    if len(rows) >= 2**16:   # classes are uint16 (a code's four in 8 bytes: one memory access per item)
+        return None, None
+    table = np.concatenate([ungated[None, :], np.frombuffer(rows.tobytes(), dtype=np.uint64).reshape(-1, n_words + 1)])
+    classes = (inverse.reshape(4, n_codes + 1).T + 1).astype(np.uint16)
+    return np.ascontiguousarray(classes), np.ascontiguousarray(table)

@@ -89,7 +89,7 @@ OPCODE_NAMES = ("CONST", "IN", "IN_UNLESS", "COUNT", "TAGSET", "HAS_TAG", "FIELD
 
 MAX_STACK = 64
 MAX_TAGS = 64  # distinct labels held by the tag register
-MAX_GATED_ADRGS = 1024  # the ADRG-level gate (Plan.adrg_gate_start) holds a bitmap of this many ADRGs per case
+MAX_GATED_ADRGS = 1024  # the ADRG-level gate (Plan.adrg_gate_class) holds a bitmap of this many ADRGs + qy rules
 
 # Result status codes (kernel output) and their names (result frame values)
 GROUPED, NO_ADRG, UNGROUPABLE, INVALID, NO_DRG, QY = range(6)
@@ -157,19 +157,23 @@ class Plan:
     # enters the MDC (so no_adrg results are unchanged) without testing its ADRGs. (None: > 64 MDCs.)
     adrg_gate_mask: np.ndarray | None = None
     adrg_gate_free: int = 0
-    # A gate per ADRG, on its principal item: the ADRGs with a GATE `pdx in S` (entry `a << 1`) or
-    # `pproc in S` (entry `a << 1 | 1`) whose S holds code id x are
-    # adrg_gate_entries[adrg_gate_start[x]:adrg_gate_start[x + 1]]; bit a of adrg_gate_none (uint64
-    # words) set when ADRG a has no such GATE. The compiled kernel tests only the ADRGs the case's
-    # principal diagnosis or procedure reaches (or without such a GATE); the result is the same.
-    # (None: more than MAX_GATED_ADRGS ADRGs.)
     # Bit m set when MDC m's entry is exactly `pdx in S` and pdx_mdc_mask's bit m says, for every code
-    # id, whether it is in S: for a case with a principal diagnosis the compiled kernel takes that bit
-    # as the entry's value without evaluating it (the result is the same).
+    # id, whether it is in S (or the entry is `true` and the bit is set for every code id): for a case
+    # with a principal diagnosis the compiled kernel takes that bit as the entry's value without
+    # evaluating it (the result is the same).
     mdc_entry_exact: int = 0
-    adrg_gate_start: np.ndarray | None = None    # int32[n_ids + 1]
-    adrg_gate_entries: np.ndarray | None = None  # int32[...]
-    adrg_gate_none: np.ndarray | None = None     # uint64[ceil(n_adrg / 64)]
+    # The ADRG-level gate. Slot t is ADRG t (t < n_adrg), then top-level qy rule q (t = n_adrg + q),
+    # then the entry of MDC m (t = n_adrg + len(top-level qy rules) + m); each slot's
+    # condition has one GATE chosen (a principal-item one if any, the fewest codes) or none. A code's
+    # role is its place in the case: principal diagnosis (0), other diagnosis (1), principal procedure
+    # (2), other procedure (3). Row adrg_gate_class[x, role] of adrg_gate_rows (uint64 words, bit t per
+    # slot) holds the slots whose GATE code id x passes in that role; row 0 the slots without a GATE.
+    # The compiled kernel ORs row 0 and the rows of the case's items and tests only those slots (the
+    # others' GATE would fail): the result is the same. A row's last word is, in a principal diagnosis's
+    # row, the code's pdx_mdc_mask (all ones without one): the kernel reads the code's data once.
+    # (None: more than MAX_GATED_ADRGS slots or 65,535 rows.)
+    adrg_gate_class: np.ndarray | None = None    # uint16[n_ids, 4]
+    adrg_gate_rows: np.ndarray | None = None     # uint64[n_rows, ceil(n_slots / 64) + 1]
     # Ambiguous groups (qy rules). Rule q holds on condition qy_cond[q] and gives status QY with MDC
     # qy_mdc[q] (-1: none) and drg_codes[qy_drg[q]] (QY codes follow the DRGs in drg_codes). Top-level
     # rules come first: those tried before MDC m are mdc_qy_start[m]:mdc_qy_start[m+1] (the last
