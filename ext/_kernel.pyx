@@ -143,6 +143,7 @@ cdef struct PlanC:
     Py_ssize_t n_slot_words
     Py_ssize_t n_adrg
     Py_ssize_t mdc_slot             # the gate's slot of MDC 0's entry (then MDC 1's, ...)
+    uint64_t qy_positions           # (at most 64 MDCs) bit m: top-level qy rules are tried before MDC m
     # qy rules (see ir.Plan): all NULL when the plan has none
     const int32_t* mdc_qy_start     # n_mdc + 2
     const int32_t* qy_cond
@@ -534,6 +535,21 @@ cdef void rows_hold(const PlanC* p, Py_ssize_t k, const int32_t* fields, Py_ssiz
         out[j] = alive[j] & stack[sp - 1][j]
 
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
+
+cdef inline uint64_t slot_bits(const uint64_t* words, Py_ssize_t first, Py_ssize_t n) noexcept nogil:
+    """Bits first:first + n (n <= 64) of a bitmap, as the low bits of a word."""
+    cdef Py_ssize_t w = first >> 6, shift = first & 63
+    cdef uint64_t bits = words[w] >> shift
+    if shift and 64 - shift < n:
+        bits |= words[w + 1] << (64 - shift)
+    if n < 64:
+        bits &= ((<uint64_t>1) << n) - 1
+    return bits
+
+
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
                            int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour,
                            Py_ssize_t first_invalid) noexcept nogil:
@@ -560,12 +576,33 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
         if eval_condition(p, p.invalid_cond[r], cs):
             set_result(status, mdc, adrg, drg, reason, ST_INVALID, -1, -1, -1, <int32_t>r)
             return
-    for m in range(p.n_mdc):
+    # The MDCs to visit, in order: all; with at most 64 MDCs only those whose entry can hold (the
+    # pdx's candidates, and with the gate the entries' slots) and those with top-level qy rules before them.
+    cdef uint64_t visit = <uint64_t>-1
+    cdef Py_ssize_t n_visit = p.n_mdc
+    if p.n_mdc <= 64:
+        visit = candidates
+        if gated != NULL:
+            visit &= slot_bits(gated, p.mdc_slot, p.n_mdc)
+        visit |= p.qy_positions
+        if p.n_mdc < 64:
+            visit &= ((<uint64_t>1) << p.n_mdc) - 1
+        n_visit = 64
+    for r in range(n_visit):
+        if visit == 0:
+            break
+        if p.n_mdc <= 64:
+            m = __builtin_ctzll(visit)
+            visit &= visit - 1
+        else:
+            m = r
+            if m >= p.n_mdc:
+                break
         q = top_level_qy(p, m, cs, gated)
         if q >= 0:
             set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
             return
-        if not (candidates >> m) & 1:   # the entry's pdx gate would fail: skip it unevaluated
+        if m < 64 and not (candidates >> m) & 1:   # the entry's pdx gate would fail: skip it unevaluated
             continue
         if not ((p.mdc_entry_exact >> m) & 1 and cs.n_dx > 0):
             ai = p.mdc_slot + m
@@ -945,6 +982,7 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.n_slot_words = 0
     p.n_adrg = n_adrg
     p.mdc_slot = 0
+    p.qy_positions = 0
     p.mdc_qy_start = NULL
     p.qy_cond = NULL
     p.qy_mdc = NULL
@@ -961,6 +999,9 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         p.qy_mdc = &qy_mdc[0] if qy_mdc.shape[0] > 0 else _NO_INT32
         p.qy_drg = &qy_drg[0] if qy_drg.shape[0] > 0 else _NO_INT32
         p.mdc_qy_start = &mdc_qy_start[0]
+        for k in range(min(n_mdc, 64)):
+            if mdc_qy_start[k] < mdc_qy_start[k + 1]:
+                p.qy_positions |= (<uint64_t>1) << k
         p.adrg_qy = &adrg_qy[0] if n_adrg > 0 else _NO_INT32
 
     if adrg_gate_class is not None:

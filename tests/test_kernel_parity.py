@@ -1005,3 +1005,17 @@ def test_rejects_bad_jumps(cy, program, match):
     plan, batch = pb.build(), make_batch([([1], [], None)])
     with pytest.raises(ValueError, match=match):
         run(cy, plan, batch)
+
+
+def test_more_than_64_mdcs(kernel):
+    """The compiled kernel visits only the MDCs whose entry can hold when there are at most 64 (a
+    bitmap); beyond, it walks them all: same results either way."""
+    pb = PlanBuilder(n_codes=90)
+    for m in range(70):
+        pb.mdc(pb.cond(I(OP_GATE, PDX, pb.set([m + 1])), I(OP_CONST, 1)),
+               [(pb.cond(I(OP_IN, PROC, pb.set([m % 7]))), [NO_CONDITION])])
+    batch = make_batch([([m + 1, 3], [m % 7 if m % 3 else 80], None) for m in range(70)] + [([85], [], None), ([], [1], None)])
+    got = run(kernel, pb.build(), batch)
+    expected = [(GROUPED, m, m, m) if m % 3 else (NO_ADRG, m, -1, -1) for m in range(70)]
+    assert [tuple(row[:4]) for row in got[:70].tolist()] == expected
+    assert got[70, 0] == UNGROUPABLE and got[71, 0] == UNGROUPABLE
