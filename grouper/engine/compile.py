@@ -149,7 +149,7 @@ class _Compiler:
             # Short-circuit: after each operand, a jump to the end when it decides the result (its value
             # stays on the stack), else the value is popped and the next operand decides. Cheap operands
             # first (the order of `and` / `or` operands cannot change their value).
-            items = sorted(cond.items, key=self.cost)
+            items = sorted(self.alternatives(cond) if isinstance(cond, ast.AnyOf) else cond.items, key=self.cost)
             if self.cost(cond) == 0:  # field tests only: nothing worth a jump (and the kernel checks these rows in bulk)
                 joiner = ir.OP_OR if isinstance(cond, ast.AnyOf) else ir.OP_AND
                 peak = self.emit(items[0], depth)
@@ -217,6 +217,47 @@ class _Compiler:
                 self.op(ir.OP_NOT)
             return depth + 1
         raise TypeError(f"cannot compile {cond!r}")
+
+    def alternatives(self, cond: ast.AnyOf) -> list[ast.Cond]:
+        """The alternatives of an `or`, nested ones (also through defines) flattened, and membership
+        tests of one scope (same quantifier `any`, same `unless`) merged into one over the union of
+        their sets: `any secondary dx in A unless U or any secondary dx in B unless U` is one scan.
+        (CHS-DRG 3.0's `cc_or_mcc = mcc or has_cc` scanned the secondary diagnoses twice.)"""
+        flat = []
+        for item in cond.items:
+            resolved = item
+            while isinstance(resolved, ast.DefineRef):
+                resolved = self.names.define_cond(resolved.name)
+            flat += self.alternatives(resolved) if isinstance(resolved, ast.AnyOf) else [resolved]
+        merged: dict[tuple, list] = {}   # (kind, scope, unless) → sets, in order of first appearance
+        out: list = []
+        for item in flat:
+            if isinstance(item, ast.OneIn):
+                key = ("one", item.scope, None)
+            elif isinstance(item, ast.ManyIn) and item.quant == "any":
+                u = item.unless
+                key = ("any", item.scope, None if u is None else (u.item_table, u.item_column, u.pdx_table, u.pdx_column))
+            else:
+                out.append(item)
+                continue
+            if key not in merged:
+                merged[key] = []
+                out.append(key)
+            merged[key].append((self.names.resolve(item.set), item))
+        result = []
+        for entry in out:
+            if not isinstance(entry, tuple):
+                result.append(entry)
+                continue
+            sets = list(dict.fromkeys(s for s, _ in merged[entry]))
+            first = merged[entry][0][1]
+            if len(sets) == 1:
+                result.append(first)
+            elif isinstance(first, ast.OneIn):
+                result.append(ast.OneIn(first.scope, _Union(tuple(sets))))
+            else:
+                result.append(ast.ManyIn("any", first.scope, _Union(tuple(sets)), first.unless))
+        return result
 
     def cost(self, cond: ast.Cond) -> int:
         """A rough rank of what evaluating `cond` costs: a field comparison, one item's bit, a list scan."""
