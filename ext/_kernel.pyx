@@ -550,6 +550,21 @@ cdef inline uint64_t slot_bits(const uint64_t* words, Py_ssize_t first, Py_ssize
     return bits
 
 
+cdef inline Py_ssize_t next_slot(const uint64_t* gated, Py_ssize_t t, Py_ssize_t stop) noexcept nogil:
+    """The first slot >= t (and < stop, else stop) set in gated; t itself when gated is NULL."""
+    if gated == NULL or t >= stop:
+        return t
+    cdef Py_ssize_t w = t >> 6
+    cdef uint64_t bits = gated[w] & ((<uint64_t>-1) << (t & 63))
+    while bits == 0:
+        w += 1
+        if w << 6 >= stop:
+            return stop
+        bits = gated[w]
+    t = (w << 6) + __builtin_ctzll(bits)
+    return t if t < stop else stop
+
+
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
                            int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour,
                            Py_ssize_t first_invalid) noexcept nogil:
@@ -613,9 +628,11 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
         if not (reachable >> m) & 1:    # entered, but every ADRG's gate would fail
             last_entered = m
             continue
-        for ai in range(p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]):
-            if gated != NULL and not (gated[ai >> 6] >> (ai & 63)) & 1:
-                continue    # its gate would fail: skip it unevaluated
+        ai = p.mdc_adrg_start[m] - 1
+        while True:
+            ai = next_slot(gated, ai + 1, p.mdc_adrg_start[m + 1])   # the ADRGs whose gate fails are skipped
+            if ai >= p.mdc_adrg_start[m + 1]:
+                break
             if not eval_condition(p, p.adrg_cond[ai], cs):
                 continue
             if p.adrg_qy != NULL and p.adrg_qy[ai] != NOT_QY:   # a qy rule among the ADRGs: ends grouping
