@@ -137,7 +137,8 @@ cdef struct PlanC:
     const uint64_t* adrg_gate_mask  # NULL, or per code id: bit m set when the code is in an ADRG gate of MDC m
     uint64_t adrg_gate_free         # MDCs with an ADRG without a gate (see ir.Plan)
     uint64_t mdc_entry_exact        # MDCs whose entry is pdx_mdc_mask's bit when there is a pdx (see ir.Plan)
-    const uint16_t* adrg_gate_class # NULL, or per code id and role: its row of adrg_gate_rows (see ir.Plan)
+    const uint16_t* adrg_gate_class # NULL, or per code id: its rows as principal diagnosis / procedure (see ir.Plan)
+    const uint8_t* adrg_gate_other  # per code id: its rows as another diagnosis / procedure
     const uint64_t* adrg_gate_rows  # row r at adrg_gate_rows + r * (n_slot_words + 1); row 0: slots without a gate
     Py_ssize_t n_gate_rows
     Py_ssize_t n_slot_words
@@ -414,9 +415,14 @@ cdef inline bint gated_slots(const PlanC* p, const CaseC* cs, uint64_t* gated, u
         gated[w] = p.adrg_gate_rows[w]
     for j in range(cs.n_dx + cs.n_px):
         if j < cs.n_dx:
-            c = p.adrg_gate_class[<Py_ssize_t>cs.dx[j] * 4 + (0 if j == 0 else 1)]
+            if j == 0:
+                c = p.adrg_gate_class[<Py_ssize_t>cs.dx[0] * 2]
+            else:
+                c = p.adrg_gate_other[<Py_ssize_t>cs.dx[j] * 2]
+        elif j == cs.n_dx:
+            c = p.adrg_gate_class[<Py_ssize_t>cs.px[0] * 2 + 1]
         else:
-            c = p.adrg_gate_class[<Py_ssize_t>cs.px[j - cs.n_dx] * 4 + (2 if j == cs.n_dx else 3)]
+            c = p.adrg_gate_other[<Py_ssize_t>cs.px[j - cs.n_dx] * 2 + 1]
         if c >= p.n_gate_rows:
             for w in range(n_words):
                 gated[w] = <uint64_t>-1
@@ -847,21 +853,22 @@ cdef const uint64_t* _mdc_mask(str name, const uint64_t[::1] mask, Py_ssize_t n_
     return &mask[0]
 
 
-cdef int check_adrg_gate(const uint16_t[:, ::1] classes, const uint64_t[:, ::1] rows, Py_ssize_t n_slots,
-                         Py_ssize_t map_width) except -1:
+cdef int check_adrg_gate(const uint16_t[:, ::1] classes, const uint8_t[:, ::1] other, const uint64_t[:, ::1] rows,
+                         Py_ssize_t n_slots, Py_ssize_t map_width) except -1:
     """The shapes of the ADRG-level gate (ir.Plan.adrg_gate_class); the classes are bounds-checked
     where they are read (gated_slots)."""
-    if rows is None:
-        raise ValueError("adrg_gate_class and adrg_gate_rows go together: give both or none")
+    if rows is None or other is None:
+        raise ValueError("adrg_gate_class, adrg_gate_other and adrg_gate_rows go together: give all or none")
     if n_slots > MAX_GATED_ADRGS:
         raise ValueError(f"the ADRG-level gate holds {MAX_GATED_ADRGS} ADRGs, qy rules and MDCs, the plan has {n_slots}")
     if rows.shape[1] != max(1, (n_slots + 63) // 64) + 1 or rows.shape[0] < 1:
         raise ValueError(f"adrg_gate_rows has shape ({rows.shape[0]}, {rows.shape[1]}), expected "
                          f"(at least 1, {max(1, (n_slots + 63) // 64) + 1}): one bit per ADRG, top-level "
                          f"qy rule and MDC, then an MDC word")
-    if classes.shape[0] != map_width or classes.shape[1] != 4 or map_width < 1:
-        raise ValueError(f"adrg_gate_class has shape ({classes.shape[0]}, {classes.shape[1]}), "
-                         f"expected one row of 4 per code id ({map_width}, 4)")
+    for name, shape in (("adrg_gate_class", (classes.shape[0], classes.shape[1])),
+                        ("adrg_gate_other", (other.shape[0], other.shape[1]))):
+        if shape[0] != map_width or shape[1] != 2 or map_width < 1:
+            raise ValueError(f"{name} has shape {shape}, expected one row of 2 per code id ({map_width}, 2)")
     return 0
 
 
@@ -892,7 +899,8 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const int32_t[::1] qy_mdc=None, const int32_t[::1] qy_drg=None,
                 const int32_t[::1] adrg_qy=None,
                 const uint64_t[::1] adrg_gate_mask=None, uint64_t adrg_gate_free=0,
-                const uint16_t[:, ::1] adrg_gate_class=None, const uint64_t[:, ::1] adrg_gate_rows=None,
+                const uint16_t[:, ::1] adrg_gate_class=None, const uint8_t[:, ::1] adrg_gate_other=None,
+                const uint64_t[:, ::1] adrg_gate_rows=None,
                 uint64_t mdc_entry_exact=0,
                 bint plan_checked=False):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
@@ -994,6 +1002,7 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         raise ValueError("mdc_entry_exact needs pdx_mdc_mask")
     p.mdc_entry_exact = mdc_entry_exact
     p.adrg_gate_class = NULL
+    p.adrg_gate_other = NULL
     p.adrg_gate_rows = NULL
     p.n_gate_rows = 0
     p.n_slot_words = 0
@@ -1024,13 +1033,14 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     if adrg_gate_class is not None:
         # slots: the ADRGs, the top-level qy rules (those before the MDCs' pseudo-ADRGs), the MDC entries
         p.mdc_slot = n_adrg + (mdc_qy_start[n_mdc + 1] if p.mdc_qy_start != NULL else 0)
-        check_adrg_gate(adrg_gate_class, adrg_gate_rows, p.mdc_slot + n_mdc, map_width)
+        check_adrg_gate(adrg_gate_class, adrg_gate_other, adrg_gate_rows, p.mdc_slot + n_mdc, map_width)
         p.adrg_gate_class = &adrg_gate_class[0, 0]
+        p.adrg_gate_other = &adrg_gate_other[0, 0]
         p.adrg_gate_rows = &adrg_gate_rows[0, 0]
         p.n_gate_rows = adrg_gate_rows.shape[0]
         p.n_slot_words = adrg_gate_rows.shape[1] - 1
-    elif adrg_gate_rows is not None:
-        raise ValueError("adrg_gate_class and adrg_gate_rows go together: give both or none")
+    elif adrg_gate_rows is not None or adrg_gate_other is not None:
+        raise ValueError("adrg_gate_class, adrg_gate_other and adrg_gate_rows go together: give all or none")
 
     cdef const int64_t* dx_off = &dx_offsets[0]
     cdef const int64_t* px_off = &px_offsets[0]

@@ -140,8 +140,8 @@ def test_adrg_gate_only_skips_work(chs20_scheme, golden20_cases, golden_cases):
     # MDCA (entered by every case) has a gate on each of its ADRGs, so it can be skipped
     assert plan.adrg_gate_mask is not None and not (plan.adrg_gate_free >> mdca) & 1
     assert (plan.adrg_gate_mask[1:] >> mdca & 1).sum() > 0
-    without = dataclasses.replace(plan, adrg_gate_mask=None, adrg_gate_class=None, adrg_gate_rows=None,
-                                  mdc_entry_exact=0)
+    without = dataclasses.replace(plan, adrg_gate_mask=None, adrg_gate_class=None, adrg_gate_other=None,
+                                  adrg_gate_rows=None, mdc_entry_exact=0)
     for cases in (golden20_cases, golden_cases):
         assert group_frame(plan, cases).equals(group_frame(without, cases))
     sample = golden20_cases.gather(list(range(0, golden20_cases.height, 7)))
@@ -163,7 +163,7 @@ def test_adrg_and_entry_gates_only_skip_work(chs20_scheme, golden20_cases, golde
     assert plan.adrg_gate_class is not None and len(plan.adrg_gate_rows) > 100
     # nearly every ADRG, top-level qy rule and MDC entry has a gate: at most a handful are always tested
     assert sum(bin(int(w)).count("1") for w in plan.adrg_gate_rows[0, :-1]) < len(plan.adrg_codes) // 10
-    no_adrg_gate = dict(adrg_gate_class=None, adrg_gate_rows=None)
+    no_adrg_gate = dict(adrg_gate_class=None, adrg_gate_other=None, adrg_gate_rows=None)
     variant = dataclasses.replace(plan, **{"adrg_gate": {"mdc_entry_exact": 0},
                                            "mdc_entry_exact": no_adrg_gate,
                                            "mdc_level_only": {**no_adrg_gate, "mdc_entry_exact": 0}}[part])

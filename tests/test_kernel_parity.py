@@ -875,9 +875,9 @@ def adrg_gate_options(plan) -> dict:
     from grouper.engine.compile import adrg_gate_classes
 
     set_bits, label_maps, program, cond_start, _, mdc_cond, _, adrg_cond = plan[:8]
-    classes, rows = adrg_gate_classes(program, cond_start, list(adrg_cond) + list(mdc_cond), set_bits,
-                                      label_maps.shape[1] - 1, None)
-    return {"adrg_gate_class": classes, "adrg_gate_rows": rows}
+    classes, other, rows = adrg_gate_classes(program, cond_start, list(adrg_cond) + list(mdc_cond), set_bits,
+                                             label_maps.shape[1] - 1, None)
+    return {"adrg_gate_class": classes, "adrg_gate_other": other, "adrg_gate_rows": rows}
 
 
 def parity_with(cy, plan, batch, options: dict, behaviour: int = 0, pdx_mdc_mask=None):
@@ -921,10 +921,11 @@ def test_adrg_gate_rows_carry_the_pdx_mdc_mask(cy):
                 if op == OP_GATE and a == PDX:
                     inside = (set_bits[b, np.arange(width) >> 6] >> (np.arange(width) & 63).astype(np.uint64)) & np.uint64(1)
                     mask[inside == 0] &= ~np.uint64(1 << m)
-        classes, gate_rows = adrg_gate_classes(program, cond_start, list(adrg_cond) + list(mdc_cond), set_bits,
-                                               width - 1, mask)
+        classes, other, gate_rows = adrg_gate_classes(program, cond_start, list(adrg_cond) + list(mdc_cond),
+                                                      set_bits, width - 1, mask)
         assert (gate_rows[classes[:, 0], -1] == mask).all()
-        parity_with(cy, plan, batch, {"adrg_gate_class": classes, "adrg_gate_rows": gate_rows}, pdx_mdc_mask=mask)
+        parity_with(cy, plan, batch, {"adrg_gate_class": classes, "adrg_gate_other": other, "adrg_gate_rows": gate_rows},
+                    pdx_mdc_mask=mask)
 
 
 def test_rejects_bad_adrg_gate(cy):
@@ -932,8 +933,11 @@ def test_rejects_bad_adrg_gate(cy):
     good = adrg_gate_options(plan)
     out = new_outputs(10)
     for change, match in ((dict(adrg_gate_class=good["adrg_gate_class"][:-1].copy()), "adrg_gate_class has"),
+                          (dict(adrg_gate_other=np.zeros((len(good["adrg_gate_other"]), 4), np.uint8)),
+                           "adrg_gate_other has"),
                           (dict(adrg_gate_rows=np.zeros((3, 9), np.uint64)), "adrg_gate_rows has"),
                           (dict(adrg_gate_rows=None), "go together"),
+                          (dict(adrg_gate_other=None), "go together"),
                           (dict(adrg_gate_class=None), "go together")):
         with pytest.raises(ValueError, match=match):
             cy.group_cases(*plan, *batch, *out, 0, -1, None, 0, **{**good, **change})
@@ -942,19 +946,21 @@ def test_rejects_bad_adrg_gate(cy):
         cy.group_cases(*plan, *batch, *out, 0, -1, None, 0, mdc_entry_exact=1)
 
 
-@pytest.mark.parametrize("damage", ["class past the rows", "every class past the rows"])
+@pytest.mark.parametrize("damage", ["class past the rows", "every class past the rows", "other class past the rows"])
 def test_malformed_adrg_gate_classes_only_stop_the_skipping(cy, damage):
     """The classes are bounds-checked where the kernel reads them (checking every code id's up front
     would cost more than grouping one case): one out of range makes every ADRG and MDC a candidate,
     so the results stay those of the reference."""
     plan, batch = random_plan(402, n_conditions=40), random_cases(502, 1500)
     options = adrg_gate_options(plan)
-    classes = options["adrg_gate_class"].copy()
+    classes, other = options["adrg_gate_class"].copy(), options["adrg_gate_other"].copy()
     if damage == "class past the rows":
         classes[::3, :] = len(options["adrg_gate_rows"])
-    else:
+    elif damage == "every class past the rows":
         classes[:] = 60_000
-    parity_with(cy, plan, batch, {**options, "adrg_gate_class": classes})
+    else:
+        other[::2, :] = 255
+    parity_with(cy, plan, batch, {**options, "adrg_gate_class": classes, "adrg_gate_other": other})
 
 
 # --------------------------------------------------------------------------- short-circuit jumps, bulk invalid checks

@@ -224,7 +224,7 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
                 out_status, out_mdc, out_adrg, out_drg, out_reason, start: int = 0, stop: int = -1,
                 pdx_mdc_mask=None, behaviour: int = 0, mdc_qy_start=None, qy_cond=None, qy_mdc=None,
                 qy_drg=None, adrg_qy=None, adrg_gate_mask=None, adrg_gate_free: int = 0,
-                adrg_gate_class=None, adrg_gate_rows=None, mdc_entry_exact: int = 0,
+                adrg_gate_class=None, adrg_gate_other=None, adrg_gate_rows=None, mdc_entry_exact: int = 0,
                 plan_checked: bool = False) -> None:
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
@@ -233,7 +233,7 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
     reason -1). Outputs: status uint8[n], mdc/adrg/drg/reason int32[n]. behaviour: ir.NO_DRG_STATUS |
     ir.SECOND_ATTEMPT | ir.ATTEMPT_ALONE | ir.LAST_ENTERED (the scheme's settings). The qy arrays (all or none) are those of
     ir.Plan.qy_args(). adrg_gate_mask / adrg_gate_free: ir.Plan's (optional; only skip work).
-    adrg_gate_class / adrg_gate_rows: ir.Plan's ADRG-level gate, used by the compiled kernel only (it
+    adrg_gate_class / adrg_gate_other / adrg_gate_rows: ir.Plan's ADRG-level gate, used by the compiled kernel only (it
     only skips work): here every ADRG and qy rule is tested, so the parity tests check it.
     mdc_entry_exact: ir.Plan's, likewise used by the compiled kernel only (here every entry is evaluated).
     """

@@ -350,7 +350,7 @@ class _Compiler:
         adrg_gate_mask, adrg_gate_free = adrg_gates(program, self.cond_start, mdc_adrg_start, adrg_cond, set_bits,
                                                     len(codes) + len(self.prefixes))
         mdc_entry_exact = exact_entries(program, self.cond_start, mdc_cond, set_bits, pdx_mdc_mask)
-        adrg_gate_class, adrg_gate_rows = adrg_gate_classes(
+        adrg_gate_class, adrg_gate_other, adrg_gate_rows = adrg_gate_classes(
             program, self.cond_start, adrg_cond + qy_cond[:len(top_qys)] + mdc_cond, set_bits,
             len(codes) + len(self.prefixes), pdx_mdc_mask)
         return ir.Plan(
@@ -377,7 +377,7 @@ class _Compiler:
             code_names=self.code_names(),
             drg_weights=self.drg_weights([d.code for d in drgs] + qy_codes),
             pdx_mdc_mask=pdx_mdc_mask, adrg_gate_mask=adrg_gate_mask, adrg_gate_free=adrg_gate_free,
-            adrg_gate_class=adrg_gate_class, adrg_gate_rows=adrg_gate_rows,
+            adrg_gate_class=adrg_gate_class, adrg_gate_other=adrg_gate_other, adrg_gate_rows=adrg_gate_rows,
             mdc_entry_exact=mdc_entry_exact,
             mdc_qy_start=i32(mdc_qy_start), qy_cond=i32(qy_cond), qy_mdc=i32(qy_mdc), qy_drg=i32(qy_drg),
             adrg_qy=i32(adrg_qy), qy_codes=[q.code for q, _ in qys],
@@ -564,16 +564,16 @@ GATE_ROLES = {ir.PDX: (0,), ir.DX: (0, 1), ir.SDX: (1,), ir.PPROC: (2,), ir.PROC
 
 
 def adrg_gate_classes(program: np.ndarray, cond_start, slot_conds, set_bits: np.ndarray, n_codes: int,
-                      pdx_mdc_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+                      pdx_mdc_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[None, None, None]:
     """The ADRG-level gate (see ir.Plan.adrg_gate_class): slot t is condition slot_conds[t] (the
     ADRGs, then the top-level qy rules, then the MDC entries). Each slot's condition gives one GATE (a principal-item one
     if it has one, of those the set with the fewest codes): its codes get the slot in the roles its
     scope needs. Per code id and role, the slots form a bitmap (a principal diagnosis's also has
     its pdx_mdc_mask word after them); equal bitmaps share one row of adrg_gate_rows, whose row 0
-    holds the slots without a GATE."""
+    holds the slots without a GATE. Returns (adrg_gate_class, adrg_gate_other, adrg_gate_rows)."""
     n_slots = len(slot_conds)
     if n_slots > ir.MAX_GATED_ADRGS:
-        return None, None
+        return None, None, None
     n_words = max(1, (n_slots + 63) // 64)
     popcount = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
     ungated = np.zeros(n_words + 1, dtype=np.uint64)
@@ -590,10 +590,17 @@ def adrg_gate_classes(program: np.ndarray, cond_start, slot_conds, set_bits: np.
         ids = set_codes(set_bits, s, n_codes)
         for role in GATE_ROLES[scope]:
             bits[role, ids, slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
-    flat = np.ascontiguousarray(bits.reshape(-1, n_words + 1))
-    rows, inverse = np.unique(flat.view(np.dtype((np.void, 8 * (n_words + 1)))).ravel(), return_inverse=True)
-    if len(rows) >= 2**16:   # classes are uint16 (a code's four in 8 bytes: one memory access per item)
-        return None, None
-    table = np.concatenate([ungated[None, :], np.frombuffer(rows.tobytes(), dtype=np.uint64).reshape(-1, n_words + 1)])
-    classes = (inverse.reshape(4, n_codes + 1).T + 1).astype(np.uint16)
-    return np.ascontiguousarray(classes), np.ascontiguousarray(table)
+    def distinct(roles):
+        flat = np.ascontiguousarray(bits[list(roles)].reshape(-1, n_words + 1))
+        rows, inverse = np.unique(flat.view(np.dtype((np.void, 8 * (n_words + 1)))).ravel(), return_inverse=True)
+        return np.frombuffer(rows.tobytes(), dtype=np.uint64).reshape(-1, n_words + 1), inverse.reshape(2, n_codes + 1).T
+
+    # The other items' rows first, few (uint8 classes: a small table, read for most items of a case),
+    # then the principal items' (uint16).
+    other_rows, other = distinct((1, 3))
+    principal_rows, principal = distinct((0, 2))
+    if len(other_rows) >= 2**8 or 1 + len(other_rows) + len(principal_rows) >= 2**16:
+        return None, None, None
+    table = np.concatenate([ungated[None, :], other_rows, principal_rows])
+    return (np.ascontiguousarray(principal + 1 + len(other_rows), dtype=np.uint16),
+            np.ascontiguousarray(other + 1, dtype=np.uint8), np.ascontiguousarray(table))

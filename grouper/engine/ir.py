@@ -163,16 +163,18 @@ class Plan:
     # evaluating it (the result is the same).
     mdc_entry_exact: int = 0
     # The ADRG-level gate. Slot t is ADRG t (t < n_adrg), then top-level qy rule q (t = n_adrg + q),
-    # then the entry of MDC m (t = n_adrg + len(top-level qy rules) + m); each slot's
-    # condition has one GATE chosen (a principal-item one if any, the fewest codes) or none. A code's
-    # role is its place in the case: principal diagnosis (0), other diagnosis (1), principal procedure
-    # (2), other procedure (3). Row adrg_gate_class[x, role] of adrg_gate_rows (uint64 words, bit t per
-    # slot) holds the slots whose GATE code id x passes in that role; row 0 the slots without a GATE.
-    # The compiled kernel ORs row 0 and the rows of the case's items and tests only those slots (the
-    # others' GATE would fail): the result is the same. A row's last word is, in a principal diagnosis's
-    # row, the code's pdx_mdc_mask (all ones without one): the kernel reads the code's data once.
-    # (None: more than MAX_GATED_ADRGS slots or 65,535 rows.)
-    adrg_gate_class: np.ndarray | None = None    # uint16[n_ids, 4]
+    # then the entry of MDC m (t = n_adrg + len(top-level qy rules) + m); each slot's condition has
+    # one GATE chosen (a principal-item one if any, the fewest codes) or none. Row r of adrg_gate_rows
+    # (uint64 words, bit t per slot) is a set of slots: row adrg_gate_class[x, 0] holds those whose GATE
+    # code id x passes as the principal diagnosis, adrg_gate_class[x, 1] as the principal procedure,
+    # adrg_gate_other[x, 0] as another diagnosis, adrg_gate_other[x, 1] as another procedure (few
+    # distinct rows: a small uint8 table, read for most items); row 0 the slots without a GATE. The
+    # compiled kernel ORs row 0 and the rows of the case's items and tests only those slots (the others'
+    # GATE would fail): the result is the same. A row's last word is, in a principal diagnosis's row,
+    # the code's pdx_mdc_mask (all ones without one): the kernel reads the pdx's data once.
+    # (None: more than MAX_GATED_ADRGS slots, 255 rows for other items or 65,535 rows.)
+    adrg_gate_class: np.ndarray | None = None    # uint16[n_ids, 2]
+    adrg_gate_other: np.ndarray | None = None    # uint8[n_ids, 2]
     adrg_gate_rows: np.ndarray | None = None     # uint64[n_rows, ceil(n_slots / 64) + 1]
     # Ambiguous groups (qy rules). Rule q holds on condition qy_cond[q] and gives status QY with MDC
     # qy_mdc[q] (-1: none) and drg_codes[qy_drg[q]] (QY codes follow the DRGs in drg_codes). Top-level

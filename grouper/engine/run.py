@@ -28,7 +28,8 @@ def run_kernel(plan: ir.Plan, batch: Batch, *, threads: int | None = None, kerne
     if plan.adrg_gate_mask is not None:
         options.update(adrg_gate_mask=plan.adrg_gate_mask, adrg_gate_free=plan.adrg_gate_free)
     if plan.adrg_gate_class is not None:
-        options.update(adrg_gate_class=plan.adrg_gate_class, adrg_gate_rows=plan.adrg_gate_rows)
+        options.update(adrg_gate_class=plan.adrg_gate_class, adrg_gate_other=plan.adrg_gate_other,
+                       adrg_gate_rows=plan.adrg_gate_rows)
     entry = _PLAN_CHECKED.get(id(plan))
     if entry is not None and entry[0]() is plan and kernel in entry[1]:
         options["plan_checked"] = True
@@ -96,7 +97,7 @@ def _condition_plan(plan: ir.Plan, conds: tuple[int, ...]) -> ir.Plan:
     if sub is None:
         none, zero = np.zeros(0, np.int32), np.zeros(1, np.int32)
         sub = cached[1][conds] = dataclasses.replace(
-            plan, pdx_mdc_mask=None, adrg_gate_mask=None, adrg_gate_class=None, adrg_gate_rows=None,
+            plan, pdx_mdc_mask=None, adrg_gate_mask=None, adrg_gate_class=None, adrg_gate_other=None, adrg_gate_rows=None,
             mdc_entry_exact=0, behaviour=0, qy_cond=None,
             invalid_cond=np.array(conds, np.int32), mdc_cond=none, mdc_adrg_start=zero, adrg_cond=none,
             adrg_drg_start=zero, drg_cond=none)
