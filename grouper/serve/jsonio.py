@@ -1,9 +1,11 @@
 """Request and answer bodies as JSON: orjson (a C parser and writer) where it answers exactly as the
 standard library would, the standard library otherwise.
 
-`loads`: orjson first; whatever it refuses — malformed JSON, NaN / Infinity, integers beyond 64 bits,
-lone surrogates, UTF-16, nesting deeper than 1,024 — goes to `json.loads`, so the server reads (and
-refuses, with the same line and column) exactly what the standard library reads. `dumps`: orjson
+`loads`: orjson first; whatever it refuses — malformed JSON, NaN / Infinity, lone surrogates, UTF-16,
+nesting deeper than 1,024 — goes to `json.loads`, so the server reads (and refuses, with the same line
+and column) what the standard library reads. One difference: orjson reads an integer beyond 64 bits
+as a float (the standard library as an integer); the case reader (grouper.serve.cases) refuses both,
+a number beyond 64 bits however it is written, so the answer is the same. `dumps`: orjson
 (compact, UTF-8, the same shortest round-trip floats); an object it cannot write (a Decimal, an
 integer beyond 64 bits) goes to `json.dumps` as Starlette's JSONResponse writes it.
 """
