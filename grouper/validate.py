@@ -224,13 +224,19 @@ def _code_flag_bits(plan: ir.Plan) -> np.ndarray:
 
 
 def _enabled(plan: ir.Plan) -> np.ndarray:
-    """uint8 per ir.CHECKS: whether it runs (its level is not "off"; unknown_* need a dictionary)."""
+    """uint8 per ir.CHECKS: whether it runs (its level is not "off"; unknown_* need a dictionary).
+    Kept on the plan (plans are never changed in place): a single case (grouper.onecase) would
+    otherwise pay for it on every call, more than for its checks."""
+    cached = plan.__dict__.get("_enabled_checks")
+    if cached is not None:
+        return cached
     dictionaries = getattr(plan, "dictionary_sets", None) or {}
     on = [level_of(plan, code) != "off" for code in ir.CHECKS]
     for kind in ("dx", "proc"):
         if kind not in dictionaries:
             on[ir.CHECKS.index(f"unknown_{kind}")] = False
-    return np.array(on, dtype=np.uint8)
+    plan.__dict__["_enabled_checks"] = enabled = np.array(on, dtype=np.uint8)
+    return enabled
 
 
 def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,

@@ -385,15 +385,15 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
         state = runtime.state
         kind = kind_of(params, state)
         case = await read_json(request, limits)
-        check_case(case, "case")
+        text = check_case(case, "case")
         if case.get("id") is None:   # alone in its request, whatever batch it is grouped in
-            case = {**case, "id": 1}
+            case, text["id"] = {**case, "id": 1}, "1"
         key = (kind, flag(params, "estimate", state.pricing is not None), flag(params, "problems", False))
         # ~0.15 ms in plain Python (grouper.onecase): answered here, without a hop to the pool. A case it
         # declines, or one to estimate (the settle engine prices it), goes to the pool with the other such
         # cases of the moment (Batcher)
         result = None if key[1] and state.pricing is not None else service.group_one_fast(state, case, kind,
-                                                                                        problems=key[2])
+                                                                                        problems=key[2], text=text)
         if result is None:
             return JSONResponse(await runtime.batcher.submit(key, case))
         runtime.metrics.count_cases(kind, (result["status"],))

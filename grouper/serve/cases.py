@@ -186,9 +186,12 @@ def _joined_codes(column: list) -> list | None:
     return out
 
 
-def check_case(case, where: str = "case") -> None:
-    """Check the shape of one JSON case (a ShapeError names the field, e.g. case.age)."""
-    _case_into({name: [None] for name in FIELDS}, 0, case, where)
+def check_case(case, where: str = "case") -> dict[str, str | None]:
+    """Check the shape of one JSON case (a ShapeError names the field, e.g. case.age); its fields as
+    text (every field, None where absent), as `case_columns` gives them."""
+    columns = {name: [None] for name in FIELDS}
+    _case_into(columns, 0, case, where)
+    return {name: values[0] for name, values in columns.items()}
 
 
 def _case_into(columns: dict[str, list], i: int, case, at: str) -> None:
