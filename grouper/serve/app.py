@@ -93,10 +93,11 @@ class Metrics:
         hist[-2] += seconds
         hist[-1] += 1
 
-    def count_cases(self, kind: str, statuses) -> None:
-        for status in statuses:
+    def count_cases(self, kind: str, statuses, counts=None) -> None:
+        """Count cases by status: one each of `statuses`, and `counts` (status → number) when given."""
+        for status, n in [*((status, 1) for status in statuses), *(counts or {}).items()]:
             key = (kind, status or "none")
-            self.cases[key] = self.cases.get(key, 0) + 1
+            self.cases[key] = self.cases.get(key, 0) + n
 
     def text(self, state: State) -> str:
         lines = ["# HELP grouper_http_requests_total HTTP requests by route and status code.",
@@ -603,7 +604,7 @@ def _authorise(request: Request, limits: Limits) -> None:
 def _batch_json(runtime: Runtime, state: State, cases: list, kind: str, estimate: bool, problems: bool) -> bytes:
     """A batch's results as JSON bytes; without estimates or problems the frame is written by Polars."""
     grouped = service.group_cases(state, cases, kind, problems=problems, settlement=estimate)
-    runtime.metrics.count_cases(kind, grouped.results["status"].to_list())
+    runtime.metrics.count_cases(kind, (), dict(grouped.results["status"].value_counts().iter_rows()))
     if estimate or problems:
         rows = service.result_dicts(state, grouped, with_estimate=estimate)
         return dumps({"count": len(rows), "results": rows})
