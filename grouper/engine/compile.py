@@ -47,6 +47,7 @@ class _Compiler:
         self.cond_sources: list[str] = []
         self.max_depth = 0
         self.prefixes: list[str] = []                   # of the `prefix` sets (see ir.Plan.prefixes)
+        self.plain = False                              # emit as written: no reordering, no jumps (register)
 
     # ---- registries ----------------------------------------------------------------------
     def set_index(self, expr: ast.SetExpr) -> int:
@@ -92,19 +93,34 @@ class _Compiler:
             union = self.union_gate(atom)
             if union is not None:
                 gates.append(union)
+        if not rest:
+            rest = [ast.Always()]
+        body = rest[0] if len(rest) == 1 else ast.AllOf(tuple(rest))
+        self.register(gates, body)
         for atom in field_gates:  # one comparison: cheaper than any list scan (`age = 0 and ...` stops here)
             self.op(ir.OP_GATE_FIELD, ir.FIELD_IDS[atom.field], ir.CMP_IDS[atom.op], self.field_value(atom.field, atom.value))
         gates.sort(key=lambda atom: atom.scope not in ("pdx", "pproc"))  # one bit test before a list scan
         for atom in gates:
             self.op(ir.OP_GATE, ir.SCOPE_IDS[atom.scope], self.set_index(atom.set))
-        if not rest:
-            rest = [ast.Always()]
-        depth = self.emit(rest[0] if len(rest) == 1 else ast.AllOf(tuple(rest)), 0)
+        depth = self.emit(body, 0)
         if depth > ir.MAX_STACK:
             raise SchemeError([Diagnostic("too-deep", "error", f"condition nests too deeply (stack {depth} > {ir.MAX_STACK})", cond.span)])
         self.cond_start.append(len(self.program))
         self.cond_sources.append(source)
         return len(self.cond_start) - 2
+
+    def register(self, gates: list, body: ast.Cond) -> None:
+        """Number the sets, maps, labels and departments of a condition in the order it is written
+        (gates, then the rest), as a plain postfix emission would: the operands the compiler reorders
+        then change no index, so the plan's tables stay those of the scheme as written (what
+        `grouper synth history` draws from)."""
+        program, self.program, self.plain = self.program, [], True
+        try:
+            for atom in gates:
+                self.set_index(atom.set)
+            self.emit(body, 0)
+        finally:
+            self.program, self.plain = program, False
 
     def union_gate(self, cond: ast.Cond) -> ast.ManyIn | None:
         """For `A or B or ...` where every alternative requires some item of one scope in a set (e.g.
@@ -148,9 +164,9 @@ class _Compiler:
         if isinstance(cond, (ast.AnyOf, ast.AllOf)):
             # Short-circuit: after each operand, a jump to the end when it decides the result (its value
             # stays on the stack), else the value is popped and the next operand decides. Cheap operands
-            # first (the order of `and` / `or` operands cannot change their value).
-            items = sorted(self.alternatives(cond) if isinstance(cond, ast.AnyOf) else cond.items, key=self.cost)
-            if self.cost(cond) == 0:  # field tests only: nothing worth a jump (and the kernel checks these rows in bulk)
+            # first (the order of `and` / `or` operands cannot change their value). `plain`: as written.
+            items = list(cond.items) if self.plain else sorted(cond.items, key=self.cost)
+            if self.plain or self.cost(cond) == 0:  # field tests only: nothing worth a jump (and the kernel checks these rows in bulk)
                 joiner = ir.OP_OR if isinstance(cond, ast.AnyOf) else ir.OP_AND
                 peak = self.emit(items[0], depth)
                 for item in items[1:]:
@@ -217,47 +233,6 @@ class _Compiler:
                 self.op(ir.OP_NOT)
             return depth + 1
         raise TypeError(f"cannot compile {cond!r}")
-
-    def alternatives(self, cond: ast.AnyOf) -> list[ast.Cond]:
-        """The alternatives of an `or`, nested ones (also through defines) flattened, and membership
-        tests of one scope (same quantifier `any`, same `unless`) merged into one over the union of
-        their sets: `any secondary dx in A unless U or any secondary dx in B unless U` is one scan.
-        (CHS-DRG 3.0's `cc_or_mcc = mcc or has_cc` scanned the secondary diagnoses twice.)"""
-        flat = []
-        for item in cond.items:
-            resolved = item
-            while isinstance(resolved, ast.DefineRef):
-                resolved = self.names.define_cond(resolved.name)
-            flat += self.alternatives(resolved) if isinstance(resolved, ast.AnyOf) else [resolved]
-        merged: dict[tuple, list] = {}   # (kind, scope, unless) → sets, in order of first appearance
-        out: list = []
-        for item in flat:
-            if isinstance(item, ast.OneIn):
-                key = ("one", item.scope, None)
-            elif isinstance(item, ast.ManyIn) and item.quant == "any":
-                u = item.unless
-                key = ("any", item.scope, None if u is None else (u.item_table, u.item_column, u.pdx_table, u.pdx_column))
-            else:
-                out.append(item)
-                continue
-            if key not in merged:
-                merged[key] = []
-                out.append(key)
-            merged[key].append((self.names.resolve(item.set), item))
-        result = []
-        for entry in out:
-            if not isinstance(entry, tuple):
-                result.append(entry)
-                continue
-            sets = list(dict.fromkeys(s for s, _ in merged[entry]))
-            first = merged[entry][0][1]
-            if len(sets) == 1:
-                result.append(first)
-            elif isinstance(first, ast.OneIn):
-                result.append(ast.OneIn(first.scope, _Union(tuple(sets))))
-            else:
-                result.append(ast.ManyIn("any", first.scope, _Union(tuple(sets)), first.unless))
-        return result
 
     def cost(self, cond: ast.Cond) -> int:
         """A rough rank of what evaluating `cond` costs: a field comparison, one item's bit, a list scan."""
