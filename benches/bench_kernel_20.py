@@ -40,13 +40,15 @@ def batch20_same(plan20, cases_1m):
 def test_kernel_20_vs_11(benchmark, plan, batch_1m, plan20, batch20_own, batch20_same):
     """`run_kernel`, one thread: 1.1 on its cases, 2.0 on its cases, 2.0 on the 1.1 cases, interleaved
     round by round (so load from elsewhere on a shared machine hits all alike); medians. Also 2.0
-    without the MDC-level ADRG gate (plan.adrg_gate_mask), to show what that gate buys."""
+    without the ADRG gates (the item-class gate plan.adrg_gate_class, and the MDC-level
+    plan.adrg_gate_mask the kernel falls back to without it), to show what they buy."""
     import dataclasses
     import time
 
     benchmark.group = "kernel 2.0 vs 1.1"
     runs = {"1.1": (plan, batch_1m, []), "2.0": (plan20, batch20_own, []), "2.0 on 1.1 cases": (plan20, batch20_same, []),
-            "2.0 without ADRG gate": (dataclasses.replace(plan20, adrg_gate_mask=None), batch20_own, [])}
+            "2.0 without ADRG gate": (dataclasses.replace(plan20, adrg_gate_mask=None, adrg_gate_class=None,
+                                                          adrg_gate_other=None, adrg_gate_rows=None), batch20_own, [])}
 
     def interleaved():
         for p, batch, into in runs.values():

@@ -919,13 +919,14 @@ def test_adrg_gate_rows_carry_the_pdx_mdc_mask(cy):
             rows = program[cond_start[k]:cond_start[k + 1]]
             for op, a, b, *_ in rows:
                 if op == OP_GATE and a == PDX:
-                    inside = (set_bits[b, np.arange(width) >> 6] >> (np.arange(width) & 63).astype(np.uint64)) & np.uint64(1)
+                    ids = np.arange(width)
+                    inside = (set_bits[b, ids >> 6] >> (ids & 63).astype(np.uint64)) & np.uint64(1)
                     mask[inside == 0] &= ~np.uint64(1 << m)
         classes, other, gate_rows = adrg_gate_classes(program, cond_start, list(adrg_cond) + list(mdc_cond),
                                                       set_bits, width - 1, mask)
         assert (gate_rows[classes[:, 0], -1] == mask).all()
-        parity_with(cy, plan, batch, {"adrg_gate_class": classes, "adrg_gate_other": other, "adrg_gate_rows": gate_rows},
-                    pdx_mdc_mask=mask)
+        gate = {"adrg_gate_class": classes, "adrg_gate_other": other, "adrg_gate_rows": gate_rows}
+        parity_with(cy, plan, batch, gate, pdx_mdc_mask=mask)
 
 
 def test_rejects_bad_adrg_gate(cy):
@@ -1020,7 +1021,8 @@ def test_more_than_64_mdcs(kernel):
     for m in range(70):
         pb.mdc(pb.cond(I(OP_GATE, PDX, pb.set([m + 1])), I(OP_CONST, 1)),
                [(pb.cond(I(OP_IN, PROC, pb.set([m % 7]))), [NO_CONDITION])])
-    batch = make_batch([([m + 1, 3], [m % 7 if m % 3 else 80], None) for m in range(70)] + [([85], [], None), ([], [1], None)])
+    batch = make_batch([([m + 1, 3], [m % 7 if m % 3 else 80], None) for m in range(70)]
+                       + [([85], [], None), ([], [1], None)])
     got = run(kernel, pb.build(), batch)
     expected = [(GROUPED, m, m, m) if m % 3 else (NO_ADRG, m, -1, -1) for m in range(70)]
     assert [tuple(row[:4]) for row in got[:70].tolist()] == expected

@@ -166,7 +166,7 @@ class _Compiler:
             # stays on the stack), else the value is popped and the next operand decides. Cheap operands
             # first (the order of `and` / `or` operands cannot change their value). `plain`: as written.
             items = list(cond.items) if self.plain else sorted(cond.items, key=self.cost)
-            if self.plain or self.cost(cond) == 0:  # field tests only: nothing worth a jump (and the kernel checks these rows in bulk)
+            if self.plain or self.cost(cond) == 0:  # field tests only: nothing to skip (the kernel checks them in bulk)
                 joiner = ir.OP_OR if isinstance(cond, ast.AnyOf) else ir.OP_AND
                 peak = self.emit(items[0], depth)
                 for item in items[1:]:
