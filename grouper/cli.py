@@ -571,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import InputError, SchemeError, UsageError
     from .outputs import Terminated, os_error_in, os_error_text, raise_on_termination
 
+    _size_polars_pool(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     import warnings
 
@@ -610,6 +611,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _error(f"internal error (a bug in grouper, please report it): {type(exc).__name__}: {exc}; "
                       "set GROUPER_TRACEBACK=1 to see where", EXIT_INTERNAL)
+
+
+def _size_polars_pool(argv: list[str]) -> None:
+    """`grouper group --threads N`: Polars (reading, canonicalising, writing) uses N threads too, as the
+    kernel does, unless POLARS_MAX_THREADS says otherwise. Polars reads that variable once, when it is
+    first imported, so this runs before the parser is built (some wings' parsers import it)."""
+    if not argv or argv[0] != "group" or "polars" in sys.modules or os.environ.get("POLARS_MAX_THREADS"):
+        return
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int)
+    try:
+        threads = pre.parse_known_args(argv[1:])[0].threads
+    except SystemExit:   # a bad value: the real parser says so
+        return
+    if threads is not None and threads >= 1:
+        os.environ["POLARS_MAX_THREADS"] = str(threads)
 
 
 def _import_errors() -> tuple[type, ...]:
