@@ -342,10 +342,10 @@ def _write_group_outputs(args, scheme, report, console):
     first = grouping
     if Path(args.input).suffix.lower() in (".xlsx", ".xls"):   # read whole before the first batch
         first = f"reading {Path(args.input).name} (an Excel file is read whole first)"
-    if show:
+    if console is not None:
         from .console import progress
 
-        bar_context = progress(expected, first, enabled=True, estimated=estimated)
+        bar_context = progress(expected, first, enabled=show, estimated=estimated)
     else:
         bar_context = nullcontext(None)
     with atomic_outputs(args.output, args.report) as (output, report_path):
