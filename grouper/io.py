@@ -975,7 +975,7 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         # stripped here; a value left empty becomes null below, once stripped (not stripped twice)
         header = layout.scalar_sources[name]
         if header is not None:
-            return text(header).str.strip_chars()
+            return text(header).str.strip_chars() if _strip_needed(df[header]) else text(header)
         if name == "id":
             return pl.int_range(row_offset + 1, row_offset + pl.len() + 1).cast(pl.String)
         return pl.lit(None, dtype=pl.String)
@@ -1059,16 +1059,50 @@ def _wide_joined(principal: pl.Expr | None, others: list[pl.Expr]) -> pl.Expr:
     return pl.concat_str([principal.fill_null(""), *others], separator=_CELL_SEPARATOR, ignore_nulls=True)
 
 
+def _text_checks():
+    """The compiled column checks (ext/_text.pyx), or None when the module is not built."""
+    from .engine.kernel import companion
+
+    return companion("_text", None)
+
+
+def _strip_needed(column: pl.Series) -> bool:
+    """Whether stripping could change a value of `column` (a compiled look at each value's first
+    and last byte, no copy; text of another type, or without the compiled module: assume so)."""
+    checks = _text_checks()
+    if column.dtype != pl.String or checks is None:
+        return True
+    from .engine.encode import Text
+
+    return checks.strip_needed(*Text.of(column).kernel_args(), len(column))
+
+
+def _rows_matching_cleaning(joined: pl.Series) -> pl.Series:
+    """The rows of joined wide cells that match _NEEDS_CLEANING (UInt32 row numbers): the compiled
+    check marks the candidates (whitespace-free ASCII rows never match), the regex decides them."""
+    checks = _text_checks()
+    if checks is None:
+        return joined.str.contains(_NEEDS_CLEANING).arg_true()
+    import numpy as np
+
+    from .engine.encode import Text
+
+    marks = np.empty(len(joined), np.uint8)
+    if not checks.cleaning_candidates(*Text.of(joined).kernel_args(), len(joined), ord(_CELL_SEPARATOR), marks):
+        return pl.Series(dtype=pl.UInt32)
+    rows = pl.Series(np.flatnonzero(marks), dtype=pl.UInt32)
+    return rows.filter(joined.gather(rows).str.contains(_NEEDS_CLEANING).fill_null(False))
+
+
 def _split_wide(joined: pl.Series, *, kind: str) -> pl.Series:
     """Joined wide cells → codes: the principal slot first ('' when blank), then the other codes in
     column order, each stripped. dx: all blank gives ['']; proc: all blank gives no procedure,
     while a blank principal with other procedures gives ['', others...] — exactly what the list
     shape gives for `|P`, so the first other procedure is never promoted to principal."""
-    needs_cleaning = joined.str.contains(_NEEDS_CLEANING)
-    if needs_cleaning.any():
+    rows = _rows_matching_cleaning(joined)
+    if len(rows):
         # only the rows that need it (about 1 in 100 in exports), not four passes over every row
         sep = _CELL_SEPARATOR
-        rows = needs_cleaning.arg_true()
         cleaned = (joined.gather(rows).str.replace_all(rf"\s*{sep}\s*", sep).str.strip_chars()
                    .str.replace_all(f"{sep}{{2,}}", sep).str.replace(f"{sep}+$", ""))
         joined = joined.clone().scatter(rows, cleaned)

@@ -1,6 +1,8 @@
-"""The compiled GB → UTF-8 decoder of the streamed CSV reader (ext/_text.pyx, tables made by
-grouper.io._gb_tables) against its twin, Python's own codec: the same text for every character the
-codecs know, and the same errors, at the same byte offsets, for bytes they refuse."""
+"""The reader's compiled text loops (ext/_text.pyx) against their twins: the GB → UTF-8 decoder of
+the streamed CSV reader (tables made by grouper.io._gb_tables) against Python's own codec (the same
+text for every character the codecs know, the same errors at the same byte offsets for bytes they
+refuse); the column checks that let canonicalising skip a pass against the Polars expressions they
+stand in for."""
 import random
 
 import pytest
@@ -85,3 +87,40 @@ def test_a_streamed_gb18030_file_reads_as_python_decodes_it(tmp_path):
     import polars as pl
 
     assert pl.concat(list(io.iter_case_batches(path, encoding="gb18030"))).equals(io.read_cases(utf8))
+
+
+_AWKWARD = ["", " ", "A01", " A01", "A01 ", "\tA", "A\n", "\u3000内科", "内科\u3000", "内科", "\u00a0x", "x\u0085",
+            "a\x1fb", "a\x1f\x1fb", "a\x1f", "\x1f", "a b", "a\x1f b", "x" * 13, " " + "x" * 13, "x" * 13 + " ",
+            "é", "\x1c", "\x0b", "\x0c", "\r", None]
+
+
+def _random_strings(rng, n):
+    parts = ["A", "01", ".", "\x1f", " ", "\t", "内", "\u3000", "x" * 12, "\u2028", "\u200b", "\x1c"]
+    return [None if rng.random() < 0.05 else "".join(rng.choice(parts) for _ in range(rng.randrange(0, 6)))
+            for _ in range(n)]
+
+
+def test_strip_needed_is_false_only_when_strip_changes_nothing():
+    import polars as pl
+
+    rng = random.Random(7)
+    columns = [[value] for value in _AWKWARD] + [_random_strings(rng, 50) for _ in range(200)]
+    columns += [["A01.000", "B02", "x" * 20, None], ["A01"] * 3]
+    for values in columns:
+        column = pl.Series(values, dtype=pl.String)
+        changes = not column.str.strip_chars().equals(column)
+        assert io._strip_needed(column) or not changes, values
+        assert io._strip_needed(column.slice(1)) or column.slice(1).str.strip_chars().equals(column.slice(1))
+    assert not io._strip_needed(pl.Series(["A01", "B02", None, "x" * 30]))
+
+
+def test_cleaning_rows_are_the_regex_rows():
+    import polars as pl
+
+    rng = random.Random(11)
+    for values in [_AWKWARD, *(_random_strings(rng, 300) for _ in range(50))]:
+        joined = pl.Series(values, dtype=pl.String)
+        expected = joined.str.contains(io._NEEDS_CLEANING).arg_true()
+        assert io._rows_matching_cleaning(joined).to_list() == expected.to_list(), values
+        part = joined.slice(3)
+        assert io._rows_matching_cleaning(part).to_list() == part.str.contains(io._NEEDS_CLEANING).arg_true().to_list()
