@@ -21,7 +21,7 @@ def test_a_quiet_run_from_the_plan_cache_loads_no_terminal_output_parser_or_pyar
            f"code = main(['group', {str(cases)!r}, '-o', {str(tmp_path / 'r.parquet')!r}, '--scheme', {str(MINI)!r}, '-q']); "
            "print(code, sorted(m for m in ('rich', 'lark', 'pyarrow.compute', 'tomllib') if m in sys.modules))")
     _python(run, tmp_path)                      # fills the plan cache (parses the pack: lark)
-    assert _python(run, tmp_path, GROUPER_CONFIG="").strip() == "0 []"
+    assert _python(run, tmp_path, GROUPER_CONFIG="", XDG_CONFIG_HOME=str(tmp_path)).strip() == "0 []"   # no config file
 
 
 def test_threads_sizes_the_polars_pool_unless_polars_max_threads_says_otherwise(tmp_path):
