@@ -108,17 +108,26 @@ def _with_hospital_changes(comparison) -> pl.DataFrame:
 
 def _source_groups(comparison) -> pl.DataFrame:
     """Per group of the old version (ungrouped cases as `(status)`): cases, the payment under each
-    version, its change, and the group most of its cases land in under the new version."""
-    label = pl.when(pl.col("drg").is_not_null()).then(pl.col("drg")).otherwise(pl.format("({})", pl.col("status")))
+    version, its change, and the group most of its cases land in under the new version.
+
+    One pass over the cases: they are counted and summed per flow (old DRG and status → new DRG and
+    status, a few thousand flows); the labels and everything else are worked out on the flows."""
     base, change = comparison.base.cases, comparison.change.cases
-    pairs = pl.DataFrame({"from_group": base.select(label).to_series(), "to_group": change.select(label).to_series(),
-                          "payment_before": base["payment"], "payment_after": change["payment"]})
-    main = (pairs.group_by("from_group", "to_group").len()
+    cases = pl.DataFrame({"_from": base["drg"], "_from_status": base["status"], "_to": change["drg"],
+                          "_to_status": change["status"], "payment_before": base["payment"],
+                          "payment_after": change["payment"]})
+    flows = cases.group_by("_from", "_from_status", "_to", "_to_status").agg(
+        pl.len().alias("len"), pl.col("payment_before").sum(), pl.col("payment_after").sum())
+    label = lambda code, status: (pl.when(pl.col(code).is_not_null()).then(pl.col(code))  # noqa: E731
+                                  .otherwise(pl.format("({})", pl.col(status))))
+    flows = flows.select(label("_from", "_from_status").alias("from_group"), label("_to", "_to_status").alias("to_group"),
+                         "len", "payment_before", "payment_after")
+    main = (flows.group_by("from_group", "to_group").agg(pl.col("len").sum())
             .sort(["from_group", "len", "to_group"], descending=[False, True, False])
             .group_by("from_group", maintain_order=True).agg(pl.col("to_group").first().alias("main_to_group"),
                                                             (pl.col("len").first()).alias("main_to_cases"),
                                                             pl.len().alias("to_groups")))
-    totals = pairs.group_by("from_group").agg(pl.len().alias("cases"), pl.col("payment_before").sum(),
+    totals = flows.group_by("from_group").agg(pl.col("len").sum().alias("cases"), pl.col("payment_before").sum(),
                                               pl.col("payment_after").sum())
     return (totals.join(main, on="from_group", how="left")
             .with_columns((pl.col("payment_after") - pl.col("payment_before")).alias("payment_change"))
