@@ -141,3 +141,9 @@ def test_written_files_round_money_and_ratios_to_their_stated_precision(tmp_path
     for path, most in ((tmp_path / "metrics.csv", 4), (tmp_path / "weights.csv", 6), (tmp_path / "s" / "hospitals.csv", 6)):
         decimals = [len(d) for d in re.findall(r"\d\.(\d+)", path.read_text(encoding="utf-8"))]
         assert decimals and max(decimals) <= most, path.name
+
+
+def test_drg_codes_of_the_weights_table_are_read_stripped_as_checked():
+    # the check reads " X1 " as X1; the indicators used to join the raw text and lose its weight
+    padded = WEIGHTS.with_columns(pl.Series("drg", [" X1 ", "Y1\t"]))
+    assert hospital_metrics(grouped(), padded).equals(hospital_metrics(grouped(), WEIGHTS))

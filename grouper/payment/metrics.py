@@ -75,7 +75,7 @@ def weights_table(weights: pl.DataFrame | dict | None) -> pl.DataFrame:
                                schema={"drg": pl.String, "weight": pl.Float64})
     if "insurance" in weights.columns:
         raise InputError("hospital metrics need one weight per DRG: give the weights of one insurance type")
-    checked_weights(weights)
+    weights = checked_weights(weights)
     keep = [c for c in ("drg", "weight", "mean", "los_mean", "risk") if c in weights.columns]
     return weights.select(keep).with_columns(pl.col("drg").cast(pl.String),
                                              *(pl.col(c).cast(pl.String).str.replace_all(",", "").cast(pl.Float64)

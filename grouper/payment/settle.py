@@ -271,9 +271,10 @@ def read_weights(path) -> pl.DataFrame:
 def checked_weights(weights: pl.DataFrame, origin: str = "the weights table") -> pl.DataFrame:
     """`weights` once it has passed the checks of `DrgWeights` (a blank or repeated DRG, a weight
     that is not a positive finite number, a mean or LOS column that is not positive: InputError
-    naming `origin` and the line); the one check of a weights table, whatever reads it."""
+    naming `origin` and the line); the one check of a weights table, whatever reads it. The DRG
+    codes come back stripped, as the check reads them, so that ` AA11` in a file joins `AA11`."""
     DrgWeights(weights, Decimal(1), origin).table()
-    return weights
+    return weights.with_columns(pl.col("drg").cast(pl.String).str.strip_chars())
 
 
 class Settlement:
