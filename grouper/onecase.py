@@ -7,8 +7,8 @@ through the same stages in plain Python, on the same definitions:
     read + canonicalise   grouper.io's rules: scalars stripped (empty → missing), dx/proc split on | and ,
     code maps             the plan's `map` tables; `unmapped_*` as grouper.validate.convert_codes
     encode                the plan's code ids (and `prefix` ids), `read` statements, malformed fields
-    validate              grouper.validate's catalogue, levels, formats and per-plan code facts; the
-                          scheme's `warn` rules through the kernel (grouper.engine.run.conditions_holding)
+    validate              the kernel's one-pass check (grouper.validate.find_problems: the catalogue's
+                          checks and the scheme's `warn` rules), levels from grouper.validate
     kernel                the same compiled kernel (grouper.engine.run.run_kernel), on one row
     results, carry        status, mdc, adrg, drg, reason, warnings; the typed settlement fields and
                           their problems (grouper.fields)
@@ -22,6 +22,7 @@ golden sets and of a bad-input corpus comes out of both equal.
 from __future__ import annotations
 
 import re
+import struct
 import weakref
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,11 +32,10 @@ import numpy as np
 from . import reasons
 from .engine import ir
 from .engine.encode import SEX_WORDS, Batch
-from .engine.run import conditions_holding, run_kernel
+from .engine.run import run_kernel
 from .fields import FALSE_WORDS, INSURANCE_CODES, MALFORMED, SETTLEMENT_REASONS, TRUE_WORDS
 from .io import SCALAR_COLUMNS, SETTLEMENT_COLUMNS
-from .validate import (DISCHARGE_MODES, DX_FORMAT, MAX_AGE, NOT_PRINCIPAL, ORDER, PROC_FORMAT, WEIGHT_RANGE,
-                       code_flags, level_of)
+from .validate import ORDER, code_flags, find_problems, level_of
 
 # Python's str.strip() takes \x1c-\x1f for blanks, Polars' strip_chars() does not; grouper.io uses
 # \x1f itself to join cells. A case holding one goes the batch way.
@@ -48,7 +48,6 @@ _DATE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})|([0-9]{4})([0-9]{2})([
 _INT32 = (np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max)   # for the kernel: MISSING is int32's minimum
 _INT32_TYPED = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)  # grouper.fields' Int32 columns
 _INT8 = (-128, 127)
-_NUMBER_FIELDS = ("sex", "age", "age_days", "weight", "los", "discharge")
 
 
 class Declined(Exception):
@@ -80,7 +79,6 @@ class _PlanFacts:
     prefixes: list[tuple[str, int]]     # (prefix, id), the one that wins first
     dept_ids: dict[str, int]
     accepted: dict[str, frozenset]      # kind → codes accepted without a map entry
-    formats: dict[str, re.Pattern]
     levels: dict[str, str]              # catalogue reason → level (grouper.validate.level_of)
 
 
@@ -102,11 +100,8 @@ def _facts(plan: ir.Plan) -> _PlanFacts:
         dictionary = flags.dx_dict if kind == "dx" else flags.proc_dict
         known = set() if dictionary is None else {plan.codes[i - 1] for i in np.flatnonzero(dictionary) if i > 0}
         accepted[kind] = frozenset(mapping) | frozenset(mapping.values()) | known
-    # `$` of the regex crate is the end of the text; Python's `$` also matches before a final newline
-    formats = {name: re.compile(pattern.replace("$", r"\Z"))
-               for name, pattern in (("dx", DX_FORMAT), ("proc", PROC_FORMAT), ("not_principal", NOT_PRINCIPAL))}
     facts = _PlanFacts({code: i + 1 for i, code in enumerate(plan.codes)}, prefixes,
-                       {d: i for d, i in dept_ids.items() if d != ""}, accepted, formats,
+                       {d: i for d, i in dept_ids.items() if d != ""}, accepted,
                        {code: level_of(plan, code) for code in reasons.CATALOGUE})
     key = id(plan)
     _FACTS[key] = (weakref.ref(plan, lambda _ref, key=key: _FACTS.pop(key, None)), facts)
@@ -211,10 +206,12 @@ def _group_one(plan: ir.Plan, case: dict, settlement: bool) -> OneCase:
 
     # encode (grouper.engine.encode.encode_cases)
     values: dict[str, int] = {}
+    read: dict[str, bool] = {}   # a value given and read (ir.FIELD_OK); given and not read: FIELD_BAD
     for name in ir.FIELDS:
         given = text[name]
         if name == "dept":
             values[name] = facts.dept_ids.get(given, 0) if plan.depts and given is not None else 0
+            read[name] = True
             continue
         if name == "sex" and plan.sex_spellings is not None:   # `read sex ...`: only its spellings
             value = None if given is None else plan.sex_spellings.get(given)
@@ -223,50 +220,30 @@ def _group_one(plan: ir.Plan, case: dict, settlement: bool) -> OneCase:
             if value is None and name == "sex" and given in SEX_WORDS:
                 value = SEX_WORDS[given]
         value = _in(value, _INT32)   # a value given but unread stays missing: validation reports it
+        read[name] = value is not None
         if value is None:
             empty = plan.empty_numbers.get(name)
             value = empty if empty is not None and given is None else ir.MISSING
         values[name] = value
     dx_ids = [_code_id(facts, c) for c in dx]
     px_ids = [_code_id(facts, c) for c in proc]
+    state = np.array([[ir.FIELD_ABSENT if text[name] is None else ir.FIELD_OK if read[name] else ir.FIELD_BAD]
+                      for name in ir.FIELDS], np.uint8)
     batch = Batch(np.array([0, len(dx_ids)], np.int64), np.array(dx_ids, np.uint32),
                   np.array([0, len(px_ids)], np.int64), np.array(px_ids, np.uint32),
-                  np.array([[values[name]] for name in ir.FIELDS], np.int32), np.zeros(1, np.uint8), None)
+                  np.array([[values[name]] for name in ir.FIELDS], np.int32), np.zeros(1, np.uint8), None,
+                  state, _ItemText(dx), _ItemText(proc))
 
-    # validate (grouper.validate.check_cases)
+    # validate: the kernel's one-pass check of the batch pipeline (grouper.validate.find_problems: the
+    # built-in checks and the scheme's warn rules), its problems with their details
     found = _Problems(plan, facts)
-    present = {name: values[name] != ir.MISSING for name in ir.FIELDS}
-    for name in plan.empty_numbers:   # `read empty F as N`: judge what was written
-        if name in present:
-            present[name] = present[name] and text[name] is not None
-    for name in _NUMBER_FIELDS:
-        if found.enabled(f"malformed_{name}") and text[name] is not None and not present[name]:
-            found.add(f"malformed_{name}", text[name])
-    v = values
-    if found.enabled("implausible_age") and present["age"] and not 0 <= v["age"] <= MAX_AGE:
-        found.add("implausible_age", str(v["age"]))
-    if found.enabled("implausible_age_days") and present["age_days"]:
-        age, days = v["age"], v["age_days"]
-        older = present["age"] and age > 0 and (days < age * 365 or days > (age + 1) * 366)
-        infant = present["age"] and age == 0 and days > 366
-        if older or infant or days < 0:
-            found.add("implausible_age_days", f"{days} d" + (f" / {age} y" if present["age"] else ""))
-    if found.enabled("implausible_weight") and present["weight"] and not WEIGHT_RANGE[0] <= v["weight"] <= WEIGHT_RANGE[1]:
-        found.add("implausible_weight", str(v["weight"]))
-    if found.enabled("implausible_los") and present["los"] and v["los"] < 0:
-        found.add("implausible_los", str(v["los"]))
-    if found.enabled("unknown_discharge") and present["discharge"] and v["discharge"] not in DISCHARGE_MODES:
-        found.add("unknown_discharge", str(v["discharge"]))
-    if found.enabled("missing_dx") and (not dx or dx[0] == ""):
-        found.add("missing_dx")
-    flags = code_flags(plan)
-    n_codes = plan.n_codes
-    for kind, items, ids in (("dx", dx, dx_ids), ("proc", proc, px_ids)):
-        _check_codes(found, facts, flags, kind, items, [0 if i > n_codes else i for i in ids])
-    warn_cond = getattr(plan, "warn_cond", ())
-    if len(warn_cond):
-        for i in conditions_holding(plan, batch, warn_cond):
-            found.add(plan.warn_names[i], level="warning", order=len(ORDER) + i)
+    warn_names = getattr(plan, "warn_names", ())
+    for check, ref in zip(*find_problems(plan, None, batch, threads=1)[1:]):
+        if check >= len(ir.CHECKS):
+            found.add(warn_names[check - len(ir.CHECKS)], level="warning", order=len(ORDER) + int(check) - len(ir.CHECKS))
+            continue
+        code = ir.CHECKS[check]
+        found.add(code, _detail(code, int(ref), text, values, state, dx, proc))
     for order, code, level, detail in mapped.found:
         found.found.append((order, code, level, detail))
     problems = found.sorted()
@@ -287,41 +264,48 @@ def _group_one(plan: ir.Plan, case: dict, settlement: bool) -> OneCase:
     return result
 
 
-def _check_codes(found: _Problems, facts: _PlanFacts, flags, kind: str, items: list[str], ids: list[int]) -> None:
-    """grouper.validate._check_codes for one case's list (ids: scheme ids, prefix ids made 0)."""
-    if not items:
-        return
-    fmt_code, unknown_code, dup_code = f"bad_{kind}_format", f"unknown_{kind}", f"duplicate_{kind}"
-    if found.enabled(fmt_code):
-        known, pattern = (flags.dx_format, facts.formats["dx"]) if kind == "dx" else (flags.proc_format, facts.formats["proc"])
-        for pos, (code, i) in enumerate(zip(items, ids)):
-            if code == "":
-                bad = pos > 0 if kind == "dx" else True
+class _ItemText:
+    """One case's codes as the kernel's text argument: an Arrow string_view array (16 bytes a string:
+    its length, then up to 12 bytes inline, or its first 4 bytes and where the rest is)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[str]):
+        self.items = items
+
+    def kernel_args(self) -> tuple:
+        views, data = [], b""
+        for item in self.items:
+            raw = item.encode()
+            if len(raw) <= 12:
+                views.append(struct.pack("<i12s", len(raw), raw))
             else:
-                bad = not (known[i] if i else pattern.search(code) is not None)
-            if bad:
-                found.add(fmt_code, code)
-    dictionary = flags.dx_dict if kind == "dx" else flags.proc_dict
-    if dictionary is not None and found.enabled(unknown_code):
-        for code, i in zip(items, ids):
-            if code != "" and not dictionary[i]:
-                found.add(unknown_code, code)
-    if kind == "dx" and found.enabled("not_principal_dx") and items[0] != "":
-        i = ids[0]
-        if flags.not_principal[i] if i else facts.formats["not_principal"].search(items[0]) is not None:
-            found.add("not_principal_dx", items[0])
-    if found.enabled(dup_code):
-        seen: set[int] = set()
-        repeated: set[int] = set()
-        for i, code in zip(ids, items):   # a known code listed again (id 0, unknown, compared by text below)
-            if i and code != "":
-                (repeated if i in seen else seen).add(i)
-        for i in sorted(repeated):   # by code id
-            found.add(dup_code, str(flags.codes[i]))
-        unknown = [code for code, i in zip(items, ids) if i == 0 and code != ""]
-        for code in dict.fromkeys(unknown):   # in the order of their first listing
-            if unknown.count(code) > 1:
-                found.add(dup_code, code)
+                views.append(struct.pack("<i4sii", len(raw), raw[:4], 0, len(data)))
+                data += raw
+        return (np.frombuffer(b"".join(views), np.uint8), (np.frombuffer(data, np.uint8),), None, 0)
+
+
+_CODE_CHECKS = {**{f"bad_{k}_format": k for k in ("dx", "proc")}, **{f"unknown_{k}": k for k in ("dx", "proc")},
+                **{f"duplicate_{k}": k for k in ("dx", "proc")}, "not_principal_dx": "dx"}
+_VALUE_CHECKS = {"implausible_age": "age", "implausible_weight": "weight", "implausible_los": "los",
+                 "unknown_discharge": "discharge"}
+
+
+def _detail(code: str, ref: int, text: dict, values: dict, state: np.ndarray, dx: list[str], proc: list[str]) -> str | None:
+    """A problem's detail as grouper.validate's problem frame gives it: the code it is about, the value
+    as written (malformed_*) or as read."""
+    kind = _CODE_CHECKS.get(code)
+    if kind is not None:
+        return (dx if kind == "dx" else proc)[ref]
+    if code.startswith("malformed_"):
+        return text[code[len("malformed_"):]]
+    name = _VALUE_CHECKS.get(code)
+    if name is not None:
+        return str(values[name])
+    if code == "implausible_age_days":
+        with_age = state[ir.FIELD_IDS["age"], 0] == ir.FIELD_OK
+        return f"{values['age_days']} d" + (f" / {values['age']} y" if with_age else "")
+    return None
 
 
 # ---- settlement fields (grouper.fields) ----------------------------------------------------------

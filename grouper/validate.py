@@ -224,13 +224,19 @@ def _code_flag_bits(plan: ir.Plan) -> np.ndarray:
 
 
 def _enabled(plan: ir.Plan) -> np.ndarray:
-    """uint8 per ir.CHECKS: whether it runs (its level is not "off"; unknown_* need a dictionary)."""
+    """uint8 per ir.CHECKS: whether it runs (its level is not "off"; unknown_* need a dictionary).
+    Kept on the plan (plans are never changed in place): a single case (grouper.onecase) would
+    otherwise pay for it on every call, more than for its checks."""
+    cached = plan.__dict__.get("_enabled_checks")
+    if cached is not None:
+        return cached
     dictionaries = getattr(plan, "dictionary_sets", None) or {}
     on = [level_of(plan, code) != "off" for code in ir.CHECKS]
     for kind in ("dx", "proc"):
         if kind not in dictionaries:
             on[ir.CHECKS.index(f"unknown_{kind}")] = False
-    return np.array(on, dtype=np.uint8)
+    plan.__dict__["_enabled_checks"] = enabled = np.array(on, dtype=np.uint8)
+    return enabled
 
 
 def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
@@ -245,13 +251,14 @@ def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: in
 def find_problems(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
                   kernel=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The kernel's walk over an encoded batch (`check_cases`: the codes it interned, the fields it
-    parsed, the scheme's warn rules), rows split over threads like the grouping itself:
+    parsed, the scheme's warn rules), rows split over threads like the grouping itself (`cases`: the
+    case frame, for its read problems; None when there are none, as for grouper.onecase's one case):
     (row, check, ref) arrays in problem order (check: an index of ir.CHECKS, or len(ir.CHECKS) + w
     for warn rule w; ref: the item a code problem is about)."""
     kernel = kernel or KERNEL
     n = len(batch.skip)
-    read_problem = (cases[READ_PROBLEM].is_not_null().to_numpy().astype(np.uint8) if READ_PROBLEM in cases.columns
-                    else np.zeros(n, np.uint8))
+    read_problem = (cases[READ_PROBLEM].is_not_null().to_numpy().astype(np.uint8)
+                    if cases is not None and READ_PROBLEM in cases.columns else np.zeros(n, np.uint8))
     warn_cond = getattr(plan, "warn_cond", None)
     warn_cond = np.ascontiguousarray(warn_cond if warn_cond is not None else np.zeros(0), dtype=np.int32)
     args = (plan.set_bits, plan.label_maps, plan.program, plan.cond_start, warn_cond,

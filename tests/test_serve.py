@@ -557,3 +557,29 @@ def test_a_bad_pack_or_policy_stops_the_command_before_it_listens(tmp_path):
     run = subprocess.run([sys.executable, "-m", "grouper", "serve", "--scheme", "2025-13-01=tables/demo"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 2 and "not a date" in run.stderr
+
+
+def test_the_lean_path_answers_as_starlette(tmp_path):
+    """/v1/group and /v1/estimate skip Starlette's routing (grouper.serve.app.Front) unless CORS is on:
+    both ways give the same answers, limits and errors, and the lean way times out a slow body too."""
+    requests = [("/v1/group", {"body": CASE}), ("/v1/group?problems=true&estimate=false", {"body": CASE}),
+                ("/v1/group", {"raw": b"{not json"}), ("/v1/group", {"raw": b'{"age": NaN}'}),
+                ("/v1/group", {"raw": b'{"age": 123456789012345678901234}'}), ("/v1/group?verbose=1", {"body": CASE}),
+                ("/v1/group", {"raw": b"a=1", "headers": {"Content-Type": "text/plain"}}),
+                ("/v1/group", {"body": {**CASE, "dx": ["J18.900"] * 100}}),
+                ("/v1/group", {"body": {**CASE, "dx": "J18.900|X"}}), ("/v1/estimate", {"body": CASE})]
+    answers = []
+    for extra in ((), ("--cors-origin", "http://his.example")):
+        with running_server(tmp_path, "--max-body", "1024", "--timeout", "2", *extra) as s:
+            answers.append([s.post(path, how.get("body"), raw=how.get("raw"), headers=how.get("headers"))
+                            for path, how in requests])
+            if not extra:
+                with socket.create_connection(("127.0.0.1", s.port), timeout=30) as slow:   # a body that never completes
+                    slow.sendall(b"POST /v1/group HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 100\r\n\r\n{\"id\":")
+                    answer = slow.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 408") and b"application/problem+json" in answer
+    lean, starlette = answers
+    assert [(status, body) for status, _, body in lean] == [(status, body) for status, _, body in starlette]
+    assert [status for status, _, _ in lean] == [200, 200, 400, 422, 422, 400, 415, 413, 200, 501]
+    assert all(headers["content-type"] == starlette[i][1]["content-type"] for i, (_, headers, _) in enumerate(lean))

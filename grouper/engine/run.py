@@ -1,7 +1,6 @@
 """Kernel stage: an encoded batch → (status, mdc, adrg, drg, reason) arrays, rows split over threads."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -63,42 +62,3 @@ def _checked(plan: ir.Plan, kernel) -> None:
         key = id(plan)
         entry = _PLAN_CHECKED[key] = (weakref.ref(plan, lambda _ref, key=key: _PLAN_CHECKED.pop(key, None)), set())
     entry[1].add(kernel)
-
-
-def conditions_holding(plan: ir.Plan, batch: Batch, conds, *, kernel=None) -> list[int]:
-    """The indexes into `conds` of the conditions that hold for the one case of `batch` (the scheme's
-    warn rules of grouper.onecase). The conditions are the `invalid` rules of a plan without MDCs,
-    so the kernel names the first that holds; the search goes on after it (one call when none holds)."""
-    assert len(batch.skip) == 1 and not batch.skip[0], "one case, not skipped"
-    held: list[int] = []
-    start = 0
-    while start < len(conds):
-        status, *_, reason = run_kernel(_condition_plan(plan, tuple(int(k) for k in conds[start:])), batch,
-                                        threads=1, kernel=kernel)
-        if status[0] != ir.INVALID:
-            break
-        held.append(start + int(reason[0]))
-        start = held[-1] + 1
-    return held
-
-
-# The plans of conditions_holding, per plan: building one copies the plan (~50 µs), which a single
-# case would pay on every call.
-_CONDITION_PLANS: dict[int, tuple[weakref.ref, dict[tuple[int, ...], ir.Plan]]] = {}
-
-
-def _condition_plan(plan: ir.Plan, conds: tuple[int, ...]) -> ir.Plan:
-    """Conditions `conds` as the `invalid` rules of a plan without MDCs."""
-    cached = _CONDITION_PLANS.get(id(plan))
-    if cached is None or cached[0]() is not plan:
-        key = id(plan)
-        cached = _CONDITION_PLANS[key] = (weakref.ref(plan, lambda _ref, key=key: _CONDITION_PLANS.pop(key, None)), {})
-    sub = cached[1].get(conds)
-    if sub is None:
-        none, zero = np.zeros(0, np.int32), np.zeros(1, np.int32)
-        sub = cached[1][conds] = dataclasses.replace(
-            plan, pdx_mdc_mask=None, adrg_gate_mask=None, adrg_gate_start=None, adrg_gate_entries=None,
-            adrg_gate_none=None, mdc_entry_exact=0, behaviour=0, qy_cond=None,
-            invalid_cond=np.array(conds, np.int32), mdc_cond=none, mdc_adrg_start=zero, adrg_cond=none,
-            adrg_drg_start=zero, drg_cond=none)
-    return sub

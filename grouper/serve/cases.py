@@ -80,7 +80,9 @@ def _text(value, where: str) -> str | None:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ShapeError(where, "not a finite number")
-        return str(int(value)) if value.is_integer() and abs(value) < 2.0**63 else repr(value)
+        if abs(value) >= 2.0**63:   # as an integer beyond 64 bits (which a JSON parser may read as this float)
+            raise ShapeError(where, "number out of range")
+        return str(int(value)) if value.is_integer() else repr(value)
     raise ShapeError(where, f"expected text or a number, got {_json_type(value)}")
 
 
@@ -117,15 +119,82 @@ def unknown_field(name: str, where: str) -> ShapeError:
 
 def case_columns(cases: list, where: str = "cases") -> dict[str, list]:
     """Check the shape of JSON cases; their fields as text columns (every field, null where absent)."""
-    columns: dict[str, list] = {name: [None] * len(cases) for name in FIELDS}
+    if len(cases) >= _COLUMNWISE:
+        columns = _plain_columns(cases)
+        if columns is not None:
+            return columns
+    columns = {name: [None] * len(cases) for name in FIELDS}
     for i, case in enumerate(cases):
         _case_into(columns, i, case, f"{where}[{i}]")
     return columns
 
 
-def check_case(case, where: str = "case") -> None:
-    """Check the shape of one JSON case (a ShapeError names the field, e.g. case.age)."""
-    _case_into({name: [None] for name in FIELDS}, 0, case, where)
+_COLUMNWISE = 64   # from this many cases a batch is first tried column by column
+_NONE = type(None)
+
+
+def _plain_columns(cases: list) -> dict[str, list] | None:
+    """`case_columns` of a batch whose values all have the common shapes — objects with known fields;
+    text within the limits; integers within 64 bits; code lists as text, or as arrays of text codes
+    without '|' or ',' — worked out a column at a time (C loops over each column instead of a Python
+    step per value); None for any other batch, which `case_columns` then reads case by case (and
+    refuses with the first offending field)."""
+    if set(map(type, cases)) != {dict} or not set().union(*cases) <= _FIELD_SET:
+        return None
+    given: dict[str, list] = {name: [None] * len(cases) for name in FIELDS}
+    for i, case in enumerate(cases):   # a case's own fields only (a third fewer steps than a lookup per field)
+        for name, value in case.items():
+            given[name][i] = value
+    columns = {}
+    for name, column in given.items():
+        kinds = set(map(type, column))
+        if name in CODE_LISTS:
+            if kinds <= {str, _NONE}:
+                if max(map(len, filter(None, column)), default=0) > 100 * _MAX_TEXT:
+                    return None
+            elif kinds <= {list, _NONE}:
+                column = _joined_codes(column)
+                if column is None:
+                    return None
+            else:
+                return None
+        elif kinds <= {str, _NONE}:
+            if max(map(len, filter(None, column)), default=0) > _MAX_TEXT:
+                return None
+        elif kinds <= {int, _NONE}:
+            numbers = list(filter(None, column))
+            if numbers and not -_INT_LIMIT < min(numbers) <= max(numbers) < _INT_LIMIT:
+                return None
+            column = [None if value is None else str(value) for value in column]
+        else:
+            return None   # floats, booleans, a mix of text and numbers: case by case
+        columns[name] = column
+    return columns
+
+
+def _joined_codes(column: list) -> list | None:
+    """Code lists (arrays of text, or null) as the reader's text joined with '|'; None when one is not
+    plain (over 100 codes, a code that is not text, too long, or holding '|' or ',')."""
+    out = []
+    for codes in column:
+        if codes is None:
+            out.append(None)
+            continue
+        if len(codes) > 100 or set(map(type, codes)) - {str}:
+            return None
+        joined = "|".join(codes)
+        if "," in joined or joined.count("|") != max(len(codes) - 1, 0) or max(map(len, codes), default=0) > _MAX_TEXT:
+            return None
+        out.append(joined)
+    return out
+
+
+def check_case(case, where: str = "case") -> dict[str, str | None]:
+    """Check the shape of one JSON case (a ShapeError names the field, e.g. case.age); its fields as
+    text (every field, None where absent), as `case_columns` gives them."""
+    columns = {name: [None] for name in FIELDS}
+    _case_into(columns, 0, case, where)
+    return {name: values[0] for name, values in columns.items()}
 
 
 def _case_into(columns: dict[str, list], i: int, case, at: str) -> None:
@@ -153,6 +222,7 @@ def _case_into(columns: dict[str, list], i: int, case, at: str) -> None:
 
 
 _INT_LIMIT = 1 << 63
+_FIELD_SET = frozenset(FIELDS)
 
 
 def case_frame(cases: list, where: str = "cases") -> pl.DataFrame:

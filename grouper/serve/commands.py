@@ -75,9 +75,11 @@ def serve_command(args) -> int:
     limits = Limits(args.max_body, args.max_cases, args.timeout, token, tuple(args.cors_origin))
     app = create_app(limits=limits, state=state, threads=args.threads)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # no proxy-header middleware (the server does not trust X-Forwarded-*; it costs a call per request);
+    # uvicorn's "auto" picks httptools and uvloop, both in the `serve` extra
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
                             timeout_graceful_shutdown=max(args.timeout, 1.0), server_header=False,
-                            limit_concurrency=1000, backlog=2048)
+                            limit_concurrency=1000, backlog=2048, proxy_headers=False)
     server = uvicorn.Server(config)
     # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the requests in flight finish, then
     # raises the signal again for the CLI's own handler; a graceful stop is reported as such.

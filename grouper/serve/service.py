@@ -25,7 +25,7 @@ from ..pipeline import case_batches, group_frame, grouped_batches
 from ..versions.dated import NO_SCHEME
 from ..onecase import Declined, group_one as group_one_case
 from ..onecase import parse_date as onecase_date
-from .cases import ShapeError, case_columns, case_frame, check_case
+from .cases import ShapeError, case_frame, check_case
 from .estimate import Pricing, estimates
 
 KINDS = ("drg", "dip")
@@ -432,18 +432,20 @@ def group_many(state: State, cases: list, kind: str | None = None, *, estimate: 
     return out
 
 
-def group_one_fast(state: State, case, kind: str | None = None, *, problems: bool = False) -> dict | None:
+def group_one_fast(state: State, case, kind: str | None = None, *, problems: bool = False,
+                   text: dict | None = None) -> dict | None:
     """`group_one` without an estimate by grouper.onecase (~0.15 ms); None when that declines the
     case (a value not in a plain spelling, a DIP pack, a discharge date it cannot read): then the
-    batch pipeline answers. Raises ShapeError as group_cases does."""
-    found = _fast(state, case, kind or state.default_kind(), problems=problems, settlement=False)
+    batch pipeline answers. Raises ShapeError as group_cases does. `text`: the case's fields as
+    `check_case` gave them, when the caller has checked it already."""
+    found = _fast(state, case, kind or state.default_kind(), problems=problems, settlement=False, text=text)
     return None if found is None else found[0]
 
 
-def _fast(state: State, case, kind: str, *, problems: bool, settlement: bool) -> tuple[dict, dict | None, Pack] | None:
+def _fast(state: State, case, kind: str, *, problems: bool, settlement: bool,
+          text: dict | None = None) -> tuple[dict, dict | None, Pack] | None:
     """(result, estimate input or None, pack) of one case by grouper.onecase; None when it declines."""
-    columns = case_columns([case], "case")
-    one = {name: values[0] for name, values in columns.items()}
+    one = dict(text) if text is not None else check_case(case, "case[0]")
     if one["id"] is None:
         one["id"] = "1"
     index = _pack_index(state, kind, one.get("discharge_date"))

@@ -1,0 +1,110 @@
+"""The server's fast paths give what the plain ones give: batches read column by column
+(grouper.serve.cases._plain_columns) equal case by case reading, or are left to it; JSON bodies read
+and written by orjson equal the standard library's (grouper.serve.jsonio)."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from grouper.serve import cases as case_shapes
+from grouper.serve.cases import FIELDS, ShapeError, case_columns
+from grouper.serve.jsonio import dumps, loads
+
+
+def _case_by_case(batch: list, where: str = "cases"):
+    columns = {name: [None] * len(batch) for name in FIELDS}
+    try:
+        for i, case in enumerate(batch):
+            case_shapes._case_into(columns, i, case, f"{where}[{i}]")
+    except ShapeError as exc:
+        return exc
+    return columns
+
+
+def _read(batch: list):
+    try:
+        return case_columns(batch)
+    except ShapeError as exc:
+        return exc
+
+
+codes = st.one_of(st.none(), st.text(max_size=12), st.lists(st.one_of(st.text(max_size=10), st.integers()), max_size=4))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**64, 2**64), st.floats(allow_nan=False),
+                    st.text(max_size=12), st.text(min_size=199, max_size=202))
+plain = st.one_of(st.none(), st.text(max_size=12), st.integers(-10**6, 10**6))
+
+
+def _cases(values):
+    return st.dictionaries(st.sampled_from(FIELDS), values, max_size=8).map(
+        lambda case: {k: (v if k not in ("dx", "proc") or not isinstance(v, (bool, float, int)) else str(v))
+                      for k, v in case.items()})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(batch=st.lists(_cases(st.one_of(plain, codes)), min_size=64, max_size=80),
+       odd=st.one_of(st.none(), _cases(st.one_of(scalars, codes)), st.integers(), st.just({"agee": 1})),
+       at=st.integers(0, 79))
+def test_columnwise_reading_equals_case_by_case(batch, odd, at):
+    if odd is not None:
+        batch.insert(min(at, len(batch)), odd)
+    expected, found = _case_by_case(batch), _read(batch)
+    if isinstance(expected, ShapeError):
+        assert isinstance(found, ShapeError) and (found.field, found.reason) == (expected.field, expected.reason)
+    else:
+        assert found == expected
+
+
+def test_plain_batches_are_read_column_by_column():
+    batch = [{"id": f"C{i}", "age": 60 + i % 20, "sex": "1", "dx": ["J18.900", "I10.x00"], "proc": "39.6500|38.9300"}
+             for i in range(100)]
+    columns = case_shapes._plain_columns(batch)
+    assert columns is not None and columns == _case_by_case(batch)
+    assert columns["age"][3] == "63" and columns["dx"][0] == "J18.900|I10.x00"
+    assert case_shapes._plain_columns(batch + [{"id": "x", "age": 6.5}]) is None   # a float: case by case
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1, "b": [1, 2.5, "x"], "c": null}', b'{"age": NaN}', b'[1e400, 1.5, -0.0]', b'{"id": "12345678901234567890", "n": 1.5}',
+                                  b'{"s": "\\ud800"}', b'{"a": 1, "a": 2}', '{"名": "肺炎"}'.encode("utf-16"),
+                                  b'[' * 2000 + b']' * 2000])
+def test_json_bodies_read_as_the_standard_library_reads_them(body):
+    try:
+        expected = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        with pytest.raises(type(exc)):
+            loads(body)
+        return
+    found = loads(body)
+    assert json.dumps(found) == json.dumps(expected) and repr(found) == repr(expected)
+
+
+@pytest.mark.parametrize("written", [b"123456789012345678901234", b"-9223372036854775809", b"1e19", b"-1.5e300"])
+def test_numbers_beyond_64_bits_are_refused_however_written(written):
+    """orjson reads 123456789012345678901234 as a float, the standard library as an integer: a case
+    field refuses both (and 1e19, which no CSV cell of a case holds either)."""
+    for parsed in (json.loads(b'{"age": %s}' % written), loads(b'{"age": %s}' % written)):
+        with pytest.raises(ShapeError, match="number out of range") as refused:
+            case_columns([parsed], "case")
+        assert refused.value.field == "case[0].age"
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1', b'{"a": 1,}', b"\xff\xfe{", b"nul"])
+def test_malformed_json_gets_the_standard_librarys_message(body):
+    with pytest.raises(ValueError) as expected:
+        json.loads(body)
+    with pytest.raises(ValueError) as found:
+        loads(body)
+    assert (type(found.value), str(found.value)) == (type(expected.value), str(expected.value))
+
+
+def test_answers_written_as_the_standard_library_writes_them():
+    plain = {"id": "A01", "weight": 1.2345, "warnings": [], "name": "肺炎", "n": 3, "none": None, "nested": {"x": [0.25]}}
+    assert dumps(plain) == json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode()
+    assert json.loads(dumps([1.5e-7, 1e300, 0.1])) == [1.5e-7, 1e300, 0.1]   # "1.5e-7" for Python's "1.5e-07": the same number
+    big = {"n": 2**70}   # beyond orjson's integers: the standard library writes it
+    assert dumps(big) == b'{"n":1180591620717411303424}'
+    with pytest.raises(TypeError):
+        dumps({"money": Decimal("12.50")})   # as json.dumps: not JSON
