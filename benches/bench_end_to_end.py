@@ -39,6 +39,17 @@ def test_group_file(benchmark, case_files, pack, scheme, workdir, suffix, thresh
     output.unlink()
 
 
+@pytest.fixture(scope="module")
+def compiled():
+    """grouper's bytecode, as an install leaves it (pip compiles every module): from a checkout, with
+    PYTHONDONTWRITEBYTECODE set, each fresh process would compile its ~60 modules again (~0.15 s)."""
+    import compileall
+
+    import grouper
+
+    compileall.compile_dir(os.path.dirname(grouper.__file__), quiet=1)
+
+
 def _command(source, output, pack, *options, env=None):
     """`python -m grouper group` in a fresh process (start-up, imports and plan load included)."""
     argv = [sys.executable, "-m", "grouper", "group", str(source), "-o", str(output), "--scheme", str(pack), "-q",
@@ -48,7 +59,7 @@ def _command(source, output, pack, *options, env=None):
 
 @pytest.mark.parametrize("shape, threshold, order", [("parquet", 1_000_000, 3), ("wide-gbk", 500_000, 6)],
                          ids=["parquet", "wide-gbk-csv"])
-def test_group_command_1m(benchmark, case_files, pack, scheme, workdir, shape, threshold, order):
+def test_group_command_1m(benchmark, case_files, pack, scheme, workdir, compiled, shape, threshold, order):
     source = case_files.get(N_COMMAND, ".parquet") if shape == "parquet" else case_files.wide_gbk(N_COMMAND)
     output = workdir / ("command-out.parquet" if shape == "parquet" else "command-out.csv")
     benchmark.group = "end-to-end"
@@ -60,7 +71,7 @@ def test_group_command_1m(benchmark, case_files, pack, scheme, workdir, shape, t
     output.unlink()
 
 
-def test_group_command_two_cores(benchmark, case_files, pack, scheme, workdir):
+def test_group_command_two_cores(benchmark, case_files, pack, scheme, workdir, compiled):
     """The whole command on 1 M cases with one thread everywhere vs all cores, rounds interleaved."""
     source = case_files.get(N_COMMAND, ".parquet")
     output = workdir / "threads-out.parquet"

@@ -49,6 +49,18 @@ def test_read_csv(benchmark, files_1m):
     stage(benchmark, "read CSV (raw text frame; instead of Parquet)", 2, in_total=False)
 
 
+def test_read_wide_gbk(benchmark, case_files):
+    """The wide GBK export (35 columns, Chinese text) read and canonicalised as `grouper group` streams
+    it: GB text decoded (compiled tables), parsed by Polars, wide cells joined and split."""
+    path = case_files.wide_gbk(N)
+
+    def read():
+        return sum(batch.height for batch in io.iter_case_batches(path, batch_size=N))
+
+    assert benchmark.pedantic(read, **ROUNDS) == N
+    stage(benchmark, "read + canonicalise a wide GBK CSV (instead of the Parquet rows above)", 2, in_total=False)
+
+
 def test_canonicalise(benchmark, raw_1m):
     cases = benchmark.pedantic(io.cases_from_frame, args=(raw_1m,), **ROUNDS)
     assert cases.height == N

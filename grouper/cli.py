@@ -246,59 +246,80 @@ def _refuse_group_outputs(args) -> None:
 
 
 def _group_with_scheme(args) -> int:
-    """`grouper group` with a DRG scheme: notes and the scheme line, the outputs, then the summary."""
+    """`grouper group` with a DRG scheme: notes and the scheme line, the outputs, then the summary.
+    With -q and nothing to say, the terminal output (rich) is never loaded: it is start-up time."""
     import time
 
     from . import io
-    from .console import scheme_line, stderr_console, trace_notes
     from .scheme import load_scheme
     from .validate import QualityReport
     from .writers import excel_cost_note
 
     started = time.monotonic()
-    console = stderr_console()
-    scheme = load_scheme(args.scheme)
-    _print_notes(io.input_notes(args.input, sheet=args.sheet), console)
-    if io.output_format(args.output) == ".xlsx":
-        _print_notes(filter(None, [excel_cost_note(io.expected_rows(Path(args.input), args.sheet, args.skip_rows)[0])]),
-                     console)
+    console = None
     if not args.quiet:
+        from .console import stderr_console
+
+        console = stderr_console()
+    scheme = load_scheme(args.scheme)
+    _print_notes(io.input_notes(args.input, sheet=args.sheet))
+    if io.output_format(args.output) == ".xlsx":
+        _print_notes(filter(None, [excel_cost_note(io.expected_rows(Path(args.input), args.sheet, args.skip_rows)[0])]))
+    if console is not None:
+        from .console import scheme_line
+
         console.print(scheme_line(scheme.describe()), markup=False)
     report = QualityReport(scheme.plan) if args.report or not args.quiet else None
     rows, batches, summary = _write_group_outputs(args, scheme, report, console)
-    _print_notes(trace_notes(args.trace or (), batches.traced), console)
-    if not args.quiet:
+    if args.trace:
+        from .console import trace_notes
+
+        _print_notes(trace_notes(args.trace, batches.traced))
+    if console is not None:
         _render_group_summary(args, rows, batches, summary, report, time.monotonic() - started, console)
     return EXIT_OK
 
 
-def _print_notes(notes, console) -> None:
+def _print_notes(notes) -> None:
+    """Each note on stderr, `note: ...` (the console is loaded only when there is one)."""
+    console = None
     for note in notes:
+        if console is None:
+            from .console import stderr_console
+
+            console = stderr_console()
         console.print(f"note: {note}", style="yellow", markup=False)
 
 
 class _GroupProgress:
-    """Follows grouping batch by batch: moves the progress bar, names the output stage on it, and
-    keeps each batch's status counts and the ids of the cases it traced (for the summary)."""
+    """Follows grouping batch by batch: moves the progress bar (if any), names the output stage on
+    it, and keeps each batch's status counts (when there is a summary to print) and the ids of the
+    cases it traced."""
 
-    def __init__(self, bar, output, grouping: str) -> None:
-        self.bar, self.output, self.grouping = bar, output, grouping
+    def __init__(self, bar, output, grouping: str, *, counting: bool) -> None:
+        self.bar, self.output, self.grouping, self.counting = bar, output, grouping, counting
         self.counts: list = []
         self.traced: list[str] = []
+        self.batches = 0
 
     def on_batch(self, results) -> None:
         import polars as pl
 
-        from .console import summary_counts
+        if self.counting:
+            from .console import summary_counts
 
-        if not self.counts:
-            self.bar.describe(self.grouping)   # the input is being read: say so no longer
-        self.counts.append(summary_counts(results))
-        self.bar.advance(results.height)
+            self.counts.append(summary_counts(results))
+        if self.bar is not None:
+            if not self.batches:
+                self.bar.describe(self.grouping)   # the input is being read: say so no longer
+            self.bar.advance(results.height)
+        self.batches += 1
         if "trace" in results.columns:
             self.traced.extend(results.filter(pl.col("trace").is_not_null())["id"].cast(pl.String).to_list())
 
     def on_stage(self, text: str) -> None:
+        if self.bar is None:
+            return
         from .console import output_stage_text
 
         self.bar.describe(output_stage_text(text, self.output, sum(int(c["len"].sum()) for c in self.counts)))
@@ -306,29 +327,38 @@ class _GroupProgress:
 
 def _write_group_outputs(args, scheme, report, console):
     """Group the input into the results file and the quality report: (rows, the _GroupProgress, the
-    report frame or None). Both appear together, whole, or not at all (Ctrl-C and SIGTERM included)."""
+    report frame or None). Both appear together, whole, or not at all (Ctrl-C and SIGTERM included).
+    `console`: None with -q (no bar, no summary counts)."""
+    from contextlib import nullcontext
+
     from . import api, io
-    from .console import progress
     from .options import reading_arguments
     from .outputs import atomic_outputs
 
     header = scheme.ast.header
-    show = not args.quiet and console.is_terminal
+    show = console is not None and console.is_terminal
     expected, estimated = io.expected_rows(Path(args.input), args.sheet, args.skip_rows)
     grouping = f"grouping with {header.name} {header.version}"
     first = grouping
     if Path(args.input).suffix.lower() in (".xlsx", ".xls"):   # read whole before the first batch
         first = f"reading {Path(args.input).name} (an Excel file is read whole first)"
+    if console is not None:
+        from .console import progress
+
+        bar_context = progress(expected, first, enabled=show, estimated=estimated)
+    else:
+        bar_context = nullcontext(None)
     with atomic_outputs(args.output, args.report) as (output, report_path):
-        with progress(expected, first, enabled=show, estimated=estimated) as bar:
-            batches = _GroupProgress(bar, args.output, grouping)
+        with bar_context as bar:
+            batches = _GroupProgress(bar, args.output, grouping, counting=console is not None)
             rows = api.group_file(args.input, output, scheme,
                                   batch_size=_progress_batch_size(args.batch_size, expected),
                                   **reading_arguments(args), threads=args.threads,
                                   on_batch=batches.on_batch, report=report, trace=_trace_request(args),
                                   carry=args.carry, on_stage=batches.on_stage, names=args.names,
                                   weights=_weights_table(args.weights))
-            bar.finish()
+            if bar is not None:
+                bar.finish()
         summary = report.frame() if report is not None else None
         if report_path:
             io.write_results(summary, report_path)
@@ -370,7 +400,8 @@ def _trace_request(args):
 
 def _progress_batch_size(batch_size: int, rows: int | None) -> int:
     """A smaller batch for an input that would be one batch or a few, so that the bar moves (about
-    ten steps); never above `batch_size`, never below 10,000 rows (batches cost a little each)."""
+    ten steps) and reading, grouping and writing overlap (grouper.overlap); never above `batch_size`,
+    never below 10,000 rows (batches cost a little each)."""
     if rows is None or rows >= 10 * batch_size:
         return batch_size
     return max(10_000, min(batch_size, -(-rows // 10)))
@@ -540,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import InputError, SchemeError, UsageError
     from .outputs import Terminated, os_error_in, os_error_text, raise_on_termination
 
+    _size_polars_pool(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     import warnings
 
@@ -579,6 +611,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _error(f"internal error (a bug in grouper, please report it): {type(exc).__name__}: {exc}; "
                       "set GROUPER_TRACEBACK=1 to see where", EXIT_INTERNAL)
+
+
+def _size_polars_pool(argv: list[str]) -> None:
+    """`grouper group --threads N`: Polars (reading, canonicalising, writing) uses N threads too, as the
+    kernel does, unless POLARS_MAX_THREADS says otherwise. Polars reads that variable once, when it is
+    first imported, so this runs before the parser is built (some wings' parsers import it)."""
+    if not argv or argv[0] != "group" or "polars" in sys.modules or os.environ.get("POLARS_MAX_THREADS"):
+        return
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int)
+    try:
+        threads = pre.parse_known_args(argv[1:])[0].threads
+    except SystemExit:   # a bad value: the real parser says so
+        return
+    if threads is not None and threads >= 1:
+        os.environ["POLARS_MAX_THREADS"] = str(threads)
 
 
 def _import_errors() -> tuple[type, ...]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +47,8 @@ def _from_file(name: str) -> Setting:
         if os.environ.get("GROUPER_CONFIG"):
             raise UsageError(f"GROUPER_CONFIG names {path}, which is not a file")
         return Setting(None, None)
+    import tomllib   # only when there is a config file: start-up time
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

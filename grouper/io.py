@@ -17,6 +17,7 @@ understood:
 from __future__ import annotations
 
 import codecs
+import functools
 import csv
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -550,6 +551,14 @@ class _GbCsv:
         self.encoding = None if detected else codec   # for the error message
 
     def _utf8(self, data: bytes, offset: int) -> bytes:
+        decoder = _gb_decoder(self.codec)
+        if decoder is not None:
+            return decoder(data, lambda part, at: self._decoded(part, offset + at))
+        return self._decoded(data, offset)
+
+    def _decoded(self, data: bytes, offset: int) -> bytes:
+        """`data` (whole lines, or the rest of one) by Python's codec; a bad byte is reported at its
+        offset in the file (`offset`: where data starts)."""
         # Python's codecs hold the GIL while they run: slices of about 1 MiB (cut after a line break,
         # which no GB character contains) let the grouping thread run its Python parts in between.
         parts, start = [], 0
@@ -592,6 +601,77 @@ class _GbCsv:
                         yield frame.slice(start, chunk_size)
                 if not block:
                     return
+
+
+def _gb_decoder(codec: str):
+    """GB text → UTF-8 by the compiled tables (ext/_text.pyx, no GIL held): a function
+    (data, by_codec) → bytes, where by_codec(part, at) decodes what the tables do not hold (a GB18030
+    four-byte character, a bad byte: the rest of its line, from `at` in data) with Python's codec, so
+    the text and every error are exactly the codec's. None without the compiled module."""
+    from .engine.kernel import companion
+
+    text = companion("_text", None)
+    if text is None:
+        return None
+    single, double = _gb_tables(codec)
+
+    def decode(data: bytes, by_codec) -> bytes:
+        import numpy as np
+
+        out = np.empty(3 * len(data), np.uint8)   # pages never written are never touched
+        parts, start, written = [], 0, 0
+        while True:
+            start, written = text.gb_to_utf8(data, start, single, double, out, written)
+            if start == len(data):
+                break
+            end = data.find(b"\n", start) + 1 or len(data)
+            parts.append(out[:written].tobytes())
+            parts.append(by_codec(data[start:end], start))
+            start, written = end, 0
+        parts.append(out[:written].tobytes())
+        return b"".join(parts) if len(parts) > 1 else parts[0]
+
+    return decode
+
+
+# The bytes that can follow a GB lead byte (0x81–0xFE) in a two-byte character.
+_GB_TRAILS = bytes([*range(0x40, 0x7F), *range(0x80, 0xFF)])
+
+
+@functools.cache
+def _gb_tables(codec: str):
+    """The compiled decoder's tables for `codec` (see ext/_text.pyx), made from Python's codec: every
+    single byte and every two-byte sequence (lead 0x81–0xFE, trail 0x40–0xFE but 0x7F) that it
+    decodes to one character of the Basic Multilingual Plane. A lead byte's sequences are decoded
+    together (one call); those of a lead with a sequence the codec refuses, one by one."""
+    import numpy as np
+
+    def alone(raw: bytes) -> str:
+        try:
+            char = raw.decode(codec)
+        except UnicodeDecodeError:
+            return "\0"   # not held (a NUL is never one of these sequences)
+        return char if len(char) == 1 else "\0"
+
+    rows = []
+    for lead in range(0x81, 0xFF):
+        try:
+            chars = b"".join(bytes([lead, trail]) for trail in _GB_TRAILS).decode(codec)
+        except UnicodeDecodeError:
+            chars = ""
+        rows.append(chars if len(chars) == len(_GB_TRAILS) else "".join(alone(bytes([lead, t])) for t in _GB_TRAILS))
+    singles = "".join(alone(bytes([b])) for b in range(256))
+    code = np.frombuffer((singles + "".join(rows)).encode("utf-32-le"), np.uint32)
+    # each code point's UTF-8 (first byte lowest) and its length in the top byte; 0 for NUL and past the BMP
+    one, two, three = code < 0x80, (code >= 0x80) & (code < 0x800), (code >= 0x800) & (code < 0x10000)
+    low6, mid6 = 0x80 | (code & 0x3F), 0x80 | ((code >> 6) & 0x3F)
+    entry = np.where(one, (1 << 24) | code, 0)
+    entry = np.where(two, (2 << 24) | (0xC0 | (code >> 6)) | (low6 << 8), entry)
+    entry = np.where(three, (3 << 24) | (0xE0 | (code >> 12)) | (mid6 << 8) | (low6 << 16), entry)
+    entry = np.where(code == 0, 0, entry).astype(np.uint32)
+    double = np.zeros((126, 256), np.uint32)
+    double[:, list(_GB_TRAILS)] = entry[256:].reshape(126, len(_GB_TRAILS))
+    return np.ascontiguousarray(entry[:256]), double.reshape(-1)
 
 
 def _records_end(data: bytes) -> int:
@@ -895,7 +975,7 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         # stripped here; a value left empty becomes null below, once stripped (not stripped twice)
         header = layout.scalar_sources[name]
         if header is not None:
-            return text(header).str.strip_chars()
+            return text(header).str.strip_chars() if _strip_needed(df[header]) else text(header)
         if name == "id":
             return pl.int_range(row_offset + 1, row_offset + pl.len() + 1).cast(pl.String)
         return pl.lit(None, dtype=pl.String)
@@ -979,16 +1059,50 @@ def _wide_joined(principal: pl.Expr | None, others: list[pl.Expr]) -> pl.Expr:
     return pl.concat_str([principal.fill_null(""), *others], separator=_CELL_SEPARATOR, ignore_nulls=True)
 
 
+def _text_checks():
+    """The compiled column checks (ext/_text.pyx), or None when the module is not built."""
+    from .engine.kernel import companion
+
+    return companion("_text", None)
+
+
+def _strip_needed(column: pl.Series) -> bool:
+    """Whether stripping could change a value of `column` (a compiled look at each value's first
+    and last byte, no copy; text of another type, or without the compiled module: assume so)."""
+    checks = _text_checks()
+    if column.dtype != pl.String or checks is None:
+        return True
+    from .engine.encode import Text
+
+    return checks.strip_needed(*Text.of(column).kernel_args(), len(column))
+
+
+def _rows_matching_cleaning(joined: pl.Series) -> pl.Series:
+    """The rows of joined wide cells that match _NEEDS_CLEANING (UInt32 row numbers): the compiled
+    check marks the candidates (whitespace-free ASCII rows never match), the regex decides them."""
+    checks = _text_checks()
+    if checks is None:
+        return joined.str.contains(_NEEDS_CLEANING).arg_true()
+    import numpy as np
+
+    from .engine.encode import Text
+
+    marks = np.empty(len(joined), np.uint8)
+    if not checks.cleaning_candidates(*Text.of(joined).kernel_args(), len(joined), ord(_CELL_SEPARATOR), marks):
+        return pl.Series(dtype=pl.UInt32)
+    rows = pl.Series(np.flatnonzero(marks), dtype=pl.UInt32)
+    return rows.filter(joined.gather(rows).str.contains(_NEEDS_CLEANING).fill_null(False))
+
+
 def _split_wide(joined: pl.Series, *, kind: str) -> pl.Series:
     """Joined wide cells → codes: the principal slot first ('' when blank), then the other codes in
     column order, each stripped. dx: all blank gives ['']; proc: all blank gives no procedure,
     while a blank principal with other procedures gives ['', others...] — exactly what the list
     shape gives for `|P`, so the first other procedure is never promoted to principal."""
-    needs_cleaning = joined.str.contains(_NEEDS_CLEANING)
-    if needs_cleaning.any():
+    rows = _rows_matching_cleaning(joined)
+    if len(rows):
         # only the rows that need it (about 1 in 100 in exports), not four passes over every row
         sep = _CELL_SEPARATOR
-        rows = needs_cleaning.arg_true()
         cleaned = (joined.gather(rows).str.replace_all(rf"\s*{sep}\s*", sep).str.strip_chars()
                    .str.replace_all(f"{sep}{{2,}}", sep).str.replace(f"{sep}+$", ""))
         joined = joined.clone().scatter(rows, cleaned)

@@ -50,10 +50,28 @@ class Prepared:
     problems: pl.DataFrame   # every validation problem (see grouper.validate)
 
 
-def prepare(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None) -> Prepared:
-    """Code maps → encode → validate one canonical case frame."""
-    cases, unmapped = convert_codes(plan, read_lists(plan, cases))
-    batch = encode_cases(plan, cases, kernel=kernel)
+@dataclass
+class Encoded:
+    """A batch after code maps and encoding: what validation and the kernel start from."""
+
+    cases: pl.DataFrame      # the canonical cases, codes converted
+    unmapped: pl.DataFrame   # problems of the code maps (see grouper.validate.convert_codes)
+    batch: Batch             # kernel arrays
+
+
+def encode(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None) -> Encoded:
+    """Code maps → encode one canonical case frame. It needs nothing from other batches, so when
+    stages overlap it runs in the reading thread (grouped_batches), beside the grouping of the
+    batch before (the compiled interning and parsing release the GIL)."""
+    converted, unmapped = convert_codes(plan, read_lists(plan, cases))
+    return Encoded(converted, unmapped, encode_cases(plan, converted, kernel=kernel))
+
+
+def prepare(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None,
+            encoded: Encoded | None = None) -> Prepared:
+    """Code maps → encode → validate one canonical case frame (`encoded`: the first two, done already)."""
+    encoded = encoded if encoded is not None else encode(plan, cases, kernel=kernel)
+    cases, unmapped, batch = encoded.cases, encoded.unmapped, encoded.batch
     problems = check_cases(plan, cases, batch, threads=threads, kernel=kernel)
     if unmapped.height:
         problems = (pl.concat([problems, unmapped])
@@ -64,7 +82,8 @@ def prepare(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, k
 
 
 def group_frame(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None,
-                problems: bool = False) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
+                problems: bool = False,
+                encoded: Encoded | None = None) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
     """Validate and group a canonical case frame; one result row per input row, same order.
 
     Returns the results (id, status, mdc, adrg, drg, reason, warnings); with `problems=True`,
@@ -72,7 +91,7 @@ def group_frame(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = Non
     rules that fired included, with the case's `id` and `dept`:
     row, id, dept, reason, level, detail.
     """
-    ready = prepare(plan, cases, threads=threads, kernel=kernel)
+    ready = prepare(plan, cases, threads=threads, kernel=kernel, encoded=encoded)
     out = run_kernel(plan, ready.batch, threads=threads, kernel=kernel)
     results = results_frame(plan, ready.cases, ready.batch, out, ready.problems)
     if not problems:
@@ -118,19 +137,21 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
                     sheet: str | int | None = None, skip_rows: int = 0, on_unused=None) -> Iterator[Grouped]:
     """The whole line, batch by batch: read → code maps → encode → validate → kernel → results
     (→ with `carry`, the typed settlement fields after the results: grouper.fields). With more than
-    one thread the next batch is read and canonicalised in a thread of its own meanwhile
+    one thread the next batch is read, canonicalised and encoded in a thread of its own meanwhile
     (grouper.overlap): two batches are in flight; the results are the same either way."""
     done = 0
     batches = case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry,
                            sheet=sheet, skip_rows=skip_rows, on_unused=on_unused)
     if overlapping(threads) and not isinstance(source, pl.DataFrame):   # (a frame is canonicalised whole)
-        batches = ahead(batches, READ_AHEAD)   # the next batch is read while this one is grouped
+        batches = ahead(_encoded(plan, batches), READ_AHEAD)   # the next batch is read while this one is grouped
+    else:
+        batches = ((cases, None) for cases in batches)
     with closing(batches):   # an error here, or a caller that stops early, stops the reading thread now
-        for cases in batches:
+        for cases, encoded in batches:
             if problems:
-                results, found = group_frame(plan, cases, threads=threads, problems=True)
+                results, found = group_frame(plan, cases, threads=threads, problems=True, encoded=encoded)
             else:
-                results, found = group_frame(plan, cases, threads=threads), None
+                results, found = group_frame(plan, cases, threads=threads, encoded=encoded), None
             if carry:
                 results, extra = carry_fields(plan, cases, results)
                 if problems and extra.height:
@@ -140,3 +161,10 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
                 found = found.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row"))
             done += cases.height
             yield Grouped(cases, results, found)
+
+
+def _encoded(plan: ir.Plan, batches: Iterator[pl.DataFrame]) -> Iterator[tuple[pl.DataFrame, Encoded]]:
+    """(canonical cases, encoded) of each batch; closing it closes `batches` (its open file)."""
+    with closing(batches):
+        for cases in batches:
+            yield cases, encode(plan, cases)

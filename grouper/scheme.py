@@ -9,14 +9,9 @@ from dataclasses import dataclass
 from .package_data import data_dir
 from pathlib import Path
 
-from .engine.compile import compile_scheme
 from .engine.ir import Plan
 from .errors import Diagnostic, InputError, SchemeError, warn_demo_scheme, with_source
 from .lang import ast
-from .lang.check import check
-from .lang.overlay import merge
-from .lang.parse import parse_file, read_source
-from .lang.tables import TableStore
 from .plancache import Classes, cache_dir, cache_enabled, cached  # noqa: F401 - cache_dir: where entries are
 
 SCHEME_FILE = "scheme.grp"
@@ -63,6 +58,9 @@ def _base_path(path: Path, extends: str, span) -> Path:
 
 def parse_pack(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[ast.Scheme, list[Diagnostic]]:
     """Parse a scheme file and, for an overlay, its base chain, merged (see lang/overlay.py)."""
+    from .lang.overlay import merge
+    from .lang.parse import parse_file   # lark: loaded only when a pack is parsed (not from the plan cache)
+
     scheme = parse_file(path)
     if scheme.header.extends is None:
         return scheme, []
@@ -77,6 +75,8 @@ def parse_pack(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[ast.Scheme, l
 
 def _with_sources(found: list[Diagnostic]) -> list[Diagnostic]:
     """Attach each diagnostic's source line, read from the file its span names (overlays span several)."""
+    from .lang.parse import read_source
+
     texts: dict[str, str | None] = {}
     out = []
     for d in found:
@@ -93,6 +93,9 @@ def _with_sources(found: list[Diagnostic]) -> list[Diagnostic]:
 
 
 def _parse_and_check(path: Path) -> tuple[ast.Scheme, TableStore, list[Diagnostic]]:
+    from .lang.check import check
+    from .lang.tables import TableStore
+
     scheme, found = parse_pack(path)
     store = TableStore(path.parent, scheme.tables)
     return scheme, store, _with_sources(found + check(scheme, store))
@@ -227,6 +230,8 @@ def _cached_classes() -> Classes:
 
 
 def _load_uncached(path: Path) -> LoadedScheme:
+    from .engine.compile import compile_scheme
+
     try:
         scheme, store, found = _parse_and_check(path)
     except SchemeError as exc:

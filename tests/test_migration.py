@@ -77,7 +77,8 @@ def test_migration_1_1_to_2_0(year11, chs_pack, chs20_pack, tmp_path, capsys):
 
         grouped = group(year11, pack, carry=True)
         again = settle_cases(grouped, POLICY, weights.select("drg", "weight", "mean"))
-        assert again.hospitals.equals(side.hospitals)
+        assert again.hospitals.equals(side.hospitals)   # settled side by side with the other version = alone
+        assert again.cases.equals(side.cases) and again.groups.equals(side.groups) and again.pools.equals(side.pools)
         assert grouped["drg"].to_list() == side.cases["drg"].to_list()
     # money is conserved per hospital: the deltas are the differences of the two settlements
     h = migration.hospitals
@@ -144,3 +145,23 @@ def test_migration_carries_each_versions_settlement_levels(year11, chs_pack, tmp
         assert side.cases["drg"].to_list() == grouped["drg"].to_list()
     invalid = [(side.cases["status"] == "invalid").sum() for side in (migration.comparison.base, migration.comparison.change)]
     assert invalid[1] - invalid[0] >= 200        # the 207 bad costs, minus those invalid already
+
+
+def test_migration_folder_is_the_same_bytes_every_time(year11, chs_pack, chs20_pack, tmp_path):
+    """Both versions are settled side by side and both settlements written at once (threads): the
+    folder must not depend on which thread finishes first. Two runs, at 1 and 4 Polars threads of
+    the grouping, give byte-identical folders, and the change folder is exactly `grouper settle`'s
+    folder for that settlement written alone."""
+    from grouper.payment.settle_files import write_settlement
+    from grouper.versions.migration import migration_impact, write_migration
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    runs = []
+    for threads in (1, 4):
+        migration = migration_impact(year11, chs_pack, chs20_pack, POLICY, threads=threads)
+        runs.append(files(write_migration(migration, tmp_path / f"run{threads}")))
+    assert runs[0] == runs[1] and "change/cases.parquet" in runs[0]
+    alone = files(write_settlement(migration.comparison.change, tmp_path / "alone"))
+    assert alone == {name[len("change/"):]: data for name, data in runs[1].items() if name.startswith("change/")}

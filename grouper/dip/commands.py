@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 
-from ..console import print_diagnostics, stderr_console
 from .ast import LEVELS
 
 EXIT_OK, EXIT_SCHEME = 0, 1
 
 
 def check_command(pack, strict: bool) -> int:
+    from ..console import print_diagnostics, stderr_console
     from .scheme import check_dip_scheme, dip_scheme_path
 
     console = stderr_console()
@@ -26,6 +26,7 @@ def check_command(pack, strict: bool) -> int:
 def group_command(args, reading) -> int:
     import polars as pl
 
+    from ..console import stderr_console
     from . import group_dip_file, load_dip_scheme
     from .console import render_dip_summary
 
@@ -88,6 +89,7 @@ def _with_cost(args, case):
 
 
 def import_command(args) -> int:
+    from ..console import stderr_console
     from .importer import import_dip
 
     console = stderr_console()
@@ -129,6 +131,7 @@ def add_calibrate_dip(kinds) -> None:
 
 
 def calibrate_command(args) -> int:
+    from ..console import stderr_console
     from ..errors import UsageError
     from ..outputs import check_outputs
     from .calibrate import CalibrationParams, calibrate_dip, read_history

@@ -14,7 +14,6 @@ from ..scheme import _with_sources, pack_fingerprint
 from .ast import DipScheme
 from .catalogue import Row
 from .check import check
-from .parse import parse_file
 from .plan import DipPlan, compile_dip
 
 DIP_FILE = "scheme.dip"
@@ -54,6 +53,8 @@ def dip_scheme_path(pack: str | Path | None) -> Path:
 
 
 def _parse_and_check(path: Path) -> tuple[DipScheme, TableStore, dict[str, list[Row]], list[Diagnostic]]:
+    from .parse import parse_file   # lark: loaded only when a pack is parsed (not from the plan cache)
+
     try:
         scheme = parse_file(path)
     except SchemeError as exc:

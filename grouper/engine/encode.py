@@ -22,12 +22,32 @@ from .kernel import KERNEL
 SEX_WORDS = {**ir.SEX_VALUES, "男": 1, "女": 2, "M": 1, "F": 2, "m": 1, "f": 2}
 
 
-@dataclass(frozen=True)
+class _ArrowArray:
+    """A pyarrow array seen only through the Arrow C data interface, so that Polars takes it over
+    without `pl.from_arrow`, which imports pyarrow.compute (~0.1 s of start-up for every command)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: pa.Array):
+        self.array = array
+
+    def __arrow_c_array__(self, requested_schema=None):
+        return self.array.__arrow_c_array__(requested_schema)
+
+
+def series_from_arrow(array: pa.Array, name: str = "") -> pl.Series:
+    """A Polars series of a pyarrow array (zero copy where Polars can)."""
+    return pl.Series(_ArrowArray(array)).alias(name)
+
+
 class Text:
     """A string column as the kernel reads it: an Arrow string_view array (Polars' own buffers)."""
 
-    series: pl.Series       # String
-    array: pa.Array         # the same strings, string_view
+    __slots__ = ("array", "_series")
+
+    def __init__(self, array: pa.Array, series: pl.Series | None = None):
+        self.array = array         # string_view
+        self._series = series      # the same strings as a Polars String series, made when first needed
 
     @classmethod
     def of(cls, column: pl.Series) -> "Text":
@@ -37,7 +57,13 @@ class Text:
             array = array.combine_chunks()
         if array.type != pa.string_view():
             array = array.cast(pa.string_view())
-        return cls(column, array)
+        return cls(array, column)
+
+    @property
+    def series(self) -> pl.Series:
+        if self._series is None:
+            self._series = series_from_arrow(self.array)
+        return self._series
 
     def kernel_args(self) -> tuple:
         """(views, buffers, validity, bit_offset) as every kernel's text functions take them."""
@@ -99,7 +125,8 @@ def intern_lists(plan: ir.Plan, column: pl.Series, kernel=None) -> tuple[np.ndar
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     offsets = np.asarray(array.offsets, dtype=np.int64)
-    items = Text.of(pl.from_arrow(array.values.slice(offsets[0], offsets[-1] - offsets[0])))
+    items = array.values.slice(offsets[0], offsets[-1] - offsets[0])
+    items = Text(items if items.type == pa.string_view() else items.cast(pa.string_view()))
     offsets = np.ascontiguousarray(offsets - offsets[0])
     ids = np.empty(len(items.array), np.uint32)
     table, data, code_offsets = code_table(plan, kernel)

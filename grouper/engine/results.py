@@ -6,7 +6,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import ir
-from .encode import Batch
+from .encode import Batch, series_from_arrow
 
 
 def _labels(index: np.ndarray, names: list[str]) -> pl.Series:
@@ -47,7 +47,7 @@ def _warnings(problems: pl.DataFrame, n: int) -> pl.Series:
     np.cumsum(np.bincount(rows, minlength=n)[:n], out=offsets[1:])
     values = found["reason"].cast(pl.String).rechunk().to_arrow()
     lists = pa.LargeListArray.from_arrays(pa.array(offsets), values)
-    return pl.Series("warnings", lists, dtype=pl.List(pl.String))
+    return series_from_arrow(lists, "warnings").cast(pl.List(pl.String))
 
 
 def rule_problems(plan: ir.Plan, out: tuple[np.ndarray, ...]) -> pl.DataFrame:

@@ -7,7 +7,6 @@ from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 
-from ..console import counted, progress, stage, stderr_console
 from ..errors import InputError, UsageError
 
 EXIT_OK = 0
@@ -109,6 +108,7 @@ def _refuse(args, inputs, files, folders=()) -> None:
 
 
 def cmd_synth_history(args, anomaly_planter: Callable[..., object] | None = None) -> int:
+    from ..console import counted, progress, stderr_console
     from ..scheme import load_scheme
     from .history import write_history
 
@@ -157,6 +157,7 @@ def _insurance_path(path: Path, insurance: str | None) -> Path:
 
 def cmd_calibrate_weights(args) -> int:
     from .. import io
+    from ..console import stage, stderr_console
     from ..outputs import atomic_output
     from .api import calibrate_weights, homogeneity, load_grouped
     from .console import render_calibration
@@ -207,6 +208,7 @@ def cmd_metrics(args) -> int:
     import polars as pl
 
     from .. import io
+    from ..console import counted, stage, stderr_console
     from .settle import checked_weights, read_weights
     from .api import hospital_metrics, load_grouped, scheme_weights
     from .console import render_metrics
@@ -238,6 +240,7 @@ def run_settle(args, base_sources: Mapping[str, SettleBySource] = MappingProxyTy
     the function that settles under it with base points from elsewhere than a weights table; the
     face that runs the command chooses them (grouper/cli.py gives DIP's), so this wing imports no
     other wing to dispatch."""
+    from ..console import stage
     from ..outputs import check_outputs
     from ..scheme import pack_inputs
 

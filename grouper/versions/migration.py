@@ -108,17 +108,26 @@ def _with_hospital_changes(comparison) -> pl.DataFrame:
 
 def _source_groups(comparison) -> pl.DataFrame:
     """Per group of the old version (ungrouped cases as `(status)`): cases, the payment under each
-    version, its change, and the group most of its cases land in under the new version."""
-    label = pl.when(pl.col("drg").is_not_null()).then(pl.col("drg")).otherwise(pl.format("({})", pl.col("status")))
+    version, its change, and the group most of its cases land in under the new version.
+
+    One pass over the cases: they are counted and summed per flow (old DRG and status → new DRG and
+    status, a few thousand flows); the labels and everything else are worked out on the flows."""
     base, change = comparison.base.cases, comparison.change.cases
-    pairs = pl.DataFrame({"from_group": base.select(label).to_series(), "to_group": change.select(label).to_series(),
-                          "payment_before": base["payment"], "payment_after": change["payment"]})
-    main = (pairs.group_by("from_group", "to_group").len()
+    cases = pl.DataFrame({"_from": base["drg"], "_from_status": base["status"], "_to": change["drg"],
+                          "_to_status": change["status"], "payment_before": base["payment"],
+                          "payment_after": change["payment"]})
+    flows = cases.group_by("_from", "_from_status", "_to", "_to_status").agg(
+        pl.len().alias("len"), pl.col("payment_before").sum(), pl.col("payment_after").sum())
+    label = lambda code, status: (pl.when(pl.col(code).is_not_null()).then(pl.col(code))  # noqa: E731
+                                  .otherwise(pl.format("({})", pl.col(status))))
+    flows = flows.select(label("_from", "_from_status").alias("from_group"), label("_to", "_to_status").alias("to_group"),
+                         "len", "payment_before", "payment_after")
+    main = (flows.group_by("from_group", "to_group").agg(pl.col("len").sum())
             .sort(["from_group", "len", "to_group"], descending=[False, True, False])
             .group_by("from_group", maintain_order=True).agg(pl.col("to_group").first().alias("main_to_group"),
                                                             (pl.col("len").first()).alias("main_to_cases"),
                                                             pl.len().alias("to_groups")))
-    totals = pairs.group_by("from_group").agg(pl.len().alias("cases"), pl.col("payment_before").sum(),
+    totals = flows.group_by("from_group").agg(pl.col("len").sum().alias("cases"), pl.col("payment_before").sum(),
                                               pl.col("payment_after").sum())
     return (totals.join(main, on="from_group", how="left")
             .with_columns((pl.col("payment_after") - pl.col("payment_before")).alias("payment_change"))
@@ -135,25 +144,36 @@ def migration_impact(cases: pl.DataFrame | str | Path, from_scheme: LoadedScheme
     schemes, calibrate weights from them for each (`weight_options`: grouper.payment.weights.
     WeightOptions, default its defaults), settle both under `policy` (a Policy or a policy file)
     and compare (base = `from_scheme`). Every case is settled under both versions: rows in = rows out.
-    `on_stage(name)` is called as each stage starts ("group", "calibrate from", "settle from",
-    "calibrate to", "settle to", "compare"): benches/bench_migration.py times them."""
-    from ..payment.weights import calibrate_weights
-    from ..payment.impact import compare
+    `on_stage(name)` is called as each stage starts ("group", "calibrate and settle" — both versions
+    side by side —, "compare"): benches/bench_migration.py times them.
+
+    The two versions are calibrated and settled at once, each in its own thread: they share nothing
+    but the read-only cases and policy, and Polars and the settle kernel release the GIL, so the
+    stretches where one settlement keeps a single core busy (its Python steps, the kernel's loops)
+    leave the other core to the other version. Each result is what it would be alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..payment.api import settle_cases
+    from ..payment.impact import compare
+    from ..payment.policy import Policy, load_policy
+    from ..payment.weights import calibrate_weights
 
     stage = on_stage or (lambda name: None)
     before = from_scheme if isinstance(from_scheme, LoadedScheme) else load_scheme(from_scheme)
     after = to_scheme if isinstance(to_scheme, LoadedScheme) else load_scheme(to_scheme)
+    policy = policy if isinstance(policy, Policy) else load_policy(policy)   # read once for both threads
+
+    def settled(grouped: pl.DataFrame):
+        weights = calibrate_weights(grouped, weight_options).weights
+        return settle_cases(grouped, policy, weights.select("drg", "weight", "mean")), weights
+
     stage("group")
     years = _grouped_year(cases, (before, after), columns=columns, encoding=encoding, threads=threads)
-    sides = []
-    for version, grouped in zip(("from", "to"), years):
-        stage(f"calibrate {version}")
-        weights = calibrate_weights(grouped, weight_options).weights
-        stage(f"settle {version}")
-        sides.append((settle_cases(grouped, policy, weights.select("drg", "weight", "mean")), weights))
-    del years
-    (base, weights_from), (change, weights_to) = sides
+    stage("calibrate and settle")
+    with ThreadPoolExecutor(max_workers=2) as versions:
+        sides = [versions.submit(settled, grouped) for grouped in years]
+        del years
+        (base, weights_from), (change, weights_to) = (side.result() for side in sides)
     stage("compare")
     comparison = compare(base, change)
     comparison = replace(comparison, hospitals=_with_hospital_changes(comparison))

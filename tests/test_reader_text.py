@@ -1,0 +1,126 @@
+"""The reader's compiled text loops (ext/_text.pyx) against their twins: the GB → UTF-8 decoder of
+the streamed CSV reader (tables made by grouper.io._gb_tables) against Python's own codec (the same
+text for every character the codecs know, the same errors at the same byte offsets for bytes they
+refuse); the column checks that let canonicalising skip a pass against the Polars expressions they
+stand in for."""
+import random
+
+import pytest
+
+from grouper import io
+from grouper.engine.kernel import companion
+
+pytestmark = pytest.mark.skipif(companion("_text", None) is None, reason="the compiled reader (grouper._text) is not built")
+
+CODECS = ("gb18030", "gbk", "gb2312")
+
+
+def _by_codec(codec):
+    def decode(part: bytes, at: int) -> bytes:
+        try:
+            return part.decode(codec).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"offset {at + exc.start}") from exc
+    return decode
+
+
+def _python(data: bytes, codec: str) -> bytes:
+    try:
+        return data.decode(codec).encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"offset {exc.start}") from exc
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_every_byte_and_two_byte_sequence_decodes_as_the_codec_does(codec):
+    decode = io._gb_decoder(codec)
+    sequences = [bytes([b]) for b in range(256)] + [bytes([lead, trail]) for lead in range(0x81, 0xFF)
+                                                    for trail in range(256)]
+    for raw in sequences:
+        line = b"a," + raw + b"\n"
+        try:
+            expected = _python(line, codec)
+        except ValueError as exc:
+            with pytest.raises(ValueError, match=str(exc)):
+                decode(line, _by_codec(codec))
+        else:
+            assert decode(line, _by_codec(codec)) == expected, raw
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_random_text_with_four_byte_characters_and_every_plane(codec):
+    rng = random.Random(20261206)
+    alphabet = [chr(c) for c in range(1, 0x30000) if not 0xD800 <= c < 0xE000]
+    lines = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40))) for _ in range(3000)]
+    text = "\n".join(lines) + "\n"
+    data = text.encode(codec, errors="ignore")
+    assert io._gb_decoder(codec)(data, _by_codec(codec)) == _python(data, codec)
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\x80", b"\x81", b"\x81\x0a", b"\xa1\x7f", b"\x81\x30\x81"])
+def test_a_bad_byte_is_the_codecs_error_at_the_same_offset(bad):
+    data = "张三,住院\n李四,".encode("gbk") + bad + "\n王五\n".encode("gbk")
+    for codec in ("gbk", "gb18030"):
+        with pytest.raises(ValueError) as expected:
+            _python(data, codec)
+        with pytest.raises(ValueError, match=str(expected.value)):
+            io._gb_decoder(codec)(data, _by_codec(codec))
+
+
+def test_a_bad_byte_in_a_streamed_file_names_its_offset(tmp_path):
+    good = "id,dx,dept\n" + "".join(f"{i},A01.000,内科\n" for i in range(1, 2001))
+    data = good.encode("gbk")
+    data = data + b"2001,A01.000,\xff\n"
+    path = tmp_path / "bad.csv"
+    path.write_bytes(data)
+    with pytest.raises(io.InputError, match=f"bad byte at offset {len(data) - 2}"):
+        list(io.iter_case_batches(path, encoding="gbk"))
+
+
+def test_a_streamed_gb18030_file_reads_as_python_decodes_it(tmp_path):
+    names = ["张三", "𠀀", "€", "é", "龘", "\u3000李"]
+    text = "id,dx,dept\n" + "".join(f"{i},A01.000,{names[i % len(names)]}\n" for i in range(1, 5001))
+    path = tmp_path / "gb18030.csv"
+    path.write_bytes(text.encode("gb18030"))
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_text(text, encoding="utf-8")
+    import polars as pl
+
+    assert pl.concat(list(io.iter_case_batches(path, encoding="gb18030"))).equals(io.read_cases(utf8))
+
+
+_AWKWARD = ["", " ", "A01", " A01", "A01 ", "\tA", "A\n", "\u3000内科", "内科\u3000", "内科", "\u00a0x", "x\u0085",
+            "a\x1fb", "a\x1f\x1fb", "a\x1f", "\x1f", "a b", "a\x1f b", "x" * 13, " " + "x" * 13, "x" * 13 + " ",
+            "é", "\x1c", "\x0b", "\x0c", "\r", None]
+
+
+def _random_strings(rng, n):
+    parts = ["A", "01", ".", "\x1f", " ", "\t", "内", "\u3000", "x" * 12, "\u2028", "\u200b", "\x1c"]
+    return [None if rng.random() < 0.05 else "".join(rng.choice(parts) for _ in range(rng.randrange(0, 6)))
+            for _ in range(n)]
+
+
+def test_strip_needed_is_false_only_when_strip_changes_nothing():
+    import polars as pl
+
+    rng = random.Random(7)
+    columns = [[value] for value in _AWKWARD] + [_random_strings(rng, 50) for _ in range(200)]
+    columns += [["A01.000", "B02", "x" * 20, None], ["A01"] * 3]
+    for values in columns:
+        column = pl.Series(values, dtype=pl.String)
+        changes = not column.str.strip_chars().equals(column)
+        assert io._strip_needed(column) or not changes, values
+        assert io._strip_needed(column.slice(1)) or column.slice(1).str.strip_chars().equals(column.slice(1))
+    assert not io._strip_needed(pl.Series(["A01", "B02", None, "x" * 30]))
+
+
+def test_cleaning_rows_are_the_regex_rows():
+    import polars as pl
+
+    rng = random.Random(11)
+    for values in [_AWKWARD, *(_random_strings(rng, 300) for _ in range(50))]:
+        joined = pl.Series(values, dtype=pl.String)
+        expected = joined.str.contains(io._NEEDS_CLEANING).arg_true()
+        assert io._rows_matching_cleaning(joined).to_list() == expected.to_list(), values
+        part = joined.slice(3)
+        assert io._rows_matching_cleaning(part).to_list() == part.str.contains(io._NEEDS_CLEANING).arg_true().to_list()

@@ -1,0 +1,39 @@
+"""What a `grouper group` process loads and sets before it groups (issue 20: start-up is part of the
+whole command's time): a quiet run from the plan cache loads neither the terminal output (rich), nor
+the DSL parser (lark), nor pyarrow.compute; `--threads N` sizes Polars' pool before Polars loads."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+MINI = Path(__file__).parent / "fixtures" / "packs" / "mini"
+
+
+def _python(code: str, tmp_path: Path, **env) -> str:
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                          env={**os.environ, "GROUPER_CACHE_DIR": str(tmp_path / "cache"), **env}).stdout
+
+
+def test_a_quiet_run_from_the_plan_cache_loads_no_terminal_output_parser_or_pyarrow_compute(tmp_path):
+    cases = tmp_path / "cases.csv"
+    cases.write_text("id,sex,age,dx,proc\n1,1,40,K35.800,47.0100\n2,2,30,XX,\n", encoding="utf-8")
+    run = (f"import sys; from grouper.cli import main; "
+           f"code = main(['group', {str(cases)!r}, '-o', {str(tmp_path / 'r.parquet')!r}, '--scheme', {str(MINI)!r}, '-q']); "
+           "print(code, sorted(m for m in ('rich', 'lark', 'pyarrow.compute', 'tomllib') if m in sys.modules))")
+    _python(run, tmp_path)                      # fills the plan cache (parses the pack: lark)
+    assert _python(run, tmp_path, GROUPER_CONFIG="", XDG_CONFIG_HOME=str(tmp_path)).strip() == "0 []"   # no config file
+
+
+def test_threads_sizes_the_polars_pool_unless_polars_max_threads_says_otherwise(tmp_path):
+    probe = ("import sys; from grouper.cli import _size_polars_pool; assert 'polars' not in sys.modules; "
+             "_size_polars_pool(sys.argv[1:]); import polars; print(polars.thread_pool_size())")
+    env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
+
+    def pool(*argv, **extra):
+        return subprocess.run([sys.executable, "-c", probe, *argv], check=True, capture_output=True, text=True,
+                              env={**env, **extra}).stdout.strip()
+
+    assert pool("group", "in.csv", "-o", "out.csv", "--threads", "1") == "1"
+    assert pool("group", "in.csv", "-o", "out.csv", "--threads=1") == "1"
+    assert pool("group", "in.csv", "-o", "out.csv", "--threads", "1", POLARS_MAX_THREADS="2") == "2"
+    assert pool("check", "--threads", "1") == pool("check")     # only `group` has --threads
