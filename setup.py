@@ -56,7 +56,8 @@ if not os.environ.get("GROUPER_NO_EXTENSIONS"):
         [Extension("grouper._kernel", ["ext/_kernel.pyx"]),
          Extension("grouper._dip_kernel", ["ext/_dip_kernel.pyx"]),
          Extension("grouper._settle_kernel", ["ext/_settle_kernel.pyx"]),
-         Extension("grouper._text", ["ext/_text.pyx"])],
+         Extension("grouper._text", ["ext/_text.pyx"]),
+         Extension("grouper._cases", ["ext/_cases.pyx"])],
         force=debug,  # directives are not part of cythonize's dependency check
         compiler_directives={
             "language_level": 3,

@@ -108,3 +108,22 @@ def test_answers_written_as_the_standard_library_writes_them():
     assert dumps(big) == b'{"n":1180591620717411303424}'
     with pytest.raises(TypeError):
         dumps({"money": Decimal("12.50")})   # as json.dumps: not JSON
+
+
+@pytest.mark.skipif(case_shapes._compiled is None, reason="the compiled batch reader (ext/_cases.pyx) is not built")
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(batch=st.lists(_cases(st.one_of(plain, codes)), min_size=1, max_size=40),
+       odd=st.one_of(st.none(), _cases(st.one_of(scalars, codes)), st.integers(), st.just({"agee": 1}),
+                     st.just({"dx": ["A|B"]}), st.just({"proc": ["A,B"]}), st.just({"age": -2**63}),
+                     st.just({"age": 2**63 - 1}), st.just({"dx": ["x"] * 101}), st.just({"dx": "x" * 20_001}),
+                     st.just({"dept": "x" * 201}), st.just({"dx": []}), st.just({"age": True}), st.just({"dx": 5})),
+       at=st.integers(0, 40))
+def test_compiled_columnwise_reading_equals_its_python_twin(batch, odd, at):
+    if odd is not None:
+        batch.insert(min(at, len(batch)), odd)
+    found = case_shapes._compiled.plain_columns(batch, case_shapes._SLOTS, 2, 200, 20_000, 100)
+    expected = case_shapes._plain_columns(batch)
+    if expected is None:
+        assert found is None
+    else:   # the compiled one leaves out the fields no case gives
+        assert {name: found[case_shapes._SLOTS[name]] or [None] * len(batch) for name in FIELDS} == expected

@@ -90,7 +90,7 @@ def companion(name: str, fallback: ModuleType) -> ModuleType:
 group_cases = KERNEL.group_cases
 
 
-COMPILED_MODULES = ("_kernel", "_dip_kernel", "_settle_kernel", "_text")  # ext/*.pyx (setup.py)
+COMPILED_MODULES = ("_kernel", "_dip_kernel", "_settle_kernel", "_text", "_cases")  # ext/*.pyx (setup.py)
 
 
 def kernel_description() -> str:

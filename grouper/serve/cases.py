@@ -119,14 +119,29 @@ def unknown_field(name: str, where: str) -> ShapeError:
 
 def case_columns(cases: list, where: str = "cases") -> dict[str, list]:
     """Check the shape of JSON cases; their fields as text columns (every field, null where absent)."""
+    given = given_columns(cases, where)
+    return {name: given[name] if name in given else [None] * len(cases) for name in FIELDS}
+
+
+def given_columns(cases: list, where: str = "cases") -> dict[str, list]:
+    """`case_columns` without the fields no case gives (not a value, or only nulls)."""
     if len(cases) >= _COLUMNWISE:
-        columns = _plain_columns(cases)
-        if columns is not None:
-            return columns
+        if _compiled is not None:
+            found = _compiled.plain_columns(cases, _SLOTS, len(CODE_LISTS), _MAX_TEXT, 100 * _MAX_TEXT, 100)
+            if found is not None:
+                return {name: found[_SLOTS[name]] for name in FIELDS if found[_SLOTS[name]] is not None}
+        else:
+            columns = _plain_columns(cases)
+            if columns is not None:
+                return _given(columns)
     columns = {name: [None] * len(cases) for name in FIELDS}
     for i, case in enumerate(cases):
         _case_into(columns, i, case, f"{where}[{i}]")
-    return columns
+    return _given(columns)
+
+
+def _given(columns: dict[str, list]) -> dict[str, list]:
+    return {name: column for name, column in columns.items() if column.count(None) != len(column)}
 
 
 _COLUMNWISE = 64   # from this many cases a batch is first tried column by column
@@ -170,6 +185,16 @@ def _plain_columns(cases: list) -> dict[str, list] | None:
             return None   # floats, booleans, a mix of text and numbers: case by case
         columns[name] = column
     return columns
+
+
+def _load_compiled():
+    from ..engine.kernel import companion
+
+    return companion("_cases", None)
+
+
+_compiled = _load_compiled()   # ext/_cases.pyx: _plain_columns in one C pass (None: not built, or the Python kernel)
+_SLOTS = {name: slot for slot, name in enumerate((*CODE_LISTS, *(n for n in FIELDS if n not in CODE_LISTS)))}
 
 
 def _joined_codes(column: list) -> list | None:
@@ -227,9 +252,15 @@ _FIELD_SET = frozenset(FIELDS)
 
 def case_frame(cases: list, where: str = "cases") -> pl.DataFrame:
     """JSON cases → the raw frame the project's reader canonicalises (grouper.pipeline.case_batches)."""
-    columns = case_columns(cases, where)
-    ids = columns["id"]
-    for i, value in enumerate(ids):
-        if value is None:   # a case without an id: its position in the request, from 1
-            ids[i] = str(i + 1)
-    return pl.DataFrame(columns, schema={name: pl.String for name in FIELDS})
+    columns = given_columns(cases, where)
+    ids = columns.setdefault("id", [None] * len(cases))
+    if None in ids:
+        for i, value in enumerate(ids):
+            if value is None:   # a case without an id: its position in the request, from 1
+                ids[i] = str(i + 1)
+    frame = pl.DataFrame(columns, schema={name: pl.String for name in columns})
+    # a field no case gives (the settlement fields, mostly) costs a constant, not a value per case
+    absent = [name for name in FIELDS if name not in columns]
+    if absent:
+        frame = frame.with_columns(pl.lit(None, pl.String).alias(name) for name in absent)
+    return frame.select(FIELDS)
