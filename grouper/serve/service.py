@@ -68,6 +68,14 @@ class Pack:
     def version(self) -> str:
         return self.loaded.ast.header.version if self.kind == "drg" else self.loaded.plan.version
 
+    @cached_property
+    def group_columns(self) -> tuple[pl.Series, pl.Series, pl.Series]:
+        """(group code, name, weight as a float) of every group, for the results of a batch."""
+        codes = list(self.groups)
+        return (pl.Series(codes, dtype=pl.String), pl.Series([self.groups[c]["name"] for c in codes], dtype=pl.String),
+                pl.Series([None if self.groups[c]["rw"] is None else float(self.groups[c]["rw"]) for c in codes],
+                          dtype=pl.Float64))
+
     def describe(self) -> dict:
         out = {"kind": self.kind, "name": self.name, "version": self.version,
                "from": None if self.start is None else self.start.isoformat(), "groups": len(self.groups)}
@@ -300,8 +308,7 @@ def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = Fa
     parts, found = [], []
     row = pl.Series("_row", range(raw.height), dtype=pl.UInt32)
     for i, pack in enumerate(packs):
-        mine = [k == i for k in index]
-        mask = None if all(mine) else pl.Series(mine)
+        mask = None if index.count(i) == len(index) else pl.Series([k == i for k in index])   # (count: a C loop)
         subset = raw if mask is None else raw.filter(mask)
         if subset.height == 0:
             continue
@@ -311,7 +318,7 @@ def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = Fa
         parts.append(results)
         if problem_rows is not None and problem_rows.height:
             found.append(problem_rows.with_columns(rows.gather(problem_rows["row"].cast(pl.UInt32)).alias("row")))
-    outside = [r for r, k in enumerate(index) if k < 0]
+    outside = [r for r, k in enumerate(index) if k < 0] if -1 in index else []
     if not parts and not outside:   # no cases: the columns of an empty result
         results, _ = _group_with(packs[-1], raw, False, settlement)
         parts.append(results.with_columns(row, pl.lit(None, pl.String).alias("scheme"),
@@ -325,7 +332,8 @@ def group_raw(state: State, raw: pl.DataFrame, kind: str, *, problems: bool = Fa
     if problems:   # every case gets its (maybe empty) list of problems, also when no case has one
         problem_frame = pl.concat(found).sort("row", maintain_order=True) if found else pl.DataFrame(
             schema={"row": pl.UInt32, "reason": pl.String, "level": pl.String, "detail": pl.String})
-    return Grouped(kind, results, problem_frame, [packs[k] if k >= 0 else None for k in index])
+    in_force = [packs[0]] * len(index) if index.count(0) == len(index) else [packs[k] if k >= 0 else None for k in index]
+    return Grouped(kind, results, problem_frame, in_force)
 
 
 def _group_with(pack: Pack, raw: pl.DataFrame, problems: bool, settlement: bool
@@ -333,11 +341,10 @@ def _group_with(pack: Pack, raw: pl.DataFrame, problems: bool, settlement: bool
     if pack.kind == "drg":
         g = next(iter(grouped_batches(raw, pack.loaded.plan, batch_size=max(raw.height, 1), problems=problems,
                                       carry=settlement)))
-        names = {code: e["name"] for code, e in pack.groups.items()}
-        weights = {code: None if e["rw"] is None else float(e["rw"]) for code, e in pack.groups.items()}
+        codes, names, weights = pack.group_columns
         results = g.results.with_columns(
-            pl.col("drg").replace_strict(names, default=None, return_dtype=pl.String).alias("drg_name"),
-            pl.col("drg").replace_strict(weights, default=None, return_dtype=pl.Float64).alias("weight"))
+            pl.col("drg").replace_strict(codes, names, default=None, return_dtype=pl.String).alias("drg_name"),
+            pl.col("drg").replace_strict(codes, weights, default=None, return_dtype=pl.Float64).alias("weight"))
         return results, g.problems
     from ..dip.run import group_dip_frame
     from ..dip.settle import dip_grouped
