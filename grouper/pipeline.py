@@ -68,11 +68,12 @@ def encode(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None) -> Encoded:
 
 
 def prepare(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None,
-            encoded: Encoded | None = None) -> Prepared:
-    """Code maps → encode → validate one canonical case frame (`encoded`: the first two, done already)."""
+            encoded: Encoded | None = None, details: bool = True) -> Prepared:
+    """Code maps → encode → validate one canonical case frame (`encoded`: the first two, done already;
+    `details=False`: the problems' `detail` left null where validation writes it, see check_cases)."""
     encoded = encoded if encoded is not None else encode(plan, cases, kernel=kernel)
     cases, unmapped, batch = encoded.cases, encoded.unmapped, encoded.batch
-    problems = check_cases(plan, cases, batch, threads=threads, kernel=kernel)
+    problems = check_cases(plan, cases, batch, threads=threads, kernel=kernel, details=details)
     if unmapped.height:
         problems = (pl.concat([problems, unmapped])
                     .with_columns(pl.col("reason").replace_strict(ORDER, default=len(ORDER), return_dtype=pl.UInt32)
@@ -91,7 +92,8 @@ def group_frame(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = Non
     rules that fired included, with the case's `id` and `dept`:
     row, id, dept, reason, level, detail.
     """
-    ready = prepare(plan, cases, threads=threads, kernel=kernel, encoded=encoded)
+    # without `problems` no detail is shown: blocking and the warnings read only which problems a row has
+    ready = prepare(plan, cases, threads=threads, kernel=kernel, encoded=encoded, details=problems)
     out = run_kernel(plan, ready.batch, threads=threads, kernel=kernel)
     results = results_frame(plan, ready.cases, ready.batch, out, ready.problems)
     if not problems:

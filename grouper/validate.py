@@ -240,12 +240,15 @@ def _enabled(plan: ir.Plan) -> np.ndarray:
 
 
 def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
-                kernel=None) -> pl.DataFrame:
-    """Every problem of every case of an encoded batch (see the module docstring for the frame)."""
+                kernel=None, details: bool = True) -> pl.DataFrame:
+    """Every problem of every case of an encoded batch (see the module docstring for the frame).
+    `details=False`: every `detail` null, for a caller that needs only which problems each row has
+    (blocking and the results' warnings read no detail; writing them is most of the frame's cost)."""
     kernel = kernel or KERNEL
     if batch.field_state is None or batch.dx_text is None or batch.px_text is None:
         batch = encode_cases(plan, cases, kernel=kernel)    # a Batch made elsewhere: read the text again
-    return _problem_frame(plan, cases, batch, *find_problems(plan, cases, batch, threads=threads, kernel=kernel))
+    return _problem_frame(plan, cases, batch, *find_problems(plan, cases, batch, threads=threads, kernel=kernel),
+                          details=details)
 
 
 def find_problems(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
@@ -270,9 +273,9 @@ def find_problems(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: 
 
 
 def _problem_frame(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, rows: np.ndarray, checks: np.ndarray,
-                   refs: np.ndarray) -> pl.DataFrame:
+                   refs: np.ndarray, *, details: bool = True) -> pl.DataFrame:
     """The kernel's (row, check, ref) problems as the problems frame: reason, level, detail (the
-    offending code, the value as written, or the value read)."""
+    offending code, the value as written, or the value read; null throughout without `details`)."""
     if not len(rows):
         return empty_problems()
     warn_names = list(getattr(plan, "warn_names", []))
@@ -280,6 +283,15 @@ def _problem_frame(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, rows: np.nd
     levels = pl.Series([level_of(plan, code) for code in ir.CHECKS] + ["warning"] * len(warn_names), dtype=pl.String)
     check = pl.Series(checks)
     detail = _nulls(len(rows))
+    if details:
+        detail = _details(cases, batch, rows, checks, refs, detail)
+    return pl.DataFrame({"row": pl.Series(rows, dtype=pl.UInt32), "reason": names.gather(check),
+                         "level": levels.gather(check), "detail": detail})
+
+
+def _details(cases: pl.DataFrame, batch: Batch, rows: np.ndarray, checks: np.ndarray, refs: np.ndarray,
+             detail: pl.Series) -> pl.Series:
+    """`detail` (null per problem) with each problem's offending code or value written in."""
 
     def where(code: str) -> np.ndarray:
         return np.flatnonzero(checks == ir.CHECKS.index(code))
@@ -310,8 +322,7 @@ def _problem_frame(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, rows: np.nd
     at = where("malformed_line")
     if len(at):
         detail = detail.scatter(at, cases[READ_PROBLEM].cast(pl.String).gather(rows[at]))
-    return pl.DataFrame({"row": pl.Series(rows, dtype=pl.UInt32), "reason": names.gather(check),
-                         "level": levels.gather(check), "detail": detail})
+    return detail
 
 
 def block(plan: ir.Plan, batch: Batch, problems: pl.DataFrame) -> Batch:
