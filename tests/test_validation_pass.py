@@ -190,3 +190,20 @@ def test_fields_read_as_the_full_rules_read_them(kernel, chs20_scheme):
             want_state = ir.FIELD_OK if good else ir.FIELD_BAD if p else ir.FIELD_ABSENT
             want_value = v if good else (empty if empty is not None and not p else ir.MISSING)
             assert (state[i], values[i]) == (want_state, want_value), (name, text[i])
+
+
+@pytest.mark.parametrize("pack", [DEMO, MINI])
+def test_results_without_problems_equal_those_with_them(pack):
+    """group_frame without `problems` skips writing the problems' details (nothing it returns reads
+    them): the results, warnings included, are those it gives with them; check_cases(details=False)
+    is check_cases with every detail null."""
+    from grouper.validate import check_cases
+
+    plan = load_scheme(pack).plan
+    cases = nasty_frame(plan, 1500)
+    results, _ = group_frame(plan, cases, threads=1, problems=True)
+    assert group_frame(plan, cases, threads=1).equals(results)
+    batch = encode_cases(plan, cases)
+    full = check_cases(plan, cases, batch)
+    assert full["detail"].is_not_null().any()
+    assert check_cases(plan, cases, batch, details=False).equals(full.with_columns(pl.lit(None, pl.String).alias("detail")))
