@@ -6,7 +6,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import ir
-from .encode import Batch, series_from_arrow
+from .encode import Batch, int64_array, series_from_arrow
 
 
 def _labels(index: np.ndarray, names: list[str]) -> pl.Series:
@@ -46,7 +46,7 @@ def _warnings(problems: pl.DataFrame, n: int) -> pl.Series:
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(rows, minlength=n)[:n], out=offsets[1:])
     values = found["reason"].cast(pl.String).rechunk().to_arrow()
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets), values)
+    lists = pa.LargeListArray.from_arrays(int64_array(offsets), values)
     return series_from_arrow(lists, "warnings").cast(pl.List(pl.String))
 
 
