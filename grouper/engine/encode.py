@@ -200,7 +200,7 @@ def _code_lists(column: pl.Series, enum: pl.Enum, prefixes: list[str] = ()) -> t
     ids = column.list.eval(known).rechunk().to_arrow()
     if hasattr(ids, "combine_chunks"):
         ids = ids.combine_chunks()
-    offsets = np.asarray(ids.offsets, dtype=np.int64)
+    offsets = list_offsets(ids)
     values = ids.flatten().to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
     return np.ascontiguousarray(offsets - offsets[0]), np.ascontiguousarray(values)
 
