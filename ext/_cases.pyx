@@ -89,3 +89,477 @@ def plain_columns(list cases, dict slots, Py_ssize_t code_slots, Py_ssize_t max_
         if kinds[slot] == EMPTY:
             columns[slot] = None   # no case has the field (or only nulls): the caller needs no list of them
     return columns
+
+
+# ---- a batch body read straight from its JSON bytes ---------------------------------------------
+# (grouper.serve.cases.batch_frame). A request of 10,000 cases is ~1.6 MB of JSON: a general JSON
+# parser makes ~120,000 Python objects of it (10,000 dicts, their keys and texts) only for the columns
+# to be copied out of them again. This reads the one common shape, {"cases": [{field: value}, ...]},
+# into Arrow text columns (validity bitmap, int64 offsets, UTF-8 data) in one pass without the GIL,
+# and declines (None) anything else, which the general parser then reads with its errors.
+
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcmp, memcpy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+
+cdef enum Outcome:
+    READ, DECLINED, NO_MEMORY
+
+cdef struct Growable:
+    char *data
+    Py_ssize_t size
+    Py_ssize_t capacity
+
+cdef struct Column:
+    Growable text       # the values' UTF-8 bytes, one after another
+    Growable offsets    # int64 per case, plus the leading 0
+    Growable validity   # a bit per case (Arrow's bitmap, least significant bit first)
+    Py_ssize_t nulls
+
+cdef struct Field:
+    const char *name
+    Py_ssize_t length
+
+cdef struct Limits:
+    Py_ssize_t code_slots, max_text, max_codes_text, max_codes, max_cases, id_slot
+
+
+
+cdef inline bint _reserve(Growable *b, Py_ssize_t extra) noexcept nogil:
+    cdef Py_ssize_t need = b.size + extra, capacity
+    cdef char *grown
+    if need <= b.capacity:
+        return True
+    capacity = b.capacity * 2 if b.capacity else 1 << 14
+    while capacity < need:
+        capacity *= 2
+    grown = <char *>realloc(b.data, capacity)
+    if grown == NULL:
+        return False
+    b.data, b.capacity = grown, capacity
+    return True
+
+
+cdef inline bint _append(Growable *b, const char *src, Py_ssize_t n) noexcept nogil:
+    if not _reserve(b, n):
+        return False
+    memcpy(b.data + b.size, src, n)
+    b.size += n
+    return True
+
+
+cdef inline bint _is_space(unsigned char c) noexcept nogil:
+    return c == 32 or c == 10 or c == 13 or c == 9
+
+
+cdef inline Py_ssize_t _skip(const unsigned char *s, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
+    while i < end and _is_space(s[i]):
+        i += 1
+    return i
+
+
+cdef inline int _hex4(const unsigned char *s, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
+    """The value of four hex digits at s[i:i+4]; -1 when they are not."""
+    cdef int value = 0, k
+    cdef unsigned char c
+    if i + 4 > end:
+        return -1
+    for k in range(4):
+        c = s[i + k]
+        if 48 <= c <= 57:
+            value = value * 16 + c - 48
+        elif 97 <= c <= 102:
+            value = value * 16 + c - 87
+        elif 65 <= c <= 70:
+            value = value * 16 + c - 55
+        else:
+            return -1
+    return value
+
+
+cdef inline Py_ssize_t _utf8_length(const unsigned char *s, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
+    """The length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, at most
+    U+10FFFF) starting with the byte s[i] >= 0x80; 0 when it is not one."""
+    cdef unsigned char c = s[i], low = 0x80, high = 0xBF
+    cdef Py_ssize_t n, k
+    if 0xC2 <= c <= 0xDF:
+        n = 2
+    elif 0xE0 <= c <= 0xEF:
+        n = 3
+        if c == 0xE0:
+            low = 0xA0
+        elif c == 0xED:
+            high = 0x9F
+    elif 0xF0 <= c <= 0xF4:
+        n = 4
+        if c == 0xF0:
+            low = 0x90
+        elif c == 0xF4:
+            high = 0x8F
+    else:
+        return 0
+    if i + n > end or not (low <= s[i + 1] <= high):
+        return 0
+    for k in range(2, n):
+        if not (0x80 <= s[i + k] <= 0xBF):
+            return 0
+    return n
+
+
+cdef unsigned char _PLAIN[256]   # 1: a byte that stands for itself in a JSON string, 2: the same, '|' or ','
+for _byte in range(256):
+    _PLAIN[_byte] = 0 if _byte in (34, 92) or _byte < 0x20 or _byte >= 0x80 else 2 if _byte in (124, 44) else 1
+
+
+cdef inline Py_ssize_t _string(const unsigned char *s, Py_ssize_t *at, Py_ssize_t end, Growable *out,
+                               bint *separator) noexcept nogil:
+    """Read the JSON string whose opening quote is at s[at[0] - 1] into `out` as UTF-8, at[0] past its
+    closing quote; its length in characters (code points, as Python's len), -1 when it is not a string
+    this reader takes (malformed, or a lone surrogate escape), -2 out of memory. `separator` is set when
+    it holds '|' or ','."""
+    cdef Py_ssize_t i = at[0], start, chars = 0, n
+    cdef unsigned char c
+    cdef int code, low
+    cdef char encoded[4]
+    while True:
+        start = i
+        while i < end and _PLAIN[s[i]]:
+            i += 1
+            if _PLAIN[s[i - 1]] == 2:
+                separator[0] = True
+        if i > start:
+            if not _append(out, <const char *>s + start, i - start):
+                return -2
+            chars += i - start
+        if i >= end:
+            return -1
+        c = s[i]
+        if c == 34:   # the closing quote
+            at[0] = i + 1
+            return chars
+        if c < 0x20:  # a raw control character: not JSON
+            return -1
+        if c >= 0x80:
+            n = _utf8_length(s, i, end)
+            if n == 0:
+                return -1
+            if not _append(out, <const char *>s + i, n):
+                return -2
+            i += n
+            chars += 1
+            continue
+        # an escape
+        if i + 1 >= end:
+            return -1
+        c = s[i + 1]
+        i += 2
+        if c == 117:   # \uXXXX, a surrogate pair as two
+            code = _hex4(s, i, end)
+            if code < 0:
+                return -1
+            i += 4
+            if 0xD800 <= code <= 0xDBFF:
+                if i + 6 > end or s[i] != 92 or s[i + 1] != 117:
+                    return -1
+                low = _hex4(s, i + 2, end)
+                if not 0xDC00 <= low <= 0xDFFF:
+                    return -1
+                i += 6
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+            elif 0xDC00 <= code <= 0xDFFF:
+                return -1
+            if code < 0x80:
+                encoded[0] = <char>code
+                n = 1
+                if code == 124 or code == 44:
+                    separator[0] = True
+            elif code < 0x800:
+                encoded[0] = <char>(0xC0 | (code >> 6))
+                encoded[1] = <char>(0x80 | (code & 0x3F))
+                n = 2
+            elif code < 0x10000:
+                encoded[0] = <char>(0xE0 | (code >> 12))
+                encoded[1] = <char>(0x80 | ((code >> 6) & 0x3F))
+                encoded[2] = <char>(0x80 | (code & 0x3F))
+                n = 3
+            else:
+                encoded[0] = <char>(0xF0 | (code >> 18))
+                encoded[1] = <char>(0x80 | ((code >> 12) & 0x3F))
+                encoded[2] = <char>(0x80 | ((code >> 6) & 0x3F))
+                encoded[3] = <char>(0x80 | (code & 0x3F))
+                n = 4
+        else:
+            n = 1
+            if c == 34 or c == 92 or c == 47:
+                encoded[0] = <char>c
+            elif c == 98:
+                encoded[0] = 8
+            elif c == 102:
+                encoded[0] = 12
+            elif c == 110:
+                encoded[0] = 10
+            elif c == 114:
+                encoded[0] = 13
+            elif c == 116:
+                encoded[0] = 9
+            else:
+                return -1
+        if not _append(out, encoded, n):
+            return -2
+        chars += 1
+
+
+cdef inline bint _named(const unsigned char *s, Py_ssize_t start, Py_ssize_t length, const Field *field) noexcept nogil:
+    cdef Py_ssize_t k
+    if field.length != length:
+        return False
+    for k in range(length):   # (names are a few bytes: a loop beats a call to memcmp)
+        if <unsigned char>field.name[k] != s[start + k]:
+            return False
+    return True
+
+
+cdef inline Py_ssize_t _slot(const unsigned char *s, Py_ssize_t start, Py_ssize_t length, const Field *fields,
+                             Py_ssize_t width, Py_ssize_t guess) noexcept nogil:
+    """The field named s[start:start+length] (-1: none); `guess` is tried first (the cases of a batch
+    mostly give their fields in the same order)."""
+    cdef Py_ssize_t slot
+    if 0 <= guess < width and _named(s, start, length, &fields[guess]):
+        return guess
+    for slot in range(width):
+        if _named(s, start, length, &fields[slot]):
+            return slot
+    return -1
+
+
+cdef Outcome _case(const unsigned char *s, Py_ssize_t *at, Py_ssize_t end, Column *columns, const Field *fields,
+                   Py_ssize_t width, const Limits *limits, Py_ssize_t number, Py_ssize_t *after) noexcept nogil:
+    """Read one case object (its '{' at s[at[0]]) into the columns, as row `number` (from 0). `after`
+    (width + 1 slots): the field that followed each field (the first: after[width]) in the cases before."""
+    cdef Py_ssize_t i = at[0] + 1, start, slot, chars, count, before, digits, previous = width
+    cdef uint64_t seen = 0, valid = 0
+    cdef bint separator
+    cdef unsigned char c
+    cdef Column *column
+    cdef char position[24]
+    cdef int64_t offset
+    i = _skip(s, i, end)
+    if i < end and s[i] == 125:   # {}
+        i += 1
+    else:
+        while True:
+            if i >= end or s[i] != 34:
+                return DECLINED
+            start = i + 1
+            i = start
+            while i < end and s[i] != 34:
+                if s[i] == 92 or s[i] < 0x20 or s[i] >= 0x80:   # a field name is plain ASCII
+                    return DECLINED
+                i += 1
+            if i >= end:
+                return DECLINED
+            slot = _slot(s, start, i - start, fields, width, after[previous])
+            if slot < 0 or seen & (<uint64_t>1 << slot):   # unknown, or given twice
+                return DECLINED
+            after[previous] = slot
+            previous = slot
+            seen |= <uint64_t>1 << slot
+            i = _skip(s, i + 1, end)
+            if i >= end or s[i] != 58:
+                return DECLINED
+            i = _skip(s, i + 1, end)
+            if i >= end:
+                return DECLINED
+            column = &columns[slot]
+            c = s[i]
+            if c == 34:   # text
+                i += 1
+                separator = False
+                chars = _string(s, &i, end, &column.text, &separator)
+                if chars == -2:
+                    return NO_MEMORY
+                if chars < 0 or chars > (limits.max_codes_text if slot < limits.code_slots else limits.max_text):
+                    return DECLINED
+                valid |= <uint64_t>1 << slot
+            elif c == 110:   # null
+                if i + 4 > end or memcmp(s + i, b"null", 4) != 0:
+                    return DECLINED
+                i += 4
+            elif c == 91:   # an array of codes
+                if slot >= limits.code_slots:
+                    return DECLINED
+                i = _skip(s, i + 1, end)
+                count = 0
+                if i < end and s[i] == 93:
+                    i += 1
+                else:
+                    while True:
+                        if i >= end or s[i] != 34 or count == limits.max_codes:
+                            return DECLINED
+                        if count and not _append(&column.text, b"|", 1):
+                            return NO_MEMORY
+                        i += 1
+                        separator = False
+                        chars = _string(s, &i, end, &column.text, &separator)
+                        if chars == -2:
+                            return NO_MEMORY
+                        if chars < 0 or chars > limits.max_text or separator:
+                            return DECLINED
+                        count += 1
+                        i = _skip(s, i, end)
+                        if i < end and s[i] == 44:
+                            i = _skip(s, i + 1, end)
+                        elif i < end and s[i] == 93:
+                            i += 1
+                            break
+                        else:
+                            return DECLINED
+                valid |= <uint64_t>1 << slot
+            elif c == 45 or 48 <= c <= 57:   # an integer, as Python's str(int) writes it
+                if slot < limits.code_slots:
+                    return DECLINED
+                start = i
+                if c == 45:
+                    i += 1
+                before = i
+                if i < end and s[i] == 48:
+                    i += 1
+                else:
+                    while i < end and 48 <= s[i] <= 57:
+                        i += 1
+                digits = i - before
+                if digits == 0 or digits > 18 or (i < end and (s[i] == 46 or s[i] == 101 or s[i] == 69)):
+                    return DECLINED   # not a number, beyond 18 digits, or a fraction / exponent
+                if digits == 1 and s[before] == 48:
+                    start = before   # -0 is 0
+                if not _append(&column.text, <const char *>s + start, i - start):
+                    return NO_MEMORY
+                valid |= <uint64_t>1 << slot
+            else:
+                return DECLINED   # true / false, an object, an array outside the code lists
+            i = _skip(s, i, end)
+            if i < end and s[i] == 44:
+                i = _skip(s, i + 1, end)
+            elif i < end and s[i] == 125:
+                i += 1
+                break
+            else:
+                return DECLINED
+    if not valid & (<uint64_t>1 << limits.id_slot):   # no id: the case's position, from 1
+        count = 0
+        number += 1
+        while number:
+            position[23 - count] = <char>(48 + number % 10)
+            number //= 10
+            count += 1
+        if not _append(&columns[limits.id_slot].text, position + 24 - count, count):
+            return NO_MEMORY
+        valid |= <uint64_t>1 << limits.id_slot
+    number = columns[0].offsets.size // 8 - 1   # the row being finished
+    for slot in range(width):
+        column = &columns[slot]
+        offset = column.text.size
+        if not _append(&column.offsets, <const char *>&offset, 8):
+            return NO_MEMORY
+        if number % 8 == 0:
+            if not _reserve(&column.validity, 1):
+                return NO_MEMORY
+            column.validity.data[column.validity.size] = 0
+            column.validity.size += 1
+        if valid & (<uint64_t>1 << slot):
+            column.validity.data[number // 8] |= <char>(1 << (number % 8))
+        else:
+            column.nulls += 1
+    at[0] = i
+    return READ
+
+
+cdef Outcome _batch(const unsigned char *s, Py_ssize_t end, Column *columns, const Field *fields, Py_ssize_t width,
+                    const Limits *limits, Py_ssize_t *cases) noexcept nogil:
+    cdef Py_ssize_t i = _skip(s, 0, end)
+    cdef Outcome outcome
+    cdef int64_t zero = 0
+    cdef Py_ssize_t slot
+    cdef Py_ssize_t after[65]
+    for slot in range(width + 1):
+        after[slot] = -1
+    for slot in range(width):
+        if not _append(&columns[slot].offsets, <const char *>&zero, 8):
+            return NO_MEMORY
+    if i >= end or s[i] != 123:
+        return DECLINED
+    i = _skip(s, i + 1, end)
+    if i + 7 > end or memcmp(s + i, b'"cases"', 7) != 0:
+        return DECLINED
+    i = _skip(s, i + 7, end)
+    if i >= end or s[i] != 58:
+        return DECLINED
+    i = _skip(s, i + 1, end)
+    if i >= end or s[i] != 91:
+        return DECLINED
+    i = _skip(s, i + 1, end)
+    cases[0] = 0
+    while True:
+        if i >= end or s[i] != 123 or cases[0] == limits.max_cases:
+            return DECLINED   # (an empty batch, or too many cases: the general reader answers)
+        outcome = _case(s, &i, end, columns, fields, width, limits, cases[0], after)
+        if outcome != READ:
+            return outcome
+        cases[0] += 1
+        i = _skip(s, i, end)
+        if i < end and s[i] == 44:
+            i = _skip(s, i + 1, end)
+        elif i < end and s[i] == 93:
+            break
+        else:
+            return DECLINED
+    i = _skip(s, i + 1, end)
+    if i >= end or s[i] != 125:   # "cases" is the only member of the body
+        return DECLINED
+    i = _skip(s, i + 1, end)
+    return READ if i == end else DECLINED
+
+
+def batch_columns(bytes body, list names, Py_ssize_t code_slots, Py_ssize_t max_text, Py_ssize_t max_codes_text,
+                  Py_ssize_t max_codes, Py_ssize_t max_cases, Py_ssize_t id_slot):
+    """(number of cases, [(validity bitmap, int64 offsets, UTF-8 data, nulls) per field]) of a body
+    {"cases": [case, ...]} whose every case is an object of known fields holding text, integers of
+    up to 18 digits, null, or (the first `code_slots` fields) arrays of text codes — the text columns
+    grouper.serve.cases.case_frame makes of the parsed body, an absent or null id as the case's
+    position — or None for any other body (malformed JSON too): an empty batch, more than
+    `max_cases`, a field given twice, true / false, a fraction, a text beyond its limit, a code with
+    '|' or ',', a lone surrogate, bytes that are not UTF-8. `names`: the fields (bytes) in slot order."""
+    cdef Py_ssize_t width = len(names), slot, cases = 0
+    cdef Field fields[64]
+    cdef Column columns[64]
+    cdef Limits limits
+    cdef const unsigned char *s = <const unsigned char *>PyBytes_AS_STRING(body)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(body)
+    cdef Outcome outcome
+    if width > 64 or not 0 <= id_slot < width:
+        raise ValueError("batch_columns: at most 64 fields, and the id among them")
+    for slot in range(width):
+        fields[slot].name = PyBytes_AS_STRING(names[slot])
+        fields[slot].length = PyBytes_GET_SIZE(names[slot])
+        columns[slot].text = Growable(NULL, 0, 0)
+        columns[slot].offsets = Growable(NULL, 0, 0)
+        columns[slot].validity = Growable(NULL, 0, 0)
+        columns[slot].nulls = 0
+    limits = Limits(code_slots, max_text, max_codes_text, max_codes, max_cases, id_slot)
+    try:
+        with nogil:
+            outcome = _batch(s, end, columns, fields, width, &limits, &cases)
+        if outcome == NO_MEMORY:
+            raise MemoryError()
+        if outcome == DECLINED:
+            return None
+        return cases, [(PyBytes_FromStringAndSize(columns[slot].validity.data, columns[slot].validity.size),
+                        PyBytes_FromStringAndSize(columns[slot].offsets.data, columns[slot].offsets.size),
+                        PyBytes_FromStringAndSize(columns[slot].text.data, columns[slot].text.size),
+                        columns[slot].nulls) for slot in range(width)]
+    finally:
+        for slot in range(width):
+            free(columns[slot].text.data)
+            free(columns[slot].offsets.data)
+            free(columns[slot].validity.data)
