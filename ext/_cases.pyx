@@ -95,12 +95,12 @@ def plain_columns(list cases, dict slots, Py_ssize_t code_slots, Py_ssize_t max_
 # (grouper.serve.cases.batch_frame). A request of 10,000 cases is ~1.6 MB of JSON: a general JSON
 # parser makes ~120,000 Python objects of it (10,000 dicts, their keys and texts) only for the columns
 # to be copied out of them again. This reads the one common shape, {"cases": [{field: value}, ...]},
-# into Arrow text columns (validity bitmap, int64 offsets, UTF-8 data) in one pass without the GIL,
+# into Arrow string_view columns (Polars' own layout: taken over without a copy) in one pass without the GIL,
 # and declines (None) anything else, which the general parser then reads with its errors.
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, uint64_t
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
 cdef enum Outcome:
@@ -112,10 +112,12 @@ cdef struct Growable:
     Py_ssize_t capacity
 
 cdef struct Column:
-    Growable text       # the values' UTF-8 bytes, one after another
-    Growable offsets    # int64 per case, plus the leading 0
+    Growable text       # the UTF-8 bytes of the values longer than 12 bytes, one after another
+    Growable views      # 16 bytes per case: Arrow's string view (length, then the value itself up to 12
+                        # bytes, else its first 4 bytes, buffer 0 and its offset in `text`)
     Growable validity   # a bit per case (Arrow's bitmap, least significant bit first)
     Py_ssize_t nulls
+    Py_ssize_t last     # where in `text` the value of the case being read starts
 
 cdef struct Field:
     const char *name
@@ -337,13 +339,14 @@ cdef Outcome _case(const unsigned char *s, Py_ssize_t *at, Py_ssize_t end, Colum
                    Py_ssize_t width, const Limits *limits, Py_ssize_t number, Py_ssize_t *after) noexcept nogil:
     """Read one case object (its '{' at s[at[0]]) into the columns, as row `number` (from 0). `after`
     (width + 1 slots): the field that followed each field (the first: after[width]) in the cases before."""
-    cdef Py_ssize_t i = at[0] + 1, start, slot, chars, count, before, digits, previous = width
+    cdef Py_ssize_t i = at[0] + 1, start, slot, chars, count, before, digits, previous = width, position_number
+    cdef int32_t length
+    cdef char *view
     cdef uint64_t seen = 0, valid = 0
     cdef bint separator
     cdef unsigned char c
     cdef Column *column
     cdef char position[24]
-    cdef int64_t offset
     i = _skip(s, i, end)
     if i < end and s[i] == 125:   # {}
         i += 1
@@ -448,29 +451,39 @@ cdef Outcome _case(const unsigned char *s, Py_ssize_t *at, Py_ssize_t end, Colum
                 return DECLINED
     if not valid & (<uint64_t>1 << limits.id_slot):   # no id: the case's position, from 1
         count = 0
-        number += 1
-        while number:
-            position[23 - count] = <char>(48 + number % 10)
-            number //= 10
+        position_number = number + 1
+        while position_number:
+            position[23 - count] = <char>(48 + position_number % 10)
+            position_number //= 10
             count += 1
         if not _append(&columns[limits.id_slot].text, position + 24 - count, count):
             return NO_MEMORY
         valid |= <uint64_t>1 << limits.id_slot
-    number = columns[0].offsets.size // 8 - 1   # the row being finished
     for slot in range(width):
         column = &columns[slot]
-        offset = column.text.size
-        if not _append(&column.offsets, <const char *>&offset, 8):
+        if not _reserve(&column.views, 16) or (number % 8 == 0 and not _reserve(&column.validity, 1)):
             return NO_MEMORY
+        view = column.views.data + column.views.size
+        memset(view, 0, 16)
+        column.views.size += 16
         if number % 8 == 0:
-            if not _reserve(&column.validity, 1):
-                return NO_MEMORY
             column.validity.data[column.validity.size] = 0
             column.validity.size += 1
-        if valid & (<uint64_t>1 << slot):
-            column.validity.data[number // 8] |= <char>(1 << (number % 8))
-        else:
+        if not valid & (<uint64_t>1 << slot):
             column.nulls += 1
+            continue
+        column.validity.data[number // 8] |= <char>(1 << (number % 8))
+        length = column.text.size - column.last
+        if column.text.size > 0x7FFFFFFF:
+            return DECLINED   # beyond a view's 32-bit offsets (a body is megabytes, not gigabytes)
+        memcpy(view, &length, 4)
+        if length <= 12:   # inline: the bytes leave `text`
+            memcpy(view + 4, column.text.data + column.last, length)
+            column.text.size = column.last
+        else:
+            memcpy(view + 4, column.text.data + column.last, 4)
+            memcpy(view + 12, &column.last, 4)
+        column.last = column.text.size
     at[0] = i
     return READ
 
@@ -479,14 +492,10 @@ cdef Outcome _batch(const unsigned char *s, Py_ssize_t end, Column *columns, con
                     const Limits *limits, Py_ssize_t *cases) noexcept nogil:
     cdef Py_ssize_t i = _skip(s, 0, end)
     cdef Outcome outcome
-    cdef int64_t zero = 0
     cdef Py_ssize_t slot
     cdef Py_ssize_t after[65]
     for slot in range(width + 1):
         after[slot] = -1
-    for slot in range(width):
-        if not _append(&columns[slot].offsets, <const char *>&zero, 8):
-            return NO_MEMORY
     if i >= end or s[i] != 123:
         return DECLINED
     i = _skip(s, i + 1, end)
@@ -523,7 +532,8 @@ cdef Outcome _batch(const unsigned char *s, Py_ssize_t end, Column *columns, con
 
 def batch_columns(bytes body, list names, Py_ssize_t code_slots, Py_ssize_t max_text, Py_ssize_t max_codes_text,
                   Py_ssize_t max_codes, Py_ssize_t max_cases, Py_ssize_t id_slot):
-    """(number of cases, [(validity bitmap, int64 offsets, UTF-8 data, nulls) per field]) of a body
+    """(number of cases, [(validity bitmap or None, views, data, nulls) per field: Arrow string_view
+    buffers]) of a body
     {"cases": [case, ...]} whose every case is an object of known fields holding text, integers of
     up to 18 digits, null, or (the first `code_slots` fields) arrays of text codes — the text columns
     grouper.serve.cases.case_frame makes of the parsed body, an absent or null id as the case's
@@ -543,9 +553,10 @@ def batch_columns(bytes body, list names, Py_ssize_t code_slots, Py_ssize_t max_
         fields[slot].name = PyBytes_AS_STRING(names[slot])
         fields[slot].length = PyBytes_GET_SIZE(names[slot])
         columns[slot].text = Growable(NULL, 0, 0)
-        columns[slot].offsets = Growable(NULL, 0, 0)
+        columns[slot].views = Growable(NULL, 0, 0)
         columns[slot].validity = Growable(NULL, 0, 0)
         columns[slot].nulls = 0
+        columns[slot].last = 0
     limits = Limits(code_slots, max_text, max_codes_text, max_codes, max_cases, id_slot)
     try:
         with nogil:
@@ -554,12 +565,13 @@ def batch_columns(bytes body, list names, Py_ssize_t code_slots, Py_ssize_t max_
             raise MemoryError()
         if outcome == DECLINED:
             return None
-        return cases, [(PyBytes_FromStringAndSize(columns[slot].validity.data, columns[slot].validity.size),
-                        PyBytes_FromStringAndSize(columns[slot].offsets.data, columns[slot].offsets.size),
+        return cases, [(PyBytes_FromStringAndSize(columns[slot].validity.data, columns[slot].validity.size)
+                        if columns[slot].nulls else None,
+                        PyBytes_FromStringAndSize(columns[slot].views.data, columns[slot].views.size),
                         PyBytes_FromStringAndSize(columns[slot].text.data, columns[slot].text.size),
                         columns[slot].nulls) for slot in range(width)]
     finally:
         for slot in range(width):
             free(columns[slot].text.data)
-            free(columns[slot].offsets.data)
+            free(columns[slot].views.data)
             free(columns[slot].validity.data)

@@ -270,13 +270,10 @@ def batch_frame(body: bytes, max_cases: int) -> pl.DataFrame | None:
     return pl.DataFrame([_text_series(name, count, *columns[_SLOTS[name]]) for name in FIELDS])
 
 
-def _text_series(name: str, count: int, validity: bytes, offsets: bytes, data: bytes, nulls: int) -> pl.Series:
-    if nulls == count:   # a field no case gives costs a constant, not a value per case
-        return pl.Series(name, [None], dtype=pl.String).extend_constant(None, count - 1) if count else \
-            pl.Series(name, [], dtype=pl.String)
-    array = pa.Array.from_buffers(pa.large_string(), count, [pa.py_buffer(validity) if nulls else None,
-                                                             pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls)
-    return series_from_arrow(array, name).cast(pl.String)
+def _text_series(name: str, count: int, validity: bytes | None, views: bytes, data: bytes, nulls: int) -> pl.Series:
+    array = pa.Array.from_buffers(pa.string_view(), count, [None if validity is None else pa.py_buffer(validity),
+                                                            pa.py_buffer(views), pa.py_buffer(data)], null_count=nulls)
+    return series_from_arrow(array, name)
 
 
 def case_frame(cases: list, where: str = "cases") -> pl.DataFrame:
