@@ -99,7 +99,7 @@ def plain_columns(list cases, dict slots, Py_ssize_t code_slots, Py_ssize_t max_
 # and declines (None) anything else, which the general parser then reads with its errors.
 
 from libc.stdint cimport int32_t, uint64_t
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
@@ -575,3 +575,258 @@ def batch_columns(bytes body, list names, Py_ssize_t code_slots, Py_ssize_t max_
             free(columns[slot].text.data)
             free(columns[slot].views.data)
             free(columns[slot].validity.data)
+
+
+# ---- a batch answer written straight from its result columns -----------------------------------
+# (grouper.serve.jsonio.frame_json). The rows of a result frame as JSON objects, byte for byte as
+# Polars' DataFrame.write_json writes them, in one pass over the columns' own buffers: text columns
+# (Arrow string views), columns whose values the caller rendered already (an index per row into
+# fragments: numbers, as Polars renders them), and lists of text.
+
+from libc.stdint cimport int64_t, uint8_t
+
+cdef enum Kind2:
+    TEXT_COLUMN = 0, RENDERED_COLUMN = 1, TEXT_LIST_COLUMN = 2
+
+cdef struct Views:
+    const uint8_t *views
+    const uint8_t **data
+    Py_ssize_t *sizes
+    Py_ssize_t n_data
+    const uint8_t *validity
+    Py_ssize_t bit_offset
+
+cdef struct OutColumn:
+    int kind
+    const char *key          # '"name":' (with the leading ',' for all but the first column)
+    Py_ssize_t key_length
+    Views text               # TEXT_COLUMN, and the values of TEXT_LIST_COLUMN
+    const int32_t *index     # RENDERED_COLUMN: the fragment of each row (-1: null)
+    const char *fragments
+    const int64_t *fragment_offsets
+    Py_ssize_t n_fragments
+    const int64_t *list_offsets   # TEXT_LIST_COLUMN: row i's values are list_offsets[i] .. list_offsets[i + 1]
+
+cdef unsigned char _ESCAPE[256]   # 0: written as is; else the letter of its short escape, or 'u' (\u00xx)
+for _byte in range(256):
+    _ESCAPE[_byte] = (ord("u") if _byte < 0x20 else 0)
+for _byte, _letter in ((34, '"'), (92, "\\"), (8, "b"), (12, "f"), (10, "n"), (13, "r"), (9, "t")):
+    _ESCAPE[_byte] = ord(_letter)
+
+
+cdef inline const uint8_t *_view(const Views *text, Py_ssize_t i, int32_t *length) noexcept nogil:
+    """String i of a string_view column; NULL for a null (or a view outside its buffers: `length` -1)."""
+    cdef const uint8_t *v = text.views + 16 * i
+    cdef int32_t buffer, offset
+    cdef Py_ssize_t bit
+    length[0] = 0
+    if text.validity != NULL:
+        bit = text.bit_offset + i
+        if not (text.validity[bit >> 3] >> (bit & 7)) & 1:
+            return NULL
+    memcpy(length, v, 4)
+    if length[0] <= 12:
+        return v + 4
+    memcpy(&buffer, v + 8, 4)
+    memcpy(&offset, v + 12, 4)
+    if buffer < 0 or buffer >= text.n_data or offset < 0 or <Py_ssize_t>offset + length[0] > text.sizes[buffer]:
+        length[0] = -1
+        return NULL
+    return text.data[buffer] + offset
+
+
+cdef inline void _put(Growable *out, const char *src, Py_ssize_t n) noexcept nogil:
+    """Append to `out`, whose room the caller reserved."""
+    memcpy(out.data + out.size, src, n)
+    out.size += n
+
+
+cdef inline bint _json_text(Growable *out, const uint8_t *s, Py_ssize_t n) noexcept nogil:
+    """s[:n] as a JSON string (escaped as Polars escapes: the short escapes, \\u00xx for other control
+    characters, everything else as it is)."""
+    cdef Py_ssize_t i = 0, start
+    cdef unsigned char e, c
+    cdef char *w
+    if not _reserve(out, 6 * n + 2):   # every byte escaped as \u00xx at worst
+        return False
+    w = out.data + out.size
+    w[0] = 34
+    w += 1
+    while True:
+        start = i
+        while i < n and _ESCAPE[s[i]] == 0:
+            i += 1
+        if i > start:
+            memcpy(w, s + start, i - start)
+            w += i - start
+        if i >= n:
+            break
+        c = s[i]
+        e = _ESCAPE[c]
+        w[0] = 92
+        if e == 117:
+            w[1], w[2], w[3] = 117, 48, 48
+            w[4] = b"0123456789abcdef"[c >> 4]
+            w[5] = b"0123456789abcdef"[c & 15]
+            w += 6
+        else:
+            w[1] = <char>e
+            w += 2
+        i += 1
+    w[0] = 34
+    out.size = w + 1 - out.data
+    return True
+
+
+cdef int _rows(Growable *out, OutColumn *columns, Py_ssize_t width, Py_ssize_t rows) noexcept nogil:
+    """0, -1 out of memory, -2 a view outside its buffers."""
+    cdef Py_ssize_t i, k, item, size
+    cdef OutColumn *column
+    cdef const uint8_t *s
+    cdef int32_t length, which
+    size = 2
+    for k in range(width):   # room for the keys and ~16 bytes of each value: grown once or twice at most
+        size += columns[k].key_length + 16
+    if not _reserve(out, rows * size) or not _append(out, b"[", 1):
+        return -1
+    for i in range(rows):
+        if not _reserve(out, 2):
+            return -1
+        _put(out, b",{" if i else b"{", 2 if i else 1)
+        for k in range(width):
+            column = &columns[k]
+            if not _reserve(out, column.key_length + 4):   # the key, and null
+                return -1
+            _put(out, column.key, column.key_length)
+            if column.kind == TEXT_COLUMN:
+                s = _view(&column.text, i, &length)
+                if length < 0:
+                    return -2
+                if s == NULL:
+                    _put(out, b"null", 4)
+                elif not _json_text(out, s, length):
+                    return -1
+            elif column.kind == RENDERED_COLUMN:
+                which = column.index[i]
+                if which < 0:
+                    _put(out, b"null", 4)
+                elif which >= column.n_fragments:
+                    return -2
+                else:
+                    size = column.fragment_offsets[which + 1] - column.fragment_offsets[which]
+                    if not _reserve(out, size):
+                        return -1
+                    _put(out, column.fragments + column.fragment_offsets[which], size)
+            else:
+                _put(out, b"[", 1)
+                for item in range(column.list_offsets[i], column.list_offsets[i + 1]):
+                    if not _reserve(out, 5):
+                        return -1
+                    if item > column.list_offsets[i]:
+                        _put(out, b",", 1)
+                    s = _view(&column.text, item, &length)
+                    if length < 0:
+                        return -2
+                    if s == NULL:
+                        _put(out, b"null", 4)
+                    elif not _json_text(out, s, length):
+                        return -1
+                if not _reserve(out, 1):
+                    return -1
+                _put(out, b"]", 1)
+        if not _reserve(out, 1):
+            return -1
+        _put(out, b"}", 1)
+    return 0 if _append(out, b"]", 1) else -1
+
+
+cdef void _hold_views(Views *text, tuple args, list held) except *:
+    """Point `text` at the buffers of Text.kernel_args() (views, data buffers, validity, bit offset)."""
+    cdef const uint8_t[::1] memory
+    cdef Py_ssize_t k
+    views, buffers, validity, bit_offset = args
+    memory = views
+    held.append(memory)
+    text.views = &memory[0] if memory.shape[0] else NULL
+    text.n_data = len(buffers)
+    text.data = <const uint8_t **>malloc((text.n_data + 1) * sizeof(uint8_t *))
+    text.sizes = <Py_ssize_t *>malloc((text.n_data + 1) * sizeof(Py_ssize_t))
+    if text.data == NULL or text.sizes == NULL:
+        raise MemoryError()
+    for k in range(text.n_data):
+        memory = buffers[k]
+        held.append(memory)
+        text.data[k] = &memory[0] if memory.shape[0] else NULL
+        text.sizes[k] = memory.shape[0]
+    text.validity = NULL
+    text.bit_offset = bit_offset
+    if validity is not None:
+        memory = validity
+        held.append(memory)
+        text.validity = &memory[0] if memory.shape[0] else NULL
+
+
+def json_rows(list columns, Py_ssize_t rows):
+    """The rows as a JSON array of objects, as Polars' write_json writes a frame. `columns`: per
+    column (key, 0, Text.kernel_args() of its values, None) for text; (key, 1, int32 fragment index
+    per row (-1: null), (fragments joined, int64 offsets)) for values rendered already; (key, 2, the
+    values' Text.kernel_args(), int64 list offsets (rows + 1)) for lists of text. `key`: the bytes
+    before the value ('"name":', and the separating comma)."""
+    cdef Py_ssize_t width = len(columns), k
+    cdef OutColumn *out_columns = <OutColumn *>malloc((width + 1) * sizeof(OutColumn))
+    cdef Growable out = Growable(NULL, 0, 0)
+    cdef list held = []
+    cdef const int32_t[::1] index
+    cdef const int64_t[::1] offsets
+    cdef const uint8_t[::1] fragments
+    cdef int outcome
+    if out_columns == NULL:
+        raise MemoryError()
+    for k in range(width):
+        out_columns[k].text.data = NULL
+        out_columns[k].text.sizes = NULL
+    try:
+        for k in range(width):
+            key, kind, values, extra = columns[k]
+            held.append(key)
+            out_columns[k].kind = kind
+            out_columns[k].key = PyBytes_AS_STRING(key)
+            out_columns[k].key_length = PyBytes_GET_SIZE(key)
+            if kind == TEXT_COLUMN or kind == TEXT_LIST_COLUMN:
+                _hold_views(&out_columns[k].text, values, held)
+                if kind == TEXT_LIST_COLUMN:
+                    offsets = extra
+                    held.append(offsets)
+                    if offsets.shape[0] != rows + 1:
+                        raise ValueError("json_rows: list offsets of another length")
+                    out_columns[k].list_offsets = &offsets[0]
+                    if rows and (offsets[0] < 0 or 16 * offsets[rows] > values[0].shape[0]):
+                        raise ValueError("json_rows: list offsets outside the values")
+                elif 16 * rows > values[0].shape[0]:
+                    raise ValueError("json_rows: a text column shorter than the rows")
+            elif kind == RENDERED_COLUMN:
+                index = values
+                fragments = extra[0]
+                offsets = extra[1]
+                held.extend((index, fragments, offsets))
+                if index.shape[0] < rows or offsets.shape[0] < 1:
+                    raise ValueError("json_rows: a rendered column shorter than the rows")
+                out_columns[k].index = &index[0] if index.shape[0] else NULL
+                out_columns[k].fragments = <const char *>&fragments[0] if fragments.shape[0] else NULL
+                out_columns[k].fragment_offsets = &offsets[0]
+                out_columns[k].n_fragments = offsets.shape[0] - 1
+            else:
+                raise ValueError(f"json_rows: unknown column kind {kind}")
+        with nogil:
+            outcome = _rows(&out, out_columns, width, rows)
+        if outcome == -1:
+            raise MemoryError()
+        if outcome == -2:
+            raise ValueError("json_rows: a value outside its buffers")
+        return PyBytes_FromStringAndSize(out.data, out.size)
+    finally:
+        for k in range(width):
+            free(out_columns[k].text.data)
+            free(out_columns[k].text.sizes)
+        free(out_columns)
+        free(out.data)

@@ -223,3 +223,45 @@ def test_batch_bodies_read_from_bytes_examples(body, ids):
 ])
 def test_other_batch_bodies_are_left_to_the_json_parser(body):
     assert case_shapes.batch_frame(body, 2) is None
+
+
+# ---- batch answers written straight from the result columns (jsonio.frame_json) -----------------
+
+def _polars_json(frame) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    frame.write_json(out)
+    return out.getvalue()
+
+
+@needs_reader
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(st.tuples(st.one_of(st.none(), st.text(max_size=20)),
+                               st.one_of(st.none(), st.floats(width=64), st.sampled_from([1.0, 0.1, 1e16, 1e-7, 2.5e-5,
+                                                                                          123456.789, 0.0, -0.0])),
+                               st.lists(st.one_of(st.text(max_size=8), st.none()), max_size=3),
+                               st.text(alphabet="\"\\/\n\t\b\f\r\x00\x01\x1f\x7f\u2028é😀 a", max_size=14)),
+                     max_size=40))
+def test_answers_written_from_columns_equal_polars_write_json(rows):
+    import polars as pl
+
+    from grouper.serve.jsonio import frame_json
+
+    frame = pl.DataFrame(rows, schema={"id": pl.String, "weight": pl.Float64, "warnings": pl.List(pl.String),
+                                       "name": pl.String}, orient="row").with_columns(pl.lit(None).alias("reason"))
+    for part in (frame, frame.slice(1), frame.select("id", "name", "reason")):   # a slice: offsets not from 0
+        assert frame_json(part) == _polars_json(part)
+
+
+@needs_reader
+def test_result_frames_are_written_by_the_compiled_writer():
+    import polars as pl
+
+    from grouper.serve import jsonio
+
+    frame = pl.DataFrame({"id": ["A01", "A02"], "weight": [1.5, None], "warnings": [["x"], []], "scheme": ["CHS-DRG"] * 2},
+                         schema_overrides={"warnings": pl.List(pl.String)}).with_columns(pl.lit(None).alias("reason"))
+    assert jsonio._row_columns(frame) is not None and jsonio.frame_json(frame) == _polars_json(frame)
+    assert jsonio._row_columns(frame.with_columns(pl.lit(0.0).alias("weight"))) is None   # zero: Polars writes it
+    assert jsonio._row_columns(frame.with_columns(pl.lit(3).alias("n"))) is None          # integers: Polars writes them

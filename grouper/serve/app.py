@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import io
 import json
 import logging
 import signal
@@ -29,7 +28,7 @@ from starlette.routing import Route
 
 from ..errors import GrouperError
 from . import hsa, service
-from .jsonio import dumps, loads
+from .jsonio import dumps, frame_json, loads
 from .cases import FIELD_DOCS, FIELDS, ShapeError, batch_frame, case_frame, check_case
 from .service import Settings, State, UnsupportedError
 
@@ -635,19 +634,15 @@ def _batch_json(runtime: Runtime, state: State, cases: list, kind: str, estimate
 
 
 def _answer(runtime: Runtime, state: State, raw, kind: str, estimate: bool, problems: bool) -> bytes:
-    """The results of a batch's raw frame as JSON bytes; without estimates or problems the frame is
-    written by Polars."""
+    """The results of a batch's raw frame as JSON bytes; without estimates or problems straight from the
+    result columns (jsonio.frame_json)."""
     grouped = service.group_raw(state, raw, kind, problems=problems, settlement=estimate)
     runtime.metrics.count_cases(kind, (), dict(grouped.results["status"].value_counts().iter_rows()))
     if estimate or problems:
         rows = service.result_dicts(state, grouped, with_estimate=estimate)
         return dumps({"count": len(rows), "results": rows})
     frame = service.result_frame(grouped)
-    out = io.BytesIO()   # Polars writes its bytes here: no 2 MB text made and encoded again
-    out.write(b'{"count":%d,"results":' % frame.height)
-    frame.write_json(out)
-    out.write(b"}")
-    return out.getvalue()
+    return b'{"count":%d,"results":%s}' % (frame.height, frame_json(frame))
 
 
 # ---- OpenAPI ---------------------------------------------------------------------------------
