@@ -335,11 +335,25 @@ cdef inline Py_ssize_t _slot(const unsigned char *s, Py_ssize_t start, Py_ssize_
     return -1
 
 
+cdef inline int _next_item(const unsigned char *s, Py_ssize_t *at, Py_ssize_t end, unsigned char closer) noexcept nogil:
+    """After an item of an array or object: past the ',' and blanks (1: another item follows), past
+    `closer` (0: that was the last), or -1 for anything else."""
+    cdef Py_ssize_t i = _skip(s, at[0], end)
+    if i < end and s[i] == 44:
+        at[0] = _skip(s, i + 1, end)
+        return 1
+    if i < end and s[i] == closer:
+        at[0] = i + 1
+        return 0
+    return -1
+
+
 cdef Outcome _case(const unsigned char *s, Py_ssize_t *at, Py_ssize_t end, Column *columns, const Field *fields,
                    Py_ssize_t width, const Limits *limits, Py_ssize_t number, Py_ssize_t *after) noexcept nogil:
     """Read one case object (its '{' at s[at[0]]) into the columns, as row `number` (from 0). `after`
     (width + 1 slots): the field that followed each field (the first: after[width]) in the cases before."""
     cdef Py_ssize_t i = at[0] + 1, start, slot, chars, count, before, digits, previous = width, position_number
+    cdef int more
     cdef int32_t length
     cdef char *view
     cdef uint64_t seen = 0, valid = 0
@@ -410,14 +424,11 @@ cdef Outcome _case(const unsigned char *s, Py_ssize_t *at, Py_ssize_t end, Colum
                         if chars < 0 or chars > limits.max_text or separator:
                             return DECLINED
                         count += 1
-                        i = _skip(s, i, end)
-                        if i < end and s[i] == 44:
-                            i = _skip(s, i + 1, end)
-                        elif i < end and s[i] == 93:
-                            i += 1
-                            break
-                        else:
+                        more = _next_item(s, &i, end, 93)
+                        if more < 0:
                             return DECLINED
+                        if not more:
+                            break
                 valid |= <uint64_t>1 << slot
             elif c == 45 or 48 <= c <= 57:   # an integer, as Python's str(int) writes it
                 if slot < limits.code_slots:
@@ -441,14 +452,11 @@ cdef Outcome _case(const unsigned char *s, Py_ssize_t *at, Py_ssize_t end, Colum
                 valid |= <uint64_t>1 << slot
             else:
                 return DECLINED   # true / false, an object, an array outside the code lists
-            i = _skip(s, i, end)
-            if i < end and s[i] == 44:
-                i = _skip(s, i + 1, end)
-            elif i < end and s[i] == 125:
-                i += 1
-                break
-            else:
+            more = _next_item(s, &i, end, 125)
+            if more < 0:
                 return DECLINED
+            if not more:
+                break
     if not valid & (<uint64_t>1 << limits.id_slot):   # no id: the case's position, from 1
         count = 0
         position_number = number + 1
@@ -492,6 +500,7 @@ cdef Outcome _batch(const unsigned char *s, Py_ssize_t end, Column *columns, con
                     const Limits *limits, Py_ssize_t *cases) noexcept nogil:
     cdef Py_ssize_t i = _skip(s, 0, end)
     cdef Outcome outcome
+    cdef int more
     cdef Py_ssize_t slot
     cdef Py_ssize_t after[65]
     for slot in range(width + 1):
@@ -516,14 +525,12 @@ cdef Outcome _batch(const unsigned char *s, Py_ssize_t end, Column *columns, con
         if outcome != READ:
             return outcome
         cases[0] += 1
-        i = _skip(s, i, end)
-        if i < end and s[i] == 44:
-            i = _skip(s, i + 1, end)
-        elif i < end and s[i] == 93:
-            break
-        else:
+        more = _next_item(s, &i, end, 93)
+        if more < 0:
             return DECLINED
-    i = _skip(s, i + 1, end)
+        if not more:
+            break
+    i = _skip(s, i, end)
     if i >= end or s[i] != 125:   # "cases" is the only member of the body
         return DECLINED
     i = _skip(s, i + 1, end)
