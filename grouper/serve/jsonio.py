@@ -22,6 +22,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from ..engine.encode import Text, list_offsets
+from ..engine.kernel import companion
+
 try:
     import orjson
 except ImportError:   # the `serve` extra installs it; without it the standard library does everything
@@ -65,8 +68,6 @@ _NO_FRAGMENTS = (b"", np.zeros(1, np.int64))
 
 
 def _row_columns(frame: pl.DataFrame) -> list | None:
-    from ..engine.encode import Text, list_offsets
-
     columns = []
     for k, (name, dtype) in enumerate(frame.schema.items()):
         if not _PLAIN_NAME.fullmatch(name):
@@ -118,13 +119,7 @@ def _rendered(series: pl.Series) -> tuple[np.ndarray, tuple[bytes, np.ndarray]] 
     return np.ascontiguousarray(index), (b"".join(texts), offsets)
 
 
-def _load_compiled():
-    from ..engine.kernel import companion
-
-    return companion("_cases", None)
-
-
-_compiled = _load_compiled()
+_compiled = companion("_cases", None)   # ext/_cases.pyx (None: not built, or the Python kernels chosen)
 
 
 __all__ = ["dumps", "frame_json", "loads"]
