@@ -779,7 +779,7 @@ def json_rows(list columns, Py_ssize_t rows):
     per row (-1: null), (fragments joined, int64 offsets)) for values rendered already; (key, 2, the
     values' Text.kernel_args(), int64 list offsets (rows + 1)) for lists of text. `key`: the bytes
     before the value ('"name":', and the separating comma)."""
-    cdef Py_ssize_t width = len(columns), k
+    cdef Py_ssize_t width = len(columns), k, item, strings
     cdef OutColumn *out_columns = <OutColumn *>malloc((width + 1) * sizeof(OutColumn))
     cdef Growable out = Growable(NULL, 0, 0)
     cdef list held = []
@@ -807,10 +807,18 @@ def json_rows(list columns, Py_ssize_t rows):
                     if offsets.shape[0] != rows + 1:
                         raise ValueError("json_rows: list offsets of another length")
                     out_columns[k].list_offsets = &offsets[0]
+                    for item in range(rows):
+                        if offsets[item] > offsets[item + 1]:
+                            raise ValueError("json_rows: list offsets that go back")
                     if rows and (offsets[0] < 0 or 16 * offsets[rows] > values[0].shape[0]):
                         raise ValueError("json_rows: list offsets outside the values")
+                    strings = offsets[rows] if rows else 0
                 elif 16 * rows > values[0].shape[0]:
                     raise ValueError("json_rows: a text column shorter than the rows")
+                else:
+                    strings = rows
+                if values[2] is not None and (values[3] + strings + 7) // 8 > len(values[2]):
+                    raise ValueError("json_rows: a validity bitmap shorter than the values")
             elif kind == RENDERED_COLUMN:
                 index = values
                 fragments = extra[0]
