@@ -12,7 +12,9 @@ Polars expression does on that row:
 - integers are exact (Python ints; the engine's Int128 products fit 128 bits), `//` floors and a
   division by zero is null, as Polars' integer division;
 - `cast(Int64, strict=False)` is null outside 64 bits; `min_horizontal` skips nulls; `is_in` of a
-  null is null; `clip` keeps a null.
+  null is null; `clip` keeps a null;
+- `deferred(make)`: a rule a when/then works out only when its test holds (one formula per case,
+  not every type's); Polars builds it at once.
 
 Only the operations the builders use are here; a builder reading another one fails loudly.
 """
@@ -153,7 +155,7 @@ class _When:
         if self.done:
             return _Then(True, self.value)
         if _raw(self.test) is True:
-            return _Then(True, _raw(value))
+            return _Then(True, _raw(value() if callable(value) else value))
         return _Then(False, None)
 
 
@@ -191,6 +193,12 @@ class RowOps:
     @staticmethod
     def when(test) -> _When:
         return _When(False, None, test)
+
+    @staticmethod
+    def deferred(make):
+        """A rule worked out only when a when-test holds for it (`then` calls it): a row needs the
+        formula of its own case type only."""
+        return make
 
     @staticmethod
     def coalesce(*values) -> Value:

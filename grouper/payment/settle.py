@@ -56,7 +56,7 @@ import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from functools import reduce
+from functools import lru_cache, reduce
 from typing import Protocol
 
 import numpy as np
@@ -148,6 +148,7 @@ def join_groups(cases: pl.DataFrame, table: pl.DataFrame, extra: pl.DataFrame | 
             .drop("_position"))
 
 
+@lru_cache(maxsize=4096)  # the policy's numbers, made again for every case priced alone (CasePricer)
 def half_up(value: Decimal, unit: int = 1) -> int:
     """`value` × `unit` rounded half up (away from zero at .5) to an integer."""
     return int((Decimal(value) * unit).quantize(Decimal(1), rounding=ROUND_HALF_UP))
@@ -341,6 +342,11 @@ class _PolarsOps:
 
     col, lit, when = staticmethod(pl.col), staticmethod(pl.lit), staticmethod(pl.when)
     coalesce, min_horizontal = staticmethod(pl.coalesce), staticmethod(pl.min_horizontal)
+
+    @staticmethod
+    def deferred(make):
+        """A rule's expression where a row would work it out only if its when-test holds: made now."""
+        return make()
 
 
 POLARS = _PolarsOps()
@@ -885,17 +891,21 @@ def _points_rules(policy: Policy, ops=POLARS) -> tuple[pl.Expr, pl.Expr | None]:
     """(`paid_by`: the code of who pays the case; the micro-points of a case paid by group that is not
     normal, by its type: None when no type has a formula). A normal case's points are B × c."""
     cases = policy["cases"]
-    cost_points = _formula("cost", "normal", policy, ops)
+
+    def formula(name: str, case_type: str):  # None: paid by item (the actual cost)
+        return None if name == "fee_for_service" else ops.deferred(lambda: _formula(name, case_type, policy, ops))
+
+    cost_points = formula("cost", "normal")
     chain = ops  # points of the cases not normal, by type
     table = {
-        "per_diem": _standard_points(policy, ops),
-        "high": (_formula(cases["high"]["formula"], "high", policy, ops) if cases["outliers"] == "cost_ratio"
-                 else _outlier_points("high", policy, ops)),
-        "low": (_formula(cases["low"]["formula"], "low", policy, ops) if cases["outliers"] == "cost_ratio"
-                else _outlier_points("low", policy, ops)),
-        "transfer": _transfer_points(policy, ops) if cases["transfer"]["discharge"] else None,
-        "incomplete": _formula(cases["incomplete"]["formula"], "incomplete", policy, ops),
-        "special_review": _formula(cases["special_review"]["pay"], "special_review", policy, ops),
+        "per_diem": ops.deferred(lambda: _standard_points(policy, ops)),
+        "high": (formula(cases["high"]["formula"], "high") if cases["outliers"] == "cost_ratio"
+                 else ops.deferred(lambda: _outlier_points("high", policy, ops))),
+        "low": (formula(cases["low"]["formula"], "low") if cases["outliers"] == "cost_ratio"
+                else ops.deferred(lambda: _outlier_points("low", policy, ops))),
+        "transfer": ops.deferred(lambda: _transfer_points(policy, ops)) if cases["transfer"]["discharge"] else None,
+        "incomplete": formula(cases["incomplete"]["formula"], "incomplete"),
+        "special_review": formula(cases["special_review"]["pay"], "special_review"),
     }
     group, ffs, none = (ops.lit(PAY[p], CODE) for p in PAID_BY)
     paid_by = ops.when(_is_type("excluded", ops=ops)).then(ffs)
