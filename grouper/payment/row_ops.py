@@ -63,21 +63,16 @@ class Value:
     def __ne__(self, o): return self._apply(o, lambda a, b: a != b)  # type: ignore[override]
     __hash__ = None  # type: ignore[assignment]
 
-    def __and__(self, o):
-        a, b = self.v, _raw(o)
-        if a is False or b is False:
-            return Value(False)
-        return Value(None if a is None or b is None else True)
+    def _kleene(self, other, decisive: bool) -> "Value":
+        """`&` (decisive False) or `|` (decisive True) with nulls: the decisive value wins over a null."""
+        a, b = self.v, _raw(other)
+        if a is decisive or b is decisive:
+            return Value(decisive)
+        return Value(None if a is None or b is None else not decisive)
 
-    __rand__ = __and__
-
-    def __or__(self, o):
-        a, b = self.v, _raw(o)
-        if a is True or b is True:
-            return Value(True)
-        return Value(None if a is None or b is None else False)
-
-    __ror__ = __or__
+    def __and__(self, o): return self._kleene(o, False)
+    def __or__(self, o): return self._kleene(o, True)
+    __rand__, __ror__ = __and__, __or__
 
     def __invert__(self):
         return Value(None if self.v is None else not self.v)
