@@ -11,6 +11,13 @@ of stays for readmissions (`stay_order`, while cases are classified) and the hos
 tables (while the case table is written). The inner loops of the largest remainder and of the
 readmission search are in the compiled kernel (ext/_settle_kernel.pyx; twin: _kernel_py.py).
 
+**One engine for a frame or one case.** Each per-case rule (coefficient and price, the typing steps,
+who pays, the points formulas, a source's per-case columns) is a builder over an `ops` namespace:
+`POLARS` makes the expression the frame stages evaluate; `row_ops.RowOps` works the same builder out
+on one case's values (`CasePricer`: the estimate of `grouper serve`, without a frame). The stages
+that need the year's other cases (budget, point values, special review's cap, readmissions, the
+largest remainder, the hospital tables) are the frame's only.
+
 **The seam for other payment methods.** Only `BaseSource.attach` knows what a group is.
 `DrgWeights` reads a weights table (`drg, weight[, mean]`): base points = RW × scale. A DIP
 source (grouper/dip) gives each case its DIP group, its score as base points (`base_micro`) and the group's

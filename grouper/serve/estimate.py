@@ -1,9 +1,10 @@
 """预结算: what a case is expected to be paid, before the year is settled.
 
-The money is the settlement engine's: `price_cases` of grouper.payment.settle prices each case by the
-stages of `grouper settle` — base points from the same source (a DRG weights table: RW × scale, or a
-DIP pack's scores × the auxiliary factor), coefficient, price, case type, points and payment, each
-rounded where the engine rounds it. What needs the other cases of the year (the budget share,
+The money is the settlement engine's: `CasePricer` (up to ONE_BY_ONE cases, one at a time) or
+`price_cases` (more, in one frame) of grouper.payment.settle prices each case by the stages of
+`grouper settle`, the same rules either way — base points from the same source (a DRG weights
+table: RW × scale, or a DIP pack's scores × the auxiliary factor), coefficient, price, case type,
+points and payment, each rounded where the engine rounds it. What needs the other cases of the year (the budget share,
 special-review caps, readmissions) is not applied, and `notes` says so; under the points method the
 price is the point value given to `grouper serve --point-value` (else the policy's
 `points.budget_point_value`), so the payment is what `grouper settle` pays the case when the year's
