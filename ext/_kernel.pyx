@@ -145,6 +145,7 @@ cdef struct PlanC:
     Py_ssize_t n_adrg
     Py_ssize_t mdc_slot             # the gate's slot of MDC 0's entry (then MDC 1's, ...)
     uint64_t qy_positions           # (at most 64 MDCs) bit m: top-level qy rules are tried before MDC m
+    uint64_t mdc_always             # (at most 64 MDCs, with the gate) bit m: MDC m's entry is `true` (CONST 1)
     # qy rules (see ir.Plan): all NULL when the plan has none
     const int32_t* mdc_qy_start     # n_mdc + 2
     const int32_t* qy_cond
@@ -599,16 +600,35 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             return
     # The MDCs to visit, in order: all; with at most 64 MDCs only those whose entry can hold (the
     # pdx's candidates, and with the gate the entries' slots) and those with top-level qy rules before them.
-    cdef uint64_t visit = <uint64_t>-1
-    cdef Py_ssize_t n_visit = p.n_mdc
+    cdef uint64_t visit = <uint64_t>-1, pending
+    cdef Py_ssize_t n_visit = p.n_mdc, entered_silently = -1
     if p.n_mdc <= 64:
         visit = candidates
         if gated != NULL:
             visit &= slot_bits(gated, p.mdc_slot, p.n_mdc)
-        visit |= p.qy_positions
         if p.n_mdc < 64:
             visit &= ((<uint64_t>1) << p.n_mdc) - 1
         n_visit = 64
+        if gated != NULL:
+            # A qy position is visited only when one of its rules' gates can hold; an always-entered MDC
+            # none of whose ADRGs' (or qy pseudo-ADRGs') gates can hold is entered without a match:
+            # it is not visited, only remembered as entered (2.0/3.0's MDCA, `when true`, for most cases).
+            pending = p.qy_positions
+            while pending:
+                m = __builtin_ctzll(pending)
+                pending &= pending - 1
+                q = p.n_adrg + p.mdc_qy_start[m + 1]
+                if next_slot(gated, p.n_adrg + p.mdc_qy_start[m], q) < q:
+                    visit |= (<uint64_t>1) << m
+            pending = visit & p.mdc_always & ~p.qy_positions
+            while pending:
+                m = __builtin_ctzll(pending)
+                pending &= pending - 1
+                if next_slot(gated, p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]) >= p.mdc_adrg_start[m + 1]:
+                    visit &= ~((<uint64_t>1) << m)
+                    entered_silently = m
+        else:
+            visit |= p.qy_positions
     for r in range(n_visit):
         if visit == 0:
             break
@@ -660,6 +680,8 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
     if q >= 0:
         set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
         return
+    if entered_silently > last_entered:     # MDCs are visited in order: the last entered is the larger
+        last_entered = entered_silently
     set_result(status, mdc, adrg, drg, reason, ST_NO_ADRG if last_entered >= 0 else ST_UNGROUPABLE,
                <int32_t>last_entered, -1, -1, -1)
 
@@ -1009,6 +1031,7 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.n_adrg = n_adrg
     p.mdc_slot = 0
     p.qy_positions = 0
+    p.mdc_always = 0
     p.mdc_qy_start = NULL
     p.qy_cond = NULL
     p.qy_mdc = NULL
@@ -1039,6 +1062,11 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         p.adrg_gate_rows = &adrg_gate_rows[0, 0]
         p.n_gate_rows = adrg_gate_rows.shape[0]
         p.n_slot_words = adrg_gate_rows.shape[1] - 1
+        for k in range(min(n_mdc, 64)):
+            i = p.cond_start[p.mdc_cond[k]]
+            if (p.cond_start[p.mdc_cond[k] + 1] == i + 1 and p.program[i * N_OPERANDS] == K_CONST
+                    and p.program[i * N_OPERANDS + 1] != 0):
+                p.mdc_always |= (<uint64_t>1) << k
     elif adrg_gate_rows is not None or adrg_gate_other is not None:
         raise ValueError("adrg_gate_class, adrg_gate_other and adrg_gate_rows go together: give all or none")
 
