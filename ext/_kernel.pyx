@@ -141,6 +141,7 @@ cdef struct PlanC:
     const uint8_t* adrg_gate_other  # per code id: its rows as another diagnosis / procedure
     const uint64_t* adrg_gate_rows  # row r at adrg_gate_rows + r * (n_slot_words + 1); row 0: slots without a gate
     Py_ssize_t n_gate_rows
+    Py_ssize_t empty_gate_row       # a row of no slot (most other items' row: not ORed), or -1
     Py_ssize_t n_slot_words
     Py_ssize_t n_adrg
     Py_ssize_t mdc_slot             # the gate's slot of MDC 0's entry (then MDC 1's, ...)
@@ -467,6 +468,8 @@ cdef inline bint gated_slots(const PlanC* p, const CaseC* cs, uint64_t* gated, u
             for w in range(n_words):
                 gated[w] = <uint64_t>-1
             return False
+        if c == p.empty_gate_row and j != 0:    # (the pdx's row also gives its pdx_mdc_mask word)
+            continue
         row = p.adrg_gate_rows + <Py_ssize_t>c * width
         for w in range(n_words):
             gated[w] |= row[w]
@@ -1112,6 +1115,7 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.adrg_gate_other = NULL
     p.adrg_gate_rows = NULL
     p.n_gate_rows = 0
+    p.empty_gate_row = -1
     p.n_slot_words = 0
     p.n_adrg = n_adrg
     p.mdc_slot = 0
@@ -1161,6 +1165,10 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         p.adrg_gate_rows = &adrg_gate_rows[0, 0]
         p.n_gate_rows = adrg_gate_rows.shape[0]
         p.n_slot_words = adrg_gate_rows.shape[1] - 1
+        for k in range(1, p.n_gate_rows):
+            if not any(adrg_gate_rows[k, i] for i in range(p.n_slot_words)):
+                p.empty_gate_row = k
+                break
         for k in range(min(n_mdc, 64)):
             i = p.cond_start[p.mdc_cond[k]]
             if (p.cond_start[p.mdc_cond[k] + 1] == i + 1 and p.program[i * N_OPERANDS] == K_CONST
