@@ -328,7 +328,8 @@ class _Compiler:
         adrg_gate_class, adrg_gate_other, adrg_gate_rows = adrg_gate_classes(
             program, self.cond_start, adrg_cond + qy_cond[:len(top_qys)] + mdc_cond, set_bits,
             len(codes) + len(self.prefixes), pdx_mdc_mask)
-        adrg_decision, decision_nodes, decision_atoms = drg_decisions(program, self.cond_start, adrg_drg_start, drg_cond)
+        adrg_decision, decision_nodes, decision_atoms = drg_decisions(program, self.cond_start, adrg_drg_start, drg_cond,
+                                                                      set_bits)
         return ir.Plan(
             name=s.header.name, version=s.header.version, codes=codes,
             depts=list(self.depts), labels=list(self.labels),
@@ -633,61 +634,115 @@ def _holds(rows: list, atoms: dict, values: tuple) -> bool:
     return stack[-1]
 
 
-def drg_decisions(program: np.ndarray, cond_start, adrg_drg_start, drg_cond
+def drg_decisions(program: np.ndarray, cond_start, adrg_drg_start, drg_cond, set_bits: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[None, None, None]:
     """The DRG decisions (see ir.Plan.adrg_decision). An ADRG whose DRG conditions are made of at most
     MAX_DECISION_ATOMS distinct tests (set membership, with or without `unless`, field comparisons,
-    item counts) joined by `and` / `or` / `not` gets a decision tree: each node tests one of them, in
-    the order they first appear in the list, and a leaf is the DRG the list gives for the tests'
-    values (its first DRG whose condition holds, or none). A test no outcome depends on is not made.
-    Returns (adrg_decision, decision_nodes, decision_atoms), or Nones when no ADRG has one."""
+    item counts) joined by `and` / `or` / `not` gets a decision tree: each node makes one of them and
+    a leaf is the DRG the list gives for the tests' values (its first DRG whose condition holds, or
+    none). A test no outcome depends on is not made; of the others, the tree tests first those that
+    make the expected number of tests smallest (`_tree`). Returns (adrg_decision, decision_nodes,
+    decision_atoms), or Nones when no ADRG has one."""
+    sizes = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1) / max(1, 64 * set_bits.shape[1])
     atom_rows: dict[tuple, int] = {}
     nodes: dict[tuple[int, int, int], int] = {}
+    shapes: dict[tuple, object] = {}    # the lists' trees by their conditions (most ADRGs share a few)
     roots = []
     for a in range(len(adrg_drg_start) - 1):
-        drgs = range(int(adrg_drg_start[a]), int(adrg_drg_start[a + 1]))
-        conds = [None if drg_cond[g] == ir.NO_CONDITION else program[cond_start[drg_cond[g]]:cond_start[drg_cond[g] + 1]]
-                 for g in drgs]
-        atoms: dict[tuple, int] = {}
-        usable = any(rows is not None for rows in conds)
-        for rows in conds:
-            for row in rows if rows is not None else ():
-                test = _atom(row)
-                if test is None and int(row[0]) not in _LOGIC:
-                    usable = False
-                elif test is not None:
-                    atoms.setdefault(test, len(atoms))
-        if not usable or len(atoms) > MAX_DECISION_ATOMS:
-            roots.append(-1)
-            continue
-        order = list(atoms)
+        first = int(adrg_drg_start[a])
+        conds = [None if k == ir.NO_CONDITION else program[cond_start[k]:cond_start[k + 1]]
+                 for k in drg_cond[first:adrg_drg_start[a + 1]]]
+        key = tuple(None if rows is None else rows.tobytes() for rows in conds)
+        if key not in shapes:
+            shapes[key] = _tree(conds, sizes)
+        tree = shapes[key]
 
-        def outcome(values: tuple) -> int:
-            for g, rows in zip(drgs, conds):
-                if rows is None or _holds(rows, atoms, values):
-                    return -2 - g
-            return -1
+        def place(tree) -> int:
+            """Target of a local tree: a node, -1 (no DRG holds) or -2 - g."""
+            if not isinstance(tree, tuple):
+                return -1 if tree < 0 else -2 - (first + tree)
+            test, if_false, if_true = tree
+            targets = place(if_false), place(if_true)   # children first: a node's targets are below it
+            return nodes.setdefault((atom_rows.setdefault(test, len(atom_rows)), *targets), len(nodes))
 
-        outcomes = {values: outcome(values) for values in _assignments(len(order))}
-
-        def build(i: int, fixed: tuple) -> int:
-            """Target (node, or leaf -1 / -2 - g) deciding the list once tests 0..i-1 have the values fixed."""
-            below = {v for values, v in outcomes.items() if values[:i] == fixed}
-            if len(below) == 1:
-                return below.pop()
-            if_false, if_true = build(i + 1, fixed + (False,)), build(i + 1, fixed + (True,))
-            if if_false == if_true:
-                return if_false
-            key = (atom_rows.setdefault(order[i], len(atom_rows)), if_false, if_true)
-            return nodes.setdefault(key, len(nodes))   # children are made first: a node's targets are below it
-
-        root = build(0, ())
+        root = -1 if tree is None else place(tree)
         roots.append(root if root >= 0 else -1)    # a list decided by no test keeps the general path
     if all(r < 0 for r in roots):
         return None, None, None
     return (np.asarray(roots, dtype=np.int32),
             np.asarray(list(nodes), dtype=np.int32).reshape(-1, 3),
             np.asarray(list(atom_rows), dtype=np.int32).reshape(-1, 5))
+
+
+# A test's cost in a decision tree, and the chance it holds: a rough guess from its set's share of the
+# code ids and the items it looks at (orders the tests; the tree's result does not depend on it).
+_SCOPE_ITEMS = {ir.PDX: 1, ir.PPROC: 1, ir.DX: 4, ir.SDX: 3, ir.PROC: 2, ir.SPROC: 1}
+
+
+def _test_guess(test: tuple, sizes: np.ndarray) -> tuple[float, float]:
+    """(cost, chance it holds) of a decision test."""
+    kind, a, b = test[:3]
+    if kind in (ir.OP_IN, ir.OP_IN_UNLESS):
+        items = _SCOPE_ITEMS[a]
+        return 1.0 + (items > 1), 1 - (1 - float(sizes[b])) ** items
+    return 1.0, 0.5
+
+
+def _tree(conds: list, sizes: np.ndarray):
+    """The decision tree of a DRG list (conditions as program rows, None: unconditional), as nested
+    (test, if_false, if_true) tuples with leaves the list position of the DRG (-1: none); None when
+    the list has no usable condition. Of the trees giving the list's outcome, the one with the
+    smallest expected cost (each test's cost and chance from _test_guess) is built."""
+    atoms: dict[tuple, int] = {}
+    usable = any(rows is not None for rows in conds)
+    for rows in conds:
+        for row in rows if rows is not None else ():
+            test = _atom(row)
+            if test is None and int(row[0]) not in _LOGIC:
+                usable = False
+            elif test is not None:
+                atoms.setdefault(test, len(atoms))
+    if not usable or len(atoms) > MAX_DECISION_ATOMS:
+        return None
+    tests = list(atoms)
+    guesses = [_test_guess(t, sizes) for t in tests]
+
+    def outcome(values: tuple) -> int:
+        for position, rows in enumerate(conds):
+            if rows is None or _holds(rows, atoms, values):
+                return position
+        return -1
+
+    outcomes = {values: outcome(values) for values in _assignments(len(tests))}
+    best: dict[tuple, tuple[float, object]] = {}
+
+    def solve(fixed: tuple) -> tuple[float, object]:
+        """(expected cost, tree) once the tests with a value in fixed (None: not made yet) have it."""
+        if fixed in best:
+            return best[fixed]
+        below = {v for values, v in outcomes.items()
+                 if all(f is None or f == x for f, x in zip(fixed, values))}
+        if len(below) == 1:
+            best[fixed] = (0.0, below.pop())
+            return best[fixed]
+        choice = None
+        for i, f in enumerate(fixed):
+            if f is not None:
+                continue
+            (cost_f, tree_f), (cost_t, tree_t) = (solve(fixed[:i] + (v,) + fixed[i + 1:]) for v in (False, True))
+            if tree_f == tree_t:            # the outcome does not depend on test i here
+                cost = cost_f
+                tree = tree_f
+            else:
+                cost, chance = guesses[i]
+                cost += chance * cost_t + (1 - chance) * cost_f
+                tree = (tests[i], tree_f, tree_t)
+            if choice is None or cost < choice[0] - 1e-12:
+                choice = (cost, tree)
+        best[fixed] = choice
+        return choice
+
+    return solve((None,) * len(tests))[1]
 
 
 def _assignments(n: int):
