@@ -558,21 +558,26 @@ def test_start_stop(kernel):
 N_CODES = 150
 
 
-def random_condition(rng, n_sets, n_maps, depth=0, jumps=False) -> list[tuple]:
+ANY_TEST = (OP_CONST, OP_IN, OP_IN, OP_IN, OP_IN_UNLESS, OP_COUNT, OP_TAGSET, OP_HAS_TAG, OP_FIELD_CMP, OP_FIELD_PRESENT)
+
+
+def random_condition(rng, n_sets, n_maps, depth=0, jumps=False, tests=ANY_TEST) -> list[tuple]:
     """A random well-formed postfix program (stack depth <= 2 * 4 + 2). jumps: about half the `and` /
-    `or` short-circuit (`A, JUMP_IF_FALSE len(B), B`), as the compiler emits them."""
+    `or` short-circuit (`A, JUMP_IF_FALSE len(B), B`), as the compiler emits them. tests: the
+    opcodes its leaves draw from."""
     if depth < 4 and rng.random() < 0.55:
         kind = rng.integers(3)
-        left = random_condition(rng, n_sets, n_maps, depth + 1, jumps)
+        left = random_condition(rng, n_sets, n_maps, depth + 1, jumps, tests)
         if kind == 2:
             return left + [I(OP_NOT)]
-        right = random_condition(rng, n_sets, n_maps, depth + 1, jumps)
+        right = random_condition(rng, n_sets, n_maps, depth + 1, jumps, tests)
         if jumps and rng.random() < 0.5:
             return left + [I(OP_JUMP_IF_FALSE if kind == 0 else OP_JUMP_IF_TRUE, len(right))] + right
         return left + right + [I(OP_AND if kind == 0 else OP_OR)]
     scope = int(rng.integers(6))
-    op = int(rng.choice([OP_CONST, OP_IN, OP_IN, OP_IN, OP_IN_UNLESS, OP_COUNT, OP_TAGSET, OP_HAS_TAG,
-                         OP_FIELD_CMP, OP_FIELD_PRESENT]))
+    op = int(rng.choice(tests))
+    if op == OP_COUNT_ITEMS:
+        return [I(op, scope, int(rng.integers(6)), int(rng.integers(0, 4)))]
     if op == OP_CONST:
         return [I(op, int(rng.random() < 0.6))]
     if op == OP_IN:
@@ -1031,37 +1036,16 @@ def test_more_than_64_mdcs(kernel):
 
 # --------------------------------------------------------------------------- DRG decisions, MDCs entered unvisited
 
-def random_decision_condition(rng, n_sets, n_maps, depth=0) -> list[tuple]:
+DECISION_TESTS = (OP_CONST, OP_IN, OP_IN, OP_IN_UNLESS, OP_IN_UNLESS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_COUNT_ITEMS)
+
+
+def random_decision_condition(rng, n_sets, n_maps) -> list[tuple]:
     """A random program of the tests a DRG decision takes (IN, IN_UNLESS, field tests, item counts,
     constants), joined by AND / OR / NOT or short-circuit jumps, maybe behind GATEs."""
-    if depth == 0:
-        gates = [I(OP_GATE_FIELD, AGE, int(rng.choice([GE, LT])), int(rng.integers(0, 4)))
-                 for _ in range(int(rng.random() < 0.3))]
-        gates += [I(OP_GATE, int(rng.integers(6)), int(rng.integers(n_sets))) for _ in range(int(rng.random() < 0.2))]
-        return gates + random_decision_condition(rng, n_sets, n_maps, 1)
-    if depth < 4 and rng.random() < 0.45:
-        kind = rng.integers(3)
-        left = random_decision_condition(rng, n_sets, n_maps, depth + 1)
-        if kind == 2:
-            return left + [I(OP_NOT)]
-        right = random_decision_condition(rng, n_sets, n_maps, depth + 1)
-        if rng.random() < 0.5:
-            return left + [I(OP_JUMP_IF_FALSE if kind == 0 else OP_JUMP_IF_TRUE, len(right))] + right
-        return left + right + [I(OP_AND if kind == 0 else OP_OR)]
-    op = int(rng.choice([OP_CONST, OP_IN, OP_IN, OP_IN_UNLESS, OP_IN_UNLESS, OP_FIELD_CMP, OP_FIELD_PRESENT,
-                         OP_COUNT_ITEMS]))
-    scope = int(rng.choice([PDX, SDX, SDX, DX, SPROC]))
-    if op == OP_CONST:
-        return [I(op, int(rng.random() < 0.5))]
-    if op == OP_IN:
-        return [I(op, scope, int(rng.integers(n_sets)))]
-    if op == OP_IN_UNLESS:
-        return [I(op, scope, int(rng.integers(n_sets)), int(rng.integers(n_maps)), int(rng.integers(n_maps)))]
-    if op == OP_FIELD_CMP:
-        return [I(op, int(rng.choice([AGE, SEX])), int(rng.integers(6)), int(rng.integers(-1, 4)))]
-    if op == OP_COUNT_ITEMS:
-        return [I(op, scope, int(rng.integers(6)), int(rng.integers(0, 4)))]
-    return [I(op, int(rng.choice([AGE, LOS])))]
+    gates = [I(OP_GATE_FIELD, AGE, int(rng.choice([GE, LT])), int(rng.integers(0, 4)))
+             for _ in range(int(rng.random() < 0.3))]
+    gates += [I(OP_GATE, int(rng.integers(6)), int(rng.integers(n_sets))) for _ in range(int(rng.random() < 0.2))]
+    return gates + random_condition(rng, n_sets, n_maps, 2, jumps=True, tests=DECISION_TESTS)
 
 
 def decision_plan(seed: int) -> tuple:
