@@ -52,8 +52,8 @@ def gb_to_utf8(const uint8_t[::1] data, Py_ssize_t start, const uint32_t[::1] si
 # at byte 8, offset at byte 12). Checks that let the reader skip a Polars pass over a whole column.
 
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
-from libc.stdint cimport int32_t
+from libc.string cimport memcpy, memset
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 
 cdef inline bint _maybe_space(uint8_t b) noexcept nogil:
@@ -172,3 +172,89 @@ def cleaning_candidates(views, buffers, validity, Py_ssize_t bit_offset, Py_ssiz
             out[i] = mark
             marked += mark
     return marked
+
+
+cdef inline void _item_view(uint8_t* v, const uint8_t* item, int32_t length, int32_t buf, int32_t off) noexcept nogil:
+    """The 16-byte string view of `item`: inline when it has up to 12 bytes, else (length, first 4
+    bytes, buffer, offset)."""
+    cdef uint64_t zero = 0
+    cdef int32_t k
+    memcpy(v, &zero, 8)
+    memcpy(v + 8, &zero, 8)
+    memcpy(v, &length, 4)
+    if length <= 12:
+        for k in range(length):
+            v[4 + k] = item[k]
+    else:
+        memcpy(v + 4, item, 4)
+        memcpy(v + 8, &buf, 4)
+        memcpy(v + 12, &off, 4)
+
+
+def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, uint8_t separator,
+                uint8_t other_separator, bint empty_is_none):
+    """Each string split at `separator` and `other_separator` (ASCII bytes, so never inside a UTF-8
+    character), as Polars' str.split gives it with the other separator replaced first: every item kept,
+    empty ones too ('' → [''], 'A||B' → ['A', '', 'B']); a null reads as ''; with `empty_is_none`,
+    '' (and null) gives no item at all. Returns (int64 list offsets [n + 1], the items' string views
+    [16 per item]), an item of more than 12 bytes pointing into the buffer its string is in (so the
+    items are an Arrow string_view array over the same data buffers); None when a view points outside
+    its buffers (the caller lets Polars split)."""
+    import numpy as np
+    cdef _Views text = _Views(views, buffers, validity, bit_offset, n)
+    cdef Py_ssize_t i, items = 0, j, start, at
+    cdef int32_t size = 0, k, buf = -1, off = 0
+    cdef const uint8_t* s
+    cdef const uint8_t* v
+    cdef uint8_t* out
+    cdef uint8_t is_separator[256]
+    cdef bint bad = False
+    memset(is_separator, 0, 256)
+    is_separator[separator] = 1
+    is_separator[other_separator] = 1
+    list_offsets = np.empty(n + 1, np.int64)
+    cdef int64_t[::1] lo = list_offsets
+    with nogil:
+        lo[0] = 0
+        for i in range(n):
+            s = text.at(i, &size)
+            if s == NULL:
+                if text.validity == NULL or (text.validity[(text.bit_offset + i) >> 3] >> ((text.bit_offset + i) & 7)) & 1:
+                    bad = True
+                    break
+                size = 0
+            if size == 0 and empty_is_none:
+                lo[i + 1] = items
+                continue
+            items += 1
+            for k in range(size):
+                items += is_separator[s[k]]
+            lo[i + 1] = items
+    if bad:
+        return None
+    item_views = np.empty(16 * items, np.uint8)
+    if items == 0:
+        return list_offsets, item_views
+    cdef uint8_t[::1] written = item_views
+    out = &written[0]
+    with nogil:
+        j = 0
+        for i in range(n):
+            if lo[i + 1] == lo[i]:
+                continue
+            s = text.at(i, &size)
+            if s == NULL:
+                size = 0
+            if size > 12:   # only then can an item have more than 12 bytes: it is in this string's buffer
+                v = text.views + 16 * i
+                memcpy(&buf, v + 8, 4)
+                memcpy(&off, v + 12, 4)
+            start = 0
+            for at in range(size):
+                if is_separator[s[at]]:
+                    _item_view(out + 16 * j, s + start, <int32_t>(at - start), buf, <int32_t>(off + start))
+                    j += 1
+                    start = at + 1
+            _item_view(out + 16 * j, s + start, <int32_t>(size - start), buf, <int32_t>(off + start))
+            j += 1
+    return list_offsets, item_views

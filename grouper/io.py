@@ -984,12 +984,20 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         # ',' separates codes like '|': replacing it costs a pass, so only where a cell has one
         return schema[header] != pl.String or bool(df[header].str.contains(",", literal=True).any())
 
+    def listed(header: str, kind: str) -> pl.Expr:
+        # a text column of codes: split by the compiled splitter when there is one, else by Polars
+        split = _split_compiled(df[header], "|,", empty_is_none=kind == "proc") if schema[header] == pl.String else None
+        if split is not None:
+            return pl.lit(split)
+        rule = _dx_from_list if kind == "dx" else _proc_from_list
+        return rule(text(header), schema[header], commas=commas(header))
+
     if layout.dx_list is not None:
-        dx = _dx_from_list(text(layout.dx_list), schema[layout.dx_list], commas=commas(layout.dx_list))
+        dx = listed(layout.dx_list, "dx")
     else:
         dx = _wide_joined(text(layout.dx_principal), [other(h) for h in layout.dx_others])
     if layout.proc_list is not None:
-        proc = _proc_from_list(text(layout.proc_list), schema[layout.proc_list], commas=commas(layout.proc_list))
+        proc = listed(layout.proc_list, "proc")
     else:
         principal = text(layout.proc_principal) if layout.proc_principal else None
         proc = _wide_joined(principal, [other(h) for h in layout.proc_others])
@@ -1066,6 +1074,33 @@ def _text_checks():
     return companion("_text", None)
 
 
+def _split_compiled(column: pl.Series, separators: str, *, empty_is_none: bool) -> pl.Series | None:
+    """A String column of codes split at each of `separators` (one or two ASCII characters) by the
+    compiled splitter, as List(String): exactly what Polars' `str.split` gives after the second
+    separator is replaced by the first (items kept as they are, empty ones too; a null reads as '';
+    with `empty_is_none`, '' gives an empty list). The items are string views over the column's own
+    text: no copy of a code longer than 12 bytes. None without the compiled module (Polars splits)."""
+    checks = _text_checks()
+    if checks is None or column.dtype != pl.String:
+        return None
+    import pyarrow as pa
+
+    from .engine.encode import Text, int64_array, series_from_arrow
+
+    text = Text.of(column)
+    views, data, bits, offset = text.kernel_args()
+    split = checks.split_codes(views, data, bits, offset, len(column), ord(separators[0]), ord(separators[-1]),
+                               empty_is_none)
+    if split is None:
+        return None
+    list_offsets, item_views = split
+    items = pa.Array.from_buffers(pa.string_view(), len(item_views) // 16,
+                                  [None, pa.py_buffer(item_views), *text.array.buffers()[2:]])
+    lists = pa.Array.from_buffers(pa.large_list(pa.string_view()), len(column),
+                                  [None, int64_array(list_offsets).buffers()[1]], children=[items])
+    return series_from_arrow(lists, column.name)
+
+
 def _strip_needed(column: pl.Series) -> bool:
     """Whether stripping could change a value of `column` (a compiled look at each value's first
     and last byte, no copy; text of another type, or without the compiled module: assume so)."""
@@ -1106,6 +1141,9 @@ def _split_wide(joined: pl.Series, *, kind: str) -> pl.Series:
         cleaned = (joined.gather(rows).str.replace_all(rf"\s*{sep}\s*", sep).str.strip_chars()
                    .str.replace_all(f"{sep}{{2,}}", sep).str.replace(f"{sep}+$", ""))
         joined = joined.clone().scatter(rows, cleaned)
+    split = _split_compiled(joined, _CELL_SEPARATOR, empty_is_none=kind == "proc")
+    if split is not None:
+        return split.alias(joined.name)
     if kind == "proc":   # no procedure at all: an empty list (made null, split, then filled)
         return pl.select(pl.when(joined != "").then(joined).str.split(_CELL_SEPARATOR)
                          .fill_null(pl.lit([], dtype=pl.List(pl.String)))).to_series().alias(joined.name)

@@ -124,3 +124,42 @@ def test_cleaning_rows_are_the_regex_rows():
         assert io._rows_matching_cleaning(joined).to_list() == expected.to_list(), values
         part = joined.slice(3)
         assert io._rows_matching_cleaning(part).to_list() == part.str.contains(io._NEEDS_CLEANING).arg_true().to_list()
+
+
+def _polars_split(column, separators: str, empty_is_none: bool):
+    """The definition the compiled splitter stands in for (grouper.io's list rules)."""
+    import polars as pl
+
+    first, other = separators[0], separators[-1]
+    cell = pl.col("c").fill_null("")
+    if other != first:
+        cell = cell.str.replace_all(other, first, literal=True)
+    if empty_is_none:
+        cell = pl.when(cell != "").then(cell)
+    split = cell.str.split(first)
+    if empty_is_none:
+        split = split.fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    return column.to_frame("c").select(split).to_series()
+
+
+@pytest.mark.parametrize("separators", ["|,", "\x1f"])
+@pytest.mark.parametrize("empty_is_none", [False, True], ids=["dx", "proc"])
+def test_compiled_split_gives_polars_lists(separators, empty_is_none):
+    """Code lists split by ext/_text.pyx: the same items as Polars' split (empty items, separators at
+    either end, nulls, items longer than 12 bytes inside and at the end of long strings, non-ASCII),
+    also on a slice of a column and on a column of several chunks."""
+    import polars as pl
+
+    rng = random.Random(5)
+    sep = separators[0]
+    pieces = ["", " ", "A01.000", "K35.800x002", "疾病", "a-code-longer-than-twelve", "x" * 13, "|", ",", sep, "男,女"]
+    columns = [[value] for value in _AWKWARD] + [_random_strings(rng, 50) for _ in range(100)]
+    columns += [[sep.join(rng.choice(pieces) for _ in range(rng.randint(0, 6))) if rng.random() > 0.1 else None
+                 for _ in range(300)] for _ in range(30)]
+    columns += [["", None, sep, sep * 2, "A" + sep, sep + "A", "A,B|C", "x" * 40 + sep + "y" * 13 + sep + "z"]]
+    for values in columns:
+        column = pl.Series("dx", values, dtype=pl.String)
+        for part in (column, column.slice(1), pl.concat([column.slice(0, 2), column.slice(2)], rechunk=False)):
+            split = io._split_compiled(part, separators, empty_is_none=empty_is_none)
+            assert split.dtype == pl.List(pl.String) and split.name == "dx"
+            assert split.to_list() == _polars_split(part, separators, empty_is_none).to_list(), values
