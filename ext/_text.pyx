@@ -52,7 +52,7 @@ def gb_to_utf8(const uint8_t[::1] data, Py_ssize_t start, const uint32_t[::1] si
 # at byte 8, offset at byte 12). Checks that let the reader skip a Polars pass over a whole column.
 
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memchr, memcpy, memset
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
 
@@ -258,3 +258,195 @@ def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, u
             _item_view(out + 16 * j, s + start, <int32_t>(size - start), buf, <int32_t>(off + start))
             j += 1
     return list_offsets, item_views
+
+
+# ---- the wide shape: a row's code cells → its code list (grouper.io._wide_lists) ----------------
+
+cdef inline int32_t _space_at(const uint8_t* s, int32_t n) noexcept nogil:
+    """Bytes of the Unicode White_Space character s starts with (what Polars' strip_chars and regex
+    \\s take for whitespace), 0 when it starts with none."""
+    cdef uint8_t b = s[0]
+    if b == 0x20 or (b >= 0x09 and b <= 0x0D):
+        return 1
+    if b == 0xC2 and n >= 2 and (s[1] == 0x85 or s[1] == 0xA0):
+        return 2
+    if n >= 3:
+        if b == 0xE1 and s[1] == 0x9A and s[2] == 0x80:
+            return 3
+        if b == 0xE2 and s[1] == 0x80 and (s[2] <= 0x8A or s[2] == 0xA8 or s[2] == 0xA9 or s[2] == 0xAF):
+            return 3   # U+2000–U+200A, U+2028, U+2029, U+202F (s[2] is a continuation byte: >= 0x80)
+        if b == 0xE2 and s[1] == 0x81 and s[2] == 0x9F:
+            return 3
+        if b == 0xE3 and s[1] == 0x80 and s[2] == 0x80:
+            return 3
+    return 0
+
+
+cdef inline int32_t _space_before(const uint8_t* s, int32_t n) noexcept nogil:
+    """Bytes of the White_Space character s[:n] ends with, 0 when it ends with none."""
+    cdef uint8_t b = s[n - 1]
+    if b < 0x80:
+        return _space_at(s + n - 1, 1)
+    if n >= 2 and s[n - 2] == 0xC2:
+        return _space_at(s + n - 2, 2)
+    if n >= 3:
+        return _space_at(s + n - 3, 3)
+    return 0
+
+
+cdef struct _Column:
+    const uint8_t* views
+    const uint8_t** data
+    const Py_ssize_t* sizes
+    Py_ssize_t n_data
+    const uint8_t* validity
+    Py_ssize_t bit_offset
+    Py_ssize_t base       # the index of its first data buffer among all columns' buffers
+
+
+cdef inline int _cell(const _Column* col, Py_ssize_t i, const uint8_t** s, int32_t* size, int32_t* buf,
+                      int32_t* off) noexcept nogil:
+    """Cell i of a column: 1 with its bytes (and, for more than 12 bytes, its buffer among all
+    columns' buffers and its offset there), 0 when null, -1 when its view points outside its buffers."""
+    cdef const uint8_t* v = col.views + 16 * i
+    cdef int32_t length, b, o
+    cdef Py_ssize_t bit
+    if col.validity != NULL:
+        bit = col.bit_offset + i
+        if not (col.validity[bit >> 3] >> (bit & 7)) & 1:
+            return 0
+    memcpy(&length, v, 4)
+    size[0] = length
+    buf[0] = -1
+    off[0] = 0
+    if length <= 12:
+        s[0] = v + 4
+        return 1
+    memcpy(&b, v + 8, 4)
+    memcpy(&o, v + 12, 4)
+    if b < 0 or b >= col.n_data or o < 0 or <Py_ssize_t>o + length > col.sizes[b]:
+        return -1
+    s[0] = col.data[b] + o
+    buf[0] = <int32_t>(col.base + b)
+    off[0] = o
+    return 1
+
+
+cdef Py_ssize_t _wide_row(const _Column* columns, Py_ssize_t n_columns, Py_ssize_t i, bint empty_is_none,
+                          uint8_t* out) noexcept nogil:
+    """The items of row i, their views written to out: one per cell, the principal always ('' when
+    null), the other cells when not null; each stripped of whitespace; the first item always kept, a
+    later one only when not empty (what grouper.io._split_wide's cleaning does to the joined text);
+    with `empty_is_none`, a row of one empty item has none. -1 when a cell's view points outside its
+    buffers."""
+    cdef const uint8_t* s
+    cdef Py_ssize_t c, count = 0
+    cdef int32_t size = 0, buf = -1, off = 0, a, b, k, first_size = -1, found
+    for c in range(n_columns):
+        found = _cell(&columns[c], i, &s, &size, &buf, &off)
+        if found < 0:
+            return -1
+        if found == 0:
+            if c > 0:
+                continue
+            s, size, buf, off = <const uint8_t*>"", 0, -1, 0
+        a, b = 0, size
+        while a < b:
+            k = _space_at(s + a, b - a)
+            if k == 0:
+                break
+            a += k
+        while b > a:
+            k = _space_before(s + a, b - a)
+            if k == 0:
+                break
+            b -= k
+        if count == 0 or b > a:
+            _item_view(out + 16 * count, s + a, b - a, buf, off + a)
+            if count == 0:
+                first_size = b - a
+            count += 1
+    if empty_is_none and count == 1 and first_size == 0:
+        return 0
+    return count
+
+
+cdef bint _holds(const _Column* col, Py_ssize_t n, uint8_t byte) noexcept nogil:
+    """Whether a string of the column holds `byte` (null or unreadable ones aside)."""
+    cdef const uint8_t* s
+    cdef int32_t size = 0, buf, off
+    cdef Py_ssize_t i
+    for i in range(n):
+        if _cell(col, i, &s, &size, &buf, &off) == 1 and size > 0 and memchr(s, byte, size) != NULL:
+            return True
+    return False
+
+
+def wide_lists(list columns, Py_ssize_t n, uint8_t separator, bint empty_is_none, Py_ssize_t capacity):
+    """The code lists of wide rows: `columns` the (views, buffers, validity, bit_offset) of the
+    principal column, then of the other code columns, in order (see _wide_row): the cells joined with
+    `separator` and split at it, as grouper.io does, when no cell holds the separator. Returns (int64
+    list offsets [n + 1], the items' string views [16 per item]), an item of more than 12 bytes
+    pointing into its column's buffer, counted over all columns' buffers in order (so the items are an
+    Arrow string_view array over the buffers of every column, concatenated). `capacity`: the rows
+    plus the other cells that are not null. None when a cell holds the separator (a control
+    character: more items than cells) or a view points outside its buffers: the caller lets Polars
+    do it."""
+    import numpy as np
+    cdef Py_ssize_t n_columns = len(columns), c, i, items = 0, base = 0, got
+    cdef list held = []
+    cdef _Views text
+    cdef _Column* cols = <_Column*>malloc(max(n_columns, 1) * sizeof(_Column))
+    cdef bint bad = False
+    cdef uint8_t* out
+    cdef int64_t* lo
+    cdef int64_t[::1] offsets_view
+    cdef uint8_t[::1] written
+    if cols == NULL:
+        raise MemoryError()
+    try:
+        for c, (views, buffers, validity, bit_offset) in enumerate(columns):
+            text = _Views(views, buffers, validity, bit_offset, n)
+            held.append(text)
+            cols[c].views, cols[c].data, cols[c].sizes = text.views, text.data, text.sizes
+            cols[c].n_data, cols[c].validity, cols[c].bit_offset = text.n_data, text.validity, text.bit_offset
+            cols[c].base = base
+            base += text.n_data
+        list_offsets = np.empty(n + 1, np.int64)
+        offsets_view = list_offsets
+        lo = &offsets_view[0]
+        item_views = np.empty(16 * max(capacity, 1), np.uint8)
+        written = item_views
+        out = &written[0]
+        with nogil:
+            for c in range(n_columns):
+                if _holds(&cols[c], n, separator):
+                    bad = True
+                    break
+            lo[0] = 0
+            for i in range(n):
+                if bad:
+                    break
+                got = _wide_row(cols, n_columns, i, empty_is_none, out + 16 * items) \
+                    if items + n_columns <= capacity or _fits(cols, n_columns, i, capacity - items) else -1
+                if got < 0:
+                    bad = True
+                    break
+                items += got
+                lo[i + 1] = items
+        if bad:
+            return None
+        return list_offsets, item_views[:16 * items]
+    finally:
+        free(cols)
+
+
+cdef bint _fits(const _Column* columns, Py_ssize_t n_columns, Py_ssize_t i, Py_ssize_t room) noexcept nogil:
+    """Whether row i's items (at most one per cell present, the principal always) fit in `room`."""
+    cdef const uint8_t* s
+    cdef int32_t size = 0, buf, off
+    cdef Py_ssize_t c, cells = 1
+    for c in range(1, n_columns):
+        if _cell(&columns[c], i, &s, &size, &buf, &off) != 0:
+            cells += 1
+    return cells <= room

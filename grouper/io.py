@@ -992,15 +992,20 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         rule = _dx_from_list if kind == "dx" else _proc_from_list
         return rule(text(header), schema[header], commas=commas(header))
 
-    if layout.dx_list is not None:
-        dx = listed(layout.dx_list, "dx")
-    else:
-        dx = _wide_joined(text(layout.dx_principal), [other(h) for h in layout.dx_others])
-    if layout.proc_list is not None:
-        proc = listed(layout.proc_list, "proc")
-    else:
-        principal = text(layout.proc_principal) if layout.proc_principal else None
-        proc = _wide_joined(principal, [other(h) for h in layout.proc_others])
+    def wide(principal: str | None, others: tuple[str, ...], kind: str) -> pl.Expr:
+        # the row's cells: made into the list by the compiled pass when it can, else joined here and
+        # split below (_split_wide)
+        lists = _wide_lists(df, principal, others, layout.list_cells, kind) if principal else None
+        if lists is not None:
+            done.add(kind)
+            return pl.lit(lists)
+        return _wide_joined(text(principal) if principal else None, [other(h) for h in others])
+
+    done: set[str] = set()   # the wide lists made already
+    dx = listed(layout.dx_list, "dx") if layout.dx_list is not None else \
+        wide(layout.dx_principal, layout.dx_others, "dx")
+    proc = listed(layout.proc_list, "proc") if layout.proc_list is not None else \
+        wide(layout.proc_principal, layout.proc_others, "proc")
 
     def raw(name: str) -> pl.Expr:
         header = layout.settlement_sources[name]
@@ -1019,7 +1024,7 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         *([pl.col(_READ_PROBLEM_RAW).alias(READ_PROBLEM)] if _READ_PROBLEM_RAW in schema else []),
     )
     wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
-            (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None}
+            (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None and kind not in done}
     blank = [name for name in SCALAR_COLUMNS if layout.scalar_sources[name] is not None
              and (cases[name].str.len_bytes() == 0).any()]
     blanks = {name: pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)) for name in blank}
@@ -1099,6 +1104,34 @@ def _split_compiled(column: pl.Series, separators: str, *, empty_is_none: bool) 
     lists = pa.Array.from_buffers(pa.large_list(pa.string_view()), len(column),
                                   [None, int64_array(list_offsets).buffers()[1]], children=[items])
     return series_from_arrow(lists, column.name)
+
+
+def _wide_lists(df: pl.DataFrame, principal: str, others: tuple[str, ...], list_cells, kind: str) -> pl.Series | None:
+    """The code lists of a wide batch by the compiled pass (ext/_text.pyx `wide_lists`): exactly what
+    joining the cells and _split_wide give (the cleaning included: items stripped, empty other
+    cells dropped), without the joined text. The items are string views over the cells' own text.
+    None (the caller joins and splits) without the compiled module, for cells that are not text, or
+    for cells of several codes (list_cells)."""
+    checks = _text_checks()
+    headers = (principal, *others)
+    if checks is None or any(df.schema[h] != pl.String or h in list_cells for h in headers):
+        return None
+    import pyarrow as pa
+
+    from .engine.encode import Text, int64_array, series_from_arrow
+
+    texts = [Text.of(df[h]) for h in headers]
+    capacity = df.height + sum(df.height - df[h].null_count() for h in others)
+    made = checks.wide_lists([t.kernel_args() for t in texts], df.height, ord(_CELL_SEPARATOR), kind == "proc",
+                             capacity)
+    if made is None:
+        return None
+    list_offsets, item_views = made
+    buffers = [b for t in texts for b in t.array.buffers()[2:]]
+    items = pa.Array.from_buffers(pa.string_view(), len(item_views) // 16, [None, pa.py_buffer(item_views), *buffers])
+    lists = pa.Array.from_buffers(pa.large_list(pa.string_view()), df.height,
+                                  [None, int64_array(list_offsets).buffers()[1]], children=[items])
+    return series_from_arrow(lists, kind)
 
 
 def _strip_needed(column: pl.Series) -> bool:

@@ -163,3 +163,35 @@ def test_compiled_split_gives_polars_lists(separators, empty_is_none):
             split = io._split_compiled(part, separators, empty_is_none=empty_is_none)
             assert split.dtype == pl.List(pl.String) and split.name == "dx"
             assert split.to_list() == _polars_split(part, separators, empty_is_none).to_list(), values
+
+
+@pytest.mark.parametrize("kind", ["dx", "proc"])
+def test_wide_lists_are_the_joined_and_split_cells(kind):
+    """The compiled wide pass (grouper.io._wide_lists) against joining the cells and splitting them
+    (grouper.io._wide_joined + _split_wide, its cleaning included): blanks of every Unicode kind
+    around and instead of codes, empty and null cells, long cells, non-ASCII; a cell holding the
+    join's separator is left to Polars (None)."""
+    import polars as pl
+
+    rng = random.Random(13 if kind == "dx" else 17)
+    spaces = [" ", "\t", "\u3000", "\u00a0", "\x85", "\u2028", "\u2029", "\u202f", "\u205f", "\u1680", "\u2000",
+              "\u200a", "\u200b", "\x0b", "\r\n", "\x1c", "\ufeff", "\u180e"]
+    codes = ["A01.000", "K35.800x002", "疾病", "a-code-longer-than-twelve", "x" * 12, "x" * 13, "", "A B"]
+
+    def cell():
+        if rng.random() < 0.3:
+            return None
+        return rng.choice(["", *spaces]) + rng.choice(codes) + rng.choice(["", *spaces])
+
+    for n_others in (0, 1, 5):
+        rows = [[cell() for _ in range(1 + n_others)] for _ in range(400)] + [[None] * (1 + n_others)]
+        frame = pl.DataFrame({f"c{k}": [row[k] for row in rows] for k in range(1 + n_others)},
+                             schema={f"c{k}": pl.String for k in range(1 + n_others)})
+        others = tuple(f"c{k}" for k in range(1, 1 + n_others))
+        joined = frame.select(io._wide_joined(pl.col("c0"), [pl.col(h) for h in others]).alias(kind)).to_series()
+        expected = io._split_wide(joined, kind=kind)
+        for part in (frame, frame.slice(3)):
+            got = io._wide_lists(part, "c0", others, frozenset(), kind)
+            want = expected if part is frame else expected.slice(3)
+            assert got.dtype == pl.List(pl.String) and got.to_list() == want.to_list()
+    assert io._wide_lists(pl.DataFrame({"c0": ["A", "B\x1fC"]}), "c0", (), frozenset(), kind) is None
