@@ -1088,22 +1088,16 @@ def _split_compiled(column: pl.Series, separators: str, *, empty_is_none: bool) 
     checks = _text_checks()
     if checks is None or column.dtype != pl.String:
         return None
-    import pyarrow as pa
+    from .engine.encode import Text
 
-    from .engine.encode import Text, int64_array, series_from_arrow
-
-    text = Text.of(column)
-    views, data, bits, offset = text.kernel_args()
-    split = checks.split_codes(views, data, bits, offset, len(column), ord(separators[0]), ord(separators[-1]),
-                               empty_is_none)
-    if split is None:
-        return None
-    list_offsets, item_views = split
-    items = pa.Array.from_buffers(pa.string_view(), len(item_views) // 16,
-                                  [None, pa.py_buffer(item_views), *text.array.buffers()[2:]])
-    lists = pa.Array.from_buffers(pa.large_list(pa.string_view()), len(column),
-                                  [None, int64_array(list_offsets).buffers()[1]], children=[items])
-    return series_from_arrow(lists, column.name)
+    parts = []
+    for _, text in Text.chunks(column):
+        split = checks.split_codes(*text.kernel_args(), len(text.array), ord(separators[0]), ord(separators[-1]),
+                                   empty_is_none)
+        if split is None:
+            return None
+        parts.append((*split, text.array.buffers()[2:]))
+    return _list_series(parts, column.name)
 
 
 def _wide_lists(df: pl.DataFrame, principal: str, others: tuple[str, ...], list_cells, kind: str) -> pl.Series | None:
@@ -1116,22 +1110,50 @@ def _wide_lists(df: pl.DataFrame, principal: str, others: tuple[str, ...], list_
     headers = (principal, *others)
     if checks is None or any(df.schema[h] != pl.String or h in list_cells for h in headers):
         return None
+    from .engine.encode import Text
+
+    chunked = [Text.chunks(df[h]) for h in headers]
+    if any([start for start, _ in column] != [start for start, _ in chunked[0]] for column in chunked):
+        chunked = [[(0, Text.of(df[h]))] for h in headers]   # chunks that do not line up: joined
+    parts = []
+    for k, (start, _) in enumerate(chunked[0]):
+        texts = [column[k][1] for column in chunked]
+        rows = len(texts[0].array)
+        capacity = rows + sum(len(t.array) - t.array.null_count for t in texts[1:])
+        made = checks.wide_lists([t.kernel_args() for t in texts], rows, ord(_CELL_SEPARATOR), kind == "proc", capacity)
+        if made is None:
+            return None
+        parts.append((*made, [b for t in texts for b in t.array.buffers()[2:]]))
+    return _list_series(parts, kind)
+
+
+def _list_series(parts, name: str) -> pl.Series:
+    """A List(String) series of the compiled splitters' parts, in order: (int64 list offsets, item
+    views, the data buffers the views of long items point into), one per chunk of the input."""
+    import numpy as np
     import pyarrow as pa
 
-    from .engine.encode import Text, int64_array, series_from_arrow
+    from .engine.encode import int64_array, series_from_arrow
 
-    texts = [Text.of(df[h]) for h in headers]
-    capacity = df.height + sum(df.height - df[h].null_count() for h in others)
-    made = checks.wide_lists([t.kernel_args() for t in texts], df.height, ord(_CELL_SEPARATOR), kind == "proc",
-                             capacity)
-    if made is None:
-        return None
-    list_offsets, item_views = made
-    buffers = [b for t in texts for b in t.array.buffers()[2:]]
+    if len(parts) == 1:
+        list_offsets, item_views, buffers = parts[0]
+    else:   # one array: offsets shifted, each part's long items pointed at its buffers among all
+        shifted, views, buffers, items, base = [np.zeros(1, np.int64)], [], [], 0, 0
+        for part_offsets, part_views, part_buffers in parts:
+            shifted.append(part_offsets[1:] + items)
+            words = part_views.view(np.int32).reshape(-1, 4)
+            if base and len(words):
+                words = words.copy()
+                words[words[:, 0] > 12, 2] += base
+            views.append(words.reshape(-1).view(np.uint8))
+            buffers.extend(part_buffers)
+            items += len(part_views) // 16
+            base += len(part_buffers)
+        list_offsets, item_views = np.concatenate(shifted), np.concatenate(views)
     items = pa.Array.from_buffers(pa.string_view(), len(item_views) // 16, [None, pa.py_buffer(item_views), *buffers])
-    lists = pa.Array.from_buffers(pa.large_list(pa.string_view()), df.height,
+    lists = pa.Array.from_buffers(pa.large_list(pa.string_view()), len(list_offsets) - 1,
                                   [None, int64_array(list_offsets).buffers()[1]], children=[items])
-    return series_from_arrow(lists, kind)
+    return series_from_arrow(lists, name)
 
 
 def _strip_needed(column: pl.Series) -> bool:
@@ -1142,7 +1164,7 @@ def _strip_needed(column: pl.Series) -> bool:
         return True
     from .engine.encode import Text
 
-    return checks.strip_needed(*Text.of(column).kernel_args(), len(column))
+    return any(checks.strip_needed(*part.kernel_args(), len(part.array)) for _, part in Text.chunks(column))
 
 
 def _rows_matching_cleaning(joined: pl.Series) -> pl.Series:

@@ -190,8 +190,10 @@ def test_wide_lists_are_the_joined_and_split_cells(kind):
         others = tuple(f"c{k}" for k in range(1, 1 + n_others))
         joined = frame.select(io._wide_joined(pl.col("c0"), [pl.col(h) for h in others]).alias(kind)).to_series()
         expected = io._split_wide(joined, kind=kind)
-        for part in (frame, frame.slice(3)):
+        chunked = pl.concat([frame.slice(0, 150), frame.slice(150, 100), frame.slice(250)], rechunk=False)
+        misaligned = chunked.with_columns(pl.concat([frame["c0"].slice(0, 7), frame["c0"].slice(7)], rechunk=False))
+        for part, want in ((frame, expected), (frame.slice(3), expected.slice(3)), (chunked, expected),
+                           (misaligned, expected)):
             got = io._wide_lists(part, "c0", others, frozenset(), kind)
-            want = expected if part is frame else expected.slice(3)
             assert got.dtype == pl.List(pl.String) and got.to_list() == want.to_list()
     assert io._wide_lists(pl.DataFrame({"c0": ["A", "B\x1fC"]}), "c0", (), frozenset(), kind) is None

@@ -238,3 +238,17 @@ def test_results_without_problems_equal_those_with_them(pack):
     full = check_cases(plan, cases, batch)
     assert full["detail"].is_not_null().any()
     assert check_cases(plan, cases, batch, details=False).equals(full.with_columns(pl.lit(None, pl.String).alias("detail")))
+
+
+@pytest.mark.parametrize("pack", [DEMO, MINI])
+def test_a_frame_in_chunks_encodes_as_one_in_one_piece(kernel, pack):
+    """Fields and code lists are read chunk by chunk (a CSV Polars parsed in parallel comes in chunks;
+    joining them would copy every column): the same arrays as from the frame in one piece."""
+    plan = load_scheme(pack).plan
+    cases = nasty_frame(plan, 600, seed=3)
+    chunked = pl.concat([cases.slice(0, 1), cases.slice(1, 250), cases.slice(251)], rechunk=False)
+    assert chunked["age"].n_chunks() == 3
+    whole, parts = encode_cases(plan, cases, kernel=kernel), encode_cases(plan, chunked, kernel=kernel)
+    for name in ("dx_offsets", "dx_codes", "px_offsets", "px_codes", "fields", "skip", "field_state"):
+        assert np.array_equal(getattr(parts, name), getattr(whole, name)), name
+    assert parts.skip_reason.equals(whole.skip_reason)
