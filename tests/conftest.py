@@ -97,3 +97,29 @@ def chs20_scheme(chs20_pack):
 @pytest.fixture(scope="session")
 def golden20_cases(chs20_tables):
     return _golden_cases(chs20_tables)
+
+
+@pytest.fixture(autouse=True)
+def settled_cases_priced_alike(request, monkeypatch):
+    """In the settlement tests, every `settle` also checks that the one-case pricer of `grouper serve`'s
+    estimates (CasePricer) prices each of its cases (up to 2,000) exactly as `price_cases` does
+    (tests/settle_helpers.assert_priced_alike): every policy the tests build is compared."""
+    if not request.module.__name__.split(".")[-1].startswith(("test_settle", "test_dip_settle")):
+        yield
+        return
+    from grouper.payment import settle as engine
+    from settle_helpers import assert_priced_alike
+
+    original, busy = engine._attached, []
+
+    def attached(cases, policy, source):
+        if not busy and cases.height <= 2000:
+            busy.append(True)
+            try:
+                assert_priced_alike(cases, policy, source)
+            finally:
+                busy.pop()
+        return original(cases, policy, source)
+
+    monkeypatch.setattr(engine, "_attached", attached)
+    yield

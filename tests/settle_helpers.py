@@ -132,3 +132,31 @@ def _unquote_money(text: str) -> str:
 
 def policy(tmp: Path, tree: dict):
     return load_policy(write_policy(tmp, tree))
+
+
+def assert_priced_alike(cases: pl.DataFrame, policy, source, point_value=None) -> int:
+    """The settle engine's one-case pricer (CasePricer, the 预结算 of `grouper serve`) gives every case
+    of `cases` exactly the row `price_cases` gives it, and refuses (None) what `price_cases` refuses.
+    Returns how many cases were compared."""
+    from grouper.errors import InputError
+    from grouper.payment import settle as engine
+
+    pricer = engine.CasePricer(policy, source, point_value=point_value, columns=cases.columns,
+                               discharge_type=cases.schema.get("discharge", pl.String) if "discharge" in cases.columns
+                               else pl.String)
+    try:
+        prepared = engine.prepare(cases)
+        if prepared.schema["discharge"] != pricer.discharge_type:  # prepare casts a text discharge code as it is
+            pricer.discharge_type = prepared.schema["discharge"]
+        rows = prepared.drop("row").to_dicts()
+        wanted = engine.price_cases(cases, policy, source, point_value=point_value)
+    except InputError:
+        rows = locals().get("rows")
+        assert rows is None or pricer.price_all(rows) is None, "price_cases refuses what the one-case pricer prices"
+        return 0
+    priced = pricer.price_all(rows)
+    assert priced is not None, "the one-case pricer refuses what price_cases prices"
+    for n, (got, want) in enumerate(zip(priced, wanted.iter_rows(named=True))):
+        got = {k: v for k, v in got.items() if k in want}
+        assert got == want, (n, rows[n], {k: (got[k], want[k]) for k in want if got[k] != want[k]})
+    return len(priced)

@@ -26,7 +26,8 @@ import polars as pl
 from decimal import Decimal
 
 from ..errors import InputError
-from ..payment.settle import COEF, MAX_COST, MAX_POINTS, MICRO, UNIT, _div_half_up, _wide, decimal_of, half_up, join_groups
+from ..payment.settle import (COEF, MAX_COST, MAX_POINTS, MICRO, POLARS, UNIT, _div_half_up, _wide, decimal_of, half_up,
+                               join_groups)
 from .plan import LEVELS
 
 DIP_SETTLE_COLUMNS = ("id", "status", "dip", "dip_level", "score", "aux", "aux_factor", "los", "discharge", "hospital",
@@ -92,20 +93,31 @@ class DipScores:
     def attach(self, cases: pl.DataFrame, extra: pl.DataFrame | None = None) -> pl.DataFrame:
         """Base points = score × the auxiliary factor (given to six decimals), half up to the micro-point."""
         out = join_groups(cases.with_columns(pl.col("drg").alias("group")), self.catalogue, extra)
-        score = pl.col("_score_micro")
+        rules = self.case_rules(POLARS)
+        out = out.with_columns(rules.pop(name).alias(name) for name in ("base_micro", "rw"))
+        for name, expr in rules.items():  # each in its own step, as each reads the columns before it
+            out = out.with_columns(expr.alias(name))
+        return out.drop("_score_micro", "_level")
+
+    def groups(self) -> pl.DataFrame:
+        return self.catalogue
+
+    def case_rules(self, ops) -> dict:
+        """base_micro, rw, and fixed_coefficient, special_review when the policy sets them (see `attach`)."""
+        score = ops.col("_score_micro")
         if self.auxiliary:
-            factor = (pl.col("aux_factor").fill_null(1.0) * UNIT).round(0).cast(pl.Int64)
+            factor = (ops.col("aux_factor").fill_null(1.0) * UNIT).round(0).cast(pl.Int64)
             base = _div_half_up(_wide(score) * _wide(factor), UNIT)
         else:
             base = score
-        out = out.with_columns(base.alias("base_micro"), (score / MICRO / self.scale).alias("rw"))
+        rules = {"base_micro": base, "rw": score / MICRO / self.scale}
         if self.primary_coefficient is not None:
-            out = out.with_columns(pl.when(pl.col("_level") == "primary").then(pl.lit(half_up(self.primary_coefficient, COEF)))
-                                   .alias("fixed_coefficient"))
+            rules["fixed_coefficient"] = ops.when(ops.col("_level") == "primary").then(
+                ops.lit(half_up(self.primary_coefficient, COEF)))
         if self.extreme is not None:  # cost > extreme × mean, exactly (extreme has at most six decimals)
-            extreme = (_wide(pl.col("cost")) * UNIT > _wide(pl.col("group_mean")) * half_up(self.extreme, UNIT)).fill_null(False)
-            out = out.with_columns((pl.col("special_review") | extreme).alias("special_review"))
-        return out.drop("_score_micro", "_level")
+            extreme = (_wide(ops.col("cost")) * UNIT > _wide(ops.col("group_mean")) * half_up(self.extreme, UNIT)).fill_null(False)
+            rules["special_review"] = ops.col("special_review") | extreme
+        return rules
 
 
 def dip_grouped(results: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:

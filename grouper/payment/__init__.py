@@ -13,6 +13,8 @@ one reader of grouped files).
                                → per-case, per-hospital, per-group and per-pool frames, with checks
 - `settle.price_cases`         each case priced on its own by the same stages (预结算: `grouper serve`'s
                                estimates), without what needs the year's other cases
+- `settle.CasePricer`          the same for one case at a time without a frame (the engine's rule
+                               builders worked out on the case's values by `row_ops`; ~0.1 ms a case)
 - `impact.compare`             two settlements → the change per hospital and group
 
 `api.py` holds every stage's entry function (Polars frames in and out), `commands.py` the

@@ -151,6 +151,8 @@ def load_state(settings: Settings, generation: int = 1) -> State:
     pricing = None
     if policy is not None:
         pricing = Pricing(policy, settings.point_value, settings.warn_at)
+        for pack in (p for kind_packs in packs.values() for p in kind_packs if p.source is not None):
+            pricing.pricer(pack.source)   # the one-case pricers' lookups, made before the first request
         if policy.is_dip and "dip" not in packs:
             raise InputError(f"the policy {settings.policy} is a DIP policy (method = \"dip\") but no DIP pack is served")
     return State(settings, packs, pricing, _code_index(packs), generation)
