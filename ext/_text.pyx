@@ -62,6 +62,44 @@ cdef inline bint _maybe_space(uint8_t b) noexcept nogil:
     return b >= 0x80 or b == 0x20 or (b >= 0x09 and b <= 0x0D)
 
 
+cdef struct _Column:
+    const uint8_t* views
+    const uint8_t** data
+    const Py_ssize_t* sizes
+    Py_ssize_t n_data
+    const uint8_t* validity
+    Py_ssize_t bit_offset
+    Py_ssize_t base       # the index of its first data buffer among all columns' buffers
+
+
+cdef inline int _cell(const _Column* col, Py_ssize_t i, const uint8_t** s, int32_t* size, int32_t* buf,
+                      int32_t* off) noexcept nogil:
+    """Cell i of a column: 1 with its bytes (and, for more than 12 bytes, its buffer among all
+    columns' buffers and its offset there), 0 when null, -1 when its view points outside its buffers."""
+    cdef const uint8_t* v = col.views + 16 * i
+    cdef int32_t length, b, o
+    cdef Py_ssize_t bit
+    if col.validity != NULL:
+        bit = col.bit_offset + i
+        if not (col.validity[bit >> 3] >> (bit & 7)) & 1:
+            return 0
+    memcpy(&length, v, 4)
+    size[0] = length
+    buf[0] = -1
+    off[0] = 0
+    if length <= 12:
+        s[0] = v + 4
+        return 1
+    memcpy(&b, v + 8, 4)
+    memcpy(&o, v + 12, 4)
+    if b < 0 or b >= col.n_data or o < 0 or <Py_ssize_t>o + length > col.sizes[b]:
+        return -1
+    s[0] = col.data[b] + o
+    buf[0] = <int32_t>(col.base + b)
+    off[0] = o
+    return 1
+
+
 cdef class _Views:
     cdef const uint8_t* views
     cdef const uint8_t** data
@@ -70,6 +108,7 @@ cdef class _Views:
     cdef const uint8_t* validity
     cdef Py_ssize_t bit_offset, n
     cdef list held
+    cdef _Column column     # the same, as the nogil helpers take it
 
     def __cinit__(self, const uint8_t[::1] views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n):
         cdef const uint8_t[::1] mv
@@ -95,6 +134,9 @@ cdef class _Views:
             if (bit_offset + n + 7) // 8 > mv.shape[0]:
                 raise ValueError("validity bitmap too short")
             self.validity = &mv[0] if mv.shape[0] else NULL
+        self.column.views, self.column.data, self.column.sizes = self.views, self.data, self.sizes
+        self.column.n_data, self.column.validity, self.column.bit_offset = self.n_data, self.validity, bit_offset
+        self.column.base = 0
 
     def __dealloc__(self):
         free(self.data)
@@ -102,22 +144,9 @@ cdef class _Views:
 
     cdef inline const uint8_t* at(self, Py_ssize_t i, int32_t* length) noexcept nogil:
         """String i; NULL for a null (or a view that points outside its buffers)."""
-        cdef const uint8_t* v = self.views + 16 * i
-        cdef int32_t size, buf, off
-        cdef Py_ssize_t b
-        if self.validity != NULL:
-            b = self.bit_offset + i
-            if not (self.validity[b >> 3] >> (b & 7)) & 1:
-                return NULL
-        memcpy(&size, v, 4)
-        length[0] = size
-        if size <= 12:
-            return v + 4
-        memcpy(&buf, v + 8, 4)
-        memcpy(&off, v + 12, 4)
-        if buf < 0 or buf >= self.n_data or off < 0 or <Py_ssize_t>off + size > self.sizes[buf]:
-            return NULL
-        return self.data[buf] + off
+        cdef const uint8_t* s
+        cdef int32_t buf, off
+        return s if _cell(&self.column, i, &s, length, &buf, &off) == 1 else NULL
 
 
 def strip_needed(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n) -> bool:
@@ -205,7 +234,6 @@ def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, u
     cdef Py_ssize_t i, items = 0, j, start, at
     cdef int32_t size = 0, k, buf = -1, off = 0
     cdef const uint8_t* s
-    cdef const uint8_t* v
     cdef uint8_t* out
     cdef uint8_t is_separator[256]
     cdef bint bad = False
@@ -242,13 +270,8 @@ def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, u
         for i in range(n):
             if lo[i + 1] == lo[i]:
                 continue
-            s = text.at(i, &size)
-            if s == NULL:
+            if _cell(&text.column, i, &s, &size, &buf, &off) != 1:
                 size = 0
-            if size > 12:   # only then can an item have more than 12 bytes: it is in this string's buffer
-                v = text.views + 16 * i
-                memcpy(&buf, v + 8, 4)
-                memcpy(&off, v + 12, 4)
             start = 0
             for at in range(size):
                 if is_separator[s[at]]:
@@ -292,44 +315,6 @@ cdef inline int32_t _space_before(const uint8_t* s, int32_t n) noexcept nogil:
     if n >= 3:
         return _space_at(s + n - 3, 3)
     return 0
-
-
-cdef struct _Column:
-    const uint8_t* views
-    const uint8_t** data
-    const Py_ssize_t* sizes
-    Py_ssize_t n_data
-    const uint8_t* validity
-    Py_ssize_t bit_offset
-    Py_ssize_t base       # the index of its first data buffer among all columns' buffers
-
-
-cdef inline int _cell(const _Column* col, Py_ssize_t i, const uint8_t** s, int32_t* size, int32_t* buf,
-                      int32_t* off) noexcept nogil:
-    """Cell i of a column: 1 with its bytes (and, for more than 12 bytes, its buffer among all
-    columns' buffers and its offset there), 0 when null, -1 when its view points outside its buffers."""
-    cdef const uint8_t* v = col.views + 16 * i
-    cdef int32_t length, b, o
-    cdef Py_ssize_t bit
-    if col.validity != NULL:
-        bit = col.bit_offset + i
-        if not (col.validity[bit >> 3] >> (bit & 7)) & 1:
-            return 0
-    memcpy(&length, v, 4)
-    size[0] = length
-    buf[0] = -1
-    off[0] = 0
-    if length <= 12:
-        s[0] = v + 4
-        return 1
-    memcpy(&b, v + 8, 4)
-    memcpy(&o, v + 12, 4)
-    if b < 0 or b >= col.n_data or o < 0 or <Py_ssize_t>o + length > col.sizes[b]:
-        return -1
-    s[0] = col.data[b] + o
-    buf[0] = <int32_t>(col.base + b)
-    off[0] = o
-    return 1
 
 
 cdef Py_ssize_t _wide_row(const _Column* columns, Py_ssize_t n_columns, Py_ssize_t i, bint empty_is_none,
@@ -408,8 +393,7 @@ def wide_lists(list columns, Py_ssize_t n, uint8_t separator, bint empty_is_none
         for c, (views, buffers, validity, bit_offset) in enumerate(columns):
             text = _Views(views, buffers, validity, bit_offset, n)
             held.append(text)
-            cols[c].views, cols[c].data, cols[c].sizes = text.views, text.data, text.sizes
-            cols[c].n_data, cols[c].validity, cols[c].bit_offset = text.n_data, text.validity, text.bit_offset
+            cols[c] = text.column
             cols[c].base = base
             base += text.n_data
         list_offsets = np.empty(n + 1, np.int64)
