@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import io
 import json
 import logging
 import signal
@@ -29,8 +28,8 @@ from starlette.routing import Route
 
 from ..errors import GrouperError
 from . import hsa, service
-from .jsonio import dumps, loads
-from .cases import FIELD_DOCS, FIELDS, ShapeError, check_case
+from .jsonio import dumps, frame_json, loads
+from .cases import FIELD_DOCS, FIELDS, ShapeError, batch_frame, case_frame, check_case
 from .service import Settings, State, UnsupportedError
 
 log = logging.getLogger("grouper.serve")
@@ -230,6 +229,11 @@ class Runtime:
 # ---- request helpers -------------------------------------------------------------------------
 async def read_json(request: Request, limits: Limits):
     """The body as JSON, within the size limit; 413 / 415 / 400 otherwise."""
+    return parse_json(await read_body(request, limits))
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The body of a JSON request, within the size limit; 413 / 415 / 400 (empty) otherwise."""
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind and kind != "application/json" and not kind.endswith("+json"):
         raise Problem(415, "Unsupported media type", f"send JSON (Content-Type: application/json), not {kind}")
@@ -249,6 +253,11 @@ async def read_json(request: Request, limits: Limits):
     body = b"".join(chunks)
     if not body:
         raise Problem(400, "Empty body", "the request needs a JSON body")
+    return body
+
+
+def parse_json(body: bytes):
+    """A request body's JSON value; 400 with the reason when it is not JSON."""
     try:
         return loads(body)
     except UnicodeDecodeError:
@@ -405,16 +414,25 @@ def create_app(settings: Settings | None = None, limits: Limits | None = None, *
         params = query(request, {"kind", "estimate", "problems"})
         state = runtime.state
         kind = kind_of(params, state)
-        body = object_body(await read_json(request, limits))
-        only_keys(body, ("cases",), ("cases",))
-        cases = body["cases"]
-        if not isinstance(cases, list):
-            raise ShapeError("cases", "expected an array of cases")
-        if len(cases) > limits.max_cases:
-            raise Problem(413, "Too many cases", f"{len(cases):,} cases; at most {limits.max_cases:,} per request",
-                          field="cases")
-        estimate, problems = flag(params, "estimate", False), flag(params, "problems", False)
-        content = await runtime.work(_batch_json, runtime, state, cases, kind, estimate, problems)
+        body = await read_body(request, limits)
+        try:
+            estimate, problems = flag(params, "estimate", False), flag(params, "problems", False)
+        except Problem:   # answered below, after the body's own errors, as ever
+            content = None
+        else:   # a body of the plain shape: read straight into columns (None: any other body)
+            content = await runtime.work(_plain_batch_json, runtime, state, body, limits.max_cases, kind, estimate,
+                                         problems)
+        if content is None:
+            body = object_body(parse_json(body))
+            only_keys(body, ("cases",), ("cases",))
+            cases = body["cases"]
+            if not isinstance(cases, list):
+                raise ShapeError("cases", "expected an array of cases")
+            if len(cases) > limits.max_cases:
+                raise Problem(413, "Too many cases", f"{len(cases):,} cases; at most {limits.max_cases:,} per request",
+                              field="cases")
+            estimate, problems = flag(params, "estimate", False), flag(params, "problems", False)
+            content = await runtime.work(_batch_json, runtime, state, cases, kind, estimate, problems)
         return Response(content, media_type="application/json")
 
     def one_case(function):
@@ -602,19 +620,29 @@ def _authorise(request: Request, limits: Limits) -> None:
         raise Problem(401, "Unauthorized", "send the admin token as Authorization: Bearer TOKEN")
 
 
+def _plain_batch_json(runtime: Runtime, state: State, body: bytes, max_cases: int, kind: str, estimate: bool,
+                      problems: bool) -> bytes | None:
+    """`_batch_json` of a batch body read straight into columns (cases.batch_frame); None when the body
+    is not of the plain shape that reader takes."""
+    raw = batch_frame(body, max_cases)
+    return None if raw is None else _answer(runtime, state, raw, kind, estimate, problems)
+
+
 def _batch_json(runtime: Runtime, state: State, cases: list, kind: str, estimate: bool, problems: bool) -> bytes:
-    """A batch's results as JSON bytes; without estimates or problems the frame is written by Polars."""
-    grouped = service.group_cases(state, cases, kind, problems=problems, settlement=estimate)
+    """A batch's results as JSON bytes."""
+    return _answer(runtime, state, case_frame(cases), kind, estimate, problems)
+
+
+def _answer(runtime: Runtime, state: State, raw, kind: str, estimate: bool, problems: bool) -> bytes:
+    """The results of a batch's raw frame as JSON bytes; without estimates or problems straight from the
+    result columns (jsonio.frame_json)."""
+    grouped = service.group_raw(state, raw, kind, problems=problems, settlement=estimate)
     runtime.metrics.count_cases(kind, (), dict(grouped.results["status"].value_counts().iter_rows()))
     if estimate or problems:
         rows = service.result_dicts(state, grouped, with_estimate=estimate)
         return dumps({"count": len(rows), "results": rows})
     frame = service.result_frame(grouped)
-    out = io.BytesIO()   # Polars writes its bytes here: no 2 MB text made and encoded again
-    out.write(b'{"count":%d,"results":' % frame.height)
-    frame.write_json(out)
-    out.write(b"}")
-    return out.getvalue()
+    return b'{"count":%d,"results":%s}' % (frame.height, frame_json(frame))
 
 
 # ---- OpenAPI ---------------------------------------------------------------------------------

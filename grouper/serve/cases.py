@@ -18,7 +18,9 @@ import difflib
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
 
+from ..engine.encode import series_from_arrow
 from ..io import CANONICAL_COLUMNS, SCALAR_COLUMNS, SETTLEMENT_COLUMNS
 
 CODE_LISTS = ("dx", "proc")
@@ -195,6 +197,7 @@ def _load_compiled():
 
 _compiled = _load_compiled()   # ext/_cases.pyx: _plain_columns in one C pass (None: not built, or the Python kernel)
 _SLOTS = {name: slot for slot, name in enumerate((*CODE_LISTS, *(n for n in FIELDS if n not in CODE_LISTS)))}
+_SLOT_NAMES = [name.encode() for name in _SLOTS]
 
 
 def _joined_codes(column: list) -> list | None:
@@ -248,6 +251,29 @@ def _case_into(columns: dict[str, list], i: int, case, at: str) -> None:
 
 _INT_LIMIT = 1 << 63
 _FIELD_SET = frozenset(FIELDS)
+
+
+def batch_frame(body: bytes, max_cases: int) -> pl.DataFrame | None:
+    """`case_frame` of the cases of a batch request body ({"cases": [...]}), read straight from its JSON
+    bytes into text columns by the compiled reader (ext/_cases.pyx), without a Python object per case
+    and value; None when the body is not in the plain shape it reads (see batch_columns: malformed
+    JSON, no cases or more than `max_cases`, a field given twice, a value other than text, an integer
+    or null, a text beyond its limit, ...) or the reader is not built: then the body is parsed as JSON
+    and its cases read by `case_frame`, with their errors."""
+    if _compiled is None:
+        return None
+    found = _compiled.batch_columns(body, _SLOT_NAMES, len(CODE_LISTS), _MAX_TEXT, 100 * _MAX_TEXT, 100, max_cases,
+                                    _SLOTS["id"])
+    if found is None:
+        return None
+    count, columns = found
+    return pl.DataFrame([_text_series(name, count, *columns[_SLOTS[name]]) for name in FIELDS])
+
+
+def _text_series(name: str, count: int, validity: bytes | None, views: bytes, data: bytes, nulls: int) -> pl.Series:
+    array = pa.Array.from_buffers(pa.string_view(), count, [None if validity is None else pa.py_buffer(validity),
+                                                            pa.py_buffer(views), pa.py_buffer(data)], null_count=nulls)
+    return series_from_arrow(array, name)
 
 
 def case_frame(cases: list, where: str = "cases") -> pl.DataFrame:

@@ -69,12 +69,14 @@ class Pack:
         return self.loaded.ast.header.version if self.kind == "drg" else self.loaded.plan.version
 
     @cached_property
-    def group_columns(self) -> tuple[pl.Series, pl.Series, pl.Series]:
-        """(group code, name, weight as a float) of every group, for the results of a batch."""
+    def group_table(self) -> pl.DataFrame:
+        """drg, drg_name, weight (a float) of every group, joined to the results of a batch."""
         codes = list(self.groups)
-        return (pl.Series(codes, dtype=pl.String), pl.Series([self.groups[c]["name"] for c in codes], dtype=pl.String),
-                pl.Series([None if self.groups[c]["rw"] is None else float(self.groups[c]["rw"]) for c in codes],
-                          dtype=pl.Float64))
+        return pl.DataFrame({
+            "drg": pl.Series(codes, dtype=pl.String),
+            "drg_name": pl.Series([self.groups[c]["name"] for c in codes], dtype=pl.String),
+            "weight": pl.Series([None if self.groups[c]["rw"] is None else float(self.groups[c]["rw"]) for c in codes],
+                                dtype=pl.Float64)})
 
     def describe(self) -> dict:
         out = {"kind": self.kind, "name": self.name, "version": self.version,
@@ -343,10 +345,9 @@ def _group_with(pack: Pack, raw: pl.DataFrame, problems: bool, settlement: bool
     if pack.kind == "drg":
         g = next(iter(grouped_batches(raw, pack.loaded.plan, batch_size=max(raw.height, 1), problems=problems,
                                       carry=settlement)))
-        codes, names, weights = pack.group_columns
-        results = g.results.with_columns(
-            pl.col("drg").replace_strict(codes, names, default=None, return_dtype=pl.String).alias("drg_name"),
-            pl.col("drg").replace_strict(codes, weights, default=None, return_dtype=pl.Float64).alias("weight"))
+        # one hash join (a null or unknown group gets null name and weight), half the cost of two lookups
+        results = g.results.drop("drg_name", "weight", strict=False).join(pack.group_table, on="drg", how="left",
+                                                                          maintain_order="left")
         return results, g.problems
     from ..dip.run import group_dip_frame
     from ..dip.settle import dip_grouped
