@@ -1415,6 +1415,55 @@ def code_table(const uint8_t[::1] data not None, const int64_t[::1] offsets not 
     return table
 
 
+cdef extern from *:
+    void __builtin_prefetch(const void*) nogil
+
+cdef enum:
+    INTERN_AHEAD = 16     # strings whose table slots are fetched before the first of them is probed
+
+
+cdef inline void key_of(const TextC* t, Py_ssize_t i, uint64_t* a, uint64_t* b, int32_t* length,
+                        const uint8_t** s) noexcept nogil:
+    """String i's key words, as view_key and string_hash give them (b: its FNV-1a hash when longer
+    than 12 bytes), its length and its bytes. A string of up to 12 bytes sits in its view, whose
+    16 bytes are the key once the bytes past the string are cleared (on a little-endian machine)."""
+    cdef const uint8_t* v
+    cdef int32_t n
+    cdef Py_ssize_t bit
+    if not LITTLE_ENDIAN:
+        s[0] = text_at(t, i, length)
+        view_key(s[0], length[0], a, b)
+        if length[0] > 12:
+            b[0] = fnv1a(s[0], length[0])
+        return
+    v = t.views + 16 * i
+    if t.validity != NULL:
+        bit = t.bit_offset + i
+        if not (t.validity[bit >> 3] >> (bit & 7)) & 1:   # null: as ""
+            a[0] = 0
+            b[0] = 0
+            length[0] = 0
+            s[0] = v
+            return
+    memcpy(&n, v, 4)
+    length[0] = n
+    memcpy(a, v, 8)
+    if n <= 12:
+        s[0] = v + 4
+        memcpy(b, v + 8, 8)
+        if n < 4:
+            a[0] &= ((<uint64_t>1) << (8 * (4 + n))) - 1
+        if n < 12:
+            b[0] &= ((<uint64_t>1) << (8 * (n - 4))) - 1 if n > 4 else 0
+    else:
+        s[0] = text_at(t, i, length)
+        b[0] = fnv1a(s[0], n)
+
+
+cdef int _one = 1
+cdef bint LITTLE_ENDIAN = (<uint8_t*>&_one)[0] == 1
+
+
 def intern_codes(const uint64_t[:, ::1] table not None, const uint8_t[::1] data not None,
                  const int64_t[::1] offsets not None,
                  views, buffers, validity, Py_ssize_t bit_offset, uint32_t[::1] out not None):
@@ -1427,27 +1476,42 @@ def intern_codes(const uint64_t[:, ::1] table not None, const uint8_t[::1] data 
     cdef uint64_t code
     cdef const uint64_t* t = &table[0, 0] if table.shape[0] > 0 else _NO_WORDS
     cdef const uint8_t* data_p = &data[0] if data.shape[0] > 0 else <const uint8_t*>_NO_CODES
+    cdef uint64_t keys_a[INTERN_AHEAD]
+    cdef uint64_t keys_b[INTERN_AHEAD]
+    cdef uint64_t slots[INTERN_AHEAD]
+    cdef int32_t lengths[INTERN_AHEAD]
+    cdef const uint8_t* strings[INTERN_AHEAD]
+    cdef Py_ssize_t k, m
     if table.shape[0] == 0 or table.shape[0] & mask or table.shape[1] != SLOT_WIDTH:
         raise ValueError("the table must have a power-of-two number of slots of 3 words")
     for j in range(table.shape[0]):
         if table[j, SLOT_ID] > <uint64_t>(offsets.shape[0] - 1):
             raise ValueError(f"table slot {j} holds code id {table[j, SLOT_ID]}, beyond the codes")
     with nogil:
-        for j in range(n):
-            s = text_at(&text.c, j, &length)
-            view_key(s, length, &a, &b)
-            slot = (key_hash(a, fnv1a(s, length)) if length > 12 else key_hash(a, b)) & mask
-            out[j] = 0
-            while True:
-                code = t[slot * SLOT_WIDTH + SLOT_ID]
-                if code == 0:
-                    break
-                if t[slot * SLOT_WIDTH + SLOT_A] == a and (
-                        t[slot * SLOT_WIDTH + SLOT_B] == b if length <= 12
-                        else memcmp(data_p + offsets[code - 1], s, length) == 0):
-                    out[j] = <uint32_t>code
-                    break
-                slot = (slot + 1) & mask
+        j = 0
+        while j < n:
+            # In rounds of INTERN_AHEAD strings: first each one's key and table slot, its slot
+            # prefetched (the table of a national plan is a few MB, so a lookup is a cache miss),
+            # then the probes, which then mostly find their slot in the cache.
+            m = min(INTERN_AHEAD, n - j)
+            for k in range(m):
+                key_of(&text.c, j + k, &keys_a[k], &keys_b[k], &lengths[k], &strings[k])
+                slots[k] = key_hash(keys_a[k], keys_b[k]) & mask
+                __builtin_prefetch(t + slots[k] * SLOT_WIDTH)
+            for k in range(m):
+                a, b, length, slot = keys_a[k], keys_b[k], lengths[k], slots[k]
+                out[j + k] = 0
+                while True:
+                    code = t[slot * SLOT_WIDTH + SLOT_ID]
+                    if code == 0:
+                        break
+                    if t[slot * SLOT_WIDTH + SLOT_A] == a and (
+                            t[slot * SLOT_WIDTH + SLOT_B] == b if length <= 12
+                            else memcmp(data_p + offsets[code - 1], strings[k], length) == 0):
+                        out[j + k] = <uint32_t>code
+                        break
+                    slot = (slot + 1) & mask
+            j += m
 
 
 cdef enum:

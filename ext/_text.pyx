@@ -52,14 +52,52 @@ def gb_to_utf8(const uint8_t[::1] data, Py_ssize_t start, const uint32_t[::1] si
 # at byte 8, offset at byte 12). Checks that let the reader skip a Polars pass over a whole column.
 
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
-from libc.stdint cimport int32_t
+from libc.string cimport memchr, memcpy, memset
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 
 cdef inline bint _maybe_space(uint8_t b) noexcept nogil:
     """ASCII White_Space (tab, line feed, vertical tab, form feed, carriage return, space), or a byte
     of a non-ASCII character, which may be Unicode whitespace: Polars' strip_chars and regex \\s."""
     return b >= 0x80 or b == 0x20 or (b >= 0x09 and b <= 0x0D)
+
+
+cdef struct _Column:
+    const uint8_t* views
+    const uint8_t** data
+    const Py_ssize_t* sizes
+    Py_ssize_t n_data
+    const uint8_t* validity
+    Py_ssize_t bit_offset
+    Py_ssize_t base       # the index of its first data buffer among all columns' buffers
+
+
+cdef inline int _cell(const _Column* col, Py_ssize_t i, const uint8_t** s, int32_t* size, int32_t* buf,
+                      int32_t* off) noexcept nogil:
+    """Cell i of a column: 1 with its bytes (and, for more than 12 bytes, its buffer among all
+    columns' buffers and its offset there), 0 when null, -1 when its view points outside its buffers."""
+    cdef const uint8_t* v = col.views + 16 * i
+    cdef int32_t length, b, o
+    cdef Py_ssize_t bit
+    if col.validity != NULL:
+        bit = col.bit_offset + i
+        if not (col.validity[bit >> 3] >> (bit & 7)) & 1:
+            return 0
+    memcpy(&length, v, 4)
+    size[0] = length
+    buf[0] = -1
+    off[0] = 0
+    if length <= 12:
+        s[0] = v + 4
+        return 1
+    memcpy(&b, v + 8, 4)
+    memcpy(&o, v + 12, 4)
+    if b < 0 or b >= col.n_data or o < 0 or <Py_ssize_t>o + length > col.sizes[b]:
+        return -1
+    s[0] = col.data[b] + o
+    buf[0] = <int32_t>(col.base + b)
+    off[0] = o
+    return 1
 
 
 cdef class _Views:
@@ -70,6 +108,7 @@ cdef class _Views:
     cdef const uint8_t* validity
     cdef Py_ssize_t bit_offset, n
     cdef list held
+    cdef _Column column     # the same, as the nogil helpers take it
 
     def __cinit__(self, const uint8_t[::1] views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n):
         cdef const uint8_t[::1] mv
@@ -95,6 +134,9 @@ cdef class _Views:
             if (bit_offset + n + 7) // 8 > mv.shape[0]:
                 raise ValueError("validity bitmap too short")
             self.validity = &mv[0] if mv.shape[0] else NULL
+        self.column.views, self.column.data, self.column.sizes = self.views, self.data, self.sizes
+        self.column.n_data, self.column.validity, self.column.bit_offset = self.n_data, self.validity, bit_offset
+        self.column.base = 0
 
     def __dealloc__(self):
         free(self.data)
@@ -102,22 +144,9 @@ cdef class _Views:
 
     cdef inline const uint8_t* at(self, Py_ssize_t i, int32_t* length) noexcept nogil:
         """String i; NULL for a null (or a view that points outside its buffers)."""
-        cdef const uint8_t* v = self.views + 16 * i
-        cdef int32_t size, buf, off
-        cdef Py_ssize_t b
-        if self.validity != NULL:
-            b = self.bit_offset + i
-            if not (self.validity[b >> 3] >> (b & 7)) & 1:
-                return NULL
-        memcpy(&size, v, 4)
-        length[0] = size
-        if size <= 12:
-            return v + 4
-        memcpy(&buf, v + 8, 4)
-        memcpy(&off, v + 12, 4)
-        if buf < 0 or buf >= self.n_data or off < 0 or <Py_ssize_t>off + size > self.sizes[buf]:
-            return NULL
-        return self.data[buf] + off
+        cdef const uint8_t* s
+        cdef int32_t buf, off
+        return s if _cell(&self.column, i, &s, length, &buf, &off) == 1 else NULL
 
 
 def strip_needed(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n) -> bool:
@@ -172,3 +201,236 @@ def cleaning_candidates(views, buffers, validity, Py_ssize_t bit_offset, Py_ssiz
             out[i] = mark
             marked += mark
     return marked
+
+
+cdef inline void _item_view(uint8_t* v, const uint8_t* item, int32_t length, int32_t buf, int32_t off) noexcept nogil:
+    """The 16-byte string view of `item`: inline when it has up to 12 bytes, else (length, first 4
+    bytes, buffer, offset)."""
+    cdef uint64_t zero = 0
+    cdef int32_t k
+    memcpy(v, &zero, 8)
+    memcpy(v + 8, &zero, 8)
+    memcpy(v, &length, 4)
+    if length <= 12:
+        for k in range(length):
+            v[4 + k] = item[k]
+    else:
+        memcpy(v + 4, item, 4)
+        memcpy(v + 8, &buf, 4)
+        memcpy(v + 12, &off, 4)
+
+
+def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, uint8_t separator,
+                uint8_t other_separator, bint empty_is_none):
+    """Each string split at `separator` and `other_separator` (ASCII bytes, so never inside a UTF-8
+    character), as Polars' str.split gives it with the other separator replaced first: every item kept,
+    empty ones too ('' → [''], 'A||B' → ['A', '', 'B']); a null reads as ''; with `empty_is_none`,
+    '' (and null) gives no item at all. Returns (int64 list offsets [n + 1], the items' string views
+    [16 per item]), an item of more than 12 bytes pointing into the buffer its string is in (so the
+    items are an Arrow string_view array over the same data buffers); None when a view points outside
+    its buffers (the caller lets Polars split)."""
+    import numpy as np
+    cdef _Views text = _Views(views, buffers, validity, bit_offset, n)
+    cdef Py_ssize_t i, items = 0, j, start, at
+    cdef int32_t size = 0, k, buf = -1, off = 0
+    cdef const uint8_t* s
+    cdef uint8_t* out
+    cdef uint8_t is_separator[256]
+    cdef bint bad = False
+    memset(is_separator, 0, 256)
+    is_separator[separator] = 1
+    is_separator[other_separator] = 1
+    list_offsets = np.empty(n + 1, np.int64)
+    cdef int64_t[::1] lo = list_offsets
+    with nogil:
+        lo[0] = 0
+        for i in range(n):
+            s = text.at(i, &size)
+            if s == NULL:
+                if text.validity == NULL or (text.validity[(text.bit_offset + i) >> 3] >> ((text.bit_offset + i) & 7)) & 1:
+                    bad = True
+                    break
+                size = 0
+            if size == 0 and empty_is_none:
+                lo[i + 1] = items
+                continue
+            items += 1
+            for k in range(size):
+                items += is_separator[s[k]]
+            lo[i + 1] = items
+    if bad:
+        return None
+    item_views = np.empty(16 * items, np.uint8)
+    if items == 0:
+        return list_offsets, item_views
+    cdef uint8_t[::1] written = item_views
+    out = &written[0]
+    with nogil:
+        j = 0
+        for i in range(n):
+            if lo[i + 1] == lo[i]:
+                continue
+            if _cell(&text.column, i, &s, &size, &buf, &off) != 1:
+                size = 0
+            start = 0
+            for at in range(size):
+                if is_separator[s[at]]:
+                    _item_view(out + 16 * j, s + start, <int32_t>(at - start), buf, <int32_t>(off + start))
+                    j += 1
+                    start = at + 1
+            _item_view(out + 16 * j, s + start, <int32_t>(size - start), buf, <int32_t>(off + start))
+            j += 1
+    return list_offsets, item_views
+
+
+# ---- the wide shape: a row's code cells → its code list (grouper.io._wide_lists) ----------------
+
+cdef inline int32_t _space_at(const uint8_t* s, int32_t n) noexcept nogil:
+    """Bytes of the Unicode White_Space character s starts with (what Polars' strip_chars and regex
+    \\s take for whitespace), 0 when it starts with none."""
+    cdef uint8_t b = s[0]
+    if b == 0x20 or (b >= 0x09 and b <= 0x0D):
+        return 1
+    if b == 0xC2 and n >= 2 and (s[1] == 0x85 or s[1] == 0xA0):
+        return 2
+    if n >= 3:
+        if b == 0xE1 and s[1] == 0x9A and s[2] == 0x80:
+            return 3
+        if b == 0xE2 and s[1] == 0x80 and (s[2] <= 0x8A or s[2] == 0xA8 or s[2] == 0xA9 or s[2] == 0xAF):
+            return 3   # U+2000–U+200A, U+2028, U+2029, U+202F (s[2] is a continuation byte: >= 0x80)
+        if b == 0xE2 and s[1] == 0x81 and s[2] == 0x9F:
+            return 3
+        if b == 0xE3 and s[1] == 0x80 and s[2] == 0x80:
+            return 3
+    return 0
+
+
+cdef inline int32_t _space_before(const uint8_t* s, int32_t n) noexcept nogil:
+    """Bytes of the White_Space character s[:n] ends with, 0 when it ends with none."""
+    cdef uint8_t b = s[n - 1]
+    if b < 0x80:
+        return _space_at(s + n - 1, 1)
+    if n >= 2 and s[n - 2] == 0xC2:
+        return _space_at(s + n - 2, 2)
+    if n >= 3:
+        return _space_at(s + n - 3, 3)
+    return 0
+
+
+cdef Py_ssize_t _wide_row(const _Column* columns, Py_ssize_t n_columns, Py_ssize_t i, bint empty_is_none,
+                          uint8_t* out) noexcept nogil:
+    """The items of row i, their views written to out: one per cell, the principal always ('' when
+    null), the other cells when not null; each stripped of whitespace; the first item always kept, a
+    later one only when not empty (what grouper.io._split_wide's cleaning does to the joined text);
+    with `empty_is_none`, a row of one empty item has none. -1 when a cell's view points outside its
+    buffers."""
+    cdef const uint8_t* s
+    cdef Py_ssize_t c, count = 0
+    cdef int32_t size = 0, buf = -1, off = 0, a, b, k, first_size = -1, found
+    for c in range(n_columns):
+        found = _cell(&columns[c], i, &s, &size, &buf, &off)
+        if found < 0:
+            return -1
+        if found == 0:
+            if c > 0:
+                continue
+            s, size, buf, off = <const uint8_t*>"", 0, -1, 0
+        a, b = 0, size
+        while a < b:
+            k = _space_at(s + a, b - a)
+            if k == 0:
+                break
+            a += k
+        while b > a:
+            k = _space_before(s + a, b - a)
+            if k == 0:
+                break
+            b -= k
+        if count == 0 or b > a:
+            _item_view(out + 16 * count, s + a, b - a, buf, off + a)
+            if count == 0:
+                first_size = b - a
+            count += 1
+    if empty_is_none and count == 1 and first_size == 0:
+        return 0
+    return count
+
+
+cdef bint _holds(const _Column* col, Py_ssize_t n, uint8_t byte) noexcept nogil:
+    """Whether a string of the column holds `byte` (null or unreadable ones aside)."""
+    cdef const uint8_t* s
+    cdef int32_t size = 0, buf, off
+    cdef Py_ssize_t i
+    for i in range(n):
+        if _cell(col, i, &s, &size, &buf, &off) == 1 and size > 0 and memchr(s, byte, size) != NULL:
+            return True
+    return False
+
+
+def wide_lists(list columns, Py_ssize_t n, uint8_t separator, bint empty_is_none, Py_ssize_t capacity):
+    """The code lists of wide rows: `columns` the (views, buffers, validity, bit_offset) of the
+    principal column, then of the other code columns, in order (see _wide_row): the cells joined with
+    `separator` and split at it, as grouper.io does, when no cell holds the separator. Returns (int64
+    list offsets [n + 1], the items' string views [16 per item]), an item of more than 12 bytes
+    pointing into its column's buffer, counted over all columns' buffers in order (so the items are an
+    Arrow string_view array over the buffers of every column, concatenated). `capacity`: the rows
+    plus the other cells that are not null. None when a cell holds the separator (a control
+    character: more items than cells) or a view points outside its buffers: the caller lets Polars
+    do it."""
+    import numpy as np
+    cdef Py_ssize_t n_columns = len(columns), c, i, items = 0, base = 0, got
+    cdef list held = []
+    cdef _Views text
+    cdef _Column* cols = <_Column*>malloc(max(n_columns, 1) * sizeof(_Column))
+    cdef bint bad = False
+    cdef uint8_t* out
+    cdef int64_t* lo
+    cdef int64_t[::1] offsets_view
+    cdef uint8_t[::1] written
+    if cols == NULL:
+        raise MemoryError()
+    try:
+        for c, (views, buffers, validity, bit_offset) in enumerate(columns):
+            text = _Views(views, buffers, validity, bit_offset, n)
+            held.append(text)
+            cols[c] = text.column
+            cols[c].base = base
+            base += text.n_data
+        list_offsets = np.empty(n + 1, np.int64)
+        offsets_view = list_offsets
+        lo = &offsets_view[0]
+        item_views = np.empty(16 * max(capacity, 1), np.uint8)
+        written = item_views
+        out = &written[0]
+        with nogil:
+            for c in range(n_columns):
+                if _holds(&cols[c], n, separator):
+                    bad = True
+                    break
+            lo[0] = 0
+            for i in range(n):
+                if bad:
+                    break
+                got = _wide_row(cols, n_columns, i, empty_is_none, out + 16 * items) \
+                    if items + n_columns <= capacity or _fits(cols, n_columns, i, capacity - items) else -1
+                if got < 0:
+                    bad = True
+                    break
+                items += got
+                lo[i + 1] = items
+        if bad:
+            return None
+        return list_offsets, item_views[:16 * items]
+    finally:
+        free(cols)
+
+
+cdef bint _fits(const _Column* columns, Py_ssize_t n_columns, Py_ssize_t i, Py_ssize_t room) noexcept nogil:
+    """Whether row i's items (at most one per cell present, the principal always) fit in `room`."""
+    cdef const uint8_t* s
+    cdef int32_t size = 0, buf, off
+    cdef Py_ssize_t c, cells = 1
+    for c in range(1, n_columns):
+        if _cell(&columns[c], i, &s, &size, &buf, &off) != 0:
+            cells += 1
+    return cells <= room

@@ -984,15 +984,28 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         # ',' separates codes like '|': replacing it costs a pass, so only where a cell has one
         return schema[header] != pl.String or bool(df[header].str.contains(",", literal=True).any())
 
-    if layout.dx_list is not None:
-        dx = _dx_from_list(text(layout.dx_list), schema[layout.dx_list], commas=commas(layout.dx_list))
-    else:
-        dx = _wide_joined(text(layout.dx_principal), [other(h) for h in layout.dx_others])
-    if layout.proc_list is not None:
-        proc = _proc_from_list(text(layout.proc_list), schema[layout.proc_list], commas=commas(layout.proc_list))
-    else:
-        principal = text(layout.proc_principal) if layout.proc_principal else None
-        proc = _wide_joined(principal, [other(h) for h in layout.proc_others])
+    def listed(header: str, kind: str) -> pl.Expr:
+        # a text column of codes: split by the compiled splitter when there is one, else by Polars
+        split = _split_compiled(df[header], "|,", empty_is_none=kind == "proc") if schema[header] == pl.String else None
+        if split is not None:
+            return pl.lit(split)
+        rule = _dx_from_list if kind == "dx" else _proc_from_list
+        return rule(text(header), schema[header], commas=commas(header))
+
+    def wide(principal: str | None, others: tuple[str, ...], kind: str) -> pl.Expr:
+        # the row's cells: made into the list by the compiled pass when it can, else joined here and
+        # split below (_split_wide)
+        lists = _wide_lists(df, principal, others, layout.list_cells, kind) if principal else None
+        if lists is not None:
+            done.add(kind)
+            return pl.lit(lists)
+        return _wide_joined(text(principal) if principal else None, [other(h) for h in others])
+
+    done: set[str] = set()   # the wide lists made already
+    dx = listed(layout.dx_list, "dx") if layout.dx_list is not None else \
+        wide(layout.dx_principal, layout.dx_others, "dx")
+    proc = listed(layout.proc_list, "proc") if layout.proc_list is not None else \
+        wide(layout.proc_principal, layout.proc_others, "proc")
 
     def raw(name: str) -> pl.Expr:
         header = layout.settlement_sources[name]
@@ -1011,7 +1024,7 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         *([pl.col(_READ_PROBLEM_RAW).alias(READ_PROBLEM)] if _READ_PROBLEM_RAW in schema else []),
     )
     wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
-            (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None}
+            (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None and kind not in done}
     blank = [name for name in SCALAR_COLUMNS if layout.scalar_sources[name] is not None
              and (cases[name].str.len_bytes() == 0).any()]
     blanks = {name: pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)) for name in blank}
@@ -1066,6 +1079,83 @@ def _text_checks():
     return companion("_text", None)
 
 
+def _split_compiled(column: pl.Series, separators: str, *, empty_is_none: bool) -> pl.Series | None:
+    """A String column of codes split at each of `separators` (one or two ASCII characters) by the
+    compiled splitter, as List(String): exactly what Polars' `str.split` gives after the second
+    separator is replaced by the first (items kept as they are, empty ones too; a null reads as '';
+    with `empty_is_none`, '' gives an empty list). The items are string views over the column's own
+    text: no copy of a code longer than 12 bytes. None without the compiled module (Polars splits)."""
+    checks = _text_checks()
+    if checks is None or column.dtype != pl.String:
+        return None
+    from .engine.encode import Text
+
+    parts = []
+    for _, text in Text.chunks(column):
+        split = checks.split_codes(*text.kernel_args(), len(text.array), ord(separators[0]), ord(separators[-1]),
+                                   empty_is_none)
+        if split is None:
+            return None
+        parts.append((*split, text.array.buffers()[2:]))
+    return _list_series(parts, column.name)
+
+
+def _wide_lists(df: pl.DataFrame, principal: str, others: tuple[str, ...], list_cells, kind: str) -> pl.Series | None:
+    """The code lists of a wide batch by the compiled pass (ext/_text.pyx `wide_lists`): exactly what
+    joining the cells and _split_wide give (the cleaning included: items stripped, empty other
+    cells dropped), without the joined text. The items are string views over the cells' own text.
+    None (the caller joins and splits) without the compiled module, for cells that are not text, or
+    for cells of several codes (list_cells)."""
+    checks = _text_checks()
+    headers = (principal, *others)
+    if checks is None or any(df.schema[h] != pl.String or h in list_cells for h in headers):
+        return None
+    from .engine.encode import Text
+
+    chunked = [Text.chunks(df[h]) for h in headers]
+    if any([start for start, _ in column] != [start for start, _ in chunked[0]] for column in chunked):
+        chunked = [[(0, Text.of(df[h]))] for h in headers]   # chunks that do not line up: joined
+    parts = []
+    for k, (start, _) in enumerate(chunked[0]):
+        texts = [column[k][1] for column in chunked]
+        rows = len(texts[0].array)
+        capacity = rows + sum(len(t.array) - t.array.null_count for t in texts[1:])
+        made = checks.wide_lists([t.kernel_args() for t in texts], rows, ord(_CELL_SEPARATOR), kind == "proc", capacity)
+        if made is None:
+            return None
+        parts.append((*made, [b for t in texts for b in t.array.buffers()[2:]]))
+    return _list_series(parts, kind)
+
+
+def _list_series(parts, name: str) -> pl.Series:
+    """A List(String) series of the compiled splitters' parts, in order: (int64 list offsets, item
+    views, the data buffers the views of long items point into), one per chunk of the input."""
+    import numpy as np
+    import pyarrow as pa
+
+    from .engine.encode import int64_array, series_from_arrow
+
+    if len(parts) == 1:
+        list_offsets, item_views, buffers = parts[0]
+    else:   # one array: offsets shifted, each part's long items pointed at its buffers among all
+        shifted, views, buffers, items, base = [np.zeros(1, np.int64)], [], [], 0, 0
+        for part_offsets, part_views, part_buffers in parts:
+            shifted.append(part_offsets[1:] + items)
+            words = part_views.view(np.int32).reshape(-1, 4)
+            if base and len(words):
+                words = words.copy()
+                words[words[:, 0] > 12, 2] += base
+            views.append(words.reshape(-1).view(np.uint8))
+            buffers.extend(part_buffers)
+            items += len(part_views) // 16
+            base += len(part_buffers)
+        list_offsets, item_views = np.concatenate(shifted), np.concatenate(views)
+    items = pa.Array.from_buffers(pa.string_view(), len(item_views) // 16, [None, pa.py_buffer(item_views), *buffers])
+    lists = pa.Array.from_buffers(pa.large_list(pa.string_view()), len(list_offsets) - 1,
+                                  [None, int64_array(list_offsets).buffers()[1]], children=[items])
+    return series_from_arrow(lists, name)
+
+
 def _strip_needed(column: pl.Series) -> bool:
     """Whether stripping could change a value of `column` (a compiled look at each value's first
     and last byte, no copy; text of another type, or without the compiled module: assume so)."""
@@ -1074,7 +1164,7 @@ def _strip_needed(column: pl.Series) -> bool:
         return True
     from .engine.encode import Text
 
-    return checks.strip_needed(*Text.of(column).kernel_args(), len(column))
+    return any(checks.strip_needed(*part.kernel_args(), len(part.array)) for _, part in Text.chunks(column))
 
 
 def _rows_matching_cleaning(joined: pl.Series) -> pl.Series:
@@ -1106,6 +1196,9 @@ def _split_wide(joined: pl.Series, *, kind: str) -> pl.Series:
         cleaned = (joined.gather(rows).str.replace_all(rf"\s*{sep}\s*", sep).str.strip_chars()
                    .str.replace_all(f"{sep}{{2,}}", sep).str.replace(f"{sep}+$", ""))
         joined = joined.clone().scatter(rows, cleaned)
+    split = _split_compiled(joined, _CELL_SEPARATOR, empty_is_none=kind == "proc")
+    if split is not None:
+        return split.alias(joined.name)
     if kind == "proc":   # no procedure at all: an empty list (made null, split, then filled)
         return pl.select(pl.when(joined != "").then(joined).str.split(_CELL_SEPARATOR)
                          .fill_null(pl.lit([], dtype=pl.List(pl.String)))).to_series().alias(joined.name)

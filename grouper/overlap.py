@@ -42,9 +42,13 @@ def _put(slots: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
-def ahead(items: Iterable[T], depth: int = 1, *, name: str = "grouper-read") -> Iterator[T]:
+def ahead(items: Iterable[T], depth: int = 1, *, name: str = "grouper-read",
+          then: Callable[[T], None] | None = None) -> Iterator[T]:
     """The items of `items`, produced in a background thread at most `depth` items ahead (counting
-    the one being produced), in order.
+    the one being produced), in order. `then(item)`, if given, runs in that thread right after the
+    item is handed over, before the next one is made, unless the consumer was already waiting for
+    it (work on the item that the consumer does itself when it gets to it first: so the work goes
+    to the stage that has time for it; `then` must not raise).
 
     An exception raised by `items` is raised here, after the items produced before it. Closing this
     generator (leaving a loop over it early) stops the producer after the item it is making.
@@ -52,6 +56,7 @@ def ahead(items: Iterable[T], depth: int = 1, *, name: str = "grouper-read") -> 
     slots: queue.Queue = queue.Queue()
     room = threading.Semaphore(max(1, depth))   # items made and not yet taken, the one being made included
     stop = threading.Event()
+    waiting = threading.Event()   # the consumer is waiting for the next item
     source = iter(items)
 
     def produce() -> None:
@@ -69,13 +74,18 @@ def ahead(items: Iterable[T], depth: int = 1, *, name: str = "grouper-read") -> 
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
                 slots.put(_Failed(exc))
                 return
+            consumer_idle = waiting.is_set()
             slots.put(item)
+            if then is not None and not consumer_idle:
+                then(item)
 
     worker = threading.Thread(target=produce, name=name, daemon=True)
     worker.start()
     try:
         while True:
+            waiting.set()
             item = slots.get()
+            waiting.clear()
             if item is _DONE:
                 return
             if isinstance(item, _Failed):

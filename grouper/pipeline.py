@@ -13,6 +13,7 @@ point down only (pipeline → validate → engine).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
@@ -145,11 +146,13 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
     batches = case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry,
                            sheet=sheet, skip_rows=skip_rows, on_unused=on_unused)
     if overlapping(threads) and not isinstance(source, pl.DataFrame):   # (a frame is canonicalised whole)
-        batches = ahead(_encoded(plan, batches), READ_AHEAD)   # the next batch is read while this one is grouped
+        # the next batch is read while this one is grouped, and encoded by whichever thread is free first
+        batches = ahead(_encodings(plan, batches), READ_AHEAD, then=lambda batch: batch.run(wait=False))
     else:
-        batches = ((cases, None) for cases in batches)
+        batches = _encodings(plan, batches)
     with closing(batches):   # an error here, or a caller that stops early, stops the reading thread now
-        for cases, encoded in batches:
+        for batch in batches:
+            cases, encoded = batch.cases, batch.run(wait=True)
             if problems:
                 results, found = group_frame(plan, cases, threads=threads, problems=True, encoded=encoded)
             else:
@@ -165,8 +168,39 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
             yield Grouped(cases, results, found)
 
 
-def _encoded(plan: ir.Plan, batches: Iterator[pl.DataFrame]) -> Iterator[tuple[pl.DataFrame, Encoded]]:
-    """(canonical cases, encoded) of each batch; closing it closes `batches` (its open file)."""
+def _encodings(plan: ir.Plan, batches: Iterator[pl.DataFrame]) -> Iterator["_Encoding"]:
+    """Each canonical batch, to be encoded (_Encoding); closing it closes `batches` (its open file)."""
     with closing(batches):
         for cases in batches:
-            yield cases, encode(plan, cases)
+            yield _Encoding(plan, cases)
+
+
+class _Encoding:
+    """One canonical batch and its encoding (`encode`), done once, by the first thread to ask: with
+    overlapping stages the reading thread asks right after handing the batch over (`wait=False`:
+    it reads on if the grouping thread, idle and waiting for the batch, has begun encoding it
+    already), so the encoding runs where a core is free: beside the grouping when reading is the
+    quicker stage (Parquet), in the grouping thread when reading is the slower one (a wide CSV)."""
+
+    def __init__(self, plan: ir.Plan, cases: pl.DataFrame):
+        self.plan, self.cases = plan, cases
+        self._lock = threading.Lock()
+        self._encoded: Encoded | None = None
+        self._error: BaseException | None = None
+
+    def run(self, *, wait: bool) -> Encoded | None:
+        """The encoded batch (None with `wait=False` when another thread is encoding it); an error
+        of the encoding is raised where `wait=True` asks (the grouping thread), never in the reader."""
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
+            if self._encoded is None and self._error is None:
+                try:
+                    self._encoded = encode(self.plan, self.cases)
+                except BaseException as exc:  # noqa: BLE001 - raised in the grouping thread
+                    self._error = exc
+        finally:
+            self._lock.release()
+        if wait and self._error is not None:
+            raise self._error
+        return self._encoded

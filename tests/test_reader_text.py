@@ -124,3 +124,76 @@ def test_cleaning_rows_are_the_regex_rows():
         assert io._rows_matching_cleaning(joined).to_list() == expected.to_list(), values
         part = joined.slice(3)
         assert io._rows_matching_cleaning(part).to_list() == part.str.contains(io._NEEDS_CLEANING).arg_true().to_list()
+
+
+def _polars_split(column, separators: str, empty_is_none: bool):
+    """The definition the compiled splitter stands in for (grouper.io's list rules)."""
+    import polars as pl
+
+    first, other = separators[0], separators[-1]
+    cell = pl.col("c").fill_null("")
+    if other != first:
+        cell = cell.str.replace_all(other, first, literal=True)
+    if empty_is_none:
+        cell = pl.when(cell != "").then(cell)
+    split = cell.str.split(first)
+    if empty_is_none:
+        split = split.fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    return column.to_frame("c").select(split).to_series()
+
+
+@pytest.mark.parametrize("separators", ["|,", "\x1f"])
+@pytest.mark.parametrize("empty_is_none", [False, True], ids=["dx", "proc"])
+def test_compiled_split_gives_polars_lists(separators, empty_is_none):
+    """Code lists split by ext/_text.pyx: the same items as Polars' split (empty items, separators at
+    either end, nulls, items longer than 12 bytes inside and at the end of long strings, non-ASCII),
+    also on a slice of a column and on a column of several chunks."""
+    import polars as pl
+
+    rng = random.Random(5)
+    sep = separators[0]
+    pieces = ["", " ", "A01.000", "K35.800x002", "疾病", "a-code-longer-than-twelve", "x" * 13, "|", ",", sep, "男,女"]
+    columns = [[value] for value in _AWKWARD] + [_random_strings(rng, 50) for _ in range(100)]
+    columns += [[sep.join(rng.choice(pieces) for _ in range(rng.randint(0, 6))) if rng.random() > 0.1 else None
+                 for _ in range(300)] for _ in range(30)]
+    columns += [["", None, sep, sep * 2, "A" + sep, sep + "A", "A,B|C", "x" * 40 + sep + "y" * 13 + sep + "z"]]
+    for values in columns:
+        column = pl.Series("dx", values, dtype=pl.String)
+        for part in (column, column.slice(1), pl.concat([column.slice(0, 2), column.slice(2)], rechunk=False)):
+            split = io._split_compiled(part, separators, empty_is_none=empty_is_none)
+            assert split.dtype == pl.List(pl.String) and split.name == "dx"
+            assert split.to_list() == _polars_split(part, separators, empty_is_none).to_list(), values
+
+
+@pytest.mark.parametrize("kind", ["dx", "proc"])
+def test_wide_lists_are_the_joined_and_split_cells(kind):
+    """The compiled wide pass (grouper.io._wide_lists) against joining the cells and splitting them
+    (grouper.io._wide_joined + _split_wide, its cleaning included): blanks of every Unicode kind
+    around and instead of codes, empty and null cells, long cells, non-ASCII; a cell holding the
+    join's separator is left to Polars (None)."""
+    import polars as pl
+
+    rng = random.Random(13 if kind == "dx" else 17)
+    spaces = [" ", "\t", "\u3000", "\u00a0", "\x85", "\u2028", "\u2029", "\u202f", "\u205f", "\u1680", "\u2000",
+              "\u200a", "\u200b", "\x0b", "\r\n", "\x1c", "\ufeff", "\u180e"]
+    codes = ["A01.000", "K35.800x002", "疾病", "a-code-longer-than-twelve", "x" * 12, "x" * 13, "", "A B"]
+
+    def cell():
+        if rng.random() < 0.3:
+            return None
+        return rng.choice(["", *spaces]) + rng.choice(codes) + rng.choice(["", *spaces])
+
+    for n_others in (0, 1, 5):
+        rows = [[cell() for _ in range(1 + n_others)] for _ in range(400)] + [[None] * (1 + n_others)]
+        frame = pl.DataFrame({f"c{k}": [row[k] for row in rows] for k in range(1 + n_others)},
+                             schema={f"c{k}": pl.String for k in range(1 + n_others)})
+        others = tuple(f"c{k}" for k in range(1, 1 + n_others))
+        joined = frame.select(io._wide_joined(pl.col("c0"), [pl.col(h) for h in others]).alias(kind)).to_series()
+        expected = io._split_wide(joined, kind=kind)
+        chunked = pl.concat([frame.slice(0, 150), frame.slice(150, 100), frame.slice(250)], rechunk=False)
+        misaligned = chunked.with_columns(pl.concat([frame["c0"].slice(0, 7), frame["c0"].slice(7)], rechunk=False))
+        for part, want in ((frame, expected), (frame.slice(3), expected.slice(3)), (chunked, expected),
+                           (misaligned, expected)):
+            got = io._wide_lists(part, "c0", others, frozenset(), kind)
+            assert got.dtype == pl.List(pl.String) and got.to_list() == want.to_list()
+    assert io._wide_lists(pl.DataFrame({"c0": ["A", "B\x1fC"]}), "c0", (), frozenset(), kind) is None

@@ -37,3 +37,20 @@ def test_threads_sizes_the_polars_pool_unless_polars_max_threads_says_otherwise(
     assert pool("group", "in.csv", "-o", "out.csv", "--threads=1") == "1"
     assert pool("group", "in.csv", "-o", "out.csv", "--threads", "1", POLARS_MAX_THREADS="2") == "2"
     assert pool("check", "--threads", "1") == pool("check")     # only `group` has --threads
+
+
+def test_openblas_runs_on_one_thread_unless_the_environment_says_otherwise():
+    """NumPy's OpenBLAS starts a thread per core when NumPy loads (0.05–0.1 CPU-s of start-up) for
+    linear algebra grouper never does: the CLI asks for one, unless a BLAS thread variable is set."""
+    probe = ("import os, sys; from grouper.cli import _quiet_blas; assert 'numpy' not in sys.modules; "
+             "_quiet_blas(); print(os.environ.get('OPENBLAS_NUM_THREADS'))")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")}
+
+    def blas(**extra):
+        return subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                              env={**env, **extra}).stdout.strip()
+
+    assert blas() == "1"
+    assert blas(OPENBLAS_NUM_THREADS="4") == "4"
+    assert blas(OMP_NUM_THREADS="2") == "None"

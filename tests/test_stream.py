@@ -151,6 +151,53 @@ def test_cli_threads_give_the_same_bytes(chs_pack, mixed_cases, tmp_path):
     assert outputs[0] == outputs[1]
 
 
+def test_ahead_runs_then_in_the_producer_unless_the_consumer_waits():
+    """`then(item)` is the producer's work on an item it has handed over: done in its thread while the
+    consumer is busy, left to the consumer when the consumer was already waiting for the item."""
+    done_by = {}
+
+    def then(item):
+        done_by.setdefault(item, threading.current_thread().name)
+
+    def slow_items():
+        for i in range(3):
+            time.sleep(0.2)            # the consumer waits for each item
+            yield i
+
+    assert list(ahead(slow_items(), 1, then=then)) == [0, 1, 2]
+    assert done_by == {}
+    for i in ahead(iter(range(3)), 1, then=then):
+        time.sleep(0.2)                # the consumer is busy: the producer does the work
+    assert set(done_by) >= {1, 2} and set(done_by.values()) == {"grouper-read"}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_encoding_error_reaches_the_caller_at_its_batch(chs_scheme, tmp_path, threads):
+    """Whichever thread encodes a batch, an error there is raised in the grouping thread, after the
+    batches before it, and leaves no output."""
+    source = tmp_path / "cases.parquet"
+    pl.DataFrame({"id": [str(i) for i in range(6)], "sex": ["1"] * 6, "age": ["40"] * 6, "dx": ["K35.800"] * 6}) \
+        .write_parquet(source)
+    import grouper.pipeline as pipeline
+
+    real, seen = pipeline.encode, []
+
+    def failing(plan, cases, **kwargs):
+        if cases["id"][0] == "4":
+            raise ValueError("bad batch")
+        return real(plan, cases, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "encode", failing)
+        with pytest.raises(ValueError, match="bad batch"):
+            for g in pipeline.grouped_batches(source, chs_scheme.plan, batch_size=2, threads=threads):
+                seen.append(g.results["id"].to_list())
+        with pytest.raises(ValueError, match="bad batch"):
+            group_file(source, tmp_path / "out.parquet", chs_scheme, batch_size=4, threads=threads)
+    assert seen == [["0", "1"], ["2", "3"]]
+    assert not (tmp_path / "out.parquet").exists()
+
+
 def test_a_read_error_midway_leaves_no_output(chs_scheme, tmp_path):
     """An error in the read-ahead thread reaches the caller; the output is not left half written."""
     source = tmp_path / "cases.parquet"

@@ -95,6 +95,37 @@ def test_interning_matches_the_enum_cast(kernel, pack):
     assert (expected[1] > 0).any() and (expected[1] == 0).any()
 
 
+def test_interning_ignores_the_bytes_past_a_short_string(kernel):
+    """A string_view of up to 12 bytes holds the string inline; the compiled kernel reads its key from
+    the view itself, so bytes past the string that are not zero (a producer that leaves them) must
+    not change the id. Every length 0–14 around the codes' own lengths, nulls included."""
+    plan = load_scheme(DEMO).plan
+    strings = [code[:k] for code in list(plan.codes)[:300] for k in range(len(code) + 1)] \
+        + list(plan.codes) + ["a-very-long-unknown-code", None, "", "疾病"]
+    text = Text.of(pl.Series(strings, dtype=pl.String))
+    views, data, bits, offset = text.kernel_args()
+    table = kernel.code_table(*_code_table_args(plan))
+    want = np.empty(len(strings), np.uint32)
+    kernel.intern_codes(table, *_code_table_args(plan), views, data, bits, offset, want)
+    dirty = views.copy().reshape(-1, 16)
+    lengths = dirty[:, :4].copy().view(np.int32).ravel()
+    for i, n in enumerate(lengths.tolist()):
+        if n <= 12:
+            dirty[i, 4 + n:] = 0xA5
+    got = np.empty(len(strings), np.uint32)
+    kernel.intern_codes(table, *_code_table_args(plan), dirty.ravel(), data, bits, offset, got)
+    assert np.array_equal(got, want)
+    expected = [plan.codes.index(s) + 1 if s in plan.codes else 0 for s in strings]
+    assert want.tolist() == expected
+
+
+def _code_table_args(plan):
+    encoded = [code.encode() for code in plan.codes]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), np.uint8), offsets
+
+
 def test_plain_integers_are_parsed_like_polars_casts_them(kernel):
     strings = ["0", "12", "-3", "0012", "-0", "2147483647", "2147483648", "-2147483647", "-2147483648",
                "123456789012345678", "1234567890123456789", "+5", " 12", "12 ", "12.0", "1e3", "男", "", None, "-", "１２"]
@@ -207,3 +238,17 @@ def test_results_without_problems_equal_those_with_them(pack):
     full = check_cases(plan, cases, batch)
     assert full["detail"].is_not_null().any()
     assert check_cases(plan, cases, batch, details=False).equals(full.with_columns(pl.lit(None, pl.String).alias("detail")))
+
+
+@pytest.mark.parametrize("pack", [DEMO, MINI])
+def test_a_frame_in_chunks_encodes_as_one_in_one_piece(kernel, pack):
+    """Fields and code lists are read chunk by chunk (a CSV Polars parsed in parallel comes in chunks;
+    joining them would copy every column): the same arrays as from the frame in one piece."""
+    plan = load_scheme(pack).plan
+    cases = nasty_frame(plan, 600, seed=3)
+    chunked = pl.concat([cases.slice(0, 1), cases.slice(1, 250), cases.slice(251)], rechunk=False)
+    assert chunked["age"].n_chunks() == 3
+    whole, parts = encode_cases(plan, cases, kernel=kernel), encode_cases(plan, chunked, kernel=kernel)
+    for name in ("dx_offsets", "dx_codes", "px_offsets", "px_codes", "fields", "skip", "field_state"):
+        assert np.array_equal(getattr(parts, name), getattr(whole, name)), name
+    assert parts.skip_reason.equals(whole.skip_reason)
