@@ -1575,13 +1575,19 @@ cdef inline bint has_flag(const ListC* l, Py_ssize_t j, uint8_t flag) noexcept n
 cdef inline bint bad_format(const ListC* l, Py_ssize_t j, bint is_dx) noexcept nogil:
     """An item in the wrong format; an empty item is a stray separator, except an empty principal
     diagnosis (missing_dx)."""
+    cdef uint8_t flag = F_DX_FORMAT if is_dx else F_PROC_FORMAT
+    if known(l, j) and l.code_flags[l.ids[j]] & flag:
+        return False                # a plan code in the format (never empty): its text need not be read
     if item_length(l, j) == 0:
         return j > 0 or not is_dx
-    return not has_flag(l, j, F_DX_FORMAT if is_dx else F_PROC_FORMAT)
+    return not has_flag(l, j, flag)
 
 
 cdef inline bint unknown_code(const ListC* l, Py_ssize_t j, bint is_dx) noexcept nogil:
-    return item_length(l, j) > 0 and not has_flag(l, j, F_DX_DICT if is_dx else F_PROC_DICT)
+    cdef uint8_t flag = F_DX_DICT if is_dx else F_PROC_DICT
+    if known(l, j) and l.code_flags[l.ids[j]] & flag:
+        return False                # in the dictionary whatever its text: not read
+    return item_length(l, j) > 0 and not has_flag(l, j, flag)
 
 
 cdef inline bint reported_before(const ListC* l, Py_ssize_t j, bint is_dx, int which) noexcept nogil:
@@ -1604,8 +1610,21 @@ cdef void report_codes(Found* f, Py_ssize_t row, const ListC* l, int32_t check, 
 cdef void report_duplicates(Found* f, Py_ssize_t row, const ListC* l, int32_t check) noexcept nogil:
     """Codes listed more than once: known codes by ascending id, then other codes in order of
     first appearance; each once. Empty items are not codes."""
-    cdef Py_ssize_t j, k, best
+    cdef Py_ssize_t j, k, best, others = 0
     cdef uint32_t last = 0, lowest
+    cdef bint repeated = False
+    for j in range(l.n):                # most cases have neither a repeated known id nor two other items
+        if not known(l, j):
+            others += 1
+            continue
+        for k in range(j):
+            if l.ids[k] == l.ids[j]:
+                repeated = True
+                break
+        if repeated:
+            break
+    if not repeated and others < 2:
+        return
     while True:                         # known codes: the next higher repeated id
         best = -1
         lowest = 0
