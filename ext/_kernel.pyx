@@ -1600,6 +1600,15 @@ cdef inline bint reported_before(const ListC* l, Py_ssize_t j, bint is_dx, int w
     return False
 
 
+cdef inline bint all_flagged(const ListC* l, uint8_t flags) noexcept nogil:
+    """Every item is a plan code with all of `flags` (so neither a format nor a dictionary problem)."""
+    cdef Py_ssize_t j
+    for j in range(l.n):
+        if not known(l, j) or (l.code_flags[l.ids[j]] & flags) != flags:
+            return False
+    return True
+
+
 cdef void report_codes(Found* f, Py_ssize_t row, const ListC* l, int32_t check, bint is_dx, int which) noexcept nogil:
     cdef Py_ssize_t j
     for j in range(l.n):
@@ -1693,13 +1702,17 @@ cdef void check_one(Found* f, Py_ssize_t i, const ListC* dx, const ListC* px, co
     value = fields[FLD_DISCHARGE * n + i]
     if on[CH_UNKNOWN_DISCHARGE] and present(state, n, FLD_DISCHARGE, i) and not (1 <= value <= 5 or value == 9):
         emit(f, i, CH_UNKNOWN_DISCHARGE, -1)
-    if on[CH_BAD_DX_FORMAT]:
+    # most lists hold only plan codes in the format and the dictionary: one look at their flags
+    cdef bint dx_plain = all_flagged(dx, (F_DX_FORMAT if on[CH_BAD_DX_FORMAT] else 0) | (F_DX_DICT if on[CH_UNKNOWN_DX] else 0))
+    cdef bint px_plain = all_flagged(px, (F_PROC_FORMAT if on[CH_BAD_PROC_FORMAT] else 0)
+                                     | (F_PROC_DICT if on[CH_UNKNOWN_PROC] else 0))
+    if on[CH_BAD_DX_FORMAT] and not dx_plain:
         report_codes(f, i, dx, CH_BAD_DX_FORMAT, True, 0)
-    if on[CH_BAD_PROC_FORMAT]:
+    if on[CH_BAD_PROC_FORMAT] and not px_plain:
         report_codes(f, i, px, CH_BAD_PROC_FORMAT, False, 0)
-    if on[CH_UNKNOWN_DX]:
+    if on[CH_UNKNOWN_DX] and not dx_plain:
         report_codes(f, i, dx, CH_UNKNOWN_DX, True, 1)
-    if on[CH_UNKNOWN_PROC]:
+    if on[CH_UNKNOWN_PROC] and not px_plain:
         report_codes(f, i, px, CH_UNKNOWN_PROC, False, 1)
     if on[CH_NOT_PRINCIPAL_DX] and dx.n > 0 and item_length(dx, 0) > 0 and has_flag(dx, 0, F_NOT_PRINCIPAL):
         emit(f, i, CH_NOT_PRINCIPAL_DX, dx.first)
