@@ -1616,24 +1616,27 @@ cdef void report_codes(Found* f, Py_ssize_t row, const ListC* l, int32_t check, 
             emit(f, row, check, l.first + j)
 
 
-cdef void report_duplicates(Found* f, Py_ssize_t row, const ListC* l, int32_t check) noexcept nogil:
-    """Codes listed more than once: known codes by ascending id, then other codes in order of
-    first appearance; each once. Empty items are not codes."""
-    cdef Py_ssize_t j, k, best, others = 0
-    cdef uint32_t last = 0, lowest
-    cdef bint repeated = False
-    for j in range(l.n):                # most cases have neither a repeated known id nor two other items
+cdef inline bint may_repeat(const ListC* l) noexcept nogil:
+    """Whether a list may hold a code twice: a plan code's id twice, or two other items (compared
+    by text). Most lists do neither, and report_duplicates is not called for them."""
+    cdef Py_ssize_t j, k, others = 0
+    for j in range(l.n):
         if not known(l, j):
             others += 1
+            if others >= 2:
+                return True
             continue
         for k in range(j):
             if l.ids[k] == l.ids[j]:
-                repeated = True
-                break
-        if repeated:
-            break
-    if not repeated and others < 2:
-        return
+                return True
+    return False
+
+
+cdef void report_duplicates(Found* f, Py_ssize_t row, const ListC* l, int32_t check) noexcept nogil:
+    """Codes listed more than once: known codes by ascending id, then other codes in order of
+    first appearance; each once. Empty items are not codes."""
+    cdef Py_ssize_t j, k, best
+    cdef uint32_t last = 0, lowest
     while True:                         # known codes: the next higher repeated id
         best = -1
         lowest = 0
@@ -1716,9 +1719,9 @@ cdef void check_one(Found* f, Py_ssize_t i, const ListC* dx, const ListC* px, co
         report_codes(f, i, px, CH_UNKNOWN_PROC, False, 1)
     if on[CH_NOT_PRINCIPAL_DX] and dx.n > 0 and item_length(dx, 0) > 0 and has_flag(dx, 0, F_NOT_PRINCIPAL):
         emit(f, i, CH_NOT_PRINCIPAL_DX, dx.first)
-    if on[CH_DUPLICATE_DX]:
+    if on[CH_DUPLICATE_DX] and may_repeat(dx):
         report_duplicates(f, i, dx, CH_DUPLICATE_DX)
-    if on[CH_DUPLICATE_PROC]:
+    if on[CH_DUPLICATE_PROC] and may_repeat(px):
         report_duplicates(f, i, px, CH_DUPLICATE_PROC)
 
 
