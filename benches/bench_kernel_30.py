@@ -11,7 +11,9 @@ each run is timed by that thread's CPU time (`time.thread_time`: other processes
 count, only what they do to the caches). The two schemes run in pairs, ROUNDS pairs, the order
 alternating (1.1 first, then 3.0 first) so that a drift in the machine's speed hits both alike;
 the figure is the **median of the per-pair ratios** (1.1 time / 3.0 time: ≥ 1 means 3.0 is as
-fast), beside the ratio of the best runs and the median ratio of the wall-clock times.
+fast), beside the ratio of the best runs and the median ratio of the wall-clock times; and, as a
+second figure, the same median on the same cases (`same_cases_ratio`: 1.1 and 3.0 each on the 1.1
+golden set resampled, ROUNDS more pairs), which leaves out the 3.0 golden set's heavier case mix.
 """
 from pathlib import Path
 
@@ -38,6 +40,14 @@ def batch30_own(plan30):
     return golden_batch(plan30, SHARED_30, N)
 
 
+@pytest.fixture(scope="session")
+def batch30_same(plan30, cases_1m):
+    """The 1.1 benchmark cases (the 1.1 golden set resampled) encoded for the 3.0 plan."""
+    from grouper.pipeline import prepare
+
+    return prepare(plan30, cases_1m).batch
+
+
 def paired_ratios(runs: dict, rounds: int) -> dict[str, list[tuple[float, float]]]:
     """(thread CPU seconds, wall seconds) of each run of each scheme, `rounds` pairs, order alternating."""
     import time
@@ -60,14 +70,18 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def test_kernel_30_vs_11(benchmark, plan, batch_1m, plan30, batch30_own):
-    """`run_kernel`, one thread: 1.1 on its cases and 3.0 on its cases, in pairs; median of the pair ratios."""
+def test_kernel_30_vs_11(benchmark, plan, batch_1m, plan30, batch30_own, batch30_same):
+    """`run_kernel`, one thread: 1.1 on its cases and 3.0 on its cases, in pairs; median of the pair ratios.
+    Beside it (extra info, after the measured rounds): the same on the same cases, 1.1 and 3.0 on the
+    1.1 golden set, so that the plans are compared without the case mix."""
     benchmark.group = "kernel 3.0 vs 1.1"
     runs = {"1.1": (plan, batch_1m), "3.0": (plan30, batch30_own)}
     for p, batch in runs.values():   # warm-up: first touch of the arrays, the plan's lazily built parts
         run_kernel(p, batch, threads=1)
     measured = {}
     benchmark.pedantic(lambda: measured.update(paired_ratios(runs, ROUNDS)), rounds=1, iterations=1)
+    same = paired_ratios({"1.1": (plan, batch_1m), "3.0 on 1.1 cases": (plan30, batch30_same)}, ROUNDS)
+    same_ratios = [a / b for (a, _), (b, _) in zip(same["1.1"], same["3.0 on 1.1 cases"])]
     cpu = {name: [c for c, _ in times] for name, times in measured.items()}
     wall = {name: [w for _, w in times] for name, times in measured.items()}
     pair_ratios = [a / b for a, b in zip(cpu["1.1"], cpu["3.0"])]
@@ -77,4 +91,5 @@ def test_kernel_30_vs_11(benchmark, plan, batch_1m, plan30, batch30_own):
            pair_ratio_range=[round(min(pair_ratios), 3), round(max(pair_ratios), 3)],
            best_run_ratio=round(min(cpu["1.1"]) / min(cpu["3.0"]), 3),
            wall_median_ratio=round(_median([a / b for a, b in zip(wall["1.1"], wall["3.0"])]), 3),
+           same_cases_ratio=round(_median(same_ratios), 3),
            **{f"{name} cases/s": round(N / _median(times)) for name, times in cpu.items()})

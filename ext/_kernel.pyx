@@ -141,10 +141,16 @@ cdef struct PlanC:
     const uint8_t* adrg_gate_other  # per code id: its rows as another diagnosis / procedure
     const uint64_t* adrg_gate_rows  # row r at adrg_gate_rows + r * (n_slot_words + 1); row 0: slots without a gate
     Py_ssize_t n_gate_rows
+    Py_ssize_t empty_gate_row       # a row of no slot (most other items' row: not ORed), or -1
     Py_ssize_t n_slot_words
     Py_ssize_t n_adrg
     Py_ssize_t mdc_slot             # the gate's slot of MDC 0's entry (then MDC 1's, ...)
     uint64_t qy_positions           # (at most 64 MDCs) bit m: top-level qy rules are tried before MDC m
+    uint64_t mdc_always             # (at most 64 MDCs, with the gate) bit m: MDC m's entry is `true` (CONST 1)
+    # DRG decisions (see ir.Plan.adrg_decision): NULL when the plan has none
+    const int32_t* adrg_decision    # n_adrg
+    const int32_t* decision_nodes   # node r at decision_nodes + 3 * r: atom, if_false, if_true
+    const int32_t* decision_atoms   # atom t at decision_atoms + t * N_OPERANDS
     # qy rules (see ir.Plan): all NULL when the plan has none
     const int32_t* mdc_qy_start     # n_mdc + 2
     const int32_t* qy_cond
@@ -376,6 +382,41 @@ cdef bint eval_condition(const PlanC* p, Py_ssize_t k, const CaseC* cs) noexcept
     return stack[sp - 1]
 
 
+cdef inline bint atom_holds(const PlanC* p, const int32_t* ins, const CaseC* cs) noexcept nogil:
+    """The value a push instruction (IN, IN_UNLESS, FIELD_CMP, FIELD_PRESENT, COUNT_ITEMS: a DRG
+    decision's test, checked up front) pushes, as eval_condition computes it."""
+    cdef int op = ins[0]
+    cdef int32_t value
+    cdef const uint32_t* items
+    cdef Py_ssize_t n
+    if op == K_IN:
+        items = scope_items(cs, ins[1], &n)
+        return any_in_set(p.set_bits + <Py_ssize_t>ins[2] * p.n_words, items, n)
+    if op == K_IN_UNLESS:
+        items = scope_items(cs, ins[1], &n)
+        return any_in_set_unless(
+            p.set_bits + <Py_ssize_t>ins[2] * p.n_words, items, n,
+            p.label_maps + <Py_ssize_t>ins[3] * p.map_width,
+            p.label_maps[<Py_ssize_t>ins[4] * p.map_width + (cs.dx[0] if cs.n_dx > 0 else 0)])
+    if op == K_FIELD_CMP:
+        value = cs.fields[<Py_ssize_t>ins[1] * cs.field_stride]
+        return value != MISSING and compare(value, ins[2], ins[3])
+    if op == K_FIELD_PRESENT:
+        return cs.fields[<Py_ssize_t>ins[1] * cs.field_stride] != MISSING
+    scope_items(cs, ins[1], &n)       # K_COUNT_ITEMS
+    return compare(n, ins[2], ins[3])
+
+
+cdef inline Py_ssize_t decided_drg(const PlanC* p, int32_t node, const CaseC* cs) noexcept nogil:
+    """The DRG an ADRG's decision tree (rooted at node) gives, or -1 when none of its DRGs holds.
+    Targets are lower rows (checked up front), so the walk ends."""
+    cdef const int32_t* row
+    while node >= 0:
+        row = p.decision_nodes + <Py_ssize_t>node * 3
+        node = row[2] if atom_holds(p, p.decision_atoms + <Py_ssize_t>row[0] * N_OPERANDS, cs) else row[1]
+    return -2 - <Py_ssize_t>node if node <= -2 else -1
+
+
 cdef inline void set_result(uint8_t* status, int32_t* mdc, int32_t* adrg, int32_t* drg, int32_t* reason,
                             uint8_t s, int32_t m, int32_t a, int32_t g, int32_t r) noexcept nogil:
     status[0] = s
@@ -427,6 +468,8 @@ cdef inline bint gated_slots(const PlanC* p, const CaseC* cs, uint64_t* gated, u
             for w in range(n_words):
                 gated[w] = <uint64_t>-1
             return False
+        if c == p.empty_gate_row and j != 0:    # (the pdx's row also gives its pdx_mdc_mask word)
+            continue
         row = p.adrg_gate_rows + <Py_ssize_t>c * width
         for w in range(n_words):
             gated[w] |= row[w]
@@ -599,16 +642,35 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             return
     # The MDCs to visit, in order: all; with at most 64 MDCs only those whose entry can hold (the
     # pdx's candidates, and with the gate the entries' slots) and those with top-level qy rules before them.
-    cdef uint64_t visit = <uint64_t>-1
-    cdef Py_ssize_t n_visit = p.n_mdc
+    cdef uint64_t visit = <uint64_t>-1, pending
+    cdef Py_ssize_t n_visit = p.n_mdc, entered_silently = -1
     if p.n_mdc <= 64:
         visit = candidates
         if gated != NULL:
             visit &= slot_bits(gated, p.mdc_slot, p.n_mdc)
-        visit |= p.qy_positions
         if p.n_mdc < 64:
             visit &= ((<uint64_t>1) << p.n_mdc) - 1
         n_visit = 64
+        if gated != NULL:
+            # A qy position is visited only when one of its rules' gates can hold; an always-entered MDC
+            # none of whose ADRGs' (or qy pseudo-ADRGs') gates can hold is entered without a match:
+            # it is not visited, only remembered as entered (2.0/3.0's MDCA, `when true`, for most cases).
+            pending = p.qy_positions
+            while pending:
+                m = __builtin_ctzll(pending)
+                pending &= pending - 1
+                q = p.n_adrg + p.mdc_qy_start[m + 1]
+                if next_slot(gated, p.n_adrg + p.mdc_qy_start[m], q) < q:
+                    visit |= (<uint64_t>1) << m
+            pending = visit & p.mdc_always & ~p.qy_positions
+            while pending:
+                m = __builtin_ctzll(pending)
+                pending &= pending - 1
+                if next_slot(gated, p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]) >= p.mdc_adrg_start[m + 1]:
+                    visit &= ~((<uint64_t>1) << m)
+                    entered_silently = m
+        else:
+            visit |= p.qy_positions
     for r in range(n_visit):
         if visit == 0:
             break
@@ -645,11 +707,17 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
                 q = p.adrg_qy[ai]
                 set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
                 return
-            for g in range(p.adrg_drg_start[ai], p.adrg_drg_start[ai + 1]):
-                cond = p.drg_cond[g]
-                if cond == NO_CONDITION or eval_condition(p, cond, cs):
+            if p.adrg_decision != NULL and p.adrg_decision[ai] >= 0:
+                g = decided_drg(p, p.adrg_decision[ai], cs)
+                if g >= 0:
                     set_result(status, mdc, adrg, drg, reason, ST_GROUPED, <int32_t>m, <int32_t>ai, <int32_t>g, -1)
                     return
+            else:
+                for g in range(p.adrg_drg_start[ai], p.adrg_drg_start[ai + 1]):
+                    cond = p.drg_cond[g]
+                    if cond == NO_CONDITION or eval_condition(p, cond, cs):
+                        set_result(status, mdc, adrg, drg, reason, ST_GROUPED, <int32_t>m, <int32_t>ai, <int32_t>g, -1)
+                        return
             # The ADRG holds but none of its DRGs does: the next ADRG is tried, or (NO_DRG_STATUS) status no_drg.
             if behaviour & B_NO_DRG_STATUS:
                 set_result(status, mdc, adrg, drg, reason, ST_NO_DRG, <int32_t>m, <int32_t>ai, -1, -1)
@@ -660,6 +728,8 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
     if q >= 0:
         set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
         return
+    if entered_silently > last_entered:     # MDCs are visited in order: the last entered is the larger
+        last_entered = entered_silently
     set_result(status, mdc, adrg, drg, reason, ST_NO_ADRG if last_entered >= 0 else ST_UNGROUPABLE,
                <int32_t>last_entered, -1, -1, -1)
 
@@ -872,6 +942,44 @@ cdef int check_adrg_gate(const uint16_t[:, ::1] classes, const uint8_t[:, ::1] o
     return 0
 
 
+cdef int check_decisions(const int32_t[::1] adrg_decision, const int32_t[:, ::1] nodes, const int32_t[:, ::1] atoms,
+                         Py_ssize_t n_adrg, Py_ssize_t n_drg, Py_ssize_t n_sets, Py_ssize_t n_maps,
+                         Py_ssize_t n_fields) except -1:
+    """The DRG decisions' arrays are in range (see ir.Plan.adrg_decision): roots are nodes or -1, a node's
+    targets are lower nodes, -1 or a DRG, an atom is a push test with operands in range."""
+    cdef Py_ssize_t i, n_nodes = nodes.shape[0], n_atoms = atoms.shape[0]
+    cdef int32_t op, target
+    if adrg_decision.shape[0] != n_adrg:
+        raise ValueError(f"adrg_decision has {adrg_decision.shape[0]} entries, expected one per ADRG ({n_adrg})")
+    if nodes.shape[1] != 3 or atoms.shape[1] != N_OPERANDS:
+        raise ValueError(f"decision_nodes / decision_atoms have {nodes.shape[1]} / {atoms.shape[1]} columns, "
+                         f"expected 3 / {N_OPERANDS}")
+    for i in range(n_adrg):
+        if not -1 <= adrg_decision[i] < n_nodes:
+            raise ValueError(f"adrg_decision[{i}] = {adrg_decision[i]} is neither -1 nor a node (of {n_nodes})")
+    for i in range(n_nodes):
+        if not 0 <= nodes[i, 0] < n_atoms:
+            raise ValueError(f"decision node {i} tests atom {nodes[i, 0]}, not one of the {n_atoms}")
+        for target in (nodes[i, 1], nodes[i, 2]):
+            if target >= i or target < -1 - n_drg:
+                raise ValueError(f"decision node {i} goes to {target}: not a lower node, -1 or -2 - DRG index")
+    for i in range(n_atoms):
+        op = atoms[i, 0]
+        if op not in (K_IN, K_IN_UNLESS, K_FIELD_CMP, K_FIELD_PRESENT, K_COUNT_ITEMS):
+            raise ValueError(f"decision atom {i} has opcode {op}, not a test")
+        if op in (K_IN, K_IN_UNLESS, K_COUNT_ITEMS) and not 0 <= atoms[i, 1] < N_SCOPES:
+            raise ValueError(f"decision atom {i}: scope {atoms[i, 1]} out of range")
+        if op in (K_IN, K_IN_UNLESS) and not 0 <= atoms[i, 2] < n_sets:
+            raise ValueError(f"decision atom {i}: set {atoms[i, 2]} out of range")
+        if op == K_IN_UNLESS and not (0 <= atoms[i, 3] < n_maps and 0 <= atoms[i, 4] < n_maps):
+            raise ValueError(f"decision atom {i}: label map out of range")
+        if op in (K_FIELD_CMP, K_FIELD_PRESENT) and not 0 <= atoms[i, 1] < n_fields:
+            raise ValueError(f"decision atom {i}: field {atoms[i, 1]} out of range")
+        if op in (K_FIELD_CMP, K_COUNT_ITEMS) and not 0 <= atoms[i, 2] < N_CMPS:
+            raise ValueError(f"decision atom {i}: comparison {atoms[i, 2]} out of range")
+    return 0
+
+
 def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const uint32_t[:, ::1] label_maps not None,
                 const int32_t[:, ::1] program not None,
@@ -902,6 +1010,8 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 const uint16_t[:, ::1] adrg_gate_class=None, const uint8_t[:, ::1] adrg_gate_other=None,
                 const uint64_t[:, ::1] adrg_gate_rows=None,
                 uint64_t mdc_entry_exact=0,
+                const int32_t[::1] adrg_decision=None, const int32_t[:, ::1] decision_nodes=None,
+                const int32_t[:, ::1] decision_atoms=None,
                 bint plan_checked=False):
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
@@ -1005,10 +1115,15 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.adrg_gate_other = NULL
     p.adrg_gate_rows = NULL
     p.n_gate_rows = 0
+    p.empty_gate_row = -1
     p.n_slot_words = 0
     p.n_adrg = n_adrg
     p.mdc_slot = 0
     p.qy_positions = 0
+    p.mdc_always = 0
+    p.adrg_decision = NULL
+    p.decision_nodes = NULL
+    p.decision_atoms = NULL
     p.mdc_qy_start = NULL
     p.qy_cond = NULL
     p.qy_mdc = NULL
@@ -1030,6 +1145,17 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
                 p.qy_positions |= (<uint64_t>1) << k
         p.adrg_qy = &adrg_qy[0] if n_adrg > 0 else _NO_INT32
 
+    decision_given = [adrg_decision is not None, decision_nodes is not None, decision_atoms is not None]
+    if any(decision_given):
+        if not all(decision_given):
+            raise ValueError("adrg_decision, decision_nodes and decision_atoms go together: give all or none")
+        if not plan_checked:
+            check_decisions(adrg_decision, decision_nodes, decision_atoms, n_adrg, n_drg, n_sets, n_maps,
+                            fields.shape[0])
+        p.adrg_decision = &adrg_decision[0] if n_adrg > 0 else _NO_INT32
+        p.decision_nodes = &decision_nodes[0, 0] if decision_nodes.shape[0] > 0 else _NO_INT32
+        p.decision_atoms = &decision_atoms[0, 0] if decision_atoms.shape[0] > 0 else _NO_INT32
+
     if adrg_gate_class is not None:
         # slots: the ADRGs, the top-level qy rules (those before the MDCs' pseudo-ADRGs), the MDC entries
         p.mdc_slot = n_adrg + (mdc_qy_start[n_mdc + 1] if p.mdc_qy_start != NULL else 0)
@@ -1039,6 +1165,15 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
         p.adrg_gate_rows = &adrg_gate_rows[0, 0]
         p.n_gate_rows = adrg_gate_rows.shape[0]
         p.n_slot_words = adrg_gate_rows.shape[1] - 1
+        for k in range(1, p.n_gate_rows):
+            if not any(adrg_gate_rows[k, i] for i in range(p.n_slot_words)):
+                p.empty_gate_row = k
+                break
+        for k in range(min(n_mdc, 64)):
+            i = p.cond_start[p.mdc_cond[k]]
+            if (p.cond_start[p.mdc_cond[k] + 1] == i + 1 and p.program[i * N_OPERANDS] == K_CONST
+                    and p.program[i * N_OPERANDS + 1] != 0):
+                p.mdc_always |= (<uint64_t>1) << k
     elif adrg_gate_rows is not None or adrg_gate_other is not None:
         raise ValueError("adrg_gate_class, adrg_gate_other and adrg_gate_rows go together: give all or none")
 

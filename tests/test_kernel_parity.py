@@ -558,21 +558,26 @@ def test_start_stop(kernel):
 N_CODES = 150
 
 
-def random_condition(rng, n_sets, n_maps, depth=0, jumps=False) -> list[tuple]:
+ANY_TEST = (OP_CONST, OP_IN, OP_IN, OP_IN, OP_IN_UNLESS, OP_COUNT, OP_TAGSET, OP_HAS_TAG, OP_FIELD_CMP, OP_FIELD_PRESENT)
+
+
+def random_condition(rng, n_sets, n_maps, depth=0, jumps=False, tests=ANY_TEST) -> list[tuple]:
     """A random well-formed postfix program (stack depth <= 2 * 4 + 2). jumps: about half the `and` /
-    `or` short-circuit (`A, JUMP_IF_FALSE len(B), B`), as the compiler emits them."""
+    `or` short-circuit (`A, JUMP_IF_FALSE len(B), B`), as the compiler emits them. tests: the
+    opcodes its leaves draw from."""
     if depth < 4 and rng.random() < 0.55:
         kind = rng.integers(3)
-        left = random_condition(rng, n_sets, n_maps, depth + 1, jumps)
+        left = random_condition(rng, n_sets, n_maps, depth + 1, jumps, tests)
         if kind == 2:
             return left + [I(OP_NOT)]
-        right = random_condition(rng, n_sets, n_maps, depth + 1, jumps)
+        right = random_condition(rng, n_sets, n_maps, depth + 1, jumps, tests)
         if jumps and rng.random() < 0.5:
             return left + [I(OP_JUMP_IF_FALSE if kind == 0 else OP_JUMP_IF_TRUE, len(right))] + right
         return left + right + [I(OP_AND if kind == 0 else OP_OR)]
     scope = int(rng.integers(6))
-    op = int(rng.choice([OP_CONST, OP_IN, OP_IN, OP_IN, OP_IN_UNLESS, OP_COUNT, OP_TAGSET, OP_HAS_TAG,
-                         OP_FIELD_CMP, OP_FIELD_PRESENT]))
+    op = int(rng.choice(tests))
+    if op == OP_COUNT_ITEMS:
+        return [I(op, scope, int(rng.integers(6)), int(rng.integers(0, 4)))]
     if op == OP_CONST:
         return [I(op, int(rng.random() < 0.6))]
     if op == OP_IN:
@@ -1027,3 +1032,146 @@ def test_more_than_64_mdcs(kernel):
     expected = [(GROUPED, m, m, m) if m % 3 else (NO_ADRG, m, -1, -1) for m in range(70)]
     assert [tuple(row[:4]) for row in got[:70].tolist()] == expected
     assert got[70, 0] == UNGROUPABLE and got[71, 0] == UNGROUPABLE
+
+
+# --------------------------------------------------------------------------- DRG decisions, MDCs entered unvisited
+
+DECISION_TESTS = (OP_CONST, OP_IN, OP_IN, OP_IN_UNLESS, OP_IN_UNLESS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_COUNT_ITEMS)
+
+
+def random_decision_condition(rng, n_sets, n_maps) -> list[tuple]:
+    """A random program of the tests a DRG decision takes (IN, IN_UNLESS, field tests, item counts,
+    constants), joined by AND / OR / NOT or short-circuit jumps, maybe behind GATEs."""
+    gates = [I(OP_GATE_FIELD, AGE, int(rng.choice([GE, LT])), int(rng.integers(0, 4)))
+             for _ in range(int(rng.random() < 0.3))]
+    gates += [I(OP_GATE, int(rng.integers(6)), int(rng.integers(n_sets))) for _ in range(int(rng.random() < 0.2))]
+    return gates + random_condition(rng, n_sets, n_maps, 2, jumps=True, tests=DECISION_TESTS)
+
+
+def decision_plan(seed: int) -> tuple:
+    """A random plan whose DRG lists are mostly made of decision tests (a few with a TAGSET, which
+    keeps the general path), the DRGs' conditions few and shared as the compiler's are."""
+    rng = np.random.default_rng(seed)
+    pb = PlanBuilder(n_codes=N_CODES)
+    n_sets, n_maps = 10, 4
+    for _ in range(n_sets):
+        pb.set(rng.choice(40, size=int(rng.integers(1, 14)), replace=False).tolist())
+    for _ in range(n_maps):
+        pb.map({code: int(rng.integers(0, 4)) for code in range(N_CODES + 1) if rng.random() < 0.6})
+    drg_conds = [pb.cond(*random_decision_condition(rng, n_sets, n_maps)) for _ in range(12)]
+    drg_conds.append(pb.cond(I(OP_TAGSET, DX, 0), I(OP_HAS_TAG, 1)))
+    adrg_conds = [pb.cond(*random_condition(rng, n_sets, n_maps, 2)) for _ in range(8)] + [pb.true()]
+    for _ in range(5):
+        adrgs = []
+        for _ in range(int(rng.integers(1, 5))):
+            drgs = [int(rng.choice(drg_conds)) for _ in range(int(rng.integers(1, 6)))]
+            if rng.random() < 0.6:
+                drgs.append(NO_CONDITION)
+            adrgs.append((int(rng.choice(adrg_conds)), drgs))
+        pb.mdc(int(rng.choice(adrg_conds)), adrgs)
+    return pb.build()
+
+
+def decision_options(plan) -> dict:
+    from grouper.engine.compile import drg_decisions
+
+    set_bits, _, program, cond_start, _, _, _, _, adrg_drg_start, drg_cond = plan
+    roots, nodes, atoms = drg_decisions(program, cond_start, adrg_drg_start, drg_cond, set_bits)
+    return {"adrg_decision": roots, "decision_nodes": nodes, "decision_atoms": atoms}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_parity_with_drg_decisions(cy, seed):
+    """An ADRG's DRG list compiled to a decision tree (each test made once, in the order of smallest
+    expected cost) gives the DRG its conditions give in turn: the reference with and without the
+    trees and the compiled kernel with them agree, with the ADRG-level gate and the settings."""
+    plan, batch = decision_plan(800 + seed), random_cases(900 + seed, 1500)
+    options = decision_options(plan)
+    assert (options["adrg_decision"] >= 0).sum() >= 3
+    for behaviour in (0, NO_DRG_STATUS, SECOND_ATTEMPT | NO_DRG_STATUS, SECOND_ATTEMPT | ATTEMPT_ALONE | LAST_ENTERED):
+        expected = run(_kernel_py, plan, batch, behaviour=behaviour)    # the DRG conditions in turn
+        reference = new_outputs(len(batch[5]))
+        _kernel_py.group_cases(*plan, *batch, *reference, 0, -1, None, behaviour, **options)
+        assert (np.stack([o.astype(np.int64) for o in reference], axis=1) == expected).all()
+        parity_with(cy, plan, batch, options, behaviour)
+        parity_with(cy, plan, batch, {**options, **adrg_gate_options(plan)}, behaviour)
+    decided = np.isin(expected[:, 2], np.flatnonzero(options["adrg_decision"] >= 0)) & (expected[:, 0] == GROUPED)
+    assert decided.sum() > 50       # many cases took their DRG from a tree
+
+
+def test_drg_decision_tree_by_hand():
+    """[mcc and age >= 70, age >= 70, mcc, cc_or_mcc, -] with cc_or_mcc = mcc or pdx in T and any
+    secondary dx in Z (Z a rare set, T a common one, as 3.0's CCs with an empty exclusion table): the
+    tree tests age first, each test at most once on a path, and the rare Z before the common T."""
+    from grouper.engine.compile import drg_decisions
+
+    pb = PlanBuilder(n_codes=60)
+    mcc_set, t_set, z_set = pb.set(range(1, 20)), pb.set(range(0, 60)), pb.set([50])
+    excl = pb.map({code: 1 for code in range(1, 10)})
+    mcc = [I(OP_IN_UNLESS, SDX, mcc_set, excl, excl)]
+    cc_or_mcc = mcc + [I(OP_JUMP_IF_TRUE, 3), I(OP_IN, PDX, t_set), I(OP_JUMP_IF_FALSE, 1), I(OP_IN, SDX, z_set)]
+    old = [I(OP_GATE_FIELD, AGE, GE, 70)]
+    conds = [pb.cond(*(old + mcc)), pb.cond(*old, I(OP_CONST, 1)), pb.cond(*mcc), pb.cond(*cc_or_mcc)]
+    pb.mdc(pb.true(), [(pb.true(), conds + [NO_CONDITION])])
+    set_bits, _, program, cond_start, _, _, _, _, adrg_drg_start, drg_cond = pb.build()
+    roots, nodes, atoms = drg_decisions(program, cond_start, adrg_drg_start, drg_cond, set_bits)
+
+    def paths(node, seen=()):
+        if node < 0:
+            yield seen, (-2 - node if node <= -2 else None)
+            return
+        atom, if_false, if_true = nodes[node].tolist()
+        test = tuple(atoms[atom].tolist())
+        assert test not in seen
+        yield from paths(if_false, seen + (test,))
+        yield from paths(if_true, seen + (test,))
+
+    assert tuple(atoms[nodes[roots[0], 0]].tolist()) == (OP_FIELD_CMP, AGE, GE, 70, 0)
+    for seen, drg in paths(int(roots[0])):
+        tests = [t[:3] for t in seen]
+        if (OP_IN, PDX, t_set) in tests:
+            assert tests.index((OP_IN, SDX, z_set)) < tests.index((OP_IN, PDX, t_set))
+    leaves = {drg for _, drg in paths(int(roots[0]))}
+    assert leaves == {0, 1, 2, 3, 4}
+
+
+def test_rejects_bad_drg_decisions(cy):
+    plan, batch = decision_plan(810), random_cases(910, 10)
+    good = decision_options(plan)
+    nodes, atoms = good["decision_nodes"], good["decision_atoms"]
+    upward = nodes.copy()
+    upward[0, 1] = len(nodes) - 1
+    not_a_test = atoms.copy()
+    not_a_test[0, 0] = OP_TAGSET
+    bad_set = atoms.copy()
+    bad_set[(bad_set[:, 0] == OP_IN) | (bad_set[:, 0] == OP_IN_UNLESS), 2] = 99
+    out = new_outputs(10)
+    for change, match in ((dict(adrg_decision=good["adrg_decision"][:-1].copy()), "one per ADRG"),
+                          (dict(adrg_decision=np.full_like(good["adrg_decision"], len(nodes))), "neither -1 nor a node"),
+                          (dict(decision_nodes=upward), "not a lower node"),
+                          (dict(decision_atoms=not_a_test), "not a test"),
+                          (dict(decision_atoms=bad_set), "set 99 out of range"),
+                          (dict(decision_nodes=None), "go together")):
+        with pytest.raises(ValueError, match=match):
+            cy.group_cases(*plan, *batch, *out, 0, -1, None, 0, **{**good, **change})
+    assert (out[0] == SENTINEL_STATUS).all()
+    with pytest.raises(ValueError, match="go together"):
+        _kernel_py.group_cases(*plan, *batch, *out, 0, -1, None, 0, **{**good, "decision_atoms": None})
+
+
+def test_true_mdc_entered_without_a_visit(kernel):
+    """With the ADRG-level gate, an MDC whose entry is `true` (2.0/3.0's MDCA) none of whose ADRGs'
+    gates can hold is entered without being visited: a case no later MDC groups is still no_adrg in
+    the last MDC entered, that one or a later one."""
+    pb = PlanBuilder(n_codes=20)
+    a_set, b_set, c_set = pb.set([1]), pb.set([2, 3]), pb.set([3])
+    pb.mdc(pb.true(), [(pb.cond(I(OP_GATE, PDX, a_set), I(OP_CONST, 1)), [NO_CONDITION])])
+    pb.mdc(pb.cond(I(OP_GATE, PDX, b_set), I(OP_CONST, 1)), [(pb.cond(I(OP_GATE, PDX, c_set), I(OP_CONST, 1)), [NO_CONDITION])])
+    plan = pb.build()
+    batch = make_batch([([1], [], None), ([2], [], None), ([3], [], None), ([9], [], None), ([], [], None)])
+    options = adrg_gate_options(plan) if kernel.__name__.endswith("_kernel") else {}
+    out = new_outputs(5)
+    kernel.group_cases(*plan, *batch, *out, 0, -1, None, 0, **options)
+    got = [tuple(int(o[i]) for o in out[:4]) for i in range(5)]
+    assert got == [(GROUPED, 0, 0, 0), (NO_ADRG, 1, -1, -1), (GROUPED, 1, 1, 1), (NO_ADRG, 0, -1, -1),
+                   (NO_ADRG, 0, -1, -1)]

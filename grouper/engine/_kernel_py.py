@@ -78,6 +78,35 @@ def distinct_labels(label_map, items) -> list[int]:
     return seen
 
 
+def test_value(set_bits, label_maps, op: int, a: int, b: int, c: int, d: int, case: Case) -> bool:
+    """The value a test instruction pushes: IN (also a GATE's test), IN_UNLESS, FIELD_CMP (also a
+    GATE_FIELD's), FIELD_PRESENT, COUNT_ITEMS."""
+    if op in (OP_IN, OP_GATE):
+        return any(in_set(set_bits, b, x) for x in case.items(a))
+    if op == OP_IN_UNLESS:
+        pdx_label = int(label_maps[d, case.pdx])
+        return any(in_set(set_bits, b, x) and not (label_maps[c, x] != 0 and label_maps[c, x] == pdx_label)
+                   for x in case.items(a))
+    if op in (OP_FIELD_CMP, OP_GATE_FIELD):
+        value = case.fields[a]
+        return value != MISSING and compare(value, b, c)
+    if op == OP_FIELD_PRESENT:
+        return case.fields[a] != MISSING
+    if op == OP_COUNT_ITEMS:
+        return compare(len(case.items(a)), b, c)
+    raise ValueError(f"opcode {op} is not a test")
+
+
+def decided_drg(set_bits, label_maps, decision, node: int, case: Case) -> int:
+    """The DRG an ADRG's decision tree (ir.Plan.adrg_decision, rooted at node) gives, or -1 when none
+    of its DRGs holds: the DRG its list gives, each test made at most once."""
+    nodes, atoms = decision
+    while node >= 0:
+        atom, if_false, if_true = nodes[node].tolist()
+        node = if_true if test_value(set_bits, label_maps, *atoms[atom].tolist(), case) else if_false
+    return -2 - node if node <= -2 else -1
+
+
 def eval_condition(plan_arrays, k: int, case: Case) -> bool:
     set_bits, label_maps, program, cond_start = plan_arrays[:4]
     stack: list[bool] = []
@@ -93,33 +122,17 @@ def eval_condition(plan_arrays, k: int, case: Case) -> bool:
                 stack.pop()
         elif op == OP_CONST:
             stack.append(bool(a))
-        elif op == OP_GATE_FIELD:
-            value = case.fields[a]
-            if value == MISSING or not compare(value, b, c):
+        elif op in (OP_GATE_FIELD, OP_GATE):
+            if not test_value(set_bits, label_maps, op, a, b, c, d, case):
                 return False
-        elif op == OP_GATE:
-            if not any(in_set(set_bits, b, x) for x in case.items(a)):
-                return False
-        elif op == OP_IN:
-            stack.append(any(in_set(set_bits, b, x) for x in case.items(a)))
-        elif op == OP_IN_UNLESS:
-            pdx_label = int(label_maps[d, case.pdx])
-            stack.append(any(
-                in_set(set_bits, b, x) and not (label_maps[c, x] != 0 and label_maps[c, x] == pdx_label)
-                for x in case.items(a)))
+        elif op in (OP_IN, OP_IN_UNLESS, OP_FIELD_CMP, OP_FIELD_PRESENT, OP_COUNT_ITEMS):
+            stack.append(test_value(set_bits, label_maps, op, a, b, c, d, case))
         elif op == OP_COUNT:
             stack.append(compare(len(distinct_labels(label_maps[b], case.items(a))), c, d))
-        elif op == OP_COUNT_ITEMS:
-            stack.append(compare(len(case.items(a)), b, c))
         elif op == OP_TAGSET:
             tags = distinct_labels(label_maps[b], case.items(a))
         elif op == OP_HAS_TAG:
             stack.append(a in tags)
-        elif op == OP_FIELD_CMP:
-            value = case.fields[a]
-            stack.append(value != MISSING and compare(value, b, c))
-        elif op == OP_FIELD_PRESENT:
-            stack.append(case.fields[a] != MISSING)
         elif op == OP_AND:
             right = stack.pop()
             stack.append(stack.pop() and right)
@@ -134,7 +147,7 @@ def eval_condition(plan_arrays, k: int, case: Case) -> bool:
 
 
 def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
-              qy=None, adrg_gate=None) -> tuple[int, int, int, int, int]:
+              qy=None, adrg_gate=None, decision=None) -> tuple[int, int, int, int, int]:
     """(status, mdc, adrg, drg, reason) for one case; indexes are -1 where not applicable.
 
     `pdx_mdc_mask` (optional, per code id) has bit m clear when MDC m's entry cannot hold for that
@@ -143,6 +156,8 @@ def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
     `qy` (optional): the plan's qy arrays (mdc_qy_start, qy_cond, qy_mdc, qy_drg, adrg_qy), see ir.Plan.
     `adrg_gate` (optional): (adrg_gate_mask, adrg_gate_free), see ir.Plan: an MDC none of whose ADRGs
     can hold for the case's codes is entered without testing its ADRGs (the result is the same).
+    `decision` (optional): (adrg_decision, decision_nodes, decision_atoms), see ir.Plan: an ADRG with a
+    decision tree takes its DRG from it instead of from its DRG conditions in turn (the same DRG).
     """
     (_, _, _, _, invalid_cond, mdc_cond, mdc_adrg_start, adrg_cond, adrg_drg_start, drg_cond) = plan_arrays
     for r, cond in enumerate(invalid_cond.tolist()):
@@ -178,9 +193,14 @@ def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
             if adrg_qy is not None and adrg_qy[a] != NOT_QY:  # a qy rule among the ADRGs: ends grouping
                 q = int(adrg_qy[a])
                 return QY, int(qy_mdc[q]), -1, int(qy_drg[q]), -1
-            for g in range(adrg_drg_start[a], adrg_drg_start[a + 1]):
-                if drg_cond[g] == NO_CONDITION or eval_condition(plan_arrays, int(drg_cond[g]), case):
+            if decision is not None and decision[0][a] >= 0:
+                g = decided_drg(plan_arrays[0], plan_arrays[1], decision[1:], int(decision[0][a]), case)
+                if g >= 0:
                     return GROUPED, m, a, g, -1
+            else:
+                for g in range(adrg_drg_start[a], adrg_drg_start[a + 1]):
+                    if drg_cond[g] == NO_CONDITION or eval_condition(plan_arrays, int(drg_cond[g]), case):
+                        return GROUPED, m, a, g, -1
             # The ADRG holds but none of its DRGs does: the next ADRG is tried, or (NO_DRG_STATUS) status no_drg.
             if behaviour & NO_DRG_STATUS:
                 return NO_DRG, m, a, -1, -1
@@ -195,20 +215,21 @@ def group_one(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
 
 
 def group_with_attempts(plan_arrays, case: Case, pdx_mdc_mask=None, behaviour: int = 0,
-                        qy=None, adrg_gate=None) -> tuple[int, int, int, int, int]:
+                        qy=None, adrg_gate=None, decision=None) -> tuple[int, int, int, int, int]:
     """`group_one`, then, with SECOND_ATTEMPT, for a case left without a group (no_adrg, no_drg,
     ungroupable): group it again with procedure j (j = 2, 3, ...) moved to the front as the principal
     procedure, the others keeping their order (with ATTEMPT_ALONE: procedure j alone); the first
     grouped result wins, else the first result (with LAST_ENTERED, when that is no_adrg or
     ungroupable: the last no_adrg result over all attempts, i.e. the last MDC entered).
     A qy result is final, like a grouped one."""
-    result = group_one(plan_arrays, case, pdx_mdc_mask, behaviour, qy, adrg_gate)
+    result = group_one(plan_arrays, case, pdx_mdc_mask, behaviour, qy, adrg_gate, decision)
     if not behaviour & SECOND_ATTEMPT or result[0] in (GROUPED, INVALID, QY):
         return result
     last_entered = result
     for j in range(1, len(case.px)):
         procs = [case.px[j]] if behaviour & ATTEMPT_ALONE else [case.px[j]] + case.px[:j] + case.px[j + 1:]
-        retry = group_one(plan_arrays, Case(case.dx, procs, case.fields), pdx_mdc_mask, behaviour, qy, adrg_gate)
+        retry = group_one(plan_arrays, Case(case.dx, procs, case.fields), pdx_mdc_mask, behaviour, qy, adrg_gate,
+                          decision)
         if retry[0] == GROUPED:
             return retry
         if retry[0] == NO_ADRG:
@@ -225,6 +246,7 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
                 pdx_mdc_mask=None, behaviour: int = 0, mdc_qy_start=None, qy_cond=None, qy_mdc=None,
                 qy_drg=None, adrg_qy=None, adrg_gate_mask=None, adrg_gate_free: int = 0,
                 adrg_gate_class=None, adrg_gate_other=None, adrg_gate_rows=None, mdc_entry_exact: int = 0,
+                adrg_decision=None, decision_nodes=None, decision_atoms=None,
                 plan_checked: bool = False) -> None:
     """Group cases start:stop (stop -1 = all) of a batch into the output arrays.
 
@@ -236,11 +258,17 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
     adrg_gate_class / adrg_gate_other / adrg_gate_rows: ir.Plan's ADRG-level gate, used by the compiled kernel only (it
     only skips work): here every ADRG and qy rule is tested, so the parity tests check it.
     mdc_entry_exact: ir.Plan's, likewise used by the compiled kernel only (here every entry is evaluated).
+    adrg_decision / decision_nodes / decision_atoms: ir.Plan's DRG decisions (all or none; optional): an
+    ADRG with one takes its DRG from its tree (the same DRG as its conditions in turn, which the tests check).
     """
     plan_arrays = (set_bits, label_maps, program, cond_start, invalid_cond, mdc_cond, mdc_adrg_start,
                    adrg_cond, adrg_drg_start, drg_cond)
     qy = None if qy_cond is None else (mdc_qy_start, qy_cond, qy_mdc, qy_drg, adrg_qy)
     adrg_gate = None if adrg_gate_mask is None else (adrg_gate_mask, adrg_gate_free)
+    given = [x is not None for x in (adrg_decision, decision_nodes, decision_atoms)]
+    if any(given) and not all(given):
+        raise ValueError("adrg_decision, decision_nodes and decision_atoms go together: give all or none")
+    decision = (adrg_decision, decision_nodes, decision_atoms) if all(given) else None
     n = len(skip)
     stop = n if stop < 0 else stop
     for i in range(start, stop):
@@ -250,7 +278,7 @@ def group_cases(set_bits, label_maps, program, cond_start, invalid_cond, mdc_con
             case = Case(dx_codes[dx_offsets[i]:dx_offsets[i + 1]].tolist(),
                         px_codes[px_offsets[i]:px_offsets[i + 1]].tolist(),
                         fields[:, i].tolist())
-            result = group_with_attempts(plan_arrays, case, pdx_mdc_mask, behaviour, qy, adrg_gate)
+            result = group_with_attempts(plan_arrays, case, pdx_mdc_mask, behaviour, qy, adrg_gate, decision)
         out_status[i], out_mdc[i], out_adrg[i], out_drg[i], out_reason[i] = result
 
 

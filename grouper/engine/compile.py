@@ -328,6 +328,8 @@ class _Compiler:
         adrg_gate_class, adrg_gate_other, adrg_gate_rows = adrg_gate_classes(
             program, self.cond_start, adrg_cond + qy_cond[:len(top_qys)] + mdc_cond, set_bits,
             len(codes) + len(self.prefixes), pdx_mdc_mask)
+        adrg_decision, decision_nodes, decision_atoms = drg_decisions(program, self.cond_start, adrg_drg_start, drg_cond,
+                                                                      set_bits)
         return ir.Plan(
             name=s.header.name, version=s.header.version, codes=codes,
             depts=list(self.depts), labels=list(self.labels),
@@ -354,6 +356,7 @@ class _Compiler:
             pdx_mdc_mask=pdx_mdc_mask, adrg_gate_mask=adrg_gate_mask, adrg_gate_free=adrg_gate_free,
             adrg_gate_class=adrg_gate_class, adrg_gate_other=adrg_gate_other, adrg_gate_rows=adrg_gate_rows,
             mdc_entry_exact=mdc_entry_exact,
+            adrg_decision=adrg_decision, decision_nodes=decision_nodes, decision_atoms=decision_atoms,
             mdc_qy_start=i32(mdc_qy_start), qy_cond=i32(qy_cond), qy_mdc=i32(qy_mdc), qy_drg=i32(qy_drg),
             adrg_qy=i32(adrg_qy), qy_codes=[q.code for q, _ in qys],
             sex_spellings=next(({text: ir.SEX_NAMES[sex] for text, sex in r.spellings}
@@ -579,3 +582,169 @@ def adrg_gate_classes(program: np.ndarray, cond_start, slot_conds, set_bits: np.
     table = np.concatenate([ungated[None, :], other_rows, principal_rows])
     return (np.ascontiguousarray(principal + 1 + len(other_rows), dtype=np.uint16),
             np.ascontiguousarray(other + 1, dtype=np.uint8), np.ascontiguousarray(table))
+
+
+# ---- DRG decisions: an ADRG's DRG list as one decision tree over its conditions' tests -------------
+
+# Instructions a decision's condition may contain: tests that push a value (its atoms; a GATE / GATE_FIELD is
+# the same test as IN / FIELD_CMP, ending the condition when false), constants and the logic joining them.
+_ATOM_OF = {ir.OP_IN: ir.OP_IN, ir.OP_GATE: ir.OP_IN, ir.OP_IN_UNLESS: ir.OP_IN_UNLESS,
+            ir.OP_FIELD_CMP: ir.OP_FIELD_CMP, ir.OP_GATE_FIELD: ir.OP_FIELD_CMP,
+            ir.OP_FIELD_PRESENT: ir.OP_FIELD_PRESENT, ir.OP_COUNT_ITEMS: ir.OP_COUNT_ITEMS}
+_ATOM_OPERANDS = {ir.OP_IN: 2, ir.OP_IN_UNLESS: 4, ir.OP_FIELD_CMP: 3, ir.OP_FIELD_PRESENT: 1, ir.OP_COUNT_ITEMS: 3}
+_LOGIC = {ir.OP_CONST, ir.OP_AND, ir.OP_OR, ir.OP_NOT, ir.OP_JUMP_IF_FALSE, ir.OP_JUMP_IF_TRUE}
+MAX_DECISION_ATOMS = 8
+
+
+def _atom(row) -> tuple[int, ...] | None:
+    """The test an instruction makes, as a push instruction (opcode, a, b, c, d), or None for logic."""
+    op = int(row[0])
+    if op not in _ATOM_OF:
+        return None
+    kind = _ATOM_OF[op]
+    operands = [int(x) for x in row[1:1 + _ATOM_OPERANDS[kind]]]
+    return (kind, *operands, *[0] * (4 - len(operands)))
+
+
+def _holds(rows: list, atoms: dict, values: tuple) -> bool:
+    """A condition's value when each of its tests has the value values[atoms[test]]: the kernels'
+    stack machine (eval_condition) with every test replaced by that value."""
+    stack, skip = [], 0
+    for row in rows:
+        op = int(row[0])
+        if skip:
+            skip -= 1
+        elif op in (ir.OP_JUMP_IF_FALSE, ir.OP_JUMP_IF_TRUE):
+            if stack[-1] == (op == ir.OP_JUMP_IF_TRUE):
+                skip = int(row[1])
+            else:
+                stack.pop()
+        elif op == ir.OP_CONST:
+            stack.append(bool(row[1]))
+        elif op in (ir.OP_GATE, ir.OP_GATE_FIELD):
+            if not values[atoms[_atom(row)]]:
+                return False
+        elif op in _ATOM_OF:
+            stack.append(values[atoms[_atom(row)]])
+        elif op == ir.OP_NOT:
+            stack.append(not stack.pop())
+        else:   # AND / OR
+            right, left = stack.pop(), stack.pop()
+            stack.append((left and right) if op == ir.OP_AND else (left or right))
+    return stack[-1]
+
+
+def drg_decisions(program: np.ndarray, cond_start, adrg_drg_start, drg_cond, set_bits: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[None, None, None]:
+    """The DRG decisions (see ir.Plan.adrg_decision). An ADRG whose DRG conditions are made of at most
+    MAX_DECISION_ATOMS distinct tests (set membership, with or without `unless`, field comparisons,
+    item counts) joined by `and` / `or` / `not` gets a decision tree: each node makes one of them and
+    a leaf is the DRG the list gives for the tests' values (its first DRG whose condition holds, or
+    none). A test no outcome depends on is not made; of the others, the tree tests first those that
+    make the expected number of tests smallest (`_tree`). Returns (adrg_decision, decision_nodes,
+    decision_atoms), or Nones when no ADRG has one."""
+    sizes = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1) / max(1, 64 * set_bits.shape[1])
+    atom_rows: dict[tuple, int] = {}
+    nodes: dict[tuple[int, int, int], int] = {}
+    shapes: dict[tuple, object] = {}    # the lists' trees by their conditions (most ADRGs share a few)
+    roots = []
+    for a in range(len(adrg_drg_start) - 1):
+        first = int(adrg_drg_start[a])
+        conds = [None if k == ir.NO_CONDITION else program[cond_start[k]:cond_start[k + 1]]
+                 for k in drg_cond[first:adrg_drg_start[a + 1]]]
+        key = tuple(None if rows is None else rows.tobytes() for rows in conds)
+        if key not in shapes:
+            shapes[key] = _tree(conds, sizes)
+        tree = shapes[key]
+
+        def place(tree) -> int:
+            """Target of a local tree: a node, -1 (no DRG holds) or -2 - g."""
+            if not isinstance(tree, tuple):
+                return -1 if tree < 0 else -2 - (first + tree)
+            test, if_false, if_true = tree
+            targets = place(if_false), place(if_true)   # children first: a node's targets are below it
+            return nodes.setdefault((atom_rows.setdefault(test, len(atom_rows)), *targets), len(nodes))
+
+        root = -1 if tree is None else place(tree)
+        roots.append(root if root >= 0 else -1)    # a list decided by no test keeps the general path
+    if all(r < 0 for r in roots):
+        return None, None, None
+    return (np.asarray(roots, dtype=np.int32),
+            np.asarray(list(nodes), dtype=np.int32).reshape(-1, 3),
+            np.asarray(list(atom_rows), dtype=np.int32).reshape(-1, 5))
+
+
+# A test's cost in a decision tree, and the chance it holds: a rough guess from its set's share of the
+# code ids and the items it looks at (orders the tests; the tree's result does not depend on it).
+_SCOPE_ITEMS = {ir.PDX: 1, ir.PPROC: 1, ir.DX: 4, ir.SDX: 3, ir.PROC: 2, ir.SPROC: 1}
+
+
+def _test_guess(test: tuple, sizes: np.ndarray) -> tuple[float, float]:
+    """(cost, chance it holds) of a decision test."""
+    kind, a, b = test[:3]
+    if kind in (ir.OP_IN, ir.OP_IN_UNLESS):
+        items = _SCOPE_ITEMS[a]
+        return 1.0 + (items > 1), 1 - (1 - float(sizes[b])) ** items
+    return 1.0, 0.5
+
+
+def _tree(conds: list, sizes: np.ndarray):
+    """The decision tree of a DRG list (conditions as program rows, None: unconditional), as nested
+    (test, if_false, if_true) tuples with leaves the list position of the DRG (-1: none); None when
+    the list has no usable condition. Of the trees giving the list's outcome, the one with the
+    smallest expected cost (each test's cost and chance from _test_guess) is built."""
+    atoms: dict[tuple, int] = {}
+    usable = any(rows is not None for rows in conds)
+    for rows in conds:
+        for row in rows if rows is not None else ():
+            test = _atom(row)
+            if test is None and int(row[0]) not in _LOGIC:
+                usable = False
+            elif test is not None:
+                atoms.setdefault(test, len(atoms))
+    if not usable or len(atoms) > MAX_DECISION_ATOMS:
+        return None
+    tests = list(atoms)
+    guesses = [_test_guess(t, sizes) for t in tests]
+
+    def outcome(values: tuple) -> int:
+        for position, rows in enumerate(conds):
+            if rows is None or _holds(rows, atoms, values):
+                return position
+        return -1
+
+    outcomes = {values: outcome(values) for values in _assignments(len(tests))}
+    best: dict[tuple, tuple[float, object]] = {}
+
+    def solve(fixed: tuple) -> tuple[float, object]:
+        """(expected cost, tree) once the tests with a value in fixed (None: not made yet) have it."""
+        if fixed in best:
+            return best[fixed]
+        below = {v for values, v in outcomes.items()
+                 if all(f is None or f == x for f, x in zip(fixed, values))}
+        if len(below) == 1:
+            best[fixed] = (0.0, below.pop())
+            return best[fixed]
+        choice = None
+        for i, f in enumerate(fixed):
+            if f is not None:
+                continue
+            (cost_f, tree_f), (cost_t, tree_t) = (solve(fixed[:i] + (v,) + fixed[i + 1:]) for v in (False, True))
+            if tree_f == tree_t:            # the outcome does not depend on test i here
+                cost = cost_f
+                tree = tree_f
+            else:
+                cost, chance = guesses[i]
+                cost += chance * cost_t + (1 - chance) * cost_f
+                tree = (tests[i], tree_f, tree_t)
+            if choice is None or cost < choice[0] - 1e-12:
+                choice = (cost, tree)
+        best[fixed] = choice
+        return choice
+
+    return solve((None,) * len(tests))[1]
+
+
+def _assignments(n: int):
+    """Every tuple of n booleans."""
+    return [tuple(bool(i >> j & 1) for j in range(n)) for i in range(2 ** n)]

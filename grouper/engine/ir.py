@@ -176,6 +176,16 @@ class Plan:
     adrg_gate_class: np.ndarray | None = None    # uint16[n_ids, 2]
     adrg_gate_other: np.ndarray | None = None    # uint8[n_ids, 2]
     adrg_gate_rows: np.ndarray | None = None     # uint64[n_rows, ceil(n_slots / 64) + 1]
+    # DRG decisions. adrg_decision[a] >= 0: ADRG a's DRG list as a decision tree, rooted at that row of
+    # decision_nodes; -1: its DRG conditions are evaluated in turn. Node row (atom, if_false, if_true)
+    # tests decision_atoms[atom], a push instruction of a DRG condition (IN, IN_UNLESS, FIELD_CMP,
+    # FIELD_PRESENT or COUNT_ITEMS, operands as in program), and goes on to the target its value
+    # names: a node (always a lower row), -1 (no DRG of the list holds) or -2 - g (DRG g). The tree
+    # gives the DRG the list gives (its first DRG whose condition holds), each test made at most once
+    # (the conditions stay in drg_cond for explain). None: no ADRG has one.
+    adrg_decision: np.ndarray | None = None    # int32[n_adrg]
+    decision_nodes: np.ndarray | None = None   # int32[n_nodes, 3]
+    decision_atoms: np.ndarray | None = None   # int32[n_atoms, 5]
     # Ambiguous groups (qy rules). Rule q holds on condition qy_cond[q] and gives status QY with MDC
     # qy_mdc[q] (-1: none) and drg_codes[qy_drg[q]] (QY codes follow the DRGs in drg_codes). Top-level
     # rules come first: those tried before MDC m are mdc_qy_start[m]:mdc_qy_start[m+1] (the last
@@ -226,6 +236,13 @@ class Plan:
         """The plan arrays in the order every kernel's `group_cases` takes them."""
         return (self.set_bits, self.label_maps, self.program, self.cond_start, self.invalid_cond,
                 self.mdc_cond, self.mdc_adrg_start, self.adrg_cond, self.adrg_drg_start, self.drg_cond)
+
+    def decision_args(self) -> dict:
+        """The DRG decisions, as the keyword arguments every kernel's `group_cases` takes (none: no decisions)."""
+        if self.adrg_decision is None:
+            return {}
+        return {"adrg_decision": self.adrg_decision, "decision_nodes": self.decision_nodes,
+                "decision_atoms": self.decision_atoms}
 
     def qy_args(self) -> dict:
         """The qy arrays, as the keyword arguments every kernel's `group_cases` takes (none: no qy rules)."""

@@ -21,7 +21,7 @@ def run_kernel(plan: ir.Plan, batch: Batch, *, threads: int | None = None, kerne
     out = (np.empty(n, np.uint8), *(np.empty(n, np.int32) for _ in range(4)))
     args = (*plan.kernel_args(), *batch.kernel_args(), *out)
     mask, behaviour = plan.pdx_mdc_mask, plan.behaviour
-    options = plan.qy_args()
+    options = {**plan.qy_args(), **plan.decision_args()}
     if mask is not None and plan.mdc_entry_exact:
         options.update(mdc_entry_exact=plan.mdc_entry_exact)
     if plan.adrg_gate_mask is not None:
