@@ -1774,13 +1774,19 @@ cdef inline bint has_flag(const ListC* l, Py_ssize_t j, uint8_t flag) noexcept n
 cdef inline bint bad_format(const ListC* l, Py_ssize_t j, bint is_dx) noexcept nogil:
     """An item in the wrong format; an empty item is a stray separator, except an empty principal
     diagnosis (missing_dx)."""
+    cdef uint8_t flag = F_DX_FORMAT if is_dx else F_PROC_FORMAT
+    if known(l, j) and l.code_flags[l.ids[j]] & flag:
+        return False                # a plan code in the format (never empty): its text need not be read
     if item_length(l, j) == 0:
         return j > 0 or not is_dx
-    return not has_flag(l, j, F_DX_FORMAT if is_dx else F_PROC_FORMAT)
+    return not has_flag(l, j, flag)
 
 
 cdef inline bint unknown_code(const ListC* l, Py_ssize_t j, bint is_dx) noexcept nogil:
-    return item_length(l, j) > 0 and not has_flag(l, j, F_DX_DICT if is_dx else F_PROC_DICT)
+    cdef uint8_t flag = F_DX_DICT if is_dx else F_PROC_DICT
+    if known(l, j) and l.code_flags[l.ids[j]] & flag:
+        return False                # in the dictionary whatever its text: not read
+    return item_length(l, j) > 0 and not has_flag(l, j, flag)
 
 
 cdef inline bint reported_before(const ListC* l, Py_ssize_t j, bint is_dx, int which) noexcept nogil:
@@ -1793,11 +1799,36 @@ cdef inline bint reported_before(const ListC* l, Py_ssize_t j, bint is_dx, int w
     return False
 
 
+cdef inline bint all_flagged(const ListC* l, uint8_t flags) noexcept nogil:
+    """Every item is a plan code with all of `flags` (so neither a format nor a dictionary problem)."""
+    cdef Py_ssize_t j
+    for j in range(l.n):
+        if not known(l, j) or (l.code_flags[l.ids[j]] & flags) != flags:
+            return False
+    return True
+
+
 cdef void report_codes(Found* f, Py_ssize_t row, const ListC* l, int32_t check, bint is_dx, int which) noexcept nogil:
     cdef Py_ssize_t j
     for j in range(l.n):
         if (bad_format(l, j, is_dx) if which == 0 else unknown_code(l, j, is_dx)) and not reported_before(l, j, is_dx, which):
             emit(f, row, check, l.first + j)
+
+
+cdef inline bint may_repeat(const ListC* l) noexcept nogil:
+    """Whether a list may hold a code twice: a plan code's id twice, or two other items (compared
+    by text). Most lists do neither, and report_duplicates is not called for them."""
+    cdef Py_ssize_t j, k, others = 0
+    for j in range(l.n):
+        if not known(l, j):
+            others += 1
+            if others >= 2:
+                return True
+            continue
+        for k in range(j):
+            if l.ids[k] == l.ids[j]:
+                return True
+    return False
 
 
 cdef void report_duplicates(Found* f, Py_ssize_t row, const ListC* l, int32_t check) noexcept nogil:
@@ -1873,19 +1904,23 @@ cdef void check_one(Found* f, Py_ssize_t i, const ListC* dx, const ListC* px, co
     value = fields[FLD_DISCHARGE * n + i]
     if on[CH_UNKNOWN_DISCHARGE] and present(state, n, FLD_DISCHARGE, i) and not (1 <= value <= 5 or value == 9):
         emit(f, i, CH_UNKNOWN_DISCHARGE, -1)
-    if on[CH_BAD_DX_FORMAT]:
+    # most lists hold only plan codes in the format and the dictionary: one look at their flags
+    cdef bint dx_plain = all_flagged(dx, (F_DX_FORMAT if on[CH_BAD_DX_FORMAT] else 0) | (F_DX_DICT if on[CH_UNKNOWN_DX] else 0))
+    cdef bint px_plain = all_flagged(px, (F_PROC_FORMAT if on[CH_BAD_PROC_FORMAT] else 0)
+                                     | (F_PROC_DICT if on[CH_UNKNOWN_PROC] else 0))
+    if on[CH_BAD_DX_FORMAT] and not dx_plain:
         report_codes(f, i, dx, CH_BAD_DX_FORMAT, True, 0)
-    if on[CH_BAD_PROC_FORMAT]:
+    if on[CH_BAD_PROC_FORMAT] and not px_plain:
         report_codes(f, i, px, CH_BAD_PROC_FORMAT, False, 0)
-    if on[CH_UNKNOWN_DX]:
+    if on[CH_UNKNOWN_DX] and not dx_plain:
         report_codes(f, i, dx, CH_UNKNOWN_DX, True, 1)
-    if on[CH_UNKNOWN_PROC]:
+    if on[CH_UNKNOWN_PROC] and not px_plain:
         report_codes(f, i, px, CH_UNKNOWN_PROC, False, 1)
     if on[CH_NOT_PRINCIPAL_DX] and dx.n > 0 and item_length(dx, 0) > 0 and has_flag(dx, 0, F_NOT_PRINCIPAL):
         emit(f, i, CH_NOT_PRINCIPAL_DX, dx.first)
-    if on[CH_DUPLICATE_DX]:
+    if on[CH_DUPLICATE_DX] and may_repeat(dx):
         report_duplicates(f, i, dx, CH_DUPLICATE_DX)
-    if on[CH_DUPLICATE_PROC]:
+    if on[CH_DUPLICATE_PROC] and may_repeat(px):
         report_duplicates(f, i, px, CH_DUPLICATE_PROC)
 
 

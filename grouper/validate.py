@@ -57,7 +57,7 @@ PROBLEM_SCHEMA = {"row": pl.UInt32, "reason": pl.String, "level": pl.String, "de
 
 
 def _nulls(n: int) -> pl.Series:
-    return pl.repeat(None, n, dtype=pl.String, eager=True)
+    return pl.Series([None], dtype=pl.String).new_from_index(0, n)   # (pl.repeat: an expression run per call)
 
 
 def empty_problems() -> pl.DataFrame:

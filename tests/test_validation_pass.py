@@ -252,3 +252,21 @@ def test_a_frame_in_chunks_encodes_as_one_in_one_piece(kernel, pack):
     for name in ("dx_offsets", "dx_codes", "px_offsets", "px_codes", "fields", "skip", "field_state"):
         assert np.array_equal(getattr(parts, name), getattr(whole, name)), name
     assert parts.skip_reason.equals(whole.skip_reason)
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.sampled_from(["a", "b", "c", "dup"]), st.booleans()), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_warnings_list_each_reason_once_in_problem_order(found):
+    """The results' `warnings`: a row's warning reasons, each once (its first), in the order of the
+    problems, whatever their order (rows unsorted, a repeat right after or further apart) — the
+    shortcut for repeats side by side against hashing every (row, reason)."""
+    from grouper.engine.results import _warnings
+
+    problems = pl.DataFrame({"row": [r for r, _, _ in found], "reason": [x for _, x, _ in found],
+                             "level": ["warning" if w else "error" for _, _, w in found]},
+                            schema={"row": pl.UInt32, "reason": pl.String, "level": pl.String})
+    want = [[] for _ in range(7)]
+    for row, reason, warning in found:
+        if warning and reason not in want[row]:
+            want[row].append(reason)
+    assert _warnings(problems, 7).to_list() == want

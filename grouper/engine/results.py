@@ -38,16 +38,36 @@ def results_frame(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, out: tuple[n
 def _warnings(problems: pl.DataFrame, n: int) -> pl.Series:
     """List(String)[n]: each row's warning reasons, each once, in the order of `problems`."""
     found = problems.filter(pl.col("level") == "warning").select("row", "reason")
-    found = found.filter(pl.struct("row", "reason").is_first_distinct())
     rows = found["row"].to_numpy()
     if len(rows) > 1 and (np.diff(rows.astype(np.int64)) < 0).any():   # not by row: put them in row order
         order = np.argsort(rows, kind="stable")
         rows, found = rows[order], found[order]
+    found, rows = _first_of_each(found, rows)
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(rows, minlength=n)[:n], out=offsets[1:])
     values = found["reason"].cast(pl.String).rechunk().to_arrow()
     lists = pa.LargeListArray.from_arrays(int64_array(offsets), values)
     return series_from_arrow(lists, "warnings").cast(pl.List(pl.String))
+
+
+def _first_of_each(found: pl.DataFrame, rows: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
+    """(row, reason) problems in row order, each pair once (its first). A repeat right after its
+    first (the validation pass reports a check's problems together) goes by a look at the problem
+    before; only rows left with three or more could still repeat one further apart (A, B, A), and
+    only those are hashed."""
+    if len(rows) < 2:
+        return found, rows
+    fresh = found.select(pl.col("row").ne_missing(pl.col("row").shift())
+                         | pl.col("reason").ne_missing(pl.col("reason").shift())).to_series()
+    if not fresh.all():
+        found, rows = found.filter(fresh), rows[fresh.to_numpy()]
+    crowded = np.flatnonzero(np.bincount(rows)[rows] >= 3)
+    if len(crowded):
+        first = np.ones(len(rows), bool)
+        first[crowded] = found[crowded].select(pl.struct("row", "reason").is_first_distinct()).to_series().to_numpy()
+        if not first.all():
+            found, rows = found.filter(pl.Series(first)), rows[first]
+    return found, rows
 
 
 def rule_problems(plan: ir.Plan, out: tuple[np.ndarray, ...]) -> pl.DataFrame:
