@@ -225,6 +225,35 @@ def test_other_batch_bodies_are_left_to_the_json_parser(body):
     assert case_shapes.batch_frame(body, 2) is None
 
 
+def _taken_as_parsed(body: bytes) -> None:
+    """A body from the network, however damaged: the compiled reader declines it or reads what JSON reads."""
+    found = case_shapes.batch_frame(body, 10_000)
+    if found is not None:
+        assert found.equals(_parsed_frame(body))
+
+
+_DAMAGE_BASE = ('{"cases":[{"id":"a\\u00e9","age":61,"sex":"1","dx":["J18.900","I10.x00"],"proc":[]},'
+                '{"id":2,"dept":"内科","los":-3,"dx":"K80.100x001|E11.900"}]}').encode()
+
+
+@needs_reader
+def test_every_cut_of_a_body_is_declined_or_read_as_json():
+    """The reader walks bytes a client sent: cut short anywhere it must stop inside the body."""
+    assert case_shapes.batch_frame(_DAMAGE_BASE, 10_000) is not None   # whole, it is read
+    for end in range(len(_DAMAGE_BASE) + 1):
+        _taken_as_parsed(_DAMAGE_BASE[:end])
+
+
+@needs_reader
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(edits=st.lists(st.tuples(st.integers(0, len(_DAMAGE_BASE) - 1), st.integers(0, 255)), min_size=1, max_size=4))
+def test_damaged_bodies_are_declined_or_read_as_json(edits):
+    body = bytearray(_DAMAGE_BASE)
+    for at, byte in edits:
+        body[at] = byte
+    _taken_as_parsed(bytes(body))
+
+
 # ---- batch answers written straight from the result columns (jsonio.frame_json) -----------------
 
 def _polars_json(frame) -> bytes:
