@@ -1471,7 +1471,6 @@ def intern_codes(const uint64_t[:, ::1] table not None, const uint8_t[::1] data 
     cdef Py_ssize_t n = out.shape[0], j
     cdef _Text text = _Text(views, buffers, validity, bit_offset, n)
     cdef uint64_t mask = table.shape[0] - 1, slot, a, b
-    cdef const uint8_t* s
     cdef int32_t length
     cdef uint64_t code
     cdef const uint64_t* t = &table[0, 0] if table.shape[0] > 0 else _NO_WORDS

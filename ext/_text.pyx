@@ -101,52 +101,41 @@ cdef inline int _cell(const _Column* col, Py_ssize_t i, const uint8_t** s, int32
 
 
 cdef class _Views:
-    cdef const uint8_t* views
-    cdef const uint8_t** data
-    cdef Py_ssize_t* sizes
-    cdef Py_ssize_t n_data
-    cdef const uint8_t* validity
-    cdef Py_ssize_t bit_offset, n
+    """A column's string views as the nogil helpers take them (`column`), its buffers held alive."""
+    cdef _Column column
     cdef list held
-    cdef _Column column     # the same, as the nogil helpers take it
 
     def __cinit__(self, const uint8_t[::1] views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n):
         cdef const uint8_t[::1] mv
         cdef Py_ssize_t k
+        cdef const uint8_t** data
+        cdef Py_ssize_t* sizes
         if n < 0 or views.shape[0] < 16 * n or bit_offset < 0:
             raise ValueError("string views: bad arguments")
         self.held = [views]
-        self.views = &views[0] if views.shape[0] else NULL
-        self.n, self.bit_offset, self.n_data = n, bit_offset, len(buffers)
-        self.data = <const uint8_t**>malloc((self.n_data + 1) * sizeof(uint8_t*))
-        self.sizes = <Py_ssize_t*>malloc((self.n_data + 1) * sizeof(Py_ssize_t))
-        if self.data == NULL or self.sizes == NULL:
+        self.column.views = &views[0] if views.shape[0] else NULL
+        self.column.n_data, self.column.bit_offset, self.column.base = len(buffers), bit_offset, 0
+        data = <const uint8_t**>malloc((self.column.n_data + 1) * sizeof(uint8_t*))
+        sizes = <Py_ssize_t*>malloc((self.column.n_data + 1) * sizeof(Py_ssize_t))
+        self.column.data, self.column.sizes = data, sizes
+        if data == NULL or sizes == NULL:
             raise MemoryError()
         for k, buf in enumerate(buffers):
             mv = buf
             self.held.append(mv)
-            self.data[k] = &mv[0] if mv.shape[0] else NULL
-            self.sizes[k] = mv.shape[0]
-        self.validity = NULL
+            data[k] = &mv[0] if mv.shape[0] else NULL
+            sizes[k] = mv.shape[0]
+        self.column.validity = NULL
         if validity is not None:
             mv = validity
             self.held.append(mv)
             if (bit_offset + n + 7) // 8 > mv.shape[0]:
                 raise ValueError("validity bitmap too short")
-            self.validity = &mv[0] if mv.shape[0] else NULL
-        self.column.views, self.column.data, self.column.sizes = self.views, self.data, self.sizes
-        self.column.n_data, self.column.validity, self.column.bit_offset = self.n_data, self.validity, bit_offset
-        self.column.base = 0
+            self.column.validity = &mv[0] if mv.shape[0] else NULL
 
     def __dealloc__(self):
-        free(self.data)
-        free(self.sizes)
-
-    cdef inline const uint8_t* at(self, Py_ssize_t i, int32_t* length) noexcept nogil:
-        """String i; NULL for a null (or a view that points outside its buffers)."""
-        cdef const uint8_t* s
-        cdef int32_t buf, off
-        return s if _cell(&self.column, i, &s, length, &buf, &off) == 1 else NULL
+        free(<void*>self.column.data)
+        free(<void*>self.column.sizes)
 
 
 def strip_needed(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n) -> bool:
@@ -154,16 +143,17 @@ def strip_needed(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n) 
     byte that may be whitespace (see _maybe_space). False: strip_chars() would return it unchanged."""
     cdef _Views text = _Views(views, buffers, validity, bit_offset, n)
     cdef Py_ssize_t i
-    cdef int32_t size = 0
+    cdef int32_t size = 0, buf, off
+    cdef int state
     cdef const uint8_t* s
     cdef bint found = False
     with nogil:
         for i in range(n):
-            s = text.at(i, &size)
-            if s == NULL:
-                if text.validity == NULL or (text.validity[(text.bit_offset + i) >> 3] >> ((text.bit_offset + i) & 7)) & 1:
-                    found = True   # a view outside its buffers: let Polars look
-                    break
+            state = _cell(&text.column, i, &s, &size, &buf, &off)
+            if state < 0:
+                found = True   # a view outside its buffers: let Polars look
+                break
+            if state == 0:
                 continue
             if size > 0 and (_maybe_space(s[0]) or _maybe_space(s[size - 1])):
                 found = True
@@ -178,19 +168,19 @@ def cleaning_candidates(views, buffers, validity, Py_ssize_t bit_offset, Py_ssiz
     is marked, and some that do not (non-ASCII text); returns how many are marked."""
     cdef _Views text = _Views(views, buffers, validity, bit_offset, n)
     cdef Py_ssize_t i, marked = 0
-    cdef int32_t size = 0, k
+    cdef int32_t size = 0, k, buf, off
+    cdef int state
     cdef const uint8_t* s
     cdef uint8_t mark
     if out.shape[0] < n:
         raise ValueError("out too short")
     with nogil:
         for i in range(n):
-            s = text.at(i, &size)
+            state = _cell(&text.column, i, &s, &size, &buf, &off)
             mark = 0
-            if s == NULL:
-                if not (text.validity != NULL and not (text.validity[(text.bit_offset + i) >> 3] >> ((text.bit_offset + i) & 7)) & 1):
-                    mark = 1   # a view outside its buffers: let Polars look
-            elif size > 0:
+            if state < 0:
+                mark = 1   # a view outside its buffers: let Polars look
+            elif state == 1 and size > 0:
                 if s[size - 1] == separator:
                     mark = 1
                 else:
@@ -233,6 +223,7 @@ def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, u
     cdef _Views text = _Views(views, buffers, validity, bit_offset, n)
     cdef Py_ssize_t i, items = 0, j, start, at
     cdef int32_t size = 0, k, buf = -1, off = 0
+    cdef int state
     cdef const uint8_t* s
     cdef uint8_t* out
     cdef uint8_t is_separator[256]
@@ -245,11 +236,11 @@ def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, u
     with nogil:
         lo[0] = 0
         for i in range(n):
-            s = text.at(i, &size)
-            if s == NULL:
-                if text.validity == NULL or (text.validity[(text.bit_offset + i) >> 3] >> ((text.bit_offset + i) & 7)) & 1:
-                    bad = True
-                    break
+            state = _cell(&text.column, i, &s, &size, &buf, &off)
+            if state < 0:
+                bad = True
+                break
+            if state == 0:
                 size = 0
             if size == 0 and empty_is_none:
                 lo[i + 1] = items
@@ -395,7 +386,7 @@ def wide_lists(list columns, Py_ssize_t n, uint8_t separator, bint empty_is_none
             held.append(text)
             cols[c] = text.column
             cols[c].base = base
-            base += text.n_data
+            base += text.column.n_data
         list_offsets = np.empty(n + 1, np.int64)
         offsets_view = list_offsets
         lo = &offsets_view[0]

@@ -296,8 +296,8 @@ class _GroupProgress:
     it, and keeps each batch's status counts (when there is a summary to print) and the ids of the
     cases it traced."""
 
-    def __init__(self, bar, output, grouping: str, *, counting: bool) -> None:
-        self.bar, self.output, self.grouping, self.counting = bar, output, grouping, counting
+    def __init__(self, bar, output, grouping: str) -> None:
+        self.bar, self.output, self.grouping = bar, output, grouping
         self.counts: list = []
         self.traced: list[str] = []
         self.batches = 0
@@ -305,7 +305,7 @@ class _GroupProgress:
     def on_batch(self, results) -> None:
         import polars as pl
 
-        if self.counting:
+        if self.bar is not None:   # no bar with -q: no summary to count for
             from .console import summary_counts
 
             self.counts.append(summary_counts(results))
@@ -350,7 +350,7 @@ def _write_group_outputs(args, scheme, report, console):
         bar_context = nullcontext(None)
     with atomic_outputs(args.output, args.report) as (output, report_path):
         with bar_context as bar:
-            batches = _GroupProgress(bar, args.output, grouping, counting=console is not None)
+            batches = _GroupProgress(bar, args.output, grouping)
             rows = api.group_file(args.input, output, scheme,
                                   batch_size=_progress_batch_size(args.batch_size, expected),
                                   **reading_arguments(args), threads=args.threads,

@@ -608,9 +608,7 @@ def _gb_decoder(codec: str):
     (data, by_codec) → bytes, where by_codec(part, at) decodes what the tables do not hold (a GB18030
     four-byte character, a bad byte: the rest of its line, from `at` in data) with Python's codec, so
     the text and every error are exactly the codec's. None without the compiled module."""
-    from .engine.kernel import companion
-
-    text = companion("_text", None)
+    text = _text_checks()
     if text is None:
         return None
     single, double = _gb_tables(codec)
@@ -986,7 +984,7 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
 
     def listed(header: str, kind: str) -> pl.Expr:
         # a text column of codes: split by the compiled splitter when there is one, else by Polars
-        split = _split_compiled(df[header], "|,", empty_is_none=kind == "proc") if schema[header] == pl.String else None
+        split = _split_compiled(df[header], "|,", empty_is_none=kind == "proc")   # None unless compiled and text
         if split is not None:
             return pl.lit(split)
         rule = _dx_from_list if kind == "dx" else _proc_from_list
@@ -1023,12 +1021,12 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
         *(trusted(raw(name)).alias(name) for name in (SETTLEMENT_COLUMNS if settlement else ())),
         *([pl.col(_READ_PROBLEM_RAW).alias(READ_PROBLEM)] if _READ_PROBLEM_RAW in schema else []),
     )
-    wide = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
-            (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None and kind not in done}
+    joined = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
+              (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None and kind not in done}
     blank = [name for name in SCALAR_COLUMNS if layout.scalar_sources[name] is not None
              and (cases[name].str.len_bytes() == 0).any()]
     blanks = {name: pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)) for name in blank}
-    return cases.with_columns(**wide, **blanks) if wide or blanks else cases
+    return cases.with_columns(**joined, **blanks) if joined or blanks else cases
 
 
 # The list-shape split rules below reproduce the reference grouper exactly:

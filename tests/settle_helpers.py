@@ -142,8 +142,8 @@ def assert_priced_alike(cases: pl.DataFrame, policy, source, point_value=None) -
     from grouper.payment import settle as engine
 
     pricer = engine.CasePricer(policy, source, point_value=point_value, columns=cases.columns,
-                               discharge_type=cases.schema.get("discharge", pl.String) if "discharge" in cases.columns
-                               else pl.String)
+                               discharge_type=cases.schema.get("discharge", pl.String))
+    rows = None
     try:
         prepared = engine.prepare(cases)
         if prepared.schema["discharge"] != pricer.discharge_type:  # prepare casts a text discharge code as it is
@@ -151,7 +151,6 @@ def assert_priced_alike(cases: pl.DataFrame, policy, source, point_value=None) -
         rows = prepared.drop("row").to_dicts()
         wanted = engine.price_cases(cases, policy, source, point_value=point_value)
     except InputError:
-        rows = locals().get("rows")
         assert rows is None or pricer.price_all(rows) is None, "price_cases refuses what the one-case pricer prices"
         return 0
     priced = pricer.price_all(rows)

@@ -523,13 +523,18 @@ def exact_entries(program: np.ndarray, cond_start, mdc_cond, set_bits: np.ndarra
 
 def chosen_gates(program: np.ndarray, cond_start, conds, set_bits: np.ndarray) -> list[tuple[int, int] | None]:
     """Per condition: the (scope, set) of its GATE with the fewest codes, or None (no GATE)."""
-    popcount = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
+    popcount = set_sizes(set_bits)
     chosen = []
     for k in conds:
         rows = program[cond_start[k]:cond_start[k + 1]]
         gates = [(int(scope), int(s)) for scope, s in rows[rows[:, 0] == ir.OP_GATE, 1:3]]
         chosen.append(min(gates, key=lambda g: popcount[g[1]]) if gates else None)
     return chosen
+
+
+def set_sizes(set_bits: np.ndarray) -> np.ndarray:
+    """The number of codes in each set."""
+    return np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
 
 
 def set_codes(set_bits: np.ndarray, s: int, n_codes: int) -> np.ndarray:
@@ -553,7 +558,7 @@ def adrg_gate_classes(program: np.ndarray, cond_start, slot_conds, set_bits: np.
     if n_slots > ir.MAX_GATED_ADRGS:
         return None, None, None
     n_words = max(1, (n_slots + 63) // 64)
-    popcount = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1)
+    popcount = set_sizes(set_bits)
     ungated = np.zeros(n_words + 1, dtype=np.uint64)
     bits = np.zeros((4, n_codes + 1, n_words + 1), dtype=np.uint64)
     bits[0, :, n_words] = np.uint64(2**64 - 1) if pdx_mdc_mask is None else pdx_mdc_mask
@@ -643,7 +648,7 @@ def drg_decisions(program: np.ndarray, cond_start, adrg_drg_start, drg_cond, set
     none). A test no outcome depends on is not made; of the others, the tree tests first those that
     make the expected number of tests smallest (`_tree`). Returns (adrg_decision, decision_nodes,
     decision_atoms), or Nones when no ADRG has one."""
-    sizes = np.unpackbits(set_bits.view(np.uint8), axis=1).sum(axis=1) / max(1, 64 * set_bits.shape[1])
+    sizes = set_sizes(set_bits) / max(1, 64 * set_bits.shape[1])
     atom_rows: dict[tuple, int] = {}
     nodes: dict[tuple[int, int, int], int] = {}
     shapes: dict[tuple, object] = {}    # the lists' trees by their conditions (most ADRGs share a few)

@@ -75,7 +75,8 @@ from ..reasons import STATUSES
 from ..engine.kernel import companion
 from . import _settle_kernel_py as _kernel_py
 from .policy import Policy
-from .row_ops import RowOps, Value
+from .row_ops import RowOps, Value, compare_products
+from .row_ops import mul_div_half_up as mul_div
 from .settle_codes import CASE_TYPES, PAID_BY, PAY, RULE, RULES, TYPE  # noqa: F401  (the outputs read them here too)
 
 KERNEL = companion("_settle_kernel", _kernel_py)  # 128-bit shares, compiled when built
@@ -153,6 +154,19 @@ def join_groups(cases: pl.DataFrame, table: pl.DataFrame, extra: pl.DataFrame | 
     return (cases.with_columns(position.alias("_position"))
             .with_columns(pl.lit(padded[c]).gather(pl.col("_position")).alias(c) for c in table.columns if c != "group")
             .drop("_position"))
+
+
+def point_value_in_force(policy: Policy, point_value) -> Decimal | None:
+    """The point value an estimate prices with (yuan per point): the one given, else the policy's
+    `points.budget_point_value`, else None."""
+    value = point_value if point_value is not None else policy["points"]["budget_point_value"]
+    return None if value is None else Decimal(value)
+
+
+def point_price_e4(policy: Policy, point_value) -> int | None:
+    """That point value as the engine's price: yuan × 10⁶ = fen × 10⁴ per point, half up."""
+    value = point_value_in_force(policy, point_value)
+    return None if value is None else half_up(value, UNIT)
 
 
 @lru_cache(maxsize=4096)  # the policy's numbers, made again for every case priced alone (CasePricer)
@@ -550,13 +564,16 @@ def policy_groups(policy: Policy) -> pl.DataFrame:
                         schema={name: dtype for name, (_, dtype) in columns.items()})
 
 
+# A group the policy does not list: not basic, not excluded, coefficient 1.
+GROUP_DEFAULTS = {"_basic": False, "_excluded_group": False, "_group_coefficient": COEF}
+
+
 def _policy_defaults(frame: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     """The policy's group columns for groups it does not list: not basic, coefficient 1, no
     per-diem points, not excluded (joined here if the source did not take `extra`)."""
     if "_basic" not in frame.columns:
         frame = join_groups(frame, table)
-    defaults = {"_basic": False, "_excluded_group": False, "_group_coefficient": COEF}
-    return frame.with_columns(pl.col(c).fill_null(value) for c, value in defaults.items() if c in frame.columns)
+    return frame.with_columns(pl.col(c).fill_null(value) for c, value in GROUP_DEFAULTS.items() if c in frame.columns)
 
 
 def _los_defaults(frame: pl.DataFrame, policy: Policy) -> pl.DataFrame:
@@ -1492,8 +1509,7 @@ def price_cases(cases: pl.DataFrame, policy: Policy, source: BaseSource, *,
     frame = _attached(cases, policy, source).with_columns(pl.lit(False).alias("special_review"))
     frame = _typed_without_ratio(frame, policy)
     if policy.method == "points":
-        value = point_value if point_value is not None else policy["points"]["budget_point_value"]
-        price = None if value is None else half_up(Decimal(value), UNIT)  # yuan × 10⁶ = fen × 10⁴ per point
+        price = point_price_e4(policy, point_value)
         frame = frame.with_columns(pl.when(pl.col("pool").is_not_null()).then(pl.lit(price, pl.Int64)).alias("price_e4"))
     frame = classify_by_ratio(frame, policy)
     frame = frame.with_columns(*(_mul_div(frame, f"{case}_threshold", "reference", UNIT, f"{case}_line")
@@ -1561,15 +1577,13 @@ class CasePricer:
         except InputError:
             self.refused = True  # price_cases raises it
             return
-        defaults = {"_basic": False, "_excluded_group": False, "_group_coefficient": COEF}
         names = [c for c in table.columns if c != "group"]
-        fill = {c: defaults[c] for c in names if c in defaults}
+        fill = {c: GROUP_DEFAULTS[c] for c in names if c in GROUP_DEFAULTS}
         self.missing = {**dict.fromkeys(LOS_COLUMNS), **dict.fromkeys(names), **fill}
         self.by_group = {row["group"]: {**dict.fromkeys(LOS_COLUMNS),
                                         **{c: (fill[c] if row[c] is None and c in fill else row[c]) for c in names}}
                          for row in table.iter_rows(named=True)}
-        value = point_value if point_value is not None else policy["points"]["budget_point_value"]
-        self.point_price = None if value is None else half_up(Decimal(value), UNIT)
+        self.point_price = point_price_e4(policy, point_value)
         self.fixed_coefficient = "fixed_coefficient" in source.case_rules(POLARS)
 
     def price_all(self, cases: list[dict]) -> list[dict] | None:
@@ -1591,8 +1605,6 @@ class CasePricer:
     def price(self, case: dict) -> dict | None:
         """PRICED_COLUMNS of one case (plus `_weights_checked`), as `price_cases` gives its row; `case`
         holds the engine's columns typed as `prepare` makes them (absent: null)."""
-        from .row_ops import compare_products, mul_div_half_up as mul_div
-
         policy, cases = self.policy, self.policy["cases"]
         v = {name: case.get(name) for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
         status, hospital, cost = v["status"], v["hospital"], v["cost"]

@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..engine.encode import series_from_arrow
+from ..engine.kernel import companion
 from ..io import CANONICAL_COLUMNS, SCALAR_COLUMNS, SETTLEMENT_COLUMNS
 
 CODE_LISTS = ("dx", "proc")
@@ -52,6 +53,8 @@ FIELD_DOCS = {
 assert set(FIELD_DOCS) == set(FIELDS)
 
 _MAX_TEXT = 200  # longer than any code, name or date a record holds; a longer value is not a field
+_MAX_CODES = 100   # codes in one list
+_MAX_CODES_TEXT = _MAX_CODES * _MAX_TEXT   # a list given as one joined text
 
 
 @dataclass
@@ -91,13 +94,13 @@ def _text(value, where: str) -> str | None:
 def _codes(value, where: str) -> str | None:
     """A code list as the reader's list-shape text: codes joined with '|'."""
     if value is None or isinstance(value, str):
-        if isinstance(value, str) and len(value) > 100 * _MAX_TEXT:
+        if isinstance(value, str) and len(value) > _MAX_CODES_TEXT:
             raise ShapeError(where, "code list too long")
         return value
     if not isinstance(value, list):
         raise ShapeError(where, f"expected an array of codes or a text, got {_json_type(value)}")
-    if len(value) > 100:
-        raise ShapeError(where, f"{len(value)} codes; at most 100")
+    if len(value) > _MAX_CODES:
+        raise ShapeError(where, f"{len(value)} codes; at most {_MAX_CODES}")
     for i, code in enumerate(value):
         if not isinstance(code, str):
             raise ShapeError(f"{where}[{i}]", f"a code is text, got {_json_type(code)}")
@@ -129,7 +132,7 @@ def given_columns(cases: list, where: str = "cases") -> dict[str, list]:
     """`case_columns` without the fields no case gives (not a value, or only nulls)."""
     if len(cases) >= _COLUMNWISE:
         if _compiled is not None:
-            found = _compiled.plain_columns(cases, _SLOTS, len(CODE_LISTS), _MAX_TEXT, 100 * _MAX_TEXT, 100)
+            found = _compiled.plain_columns(cases, _SLOTS, *_LIMITS)
             if found is not None:
                 return {name: found[_SLOTS[name]] for name in FIELDS if found[_SLOTS[name]] is not None}
         else:
@@ -167,7 +170,7 @@ def _plain_columns(cases: list) -> dict[str, list] | None:
         kinds = set(map(type, column))
         if name in CODE_LISTS:
             if kinds <= {str, _NONE}:
-                if max(map(len, filter(None, column)), default=0) > 100 * _MAX_TEXT:
+                if max(map(len, filter(None, column)), default=0) > _MAX_CODES_TEXT:
                     return None
             elif kinds <= {list, _NONE}:
                 column = _joined_codes(column)
@@ -189,15 +192,10 @@ def _plain_columns(cases: list) -> dict[str, list] | None:
     return columns
 
 
-def _load_compiled():
-    from ..engine.kernel import companion
-
-    return companion("_cases", None)
-
-
-_compiled = _load_compiled()   # ext/_cases.pyx: _plain_columns in one C pass (None: not built, or the Python kernel)
+_compiled = companion("_cases", None)   # ext/_cases.pyx: _plain_columns in one C pass (None: not built, or the Python kernel)
 _SLOTS = {name: slot for slot, name in enumerate((*CODE_LISTS, *(n for n in FIELDS if n not in CODE_LISTS)))}
 _SLOT_NAMES = [name.encode() for name in _SLOTS]
+_LIMITS = (len(CODE_LISTS), _MAX_TEXT, _MAX_CODES_TEXT, _MAX_CODES)   # the compiled readers' shape limits
 
 
 def _joined_codes(column: list) -> list | None:
@@ -208,7 +206,7 @@ def _joined_codes(column: list) -> list | None:
         if codes is None:
             out.append(None)
             continue
-        if len(codes) > 100 or set(map(type, codes)) - {str}:
+        if len(codes) > _MAX_CODES or set(map(type, codes)) - {str}:
             return None
         joined = "|".join(codes)
         if "," in joined or joined.count("|") != max(len(codes) - 1, 0) or max(map(len, codes), default=0) > _MAX_TEXT:
@@ -239,7 +237,7 @@ def _case_into(columns: dict[str, list], i: int, case, at: str) -> None:
             column[i] = value
         elif kind is int and -_INT_LIMIT < value < _INT_LIMIT:
             column[i] = str(value)
-        elif kind is list and name in CODE_LISTS and len(value) <= 100 and all(type(c) is str for c in value):
+        elif kind is list and name in CODE_LISTS and len(value) <= _MAX_CODES and all(type(c) is str for c in value):
             joined = "|".join(value)
             if "," in joined or joined.count("|") != max(len(value) - 1, 0) or any(len(c) > _MAX_TEXT for c in value):
                 column[i] = _codes(value, f"{at}.{name}")   # raises, naming the code
@@ -262,8 +260,7 @@ def batch_frame(body: bytes, max_cases: int) -> pl.DataFrame | None:
     and its cases read by `case_frame`, with their errors."""
     if _compiled is None:
         return None
-    found = _compiled.batch_columns(body, _SLOT_NAMES, len(CODE_LISTS), _MAX_TEXT, 100 * _MAX_TEXT, 100, max_cases,
-                                    _SLOTS["id"])
+    found = _compiled.batch_columns(body, _SLOT_NAMES, *_LIMITS, max_cases, _SLOTS["id"])
     if found is None:
         return None
     count, columns = found

@@ -25,7 +25,7 @@ from decimal import Decimal
 import polars as pl
 
 from ..payment.policy import Policy
-from ..payment.settle import COEF, MICRO, PRICE, UNIT, CasePricer, price_cases
+from ..payment.settle import COEF, MICRO, PRICE, UNIT, CasePricer, point_value_in_force, price_cases
 
 WARNING_TEXT = {
     "unknown": "未提供费用, 无法比较",
@@ -76,8 +76,8 @@ class Pricing:
         return found[1]
 
     def fen_per_point(self) -> Decimal | None:
-        value = self.point_value if self.point_value is not None else self.policy["points"]["budget_point_value"]
-        return None if value is None else Decimal(value) * 100
+        value = point_value_in_force(self.policy, self.point_value)
+        return None if value is None else value * 100
 
 
 ENGINE_SCHEMA = {"id": pl.String, "status": pl.String, "drg": pl.String, "hospital": pl.String, "cost": pl.Int64,

@@ -100,8 +100,6 @@ def _rendered(series: pl.Series) -> tuple[np.ndarray, tuple[bytes, np.ndarray]] 
     """(fragment of each row, -1 for null; (fragments joined, offsets)) of a float column: each
     distinct number written once by Polars' write_json, so that it reads exactly as Polars writes it.
     None for other numbers, and for a column holding zero (-0.0 and 0.0 are equal, written apart) or NaN."""
-    if not series.dtype.is_float():
-        return None
     values = series.cast(pl.Float64).to_numpy()   # null → NaN
     null = series.is_null().to_numpy()
     given = values[~null]
