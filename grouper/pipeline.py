@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -62,12 +62,13 @@ class Encoded:
 
 def encode(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None, ahead: io.ReadAhead | None = None) -> Encoded:
     """Code maps → encode one canonical case frame (`ahead`: what its reader did of the encoding,
-    see read_ahead; used only while the code maps and `read empty` leave the frame as it was read).
+    see read_ahead; its code lists only while the code maps and `read empty` leave them as read).
     It needs nothing from other batches, so when stages overlap it runs in the reading thread
     (grouped_batches), beside the grouping of the batch before (the compiled interning and parsing
     release the GIL)."""
     converted, unmapped = convert_codes(plan, read_lists(plan, cases))
-    ahead = ahead if converted is cases else None
+    if ahead is not None and converted is not cases:   # lists changed (they change nothing else): interned again
+        ahead = replace(ahead, lists={})
     return Encoded(converted, unmapped, encode_cases(plan, converted, kernel=kernel, ahead=ahead))
 
 
