@@ -192,9 +192,11 @@ def test_what_the_reader_did_ahead_encodes_as_encoding_does_it(pack, values, tmp
     from types import SimpleNamespace
 
     from grouper import io
-    from grouper.engine.kernel import KERNEL
+    from grouper.engine.kernel import KERNEL, companion
     from grouper.pipeline import encode, read_ahead
     from grouper.validate import check_cases
+
+    compiled = companion("_text", None) is not None
 
     plan = (request.getfixturevalue("chs_scheme") if pack == "chs-1.1" else load_scheme(pack)).plan
     rows = nasty_rows(plan, 1200, seed=11, values=PLAIN_VALUES if values == "plain" else None)
@@ -212,12 +214,12 @@ def test_what_the_reader_did_ahead_encodes_as_encoding_does_it(pack, values, tmp
         for cases in io.iter_case_batches(path, batch_size=500, ahead=reader):
             part = reader.take()
             assert not reader.lists and not reader.parsed
-            assert set(part.lists) == {"dx", "proc"}
-            assert bool(part.parsed) == (values == "plain")
+            assert set(part.lists) == ({"dx", "proc"} if compiled else set())   # (the reference path reads on)
+            assert bool(part.parsed) == (compiled and values == "plain")
             kernel = SimpleNamespace(**{k: getattr(KERNEL, k) for k in dir(KERNEL) if not k.startswith("__")})
-            if not plan.empty_lists:
+            if compiled and not plan.empty_lists:
                 kernel.intern_codes = no_second_walk("the code lists")
-            if values == "plain":
+            if compiled and values == "plain":
                 kernel.parse_ints = no_second_walk("the fields")
             taken = encode(plan, cases, ahead=part, kernel=kernel)
             itself = encode(plan, cases)
