@@ -987,6 +987,8 @@ class ReadAhead:
 def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlement: bool = False,
                   ahead: ReadAhead | None = None) -> pl.DataFrame:
     schema = df.schema
+    if ahead is not None:   # this batch's part only (nothing left of an attempt that raised)
+        ahead.lists, ahead.parsed = {}, {}
     parse = ahead is not None and ahead.fields and _READ_PROBLEM_RAW not in schema
     has_empty: dict[str, bool] = {}   # fields parsed ahead: whether a value is '' (so made null below)
 
