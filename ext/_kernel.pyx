@@ -170,6 +170,10 @@ cdef struct PlanC:
     const int32_t* qy_mdc
     const int32_t* qy_drg
     const int32_t* adrg_qy          # n_adrg
+    # With at most MAX_GATED_ADRGS ADRGs, bit a: adrg_qy[a] != NOT_QY (a small bitmap that stays in
+    # cache, read for every ADRG that holds, instead of a load from adrg_qy that often misses)
+    uint64_t qy_adrg_bits[ADRG_WORDS]
+    bint qy_adrg_bitmap
 
 
 cdef struct CaseC:
@@ -648,6 +652,13 @@ cdef inline bint slot_span(const uint64_t* gated, const SlotSpan* span) noexcept
     return next_slot(gated, span.lo, span.hi) < span.hi
 
 
+cdef inline bint is_qy_adrg(const PlanC* p, Py_ssize_t a) noexcept nogil:
+    """Whether ADRG a is a qy rule's pseudo-ADRG (p.adrg_qy given)."""
+    if p.qy_adrg_bitmap:
+        return (p.qy_adrg_bits[a >> 6] >> (a & 63)) & 1
+    return p.adrg_qy[a] != NOT_QY
+
+
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
                            int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour,
                            Py_ssize_t first_invalid) noexcept nogil:
@@ -731,7 +742,7 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
                 break
             if not eval_condition(p, p.adrg_cond[ai], cs):
                 continue
-            if p.adrg_qy != NULL and p.adrg_qy[ai] != NOT_QY:   # a qy rule among the ADRGs: ends grouping
+            if p.adrg_qy != NULL and is_qy_adrg(p, ai):   # a qy rule among the ADRGs: ends grouping
                 q = p.adrg_qy[ai]
                 set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
                 return
@@ -1159,6 +1170,9 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.qy_mdc = NULL
     p.qy_drg = NULL
     p.adrg_qy = NULL
+    p.qy_adrg_bitmap = False
+    for k in range(ADRG_WORDS):
+        p.qy_adrg_bits[k] = 0
     qy_given = [mdc_qy_start is not None, qy_cond is not None, qy_mdc is not None, qy_drg is not None,
                 adrg_qy is not None]
     if any(qy_given):
@@ -1174,6 +1188,11 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
             if mdc_qy_start[k] < mdc_qy_start[k + 1]:
                 p.qy_positions |= (<uint64_t>1) << k
         p.adrg_qy = &adrg_qy[0] if n_adrg > 0 else _NO_INT32
+        if n_adrg <= MAX_GATED_ADRGS:
+            p.qy_adrg_bitmap = True
+            for k in range(n_adrg):
+                if adrg_qy[k] != NOT_QY:
+                    p.qy_adrg_bits[k >> 6] |= (<uint64_t>1) << (k & 63)
 
     decision_given = [adrg_decision is not None, decision_nodes is not None, decision_atoms is not None]
     if any(decision_given):
