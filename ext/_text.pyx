@@ -425,3 +425,436 @@ cdef bint _fits(const _Column* columns, Py_ssize_t n_columns, Py_ssize_t i, Py_s
         if _cell(&columns[c], i, &s, &size, &buf, &off) != 0:
             cells += 1
     return cells <= room
+
+
+# ---- GB CSV records straight to the columns the reader needs (grouper.io._GbRecords) --------------
+# GB encodings never use the bytes of '"', the separator or a line break inside a character (a lead
+# byte is 0x81-0xFE, a trail 0x40-0xFE), so the records of a GB file are found on its bytes. A cell
+# of ASCII bytes is its own UTF-8: its view points into the file's bytes (no transcoding, no copy);
+# a cell with other characters, or with doubled quotes, is decoded into a side buffer. What this
+# does not hold (a byte sequence the tables lack, a quote inside an unquoted cell, more cells than
+# the header, a lone carriage return, a code cell with the join separator) stops it at that record:
+# the caller reads on by Polars and Python's codec, which give the text and every error.
+
+cdef enum:
+    _ORD = 0
+    _SEP = 1
+    _LF = 2
+    _CR = 3
+    _QUOTE = 4
+    _HIGH = 5
+
+cdef enum:
+    _FULL = 0
+    _MORE = 1
+    _DONE = 2
+    _STOP = 3
+
+# what read_gb_records returns as its first value
+RECORDS_FULL = _FULL    # max_rows rows read; more may follow
+RECORDS_MORE = _MORE    # the data ends inside a record: call again with more data from `end`
+RECORDS_DONE = _DONE    # the data (the file's last bytes) is read to its end
+RECORDS_STOP = _STOP    # a record at `end` this does not read: the caller reads from there
+
+cdef enum:
+    _PRESENT = 1      # not null: has bytes, or quoted
+    _ESCAPED = 2      # quoted, with doubled quotes inside
+    _WIDE = 4         # has bytes of 0x80 and above
+
+
+cdef struct _Span:
+    Py_ssize_t start
+    Py_ssize_t end
+    int flags
+
+
+cdef inline int _gb_char(const uint8_t* data, Py_ssize_t i, Py_ssize_t n, const uint32_t* single,
+                         const uint32_t* double) noexcept nogil:
+    """Bytes of the GB character at data[i] (a byte >= 0x80) the tables hold: 1 or 2; 0 when they
+    hold none; -1 when the data ends after its first byte."""
+    cdef uint8_t b = data[i]
+    if single[b] != 0:
+        return 1
+    if b < 0x81 or b > 0xFE:
+        return 0
+    if i + 1 >= n:
+        return -1
+    return 2 if double[(b - 0x81) * 256 + data[i + 1]] != 0 else 0
+
+
+cdef Py_ssize_t _decoded(const uint8_t* data, const _Span* cell, const uint32_t* single, const uint32_t* double,
+                         uint8_t* out) noexcept nogil:
+    """The cell's text as UTF-8 in out (doubled quotes made one, GB characters by the tables); its bytes."""
+    cdef Py_ssize_t i = cell.start, j = 0
+    cdef uint8_t b
+    cdef uint32_t entry, length
+    while i < cell.end:
+        b = data[i]
+        if b < 0x80:
+            out[j] = b
+            j += 1
+            i += 2 if (b == 0x22 and cell.flags & _ESCAPED) else 1
+            continue
+        entry = single[b]
+        if entry != 0:
+            i += 1
+        else:
+            entry = double[(b - 0x81) * 256 + data[i + 1]]
+            i += 2
+        length = entry >> 24
+        out[j] = entry & 0xFF
+        if length > 1:
+            out[j + 1] = (entry >> 8) & 0xFF
+        if length > 2:
+            out[j + 2] = (entry >> 16) & 0xFF
+        j += length
+    return j
+
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* Bit k set where p[k] (k < 64, k < avail) is the separator, a quote, a line feed, a carriage return
+       or a byte >= 0x80: what ends or interrupts a CSV cell. */
+    static inline uint64_t grouper_csv_specials(const uint8_t* p, Py_ssize_t avail, uint8_t sep) {
+        uint8_t padded[64];
+        uint64_t m = 0;
+        int k;
+        if (avail < 64) {
+            memset(padded, 0, 64);
+            memcpy(padded, p, avail > 0 ? (size_t)avail : 0);
+            p = padded;
+        }
+    #if defined(__SSE2__)
+        {
+            __m128i vs = _mm_set1_epi8((char)sep), vq = _mm_set1_epi8('"');
+            __m128i vl = _mm_set1_epi8('\\n'), vr = _mm_set1_epi8('\\r');
+            for (k = 0; k < 4; k++) {
+                __m128i x = _mm_loadu_si128((const __m128i*)(p + 16 * k));
+                __m128i e = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, vs), _mm_cmpeq_epi8(x, vq)),
+                                         _mm_or_si128(_mm_cmpeq_epi8(x, vl), _mm_cmpeq_epi8(x, vr)));
+                m |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_or_si128(e, x)) << (16 * k);
+            }
+        }
+    #else
+        for (k = 0; k < 64; k++) {
+            uint8_t b = p[k];
+            if (b == sep || b == '"' || b == '\\n' || b == '\\r' || b >= 0x80) m |= (uint64_t)1 << k;
+        }
+    #endif
+        return m;
+    }
+    static inline int grouper_lowest_bit(uint64_t m) {
+    #if defined(__GNUC__) || defined(__clang__)
+        return __builtin_ctzll(m);
+    #else
+        int k = 0;
+        while (!(m & 1)) { m >>= 1; k++; }
+        return k;
+    #endif
+    }
+    """
+    uint64_t grouper_csv_specials(const uint8_t* p, Py_ssize_t avail, uint8_t sep) nogil
+    int grouper_lowest_bit(uint64_t m) nogil
+
+
+cdef struct _Scan:
+    const uint8_t* d
+    Py_ssize_t n
+    uint8_t separator
+    Py_ssize_t base       # the first byte of the block `mask` covers
+    uint64_t mask         # the block's special bytes not passed yet
+
+
+cdef inline Py_ssize_t _next_special(_Scan* scan, Py_ssize_t i) noexcept nogil:
+    """Where the first byte at or after i that ends or interrupts a cell is (grouper_csv_specials),
+    64 bytes looked at a time; n when none is left."""
+    if i < scan.base or i >= scan.base + 64:
+        if i >= scan.n:
+            return scan.n
+        scan.base = i
+        scan.mask = grouper_csv_specials(scan.d + i, scan.n - i, scan.separator)
+    else:
+        scan.mask &= (<uint64_t>0xFFFFFFFFFFFFFFFF) << (i - scan.base)
+    while scan.mask == 0:
+        scan.base += 64
+        if scan.base >= scan.n:
+            return scan.n
+        scan.mask = grouper_csv_specials(scan.d + scan.base, scan.n - scan.base, scan.separator)
+    return scan.base + grouper_lowest_bit(scan.mask)
+
+
+def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint8_t separator, Py_ssize_t width,
+                    const int32_t[::1] slot_columns, const int32_t[::1] list_columns, const int32_t[::1] list_starts,
+                    const int32_t[::1] proc_lists, const uint32_t[::1] single, const uint32_t[::1] double,
+                    Py_ssize_t max_rows):
+    """Read the CSV records of `data` from `start` (the first byte of a record; `width` cells each, as
+    Polars reads them: an empty unquoted cell is null, a quoted one text, missing cells at the end
+    null, a record with no text at all not a row) until `max_rows` rows.
+
+    `slot_columns`: the cells wanted as text columns (0-based cell numbers). `list_columns[list_starts[k]:
+    list_starts[k + 1]]`: the cells of code list k, principal first (as grouper.io._wide_lists makes
+    them: each stripped of whitespace, the principal always an item, '' when null, another only when
+    not empty; list k in `proc_lists` has no item when its only one is ''). `single`/`double`: the
+    decoding tables of gb_to_utf8.
+
+    Returns (status, end, rows, views [slots, 16 * max_rows], validity bitmaps [slots, (max_rows + 7) // 8],
+    null counts [slots], list offsets [lists, max_rows + 1] (int64), [item views of each list], side
+    buffer): see RECORDS_*; `end` is where the next record starts (or the record this did not read).
+    A view of more than 12 bytes points into `data` (buffer 0) or the side buffer (buffer 1)."""
+    import numpy as np
+    cdef Py_ssize_t n = data.shape[0], n_slots = slot_columns.shape[0], n_lists = list_starts.shape[0] - 1
+    cdef Py_ssize_t i, k, c, s, row_start, rows = 0, nf, cs, ce, used = 0, first, cap
+    cdef Py_ssize_t item_counts[8]
+    cdef int status = _DONE, got, flags, kind
+    cdef bint any_text, stop = False, proc
+    cdef uint8_t b
+    cdef uint8_t cls[256]
+    cdef int32_t length, a, z, w
+    cdef const uint8_t* p
+    cdef const uint8_t* d
+    cdef uint8_t* v
+    cdef _Span empty
+    cdef _Scan scan
+    if n_lists < 0 or n_lists > 8 or width < 1 or start < 0 or start > n or max_rows < 1 \
+            or single.shape[0] != 256 or double.shape[0] != 126 * 256:
+        raise ValueError("read_gb_records: bad arguments")
+    for k in range(n_slots):
+        if not 0 <= slot_columns[k] < width:
+            raise ValueError("read_gb_records: bad slot column")
+    for k in range(list_columns.shape[0]):
+        if not 0 <= list_columns[k] < width:
+            raise ValueError("read_gb_records: bad list column")
+    for k in range(n_lists):
+        if not 0 <= list_starts[k] <= list_starts[k + 1] <= list_columns.shape[0]:
+            raise ValueError("read_gb_records: bad list starts")
+    views = np.empty((max(n_slots, 1), 16 * max_rows), np.uint8)
+    validity = np.zeros((max(n_slots, 1), (max_rows + 7) // 8), np.uint8)
+    nulls = np.zeros(max(n_slots, 1), np.int64)
+    list_offsets = np.zeros((max(n_lists, 1), max_rows + 1), np.int64)
+    items = [np.empty(16 * max_rows * max(list_starts[k + 1] - list_starts[k], 1), np.uint8) for k in range(n_lists)]
+    side = np.empty(3 * (n - start) + 16, np.uint8)
+    cdef uint8_t[:, ::1] views_out = views
+    cdef uint8_t[:, ::1] validity_out = validity
+    cdef int64_t[::1] nulls_out = nulls
+    cdef int64_t[:, ::1] offsets_out = list_offsets
+    cdef uint8_t* item_out[8]
+    cdef uint8_t[::1] one
+    for k in range(n_lists):
+        one = items[k]
+        item_out[k] = &one[0]
+        item_counts[k] = 0
+    cdef uint8_t[::1] side_view = side
+    cdef uint8_t* extra = &side_view[0]
+    cdef _Span* cells = <_Span*>malloc(width * sizeof(_Span))
+    cdef bint* proc_of = <bint*>malloc(max(n_lists, 1) * sizeof(bint))
+    if cells == NULL or proc_of == NULL:
+        free(cells)
+        free(proc_of)
+        raise MemoryError()
+    for k in range(n_lists):
+        proc_of[k] = False
+    for k in range(proc_lists.shape[0]):
+        if 0 <= proc_lists[k] < n_lists:
+            proc_of[proc_lists[k]] = True
+    memset(cls, _ORD, 256)
+    for k in range(0x80, 0x100):
+        cls[k] = _HIGH
+    cls[separator] = _SEP
+    cls[0x0A] = _LF
+    cls[0x0D] = _CR
+    cls[0x22] = _QUOTE
+    empty.start, empty.end, empty.flags = 0, 0, 0
+    d = &data[0] if n else <const uint8_t*>""
+    scan.d, scan.n, scan.separator, scan.base, scan.mask = d, n, separator, -64, 0
+    i = start
+    try:
+        with nogil:
+            while True:
+                if rows == max_rows:
+                    status = _FULL
+                    break
+                if i >= n:
+                    status = _DONE if at_end else _MORE
+                    break
+                # ---- one record: its cells' spans
+                row_start = i
+                nf = 0
+                any_text = False
+                while True:
+                    if i < n and d[i] == 0x22:
+                        i += 1
+                        cs = i
+                        flags = _PRESENT
+                        while True:
+                            i = _next_special(&scan, i)
+                            if i >= n:
+                                status = _STOP if at_end else _MORE   # never closed
+                                stop = True
+                                break
+                            b = d[i]
+                            if b >= 0x80:
+                                got = _gb_char(d, i, n, &single[0], &double[0])
+                                if got <= 0:
+                                    status = _MORE if got < 0 and not at_end else _STOP
+                                    stop = True
+                                    break
+                                flags |= _WIDE
+                                i += got
+                                continue
+                            if b != 0x22:   # a separator or line break inside the quotes
+                                i += 1
+                                continue
+                            if i + 1 < n and d[i + 1] == 0x22:
+                                flags |= _ESCAPED
+                                i += 2
+                                continue
+                            if i + 1 >= n and not at_end:
+                                status = _MORE
+                                stop = True
+                                break
+                            ce = i
+                            i += 1
+                            break
+                        if stop:
+                            break
+                        if i < n and cls[d[i]] != _SEP and cls[d[i]] != _LF and cls[d[i]] != _CR:
+                            status = _STOP   # text after the closing quote
+                            stop = True
+                            break
+                    else:
+                        cs = i
+                        flags = 0
+                        while True:
+                            i = _next_special(&scan, i)
+                            if i >= n:
+                                break
+                            kind = cls[d[i]]
+                            if kind == _HIGH:
+                                got = _gb_char(d, i, n, &single[0], &double[0])
+                                if got <= 0:
+                                    status = _MORE if got < 0 and not at_end else _STOP
+                                    stop = True
+                                    break
+                                flags = _WIDE
+                                i += got
+                                continue
+                            if kind == _QUOTE:
+                                status = _STOP   # a quote inside an unquoted cell
+                                stop = True
+                            break
+                        if stop:
+                            break
+                        if i >= n and not at_end:
+                            status = _MORE
+                            stop = True
+                            break
+                        ce = i
+                        if ce > cs:
+                            flags |= _PRESENT
+                    if nf >= width:
+                        status = _STOP   # more cells than the header
+                        stop = True
+                        break
+                    cells[nf].start, cells[nf].end, cells[nf].flags = cs, ce, flags
+                    if flags & _PRESENT:
+                        any_text = True
+                    nf += 1
+                    if i >= n:   # at_end: the file's last record, without a line break
+                        break
+                    kind = cls[d[i]]
+                    if kind == _SEP:
+                        i += 1
+                        continue
+                    if kind == _LF:
+                        i += 1
+                        break
+                    # a carriage return: only before a line feed
+                    if i + 1 < n and d[i + 1] == 0x0A:
+                        i += 2
+                        break
+                    status = _MORE if i + 1 >= n and not at_end else _STOP
+                    stop = True
+                    break
+                if stop:
+                    i = row_start
+                    break
+                if not any_text:
+                    continue   # a blank line, or separators only: not a record
+                for c in range(nf, width):
+                    cells[c] = empty
+                # ---- the row's code lists (first: they may stop it)
+                for k in range(n_lists):
+                    first = item_counts[k]
+                    cap = first
+                    for c in range(list_starts[k], list_starts[k + 1]):
+                        flags = cells[list_columns[c]].flags
+                        if not flags & _PRESENT:
+                            if c > list_starts[k]:
+                                continue
+                            p, length = <const uint8_t*>"", 0
+                            w, a = -1, 0
+                        elif flags & (_ESCAPED | _WIDE):
+                            p = extra + used
+                            length = <int32_t>_decoded(d, &cells[list_columns[c]], &single[0], &double[0], extra + used)
+                            used += length
+                            w, a = 1, <int32_t>(p - extra)
+                        else:
+                            p = d + cells[list_columns[c]].start
+                            length = <int32_t>(cells[list_columns[c]].end - cells[list_columns[c]].start)
+                            w, a = 0, <int32_t>cells[list_columns[c]].start
+                        if length and memchr(p, 0x1F, length) != NULL:
+                            stop = True   # the join separator (grouper.io._CELL_SEPARATOR) in a cell
+                            break
+                        z = 0
+                        while z < length:
+                            got = _space_at(p + z, length - z)
+                            if got == 0:
+                                break
+                            z += got
+                        while length > z:
+                            got = _space_before(p + z, length - z)
+                            if got == 0:
+                                break
+                            length -= got
+                        if cap == first or length > z:
+                            _item_view(item_out[k] + 16 * cap, p + z, length - z, w, a + z)
+                            cap += 1
+                    if stop:
+                        break
+                    if proc_of[k] and cap == first + 1 and (<int32_t*>(item_out[k] + 16 * first))[0] == 0:
+                        cap = first
+                    item_counts[k] = cap
+                    offsets_out[k, rows + 1] = cap
+                if stop:
+                    status = _STOP
+                    for k in range(n_lists):
+                        item_counts[k] = offsets_out[k, rows]
+                    i = row_start
+                    break
+                # ---- the text columns
+                for s in range(n_slots):
+                    v = &views_out[s, 16 * rows]
+                    flags = cells[slot_columns[s]].flags
+                    if not flags & _PRESENT:
+                        memset(v, 0, 16)
+                        nulls_out[s] += 1
+                        continue
+                    validity_out[s, rows >> 3] |= 1 << (rows & 7)
+                    if flags & (_ESCAPED | _WIDE):
+                        length = <int32_t>_decoded(d, &cells[slot_columns[s]], &single[0], &double[0], extra + used)
+                        _item_view(v, extra + used, length, 1, <int32_t>used)
+                        used += length
+                    else:
+                        cs = cells[slot_columns[s]].start
+                        _item_view(v, d + cs, <int32_t>(cells[slot_columns[s]].end - cs), 0, <int32_t>cs)
+                rows += 1
+    finally:
+        free(cells)
+        free(proc_of)
+    return (status, i, rows, views, validity, nulls, list_offsets,
+            [items[k][:16 * item_counts[k]] for k in range(n_lists)], side[:used])
