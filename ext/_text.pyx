@@ -443,6 +443,7 @@ cdef enum:
     _CR = 3
     _QUOTE = 4
     _HIGH = 5
+    _UNIT = 6         # the join separator of wide cells (grouper.io._CELL_SEPARATOR, 0x1F)
 
 cdef enum:
     _FULL = 0
@@ -460,6 +461,7 @@ cdef enum:
     _PRESENT = 1      # not null: has bytes, or quoted
     _ESCAPED = 2      # quoted, with doubled quotes inside
     _WIDE = 4         # has bytes of 0x80 and above
+    _JOINED = 8       # holds the join separator of wide cells
 
 
 cdef struct _Span:
@@ -518,8 +520,8 @@ cdef extern from *:
     #if defined(__SSE2__)
     #include <emmintrin.h>
     #endif
-    /* Bit k set where p[k] (k < 64, k < avail) is the separator, a quote, a line feed, a carriage return
-       or a byte >= 0x80: what ends or interrupts a CSV cell. */
+    /* Bit k set where p[k] (k < 64, k < avail) is the separator, a quote, a line feed, a carriage return,
+       0x1F (the wide cells' join separator) or a byte >= 0x80: what ends or interrupts a CSV cell. */
     static inline uint64_t grouper_csv_specials(const uint8_t* p, Py_ssize_t avail, uint8_t sep) {
         uint8_t padded[64];
         uint64_t m = 0;
@@ -532,21 +534,48 @@ cdef extern from *:
     #if defined(__SSE2__)
         {
             __m128i vs = _mm_set1_epi8((char)sep), vq = _mm_set1_epi8('"');
-            __m128i vl = _mm_set1_epi8('\\n'), vr = _mm_set1_epi8('\\r');
+            __m128i vl = _mm_set1_epi8('\\n'), vr = _mm_set1_epi8('\\r'), vu = _mm_set1_epi8(0x1F);
             for (k = 0; k < 4; k++) {
                 __m128i x = _mm_loadu_si128((const __m128i*)(p + 16 * k));
                 __m128i e = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, vs), _mm_cmpeq_epi8(x, vq)),
                                          _mm_or_si128(_mm_cmpeq_epi8(x, vl), _mm_cmpeq_epi8(x, vr)));
+                e = _mm_or_si128(e, _mm_cmpeq_epi8(x, vu));
                 m |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_or_si128(e, x)) << (16 * k);
             }
         }
     #else
         for (k = 0; k < 64; k++) {
             uint8_t b = p[k];
-            if (b == sep || b == '"' || b == '\\n' || b == '\\r' || b >= 0x80) m |= (uint64_t)1 << k;
+            if (b == sep || b == '"' || b == '\\n' || b == '\\r' || b == 0x1F || b >= 0x80) m |= (uint64_t)1 << k;
         }
     #endif
         return m;
+    }
+    /* The 16-byte string view of s[:n], n <= 12 (inline, zero-padded); s[:12] may be read when it ends
+       before `end`. */
+    static inline void grouper_short_view(uint8_t* v, const uint8_t* s, int32_t n, const uint8_t* end) {
+        uint8_t bytes[12] = {0};
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (s + 12 <= end) {
+            uint64_t lo;
+            uint32_t hi;
+            memcpy(&lo, s, 8);
+            memcpy(&hi, s + 8, 4);
+            if (n < 8) {
+                lo = n ? lo & (~(uint64_t)0 >> (64 - 8 * n)) : 0;
+                hi = 0;
+            } else {
+                hi = n == 8 ? 0 : hi & (~(uint32_t)0 >> (32 - 8 * (n - 8)));
+            }
+            memcpy(v, &n, 4);
+            memcpy(v + 4, &lo, 8);
+            memcpy(v + 12, &hi, 4);
+            return;
+        }
+    #endif
+        memcpy(bytes, s, (size_t)n);
+        memcpy(v, &n, 4);
+        memcpy(v + 4, bytes, 12);
     }
     static inline int grouper_lowest_bit(uint64_t m) {
     #if defined(__GNUC__) || defined(__clang__)
@@ -559,7 +588,33 @@ cdef extern from *:
     }
     """
     uint64_t grouper_csv_specials(const uint8_t* p, Py_ssize_t avail, uint8_t sep) nogil
+    void grouper_short_view(uint8_t* v, const uint8_t* s, int32_t n, const uint8_t* end) nogil
     int grouper_lowest_bit(uint64_t m) nogil
+
+
+cdef inline void _view(uint8_t* v, const uint8_t* s, int32_t length, int32_t buf, int32_t off,
+                       const uint8_t* end) noexcept nogil:
+    """_item_view, a short string copied by two word loads when s[:12] ends before `end`."""
+    if length <= 12:
+        grouper_short_view(v, s, length, end)
+    else:
+        _item_view(v, s, length, buf, off)
+
+
+cdef inline (int32_t, int32_t) _stripped(const uint8_t* s, int32_t length) noexcept nogil:
+    """(start, end) of s[:length] without the White_Space it starts and ends with (_space_at)."""
+    cdef int32_t a = 0, got
+    while a < length:
+        got = _space_at(s + a, length - a)
+        if got == 0:
+            break
+        a += got
+    while length > a:
+        got = _space_before(s + a, length - a)
+        if got == 0:
+            break
+        length -= got
+    return a, length
 
 
 cdef struct _Scan:
@@ -650,6 +705,7 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
         item_counts[k] = 0
     cdef uint8_t[::1] side_view = side
     cdef uint8_t* extra = &side_view[0]
+    cdef const uint8_t* side_end = extra + side_view.shape[0]
     cdef _Span* cells = <_Span*>malloc(width * sizeof(_Span))
     cdef bint* proc_of = <bint*>malloc(max(n_lists, 1) * sizeof(bint))
     if cells == NULL or proc_of == NULL:
@@ -668,6 +724,7 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
     cls[0x0A] = _LF
     cls[0x0D] = _CR
     cls[0x22] = _QUOTE
+    cls[0x1F] = _UNIT
     empty.start, empty.end, empty.flags = 0, 0, 0
     d = &data[0] if n else <const uint8_t*>""
     scan.d, scan.n, scan.separator, scan.base, scan.mask = d, n, separator, -64, 0
@@ -706,7 +763,9 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
                                 flags |= _WIDE
                                 i += got
                                 continue
-                            if b != 0x22:   # a separator or line break inside the quotes
+                            if b != 0x22:   # a separator, line break or 0x1F inside the quotes
+                                if b == 0x1F:
+                                    flags |= _JOINED
                                 i += 1
                                 continue
                             if i + 1 < n and d[i + 1] == 0x22:
@@ -740,8 +799,12 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
                                     status = _MORE if got < 0 and not at_end else _STOP
                                     stop = True
                                     break
-                                flags = _WIDE
+                                flags |= _WIDE
                                 i += got
+                                continue
+                            if kind == _UNIT:
+                                flags |= _JOINED
+                                i += 1
                                 continue
                             if kind == _QUOTE:
                                 status = _STOP   # a quote inside an unquoted cell
@@ -807,22 +870,16 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
                             p = d + cells[list_columns[c]].start
                             length = <int32_t>(cells[list_columns[c]].end - cells[list_columns[c]].start)
                             w, a = 0, <int32_t>cells[list_columns[c]].start
-                        if length and memchr(p, 0x1F, length) != NULL:
+                        if flags & _JOINED:
                             stop = True   # the join separator (grouper.io._CELL_SEPARATOR) in a cell
                             break
                         z = 0
-                        while z < length:
-                            got = _space_at(p + z, length - z)
-                            if got == 0:
-                                break
-                            z += got
-                        while length > z:
-                            got = _space_before(p + z, length - z)
-                            if got == 0:
-                                break
-                            length -= got
+                        if length and 0x20 < p[0] < 0x80 and 0x20 < p[length - 1] < 0x80:
+                            pass   # nothing to strip
+                        else:
+                            z, length = _stripped(p, length)
                         if cap == first or length > z:
-                            _item_view(item_out[k] + 16 * cap, p + z, length - z, w, a + z)
+                            _view(item_out[k] + 16 * cap, p + z, length - z, w, a + z, d + n if w == 0 else side_end)
                             cap += 1
                     if stop:
                         break
@@ -847,11 +904,11 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
                     validity_out[s, rows >> 3] |= 1 << (rows & 7)
                     if flags & (_ESCAPED | _WIDE):
                         length = <int32_t>_decoded(d, &cells[slot_columns[s]], &single[0], &double[0], extra + used)
-                        _item_view(v, extra + used, length, 1, <int32_t>used)
+                        _view(v, extra + used, length, 1, <int32_t>used, side_end)
                         used += length
                     else:
                         cs = cells[slot_columns[s]].start
-                        _item_view(v, d + cs, <int32_t>(cells[slot_columns[s]].end - cs), 0, <int32_t>cs)
+                        _view(v, d + cs, <int32_t>(cells[slot_columns[s]].end - cs), 0, <int32_t>cs, d + n)
                 rows += 1
     finally:
         free(cells)
