@@ -5,6 +5,18 @@ and whatever they do not hold (a GB18030 four-byte character, a bad byte) is lef
 from libc.stdint cimport uint8_t, uint32_t
 
 
+
+cdef inline uint32_t _put_utf8(uint8_t* out, uint32_t entry) noexcept nogil:
+    """Write a table entry's character (its UTF-8, up to 3 bytes, first byte lowest; its length in the
+    top byte) to out; its length."""
+    cdef uint32_t length = entry >> 24
+    out[0] = entry & 0xFF
+    if length > 1:
+        out[1] = (entry >> 8) & 0xFF
+    if length > 2:
+        out[2] = (entry >> 16) & 0xFF
+    return length
+
 def gb_to_utf8(const uint8_t[::1] data, Py_ssize_t start, const uint32_t[::1] single,
                const uint32_t[::1] double, uint8_t[::1] out, Py_ssize_t written):
     """Decode data[start:] into out[written:] until the end or the first byte sequence the tables do
@@ -14,7 +26,7 @@ def gb_to_utf8(const uint8_t[::1] data, Py_ssize_t start, const uint32_t[::1] si
     byte; 0: not held. `single[b]`: byte b alone; `double[(lead - 0x81) * 256 + trail]`: a two-byte
     character. `out` must have room for 3 bytes per byte of data left."""
     cdef Py_ssize_t i = start, j = written, n = data.shape[0]
-    cdef uint32_t entry, length
+    cdef uint32_t entry
     cdef uint8_t b
     if start < 0 or written < 0 or single.shape[0] != 256 or double.shape[0] != 126 * 256 \
             or out.shape[0] - written < 3 * (n - start):
@@ -37,13 +49,7 @@ def gb_to_utf8(const uint8_t[::1] data, Py_ssize_t start, const uint32_t[::1] si
                 if entry == 0:
                     break
                 i += 2
-            length = entry >> 24
-            out[j] = entry & 0xFF
-            if length > 1:
-                out[j + 1] = (entry >> 8) & 0xFF
-            if length > 2:
-                out[j + 2] = (entry >> 16) & 0xFF
-            j += length
+            j += _put_utf8(&out[j], entry)
     return i, j
 
 
@@ -308,6 +314,22 @@ cdef inline int32_t _space_before(const uint8_t* s, int32_t n) noexcept nogil:
     return 0
 
 
+cdef inline (int32_t, int32_t) _stripped(const uint8_t* s, int32_t length) noexcept nogil:
+    """(start, end) of s[:length] without the White_Space it starts and ends with (_space_at)."""
+    cdef int32_t a = 0, got
+    while a < length:
+        got = _space_at(s + a, length - a)
+        if got == 0:
+            break
+        a += got
+    while length > a:
+        got = _space_before(s + a, length - a)
+        if got == 0:
+            break
+        length -= got
+    return a, length
+
+
 cdef Py_ssize_t _wide_row(const _Column* columns, Py_ssize_t n_columns, Py_ssize_t i, bint empty_is_none,
                           uint8_t* out) noexcept nogil:
     """The items of row i, their views written to out: one per cell, the principal always ('' when
@@ -326,17 +348,7 @@ cdef Py_ssize_t _wide_row(const _Column* columns, Py_ssize_t n_columns, Py_ssize
             if c > 0:
                 continue
             s, size, buf, off = <const uint8_t*>"", 0, -1, 0
-        a, b = 0, size
-        while a < b:
-            k = _space_at(s + a, b - a)
-            if k == 0:
-                break
-            a += k
-        while b > a:
-            k = _space_before(s + a, b - a)
-            if k == 0:
-                break
-            b -= k
+        a, b = _stripped(s, size)
         if count == 0 or b > a:
             _item_view(out + 16 * count, s + a, b - a, buf, off + a)
             if count == 0:
@@ -484,12 +496,23 @@ cdef inline int _gb_char(const uint8_t* data, Py_ssize_t i, Py_ssize_t n, const 
     return 2 if double[(b - 0x81) * 256 + data[i + 1]] != 0 else 0
 
 
+
+cdef inline Py_ssize_t _past_gb_char(const uint8_t* d, Py_ssize_t i, Py_ssize_t n, bint at_end,
+                                     const uint32_t* single, const uint32_t* double, int* status) noexcept nogil:
+    """Where the GB character at d[i] ends; -1 when the tables hold none, `status` then set: _MORE when
+    the data ends inside it and more follows, else _STOP."""
+    cdef int got = _gb_char(d, i, n, single, double)
+    if got <= 0:
+        status[0] = _MORE if got < 0 and not at_end else _STOP
+        return -1
+    return i + got
+
 cdef Py_ssize_t _decoded(const uint8_t* data, const _Span* cell, const uint32_t* single, const uint32_t* double,
                          uint8_t* out) noexcept nogil:
     """The cell's text as UTF-8 in out (doubled quotes made one, GB characters by the tables); its bytes."""
     cdef Py_ssize_t i = cell.start, j = 0
     cdef uint8_t b
-    cdef uint32_t entry, length
+    cdef uint32_t entry
     while i < cell.end:
         b = data[i]
         if b < 0x80:
@@ -503,13 +526,7 @@ cdef Py_ssize_t _decoded(const uint8_t* data, const _Span* cell, const uint32_t*
         else:
             entry = double[(b - 0x81) * 256 + data[i + 1]]
             i += 2
-        length = entry >> 24
-        out[j] = entry & 0xFF
-        if length > 1:
-            out[j + 1] = (entry >> 8) & 0xFF
-        if length > 2:
-            out[j + 2] = (entry >> 16) & 0xFF
-        j += length
+        j += _put_utf8(out + j, entry)
     return j
 
 
@@ -599,22 +616,6 @@ cdef inline void _view(uint8_t* v, const uint8_t* s, int32_t length, int32_t buf
         grouper_short_view(v, s, length, end)
     else:
         _item_view(v, s, length, buf, off)
-
-
-cdef inline (int32_t, int32_t) _stripped(const uint8_t* s, int32_t length) noexcept nogil:
-    """(start, end) of s[:length] without the White_Space it starts and ends with (_space_at)."""
-    cdef int32_t a = 0, got
-    while a < length:
-        got = _space_at(s + a, length - a)
-        if got == 0:
-            break
-        a += got
-    while length > a:
-        got = _space_before(s + a, length - a)
-        if got == 0:
-            break
-        length -= got
-    return a, length
 
 
 cdef struct _Scan:
@@ -755,13 +756,11 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
                                 break
                             b = d[i]
                             if b >= 0x80:
-                                got = _gb_char(d, i, n, &single[0], &double[0])
-                                if got <= 0:
-                                    status = _MORE if got < 0 and not at_end else _STOP
+                                i = _past_gb_char(d, i, n, at_end, &single[0], &double[0], &status)
+                                if i < 0:
                                     stop = True
                                     break
                                 flags |= _WIDE
-                                i += got
                                 continue
                             if b != 0x22:   # a separator, line break or 0x1F inside the quotes
                                 if b == 0x1F:
@@ -794,13 +793,11 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
                                 break
                             kind = cls[d[i]]
                             if kind == _HIGH:
-                                got = _gb_char(d, i, n, &single[0], &double[0])
-                                if got <= 0:
-                                    status = _MORE if got < 0 and not at_end else _STOP
+                                i = _past_gb_char(d, i, n, at_end, &single[0], &double[0], &status)
+                                if i < 0:
                                     stop = True
                                     break
                                 flags |= _WIDE
-                                i += got
                                 continue
                             if kind == _UNIT:
                                 flags |= _JOINED
