@@ -538,10 +538,11 @@ cdef extern from *:
     #include <emmintrin.h>
     #endif
     /* Bit k set where p[k] (k < 64, k < avail) is the separator, a quote, a line feed, a carriage return,
-       0x1F (the wide cells' join separator) or a byte >= 0x80: what ends or interrupts a CSV cell. */
-    static inline uint64_t grouper_csv_specials(const uint8_t* p, Py_ssize_t avail, uint8_t sep) {
+       0x1F (the wide cells' join separator) or a byte >= 0x80: what ends or interrupts a CSV cell; bit k
+       of *seps set where p[k] is the separator. */
+    static inline uint64_t grouper_csv_specials(const uint8_t* p, Py_ssize_t avail, uint8_t sep, uint64_t* seps) {
         uint8_t padded[64];
-        uint64_t m = 0;
+        uint64_t m = 0, s = 0;
         int k;
         if (avail < 64) {
             memset(padded, 0, 64);
@@ -554,18 +555,22 @@ cdef extern from *:
             __m128i vl = _mm_set1_epi8('\\n'), vr = _mm_set1_epi8('\\r'), vu = _mm_set1_epi8(0x1F);
             for (k = 0; k < 4; k++) {
                 __m128i x = _mm_loadu_si128((const __m128i*)(p + 16 * k));
-                __m128i e = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, vs), _mm_cmpeq_epi8(x, vq)),
+                __m128i is_sep = _mm_cmpeq_epi8(x, vs);
+                __m128i e = _mm_or_si128(_mm_or_si128(is_sep, _mm_cmpeq_epi8(x, vq)),
                                          _mm_or_si128(_mm_cmpeq_epi8(x, vl), _mm_cmpeq_epi8(x, vr)));
                 e = _mm_or_si128(e, _mm_cmpeq_epi8(x, vu));
                 m |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_or_si128(e, x)) << (16 * k);
+                s |= (uint64_t)(uint16_t)_mm_movemask_epi8(is_sep) << (16 * k);
             }
         }
     #else
         for (k = 0; k < 64; k++) {
             uint8_t b = p[k];
             if (b == sep || b == '"' || b == '\\n' || b == '\\r' || b == 0x1F || b >= 0x80) m |= (uint64_t)1 << k;
+            if (b == sep) s |= (uint64_t)1 << k;
         }
     #endif
+        *seps = s;
         return m;
     }
     /* The 16-byte string view of s[:n], n <= 12 (inline, zero-padded); s[:12] may be read when it ends
@@ -604,7 +609,7 @@ cdef extern from *:
     #endif
     }
     """
-    uint64_t grouper_csv_specials(const uint8_t* p, Py_ssize_t avail, uint8_t sep) nogil
+    uint64_t grouper_csv_specials(const uint8_t* p, Py_ssize_t avail, uint8_t sep, uint64_t* seps) nogil
     void grouper_short_view(uint8_t* v, const uint8_t* s, int32_t n, const uint8_t* end) nogil
     int grouper_lowest_bit(uint64_t m) nogil
 
@@ -624,6 +629,7 @@ cdef struct _Scan:
     uint8_t separator
     Py_ssize_t base       # the first byte of the block `mask` covers
     uint64_t mask         # the block's special bytes not passed yet
+    uint64_t seps         # the block's separators
 
 
 cdef inline Py_ssize_t _next_special(_Scan* scan, Py_ssize_t i) noexcept nogil:
@@ -633,15 +639,20 @@ cdef inline Py_ssize_t _next_special(_Scan* scan, Py_ssize_t i) noexcept nogil:
         if i >= scan.n:
             return scan.n
         scan.base = i
-        scan.mask = grouper_csv_specials(scan.d + i, scan.n - i, scan.separator)
+        scan.mask = grouper_csv_specials(scan.d + i, scan.n - i, scan.separator, &scan.seps)
     else:
         scan.mask &= (<uint64_t>0xFFFFFFFFFFFFFFFF) << (i - scan.base)
     while scan.mask == 0:
         scan.base += 64
         if scan.base >= scan.n:
             return scan.n
-        scan.mask = grouper_csv_specials(scan.d + scan.base, scan.n - scan.base, scan.separator)
+        scan.mask = grouper_csv_specials(scan.d + scan.base, scan.n - scan.base, scan.separator, &scan.seps)
     return scan.base + grouper_lowest_bit(scan.mask)
+
+
+cdef inline bint _at_separator(const _Scan* scan, Py_ssize_t i) noexcept nogil:
+    """Whether i, a position _next_special returned (< n), holds the separator: a bit test, no load."""
+    return (scan.seps >> (i - scan.base)) & 1
 
 
 def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint8_t separator, Py_ssize_t width,
@@ -780,7 +791,8 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
                             break
                         if stop:
                             break
-                        if i < n and cls[d[i]] != _SEP and cls[d[i]] != _LF and cls[d[i]] != _CR:
+                        kind = cls[d[i]] if i < n else _ORD
+                        if i < n and kind != _SEP and kind != _LF and kind != _CR:
                             status = _STOP   # text after the closing quote
                             stop = True
                             break
@@ -790,6 +802,9 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
                         while True:
                             i = _next_special(&scan, i)
                             if i >= n:
+                                break
+                            if _at_separator(&scan, i):
+                                kind = _SEP
                                 break
                             kind = cls[d[i]]
                             if kind == _HIGH:
@@ -814,20 +829,17 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
                             stop = True
                             break
                         ce = i
-                        if ce > cs:
-                            flags |= _PRESENT
+                        flags |= <int>(ce > cs)   # _PRESENT, without a branch
                     if nf >= width:
                         status = _STOP   # more cells than the header
                         stop = True
                         break
                     cells[nf].start, cells[nf].end, cells[nf].flags = cs, ce, flags
-                    if flags & _PRESENT:
-                        any_text = True
+                    any_text |= flags & _PRESENT
                     nf += 1
                     if i >= n:   # at_end: the file's last record, without a line break
                         break
-                    kind = cls[d[i]]
-                    if kind == _SEP:
+                    if kind == _SEP:   # (kind: the class of d[i], where the cell ended)
                         i += 1
                         continue
                     if kind == _LF:
