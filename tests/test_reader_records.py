@@ -32,18 +32,18 @@ def _cell(rng, values, multiline=True):
     return value
 
 
-def _record(rng, width, multiline=True):
+def _record(rng, width, multiline=True, separator=","):
     roll = rng.random()
     if roll < 0.02:
         return ""                                           # blank line
     if roll < 0.04:
-        return "," * (width - 1)                            # separators only
+        return separator * (width - 1)                      # separators only
     cells = [f"R{rng.randrange(10**6):07d}", rng.choice(["1", "2", "", "男"]), str(rng.randrange(100)),
              _cell(rng, TEXTS, multiline), str(rng.randrange(60)), _cell(rng, TEXTS, multiline)]
     cells += [_cell(rng, CODES, multiline) for _ in range(width - len(cells) - 1)] + [_cell(rng, ["12.5", "", "3"])]
     if rng.random() < 0.03:
         cells = cells[:rng.randrange(1, width)]             # a short record: the rest is null
-    return ",".join(cells)
+    return separator.join(cells)
 
 
 def _file(tmp_path, rng, rows, *, header=WIDE_HEADER, codec="gb18030", newline="\n", last_newline=True,
@@ -166,3 +166,19 @@ def test_a_bad_byte_is_the_same_error_at_the_same_offset(tmp_path, monkeypatch, 
         for encoding in (None, "gbk", "gb18030"):
             message = _same(path, monkeypatch, encoding=encoding, batch_size=100)
             assert isinstance(message, str) and "bad byte at offset" in message, message
+
+
+def test_tab_separated_with_title_lines(tmp_path, monkeypatch):
+    rng = random.Random(9)
+    lines = ["2026年1月 出院病例", "\t".join(WIDE_HEADER)]
+    for _ in range(300):
+        line = _record(rng, len(WIDE_HEADER), multiline=False, separator="\t")
+        if line.count("\t") < len(WIDE_HEADER):   # not with a code cell of a tab (more cells than the header)
+            lines.append(line)
+    path = tmp_path / "cases.tsv"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("gbk", errors="replace"))
+    for batch_size in (5, 1000):
+        READ.clear()
+        frame = _same(path, monkeypatch, skip_rows=1, batch_size=batch_size)
+        assert isinstance(frame, pl.DataFrame) and frame.height > 120
+        assert sum(READ) > frame.height / 2
