@@ -175,7 +175,7 @@ def iter_case_batches(
         separator = _csv_separator(path, _first_line(path, skip_rows))
         frames = _GbCsv(path, gb_codec, separator, skip_rows, detected=encoding is None)
         text_codec = gb_codec
-        drop_blank = True
+        drop_blank = False   # _GbCsv drops them (its compiled reading never makes them)
     else:
         raw = _read_raw(path, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
         layout = _file_layout(path, raw.columns, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows,
@@ -194,7 +194,9 @@ def iter_case_batches(
                           settlement=settlement, on_unused=on_unused)
     rows_done = 0
     try:
-        for batch in frames.collect_batches(chunk_size=batch_size):
+        reading = frames.collect_batches(chunk_size=batch_size, layout=layout) if isinstance(frames, _GbCsv) \
+            else frames.collect_batches(chunk_size=batch_size)
+        for batch in reading:
             if drop_blank:
                 batch = _drop_blank_rows(batch)
             if batch.height:
@@ -584,23 +586,109 @@ class _GbCsv:
         except pl.exceptions.NoDataError as exc:
             raise InputError(f"{self.path} is empty: it needs a header line and one line per case") from exc
 
-    def collect_batches(self, *, chunk_size: int) -> Iterator[pl.DataFrame]:
+    def collect_batches(self, *, chunk_size: int, layout: "_Layout | None" = None) -> Iterator[pl.DataFrame]:
+        """Raw frames of at most `chunk_size` rows, blank lines dropped. With `layout`, the records are
+        read by the compiled reader (_GbRecords: only the columns the layout uses, the wide code cells
+        already made into lists) as far as it reads them; the rest, and everything without the compiled
+        module, is decoded and parsed by Polars, every column."""
+        records = _GbRecords.of(self, layout, chunk_size) if layout is not None else None
         with self.path.open("rb") as file:
-            header, offset = self._header(file)
+            header, offset = self._header(file)   # offset: where `data` starts in the file
             rest = b""
             while True:
                 block = file.read(_GB_PIECE_BYTES)
                 data = rest + block
-                cut = len(data) if not block else _records_end(data)
-                piece, rest = data[:cut], data[cut:]
+                start = 0
+                if records is not None:
+                    status = records.FULL
+                    while status == records.FULL:
+                        status, start, frame = records.read(data, start, at_end=not block)
+                        if frame is not None:
+                            yield frame
+                    if status != records.STOP:   # read to the end of the data (or of its last whole record)
+                        offset, rest = offset + start, data[start:]
+                        if not block:
+                            return
+                        continue
+                cut = len(data) if not block else max(start, _records_end(data))
+                piece, rest = data[start:cut], data[cut:]
                 if piece:
-                    frame = pl.read_csv(header + self._utf8(piece, offset), infer_schema=False,
+                    frame = pl.read_csv(header + self._utf8(piece, offset + start), infer_schema=False,
                                         separator=self.separator)
-                    offset += len(piece)
-                    for start in range(0, frame.height, chunk_size):
-                        yield frame.slice(start, chunk_size)
+                    for first in range(0, frame.height, chunk_size):
+                        batch = _drop_blank_rows(frame.slice(first, chunk_size))
+                        if batch.height:
+                            yield batch
+                offset += cut
                 if not block:
                     return
+
+
+# The code lists a compiled read makes, as columns of its raw frames (no header is called so).
+_LISTS_RAW = {"dx": "\x00dx", "proc": "\x00proc"}
+
+
+class _GbRecords:
+    """The compiled reading of a GB CSV's records for one layout (ext/_text.pyx read_gb_records): the
+    columns the layout uses as text columns (a cell of ASCII bytes viewed where it lies in the file's
+    bytes: no transcoding, no copy), and the cells of a wide export's code lists straight into the
+    lists (_LISTS_RAW), as _wide_lists makes them; the other columns only checked (their bytes decode).
+    `read` stops at a record it does not read as Polars and Python's codec would (see the module):
+    from there the caller reads by them."""
+
+    def __init__(self, module, names: list[str], layout: "_Layout", separator: str, codec: str, chunk_size: int):
+        import numpy as np
+
+        self.module, self.chunk_size, self.width = module, chunk_size, len(names)
+        self.FULL, self.STOP = module.RECORDS_FULL, module.RECORDS_STOP
+        self.separator = ord(separator)
+        self.single, self.double = _gb_tables(codec)
+        lists = {kind: members for kind, listed, principal, others in
+                 (("dx", layout.dx_list, layout.dx_principal, layout.dx_others),
+                  ("proc", layout.proc_list, layout.proc_principal, layout.proc_others))
+                 if listed is None and principal is not None
+                 for members in [(principal, *others)] if not set(members) & layout.list_cells}
+        if len(lists) == 2 and set(lists["dx"]) & set(lists["proc"]):
+            lists = {}   # a header in both lists: joined and split as usual
+        referenced = {*layout.scalar_sources.values(), *layout.settlement_sources.values(), layout.dx_list,
+                      layout.proc_list}
+        in_lists = {h for members in lists.values() for h in members}
+        column = {name: k for k, name in enumerate(names)}
+        self.texts = [h for h in names if h not in layout.unused and (h not in in_lists or h in referenced)]
+        self.lists = list(lists)
+        self.slot_columns = np.array([column[h] for h in self.texts], np.int32)
+        self.list_columns = np.array([column[h] for members in lists.values() for h in members], np.int32)
+        self.list_starts = np.cumsum([0, *(len(m) for m in lists.values())]).astype(np.int32)
+        self.proc_lists = np.array([k for k, kind in enumerate(lists) if kind == "proc"], np.int32)
+
+    @classmethod
+    def of(cls, csv: "_GbCsv", layout: "_Layout", chunk_size: int) -> "_GbRecords | None":
+        """The compiled reading of `csv` for `layout`, or None without the compiled module."""
+        module = _text_checks()
+        if module is None or not hasattr(module, "read_gb_records"):
+            return None
+        return cls(module, list(csv.collect_schema()), layout, csv.separator, csv.codec, chunk_size)
+
+    def read(self, data: bytes, start: int, *, at_end: bool) -> tuple[int, int, pl.DataFrame | None]:
+        """(status, where the next record starts, a raw frame of the rows read or None) of the records of
+        data[start:] (ext/_text.pyx RECORDS_*); `at_end`: data ends where the file does."""
+        import pyarrow as pa
+
+        from .engine.encode import series_from_arrow
+
+        status, end, rows, views, validity, nulls, offsets, items, side = self.module.read_gb_records(
+            data, start, at_end, self.separator, self.width, self.slot_columns, self.list_columns, self.list_starts,
+            self.proc_lists, self.single, self.double, self.chunk_size)
+        if rows == 0:
+            return status, end, None
+        buffers = [pa.py_buffer(data), pa.py_buffer(side.copy())]   # side: a copy of the few bytes used
+        columns = [series_from_arrow(pa.Array.from_buffers(
+            pa.string_view(), rows, [pa.py_buffer(validity[k]) if nulls[k] else None,
+                                     pa.py_buffer(views[k, :16 * rows]), *buffers], null_count=int(nulls[k])), name)
+            for k, name in enumerate(self.texts)]
+        columns += [_list_series([(offsets[k, :rows + 1], items[k], buffers)], _LISTS_RAW[kind])
+                    for k, kind in enumerate(self.lists)]
+        return status, end, pl.DataFrame(columns)
 
 
 def _gb_decoder(codec: str):
@@ -993,6 +1081,9 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     def wide(principal: str | None, others: tuple[str, ...], kind: str) -> pl.Expr:
         # the row's cells: made into the list by the compiled pass when it can, else joined here and
         # split below (_split_wide)
+        if _LISTS_RAW[kind] in schema:   # made by the compiled reader (_GbRecords)
+            done.add(kind)
+            return pl.col(_LISTS_RAW[kind])
         lists = _wide_lists(df, principal, others, layout.list_cells, kind) if principal else None
         if lists is not None:
             done.add(kind)
