@@ -338,10 +338,9 @@ def _write_group_outputs(args, scheme, report, console):
     from .options import reading_arguments
     from .outputs import atomic_outputs
 
-    header = scheme.ast.header
     show = console is not None and console.is_terminal
     expected, estimated = io.expected_rows(Path(args.input), args.sheet, args.skip_rows)
-    grouping = f"grouping with {header.name} {header.version}"
+    grouping = f"grouping with {scheme.plan.name} {scheme.plan.version}"
     first = grouping
     if Path(args.input).suffix.lower() in (".xlsx", ".xls"):   # read whole before the first batch
         first = f"reading {Path(args.input).name} (an Excel file is read whole first)"
