@@ -354,7 +354,8 @@ def _write_group_outputs(args, scheme, report, console):
         with bar_context as bar:
             batches = _GroupProgress(bar, args.output, grouping)
             rows = api.group_file(args.input, output, scheme,
-                                  batch_size=_progress_batch_size(args.batch_size, expected),
+                                  batch_size=_progress_batch_size(args.batch_size, expected,
+                                                                  steps=5 if io.ramps(args.input) else 10),
                                   **reading_arguments(args), threads=args.threads,
                                   on_batch=batches.on_batch, report=report, trace=_trace_request(args),
                                   carry=args.carry, on_stage=batches.on_stage, names=args.names,
@@ -400,13 +401,14 @@ def _trace_request(args):
     return TraceRequest(frozenset(args.trace or ()), frozenset(args.trace_status or ()))
 
 
-def _progress_batch_size(batch_size: int, rows: int | None) -> int:
+def _progress_batch_size(batch_size: int, rows: int | None, *, steps: int = 10) -> int:
     """A smaller batch for an input that would be one batch or a few, so that the bar moves (about
-    ten steps) and reading, grouping and writing overlap (grouper.overlap); never above `batch_size`,
-    never below 10,000 rows (batches cost a little each)."""
-    if rows is None or rows >= 10 * batch_size:
+    `steps` steps) and reading, grouping and writing overlap (grouper.overlap); never above
+    `batch_size`, never below 10,000 rows (batches cost a little each). A Parquet input takes five:
+    its batches start and end smaller (grouper.io.ramped_sizes), so there are about ten all the same."""
+    if rows is None or rows >= steps * batch_size:
         return batch_size
-    return max(10_000, min(batch_size, -(-rows // 10)))
+    return max(10_000, min(batch_size, -(-rows // steps)))
 
 
 def cmd_check(args) -> int:

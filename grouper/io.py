@@ -218,19 +218,47 @@ def iter_case_batches(
 
 
 def _parquet_slices(frames: pl.LazyFrame, batch_size: int) -> Iterator[pl.DataFrame]:
-    """A Parquet file's rows, `batch_size` at a time, each batch read on its own (the slice pushed
-    down to the pages it needs). Polars' own batches (`collect_batches`) decode ahead: their first
-    came after 0.11 CPU-s (most of a 1 M-row file decoded at once, 0.2–0.5 s of waiting on a busy
-    machine) against 0.013 CPU-s here, while the grouping thread had nothing to do; read on their
-    own, the batches cost ~0.0025 CPU-s each more, in the reading thread (issue 20)."""
+    """A Parquet file's rows in batches of ramped_sizes (at most `batch_size`), each batch read on
+    its own (the slice pushed down to the pages it needs). Polars' own batches (`collect_batches`)
+    decode ahead: their first came after 0.11 CPU-s (most of a 1 M-row file decoded at once, 0.2–0.5 s
+    of waiting on a busy machine) against 0.013 CPU-s here, while the grouping thread had nothing to
+    do; read on their own, the batches cost ~0.0025 CPU-s each more, in the reading thread (issue 20)."""
+    total = frames.select(pl.len()).collect().item()   # from the footer
     offset = 0
-    while True:
+    for size in ramped_sizes(total, batch_size):
+        batch = frames.slice(offset, size).collect()
+        if batch.height:
+            yield batch
+        if batch.height < size:
+            return
+        offset += batch.height
+    while True:   # (only if the file holds more rows than its footer said)
         batch = frames.slice(offset, batch_size).collect()
         if batch.height:
             yield batch
         if batch.height < batch_size:
             return
         offset += batch.height
+
+
+def ramps(path: str | Path) -> bool:
+    """Whether the batches of this input follow ramped_sizes (a Parquet file: its row count is known
+    before it is read)."""
+    return Path(path).suffix.lower() in _PARQUET_EXTENSIONS
+
+
+def ramped_sizes(total: int, largest: int) -> list[int]:
+    """Batch sizes for `total` rows, at most `largest` each, that start and end small: a quarter of
+    `largest`, doubling up to it, and the same down again at the end (when there are rows enough),
+    so that the first batch reaches the grouping thread and the last one leaves it soon (the stages
+    overlap only in between), while the batches between are large (each batch costs every stage
+    a little, ~0.01 CPU-s in all). The sizes add up to `total`."""
+    ramp, size = [], max(1, largest // 4)
+    while size < largest and total - 2 * sum(ramp) >= 2 * size:
+        ramp.append(size)
+        size *= 2
+    middle = total - 2 * sum(ramp)
+    return [*ramp, *[largest] * (middle // largest), *([middle % largest] if middle % largest else []), *ramp[::-1]]
 
 
 def expected_rows(path: Path, sheet=None, skip_rows: int = 0) -> tuple[int | None, bool]:
