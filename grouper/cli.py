@@ -716,7 +716,7 @@ def run() -> None:
         code = main()
     finally:
         _started()
-    if threading.active_count() > 1:
+    if threading.active_count() > 1 or not isinstance(code, int):
         sys.exit(code)
     atexit._run_exitfuncs()
     try:
