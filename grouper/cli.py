@@ -704,7 +704,8 @@ def run() -> None:
     and the interpreter's teardown (module by module, with more full collections: ~0.05 s with Polars,
     NumPy and pyarrow loaded) frees memory the process is about to give back anyway: the exit
     handlers run, the standard streams are flushed, and the process ends there. With another Python
-    thread still running, it ends the ordinary way (which waits for it)."""
+    thread still running, or under a profiler or tracer (`python -m cProfile -m grouper ...` writes its
+    figures after the run), it ends the ordinary way."""
     import atexit
     import gc
     import threading
@@ -716,7 +717,8 @@ def run() -> None:
         code = main()
     finally:
         _started()
-    if threading.active_count() > 1 or not isinstance(code, int):
+    if (threading.active_count() > 1 or not isinstance(code, int)
+            or sys.getprofile() is not None or sys.gettrace() is not None):   # (a profiler writes at the end)
         sys.exit(code)
     atexit._run_exitfuncs()
     try:
