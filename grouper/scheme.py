@@ -42,6 +42,10 @@ class LoadedScheme:
                 self._ast = parse_pack(self.path)[0]
         return self._ast
 
+    def __getstate__(self) -> dict:
+        """Pickled (grouper.spark ships a loaded scheme to its workers) with the AST decoded."""
+        return {**self.__dict__, "_ast": self.ast}
+
     def describe(self) -> dict[str, str]:
         """Which rules: name, version, pack path and content hash (for summaries and output metadata)."""
         return {"name": self.plan.name, "version": self.plan.version, "path": str(self.path),

@@ -184,6 +184,17 @@ def test_a_grouping_run_from_the_cache_decodes_no_ast_and_no_string_one_by_one(p
     assert out == ["False", "True", "True"]
 
 
+def test_a_scheme_from_the_cache_pickles_whole(pack):
+    """grouper.spark pickles a loaded scheme for its workers: the AST, not decoded yet, goes with it."""
+    import pickle
+
+    compiled = load_scheme(pack, cache=False)
+    load_scheme(pack)
+    shipped = pickle.loads(pickle.dumps(load_scheme(pack)))
+    assert shipped.ast == compiled.ast and shipped.plan.drg_codes == compiled.plan.drg_codes
+    assert shipped.describe() == compiled.describe()
+
+
 @pytest.mark.parametrize("damage", ["a count that does not match", "not a count", "an index out of range"])
 def test_a_damaged_packed_string_list_is_rebuilt(pack, damage, monkeypatch):
     import re
