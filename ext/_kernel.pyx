@@ -118,6 +118,13 @@ def _check_ir_constants():
 _check_ir_constants()
 
 
+cdef struct SlotSpan:               # slots lo:hi of the ADRG-level gate, tested for any set bit (slot_span)
+    Py_ssize_t m                    # the MDC the span decides for
+    Py_ssize_t lo, hi
+    Py_ssize_t word                 # lo:hi within one word: that word and its mask; else -1 (next_slot)
+    uint64_t mask
+
+
 cdef struct PlanC:
     const uint64_t* set_bits        # row s at set_bits + s * n_words
     Py_ssize_t n_words
@@ -147,6 +154,12 @@ cdef struct PlanC:
     Py_ssize_t mdc_slot             # the gate's slot of MDC 0's entry (then MDC 1's, ...)
     uint64_t qy_positions           # (at most 64 MDCs) bit m: top-level qy rules are tried before MDC m
     uint64_t mdc_always             # (at most 64 MDCs, with the gate) bit m: MDC m's entry is `true` (CONST 1)
+    # The spans group_one tests before visiting the MDCs (with the gate, at most 64 MDCs), in MDC order:
+    # each qy position's top-level qy rules, and each always-entered MDC's ADRGs (see group_one).
+    SlotSpan qy_spans[64]
+    Py_ssize_t n_qy_spans
+    SlotSpan always_spans[64]
+    Py_ssize_t n_always_spans
     # DRG decisions (see ir.Plan.adrg_decision): NULL when the plan has none
     const int32_t* adrg_decision    # n_adrg
     const int32_t* decision_nodes   # node r at decision_nodes + 3 * r: atom, if_false, if_true
@@ -157,6 +170,10 @@ cdef struct PlanC:
     const int32_t* qy_mdc
     const int32_t* qy_drg
     const int32_t* adrg_qy          # n_adrg
+    # With at most MAX_GATED_ADRGS ADRGs, bit a: adrg_qy[a] != NOT_QY (a small bitmap that stays in
+    # cache, read for every ADRG that holds, instead of a load from adrg_qy that often misses)
+    uint64_t qy_adrg_bits[ADRG_WORDS]
+    bint qy_adrg_bitmap
 
 
 cdef struct CaseC:
@@ -614,6 +631,34 @@ cdef inline Py_ssize_t next_slot(const uint64_t* gated, Py_ssize_t t, Py_ssize_t
     return t if t < stop else stop
 
 
+cdef inline void set_span(SlotSpan* span, Py_ssize_t m, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    span.m = m
+    span.lo = lo
+    span.hi = hi
+    span.word = -1
+    span.mask = 0
+    if hi <= lo:            # no slot: never set (word 0, empty mask)
+        span.word = 0
+    elif lo >> 6 == (hi - 1) >> 6:
+        span.word = lo >> 6
+        span.mask = ((<uint64_t>-1) << (lo & 63)) & ((<uint64_t>-1) >> (63 - ((hi - 1) & 63)))
+
+
+cdef inline bint slot_span(const uint64_t* gated, const SlotSpan* span) noexcept nogil:
+    """Whether some slot of the span is set in gated: one masked word for a span within a word
+    (3.0's qy positions and MDCA: one test instead of a next_slot search per case)."""
+    if span.word >= 0:
+        return (gated[span.word] & span.mask) != 0
+    return next_slot(gated, span.lo, span.hi) < span.hi
+
+
+cdef inline bint is_qy_adrg(const PlanC* p, Py_ssize_t a) noexcept nogil:
+    """Whether ADRG a is a qy rule's pseudo-ADRG (p.adrg_qy given)."""
+    if p.qy_adrg_bitmap:
+        return (p.qy_adrg_bits[a >> 6] >> (a & 63)) & 1
+    return p.adrg_qy[a] != NOT_QY
+
+
 cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int32_t* mdc,
                            int32_t* adrg, int32_t* drg, int32_t* reason, int behaviour,
                            Py_ssize_t first_invalid) noexcept nogil:
@@ -642,7 +687,7 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             return
     # The MDCs to visit, in order: all; with at most 64 MDCs only those whose entry can hold (the
     # pdx's candidates, and with the gate the entries' slots) and those with top-level qy rules before them.
-    cdef uint64_t visit = <uint64_t>-1, pending
+    cdef uint64_t visit = <uint64_t>-1
     cdef Py_ssize_t n_visit = p.n_mdc, entered_silently = -1
     if p.n_mdc <= 64:
         visit = candidates
@@ -655,18 +700,12 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             # A qy position is visited only when one of its rules' gates can hold; an always-entered MDC
             # none of whose ADRGs' (or qy pseudo-ADRGs') gates can hold is entered without a match:
             # it is not visited, only remembered as entered (2.0/3.0's MDCA, `when true`, for most cases).
-            pending = p.qy_positions
-            while pending:
-                m = __builtin_ctzll(pending)
-                pending &= pending - 1
-                q = p.n_adrg + p.mdc_qy_start[m + 1]
-                if next_slot(gated, p.n_adrg + p.mdc_qy_start[m], q) < q:
-                    visit |= (<uint64_t>1) << m
-            pending = visit & p.mdc_always & ~p.qy_positions
-            while pending:
-                m = __builtin_ctzll(pending)
-                pending &= pending - 1
-                if next_slot(gated, p.mdc_adrg_start[m], p.mdc_adrg_start[m + 1]) >= p.mdc_adrg_start[m + 1]:
+            for r in range(p.n_qy_spans):
+                if slot_span(gated, &p.qy_spans[r]):
+                    visit |= (<uint64_t>1) << p.qy_spans[r].m
+            for r in range(p.n_always_spans):
+                m = p.always_spans[r].m
+                if (visit >> m) & 1 and not slot_span(gated, &p.always_spans[r]):
                     visit &= ~((<uint64_t>1) << m)
                     entered_silently = m
         else:
@@ -681,7 +720,7 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
             m = r
             if m >= p.n_mdc:
                 break
-        q = top_level_qy(p, m, cs, gated)
+        q = top_level_qy(p, m, cs, gated) if m >= 64 or (p.qy_positions >> m) & 1 else -1
         if q >= 0:
             set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
             return
@@ -703,7 +742,7 @@ cdef inline void group_one(const PlanC* p, const CaseC* cs, uint8_t* status, int
                 break
             if not eval_condition(p, p.adrg_cond[ai], cs):
                 continue
-            if p.adrg_qy != NULL and p.adrg_qy[ai] != NOT_QY:   # a qy rule among the ADRGs: ends grouping
+            if p.adrg_qy != NULL and is_qy_adrg(p, ai):   # a qy rule among the ADRGs: ends grouping
                 q = p.adrg_qy[ai]
                 set_result(status, mdc, adrg, drg, reason, ST_QY, p.qy_mdc[q], -1, p.qy_drg[q], -1)
                 return
@@ -1121,6 +1160,8 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.mdc_slot = 0
     p.qy_positions = 0
     p.mdc_always = 0
+    p.n_qy_spans = 0
+    p.n_always_spans = 0
     p.adrg_decision = NULL
     p.decision_nodes = NULL
     p.decision_atoms = NULL
@@ -1129,6 +1170,9 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
     p.qy_mdc = NULL
     p.qy_drg = NULL
     p.adrg_qy = NULL
+    p.qy_adrg_bitmap = False
+    for k in range(ADRG_WORDS):
+        p.qy_adrg_bits[k] = 0
     qy_given = [mdc_qy_start is not None, qy_cond is not None, qy_mdc is not None, qy_drg is not None,
                 adrg_qy is not None]
     if any(qy_given):
@@ -1144,6 +1188,11 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
             if mdc_qy_start[k] < mdc_qy_start[k + 1]:
                 p.qy_positions |= (<uint64_t>1) << k
         p.adrg_qy = &adrg_qy[0] if n_adrg > 0 else _NO_INT32
+        if n_adrg <= MAX_GATED_ADRGS:
+            p.qy_adrg_bitmap = True
+            for k in range(n_adrg):
+                if adrg_qy[k] != NOT_QY:
+                    p.qy_adrg_bits[k >> 6] |= (<uint64_t>1) << (k & 63)
 
     decision_given = [adrg_decision is not None, decision_nodes is not None, decision_atoms is not None]
     if any(decision_given):
@@ -1174,6 +1223,13 @@ def group_cases(const uint64_t[:, ::1] set_bits not None,
             if (p.cond_start[p.mdc_cond[k] + 1] == i + 1 and p.program[i * N_OPERANDS] == K_CONST
                     and p.program[i * N_OPERANDS + 1] != 0):
                 p.mdc_always |= (<uint64_t>1) << k
+        for k in range(min(n_mdc, 64)):
+            if (p.qy_positions >> k) & 1:
+                set_span(&p.qy_spans[p.n_qy_spans], k, n_adrg + p.mdc_qy_start[k], n_adrg + p.mdc_qy_start[k + 1])
+                p.n_qy_spans += 1
+            elif (p.mdc_always >> k) & 1:
+                set_span(&p.always_spans[p.n_always_spans], k, p.mdc_adrg_start[k], p.mdc_adrg_start[k + 1])
+                p.n_always_spans += 1
     elif adrg_gate_rows is not None or adrg_gate_other is not None:
         raise ValueError("adrg_gate_class, adrg_gate_other and adrg_gate_rows go together: give all or none")
 

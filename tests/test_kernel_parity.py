@@ -1175,3 +1175,64 @@ def test_true_mdc_entered_without_a_visit(kernel):
     got = [tuple(int(o[i]) for o in out[:4]) for i in range(5)]
     assert got == [(GROUPED, 0, 0, 0), (NO_ADRG, 1, -1, -1), (GROUPED, 1, 1, 1), (NO_ADRG, 0, -1, -1),
                    (NO_ADRG, 0, -1, -1)]
+
+
+def _spanning_plan(n_first: int, qy_before_second: int = 0):
+    """MDC 0 (pdx 1) with n_first ADRGs that need pproc 7; MDC 1 (`true`, or pdx 2..5 with qy rules
+    before it) with four ADRGs on pdx 2, 4, 5, 3; MDC 2 (`true`) without ADRGs. With qy_before_second,
+    that many top-level qy rules (pdx 6, pdx 8, ...) come before MDC 1: their gate slots follow the ADRGs'."""
+    pb = PlanBuilder(n_codes=20)
+    one, seven = pb.set([1]), pb.set([7])
+    first = pb.cond(I(OP_GATE, PDX, one), I(OP_CONST, 1))
+    pb.mdc(first, [(pb.cond(I(OP_GATE, PDX, one), I(OP_GATE, PPROC, seven), I(OP_CONST, 1)), [NO_CONDITION])
+                   for _ in range(n_first)])
+    second = pb.true() if not qy_before_second else pb.cond(I(OP_GATE, PDX, pb.set([2, 3, 4, 5])), I(OP_CONST, 1))
+    pb.mdc(second, [(pb.cond(I(OP_GATE, PDX, pb.set([code])), I(OP_CONST, 1)), [NO_CONDITION]) for code in (2, 4, 5, 3)])
+    pb.mdc(pb.true(), [])
+    qy_conds = [pb.cond(I(OP_GATE, PDX, pb.set([6 + 2 * q])), I(OP_CONST, 1)) for q in range(qy_before_second)]
+    plan = pb.build()
+    if not qy_before_second:
+        return plan, {}
+    n_adrg = len(plan[7])
+    qy = {"mdc_qy_start": np.array([0, 0, qy_before_second, qy_before_second, qy_before_second], np.int32),
+          "qy_cond": np.array(qy_conds, np.int32), "qy_mdc": np.ones(qy_before_second, np.int32),
+          "qy_drg": np.arange(qy_before_second, dtype=np.int32), "adrg_qy": np.full(n_adrg, -1, np.int32)}
+    return plan, qy
+
+
+@pytest.mark.parametrize("n_first, qy_before_second", [(62, 0), (60, 0), (59, 2), (58, 4), (10, 1)])
+def test_visit_set_up_spans_across_slot_words(cy, n_first, qy_before_second):
+    """The visit set-up tests an always-entered MDC's ADRG slots and a qy position's rule slots with one
+    masked word when they lie in one word of the gate, else by a search: spans inside a word (MDC 1's
+    ADRGs at slots 60-63, a qy rule at slot 14), across a word boundary (MDC 1's ADRGs at slots 62-65;
+    the qy rules at 63-64 and 62-65, after the n_first + 4 ADRGs), and the empty span of MDC 2 (entered,
+    nothing to test) group like the reference."""
+    from grouper.engine.compile import adrg_gate_classes
+
+    plan, qy = _spanning_plan(n_first, qy_before_second)
+    set_bits, label_maps, program, cond_start, _, mdc_cond, _, adrg_cond = plan[:8]
+    top_qys = list(qy["qy_cond"]) if qy else []
+    classes, other, rows = adrg_gate_classes(program, cond_start, list(adrg_cond) + top_qys + list(mdc_cond),
+                                             set_bits, label_maps.shape[1] - 1, None)
+    options = {"adrg_gate_class": classes, "adrg_gate_other": other, "adrg_gate_rows": rows, **qy}
+    batch = make_batch([([1], [7], None), ([1], [], None), ([2], [], None), ([3], [], None), ([5], [9], None),
+                        ([6], [], None), ([8], [], None), ([12], [], None), ([9], [], None), ([], [], None)])
+    expected_rows = parity_with_qy(cy, plan, batch, options)
+    grouped = {int(row[0]) for row in expected_rows}
+    assert GROUPED in grouped and NO_ADRG in grouped   # both paths of the set-up are exercised
+    assert tuple(expected_rows[3][:3]) == (GROUPED, 1, n_first + 3)       # pdx 3: MDC 1's last ADRG
+    assert tuple(expected_rows[8][:2]) == (NO_ADRG, 2)                    # nothing holds: MDC 2 entered last
+
+
+def parity_with_qy(cy, plan, batch, options: dict):
+    """parity_with, the reference also given the qy arrays among the options."""
+    qy = {k: v for k, v in options.items() if k in ("mdc_qy_start", "qy_cond", "qy_mdc", "qy_drg", "adrg_qy")}
+    expected_out = new_outputs(len(batch[5]))
+    _kernel_py.group_cases(*plan, *batch, *expected_out, 0, -1, None, 0, **qy)
+    expected = np.stack([o.astype(np.int64) for o in expected_out], axis=1)
+    out = new_outputs(len(batch[5]))
+    cy.group_cases(*plan, *batch, *out, 0, -1, None, 0, **options)
+    got = np.stack([o.astype(np.int64) for o in out], axis=1)
+    mismatch = np.flatnonzero((expected != got).any(axis=1))
+    assert mismatch.size == 0, f"row {mismatch[0]}: python {expected[mismatch[0]]}, cython {got[mismatch[0]]}"
+    return expected
