@@ -1,1 +1,1 @@
-from .cli import main; raise SystemExit(main())
+from .cli import run; run()

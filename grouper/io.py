@@ -178,7 +178,7 @@ def iter_case_batches(
         separator = _csv_separator(path, _first_line(path, skip_rows))
         frames = _GbCsv(path, gb_codec, separator, skip_rows, detected=encoding is None)
         text_codec = gb_codec
-        drop_blank = True
+        drop_blank = False   # _GbCsv drops them (its compiled reading never makes them)
     else:
         raw = _read_raw(path, encoding=encoding, sheet=sheet, skip_rows=skip_rows)
         layout = _file_layout(path, raw.columns, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows,
@@ -197,7 +197,13 @@ def iter_case_batches(
                           settlement=settlement, on_unused=on_unused)
     rows_done = 0
     try:
-        for batch in frames.collect_batches(chunk_size=batch_size):
+        if kind == "parquet":
+            reading = _parquet_slices(frames, batch_size)
+        elif isinstance(frames, _GbCsv):
+            reading = frames.collect_batches(chunk_size=batch_size, layout=layout)
+        else:
+            reading = frames.collect_batches(chunk_size=batch_size)
+        for batch in reading:
             if drop_blank:
                 batch = _drop_blank_rows(batch)
             if batch.height:
@@ -219,6 +225,40 @@ def iter_case_batches(
         yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement, ahead=ahead)
 
 
+def _parquet_slices(frames: pl.LazyFrame, batch_size: int) -> Iterator[pl.DataFrame]:
+    """A Parquet file's rows in batches of ramped_sizes (at most `batch_size`), each batch read on
+    its own (the slice pushed down to the pages it needs). Polars' own batches (`collect_batches`)
+    decode ahead: their first came after 0.11 CPU-s (most of a 1 M-row file decoded at once, 0.2–0.5 s
+    of waiting on a busy machine) against 0.013 CPU-s here, while the grouping thread had nothing to
+    do; read on their own, the batches cost ~0.0025 CPU-s each more, in the reading thread (issue 20)."""
+    offset = 0
+    for size in ramped_sizes(frames.select(pl.len()).collect().item(), batch_size):   # (rows: from the footer)
+        batch = frames.slice(offset, size).collect()
+        if batch.height:
+            yield batch
+        offset += size
+
+
+def ramps(path: str | Path) -> bool:
+    """Whether the batches of this input follow ramped_sizes (a Parquet file: its row count is known
+    before it is read)."""
+    return Path(path).suffix.lower() in _PARQUET_EXTENSIONS
+
+
+def ramped_sizes(total: int, largest: int) -> list[int]:
+    """Batch sizes for `total` rows, at most `largest` each, that start and end small: a quarter of
+    `largest`, doubling up to it, and the same down again at the end (when there are rows enough),
+    so that the first batch reaches the grouping thread and the last one leaves it soon (the stages
+    overlap only in between), while the batches between are large (each batch costs every stage
+    a little, ~0.01 CPU-s in all). The sizes add up to `total`."""
+    ramp, size = [], max(1, largest // 4)
+    while size < largest and total - 2 * sum(ramp) >= 2 * size:
+        ramp.append(size)
+        size *= 2
+    middle = total - 2 * sum(ramp)
+    return [*ramp, *[largest] * (middle // largest), *([middle % largest] if middle % largest else []), *ramp[::-1]]
+
+
 def expected_rows(path: Path, sheet=None, skip_rows: int = 0) -> tuple[int | None, bool]:
     """(rows of the input, whether that is an estimate), found cheaply (the progress bar, the row groups
     of grouper.api.group_file's Parquet output): Parquet
@@ -226,10 +266,8 @@ def expected_rows(path: Path, sheet=None, skip_rows: int = 0) -> tuple[int | Non
     length of its first lines. (None, False) when unknown."""
     suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(path).metadata.num_rows, False
+        if suffix in (".parquet", ".pq"):   # from the footer (Polars: pyarrow.parquet is not loaded for it)
+            return pl.scan_parquet(path).select(pl.len()).collect().item(), False
         if suffix in (".xlsx",):
             rows = _excel_sheet_rows(path, sheet)
             return (None, False) if rows is None else (max(0, rows - 1 - skip_rows), True)
@@ -587,23 +625,109 @@ class _GbCsv:
         except pl.exceptions.NoDataError as exc:
             raise InputError(f"{self.path} is empty: it needs a header line and one line per case") from exc
 
-    def collect_batches(self, *, chunk_size: int) -> Iterator[pl.DataFrame]:
+    def collect_batches(self, *, chunk_size: int, layout: "_Layout | None" = None) -> Iterator[pl.DataFrame]:
+        """Raw frames of at most `chunk_size` rows, blank lines dropped. With `layout`, the records are
+        read by the compiled reader (_GbRecords: only the columns the layout uses, the wide code cells
+        already made into lists) as far as it reads them; the rest, and everything without the compiled
+        module, is decoded and parsed by Polars, every column."""
+        records = _GbRecords.of(self, layout, chunk_size) if layout is not None else None
         with self.path.open("rb") as file:
-            header, offset = self._header(file)
+            header, offset = self._header(file)   # offset: where `data` starts in the file
             rest = b""
             while True:
                 block = file.read(_GB_PIECE_BYTES)
                 data = rest + block
-                cut = len(data) if not block else _records_end(data)
-                piece, rest = data[:cut], data[cut:]
+                start = 0
+                if records is not None:
+                    status = records.FULL
+                    while status == records.FULL:
+                        status, start, frame = records.read(data, start, at_end=not block)
+                        if frame is not None:
+                            yield frame
+                    if status != records.STOP:   # read to the end of the data (or of its last whole record)
+                        offset, rest = offset + start, data[start:]
+                        if not block:
+                            return
+                        continue
+                cut = len(data) if not block else max(start, _records_end(data))
+                piece, rest = data[start:cut], data[cut:]
                 if piece:
-                    frame = pl.read_csv(header + self._utf8(piece, offset), infer_schema=False,
+                    frame = pl.read_csv(header + self._utf8(piece, offset + start), infer_schema=False,
                                         separator=self.separator)
-                    offset += len(piece)
-                    for start in range(0, frame.height, chunk_size):
-                        yield frame.slice(start, chunk_size)
+                    for first in range(0, frame.height, chunk_size):
+                        batch = _drop_blank_rows(frame.slice(first, chunk_size))
+                        if batch.height:
+                            yield batch
+                offset += cut
                 if not block:
                     return
+
+
+# The code lists a compiled read makes, as columns of its raw frames (no header is called so).
+_LISTS_RAW = {"dx": "\x00dx", "proc": "\x00proc"}
+
+
+class _GbRecords:
+    """The compiled reading of a GB CSV's records for one layout (ext/_text.pyx read_gb_records): the
+    columns the layout uses as text columns (a cell of ASCII bytes viewed where it lies in the file's
+    bytes: no transcoding, no copy), and the cells of a wide export's code lists straight into the
+    lists (_LISTS_RAW), as _wide_lists makes them; the other columns only checked (their bytes decode).
+    `read` stops at a record it does not read as Polars and Python's codec would (see the module):
+    from there the caller reads by them."""
+
+    def __init__(self, module, names: list[str], layout: "_Layout", separator: str, codec: str, chunk_size: int):
+        import numpy as np
+
+        self.module, self.chunk_size, self.width = module, chunk_size, len(names)
+        self.FULL, self.STOP = module.RECORDS_FULL, module.RECORDS_STOP
+        self.separator = ord(separator)
+        self.single, self.double = _gb_tables(codec)
+        lists = {kind: members for kind, listed, principal, others in
+                 (("dx", layout.dx_list, layout.dx_principal, layout.dx_others),
+                  ("proc", layout.proc_list, layout.proc_principal, layout.proc_others))
+                 if listed is None and principal is not None
+                 for members in [(principal, *others)] if not set(members) & layout.list_cells}
+        if len(lists) == 2 and set(lists["dx"]) & set(lists["proc"]):
+            lists = {}   # a header in both lists: joined and split as usual
+        referenced = {*layout.scalar_sources.values(), *layout.settlement_sources.values(), layout.dx_list,
+                      layout.proc_list}
+        in_lists = {h for members in lists.values() for h in members}
+        column = {name: k for k, name in enumerate(names)}
+        self.texts = [h for h in names if h not in layout.unused and (h not in in_lists or h in referenced)]
+        self.lists = list(lists)
+        self.slot_columns = np.array([column[h] for h in self.texts], np.int32)
+        self.list_columns = np.array([column[h] for members in lists.values() for h in members], np.int32)
+        self.list_starts = np.cumsum([0, *(len(m) for m in lists.values())]).astype(np.int32)
+        self.proc_lists = np.array([k for k, kind in enumerate(lists) if kind == "proc"], np.int32)
+
+    @classmethod
+    def of(cls, csv: "_GbCsv", layout: "_Layout", chunk_size: int) -> "_GbRecords | None":
+        """The compiled reading of `csv` for `layout`, or None without the compiled module."""
+        module = _text_checks()
+        if module is None or not hasattr(module, "read_gb_records"):
+            return None
+        return cls(module, list(csv.collect_schema()), layout, csv.separator, csv.codec, chunk_size)
+
+    def read(self, data: bytes, start: int, *, at_end: bool) -> tuple[int, int, pl.DataFrame | None]:
+        """(status, where the next record starts, a raw frame of the rows read or None) of the records of
+        data[start:] (ext/_text.pyx RECORDS_*); `at_end`: data ends where the file does."""
+        import pyarrow as pa
+
+        from .engine.encode import series_from_arrow
+
+        status, end, rows, views, validity, nulls, offsets, items, side = self.module.read_gb_records(
+            data, start, at_end, self.separator, self.width, self.slot_columns, self.list_columns, self.list_starts,
+            self.proc_lists, self.single, self.double, self.chunk_size)
+        if rows == 0:
+            return status, end, None
+        buffers = [pa.py_buffer(data), pa.py_buffer(side.copy())]   # side: a copy of the few bytes used
+        columns = [series_from_arrow(pa.Array.from_buffers(
+            pa.string_view(), rows, [pa.py_buffer(validity[k]) if nulls[k] else None,
+                                     pa.py_buffer(views[k, :16 * rows]), *buffers], null_count=int(nulls[k])), name)
+            for k, name in enumerate(self.texts)]
+        columns += [series_from_arrow(_list_array([(offsets[k, :rows + 1], items[k], buffers)]), _LISTS_RAW[kind])
+                    for k, kind in enumerate(self.lists)]
+        return status, end, pl.DataFrame(columns)
 
 
 def _gb_decoder(codec: str):
@@ -965,14 +1089,14 @@ def _find_wide(headers: list[str], families: tuple[WideFamily, ...],
 @dataclass
 class ReadAhead:
     """Work canonicalising does for the encoding (grouper.engine.encode) while it looks at a batch's
-    text anyway, so that no column is walked twice: with `codes` (a plan's code table,
-    grouper.engine.encode.code_table), a code list column is interned as it is split; the text
+    text anyway, so that no column is walked twice: with `codes` (giving a plan's code table,
+    grouper.engine.encode.code_table, when first needed), a code list column is interned as it is split; the text
     fields named in `fields` are parsed (the kernel's parse_ints), which also tells which of them
     need no stripping. Compiled only, and only for what canonicalising passes on unchanged (text
     columns of the list shape; fields of a batch without malformed lines). grouper.pipeline takes
     each batch's part (`take`) right after the batch and hands it to the encoding with it."""
 
-    codes: tuple | None = None
+    codes: Callable[[], tuple] | None = None
     fields: tuple[str, ...] = ()
     lists: dict = dataclass_field(default_factory=dict)    # "dx"/"proc" → (int64 offsets, uint32 ids, items Text)
     parsed: dict = dataclass_field(default_factory=dict)   # field → (int32 values, uint8 ir.FIELD_* states)
@@ -1028,6 +1152,9 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     def wide(principal: str | None, others: tuple[str, ...], kind: str) -> pl.Expr:
         # the row's cells: made into the list by the compiled pass when it can, else joined here and
         # split below (_split_wide)
+        if _LISTS_RAW[kind] in schema:   # made by the compiled reader (_GbRecords)
+            done.add(kind)
+            return pl.col(_LISTS_RAW[kind])
         lists = _wide_lists(df, principal, others, layout.list_cells, kind) if principal else None
         if lists is not None:
             done.add(kind)
@@ -1130,7 +1257,7 @@ def _split_listed(column: pl.Series, kind: str, ahead: ReadAhead | None) -> pl.S
     """A code column of the list shape split by the compiled splitter (the list-shape rules below:
     '|' and ',' separate; for "proc" an empty cell has no item), its items also interned for
     `ahead` when that has a code table. None: see _split_parts."""
-    codes = ahead.codes if ahead is not None else None
+    codes = ahead.codes() if ahead is not None and ahead.codes is not None and _text_checks() is not None else None
     parts = _split_parts(column, "|,", empty_is_none=kind == "proc", codes=codes)
     if parts is None:
         return None

@@ -1,8 +1,8 @@
 """Overlapping the stages of a batch stream: the next batch is read while this one is grouped, the
 previous one written.
 
-`ahead(items, depth)` runs an iterator in a background thread, at most `depth` items ahead of its
-consumer; `behind(consume, depth)` hands items to a background consumer, at most `depth` waiting.
+`ahead(items, depth)` runs an iterator in a background thread (started at once), at most `depth`
+items ahead of its consumer; `behind(consume, depth)` hands items to a background consumer, at most `depth` waiting.
 Both keep the order, pass an exception on to the caller's thread (where the item would have been
 taken, or at the next hand-over / at `close()`), and stop their thread when the caller stops early
 (an error, Ctrl-C): nothing is lost silently and nothing runs on after the caller has gone.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -42,60 +42,77 @@ def _put(slots: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
-def ahead(items: Iterable[T], depth: int = 1, *, name: str = "grouper-read",
-          then: Callable[[T], None] | None = None) -> Iterator[T]:
+class ahead:  # noqa: N801 - used like a function: an iterator over the items
     """The items of `items`, produced in a background thread at most `depth` items ahead (counting
-    the one being produced), in order. `then(item)`, if given, runs in that thread right after the
-    item is handed over, before the next one is made, unless the consumer was already waiting for
-    it (work on the item that the consumer does itself when it gets to it first: so the work goes
-    to the stage that has time for it; `then` must not raise).
+    the one being produced), in order. The thread starts at once, so the caller can do other work
+    (e.g. set up for the first item) while the first item is made. `then(item)`, if given, runs in
+    that thread right after the item is handed over, before the next one is made, unless the
+    consumer was already waiting for it (work on the item that the consumer does itself when it
+    gets to it first: so the work goes to the stage that has time for it; `then` must not raise).
 
-    An exception raised by `items` is raised here, after the items produced before it. Closing this
-    generator (leaving a loop over it early) stops the producer after the item it is making.
+    An exception raised by `items` is raised here, after the items produced before it. `close()`
+    (leaving a loop over it early: use `contextlib.closing`) stops the producer after the item it is
+    making and closes `items`.
     """
-    slots: queue.Queue = queue.Queue()
-    room = threading.Semaphore(max(1, depth))   # items made and not yet taken, the one being made included
-    stop = threading.Event()
-    waiting = threading.Event()   # the consumer is waiting for the next item
-    source = iter(items)
 
-    def produce() -> None:
+    def __init__(self, items: Iterable[T], depth: int = 1, *, name: str = "grouper-read",
+                 then: Callable[[T], None] | None = None):
+        self._slots: queue.Queue = queue.Queue()
+        self._room = threading.Semaphore(max(1, depth))   # items made and not yet taken, the one being made included
+        self._stop = threading.Event()
+        self._waiting = threading.Event()   # the consumer is waiting for the next item
+        self._source = iter(items)
+        self._then = then
+        self._closed = False
+        self._worker = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._worker.start()
+
+    def _produce(self) -> None:
         while True:
-            while not room.acquire(timeout=_POLL):
-                if stop.is_set():
+            while not self._room.acquire(timeout=_POLL):
+                if self._stop.is_set():
                     return
-            if stop.is_set():
+            if self._stop.is_set():
                 return
             try:
-                item = next(source)
+                item = next(self._source)
             except StopIteration:
-                slots.put(_DONE)
+                self._slots.put(_DONE)
                 return
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-                slots.put(_Failed(exc))
+                self._slots.put(_Failed(exc))
                 return
-            consumer_idle = waiting.is_set()
-            slots.put(item)
-            if then is not None and not consumer_idle:
-                then(item)
+            consumer_idle = self._waiting.is_set()
+            self._slots.put(item)
+            if self._then is not None and not consumer_idle:
+                self._then(item)
 
-    worker = threading.Thread(target=produce, name=name, daemon=True)
-    worker.start()
-    try:
-        while True:
-            waiting.set()
-            item = slots.get()
-            waiting.clear()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            room.release()
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-        close = getattr(source, "close", None)
+    def __iter__(self) -> "ahead":
+        return self
+
+    def __next__(self) -> T:
+        if self._closed:
+            raise StopIteration
+        self._waiting.set()
+        item = self._slots.get()
+        self._waiting.clear()
+        if item is _DONE:
+            self.close()
+            raise StopIteration
+        if isinstance(item, _Failed):
+            self.close()
+            raise item.error
+        self._room.release()
+        return item
+
+    def close(self) -> None:
+        """Stop the producer (after the item it is making) and close `items` (its open files)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._worker.join()
+        close = getattr(self._source, "close", None)
         if close is not None:   # the producer's generator: run its finally blocks (open files)
             close()
 

@@ -12,6 +12,7 @@ point down only (pipeline → validate → engine).
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -28,7 +29,7 @@ from .engine.results import results_frame, rule_problems
 from .engine.run import run_kernel
 from .fields import carry_fields, typed_problem_rows
 from .overlap import ahead
-from .validate import ORDER, block, check_cases, convert_codes
+from .validate import ORDER, block, check_cases, convert_codes, prepare_checks
 
 DEFAULT_BATCH_SIZE = 1_000_000
 # Batches read ahead of the one being grouped (and, in grouper.api.group_file, results waiting to
@@ -77,7 +78,7 @@ def read_ahead(plan: ir.Plan) -> io.ReadAhead:
     intern the code lists in the plan's code table and parse the number fields (sex too unless the
     scheme reads its own spellings; the department is looked up by name when encoding)."""
     fields = tuple(name for name in ir.FIELDS if name != "dept" and (name != "sex" or plan.sex_spellings is None))
-    return io.ReadAhead(code_table(plan), fields)
+    return io.ReadAhead(functools.partial(code_table, plan), fields)   # the table built when first needed
 
 
 def prepare(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None,
@@ -165,6 +166,8 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
     else:
         batches = _encodings(plan, batches, reader)
     with closing(batches):   # an error here, or a caller that stops early, stops the reading thread now
+        if isinstance(batches, ahead):
+            _prepare(plan)   # while the first batch is read
         for batch in batches:
             cases, encoded = batch.cases, batch.run(wait=True)
             if problems:
@@ -180,6 +183,17 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
                 found = found.with_columns((pl.col("row").cast(pl.UInt64) + done).alias("row"))
             done += cases.height
             yield Grouped(cases, results, found)
+
+
+def _prepare(plan: ir.Plan) -> None:
+    """What the first batch's stages would build before they could start, built while it is read
+    (issue 20: ~0.03 CPU-s that otherwise lengthened the serial start): the code table the encoder
+    interns with, what the checks keep on the plan, and NumPy's masked arrays, which Polars loads the
+    first time it makes a Series from a NumPy array (numpy.ma: ~0.01 s)."""
+    import numpy.ma  # noqa: F401
+
+    code_table(plan)
+    prepare_checks(plan)
 
 
 def _encodings(plan: ir.Plan, batches: Iterator[pl.DataFrame], reader: io.ReadAhead | None) -> Iterator["_Encoding"]:

@@ -8,6 +8,12 @@ their own constructors; anything else in an entry (a pickle, an object array, an
 a malformed value) makes it damaged, and a damaged entry is rebuilt. Unlike a pickle, an entry
 written by someone else can therefore not run code as the user.
 
+Two forms keep reading an entry cheap where a command only groups (issue 20: the plan is loaded
+before any case is): a list of many strings is stored as one array of their UTF-8 text, joined by
+NUL bytes (one decode and one split instead of a JSON string each), and a value wrapped in `Later`
+(a scheme's AST, which grouping never reads) is stored as a JSON member of its own, decoded, with
+its own allowed classes, only when first asked for (`Later.get()`).
+
 It could still give other grouping results, so an entry is also used only when it is a regular
 file (not a link, a FIFO or a device: such an entry is never even read, so it cannot hang a command)
 owned by the current user and not writable by group or others (as ssh treats its files), and
@@ -32,7 +38,8 @@ import numpy as np
 
 ENTRY_SUFFIX = ".npz"
 # Bump when the encoding below changes (the engine fingerprint in each key covers the classes).
-FORMAT = 1
+FORMAT = 2   # 2: packed string lists, Later members
+PACKED_STRINGS = 16   # a list of at least this many strings (none holding NUL) is stored packed
 _NUMBER_KINDS = "biuf"  # numpy dtypes an entry may hold: bool, integers, floats (never objects)
 T = TypeVar("T")
 
@@ -58,20 +65,28 @@ class Classes:
             self.by_name[f"{cls.__module__}.{cls.__qualname__}"] = cls, len(fields)
         self.names = {cls: name for name, (cls, _) in self.by_name.items()}
 
+    def __or__(self, other: "Classes") -> "Classes":
+        both = Classes()
+        both.by_name = {**self.by_name, **other.by_name}
+        both.names = {**self.names, **other.names}
+        return both
+
 
 def cache_enabled(cache: bool | None) -> bool:
     """A loader's `cache` argument: None means on unless GROUPER_NO_CACHE is set."""
     return not os.environ.get("GROUPER_NO_CACHE") if cache is None else cache
 
 
-def cached(key: str, classes: Classes, kind: type[T], build: Callable[[], T]) -> T:
-    """The `kind` value cached under `key` when a usable entry holds one; else `build()`, cached."""
+def cached(key: str, classes: Classes, kind: type[T], build: Callable[[], T], *,
+           later: Callable[[], Classes] | None = None) -> T:
+    """The `kind` value cached under `key` when a usable entry holds one; else `build()`, cached
+    (`classes` must then name the Later parts' classes too; `later()` gives them when reading)."""
     entry = cache_dir() / f"{key}{ENTRY_SUFFIX}"
-    value = read_entry(entry, key, classes)
+    value = read_entry(entry, key, classes, later)
     if isinstance(value, kind):
         return value
     value = build()
-    write_entry(entry, key, value, classes)
+    write_entry(entry, key, value, classes if later is None else classes | later())
     return value
 
 
@@ -79,21 +94,51 @@ class Damaged(Exception):
     """The entry is not one this code wrote (or not for this key): rebuild it."""
 
 
-def _encode(value, classes: Classes, arrays: list[np.ndarray]):
-    """JSON-ready form: every JSON object is one tagged value, so decoding never guesses."""
+class Later:
+    """A part of a cached value written as a member of its own and decoded when first asked for:
+    `Later(value)` when writing; read back, `get()` decodes it (with the classes the reader's
+    `later` gives; `Damaged` if the member is not one this code wrote). It may hold no arrays."""
+
+    def __init__(self, value=None, *, decode: Callable[[], object] | None = None):
+        self._value, self._decode = value, decode
+
+    def get(self):
+        if self._decode is not None:
+            self._value, self._decode = self._decode(), None
+        return self._value
+
+
+def _packable(value: list) -> bool:
+    return (len(value) >= PACKED_STRINGS and all(type(v) is str for v in value)
+            and not any("\0" in v for v in value))
+
+
+def _encode(value, classes: Classes, arrays: list[np.ndarray] | None, later: list[str] | None = None):
+    """JSON-ready form: every JSON object is one tagged value, so decoding never guesses. `arrays`:
+    where arrays (and packed string lists) go, None in a Later part (which holds none); `later`:
+    the JSON texts of the Later parts met."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, list):
-        return [_encode(v, classes, arrays) for v in value]
+        if arrays is not None and _packable(value):
+            arrays.append(np.frombuffer("\0".join(value).encode("utf-8"), np.uint8))
+            return {"s": [len(arrays) - 1, len(value)]}
+        return [_encode(v, classes, arrays, later) for v in value]
+    if isinstance(value, Later):
+        if later is None:
+            raise TypeError("cannot cache a Later value inside another")
+        later.append(json.dumps(_encode(value.get(), classes, None), ensure_ascii=False, separators=(",", ":")))
+        return {"l": len(later) - 1}
     if isinstance(value, tuple):
-        return {"t": [_encode(v, classes, arrays) for v in value]}
+        return {"t": [_encode(v, classes, arrays, later) for v in value]}
     if isinstance(value, frozenset):
-        return {"fs": [_encode(v, classes, arrays) for v in value]}
+        return {"fs": [_encode(v, classes, arrays, later) for v in value]}
     if isinstance(value, dict):   # keys, then values: two flat lists read faster than one pair per item
-        return {"m": [_encode(list(value), classes, arrays), _encode(list(value.values()), classes, arrays)]}
+        return {"m": [_encode(list(value), classes, arrays, later), _encode(list(value.values()), classes, arrays, later)]}
     if isinstance(value, np.ndarray):
-        if value.dtype.kind not in _NUMBER_KINDS:
-            raise TypeError(f"cannot cache an array of {value.dtype}")
+        if value.dtype.kind not in _NUMBER_KINDS or arrays is None:
+            raise TypeError(f"cannot cache an array of {value.dtype}" if arrays is not None else
+                            "cannot cache an array in a Later part")
         arrays.append(value)
         return {"a": len(arrays) - 1}
     if isinstance(value, np.generic) and value.dtype.kind in _NUMBER_KINDS:
@@ -103,10 +148,12 @@ def _encode(value, classes: Classes, arrays: list[np.ndarray]):
     name = classes.names.get(type(value))
     if name is None:
         raise TypeError(f"cannot cache a {type(value).__qualname__}")
-    return {"c": name, "f": [_encode(getattr(value, f.name), classes, arrays) for f in dataclasses.fields(value)]}
+    return {"c": name, "f": [_encode(getattr(value, f.name), classes, arrays, later) for f in dataclasses.fields(value)]}
 
 
-def _decoder(classes: Classes, arrays):
+def _decoder(classes: Classes, arrays, later_texts=(), later_classes: Callable[[], Classes] | None = None):
+    """The object hook that rebuilds what _encode wrote. `arrays`: the entry's arrays (None in a Later
+    part); `later_texts`: the Later members' JSON, decoded by `later_classes()` when asked for."""
     by_name = classes.by_name
 
     def decode(obj: dict):
@@ -126,7 +173,19 @@ def _decoder(classes: Classes, arrays):
                 return frozenset(value)
             if tag == "m" and type(value) is list and len(value) == 2 and len(value[0]) == len(value[1]):
                 return dict(zip(*value))
-            if tag == "a" and type(value) is int:
+            if tag == "s" and type(value) is list and len(value) == 2 and arrays is not None:
+                index, count = value
+                array = arrays[f"a{index}"]
+                if array.dtype != np.uint8 or array.ndim != 1 or type(count) is not int:
+                    raise Damaged("packed strings")
+                items = array.tobytes().decode("utf-8").split("\0")
+                if len(items) != count:
+                    raise Damaged("packed strings")
+                return items
+            if tag == "l" and type(value) is int and 0 <= value < len(later_texts) and later_classes is not None:
+                text = later_texts[value]
+                return Later(decode=lambda: _decode_later(text, later_classes()))
+            if tag == "a" and type(value) is int and arrays is not None:
                 array = arrays[f"a{value}"]
                 if array.dtype.kind not in _NUMBER_KINDS:
                     raise Damaged(f"array of {array.dtype}")
@@ -142,6 +201,15 @@ def _decoder(classes: Classes, arrays):
     return decode
 
 
+def _decode_later(text: str, classes: Classes):
+    try:
+        return json.loads(text, object_hook=_decoder(classes, None))
+    except Damaged:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any damage to the member (JSON, constructors)
+        raise Damaged(f"a Later part: {exc}") from None
+
+
 def _trusted(st: os.stat_result) -> bool:
     """A regular file of the current user that nobody else may write."""
     if not stat.S_ISREG(st.st_mode):
@@ -151,9 +219,10 @@ def _trusted(st: os.stat_result) -> bool:
     return True
 
 
-def read_entry(path: Path, key: str, classes: Classes):
+def read_entry(path: Path, key: str, classes: Classes, later: Callable[[], Classes] | None = None):
     """The value cached at `path` for `key`, or None when there is none or it may not be used
-    (damaged, foreign, writable by others, or recorded for another key)."""
+    (damaged, foreign, writable by others, or recorded for another key). `later()`: the classes its
+    Later parts may hold (asked for when one is decoded; without it, an entry with one is not used)."""
     try:
         # Opened without following a link and without blocking (a FIFO or a device planted in the
         # cache folder would otherwise hang here), then checked on the open file itself (no race).
@@ -162,7 +231,10 @@ def read_entry(path: Path, key: str, classes: Classes):
             if not _trusted(os.fstat(fh.fileno())):
                 return None
             with np.load(fh, allow_pickle=False) as arrays:
-                meta = json.loads(bytes(arrays["meta"]).decode("utf-8"), object_hook=_decoder(classes, arrays))
+                later_texts = [bytes(arrays[name]).decode("utf-8") for name in sorted(
+                    (n for n in arrays.files if n.startswith("later")), key=lambda n: int(n[5:]))]
+                meta = json.loads(bytes(arrays["meta"]).decode("utf-8"),
+                                  object_hook=_decoder(classes, arrays, later_texts, later))
         if not (isinstance(meta, list) and len(meta) == 3 and meta[0] == FORMAT and meta[1] == key):
             raise Damaged("another format or key")
         return meta[2]
@@ -180,8 +252,9 @@ def write_entry(path: Path, key: str, value, classes: Classes) -> bool:
     """Cache `value` at `path` for `key`; False when it could not be (a read-only or unusable cache
     location, or a value holding something the cache cannot state): that only costs speed."""
     arrays: list[np.ndarray] = []
+    later: list[str] = []
     try:
-        meta = json.dumps([FORMAT, key, _encode(value, classes, arrays)], ensure_ascii=False, separators=(",", ":"))
+        meta = json.dumps([FORMAT, key, _encode(value, classes, arrays, later)], ensure_ascii=False, separators=(",", ":"))
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, partial = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial", dir=path.parent)  # mode 0600
     except (OSError, TypeError, ValueError):
@@ -191,6 +264,8 @@ def write_entry(path: Path, key: str, value, classes: Classes) -> bool:
             _member(archive, "meta", np.frombuffer(meta.encode("utf-8"), np.uint8))
             for i, array in enumerate(arrays):
                 _member(archive, f"a{i}", array)
+            for i, text in enumerate(later):
+                _member(archive, f"later{i}", np.frombuffer(text.encode("utf-8"), np.uint8))
         os.replace(partial, path)  # atomic: concurrent runs never read half an entry
     except BaseException as exc:
         with contextlib.suppress(OSError):

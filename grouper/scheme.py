@@ -1,35 +1,65 @@
 """Load a scheme pack: parse → check → compile. The one place that joins the language and the engine."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import re
 from dataclasses import dataclass
 from .package_data import data_dir
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .engine.ir import Plan
 from .errors import Diagnostic, InputError, SchemeError, warn_demo_scheme, with_source
-from .lang import ast
-from .plancache import Classes, cache_dir, cache_enabled, cached  # noqa: F401 - cache_dir: where entries are
+from .plancache import Classes, Damaged, Later, cache_dir, cache_enabled, cached  # noqa: F401 - cache_dir: where entries are
+
+if TYPE_CHECKING:
+    from .lang import ast
 
 SCHEME_FILE = "scheme.grp"
 DEMO_PACK = "demo"
 
 
-@dataclass
 class LoadedScheme:
-    path: Path
-    ast: ast.Scheme
-    plan: Plan
-    diagnostics: list[Diagnostic]  # warnings (errors raise)
-    content_hash: str = ""  # of every file of the pack and its bases (see content_hash)
+    """A loaded pack: where it is, its AST, the compiled plan, its warnings (errors raise) and the
+    content hash of every file of the pack and its bases (see content_hash).
+
+    From the plan cache the AST is decoded only when first read (explain, check, serve's tables):
+    grouping never reads it, and leaving it undecoded saves the grouping command the AST's classes
+    and a third of the entry (issue 20: the plan is loaded before any case is grouped)."""
+
+    def __init__(self, path: Path, ast: "ast.Scheme | Later", plan: Plan, diagnostics: list[Diagnostic],
+                 content_hash: str = ""):
+        self.path, self.plan, self.diagnostics, self.content_hash = path, plan, diagnostics, content_hash
+        self._ast = ast
+
+    @property
+    def ast(self) -> "ast.Scheme":
+        if isinstance(self._ast, Later):
+            try:
+                self._ast = self._ast.get()
+            except Damaged:   # the entry's AST member was damaged after its plan was read: parse again
+                self._ast = parse_pack(self.path)[0]
+        return self._ast
+
+    def __getstate__(self) -> dict:
+        """Pickled (grouper.spark ships a loaded scheme to its workers) with the AST decoded."""
+        return {**self.__dict__, "_ast": self.ast}
 
     def describe(self) -> dict[str, str]:
         """Which rules: name, version, pack path and content hash (for summaries and output metadata)."""
-        return {"name": self.ast.header.name, "version": self.ast.header.version, "path": str(self.path),
+        return {"name": self.plan.name, "version": self.plan.version, "path": str(self.path),
                 "content_hash": self.content_hash}
+
+
+@dataclass
+class _Entry:
+    """What the plan cache holds for a pack: its LoadedScheme but the content hash, the AST apart."""
+
+    path: Path
+    ast: Later
+    plan: Plan
+    diagnostics: list[Diagnostic]
 
 
 def scheme_path(pack: str | Path | None) -> Path:
@@ -214,19 +244,33 @@ def load_scheme(pack: str | Path | None = None, *, cache: bool | None = None) ->
     path = scheme_path(pack)
     content = content_hash(path)
     if not cache_enabled(cache):
-        return dataclasses.replace(_load_uncached(path), content_hash=content)
-    loaded = cached(pack_fingerprint(path, content), _cached_classes(), LoadedScheme, lambda: _load_uncached(path))
-    return dataclasses.replace(loaded, path=path, content_hash=content)
+        loaded = _load_uncached(path)
+        return LoadedScheme(path, loaded.ast, loaded.plan, loaded.diagnostics, content)
+
+    def build() -> _Entry:
+        loaded = _load_uncached(path)
+        return _Entry(path, Later(loaded.ast), loaded.plan, loaded.diagnostics)
+
+    entry = cached(pack_fingerprint(path, content), _cached_classes(), _Entry, build, later=_ast_classes)
+    return LoadedScheme(path, entry.ast, entry.plan, entry.diagnostics, content)
 
 
 @functools.cache
 def _cached_classes() -> Classes:
-    """What a plan cache entry of a scheme may hold: the AST, the plan, diagnostics."""
+    """What a plan cache entry of a scheme may hold, the AST apart: the plan, diagnostics."""
     from . import errors
     from .engine import ir
+
+    return Classes([errors, ir], extra=[_Entry])
+
+
+@functools.cache
+def _ast_classes() -> Classes:
+    """What the AST member of an entry may hold (read only when the AST is)."""
+    from . import errors
     from .lang import ast as ast_module
 
-    return Classes([ast_module, errors, ir], extra=[LoadedScheme])
+    return Classes([ast_module, errors])
 
 
 def _load_uncached(path: Path) -> LoadedScheme:

@@ -239,6 +239,13 @@ def _enabled(plan: ir.Plan) -> np.ndarray:
     return enabled
 
 
+def prepare_checks(plan: ir.Plan) -> None:
+    """Build what the checks keep on a plan (its codes' flags, the checks that run), once, ahead of
+    the first batch (grouper.pipeline does it while that batch is read)."""
+    _code_flag_bits(plan)
+    _enabled(plan)
+
+
 def check_cases(plan: ir.Plan, cases: pl.DataFrame, batch: Batch, *, threads: int | None = None,
                 kernel=None, details: bool = True) -> pl.DataFrame:
     """Every problem of every case of an encoded batch (see the module docstring for the frame).

@@ -194,7 +194,7 @@ def test_split_and_interned_in_one_pass_as_intern_codes_gives(chs_scheme):
     column = pl.Series("dx", [cell() for _ in range(3000)], dtype=pl.String)
     for part in (column, column.slice(7), pl.concat([column.slice(0, 1000), column.slice(1000)], rechunk=False)):
         for kind in ("dx", "proc"):
-            ahead = io.ReadAhead(table, ())
+            ahead = io.ReadAhead(lambda: table, ())
             split = io._split_listed(part, kind, ahead)
             assert split.to_list() == io._split_compiled(part, "|,", empty_is_none=kind == "proc").to_list()
             offsets, ids, items = ahead.lists[kind]

@@ -30,8 +30,9 @@ def entry_meta(entry: Path) -> str:
         return bytes(arrays["meta"]).decode("utf-8")
 
 
-def write_meta(entry: Path, good: bytes, meta: str) -> None:
-    """Rewrite the entry as `good` (an entry's bytes) with another JSON part, keeping its mode."""
+def write_meta(entry: Path, good: bytes, meta: str, member: str = "meta") -> None:
+    """Rewrite the entry as `good` (an entry's bytes) with another JSON part (`member`: the main one,
+    or a Later part such as the AST, "later0"), keeping its mode."""
     import io
     import zipfile
 
@@ -39,8 +40,8 @@ def write_meta(entry: Path, good: bytes, meta: str) -> None:
 
     with zipfile.ZipFile(io.BytesIO(good)) as source, zipfile.ZipFile(entry, "w") as target:
         for name in source.namelist():
-            if name == "meta.npy":
-                _member(target, "meta", np.frombuffer(meta.encode("utf-8"), np.uint8))
+            if name == f"{member}.npy":
+                _member(target, member, np.frombuffer(meta.encode("utf-8"), np.uint8))
             else:
                 target.writestr(name, source.read(name))
     entry.chmod(0o600)
@@ -137,7 +138,8 @@ def test_any_damaged_cache_entry_is_rebuilt(pack, damage, capsys):
         np.savez(buffer, meta=np.array([{"not": "a scheme"}], dtype=object))   # stored as a pickle
         entry.write_bytes(buffer.getvalue())
     elif damage in ("another class", "an extra field", "bad JSON", "an array index out of range"):
-        header = '"c":"grouper.lang.ast.Header","f":['
+        header = '"c":"grouper.engine.ir.Plan","f":['
+        assert header in meta
         write_meta(entry, good, {"another class": meta.replace('"grouper.engine.ir.Plan"', '"subprocess.Popen"'),
                                  "an extra field": meta.replace(header, header + "1,"), "bad JSON": meta[:-10],
                                  "an array index out of range": meta.replace('{"a":0}', '{"a":999}')}[damage])
@@ -150,6 +152,90 @@ def test_any_damaged_cache_entry_is_rebuilt(pack, damage, capsys):
     assert main(["check", str(pack)]) == 0
     if damage != "a folder":
         assert entry.read_bytes() == good  # replaced by a good entry
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def entry_member(entry: Path, member: str) -> str:
+    with np.load(entry, allow_pickle=False) as arrays:
+        return bytes(arrays[member]).decode("utf-8")
+
+
+def test_a_grouping_run_from_the_cache_decodes_no_ast_and_no_string_one_by_one(pack, monkeypatch):
+    """The AST sits in a member of its own, decoded only when read; the plan's long string lists
+    (codes, names) are one array of text each, not JSON strings (the mini pack's lists are short:
+    packed here from 2 items on)."""
+    import subprocess
+    import sys
+
+    from grouper import plancache
+
+    monkeypatch.setattr(plancache, "PACKED_STRINGS", 2)
+    compiled = load_scheme(pack, cache=False)
+    load_scheme(pack)
+    [entry] = cache_dir().glob("*.npz")
+    meta, ast_part = entry_meta(entry), entry_member(entry, "later0")
+    assert "grouper.lang.ast" not in meta and '"c":"grouper.lang.ast.Header"' in ast_part
+    assert '"s":[' in meta and compiled.plan.codes[0] not in meta   # the codes are packed
+    probe = (f"import sys; from grouper.scheme import load_scheme; s = load_scheme({str(pack)!r}); "
+             "before = 'grouper.lang.ast' in sys.modules; header = s.ast.header; "
+             "print(before, 'grouper.lang.ast' in sys.modules, header.name == s.plan.name)")
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                         env={**os.environ, "GROUPER_CACHE_DIR": str(cache_dir())}).stdout.split()
+    assert out == ["False", "True", "True"]
+
+
+def test_a_scheme_from_the_cache_pickles_whole(pack):
+    """grouper.spark pickles a loaded scheme for its workers: the AST, not decoded yet, goes with it."""
+    import pickle
+
+    compiled = load_scheme(pack, cache=False)
+    load_scheme(pack)
+    shipped = pickle.loads(pickle.dumps(load_scheme(pack)))
+    assert shipped.ast == compiled.ast and shipped.plan.drg_codes == compiled.plan.drg_codes
+    assert shipped.describe() == compiled.describe()
+
+
+@pytest.mark.parametrize("damage", ["a count that does not match", "not a count", "an index out of range"])
+def test_a_damaged_packed_string_list_is_rebuilt(pack, damage, monkeypatch):
+    import re
+
+    from grouper import plancache
+
+    monkeypatch.setattr(plancache, "PACKED_STRINGS", 2)
+    want = load_scheme(pack, cache=False).plan.codes
+    load_scheme(pack)
+    [entry] = cache_dir().glob("*.npz")
+    good, meta = entry.read_bytes(), entry_meta(entry)
+    first = re.search(r'\{"s":\[(\d+),(\d+)\]\}', meta)
+    index, count = first.groups()
+    wrong = {"a count that does not match": f'{{"s":[{index},{int(count) + 1}]}}',
+             "not a count": f'{{"s":[{index},"{count}"]}}',
+             "an index out of range": f'{{"s":[999,{count}]}}'}[damage]
+    write_meta(entry, good, meta.replace(first.group(0), wrong, 1))
+    assert load_scheme(pack).plan.codes == want
+    assert entry.read_bytes() == good   # rebuilt
+
+
+@pytest.mark.parametrize("damage", ["bad JSON", "another class", "an extra field", "an array"])
+def test_a_damaged_ast_member_is_parsed_again(pack, damage, capsys):
+    """The AST member is decoded after the plan was used: damaged, the pack is parsed again for it
+    (the same AST), and nothing else changes; it never runs code."""
+    from grouper.cli import main
+
+    compiled = load_scheme(pack, cache=False)
+    load_scheme(pack)
+    [entry] = cache_dir().glob("*.npz")
+    good, ast_part = entry.read_bytes(), entry_member(entry, "later0")
+    header = '"c":"grouper.lang.ast.Header","f":['
+    write_meta(entry, good, {"bad JSON": ast_part[:-10],
+                             "another class": ast_part.replace('"grouper.lang.ast.Header"', '"subprocess.Popen"'),
+                             "an extra field": ast_part.replace(header, header + "1,"),
+                             "an array": ast_part.replace(header, header[:-1] + '{"a":0},')}[damage], "later0")
+    assert entry.read_bytes() != good
+    cached = load_scheme(pack)
+    assert cached.plan.drg_codes == compiled.plan.drg_codes
+    assert cached.ast == compiled.ast
+    assert main(["explain", "--scheme", str(pack), "--dx", "K35.800"]) == 0
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -312,10 +398,13 @@ def test_a_changed_dip_catalogue_invalidates(dip_pack):
     assert load_dip_scheme(dip_pack, cache=False).plan.row_code == after.plan.row_code
 
 
-def test_a_damaged_or_foreign_dip_entry_is_rebuilt(dip_pack, tmp_path):
+def test_a_damaged_or_foreign_dip_entry_is_rebuilt(dip_pack, tmp_path, monkeypatch):
     import pickle
 
+    from grouper import plancache
     from grouper.dip import load_dip_scheme
+
+    monkeypatch.setattr(plancache, "PACKED_STRINGS", 10**9)   # the row codes as JSON strings, to tamper with
 
     want = load_dip_scheme(dip_pack, cache=False).plan.row_code
     load_dip_scheme(dip_pack)

@@ -1,6 +1,8 @@
 """What a `grouper group` process loads and sets before it groups (issue 20: start-up is part of the
 whole command's time): a quiet run from the plan cache loads neither the terminal output (rich), nor
-the DSL parser (lark), nor pyarrow.compute; `--threads N` sizes Polars' pool before Polars loads."""
+the DSL parser (lark), nor pyarrow.compute, nor the scheme language's AST classes (the plan cache
+holds the AST apart), nor the DIP language, nor the version wing's crosswalk and dated grouping;
+`--threads N` sizes Polars' pool before Polars loads."""
 import os
 import subprocess
 import sys
@@ -19,9 +21,30 @@ def test_a_quiet_run_from_the_plan_cache_loads_no_terminal_output_parser_or_pyar
     cases.write_text("id,sex,age,dx,proc\n1,1,40,K35.800,47.0100\n2,2,30,XX,\n", encoding="utf-8")
     run = (f"import sys; from grouper.cli import main; "
            f"code = main(['group', {str(cases)!r}, '-o', {str(tmp_path / 'r.parquet')!r}, '--scheme', {str(MINI)!r}, '-q']); "
-           "print(code, sorted(m for m in ('rich', 'lark', 'pyarrow.compute', 'tomllib') if m in sys.modules))")
+           f"print(code, sorted(m for m in {NOT_LOADED!r} if m in sys.modules))")
     _python(run, tmp_path)                      # fills the plan cache (parses the pack: lark)
     assert _python(run, tmp_path, GROUPER_CONFIG="", XDG_CONFIG_HOME=str(tmp_path)).strip() == "0 []"   # no config file
+
+
+NOT_LOADED = ("rich", "lark", "pyarrow.compute", "tomllib", "grouper.lang.ast", "grouper.dip.scheme", "grouper.dip.ast",
+              "grouper.versions.crosswalk", "grouper.versions.dated")
+
+
+def test_the_grouper_process_exits_with_its_code_and_its_output_whole(tmp_path):
+    """`python -m grouper` (cli.run) ends without the interpreter's teardown: the exit code, stdout
+    and stderr are the command's all the same, and the outputs are complete."""
+    cases = tmp_path / "cases.csv"
+    cases.write_text("id,sex,age,dx,proc\n1,1,40,K35.800,47.0100\n2,2,30,XX,\n", encoding="utf-8")
+    env = {**os.environ, "GROUPER_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "r.csv"
+    done = subprocess.run([sys.executable, "-m", "grouper", "group", str(cases), "-o", str(out), "--scheme", str(MINI)],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and "2" in done.stderr and out.read_text(encoding="utf-8-sig").count("\n") == 3
+    missing = subprocess.run([sys.executable, "-m", "grouper", "group", str(tmp_path / "none.csv"), "-o", str(out),
+                              "--scheme", str(MINI)], capture_output=True, text=True, env=env)
+    assert missing.returncode == 3 and "error:" in missing.stderr
+    version = subprocess.run([sys.executable, "-m", "grouper", "--version"], capture_output=True, text=True, env=env)
+    assert version.returncode == 0 and version.stdout.startswith("grouper ")
 
 
 def test_threads_sizes_the_polars_pool_unless_polars_max_threads_says_otherwise(tmp_path):

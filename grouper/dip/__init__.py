@@ -14,14 +14,16 @@ from pathlib import Path
 import polars as pl
 
 from ..pipeline import DEFAULT_BATCH_SIZE as BATCH_SIZE
-from .scheme import LoadedDip, check_dip_scheme, is_dip_pack, load_dip_scheme
+from .files import DIP_FILE, is_dip_pack  # noqa: F401 - DIP_FILE: part of the package's names
 
 __all__ = ["LoadedDip", "check_dip_scheme", "dip_what_if", "explain_dip", "explain_dip_json", "group_dip", "group_dip_file",
            "is_dip_pack", "load_dip_scheme"]
 
-# Imported on first use: `grouper group` with a DRG pack asks `is_dip_pack` and needs none of them.
+# Imported on first use: `grouper group` with a DRG pack asks `is_dip_pack` and needs none of them
+# (grouper.dip.scheme alone loads the DIP language, the table store and the scheme language's AST).
 _LAZY = {"dip_what_if": ".reference", "explain_dip": ".reference", "explain_dip_json": ".reference",
-         "group_dip_frame": ".run"}
+         "group_dip_frame": ".run", "LoadedDip": ".scheme", "check_dip_scheme": ".scheme",
+         "load_dip_scheme": ".scheme"}
 
 
 def __getattr__(name: str):
@@ -32,7 +34,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _loaded(scheme) -> LoadedDip:
+def _loaded(scheme) -> "LoadedDip":
+    from .scheme import LoadedDip, load_dip_scheme
+
     return scheme if isinstance(scheme, LoadedDip) else load_dip_scheme(scheme)
 
 

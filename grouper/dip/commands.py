@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 
-from .ast import LEVELS
-
 EXIT_OK, EXIT_SCHEME = 0, 1
 
 
 def check_command(pack, strict: bool) -> int:
     from ..console import print_diagnostics, stderr_console
+    from .ast import LEVELS
     from .scheme import check_dip_scheme, dip_scheme_path
 
     console = stderr_console()

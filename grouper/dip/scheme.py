@@ -15,8 +15,8 @@ from .ast import DipScheme
 from .catalogue import Row
 from .check import check
 from .plan import DipPlan, compile_dip
+from .files import DIP_FILE, is_dip_pack  # noqa: F401 - where they are defined (see there)
 
-DIP_FILE = "scheme.dip"
 DEMO_PACK = "dip-demo"
 
 
@@ -28,16 +28,6 @@ class LoadedDip:
     rows: dict[str, list[Row]]
     plan: DipPlan
     diagnostics: list[Diagnostic]  # warnings (errors raise)
-
-
-def is_dip_pack(pack: str | Path | None) -> bool:
-    """True for a .dip file or a folder holding scheme.dip (and no scheme.grp)."""
-    if pack is None:
-        return False
-    path = Path(pack)
-    if path.is_dir():
-        return (path / DIP_FILE).is_file() and not (path / "scheme.grp").is_file()
-    return path.suffix == ".dip"
 
 
 def dip_scheme_path(pack: str | Path | None) -> Path:

@@ -9,6 +9,7 @@ for validation to report; no row is dropped.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,6 +119,14 @@ def code_table(plan: ir.Plan, kernel=None):
 def _string_table(plan: ir.Plan, name: str, strings, kernel=None):
     """`strings` as the kernel's lookup table (string i gets id i + 1), kept on the plan by name."""
     kernel = kernel or KERNEL
+    with _TABLES_BUILT:   # once, also when two threads ask at once (the reader and grouper.pipeline._prepare)
+        return _built_table(plan, name, strings, kernel)
+
+
+_TABLES_BUILT = threading.Lock()
+
+
+def _built_table(plan: ir.Plan, name: str, strings, kernel):
     tables = plan.__dict__.setdefault("_code_tables", {})
     key = (getattr(kernel, "__name__", ""), name)
     if key not in tables:
