@@ -73,6 +73,33 @@ def test_encode(benchmark, plan, cases_1m):
     stage(benchmark, "parse (encode: intern codes, parse fields → kernel arrays)", 4)
 
 
+def test_reading_thread(benchmark, plan, files_1m):
+    """What the reading thread of `grouper group` does to the Parquet input: read, canonicalise and
+    encode it in batches of 50,000 rows (1 M rows: ten progress steps, halved for two in flight),
+    the code lists interned as they are split and the number fields parsed as they are looked at
+    (grouper.io.ReadAhead). Its parts are the read, canonicalise and parse stages above (those
+    without the reader's help): not summed. `thread_cpu_s`: the CPU time of the thread itself
+    (Polars decodes Parquet in threads of its own)."""
+    import time
+
+    from grouper.pipeline import encode, read_ahead
+
+    cpu = []
+
+    def read():
+        start, rows, reader = time.thread_time(), 0, read_ahead(plan)
+        for cases in io.iter_case_batches(files_1m[".parquet"], batch_size=50_000, ahead=reader):
+            encode(plan, cases, ahead=reader.take())
+            rows += cases.height
+        cpu.append(time.thread_time() - start)
+        return rows
+
+    assert benchmark.pedantic(read, **ROUNDS) == N
+    stage(benchmark, "reading thread of the command: read + canonicalise + parse a Parquet file, 50,000-row batches "
+          "(not summed)", 4.5, in_total=False)
+    benchmark.extra_info["thread_cpu_s"] = sorted(cpu)[len(cpu) // 2]
+
+
 def test_validate(benchmark, plan, cases_1m, batch_1m):
     try:
         from grouper.validate import check_cases

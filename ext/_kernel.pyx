@@ -1398,50 +1398,7 @@ cdef class _Text:
         free(self.ptrs)
 
 
-cdef inline uint64_t fnv1a(const uint8_t* s, int32_t n) noexcept nogil:
-    cdef uint64_t h = 14695981039346656037ULL
-    cdef int32_t i
-    for i in range(n):
-        h = (h ^ s[i]) * 1099511628211ULL
-    return h
-
-
-cdef inline void view_key(const uint8_t* s, int32_t n, uint64_t* a, uint64_t* b) noexcept nogil:
-    """The 16-byte string_view image of a string, as two words: length and the first 4 bytes
-    (a); for strings of up to 12 bytes the other 8, zero-padded (b; 0 for longer strings)."""
-    cdef uint8_t image[16]
-    cdef int32_t k
-    for k in range(16):
-        image[k] = 0
-    memcpy(image, &n, 4)
-    memcpy(image + 4, s, n if n <= 12 else 4)
-    memcpy(a, image, 8)
-    memcpy(b, image + 8, 8)
-
-
-cdef inline uint64_t key_hash(uint64_t a, uint64_t b) noexcept nogil:
-    cdef uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL)
-    h ^= h >> 33                # murmur3's finaliser: every input bit reaches the low bits
-    h *= 0xFF51AFD7ED558CCDULL
-    h ^= h >> 33
-    h *= 0xC4CEB9FE1A85EC53ULL
-    return h ^ (h >> 33)
-
-
-cdef inline uint64_t string_hash(const uint8_t* s, int32_t n) noexcept nogil:
-    cdef uint64_t a, b
-    view_key(s, n, &a, &b)
-    if n > 12:
-        b = fnv1a(s, n)
-    return key_hash(a, b)
-
-
-# A slot of the code table: the key words of view_key, then the code id (0: empty slot).
-cdef enum:
-    SLOT_A = 0
-    SLOT_B = 1
-    SLOT_ID = 2
-    SLOT_WIDTH = 3
+include "_code_keys.pxi"
 
 
 def code_table(const uint8_t[::1] data not None, const int64_t[::1] offsets not None):
@@ -1469,13 +1426,6 @@ def code_table(const uint8_t[::1] data not None, const int64_t[::1] offsets not 
         t[slot, SLOT_B] = b
         t[slot, SLOT_ID] = i + 1
     return table
-
-
-cdef extern from *:
-    void __builtin_prefetch(const void*) nogil
-
-cdef enum:
-    INTERN_AHEAD = 16     # strings whose table slots are fetched before the first of them is probed
 
 
 cdef inline void key_of(const TextC* t, Py_ssize_t i, uint64_t* a, uint64_t* b, int32_t* length,
@@ -1526,22 +1476,14 @@ def intern_codes(const uint64_t[:, ::1] table not None, const uint8_t[::1] data 
     """out[j] = the code id of string j (0: not a code of the plan), looked up in `code_table`."""
     cdef Py_ssize_t n = out.shape[0], j
     cdef _Text text = _Text(views, buffers, validity, bit_offset, n)
-    cdef uint64_t mask = table.shape[0] - 1, slot, a, b
-    cdef int32_t length
-    cdef uint64_t code
-    cdef const uint64_t* t = &table[0, 0] if table.shape[0] > 0 else _NO_WORDS
-    cdef const uint8_t* data_p = &data[0] if data.shape[0] > 0 else <const uint8_t*>_NO_CODES
+    cdef CodeTableC codes
     cdef uint64_t keys_a[INTERN_AHEAD]
     cdef uint64_t keys_b[INTERN_AHEAD]
     cdef uint64_t slots[INTERN_AHEAD]
     cdef int32_t lengths[INTERN_AHEAD]
     cdef const uint8_t* strings[INTERN_AHEAD]
     cdef Py_ssize_t k, m
-    if table.shape[0] == 0 or table.shape[0] & mask or table.shape[1] != SLOT_WIDTH:
-        raise ValueError("the table must have a power-of-two number of slots of 3 words")
-    for j in range(table.shape[0]):
-        if table[j, SLOT_ID] > <uint64_t>(offsets.shape[0] - 1):
-            raise ValueError(f"table slot {j} holds code id {table[j, SLOT_ID]}, beyond the codes")
+    code_table_c(&codes, table, data, offsets)
     with nogil:
         j = 0
         while j < n:
@@ -1551,21 +1493,10 @@ def intern_codes(const uint64_t[:, ::1] table not None, const uint8_t[::1] data 
             m = min(INTERN_AHEAD, n - j)
             for k in range(m):
                 key_of(&text.c, j + k, &keys_a[k], &keys_b[k], &lengths[k], &strings[k])
-                slots[k] = key_hash(keys_a[k], keys_b[k]) & mask
-                __builtin_prefetch(t + slots[k] * SLOT_WIDTH)
+                slots[k] = key_hash(keys_a[k], keys_b[k]) & codes.mask
+                __builtin_prefetch(codes.slots + slots[k] * SLOT_WIDTH)
             for k in range(m):
-                a, b, length, slot = keys_a[k], keys_b[k], lengths[k], slots[k]
-                out[j + k] = 0
-                while True:
-                    code = t[slot * SLOT_WIDTH + SLOT_ID]
-                    if code == 0:
-                        break
-                    if t[slot * SLOT_WIDTH + SLOT_A] == a and (
-                            t[slot * SLOT_WIDTH + SLOT_B] == b if length <= 12
-                            else memcmp(data_p + offsets[code - 1], strings[k], length) == 0):
-                        out[j + k] = <uint32_t>code
-                        break
-                    slot = (slot + 1) & mask
+                out[j + k] = probe_code(&codes, slots[k], keys_a[k], keys_b[k], lengths[k], strings[k])
             j += m
 
 

@@ -61,6 +61,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy, memset
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
+include "_code_keys.pxi"
+
 
 cdef inline bint _maybe_space(uint8_t b) noexcept nogil:
     """ASCII White_Space (tab, line feed, vertical tab, form feed, carriage return, space), or a byte
@@ -203,37 +205,131 @@ cdef inline void _item_view(uint8_t* v, const uint8_t* item, int32_t length, int
     """The 16-byte string view of `item`: inline when it has up to 12 bytes, else (length, first 4
     bytes, buffer, offset)."""
     cdef uint64_t zero = 0
-    cdef int32_t k
     memcpy(v, &zero, 8)
     memcpy(v + 8, &zero, 8)
     memcpy(v, &length, 4)
     if length <= 12:
-        for k in range(length):
-            v[4 + k] = item[k]
+        memcpy(v + 4, item, length)
     else:
         memcpy(v + 4, item, 4)
         memcpy(v + 8, &buf, 4)
         memcpy(v + 12, &off, 4)
 
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
+cdef int _one = 1
+cdef bint _LITTLE_ENDIAN = (<uint8_t*>&_one)[0] == 1
+cdef uint64_t _LOW7 = 0x7F7F7F7F7F7F7F7FULL
+
+
+cdef inline uint64_t _bytes_equal(uint64_t word, uint64_t pattern) noexcept nogil:
+    """0x80 in each byte of `word` equal to that byte of `pattern`, 0 in every other byte (exact: no
+    false positives, unlike the usual has-zero-byte test)."""
+    cdef uint64_t x = word ^ pattern
+    return ~(((x & _LOW7) + _LOW7) | x | _LOW7)
+
+
+cdef inline void _short_item_view(uint8_t* v, const uint8_t* item, int32_t length) noexcept nogil:
+    """_item_view of an item of up to 12 bytes that has 12 readable bytes at `item` (on a little-endian
+    machine): two word loads and a mask instead of a copy of `length` bytes."""
+    cdef uint64_t head, a, b
+    cdef uint32_t tail
+    memcpy(&head, item, 8)
+    memcpy(&tail, item + 8, 4)
+    b = (head >> 32) | ((<uint64_t>tail) << 32)
+    if length < 4:
+        a = <uint32_t>length | ((head & ((1ULL << (8 * length)) - 1)) << 32) if length > 0 else 0
+        b = 0
+    else:
+        a = <uint32_t>length | (head << 32)
+        if length < 12:
+            b &= (1ULL << (8 * (length - 4))) - 1
+    memcpy(v, &a, 8)
+    memcpy(v + 8, &b, 8)
+
+
+cdef inline Py_ssize_t _separators_in(const uint8_t* s, int32_t size, uint64_t first, uint64_t other,
+                                      const uint8_t* is_separator) noexcept nogil:
+    """How many bytes of s[:size] are separators (`first`, `other`: the separators in every byte of a
+    word), eight bytes at a time."""
+    cdef uint64_t word
+    cdef int32_t k = 0
+    cdef Py_ssize_t count = 0
+    while k + 8 <= size:
+        memcpy(&word, s + k, 8)
+        # (one bit per separator byte, bit 7: summed into the top byte by the multiply)
+        count += (((_bytes_equal(word, first) | _bytes_equal(word, other)) >> 7) * 0x0101010101010101ULL) >> 56
+        k += 8
+    while k < size:
+        count += is_separator[s[k]]
+        k += 1
+    return count
+
+
+cdef void _intern_items(const CodeTableC* codes, const _Column* col, const uint8_t* views, Py_ssize_t m,
+                        uint32_t* ids) noexcept nogil:
+    """ids[k] = the code id of item k of `views` (k < m <= INTERN_AHEAD; 0: no code of the table),
+    the views as _item_view writes them: zero-padded, so a view is its own key (see _code_keys.pxi),
+    but for an item of more than 12 bytes, whose second word is its hash. Each slot is fetched before
+    the first probe (the table of a national plan is a few MB: a lookup is a cache miss)."""
+    cdef uint64_t keys_a[INTERN_AHEAD]
+    cdef uint64_t keys_b[INTERN_AHEAD]
+    cdef uint64_t slots[INTERN_AHEAD]
+    cdef int32_t lengths[INTERN_AHEAD]
+    cdef const uint8_t* strings[INTERN_AHEAD]
+    cdef const uint8_t* v
+    cdef int32_t buf, off
+    cdef Py_ssize_t k
+    for k in range(m):
+        v = views + 16 * k
+        memcpy(&lengths[k], v, 4)
+        memcpy(&keys_a[k], v, 8)
+        if lengths[k] <= 12:
+            memcpy(&keys_b[k], v + 8, 8)
+            strings[k] = v + 4
+        else:
+            memcpy(&buf, v + 8, 4)
+            memcpy(&off, v + 12, 4)
+            strings[k] = col.data[buf - col.base] + off
+            keys_b[k] = fnv1a(strings[k], lengths[k])
+        slots[k] = key_hash(keys_a[k], keys_b[k]) & codes.mask
+        __builtin_prefetch(codes.slots + slots[k] * SLOT_WIDTH)
+    for k in range(m):
+        ids[k] = probe_code(codes, slots[k], keys_a[k], keys_b[k], lengths[k], strings[k])
+
+
 def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, uint8_t separator,
-                uint8_t other_separator, bint empty_is_none):
+                uint8_t other_separator, bint empty_is_none, codes=None):
     """Each string split at `separator` and `other_separator` (ASCII bytes, so never inside a UTF-8
     character), as Polars' str.split gives it with the other separator replaced first: every item kept,
     empty ones too ('' → [''], 'A||B' → ['A', '', 'B']); a null reads as ''; with `empty_is_none`,
     '' (and null) gives no item at all. Returns (int64 list offsets [n + 1], the items' string views
     [16 per item]), an item of more than 12 bytes pointing into the buffer its string is in (so the
     items are an Arrow string_view array over the same data buffers); None when a view points outside
-    its buffers (the caller lets Polars split)."""
+    its buffers (the caller lets Polars split).
+
+    With `codes`, the (table, bytes, offsets) of a plan's code table (_kernel.code_table), each item
+    is also looked up there as it is split, and a third array is returned: uint32 code ids, one per
+    item, exactly what _kernel.intern_codes gives for the items (0: not a code of the plan)."""
     import numpy as np
     cdef _Views text = _Views(views, buffers, validity, bit_offset, n)
-    cdef Py_ssize_t i, items = 0, j, start, at
-    cdef int32_t size = 0, k, buf = -1, off = 0
+    cdef Py_ssize_t i, items = 0, j, start, at, sep_at, interned = 0
+    cdef int32_t size = 0, buf = -1, off = 0
+    cdef uint64_t first = 0x0101010101010101ULL * separator, other = 0x0101010101010101ULL * other_separator
+    cdef uint64_t word, found
     cdef int state
     cdef const uint8_t* s
     cdef uint8_t* out
     cdef uint8_t is_separator[256]
-    cdef bint bad = False
+    cdef bint bad = False, interning = codes is not None
+    cdef CodeTableC table
+    cdef uint32_t[::1] ids_view
+    cdef uint32_t* ids_out = NULL
+    memset(&table, 0, sizeof(CodeTableC))
+    if interning:
+        code_table_c(&table, codes[0], codes[1], codes[2])
     memset(is_separator, 0, 256)
     is_separator[separator] = 1
     is_separator[other_separator] = 1
@@ -251,17 +347,19 @@ def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, u
             if size == 0 and empty_is_none:
                 lo[i + 1] = items
                 continue
-            items += 1
-            for k in range(size):
-                items += is_separator[s[k]]
+            items += 1 + _separators_in(s, size, first, other, is_separator)
             lo[i + 1] = items
     if bad:
         return None
     item_views = np.empty(16 * items, np.uint8)
+    ids = np.empty(items if interning else 0, np.uint32)
     if items == 0:
-        return list_offsets, item_views
+        return (list_offsets, item_views, ids) if interning else (list_offsets, item_views)
     cdef uint8_t[::1] written = item_views
     out = &written[0]
+    if interning:
+        ids_view = ids
+        ids_out = &ids_view[0]
     with nogil:
         j = 0
         for i in range(n):
@@ -270,14 +368,35 @@ def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, u
             if _cell(&text.column, i, &s, &size, &buf, &off) != 1:
                 size = 0
             start = 0
-            for at in range(size):
+            at = 0
+            if _LITTLE_ENDIAN:   # eight bytes at a time: a separator's byte is the lowest set bit's
+                while at + 8 <= size:
+                    memcpy(&word, s + at, 8)
+                    found = _bytes_equal(word, first) | _bytes_equal(word, other)
+                    while found:
+                        sep_at = at + (__builtin_ctzll(found) >> 3)
+                        if sep_at - start <= 12 and start + 12 <= size:
+                            _short_item_view(out + 16 * j, s + start, <int32_t>(sep_at - start))
+                        else:
+                            _item_view(out + 16 * j, s + start, <int32_t>(sep_at - start), buf, <int32_t>(off + start))
+                        j += 1
+                        start = sep_at + 1
+                        found &= found - 1
+                    at += 8
+            while at < size:
                 if is_separator[s[at]]:
                     _item_view(out + 16 * j, s + start, <int32_t>(at - start), buf, <int32_t>(off + start))
                     j += 1
                     start = at + 1
+                at += 1
             _item_view(out + 16 * j, s + start, <int32_t>(size - start), buf, <int32_t>(off + start))
             j += 1
-    return list_offsets, item_views
+            while interning and j - interned >= INTERN_AHEAD:   # the views just written, still in the cache
+                _intern_items(&table, &text.column, out + 16 * interned, INTERN_AHEAD, ids_out + interned)
+                interned += INTERN_AHEAD
+        if interning and j > interned:
+            _intern_items(&table, &text.column, out + 16 * interned, j - interned, ids_out + interned)
+    return (list_offsets, item_views, ids) if interning else (list_offsets, item_views)
 
 
 # ---- the wide shape: a row's code cells → its code list (grouper.io._wide_lists) ----------------

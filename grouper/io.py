@@ -22,6 +22,7 @@ import csv
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import polars as pl
@@ -149,8 +150,10 @@ def iter_case_batches(
     sheet: str | int | None = None,
     skip_rows: int = 0,
     on_unused: Callable[[tuple[str, ...]], None] | None = None,
+    ahead: ReadAhead | None = None,
 ) -> Iterator[pl.DataFrame]:
-    """Yield the canonical case frame of ``path`` in consecutive batches (``sheet``: see read_cases).
+    """Yield the canonical case frame of ``path`` in consecutive batches (``sheet``: see read_cases;
+    ``ahead``: work for the encoding done on the way, see ReadAhead).
 
     Concatenating the batches gives ``read_cases(path)``: same rows, same order,
     and generated ids are global row numbers.  Parquet, UTF-8 and GB (GBK, GB18030) CSV are
@@ -181,9 +184,9 @@ def iter_case_batches(
         layout = _file_layout(path, raw.columns, columns, encoding=encoding, sheet=sheet, skip_rows=skip_rows,
                               settlement=settlement, on_unused=on_unused)
         if raw.height == 0:
-            yield _canonicalise(raw, layout, row_offset=0, settlement=settlement)
+            yield _canonicalise(raw, layout, row_offset=0, settlement=settlement, ahead=ahead)
         for offset in range(0, raw.height, batch_size):
-            yield _canonicalise(raw.slice(offset, batch_size), layout, row_offset=offset, settlement=settlement)
+            yield _canonicalise(raw.slice(offset, batch_size), layout, row_offset=offset, settlement=settlement, ahead=ahead)
         return
 
     try:
@@ -204,7 +207,7 @@ def iter_case_batches(
             if drop_blank:
                 batch = _drop_blank_rows(batch)
             if batch.height:
-                yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
+                yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement, ahead=ahead)
                 rows_done += batch.height
     except pl.exceptions.PolarsError as exc:
         if kind != "csv":
@@ -214,12 +217,12 @@ def iter_case_batches(
             try:
                 for batch in _tolerant_csv(text, list(schema), separator, batch_size=batch_size, skip=rows_done,
                                            skip_lines=skip_rows):
-                    yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement)
+                    yield _canonicalise(batch, layout, row_offset=rows_done, settlement=settlement, ahead=ahead)
                     rows_done += batch.height
             except UnicodeDecodeError as error:
                 raise _decode_error(path, encoding, None) from error
     if rows_done == 0:
-        yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement)
+        yield _canonicalise(pl.DataFrame(schema=schema), layout, row_offset=0, settlement=settlement, ahead=ahead)
 
 
 def _parquet_slices(frames: pl.LazyFrame, batch_size: int) -> Iterator[pl.DataFrame]:
@@ -722,7 +725,7 @@ class _GbRecords:
             pa.string_view(), rows, [pa.py_buffer(validity[k]) if nulls[k] else None,
                                      pa.py_buffer(views[k, :16 * rows]), *buffers], null_count=int(nulls[k])), name)
             for k, name in enumerate(self.texts)]
-        columns += [_list_series([(offsets[k, :rows + 1], items[k], buffers)], _LISTS_RAW[kind])
+        columns += [series_from_arrow(_list_array([(offsets[k, :rows + 1], items[k], buffers)]), _LISTS_RAW[kind])
                     for k, kind in enumerate(self.lists)]
         return status, end, pl.DataFrame(columns)
 
@@ -1083,8 +1086,35 @@ def _find_wide(headers: list[str], families: tuple[WideFamily, ...],
 # Building the canonical frame
 
 
-def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlement: bool = False) -> pl.DataFrame:
+@dataclass
+class ReadAhead:
+    """Work canonicalising does for the encoding (grouper.engine.encode) while it looks at a batch's
+    text anyway, so that no column is walked twice: with `codes` (giving a plan's code table,
+    grouper.engine.encode.code_table, when first needed), a code list column is interned as it is split; the text
+    fields named in `fields` are parsed (the kernel's parse_ints), which also tells which of them
+    need no stripping. Compiled only, and only for what canonicalising passes on unchanged (text
+    columns of the list shape; fields of a batch without malformed lines). grouper.pipeline takes
+    each batch's part (`take`) right after the batch and hands it to the encoding with it."""
+
+    codes: Callable[[], tuple] | None = None
+    fields: tuple[str, ...] = ()
+    lists: dict = dataclass_field(default_factory=dict)    # "dx"/"proc" → (int64 offsets, uint32 ids, items Text)
+    parsed: dict = dataclass_field(default_factory=dict)   # field → (int32 values, uint8 ir.FIELD_* states)
+
+    def take(self) -> "ReadAhead":
+        """The last batch's part (lists, parsed), cleared here for the next batch."""
+        part = ReadAhead(self.codes, self.fields, self.lists, self.parsed)
+        self.lists, self.parsed = {}, {}
+        return part
+
+
+def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlement: bool = False,
+                  ahead: ReadAhead | None = None) -> pl.DataFrame:
     schema = df.schema
+    if ahead is not None:   # this batch's part only (nothing left of an attempt that raised)
+        ahead.lists, ahead.parsed = {}, {}
+    parse = ahead is not None and ahead.fields and _READ_PROBLEM_RAW not in schema
+    has_empty: dict[str, bool] = {}   # fields parsed ahead: whether a value is '' (so made null below)
 
     def text(header: str) -> pl.Expr:
         return _as_text(pl.col(header), schema[header])
@@ -1096,6 +1126,11 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     def scalar(name: str) -> pl.Expr:
         # stripped here; a value left empty becomes null below, once stripped (not stripped twice)
         header = layout.scalar_sources[name]
+        if header is not None and parse and name in ahead.fields:
+            plain = _parsed_ahead(df[header])   # plain integers or empty: nothing to strip
+            if plain is not None:
+                ahead.parsed[name], has_empty[name] = plain
+                return text(header)
         if header is not None:
             return text(header).str.strip_chars() if _strip_needed(df[header]) else text(header)
         if name == "id":
@@ -1108,7 +1143,7 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
 
     def listed(header: str, kind: str) -> pl.Expr:
         # a text column of codes: split by the compiled splitter when there is one, else by Polars
-        split = _split_compiled(df[header], "|,", empty_is_none=kind == "proc")   # None unless compiled and text
+        split = _split_listed(df[header], kind, ahead)   # None unless compiled and text
         if split is not None:
             return pl.lit(split)
         rule = _dx_from_list if kind == "dx" else _proc_from_list
@@ -1151,7 +1186,7 @@ def _canonicalise(df: pl.DataFrame, layout: _Layout, *, row_offset: int, settlem
     joined = {kind: _split_wide(cases[kind], kind=kind) for kind, source in
               (("dx", layout.dx_list), ("proc", layout.proc_list)) if source is None and kind not in done}
     blank = [name for name in SCALAR_COLUMNS if layout.scalar_sources[name] is not None
-             and (cases[name].str.len_bytes() == 0).any()]
+             and has_empty.get(name, True) and (cases[name].str.len_bytes() == 0).any()]
     blanks = {name: pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)) for name in blank}
     return cases.with_columns(**joined, **blanks) if joined or blanks else cases
 
@@ -1210,6 +1245,37 @@ def _split_compiled(column: pl.Series, separators: str, *, empty_is_none: bool) 
     separator is replaced by the first (items kept as they are, empty ones too; a null reads as '';
     with `empty_is_none`, '' gives an empty list). The items are string views over the column's own
     text: no copy of a code longer than 12 bytes. None without the compiled module (Polars splits)."""
+    parts = _split_parts(column, separators, empty_is_none=empty_is_none)
+    if parts is None:
+        return None
+    from .engine.encode import series_from_arrow
+
+    return series_from_arrow(_list_array(parts), column.name)
+
+
+def _split_listed(column: pl.Series, kind: str, ahead: ReadAhead | None) -> pl.Series | None:
+    """A code column of the list shape split by the compiled splitter (the list-shape rules below:
+    '|' and ',' separate; for "proc" an empty cell has no item), its items also interned for
+    `ahead` when that has a code table. None: see _split_parts."""
+    codes = ahead.codes() if ahead is not None and ahead.codes is not None and _text_checks() is not None else None
+    parts = _split_parts(column, "|,", empty_is_none=kind == "proc", codes=codes)
+    if parts is None:
+        return None
+    from .engine.encode import Text, list_offsets, series_from_arrow
+
+    lists = _list_array(parts)
+    if codes is not None:
+        import numpy as np
+
+        ids = np.concatenate([part[-1] for part in parts]) if len(parts) > 1 else parts[0][-1]
+        ahead.lists[kind] = (list_offsets(lists), ids, Text(lists.values))
+    return series_from_arrow(lists, column.name)
+
+
+def _split_parts(column: pl.Series, separators: str, *, empty_is_none: bool, codes: tuple | None = None):
+    """_split_compiled's parts, one per chunk of `column` (see _list_array); with `codes` (a plan's code
+    table), each part ends with the code ids of its items, looked up as they are split. None
+    without the compiled module or for a column that is not text."""
     checks = _text_checks()
     if checks is None or column.dtype != pl.String:
         return None
@@ -1218,11 +1284,35 @@ def _split_compiled(column: pl.Series, separators: str, *, empty_is_none: bool) 
     parts = []
     for _, text in Text.chunks(column):
         split = checks.split_codes(*text.kernel_args(), len(text.array), ord(separators[0]), ord(separators[-1]),
-                                   empty_is_none)
+                                   empty_is_none, codes)
         if split is None:
             return None
-        parts.append((*split, text.array.buffers()[2:]))
-    return _list_series(parts, column.name)
+        parts.append((*split[:2], text.array.buffers()[2:], *split[2:]))
+    return parts
+
+
+def _parsed_ahead(column: pl.Series) -> tuple[tuple, bool] | None:
+    """((int32 values, uint8 ir.FIELD_* states), whether a value is '') of a text field whose every
+    value the kernel's parse_ints reads as a plain integer or as empty, as encoding would parse it
+    after canonicalising (which then changes nothing but '' to null, both read as absent); None
+    when a value is anything else (stripping and the full reading rules may apply) or without the
+    compiled module."""
+    if column.dtype != pl.String or _text_checks() is None:
+        return None
+    import numpy as np
+
+    from .engine import ir
+    from .engine.encode import Text
+    from .engine.kernel import KERNEL
+
+    values = np.empty(len(column), np.int32)
+    state = np.empty(len(column), np.uint8)
+    for start, part in Text.chunks(column):
+        stop = start + len(part.array)
+        KERNEL.parse_ints(*part.kernel_args(), values[start:stop], state[start:stop])
+    if (state == ir.FIELD_SLOW).any():
+        return None
+    return (values, state), int(np.count_nonzero(state == ir.FIELD_ABSENT)) > column.null_count()
 
 
 def _wide_lists(df: pl.DataFrame, principal: str, others: tuple[str, ...], list_cells, kind: str) -> pl.Series | None:
@@ -1235,7 +1325,7 @@ def _wide_lists(df: pl.DataFrame, principal: str, others: tuple[str, ...], list_
     headers = (principal, *others)
     if checks is None or any(df.schema[h] != pl.String or h in list_cells for h in headers):
         return None
-    from .engine.encode import Text
+    from .engine.encode import Text, series_from_arrow
 
     chunked = [Text.chunks(df[h]) for h in headers]
     if any([start for start, _ in column] != [start for start, _ in chunked[0]] for column in chunked):
@@ -1249,22 +1339,23 @@ def _wide_lists(df: pl.DataFrame, principal: str, others: tuple[str, ...], list_
         if made is None:
             return None
         parts.append((*made, [b for t in texts for b in t.array.buffers()[2:]]))
-    return _list_series(parts, kind)
+    return series_from_arrow(_list_array(parts), kind)
 
 
-def _list_series(parts, name: str) -> pl.Series:
-    """A List(String) series of the compiled splitters' parts, in order: (int64 list offsets, item
-    views, the data buffers the views of long items point into), one per chunk of the input."""
+def _list_array(parts):
+    """A large_list<string_view> Arrow array of the compiled splitters' parts, in order: (int64 list
+    offsets, item views, the data buffers the views of long items point into[, code ids]), one per
+    chunk of the input."""
     import numpy as np
     import pyarrow as pa
 
-    from .engine.encode import int64_array, series_from_arrow
+    from .engine.encode import int64_array
 
     if len(parts) == 1:
-        list_offsets, item_views, buffers = parts[0]
+        list_offsets, item_views, buffers = parts[0][:3]
     else:   # one array: offsets shifted, each part's long items pointed at its buffers among all
         shifted, views, buffers, items, base = [np.zeros(1, np.int64)], [], [], 0, 0
-        for part_offsets, part_views, part_buffers in parts:
+        for part_offsets, part_views, part_buffers, *_ in parts:
             shifted.append(part_offsets[1:] + items)
             words = part_views.view(np.int32).reshape(-1, 4)
             if base and len(words):
@@ -1276,9 +1367,8 @@ def _list_series(parts, name: str) -> pl.Series:
             base += len(part_buffers)
         list_offsets, item_views = np.concatenate(shifted), np.concatenate(views)
     items = pa.Array.from_buffers(pa.string_view(), len(item_views) // 16, [None, pa.py_buffer(item_views), *buffers])
-    lists = pa.Array.from_buffers(pa.large_list(pa.string_view()), len(list_offsets) - 1,
-                                  [None, int64_array(list_offsets).buffers()[1]], children=[items])
-    return series_from_arrow(lists, name)
+    return pa.Array.from_buffers(pa.large_list(pa.string_view()), len(list_offsets) - 1,
+                                 [None, int64_array(list_offsets).buffers()[1]], children=[items])
 
 
 def _strip_needed(column: pl.Series) -> bool:

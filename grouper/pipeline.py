@@ -12,11 +12,12 @@ point down only (pipeline → validate → engine).
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -60,12 +61,24 @@ class Encoded:
     batch: Batch             # kernel arrays
 
 
-def encode(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None) -> Encoded:
-    """Code maps → encode one canonical case frame. It needs nothing from other batches, so when
-    stages overlap it runs in the reading thread (grouped_batches), beside the grouping of the
-    batch before (the compiled interning and parsing release the GIL)."""
+def encode(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None, ahead: io.ReadAhead | None = None) -> Encoded:
+    """Code maps → encode one canonical case frame (`ahead`: what its reader did of the encoding,
+    see read_ahead; its code lists only while the code maps and `read empty` leave them as read).
+    It needs nothing from other batches, so when stages overlap it runs in the reading thread
+    (grouped_batches), beside the grouping of the batch before (the compiled interning and parsing
+    release the GIL)."""
     converted, unmapped = convert_codes(plan, read_lists(plan, cases))
-    return Encoded(converted, unmapped, encode_cases(plan, converted, kernel=kernel))
+    if ahead is not None and converted is not cases:   # lists changed (they change nothing else): interned again
+        ahead = replace(ahead, lists={})
+    return Encoded(converted, unmapped, encode_cases(plan, converted, kernel=kernel, ahead=ahead))
+
+
+def read_ahead(plan: ir.Plan) -> io.ReadAhead:
+    """What the reader does of the encoding while it canonicalises, for this plan (grouper.io.ReadAhead):
+    intern the code lists in the plan's code table and parse the number fields (sex too unless the
+    scheme reads its own spellings; the department is looked up by name when encoding)."""
+    fields = tuple(name for name in ir.FIELDS if name != "dept" and (name != "sex" or plan.sex_spellings is None))
+    return io.ReadAhead(functools.partial(code_table, plan), fields)   # the table built when first needed
 
 
 def prepare(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = None, kernel=None,
@@ -111,9 +124,10 @@ def group_frame(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = Non
 def case_batches(source: pl.DataFrame | str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  columns: Mapping[str, str] | None = None, encoding: str | None = None,
                  settlement: bool = False, sheet: str | int | None = None,
-                 skip_rows: int = 0, on_unused=None) -> Iterator[pl.DataFrame]:
+                 skip_rows: int = 0, on_unused=None, ahead: io.ReadAhead | None = None) -> Iterator[pl.DataFrame]:
     """Read + canonicalise: the canonical case frames of a file (streamed) or of a frame, in order
-    (with `settlement`, plus the raw settlement columns; `on_unused(headers)`: see grouper.io)."""
+    (with `settlement`, plus the raw settlement columns; `on_unused(headers)`: see grouper.io;
+    `ahead`: see read_ahead, for a file)."""
     if isinstance(source, pl.DataFrame):
         frame = io.cases_from_frame(source, columns=columns, settlement=settlement, on_unused=on_unused)
         for start in range(0, max(frame.height, 1), batch_size):
@@ -121,7 +135,7 @@ def case_batches(source: pl.DataFrame | str | Path, *, batch_size: int = DEFAULT
     else:
         yield from io.iter_case_batches(source, batch_size=batch_size, encoding=encoding, columns=columns,
                                         settlement=settlement, sheet=sheet, skip_rows=skip_rows,
-                                        on_unused=on_unused)
+                                        on_unused=on_unused, ahead=ahead)
 
 
 @dataclass
@@ -143,13 +157,14 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
     one thread the next batch is read, canonicalised and encoded in a thread of its own meanwhile
     (grouper.overlap): two batches are in flight; the results are the same either way."""
     done = 0
+    reader = read_ahead(plan) if not isinstance(source, pl.DataFrame) else None
     batches = case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry,
-                           sheet=sheet, skip_rows=skip_rows, on_unused=on_unused)
+                           sheet=sheet, skip_rows=skip_rows, on_unused=on_unused, ahead=reader)
     if overlapping(threads) and not isinstance(source, pl.DataFrame):   # (a frame is canonicalised whole)
         # the next batch is read while this one is grouped, and encoded by whichever thread is free first
-        batches = ahead(_encodings(plan, batches), READ_AHEAD, then=lambda batch: batch.run(wait=False))
+        batches = ahead(_encodings(plan, batches, reader), READ_AHEAD, then=lambda batch: batch.run(wait=False))
     else:
-        batches = _encodings(plan, batches)
+        batches = _encodings(plan, batches, reader)
     with closing(batches):   # an error here, or a caller that stops early, stops the reading thread now
         if isinstance(batches, ahead):
             _prepare(plan)   # while the first batch is read
@@ -181,11 +196,12 @@ def _prepare(plan: ir.Plan) -> None:
     prepare_checks(plan)
 
 
-def _encodings(plan: ir.Plan, batches: Iterator[pl.DataFrame]) -> Iterator["_Encoding"]:
-    """Each canonical batch, to be encoded (_Encoding); closing it closes `batches` (its open file)."""
+def _encodings(plan: ir.Plan, batches: Iterator[pl.DataFrame], reader: io.ReadAhead | None) -> Iterator["_Encoding"]:
+    """Each canonical batch, to be encoded (_Encoding) with what its reader did of it (`reader`, the
+    ReadAhead `batches` were read with); closing it closes `batches` (its open file)."""
     with closing(batches):
         for cases in batches:
-            yield _Encoding(plan, cases)
+            yield _Encoding(plan, cases, reader.take() if reader is not None else None)
 
 
 class _Encoding:
@@ -195,8 +211,8 @@ class _Encoding:
     already), so the encoding runs where a core is free: beside the grouping when reading is the
     quicker stage (Parquet), in the grouping thread when reading is the slower one (a wide CSV)."""
 
-    def __init__(self, plan: ir.Plan, cases: pl.DataFrame):
-        self.plan, self.cases = plan, cases
+    def __init__(self, plan: ir.Plan, cases: pl.DataFrame, ahead: io.ReadAhead | None = None):
+        self.plan, self.cases, self._ahead = plan, cases, ahead
         self._lock = threading.Lock()
         self._encoded: Encoded | None = None
         self._error: BaseException | None = None
@@ -209,7 +225,8 @@ class _Encoding:
         try:
             if self._encoded is None and self._error is None:
                 try:
-                    self._encoded = encode(self.plan, self.cases)
+                    self._encoded = encode(self.plan, self.cases, ahead=self._ahead)
+                    self._ahead = None
                 except BaseException as exc:  # noqa: BLE001 - raised in the grouping thread
                     self._error = exc
         finally:

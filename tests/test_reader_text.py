@@ -165,6 +165,47 @@ def test_compiled_split_gives_polars_lists(separators, empty_is_none):
             assert split.to_list() == _polars_split(part, separators, empty_is_none).to_list(), values
 
 
+def test_split_and_interned_in_one_pass_as_intern_codes_gives(chs_scheme):
+    """Code lists interned while they are split (split_codes with the plan's code table, as the
+    reader does for the encoding: grouper.io.ReadAhead): the lists _split_compiled gives, and for each
+    item the id the kernel's intern_codes gives it. Codes of every length (long ones, > 12 bytes,
+    inside and at the end of a cell), prefixes and extensions of codes, empty items, nulls,
+    non-ASCII, rows of many items; also a slice and a column of several chunks."""
+    import numpy as np
+    import polars as pl
+
+    from grouper.engine.encode import Text, code_table
+    from grouper.engine.kernel import KERNEL
+
+    plan = chs_scheme.plan
+    rng = random.Random(23)
+    codes = list(plan.codes)
+    long_codes = [c for c in codes if len(c) > 12]
+    assert long_codes and any(len(c) <= 4 for c in codes + ["A01"])
+    pieces = codes[:50] + long_codes[:50] + [c[:-1] for c in codes[:20]] + [c + "x" for c in long_codes[:20]] \
+        + ["", " ", "疾病", "a-code-longer-than-twelve", "x" * 12, "x" * 13]
+
+    def cell():
+        if rng.random() < 0.05:
+            return None
+        return rng.choice("|,").join(rng.choice(pieces) for _ in range(rng.choice([1, 1, 2, 4, 40])))
+
+    table = code_table(plan)
+    column = pl.Series("dx", [cell() for _ in range(3000)], dtype=pl.String)
+    for part in (column, column.slice(7), pl.concat([column.slice(0, 1000), column.slice(1000)], rechunk=False)):
+        for kind in ("dx", "proc"):
+            ahead = io.ReadAhead(lambda: table, ())
+            split = io._split_listed(part, kind, ahead)
+            assert split.to_list() == io._split_compiled(part, "|,", empty_is_none=kind == "proc").to_list()
+            offsets, ids, items = ahead.lists[kind]
+            assert np.array_equal(offsets, np.cumsum([0] + split.list.len().to_list()))
+            want = np.empty(len(items.array), np.uint32)
+            KERNEL.intern_codes(*table, *items.kernel_args(), want)
+            assert np.array_equal(ids, want) and items.series.to_list() == [c for cell in split.to_list() for c in cell]
+            assert (ids > 0).any() and (ids == 0).any() and any(len(codes[i - 1]) > 12 for i in ids if i)
+            assert [] in split.to_list() if kind == "proc" else [""] in split.to_list()
+
+
 @pytest.mark.parametrize("kind", ["dx", "proc"])
 def test_wide_lists_are_the_joined_and_split_cells(kind):
     """The compiled wide pass (grouper.io._wide_lists) against joining the cells and splitting them

@@ -32,6 +32,7 @@ from test_kernel_parity import cython_kernel
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "tables" / "demo"
 MINI = ROOT / "tests" / "fixtures" / "packs" / "mini"
+MINI_QY = ROOT / "tests" / "fixtures" / "packs" / "mini-qy"
 TRICKY = ["", " ", "A00.000", "A00.000 ", "a00.000", "A00.000x001", "A00.x01", "A00.x0", "A00.000x00", "A00.000x0011",
           "A01.001+K77.0*", "A17.000+G01*", "A17.000+G01", "A17.000+G0*", "K77.0*", "*", "+*", "A+B*", "V00.000",
           "V01.000", "V99", "V9", "W00", "X99.1", "Y98.x00", "Y99.000", "Y89", "51.2300", "00.0200x001", "01.6x00",
@@ -149,10 +150,20 @@ def test_plain_integers_are_parsed_like_polars_casts_them(kernel):
 def nasty_frame(plan, n: int, seed: int = 7) -> pl.DataFrame:
     """Cases with every kind of problem: unknown, malformed and repeated codes, stray separators,
     unreadable and implausible fields."""
+    return cases_from_frame(nasty_rows(plan, n, seed))
+
+
+PLAIN_VALUES = [None, "", "0", "1", "2", "9", "12", "0012", "-3", "-0", "99999999999", "151", "365", "3000", "50",
+                "-2147483648", "2147483647"]
+
+
+def nasty_rows(plan, n: int, seed: int = 7, values: list | None = None) -> pl.DataFrame:
+    """nasty_frame's rows as an input file has them (text columns, codes joined by '|'); `values`: the
+    field values to draw from (default: every kind, unreadable ones included)."""
     rng = random.Random(seed)
     codes = list(plan.codes)
-    values = [None, "", " ", "0", "1", "2", "9", "12", " 12 ", "12.0", "-3", "abc", "男", "f", "99999999999", "151",
-              "365", "3000", "50", "+5", "-2147483648"]
+    values = values or [None, "", " ", "0", "1", "2", "9", "12", " 12 ", "12.0", "-3", "abc", "男", "f", "99999999999",
+                        "151", "365", "3000", "50", "+5", "-2147483648"]
 
     def code():
         return rng.choice(codes) if rng.random() < 0.7 else rng.choice(TRICKY[:30])
@@ -166,7 +177,59 @@ def nasty_frame(plan, n: int, seed: int = 7) -> pl.DataFrame:
         rows.append({"id": str(i), **{f: rng.choice(values) for f in ("sex", "age", "age_days", "weight", "los",
                                                                         "discharge")},
                      "dept": rng.choice([None, "", "儿科", "x"]), "dx": "|".join(dx), "proc": "|".join(px)})
-    return cases_from_frame(pl.DataFrame(rows, schema={k: pl.String for k in rows[0]}))
+    return pl.DataFrame(rows, schema={k: pl.String for k in rows[0]})
+
+
+@pytest.mark.parametrize("pack", [DEMO, MINI, MINI_QY, "chs-1.1"])
+@pytest.mark.parametrize("values", ["plain", "any"])
+def test_what_the_reader_did_ahead_encodes_as_encoding_does_it(pack, values, tmp_path, request):
+    """The reader interns the code lists as it splits them and parses the number fields as it looks at
+    them (grouper.io.ReadAhead, grouper.pipeline.read_ahead); the encoding takes that over: the same
+    kernel arrays, item text and problems as encoding the batch itself, for every batch of a file
+    (Parquet and CSV, batches cut anywhere; the canonical frames as without), with plain or unreadable fields, code prefixes, `read
+    sex` spellings and `read empty` rules (MINI_QY: its lists are encoded again). The kernel's
+    interning and parsing are not called again for what the reader did."""
+    from types import SimpleNamespace
+
+    from grouper import io
+    from grouper.engine.kernel import KERNEL, companion
+    from grouper.pipeline import encode, read_ahead
+    from grouper.validate import check_cases
+
+    compiled = companion("_text", None) is not None
+
+    plan = (request.getfixturevalue("chs_scheme") if pack == "chs-1.1" else load_scheme(pack)).plan
+    rows = nasty_rows(plan, 1200, seed=11, values=PLAIN_VALUES if values == "plain" else None)
+    rows.write_parquet(tmp_path / "cases.parquet")
+    rows.write_csv(tmp_path / "cases.csv")
+    names = ("dx_offsets", "dx_codes", "px_offsets", "px_codes", "fields", "skip", "field_state")
+
+    def no_second_walk(what):
+        def refuse(*args):
+            raise AssertionError(f"{what} walked again")
+        return refuse
+
+    for path in (tmp_path / "cases.parquet", tmp_path / "cases.csv"):
+        reader = read_ahead(plan)
+        for cases in io.iter_case_batches(path, batch_size=500, ahead=reader):
+            part = reader.take()
+            assert not reader.lists and not reader.parsed
+            assert set(part.lists) == ({"dx", "proc"} if compiled else set())   # (the reference path reads on)
+            assert bool(part.parsed) == (compiled and values == "plain")
+            kernel = SimpleNamespace(**{k: getattr(KERNEL, k) for k in dir(KERNEL) if not k.startswith("__")})
+            if compiled and not plan.empty_lists:
+                kernel.intern_codes = no_second_walk("the code lists")
+            if compiled and values == "plain":
+                kernel.parse_ints = no_second_walk("the fields")
+            taken = encode(plan, cases, ahead=part, kernel=kernel)
+            itself = encode(plan, cases)
+            for name in names:
+                assert np.array_equal(getattr(taken.batch, name), getattr(itself.batch, name)), name
+            assert taken.batch.skip_reason.equals(itself.batch.skip_reason)
+            assert taken.batch.dx_text.series.equals(itself.batch.dx_text.series)
+            assert check_cases(plan, taken.cases, taken.batch).equals(check_cases(plan, itself.cases, itself.batch))
+        read = pl.concat(io.iter_case_batches(path, batch_size=500, ahead=read_ahead(plan)))
+        assert read.equals(pl.concat(io.iter_case_batches(path, batch_size=500)))   # the same canonical frame
 
 
 @pytest.mark.parametrize("pack", [DEMO, MINI])

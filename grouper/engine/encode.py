@@ -9,6 +9,7 @@ for validation to report; no row is dropped.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,6 +119,14 @@ def code_table(plan: ir.Plan, kernel=None):
 def _string_table(plan: ir.Plan, name: str, strings, kernel=None):
     """`strings` as the kernel's lookup table (string i gets id i + 1), kept on the plan by name."""
     kernel = kernel or KERNEL
+    with _TABLES_BUILT:   # once, also when two threads ask at once (the reader and grouper.pipeline._prepare)
+        return _built_table(plan, name, strings, kernel)
+
+
+_TABLES_BUILT = threading.Lock()
+
+
+def _built_table(plan: ir.Plan, name: str, strings, kernel):
     tables = plan.__dict__.setdefault("_code_tables", {})
     key = (getattr(kernel, "__name__", ""), name)
     if key not in tables:
@@ -167,12 +176,27 @@ def intern_lists(plan: ir.Plan, column: pl.Series, kernel=None) -> tuple[np.ndar
     ids = np.empty(len(items.array), np.uint32)
     table, data, code_offsets = code_table(plan, kernel)
     kernel.intern_codes(table, data, code_offsets, *items.kernel_args(), ids)
+    return offsets, _with_prefixes(plan, ids, items), items
+
+
+def _interned(plan: ir.Plan, cases: pl.DataFrame, kind: str, lists: dict, kernel) -> tuple[np.ndarray, np.ndarray, Text]:
+    """The code list column `kind` as intern_lists gives it: interned by the reader already when in
+    `lists` (grouper.io.ReadAhead), else here."""
+    if kind not in lists:
+        return intern_lists(plan, cases[kind], kernel)
+    offsets, ids, items = lists[kind]
+    return offsets, _with_prefixes(plan, ids, items), items
+
+
+def _with_prefixes(plan: ir.Plan, ids: np.ndarray, items: Text) -> np.ndarray:
+    """`ids` (code ids of `items`, 0: unknown) with the unknown codes given their `prefix` set's id
+    (see _prefix_ids); changed in place."""
     prefixes = getattr(plan, "prefixes", [])
     if prefixes:
         unknown = np.flatnonzero(ids == 0)
         if len(unknown):
             ids[unknown] = _prefix_ids(items.take(unknown), len(plan.codes), prefixes)
-    return offsets, ids, items
+    return ids
 
 
 @dataclass
@@ -266,10 +290,11 @@ def _encode_dept(text: pl.Series, dept_ids: dict[str, int]) -> np.ndarray:
 
 
 def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir.Plan | None = None,
-                  kernel=None) -> tuple[np.ndarray, np.ndarray]:
+                  kernel=None, parsed: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One text field → (int32 values with MISSING, uint8 ir.FIELD_* state per row).
 
-    The kernel parses plain integers straight from the text (`parse_ints`). Only the rows it
+    The kernel parses plain integers straight from the text (`parse_ints`; `parsed`: what it gave
+    while the reader looked at the field, grouper.io.ReadAhead). Only the rows it
     leaves to the full rules (blanks around a number, "12.0", sex words, garbage) go through
     `_slow_field`, so the result is the same as applying those rules to every row. The plan's
     `read` statements apply: sex spellings (looked up by the kernel like codes), and the
@@ -295,6 +320,9 @@ def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir
         found = (ids > 0) & (by_id > ir.MISSING) & (by_id <= np.iinfo(np.int32).max)
         values[:] = np.where(found, by_id, ir.MISSING)
         state[:] = np.where(found, ir.FIELD_OK, np.where(text.is_not_null().to_numpy(), ir.FIELD_SLOW, ir.FIELD_ABSENT))
+    elif parsed is not None:
+        sex_spellings = None
+        values[:], state[:] = parsed
     else:
         sex_spellings = None
         for start, part in Text.chunks(text):
@@ -326,18 +354,21 @@ def read_lists(plan: ir.Plan, cases: pl.DataFrame) -> pl.DataFrame:
     return cases.with_columns(**changed) if changed else cases
 
 
-def encode_cases(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None) -> Batch:
-    """Turn a canonical case frame into kernel arrays. Never drops or reorders rows."""
+def encode_cases(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None, ahead=None) -> Batch:
+    """Turn a canonical case frame into kernel arrays. Never drops or reorders rows. `ahead`: the
+    part of this very frame's encoding its reader did (grouper.io.ReadAhead.take, made for this
+    plan by grouper.pipeline.read_ahead)."""
     kernel = kernel or KERNEL
-    dx_offsets, dx_codes, dx_text = intern_lists(plan, cases["dx"], kernel)
-    px_offsets, px_codes, px_text = intern_lists(plan, cases["proc"], kernel)
+    lists, parsed = (ahead.lists, ahead.parsed) if ahead is not None else ({}, {})
+    dx_offsets, dx_codes, dx_text = _interned(plan, cases, "dx", lists, kernel)
+    px_offsets, px_codes, px_text = _interned(plan, cases, "proc", lists, kernel)
 
     n = cases.height
     dept_ids = {d: i + 1 for i, d in enumerate(plan.depts)}
     fields = np.empty((len(ir.FIELDS), n), dtype=np.int32)
     state = np.empty((len(ir.FIELDS), n), dtype=np.uint8)
     for i, name in enumerate(ir.FIELDS):
-        fields[i], state[i] = _encode_field(name, cases[name].cast(pl.String), dept_ids, plan, kernel)
+        fields[i], state[i] = _encode_field(name, cases[name].cast(pl.String), dept_ids, plan, kernel, parsed.get(name))
     bad = state == ir.FIELD_BAD
     skip = np.ascontiguousarray(bad.any(axis=0).astype(np.uint8))
     if skip.any():
