@@ -58,6 +58,9 @@ cdef extern from *:
 cdef enum:
     INTERN_AHEAD = 16     # strings whose table slots are fetched before the first of them is probed
 
+cdef int _one = 1
+cdef bint LITTLE_ENDIAN = (<uint8_t*>&_one)[0] == 1
+
 cdef uint64_t _NO_SLOTS[SLOT_WIDTH]
 cdef uint8_t _NO_BYTES[1]
 
@@ -103,3 +106,17 @@ cdef inline uint32_t probe_code(const CodeTableC* c, uint64_t slot, uint64_t a, 
                 else memcmp(c.data + c.offsets[code - 1], s, length) == 0):
             return <uint32_t>code
         slot = (slot + 1) & c.mask
+
+
+cdef inline void intern_round(const CodeTableC* c, Py_ssize_t m, const uint64_t* keys_a, const uint64_t* keys_b,
+                              const int32_t* lengths, const uint8_t** strings, uint32_t* ids) noexcept nogil:
+    """ids[k] = the code id of key k (k < m <= INTERN_AHEAD; 0: no code of the table): first every
+    key's slot, prefetched (the table of a national plan is a few MB: a lookup is a cache miss), then
+    the probes, which then mostly find their slot in the cache."""
+    cdef uint64_t slots[INTERN_AHEAD]
+    cdef Py_ssize_t k
+    for k in range(m):
+        slots[k] = key_hash(keys_a[k], keys_b[k]) & c.mask
+        __builtin_prefetch(c.slots + slots[k] * SLOT_WIDTH)
+    for k in range(m):
+        ids[k] = probe_code(c, slots[k], keys_a[k], keys_b[k], lengths[k], strings[k])

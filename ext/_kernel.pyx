@@ -1466,10 +1466,6 @@ cdef inline void key_of(const TextC* t, Py_ssize_t i, uint64_t* a, uint64_t* b, 
         b[0] = fnv1a(s[0], n)
 
 
-cdef int _one = 1
-cdef bint LITTLE_ENDIAN = (<uint8_t*>&_one)[0] == 1
-
-
 def intern_codes(const uint64_t[:, ::1] table not None, const uint8_t[::1] data not None,
                  const int64_t[::1] offsets not None,
                  views, buffers, validity, Py_ssize_t bit_offset, uint32_t[::1] out not None):
@@ -1479,24 +1475,17 @@ def intern_codes(const uint64_t[:, ::1] table not None, const uint8_t[::1] data 
     cdef CodeTableC codes
     cdef uint64_t keys_a[INTERN_AHEAD]
     cdef uint64_t keys_b[INTERN_AHEAD]
-    cdef uint64_t slots[INTERN_AHEAD]
     cdef int32_t lengths[INTERN_AHEAD]
     cdef const uint8_t* strings[INTERN_AHEAD]
     cdef Py_ssize_t k, m
     code_table_c(&codes, table, data, offsets)
     with nogil:
         j = 0
-        while j < n:
-            # In rounds of INTERN_AHEAD strings: first each one's key and table slot, its slot
-            # prefetched (the table of a national plan is a few MB, so a lookup is a cache miss),
-            # then the probes, which then mostly find their slot in the cache.
+        while j < n:   # in rounds of INTERN_AHEAD strings (intern_round)
             m = min(INTERN_AHEAD, n - j)
             for k in range(m):
                 key_of(&text.c, j + k, &keys_a[k], &keys_b[k], &lengths[k], &strings[k])
-                slots[k] = key_hash(keys_a[k], keys_b[k]) & codes.mask
-                __builtin_prefetch(codes.slots + slots[k] * SLOT_WIDTH)
-            for k in range(m):
-                out[j + k] = probe_code(&codes, slots[k], keys_a[k], keys_b[k], lengths[k], strings[k])
+            intern_round(&codes, m, keys_a, keys_b, lengths, strings, &out[j])
             j += m
 
 

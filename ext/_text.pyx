@@ -216,11 +216,6 @@ cdef inline void _item_view(uint8_t* v, const uint8_t* item, int32_t length, int
         memcpy(v + 12, &off, 4)
 
 
-cdef extern from *:
-    int __builtin_ctzll(unsigned long long) nogil
-
-cdef int _one = 1
-cdef bint _LITTLE_ENDIAN = (<uint8_t*>&_one)[0] == 1
 cdef uint64_t _LOW7 = 0x7F7F7F7F7F7F7F7FULL
 
 
@@ -272,11 +267,9 @@ cdef void _intern_items(const CodeTableC* codes, const _Column* col, const uint8
                         uint32_t* ids) noexcept nogil:
     """ids[k] = the code id of item k of `views` (k < m <= INTERN_AHEAD; 0: no code of the table),
     the views as _item_view writes them: zero-padded, so a view is its own key (see _code_keys.pxi),
-    but for an item of more than 12 bytes, whose second word is its hash. Each slot is fetched before
-    the first probe (the table of a national plan is a few MB: a lookup is a cache miss)."""
+    but for an item of more than 12 bytes, whose second word is its hash (intern_round)."""
     cdef uint64_t keys_a[INTERN_AHEAD]
     cdef uint64_t keys_b[INTERN_AHEAD]
-    cdef uint64_t slots[INTERN_AHEAD]
     cdef int32_t lengths[INTERN_AHEAD]
     cdef const uint8_t* strings[INTERN_AHEAD]
     cdef const uint8_t* v
@@ -294,10 +287,7 @@ cdef void _intern_items(const CodeTableC* codes, const _Column* col, const uint8
             memcpy(&off, v + 12, 4)
             strings[k] = col.data[buf - col.base] + off
             keys_b[k] = fnv1a(strings[k], lengths[k])
-        slots[k] = key_hash(keys_a[k], keys_b[k]) & codes.mask
-        __builtin_prefetch(codes.slots + slots[k] * SLOT_WIDTH)
-    for k in range(m):
-        ids[k] = probe_code(codes, slots[k], keys_a[k], keys_b[k], lengths[k], strings[k])
+    intern_round(codes, m, keys_a, keys_b, lengths, strings, ids)
 
 
 def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, uint8_t separator,
@@ -369,12 +359,12 @@ def split_codes(views, buffers, validity, Py_ssize_t bit_offset, Py_ssize_t n, u
                 size = 0
             start = 0
             at = 0
-            if _LITTLE_ENDIAN:   # eight bytes at a time: a separator's byte is the lowest set bit's
+            if LITTLE_ENDIAN:   # eight bytes at a time: a separator's byte is the lowest set bit's
                 while at + 8 <= size:
                     memcpy(&word, s + at, 8)
                     found = _bytes_equal(word, first) | _bytes_equal(word, other)
                     while found:
-                        sep_at = at + (__builtin_ctzll(found) >> 3)
+                        sep_at = at + (grouper_lowest_bit(found) >> 3)
                         if sep_at - start <= 12 and start + 12 <= size:
                             _short_item_view(out + 16 * j, s + start, <int32_t>(sep_at - start))
                         else:
@@ -796,7 +786,7 @@ def read_gb_records(const uint8_t[::1] data, Py_ssize_t start, bint at_end, uint
     cdef Py_ssize_t n = data.shape[0], n_slots = slot_columns.shape[0], n_lists = list_starts.shape[0] - 1
     cdef Py_ssize_t i, k, c, s, row_start, rows = 0, nf, cs, ce, used = 0, first, cap
     cdef Py_ssize_t item_counts[8]
-    cdef int status = _DONE, got, flags, kind
+    cdef int status = _DONE, flags, kind
     cdef bint any_text, stop = False, proc
     cdef uint8_t b
     cdef uint8_t cls[256]

@@ -717,8 +717,7 @@ def run() -> None:
         code = main()
     finally:
         _started()
-    if (threading.active_count() > 1 or not isinstance(code, int)
-            or sys.getprofile() is not None or sys.gettrace() is not None):   # (a profiler writes at the end)
+    if threading.active_count() > 1 or not isinstance(code, int) or _watched():   # (a profiler writes at the end)
         sys.exit(code)
     atexit._run_exitfuncs()
     try:
@@ -727,6 +726,15 @@ def run() -> None:
     except (OSError, ValueError):   # a closed pipe: the ordinary exit reports it as it always did
         sys.exit(code)
     os._exit(code)
+
+
+def _watched() -> bool:
+    """Whether a profiler, tracer or debugger watches the process: by sys.setprofile/settrace, or, from
+    Python 3.12, by sys.monitoring (where cProfile and pdb register, leaving sys.getprofile() None)."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return True
+    return sys.version_info >= (3, 12) and any(
+        sys.monitoring.get_tool(tool) for tool in (sys.monitoring.PROFILER_ID, sys.monitoring.DEBUGGER_ID))
 
 
 _gc_held = False   # run() holds the collector during start-up

@@ -266,7 +266,7 @@ def expected_rows(path: Path, sheet=None, skip_rows: int = 0) -> tuple[int | Non
     length of its first lines. (None, False) when unknown."""
     suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):   # from the footer (Polars: pyarrow.parquet is not loaded for it)
+        if suffix in _PARQUET_EXTENSIONS:   # from the footer (Polars: pyarrow.parquet is not loaded for it)
             return pl.scan_parquet(path).select(pl.len()).collect().item(), False
         if suffix in (".xlsx",):
             rows = _excel_sheet_rows(path, sheet)
@@ -1302,14 +1302,10 @@ def _parsed_ahead(column: pl.Series) -> tuple[tuple, bool] | None:
     import numpy as np
 
     from .engine import ir
-    from .engine.encode import Text
+    from .engine.encode import parse_int_field
     from .engine.kernel import KERNEL
 
-    values = np.empty(len(column), np.int32)
-    state = np.empty(len(column), np.uint8)
-    for start, part in Text.chunks(column):
-        stop = start + len(part.array)
-        KERNEL.parse_ints(*part.kernel_args(), values[start:stop], state[start:stop])
+    values, state = parse_int_field(column, KERNEL)
     if (state == ir.FIELD_SLOW).any():
         return None
     return (values, state), int(np.count_nonzero(state == ir.FIELD_ABSENT)) > column.null_count()

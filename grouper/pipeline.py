@@ -61,16 +61,16 @@ class Encoded:
     batch: Batch             # kernel arrays
 
 
-def encode(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None, ahead: io.ReadAhead | None = None) -> Encoded:
-    """Code maps → encode one canonical case frame (`ahead`: what its reader did of the encoding,
+def encode(plan: ir.Plan, cases: pl.DataFrame, *, kernel=None, reader: io.ReadAhead | None = None) -> Encoded:
+    """Code maps → encode one canonical case frame (`reader`: what its reader did of the encoding,
     see read_ahead; its code lists only while the code maps and `read empty` leave them as read).
     It needs nothing from other batches, so when stages overlap it runs in the reading thread
     (grouped_batches), beside the grouping of the batch before (the compiled interning and parsing
     release the GIL)."""
     converted, unmapped = convert_codes(plan, read_lists(plan, cases))
-    if ahead is not None and converted is not cases:   # lists changed (they change nothing else): interned again
-        ahead = replace(ahead, lists={})
-    return Encoded(converted, unmapped, encode_cases(plan, converted, kernel=kernel, ahead=ahead))
+    if reader is not None and converted is not cases:   # lists changed (they change nothing else): interned again
+        reader = replace(reader, lists={})
+    return Encoded(converted, unmapped, encode_cases(plan, converted, kernel=kernel, ahead=reader))
 
 
 def read_ahead(plan: ir.Plan) -> io.ReadAhead:
@@ -124,10 +124,10 @@ def group_frame(plan: ir.Plan, cases: pl.DataFrame, *, threads: int | None = Non
 def case_batches(source: pl.DataFrame | str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  columns: Mapping[str, str] | None = None, encoding: str | None = None,
                  settlement: bool = False, sheet: str | int | None = None,
-                 skip_rows: int = 0, on_unused=None, ahead: io.ReadAhead | None = None) -> Iterator[pl.DataFrame]:
+                 skip_rows: int = 0, on_unused=None, reader: io.ReadAhead | None = None) -> Iterator[pl.DataFrame]:
     """Read + canonicalise: the canonical case frames of a file (streamed) or of a frame, in order
     (with `settlement`, plus the raw settlement columns; `on_unused(headers)`: see grouper.io;
-    `ahead`: see read_ahead, for a file)."""
+    `reader`: see read_ahead, for a file)."""
     if isinstance(source, pl.DataFrame):
         frame = io.cases_from_frame(source, columns=columns, settlement=settlement, on_unused=on_unused)
         for start in range(0, max(frame.height, 1), batch_size):
@@ -135,7 +135,7 @@ def case_batches(source: pl.DataFrame | str | Path, *, batch_size: int = DEFAULT
     else:
         yield from io.iter_case_batches(source, batch_size=batch_size, encoding=encoding, columns=columns,
                                         settlement=settlement, sheet=sheet, skip_rows=skip_rows,
-                                        on_unused=on_unused, ahead=ahead)
+                                        on_unused=on_unused, ahead=reader)
 
 
 @dataclass
@@ -159,7 +159,7 @@ def grouped_batches(source: pl.DataFrame | str | Path, plan: ir.Plan, *, batch_s
     done = 0
     reader = read_ahead(plan) if not isinstance(source, pl.DataFrame) else None
     batches = case_batches(source, batch_size=batch_size, columns=columns, encoding=encoding, settlement=carry,
-                           sheet=sheet, skip_rows=skip_rows, on_unused=on_unused, ahead=reader)
+                           sheet=sheet, skip_rows=skip_rows, on_unused=on_unused, reader=reader)
     if overlapping(threads) and not isinstance(source, pl.DataFrame):   # (a frame is canonicalised whole)
         # the next batch is read while this one is grouped, and encoded by whichever thread is free first
         batches = ahead(_encodings(plan, batches, reader), READ_AHEAD, then=lambda batch: batch.run(wait=False))
@@ -211,8 +211,8 @@ class _Encoding:
     already), so the encoding runs where a core is free: beside the grouping when reading is the
     quicker stage (Parquet), in the grouping thread when reading is the slower one (a wide CSV)."""
 
-    def __init__(self, plan: ir.Plan, cases: pl.DataFrame, ahead: io.ReadAhead | None = None):
-        self.plan, self.cases, self._ahead = plan, cases, ahead
+    def __init__(self, plan: ir.Plan, cases: pl.DataFrame, reader: io.ReadAhead | None = None):
+        self.plan, self.cases, self._reader = plan, cases, reader
         self._lock = threading.Lock()
         self._encoded: Encoded | None = None
         self._error: BaseException | None = None
@@ -225,8 +225,8 @@ class _Encoding:
         try:
             if self._encoded is None and self._error is None:
                 try:
-                    self._encoded = encode(self.plan, self.cases, ahead=self._ahead)
-                    self._ahead = None
+                    self._encoded = encode(self.plan, self.cases, reader=self._reader)
+                    self._reader = None
                 except BaseException as exc:  # noqa: BLE001 - raised in the grouping thread
                     self._error = exc
         finally:

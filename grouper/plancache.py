@@ -201,7 +201,7 @@ def _decoder(classes: Classes, arrays, later_texts=(), later_classes: Callable[[
     return decode
 
 
-def _decode_later(text: str, classes: Classes):
+def _decode_later(text: bytes, classes: Classes):
     try:
         return json.loads(text, object_hook=_decoder(classes, None))
     except Damaged:
@@ -231,7 +231,7 @@ def read_entry(path: Path, key: str, classes: Classes, later: Callable[[], Class
             if not _trusted(os.fstat(fh.fileno())):
                 return None
             with np.load(fh, allow_pickle=False) as arrays:
-                later_texts = [bytes(arrays[name]).decode("utf-8") for name in sorted(
+                later_texts = [bytes(arrays[name]) for name in sorted(   # (JSON's UTF-8: decoded with it, when asked for)
                     (n for n in arrays.files if n.startswith("later")), key=lambda n: int(n[5:]))]
                 meta = json.loads(bytes(arrays["meta"]).decode("utf-8"),
                                   object_hook=_decoder(classes, arrays, later_texts, later))

@@ -54,9 +54,9 @@ class LoadedScheme:
 
 @dataclass
 class _Entry:
-    """What the plan cache holds for a pack: its LoadedScheme but the content hash, the AST apart."""
+    """What the plan cache holds for a pack: its LoadedScheme but the path and content hash (both part
+    of the key), the AST apart."""
 
-    path: Path
     ast: Later
     plan: Plan
     diagnostics: list[Diagnostic]
@@ -245,11 +245,12 @@ def load_scheme(pack: str | Path | None = None, *, cache: bool | None = None) ->
     content = content_hash(path)
     if not cache_enabled(cache):
         loaded = _load_uncached(path)
-        return LoadedScheme(path, loaded.ast, loaded.plan, loaded.diagnostics, content)
+        loaded.content_hash = content
+        return loaded
 
     def build() -> _Entry:
         loaded = _load_uncached(path)
-        return _Entry(path, Later(loaded.ast), loaded.plan, loaded.diagnostics)
+        return _Entry(Later(loaded.ast), loaded.plan, loaded.diagnostics)
 
     entry = cached(pack_fingerprint(path, content), _cached_classes(), _Entry, build, later=_ast_classes)
     return LoadedScheme(path, entry.ast, entry.plan, entry.diagnostics, content)

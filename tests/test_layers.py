@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("io", ("io", "validate", "writers", "headers", "outputs", "console", "options", "config", "overlap")),
     ("engine", ("engine", "plancache", *COMPILED)),
     ("lang", ("lang", "package_data")),
-    ("errors", ("errors", "reasons", "version", "tomlpos", "tomlcheck")),
+    ("errors", ("errors", "reasons", "version", "tomlpos", "tomlcheck", "_lazy")),
 ]
 WINGS = dict(LAYERS)["wings"]
 

@@ -47,6 +47,19 @@ def test_the_grouper_process_exits_with_its_code_and_its_output_whole(tmp_path):
     assert version.returncode == 0 and version.stdout.startswith("grouper ")
 
 
+def test_under_cprofile_the_process_ends_the_ordinary_way_so_the_profile_is_written(tmp_path):
+    """cProfile writes its figures after the command returns: run() must not skip that (Python 3.11
+    sets sys.setprofile; 3.12+ registers with sys.monitoring instead)."""
+    cases = tmp_path / "cases.csv"
+    cases.write_text("id,sex,age,dx,proc\n1,1,40,K35.800,47.0100\n", encoding="utf-8")
+    profile = tmp_path / "run.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "grouper", "group", str(cases),
+                           "-o", str(tmp_path / "r.csv"), "--scheme", str(MINI), "-q"],
+                          capture_output=True, text=True, env={**os.environ, "GROUPER_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert profile.stat().st_size > 0
+
+
 def test_threads_sizes_the_polars_pool_unless_polars_max_threads_says_otherwise(tmp_path):
     probe = ("import sys; from grouper.cli import _size_polars_pool; assert 'polars' not in sys.modules; "
              "_size_polars_pool(sys.argv[1:]); import polars; print(polars.thread_pool_size())")

@@ -221,7 +221,7 @@ def test_what_the_reader_did_ahead_encodes_as_encoding_does_it(pack, values, tmp
                 kernel.intern_codes = no_second_walk("the code lists")
             if compiled and values == "plain":
                 kernel.parse_ints = no_second_walk("the fields")
-            taken = encode(plan, cases, ahead=part, kernel=kernel)
+            taken = encode(plan, cases, reader=part, kernel=kernel)
             itself = encode(plan, cases)
             for name in names:
                 assert np.array_equal(getattr(taken.batch, name), getattr(itself.batch, name)), name

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
+from .._lazy import lazy_names
 from ..pipeline import DEFAULT_BATCH_SIZE as BATCH_SIZE
-from .files import DIP_FILE, is_dip_pack  # noqa: F401 - DIP_FILE: part of the package's names
+from .files import is_dip_pack
 
 __all__ = ["LoadedDip", "check_dip_scheme", "dip_what_if", "explain_dip", "explain_dip_json", "group_dip", "group_dip_file",
            "is_dip_pack", "load_dip_scheme"]
@@ -25,13 +26,7 @@ _LAZY = {"dip_what_if": ".reference", "explain_dip": ".reference", "explain_dip_
          "group_dip_frame": ".run", "LoadedDip": ".scheme", "check_dip_scheme": ".scheme",
          "load_dip_scheme": ".scheme"}
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, globals(), _LAZY)
 
 
 def _loaded(scheme) -> "LoadedDip":

@@ -15,7 +15,7 @@ from .ast import DipScheme
 from .catalogue import Row
 from .check import check
 from .plan import DipPlan, compile_dip
-from .files import DIP_FILE, is_dip_pack  # noqa: F401 - where they are defined (see there)
+from .files import DIP_FILE
 
 DEMO_PACK = "dip-demo"
 

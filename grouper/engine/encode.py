@@ -116,20 +116,17 @@ def code_table(plan: ir.Plan, kernel=None):
     return _string_table(plan, "codes", plan.codes, kernel)
 
 
-def _string_table(plan: ir.Plan, name: str, strings, kernel=None):
-    """`strings` as the kernel's lookup table (string i gets id i + 1), kept on the plan by name."""
-    kernel = kernel or KERNEL
-    with _TABLES_BUILT:   # once, also when two threads ask at once (the reader and grouper.pipeline._prepare)
-        return _built_table(plan, name, strings, kernel)
-
-
 _TABLES_BUILT = threading.Lock()
 
 
-def _built_table(plan: ir.Plan, name: str, strings, kernel):
-    tables = plan.__dict__.setdefault("_code_tables", {})
+def _string_table(plan: ir.Plan, name: str, strings, kernel=None):
+    """`strings` as the kernel's lookup table (string i gets id i + 1), kept on the plan by name."""
+    kernel = kernel or KERNEL
     key = (getattr(kernel, "__name__", ""), name)
-    if key not in tables:
+    with _TABLES_BUILT:   # once, also when two threads ask at once (the reader and grouper.pipeline._prepare)
+        tables = plan.__dict__.setdefault("_code_tables", {})
+        if key in tables:
+            return tables[key]
         strings = list(strings)
         joined = "".join(strings)
         offsets = np.zeros(len(strings) + 1, np.int64)
@@ -142,7 +139,7 @@ def _built_table(plan: ir.Plan, name: str, strings, kernel):
             raw = b"".join(encoded)
         data = np.frombuffer(raw, np.uint8) if raw else np.zeros(0, np.uint8)
         tables[key] = (kernel.code_table(data, offsets), data, offsets)
-    return tables[key]
+        return tables[key]
 
 
 def _prefix_ids(texts: pl.Series, n_codes: int, prefixes: list[str]) -> np.ndarray:
@@ -307,6 +304,7 @@ def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir
     kernel = kernel or KERNEL
     values = np.empty(n, np.int32)
     state = np.empty(n, np.uint8)
+    sex_spellings = None
     if plan is not None and name == "sex" and plan.sex_spellings is not None:
         # `read sex ...`: a value written exactly as one of the spellings is looked up like a code;
         # the rest (blanks around it, other text) goes through the full rules
@@ -321,13 +319,9 @@ def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir
         values[:] = np.where(found, by_id, ir.MISSING)
         state[:] = np.where(found, ir.FIELD_OK, np.where(text.is_not_null().to_numpy(), ir.FIELD_SLOW, ir.FIELD_ABSENT))
     elif parsed is not None:
-        sex_spellings = None
         values[:], state[:] = parsed
     else:
-        sex_spellings = None
-        for start, part in Text.chunks(text):
-            stop = start + len(part.array)
-            kernel.parse_ints(*part.kernel_args(), values[start:stop], state[start:stop])
+        values, state = parse_int_field(text, kernel)
     slow = np.flatnonzero(state == ir.FIELD_SLOW)
     if len(slow):
         value, present = _slow_field(name, text.gather(pl.Series(slow, dtype=pl.UInt32)), sex_spellings,
@@ -339,6 +333,17 @@ def _encode_field(name: str, text: pl.Series, dept_ids: dict[str, int], plan: ir
     empty = plan.empty_numbers.get(name) if plan is not None else None
     if empty is not None:       # `read empty FIELD as N`: an empty field is N; an unreadable one stays missing
         values[state == ir.FIELD_ABSENT] = empty
+    return values, state
+
+
+def parse_int_field(text: pl.Series, kernel) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 values, uint8 ir.FIELD_* states) of a text column as the kernel's parse_ints reads it,
+    chunk by chunk."""
+    values = np.empty(len(text), np.int32)
+    state = np.empty(len(text), np.uint8)
+    for start, part in Text.chunks(text):
+        stop = start + len(part.array)
+        kernel.parse_ints(*part.kernel_args(), values[start:stop], state[start:stop])
     return values, state
 
 
